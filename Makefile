@@ -1,0 +1,50 @@
+# teleconsult — the two commands a new machine needs are `make serve` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# System programs the tests drive for real (Debian 12 package names).
+SYSTEM_PACKAGES := redis-server chromium ffmpeg coturn
+SYSTEM_PROGRAMS := redis-server chromium ffprobe turnserver
+ECG_DIR ?= ../shared/ecg
+export TELECONSULT_ECG_DIR ?= $(ECG_DIR)
+
+.PHONY: serve test lint typecheck bench sysdeps clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+serve: $(STAMP)
+	$(VENV)/bin/teleconsult serve
+
+# Installs the system packages the tests need, only when one is missing;
+# `apt-get update` first because a new machine's package lists may be empty.
+sysdeps:
+	@missing=""; for p in $(SYSTEM_PROGRAMS); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "missing:$$missing; installing $(SYSTEM_PACKAGES)"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \
+		for s in redis-server coturn; do $$SUDO systemctl disable --now $$s >/dev/null 2>&1 || true; done; \
+	fi
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+typecheck: lint
+
+test: $(STAMP) sysdeps lint
+	$(VENV)/bin/pytest -q
+
+bench: $(STAMP)
+	$(VENV)/bin/teleconsult ecg bench $(ECG_DIR)/mitdb
+	$(PY) bench/ecg_noise.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
