@@ -1,0 +1,109 @@
+"""What signaling needs from the rest of the system, as small Protocols.
+
+``signaling/`` imports nothing from ``media/`` or ``ecg/`` (see DESIGN.md): it states
+here what it needs, and ``teleconsult/`` plugs the real implementations in.
+
+Media model (LiveKit's): every participant has two peer connections with the server.
+
+- ``"publish"``: the client offers, sending its camera and microphone; the server
+  answers. Only the client ever offers on it.
+- ``"subscribe"``: the server offers, sending every other participant's tracks; the
+  client answers. Only the server ever offers on it, so there is never glare. When a
+  track is added or removed the server renegotiates by sending a new offer.
+
+Server-side candidates travel inside the SDP (aiortc gathers before it answers); the
+client's trickled candidates reach the backend through :meth:`MediaBackend.candidate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+PeerRole = Literal["publish", "subscribe"]
+TrackKind = Literal["audio", "video"]
+
+
+@dataclass(frozen=True, slots=True)
+class IceServer:
+    """One STUN or TURN server handed to a client (the RTCIceServer dictionary)."""
+
+    urls: tuple[str, ...]
+    username: str | None = None
+    credential: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IceCandidate:
+    """A trickled ICE candidate as the browser's RTCIceCandidateInit carries it."""
+
+    candidate: str
+    sdp_mid: str | None = None
+    sdp_mline_index: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TrackInfo:
+    """A track a participant publishes, as other participants learn of it."""
+
+    track_id: str
+    participant_id: str
+    kind: TrackKind
+    # The subscribe-connection stream id (``a=msid``) under which subscribers receive
+    # it, so that a client can map a received MediaStream to the participant.
+    stream_id: str
+
+
+class MediaListener(Protocol):
+    """Calls the media backend makes into signaling, for one participant."""
+
+    async def send_offer(self, pc: PeerRole, sdp: str) -> None:
+        """Send a server-initiated offer (always on ``"subscribe"``) to the client."""
+
+    async def track_published(self, track: TrackInfo) -> None:
+        """The participant's publish connection now carries ``track``."""
+
+    async def track_ended(self, track: TrackInfo) -> None:
+        """The participant stopped publishing ``track``."""
+
+    async def connection_state(self, pc: PeerRole, state: str) -> None:
+        """An RTCPeerConnection state change (``connected``, ``failed``, ...)."""
+
+
+class MediaBackend(Protocol):
+    """The server side of WebRTC, one session per admitted participant."""
+
+    async def join(
+        self,
+        room_id: str,
+        participant_id: str,
+        listener: MediaListener,
+        ice_servers: tuple[IceServer, ...],
+    ) -> None:
+        """Open the participant's media session; subscribe it to the room's tracks."""
+
+    async def offer(self, participant_id: str, pc: PeerRole, sdp: str) -> str:
+        """Apply a client offer (``"publish"``) and return the server's answer SDP.
+
+        Raises ``ValueError`` with a reason for SDP that cannot be applied.
+        """
+
+    async def answer(self, participant_id: str, pc: PeerRole, sdp: str) -> None:
+        """Apply the client's answer to a server offer (``"subscribe"``)."""
+
+    async def candidate(
+        self, participant_id: str, pc: PeerRole, candidate: IceCandidate | None
+    ) -> None:
+        """Add a trickled client candidate; ``None`` marks the end of candidates.
+
+        Raises ``ValueError`` for a candidate naming no known transceiver.
+        """
+
+    async def set_paused(self, participant_id: str, kind: TrackKind, paused: bool) -> None:
+        """Stop or resume forwarding the participant's ``kind`` tracks (moderator mute)."""
+
+    async def leave(self, participant_id: str) -> None:
+        """Close the participant's session and remove its tracks from every subscriber."""
+
+    async def close(self) -> None:
+        """Close every session (server shutdown)."""
