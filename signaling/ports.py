@@ -17,41 +17,18 @@ client's trickled candidates reach the backend through :meth:`MediaBackend.candi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal, Protocol
 
 PeerRole = Literal["publish", "subscribe"]
 TrackKind = Literal["audio", "video"]
 
 
-@dataclass(frozen=True, slots=True)
-class IceServer:
-    """One STUN or TURN server handed to a client (the RTCIceServer dictionary)."""
+# Plain types only: media/ implements these Protocols structurally without importing
+# signaling/, so no class of ours may appear in a signature.
 
-    urls: tuple[str, ...]
-    username: str | None = None
-    credential: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class IceCandidate:
-    """A trickled ICE candidate as the browser's RTCIceCandidateInit carries it."""
-
-    candidate: str
-    sdp_mid: str | None = None
-    sdp_mline_index: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TrackInfo:
-    """A track a participant publishes, as other participants learn of it."""
-
-    track_id: str
-    participant_id: str
-    kind: TrackKind
-    # The subscribe-connection stream id (``a=msid``) under which subscribers receive
-    # it, so that a client can map a received MediaStream to the participant.
-    stream_id: str
+# An RTCIceServer dictionary as the browser takes it: {"urls": [...], "username": ...,
+# "credential": ...}.
+IceServerDict = dict[str, str | list[str]]
 
 
 class MediaListener(Protocol):
@@ -60,11 +37,15 @@ class MediaListener(Protocol):
     async def send_offer(self, pc: PeerRole, sdp: str) -> None:
         """Send a server-initiated offer (always on ``"subscribe"``) to the client."""
 
-    async def track_published(self, track: TrackInfo) -> None:
-        """The participant's publish connection now carries ``track``."""
+    async def track_published(self, track_id: str, kind: TrackKind, stream_id: str) -> None:
+        """The participant's publish connection now carries a track.
 
-    async def track_ended(self, track: TrackInfo) -> None:
-        """The participant stopped publishing ``track``."""
+        ``stream_id`` is the ``a=msid`` stream id under which subscribers receive it,
+        so that a client can map a received MediaStream to the participant.
+        """
+
+    async def track_ended(self, track_id: str) -> None:
+        """The participant stopped publishing the track."""
 
     async def connection_state(self, pc: PeerRole, state: str) -> None:
         """An RTCPeerConnection state change (``connected``, ``failed``, ...)."""
@@ -78,7 +59,7 @@ class MediaBackend(Protocol):
         room_id: str,
         participant_id: str,
         listener: MediaListener,
-        ice_servers: tuple[IceServer, ...],
+        ice_servers: list[IceServerDict],
     ) -> None:
         """Open the participant's media session; subscribe it to the room's tracks."""
 
@@ -92,9 +73,16 @@ class MediaBackend(Protocol):
         """Apply the client's answer to a server offer (``"subscribe"``)."""
 
     async def candidate(
-        self, participant_id: str, pc: PeerRole, candidate: IceCandidate | None
+        self,
+        participant_id: str,
+        pc: PeerRole,
+        candidate: str | None,
+        sdp_mid: str | None,
+        sdp_mline_index: int | None,
     ) -> None:
-        """Add a trickled client candidate; ``None`` marks the end of candidates.
+        """Add a trickled client candidate (RTCIceCandidateInit fields).
+
+        ``candidate=None`` or ``""`` marks the end of candidates.
 
         Raises ``ValueError`` for a candidate naming no known transceiver.
         """
