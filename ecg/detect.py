@@ -34,11 +34,12 @@ Design notes
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 from scipy import signal as sps
+from scipy.ndimage import maximum_filter1d
 
 from ecg.errors import ConfigError, SignalError
 
@@ -55,9 +56,12 @@ MIN_FS_HZ = 100.0
 MAX_FS_HZ = 2000.0
 MAX_LEADS = 15
 MAX_LATENCY_S = 0.3
+# How far before the envelope's centre an R peak may be placed, in seconds.
+LOCATE_S = 0.06
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +109,7 @@ class DetectorConfig:
     window_s: float = 0.1
     # Decision
     refractory_s: float = 0.2
-    lookahead_s: float = 0.2
+    lookahead_s: float = 0.17
     threshold: float = 0.3
     gap_factor: float = 1.5
     t_wave_s: float = 0.36
@@ -149,11 +153,13 @@ class DetectorConfig:
             raise ConfigError(f"history_blocks must be >= 1, got {self.history_blocks}")
         if self.t_wave_s < 0:
             raise ConfigError(f"t_wave_s must be >= 0, got {self.t_wave_s}")
-        latency_s = self.lookahead_s + self.window_s / 2 + 1.0 / self.internal_fs_hz
-        if latency_s > MAX_LATENCY_S - 0.02:
+        # A beat is located up to LOCATE_S before the envelope's centre, which lags the
+        # candidate by window_s / 2; two internal samples cover the block rounding.
+        latency_s = self.lookahead_s + self.window_s / 2 + LOCATE_S + 2.0 / self.internal_fs_hz
+        if latency_s > MAX_LATENCY_S:
             raise ConfigError(
-                "lookahead_s + window_s / 2 must leave the beat latency under "
-                f"{MAX_LATENCY_S} s, got {latency_s:.3f} s"
+                "lookahead_s + window_s / 2 + 0.06 s + 2 / internal_fs_hz must keep the "
+                f"beat latency within {MAX_LATENCY_S} s, got {latency_s:.3f} s"
             )
 
 
@@ -162,7 +168,8 @@ class DetectorState:
     """Everything the detector carries from one chunk to the next.
 
     Indices named ``*_i`` are absolute sample indices at the internal rate; ``fs_hz``
-    is the input rate and ``factor`` the block-averaging factor.
+    is the input rate and ``factor`` the block-averaging factor. Arrays are stored lead
+    by lead, ``(n_leads, n)``, so that every stage runs on contiguous memory.
     """
 
     config: DetectorConfig
@@ -171,27 +178,32 @@ class DetectorState:
     factor: int
     internal_fs_hz: float
     sos: FloatArray
+    window_n: int
+    block_n: int
+    flat_n: int
+    settle_n: int
     # Input and filter memory
-    n_input: int = 0
-    pending: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
-    zi: FloatArray | None = None
-    last_value: FloatArray = field(default_factory=lambda: np.zeros(0))
-    last_change_i: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
-    last_bad_i: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
-    sq_tail: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
-    # Per-block statistics, one row per completed block
-    block_max: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
-    block_peaky: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
-    cur_env: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
-    run_max: FloatArray = field(default_factory=lambda: np.zeros(0))
+    pending: FloatArray
+    last_value: FloatArray
+    last_change: IntArray
+    last_bad_i: IntArray
+    sq_tail: FloatArray
+    # Per-block statistics of the last history_blocks completed blocks
+    block_max: FloatArray
+    block_peaky: FloatArray
+    cur_env: FloatArray
+    run_max: FloatArray
     # Buffers at the internal rate, starting at absolute index buf_start_i
+    buf_d: FloatArray
+    buf_iscale: FloatArray
+    buf_env: FloatArray
+    buf_bad: BoolArray
+    buf_weight: FloatArray
+    zi: FloatArray | None = None
+    n_input: int = 0
     n_internal: int = 0
+    blocks_done: int = 0
     buf_start_i: int = 0
-    buf_y: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
-    buf_env: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
-    buf_bad: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros((0, 0), bool))
-    buf_scale: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
-    buf_weight: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
     # Decision memory
     next_cand_i: int = 1
     last_beat_i: int = -(10**9)
@@ -224,7 +236,11 @@ def detector_start(
     """
     if not (isinstance(n_leads, int | np.integer) and 1 <= n_leads <= MAX_LEADS):
         raise SignalError(f"n_leads must be within 1..{MAX_LEADS}, got {n_leads!r}")
-    if not (math.isfinite(fs_hz) and MIN_FS_HZ <= fs_hz <= MAX_FS_HZ):
+    if not (
+        isinstance(fs_hz, float | int | np.number)
+        and math.isfinite(fs_hz)
+        and MIN_FS_HZ <= fs_hz <= MAX_FS_HZ
+    ):
         raise SignalError(f"fs_hz must be within {MIN_FS_HZ:g}..{MAX_FS_HZ:g} Hz, got {fs_hz!r}")
     factor = max(1, int(fs_hz // config.internal_fs_hz))
     internal_fs = fs_hz / factor
@@ -234,7 +250,7 @@ def detector_start(
         dtype=np.float64,
     )
     n = int(n_leads)
-    win = max(1, round(config.window_s * internal_fs))
+    window_n = max(1, round(config.window_s * internal_fs))
     return DetectorState(
         config=config,
         fs_hz=float(fs_hz),
@@ -242,113 +258,157 @@ def detector_start(
         factor=factor,
         internal_fs_hz=internal_fs,
         sos=sos,
-        pending=np.zeros((0, n)),
+        window_n=window_n,
+        block_n=max(1, round(config.block_s * internal_fs)),
+        flat_n=max(2, round(config.flat_s * internal_fs)),
+        settle_n=round(config.settle_s * internal_fs),
+        pending=np.zeros((n, 0)),
         last_value=np.full(n, np.nan),
-        last_change_i=np.zeros(n, np.int64),
+        last_change=np.zeros(n, np.int64),
         last_bad_i=np.full(n, -(10**9), np.int64),
-        sq_tail=np.zeros((win - 1, n)),
-        block_max=np.zeros((0, n)),
-        block_peaky=np.zeros((0, n)),
-        cur_env=np.zeros((0, n)),
+        sq_tail=np.zeros((n, window_n - 1)),
+        block_max=np.zeros((n, 0)),
+        block_peaky=np.zeros((n, 0)),
+        cur_env=np.zeros((n, 0)),
         run_max=np.zeros(n),
-        buf_y=np.zeros((0, n)),
-        buf_env=np.zeros((0, n)),
-        buf_bad=np.zeros((0, n), bool),
-        buf_scale=np.ones((0, n)),
-        buf_weight=np.zeros((0, n)),
+        buf_d=np.zeros((n, 0)),
+        buf_iscale=np.zeros((n, 0)),
+        buf_env=np.zeros((n, 0)),
+        buf_bad=np.zeros((n, 0), bool),
+        buf_weight=np.zeros((n, 0)),
     )
 
 
 def _decimate(x: FloatArray, state: DetectorState) -> FloatArray:
-    """Block-average the new input (plus the carried remainder) by ``state.factor``."""
+    """Block-average the new input (plus the carried remainder) by ``state.factor``.
+
+    ``x`` is ``(n_samples, n_leads)``; the result is ``(n_leads, n_internal)``.
+    """
     k = state.factor
-    if state.pending.shape[0]:
-        x = np.concatenate([state.pending, x])
-    n_full = (x.shape[0] // k) * k
-    state.pending = x[n_full:].copy()
+    xt = x.T
+    if state.pending.shape[1]:
+        xt = np.concatenate([state.pending, xt], axis=1)
+    n_full = (xt.shape[1] // k) * k
+    state.pending = np.array(xt[:, n_full:])
     if k == 1:
-        return x[:n_full]
-    out: FloatArray = x[:n_full].reshape(-1, k, state.n_leads).mean(axis=1)
-    return out
+        return np.ascontiguousarray(xt[:, :n_full])
+    total = np.array(xt[:, 0:n_full:k])
+    for j in range(1, k):
+        total += xt[:, j:n_full:k]
+    total *= 1.0 / k
+    return total
 
 
-def _lead_quality(d: FloatArray, state: DetectorState) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+def _lead_quality(d: FloatArray, state: DetectorState) -> tuple[FloatArray, BoolArray]:
     """Replace NaN by the last valid value; flag NaN and flat stretches as bad."""
-    n = d.shape[0]
-    base = state.n_internal
-    idx = np.arange(base, base + n)[:, None]
+    n = d.shape[1]
     nan = np.isnan(d)
-    if nan.any():
+    any_nan = bool(nan.any())
+    if any_nan:
         # Hold the last valid value so that the filters see no step from NaN.
-        pos = np.where(~nan, np.arange(n)[:, None], -1)
-        pos = np.maximum.accumulate(pos, axis=0)
-        held = np.take_along_axis(d, np.maximum(pos, 0), axis=0)
+        pos = np.where(nan, -1, np.arange(n)[None, :])
+        pos = np.maximum.accumulate(pos, axis=1)
+        held = np.take_along_axis(d, np.maximum(pos, 0), axis=1)
         prev = np.where(np.isnan(state.last_value), 0.0, state.last_value)
-        d = np.where(pos >= 0, held, prev[None, :])
-    prev_value = np.where(np.isnan(state.last_value), d[0] if n else 0.0, state.last_value)
-    changed = np.diff(np.concatenate([prev_value[None, :], d]), axis=0) != 0
-    changed |= np.isnan(state.last_value)[None, :] & (idx == base)
-    change_i = np.where(changed, idx, -1)
-    change_i = np.maximum(np.maximum.accumulate(change_i, axis=0), state.last_change_i[None, :])
-    flat_n = round(state.config.flat_s * state.internal_fs_hz)
-    bad = nan | (idx - change_i >= flat_n)
-    if n:
-        state.last_value = d[-1].copy()
-        state.last_change_i = change_i[-1].copy()
+        d = np.where(pos >= 0, held, prev[:, None])
+    # Flat: no change over the last flat_n samples (counted with the carried run).
+    prev_value = np.where(np.isnan(state.last_value), np.nan, state.last_value)
+    changed = np.empty(d.shape, bool)
+    changed[:, 0] = d[:, 0] != prev_value
+    np.not_equal(d[:, 1:], d[:, :-1], out=changed[:, 1:])
+    idx = np.arange(state.n_internal, state.n_internal + n)
+    change_i = np.where(changed, idx[None, :], -(10**9))
+    np.maximum.accumulate(change_i, axis=1, out=change_i)
+    np.maximum(change_i, state.last_change[:, None], out=change_i)
+    bad = (idx[None, :] - change_i) >= state.flat_n
+    if any_nan:
+        bad |= nan
+    state.last_value = d[:, -1].copy()
+    state.last_change = change_i[:, -1].copy()
     return d, bad
 
 
-def _envelope(d: FloatArray, state: DetectorState) -> tuple[FloatArray, FloatArray]:
+def _envelope(d: FloatArray, state: DetectorState) -> FloatArray:
     """Band-pass each lead causally and take its moving RMS over ``window_s``."""
     if state.zi is None:
         # Start in steady state on the first sample: no step transient at power-on.
-        state.zi = sps.sosfilt_zi(state.sos)[:, :, None] * d[0][None, None, :]
-    y, state.zi = sps.sosfilt(state.sos, d, axis=0, zi=state.zi)
-    sq = np.concatenate([state.sq_tail, y * y])
-    win = state.sq_tail.shape[0] + 1
-    c = np.cumsum(sq, axis=0)
-    c = np.concatenate([np.zeros((1, state.n_leads)), c])
-    env = np.sqrt(np.maximum(c[win:] - c[:-win], 0.0) / win)
-    state.sq_tail = sq[sq.shape[0] - (win - 1) :].copy()
-    return y, env
+        state.zi = sps.sosfilt_zi(state.sos)[:, None, :] * d[None, :, 0, None]
+    y: FloatArray
+    y, state.zi = sps.sosfilt(state.sos, d, axis=1, zi=state.zi)
+    win = state.window_n
+    sq = np.concatenate([state.sq_tail, y * y], axis=1)
+    c = np.cumsum(sq, axis=1)
+    env: FloatArray = np.empty(y.shape)
+    env[:, 0] = c[:, win - 1]
+    np.subtract(c[:, win:], c[:, :-win], out=env[:, 1:])
+    np.maximum(env, 0.0, out=env)
+    env *= 1.0 / win
+    np.sqrt(env, out=env)
+    state.sq_tail = sq[:, sq.shape[1] - (win - 1) :].copy()
+    return env
+
+
+def _history_median(hist: FloatArray, first_b: int, blocks: IntArray, depth: int) -> FloatArray:
+    """Median over blocks ``b - depth .. b - 1`` (those that exist) for each ``b``.
+
+    ``hist`` holds one column per block starting at absolute block ``first_b``; every
+    ``b`` in ``blocks`` must have at least one earlier block in ``hist``.
+    """
+    out = np.empty((hist.shape[0], blocks.shape[0]))
+    full = blocks - depth >= first_b
+    if full.any():
+        windows = np.lib.stride_tricks.sliding_window_view(hist, depth, axis=1)
+        out[:, full] = np.median(windows[:, blocks[full] - depth - first_b], axis=-1)
+    for j in np.flatnonzero(~full):
+        out[:, j] = np.median(hist[:, : blocks[j] - first_b], axis=1)
+    return out
 
 
 def _block_stats(env: FloatArray, state: DetectorState) -> tuple[FloatArray, FloatArray]:
-    """Per-sample scale and weight of each lead from the statistics of past blocks."""
-    cfg = state.config
-    block_n = max(1, round(cfg.block_s * state.internal_fs_hz))
-    n = env.shape[0]
-    scale = np.empty_like(env)
-    weight = np.empty_like(env)
+    """Per-sample scale and weight of each lead from the statistics of past blocks.
+
+    A block's statistics are known when it ends, so the scale and weight of a sample
+    depend only on earlier blocks: causal, and identical for any chunking because
+    blocks are aligned on absolute indices.
+    """
+    depth = state.config.history_blocks
+    block_n = state.block_n
+    n_leads, n = env.shape
     start = state.n_internal
-    pos = 0
-    while pos < n:
-        block = (start + pos) // block_n
-        end = min(n, (block + 1) * block_n - start)
-        seg = env[pos:end]
-        hist_max = state.block_max[-cfg.history_blocks :]
-        if hist_max.shape[0] == 0:
-            # First block: the running maximum so far, causal sample by sample.
-            run = np.maximum.accumulate(np.vstack([state.run_max[None, :], seg]), axis=0)[1:]
-            state.run_max = run[-1].copy()
-            scale[pos:end] = run
-            weight[pos:end] = 1.0
-        else:
-            scale[pos:end] = np.median(hist_max, axis=0)[None, :]
-            peaky = np.median(state.block_peaky[-cfg.history_blocks :], axis=0)
-            weight[pos:end] = np.clip((peaky - 2.0) / 4.0, 0.0, 1.0)[None, :]
-        state.cur_env = np.vstack([state.cur_env, seg])
-        if state.cur_env.shape[0] == block_n:
-            bmax = state.cur_env.max(axis=0)
-            bmed = np.median(state.cur_env, axis=0)
-            peaky = bmax / np.maximum(bmed, 1e-12)
-            state.block_max = np.vstack([state.block_max, bmax[None, :]])[-cfg.history_blocks :]
-            state.block_peaky = np.vstack([state.block_peaky, peaky[None, :]])[
-                -cfg.history_blocks :
-            ]
-            state.cur_env = state.cur_env[:0]
-        pos = end
-    return np.maximum(scale, 1e-9), weight
+    first_b = state.blocks_done - state.block_max.shape[1]
+    cur = np.concatenate([state.cur_env, env], axis=1)
+    n_new = cur.shape[1] // block_n
+    all_max, all_peaky = state.block_max, state.block_peaky
+    if n_new:
+        blocks = cur[:, : n_new * block_n].reshape(n_leads, n_new, block_n)
+        bmax = blocks.max(axis=2)
+        peaky = bmax / np.maximum(np.median(blocks, axis=2), 1e-12)
+        all_max = np.concatenate([all_max, bmax], axis=1)
+        all_peaky = np.concatenate([all_peaky, peaky], axis=1)
+    state.cur_env = cur[:, n_new * block_n :].copy()
+    state.blocks_done += n_new
+    b0 = start // block_n
+    touched = np.arange(b0, (start + n - 1) // block_n + 1)
+    scale_b = np.ones((n_leads, touched.shape[0]))
+    weight_b = np.ones((n_leads, touched.shape[0]))
+    known = touched > first_b if all_max.shape[1] else np.zeros(touched.shape, bool)
+    if known.any():
+        scale_b[:, known] = _history_median(all_max, first_b, touched[known], depth)
+        peaky_b = _history_median(all_peaky, first_b, touched[known], depth)
+        weight_b[:, known] = np.clip((peaky_b - 2.0) / 4.0, 0.0, 1.0)
+    skip = start - b0 * block_n
+    inv_scale = np.repeat(1.0 / np.maximum(scale_b, 1e-9), block_n, axis=1)[:, skip : skip + n]
+    weight = np.repeat(weight_b, block_n, axis=1)[:, skip : skip + n]
+    if b0 == 0:
+        # First block: no history yet; the running maximum so far is causal.
+        m = min(n, block_n - skip)
+        run = np.maximum.accumulate(np.maximum(env[:, :m], state.run_max[:, None]), axis=1)
+        state.run_max = run[:, -1].copy()
+        inv_scale[:, :m] = 1.0 / np.maximum(run, 1e-9)
+    keep = min(depth, all_max.shape[1])
+    state.block_max = all_max[:, all_max.shape[1] - keep :]
+    state.block_peaky = all_peaky[:, all_peaky.shape[1] - keep :]
+    return inv_scale, weight
 
 
 def detector_step(chunk_mv: npt.ArrayLike, state: DetectorState) -> tuple[IntArray, DetectorState]:
@@ -373,8 +433,19 @@ def detector_step(chunk_mv: npt.ArrayLike, state: DetectorState) -> tuple[IntArr
     x = _as_2d(chunk_mv, state.n_leads)
     state.n_input += x.shape[0]
     d = _decimate(x, state)
-    if d.shape[0]:
-        _ingest(d, state)
+    if d.shape[1]:
+        d, bad = _lead_quality(d, state)
+        env = _envelope(d, state)
+        inv_scale, weight = _block_stats(env, state)
+        # Store both signals normalised by the lead's beat amplitude.
+        env *= inv_scale
+        np.minimum(env, 3.0, out=env)
+        state.buf_d = np.concatenate([state.buf_d, d], axis=1)
+        state.buf_iscale = np.concatenate([state.buf_iscale, inv_scale], axis=1)
+        state.buf_env = np.concatenate([state.buf_env, env], axis=1)
+        state.buf_bad = np.concatenate([state.buf_bad, bad], axis=1)
+        state.buf_weight = np.concatenate([state.buf_weight, weight], axis=1)
+        state.n_internal += d.shape[1]
     return _decide(state, final=False), state
 
 
@@ -383,128 +454,124 @@ def detector_flush(state: DetectorState) -> IntArray:
     return _decide(state, final=True)
 
 
-def _ingest(d: FloatArray, state: DetectorState) -> None:
-    d, bad = _lead_quality(d, state)
-    y, env = _envelope(d, state)
-    scale, weight = _block_stats(env, state)
-    state.buf_y = np.vstack([state.buf_y, y])
-    state.buf_env = np.vstack([state.buf_env, env])
-    state.buf_bad = np.vstack([state.buf_bad, bad])
-    state.buf_scale = np.vstack([state.buf_scale, scale])
-    state.buf_weight = np.vstack([state.buf_weight, weight])
-    state.n_internal += d.shape[0]
+def _usable_weight(state: DetectorState, lo: int, hi: int) -> FloatArray:
+    """Lead weights on buffer columns ``lo:hi``, zero within settle_s of a bad sample.
 
-
-def _detection_function(state: DetectorState, lo: int, hi: int) -> FloatArray:
-    """Fused detection function on buffer rows ``lo:hi`` (needs the look-ahead rows)."""
-    cfg = state.config
-    fs = state.internal_fs_hz
-    settle = round(cfg.settle_s * fs)
+    The exclusion reaches forward as well as back: the columns after a candidate are
+    in the buffer because its decision waits for its look-ahead anyway.
+    """
+    weight = state.buf_weight[:, lo:hi]
     bad = state.buf_bad
-    # A lead is excluded within settle_s of any bad sample, before or after; the rows
-    # after hi are available because the decision waits for its look-ahead anyway.
-    cb = np.concatenate([np.zeros((1, state.n_leads)), np.cumsum(bad, axis=0)])
-    n_buf = bad.shape[0]
-    rows = np.arange(lo, hi)
-    a = np.clip(rows - settle, 0, n_buf)
-    b = np.clip(rows + settle + 1, 0, n_buf)
-    near_bad = (cb[b] - cb[a]) > 0
-    recent = (state.buf_start_i + rows)[:, None] - state.last_bad_i[None, :] <= settle
-    w = np.where(near_bad | recent, 0.0, state.buf_weight[lo:hi])
-    norm = np.minimum(state.buf_env[lo:hi] / state.buf_scale[lo:hi], 3.0)
-    total = w.sum(axis=1)
-    f = (w * norm).sum(axis=1) / np.maximum(total, 1e-12)
-    return np.where(total > 0, f, 0.0)
+    settle = state.settle_n
+    cols = np.arange(lo, hi)
+    recent = state.buf_start_i + lo - state.last_bad_i <= settle
+    if not (recent.any() or bad.any()):
+        return weight
+    cb = np.zeros((bad.shape[0], bad.shape[1] + 1))
+    np.cumsum(bad, axis=1, out=cb[:, 1:])
+    a = np.clip(cols - settle, 0, bad.shape[1])
+    b = np.clip(cols + settle + 1, 0, bad.shape[1])
+    near = (cb[:, b] - cb[:, a]) > 0
+    near |= (state.buf_start_i + cols)[None, :] - state.last_bad_i[:, None] <= settle
+    return np.where(near, 0.0, weight)
 
 
 def _decide(state: DetectorState, final: bool) -> IntArray:
+    """Decide every candidate whose look-ahead has arrived (all of them if ``final``)."""
     cfg = state.config
     fs = state.internal_fs_hz
     la = max(1, round(cfg.lookahead_s * fs))
     sup = max(1, round(0.1 * fs))
     refr = round(cfg.refractory_s * fs)
     twave = round(cfg.t_wave_s * fs)
-    win = state.sq_tail.shape[0] + 1
-    env_delay = (win - 1) // 2
+    env_delay = (state.window_n - 1) // 2
     end_i = state.n_internal
     decide_to = end_i if final else end_i - la
-    beats: list[int] = []
+    peaks: list[int] = []
     first_i = max(state.next_cand_i, state.buf_start_i + 1)
     if decide_to > first_i:
         lo_i = max(state.buf_start_i, first_i - sup - 1)
-        lo = lo_i - state.buf_start_i
-        hi = end_i - state.buf_start_i
-        f = _detection_function(state, lo, hi)
-        off = lo_i  # absolute index of f[0]
-        # Local maxima of f with absolute index in [first_i, decide_to).
-        a = first_i - off
-        b = decide_to - off
+        lo, hi = lo_i - state.buf_start_i, end_i - state.buf_start_i
+        weight = _usable_weight(state, lo, hi)
+        total = weight.sum(axis=0)
+        f = np.einsum("ij,ij->j", weight, state.buf_env[:, lo:hi]) / np.maximum(total, 1e-12)
+        # Candidates: local maxima in [first_i, decide_to) that dominate +-sup.
+        a, b = first_i - lo_i, decide_to - lo_i
+        dominant = maximum_filter1d(f, 2 * sup + 1, mode="constant", cval=-np.inf)
         core = f[a:b]
-        left = f[a - 1 : b - 1]
         right = np.append(f[a + 1 : b + 1], -np.inf)[: core.shape[0]]
-        cands = np.flatnonzero((core > left) & (core >= right)) + a
-        for c in cands:
-            p_i = int(c) + off
-            value = float(f[c])
-            window = f[max(0, c - sup) : c + sup + 1]
-            if value < window.max():
-                continue
-            elapsed = p_i - state.last_beat_i
+        is_cand = (core > f[a - 1 : b - 1]) & (core >= right) & (core >= dominant[a:b])
+        cands = np.flatnonzero(is_cand) + a
+        # Python floats from here: the loop runs once per candidate, not per sample.
+        noise, level, rr_s = state.noise_level, state.signal_level, state.rr_mean_s
+        last_i, last_f = state.last_beat_i, state.last_beat_f
+        for c, value in zip((cands + lo_i).tolist(), f[cands].tolist(), strict=True):
+            elapsed = c - last_i
             if elapsed < refr:
                 continue
-            thr = state.noise_level + cfg.threshold * (state.signal_level - state.noise_level)
-            if elapsed > cfg.gap_factor * state.rr_mean_s * fs:
+            thr = noise + cfg.threshold * (level - noise)
+            if elapsed > cfg.gap_factor * rr_s * fs:
                 thr *= 0.5
-            is_t = elapsed < twave and value < cfg.t_wave_ratio * state.last_beat_f
-            if value >= thr and not is_t:
-                beats.append(_locate(state, p_i - env_delay))
-                if 0 < elapsed < 3 * fs:
-                    state.rr_mean_s = 0.875 * state.rr_mean_s + 0.125 * elapsed / fs
-                state.last_beat_i = p_i
-                state.last_beat_f = value
-                state.signal_level = 0.875 * state.signal_level + 0.125 * value
+            if value >= thr and not (elapsed < twave and value < cfg.t_wave_ratio * last_f):
+                peaks.append(c)
+                if elapsed < 3 * fs:
+                    rr_s = 0.875 * rr_s + 0.125 * elapsed / fs
+                last_i, last_f = c, value
+                level = 0.875 * level + 0.125 * value
             else:
-                state.noise_level = 0.875 * state.noise_level + 0.125 * value
+                noise = 0.875 * noise + 0.125 * value
+        state.noise_level, state.signal_level, state.rr_mean_s = noise, level, rr_s
+        state.last_beat_i, state.last_beat_f = last_i, last_f
         state.next_cand_i = decide_to
-    # Keep what the next decisions may look back at.
-    keep_from = max(0, min(state.next_cand_i - sup - 2 * win - 2, end_i) - state.buf_start_i)
-    if keep_from > 0:
-        bad_gone = state.buf_bad[:keep_from]
-        rows_bad = np.flatnonzero(bad_gone.any(axis=1))
-        if rows_bad.size:
-            for lead in range(state.n_leads):
-                hit = np.flatnonzero(bad_gone[:, lead])
-                if hit.size:
-                    state.last_bad_i[lead] = max(
-                        state.last_bad_i[lead], state.buf_start_i + int(hit[-1])
-                    )
-        state.buf_y = state.buf_y[keep_from:]
-        state.buf_env = state.buf_env[keep_from:]
-        state.buf_bad = state.buf_bad[keep_from:]
-        state.buf_scale = state.buf_scale[keep_from:]
-        state.buf_weight = state.buf_weight[keep_from:]
-        state.buf_start_i += keep_from
-    return np.asarray(beats, dtype=np.int64)
+    beats = _locate(state, np.asarray(peaks, dtype=np.int64) - env_delay)
+    _trim(state, state.next_cand_i - sup - env_delay - round(0.1 * fs) - 4)
+    return beats
 
 
-def _locate(state: DetectorState, centre_i: int) -> int:
-    """R peak in input coordinates: the largest weighted band-passed deflection near it."""
+def _trim(state: DetectorState, keep_from_i: int) -> None:
+    """Drop buffer columns before ``keep_from_i``, remembering their last bad sample."""
+    keep_from = min(keep_from_i, state.n_internal) - state.buf_start_i
+    if keep_from <= 0:
+        return
+    gone = state.buf_bad[:, :keep_from]
+    if gone.any():
+        last = keep_from - 1 - np.argmax(gone[:, ::-1], axis=1)
+        state.last_bad_i = np.where(
+            gone.any(axis=1), state.buf_start_i + last, state.last_bad_i
+        ).astype(np.int64)
+    state.buf_d = state.buf_d[:, keep_from:]
+    state.buf_iscale = state.buf_iscale[:, keep_from:]
+    state.buf_env = state.buf_env[:, keep_from:]
+    state.buf_bad = state.buf_bad[:, keep_from:]
+    state.buf_weight = state.buf_weight[:, keep_from:]
+    state.buf_start_i += keep_from
+
+
+def _locate(state: DetectorState, centre_i: IntArray) -> IntArray:
+    """R peaks in input coordinates from detection-function peaks (internal indices).
+
+    The R peak is the largest deflection from the local baseline (the mean of the
+    signal 100 ms either side) within 60 ms of the envelope's centre, summed over the
+    usable leads after normalisation. It is measured on the block-averaged signal
+    itself, not on the band-passed one, whose delay depends on the QRS width.
+    """
+    if centre_i.shape[0] == 0:
+        return np.zeros(0, np.int64)
     fs = state.internal_fs_hz
-    half = max(1, round(0.05 * fs))
-    lo = max(state.buf_start_i, centre_i - half)
-    hi = min(state.n_internal, centre_i + half + 1)
-    if hi <= lo:
-        best = centre_i
-    else:
-        rows = slice(lo - state.buf_start_i, hi - state.buf_start_i)
-        mag = np.abs(state.buf_y[rows]) / state.buf_scale[rows]
-        w = np.where(state.buf_bad[rows], 0.0, state.buf_weight[rows])
-        score = (mag * np.maximum(w, 1e-6)).sum(axis=1)
-        best = lo + int(np.argmax(score))
-    # The band-pass delays the deflection by a few samples; map to the block centre.
-    best -= max(0, round(0.01 * fs))
-    out = best * state.factor + state.factor // 2
-    return int(min(max(out, 0), max(state.n_input - 1, 0)))
+    half = max(1, round(LOCATE_S * fs))
+    edge = max(half + 1, round(0.1 * fs))
+    n_buf = state.buf_d.shape[1]
+    centre = centre_i - state.buf_start_i
+    cols = np.clip(centre[:, None] + np.arange(-half, half + 1)[None, :], 0, n_buf - 1)
+    before = np.clip(centre - edge, 0, n_buf - 1)
+    after = np.clip(centre + edge, 0, n_buf - 1)
+    base = 0.5 * (state.buf_d[:, before] + state.buf_d[:, after])
+    w = np.where(state.buf_bad[:, cols], 0.0, np.maximum(state.buf_weight[:, cols], 1e-6))
+    mag = np.abs(state.buf_d[:, cols] - base[:, :, None]) * state.buf_iscale[:, cols]
+    score = (mag * w).sum(axis=0)
+    best = cols[np.arange(cols.shape[0]), np.argmax(score, axis=1)] + state.buf_start_i
+    out: IntArray = np.clip(best * state.factor + state.factor // 2, 0, state.n_input - 1)
+    return out.astype(np.int64)
 
 
 def detect_qrs(
