@@ -1,0 +1,239 @@
+"""Persistence (``Store``) and cross-process messaging (``Bus``), with embedded defaults.
+
+What must persist: bans (a removed participant's token can never join again, even
+after a restart), rooms (which exist and when they were first used) and the audit log
+of every action ("every step leaves a trace"). The embedded ``Store`` is SQLite from
+the standard library, in WAL mode with ``synchronous=FULL`` so that a write returned
+from is on disk. Its methods are synchronous and quick; the signaling server calls
+them from one worker thread so that the event loop never waits on the disk.
+
+``Bus`` carries events between processes (several nodes share rooms through Redis);
+the embedded one delivers within the process. Messages are bytes on named channels.
+
+Redis implementations live in :mod:`sessions.redis_backend`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+from sessions.errors import StoreError
+
+DB_FILE: Final = "teleconsult.sqlite3"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditEntry:
+    """One action in the audit log.
+
+    Attributes
+    ----------
+    time : str
+        UTC, ISO 8601 with ``Z``.
+    room : str
+        Room id ("" for server-wide actions).
+    actor : str
+        Identity that acted ("server" for the server itself).
+    action : str
+        What happened (``join``, ``admit``, ``remove``, ``leave``, ``timeout``, ...).
+    target : str
+        Identity acted upon ("" when none).
+    detail : dict
+        Anything else, JSON-serialisable.
+    """
+
+    time: str
+    room: str
+    actor: str
+    action: str
+    target: str = ""
+    detail: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ban:
+    """A banned token."""
+
+    jti: str
+    room: str
+    identity: str
+    by: str
+    reason: str
+    time: str
+
+
+class Store(Protocol):
+    """What must survive a restart."""
+
+    def ban(self, ban: Ban) -> None:
+        """Ban a token id for good."""
+
+    def banned_jtis(self) -> set[str]:
+        """Every banned token id."""
+
+    def is_banned(self, jti: str) -> bool:
+        """Whether a token id is banned."""
+
+    def save_room(self, room: str, time: str) -> None:
+        """Record that a room exists (first use wins)."""
+
+    def rooms(self) -> list[tuple[str, str]]:
+        """``(room, first-used time)`` for every room, oldest first."""
+
+    def audit(self, entry: AuditEntry) -> None:
+        """Append to the audit log."""
+
+    def audit_log(self, room: str | None = None, limit: int = 1000) -> list[AuditEntry]:
+        """The last ``limit`` entries, oldest first, optionally of one room."""
+
+    def close(self) -> None:
+        """Release resources."""
+
+
+class Bus(Protocol):
+    """Publish/subscribe of bytes on named channels."""
+
+    async def publish(self, channel: str, data: bytes) -> None:
+        """Deliver ``data`` to every current subscriber of ``channel``."""
+
+    def subscribe(self, channel: str) -> AsyncIterator[bytes]:
+        """Messages published on ``channel`` from now on."""
+
+    async def close(self) -> None:
+        """Stop delivering; subscribers' iterators end."""
+
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS bans (
+    jti TEXT PRIMARY KEY, room TEXT NOT NULL, identity TEXT NOT NULL,
+    by_identity TEXT NOT NULL, reason TEXT NOT NULL, time TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rooms (room TEXT PRIMARY KEY, created TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL, room TEXT NOT NULL,
+    actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT);
+CREATE INDEX IF NOT EXISTS audit_room ON audit (room, id);
+"""
+
+
+class SqliteStore:
+    """The embedded :class:`Store`: one SQLite file in the data directory.
+
+    Thread-safe (one lock), so it may be created in one thread and used from another.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / DB_FILE
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open {self.path}: {exc}") from exc
+        self._lock = threading.Lock()
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        with self._lock:
+            try:
+                self._db.execute(sql, params)
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot write to {self.path}: {exc}") from exc
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot read {self.path}: {exc}") from exc
+
+    def ban(self, ban: Ban) -> None:
+        self._write(
+            "INSERT OR IGNORE INTO bans VALUES (?, ?, ?, ?, ?, ?)",
+            (ban.jti, ban.room, ban.identity, ban.by, ban.reason, ban.time),
+        )
+
+    def banned_jtis(self) -> set[str]:
+        return {row[0] for row in self._read("SELECT jti FROM bans")}
+
+    def is_banned(self, jti: str) -> bool:
+        return bool(self._read("SELECT 1 FROM bans WHERE jti = ?", (jti,)))
+
+    def save_room(self, room: str, time: str) -> None:
+        self._write("INSERT OR IGNORE INTO rooms VALUES (?, ?)", (room, time))
+
+    def rooms(self) -> list[tuple[str, str]]:
+        return [(r, t) for r, t in self._read("SELECT room, created FROM rooms ORDER BY created")]
+
+    def audit(self, entry: AuditEntry) -> None:
+        detail = None if entry.detail is None else json.dumps(entry.detail, sort_keys=True)
+        self._write(
+            "INSERT INTO audit (time, room, actor, action, target, detail)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (entry.time, entry.room, entry.actor, entry.action, entry.target, detail),
+        )
+
+    def audit_log(self, room: str | None = None, limit: int = 1000) -> list[AuditEntry]:
+        where, params = ("WHERE room = ?", (room,)) if room is not None else ("", ())
+        rows = self._read(
+            f"SELECT time, room, actor, action, target, detail FROM audit {where}"
+            " ORDER BY id DESC LIMIT ?",
+            (*params, limit),
+        )
+        return [
+            AuditEntry(
+                time=t, room=r, actor=a, action=act, target=tg, detail=json.loads(d) if d else None
+            )
+            for t, r, a, act, tg, d in reversed(rows)
+        ]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class LocalBus:
+    """The embedded :class:`Bus`: delivery to subscribers in this process."""
+
+    def __init__(self, *, max_queued: int = 1000) -> None:
+        self._subscribers: defaultdict[str, set[asyncio.Queue[bytes | None]]] = defaultdict(set)
+        self._max_queued = max_queued
+
+    async def publish(self, channel: str, data: bytes) -> None:
+        for queue in list(self._subscribers.get(channel, ())):
+            # A subscriber that does not keep up loses its oldest messages rather than
+            # holding the publisher or growing without bound.
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(data)
+
+    def subscribe(self, channel: str) -> AsyncIterator[bytes]:
+        # Registered now, not at the first iteration, so nothing published between
+        # subscribing and iterating is lost.
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue(self._max_queued)
+        self._subscribers[channel].add(queue)
+        return self._drain(channel, queue)
+
+    async def _drain(
+        self, channel: str, queue: asyncio.Queue[bytes | None]
+    ) -> AsyncIterator[bytes]:
+        try:
+            while (data := await queue.get()) is not None:
+                yield data
+        finally:
+            self._subscribers[channel].discard(queue)
+
+    async def close(self) -> None:
+        for queues in self._subscribers.values():
+            for queue in queues:
+                if queue.full():
+                    queue.get_nowait()
+                queue.put_nowait(None)
