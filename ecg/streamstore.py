@@ -1,0 +1,532 @@
+"""Durable, append-only storage of device streams, and the service that drives sessions.
+
+Layout, one folder per stream under the store's root::
+
+    <root>/<stream uuid>/start.json      owner device and the start message (atomic write)
+    <root>/<stream uuid>/samples.ecgf    the samples: wire frames (handle 0), back to back
+    <root>/<stream uuid>/end.json        total samples, written last when the stream ends
+    <root>/<stream uuid>/<uuid>.hea/.dat the finalised WFDB record (format 16)
+
+Design notes
+------------
+- **The sample file is a sequence of protocol frames** (:class:`ecg.device.Frame`,
+  handle 0): each carries its first sample index and a CRC-32, so the store needs no
+  index file and no format of its own. On open the file is scanned; the first frame that
+  is short, fails its checksum or does not continue where the previous one stopped
+  marks a torn tail (a crash during a write that was never acknowledged), and the file
+  is truncated there. Scanning reads the file once (about 1 GB/s for CRC-32).
+- **Durable before acknowledged.** :meth:`StreamWriter.append` only writes;
+  :meth:`StreamWriter.sync` fsyncs and returns the durable index, which is what the
+  session acks. Metadata files are written to a temporary name, fsynced, renamed and
+  the folder fsynced, so they are either whole or absent.
+- **Finalisation writes the WFDB record before ``end.json``**: a crash in between leaves
+  the stream open, the device resends ``end`` and the record is written again.
+- **One writer per stream.** A second :meth:`StreamStore.open` of a stream (the device
+  reconnected before the server noticed the old connection was dead) supersedes the
+  first writer, whose next use raises; :class:`StreamService` tells the old connection.
+- Samples are bit-exact: the store never converts them; WFDB format 16 holds int16
+  as is, with the gain and baseline of the start message.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from ecg.device import (
+    FRAME_HEADER_BYTES,
+    ErrorCode,
+    Frame,
+    FrameError,
+    Start,
+    StoreError,
+    StreamRefused,
+    frame_size,
+)
+from ecg.resume import Append, Close, DeviceSession, Effect, Finalise, Open, Release, Send
+
+__all__ = [
+    "Outgoing",
+    "StreamInfo",
+    "StreamService",
+    "StreamStore",
+    "StreamWriter",
+]
+
+log = logging.getLogger(__name__)
+
+SAMPLES_FILE: Final = "samples.ecgf"
+START_FILE: Final = "start.json"
+END_FILE: Final = "end.json"
+# Frames in the store are at most this long, so one append of a long block is split.
+_STORE_FRAME_SAMPLES: Final = 4096
+
+
+class _StartRecord(msgspec.Struct, forbid_unknown_fields=True):
+    device: str
+    start: Start
+
+
+class _EndRecord(msgspec.Struct, forbid_unknown_fields=True):
+    total_samples: int
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """What the store knows of one stream.
+
+    Parameters
+    ----------
+    stream : uuid.UUID
+        Stream id.
+    device : str
+        The device that owns it.
+    start : Start
+        Its start message.
+    durable_samples : int
+        Samples per lead stored (after truncating any torn tail).
+    total_samples : int or None
+        Total samples once the stream has ended, else None.
+    """
+
+    stream: uuid.UUID
+    device: str
+    start: Start
+    durable_samples: int
+    total_samples: int | None
+
+    @property
+    def ended(self) -> bool:
+        """Whether the stream has ended and its record is finalised."""
+        return self.total_samples is not None
+
+
+class StreamWriter:
+    """Appends one stream's samples; created by :meth:`StreamStore.open`.
+
+    Attributes
+    ----------
+    written : int
+        Index past the last appended sample (durable or not).
+    durable : int
+        Index past the last sample known to be on disk.
+    """
+
+    def __init__(self, store: StreamStore, info: StreamInfo) -> None:
+        self.store = store
+        self.stream = info.stream
+        self.start = info.start
+        self.written = self.durable = info.durable_samples
+        self.total_samples = info.total_samples
+        self.superseded = False
+        self._file = open(store.path(info.stream) / SAMPLES_FILE, "ab")  # noqa: SIM115
+
+    def append(self, first_index: int, samples: npt.NDArray[np.int16]) -> None:
+        """Write samples (shape (n, leads), int16) that start at ``first_index``.
+
+        Raises
+        ------
+        StoreError
+            When the writer was superseded, closed, or the samples do not continue the
+            stream exactly.
+        """
+        self._check_usable()
+        if first_index != self.written:
+            raise StoreError(f"append at {first_index}, but the stream continues at {self.written}")
+        for offset in range(0, len(samples), _STORE_FRAME_SAMPLES):
+            block = samples[offset : offset + _STORE_FRAME_SAMPLES]
+            self._file.write(Frame(0, first_index + offset, block).serialize())
+        self.written += len(samples)
+
+    def sync(self) -> int:
+        """Make every appended sample durable (fsync) and return the durable index."""
+        self._check_usable()
+        if self.durable < self.written:
+            self._file.flush()
+            if self.store.fsync:
+                os.fsync(self._file.fileno())
+            self.durable = self.written
+        return self.durable
+
+    def finalise(self, total_samples: int) -> Path:
+        """End the stream at ``total_samples``: write the WFDB record, then ``end.json``.
+
+        Returns the record path without extension (as ``wfdb`` takes it).
+        """
+        self.sync()
+        if total_samples != self.durable:
+            raise StoreError(f"end at {total_samples}, but {self.durable} samples are stored")
+        record = self.store.write_record(self.stream)
+        self.store._write_atomic(
+            self.stream, END_FILE, msgspec.json.encode(_EndRecord(total_samples))
+        )
+        self.total_samples = total_samples
+        return record
+
+    def close(self) -> None:
+        """Close the file; the stream stays on disk and resumable."""
+        self._file.close()
+
+    def _check_usable(self) -> None:
+        if self.superseded:
+            raise StoreError(f"stream {self.stream}: writer superseded by another connection")
+        if self._file.closed:
+            raise StoreError(f"stream {self.stream}: writer closed")
+
+
+@dataclass
+class StreamStore:
+    """The folder of stored device streams.
+
+    Parameters
+    ----------
+    root : Path
+        Folder holding one sub-folder per stream (created if missing).
+    fsync : bool
+        Whether :meth:`StreamWriter.sync` calls ``os.fsync`` (tests of throughput may
+        turn it off; a server never should).
+    """
+
+    root: Path
+    fsync: bool = True
+    _writers: dict[uuid.UUID, StreamWriter] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, stream: uuid.UUID) -> Path:
+        """The stream's folder."""
+        return self.root / str(stream)
+
+    def record_path(self, stream: uuid.UUID) -> Path:
+        """The finalised WFDB record, without extension."""
+        return self.path(stream) / str(stream)
+
+    def open(self, device: str, start: Start) -> StreamWriter:
+        """Create the stream of ``start`` for ``device``, or reopen it to resume.
+
+        A torn tail of the sample file is truncated. An open writer of the same stream
+        is superseded.
+
+        Raises
+        ------
+        StreamRefused
+            ``stream_owned`` when another device owns the stream id, ``start_mismatch``
+            when the start differs from the stored one.
+        """
+        folder = self.path(start.stream)
+        if (folder / START_FILE).exists():
+            stored = self._read_start(start.stream)
+            if stored.device != device:
+                raise StreamRefused(
+                    ErrorCode.STREAM_OWNED, f"stream {start.stream} belongs to another device"
+                )
+            if stored.start != start:
+                raise StreamRefused(
+                    ErrorCode.START_MISMATCH,
+                    f"stream {start.stream} was started with different parameters",
+                )
+        else:
+            folder.mkdir(exist_ok=True)
+            _fsync_dir(self.root)
+            (folder / SAMPLES_FILE).touch()
+            self._write_atomic(
+                start.stream, START_FILE, msgspec.json.encode(_StartRecord(device, start))
+            )
+        previous = self._writers.pop(start.stream, None)
+        if previous is not None:
+            previous.superseded = True
+            previous.close()
+        writer = StreamWriter(self, self.info(start.stream, repair=True))
+        self._writers[start.stream] = writer
+        return writer
+
+    def release(self, writer: StreamWriter) -> None:
+        """Close a writer that its connection no longer uses."""
+        writer.close()
+        if self._writers.get(writer.stream) is writer:
+            del self._writers[writer.stream]
+
+    def info(self, stream: uuid.UUID, *, repair: bool = False) -> StreamInfo:
+        """What is stored of ``stream``; ``repair`` truncates a torn tail on disk.
+
+        Raises
+        ------
+        StoreError
+            When the stream does not exist or its metadata is unreadable.
+        """
+        stored = self._read_start(stream)
+        end = self.path(stream) / END_FILE
+        total = None
+        if end.exists():
+            total = msgspec.json.decode(end.read_bytes(), type=_EndRecord).total_samples
+        durable = self._scan(stream, stored.start.n_leads, repair=repair)
+        return StreamInfo(stream, stored.device, stored.start, durable, total)
+
+    def streams(self) -> list[StreamInfo]:
+        """Every stored stream, oldest start first (folders without metadata skipped)."""
+        infos = []
+        for folder in self.root.iterdir():
+            try:
+                infos.append(self.info(uuid.UUID(folder.name)))
+            except (ValueError, StoreError):
+                continue
+        return sorted(infos, key=lambda info: info.start.start_time)
+
+    def read_samples(self, stream: uuid.UUID) -> npt.NDArray[np.int16]:
+        """All durable samples of the stream, shape (n, leads), int16."""
+        n_leads = self._read_start(stream).start.n_leads
+        blocks = [frame.samples for frame in self._frames(stream, n_leads)]
+        if not blocks:
+            return np.zeros((0, n_leads), dtype=np.int16)
+        return np.concatenate(blocks)
+
+    def write_record(self, stream: uuid.UUID) -> Path:
+        """Write the stream's samples as a WFDB record (format 16) and return its path."""
+        import wfdb  # lazily: wfdb pulls in pandas and matplotlib
+
+        info = self._read_start(stream)
+        start = info.start
+        samples = self.read_samples(stream)
+        if len(samples) == 0:
+            raise StoreError(f"stream {stream} has no samples to write as a record")
+        folder = self.path(stream)
+        with tempfile.TemporaryDirectory(dir=folder) as scratch:
+            wfdb.wrsamp(
+                str(stream),
+                fs=start.fs_hz,
+                units=["mV"] * start.n_leads,
+                sig_name=list(start.leads),
+                d_signal=samples,
+                fmt=["16"] * start.n_leads,
+                adc_gain=list(start.adc_gain),
+                baseline=list(start.baseline),
+                comments=_record_comments(info.device, start),
+                base_date=start.start_time.date(),
+                base_time=start.start_time.time().replace(tzinfo=None),
+                write_dir=scratch,
+            )
+            for suffix in (".dat", ".hea"):  # header last: a .hea always has its .dat
+                name = f"{stream}{suffix}"
+                _fsync_file(Path(scratch) / name)
+                os.replace(Path(scratch) / name, folder / name)
+        _fsync_dir(folder)
+        return self.record_path(stream)
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _read_start(self, stream: uuid.UUID) -> _StartRecord:
+        path = self.path(stream) / START_FILE
+        try:
+            return msgspec.json.decode(path.read_bytes(), type=_StartRecord)
+        except FileNotFoundError:
+            raise StoreError(f"no stream {stream} in {self.root}") from None
+        except (OSError, msgspec.DecodeError) as error:
+            raise StoreError(f"{path}: unreadable stream metadata: {error}") from None
+
+    def _frames(self, stream: uuid.UUID, n_leads: int) -> Iterator[Frame]:
+        for frame, _ in _read_frames(self.path(stream) / SAMPLES_FILE, n_leads):
+            yield frame
+
+    def _scan(self, stream: uuid.UUID, n_leads: int, *, repair: bool) -> int:
+        path = self.path(stream) / SAMPLES_FILE
+        durable, good_bytes = 0, 0
+        for frame, end_offset in _read_frames(path, n_leads):
+            durable, good_bytes = frame.end_index, end_offset
+        size = path.stat().st_size
+        if repair and size > good_bytes:
+            log.warning("stream %s: truncating a torn tail of %d bytes", stream, size - good_bytes)
+            with open(path, "r+b") as file:
+                file.truncate(good_bytes)
+                os.fsync(file.fileno())
+        return durable
+
+    def _write_atomic(self, stream: uuid.UUID, name: str, data: bytes) -> None:
+        folder = self.path(stream)
+        temporary = folder / f".{name}.tmp"
+        with open(temporary, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, folder / name)
+        _fsync_dir(folder)
+
+
+def _read_frames(path: Path, n_leads: int) -> Iterator[tuple[Frame, int]]:
+    """The valid, contiguous frames at the start of ``path``, with their end offsets."""
+    expected, offset = 0, 0
+    with open(path, "rb") as file:
+        while header := file.read(FRAME_HEADER_BYTES):
+            try:
+                size = frame_size(header)
+                frame = Frame.parse(header + file.read(size - FRAME_HEADER_BYTES))
+            except FrameError:
+                return
+            if frame.first_index != expected or frame.n_leads != n_leads:
+                return
+            offset += size
+            expected = frame.end_index
+            yield frame, offset
+
+
+def _record_comments(device: str, start: Start) -> list[str]:
+    comments = [
+        f"stream: {start.stream}",
+        f"device: {device}",
+        f"patient: {start.patient}",
+        f"start_time: {start.start_time.isoformat()}",
+        f"resolution_bits: {start.resolution_bits}",
+    ]
+    comments += [
+        f"{name}: {value}" for name in ("consult", "room") if (value := getattr(start, name))
+    ]
+    return comments
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as file:
+        os.fsync(file.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+# ---------------------------------------------------------------------------------------
+# The service: performs a session's storage effects against the store
+
+Outgoing = Send | Close
+TakeoverHandler = Callable[[DeviceSession, list[Outgoing]], None]
+
+
+class StreamService:
+    """Drives :class:`~ecg.resume.DeviceSession` objects against a :class:`StreamStore`.
+
+    The ``/device`` endpoint is a pump around it: for each message received call
+    :meth:`receive_text` or :meth:`receive_bytes`, send every :class:`~ecg.resume.Send`
+    returned (``encode_message(effect.message)``) and close on :class:`~ecg.resume.Close`;
+    call :meth:`connection_lost` when the socket goes. Calls block on file I/O (fsync):
+    run them in a worker thread, one at a time per store, if the event loop must not wait.
+
+    Parameters
+    ----------
+    store : StreamStore
+        Where streams are stored.
+    on_takeover : callable, optional
+        Called with the old session and the messages for it (an ``error superseded``
+        and a close) when a device resumes a stream on a new connection while the old
+        one still holds it. The I/O layer sends them on the old connection.
+    """
+
+    def __init__(self, store: StreamStore, *, on_takeover: TakeoverHandler | None = None) -> None:
+        self.store = store
+        self.on_takeover = on_takeover
+        self._owners: dict[uuid.UUID, tuple[DeviceSession, StreamWriter]] = {}
+
+    def receive_text(self, session: DeviceSession, text: str) -> list[Outgoing]:
+        """Handle a text message of ``session``; return what to send or whether to close."""
+        return self._run(session, session.receive_text(text))
+
+    def receive_bytes(self, session: DeviceSession, data: bytes) -> list[Outgoing]:
+        """Handle a binary frame of ``session``: store it, fsync, and return the ack."""
+        return self._run(session, session.receive_bytes(data))
+
+    def connection_lost(self, session: DeviceSession) -> None:
+        """Release the streams of a connection that is gone."""
+        self._run(session, session.connection_lost())
+
+    def _run(self, session: DeviceSession, effects: list[Effect]) -> list[Outgoing]:
+        outgoing: list[Outgoing] = []
+        written: set[uuid.UUID] = set()
+        queue = list(effects)
+        while queue:
+            effect = queue.pop(0)
+            if isinstance(effect, Send | Close):
+                outgoing.append(effect)
+                continue
+            try:
+                queue += self._perform(session, effect, written)
+            except StreamRefused as error:
+                assert isinstance(effect, Open)  # only opening a stream can be refused
+                queue += session.refused(effect.start.stream, error)
+            except (OSError, StoreError):
+                log.exception("device %s: storage failed on %s", session.device, type(effect))
+                queue += session.internal_error()
+        for stream in written:
+            owner = self._owners.get(stream)
+            if owner is not None and owner[0] is session:
+                try:
+                    outgoing += [
+                        e for e in session.durable(stream, owner[1].sync()) if isinstance(e, Send)
+                    ]
+                except (OSError, StoreError):
+                    log.exception("device %s: fsync failed", session.device)
+                    outgoing += [
+                        e for e in session.internal_error(stream) if isinstance(e, Send | Close)
+                    ]
+        return outgoing
+
+    def _perform(
+        self,
+        session: DeviceSession,
+        effect: Open | Append | Finalise | Release,
+        written: set[uuid.UUID],
+    ) -> list[Effect]:
+        if isinstance(effect, Open):
+            stream = effect.start.stream
+            previous = self._owners.pop(stream, None)
+            writer = self.store.open(effect.device, effect.start)
+            self._owners[stream] = (session, writer)
+            if previous is not None and previous[0] is not session:
+                self._tell_takeover(previous[0], stream)
+            return session.opened(
+                stream, next_index=writer.durable, total_samples=writer.total_samples
+            )
+        if isinstance(effect, Release):
+            owner = self._owners.get(effect.stream)
+            if owner is not None and owner[0] is session:
+                del self._owners[effect.stream]
+                self.store.release(owner[1])
+            return []
+        writer = self._writer(session, effect)
+        if isinstance(effect, Append):
+            writer.append(effect.first_index, effect.samples)
+            written.add(effect.stream)
+            return []
+        if isinstance(effect, Finalise):
+            writer.finalise(effect.total_samples)
+            return session.durable(effect.stream, writer.durable) + session.finalised(effect.stream)
+        raise AssertionError(f"unknown effect {effect!r}")  # pragma: no cover
+
+    def _writer(self, session: DeviceSession, effect: Append | Finalise) -> StreamWriter:
+        owner = self._owners.get(effect.stream)
+        if owner is None or owner[0] is not session:
+            raise StoreError(f"stream {effect.stream} is not held by this connection")
+        return owner[1]
+
+    def _tell_takeover(self, old: DeviceSession, stream: uuid.UUID) -> None:
+        effects = old.superseded(stream)
+        messages: list[Outgoing] = [e for e in effects if isinstance(e, Send | Close)]
+        # The old session's other streams are released with it (the error is fatal).
+        for effect in effects:
+            if isinstance(effect, Release) and effect.stream != stream:
+                owner = self._owners.pop(effect.stream, None)
+                if owner is not None:
+                    self.store.release(owner[1])
+        if self.on_takeover is not None:
+            self.on_takeover(old, messages)

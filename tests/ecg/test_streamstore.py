@@ -1,0 +1,261 @@
+"""The durable stream store and the service that drives device sessions against it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import wfdb
+
+from ecg.device import (
+    Ack,
+    End,
+    Ended,
+    Error,
+    ErrorCode,
+    Frame,
+    Start,
+    Started,
+    StoreError,
+    StreamRefused,
+    encode_message,
+)
+from ecg.resume import Close, DeviceSession, Send
+from ecg.streamstore import SAMPLES_FILE, Outgoing, StreamService, StreamStore
+from tests.ecg.test_device import make_start
+from tests.ecg.test_resume import block
+
+DEVICE = "cart-0042"
+
+
+def sent(outgoing: list[Outgoing]) -> list[object]:
+    """The messages among the service's output."""
+    return [item.message for item in outgoing if isinstance(item, Send)]
+
+
+def stream_through_service(
+    service: StreamService, start: Start, samples: npt.NDArray[np.int16], frame_samples: int
+) -> DeviceSession:
+    """Stream ``samples`` through a fresh session of ``service`` from its resume point."""
+    session = DeviceSession(start.device)
+    (started,) = sent(service.receive_text(session, encode_message(start)))
+    assert isinstance(started, Started)
+    for first in range(started.next_index, len(samples), frame_samples):
+        frame = Frame(started.handle, first, samples[first : first + frame_samples])
+        (ack,) = sent(service.receive_bytes(session, bytes(frame)))
+        assert ack == Ack(start.stream, min(first + frame_samples, len(samples)))
+    return session
+
+
+def test_append_sync_reopen(tmp_path: Path) -> None:
+    """Synced samples survive closing and reopening the store, and appending continues."""
+    start = make_start()
+    store = StreamStore(tmp_path)
+    writer = store.open(DEVICE, start)
+    writer.append(0, block(0, 5000))
+    assert writer.sync() == 5000
+    store.release(writer)
+    reopened = StreamStore(tmp_path)
+    writer = reopened.open(DEVICE, start)
+    assert writer.durable == 5000
+    writer.append(5000, block(5000, 10))
+    writer.sync()
+    np.testing.assert_array_equal(reopened.read_samples(start.stream), block(0, 5010))
+    with pytest.raises(StoreError, match="continues at 5010"):
+        writer.append(5000, block(5000, 10))
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        lambda good: good[:30],  # a frame cut inside its payload
+        lambda good: good[:10],  # a frame cut inside its header
+        lambda good: bytes(len(good)),  # the file grew but the data never arrived (zeros)
+        lambda good: good[:-1] + b"\x00",  # the last byte is wrong
+        lambda good: good,  # a frame that repeats an index (not contiguous)
+    ],
+)
+def test_torn_tail_is_truncated_on_reopen(tmp_path: Path, tail) -> None:  # type: ignore[no-untyped-def]
+    """A torn write past the last sync is detected by checksum and contiguity and cut off."""
+    start = make_start()
+    store = StreamStore(tmp_path)
+    writer = store.open(DEVICE, start)
+    writer.append(0, block(0, 100))
+    writer.sync()
+    store.release(writer)
+    path = store.path(start.stream) / SAMPLES_FILE
+    good_size = path.stat().st_size
+    last = bytes(Frame(0, 0, block(0, 100)))
+    with open(path, "ab") as file:
+        file.write(tail(last))
+    writer = StreamStore(tmp_path).open(DEVICE, start)
+    assert writer.durable == 100
+    assert path.stat().st_size == good_size
+    writer.append(100, block(100, 7))
+    writer.sync()
+    np.testing.assert_array_equal(store.read_samples(start.stream), block(0, 107))
+
+
+def test_killed_writer_keeps_every_synced_sample(tmp_path: Path) -> None:
+    """A process killed with SIGKILL mid-stream leaves at least every synced sample, bit-exact."""
+    start = make_start(leads=["I"], adc_gain=[200.0], baseline=[0])
+    script = f"""
+import sys
+from ecg.streamstore import StreamStore
+from ecg.device import decode_client_message
+from tests.ecg.test_resume import block
+start = decode_client_message({encode_message(start)!r})
+writer = StreamStore({str(tmp_path)!r}).open("{DEVICE}", start)
+first = 0
+while True:
+    writer.append(first, block(first, 50, leads=1))
+    first += 50
+    if first % 200 == 0:
+        print(writer.sync(), flush=True)
+"""
+    child = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert child.stdout is not None
+    synced = [int(child.stdout.readline()) for _ in range(20)]
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    child.stdout.close()
+    info = StreamStore(tmp_path).open(DEVICE, start)
+    assert info.durable >= synced[-1]
+    samples = StreamStore(tmp_path).read_samples(start.stream)
+    np.testing.assert_array_equal(samples, block(0, len(samples), leads=1))
+
+
+def test_owner_and_start_are_checked(tmp_path: Path) -> None:
+    """Another device cannot open a stream id, nor the owner with changed parameters."""
+    store = StreamStore(tmp_path)
+    start = make_start()
+    store.open(DEVICE, start)
+    with pytest.raises(StreamRefused) as owned:
+        store.open("cart-9999", make_start(device="cart-9999"))
+    assert owned.value.code is ErrorCode.STREAM_OWNED
+    with pytest.raises(StreamRefused) as changed:
+        store.open(DEVICE, make_start(fs_hz=250.0))
+    assert changed.value.code is ErrorCode.START_MISMATCH
+
+
+def test_reopening_supersedes_the_old_writer(tmp_path: Path) -> None:
+    """Only the newest writer of a stream may append."""
+    store = StreamStore(tmp_path)
+    old = store.open(DEVICE, make_start())
+    new = store.open(DEVICE, make_start())
+    with pytest.raises(StoreError, match="superseded"):
+        old.append(0, block(0, 1))
+    new.append(0, block(0, 1))
+
+
+def test_synthetic_record_is_bit_exact(tmp_path: Path) -> None:
+    """A stream of random int16 (extremes included) finalises to a WFDB record equal to it."""
+    rng = np.random.default_rng(4)
+    samples = rng.integers(-32768, 32768, size=(3001, 12)).astype(np.int16)
+    samples[0] = -32768
+    samples[1] = 32767
+    start = make_start(baseline=list(range(-6, 6)), adc_gain=[100.0 + i for i in range(12)])
+    service = StreamService(StreamStore(tmp_path))
+    session = stream_through_service(service, start, samples, frame_samples=250)
+    ended = sent(service.receive_text(session, encode_message(End(start.stream, len(samples)))))
+    assert ended == [Ended(start.stream, len(samples))]
+    record = wfdb.rdrecord(str(service.store.record_path(start.stream)), physical=False)
+    np.testing.assert_array_equal(record.d_signal, samples)
+    assert record.fs == start.fs_hz
+    assert record.sig_name == start.leads
+    assert record.adc_gain == start.adc_gain
+    assert record.baseline == start.baseline
+    assert f"patient: {start.patient}" in record.comments
+    info = service.store.info(start.stream)
+    assert info.ended
+    assert info.total_samples == len(samples)
+
+
+def test_mitdb_100_record_is_bit_exact_after_drops(ecg_dir: Path, tmp_path: Path) -> None:
+    """MIT-BIH 100's first 30 s, with reconnects and a store restart, is stored bit-exact."""
+    source = wfdb.rdrecord(str(ecg_dir / "mitdb" / "100"), physical=False, sampto=30 * 360)
+    samples = source.d_signal.astype(np.int16)
+    start = make_start(
+        leads=source.sig_name,
+        fs_hz=float(source.fs),
+        adc_gain=[float(g) for g in source.adc_gain],
+        baseline=[int(b) for b in source.baseline],
+        resolution_bits=11,
+    )
+    third = len(samples) // 3
+    service = StreamService(StreamStore(tmp_path))
+    stream_through_service(service, start, samples[:third], frame_samples=36)
+    service = StreamService(StreamStore(tmp_path))  # a server restart
+    stream_through_service(service, start, samples[: 2 * third], frame_samples=100)
+    session = stream_through_service(service, start, samples, frame_samples=360)
+    end = encode_message(End(start.stream, len(samples)))
+    assert sent(service.receive_text(session, end)) == [Ended(start.stream, len(samples))]
+    stored = wfdb.rdrecord(str(service.store.record_path(start.stream)), physical=False)
+    np.testing.assert_array_equal(stored.d_signal, source.d_signal)
+    assert (stored.adc_gain, stored.baseline, stored.fs) == (
+        source.adc_gain, source.baseline, source.fs
+    )  # fmt: skip
+    physical = wfdb.rdrecord(str(service.store.record_path(start.stream)))
+    np.testing.assert_allclose(
+        physical.p_signal, wfdb.rdrecord(str(ecg_dir / "mitdb" / "100"), sampto=30 * 360).p_signal
+    )
+
+
+def test_takeover_tells_the_old_connection(tmp_path: Path) -> None:
+    """A device resuming on a new connection supersedes the old one, which is told and closed."""
+    told: list[tuple[DeviceSession, list[Outgoing]]] = []
+    service = StreamService(StreamStore(tmp_path), on_takeover=lambda s, out: told.append((s, out)))
+    start = make_start()
+    old = stream_through_service(service, start, block(0, 100), frame_samples=50)
+    new = stream_through_service(service, start, block(0, 200), frame_samples=50)
+    ((session, messages),) = told
+    assert session is old
+    error = messages[0]
+    assert isinstance(error, Send)
+    assert isinstance(error.message, Error)
+    assert error.message.code == "superseded"
+    assert isinstance(messages[-1], Close)
+    assert service.receive_bytes(old, bytes(Frame(1, 100, block(100, 5)))) == []
+    end = encode_message(End(start.stream, 200))
+    assert sent(service.receive_text(new, end)) == [Ended(start.stream, 200)]
+
+
+def test_refused_start_and_lost_connection(tmp_path: Path) -> None:
+    """Another device's stream id is refused; a lost connection keeps what was stored."""
+    service = StreamService(StreamStore(tmp_path))
+    start = make_start()
+    session = stream_through_service(service, start, block(0, 10), frame_samples=10)
+    service.connection_lost(session)
+    thief = DeviceSession("cart-9999")
+    out = service.receive_text(thief, encode_message(make_start(device="cart-9999")))
+    error = sent(out)[0]
+    assert isinstance(error, Error)
+    assert error.code == "stream_owned"
+    assert isinstance(out[-1], Close)
+    assert service.store.info(start.stream).durable_samples == 10
+
+
+def test_streams_lists_stored_streams(tmp_path: Path) -> None:
+    """The store lists its streams with owner, durable count and end state."""
+    service = StreamService(StreamStore(tmp_path))
+    first, second = make_start(), make_start(stream=uuid.uuid4())
+    stream_through_service(service, first, block(0, 30), frame_samples=10)
+    session = stream_through_service(service, second, block(0, 20), frame_samples=10)
+    service.receive_text(session, encode_message(End(second.stream, 20)))
+    (tmp_path / "not-a-stream").mkdir()
+    infos = {info.stream: info for info in service.store.streams()}
+    assert set(infos) == {first.stream, second.stream}
+    assert (infos[first.stream].durable_samples, infos[first.stream].ended) == (30, False)
+    assert (infos[second.stream].total_samples, infos[second.stream].device) == (20, DEVICE)
