@@ -1,0 +1,555 @@
+"""Rhythm and signal-quality flags: pure functions of beats and samples.
+
+Design notes
+------------
+A flag is an episode ``[onset, offset)`` in samples of the record: ``onset`` is its
+first sample, ``offset`` the first sample after it. Episodes of one kind (and one lead,
+for quality flags) that touch or overlap are merged, then those shorter than the
+kind's minimum duration are dropped. Each flag carries one ``measure`` summarising it,
+in the unit its kind states (:data:`MEASURE_UNITS`).
+
+Rhythm (from the R-peak samples; the issue's thresholds are the defaults):
+
+- **bradycardia / tachycardia**: the heart rate of each RR interval, smoothed by a
+  centred running median over ``rate_median_beats`` intervals (so that one premature
+  beat or one pause does not make an episode), below ``bradycardia_bpm`` or above
+  ``tachycardia_bpm``; the episode spans the intervals concerned. Measure: the median
+  rate over the episode, bpm.
+- **pause**: an RR interval longer than ``pause_s`` (and not longer than
+  ``asystole_s``, which is asystole). Measure: the interval, s.
+- **asystole**: no beat for longer than ``asystole_s``, including from the start of the
+  record to the first beat and from the last beat to the end, and a record with no beat
+  at all. Measure: the beat-free time, s. Where every lead is flagged lead-off the
+  absence of beats says nothing about the heart, so those stretches are not asystole
+  (``rhythm_flags(..., unreadable=...)``).
+- **irregular (suspected AF)**: over each sliding window of ``af_window_rr``
+  consecutive RR intervals (12: a standard 10 s ECG holds about that many), two
+  features after Dash et al. (Ann. Biomed. Eng. 2009), made robust for short windows:
+  the irregularity, median absolute successive RR difference over the median RR (a
+  median rather than Dash's normalised RMSSD so that an isolated ectopic beat and its
+  compensatory pause do not count), must exceed ``af_irregularity``; and the number of
+  turning points must lie within ``af_turning_sigma`` standard deviations of what a
+  random sequence gives, which excludes regular patterns such as bigeminy (alternating
+  RR, every point a turning point). Windows that qualify are united. Measure: the
+  largest irregularity, a ratio. It is a suspicion for the expert to confirm: RR
+  intervals alone cannot tell AF from frequent multifocal ectopy (docs/ecg-annotations.md
+  gives its accuracy on the MIT-BIH rhythm annotations).
+
+Quality, per lead, in windows of ``quality_window_s`` (the last one may be short):
+
+- **lead off / flat**: more than half the window is NaN, or its peak-to-peak amplitude
+  is below ``flat_ptp_mv``. Measured on the raw signal. Measure: peak-to-peak, mV.
+- **saturation**: samples within ``adc_tolerance_mv`` of the ADC limits, when known, or
+  a flat top: ``flat_top_s`` or more of identical samples at the lead's extreme value
+  over the record (a clipped lead sits on the same extreme again and again, a real R
+  or T peak is never that flat at its maximum). Raw signal. Measure: fraction of the
+  episode's samples that are clipped.
+- **baseline wander**: the baseline, estimated as the median of each
+  ``baseline_block_s`` block (QRS complexes are too short to move a median), moves by
+  more than ``wander_mv`` peak to peak within the window and its neighbours
+  (``wander_span_s``). Measured on the filtered signal, so the chosen filter mode
+  matters: the diagnostic band keeps slow wander, the monitoring band's 0.5 Hz
+  high-pass removes most of it. Measure: the excursion, mV.
+- **high-frequency noise**: the robust standard deviation (1.4826 × median absolute
+  value) of the filtered signal minus its ``noise_smooth_s`` moving average exceeds
+  ``noise_mv``; the median ignores the few QRS samples. Filtered signal again: the
+  monitoring band's 40 Hz low-pass removes most muscle noise. Measure: that deviation,
+  mV.
+
+A lead-off window carries no other flag of that lead; a clipped window no wander or
+noise flag. The functions here take arrays and return flags; filtering is the caller's
+choice (``ecg.annotate``), so that a live pipeline can feed the causal filter's output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import math
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.ndimage import uniform_filter1d
+
+from ecg.errors import ConfigError, SignalError
+
+__all__ = [
+    "MEASURE_UNITS",
+    "Flag",
+    "FlagConfig",
+    "FlagKind",
+    "merge_episodes",
+    "quality_flags",
+    "rhythm_flags",
+]
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+
+class FlagKind(enum.StrEnum):
+    """What a flag says; rhythm kinds concern the heart, quality kinds one lead."""
+
+    BRADYCARDIA = "bradycardia"
+    TACHYCARDIA = "tachycardia"
+    PAUSE = "pause"
+    ASYSTOLE = "asystole"
+    IRREGULAR = "irregular"
+    LEAD_OFF = "lead_off"
+    SATURATION = "saturation"
+    BASELINE_WANDER = "baseline_wander"
+    NOISE = "noise"
+
+    @property
+    def is_rhythm(self) -> bool:
+        """True for the kinds about the heart, False for per-lead signal quality."""
+        return self in _RHYTHM_KINDS
+
+
+_RHYTHM_KINDS = frozenset(
+    {
+        FlagKind.BRADYCARDIA,
+        FlagKind.TACHYCARDIA,
+        FlagKind.PAUSE,
+        FlagKind.ASYSTOLE,
+        FlagKind.IRREGULAR,
+    }
+)
+
+MEASURE_UNITS: dict[FlagKind, str] = {
+    FlagKind.BRADYCARDIA: "bpm",
+    FlagKind.TACHYCARDIA: "bpm",
+    FlagKind.PAUSE: "s",
+    FlagKind.ASYSTOLE: "s",
+    FlagKind.IRREGULAR: "ratio",
+    FlagKind.LEAD_OFF: "mV",
+    FlagKind.SATURATION: "fraction",
+    FlagKind.BASELINE_WANDER: "mV",
+    FlagKind.NOISE: "mV",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """One episode of one kind.
+
+    Attributes
+    ----------
+    kind : FlagKind
+    onset : int
+        First sample of the episode.
+    offset : int
+        First sample after the episode (``offset > onset``).
+    lead : int or None
+        Column of the lead for quality flags, ``None`` for rhythm flags.
+    measure : float
+        The episode's summary value, in ``MEASURE_UNITS[kind]``.
+    """
+
+    kind: FlagKind
+    onset: int
+    offset: int
+    lead: int | None = None
+    measure: float = math.nan
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.onset < self.offset:
+            raise SignalError(f"flag needs 0 <= onset < offset, got {self.onset}, {self.offset}")
+        if self.kind.is_rhythm != (self.lead is None):
+            raise SignalError(f"{self.kind} flag with lead={self.lead!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlagConfig:
+    """Validated thresholds of the rhythm and quality flags (times in s, amplitudes mV).
+
+    The rhythm defaults are the issue's; see the module notes for what each one means.
+    """
+
+    # Rhythm
+    bradycardia_bpm: float = 50.0
+    tachycardia_bpm: float = 100.0
+    rate_median_beats: int = 5
+    min_rate_episode_s: float = 5.0
+    pause_s: float = 2.0
+    asystole_s: float = 4.0
+    af_window_rr: int = 12
+    af_irregularity: float = 0.08
+    af_turning_sigma: float = 2.0
+    min_af_episode_s: float = 0.0
+    # Quality
+    quality_window_s: float = 1.0
+    flat_ptp_mv: float = 0.02
+    adc_tolerance_mv: float = 1e-6
+    flat_top_s: float = 0.02
+    baseline_block_s: float = 0.5
+    wander_span_s: float = 3.0
+    wander_mv: float = 0.5
+    noise_smooth_s: float = 0.025
+    noise_mv: float = 0.05
+    min_quality_episode_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if not math.isfinite(value) or value < 0:
+                raise ConfigError(f"{item.name!r} must be a finite number >= 0, got {value!r}")
+        if not 0 < self.bradycardia_bpm < self.tachycardia_bpm:
+            raise ConfigError("0 < 'bradycardia_bpm' < 'tachycardia_bpm' must be True")
+        if not 0 < self.pause_s <= self.asystole_s:
+            raise ConfigError("0 < 'pause_s' <= 'asystole_s' must be True")
+        if self.rate_median_beats < 1:
+            raise ConfigError("'rate_median_beats' must be >= 1")
+        if self.af_window_rr < 4:
+            raise ConfigError("'af_window_rr' must be >= 4")
+        for name in ("quality_window_s", "baseline_block_s", "noise_smooth_s", "flat_top_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name!r} must be > 0")
+
+
+def merge_episodes(
+    kind: FlagKind,
+    episodes: list[tuple[int, int, float]],
+    min_samples: float,
+    lead: int | None = None,
+    worst: bool = True,
+) -> list[Flag]:
+    """Merge touching or overlapping episodes and drop the short ones.
+
+    Parameters
+    ----------
+    kind : FlagKind
+    episodes : list of (onset, offset, measure)
+        Half-open sample intervals in any order, each with a measure.
+    min_samples : float
+        Episodes shorter than this many samples (after merging) are dropped.
+    lead : int or None
+        Lead of the flags (quality kinds).
+    worst : bool
+        Merged measure is the maximum (True) or the minimum (False) of the parts'.
+
+    Returns
+    -------
+    list of Flag, by onset
+    """
+    merged: list[list[float]] = []
+    pick = max if worst else min
+    for onset, offset, measure in sorted(episodes):
+        if merged and onset <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], offset)
+            merged[-1][2] = pick(merged[-1][2], measure)
+        else:
+            merged.append([onset, offset, measure])
+    return [
+        Flag(kind, int(onset), int(offset), lead, float(measure))
+        for onset, offset, measure in merged
+        if offset - onset >= min_samples and offset > onset
+    ]
+
+
+# --------------------------------------------------------------------------- rhythm
+
+
+def rhythm_flags(
+    beats: NDArray[np.integer],
+    fs_hz: float,
+    n_samples: int,
+    config: FlagConfig = FlagConfig(),
+    unreadable: list[tuple[int, int]] | None = None,
+) -> list[Flag]:
+    """Rhythm flags of a record from its R-peak samples.
+
+    Parameters
+    ----------
+    beats : array of int
+        R-peak sample indices, increasing, within ``[0, n_samples)``.
+    fs_hz : float
+        Sampling frequency in Hz.
+    n_samples : int
+        Length of the record in samples (for asystole at its start and end).
+    config : FlagConfig
+    unreadable : list of (onset, offset), optional
+        Stretches where no lead is readable (all leads off): no asystole there.
+
+    Returns
+    -------
+    list of Flag
+        Sorted by onset, then kind.
+    """
+    peaks: IntArray = np.asarray(beats, dtype=np.int64)
+    if not fs_hz > 0:
+        raise SignalError(f"fs_hz must be > 0, got {fs_hz}")
+    if peaks.size and (np.any(np.diff(peaks) <= 0) or peaks[0] < 0 or peaks[-1] >= n_samples):
+        raise SignalError("beats must be strictly increasing sample indices inside the record")
+    flags = _rate_flags(peaks, fs_hz, config)
+    flags += _gap_flags(peaks, fs_hz, n_samples, config, unreadable or [])
+    flags += _irregular_flags(peaks, fs_hz, config)
+    return sorted(flags, key=lambda flag: (flag.onset, flag.kind.value))
+
+
+def _rate_flags(beats: IntArray, fs_hz: float, config: FlagConfig) -> list[Flag]:
+    if beats.size < 2:
+        return []
+    rate_bpm = 60.0 * fs_hz / np.diff(beats)
+    smooth = _running_median(rate_bpm, config.rate_median_beats)
+    min_samples = config.min_rate_episode_s * fs_hz
+    flags = []
+    for kind, mask in (
+        (FlagKind.BRADYCARDIA, smooth < config.bradycardia_bpm),
+        (FlagKind.TACHYCARDIA, smooth > config.tachycardia_bpm),
+    ):
+        episodes = [
+            (int(beats[start]), int(beats[stop]), float(np.median(rate_bpm[start:stop])))
+            for start, stop in _runs(mask)
+        ]
+        flags += merge_episodes(kind, episodes, min_samples, worst=kind is FlagKind.TACHYCARDIA)
+    return flags
+
+
+def _running_median(values: FloatArray, width: int) -> FloatArray:
+    """Centred running median, the window shrinking at both ends."""
+    if width <= 1 or values.size <= 1:
+        return values.copy()
+    half = width // 2
+    padded = np.concatenate([np.full(half, np.nan), values, np.full(width - 1 - half, np.nan)])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, width)
+    return np.asarray(np.nanmedian(windows, axis=1), dtype=np.float64)
+
+
+def _gap_flags(
+    beats: IntArray,
+    fs_hz: float,
+    n_samples: int,
+    config: FlagConfig,
+    unreadable: list[tuple[int, int]],
+) -> list[Flag]:
+    # Gaps between consecutive beats are RR intervals (pause or asystole); the stretches
+    # before the first and after the last beat can only be asystole.
+    bounds = np.concatenate([[0], beats, [n_samples]]).astype(np.int64)
+    pauses, asystoles = [], []
+    for index in range(bounds.size - 1):
+        onset, offset = int(bounds[index]), int(bounds[index + 1])
+        gap_s = (offset - onset) / fs_hz
+        between_beats = 0 < index < bounds.size - 2
+        if gap_s > config.asystole_s:
+            asystoles += [(a, b, (b - a) / fs_hz) for a, b in _minus(onset, offset, unreadable)]
+        elif between_beats and gap_s > config.pause_s:
+            pauses.append((onset, offset, gap_s))
+    min_asystole = config.asystole_s * fs_hz
+    return merge_episodes(FlagKind.PAUSE, pauses, 0) + merge_episodes(
+        FlagKind.ASYSTOLE, asystoles, min_asystole
+    )
+
+
+def _minus(onset: int, offset: int, holes: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``[onset, offset)`` without the ``holes``."""
+    pieces = [(onset, offset)]
+    for hole_on, hole_off in holes:
+        next_pieces = []
+        for a, b in pieces:
+            if hole_off <= a or hole_on >= b:
+                next_pieces.append((a, b))
+                continue
+            if hole_on > a:
+                next_pieces.append((a, hole_on))
+            if hole_off < b:
+                next_pieces.append((hole_off, b))
+        pieces = next_pieces
+    return pieces
+
+
+def _irregular_flags(beats: IntArray, fs_hz: float, config: FlagConfig) -> list[Flag]:
+    window = config.af_window_rr
+    rr = np.diff(beats).astype(np.float64)
+    if rr.size < window:
+        return []
+    rr_windows = np.lib.stride_tricks.sliding_window_view(rr, window)
+    # Medians, not means: one premature beat and its compensatory pause move two
+    # successive differences, which a median of eleven ignores.
+    irregularity = np.median(np.abs(np.diff(rr_windows, axis=1)), axis=1) / np.median(
+        rr_windows, axis=1
+    )
+    middle = rr_windows[:, 1:-1]
+    turning = (
+        ((middle > rr_windows[:, :-2]) & (middle > rr_windows[:, 2:]))
+        | ((middle < rr_windows[:, :-2]) & (middle < rr_windows[:, 2:]))
+    ).sum(axis=1)
+    # Turning points of an i.i.d. sequence of length N: mean (2N - 4) / 3, variance
+    # (16N - 29) / 90.
+    expected = (2 * window - 4) / 3.0
+    spread = config.af_turning_sigma * math.sqrt((16 * window - 29) / 90.0)
+    irregular = (irregularity > config.af_irregularity) & (np.abs(turning - expected) <= spread)
+    episodes = [
+        (int(beats[start]), int(beats[start + window]), float(irregularity[start]))
+        for start in np.flatnonzero(irregular)
+    ]
+    return merge_episodes(FlagKind.IRREGULAR, episodes, config.min_af_episode_s * fs_hz)
+
+
+def _runs(mask: NDArray[np.bool_]) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each run of True."""
+    padded = np.concatenate(([False], mask, [False])).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+
+
+# --------------------------------------------------------------------------- quality
+
+
+def quality_flags(
+    raw_mv: NDArray[np.floating],
+    filtered_mv: NDArray[np.floating],
+    fs_hz: float,
+    config: FlagConfig = FlagConfig(),
+    adc_limits_mv: NDArray[np.floating] | None = None,
+) -> list[Flag]:
+    """Per-lead quality flags.
+
+    Parameters
+    ----------
+    raw_mv : ndarray, shape (n_samples, n_leads)
+        The record as read, in mV (NaN for missing samples).
+    filtered_mv : ndarray, shape (n_samples, n_leads)
+        The same filtered in the chosen mode (``ecg.filters``), in mV.
+    fs_hz : float
+        Sampling frequency in Hz.
+    config : FlagConfig
+    adc_limits_mv : ndarray, shape (2, n_leads), optional
+        Lowest and highest value the ADC can represent per lead, mV (NaN if unknown).
+
+    Returns
+    -------
+    list of Flag
+        Sorted by onset, then lead, then kind.
+    """
+    raw = np.asarray(raw_mv, dtype=np.float64)
+    filtered = np.asarray(filtered_mv, dtype=np.float64)
+    if raw.ndim != 2 or raw.shape != filtered.shape:
+        raise SignalError(
+            f"raw and filtered must be equal (n_samples, n_leads) arrays, "
+            f"got {raw.shape} and {filtered.shape}"
+        )
+    if not fs_hz > 0:
+        raise SignalError(f"fs_hz must be > 0, got {fs_hz}")
+    n_samples, n_leads = raw.shape
+    if n_samples == 0:
+        return []
+    window = max(1, round(config.quality_window_s * fs_hz))
+    starts = np.arange(0, n_samples, window)
+    off, ptp = _lead_off(raw, starts)
+    clipped = _clipped_samples(raw, fs_hz, config, adc_limits_mv)
+    clip_fraction = (
+        np.add.reduceat(clipped, starts, axis=0) / np.diff(np.append(starts, n_samples))[:, None]
+    )
+    off = off | (ptp < config.flat_ptp_mv)
+    saturated = (clip_fraction > 0) & ~off
+    wander = _wander(filtered, fs_hz, starts, config)
+    noise = _noise(filtered, fs_hz, starts, config)
+    usable = ~off & ~saturated
+    measures = [
+        (FlagKind.LEAD_OFF, off, np.nan_to_num(ptp), False),
+        (FlagKind.SATURATION, saturated, clip_fraction, True),
+        (FlagKind.BASELINE_WANDER, usable & (wander > config.wander_mv), wander, True),
+        (FlagKind.NOISE, usable & (noise > config.noise_mv), noise, True),
+    ]
+    ends = np.append(starts[1:], n_samples)
+    min_samples = min(config.min_quality_episode_s * fs_hz, n_samples)
+    flags = []
+    for kind, mask, value, worst in measures:
+        for lead in range(n_leads):
+            episodes = [
+                (int(starts[w]), int(ends[w]), float(value[w, lead]))
+                for w in np.flatnonzero(mask[:, lead])
+            ]
+            flags += merge_episodes(kind, episodes, min_samples, lead, worst)
+    return sorted(flags, key=lambda flag: (flag.onset, flag.lead or 0, flag.kind.value))
+
+
+def _lead_off(raw: FloatArray, starts: IntArray) -> tuple[NDArray[np.bool_], FloatArray]:
+    """Per window and lead: mostly NaN, and the peak-to-peak amplitude of the rest."""
+    nan = np.isnan(raw)
+    lengths = np.diff(np.append(starts, raw.shape[0]))[:, None]
+    mostly_nan = np.add.reduceat(nan, starts, axis=0) * 2 > lengths
+    high = np.maximum.reduceat(np.where(nan, -np.inf, raw), starts, axis=0)
+    low = np.minimum.reduceat(np.where(nan, np.inf, raw), starts, axis=0)
+    ptp = np.where(np.isfinite(high), high - low, 0.0)
+    return mostly_nan, ptp
+
+
+def _clipped_samples(
+    raw: FloatArray,
+    fs_hz: float,
+    config: FlagConfig,
+    adc_limits_mv: NDArray[np.floating] | None,
+) -> NDArray[np.int64]:
+    """1 where a sample sits on an ADC limit or on a flat top at the lead's extreme."""
+    clipped = np.zeros(raw.shape, dtype=bool)
+    if adc_limits_mv is not None:
+        limits = np.asarray(adc_limits_mv, dtype=np.float64)
+        tolerance = config.adc_tolerance_mv
+        with _quiet_nan_warnings():
+            clipped |= raw <= limits[0] + tolerance
+            clipped |= raw >= limits[1] - tolerance
+    min_run = max(2, round(config.flat_top_s * fs_hz))
+    finite = np.isfinite(raw)
+    for lead in range(raw.shape[1]):
+        column = raw[finite[:, lead], lead]
+        if column.size < min_run or column.max() == column.min():
+            continue
+        for extreme in (column.max(), column.min()):
+            at_extreme = raw[:, lead] == extreme
+            for start, stop in _runs(at_extreme):
+                if stop - start >= min_run:
+                    clipped[start:stop, lead] = True
+    return clipped.astype(np.int64)
+
+
+def _wander(filtered: FloatArray, fs_hz: float, starts: IntArray, config: FlagConfig) -> FloatArray:
+    """Per window and lead: baseline excursion (mV) over the window and its neighbours."""
+    n_samples, n_leads = filtered.shape
+    block = max(1, round(config.baseline_block_s * fs_hz))
+    n_blocks = n_samples // block
+    if n_blocks < 2:
+        return np.zeros((starts.size, n_leads))
+    with _quiet_nan_warnings():
+        baseline = np.nanmedian(
+            filtered[: n_blocks * block].reshape(n_blocks, block, n_leads), axis=1
+        )
+    centres = (np.arange(n_blocks) + 0.5) * block
+    half_span = config.wander_span_s * fs_hz / 2.0
+    window_mid = starts + (np.append(starts[1:], n_samples) - starts) / 2.0
+    excursion = np.zeros((starts.size, n_leads))
+    lo = np.searchsorted(centres, window_mid - half_span)
+    hi = np.searchsorted(centres, window_mid + half_span)
+    for w in range(starts.size):
+        if hi[w] - lo[w] >= 2:
+            part = baseline[lo[w] : hi[w]]
+            with _quiet_nan_warnings():
+                excursion[w] = np.nan_to_num(np.nanmax(part, axis=0) - np.nanmin(part, axis=0))
+    return excursion
+
+
+def _noise(filtered: FloatArray, fs_hz: float, starts: IntArray, config: FlagConfig) -> FloatArray:
+    """Per window and lead: robust SD (mV) of the signal minus its short moving average."""
+    width = max(3, round(config.noise_smooth_s * fs_hz))
+    clean = np.nan_to_num(filtered)
+    residual = np.abs(clean - uniform_filter1d(clean, width, axis=0, mode="nearest"))
+    residual[np.isnan(filtered)] = np.nan
+    result = np.zeros((starts.size, filtered.shape[1]))
+    ends = np.append(starts[1:], filtered.shape[0])
+    for w, (start, end) in enumerate(zip(starts, ends, strict=True)):
+        with _quiet_nan_warnings():
+            result[w] = np.nan_to_num(1.4826 * np.nanmedian(residual[start:end], axis=0))
+    return result
+
+
+@contextlib.contextmanager
+def _quiet_nan_warnings() -> Iterator[None]:
+    # All-NaN slices (a lead off for a whole window) are expected and give NaN, which
+    # the callers turn into 0; numpy's RuntimeWarning about them is noise.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield

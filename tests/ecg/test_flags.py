@@ -1,0 +1,323 @@
+"""Rhythm and quality flags on signals synthesised to contain each condition, and on clean ones."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from ecg.errors import ConfigError, SignalError
+from ecg.filters import filter_zero_phase
+from ecg.flags import Flag, FlagConfig, FlagKind, merge_episodes, quality_flags, rhythm_flags
+from fixtures.make_fixtures import regular_beats, synthetic_ecg
+
+FS_HZ = 250.0
+
+
+def _samples(times_s: NDArray[np.float64] | list[float]) -> NDArray[np.int64]:
+    return np.round(np.asarray(times_s) * FS_HZ).astype(np.int64)
+
+
+def _kinds(flags: list[Flag]) -> set[FlagKind]:
+    return {flag.kind for flag in flags}
+
+
+def _of(flags: list[Flag], kind: FlagKind) -> list[Flag]:
+    return [flag for flag in flags if flag.kind is kind]
+
+
+# --------------------------------------------------------------------------- rhythm
+
+
+@pytest.mark.parametrize("rate_bpm", [60.0, 75.0, 95.0])
+def test_regular_sinus_rhythm_has_no_rhythm_flag(rate_bpm: float) -> None:
+    """A regular rhythm between 50 and 100 bpm raises nothing."""
+    beats = _samples(regular_beats(60.0, rate_bpm))
+    assert rhythm_flags(beats, FS_HZ, int(60 * FS_HZ)) == []
+
+
+def test_regular_rhythm_with_physiological_jitter_is_not_irregular() -> None:
+    """RR varying by ±2 % at random (sinus variability) is not AF."""
+    rng = np.random.default_rng(4)
+    rr_s = 0.8 * (1 + rng.uniform(-0.02, 0.02, 80))
+    beats = _samples(0.5 + np.concatenate([[0.0], np.cumsum(rr_s)]))
+    assert rhythm_flags(beats, FS_HZ, int(beats[-1] + FS_HZ)) == []
+
+
+def test_bradycardia_spans_the_slow_beats() -> None:
+    """40 bpm for 30 s in the middle of 70 bpm is one bradycardia episode there."""
+    times = np.concatenate(
+        [
+            np.arange(0.5, 20.0, 60 / 70),
+            np.arange(20.0, 50.0, 60 / 40),
+            np.arange(50.0, 70, 60 / 70),
+        ]
+    )
+    beats = _samples(times)
+    flags = rhythm_flags(beats, FS_HZ, int(70 * FS_HZ))
+    assert _kinds(flags) == {FlagKind.BRADYCARDIA}
+    (brady,) = flags
+    assert abs(brady.onset / FS_HZ - 20.0) < 3.0
+    assert abs(brady.offset / FS_HZ - 50.0) < 3.0
+    assert brady.measure == pytest.approx(40.0, abs=1.0)
+    assert brady.lead is None
+
+
+def test_tachycardia_over_a_whole_record() -> None:
+    """130 bpm throughout is tachycardia from the first to the last beat."""
+    beats = _samples(regular_beats(10.0, 130.0))
+    flags = rhythm_flags(beats, FS_HZ, int(10 * FS_HZ))
+    assert _kinds(flags) == {FlagKind.TACHYCARDIA}
+    assert flags[0].onset == beats[0]
+    assert flags[0].offset == beats[-1]
+    assert flags[0].measure == pytest.approx(130.0, abs=1.0)
+
+
+def test_short_rate_episode_is_dropped() -> None:
+    """Three fast beats (shorter than min_rate_episode_s) are not tachycardia."""
+    times = np.concatenate(
+        [np.arange(0.5, 10.0, 0.8), [10.0, 10.45, 10.9, 11.35], np.arange(12.15, 20.0, 0.8)]
+    )
+    flags = rhythm_flags(_samples(times), FS_HZ, int(20 * FS_HZ))
+    assert FlagKind.TACHYCARDIA not in _kinds(flags)
+
+
+def test_pause_of_two_and_a_half_seconds() -> None:
+    """A 2.5 s RR interval is a pause from one beat to the next, and nothing else."""
+    times = np.concatenate([np.arange(0.5, 10.0, 0.8), np.arange(10.0 + 2.5, 20.0, 0.8)])
+    times = np.sort(np.append(times, 10.0))
+    beats = _samples(times)
+    flags = rhythm_flags(beats, FS_HZ, int(20 * FS_HZ))
+    assert _kinds(flags) == {FlagKind.PAUSE}
+    (pause,) = flags
+    assert pause.onset == _samples([10.0])[0]
+    assert pause.offset == _samples([12.5])[0]
+    assert pause.measure == pytest.approx(2.5)
+
+
+def test_five_seconds_without_beats_is_asystole_not_pause() -> None:
+    """A 5 s gap between beats is asystole (and not also a pause)."""
+    times = np.concatenate([np.arange(0.5, 10.2, 0.8), np.arange(15.1, 25.0, 0.8)])
+    flags = rhythm_flags(_samples(times), FS_HZ, int(25 * FS_HZ))
+    assert _kinds(flags) == {FlagKind.ASYSTOLE}
+    assert flags[0].measure == pytest.approx(5.0, abs=0.1)
+
+
+def test_asystole_at_record_start_and_end() -> None:
+    """No beat in the first 5 s nor in the last 6 s: asystole at both ends."""
+    times = np.arange(5.0, 14.1, 0.8)
+    n_samples = int((times[-1] + 6.0) * FS_HZ)
+    flags = rhythm_flags(_samples(times), FS_HZ, n_samples)
+    asystoles = _of(flags, FlagKind.ASYSTOLE)
+    assert [(flag.onset, flag.offset) for flag in asystoles] == [
+        (0, _samples([5.0])[0]),
+        (_samples([times[-1]])[0], n_samples),
+    ]
+
+
+def test_record_without_beats_is_one_asystole() -> None:
+    """A 10 s record with no beat at all is asystole over its whole length."""
+    flags = rhythm_flags(np.array([], dtype=np.int64), FS_HZ, int(10 * FS_HZ))
+    assert [(f.kind, f.onset, f.offset) for f in flags] == [(FlagKind.ASYSTOLE, 0, int(10 * FS_HZ))]
+
+
+def test_short_record_without_beats_is_not_asystole() -> None:
+    """Three seconds without a beat cannot show four seconds of asystole."""
+    assert rhythm_flags(np.array([], dtype=np.int64), FS_HZ, int(3 * FS_HZ)) == []
+
+
+def test_unreadable_stretch_is_not_asystole() -> None:
+    """Where every lead is off, the missing beats are not called asystole."""
+    times = np.concatenate([np.arange(0.5, 10.01, 0.8), np.arange(20.1, 30.0, 0.8)])
+    beats = _samples(times)
+    unreadable = [(int(10.5 * FS_HZ), int(19.8 * FS_HZ))]
+    flags = rhythm_flags(beats, FS_HZ, int(30 * FS_HZ), unreadable=unreadable)
+    assert FlagKind.ASYSTOLE not in _kinds(flags)
+
+
+def test_random_rr_is_irregular() -> None:
+    """RR drawn at random between 0.4 and 1.0 s (AF-like) is flagged irregular throughout."""
+    rng = np.random.default_rng(7)
+    rr_s = rng.uniform(0.4, 1.0, 60)
+    beats = _samples(0.5 + np.concatenate([[0.0], np.cumsum(rr_s)]))
+    flags = rhythm_flags(beats, FS_HZ, int(beats[-1] + FS_HZ))
+    irregular = _of(flags, FlagKind.IRREGULAR)
+    covered = sum(flag.offset - flag.onset for flag in irregular)
+    assert covered > 0.8 * (beats[-1] - beats[0])
+    assert all(flag.measure > FlagConfig().af_irregularity for flag in irregular)
+
+
+def test_bigeminy_is_not_irregular() -> None:
+    """Alternating short and long RR (bigeminy) is regular in its own way: no AF flag."""
+    rr_s = np.tile([0.5, 1.1], 30)
+    beats = _samples(0.5 + np.concatenate([[0.0], np.cumsum(rr_s)]))
+    flags = rhythm_flags(beats, FS_HZ, int(beats[-1] + FS_HZ))
+    assert FlagKind.IRREGULAR not in _kinds(flags)
+
+
+def test_one_ectopic_beat_is_not_irregular() -> None:
+    """One premature beat with its compensatory pause in a regular rhythm is not AF."""
+    times = list(np.arange(0.5, 30.0, 0.8))
+    times[15] -= 0.3
+    flags = rhythm_flags(_samples(times), FS_HZ, int(31 * FS_HZ))
+    assert FlagKind.IRREGULAR not in _kinds(flags)
+
+
+def test_bad_beats_are_refused() -> None:
+    """Unsorted or out-of-range beat samples are a SignalError."""
+    with pytest.raises(SignalError):
+        rhythm_flags(np.array([10, 5]), FS_HZ, 100)
+    with pytest.raises(SignalError):
+        rhythm_flags(np.array([10, 500]), FS_HZ, 100)
+
+
+# --------------------------------------------------------------------------- quality
+
+
+def _clean(duration_s: float = 20.0, n_leads: int = 3) -> NDArray[np.float64]:
+    return synthetic_ecg(FS_HZ, duration_s, regular_beats(duration_s, 72.0), n_leads=n_leads)
+
+
+def _quality(raw: NDArray[np.float64], **limits: NDArray[np.float64]) -> list[Flag]:
+    filtered = filter_zero_phase(raw, FS_HZ)
+    return quality_flags(raw, filtered, FS_HZ, adc_limits_mv=limits.get("adc_limits_mv"))
+
+
+def test_clean_signal_has_no_quality_flag() -> None:
+    """A clean synthetic ECG raises no quality flag on any lead."""
+    assert _quality(_clean()) == []
+
+
+def test_clean_signal_with_electrode_offset_has_no_flag() -> None:
+    """A constant electrode offset is not baseline wander."""
+    assert _quality(_clean() + 3.0) == []
+
+
+def test_flat_lead_is_lead_off_on_that_lead_only() -> None:
+    """A lead stuck at a constant is lead-off for the whole record; other leads clean."""
+    raw = _clean()
+    raw[:, 1] = 0.7
+    flags = _quality(raw)
+    assert [(f.kind, f.lead, f.onset, f.offset) for f in flags] == [
+        (FlagKind.LEAD_OFF, 1, 0, raw.shape[0])
+    ]
+
+
+def test_disconnected_stretch_is_lead_off_with_onset_and_offset() -> None:
+    """NaN from 5 to 9 s on lead 0 is lead-off over about that stretch."""
+    raw = _clean()
+    raw[int(5 * FS_HZ) : int(9 * FS_HZ), 0] = np.nan
+    flags = _quality(raw)
+    off = _of(flags, FlagKind.LEAD_OFF)
+    assert len(off) == 1
+    assert off[0].lead == 0
+    assert abs(off[0].onset / FS_HZ - 5.0) <= 1.0
+    assert abs(off[0].offset / FS_HZ - 9.0) <= 1.0
+
+
+def test_clipped_lead_is_saturation() -> None:
+    """A lead clipped at ±0.5 mV (flat tops at its extremes) is saturated; others clean."""
+    raw = _clean()
+    raw[:, 2] = np.clip(raw[:, 2] * 2.0, -0.5, 0.5)
+    flags = _quality(raw)
+    saturated = _of(flags, FlagKind.SATURATION)
+    assert saturated
+    assert {flag.lead for flag in flags} == {2}
+    assert sum(flag.offset - flag.onset for flag in saturated) > 0.8 * raw.shape[0]
+
+
+def test_samples_at_adc_limits_are_saturation() -> None:
+    """Samples at the ADC's rails are saturation even without a flat top."""
+    raw = _clean()
+    limits = np.array([[-5.0] * 3, [5.0] * 3])
+    raw[int(10 * FS_HZ), 0] = 5.0
+    flags = _quality(raw, adc_limits_mv=limits)
+    assert [(f.kind, f.lead) for f in flags] == [(FlagKind.SATURATION, 0)]
+    assert flags[0].onset <= int(10 * FS_HZ) < flags[0].offset
+
+
+def test_baseline_wander_at_0_3_hz() -> None:
+    """An added 0.3 Hz, 1 mV sine on one lead is baseline wander there (diagnostic band)."""
+    raw = _clean()
+    t = np.arange(raw.shape[0]) / FS_HZ
+    raw[:, 0] += 1.0 * np.sin(2 * np.pi * 0.3 * t)
+    flags = _quality(raw)
+    wander = _of(flags, FlagKind.BASELINE_WANDER)
+    assert {flag.lead for flag in flags} == {0}
+    assert sum(flag.offset - flag.onset for flag in wander) > 0.8 * raw.shape[0]
+    assert all(flag.measure > 1.0 for flag in wander)
+
+
+def test_monitoring_band_removes_most_wander() -> None:
+    """The same wander measured on the monitoring-filtered signal is not flagged."""
+    raw = _clean()
+    t = np.arange(raw.shape[0]) / FS_HZ
+    raw[:, 0] += 0.8 * np.sin(2 * np.pi * 0.1 * t)
+    filtered = filter_zero_phase(raw, FS_HZ, mode="monitoring")
+    assert quality_flags(raw, filtered, FS_HZ) == []
+    assert _of(_quality(raw), FlagKind.BASELINE_WANDER)
+
+
+def test_emg_like_noise_is_high_frequency_noise() -> None:
+    """Added broadband noise (0.15 mV SD) from 8 to 14 s on lead 1 is noise there."""
+    raw = _clean()
+    rng = np.random.default_rng(11)
+    span = slice(int(8 * FS_HZ), int(14 * FS_HZ))
+    raw[span, 1] += rng.normal(0.0, 0.15, span.stop - span.start)
+    flags = _quality(raw)
+    noise = _of(flags, FlagKind.NOISE)
+    assert {(flag.kind, flag.lead) for flag in flags} == {(FlagKind.NOISE, 1)}
+    assert len(noise) == 1
+    assert abs(noise[0].onset / FS_HZ - 8.0) <= 1.0
+    assert abs(noise[0].offset / FS_HZ - 14.0) <= 1.0
+
+
+def test_two_sample_signal() -> None:
+    """A 2-sample signal gives flags without error (it is flat: lead off)."""
+    raw = np.array([[0.1, 0.1], [0.1, 0.1]])
+    flags = quality_flags(raw, raw, FS_HZ)
+    assert {flag.kind for flag in flags} == {FlagKind.LEAD_OFF}
+
+
+def test_mismatched_arrays_refused() -> None:
+    """Raw and filtered arrays of different shapes are a SignalError."""
+    with pytest.raises(SignalError):
+        quality_flags(np.zeros((10, 2)), np.zeros((10, 3)), FS_HZ)
+
+
+# --------------------------------------------------------------------------- shared
+
+
+def test_merge_episodes_merges_touching_and_drops_short() -> None:
+    """Touching episodes merge with the worst measure; short ones go."""
+    flags = merge_episodes(
+        FlagKind.NOISE, [(10, 20, 0.1), (0, 10, 0.3), (30, 32, 0.9)], min_samples=5, lead=0
+    )
+    assert [(f.onset, f.offset, f.measure) for f in flags] == [(0, 20, 0.3)]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"bradycardia_bpm": 120.0},
+        {"pause_s": 5.0},
+        {"noise_mv": -1.0},
+        {"quality_window_s": 0.0},
+        {"af_window_rr": 2},
+        {"wander_mv": float("nan")},
+    ],
+)
+def test_config_validation(changes: dict[str, float]) -> None:
+    """Inconsistent or out-of-range thresholds are ConfigErrors."""
+    with pytest.raises(ConfigError):
+        FlagConfig(**changes)  # type: ignore[arg-type]
+
+
+def test_flag_validates_itself() -> None:
+    """A flag with offset before onset, or a rhythm flag with a lead, is refused."""
+    with pytest.raises(SignalError):
+        Flag(FlagKind.PAUSE, 10, 5)
+    with pytest.raises(SignalError):
+        Flag(FlagKind.PAUSE, 0, 5, lead=1)
+    with pytest.raises(SignalError):
+        Flag(FlagKind.NOISE, 0, 5)
