@@ -1,0 +1,98 @@
+// The browser's two peer connections with the server (docs/signaling.md, "Media"):
+// "publish", where we offer our camera and microphone, and "subscribe", where the
+// server offers everyone else's tracks and we answer. Offers on subscribe are handled
+// one at a time, in order.
+
+export class MediaSession extends EventTarget {
+  // send(message): sends a signaling message. Events: "track" (detail: {track,
+  // streams}), "state" (detail: {pc, state}).
+  constructor({ iceServers, relay, send }) {
+    super();
+    this.config = {
+      iceServers: iceServers || [],
+      iceTransportPolicy: relay ? "relay" : "all",
+      bundlePolicy: "max-bundle",
+    };
+    this.send = send;
+    this.publishPc = null;
+    this.subscribePc = null;
+    this.chain = Promise.resolve();
+    this.closed = false;
+  }
+
+  createPc(role) {
+    const pc = new RTCPeerConnection(this.config);
+    pc.onicecandidate = ({ candidate }) => {
+      this.send({
+        type: "candidate",
+        pc: role,
+        candidate: candidate ? candidate.candidate : null,
+        sdp_mid: candidate ? candidate.sdpMid : null,
+        sdp_mline_index: candidate ? candidate.sdpMLineIndex : null,
+      });
+    };
+    pc.onconnectionstatechange = () =>
+      this.dispatchEvent(new CustomEvent("state", { detail: { pc: role, state: pc.connectionState } }));
+    return pc;
+  }
+
+  // Offer our tracks on the publish connection (also with none: we still subscribe).
+  async publish(stream) {
+    const pc = this.createPc("publish");
+    this.publishPc = pc;
+    for (const track of stream ? stream.getTracks() : []) {
+      pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+      this.send({
+        type: "publish",
+        track_id: track.id,
+        kind: track.kind,
+        source: track.kind === "audio" ? "microphone" : "camera",
+      });
+    }
+    if (!stream || stream.getTracks().length === 0) return;
+    await pc.setLocalDescription(await pc.createOffer());
+    this.send({ type: "offer", pc: "publish", sdp: pc.localDescription.sdp });
+  }
+
+  async onAnswer(sdp) {
+    if (this.publishPc && !this.closed) {
+      await this.publishPc.setRemoteDescription({ type: "answer", sdp });
+    }
+  }
+
+  onOffer(sdp) {
+    this.chain = this.chain.then(() => this.answerOffer(sdp)).catch((error) => {
+      console.error("subscribe offer failed", error);
+    });
+    return this.chain;
+  }
+
+  async answerOffer(sdp) {
+    if (this.closed) return;
+    if (!this.subscribePc) {
+      this.subscribePc = this.createPc("subscribe");
+      this.subscribePc.ontrack = (event) =>
+        this.dispatchEvent(new CustomEvent("track", { detail: event }));
+    }
+    const pc = this.subscribePc;
+    await pc.setRemoteDescription({ type: "offer", sdp });
+    await pc.setLocalDescription(await pc.createAnswer());
+    this.send({ type: "answer", pc: "subscribe", sdp: pc.localDescription.sdp });
+  }
+
+  // Inbound audio packets received on the subscribe connection (tests, diagnostics).
+  async inboundAudioPackets() {
+    if (!this.subscribePc) return 0;
+    let packets = 0;
+    (await this.subscribePc.getStats()).forEach((report) => {
+      if (report.type === "inbound-rtp" && report.kind === "audio") packets += report.packetsReceived;
+    });
+    return packets;
+  }
+
+  close() {
+    this.closed = true;
+    for (const pc of [this.publishPc, this.subscribePc]) if (pc) pc.close();
+    this.publishPc = this.subscribePc = null;
+  }
+}
