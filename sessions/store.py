@@ -104,8 +104,8 @@ class Bus(Protocol):
     async def publish(self, channel: str, data: bytes) -> None:
         """Deliver ``data`` to every current subscriber of ``channel``."""
 
-    def subscribe(self, channel: str) -> AsyncIterator[bytes]:
-        """Messages published on ``channel`` from now on."""
+    async def subscribe(self, channel: str) -> AsyncIterator[bytes]:
+        """Subscribe now; iterate for the messages published on ``channel`` from now on."""
 
     async def close(self) -> None:
         """Stop delivering; subscribers' iterators end."""
@@ -215,7 +215,7 @@ class LocalBus:
                 queue.get_nowait()
             queue.put_nowait(data)
 
-    def subscribe(self, channel: str) -> AsyncIterator[bytes]:
+    async def subscribe(self, channel: str) -> AsyncIterator[bytes]:
         # Registered now, not at the first iteration, so nothing published between
         # subscribing and iterating is lost.
         queue: asyncio.Queue[bytes | None] = asyncio.Queue(self._max_queued)

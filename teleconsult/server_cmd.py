@@ -1,10 +1,153 @@
-"""``teleconsult serve`` and ``teleconsult token``."""
+"""``teleconsult serve`` and ``teleconsult token``.
+
+``serve`` runs one process with embedded defaults (SQLite and the secret in the data
+directory, no external service). With no arguments (``make serve``) it prints
+ready-to-open ``/join`` links for a demo moderator and a demo participant. SIGINT and
+SIGTERM close every connection (1001), let media sessions and Store writes finish,
+then exit 0.
+
+``token`` prints what it minted and, alone on its last line, the token itself, so
+that scripts can take ``| tail -n 1``.
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Final
+
+from sessions.errors import SessionError
+from sessions.tokens import DEFAULT_PERMISSIONS, ROLES, load_secret, mint_token
+from signaling.errors import ServerError
+from teleconsult.app import AppError, build_server
+from teleconsult.config import Config, ConfigError, load_config, parse_duration_s
+
+DEMO_ROOM: Final = "demo"
+DEMO_TTL_S: Final = 12 * 3600.0
 
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
-    del commands
+    """Add ``serve`` and ``token`` to the command line."""
+    serve = commands.add_parser("serve", help="run the server (signaling, media, web client)")
+    serve.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="TCP port (default 8443; 0 picks a free one)")
+    serve.add_argument("--data-dir", type=Path, help="where state is kept (default ./var)")
+    serve.add_argument("--config", type=Path, help="TOML configuration (docs/operations.md)")
+    serve.add_argument("--record", action="store_true", default=None, help="record every consult")
+    serve.add_argument("--cert", type=Path, help="TLS certificate (PEM) for wss://")
+    serve.add_argument("--key", type=Path, help="TLS private key (PEM)")
+    serve.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    serve.set_defaults(handler=run_serve)
+
+    token = commands.add_parser("token", help="mint an access token (JWT) for a room")
+    token.add_argument("--identity", required=True, help="who (unique per person or device)")
+    token.add_argument("--name", required=True, help="display name")
+    token.add_argument("--role", required=True, choices=sorted(ROLES))
+    token.add_argument("--room", required=True, help="the room the token enters")
+    token.add_argument("--moderator", action="store_true", help="may admit, mute and remove")
+    token.add_argument("--ttl", default="2h", help="lifetime, e.g. 90s, 30m, 2h, 7d (default 2h)")
+    token.add_argument("--data-dir", type=Path, help="where the secret is kept (default ./var)")
+    token.add_argument("--config", type=Path, help="TOML configuration")
+    token.set_defaults(handler=run_token)
+
+
+def _config(args: argparse.Namespace, **overrides: Any) -> Config:
+    return load_config(args.config, data_dir=args.data_dir, **overrides)
+
+
+def run_token(args: argparse.Namespace) -> int:
+    """Mint a token; the token alone on the last line."""
+    try:
+        config = _config(args)
+        ttl_s = parse_duration_s(args.ttl)
+        secret = load_secret(config.data_dir, config.secret)
+        permissions = set(DEFAULT_PERMISSIONS[args.role])
+        if args.moderator:
+            permissions.add("moderate")
+        token = mint_token(
+            secret,
+            identity=args.identity,
+            name=args.name,
+            role=args.role,
+            room=args.room,
+            permissions=frozenset(permissions),
+            ttl_s=ttl_s,
+        )
+    except (ConfigError, SessionError, ValueError) as exc:
+        print(f"teleconsult token: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"token for {args.identity} ({args.name}), role {args.role}, room {args.room}, "
+        f"permissions {', '.join(sorted(permissions))}, valid {args.ttl}"
+    )
+    print(f"join: {config.base_url()}/join?token={token}")
+    print(token)
+    return 0
+
+
+def demo_links(secret: str, base_url: str) -> list[tuple[str, str]]:
+    """``(who, URL)`` for a demo moderator and a demo participant in room ``demo``."""
+    people = [
+        ("demo-expert", "Demo Expert", "expert", {"publish", "subscribe", "moderate"}),
+        ("demo-applicant", "Demo Applicant", "applicant", {"publish", "subscribe"}),
+    ]
+    links = []
+    for identity, name, role, permissions in people:
+        token = mint_token(
+            secret,
+            identity=identity,
+            name=name,
+            role=role,
+            room=DEMO_ROOM,
+            permissions=frozenset(permissions),
+            ttl_s=DEMO_TTL_S,
+        )
+        links.append((f"{name} ({role})", f"{base_url}/join?token={token}"))
+    return links
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Run the server until SIGINT or SIGTERM."""
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        config = _config(
+            args, host=args.host, port=args.port, record=args.record, cert=args.cert, key=args.key
+        )
+        return asyncio.run(_serve(config))
+    except (ConfigError, SessionError, AppError, ServerError) as exc:
+        print(f"teleconsult serve: {exc}", file=sys.stderr)
+        return 2
+
+
+async def _serve(config: Config) -> int:
+    server = build_server(config)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    base = config.base_url(server.port)
+    secret = load_secret(config.data_dir, config.secret)
+    lines = [
+        f"teleconsult serving on {base}  (data in {config.data_dir.resolve()})",
+        f"health: {base}/healthz   metrics: {base}/metrics",
+        f"demo room {DEMO_ROOM!r}, links valid {DEMO_TTL_S / 3600:.0f} h:",
+        *(f"  {who}: {url}" for who, url in demo_links(secret, base)),
+        "mint more tokens with:",
+        "  teleconsult token --identity ID --name NAME --role ROLE --room ROOM "
+        f"[--moderator] [--ttl 2h] --data-dir {config.data_dir}",
+        "stop with Ctrl-C",
+    ]
+    print("\n".join(lines), flush=True)
+    try:
+        await stop.wait()
+    finally:
+        print("shutting down", flush=True)
+        await server.close()
+    return 0

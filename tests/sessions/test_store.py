@@ -32,7 +32,8 @@ def test_bans_rooms_and_audit_survive_reopening(tmp_path: Path) -> None:
 async def test_local_bus_delivers_to_subscribers_in_order() -> None:
     """Two subscribers of a channel get every message in order; others get none."""
     bus = LocalBus()
-    first, second, other = bus.subscribe("c"), bus.subscribe("c"), bus.subscribe("d")
+    first, second = await bus.subscribe("c"), await bus.subscribe("c")
+    other = await bus.subscribe("d")
     for data in (b"1", b"2"):
         await bus.publish("c", data)
     assert [await anext(first), await anext(first)] == [b"1", b"2"]
