@@ -303,7 +303,7 @@ class _Stream:
     total: int | None = None  # total samples, once ended
 
 
-@dataclass
+@dataclass(eq=False)  # a connection's session: identity, not value
 class DeviceSession:
     """The server's protocol state for one device connection; no I/O.
 

@@ -34,6 +34,7 @@ import logging
 import os
 import tempfile
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,6 +131,11 @@ class StreamWriter:
         self.total_samples = info.total_samples
         self.superseded = False
         self._file = open(store.path(info.stream) / SAMPLES_FILE, "ab")  # noqa: SIM115
+        if store.fsync:
+            # What the scan found may sit in the page cache only (written by a process
+            # that crashed, or by the writer this one supersedes): it is about to be
+            # acknowledged as durable, so make it so.
+            os.fsync(self._file.fileno())
 
     def append(self, first_index: int, samples: npt.NDArray[np.int16]) -> None:
         """Write samples (shape (n, leads), int16) that start at ``first_index``.
@@ -422,6 +428,8 @@ class StreamService:
     returned (``encode_message(effect.message)``) and close on :class:`~ecg.resume.Close`;
     call :meth:`connection_lost` when the socket goes. Calls block on file I/O (fsync):
     run them in a worker thread, one at a time per store, if the event loop must not wait.
+    Many streams: pass ``sync=False`` to :meth:`receive_bytes` and call :meth:`flush`
+    on a timer (group commit); each fsync costs milliseconds.
 
     Parameters
     ----------
@@ -437,59 +445,77 @@ class StreamService:
         self.store = store
         self.on_takeover = on_takeover
         self._owners: dict[uuid.UUID, tuple[DeviceSession, StreamWriter]] = {}
+        # Streams appended to but not yet fsynced, with the session to ack.
+        self._dirty: dict[uuid.UUID, DeviceSession] = {}
 
     def receive_text(self, session: DeviceSession, text: str) -> list[Outgoing]:
         """Handle a text message of ``session``; return what to send or whether to close."""
-        return self._run(session, session.receive_text(text))
+        return self._run(session, session.receive_text(text), sync=True)
 
-    def receive_bytes(self, session: DeviceSession, data: bytes) -> list[Outgoing]:
-        """Handle a binary frame of ``session``: store it, fsync, and return the ack."""
-        return self._run(session, session.receive_bytes(data))
+    def receive_bytes(
+        self, session: DeviceSession, data: bytes, *, sync: bool = True
+    ) -> list[Outgoing]:
+        """Handle a binary frame of ``session``: store it and, with ``sync``, fsync and ack.
+
+        With ``sync=False`` the samples are written but neither fsynced nor acked until
+        :meth:`flush`: an endpoint serving many streams calls it every few tens of ms
+        (group commit) instead of paying an fsync per frame.
+        """
+        return self._run(session, session.receive_bytes(data), sync=sync)
+
+    def flush(self) -> list[tuple[DeviceSession, list[Outgoing]]]:
+        """Fsync every stream written since the last sync; return the acks per session."""
+        sessions = list(dict.fromkeys(self._dirty.values()))
+        return [(session, self._run(session, [], sync=True)) for session in sessions]
 
     def connection_lost(self, session: DeviceSession) -> None:
         """Release the streams of a connection that is gone."""
-        self._run(session, session.connection_lost())
+        self._run(session, session.connection_lost(), sync=False)
 
-    def _run(self, session: DeviceSession, effects: list[Effect]) -> list[Outgoing]:
+    def _run(self, session: DeviceSession, effects: list[Effect], *, sync: bool) -> list[Outgoing]:
         outgoing: list[Outgoing] = []
-        written: set[uuid.UUID] = set()
-        queue = list(effects)
-        while queue:
-            effect = queue.pop(0)
-            if isinstance(effect, Send | Close):
-                outgoing.append(effect)
-                continue
-            try:
-                queue += self._perform(session, effect, written)
-            except StreamRefused as error:
-                assert isinstance(effect, Open)  # only opening a stream can be refused
-                queue += session.refused(effect.start.stream, error)
-            except (OSError, StoreError):
-                log.exception("device %s: storage failed on %s", session.device, type(effect))
-                queue += session.internal_error()
-        for stream in written:
-            owner = self._owners.get(stream)
-            if owner is not None and owner[0] is session:
+        queue = deque(effects)
+        while True:
+            while queue:
+                effect = queue.popleft()
+                if isinstance(effect, Send | Close):
+                    outgoing.append(effect)
+                    continue
                 try:
-                    outgoing += [
-                        e for e in session.durable(stream, owner[1].sync()) if isinstance(e, Send)
-                    ]
+                    queue += self._perform(session, effect)
+                except StreamRefused as error:
+                    assert isinstance(effect, Open)  # only opening a stream can be refused
+                    queue += session.refused(effect.start.stream, error)
                 except (OSError, StoreError):
-                    log.exception("device %s: fsync failed", session.device)
-                    outgoing += [
-                        e for e in session.internal_error(stream) if isinstance(e, Send | Close)
-                    ]
-        return outgoing
+                    log.exception("device %s: storage failed on %s", session.device, effect)
+                    queue += session.internal_error()
+            more = self._sync(session) if sync else []
+            if not more:
+                return outgoing
+            queue += more
+
+    def _sync(self, session: DeviceSession) -> list[Effect]:
+        """Fsync the session's written streams; the effects are the acks."""
+        effects: list[Effect] = []
+        for stream in [s for s, owner in self._dirty.items() if owner is session]:
+            del self._dirty[stream]
+            writer = self._owners[stream][1]
+            try:
+                effects += session.durable(stream, writer.sync())
+            except (OSError, StoreError):
+                log.exception("device %s: fsync of stream %s failed", session.device, stream)
+                effects += session.internal_error(stream)
+        return effects
 
     def _perform(
         self,
         session: DeviceSession,
         effect: Open | Append | Finalise | Release,
-        written: set[uuid.UUID],
     ) -> list[Effect]:
         if isinstance(effect, Open):
             stream = effect.start.stream
             previous = self._owners.pop(stream, None)
+            self._dirty.pop(stream, None)
             writer = self.store.open(effect.device, effect.start)
             self._owners[stream] = (session, writer)
             if previous is not None and previous[0] is not session:
@@ -501,15 +527,17 @@ class StreamService:
             owner = self._owners.get(effect.stream)
             if owner is not None and owner[0] is session:
                 del self._owners[effect.stream]
+                self._dirty.pop(effect.stream, None)  # never acked: the device resends
                 self.store.release(owner[1])
             return []
         writer = self._writer(session, effect)
         if isinstance(effect, Append):
             writer.append(effect.first_index, effect.samples)
-            written.add(effect.stream)
+            self._dirty[effect.stream] = session
             return []
         if isinstance(effect, Finalise):
             writer.finalise(effect.total_samples)
+            self._dirty.pop(effect.stream, None)
             return session.durable(effect.stream, writer.durable) + session.finalised(effect.stream)
         raise AssertionError(f"unknown effect {effect!r}")  # pragma: no cover
 
@@ -526,6 +554,7 @@ class StreamService:
         for effect in effects:
             if isinstance(effect, Release) and effect.stream != stream:
                 owner = self._owners.pop(effect.stream, None)
+                self._dirty.pop(effect.stream, None)
                 if owner is not None:
                     self.store.release(owner[1])
         if self.on_takeover is not None:

@@ -232,6 +232,23 @@ def test_takeover_tells_the_old_connection(tmp_path: Path) -> None:
     assert sent(service.receive_text(new, end)) == [Ended(start.stream, 200)]
 
 
+def test_group_commit_acks_on_flush(tmp_path: Path) -> None:
+    """Frames received without sync are acked only by the next flush, per session."""
+    service = StreamService(StreamStore(tmp_path))
+    starts = [make_start(), make_start(stream=uuid.uuid4())]
+    sessions = [DeviceSession(DEVICE) for _ in starts]
+    for session, start in zip(sessions, starts, strict=True):
+        (started,) = sent(service.receive_text(session, encode_message(start)))
+        assert isinstance(started, Started)
+        for first in (0, 50):
+            frame = bytes(Frame(started.handle, first, block(first, 50)))
+            assert service.receive_bytes(session, frame, sync=False) == []
+    acks = {id(session): sent(out) for session, out in service.flush()}
+    for session, start in zip(sessions, starts, strict=True):
+        assert acks[id(session)] == [Ack(start.stream, 100)]
+    assert service.flush() == []
+
+
 def test_refused_start_and_lost_connection(tmp_path: Path) -> None:
     """Another device's stream id is refused; a lost connection keeps what was stored."""
     service = StreamService(StreamStore(tmp_path))

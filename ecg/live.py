@@ -1,0 +1,211 @@
+"""The live pipeline of a device stream: display samples, beats and heart rate, chunk by chunk.
+
+``state = live_start(...)``, then ``update, state = live_step(samples, state)`` for each
+block of digital samples as it is stored, and ``live_flush(state)`` when the stream ends.
+Chunked equals batch: the output does not depend on how the stream was cut.
+
+Design notes
+------------
+- **Digital in, mV inside.** Samples arrive as the device's int16 ADC units and are
+  converted with the start message's gain and baseline, ``(x - baseline) / gain``.
+- **Two paths from the same mV.** The detector (:mod:`ecg.detect`) takes the raw mV, as
+  its batch form does, so that live beats are the beats the batch engine would find;
+  the display path runs the causal filter (:mod:`ecg.filters`, monitoring band by
+  default: a calm baseline is what an expert watching a live trace wants) and is then
+  block-averaged by an integer factor to about ``display_fs_hz`` (the block mean is a
+  cheap anti-alias; the filter has already removed what lies above 40 Hz).
+- **Heart rate** is the median of the last ``hr_beats`` RR intervals, in bpm, updated at
+  each beat: robust to one missed or extra beat, and it settles within a few beats.
+- What the detector cannot take (a rate outside 100–2000 Hz, more than 15 leads) is
+  refused by :func:`live_start` with :class:`~ecg.errors.SignalError`; the stream is
+  then stored without live annotation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from ecg.detect import DetectorConfig, DetectorState, detector_flush, detector_start, detector_step
+from ecg.errors import ConfigError, SignalError
+from ecg.filters import FilterMode, FilterState, filter_start, filter_step
+
+__all__ = ["LiveConfig", "LiveState", "LiveUpdate", "live_flush", "live_start", "live_step"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    """Settings of the live pipeline.
+
+    Parameters
+    ----------
+    display_fs_hz : float
+        Target rate of the display samples in Hz (the actual rate is ``fs_hz`` divided
+        by an integer, at least this).
+    mode : FilterMode
+        Filter band of the display samples.
+    mains_hz : float or None
+        Mains notch frequency in Hz (None: no notch).
+    hr_beats : int
+        RR intervals whose median gives the heart rate.
+    detector : DetectorConfig
+        Settings of the QRS detector.
+    """
+
+    display_fs_hz: float = 125.0
+    mode: FilterMode = FilterMode.MONITORING
+    mains_hz: float | None = 50.0
+    hr_beats: int = 8
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+
+    def __post_init__(self) -> None:
+        if not self.display_fs_hz > 0:
+            raise ConfigError(f"display_fs_hz must be positive, got {self.display_fs_hz}")
+        if self.hr_beats < 1:
+            raise ConfigError(f"hr_beats must be >= 1, got {self.hr_beats}")
+
+
+@dataclass
+class LiveState:
+    """State of the live pipeline between chunks (see :func:`live_start`)."""
+
+    config: LiveConfig
+    fs_hz: float
+    gain: FloatArray
+    baseline: FloatArray
+    factor: int
+    filter: FilterState
+    detector: DetectorState
+    carry: FloatArray  # filtered samples not yet forming a whole display block
+    n_samples: int = 0
+    n_display: int = 0
+    recent_beats: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+
+@dataclass(frozen=True, eq=False)
+class LiveUpdate:
+    """What one chunk adds to the live view.
+
+    Attributes
+    ----------
+    display_first_index : int
+        Index, in display samples, of the first row of ``display``.
+    display_fs_hz : float
+        Rate of the display samples in Hz.
+    display_mv : ndarray of float32, shape (n, leads)
+        Filtered, decimated samples in mV (NaN where the input had a lead off).
+    beats : ndarray of int64
+        R-peak sample indices (input rate, from the stream's start) decided by this chunk.
+    rr_s : ndarray of float64
+        The RR interval ending at each beat, in s (NaN for the stream's first beat).
+    heart_rate_bpm : float or None
+        Median heart rate over the last ``hr_beats`` intervals after this chunk, or
+        None before two beats.
+    """
+
+    display_first_index: int
+    display_fs_hz: float
+    display_mv: npt.NDArray[np.float32]
+    beats: IntArray
+    rr_s: FloatArray
+    heart_rate_bpm: float | None
+
+
+def live_start(
+    fs_hz: float,
+    adc_gain: Sequence[float],
+    baseline: Sequence[int],
+    config: LiveConfig | None = None,
+) -> LiveState:
+    """Start the live pipeline of a stream.
+
+    Parameters
+    ----------
+    fs_hz : float
+        Sampling rate in Hz.
+    adc_gain : sequence of float
+        ADC units per mV, one per lead.
+    baseline : sequence of int
+        ADC value of 0 mV, one per lead.
+    config : LiveConfig, optional
+
+    Raises
+    ------
+    SignalError
+        For a rate or lead count the detector does not support, or gains that are not
+        one positive value per lead.
+    """
+    config = config or LiveConfig()
+    gain = np.asarray(adc_gain, dtype=np.float64)
+    zero = np.asarray(baseline, dtype=np.float64)
+    if gain.ndim != 1 or gain.shape != zero.shape or not (gain > 0).all():
+        raise SignalError("adc_gain and baseline must give one value per lead, gains > 0")
+    n_leads = len(gain)
+    factor = max(1, int(fs_hz // config.display_fs_hz))
+    return LiveState(
+        config=config,
+        fs_hz=float(fs_hz),
+        gain=gain,
+        baseline=zero,
+        factor=factor,
+        filter=filter_start(n_leads, fs_hz, config.mode, config.mains_hz),
+        detector=detector_start(n_leads, fs_hz, config.detector),
+        carry=np.zeros((0, n_leads)),
+    )
+
+
+def live_step(samples: npt.NDArray[np.integer], state: LiveState) -> tuple[LiveUpdate, LiveState]:
+    """Process the next block of digital samples, shape (n, leads).
+
+    Returns the update for the live view and the state for the next block (``state``
+    is updated in place and returned).
+    """
+    if samples.ndim != 2 or samples.shape[1] != len(state.gain):
+        raise SignalError(f"expected samples of shape (n, {len(state.gain)}), got {samples.shape}")
+    mv = (samples.astype(np.float64) - state.baseline) / state.gain
+    filtered, state.filter = filter_step(mv, state.filter)
+    display = _decimate(filtered, state)
+    beats, state.detector = detector_step(mv, state.detector)
+    state.n_samples += len(samples)
+    return _update(display, np.asarray(beats, dtype=np.int64), state), state
+
+
+def live_flush(state: LiveState) -> LiveUpdate:
+    """End of stream: the beats still undecided (no more display samples)."""
+    beats = np.asarray(detector_flush(state.detector), dtype=np.int64)
+    empty = np.zeros((0, len(state.gain)))
+    return _update(empty, beats, state)
+
+
+def _decimate(filtered: FloatArray, state: LiveState) -> FloatArray:
+    joined = np.concatenate([state.carry, filtered]) if len(state.carry) else filtered
+    whole = len(joined) // state.factor * state.factor
+    state.carry = joined[whole:]
+    blocks = joined[:whole].reshape(-1, state.factor, joined.shape[1])
+    return np.asarray(blocks.mean(axis=1), dtype=np.float64)
+
+
+def _update(display: FloatArray, beats: IntArray, state: LiveState) -> LiveUpdate:
+    history = np.concatenate([state.recent_beats, beats])
+    rr_s = np.diff(np.concatenate([state.recent_beats[-1:], beats])) / state.fs_hz
+    if len(state.recent_beats) == 0 and len(beats):
+        rr_s = np.concatenate([[np.nan], rr_s])  # the stream's first beat has no RR
+    state.recent_beats = history[-(state.config.hr_beats + 1) :]
+    intervals = np.diff(state.recent_beats)
+    heart_rate = float(60.0 * state.fs_hz / np.median(intervals)) if len(intervals) else None
+    first = state.n_display
+    state.n_display += len(display)
+    return LiveUpdate(
+        display_first_index=first,
+        display_fs_hz=state.fs_hz / state.factor,
+        display_mv=display.astype(np.float32),
+        beats=beats,
+        rr_s=np.asarray(rr_s, dtype=np.float64),
+        heart_rate_bpm=heart_rate,
+    )

@@ -1,0 +1,96 @@
+"""The live pipeline: chunked equals batch, beats as the batch detector, heart rate on real data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import wfdb
+
+from ecg.detect import detect_qrs
+from ecg.errors import SignalError
+from ecg.live import LiveConfig, LiveUpdate, live_flush, live_start, live_step
+
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "ecg" / "synthetic12"
+
+
+def run(record: wfdb.Record, cuts: list[int]) -> list[LiveUpdate]:
+    """Feed the record's digital samples through the live pipeline, cut at ``cuts``."""
+    state = live_start(record.fs, record.adc_gain, record.baseline)
+    updates = []
+    for chunk in np.split(record.d_signal, cuts):
+        update, state = live_step(chunk, state)
+        updates.append(update)
+    updates.append(live_flush(state))
+    return updates
+
+
+def joined(updates: list[LiveUpdate]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Display samples, beats and RR intervals of a whole run."""
+    display = np.concatenate([u.display_mv for u in updates])
+    beats = np.concatenate([u.beats for u in updates])
+    rr = np.concatenate([u.rr_s for u in updates])
+    return display, beats, rr
+
+
+def test_chunked_equals_one_shot() -> None:
+    """Cutting the stream anywhere changes neither display samples, beats, RR nor heart rate."""
+    record = wfdb.rdrecord(str(FIXTURE), physical=False)
+    rng = np.random.default_rng(11)
+    cuts = np.sort(rng.choice(np.arange(1, record.sig_len), size=60, replace=False)).tolist()
+    whole, chunked = run(record, []), run(record, cuts)
+    for one, many in zip(joined(whole), joined(chunked), strict=True):
+        np.testing.assert_allclose(one, many, rtol=1e-6, atol=1e-6)
+    assert whole[-1].heart_rate_bpm == pytest.approx(chunked[-1].heart_rate_bpm)
+    starts = [u.display_first_index for u in chunked]
+    counts = [len(u.display_mv) for u in chunked]
+    assert starts == np.concatenate([[0], np.cumsum(counts)[:-1]]).tolist()
+
+
+def test_live_beats_are_the_batch_detectors_beats() -> None:
+    """The live beats are those detect_qrs finds on the same record in mV."""
+    record = wfdb.rdrecord(str(FIXTURE), physical=False)
+    physical = wfdb.rdrecord(str(FIXTURE)).p_signal
+    _, beats, rr = joined(run(record, list(range(50, record.sig_len, 50))))
+    np.testing.assert_array_equal(beats, detect_qrs(physical, record.fs))
+    assert np.isnan(rr[0])
+    np.testing.assert_allclose(rr[1:], np.diff(beats) / record.fs)
+
+
+def test_display_rate_and_units() -> None:
+    """A 500 Hz stream is shown at 125 Hz, in mV of the right size."""
+    record = wfdb.rdrecord(str(FIXTURE), physical=False)
+    display, _, _ = joined(run(record, []))
+    assert run(record, [])[0].display_fs_hz == 125.0
+    assert len(display) == record.sig_len // 4
+    physical = wfdb.rdrecord(str(FIXTURE)).p_signal
+    # The band-passed display keeps the QRS: its peak-to-peak is most of the raw one's.
+    ratio = np.ptp(display[250:], axis=0) / np.ptp(physical, axis=0)
+    assert (ratio > 0.5).all()
+    assert (ratio < 1.5).all()
+
+
+def test_heart_rate_on_mitdb_100(ecg_dir: Path) -> None:
+    """Over MIT-BIH 100's first minute the live heart rate matches the reference beats'."""
+    path = str(ecg_dir / "mitdb" / "100")
+    record = wfdb.rdrecord(path, physical=False, sampto=60 * 360)
+    updates = run(record, list(range(36, record.sig_len, 36)))
+    reference = wfdb.rdann(path, "atr", sampto=60 * 360).sample[1:]
+    expected = 60.0 * 360 / np.median(np.diff(reference[-9:]))
+    assert updates[-1].heart_rate_bpm == pytest.approx(expected, abs=2.0)
+    beats = joined(updates)[1]
+    assert abs(len(beats) - len(reference)) <= 2
+
+
+def test_unsupported_streams_are_refused() -> None:
+    """Rates or gains the live pipeline cannot use raise SignalError; bad config ConfigError."""
+    with pytest.raises(SignalError):
+        live_start(50.0, [200.0], [0])
+    with pytest.raises(SignalError):
+        live_start(500.0, [200.0, 0.0], [0, 0])
+    with pytest.raises(ValueError, match="display_fs_hz"):
+        LiveConfig(display_fs_hz=0)
+    state = live_start(500.0, [200.0], [0])
+    with pytest.raises(SignalError):
+        live_step(np.zeros((10, 2), np.int16), state)
