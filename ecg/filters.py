@@ -49,6 +49,7 @@ __all__ = [
     "filter_start",
     "filter_step",
     "filter_zero_phase",
+    "true_runs",
 ]
 
 HIGHPASS_ORDER = 2
@@ -243,7 +244,7 @@ def filter_zero_phase(
         out[:] = _filtfilt(design, data)
     else:
         for lead in range(data.shape[1]):
-            for start, stop in _finite_runs(finite[:, lead]):
+            for start, stop in true_runs(finite[:, lead]):
                 out[start:stop, lead] = _filtfilt(design, data[start:stop, lead])
     return out.reshape(np.shape(x))
 
@@ -274,8 +275,8 @@ def _filtfilt(design: FilterDesign, x: FloatArray) -> FloatArray:
     return np.asarray(result[::-1][pad : pad + n_samples], dtype=np.float64)
 
 
-def _finite_runs(mask: NDArray[np.bool_]) -> list[tuple[int, int]]:
-    """``(start, stop)`` of each run of True in ``mask``."""
+def true_runs(mask: NDArray[np.bool_]) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each run of True in a 1-D boolean ``mask`` (stop exclusive)."""
     padded = np.concatenate(([False], mask, [False])).astype(np.int8)
     edges = np.flatnonzero(np.diff(padded))
     return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
@@ -378,7 +379,7 @@ def filter_step(
         column = data[:, lead]
         lead_zi = zi[:, :, lead]
         cursor = 0
-        for start, stop in _finite_runs(finite[:, lead]):
+        for start, stop in true_runs(finite[:, lead]):
             if start > cursor or not started[lead]:
                 # A gap (or the very start): restart at this sample's steady state.
                 lead_zi = state.design.zi_unit * column[start]

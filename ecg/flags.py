@@ -75,6 +75,7 @@ from numpy.typing import NDArray
 from scipy.ndimage import uniform_filter1d
 
 from ecg.errors import ConfigError, SignalError
+from ecg.filters import true_runs
 
 __all__ = [
     "MEASURE_UNITS",
@@ -84,6 +85,7 @@ __all__ = [
     "merge_episodes",
     "quality_flags",
     "rhythm_flags",
+    "running_median",
 ]
 
 FloatArray = NDArray[np.float64]
@@ -294,7 +296,7 @@ def _rate_flags(beats: IntArray, fs_hz: float, config: FlagConfig) -> list[Flag]
     if beats.size < 2:
         return []
     rate_bpm = 60.0 * fs_hz / np.diff(beats)
-    smooth = _running_median(rate_bpm, config.rate_median_beats)
+    smooth = running_median(rate_bpm, config.rate_median_beats)
     min_samples = config.min_rate_episode_s * fs_hz
     flags = []
     for kind, mask in (
@@ -303,14 +305,25 @@ def _rate_flags(beats: IntArray, fs_hz: float, config: FlagConfig) -> list[Flag]
     ):
         episodes = [
             (int(beats[start]), int(beats[stop]), float(np.median(rate_bpm[start:stop])))
-            for start, stop in _runs(mask)
+            for start, stop in true_runs(mask)
         ]
         flags += merge_episodes(kind, episodes, min_samples, worst=kind is FlagKind.TACHYCARDIA)
     return flags
 
 
-def _running_median(values: FloatArray, width: int) -> FloatArray:
-    """Centred running median, the window shrinking at both ends."""
+def running_median(values: FloatArray, width: int) -> FloatArray:
+    """Centred running median over ``width`` values, the window shrinking at both ends.
+
+    Parameters
+    ----------
+    values : ndarray of float64, shape (n,)
+    width : int
+        Number of values in the window (1 returns a copy).
+
+    Returns
+    -------
+    ndarray of float64, shape (n,)
+    """
     if width <= 1 or values.size <= 1:
         return values.copy()
     half = width // 2
@@ -387,13 +400,6 @@ def _irregular_flags(beats: IntArray, fs_hz: float, config: FlagConfig) -> list[
         for start in np.flatnonzero(irregular)
     ]
     return merge_episodes(FlagKind.IRREGULAR, episodes, config.min_af_episode_s * fs_hz)
-
-
-def _runs(mask: NDArray[np.bool_]) -> list[tuple[int, int]]:
-    """``(start, stop)`` of each run of True."""
-    padded = np.concatenate(([False], mask, [False])).astype(np.int8)
-    edges = np.flatnonzero(np.diff(padded))
-    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
 
 
 # --------------------------------------------------------------------------- quality
@@ -501,7 +507,7 @@ def _clipped_samples(
             continue
         for extreme in (column.max(), column.min()):
             at_extreme = raw[:, lead] == extreme
-            for start, stop in _runs(at_extreme):
+            for start, stop in true_runs(at_extreme):
                 if stop - start >= min_run:
                     clipped[start:stop, lead] = True
     return clipped.astype(np.int64)

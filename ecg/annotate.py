@@ -1,0 +1,271 @@
+"""Pre-annotation of a recorded ECG: beats, RR, heart rate, rhythm and quality flags.
+
+Design notes
+------------
+- :func:`annotate` is pure: a :class:`~ecg.record.Record` in, an :class:`Annotation` out;
+  reading and writing files is ``ecg.record`` and ``ecg.output``'s business.
+- Beats come from :func:`ecg.detect.detect_qrs` on the record as read (it filters for
+  itself and ignores unusable leads). The record is also filtered zero-phase in the
+  configured mode (``diagnostic`` or ``monitoring``, with the mains notch): that
+  filtered signal is what the baseline-wander and noise flags measure, so the mode
+  decides whether slow wander and muscle noise that the monitoring band would hide from
+  the viewer are flagged. Lead-off and saturation are measured on the raw samples.
+- RR intervals (ms) and instantaneous heart rate (bpm) are per interval: ``rr_ms[i]``
+  is from ``beats[i]`` to ``beats[i + 1]``. The median heart rate is ``60000 /
+  median(rr_ms)``. The minimum and maximum heart rates of the summary are taken from
+  the rate smoothed by the running median the rate flags use (``rate_median_beats``),
+  so that one premature beat does not become "max HR 180".
+- Where every lead is flagged lead-off at once, the absence of beats is not asystole:
+  those stretches are handed to :func:`ecg.flags.rhythm_flags` as unreadable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from importlib import metadata
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ecg.detect import DetectorConfig, detect_qrs
+from ecg.errors import ConfigError
+from ecg.filters import FilterMode, filter_zero_phase
+from ecg.flags import Flag, FlagConfig, FlagKind, quality_flags, rhythm_flags, running_median
+from ecg.record import Record
+
+__all__ = [
+    "DETECTOR_NAME",
+    "AnnotateConfig",
+    "Annotation",
+    "Summary",
+    "annotate",
+    "annotator_version",
+    "heart_rate",
+]
+
+DETECTOR_NAME = "teleconsult.ecg.detect"
+
+
+def annotator_version() -> str:
+    """Version of the installed ``teleconsult`` distribution (``"unknown"`` if none)."""
+    try:
+        return metadata.version("teleconsult")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnnotateConfig:
+    """Settings of :func:`annotate`.
+
+    Parameters
+    ----------
+    mode : FilterMode or str
+        Filter band for the quality measures: ``"diagnostic"`` (0.05–150 Hz) or
+        ``"monitoring"`` (0.5–40 Hz).
+    mains_hz : float or None
+        Mains frequency to notch, Hz (50 or 60); ``None`` for no notch.
+    flags : FlagConfig
+        Rhythm and quality thresholds.
+    detector : DetectorConfig
+        QRS detector settings.
+    """
+
+    mode: FilterMode = FilterMode.DIAGNOSTIC
+    mains_hz: float | None = 50.0
+    flags: FlagConfig = field(default_factory=FlagConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "mode", FilterMode(self.mode))
+        except ValueError:
+            raise ConfigError(
+                f"mode must be one of {[m.value for m in FilterMode]}, got {self.mode!r}"
+            ) from None
+        if self.mains_hz is not None and not (math.isfinite(self.mains_hz) and self.mains_hz > 0):
+            raise ConfigError(f"mains_hz must be > 0 or None, got {self.mains_hz!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Figures an expert reads first.
+
+    Attributes
+    ----------
+    duration_s : float
+    beat_count : int
+    hr_min_bpm, hr_median_bpm, hr_max_bpm : float
+        NaN with fewer than two beats.
+    flag_counts : dict of str to int
+        Number of flags per kind (every kind present, zeros included).
+    detector : str
+    version : str
+        Version of the annotator (the ``teleconsult`` distribution).
+    filter_mode : str
+    mains_hz : float or None
+    """
+
+    duration_s: float
+    beat_count: int
+    hr_min_bpm: float
+    hr_median_bpm: float
+    hr_max_bpm: float
+    flag_counts: dict[str, int]
+    detector: str
+    version: str
+    filter_mode: str
+    mains_hz: float | None
+
+
+@dataclass(frozen=True, eq=False)
+class Annotation:
+    """Everything the pre-annotation found in one record.
+
+    Attributes
+    ----------
+    record_name : str
+    fs_hz : float
+    n_samples : int
+    lead_names : tuple of str
+    base_datetime : datetime or None
+    beats : ndarray of int64
+        R-peak sample indices, increasing.
+    rr_ms : ndarray of float64, shape (n_beats - 1,)
+        RR intervals in ms.
+    hr_bpm : ndarray of float64, shape (n_beats - 1,)
+        Instantaneous heart rate of each RR interval, bpm.
+    flags : tuple of Flag
+        Rhythm and quality flags, by onset.
+    summary : Summary
+    """
+
+    record_name: str
+    fs_hz: float
+    n_samples: int
+    lead_names: tuple[str, ...]
+    base_datetime: dt.datetime | None
+    beats: NDArray[np.int64]
+    rr_ms: NDArray[np.float64]
+    hr_bpm: NDArray[np.float64]
+    flags: tuple[Flag, ...]
+    summary: Summary
+
+    @property
+    def median_hr_bpm(self) -> float:
+        """Median heart rate in bpm (NaN with fewer than two beats)."""
+        return self.summary.hr_median_bpm
+
+
+def heart_rate(
+    beats: NDArray[np.integer], fs_hz: float
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """RR intervals (ms) and instantaneous heart rate (bpm) of consecutive beats.
+
+    Parameters
+    ----------
+    beats : array of int
+        R-peak samples, increasing.
+    fs_hz : float
+        Sampling frequency in Hz.
+
+    Returns
+    -------
+    rr_ms, hr_bpm : ndarray of float64, shape (n_beats - 1,)
+    """
+    rr_ms = np.diff(np.asarray(beats, dtype=np.int64)).astype(np.float64) * (1000.0 / fs_hz)
+    return rr_ms, 60000.0 / rr_ms
+
+
+def annotate(record: Record, config: AnnotateConfig | None = None) -> Annotation:
+    """Pre-annotate a record.
+
+    Parameters
+    ----------
+    record : Record
+        The record in mV (``ecg.record.read_record``).
+    config : AnnotateConfig, optional
+        Defaults: diagnostic band, 50 Hz notch, the issue's thresholds.
+
+    Returns
+    -------
+    Annotation
+    """
+    config = config or AnnotateConfig()
+    fs_hz = record.fs_hz
+    beats = _detect(record, config)
+    rr_ms, hr_bpm = heart_rate(beats, fs_hz)
+    filtered = filter_zero_phase(record.signal_mv, fs_hz, config.mode, config.mains_hz)
+    quality = quality_flags(
+        record.signal_mv, filtered, fs_hz, config.flags, adc_limits_mv=record.adc_limits_mv
+    )
+    unreadable = _all_leads_off(quality, record.n_leads)
+    rhythm = rhythm_flags(beats, fs_hz, record.n_samples, config.flags, unreadable)
+    flags = tuple(sorted(rhythm + quality, key=lambda f: (f.onset, f.lead or 0, f.kind.value)))
+    summary = _summarise(record, config, beats, hr_bpm, flags)
+    return Annotation(
+        record_name=record.name,
+        fs_hz=fs_hz,
+        n_samples=record.n_samples,
+        lead_names=record.lead_names,
+        base_datetime=record.base_datetime,
+        beats=beats,
+        rr_ms=rr_ms,
+        hr_bpm=hr_bpm,
+        flags=flags,
+        summary=summary,
+    )
+
+
+def _detect(record: Record, config: AnnotateConfig) -> NDArray[np.int64]:
+    if record.n_samples == 0:
+        return np.zeros(0, dtype=np.int64)
+    beats = np.asarray(detect_qrs(record.signal_mv, record.fs_hz, config.detector), np.int64)
+    # Defensive: the output format needs strictly increasing samples inside the record.
+    beats = np.unique(beats)
+    return beats[(beats >= 0) & (beats < record.n_samples)]
+
+
+def _all_leads_off(quality: list[Flag], n_leads: int) -> list[tuple[int, int]]:
+    """Stretches where every lead carries a lead-off flag."""
+    per_lead: list[list[tuple[int, int]]] = [[] for _ in range(n_leads)]
+    for flag in quality:
+        if flag.kind is FlagKind.LEAD_OFF and flag.lead is not None:
+            per_lead[flag.lead].append((flag.onset, flag.offset))
+    common = per_lead[0] if per_lead else []
+    for intervals in per_lead[1:]:
+        common = [
+            (max(a, c), min(b, d)) for a, b in common for c, d in intervals if max(a, c) < min(b, d)
+        ]
+    return common
+
+
+def _summarise(
+    record: Record,
+    config: AnnotateConfig,
+    beats: NDArray[np.int64],
+    hr_bpm: NDArray[np.float64],
+    flags: tuple[Flag, ...],
+) -> Summary:
+    counts = Counter(flag.kind.value for flag in flags)
+    if hr_bpm.size:
+        width = config.flags.rate_median_beats
+        smooth = running_median(hr_bpm, width)
+        hr = (float(smooth.min()), 60.0 / float(np.median(60.0 / hr_bpm)), float(smooth.max()))
+    else:
+        hr = (math.nan, math.nan, math.nan)
+    return Summary(
+        duration_s=record.duration_s,
+        beat_count=int(beats.size),
+        hr_min_bpm=hr[0],
+        hr_median_bpm=hr[1],
+        hr_max_bpm=hr[2],
+        flag_counts={kind.value: counts.get(kind.value, 0) for kind in FlagKind},
+        detector=DETECTOR_NAME,
+        version=annotator_version(),
+        filter_mode=config.mode.value,
+        mains_hz=config.mains_hz,
+    )
