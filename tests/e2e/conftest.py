@@ -1,13 +1,13 @@
 """The real server (signaling + the aiortc SFU) and a real coturn, for browser tests.
 
-The server runs in the test's event loop through ``SignalingServer`` with the real
-``media.sfu.Sfu`` (``teleconsult serve`` wires the same pieces); coturn runs as a
-subprocess on loopback with the TURN REST-API shared secret (``use-auth-secret``).
+The server runs in the test's event loop, assembled by ``teleconsult.app.build_server``
+exactly as ``teleconsult serve`` does (real ``media.sfu.Sfu``, SQLite Store in a tmp
+data dir); coturn runs as a subprocess on loopback with the TURN REST-API shared
+secret (``use-auth-secret``).
 """
 
 from __future__ import annotations
 
-import functools
 import shutil
 import socket
 import subprocess
@@ -20,11 +20,10 @@ from pathlib import Path
 import pytest
 
 from media.sfu import Sfu
-from sessions.store import LocalBus, SqliteStore
-from sessions.tokens import mint_token, verify_token
-from sessions.turn import IceConfig
-from signaling.core import Core, CoreConfig
-from signaling.server import ServerConfig, SignalingServer
+from sessions.tokens import mint_token
+from signaling.server import SignalingServer
+from teleconsult.app import build_server
+from teleconsult.config import Config
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 SECRET = "e2e-secret-" + "x" * 32
@@ -57,28 +56,26 @@ class Consult:
 
 @asynccontextmanager
 async def running_consult(
-    data_dir: Path, *, ice: IceConfig | None = None, relay: bool = False, grace_s: float = 30.0
+    data_dir: Path,
+    *,
+    turn: Turn | None = None,
+    relay: bool = False,
 ) -> AsyncIterator[Consult]:
-    """Start the server on a free 127.0.0.1 port; close it (and every peer) on exit."""
-    ice = ice or IceConfig()
-    store = SqliteStore(data_dir)
-    core = Core(
-        config=CoreConfig(grace_s=grace_s),
-        verify=functools.partial(verify_token, SECRET),
-        ice_servers=lambda identity: ice.ice_servers(identity, now_s=time.time()),
-        banned=store.banned_jtis(),
+    """Start the server as ``teleconsult serve`` assembles it, on a free 127.0.0.1 port."""
+    config = Config(
+        port=0,
+        data_dir=data_dir,
+        secret=SECRET,
+        web_dir=WEB_DIR,
+        turn_urls=(turn.url,) if turn else (),
+        turn_secret=turn.secret if turn else None,
+        ice_transport_policy="relay" if relay else "all",
     )
-    sfu = Sfu(ice_transport_policy="relay" if relay else "all")
-    server = SignalingServer(
-        core=core,
-        media=sfu,
-        store=store,
-        bus=LocalBus(),
-        config=ServerConfig(port=0, web_dir=WEB_DIR, tick_interval_s=0.2),
-    )
+    server = build_server(config)
+    assert isinstance(server.media, Sfu)
     await server.start()
     try:
-        yield Consult(server, sfu)
+        yield Consult(server, server.media)
     finally:
         await server.close()
 

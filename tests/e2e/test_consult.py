@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser
 
-from sessions.turn import IceConfig
 from tests.e2e.conftest import Consult, Turn, running_consult
 from tests.e2e.pages import assert_sees_and_hears, screen, video_identities
 from tests.web.browser import chromium, new_page
@@ -107,8 +106,7 @@ async def test_resume_after_a_dropped_connection(consult: Consult, browser: Brow
 
 async def test_relay_only_through_coturn(tmp_path: Path, coturn: Turn, browser: Browser) -> None:
     """Browsers and the server peer restricted to TURN relays still exchange video."""
-    ice = IceConfig(turn_urls=[coturn.url], turn_secret=coturn.secret)
-    async with running_consult(tmp_path / "var", ice=ice, relay=True) as consult:
+    async with running_consult(tmp_path / "var", turn=coturn, relay=True) as consult:
         a = await new_page(browser)
         b = await new_page(browser)
         await a.goto(consult.join_url("dr-a", extra="&relay=1"))
