@@ -24,17 +24,18 @@ Design notes
   vendor's typo is an error, not a silent default). Every bound a message may break is
   stated in its schema and produces ``bad_message`` naming the field.
 
-Exception tree::
+Exception tree (a branch of :class:`ecg.errors.EcgError`, the package's one tree)::
 
-    DeviceError                    anything ecg.device / ecg.resume / ecg.streamstore
-    │                              raise on purpose
-    ├── ProtocolError              the peer broke the protocol or was refused; carries
-    │   │                          ``code`` (an :class:`ErrorCode`), ``reason``, ``fatal``
-    │   ├── FrameError             a binary frame cannot be decoded
-    │   ├── MessageError           a text message cannot be decoded or is invalid
-    │   └── StreamRefused          a valid message refused in the stream's state
-    ├── LocalProtocolError         our own side asked for something the protocol forbids
-    └── StoreError                 the stream store cannot do what was asked
+    EcgError
+    └── DeviceError                anything ecg.device / ecg.resume / ecg.streamstore
+        │                          raise on purpose
+        ├── ProtocolError          the peer broke the protocol or was refused; carries
+        │   │                      ``code`` (an :class:`ErrorCode`), ``reason``, ``fatal``
+        │   ├── FrameError         a binary frame cannot be decoded
+        │   ├── MessageError       a text message cannot be decoded or is invalid
+        │   └── StreamRefused      a valid message refused in the stream's state
+        ├── LocalProtocolError     our own side asked for something the protocol forbids
+        └── StoreError             the stream store cannot do what was asked
 
 Only ``code`` and ``reason`` of a :class:`ProtocolError` ever reach a peer; any other
 exception becomes ``internal`` with a generic reason.
@@ -53,6 +54,8 @@ from typing import Annotated, Final, TypeVar
 import msgspec
 import numpy as np
 import numpy.typing as npt
+
+from ecg.errors import EcgError
 
 __all__ = [
     "FRAME_HEADER_BYTES",
@@ -133,7 +136,7 @@ class ErrorCode(enum.StrEnum):
     INTERNAL = "internal"
 
 
-class DeviceError(Exception):
+class DeviceError(EcgError):
     """Base class of every error of the device stream protocol and its store."""
 
 
