@@ -356,12 +356,14 @@ def test_sender_refuses_beyond_its_buffer() -> None:
 @given(
     chunks=st.lists(st.integers(1, 120), min_size=1, max_size=30),
     frame_samples=st.integers(1, 64),
-    events=st.lists(st.sampled_from(["send", "drop", "lose", "ack_late"]), max_size=40),
+    events=st.lists(
+        st.sampled_from(["send", "drop", "lose", "ack_late", "acks_lost", "resend"]), max_size=40
+    ),
 )
 def test_drops_and_resumes_lose_and_duplicate_nothing(
     chunks: list[int], frame_samples: int, events: list[str]
 ) -> None:
-    """Under random drops, lost frames and late acks, the stored stream equals what was produced."""
+    """Under drops, lost frames, lost acks and resends the store holds exactly what was produced."""
     start, store = (
         make_start(leads=["I", "II"], adc_gain=[200.0] * 2, baseline=[0] * 2),
         MemoryStore(),
@@ -381,11 +383,13 @@ def test_drops_and_resumes_lose_and_duplicate_nothing(
         handle = started.handle
         sender.resume(started.next_index)
 
-    def deliver(frames: list[Frame]) -> None:
+    def deliver(frames: list[Frame], *, acks_lost: bool = False) -> None:
         assert session is not None
         for frame in frames:
             for message in messages(serve(session, session.receive_bytes(bytes(frame)), store)):
                 assert isinstance(message, Ack | Error)
+                if acks_lost and isinstance(message, Ack):
+                    continue
                 if isinstance(message, Ack):
                     sender.on_ack(message.next_index)
                 elif message.next_index is not None:
@@ -405,6 +409,11 @@ def test_drops_and_resumes_lose_and_duplicate_nothing(
             sender.next_frames(handle, limit=1)
         elif event == "ack_late":
             continue
+        elif event == "acks_lost":  # frames arrive, their acks do not
+            deliver(sender.next_frames(handle), acks_lost=True)
+            continue
+        elif event == "resend":  # a cautious device resends all it was not told is stored
+            sender.rewind(sender.acked)
         deliver(sender.next_frames(handle))
     sender.push(source[position:])
     while sender.acked < total:
