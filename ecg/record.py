@@ -247,6 +247,8 @@ def _check_header(header: Any, record_path: str) -> None:
             record_path + ".hea",
             f"corrupt header: declares {n_leads} signals but describes {described}",
         )
+    if header.sig_len == 0:
+        raise RecordError(record_path + ".hea", "the record holds no sample (length 0)")
     fs_hz = float(header.fs or 0)
     if not MIN_FS_HZ <= fs_hz <= MAX_FS_HZ:
         raise RecordError(

@@ -185,6 +185,19 @@ def test_two_sample_record_is_valid(tmp_path: Path) -> None:
     assert result.duration_s == pytest.approx(2 / 250.0)
 
 
+def test_one_sample_record_is_valid(tmp_path: Path) -> None:
+    """A 1-sample record reads too."""
+    assert read_record(_write(tmp_path, n_samples=1)).n_samples == 1
+
+
+def test_zero_sample_record_is_refused(tmp_path: Path) -> None:
+    """A header declaring no sample at all is a RecordError saying so."""
+    path = _write(tmp_path)
+    Path(f"{path}.hea").write_text("rec 1 250 0\nrec.dat 16 1000 16 0 0 0 0 II\n")
+    with pytest.raises(RecordError, match="no sample"):
+        read_record(path)
+
+
 def test_flat_lead_reads_as_zeros(tmp_path: Path) -> None:
     """A flat lead is data, not an error: it reads as constant."""
     signal = synthetic_ecg(250.0, 2.0, [1.0], n_leads=2)
