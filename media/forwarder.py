@@ -116,7 +116,12 @@ class SlotTrack(MediaStreamTrack):
                 continue
             read: asyncio.Future[Any] = asyncio.ensure_future(source.recv())
             waits: set[asyncio.Future[Any]] = {read, switched}
-            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            try:
+                done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:
+                # The sender is stopping: take the pending read down with us.
+                read.cancel()
+                raise
             if read in done:
                 try:
                     return read.result()

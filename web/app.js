@@ -25,6 +25,7 @@ const tc = {
   chat: [],
   notices: [],
   firstFrameMs: null, // performance.now() when the first remote video frame was rendered
+  marks: {}, // name -> performance.now() of the first time it happened (diagnostics, bench)
   localStream: null,
   devices: Promise.resolve(),
   media: null,
@@ -33,6 +34,10 @@ const tc = {
 window.tc = tc;
 
 // ---- small helpers --------------------------------------------------------------
+
+function mark(name) {
+  if (!(name in tc.marks)) tc.marks[name] = Math.round(performance.now());
+}
 
 function el(tag, attributes = {}, text = "") {
   const node = document.createElement(tag);
@@ -92,6 +97,7 @@ async function openDevices() {
     });
     $("preview").srcObject = tc.localStream;
     $("self").srcObject = tc.localStream;
+    mark("devices");
   } catch (error) {
     console.warn("getUserMedia failed", error);
     $("lobby-error").textContent = t("noDevices");
@@ -100,6 +106,7 @@ async function openDevices() {
 }
 
 function join() {
+  mark("join");
   $("join").disabled = true;
   const signaling = new Signaling(tc.token);
   tc.signaling = signaling;
@@ -112,6 +119,7 @@ function join() {
 // ---- server messages ------------------------------------------------------------
 
 function onMessage(message) {
+  mark(`message.${message.type}${message.pc ? "." + message.pc : ""}`);
   const handler = HANDLERS[message.type];
   if (handler) handler(message);
 }
@@ -283,6 +291,7 @@ function learnStream(participantId, streamId) {
 }
 
 function onRemoteTrack({ streams }) {
+  mark("track");
   const stream = streams[0];
   if (!stream) return;
   const owner = tc.streamOwner.get(stream.id);
@@ -298,6 +307,7 @@ function attachStream(participantId, stream) {
   if (tc.firstFrameMs === null && "requestVideoFrameCallback" in video) {
     video.requestVideoFrameCallback(() => {
       if (tc.firstFrameMs === null) tc.firstFrameMs = performance.now();
+      mark("firstFrame");
     });
   }
   // Autoplay with sound may be refused without a click: play muted, offer sound.
@@ -326,6 +336,7 @@ function startMedia(iceServers) {
   tc.media = media;
   media.addEventListener("track", (event) => onRemoteTrack(event.detail));
   media.addEventListener("state", ({ detail }) => {
+    mark(`${detail.pc}.${detail.state}`);
     if (detail.state === "failed") setConnState("media-failed");
     else if (detail.state === "connected" && tc.state === "media-failed") setConnState("connected");
   });
