@@ -30,12 +30,14 @@ Design notes:
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import secrets
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -256,6 +258,28 @@ def iso_z(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+_Method = TypeVar("_Method", bound=Callable[..., list["Effect"]])
+
+
+def _guarded(method: _Method) -> _Method:
+    """Log an internal error in an entry point and return what was produced so far.
+
+    A bug must not stop the I/O layer's timer or connection handler: the state changes
+    made before the error stand, and their effects are carried out.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: Core, *args: Any) -> list[Effect]:
+        try:
+            result: list[Effect] = method(self, *args)
+        except Exception:
+            logger.exception("internal error in Core.%s", method.__name__)
+            return self._flush()
+        return result
+
+    return wrapper  # type: ignore[return-value]
+
+
 def _track_info(track: Track) -> m.TrackInfo:
     return m.TrackInfo(
         track_id=track.track_id,
@@ -344,6 +368,7 @@ class Core:
 
     # ------------------------------------------------------------------ connection events
 
+    @_guarded
     def open(self, conn: ConnId, now_s: float) -> list[Effect]:
         """A connection opened at ``now_s``."""
         bucket = TokenBucket(self.config.rate_per_s, self.config.burst, self.config.burst, now_s)
@@ -378,6 +403,7 @@ class Core:
                 self._refuse(c, ClientError(ErrorCode.INTERNAL, "internal server error"), ref)
         return self._flush()
 
+    @_guarded
     def closed(self, conn: ConnId, now_s: float) -> list[Effect]:
         """The connection is gone (closed by either side, or dropped)."""
         c = self._conns.pop(conn, None)
@@ -398,6 +424,7 @@ class Core:
             self._audit(p.room_id, p.identity, "disconnect")
         return self._flush()
 
+    @_guarded
     def tick(self, now_s: float) -> list[Effect]:
         """Time passed: end grace periods and refuse connections slow to join."""
         for p in list(self._participants.values()):
@@ -418,6 +445,7 @@ class Core:
 
     # ------------------------------------------------------------------ media results
 
+    @_guarded
     def media_joined(self, participant_id: str, generation: int) -> list[Effect]:
         """The media session of ``generation`` is open."""
         p = self._current(participant_id, generation)
@@ -425,6 +453,7 @@ class Core:
             p.apply(Event.MEDIA_READY)
         return self._flush()
 
+    @_guarded
     def media_answer(
         self, conn: ConnId, participant_id: str, sdp: str, ref: str | None
     ) -> list[Effect]:
@@ -434,6 +463,7 @@ class Core:
             self._send(c, m.ServerAnswer(pc="publish", sdp=sdp, ref=ref))
         return self._flush()
 
+    @_guarded
     def media_error(
         self, conn: ConnId, code: ErrorCode, reason: str, ref: str | None
     ) -> list[Effect]:
@@ -445,6 +475,7 @@ class Core:
 
     # ------------------------------------------------------------------ media listener
 
+    @_guarded
     def media_offer(
         self, participant_id: str, generation: int, pc: PeerRole, sdp: str
     ) -> list[Effect]:
@@ -454,6 +485,7 @@ class Core:
             self._send_to(p, m.ServerOffer(pc=pc, sdp=sdp))
         return self._flush()
 
+    @_guarded
     def media_track_published(
         self, participant_id: str, generation: int, track_id: str, kind: TrackKind, stream_id: str
     ) -> list[Effect]:
@@ -476,6 +508,7 @@ class Core:
             )
         return self._flush()
 
+    @_guarded
     def media_track_ended(
         self, participant_id: str, generation: int, track_id: str
     ) -> list[Effect]:
@@ -487,6 +520,7 @@ class Core:
             )
         return self._flush()
 
+    @_guarded
     def media_connection_state(
         self, participant_id: str, generation: int, pc: PeerRole, state: str
     ) -> list[Effect]:
@@ -595,6 +629,7 @@ class Core:
                     time=iso_z(self._wall_clock()),
                 )
                 self._broadcast(p, event)
+                self._audit(p.room_id, p.identity, "chat", detail={"text": text})
             case m.Admit(participant_id=target_id):
                 self._admit(p, target_id)
             case m.Remove(participant_id=target_id, reason=reason):

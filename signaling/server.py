@@ -325,17 +325,23 @@ class SignalingServer:
         """Carry out the core's effects, in order."""
         encoded: dict[int, str] = {}
         for effect in effects:
-            match effect:
-                case Send(conn=conn, message=message):
-                    self._send(conn, message, encoded)
-                case Close(conn=conn, code=code, reason=reason):
-                    ws = self._sockets.get(conn)
-                    if ws is not None:
-                        self._spawn(ws.close(code, reason))
-                case Persist(record=record):
-                    self._persist(record)
-                case _:
-                    self._media(effect)
+            try:
+                self._run_one(effect, encoded)
+            except Exception:
+                logger.exception("failed to carry out %s", type(effect).__name__)
+
+    def _run_one(self, effect: Effect, encoded: dict[int, str]) -> None:
+        match effect:
+            case Send(conn=conn, message=message):
+                self._send(conn, message, encoded)
+            case Close(conn=conn, code=code, reason=reason):
+                ws = self._sockets.get(conn)
+                if ws is not None:
+                    self._spawn(ws.close(code, reason))
+            case Persist(record=record):
+                self._persist(record)
+            case _:
+                self._media(effect)
 
     def _send(self, conn: ConnId, message: m.ServerMessage, encoded: dict[int, str]) -> None:
         ws = self._sockets.get(conn)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from sessions.store import AuditEntry, Ban
-from sessions.tokens import mint_token, verify_token
+from sessions.tokens import TokenClaims, mint_token, verify_token
 from sessions.turn import IceConfig
 from signaling import messages as m
 from signaling.core import (
@@ -412,3 +412,19 @@ def test_join_timeout(h: Harness) -> None:
     assert error_of(effects, conn).code == "join_timeout"
     assert closes(effects, conn) == [CloseCode.JOIN_TIMEOUT]
     assert h.core.tick(h.now + 1) == []
+
+
+def test_internal_error_is_generic_and_keeps_the_connection() -> None:
+    """A bug while handling a message becomes error internal, with no detail, connection kept."""
+
+    def broken(token: str) -> TokenClaims:
+        raise RuntimeError("database password is hunter2")
+
+    core = Core(config=CoreConfig(), verify=broken, ice_servers=lambda identity: [])
+    core.open(1, 0.0)
+    effects = core.receive(1, m.encode(m.Join(token="t", ref="j")).decode(), 0.0)
+    error = error_of(effects, 1)
+    assert (error.code, error.ref) == ("internal", "j")
+    assert "hunter2" not in error.reason
+    assert closes(effects, 1) == []
+    assert core.stats.errors["internal"] == 1

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidMessage
 
 from sessions.errors import InvalidToken
 from sessions.tokens import load_secret, verify_token
@@ -181,3 +182,90 @@ async def test_serve_prints_demo_links_and_stops_on_sigterm(tmp_path: Path) -> N
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (PEM files)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_tls_serves_wss_and_https(tmp_path: Path) -> None:
+    """With --cert/--key the server speaks wss:// and https:// only."""
+    import ssl
+
+    from teleconsult.app import build_server
+    from tests.signaling.conftest import FakeMedia
+
+    cert, key = _self_signed(tmp_path)
+    config = load_config(None, port=0, data_dir=tmp_path / "var", cert=cert, key=key)
+    server = build_server(config, media=FakeMedia())
+    await server.start()
+    try:
+        assert server.url.startswith("https://")
+        client_context = ssl.create_default_context(cafile=str(cert))
+        token = main_token(tmp_path / "var")
+        async with connect(f"wss://127.0.0.1:{server.port}/ws", ssl=client_context) as ws:
+            await ws.send(json.dumps({"type": "join", "token": token}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "joined"
+        with pytest.raises(InvalidMessage, match="valid HTTP response"):
+            async with connect(f"ws://127.0.0.1:{server.port}/ws", open_timeout=2):
+                pass
+    finally:
+        await server.close()
+
+
+def main_token(data_dir: Path) -> str:
+    """A moderator token signed with ``data_dir``'s secret."""
+    from sessions.tokens import mint_token
+
+    return mint_token(
+        load_secret(data_dir, environ={}),
+        identity="dr-li",
+        name="Dr Li",
+        role="expert",
+        room="r",
+        permissions=frozenset({"publish", "subscribe", "moderate"}),
+    )
+
+
+def test_bad_certificate_is_a_clear_error(tmp_path: Path) -> None:
+    """A certificate that cannot be loaded is refused with a message naming it."""
+    (tmp_path / "cert.pem").write_text("not a certificate")
+    (tmp_path / "key.pem").write_text("not a key")
+    config = load_config(None, cert=tmp_path / "cert.pem", key=tmp_path / "key.pem")
+    with pytest.raises(ConfigError, match=r"cert\.pem"):
+        config.ssl_context()
