@@ -32,13 +32,14 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 import msgspec
 import numpy as np
@@ -59,6 +60,7 @@ from ecg.resume import Append, Close, DeviceSession, Effect, Finalise, Open, Rel
 __all__ = [
     "Outgoing",
     "StreamInfo",
+    "StreamListener",
     "StreamService",
     "StreamStore",
     "StreamWriter",
@@ -71,6 +73,8 @@ START_FILE: Final = "start.json"
 END_FILE: Final = "end.json"
 # Frames in the store are at most this long, so one append of a long block is split.
 _STORE_FRAME_SAMPLES: Final = 4096
+
+Int16Array = npt.NDArray[np.int16]
 
 
 class _StartRecord(msgspec.Struct, forbid_unknown_fields=True):
@@ -330,6 +334,24 @@ class StreamStore:
         _fsync_dir(folder)
         return self.record_path(stream)
 
+    def export(self, stream: uuid.UUID, out_dir: Path) -> Path:
+        """Copy the finalised record (``.hea`` + ``.dat``) into ``out_dir``; return its path.
+
+        Raises
+        ------
+        StoreError
+            When the stream does not exist or has not ended.
+        """
+        info = self.info(stream)
+        if not info.ended:
+            raise StoreError(f"stream {stream} has not ended: no record to export yet")
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for suffix in (".dat", ".hea"):
+            name = f"{stream}{suffix}"
+            shutil.copyfile(self.path(stream) / name, out_dir / name)
+        return out_dir / str(stream)
+
     # -- internals -----------------------------------------------------------------------
 
     def _read_start(self, stream: uuid.UUID) -> _StartRecord:
@@ -420,6 +442,22 @@ Outgoing = Send | Close
 TakeoverHandler = Callable[[DeviceSession, list[Outgoing]], None]
 
 
+class StreamListener(Protocol):
+    """What happens to streams, for the live pipeline and the batch re-annotation.
+
+    Called synchronously by :class:`StreamService`; keep the work short or hand it off.
+    """
+
+    def samples_appended(self, start: Start, first_index: int, samples: Int16Array) -> None:
+        """New samples (each sample once, in order, from ``first_index``) were written.
+
+        They are not yet durable: a live view may show them, an ack must not be sent.
+        """
+
+    def stream_ended(self, start: Start, record: Path) -> None:
+        """The stream ended and its WFDB record (``record``, no extension) is written."""
+
+
 class StreamService:
     """Drives :class:`~ecg.resume.DeviceSession` objects against a :class:`StreamStore`.
 
@@ -435,14 +473,23 @@ class StreamService:
     ----------
     store : StreamStore
         Where streams are stored.
+    listener : StreamListener, optional
+        Told of new samples and of ended streams.
     on_takeover : callable, optional
         Called with the old session and the messages for it (an ``error superseded``
         and a close) when a device resumes a stream on a new connection while the old
         one still holds it. The I/O layer sends them on the old connection.
     """
 
-    def __init__(self, store: StreamStore, *, on_takeover: TakeoverHandler | None = None) -> None:
+    def __init__(
+        self,
+        store: StreamStore,
+        *,
+        listener: StreamListener | None = None,
+        on_takeover: TakeoverHandler | None = None,
+    ) -> None:
         self.store = store
+        self.listener = listener
         self.on_takeover = on_takeover
         self._owners: dict[uuid.UUID, tuple[DeviceSession, StreamWriter]] = {}
         # Streams appended to but not yet fsynced, with the session to ack.
@@ -534,10 +581,14 @@ class StreamService:
         if isinstance(effect, Append):
             writer.append(effect.first_index, effect.samples)
             self._dirty[effect.stream] = session
+            if self.listener is not None:
+                self.listener.samples_appended(writer.start, effect.first_index, effect.samples)
             return []
         if isinstance(effect, Finalise):
-            writer.finalise(effect.total_samples)
+            record = writer.finalise(effect.total_samples)
             self._dirty.pop(effect.stream, None)
+            if self.listener is not None:
+                self.listener.stream_ended(writer.start, record)
             return session.durable(effect.stream, writer.durable) + session.finalised(effect.stream)
         raise AssertionError(f"unknown effect {effect!r}")  # pragma: no cover
 

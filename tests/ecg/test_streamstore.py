@@ -264,6 +264,49 @@ def test_refused_start_and_lost_connection(tmp_path: Path) -> None:
     assert service.store.info(start.stream).durable_samples == 10
 
 
+class Recorder:
+    """A StreamListener that keeps what it is told."""
+
+    def __init__(self) -> None:
+        self.appended: list[tuple[int, np.ndarray]] = []
+        self.ended: list[Path] = []
+
+    def samples_appended(self, start: Start, first_index: int, samples: np.ndarray) -> None:
+        self.appended.append((first_index, samples.copy()))
+
+    def stream_ended(self, start: Start, record: Path) -> None:
+        self.ended.append(record)
+
+
+def test_listener_sees_each_sample_once_and_the_end(tmp_path: Path) -> None:
+    """Despite resends and overlaps the listener gets every sample once, in order, then the end."""
+    recorder = Recorder()
+    service = StreamService(StreamStore(tmp_path), listener=recorder)
+    start = make_start()
+    session = DeviceSession(DEVICE)
+    (started,) = sent(service.receive_text(session, encode_message(start)))
+    assert isinstance(started, Started)
+    for first, n in [(0, 50), (0, 50), (25, 50), (75, 25)]:
+        service.receive_bytes(session, bytes(Frame(started.handle, first, block(first, n))))
+    service.receive_text(session, encode_message(End(start.stream, 100)))
+    assert [first for first, _ in recorder.appended] == [0, 50, 75]
+    np.testing.assert_array_equal(np.concatenate([s for _, s in recorder.appended]), block(0, 100))
+    assert recorder.ended == [service.store.record_path(start.stream)]
+
+
+def test_export_copies_the_finalised_record(tmp_path: Path) -> None:
+    """An ended stream exports as a readable WFDB record; an open one is refused."""
+    service = StreamService(StreamStore(tmp_path / "store"))
+    start = make_start()
+    session = stream_through_service(service, start, block(0, 40), frame_samples=20)
+    with pytest.raises(StoreError, match="not ended"):
+        service.store.export(start.stream, tmp_path / "out")
+    service.receive_text(session, encode_message(End(start.stream, 40)))
+    path = service.store.export(start.stream, tmp_path / "out")
+    exported = wfdb.rdrecord(str(path), physical=False)
+    np.testing.assert_array_equal(exported.d_signal, block(0, 40))
+
+
 def test_streams_lists_stored_streams(tmp_path: Path) -> None:
     """The store lists its streams with owner, durable count and end state."""
     service = StreamService(StreamStore(tmp_path))
