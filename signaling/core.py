@@ -760,6 +760,11 @@ class Core:
                 ice_servers,
             )
         )
+        # A fresh media session forwards everything: mutes made before it (or while
+        # disconnected) are applied again, after the join in the participant's lane.
+        for kind in ("audio", "video"):
+            if p.muted[kind]:
+                self._out.append(MediaPause(p.participant_id, kind, True))
 
     # ------------------------------------------------------------------ moderator actions
 

@@ -238,9 +238,10 @@ def test_leave_closes_normally_and_tells_others(
 def test_resume_within_grace_keeps_the_participant(
     h: Harness, room: tuple[int, int, str, str]
 ) -> None:
-    """A dropped participant is disconnected for the grace period and resumes with its id."""
+    """A dropped participant is kept for the grace period and resumes with its id and mutes."""
     mod, app, _, app_pid = room
     h.core.media_joined(app_pid, h.core.participant(app_pid).media_generation)  # type: ignore[union-attr]
+    h.send(mod, m.Mute(kind="video", participant_id=app_pid))
     effects = h.core.closed(app, h.now)
     assert only(effects, MediaLeave)
     (state,) = sent(effects, mod)
@@ -253,7 +254,9 @@ def test_resume_within_grace_keeps_the_participant(
     assert isinstance(joined, m.Joined)
     assert (joined.participant_id, joined.resumed) == (app_pid, True)
     assert types(effects, mod) == ["participant_state"]
-    assert only(effects, MediaJoin)
+    media = [e for e in effects if isinstance(e, MediaJoin | MediaPause)]
+    assert [type(e) for e in media] == [MediaJoin, MediaPause]
+    assert joined.participant_id == app_pid
 
 
 def test_removed_after_grace_and_others_told(h: Harness, room: tuple[int, int, str, str]) -> None:

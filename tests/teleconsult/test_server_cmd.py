@@ -269,3 +269,14 @@ def test_bad_certificate_is_a_clear_error(tmp_path: Path) -> None:
     config = load_config(None, cert=tmp_path / "cert.pem", key=tmp_path / "key.pem")
     with pytest.raises(ConfigError, match=r"cert\.pem"):
         config.ssl_context()
+
+
+def test_missing_media_backend_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without an importable media.sfu the server refuses to start, saying why."""
+    from teleconsult.app import AppError, build_server
+
+    monkeypatch.setitem(sys.modules, "media.sfu", None)
+    with pytest.raises(AppError, match=r"media\.sfu\.Sfu cannot be loaded"):
+        build_server(load_config(None, data_dir=tmp_path))
