@@ -156,3 +156,13 @@ async def mean_colour(track: MediaStreamTrack, timeout_s: float = 10.0) -> tuple
 def close_to(actual: tuple[int, int, int], expected: tuple[int, int, int]) -> bool:
     """Colours equal within what VP8 and YUV 4:2:0 round-trips lose."""
     return all(abs(a - e) <= 24 for a, e in zip(actual, expected, strict=True))
+
+
+async def falls_silent(track: MediaStreamTrack, quiet_s: float = 1.0) -> bool:
+    """Whether ``track`` stops delivering frames (within 100 frames) for ``quiet_s``."""
+    for _ in range(100):  # what was already in flight still arrives
+        try:
+            await asyncio.wait_for(track.recv(), quiet_s)
+        except TimeoutError:
+            return True
+    return False

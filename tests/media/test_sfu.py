@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from aiortc import MediaStreamTrack, RTCPeerConnection
+from aiortc import RTCPeerConnection
 
 from media.exceptions import (
     InvalidSdpError,
@@ -16,7 +15,7 @@ from media.exceptions import (
     WrongPeerError,
 )
 from media.sfu import Sfu
-from tests.media.peers import Client, close_to, mean_colour, wait_for
+from tests.media.peers import Client, close_to, falls_silent, mean_colour, wait_for
 
 RED, GREEN, BLUE = (220, 30, 30), (30, 200, 30), (30, 30, 220)
 
@@ -51,16 +50,6 @@ async def assert_sees(viewer: Client, others: list[Client]) -> None:
         assert any(close_to(c, other.rgb) for c in colours), (other.participant_id, colours)
     for track in viewer.live("audio"):
         assert (await track.recv()).sample_rate > 0
-
-
-async def falls_silent(track: MediaStreamTrack, quiet_s: float = 1.0) -> bool:
-    """Whether ``track`` stops delivering frames (within 100 frames) for ``quiet_s``."""
-    for _ in range(100):  # what was already in flight still arrives
-        try:
-            await asyncio.wait_for(track.recv(), quiet_s)
-        except TimeoutError:
-            return True
-    return False
 
 
 async def joined_pair(sfu: Sfu, clients: list[Client]) -> tuple[Client, Client]:

@@ -1,0 +1,84 @@
+"""GateTrack, SlotTrack and RelayForwarder with in-process tracks (no network)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiortc import MediaStreamTrack, RTCPeerConnection
+from aiortc.mediastreams import MediaStreamError
+
+from media.forwarder import GateTrack, RelayForwarder, SlotTrack
+from tests.media.peers import falls_silent
+
+
+class Counter(MediaStreamTrack):
+    """Yields its name and a sequence number every 10 ms; ends after ``limit`` frames."""
+
+    kind = "video"
+
+    def __init__(self, name: str, limit: int = 10_000) -> None:
+        super().__init__()
+        self.name, self.limit, self.sent = name, limit, 0
+
+    async def recv(self) -> tuple[str, int]:
+        await asyncio.sleep(0.01)
+        if self.sent >= self.limit:
+            self.stop()
+            raise MediaStreamError
+        self.sent += 1
+        return self.name, self.sent
+
+
+async def test_gate_drops_frames_while_paused() -> None:
+    """A paused gate keeps reading its source but passes nothing on."""
+    source = Counter("a")
+    gate = GateTrack(source)
+    first = await gate.recv()
+    gate.paused = True
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(gate.recv(), 0.1)
+    gate.paused = False
+    name, number = await gate.recv()
+    assert name == "a"
+    assert number > first[1] + 3  # frames of the pause were read and dropped
+
+
+async def test_slot_switches_sources_and_outlives_them() -> None:
+    """A slot reads its current source, waits while empty and survives a source ending."""
+    slot = SlotTrack("video")
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(slot.recv(), 0.05)
+    slot.switch(Counter("a"))
+    assert (await slot.recv())[0] == "a"
+    slot.switch(Counter("b", limit=2))
+    assert (await slot.recv())[0] == "b"
+    assert (await slot.recv())[0] == "b"
+    pending = asyncio.ensure_future(slot.recv())  # "b" ends: the slot waits
+    await asyncio.sleep(0.05)
+    assert not pending.done()
+    slot.switch(Counter("c"))
+    assert (await pending)[0] == "c"
+    slot.stop()
+
+
+async def test_relay_forwarder_connects_pauses_and_removes() -> None:
+    """Frames of a source reach a connected sender's track until the source is removed."""
+    pc = RTCPeerConnection()
+    sender = pc.addTransceiver("video", direction="sendonly").sender
+    forwarder = RelayForwarder()
+    forwarder.add_source("s1", Counter("a"))
+    forwarder.connect("s1", sender)
+    slot = sender.track
+    assert isinstance(slot, SlotTrack)
+    assert (await asyncio.wait_for(slot.recv(), 1))[0] == "a"
+    forwarder.set_paused("s1", True)
+    assert await falls_silent(slot, quiet_s=0.1)
+    forwarder.set_paused("s1", False)
+    assert (await asyncio.wait_for(slot.recv(), 1))[0] == "a"
+    forwarder.remove_source("s1")
+    assert await falls_silent(slot, quiet_s=0.1)
+    with pytest.raises(ValueError, match="unknown source"):
+        forwarder.connect("s1", sender)
+    await forwarder.close()
+    await pc.close()
