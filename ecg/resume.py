@@ -37,10 +37,10 @@ Design notes
 
 from __future__ import annotations
 
+import bisect
 import enum
 import logging
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -616,9 +616,12 @@ class StreamSender:
         self.acked = 0
         self.sent = 0
         self.produced = 0
-        # Blocks of unacknowledged samples, the first starting at self._base.
-        self._blocks: deque[npt.NDArray[np.int16]] = deque()
-        self._base = 0
+        # Pushed blocks and the index of each one's first sample; blocks before
+        # self._head are acknowledged (compacted now and then, so that slicing is a
+        # binary search and a long backlog after an outage costs O(log n) per frame).
+        self._blocks: list[npt.NDArray[np.int16]] = []
+        self._starts: list[int] = []
+        self._head = 0
 
     @property
     def unacked(self) -> int:
@@ -637,6 +640,7 @@ class StreamSender:
             raise LocalProtocolError(f"more than {limit} unacknowledged samples")
         if len(samples):
             self._blocks.append(samples)
+            self._starts.append(self.produced)
             self.produced += len(samples)
 
     def next_frames(self, handle: int, *, limit: int | None = None) -> list[Frame]:
@@ -679,19 +683,16 @@ class StreamSender:
     def _slice(self, stop: int) -> npt.NDArray[np.int16]:
         start = self.sent
         parts: list[npt.NDArray[np.int16]] = []
-        position = self._base
-        for block in self._blocks:
-            end = position + len(block)
-            if end > start and position < stop:
-                parts.append(block[max(start - position, 0) : min(stop, end) - position])
-            if end >= stop:
-                break
-            position = end
+        i = bisect.bisect_right(self._starts, start, lo=self._head) - 1
+        while i < len(self._starts) and self._starts[i] < stop:
+            block, first = self._blocks[i], self._starts[i]
+            parts.append(block[max(start - first, 0) : stop - first])
+            i += 1
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def _forget(self, index: int) -> None:
-        while self._blocks and self._base + len(self._blocks[0]) <= index:
-            self._base += len(self._blocks.popleft())
-        if self._blocks and self._base < index:
-            self._blocks[0] = self._blocks[0][index - self._base :]
-            self._base = index
+        head = bisect.bisect_right(self._starts, index, lo=self._head) - 1
+        self._head = max(self._head, head)
+        if self._head > 1024 and self._head > len(self._blocks) // 2:
+            del self._blocks[: self._head], self._starts[: self._head]
+            self._head = 0

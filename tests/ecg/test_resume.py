@@ -344,6 +344,21 @@ def test_sender_cuts_frames_and_forgets_acked_samples() -> None:
         sender.on_ack(1000)
 
 
+def test_sender_long_backlog_survives_compaction() -> None:
+    """Thousands of small pushes, acked and resent piecemeal, still frame the right samples."""
+    sender = StreamSender(2, frame_samples=7)
+    for first in range(5000):
+        sender.push(block(first, 1, leads=2))
+    received = []
+    while sender.acked < 5000:
+        frames = sender.next_frames(handle=1, limit=50)
+        received += frames[:40]  # the last ten frames of each burst are lost
+        sender.on_ack(frames[39].end_index if len(frames) >= 40 else frames[-1].end_index)
+        sender.resume(sender.acked)
+    samples = np.concatenate([frame.samples for frame in received])
+    np.testing.assert_array_equal(samples[:5000], block(0, 5000, leads=2))
+
+
 def test_sender_refuses_beyond_its_buffer() -> None:
     """A bounded sender refuses samples beyond its unacknowledged limit."""
     sender = StreamSender(1, frame_samples=10, max_unacked_samples=20)
