@@ -88,6 +88,8 @@ def build_server(
     device_handler : DeviceHandler, optional
         Takes ``/device`` connections (ECG carts).
     """
+    # The media backend first: if it is missing, nothing else has been opened.
+    backend = media if media is not None else media_backend(config)
     secret = load_secret(config.data_dir, config.secret)
     ice = config.ice_config()
     store, bus = store_and_bus(config)
@@ -99,7 +101,7 @@ def build_server(
     )
     return SignalingServer(
         core=core,
-        media=media if media is not None else media_backend(config),
+        media=backend,
         store=store,
         bus=bus,
         config=config.server_config(),
