@@ -56,6 +56,14 @@ Quality, per lead, in windows of ``quality_window_s`` (the last one may be short
   monitoring band's 40 Hz low-pass removes most muscle noise. Measure: that deviation,
   mV.
 
+Live streams: ``rhythm_start`` / ``rhythm_step`` / ``rhythm_flush`` return the very
+flags of :func:`rhythm_flags` on the whole stream, each once, as soon as later beats
+can no longer change it (about ``af_window_rr + rate_median_beats + 2`` beats after its
+end), and meanwhile the provisional ones for display. They keep only the tail of beats
+that open episodes need. (No unreadable-stretch handling there yet.) Quality flags
+have no streaming form yet: a live pipeline can run :func:`quality_flags` on a sliding
+block of recent samples.
+
 A lead-off window carries no other flag of that lead; a clipped window no wander or
 noise flag. The functions here take arrays and return flags; filtering is the caller's
 choice (``ecg.annotate``), so that a live pipeline can feed the causal filter's output.
@@ -82,9 +90,13 @@ __all__ = [
     "Flag",
     "FlagConfig",
     "FlagKind",
+    "RhythmState",
     "merge_episodes",
     "quality_flags",
     "rhythm_flags",
+    "rhythm_flush",
+    "rhythm_start",
+    "rhythm_step",
     "running_median",
 ]
 
@@ -400,6 +412,113 @@ def _irregular_flags(beats: IntArray, fs_hz: float, config: FlagConfig) -> list[
         for start in np.flatnonzero(irregular)
     ]
     return merge_episodes(FlagKind.IRREGULAR, episodes, config.min_af_episode_s * fs_hz)
+
+
+# --------------------------------------------------------------------------- rhythm, live
+
+
+@dataclass(frozen=True, slots=True)
+class RhythmState:
+    """State of the streaming rhythm flags between steps.
+
+    Attributes
+    ----------
+    fs_hz : float
+    config : FlagConfig
+    beats : ndarray of int64
+        The tail of the beats still needed, absolute sample indices.
+    at_start : bool
+        True while ``beats`` still begins with the stream's first beat.
+    n_samples : int
+        Samples of the stream so far.
+    final_until : int
+        Every flag with ``offset <= final_until`` has been returned as final.
+    """
+
+    fs_hz: float
+    config: FlagConfig
+    beats: IntArray
+    at_start: bool = True
+    n_samples: int = 0
+    final_until: int = -1
+
+
+def rhythm_start(fs_hz: float, config: FlagConfig = FlagConfig()) -> RhythmState:
+    """Start the streaming form of :func:`rhythm_flags` for a stream at ``fs_hz`` Hz."""
+    if not fs_hz > 0:
+        raise SignalError(f"fs_hz must be > 0, got {fs_hz}")
+    return RhythmState(fs_hz, config, np.zeros(0, dtype=np.int64))
+
+
+def rhythm_step(
+    new_beats: NDArray[np.integer], n_samples: int, state: RhythmState
+) -> tuple[list[Flag], list[Flag], RhythmState]:
+    """Add beats and time to a stream's rhythm flags.
+
+    Every flag of :func:`rhythm_flags` on the whole stream is returned exactly once as
+    *final*, as soon as no later beat can change it: beats and final flags in chunks
+    equal the batch result (``rhythm_flush`` gives the rest at the end). Live displays
+    also get the *provisional* flags: those the beats so far show (a pause whose next
+    beat has just come, a tachycardia still going on, no beat for 5 s at the end of the
+    stream) but that later beats may extend, merge or, for the rate and irregularity
+    flags, drop.
+
+    Parameters
+    ----------
+    new_beats : array of int
+        Beats detected since the previous step, absolute sample indices, increasing
+        and after the previous beats.
+    n_samples : int
+        Samples of the stream so far (every new beat is below it).
+    state : RhythmState
+
+    Returns
+    -------
+    final : list of Flag
+        Flags that are now final, by onset.
+    provisional : list of Flag
+        Flags that hold for now and may still change.
+    state : RhythmState
+    """
+    beats = np.concatenate([state.beats, np.asarray(new_beats, dtype=np.int64)])
+    if n_samples < state.n_samples:
+        raise SignalError(f"n_samples went back from {state.n_samples} to {n_samples}")
+    flags = _tail_flags(beats, n_samples, state)
+    # A flag ending ``settle`` beats before the last one cannot change any more: the
+    # running median looks rate_median_beats // 2 intervals ahead, and an irregular
+    # episode can still grow by overlapping windows of af_window_rr intervals.
+    settle = state.config.af_window_rr + state.config.rate_median_beats + 2
+    final_until = int(beats[-settle]) if beats.size > settle else state.final_until
+    final_until = max(final_until, state.final_until)
+    final = [f for f in flags if state.final_until < f.offset <= final_until]
+    provisional = [f for f in flags if f.offset > final_until]
+    # Keep the beats that the open flags and the next flags can depend on.
+    keep_from = int(np.searchsorted(beats, final_until, side="left"))
+    for flag in provisional:
+        keep_from = min(keep_from, int(np.searchsorted(beats, flag.onset, side="left")))
+    keep_from = max(0, keep_from - settle)
+    at_start = state.at_start and keep_from == 0
+    tail = beats[keep_from:]
+    new_state = RhythmState(state.fs_hz, state.config, tail, at_start, n_samples, final_until)
+    return final, provisional, new_state
+
+
+def rhythm_flush(state: RhythmState) -> list[Flag]:
+    """The flags not yet returned as final, at the end of the stream."""
+    flags = _tail_flags(state.beats, state.n_samples, state)
+    return [flag for flag in flags if flag.offset > state.final_until]
+
+
+def _tail_flags(beats: IntArray, n_samples: int, state: RhythmState) -> list[Flag]:
+    flags = rhythm_flags(beats, state.fs_hz, n_samples, state.config)
+    if state.at_start or beats.size == 0:
+        return flags
+    # Flags starting among the first beats of a trimmed tail see a truncated history
+    # (a shrunken running median, a gap from sample 0): the earlier computation, which
+    # had the history, already decided them.
+    settle = state.config.af_window_rr + state.config.rate_median_beats + 2
+    trusted_from = int(beats[min(settle, beats.size - 1)])
+    return [flag for flag in flags if flag.onset >= trusted_from]
 
 
 # --------------------------------------------------------------------------- quality

@@ -8,7 +8,17 @@ from numpy.typing import NDArray
 
 from ecg.errors import ConfigError, SignalError
 from ecg.filters import filter_zero_phase
-from ecg.flags import Flag, FlagConfig, FlagKind, merge_episodes, quality_flags, rhythm_flags
+from ecg.flags import (
+    Flag,
+    FlagConfig,
+    FlagKind,
+    merge_episodes,
+    quality_flags,
+    rhythm_flags,
+    rhythm_flush,
+    rhythm_start,
+    rhythm_step,
+)
 from fixtures.make_fixtures import regular_beats, synthetic_ecg
 
 FS_HZ = 250.0
@@ -321,3 +331,62 @@ def test_flag_validates_itself() -> None:
         Flag(FlagKind.PAUSE, 0, 5, lead=1)
     with pytest.raises(SignalError):
         Flag(FlagKind.NOISE, 0, 5)
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+def _eventful_beats(seed: int) -> tuple[NDArray[np.int64], int]:
+    """Beats of a long stream with every rhythm condition, and its length in samples."""
+    rng = np.random.default_rng(seed)
+    rr_s: list[float] = []
+    for _ in range(6):
+        rr_s += list(rng.normal(0.8, 0.01, rng.integers(20, 60)))  # sinus
+        choice = rng.integers(0, 5)
+        if choice == 0:
+            rr_s += [1.5] * int(rng.integers(3, 20))  # bradycardia
+        elif choice == 1:
+            rr_s += [0.45] * int(rng.integers(5, 40))  # tachycardia
+        elif choice == 2:
+            rr_s += [float(rng.uniform(2.1, 3.9))]  # pause
+        elif choice == 3:
+            rr_s += [float(rng.uniform(4.5, 9.0))]  # asystole
+        else:
+            rr_s += list(rng.uniform(0.4, 1.0, rng.integers(15, 50)))  # AF-like
+    times = float(rng.uniform(0.2, 6.0)) + np.concatenate([[0.0], np.cumsum(rr_s)])
+    n_samples = int((times[-1] + rng.uniform(0.1, 7.0)) * FS_HZ)
+    return _samples(times), n_samples
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_streaming_rhythm_flags_equal_batch(seed: int) -> None:
+    """Final flags from chunks of any size, plus the flush, are exactly the batch flags."""
+    beats, n_samples = _eventful_beats(seed)
+    expected = rhythm_flags(beats, FS_HZ, n_samples)
+    assert len({flag.kind for flag in expected}) >= 2
+    rng = np.random.default_rng(100 + seed)
+    cuts = np.sort(rng.integers(1, n_samples, rng.integers(5, 200)))
+    state = rhythm_start(FS_HZ)
+    got: list[Flag] = []
+    previous = 0
+    for cut in [*cuts.tolist(), n_samples]:
+        new = beats[(beats >= previous) & (beats < cut)]
+        final, provisional, state = rhythm_step(new, cut, state)
+        assert all(flag.offset > state.final_until for flag in provisional)
+        got += final
+        previous = cut
+    got += rhythm_flush(state)
+    key = lambda flag: (flag.onset, flag.kind.value)  # noqa: E731
+    assert sorted(got, key=key) == sorted(expected, key=key)
+    assert state.beats.size < beats.size
+
+
+def test_streaming_shows_an_ongoing_asystole_provisionally() -> None:
+    """Five seconds without a beat at the stream's end is a provisional asystole."""
+    beats = _samples(np.arange(0.5, 20.0, 0.8))
+    state = rhythm_start(FS_HZ)
+    _, provisional, state = rhythm_step(beats, int(30 * FS_HZ), state)
+    assert [flag.kind for flag in provisional] == [FlagKind.ASYSTOLE]
+    _, provisional, state = rhythm_step(_samples([30.5]), int(31 * FS_HZ), state)
+    assert FlagKind.ASYSTOLE in {flag.kind for flag in provisional}
+    assert all(flag.offset <= int(30.5 * FS_HZ) for flag in provisional)
