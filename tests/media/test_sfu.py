@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from aiortc import RTCPeerConnection
+from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from media.exceptions import (
     InvalidSdpError,
@@ -163,3 +163,20 @@ async def test_candidates_before_the_description_are_held(sfu: Sfu, clients: lis
     await a.publish.setLocalDescription(await a.publish.createOffer())
     answer = await sfu.offer("a", "publish", a.publish.localDescription.sdp)
     assert "a=candidate:" in answer
+
+
+async def test_reoffer_without_a_track_unpublishes_it(sfu: Sfu, clients: list[Client]) -> None:
+    """A publisher's new offer that stops sending video ends that track for subscribers."""
+    a, b = await joined_pair(sfu, clients)
+    await wait_for(lambda: len(b.live("video")) == 1)
+    video_id = next(track_id for track_id, kind, _ in a.published if kind == "video")
+    for transceiver in a.publish.getTransceivers():
+        if transceiver.kind == "video":
+            transceiver.direction = "inactive"
+    await a.publish.setLocalDescription(await a.publish.createOffer())
+    answer = await sfu.offer("a", "publish", a.publish.localDescription.sdp)
+    await a.publish.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+    assert a.ended == [video_id]
+    await wait_for(lambda: not b.live("video"))
+    assert len(b.live("audio")) == 1
+    assert sfu.stats()["published_tracks"] == 3
