@@ -259,6 +259,7 @@ TRANSITIONS: Final[dict[StreamState, dict[StreamEvent, StreamState]]] = {
         _E.END: _S.ENDED,
         _E.FRAME: _S.ENDED,
         _E.DURABLE: _S.ENDED,
+        _E.SUPERSEDED: _S.CLOSED,
         _E.RELEASED: _S.CLOSED,
     },
     _S.CLOSED: {},

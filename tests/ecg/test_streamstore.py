@@ -249,6 +249,18 @@ def test_group_commit_acks_on_flush(tmp_path: Path) -> None:
     assert service.flush() == []
 
 
+def test_takeover_of_an_ended_stream_answers_ended(tmp_path: Path) -> None:
+    """A device that missed ``ended`` and reconnects while the old connection lingers is told."""
+    told: list[DeviceSession] = []
+    service = StreamService(StreamStore(tmp_path), on_takeover=lambda s, out: told.append(s))
+    start = make_start()
+    old = stream_through_service(service, start, block(0, 30), frame_samples=10)
+    service.receive_text(old, encode_message(End(start.stream, 30)))
+    new = DeviceSession(DEVICE)
+    assert sent(service.receive_text(new, encode_message(start))) == [Ended(start.stream, 30)]
+    assert told == [old]
+
+
 def test_refused_start_and_lost_connection(tmp_path: Path) -> None:
     """Another device's stream id is refused; a lost connection keeps what was stored."""
     service = StreamService(StreamStore(tmp_path))
