@@ -280,7 +280,13 @@ class StreamStore:
         end = self.path(stream) / END_FILE
         total = None
         if end.exists():
-            total = msgspec.json.decode(end.read_bytes(), type=_EndRecord).total_samples
+            try:
+                total = msgspec.json.decode(end.read_bytes(), type=_EndRecord).total_samples
+            except msgspec.DecodeError as error:
+                raise StoreError(f"{end}: unreadable end record: {error}") from None
+        if total is not None and not repair:
+            # Finalised: the sample file was verified when the record was written.
+            return StreamInfo(stream, stored.device, stored.start, total, total)
         durable = self._scan(stream, stored.start.n_leads, repair=repair)
         return StreamInfo(stream, stored.device, stored.start, durable, total)
 
