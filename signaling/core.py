@@ -552,7 +552,13 @@ class Core:
         except msgspec.ValidationError as exc:
             # Only on this error path is the frame parsed a second time, to tell an
             # unknown type from a bad field and to echo the client's ref.
-            raw = msgspec.json.decode(data)
+            try:
+                raw = msgspec.json.decode(data)
+            except msgspec.DecodeError:
+                # msgspec validates the first value before it sees trailing garbage.
+                error = ClientError(ErrorCode.BAD_JSON, "not a JSON message", closing)
+                self._refuse(c, error)
+                return None, None
             ref = raw.get("ref") if isinstance(raw, dict) else None
             ref = ref[: m.MAX_REF_CHARS] if isinstance(ref, str) else None
             kind = raw.get("type") if isinstance(raw, dict) else None

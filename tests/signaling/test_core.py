@@ -309,6 +309,7 @@ def test_media_offer_answer_and_stale_callbacks(
     ("frame", "code"),
     [
         ("{not json", "bad_json"),
+        ("0:", "bad_json"),
         (b"\x00\x01", "bad_json"),
         ('{"type": "dance"}', "unknown_type"),
         ('{"no": "type"}', "unknown_type"),
