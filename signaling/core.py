@@ -375,6 +375,7 @@ class Core:
         self._conns[conn] = _Conn(conn, now_s, bucket)
         return []
 
+    @_guarded
     def receive(self, conn: ConnId, data: str | bytes, now_s: float) -> list[Effect]:
         """A frame arrived: ``str`` for a text frame, ``bytes`` for a binary one."""
         c = self._conns.get(conn)
