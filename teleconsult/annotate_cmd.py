@@ -20,6 +20,7 @@ numpy/scipy, which threads would serialise).
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import sys
 from collections.abc import Iterator
@@ -174,7 +175,10 @@ def _execute(jobs: list[str], args: argparse.Namespace) -> Iterator[AnnotateResu
         for record_path in jobs:
             yield annotate_one(record_path, *options)
         return
-    with ProcessPoolExecutor(max_workers=min(args.jobs, len(jobs))) as pool:
+    # forkserver, not fork: the progress bar runs a monitor thread, and forking a
+    # process that has threads can deadlock the child.
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(max_workers=min(args.jobs, len(jobs)), mp_context=context) as pool:
         futures: dict[Future[AnnotateResult], str] = {
             pool.submit(annotate_one, record_path, *options): record_path for record_path in jobs
         }
