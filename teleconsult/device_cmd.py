@@ -118,7 +118,7 @@ class SimulatedRecord:
                 None if duration_s is None else min(header.sig_len, round(duration_s * header.fs))
             )
             record = wfdb.rdrecord(path, physical=False, sampto=sampto)
-        except (OSError, ValueError) as error:
+        except Exception as error:  # wfdb raises bare Exception for malformed headers
             raise ValueError(f"{path}: cannot read the record: {error}") from None
         if record.d_signal is None:
             raise ValueError(f"{path}: records with several samples per frame are not supported")
@@ -171,6 +171,7 @@ async def simulate(
     speed: float = 1.0,
     drop_every_s: float | None = None,
     frame_s: float = 0.1,
+    give_up_s: float = 60.0,
     on_started: Callable[[uuid.UUID], object] | None = None,
 ) -> SimulationResult:
     """Stream ``record`` to ``url`` until the server answers ``ended``.
@@ -195,6 +196,9 @@ async def simulate(
         Abort each connection after this many wall-clock seconds.
     frame_s : float
         Signal duration of one frame in seconds.
+    give_up_s : float
+        Fail when no sample has been acknowledged for this long, in seconds, while
+        reconnecting (the server is away or keeps failing).
     on_started : callable, optional
         Called with the stream id once, before connecting.
 
@@ -228,6 +232,7 @@ async def simulate(
     began = time.monotonic()
     producer = asyncio.create_task(_produce(samples, record.fs_hz * speed, frame_samples, progress))
     backoff_s = BACKOFF_FIRST_S
+    last_progress_s, last_acked = time.monotonic(), 0
     try:
         while True:
             result.connections += 1
@@ -236,17 +241,20 @@ async def simulate(
             except (OSError, ConnectionClosed, TimeoutError, InvalidHandshake) as error:
                 if isinstance(error, InvalidStatus) and error.response.status_code in (401, 403):
                     raise SimulationFailed(f"the server refused the token: {error}") from None
-                await asyncio.sleep(backoff_s)
-                backoff_s = min(2 * backoff_s, BACKOFF_MAX_S)
-                continue
+                outcome = f"failed: {error}"
             if outcome == "ended":
                 break
             if outcome == "dropped":
                 result.forced_drops += 1
                 backoff_s = BACKOFF_FIRST_S
-            else:
-                await asyncio.sleep(backoff_s)
-                backoff_s = min(2 * backoff_s, BACKOFF_MAX_S)
+                continue
+            if progress.sender.acked > last_acked:
+                last_progress_s, last_acked = time.monotonic(), progress.sender.acked
+                backoff_s = BACKOFF_FIRST_S
+            elif time.monotonic() - last_progress_s > give_up_s:
+                raise SimulationFailed(f"no progress for {give_up_s:g} s; last: {outcome}")
+            await asyncio.sleep(backoff_s)
+            backoff_s = min(2 * backoff_s, BACKOFF_MAX_S)
     finally:
         producer.cancel()
     result.elapsed_s = time.monotonic() - began
@@ -376,6 +384,8 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
                                  help="stream only the first SECONDS of the record")  # fmt: skip
     simulate_parser.add_argument("--stream", type=uuid.UUID, default=None,
                                  help="stream id to resume (default: a new one)")  # fmt: skip
+    simulate_parser.add_argument("--give-up-after", type=float, default=60.0, metavar="SECONDS",
+                                 help="fail after SECONDS without progress")  # fmt: skip
     simulate_parser.add_argument("--device", default=None, help="device id (default: token sub)")
     simulate_parser.add_argument("--patient", default="SIMULATED", help="patient reference")
     simulate_parser.add_argument("--consult", default=None)
@@ -401,6 +411,7 @@ def run_simulate(args: argparse.Namespace) -> int:
                 speed=args.speed,
                 drop_every_s=args.drop_every,
                 frame_s=args.frame_ms / 1000.0,
+                give_up_s=args.give_up_after,
                 on_started=lambda stream: print(stream, flush=True),
             )
         )

@@ -289,6 +289,15 @@ async def test_refusals_end_the_run_with_the_reason(device_server: DeviceServer)
         await simulate(record, url=device_server.url, token=device_token(), device="cart-other")
 
 
+async def test_unreachable_server_gives_up() -> None:
+    """With nothing listening, the device retries with backoff, then fails saying why."""
+    record = synthetic_record(0.5, leads=1)
+    with pytest.raises(SimulationFailed, match=r"no progress for 0\.5 s"):
+        await simulate(
+            record, url="ws://127.0.0.1:9/device", token="t", device=DEVICE, give_up_s=0.5
+        )
+
+
 async def test_takeover_closes_the_stale_connection(device_server: DeviceServer) -> None:
     """A second connection resuming the same stream supersedes the first, which is told."""
     from websockets.asyncio.client import connect
@@ -309,7 +318,16 @@ async def test_takeover_closes_the_stale_connection(device_server: DeviceServer)
             assert error.code == "superseded"
 
 
-def test_record_reading_errors(tmp_path: Path) -> None:
-    """A missing record is a ValueError naming the path."""
+def test_record_reading_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A missing or corrupt record fails the command with status 1 and the path in the reason."""
     with pytest.raises(ValueError, match="cannot read"):
         SimulatedRecord.read(str(tmp_path / "missing"))
+    (tmp_path / "bad.hea").write_text("this is not a header\n")
+    parser = argparse.ArgumentParser()
+    device_cmd.register(parser.add_subparsers())
+    args = parser.parse_args(
+        ["device", "simulate", str(tmp_path / "bad"), "--url", "ws://127.0.0.1:9/device",
+         "--token", device_token()]
+    )  # fmt: skip
+    assert args.handler(args) == 1
+    assert "bad: cannot read the record" in capsys.readouterr().err
