@@ -7,7 +7,9 @@ Chunked equals batch: the output does not depend on how the stream was cut.
 Design notes
 ------------
 - **Digital in, mV inside.** Samples arrive as the device's int16 ADC units and are
-  converted with the start message's gain and baseline, ``(x - baseline) / gain``.
+  converted with the start message's gain and baseline, ``(x - baseline) / gain``;
+  -32768, WFDB's invalid sample, becomes NaN (the filters and the detector treat NaN
+  as an unusable stretch of that lead).
 - **Two paths from the same mV.** The detector (:mod:`ecg.detect`) takes the raw mV, as
   its batch form does, so that live beats are the beats the batch engine would find;
   the display path runs the causal filter (:mod:`ecg.filters`, monitoring band by
@@ -37,6 +39,9 @@ __all__ = ["LiveConfig", "LiveState", "LiveUpdate", "live_flush", "live_start", 
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+
+# The int16 value that means "no valid sample" (lead off), as in WFDB format 16.
+INVALID_SAMPLE = -32768
 
 
 @dataclass(frozen=True)
@@ -169,6 +174,7 @@ def live_step(samples: npt.NDArray[np.integer], state: LiveState) -> tuple[LiveU
     if samples.ndim != 2 or samples.shape[1] != len(state.gain):
         raise SignalError(f"expected samples of shape (n, {len(state.gain)}), got {samples.shape}")
     mv = (samples.astype(np.float64) - state.baseline) / state.gain
+    mv[samples == INVALID_SAMPLE] = np.nan  # lead off: unusable for display and detection
     filtered, state.filter = filter_step(mv, state.filter)
     display = _decimate(filtered, state)
     beats, state.detector = detector_step(mv, state.detector)

@@ -83,6 +83,19 @@ def test_heart_rate_on_mitdb_100(ecg_dir: Path) -> None:
     assert abs(len(beats) - len(reference)) <= 2
 
 
+def test_invalid_samples_are_a_lead_off() -> None:
+    """Samples of -32768 (WFDB's invalid value) show as NaN and do not disturb the beats."""
+    record = wfdb.rdrecord(str(FIXTURE), physical=False)
+    clean = joined(run(record, []))[1]
+    record.d_signal = record.d_signal.copy()
+    record.d_signal[1000:3000, 0] = -32768
+    display, beats, _ = joined(run(record, list(range(100, record.sig_len, 100))))
+    assert np.isnan(display[1000 // 4 + 1 : 3000 // 4, 0]).all()
+    assert np.isfinite(display[:, 1:]).all()
+    assert len(beats) == len(clean)
+    assert np.abs(beats - clean).max() <= 0.05 * record.fs  # within 50 ms
+
+
 def test_unsupported_streams_are_refused() -> None:
     """Rates or gains the live pipeline cannot use raise SignalError; bad config ConfigError."""
     with pytest.raises(SignalError):
