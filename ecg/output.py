@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from ecg.annotate import Annotation, Summary
-from ecg.errors import OutputError
+from ecg.errors import EcgError, OutputError
 from ecg.flags import MEASURE_UNITS, Flag, FlagKind
 
 __all__ = [
@@ -258,7 +258,7 @@ def annotation_from_dict(document: Any) -> Annotation:
             for item in document["flags"]
         )
         base = record["base_datetime"]
-        return Annotation(
+        annotation = Annotation(
             record_name=str(record["name"]),
             fs_hz=fs_hz,
             n_samples=int(record["n_samples"]),
@@ -281,10 +281,26 @@ def annotation_from_dict(document: Any) -> Annotation:
                 mains_hz=None if annotator["mains_hz"] is None else float(annotator["mains_hz"]),
             ),
         )
+        _check_consistent(annotation)
+        return annotation
     except KeyError as error:
         raise OutputError(f"missing field {error.args[0]!r}") from None
-    except (TypeError, ValueError, AttributeError) as error:
+    except (TypeError, ValueError, AttributeError, EcgError) as error:
         raise OutputError(f"malformed field: {error}") from None
+
+
+def _check_consistent(annotation: Annotation) -> None:
+    beats = annotation.beats
+    if beats.size and (beats[0] < 0 or beats[-1] >= annotation.n_samples):
+        raise OutputError("beats.sample outside the record")
+    if np.any(np.diff(beats) <= 0):
+        raise OutputError("beats.sample not strictly increasing")
+    expected = max(beats.size - 1, 0)
+    if annotation.rr_ms.size != expected or annotation.hr_bpm.size != expected:
+        raise OutputError("beats.rr_ms and beats.hr_bpm must have one value per interval")
+    for flag in annotation.flags:
+        if flag.lead is not None and not 0 <= flag.lead < len(annotation.lead_names):
+            raise OutputError(f"flag lead {flag.lead} is not a lead of the record")
 
 
 def _none_to_nan(value: float | None) -> float:

@@ -201,3 +201,29 @@ def test_unwritable_destination(flagged: Annotation, tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(OutputError, match="cannot write"):
         write_annotations(flagged, blocker)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda d: d["flags"].append({**d["flags"][-1], "lead": 7}), "not a lead"),
+        (lambda d: d["flags"].append({**d["flags"][-1], "kind": "hiccup"}), "malformed"),
+        (lambda d: d["flags"].append({**d["flags"][-1], "offset": -1}), "malformed"),
+        (lambda d: d["beats"]["sample"].append(10**9), "outside the record"),
+        (lambda d: d["beats"]["sample"].reverse(), "increasing"),
+        (lambda d: d["beats"]["rr_ms"].pop(), "one value per interval"),
+        (lambda d: d["summary"].update(beat_count="many"), "malformed"),
+        (lambda d: d["record"].pop("fs_hz"), "fs_hz"),
+    ],
+    ids=["lead", "kind", "offset", "beat-outside", "unsorted", "rr-length", "count", "no-fs"],
+)
+def test_read_json_refuses_inconsistent_content(
+    flagged: Annotation, tmp_path: Path, change: object, reason: str
+) -> None:
+    """A well-formed file whose content contradicts itself is an OutputError with the reason."""
+    document = annotation_to_dict(flagged)
+    change(document)  # type: ignore[operator]
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(OutputError, match=reason):
+        read_json(path)
