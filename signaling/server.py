@@ -160,7 +160,9 @@ class SignalingServer:
     config : ServerConfig
         Where and how to listen.
     device_handler : DeviceHandler or None
-        Takes ``/device`` connections (issue 4); may also be set later.
+        Takes ``/device`` connections (issue 4); may also be set later. The attribute
+        :attr:`device_check` may be set to a ``(connection, request) -> Response | None``
+        that refuses a ``/device`` upgrade before it happens.
     """
 
     def __init__(
@@ -179,6 +181,8 @@ class SignalingServer:
         self.bus = bus
         self.config = config or ServerConfig()
         self.device_handler = device_handler
+        # Optional check of /device upgrade requests: return a Response to refuse.
+        self.device_check: Callable[[ServerConnection, Request], Response | None] | None = None
         self.metrics = Metrics(core)
         self._ids = itertools.count(1)
         self._sockets: dict[ConnId, ServerConnection] = {}
@@ -269,6 +273,11 @@ class SignalingServer:
     # ------------------------------------------------------------------ I/O
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        if self.device_check is not None and request.path.split("?", 1)[0] == "/device":
+            # The device endpoint may refuse before the upgrade (bad token: HTTP 401).
+            refusal = self.device_check(connection, request)
+            if refusal is not None:
+                return refusal
         return http.route(
             request.path,
             web_dir=self.config.web_dir,

@@ -13,6 +13,10 @@ import importlib
 import inspect
 import logging
 import time
+from collections.abc import Callable
+
+from websockets.asyncio.server import ServerConnection
+from websockets.http11 import Request, Response
 
 from sessions.redis_backend import RedisBus, RedisStore
 from sessions.store import Bus, LocalBus, SqliteStore, Store
@@ -76,6 +80,7 @@ def build_server(
     *,
     media: MediaBackend | None = None,
     device_handler: DeviceHandler | None = None,
+    device_check: Callable[[ServerConnection, Request], Response | None] | None = None,
 ) -> SignalingServer:
     """Assemble the server (not started).
 
@@ -87,6 +92,9 @@ def build_server(
         Defaults to :func:`media_backend`.
     device_handler : DeviceHandler, optional
         Takes ``/device`` connections (ECG carts).
+    device_check : callable, optional
+        ``(connection, request) -> Response | None``: refuses a ``/device`` upgrade
+        (for example a missing or wrong device token) before it happens.
     """
     # The media backend first: if it is missing, nothing else has been opened.
     backend = media if media is not None else media_backend(config)
@@ -99,7 +107,7 @@ def build_server(
         ice_servers=lambda identity: ice.ice_servers(identity, now_s=time.time()),
         banned=store.banned_jtis(),
     )
-    return SignalingServer(
+    server = SignalingServer(
         core=core,
         media=backend,
         store=store,
@@ -107,3 +115,5 @@ def build_server(
         config=config.server_config(),
         device_handler=device_handler,
     )
+    server.device_check = device_check
+    return server

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from signaling.server import SignalingServer
 from tests.signaling.conftest import Client, FakeMedia, make_token, open_client, ws_url
@@ -244,4 +244,24 @@ async def test_device_endpoint_not_yet_available(server: SignalingServer) -> Non
 
     server.device_handler = echo
     async with connect(ws_url(server, "/device")) as ws:
+        assert await ws.recv() == "device ok"
+
+
+async def test_device_check_refuses_before_upgrade(server: SignalingServer) -> None:
+    """A registered /device check can refuse the upgrade with an HTTP status."""
+
+    def check(connection: Any, request: Any) -> Any:
+        if "token=good" in request.path:
+            return None
+        return connection.respond(401, "bad device token\n")
+
+    async def echo(connection: Any) -> None:
+        await connection.send("device ok")
+
+    server.device_check = check
+    server.device_handler = echo
+    with pytest.raises(InvalidStatus) as info:
+        await connect(ws_url(server, "/device?token=bad"))
+    assert info.value.response.status_code == 401
+    async with connect(ws_url(server, "/device?token=good")) as ws:
         assert await ws.recv() == "device ok"
