@@ -202,8 +202,8 @@ class FlagConfig:
     baseline_block_s: float = 0.5
     wander_span_s: float = 3.0
     wander_mv: float = 0.5
-    noise_smooth_s: float = 0.025
-    noise_mv: float = 0.05
+    noise_smooth_s: float = 0.04
+    noise_mv: float = 0.03
     min_quality_episode_s: float = 1.0
 
     def __post_init__(self) -> None:
