@@ -14,6 +14,8 @@ Measured:
 - join round trip: from sending ``join`` to receiving ``joined``, each participant on
   its own already-open WebSocket, joins started at ``--rate`` per second while all the
   earlier participants stay connected; p50/p95/p99 (target p99 <= 100 ms);
+  ``--rate 0`` starts every join at once instead (a burst: the round trip then
+  measures queueing behind the other 999 joins, client process included);
 - server memory per idle connection: (RSS with every participant joined and idle -
   RSS before any connection) / participants.
 
@@ -189,7 +191,7 @@ async def load(participants: int, rooms: int, rate_per_s: float) -> dict[str, fl
             started = time.perf_counter()
             tasks = []
             for i in range(participants):
-                delay = started + i / rate_per_s - time.perf_counter()
+                delay = started + i / rate_per_s - time.perf_counter() if rate_per_s > 0 else 0
                 if delay > 0:
                     await asyncio.sleep(delay)
                 tasks.append(asyncio.create_task(one(i)))
@@ -226,7 +228,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--participants", type=int, default=1000)
     parser.add_argument("--rooms", type=int, default=250)
-    parser.add_argument("--rate", type=float, default=250.0, help="joins started per second")
+    parser.add_argument(
+        "--rate", type=float, default=250.0, help="joins started per second (0: all at once)"
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
