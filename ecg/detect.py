@@ -34,7 +34,7 @@ Design notes
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -58,6 +58,18 @@ MAX_LEADS = 15
 MAX_LATENCY_S = 0.3
 # How far before the envelope's centre an R peak may be placed, in seconds.
 LOCATE_S = 0.06
+# A candidate must be the largest peak of the detection function within this, in s.
+SUPPRESS_S = 0.1
+# A lead whose beats reach this (normalised envelope) at detected beats is fully
+# visible; below it, its weight falls with the square of the shortfall.
+VISIBLE = 0.8
+# Candidates below this value of the detection function are not considered.
+CANDIDATE_FLOOR = 0.05
+# Floor of a lead's scale in the first block, in mV of band-passed RMS envelope.
+START_SCALE_MV = 0.08
+# Local activity (mean normalised envelope) above which a lead is down-weighted.
+ACTIVITY_CLIP = 0.3
+ACTIVITY_CALM = 0.12
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -99,7 +111,9 @@ class DetectorConfig:
     flat_s : float
         A lead that does not change for this long is unusable (lead off, rail).
     settle_s : float
-        Margin around an unusable stretch during which the lead is still ignored.
+        Margin after an unusable stretch during which the lead is still ignored.
+    noise_s : float
+        How far back a lead's local activity (its noise level) is measured.
     """
 
     # Rates and filters
@@ -117,8 +131,9 @@ class DetectorConfig:
     # Lead quality
     block_s: float = 2.0
     history_blocks: int = 8
-    flat_s: float = 0.3
+    flat_s: float = 0.1
     settle_s: float = 0.3
+    noise_s: float = 1.0
 
     def __post_init__(self) -> None:
         positive = {
@@ -130,6 +145,7 @@ class DetectorConfig:
             "block_s": self.block_s,
             "flat_s": self.flat_s,
             "settle_s": self.settle_s,
+            "noise_s": self.noise_s,
         }
         for name, value in positive.items():
             if not (math.isfinite(value) and value > 0):
@@ -149,6 +165,8 @@ class DetectorConfig:
             raise ConfigError(f"t_wave_ratio must be within (0, 1], got {self.t_wave_ratio}")
         if not (math.isfinite(self.gap_factor) and self.gap_factor >= 1.0):
             raise ConfigError(f"gap_factor must be >= 1, got {self.gap_factor}")
+        if self.flat_s > SUPPRESS_S:
+            raise ConfigError(f"flat_s must be <= {SUPPRESS_S} s, got {self.flat_s}")
         if self.history_blocks < 1:
             raise ConfigError(f"history_blocks must be >= 1, got {self.history_blocks}")
         if self.t_wave_s < 0:
@@ -182,6 +200,9 @@ class DetectorState:
     block_n: int
     flat_n: int
     settle_n: int
+    noise_n: int
+    reach_n: int
+    suppress_n: int
     # Input and filter memory
     pending: FloatArray
     last_value: FloatArray
@@ -205,7 +226,8 @@ class DetectorState:
     blocks_done: int = 0
     buf_start_i: int = 0
     # Decision memory
-    next_cand_i: int = 1
+    next_cand_i: int = 0
+    visibility: list[float] = field(default_factory=list)
     last_beat_i: int = -(10**9)
     last_beat_f: float = 0.0
     signal_level: float = 1.0
@@ -251,6 +273,7 @@ def detector_start(
     )
     n = int(n_leads)
     window_n = max(1, round(config.window_s * internal_fs))
+    suppress_n = max(1, round(SUPPRESS_S * internal_fs))
     return DetectorState(
         config=config,
         fs_hz=float(fs_hz),
@@ -262,6 +285,9 @@ def detector_start(
         block_n=max(1, round(config.block_s * internal_fs)),
         flat_n=max(2, round(config.flat_s * internal_fs)),
         settle_n=round(config.settle_s * internal_fs),
+        noise_n=round(config.noise_s * internal_fs),
+        reach_n=max(0, round(config.lookahead_s * internal_fs) - suppress_n - 1),
+        suppress_n=suppress_n,
         pending=np.zeros((n, 0)),
         last_value=np.full(n, np.nan),
         last_change=np.zeros(n, np.int64),
@@ -271,6 +297,8 @@ def detector_start(
         block_peaky=np.zeros((n, 0)),
         cur_env=np.zeros((n, 0)),
         run_max=np.zeros(n),
+        next_cand_i=window_n,
+        visibility=[1.0] * n,
         buf_d=np.zeros((n, 0)),
         buf_iscale=np.zeros((n, 0)),
         buf_env=np.zeros((n, 0)),
@@ -299,7 +327,9 @@ def _decimate(x: FloatArray, state: DetectorState) -> FloatArray:
     return total
 
 
-def _lead_quality(d: FloatArray, state: DetectorState) -> tuple[FloatArray, BoolArray]:
+def _lead_quality(
+    d: FloatArray, state: DetectorState
+) -> tuple[FloatArray, BoolArray, list[tuple[int, int, int]]]:
     """Replace NaN by the last valid value; flag NaN and flat stretches as bad."""
     n = d.shape[1]
     nan = np.isnan(d)
@@ -320,12 +350,19 @@ def _lead_quality(d: FloatArray, state: DetectorState) -> tuple[FloatArray, Bool
     change_i = np.where(changed, idx[None, :], -(10**9))
     np.maximum.accumulate(change_i, axis=1, out=change_i)
     np.maximum(change_i, state.last_change[:, None], out=change_i)
-    bad = (idx[None, :] - change_i) >= state.flat_n
+    run = idx[None, :] - change_i
+    bad = run >= state.flat_n
     if any_nan:
         bad |= nan
+    # Where a run becomes long enough to be flat, the whole run is bad from its first
+    # sample: the step onto a rail is part of the fault. The columns it reaches back to
+    # are still undecided because flat_n <= suppress_n + 1 (see _decide).
+    lead_at, col_at = np.nonzero(run == state.flat_n)
+    starts = change_i[lead_at, col_at].tolist()
+    onsets = list(zip(lead_at.tolist(), starts, idx[col_at].tolist(), strict=True))
     state.last_value = d[:, -1].copy()
     state.last_change = change_i[:, -1].copy()
-    return d, bad
+    return d, bad, onsets
 
 
 def _envelope(d: FloatArray, state: DetectorState) -> FloatArray:
@@ -400,9 +437,12 @@ def _block_stats(env: FloatArray, state: DetectorState) -> tuple[FloatArray, Flo
     inv_scale = np.repeat(1.0 / np.maximum(scale_b, 1e-9), block_n, axis=1)[:, skip : skip + n]
     weight = np.repeat(weight_b, block_n, axis=1)[:, skip : skip + n]
     if b0 == 0:
-        # First block: no history yet; the running maximum so far is causal.
+        # First block: no history yet; the running maximum so far is causal. Its floor
+        # (an envelope a QRS of about 0.3 mV reaches) keeps the baseline noise before
+        # the first beat from being normalised up to a beat.
         m = min(n, block_n - skip)
-        run = np.maximum.accumulate(np.maximum(env[:, :m], state.run_max[:, None]), axis=1)
+        floor = np.maximum(state.run_max, START_SCALE_MV)[:, None]
+        run = np.maximum.accumulate(np.maximum(env[:, :m], floor), axis=1)
         state.run_max = run[:, -1].copy()
         inv_scale[:, :m] = 1.0 / np.maximum(run, 1e-9)
     keep = min(depth, all_max.shape[1])
@@ -434,7 +474,7 @@ def detector_step(chunk_mv: npt.ArrayLike, state: DetectorState) -> tuple[IntArr
     state.n_input += x.shape[0]
     d = _decimate(x, state)
     if d.shape[1]:
-        d, bad = _lead_quality(d, state)
+        d, bad, onsets = _lead_quality(d, state)
         env = _envelope(d, state)
         inv_scale, weight = _block_stats(env, state)
         # Store both signals normalised by the lead's beat amplitude.
@@ -444,6 +484,9 @@ def detector_step(chunk_mv: npt.ArrayLike, state: DetectorState) -> tuple[IntArr
         state.buf_iscale = np.concatenate([state.buf_iscale, inv_scale], axis=1)
         state.buf_env = np.concatenate([state.buf_env, env], axis=1)
         state.buf_bad = np.concatenate([state.buf_bad, bad], axis=1)
+        for lead, start_i, onset_i in onsets:
+            lo = max(0, start_i - state.buf_start_i)
+            state.buf_bad[lead, lo : onset_i - state.buf_start_i] = True
         state.buf_weight = np.concatenate([state.buf_weight, weight], axis=1)
         state.n_internal += d.shape[1]
     return _decide(state, final=False), state
@@ -454,25 +497,38 @@ def detector_flush(state: DetectorState) -> IntArray:
     return _decide(state, final=True)
 
 
-def _usable_weight(state: DetectorState, lo: int, hi: int) -> FloatArray:
-    """Lead weights on buffer columns ``lo:hi``, zero within settle_s of a bad sample.
+def _lead_weights(state: DetectorState, lo: int, hi: int) -> FloatArray:
+    """Weight of each lead on buffer columns ``lo:hi``.
 
-    The exclusion reaches forward as well as back: the columns after a candidate are
-    in the buffer because its decision waits for its look-ahead anyway.
+    The block weight (peakiness of past blocks) is divided by the square of the lead's
+    local activity, the mean of its normalised envelope from ``noise_s`` before to
+    ``reach`` after the column: a clean lead idles near 0.2, a lead in a burst of
+    noise or artefact near 1, so the fusion follows the cleaner leads within a beat
+    or two. A lead weighs nothing within ``settle_s`` after and ``reach`` before a bad
+    sample (NaN, flat). ``reach`` is the look-ahead that the decision of the last
+    candidate of a chunk can use without waiting, which keeps chunked equal to batch.
     """
-    weight = state.buf_weight[:, lo:hi]
-    bad = state.buf_bad
-    settle = state.settle_n
+    n_buf = state.buf_env.shape[1]
     cols = np.arange(lo, hi)
-    recent = state.buf_start_i + lo - state.last_bad_i <= settle
+    reach = state.reach_n
+    ce = np.zeros((state.n_leads, n_buf + 1))
+    np.cumsum(np.minimum(state.buf_env, ACTIVITY_CLIP), axis=1, out=ce[:, 1:])
+    a = np.clip(cols - state.noise_n, 0, n_buf)
+    b = np.clip(cols + reach + 1, 0, n_buf)
+    activity = (ce[:, b] - ce[:, a]) / np.maximum(b - a, 1)
+    weight: FloatArray = (
+        state.buf_weight[:, lo:hi]
+        * np.minimum(1.0, ACTIVITY_CALM / np.maximum(activity, 1e-12)) ** 2
+    )
+    bad = state.buf_bad
+    recent = state.buf_start_i + lo - state.last_bad_i <= state.settle_n
     if not (recent.any() or bad.any()):
         return weight
-    cb = np.zeros((bad.shape[0], bad.shape[1] + 1))
+    cb = np.zeros((state.n_leads, n_buf + 1))
     np.cumsum(bad, axis=1, out=cb[:, 1:])
-    a = np.clip(cols - settle, 0, bad.shape[1])
-    b = np.clip(cols + settle + 1, 0, bad.shape[1])
+    a = np.clip(cols - state.settle_n, 0, n_buf)
     near = (cb[:, b] - cb[:, a]) > 0
-    near |= (state.buf_start_i + cols)[None, :] - state.last_bad_i[:, None] <= settle
+    near |= (state.buf_start_i + cols)[None, :] - state.last_bad_i[:, None] <= state.settle_n
     return np.where(near, 0.0, weight)
 
 
@@ -481,50 +537,73 @@ def _decide(state: DetectorState, final: bool) -> IntArray:
     cfg = state.config
     fs = state.internal_fs_hz
     la = max(1, round(cfg.lookahead_s * fs))
-    sup = max(1, round(0.1 * fs))
+    sup = state.suppress_n
     refr = round(cfg.refractory_s * fs)
     twave = round(cfg.t_wave_s * fs)
     env_delay = (state.window_n - 1) // 2
     end_i = state.n_internal
     decide_to = end_i if final else end_i - la
     peaks: list[int] = []
+    peak_w: list[list[float]] = []
+    half = max(1, round(LOCATE_S * fs))
     first_i = max(state.next_cand_i, state.buf_start_i + 1)
     if decide_to > first_i:
         lo_i = max(state.buf_start_i, first_i - sup - 1)
         lo, hi = lo_i - state.buf_start_i, end_i - state.buf_start_i
-        weight = _usable_weight(state, lo, hi)
-        total = weight.sum(axis=0)
-        f = np.einsum("ij,ij->j", weight, state.buf_env[:, lo:hi]) / np.maximum(total, 1e-12)
-        # Candidates: local maxima in [first_i, decide_to) that dominate +-sup.
+        weight = _lead_weights(state, lo, hi)
+        env = state.buf_env[:, lo:hi]
+        # Candidates: where any usable lead peaks, dominating +-sup; each is then valued
+        # with the leads' weights as they stand when it is decided.
+        g = np.einsum("ij,ij->j", weight, env) / np.maximum(weight.sum(axis=0), 1e-12)
         a, b = first_i - lo_i, decide_to - lo_i
-        dominant = maximum_filter1d(f, 2 * sup + 1, mode="constant", cval=-np.inf)
-        core = f[a:b]
-        right = np.append(f[a + 1 : b + 1], -np.inf)[: core.shape[0]]
-        is_cand = (core > f[a - 1 : b - 1]) & (core >= right) & (core >= dominant[a:b])
-        cands = np.flatnonzero(is_cand) + a
+        dominant = maximum_filter1d(g, 2 * sup + 1, mode="constant", cval=-np.inf)
+        core = g[a:b]
+        right = np.append(g[a + 1 : b + 1], -np.inf)[: core.shape[0]]
+        is_cand = (core > g[a - 1 : b - 1]) & (core >= right) & (core >= dominant[a:b])
+        cands = np.flatnonzero(is_cand & (core >= CANDIDATE_FLOOR)) + a
+        # Each lead's own peak near the candidate (leads peak a little apart).
+        near = (
+            maximum_filter1d(env[:, cands[0] - half : cands[-1] + half + 1], 2 * half + 1, axis=1)
+            if cands.size
+            else env[:, :0]
+        )
+        rows_e = near[:, cands - cands[0] + half].T.tolist() if cands.size else []
+        rows_w = weight[:, cands].T.tolist()
         # Python floats from here: the loop runs once per candidate, not per sample.
         noise, level, rr_s = state.noise_level, state.signal_level, state.rr_mean_s
         last_i, last_f = state.last_beat_i, state.last_beat_f
-        for c, value in zip((cands + lo_i).tolist(), f[cands].tolist(), strict=True):
+        vis = state.visibility
+        for c, e_row, w_row in zip((cands + lo_i).tolist(), rows_e, rows_w, strict=True):
             elapsed = c - last_i
             if elapsed < refr:
                 continue
+            dyn = [w * min(1.0, v * (1.0 / VISIBLE)) ** 2 for w, v in zip(w_row, vis, strict=True)]
+            total = sum(dyn)
+            value = (
+                sum(d * e for d, e in zip(dyn, e_row, strict=True)) / total if total > 0 else 0.0
+            )
             thr = noise + cfg.threshold * (level - noise)
             if elapsed > cfg.gap_factor * rr_s * fs:
                 thr *= 0.5
             if value >= thr and not (elapsed < twave and value < cfg.t_wave_ratio * last_f):
                 peaks.append(c)
+                peak_w.append(dyn)
                 if elapsed < 3 * fs:
                     rr_s = 0.875 * rr_s + 0.125 * elapsed / fs
                 last_i, last_f = c, value
                 level = 0.875 * level + 0.125 * value
+                vis = [
+                    0.9 * v + 0.1 * min(e, 1.5) if w > 0 else v
+                    for v, e, w in zip(vis, e_row, w_row, strict=True)
+                ]
             else:
                 noise = 0.875 * noise + 0.125 * value
         state.noise_level, state.signal_level, state.rr_mean_s = noise, level, rr_s
         state.last_beat_i, state.last_beat_f = last_i, last_f
+        state.visibility = vis
         state.next_cand_i = decide_to
-    beats = _locate(state, np.asarray(peaks, dtype=np.int64) - env_delay)
-    _trim(state, state.next_cand_i - sup - env_delay - round(0.1 * fs) - 4)
+    beats = _locate(state, np.asarray(peaks, dtype=np.int64) - env_delay, peak_w)
+    _trim(state, state.next_cand_i - sup - max(state.noise_n, state.settle_n) - 4)
     return beats
 
 
@@ -547,13 +626,14 @@ def _trim(state: DetectorState, keep_from_i: int) -> None:
     state.buf_start_i += keep_from
 
 
-def _locate(state: DetectorState, centre_i: IntArray) -> IntArray:
+def _locate(state: DetectorState, centre_i: IntArray, weights: list[list[float]]) -> IntArray:
     """R peaks in input coordinates from detection-function peaks (internal indices).
 
     The R peak is the largest deflection from the local baseline (the mean of the
     signal 100 ms either side) within 60 ms of the envelope's centre, summed over the
-    usable leads after normalisation. It is measured on the block-averaged signal
-    itself, not on the band-passed one, whose delay depends on the QRS width.
+    usable leads after normalisation, with the weights the beat was decided with. It is
+    measured on the block-averaged signal itself, not on the band-passed one, whose
+    delay depends on the QRS width.
     """
     if centre_i.shape[0] == 0:
         return np.zeros(0, np.int64)
@@ -566,7 +646,7 @@ def _locate(state: DetectorState, centre_i: IntArray) -> IntArray:
     before = np.clip(centre - edge, 0, n_buf - 1)
     after = np.clip(centre + edge, 0, n_buf - 1)
     base = 0.5 * (state.buf_d[:, before] + state.buf_d[:, after])
-    w = np.where(state.buf_bad[:, cols], 0.0, np.maximum(state.buf_weight[:, cols], 1e-6))
+    w = np.where(state.buf_bad[:, cols], 0.0, np.asarray(weights).T[:, :, None] + 1e-6)
     mag = np.abs(state.buf_d[:, cols] - base[:, :, None]) * state.buf_iscale[:, cols]
     score = (mag * w).sum(axis=0)
     best = cols[np.arange(cols.shape[0]), np.argmax(score, axis=1)] + state.buf_start_i

@@ -6,10 +6,10 @@ Design notes
   is the beat annotations of a record (symbols :data:`BEAT_SYMBOLS`), a detection
   matches a reference beat within :data:`MATCH_WINDOW_S` (150 ms), each beat matches
   at most once, and totals over records are gross (sums of TP, FP and FN).
-- Matching is ``wfdb.processing.compare_annotations`` (one to one, window
-  ``int(window_s * fs_hz)`` samples), the reference implementation the published
-  figures for xqrs and gqrs were computed with; empty inputs, which it does not
-  handle, are scored here directly.
+- Matching is ``wfdb.processing.compare_annotations`` (one to one; a pair matches when
+  its distance is below ``int(window_s * fs_hz)`` samples, wfdb's convention), the
+  implementation the figures quoted for xqrs and gqrs were computed with; empty inputs,
+  which it does not handle, are scored here directly.
 - No I/O here: callers read annotations (``wfdb.rdann``) and pass sample indices.
 """
 

@@ -1,0 +1,169 @@
+"""Tests of ecg.detect: accuracy on real records, streaming = batch, latency, bad leads."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import wfdb
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ecg.detect import (
+    MAX_LATENCY_S,
+    DetectorConfig,
+    detect_qrs,
+    detector_flush,
+    detector_start,
+    detector_step,
+)
+from ecg.errors import ConfigError, SignalError
+from ecg.scoring import reference_beats, score_beats
+from tests.conftest import ecg_data_dir
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@cache
+def _mitdb(name: str, seconds: float | None = None) -> tuple[FloatArray, float, FloatArray]:
+    """Signal (mV), rate and reference beats of an MIT-BIH record (first ``seconds``)."""
+    path = str(ecg_data_dir() / "mitdb" / name)
+    header = wfdb.rdheader(path)
+    sampto = header.sig_len if seconds is None else round(seconds * header.fs)
+    record = wfdb.rdrecord(path, sampto=sampto)
+    annotation = wfdb.rdann(path, "atr", sampto=sampto)
+    reference = reference_beats(annotation.sample, annotation.symbol)
+    return np.asarray(record.p_signal, np.float64), float(record.fs), reference
+
+
+def _stream(x: FloatArray, fs_hz: float, sizes: list[int]) -> list[tuple[int, np.int64]]:
+    """Run the streaming detector over chunks of the given sizes (cycled).
+
+    Returns (stream length when emitted, beat) pairs; flushed beats get the full length.
+    """
+    state = detector_start(x.shape[1], fs_hz)
+    out: list[tuple[int, np.int64]] = []
+    pos = 0
+    i = 0
+    while pos < x.shape[0]:
+        size = sizes[i % len(sizes)]
+        i += 1
+        beats, state = detector_step(x[pos : pos + size], state)
+        pos = min(pos + size, x.shape[0])
+        out.extend((pos, b) for b in beats)
+    out.extend((pos, b) for b in detector_flush(state))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("record", "min_se", "min_ppv"),
+    [("100", 0.999, 0.999), ("203", 0.99, 0.985), ("208", 0.985, 0.985)],
+)
+def test_accuracy_on_mitdb_records(
+    ecg_dir: Path, record: str, min_se: float, min_ppv: float
+) -> None:
+    """Whole MIT-BIH records score at least the Se and +P measured, with a margin."""
+    x, fs_hz, reference = _mitdb(record)
+    score = score_beats(reference, detect_qrs(x, fs_hz), fs_hz)
+    assert score.sensitivity >= min_se, score
+    assert score.positive_predictivity >= min_ppv, score
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sizes=st.lists(st.integers(min_value=1, max_value=3000), min_size=1, max_size=6))
+def test_streaming_equals_batch(sizes: list[int]) -> None:
+    """Any chunking of a real record gives the batch beats (within one sample)."""
+    if not (ecg_data_dir() / "mitdb" / "100.hea").exists():
+        pytest.skip("public ECG databases not found")
+    x, fs_hz, _ = _mitdb("105", 40.0)
+    batch = detect_qrs(x, fs_hz)
+    streamed = np.array([b for _, b in _stream(x, fs_hz, sizes)])
+    assert streamed.shape == batch.shape
+    assert np.all(np.abs(streamed - batch) <= 1)
+
+
+def test_beats_are_emitted_within_latency(ecg_dir: Path) -> None:
+    """Fed sample by sample, every beat comes out by its R peak + 300 ms."""
+    x, fs_hz, _ = _mitdb("208", 20.0)
+    emitted = _stream(x, fs_hz, [1])
+    assert len(emitted) > 20
+    n = x.shape[0]
+    late = [
+        (length, int(b)) for length, b in emitted if length < n and length - 1 > b + 0.3 * fs_hz
+    ]
+    assert not late
+    assert MAX_LATENCY_S == 0.3
+
+
+@pytest.mark.parametrize("kind", ["flat", "rail", "nan", "rail_mid", "nan_mid"])
+def test_bad_lead_beside_good_one(ecg_dir: Path, kind: str) -> None:
+    """A flat, saturated or NaN lead beside a good one neither creates nor hides beats."""
+    x, fs_hz, reference = _mitdb("100", 60.0)
+    good = x[:, :1]
+    bad = x[:, 1].copy()
+    mid = x.shape[0] // 2
+    if kind == "flat":
+        bad[:] = 0.0
+    elif kind == "rail":
+        bad[:] = 5.0
+    elif kind == "nan":
+        bad[:] = np.nan
+    elif kind == "rail_mid":
+        bad[mid:] = 5.0
+    else:
+        bad[mid : mid + round(5 * fs_hz)] = np.nan
+    both = np.column_stack([good[:, 0], bad])
+    alone = detect_qrs(good, fs_hz)
+    together = detect_qrs(both, fs_hz)
+    if kind in ("flat", "rail", "nan"):
+        # The bad lead weighs nothing, so the detection is the good lead's alone.
+        np.testing.assert_array_equal(together, alone)
+    score = score_beats(reference, together, fs_hz)
+    assert score.fp == 0, score
+    assert score.fn == 0, score
+
+
+def test_two_samples_give_no_beat() -> None:
+    """A record of two samples is too short for a beat, and not an error."""
+    assert detect_qrs(np.zeros((2, 3)), 500.0).shape == (0,)
+    assert detect_qrs(np.zeros(0), 500.0).shape == (0,)
+
+
+def test_one_dimensional_input_is_one_lead(ecg_dir: Path) -> None:
+    """1-D input is treated as a single lead."""
+    x, fs_hz, _ = _mitdb("100", 20.0)
+    np.testing.assert_array_equal(detect_qrs(x[:, 0], fs_hz), detect_qrs(x[:, :1], fs_hz))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"refractory_s": 0.0},
+        {"threshold": 1.5},
+        {"band_low_hz": 30.0, "band_high_hz": 20.0},
+        {"lookahead_s": 0.5},
+        {"history_blocks": 0},
+        {"window_s": float("nan")},
+        {"gap_factor": 0.5},
+    ],
+)
+def test_config_validation(kwargs: dict[str, float]) -> None:
+    """Out-of-range or inconsistent settings raise ConfigError naming the setting."""
+    with pytest.raises(ConfigError, match=next(iter(kwargs))):
+        DetectorConfig(**kwargs)
+
+
+def test_bad_inputs_are_refused() -> None:
+    """Wrong rate, lead count or array shape raise SignalError; ValueError catches it."""
+    with pytest.raises(SignalError, match="fs_hz"):
+        detector_start(2, 50.0)
+    with pytest.raises(SignalError, match="n_leads"):
+        detector_start(0, 360.0)
+    state = detector_start(2, 360.0)
+    with pytest.raises(SignalError, match="leads"):
+        detector_step(np.zeros((10, 3)), state)
+    with pytest.raises(ValueError, match="shape"):
+        detect_qrs(np.zeros((4, 2, 2)), 360.0)
