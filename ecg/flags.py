@@ -23,7 +23,7 @@ Rhythm (from the R-peak samples; the issue's thresholds are the defaults):
   absence of beats says nothing about the heart, so those stretches are not asystole
   (``rhythm_flags(..., unreadable=...)``).
 - **irregular (suspected AF)**: over each sliding window of ``af_window_rr``
-  consecutive RR intervals (12: a standard 10 s ECG holds about that many), two
+  consecutive RR intervals (10: a standard 10 s ECG holds about that many), two
   features after Dash et al. (Ann. Biomed. Eng. 2009), made robust for short windows:
   the irregularity, median absolute successive RR difference over the median RR (a
   median rather than Dash's normalised RMSSD so that an isolated ectopic beat and its
@@ -190,8 +190,8 @@ class FlagConfig:
     min_rate_episode_s: float = 5.0
     pause_s: float = 2.0
     asystole_s: float = 4.0
-    af_window_rr: int = 12
-    af_irregularity: float = 0.08
+    af_window_rr: int = 10
+    af_irregularity: float = 0.1
     af_turning_sigma: float = 2.0
     min_af_episode_s: float = 0.0
     # Quality
@@ -393,7 +393,7 @@ def _irregular_flags(beats: IntArray, fs_hz: float, config: FlagConfig) -> list[
         return []
     rr_windows = np.lib.stride_tricks.sliding_window_view(rr, window)
     # Medians, not means: one premature beat and its compensatory pause move two
-    # successive differences, which a median of eleven ignores.
+    # successive differences, which a median of nine ignores.
     irregularity = np.median(np.abs(np.diff(rr_windows, axis=1)), axis=1) / np.median(
         rr_windows, axis=1
     )
