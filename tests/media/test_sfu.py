@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -15,7 +16,9 @@ from media.exceptions import (
     WrongPeerError,
 )
 from media.sfu import Sfu
+from sessions.turn import turn_credentials
 from tests.media.peers import Client, close_to, falls_silent, mean_colour, wait_for
+from tests.media.turn import Turn
 
 RED, GREEN, BLUE = (220, 30, 30), (30, 200, 30), (30, 30, 220)
 
@@ -180,3 +183,24 @@ async def test_reoffer_without_a_track_unpublishes_it(sfu: Sfu, clients: list[Cl
     await wait_for(lambda: not b.live("video"))
     assert len(b.live("audio")) == 1
     assert sfu.stats()["published_tracks"] == 3
+
+
+async def test_relay_only_server_peer_uses_the_turn_server_from_join(coturn: Turn) -> None:
+    """A relay-only SFU offers only TURN relay candidates, from the join's ice_servers."""
+    username, credential = turn_credentials(coturn.secret, "a", ttl_s=600, now_s=time.time())
+    ice: list[dict[str, str | list[str]]] = [
+        {"urls": [coturn.url], "username": username, "credential": credential}
+    ]
+    sfu = Sfu(ice_transport_policy="relay")
+    client = Client(sfu, "a", RED)
+    try:
+        await sfu.join("room", "a", client, ice)
+        client.publish.addTransceiver("audio", direction="sendonly")
+        await client.publish.setLocalDescription(await client.publish.createOffer())
+        answer = await sfu.offer("a", "publish", client.publish.localDescription.sdp)
+        candidates = [line for line in answer.splitlines() if line.startswith("a=candidate:")]
+        assert candidates
+        assert all(" typ relay " in line and " 127.0.0.1 " in line for line in candidates)
+    finally:
+        await client.close()
+        await sfu.close()
