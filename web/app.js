@@ -337,13 +337,29 @@ function startMedia(iceServers) {
   media.addEventListener("track", (event) => onRemoteTrack(event.detail));
   media.addEventListener("state", ({ detail }) => {
     mark(`${detail.pc}.${detail.state}`);
-    if (detail.state === "failed") setConnState("media-failed");
-    else if (detail.state === "connected" && tc.state === "media-failed") setConnState("connected");
+    if (detail.state === "failed") {
+      setConnState("media-failed");
+      recoverMedia();
+    } else if (detail.state === "connected" && tc.state === "media-failed") {
+      setConnState("connected");
+    }
   });
   // Autojoin connects while the camera is still opening; publish once it is open.
   tc.devices
     .then(() => media.publish(tc.localStream))
     .catch((error) => console.error("publish failed", error));
+}
+
+// A failed peer connection cannot be repaired in place (the server's peer does no ICE
+// restart): resume the session, which brings fresh connections. At most every 15 s,
+// so that a network that cannot carry media does not cause a reconnection storm.
+const MEDIA_RETRY_MS = 15000;
+let lastMediaRetry = -Infinity;
+function recoverMedia() {
+  const now = performance.now();
+  if (now - lastMediaRetry < MEDIA_RETRY_MS || !tc.signaling || tc.left) return;
+  lastMediaRetry = now;
+  tc.signaling.drop();
 }
 
 function setLocalEnabled(kind, enabled) {
