@@ -60,9 +60,10 @@ Live streams: ``rhythm_start`` / ``rhythm_step`` / ``rhythm_flush`` return the v
 flags of :func:`rhythm_flags` on the whole stream, each once, as soon as later beats
 can no longer change it (about ``af_window_rr + rate_median_beats + 2`` beats after its
 end), and meanwhile the provisional ones for display. They keep only the tail of beats
-that open episodes need. (No unreadable-stretch handling there yet.) Quality flags
-have no streaming form yet: a live pipeline can run :func:`quality_flags` on a sliding
-block of recent samples.
+that open episodes need. (No unreadable-stretch handling there yet.)
+``quality_start`` / ``quality_step`` / ``quality_flush`` measure quality flags on fixed
+blocks of a stream (5 s by default) and join episodes across blocks: chunked equals
+one-shot, and the result is the batch one except at block edges (see quality_start).
 
 A lead-off window carries no other flag of that lead; a clipped window no wander or
 noise flag. The functions here take arrays and return flags; filtering is the caller's
@@ -72,6 +73,7 @@ choice (``ecg.annotate``), so that a live pipeline can feed the causal filter's 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import math
 import warnings
@@ -90,9 +92,13 @@ __all__ = [
     "Flag",
     "FlagConfig",
     "FlagKind",
+    "QualityState",
     "RhythmState",
     "merge_episodes",
     "quality_flags",
+    "quality_flush",
+    "quality_start",
+    "quality_step",
     "rhythm_flags",
     "rhythm_flush",
     "rhythm_start",
@@ -687,6 +693,150 @@ def _window_medians(x: FloatArray, starts: IntArray) -> FloatArray:
     if n_full < starts.size:
         result[n_full:] = np.median(x[n_full * window :], axis=0)
     return result
+
+
+# --------------------------------------------------------------------------- quality, live
+
+
+@dataclass(frozen=True, slots=True)
+class QualityState:
+    """State of the streaming quality flags between steps.
+
+    Attributes
+    ----------
+    fs_hz : float
+    config : FlagConfig
+    adc_limits_mv : ndarray, shape (2, n_leads), or None
+    block : int
+        Samples per block; blocks are cut at multiples of it from the stream's start.
+    raw, filtered : ndarray, shape (n, n_leads)
+        Samples of the current, incomplete block.
+    start : int
+        Sample index of ``raw[0]`` in the stream.
+    open : tuple of Flag
+        Episodes that reach the end of the last complete block and may continue.
+    """
+
+    fs_hz: float
+    config: FlagConfig
+    adc_limits_mv: FloatArray | None
+    block: int
+    raw: FloatArray
+    filtered: FloatArray
+    start: int = 0
+    open: tuple[Flag, ...] = ()
+
+
+def quality_start(
+    n_leads: int,
+    fs_hz: float,
+    config: FlagConfig = FlagConfig(),
+    adc_limits_mv: NDArray[np.floating] | None = None,
+    block_s: float = 5.0,
+) -> QualityState:
+    """Start the streaming form of :func:`quality_flags`.
+
+    The stream is cut into blocks of ``block_s`` seconds (a whole number of quality
+    windows) at fixed sample indices; each complete block is measured by
+    :func:`quality_flags` and its episodes are joined to those of the previous block.
+    So the result does not depend on how the stream is chunked, and a flag is known at
+    most ``block_s`` after its samples arrive. It differs from :func:`quality_flags` on
+    the whole record in two ways only: the flat-top test looks for the lead's extreme
+    within the block, and the baseline-wander neighbourhood stops at block edges.
+    """
+    if n_leads < 1 or not fs_hz > 0:
+        raise SignalError(f"need n_leads >= 1 and fs_hz > 0, got {n_leads}, {fs_hz}")
+    window = max(1, round(config.quality_window_s * fs_hz))
+    block = window * max(1, round(block_s / config.quality_window_s))
+    limits = None if adc_limits_mv is None else np.asarray(adc_limits_mv, dtype=np.float64)
+    empty = np.zeros((0, n_leads))
+    return QualityState(fs_hz, config, limits, block, empty, empty)
+
+
+def quality_step(
+    raw_mv: NDArray[np.floating], filtered_mv: NDArray[np.floating], state: QualityState
+) -> tuple[list[Flag], list[Flag], QualityState]:
+    """Add samples (raw and filtered, the same stretch) to the streaming quality flags.
+
+    Returns
+    -------
+    final : list of Flag
+        Episodes that ended in the blocks completed by this step.
+    provisional : list of Flag
+        Episodes still running at the end of the last complete block.
+    state : QualityState
+    """
+    raw = np.concatenate([state.raw, np.asarray(raw_mv, dtype=np.float64)])
+    filtered = np.concatenate([state.filtered, np.asarray(filtered_mv, dtype=np.float64)])
+    if raw.shape != filtered.shape:
+        raise SignalError(f"raw {raw.shape} and filtered {filtered.shape} samples differ")
+    n_blocks = raw.shape[0] // state.block
+    final: list[Flag] = []
+    open_flags = list(state.open)
+    for index in range(n_blocks):
+        part = slice(index * state.block, (index + 1) * state.block)
+        origin = state.start + index * state.block
+        closed, open_flags = _join_block(raw[part], filtered[part], origin, open_flags, state)
+        final += closed
+    used = n_blocks * state.block
+    new_state = dataclasses.replace(
+        state,
+        raw=raw[used:],
+        filtered=filtered[used:],
+        start=state.start + used,
+        open=tuple(open_flags),
+    )
+    return final, list(open_flags), new_state
+
+
+def quality_flush(state: QualityState) -> list[Flag]:
+    """Every episode not yet returned as final, measuring the last, partial block."""
+    open_flags = list(state.open)
+    closed: list[Flag] = []
+    if state.raw.shape[0]:
+        closed, open_flags = _join_block(state.raw, state.filtered, state.start, open_flags, state)
+    min_samples = state.config.min_quality_episode_s * state.fs_hz
+    return closed + [flag for flag in open_flags if flag.offset - flag.onset >= min_samples]
+
+
+def _join_block(
+    raw: FloatArray,
+    filtered: FloatArray,
+    origin: int,
+    open_flags: list[Flag],
+    state: QualityState,
+) -> tuple[list[Flag], list[Flag]]:
+    """Flags of one block joined to the open ones: (closed for good, still open)."""
+    # Minimum durations apply to whole episodes, so not within a block.
+    per_block = dataclasses.replace(state.config, min_quality_episode_s=0.0)
+    found = quality_flags(raw, filtered, state.fs_hz, per_block, state.adc_limits_mv)
+    end = origin + raw.shape[0]
+    current = {(flag.kind, flag.lead): flag for flag in open_flags}
+    episodes: list[Flag] = []
+    for flag in found:
+        flag = dataclasses.replace(flag, onset=flag.onset + origin, offset=flag.offset + origin)
+        key = (flag.kind, flag.lead)
+        previous = current.get(key)
+        if previous is not None and flag.onset <= previous.offset:
+            current[key] = dataclasses.replace(
+                previous,
+                offset=max(previous.offset, flag.offset),
+                measure=_worse(flag.kind, previous.measure, flag.measure),
+            )
+            continue
+        if previous is not None:
+            episodes.append(previous)
+        current[key] = flag
+    min_samples = state.config.min_quality_episode_s * state.fs_hz
+    still_open = [flag for flag in current.values() if flag.offset >= end]
+    closed = episodes + [flag for flag in current.values() if flag.offset < end]
+    closed = [flag for flag in closed if flag.offset - flag.onset >= min_samples]
+    return sorted(closed, key=lambda f: (f.onset, f.lead or 0, f.kind.value)), still_open
+
+
+def _worse(kind: FlagKind, first: float, second: float) -> float:
+    # Lead-off keeps the smallest peak-to-peak; every other measure the largest.
+    return min(first, second) if kind is FlagKind.LEAD_OFF else max(first, second)
 
 
 @contextlib.contextmanager

@@ -14,6 +14,9 @@ from ecg.flags import (
     FlagKind,
     merge_episodes,
     quality_flags,
+    quality_flush,
+    quality_start,
+    quality_step,
     rhythm_flags,
     rhythm_flush,
     rhythm_start,
@@ -390,3 +393,72 @@ def test_streaming_shows_an_ongoing_asystole_provisionally() -> None:
     _, provisional, state = rhythm_step(_samples([30.5]), int(31 * FS_HZ), state)
     assert FlagKind.ASYSTOLE in {flag.kind for flag in provisional}
     assert all(flag.offset <= int(30.5 * FS_HZ) for flag in provisional)
+
+
+def _stream_quality(
+    raw: NDArray[np.float64], cuts: list[int], **options: float
+) -> tuple[list[Flag], list[list[Flag]]]:
+    filtered = filter_zero_phase(raw, FS_HZ)
+    state = quality_start(raw.shape[1], FS_HZ, **options)  # type: ignore[arg-type]
+    final: list[Flag] = []
+    provisional: list[list[Flag]] = []
+    for part in np.split(np.arange(raw.shape[0]), cuts):
+        done, running, state = quality_step(raw[part], filtered[part], state)
+        final += done
+        provisional.append(running)
+    return final + quality_flush(state), provisional
+
+
+def _dirty(seed: int = 3) -> NDArray[np.float64]:
+    raw = _clean(duration_s=33.0)
+    rng = np.random.default_rng(seed)
+    raw[int(8 * FS_HZ) : int(14 * FS_HZ), 1] += rng.normal(0.0, 0.15, int(6 * FS_HZ))
+    raw[int(21 * FS_HZ) : int(27.5 * FS_HZ), 0] = np.nan
+    raw[:, 2] = 0.4
+    return raw
+
+
+def _by_onset(flags: list[Flag]) -> list[Flag]:
+    return sorted(flags, key=lambda f: (f.onset, f.lead or 0, f.kind.value))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_streaming_quality_chunked_equals_one_shot(seed: int) -> None:
+    """Quality flags of a stream do not depend on how it is cut into chunks."""
+    raw = _dirty()
+    rng = np.random.default_rng(seed)
+    cuts = sorted(rng.integers(0, raw.shape[0], rng.integers(1, 60)).tolist())
+    chunked, _ = _stream_quality(raw, cuts)
+    one_shot, _ = _stream_quality(raw, [])
+    assert _by_onset(chunked) == _by_onset(one_shot)
+
+
+def test_streaming_quality_matches_batch_away_from_block_edges() -> None:
+    """Episodes crossing block edges are joined: the stream's flags are the batch flags."""
+    raw = _dirty()
+    streamed, _ = _stream_quality(raw, [1000, 5003])
+    batch = _quality(raw)
+    spans = [(f.kind, f.lead, f.onset, f.offset) for f in _by_onset(streamed)]
+    assert spans == [(f.kind, f.lead, f.onset, f.offset) for f in _by_onset(batch)]
+    np.testing.assert_allclose(
+        [f.measure for f in _by_onset(streamed)], [f.measure for f in _by_onset(batch)]
+    )
+    assert {(f.kind, f.lead) for f in batch} == {
+        (FlagKind.NOISE, 1),
+        (FlagKind.LEAD_OFF, 0),
+        (FlagKind.LEAD_OFF, 2),
+    }
+
+
+def test_streaming_quality_reports_running_episodes() -> None:
+    """A lead flat since the start is provisional while the stream goes on."""
+    raw = _dirty()
+    _, provisional = _stream_quality(raw, [int(12 * FS_HZ)])
+    assert (FlagKind.LEAD_OFF, 2) in {(f.kind, f.lead) for f in provisional[0]}
+
+
+def test_streaming_quality_clean_stream_has_no_flag() -> None:
+    """A clean stream gives no final and no provisional flag."""
+    final, provisional = _stream_quality(_clean(duration_s=23.0), [777, 3000])
+    assert final == []
+    assert all(running == [] for running in provisional)
