@@ -16,6 +16,9 @@ Measured:
   earlier participants stay connected; p50/p95/p99 (target p99 <= 100 ms);
   ``--rate 0`` starts every join at once instead (a burst: the round trip then
   measures queueing behind the other 999 joins, client process included);
+- server CPU per join (user + system time of the server process during the joins,
+  which the load of other processes on the machine does not inflate as much as it
+  does latency);
 - server memory per idle connection: (RSS with every participant joined and idle -
   RSS before any connection) / participants.
 
@@ -121,6 +124,12 @@ def start_server(data_dir: Path, secret: str) -> tuple[subprocess.Popen[str], in
     return process, int(process.stdout.readline().split()[1])
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU time of ``pid`` so far, seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size of ``pid`` in bytes."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -188,6 +197,7 @@ async def load(participants: int, rooms: int, rate_per_s: float) -> dict[str, fl
                 latencies.append(await join_one(sockets[i], tokens[i]))
                 readers.append(asyncio.create_task(drain(sockets[i])))
 
+            cpu_before = cpu_s(process.pid)
             started = time.perf_counter()
             tasks = []
             for i in range(participants):
@@ -197,6 +207,7 @@ async def load(participants: int, rooms: int, rate_per_s: float) -> dict[str, fl
                 tasks.append(asyncio.create_task(one(i)))
             await asyncio.gather(*tasks)
             elapsed = time.perf_counter() - started
+            server_cpu = cpu_s(process.pid) - cpu_before
             await asyncio.sleep(3.0)  # idle: pings, audit writes settle
             rss_idle = rss_bytes(process.pid)
             health_ok = all(ws.state.name == "OPEN" for ws in sockets)
@@ -217,6 +228,8 @@ async def load(participants: int, rooms: int, rate_per_s: float) -> dict[str, fl
         "join_p95_ms": round(quantiles[94] * 1000, 2),
         "join_p99_ms": round(quantiles[98] * 1000, 2),
         "join_max_ms": round(max(latencies) * 1000, 2),
+        "server_cpu_per_join_ms": round(server_cpu / participants * 1000, 2),
+        "load_average_1min": round(os.getloadavg()[0], 2),
         "rss_before_mib": round(rss_before / 2**20, 1),
         "rss_idle_mib": round(rss_idle / 2**20, 1),
         "rss_per_connection_kib": round((rss_idle - rss_before) / participants / 1024, 1),

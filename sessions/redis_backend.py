@@ -16,7 +16,7 @@ bans and the audit log must survive a crash (docs/operations.md).
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -24,7 +24,7 @@ import redis
 import redis.asyncio
 
 from sessions.errors import StoreError
-from sessions.store import AuditEntry, Ban
+from sessions.store import AuditEntry, Ban, Record, RoomRecord
 
 
 class RedisStore:
@@ -45,7 +45,7 @@ class RedisStore:
             raise StoreError(f"Redis {method} failed: {exc}") from exc
 
     def ban(self, ban: Ban) -> None:
-        self._call("hsetnx", self._prefix + "bans", ban.jti, json.dumps(asdict(ban)))
+        self.write([ban])
 
     def banned_jtis(self) -> set[str]:
         return {key.decode() for key in self._call("hkeys", self._prefix + "bans")}
@@ -54,21 +54,31 @@ class RedisStore:
         return bool(self._call("hexists", self._prefix + "bans", jti))
 
     def save_room(self, room: str, time: str) -> None:
-        self._call("hsetnx", self._prefix + "rooms", room, time)
+        self.write([RoomRecord(room=room, time=time)])
 
     def rooms(self) -> list[tuple[str, str]]:
         rooms = self._call("hgetall", self._prefix + "rooms")
         return sorted(((k.decode(), v.decode()) for k, v in rooms.items()), key=lambda r: r[1])
 
     def audit(self, entry: AuditEntry) -> None:
-        data = json.dumps(asdict(entry), sort_keys=True)
+        self.write([entry])
+
+    def write(self, records: Sequence[Record]) -> None:
+        # One MULTI/EXEC transaction for the batch.
         pipe = self._redis.pipeline()
-        pipe.rpush(self._prefix + "audit", data)
-        pipe.rpush(f"{self._prefix}audit:{entry.room}", data)
+        for record in records:
+            if isinstance(record, Ban):
+                pipe.hsetnx(self._prefix + "bans", record.jti, json.dumps(asdict(record)))
+            elif isinstance(record, RoomRecord):
+                pipe.hsetnx(self._prefix + "rooms", record.room, record.time)
+            else:
+                data = json.dumps(asdict(record), sort_keys=True)
+                pipe.rpush(self._prefix + "audit", data)
+                pipe.rpush(f"{self._prefix}audit:{record.room}", data)
         try:
             pipe.execute()
         except redis.RedisError as exc:
-            raise StoreError(f"Redis audit write failed: {exc}") from exc
+            raise StoreError(f"Redis write failed: {exc}") from exc
 
     def audit_log(self, room: str | None = None, limit: int = 1000) -> list[AuditEntry]:
         key = self._prefix + ("audit" if room is None else f"audit:{room}")

@@ -20,7 +20,7 @@ import json
 import sqlite3
 import threading
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -70,6 +70,17 @@ class Ban:
     time: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class RoomRecord:
+    """A room's first use."""
+
+    room: str
+    time: str
+
+
+Record = Ban | AuditEntry | RoomRecord
+
+
 class Store(Protocol):
     """What must survive a restart."""
 
@@ -93,6 +104,9 @@ class Store(Protocol):
 
     def audit_log(self, room: str | None = None, limit: int = 1000) -> list[AuditEntry]:
         """The last ``limit`` entries, oldest first, optionally of one room."""
+
+    def write(self, records: Sequence[Record]) -> None:
+        """Write several records in one durable step (group commit)."""
 
     def close(self) -> None:
         """Release resources."""
@@ -123,6 +137,21 @@ CREATE INDEX IF NOT EXISTS audit_room ON audit (room, id);
 """
 
 
+def _statement(record: Record) -> tuple[str, tuple[Any, ...]]:
+    if isinstance(record, Ban):
+        return (
+            "INSERT OR IGNORE INTO bans VALUES (?, ?, ?, ?, ?, ?)",
+            (record.jti, record.room, record.identity, record.by, record.reason, record.time),
+        )
+    if isinstance(record, RoomRecord):
+        return "INSERT OR IGNORE INTO rooms VALUES (?, ?)", (record.room, record.time)
+    detail = None if record.detail is None else json.dumps(record.detail, sort_keys=True)
+    return (
+        "INSERT INTO audit (time, room, actor, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
+        (record.time, record.room, record.actor, record.action, record.target, detail),
+    )
+
+
 class SqliteStore:
     """The embedded :class:`Store`: one SQLite file in the data directory.
 
@@ -141,13 +170,6 @@ class SqliteStore:
             raise StoreError(f"cannot open {self.path}: {exc}") from exc
         self._lock = threading.Lock()
 
-    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
-        with self._lock:
-            try:
-                self._db.execute(sql, params)
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot write to {self.path}: {exc}") from exc
-
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             try:
@@ -156,10 +178,7 @@ class SqliteStore:
                 raise StoreError(f"cannot read {self.path}: {exc}") from exc
 
     def ban(self, ban: Ban) -> None:
-        self._write(
-            "INSERT OR IGNORE INTO bans VALUES (?, ?, ?, ?, ?, ?)",
-            (ban.jti, ban.room, ban.identity, ban.by, ban.reason, ban.time),
-        )
+        self.write([ban])
 
     def banned_jtis(self) -> set[str]:
         return {row[0] for row in self._read("SELECT jti FROM bans")}
@@ -168,18 +187,24 @@ class SqliteStore:
         return bool(self._read("SELECT 1 FROM bans WHERE jti = ?", (jti,)))
 
     def save_room(self, room: str, time: str) -> None:
-        self._write("INSERT OR IGNORE INTO rooms VALUES (?, ?)", (room, time))
+        self.write([RoomRecord(room=room, time=time)])
 
     def rooms(self) -> list[tuple[str, str]]:
         return [(r, t) for r, t in self._read("SELECT room, created FROM rooms ORDER BY created")]
 
     def audit(self, entry: AuditEntry) -> None:
-        detail = None if entry.detail is None else json.dumps(entry.detail, sort_keys=True)
-        self._write(
-            "INSERT INTO audit (time, room, actor, action, target, detail)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (entry.time, entry.room, entry.actor, entry.action, entry.target, detail),
-        )
+        self.write([entry])
+
+    def write(self, records: Sequence[Record]) -> None:
+        # One transaction, so one fsync for the whole batch.
+        with self._lock:
+            try:
+                with self._db:
+                    self._db.execute("BEGIN")
+                    for record in records:
+                        self._db.execute(*_statement(record))
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot write to {self.path}: {exc}") from exc
 
     def audit_log(self, room: str | None = None, limit: int = 1000) -> list[AuditEntry]:
         where, params = ("WHERE room = ?", (room,)) if room is not None else ("", ())

@@ -43,7 +43,7 @@ import msgspec
 
 from sessions.errors import TokenError, TokenExpired, TokenNotYetValid
 from sessions.rooms import FINAL, IN_MEDIA, PRESENT, Event, Participant, Room, State, Track
-from sessions.store import AuditEntry, Ban
+from sessions.store import AuditEntry, Ban, Record, RoomRecord
 from sessions.tokens import TokenClaims
 from signaling import messages as m
 from signaling.errors import ClientError
@@ -142,7 +142,7 @@ class MediaLeave:
 class Persist:
     """Write to the Store (and publish on the Bus): a ban, an audit entry or a room."""
 
-    record: Ban | AuditEntry | tuple[str, str]
+    record: Record
 
 
 Effect = (
@@ -660,7 +660,7 @@ class Core:
             room = self._rooms[claims.room] = Room(
                 room_id=claims.room, waiting_room=self.config.waiting_room
             )
-            self._out.append(Persist((claims.room, iso_z(self._wall_clock()))))
+            self._out.append(Persist(RoomRecord(room=claims.room, time=iso_z(self._wall_clock()))))
         existing = room.by_identity(claims.identity)
         if existing is not None:
             self._take_over(c, existing, claims, room)

@@ -18,7 +18,9 @@ Design notes:
   previous), because an offer must not reach the backend before the session it
   belongs to is open; different participants' media calls run concurrently.
 - Store writes (SQLite, fsync) run in one worker thread, in order, so that the event
-  loop never waits on the disk; the audit entries are also published on the Bus.
+  loop never waits on the disk. They are group-committed: while one batch is being
+  written, new records queue up and go together in the next (one fsync for many
+  joins). Audit entries are also published on the Bus.
 - Internal errors are logged with their traceback and never reach a client.
 """
 
@@ -41,7 +43,7 @@ from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from sessions.store import AuditEntry, Ban, Bus, Store
+from sessions.store import AuditEntry, Bus, Record, Store
 from signaling import http
 from signaling import messages as m
 from signaling.core import (
@@ -190,6 +192,8 @@ class SignalingServer:
         self._lanes: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self._pending_writes: list[Record] = []
+        self._flushing: asyncio.Future[None] | None = None
         self._server: Server | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._started_s = time.monotonic()
@@ -254,8 +258,11 @@ class SignalingServer:
             self._server.close()
             await self._server.wait_closed()
         # Closing the connections queued media leaves; let them finish first.
-        while self._lanes or self._tasks:
-            await asyncio.gather(*self._lanes.values(), *self._tasks, return_exceptions=True)
+        while self._lanes or self._tasks or self._flushing is not None:
+            waiting: list[asyncio.Future[Any]] = [*self._lanes.values(), *self._tasks]
+            if self._flushing is not None:
+                waiting.append(self._flushing)
+            await asyncio.gather(*waiting, return_exceptions=True)
         try:
             await self.media.close()
         except Exception:
@@ -372,17 +379,27 @@ class SignalingServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _persist(self, record: Ban | AuditEntry | tuple[str, str]) -> None:
-        if isinstance(record, Ban):
-            write: Callable[[], None] = lambda: self.store.ban(record)  # noqa: E731
-        elif isinstance(record, AuditEntry):
-            write = lambda: self.store.audit(record)  # noqa: E731
-            if self.bus is not None:
-                self._spawn(self.bus.publish("audit", msgspec.json.encode(asdict(record))))
-        else:
-            write = lambda: self.store.save_room(*record)  # noqa: E731
-        future = asyncio.get_running_loop().run_in_executor(self._writer, write)
-        future.add_done_callback(_log_failure)
+    def _persist(self, record: Record) -> None:
+        """Queue a Store write; writes queued while one is in flight go in the next batch."""
+        self._pending_writes.append(record)
+        if isinstance(record, AuditEntry) and self.bus is not None:
+            self._spawn(self.bus.publish("audit", msgspec.json.encode(asdict(record))))
+        if self._flushing is None:
+            self._flush_writes()
+
+    def _flush_writes(self) -> None:
+        batch, self._pending_writes = self._pending_writes, []
+        future = asyncio.get_running_loop().run_in_executor(self._writer, self.store.write, batch)
+        self._flushing = future
+        future.add_done_callback(self._written)
+
+    def _written(self, future: asyncio.Future[None]) -> None:
+        exc = future.exception()
+        if exc is not None:
+            logger.error("store write failed: %s", exc)
+        self._flushing = None
+        if self._pending_writes:
+            self._flush_writes()
 
     def _media(self, effect: Effect) -> None:
         """Queue a media call in its participant's lane."""
@@ -458,9 +475,3 @@ _REASONS = {
     ErrorCode.UNKNOWN_TRANSCEIVER: "the candidate names no known transceiver",
     ErrorCode.MEDIA_FAILED: "the media server failed for this request",
 }
-
-
-def _log_failure(future: Any) -> None:
-    exc = future.exception()
-    if exc is not None:
-        logger.error("store write failed: %s", exc)

@@ -14,7 +14,7 @@ import pytest
 
 from sessions.errors import StoreError
 from sessions.redis_backend import RedisBus, RedisStore
-from sessions.store import AuditEntry, Ban
+from sessions.store import AuditEntry, Ban, RoomRecord
 
 
 def _free_port() -> int:
@@ -76,6 +76,13 @@ def test_store_bans_rooms_and_audit(redis_url: str) -> None:
     assert [e.action for e in other.audit_log("r")] == ["remove"]
     assert other.audit_log("r")[0].detail == {"k": "v"}
     assert len(other.audit_log()) == 2
+    other.write(
+        [
+            RoomRecord(room="q", time="2026"),
+            AuditEntry(time="t", room="q", actor="y", action="leave"),
+        ]
+    )
+    assert [e.action for e in store.audit_log("q")] == ["join", "leave"]
     store.close()
     other.close()
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from sessions.store import AuditEntry, Ban, LocalBus, SqliteStore
+import pytest
+
+from sessions.store import AuditEntry, Ban, LocalBus, RoomRecord, SqliteStore
 
 
 def test_bans_rooms_and_audit_survive_reopening(tmp_path: Path) -> None:
@@ -42,3 +44,21 @@ async def test_local_bus_delivers_to_subscribers_in_order() -> None:
     got = [item async for item in other]
     assert got == []
     assert await asyncio.wait_for(anext(first, None), 1) is None
+
+
+def test_batch_write_is_one_transaction(tmp_path: Path) -> None:
+    """write() stores a mixed batch; a failing batch stores none of it."""
+    store = SqliteStore(tmp_path)
+    store.write(
+        [
+            RoomRecord(room="r", time="t0"),
+            AuditEntry(time="t1", room="r", actor="a", action="join"),
+            Ban(jti="j", room="r", identity="a", by="m", reason="", time="t2"),
+        ]
+    )
+    assert (store.rooms(), store.banned_jtis()) == ([("r", "t0")], {"j"})
+    bad = AuditEntry(time="t3", room="r", actor="a", action="x", detail={"x": object()})
+    with pytest.raises(TypeError):
+        store.write([AuditEntry(time="t3", room="r", actor="a", action="leave"), bad])
+    assert [e.action for e in store.audit_log("r")] == ["join"]
+    store.close()
