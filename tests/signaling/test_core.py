@@ -432,3 +432,24 @@ def test_internal_error_is_generic_and_keeps_the_connection() -> None:
     assert "hunter2" not in error.reason
     assert closes(effects, 1) == []
     assert core.stats.errors["internal"] == 1
+
+
+def test_waiting_participant_refused_or_leaving_is_told_to_moderators_only(h: Harness) -> None:
+    """Removing a waiting participant, or its leaving, reaches moderators only, never the room."""
+    mod, _ = h.join("dr-li", role="expert", moderator=True)
+    other, effects = h.join("dr-zhou", role="expert", moderator=False)
+    h.send(mod, m.Admit(participant_id=sent(effects, other)[0].participant_id))  # type: ignore[union-attr]
+    first, effects = h.join("dr-wang")
+    assert types(effects, other) == []
+    pid = sent(effects, first)[0].participant_id  # type: ignore[union-attr]
+    effects = h.send(mod, m.Remove(participant_id=pid))
+    assert closes(effects, first) == [CloseCode.FORBIDDEN]
+    assert types(effects, mod) == ["participant_left"]
+    assert types(effects, other) == []
+    second, _ = h.join("dr-ma")
+    effects = h.send(second, m.Leave())
+    assert closes(effects, second) == [CloseCode.NORMAL]
+    (left,) = sent(effects, mod)
+    assert isinstance(left, m.ParticipantLeft)
+    assert left.reason == "left"
+    assert not only(effects, MediaLeave)
