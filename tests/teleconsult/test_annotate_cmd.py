@@ -176,3 +176,18 @@ def test_jobs_in_processes_as_a_real_command(tmp_path: Path) -> None:
         assert in_processes == in_line
     r3 = json.loads((tmp_path / "p" / "r3.json").read_text())
     assert r3["summary"]["flag_counts"]["tachycardia"] == 1
+
+
+def test_shared_12_lead_folders(
+    ecg_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """PTB-XL (.mat) and PTB (.dat + .xyz) folders annotate in place, read-only, exit 0."""
+    folders = [str(ecg_dir / "ptbxl-sample"), str(ecg_dir / "ptb-sample")]
+    assert main(["ecg", "annotate", *folders, "--out", str(tmp_path)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 11
+    ptb = json.loads((tmp_path / "s0010_re.json").read_text())
+    assert ptb["record"]["lead_names"][-3:] == ["vx", "vy", "vz"]
+    assert ptb["summary"]["beat_count"] > 40
+    for document in map(json.loads, map(Path.read_text, tmp_path.glob("HR*.json"))):
+        assert document["record"]["fs_hz"] == 500.0
+        assert document["summary"]["beat_count"] >= 5
