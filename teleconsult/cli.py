@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from teleconsult import __version__, ecg_cmd, server_cmd
+from teleconsult import __version__, device_cmd, ecg_cmd, server_cmd
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     server_cmd.register(commands)
     ecg_cmd.register(commands)
+    device_cmd.register(commands)
     return parser
 
 
