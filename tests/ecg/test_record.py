@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import wfdb
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ecg.errors import EcgError, RecordError
 from ecg.record import Record, normalise_lead_name, read_record, record_paths
@@ -263,3 +265,37 @@ def test_record_validates_shape() -> None:
         Record(name="x", fs_hz=250.0, signal_mv=np.zeros((10, 2)), lead_names=("I",))
     with pytest.raises(RecordError, match="2-D"):
         Record(name="x", fs_hz=250.0, signal_mv=np.zeros(10), lead_names=("I",))
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(header=st.text(max_size=300), data=st.binary(max_size=400))
+def test_random_files_only_ever_give_record_error(tmp_path: Path, header: str, data: bytes) -> None:
+    """Whatever bytes the header and signal files hold, the result is a Record or a RecordError."""
+    Path(tmp_path / "fuzz.hea").write_text(header, encoding="utf-8", errors="replace")
+    Path(tmp_path / "fuzz.dat").write_bytes(data)
+    try:
+        result = read_record(tmp_path / "fuzz")
+    except RecordError as error:
+        assert "fuzz" in str(error)
+    else:
+        assert result.signal_mv.ndim == 2
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.binary(max_size=4100), line=st.sampled_from(["rec 2 250", "rec 2 250 1000"]))
+def test_random_signal_bytes_under_a_valid_header(tmp_path: Path, data: bytes, line: str) -> None:
+    """A valid header over random signal bytes reads, or fails with a RecordError."""
+    path = _write(tmp_path)
+    header = Path(f"{path}.hea").read_text().splitlines()
+    Path(f"{path}.hea").write_text("\n".join([line, *header[1:]]) + "\n")
+    Path(f"{path}.dat").write_bytes(data)
+    try:
+        result = read_record(path)
+    except RecordError as error:
+        assert error.reason
+    else:
+        assert result.n_leads == 2
