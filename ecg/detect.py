@@ -99,6 +99,9 @@ class DetectorConfig:
     gap_factor : float
         After ``gap_factor`` times the mean RR interval without a beat, the threshold
         is halved (replaces search-back).
+    premature_factor, premature_threshold : float
+        A candidate sooner than ``premature_factor`` times the mean RR interval after
+        the last beat must reach ``premature_threshold`` times the signal level.
     t_wave_s : float
         A candidate closer than this to the previous beat and smaller than
         ``t_wave_ratio`` times it is taken for a T wave.
@@ -126,6 +129,8 @@ class DetectorConfig:
     lookahead_s: float = 0.17
     threshold: float = 0.3
     gap_factor: float = 1.5
+    premature_factor: float = 0.5
+    premature_threshold: float = 0.7
     t_wave_s: float = 0.36
     t_wave_ratio: float = 0.5
     # Lead quality
@@ -161,6 +166,14 @@ class DetectorConfig:
             )
         if not 0.0 < self.threshold < 1.0:
             raise ConfigError(f"threshold must be within (0, 1), got {self.threshold}")
+        if not 0.0 <= self.premature_factor < 1.0:
+            raise ConfigError(
+                f"premature_factor must be within [0, 1), got {self.premature_factor}"
+            )
+        if not 0.0 < self.premature_threshold <= 1.0:
+            raise ConfigError(
+                f"premature_threshold must be within (0, 1], got {self.premature_threshold}"
+            )
         if not 0.0 < self.t_wave_ratio <= 1.0:
             raise ConfigError(f"t_wave_ratio must be within (0, 1], got {self.t_wave_ratio}")
         if not (math.isfinite(self.gap_factor) and self.gap_factor >= 1.0):
@@ -585,6 +598,8 @@ def _decide(state: DetectorState, final: bool) -> IntArray:
             thr = noise + cfg.threshold * (level - noise)
             if elapsed > cfg.gap_factor * rr_s * fs:
                 thr *= 0.5
+            elif elapsed < cfg.premature_factor * rr_s * fs:
+                thr = max(thr, cfg.premature_threshold * level)
             if value >= thr and not (elapsed < twave and value < cfg.t_wave_ratio * last_f):
                 peaks.append(c)
                 peak_w.append(dyn)
