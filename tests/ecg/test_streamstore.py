@@ -247,6 +247,7 @@ def test_group_commit_acks_on_flush(tmp_path: Path) -> None:
     for session, start in zip(sessions, starts, strict=True):
         assert acks[id(session)] == [Ack(start.stream, 100)]
     assert service.flush() == []
+    service.close()
 
 
 def test_takeover_of_an_ended_stream_answers_ended(tmp_path: Path) -> None:
