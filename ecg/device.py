@@ -49,7 +49,7 @@ import uuid
 import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Final, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 
 import msgspec
 import numpy as np
@@ -83,6 +83,7 @@ __all__ = [
     "decode_server_message",
     "encode_message",
     "frame_size",
+    "json_schema",
 ]
 
 PROTOCOL_VERSION: Final = 1
@@ -437,6 +438,12 @@ _encoder: Final = msgspec.json.Encoder()
 def encode_message(message: ClientMessage | ServerMessage) -> str:
     """Serialise a message to its JSON text."""
     return _encoder.encode(message).decode()
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema (2020-12) of every message, device's and server's, tagged by ``type``."""
+    schema: dict[str, Any] = msgspec.json.schema(ClientMessage | ServerMessage)
+    return schema
 
 
 def decode_client_message(text: str | bytes) -> ClientMessage:

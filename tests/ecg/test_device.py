@@ -39,6 +39,7 @@ from ecg.device import (
     decode_server_message,
     encode_message,
     frame_size,
+    json_schema,
 )
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "device-protocol.md"
@@ -282,6 +283,17 @@ def test_random_text_only_raises_message_errors(text: str | bytes) -> None:
         assert outcome.code in {ErrorCode.BAD_JSON, ErrorCode.BAD_MESSAGE}
     else:
         assert isinstance(outcome, Start | End)
+
+
+def test_json_schema_names_every_message_and_bound() -> None:
+    """The published JSON Schema covers the six messages and carries the documented bounds."""
+    schema = json_schema()
+    assert set(schema["discriminator"]["mapping"]) == {
+        "start", "end", "started", "ack", "ended", "error"
+    }  # fmt: skip
+    fs = schema["$defs"]["Start"]["properties"]["fs_hz"]
+    assert (fs["minimum"], fs["maximum"]) == (50, 10000)
+    assert schema["$defs"]["Start"]["additionalProperties"] is False
 
 
 def _doc_section(title: str) -> str:
