@@ -153,6 +153,7 @@ class SimulationResult:
 class _Progress:
     sender: StreamSender
     total: int
+    on_frame_sent: Callable[[int, int, float], object] | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     produced_all: bool = False
     end_sent: bool = False
@@ -173,6 +174,7 @@ async def simulate(
     frame_s: float = 0.1,
     give_up_s: float = 60.0,
     on_started: Callable[[uuid.UUID], object] | None = None,
+    on_frame_sent: Callable[[int, int, float], object] | None = None,
 ) -> SimulationResult:
     """Stream ``record`` to ``url`` until the server answers ``ended``.
 
@@ -201,6 +203,10 @@ async def simulate(
         reconnecting (the server is away or keeps failing).
     on_started : callable, optional
         Called with the stream id once, before connecting.
+    on_frame_sent : callable, optional
+        Called with each frame's first sample index, sample count and the
+        ``time.monotonic()`` at which it was handed to the socket (resends included):
+        the start of the latency measurement of the benchmarks.
 
     Raises
     ------
@@ -227,7 +233,8 @@ async def simulate(
     )
     if on_started is not None:
         on_started(start.stream)
-    progress = _Progress(StreamSender(len(record.leads), frame_samples=frame_samples), len(samples))
+    sender = StreamSender(len(record.leads), frame_samples=frame_samples)
+    progress = _Progress(sender, len(samples), on_frame_sent)
     result = SimulationResult(start.stream, len(samples))
     began = time.monotonic()
     producer = asyncio.create_task(_produce(samples, record.fs_hz * speed, frame_samples, progress))
@@ -324,6 +331,8 @@ async def _pump(ws: ClientConnection, stream: uuid.UUID, handle: int, progress: 
         progress.wake.clear()
         for frame in sender.next_frames(handle):
             await ws.send(frame.serialize())
+            if progress.on_frame_sent is not None:
+                progress.on_frame_sent(frame.first_index, frame.n_samples, time.monotonic())
         complete = progress.produced_all and sender.sent == progress.total
         if complete and not progress.end_sent:
             await ws.send(encode_message(End(stream=stream, total_samples=progress.total)))

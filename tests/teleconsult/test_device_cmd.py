@@ -147,6 +147,7 @@ def stored_digital(server: DeviceServer, stream: uuid.UUID) -> np.ndarray:
 async def test_stream_with_forced_drops_is_bit_exact(device_server: DeviceServer) -> None:
     """20 s of 12-lead signal at 40x with a drop every 0.1 s is stored bit-exact."""
     record = synthetic_record(20.0)
+    sent: list[tuple[int, int, float]] = []
     result = await simulate(
         record,
         url=device_server.url,
@@ -154,7 +155,14 @@ async def test_stream_with_forced_drops_is_bit_exact(device_server: DeviceServer
         device=DEVICE,
         speed=40.0,
         drop_every_s=0.1,
+        on_frame_sent=lambda first, n, at: sent.append((first, n, at)),
     )
+    covered = np.zeros(len(record.samples), bool)
+    for first, n, _ in sent:
+        covered[first : first + n] = True
+    assert covered.all()
+    # Real time at 40x: the last frame leaves no earlier than 0.5 s after the first.
+    assert sent[-1][2] - sent[0][2] >= 0.45
     assert result.forced_drops >= 1  # how many depends on the machine's load
     assert device_server.connections >= result.forced_drops + 1
     np.testing.assert_array_equal(stored_digital(device_server, result.stream), record.samples)
