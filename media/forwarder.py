@@ -19,6 +19,13 @@ matter for correctness:
   the sender held the relay proxy directly. The slot never ends: it waits while
   empty, and a switch abandons the read pending on the old source.
 
+- A slot's output timestamps never go back. aiortc's encoders take ``frame.pts`` as
+  they come (libvpx refuses a pts lower than the previous one, and the RTP timestamp
+  is derived from it), but every received track starts its pts at 0: a transceiver
+  reused for a new source would otherwise kill its sender. :func:`restamp` carries
+  the offset from frame to frame; a frame whose pts must change is copied first,
+  because the relay hands the same frame object to every subscriber.
+
 Pausing (moderator mute) happens at the source, in :class:`GateTrack`: frames are
 read and dropped, so that the decoder and the queues keep flowing.
 """
@@ -28,11 +35,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiortc import MediaStreamTrack, RTCRtpSender
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError
+from av import AudioFrame, VideoFrame
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +69,62 @@ class Forwarder(Protocol):
 
     async def close(self) -> None:
         """Stop every source and sink."""
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """What :func:`restamp` carries from one frame to the next."""
+
+    source: int | None = None  # which source the offset was set for
+    offset: int = 0  # added to the source's pts, in its time base
+    next_pts: int | None = None  # the lowest pts the encoder may see next
+
+
+def restamp(pts: int, duration: int, source: int, state: Timeline) -> tuple[int, Timeline]:
+    """Map a source's ``pts`` onto a timeline that never goes back across sources.
+
+    Parameters
+    ----------
+    pts : int
+        The frame's presentation time in its time base.
+    duration : int
+        The frame's duration in the same time base (samples for audio, >= 1).
+    source : int
+        Which source the frame came from (a slot counts its switches); a new value
+        starts a new offset.
+    state : Timeline
+        The state returned with the previous frame (``Timeline()`` at first).
+
+    Returns
+    -------
+    tuple of (int, Timeline)
+        The output pts and the state for the next frame.
+    """
+    offset = state.offset
+    if source != state.source:
+        offset = 0 if state.next_pts is None else max(0, state.next_pts - pts)
+    out = pts + offset
+    return out, Timeline(source, offset, out + max(duration, 1))
+
+
+def with_pts(frame: Any, pts: int) -> Any:
+    """``frame`` with presentation time ``pts``: a copy if it must change (frames are shared)."""
+    if frame.pts == pts:
+        return frame
+    copy: VideoFrame | AudioFrame
+    if isinstance(frame, VideoFrame):
+        copy = VideoFrame.from_ndarray(frame.to_ndarray(), format=frame.format.name)
+    elif isinstance(frame, AudioFrame):
+        copy = AudioFrame.from_ndarray(
+            frame.to_ndarray(), format=frame.format.name, layout=frame.layout.name
+        )
+        copy.sample_rate = frame.sample_rate
+    else:
+        return frame
+    copy.pts = pts
+    if frame.time_base is not None:
+        copy.time_base = frame.time_base
+    return copy
 
 
 class GateTrack(MediaStreamTrack):
@@ -92,6 +157,8 @@ class SlotTrack(MediaStreamTrack):
         self.kind = kind
         self._source: MediaStreamTrack | None = None
         self._switched: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._timeline = Timeline()
+        self._generation = 0  # counts switches: the "source" of restamp()
 
     @property
     def source(self) -> MediaStreamTrack | None:
@@ -101,6 +168,7 @@ class SlotTrack(MediaStreamTrack):
         """Read from ``source`` from now on (``None``: send nothing)."""
         old = self._source
         self._source = source
+        self._generation += 1
         if old is not None and old is not source:
             old.stop()
         if not self._switched.done():
@@ -124,7 +192,7 @@ class SlotTrack(MediaStreamTrack):
                 raise
             if read in done:
                 try:
-                    return read.result()
+                    return self._restamped(read.result())
                 except MediaStreamError:
                     # The source ended (its publisher left): wait for the next one.
                     if self._source is source:
@@ -133,6 +201,13 @@ class SlotTrack(MediaStreamTrack):
             read.cancel()
             with contextlib.suppress(asyncio.CancelledError, MediaStreamError):
                 await read
+
+    def _restamped(self, frame: Any) -> Any:
+        if getattr(frame, "pts", None) is None:
+            return frame
+        duration = frame.samples if isinstance(frame, AudioFrame) else 1
+        pts, self._timeline = restamp(frame.pts, duration, self._generation, self._timeline)
+        return with_pts(frame, pts)
 
     def stop(self) -> None:
         super().stop()

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import fractions
+import itertools
 
+import numpy as np
 import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
+from av import AudioFrame, VideoFrame
 
-from media.forwarder import GateTrack, RelayForwarder, SlotTrack
+from media.forwarder import GateTrack, RelayForwarder, SlotTrack, Timeline, restamp, with_pts
 from tests.media.peers import falls_silent
 
 
@@ -82,3 +86,33 @@ async def test_relay_forwarder_connects_pauses_and_removes() -> None:
         forwarder.connect("s1", sender)
     await forwarder.close()
     await pc.close()
+
+
+def test_restamp_never_goes_back_across_sources() -> None:
+    """Sources that each start at pts 0 come out as one strictly increasing timeline."""
+    state = Timeline()
+    out = []
+    for source, pts_list in ((1, [0, 3000, 6000]), (2, [0, 3000]), (3, [90000, 93000])):
+        for pts in pts_list:
+            stamped, state = restamp(pts, 3000, source, state)
+            out.append(stamped)
+    assert all(b > a for a, b in itertools.pairwise(out))
+    # Within a source the spacing is the source's own; a later source is not pulled back.
+    assert out[1] - out[0] == 3000
+    assert out[5] == 90000
+
+
+def test_with_pts_copies_shared_frames() -> None:
+    """A frame whose pts must change is copied (the original, shared, is untouched)."""
+    video = VideoFrame.from_ndarray(np.full((48, 64, 3), 90, np.uint8), format="rgb24")
+    video = video.reformat(format="yuv420p")
+    video.pts, video.time_base = 10, fractions.Fraction(1, 90000)
+    moved = with_pts(video, 20)
+    assert (video.pts, moved.pts, moved.time_base) == (10, 20, video.time_base)
+    assert np.array_equal(moved.to_ndarray(), video.to_ndarray())
+    assert with_pts(video, 10) is video
+    audio = AudioFrame.from_ndarray(np.arange(1920, dtype=np.int16).reshape(1, -1), layout="stereo")
+    audio.sample_rate, audio.pts, audio.time_base = 48000, 0, fractions.Fraction(1, 48000)
+    moved_audio = with_pts(audio, 960)
+    assert (audio.pts, moved_audio.pts, moved_audio.samples) == (0, 960, audio.samples)
+    assert np.array_equal(moved_audio.to_ndarray(), audio.to_ndarray())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -102,6 +103,11 @@ async def test_freed_transceivers_are_reused(sfu: Sfu, clients: list[Client]) ->
     await wait_for(lambda: len(a.live("video")) == 1)
     assert len(a.subscribe.getTransceivers()) == sections
     assert close_to(await mean_colour(a.live("video")[0]), BLUE)
+    # The reused senders keep sending (their timestamps never went back).
+    for kind in ("video", "audio"):
+        track = a.live(kind)[0]
+        stamps = [(await asyncio.wait_for(track.recv(), 5)).pts for _ in range(10)]
+        assert stamps == sorted(set(stamps)), (kind, stamps)
 
 
 async def test_rooms_are_separate(sfu: Sfu, clients: list[Client]) -> None:
