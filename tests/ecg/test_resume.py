@@ -322,6 +322,41 @@ def test_session_reports_out_of_order_are_local_errors() -> None:
         session.durable(start.stream, 10)
 
 
+_VALID_START = encode_message(make_start())
+_inputs = st.one_of(
+    st.binary(max_size=80),
+    st.text(max_size=80),
+    st.just(_VALID_START),
+    st.just(encode_message(End(make_start().stream, 10))),
+    st.builds(
+        lambda first, n, handle: bytes(Frame(handle, first, block(first, n))),
+        st.integers(0, 40_000),
+        st.integers(1, 30),
+        st.integers(0, 3),
+    ),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_inputs, max_size=25))
+def test_any_input_sequence_gets_only_documented_errors(inputs: list[bytes | str]) -> None:
+    """Whatever a device sends, the session answers with documented codes and never crashes."""
+    store = MemoryStore()
+    session = DeviceSession(DEVICE)
+    codes = {code.value for code in ErrorCode}
+    for item in inputs:
+        if isinstance(item, str):
+            effects = session.receive_text(item)
+        else:
+            effects = session.receive_bytes(item)
+        for message in messages(serve(session, effects, store)):
+            if isinstance(message, Error):
+                assert message.code in codes
+                assert message.reason
+    if store.blocks:
+        np.testing.assert_array_equal(store.samples(), block(0, store.written))
+
+
 def test_sender_cuts_frames_and_forgets_acked_samples() -> None:
     """The sender frames pushed samples in order, keeps the unacked ones and rewinds on resume."""
     sender = StreamSender(12, frame_samples=40)

@@ -262,6 +262,20 @@ def test_takeover_of_an_ended_stream_answers_ended(tmp_path: Path) -> None:
     assert told == [old]
 
 
+def test_storage_failure_is_an_internal_error_without_details(tmp_path: Path) -> None:
+    """When the store fails under a session the device gets a generic internal error, a close."""
+    service = StreamService(StreamStore(tmp_path))
+    start = make_start()
+    session = stream_through_service(service, start, block(0, 20), frame_samples=10)
+    service.store.open(DEVICE, start)  # someone else takes the writer: appends now fail
+    out = service.receive_bytes(session, bytes(Frame(1, 20, block(20, 10))))
+    error = sent(out)[0]
+    assert isinstance(error, Error)
+    assert (error.code, error.reason) == ("internal", "internal server error; resume later")
+    assert out[-1] == Close(1011, "internal error")
+    assert service.store.info(start.stream).durable_samples == 20
+
+
 def test_refused_start_and_lost_connection(tmp_path: Path) -> None:
     """Another device's stream id is refused; a lost connection keeps what was stored."""
     service = StreamService(StreamStore(tmp_path))
