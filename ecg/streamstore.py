@@ -30,6 +30,7 @@ Design notes
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -59,7 +60,9 @@ from ecg.device import (
 from ecg.resume import Append, Close, DeviceSession, Effect, Finalise, Open, Release, Send
 
 __all__ = [
+    "Commit",
     "Outgoing",
+    "PendingSync",
     "StreamInfo",
     "StreamListener",
     "StreamService",
@@ -117,6 +120,39 @@ class StreamInfo:
         return self.total_samples is not None
 
 
+@dataclass
+class PendingSync:
+    """An fsync prepared by :meth:`StreamWriter.prepare_sync`; :meth:`run` it anywhere.
+
+    Attributes
+    ----------
+    writer : StreamWriter
+    target : int
+        Index past the last sample the fsync makes durable.
+    error : OSError or None
+        Set by :meth:`run` when the fsync failed.
+    """
+
+    writer: StreamWriter
+    target: int
+    descriptor: int | None
+    error: OSError | None = None
+
+    def run(self) -> None:
+        """Fsync (blocking; thread-safe: it touches only its own descriptor)."""
+        if self.descriptor is None:
+            return
+        try:
+            os.fsync(self.descriptor)
+        except OSError as error:
+            self.error = error
+        finally:
+            os.close(self.descriptor)
+            self.descriptor = None
+        if self.error is not None:
+            raise self.error
+
+
 class StreamWriter:
     """Appends one stream's samples; created by :meth:`StreamStore.open`.
 
@@ -161,13 +197,25 @@ class StreamWriter:
 
     def sync(self) -> int:
         """Make every appended sample durable (fsync) and return the durable index."""
-        self._check_usable()
-        if self.durable < self.written:
-            self._file.flush()
-            if self.store.fsync:
-                os.fsync(self._file.fileno())
-            self.durable = self.written
+        pending = self.prepare_sync()
+        if pending is not None:
+            pending.run()
+            self.durable = pending.target
         return self.durable
+
+    def prepare_sync(self) -> PendingSync | None:
+        """Hand what was appended to the OS; return the fsync still to do, or None.
+
+        The returned :class:`PendingSync` may run in another thread while this writer
+        keeps appending: it syncs a duplicate of the file descriptor, and the samples
+        it covers end at ``target``, whatever is appended meanwhile.
+        """
+        self._check_usable()
+        if self.durable >= self.written:
+            return None
+        self._file.flush()
+        descriptor = os.dup(self._file.fileno()) if self.store.fsync else None
+        return PendingSync(self, self.written, descriptor)
 
     def finalise(self, total_samples: int) -> Path:
         """End the stream at ``total_samples``: write the WFDB record, then ``end.json``.
@@ -415,12 +463,35 @@ def _read_frames(path: Path, n_leads: int) -> Iterator[tuple[Frame, int]]:
             yield frame, offset
 
 
-def _try_sync(writer: StreamWriter) -> int | Exception:
-    """``writer.sync()``, or the storage error it raised (reported per stream)."""
-    try:
-        return writer.sync()
-    except (OSError, StoreError) as error:
-        return error
+@dataclass(frozen=True)
+class _CommitItem:
+    stream: uuid.UUID
+    session: DeviceSession
+    writer: StreamWriter
+    pending: PendingSync | None
+    error: Exception | None
+
+
+@dataclass
+class Commit:
+    """The fsyncs of one group commit (from :meth:`StreamService.begin_commit`)."""
+
+    items: list[_CommitItem]
+    pool: ThreadPoolExecutor | None = None
+
+    def run(self) -> None:
+        """Run the fsyncs, in parallel on the pool when there is one; errors are kept."""
+        pending = [item.pending for item in self.items if item.pending is not None]
+        if self.pool is not None:
+            list(self.pool.map(_run_quietly, pending))
+        else:
+            for one in pending:
+                _run_quietly(one)
+
+
+def _run_quietly(pending: PendingSync) -> None:
+    with contextlib.suppress(OSError):  # kept in pending.error, reported by end_commit
+        pending.run()
 
 
 def _record_comments(device: str, start: Start) -> list[str]:
@@ -533,12 +604,60 @@ class StreamService:
     def flush(self) -> list[tuple[DeviceSession, list[Outgoing]]]:
         """Fsync every stream written since the last sync; return the acks per session.
 
-        The fsyncs run in parallel (``sync_threads``): the file system then commits
-        them together, which on this machine's disk takes 200 streams from ~250 ms one
-        after the other to ~20 ms.
+        Blocks for the fsyncs. An asyncio endpoint splits it instead, so that the event
+        loop never waits on the disk::
+
+            commit = service.begin_commit()            # loop thread, quick
+            await asyncio.to_thread(commit.run)        # the fsyncs, in parallel
+            for session, out in service.end_commit(commit): ...   # loop thread
         """
-        acks = self._sync(list(self._dirty))
-        return [(session, self._run(session, effects, sync=False)) for session, effects in acks]
+        commit = self.begin_commit()
+        commit.run()
+        return self.end_commit(commit)
+
+    def begin_commit(self) -> Commit:
+        """Take every stream written since the last commit; return the fsyncs to run."""
+        items = []
+        for stream, session in self._dirty.items():
+            writer = self._owners[stream][1]
+            try:
+                pending = writer.prepare_sync()
+            except (OSError, StoreError) as error:
+                items.append(_CommitItem(stream, session, writer, None, error))
+                continue
+            if pending is not None:
+                items.append(_CommitItem(stream, session, writer, pending, None))
+        self._dirty.clear()
+        return Commit(items, self._fsync_pool if len(items) > 1 else None)
+
+    def end_commit(self, commit: Commit) -> list[tuple[DeviceSession, list[Outgoing]]]:
+        """After :meth:`Commit.run`: mark the samples durable and return the acks per session."""
+        per_session: dict[DeviceSession, list[Effect]] = {}
+        for item in commit.items:
+            if self._owners.get(item.stream) != (item.session, item.writer):
+                continue  # released or taken over meanwhile: nothing to ack on it
+            effects = per_session.setdefault(item.session, [])
+            error = item.error or (item.pending.error if item.pending is not None else None)
+            if error is None and item.pending is not None:
+                item.writer.durable = max(item.writer.durable, item.pending.target)
+                effects += item.session.durable(item.stream, item.writer.durable)
+            else:
+                log.error(
+                    "device %s: fsync of %s failed: %s", item.session.device, item.stream, error
+                )
+                effects += item.session.internal_error(item.stream)
+        return [
+            (session, self._run(session, effects, sync=False))
+            for session, effects in per_session.items()
+        ]
+
+    @property
+    def _fsync_pool(self) -> ThreadPoolExecutor | None:
+        if self.sync_threads <= 1:
+            return None
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.sync_threads, "stream-fsync")
+        return self._pool
 
     def close(self) -> None:
         """Stop the fsync threads (the store's writers stay as they are)."""
@@ -567,32 +686,15 @@ class StreamService:
                 except (OSError, StoreError):
                     log.exception("device %s: storage failed on %s", session.device, effect)
                     queue += session.internal_error()
-            mine = [stream for stream, owner in self._dirty.items() if owner is session]
-            if not (sync and mine):
+            if not (sync and session in self._dirty.values()):
                 return outgoing
-            for _, effects in self._sync(mine):
-                queue += effects
-
-    def _sync(self, streams: list[uuid.UUID]) -> list[tuple[DeviceSession, list[Effect]]]:
-        """Fsync ``streams`` (in parallel when several); the effects are the acks."""
-        owners = [(stream, self._dirty.pop(stream), self._owners[stream][1]) for stream in streams]
-        if len(owners) > 1 and self.sync_threads > 1:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.sync_threads, "stream-fsync")
-            outcomes = list(self._pool.map(_try_sync, [writer for _, _, writer in owners]))
-        else:
-            outcomes = [_try_sync(writer) for _, _, writer in owners]
-        per_session: dict[DeviceSession, list[Effect]] = {}
-        for (stream, session, _), outcome in zip(owners, outcomes, strict=True):
-            effects = per_session.setdefault(session, [])
-            if isinstance(outcome, int):
-                effects += session.durable(stream, outcome)
-            else:
-                log.error(
-                    "device %s: fsync of stream %s failed: %s", session.device, stream, outcome
-                )
-                effects += session.internal_error(stream)
-        return list(per_session.items())
+            for stream in [s for s, owner in self._dirty.items() if owner is session]:
+                del self._dirty[stream]
+                try:
+                    queue += session.durable(stream, self._owners[stream][1].sync())
+                except (OSError, StoreError):
+                    log.exception("device %s: fsync of stream %s failed", session.device, stream)
+                    queue += session.internal_error(stream)
 
     def _perform(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -303,6 +304,26 @@ class Recorder:
 
     def stream_ended(self, start: Start, record: Path) -> None:
         self.ended.append(record)
+
+
+async def test_split_commit_acks_only_what_its_fsync_covered(tmp_path: Path) -> None:
+    """Frames arriving while a commit's fsyncs run in a thread are acked by the next commit."""
+    service = StreamService(StreamStore(tmp_path))
+    start = make_start()
+    session = DeviceSession(DEVICE)
+    (started,) = sent(service.receive_text(session, encode_message(start)))
+    assert isinstance(started, Started)
+    service.receive_bytes(session, bytes(Frame(started.handle, 0, block(0, 50))), sync=False)
+    commit = service.begin_commit()
+    running = asyncio.create_task(asyncio.to_thread(commit.run))
+    service.receive_bytes(session, bytes(Frame(started.handle, 50, block(50, 50))), sync=False)
+    await running
+    ((who, out),) = service.end_commit(commit)
+    assert who is session
+    assert sent(out) == [Ack(start.stream, 50)]
+    ((_, out),) = service.flush()
+    assert sent(out) == [Ack(start.stream, 100)]
+    service.close()
 
 
 def test_listener_sees_each_sample_once_and_the_end(tmp_path: Path) -> None:
