@@ -552,8 +552,10 @@ class StreamService:
     returned (``encode_message(effect.message)``) and close on :class:`~ecg.resume.Close`;
     call :meth:`connection_lost` when the socket goes. Calls block on file I/O (fsync):
     run them in a worker thread, one at a time per store, if the event loop must not wait.
-    Many streams: pass ``sync=False`` to :meth:`receive_bytes` and call :meth:`flush`
-    on a timer (group commit); each fsync costs milliseconds.
+    Many streams: pass ``sync=False`` to :meth:`receive_bytes` and commit on a timer
+    (every 50–200 ms) with :meth:`begin_commit`, :meth:`Commit.run` in a worker thread
+    and :meth:`end_commit` (or :meth:`flush` in one blocking call): each fsync costs
+    milliseconds, a parallel group of them hardly more than one.
 
     Parameters
     ----------
