@@ -24,8 +24,13 @@ Design notes
 - **One writer per stream.** A second :meth:`StreamStore.open` of a stream (the device
   reconnected before the server noticed the old connection was dead) supersedes the
   first writer, whose next use raises; :class:`StreamService` tells the old connection.
+- **Group commit.** With many streams an fsync per frame does not scale (a few ms
+  each here); :class:`StreamService` can defer acks and fsync every written stream
+  together, in parallel threads, off the event loop (:meth:`StreamService.begin_commit`).
 - Samples are bit-exact: the store never converts them; WFDB format 16 holds int16
   as is, with the gain and baseline of the start message.
+- One process owns a store root: writers are tracked in memory, so two server
+  processes must not share one folder (several nodes each keep their own streams).
 """
 
 from __future__ import annotations
