@@ -120,13 +120,13 @@ class DetectorConfig:
     """
 
     # Rates and filters
-    internal_fs_hz: float = 150.0
+    internal_fs_hz: float = 100.0
     band_low_hz: float = 5.0
     band_high_hz: float = 20.0
     window_s: float = 0.1
     # Decision
     refractory_s: float = 0.2
-    lookahead_s: float = 0.17
+    lookahead_s: float = 0.16
     threshold: float = 0.3
     gap_factor: float = 1.5
     premature_factor: float = 0.5
@@ -219,7 +219,7 @@ class DetectorState:
     # Input and filter memory
     pending: FloatArray
     last_value: FloatArray
-    last_change: IntArray
+    change_tail: BoolArray
     last_bad_i: IntArray
     sq_tail: FloatArray
     # Per-block statistics of the last history_blocks completed blocks
@@ -303,7 +303,7 @@ def detector_start(
         suppress_n=suppress_n,
         pending=np.zeros((n, 0)),
         last_value=np.full(n, np.nan),
-        last_change=np.zeros(n, np.int64),
+        change_tail=np.ones((n, max(2, round(config.flat_s * internal_fs))), bool),
         last_bad_i=np.full(n, -(10**9), np.int64),
         sq_tail=np.zeros((n, window_n - 1)),
         block_max=np.zeros((n, 0)),
@@ -354,27 +354,29 @@ def _lead_quality(
         held = np.take_along_axis(d, np.maximum(pos, 0), axis=1)
         prev = np.where(np.isnan(state.last_value), 0.0, state.last_value)
         d = np.where(pos >= 0, held, prev[:, None])
-    # Flat: no change over the last flat_n samples (counted with the carried run).
-    prev_value = np.where(np.isnan(state.last_value), np.nan, state.last_value)
-    changed = np.empty(d.shape, bool)
-    changed[:, 0] = d[:, 0] != prev_value
-    np.not_equal(d[:, 1:], d[:, :-1], out=changed[:, 1:])
-    idx = np.arange(state.n_internal, state.n_internal + n)
-    change_i = np.where(changed, idx[None, :], -(10**9))
-    np.maximum.accumulate(change_i, axis=1, out=change_i)
-    np.maximum(change_i, state.last_change[:, None], out=change_i)
-    run = idx[None, :] - change_i
-    bad = run >= state.flat_n
-    if any_nan:
-        bad |= nan
+    # Flat: no change over the last flat_n samples (the flags of the previous chunk's
+    # last flat_n samples are carried), found with one cumulative count.
+    flat_n = state.flat_n
+    prev_value = state.last_value
+    changed = np.empty((state.n_leads, flat_n + n), bool)
+    changed[:, :flat_n] = state.change_tail
+    changed[:, flat_n] = d[:, 0] != prev_value  # NaN at the start compares unequal
+    np.not_equal(d[:, 1:], d[:, :-1], out=changed[:, flat_n + 1 :])
+    counts = np.zeros((state.n_leads, flat_n + n + 1), np.int32)
+    np.cumsum(changed, axis=1, out=counts[:, 1:])
+    bad = counts[:, flat_n + 1 :] == counts[:, 1 : n + 1]
     # Where a run becomes long enough to be flat, the whole run is bad from its first
     # sample: the step onto a rail is part of the fault. The columns it reaches back to
-    # are still undecided because flat_n <= suppress_n + 1 (see _decide).
-    lead_at, col_at = np.nonzero(run == state.flat_n)
-    starts = change_i[lead_at, col_at].tolist()
-    onsets = list(zip(lead_at.tolist(), starts, idx[col_at].tolist(), strict=True))
+    # are still undecided because flat_s <= SUPPRESS_S (see _decide).
+    tail_flat: BoolArray = ~np.any(state.change_tail, axis=1, keepdims=True)
+    was_bad = np.concatenate([tail_flat, bad[:, :-1]], axis=1)
+    lead_at, col_at = np.nonzero(bad & ~was_bad)
+    onset_i = (state.n_internal + col_at).tolist()
+    onsets = [(lead, i - flat_n, i) for lead, i in zip(lead_at.tolist(), onset_i, strict=True)]
+    if any_nan:
+        bad |= nan
+    state.change_tail = changed[:, n:].copy()
     state.last_value = d[:, -1].copy()
-    state.last_change = change_i[:, -1].copy()
     return d, bad, onsets
 
 
@@ -510,37 +512,52 @@ def detector_flush(state: DetectorState) -> IntArray:
     return _decide(state, final=True)
 
 
+def _padded_cumsum(x: FloatArray | BoolArray, pre: int, post: int) -> FloatArray:
+    """Cumulative sum along columns with a leading 0, edge-padded by ``pre``/``post``.
+
+    Column ``pre + j`` holds the sum of ``x[:, :j]``, so that a window sum over any
+    clamped column range is a difference of two plain slices.
+    """
+    n = x.shape[1]
+    out = np.empty((x.shape[0], pre + n + 1 + post))
+    out[:, : pre + 1] = 0.0
+    np.cumsum(x, axis=1, out=out[:, pre + 1 : pre + 1 + n])
+    out[:, pre + 1 + n :] = out[:, pre + n : pre + n + 1]
+    return out
+
+
 def _lead_weights(state: DetectorState, lo: int, hi: int) -> FloatArray:
     """Weight of each lead on buffer columns ``lo:hi``.
 
     The block weight (peakiness of past blocks) is divided by the square of the lead's
-    local activity, the mean of its normalised envelope from ``noise_s`` before to
-    ``reach`` after the column: a clean lead idles near 0.2, a lead in a burst of
-    noise or artefact near 1, so the fusion follows the cleaner leads within a beat
+    local activity (beyond ``ACTIVITY_CALM``), the mean of its normalised envelope,
+    clipped at ``ACTIVITY_CLIP`` so that beats count little, from ``noise_s`` before
+    to ``reach`` after the column: a clean lead idles near 0.1, a lead in a burst of
+    noise or artefact near 0.3, so the fusion follows the cleaner leads within a beat
     or two. A lead weighs nothing within ``settle_s`` after and ``reach`` before a bad
     sample (NaN, flat). ``reach`` is the look-ahead that the decision of the last
     candidate of a chunk can use without waiting, which keeps chunked equal to batch.
     """
     n_buf = state.buf_env.shape[1]
-    cols = np.arange(lo, hi)
     reach = state.reach_n
-    ce = np.zeros((state.n_leads, n_buf + 1))
-    np.cumsum(np.minimum(state.buf_env, ACTIVITY_CLIP), axis=1, out=ce[:, 1:])
-    a = np.clip(cols - state.noise_n, 0, n_buf)
-    b = np.clip(cols + reach + 1, 0, n_buf)
-    activity = (ce[:, b] - ce[:, a]) / np.maximum(b - a, 1)
-    weight: FloatArray = (
-        state.buf_weight[:, lo:hi]
-        * np.minimum(1.0, ACTIVITY_CALM / np.maximum(activity, 1e-12)) ** 2
-    )
+    back = max(state.noise_n, state.settle_n)
+    cols = np.arange(lo, hi)
+    span = np.clip(cols + reach + 1, 0, n_buf) - np.clip(cols - state.noise_n, 0, n_buf)
+    ce = _padded_cumsum(np.minimum(state.buf_env, ACTIVITY_CLIP), back, reach + 1)
+    ahead = ce[:, back + lo + reach + 1 : back + hi + reach + 1]
+    activity = ahead - ce[:, back + lo - state.noise_n : back + hi - state.noise_n]
+    activity /= np.maximum(span, 1)
+    np.maximum(activity, ACTIVITY_CALM, out=activity)
+    np.divide(ACTIVITY_CALM, activity, out=activity)
+    activity *= activity
+    weight: FloatArray = state.buf_weight[:, lo:hi] * activity
     bad = state.buf_bad
     recent = state.buf_start_i + lo - state.last_bad_i <= state.settle_n
     if not (recent.any() or bad.any()):
         return weight
-    cb = np.zeros((state.n_leads, n_buf + 1))
-    np.cumsum(bad, axis=1, out=cb[:, 1:])
-    a = np.clip(cols - state.settle_n, 0, n_buf)
-    near = (cb[:, b] - cb[:, a]) > 0
+    cb = _padded_cumsum(bad, back, reach + 1)
+    ahead = cb[:, back + lo + reach + 1 : back + hi + reach + 1]
+    near = (ahead - cb[:, back + lo - state.settle_n : back + hi - state.settle_n]) > 0
     near |= (state.buf_start_i + cols)[None, :] - state.last_bad_i[:, None] <= state.settle_n
     return np.where(near, 0.0, weight)
 
@@ -575,12 +592,8 @@ def _decide(state: DetectorState, final: bool) -> IntArray:
         is_cand = (core > g[a - 1 : b - 1]) & (core >= right) & (core >= dominant[a:b])
         cands = np.flatnonzero(is_cand & (core >= CANDIDATE_FLOOR)) + a
         # Each lead's own peak near the candidate (leads peak a little apart).
-        near = (
-            maximum_filter1d(env[:, cands[0] - half : cands[-1] + half + 1], 2 * half + 1, axis=1)
-            if cands.size
-            else env[:, :0]
-        )
-        rows_e = near[:, cands - cands[0] + half].T.tolist() if cands.size else []
+        around = np.clip(cands[:, None] + np.arange(-half, half + 1), 0, env.shape[1] - 1)
+        rows_e = env[:, around].max(axis=2).T.tolist()
         rows_w = weight[:, cands].T.tolist()
         # Python floats from here: the loop runs once per candidate, not per sample.
         noise, level, rr_s = state.noise_level, state.signal_level, state.rr_mean_s
