@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -466,6 +467,16 @@ def _block_stats(env: FloatArray, state: DetectorState) -> tuple[FloatArray, Flo
     return inv_scale, weight
 
 
+_Buf = TypeVar("_Buf", FloatArray, BoolArray)
+
+
+def _append(buffer: _Buf, new: _Buf) -> _Buf:
+    """Append columns; an empty buffer takes the new array as it is (no copy)."""
+    if buffer.shape[1] == 0:
+        return new
+    return np.concatenate([buffer, new], axis=1)
+
+
 def detector_step(chunk_mv: npt.ArrayLike, state: DetectorState) -> tuple[IntArray, DetectorState]:
     """Feed the next chunk; return the beats it decides and the new state.
 
@@ -495,14 +506,14 @@ def detector_step(chunk_mv: npt.ArrayLike, state: DetectorState) -> tuple[IntArr
         # Store both signals normalised by the lead's beat amplitude.
         env *= inv_scale
         np.minimum(env, 3.0, out=env)
-        state.buf_d = np.concatenate([state.buf_d, d], axis=1)
-        state.buf_iscale = np.concatenate([state.buf_iscale, inv_scale], axis=1)
-        state.buf_env = np.concatenate([state.buf_env, env], axis=1)
-        state.buf_bad = np.concatenate([state.buf_bad, bad], axis=1)
+        state.buf_d = _append(state.buf_d, d)
+        state.buf_iscale = _append(state.buf_iscale, inv_scale)
+        state.buf_env = _append(state.buf_env, env)
+        state.buf_bad = _append(state.buf_bad, bad)
+        state.buf_weight = _append(state.buf_weight, weight)
         for lead, start_i, onset_i in onsets:
             lo = max(0, start_i - state.buf_start_i)
             state.buf_bad[lead, lo : onset_i - state.buf_start_i] = True
-        state.buf_weight = np.concatenate([state.buf_weight, weight], axis=1)
         state.n_internal += d.shape[1]
     return _decide(state, final=False), state
 
@@ -599,11 +610,12 @@ def _decide(state: DetectorState, final: bool) -> IntArray:
         noise, level, rr_s = state.noise_level, state.signal_level, state.rr_mean_s
         last_i, last_f = state.last_beat_i, state.last_beat_f
         vis = state.visibility
+        vis_factor = [min(1.0, v * (1.0 / VISIBLE)) ** 2 for v in vis]
         for c, e_row, w_row in zip((cands + lo_i).tolist(), rows_e, rows_w, strict=True):
             elapsed = c - last_i
             if elapsed < refr:
                 continue
-            dyn = [w * min(1.0, v * (1.0 / VISIBLE)) ** 2 for w, v in zip(w_row, vis, strict=True)]
+            dyn = [w * f for w, f in zip(w_row, vis_factor, strict=True)]
             total = sum(dyn)
             value = (
                 sum(d * e for d, e in zip(dyn, e_row, strict=True)) / total if total > 0 else 0.0
@@ -624,6 +636,7 @@ def _decide(state: DetectorState, final: bool) -> IntArray:
                     0.9 * v + 0.1 * min(e, 1.5) if w > 0 else v
                     for v, e, w in zip(vis, e_row, w_row, strict=True)
                 ]
+                vis_factor = [min(1.0, v * (1.0 / VISIBLE)) ** 2 for v in vis]
             else:
                 noise = 0.875 * noise + 0.125 * value
         state.noise_level, state.signal_level, state.rr_mean_s = noise, level, rr_s
