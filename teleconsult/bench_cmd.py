@@ -127,7 +127,8 @@ def find_records(db_dir: Path, names: set[str] | None) -> list[Path]:
     return sorted(found, key=lambda p: (len(p.name), p.name))
 
 
-def _peer_detector(name: str) -> Callable[[FloatArray, float], npt.ArrayLike]:
+def peer_detector(name: str) -> Callable[[FloatArray, float], npt.ArrayLike]:
+    """The peer detector ``name`` as ``beats = detect(first_lead_mv, fs_hz)``."""
     from wfdb import processing
 
     if name == "xqrs":
@@ -163,7 +164,7 @@ def _run_peer(
             cached = json.loads(file.read_text())
             if cached.get("stamp") == stamp:
                 return np.asarray(cached["beats"], dtype=np.int64), float(cached["cpu_s"])
-    detect = _peer_detector(peer)
+    detect = peer_detector(peer)
     clean = np.nan_to_num(first_lead)
     beats, cpu_s = _timed(lambda: detect(clean, fs_hz))
     if cache is not None:
