@@ -1,0 +1,31 @@
+"""media/ satisfies signaling's Protocols structurally (without importing signaling)."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from media.sfu import MediaListener, Sfu
+from signaling import ports
+
+
+def _methods(cls: type) -> dict[str, inspect.Signature]:
+    return {
+        name: inspect.signature(member)
+        for name, member in vars(cls).items()
+        if inspect.isfunction(member) and not name.startswith("_")
+    }
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"), [(Sfu, ports.MediaBackend), (MediaListener, ports.MediaListener)]
+)
+def test_same_methods_and_signatures(ours: type, theirs: type) -> None:
+    """Every method signaling declares exists here with the same parameters and types."""
+    wanted = _methods(theirs)
+    have = _methods(ours)
+    for name, signature in wanted.items():
+        assert name in have, name
+        assert str(have[name]) == str(signature), name
+        assert inspect.iscoroutinefunction(getattr(ours, name)), name
