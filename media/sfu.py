@@ -120,7 +120,11 @@ class _Session:
     held_candidates: dict[PeerRole, list[tuple[str, str | None, int | None]]] = field(
         default_factory=lambda: {"publish": [], "subscribe": []}
     )
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # One per connection: the subscribe offer of a joiner is built while its publish
+    # offer is answered.
+    locks: dict[PeerRole, asyncio.Lock] = field(
+        default_factory=lambda: {"publish": asyncio.Lock(), "subscribe": asyncio.Lock()}
+    )
 
     def pc(self, role: PeerRole) -> RTCPeerConnection:
         return self.publish if role == "publish" else self.subscribe
@@ -210,7 +214,7 @@ class Sfu:
         """
         session = self._checked(participant_id, pc, "publish", sdp)
         connection = session.publish
-        async with session.lock:
+        async with session.locks["publish"]:
             await self._apply(session, "publish", RTCSessionDescription(sdp, "offer"))
             await connection.setLocalDescription(await connection.createAnswer())
             answer = connection.localDescription.sdp
@@ -230,7 +234,7 @@ class Sfu:
             When the participant has no session.
         """
         session = self._checked(participant_id, pc, "subscribe", sdp)
-        async with session.lock:
+        async with session.locks["subscribe"]:
             if session.subscribe.signalingState != "have-local-offer":
                 raise InvalidSdpError("no server offer is awaiting an answer")
             await self._apply(session, "subscribe", RTCSessionDescription(sdp, "answer"))
@@ -391,7 +395,7 @@ class Sfu:
             self._spawn(self._send_offer(session))
 
     async def _send_offer(self, session: _Session) -> None:
-        async with session.lock:
+        async with session.locks["subscribe"]:
             if not self._alive(session):
                 return
             self._reconcile(session)
