@@ -1,4 +1,4 @@
-"""The live pipeline of a device stream: display samples, beats and heart rate, chunk by chunk.
+"""The live pipeline of a device stream: display samples, beats, heart rate and flags.
 
 ``state = live_start(...)``, then ``update, state = live_step(samples, state)`` for each
 block of digital samples as it is stored, and ``live_flush(state)`` when the stream ends.
@@ -18,6 +18,14 @@ Design notes
   cheap anti-alias; the filter has already removed what lies above 40 Hz).
 - **Heart rate** is the median of the last ``hr_beats`` RR intervals, in bpm, updated at
   each beat: robust to one missed or extra beat, and it settles within a few beats.
+- **Flags** come from the streaming forms in :mod:`ecg.flags`: rhythm flags from the
+  beats (:func:`~ecg.flags.rhythm_step`), quality flags from the raw and display-filtered
+  mV (:func:`~ecg.flags.quality_step`, blocks of ``quality_block_s``). Each update
+  carries the flags that became *final* (each exactly once over the stream) and the
+  *provisional* ones that hold for now and may still change; the quality flags use the
+  monitoring band here, the batch re-annotation of the stored record the diagnostic one.
+- **Chunk size.** Each step has a fixed cost (filters, detector, flags), so callers
+  feed blocks of ~200 ms rather than every device frame (:class:`LiveChunker`).
 - What the detector cannot take (a rate outside 100–2000 Hz, more than 15 leads) is
   refused by :func:`live_start` with :class:`~ecg.errors.SignalError`; the stream is
   then stored without live annotation.
@@ -34,8 +42,28 @@ import numpy.typing as npt
 from ecg.detect import DetectorConfig, DetectorState, detector_flush, detector_start, detector_step
 from ecg.errors import ConfigError, SignalError
 from ecg.filters import FilterMode, FilterState, filter_start, filter_step
+from ecg.flags import (
+    Flag,
+    FlagConfig,
+    QualityState,
+    RhythmState,
+    quality_flush,
+    quality_start,
+    quality_step,
+    rhythm_flush,
+    rhythm_start,
+    rhythm_step,
+)
 
-__all__ = ["LiveConfig", "LiveState", "LiveUpdate", "live_flush", "live_start", "live_step"]
+__all__ = [
+    "LiveChunker",
+    "LiveConfig",
+    "LiveState",
+    "LiveUpdate",
+    "live_flush",
+    "live_start",
+    "live_step",
+]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -61,6 +89,10 @@ class LiveConfig:
         RR intervals whose median gives the heart rate.
     detector : DetectorConfig
         Settings of the QRS detector.
+    flags : FlagConfig
+        Rhythm and quality thresholds.
+    quality_block_s : float
+        Block of the streaming quality flags in s (a flag is known at most this late).
     """
 
     display_fs_hz: float = 125.0
@@ -68,6 +100,8 @@ class LiveConfig:
     mains_hz: float | None = 50.0
     hr_beats: int = 8
     detector: DetectorConfig = field(default_factory=DetectorConfig)
+    flags: FlagConfig = field(default_factory=FlagConfig)
+    quality_block_s: float = 5.0
 
     def __post_init__(self) -> None:
         if not self.display_fs_hz > 0:
@@ -87,6 +121,8 @@ class LiveState:
     factor: int
     filter: FilterState
     detector: DetectorState
+    rhythm: RhythmState
+    quality: QualityState
     carry: FloatArray  # filtered samples not yet forming a whole display block
     n_samples: int = 0
     n_display: int = 0
@@ -112,6 +148,11 @@ class LiveUpdate:
     heart_rate_bpm : float or None
         Median heart rate over the last ``hr_beats`` intervals after this chunk, or
         None before two beats.
+    flags : list of Flag
+        Rhythm and quality flags that became final with this chunk (each flag of the
+        stream appears once, in one update).
+    provisional_flags : list of Flag
+        Flags that hold after this chunk but may still grow, merge or vanish.
     """
 
     display_first_index: int
@@ -120,6 +161,8 @@ class LiveUpdate:
     beats: IntArray
     rr_s: FloatArray
     heart_rate_bpm: float | None
+    flags: list[Flag] = field(default_factory=list)
+    provisional_flags: list[Flag] = field(default_factory=list)
 
 
 def live_start(
@@ -161,6 +204,8 @@ def live_start(
         factor=factor,
         filter=filter_start(n_leads, fs_hz, config.mode, config.mains_hz),
         detector=detector_start(n_leads, fs_hz, config.detector),
+        rhythm=rhythm_start(fs_hz, config.flags),
+        quality=quality_start(n_leads, fs_hz, config.flags, block_s=config.quality_block_s),
         carry=np.zeros((0, n_leads)),
     )
 
@@ -177,16 +222,62 @@ def live_step(samples: npt.NDArray[np.integer], state: LiveState) -> tuple[LiveU
     mv[samples == INVALID_SAMPLE] = np.nan  # lead off: unusable for display and detection
     filtered, state.filter = filter_step(mv, state.filter)
     display = _decimate(filtered, state)
-    beats, state.detector = detector_step(mv, state.detector)
+    found, state.detector = detector_step(mv, state.detector)
+    beats = np.asarray(found, dtype=np.int64)
     state.n_samples += len(samples)
-    return _update(display, np.asarray(beats, dtype=np.int64), state), state
+    rhythm_final, rhythm_open, state.rhythm = rhythm_step(beats, state.n_samples, state.rhythm)
+    quality_final, quality_open, state.quality = quality_step(mv, filtered, state.quality)
+    flags = (rhythm_final + quality_final, rhythm_open + quality_open)
+    return _update(display, beats, state, flags), state
 
 
 def live_flush(state: LiveState) -> LiveUpdate:
-    """End of stream: the beats still undecided (no more display samples)."""
+    """End of stream: the beats and flags still undecided (no more display samples)."""
     beats = np.asarray(detector_flush(state.detector), dtype=np.int64)
     empty = np.zeros((0, len(state.gain)))
-    return _update(empty, beats, state)
+    rhythm_final, _, state.rhythm = rhythm_step(beats, state.n_samples, state.rhythm)
+    final = rhythm_final + rhythm_flush(state.rhythm) + quality_flush(state.quality)
+    return _update(empty, beats, state, (final, []))
+
+
+class LiveChunker:
+    """Gathers device frames into blocks of about ``chunk_s`` for :func:`live_step`.
+
+    Parameters
+    ----------
+    n_leads : int
+        Columns of every block.
+    fs_hz : float
+        Sampling rate in Hz.
+    chunk_s : float
+        Duration of a block in s.
+    """
+
+    def __init__(self, n_leads: int, fs_hz: float, chunk_s: float = 0.2) -> None:
+        self.n_leads = n_leads
+        self.chunk_samples = max(1, round(chunk_s * fs_hz))
+        self._parts: list[npt.NDArray[np.int16]] = []
+        self._pending = 0
+
+    def push(self, samples: npt.NDArray[np.int16]) -> npt.NDArray[np.int16] | None:
+        """Add samples; return a whole block once ``chunk_s`` has gathered, else None."""
+        self._parts.append(samples)
+        self._pending += len(samples)
+        if self._pending < self.chunk_samples:
+            return None
+        return self.take()
+
+    def take(self) -> npt.NDArray[np.int16] | None:
+        """Whatever is gathered (None if nothing): at the end of a stream."""
+        if not self._pending:
+            return None
+        block = self._parts[0] if len(self._parts) == 1 else np.concatenate(self._parts)
+        self._parts, self._pending = [], 0
+        return block
+
+
+def _by_onset(flags: list[Flag]) -> list[Flag]:
+    return sorted(flags, key=lambda f: (f.onset, f.lead if f.lead is not None else -1, f.kind))
 
 
 def _decimate(filtered: FloatArray, state: LiveState) -> FloatArray:
@@ -197,7 +288,12 @@ def _decimate(filtered: FloatArray, state: LiveState) -> FloatArray:
     return np.asarray(blocks.mean(axis=1), dtype=np.float64)
 
 
-def _update(display: FloatArray, beats: IntArray, state: LiveState) -> LiveUpdate:
+def _update(
+    display: FloatArray,
+    beats: IntArray,
+    state: LiveState,
+    flags: tuple[list[Flag], list[Flag]],
+) -> LiveUpdate:
     history = np.concatenate([state.recent_beats, beats])
     rr_s = np.diff(np.concatenate([state.recent_beats[-1:], beats])) / state.fs_hz
     if len(state.recent_beats) == 0 and len(beats):
@@ -214,4 +310,6 @@ def _update(display: FloatArray, beats: IntArray, state: LiveState) -> LiveUpdat
         beats=beats,
         rr_s=np.asarray(rr_s, dtype=np.float64),
         heart_rate_bpm=heart_rate,
+        flags=_by_onset(flags[0]),
+        provisional_flags=_by_onset(flags[1]),
     )

@@ -10,7 +10,7 @@ import wfdb
 
 from ecg.detect import detect_qrs
 from ecg.errors import SignalError
-from ecg.live import LiveConfig, LiveUpdate, live_flush, live_start, live_step
+from ecg.live import LiveChunker, LiveConfig, LiveUpdate, live_flush, live_start, live_step
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "ecg" / "synthetic12"
 
@@ -107,3 +107,29 @@ def test_unsupported_streams_are_refused() -> None:
     state = live_start(500.0, [200.0], [0])
     with pytest.raises(SignalError):
         live_step(np.zeros((10, 2), np.int16), state)
+
+
+def test_flags_chunked_equal_one_shot() -> None:
+    """The final flags of a run do not depend on how the stream was cut, and come once each."""
+    record = wfdb.rdrecord(str(FIXTURE), physical=False)
+    # Lead 0 off for 6 s: a lead-off flag the quality path must report.
+    record.d_signal[1000:4000, 0] = -32768
+    rng = np.random.default_rng(5)
+    cuts = np.sort(rng.choice(np.arange(1, record.sig_len), size=40, replace=False)).tolist()
+    whole = [f for u in run(record, []) for f in u.flags]
+    chunked = [f for u in run(record, cuts) for f in u.flags]
+    assert sorted(whole, key=repr) == sorted(chunked, key=repr)
+    assert len(set(chunked)) == len(chunked)
+    assert any(f.kind == "lead_off" and f.lead == 0 for f in chunked)
+
+
+def test_chunker_gathers_blocks_of_the_chunk_length() -> None:
+    """Frames of 20 samples come out as blocks of 100, the rest at take(), in order."""
+    chunker = LiveChunker(2, 500.0, chunk_s=0.2)
+    data = np.arange(2 * 530, dtype=np.int16).reshape(-1, 2)
+    blocks = [b for i in range(0, 530, 20) if (b := chunker.push(data[i : i + 20])) is not None]
+    assert [len(b) for b in blocks] == [100] * 5
+    tail = chunker.take()
+    assert tail is not None
+    np.testing.assert_array_equal(np.concatenate([*blocks, tail]), data)
+    assert chunker.take() is None
