@@ -6,6 +6,10 @@ while an offer awaits its answer is queued, and one new offer (covering every
 change queued meanwhile) goes out when the answer arrives. So the machine has three
 states and the whole policy is the table :data:`TRANSITIONS`; :func:`step` returns
 the next state and whether the caller must send an offer now.
+
+The offer is built from the current subscriptions when its task runs, not when it is
+requested: ``BUILD`` marks that moment, so changes queued before it (two tracks of a
+new publisher arrive together) ride in that offer instead of causing a second one.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class OfferEvent(enum.Enum):
 
     CHANGE = "change"  # a track to send was added or removed
     ANSWER = "answer"  # the client's answer to our offer was applied
+    BUILD = "build"  # the offer in flight is being built from the current subscriptions
 
 
 # state -> event -> (next state, send an offer now)
@@ -41,10 +46,12 @@ TRANSITIONS: dict[OfferState, dict[OfferEvent, tuple[OfferState, bool]]] = {
     OfferState.OFFERING: {
         OfferEvent.CHANGE: (OfferState.OFFERING_QUEUED, False),
         OfferEvent.ANSWER: (OfferState.STABLE, False),
+        OfferEvent.BUILD: (OfferState.OFFERING, False),
     },
     OfferState.OFFERING_QUEUED: {
         OfferEvent.CHANGE: (OfferState.OFFERING_QUEUED, False),
         OfferEvent.ANSWER: (OfferState.OFFERING, True),
+        OfferEvent.BUILD: (OfferState.OFFERING, False),
     },
 }
 

@@ -398,6 +398,8 @@ class Sfu:
         async with session.locks["subscribe"]:
             if not self._alive(session):
                 return
+            # Changes queued until now are in this offer.
+            session.offer_state, _ = step(session.offer_state, OfferEvent.BUILD)
             self._reconcile(session)
             connection = session.subscribe
             await connection.setLocalDescription(await connection.createOffer())

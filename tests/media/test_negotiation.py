@@ -27,10 +27,21 @@ def test_changes_during_an_offer_collapse_into_one_next_offer() -> None:
     assert (state, offers) == (OfferState.STABLE, 2)
 
 
-def test_answer_without_offer_is_refused() -> None:
-    """An answer when nothing was offered is a named error, not a silent state change."""
-    with pytest.raises(NegotiationError, match="'answer' not expected in state 'stable'"):
-        step(OfferState.STABLE, OfferEvent.ANSWER)
+def test_changes_before_the_offer_is_built_ride_in_it() -> None:
+    """Changes queued before the offer is built need no second offer; later ones do."""
+    state, _ = step(OfferState.STABLE, OfferEvent.CHANGE)
+    state, _ = step(state, OfferEvent.CHANGE)  # the second track of the same publisher
+    state, _ = step(state, OfferEvent.BUILD)
+    assert step(state, OfferEvent.ANSWER) == (OfferState.STABLE, False)
+    state, _ = step(state, OfferEvent.CHANGE)  # after the build: queued for the next
+    assert step(state, OfferEvent.ANSWER) == (OfferState.OFFERING, True)
+
+
+@pytest.mark.parametrize("event", [OfferEvent.ANSWER, OfferEvent.BUILD])
+def test_answer_or_build_without_offer_is_refused(event: OfferEvent) -> None:
+    """An answer or a build when nothing is offered is a named error, not a silent change."""
+    with pytest.raises(NegotiationError, match=f"'{event.value}' not expected in state 'stable'"):
+        step(OfferState.STABLE, event)
 
 
 def test_at_most_one_offer_in_flight() -> None:
