@@ -131,9 +131,9 @@ class DetectorConfig:
     threshold: float = 0.3
     gap_factor: float = 1.5
     premature_factor: float = 0.5
-    premature_threshold: float = 0.7
+    premature_threshold: float = 0.8
     t_wave_s: float = 0.36
-    t_wave_ratio: float = 0.5
+    t_wave_ratio: float = 0.6
     # Lead quality
     block_s: float = 2.0
     history_blocks: int = 8
