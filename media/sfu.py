@@ -269,8 +269,8 @@ class Sfu:
         if remote is None:
             # The client trickles as soon as it has a local description; ours may not
             # have been applied yet (publish) or its answer may still be in flight.
-            if parsed is not None:
-                session.held_candidates[pc].append((candidate or "", sdp_mid, sdp_mline_index))
+            # End-of-candidates is held too, and replayed in order.
+            session.held_candidates[pc].append((candidate or "", sdp_mid, sdp_mline_index))
             return
         if parsed is not None:
             mids = [t.mid for t in connection.getTransceivers() if t.mid is not None]
