@@ -22,6 +22,12 @@ Design notes:
   touch the new one. The I/O layer runs the media effects of one participant in order.
 - Errors while joining close the connection (there is nothing to continue); errors
   after joining are reported and the connection carries on.
+- Viewers: a connection that sends ``watch`` instead of ``join`` is authenticated by
+  its token (device tokens refused) and may then list and subscribe to the ECG streams
+  its room grants, without entering the room's media or waiting room; a joined
+  participant may do the same. The core only checks who asks and emits
+  :class:`EcgRequest`; which streams a room grants is the ECG side's business
+  (:class:`signaling.device.ViewerHub`).
 - Floods: a token bucket per connection; refused messages are dropped with
   ``rate_limited`` and a connection still flooding after ``flood_close_after`` refusals
   in a row is closed.
@@ -139,6 +145,19 @@ class MediaLeave:
 
 
 @dataclass(frozen=True, slots=True)
+class EcgRequest:
+    """A viewer's ECG request, from a connection whose token enters ``room``.
+
+    The I/O layer answers it (``ecg_streams``, ``ecg_subscribed``, ``forbidden``...).
+    """
+
+    conn: ConnId
+    identity: str
+    room: str
+    message: m.EcgList | m.EcgSubscribe | m.EcgUnsubscribe
+
+
+@dataclass(frozen=True, slots=True)
 class Persist:
     """Write to the Store (and publish on the Bus): a ban, an audit entry or a room."""
 
@@ -155,6 +174,7 @@ Effect = (
     | MediaPause
     | MediaLeave
     | Persist
+    | EcgRequest
 )
 MEDIA_EFFECTS = (MediaJoin, MediaOffer, MediaAnswer, MediaCandidate, MediaPause, MediaLeave)
 
@@ -208,7 +228,7 @@ class CoreConfig:
 class ConnState(enum.IntEnum):
     """A connection's state in the core."""
 
-    OPEN, JOINED, CLOSING = range(3)
+    OPEN, JOINED, CLOSING, WATCHING = range(4)
 
 
 @dataclass(slots=True)
@@ -237,6 +257,7 @@ class _Conn:
     bucket: TokenBucket
     state: ConnState = ConnState.OPEN
     participant: Participant | None = None
+    viewer: TokenClaims | None = None  # set by ``watch``
     refused_in_a_row: int = 0
 
 
@@ -539,7 +560,9 @@ class Core:
         size = (
             len(data) if isinstance(data, bytes) or 4 * len(data) <= limit else len(data.encode())
         )
-        closing = None if c.state is ConnState.JOINED else CloseCode.BAD_REQUEST
+        closing = (
+            None if c.state in (ConnState.JOINED, ConnState.WATCHING) else CloseCode.BAD_REQUEST
+        )
         if size > limit:
             self._refuse(c, ClientError(ErrorCode.TOO_LARGE, f"message over {limit} bytes"))
             return None, None
@@ -583,6 +606,12 @@ class Core:
             return
         if isinstance(message, m.Join):
             self._join(c, message, now_s)
+            return
+        if isinstance(message, m.Watch):
+            self._watch(c, message)
+            return
+        if isinstance(message, m.EcgList | m.EcgSubscribe | m.EcgUnsubscribe):
+            self._ecg(c, message)
             return
         p = c.participant
         if p is None:
@@ -646,14 +675,7 @@ class Core:
 
     def _join(self, c: _Conn, message: m.Join, now_s: float) -> None:
         del now_s
-        if c.participant is not None:
-            raise ClientError(ErrorCode.ALREADY_JOINED, "this connection has joined already")
-        if message.version != m.PROTOCOL_VERSION:
-            raise ClientError(
-                ErrorCode.UNSUPPORTED_VERSION,
-                f"protocol version {m.PROTOCOL_VERSION} only",
-                CloseCode.BAD_REQUEST,
-            )
+        self._check_first(c, message.version)
         claims = self._claims(message.token)
         room = self._rooms.get(claims.room)
         if room is None:
@@ -678,6 +700,40 @@ class Core:
         else:
             p.apply(Event.ADMIT)
             self._enter(p, room, resumed=False)
+
+    def _check_first(self, c: _Conn, version: int) -> None:
+        """A connection's first ``join`` or ``watch``: once only, in our protocol version."""
+        if c.participant is not None or c.viewer is not None:
+            raise ClientError(ErrorCode.ALREADY_JOINED, "this connection has joined already")
+        if version != m.PROTOCOL_VERSION:
+            raise ClientError(
+                ErrorCode.UNSUPPORTED_VERSION,
+                f"protocol version {m.PROTOCOL_VERSION} only",
+                CloseCode.BAD_REQUEST,
+            )
+
+    def _watch(self, c: _Conn, message: m.Watch) -> None:
+        """A viewer: authenticated by its token, outside the room's media."""
+        self._check_first(c, message.version)
+        claims = self._claims(message.token)
+        c.viewer = claims
+        c.state = ConnState.WATCHING
+        self._audit(claims.room, claims.identity, "watch", detail={"role": claims.role})
+        self._send(
+            c,
+            m.Watching(identity=claims.identity, role=claims.role, room=claims.room),
+        )
+
+    def _ecg(self, c: _Conn, message: m.EcgList | m.EcgSubscribe | m.EcgUnsubscribe) -> None:
+        if c.viewer is not None:
+            identity, room = c.viewer.identity, c.viewer.room
+        elif c.participant is not None:
+            if c.participant.state not in IN_MEDIA:
+                raise ClientError(ErrorCode.BAD_STATE, "not allowed in the waiting room")
+            identity, room = c.participant.identity, c.participant.room_id
+        else:
+            raise ClientError(ErrorCode.NOT_JOINED, "send watch (or join) first")
+        self._out.append(EcgRequest(c.conn_id, identity, room, message))
 
     def _claims(self, token: str) -> TokenClaims:
         try:

@@ -7,6 +7,7 @@ with the WebSocket handshake), so that the routes are tested without a socket.
 - ``/metrics``: Prometheus text from the server's own registry.
 - ``/join``: the browser client's ``index.html``; the query string (``token``,
   ``autojoin``) is for the page's script, not for the server.
+- ``/ecg``: the live ECG viewer page ``ecg.html`` (its query, ``token``, is for the page).
 - ``/static/<path>``: files under the web folder. The path is resolved and must stay
   inside the folder (no ``..``, no symlink out, no hidden files); anything else is 404.
 - ``/ws`` and ``/device``: the WebSocket endpoints (``None``: go on with the handshake).
@@ -110,6 +111,8 @@ def route(
         if not page.is_file():
             return text(404, "the browser client is not installed (web/index.html)")
         return static_file(web_dir, "index.html")
+    if path == "/ecg":
+        return static_file(web_dir, "ecg.html")
     if path == "/":
         return text(200, "teleconsult: open /join?token=... (mint one with `teleconsult token`)")
     if path.startswith("/static/"):

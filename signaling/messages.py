@@ -195,6 +195,32 @@ class Ping(_ClientMessage, tag="ping", kw_only=True):
     """Application-level keep-alive; answered with ``pong``."""
 
 
+# Live ECG viewing (docs/signaling.md, "Live ECG").
+
+
+class Watch(_ClientMessage, tag="watch", kw_only=True):
+    """First message of a viewer connection: authenticate without entering the room's media."""
+
+    token: Token
+    version: int = PROTOCOL_VERSION
+
+
+class EcgList(_ClientMessage, tag="ecg_list", kw_only=True):
+    """Ask for the ECG streams the token grants (answered with ``ecg_streams``)."""
+
+
+class EcgSubscribe(_ClientMessage, tag="ecg_subscribe", kw_only=True):
+    """Receive a stream's live samples and annotations (``ecg_subscribed``, ``ecg_data``)."""
+
+    stream: Id
+
+
+class EcgUnsubscribe(_ClientMessage, tag="ecg_unsubscribe", kw_only=True):
+    """Stop receiving a stream (answered with ``ecg_unsubscribed``)."""
+
+    stream: Id
+
+
 ClientMessage = (
     Join
     | Offer
@@ -209,6 +235,10 @@ ClientMessage = (
     | Admit
     | Remove
     | Ping
+    | Watch
+    | EcgList
+    | EcgSubscribe
+    | EcgUnsubscribe
 )
 
 CLIENT_TYPES: Final = frozenset(
@@ -227,6 +257,10 @@ CLIENT_TYPES: Final = frozenset(
         Admit,
         Remove,
         Ping,
+        Watch,
+        EcgList,
+        EcgSubscribe,
+        EcgUnsubscribe,
     )
 )
 
@@ -399,6 +433,112 @@ class Error(_Message, tag="error", kw_only=True):
     ref: str | None = None
 
 
+class Watching(_Message, tag="watching", kw_only=True):
+    """Answer to ``watch``: the connection may list and subscribe to ECG streams."""
+
+    identity: str
+    role: Role
+    room: str
+    version: int = PROTOCOL_VERSION
+
+
+EcgStreamStateName = Literal["live", "ended", "finalised"]
+
+
+class EcgStreamInfo(msgspec.Struct, kw_only=True):
+    """One ECG stream as a viewer sees it.
+
+    ``state``: ``live`` (not ended: samples may still come), ``ended`` (complete,
+    batch annotation running) or ``finalised`` (record and annotations written).
+    ``samples`` counts samples per lead received so far; ``start_time`` is UTC.
+    """
+
+    stream: str
+    device: str
+    patient: str
+    consult: str | None = None
+    room: str | None = None
+    start_time: str
+    fs_hz: float
+    leads: list[str]
+    samples: int
+    duration_s: float
+    state: EcgStreamStateName
+
+
+class EcgStreams(_Message, tag="ecg_streams", kw_only=True):
+    """Answer to ``ecg_list``: the granted streams, newest first."""
+
+    streams: list[EcgStreamInfo]
+    ref: str | None = None
+
+
+class EcgSubscribed(_Message, tag="ecg_subscribed", kw_only=True):
+    """Answer to ``ecg_subscribe``; ``ecg_data`` follows from the next live chunk."""
+
+    info: EcgStreamInfo
+    display_fs_hz: float
+    ref: str | None = None
+
+
+class EcgUnsubscribed(_Message, tag="ecg_unsubscribed", kw_only=True):
+    """Answer to ``ecg_unsubscribe``."""
+
+    stream: str
+    ref: str | None = None
+
+
+class EcgBeat(msgspec.Struct, array_like=True):
+    """A beat as ``[index, time, rr_s]``: R-peak sample index (input rate, from the
+    stream's start), its UTC time, and the RR interval ending at it in s (null first)."""
+
+    index: int
+    time: str
+    rr_s: float | None
+
+
+class EcgFlag(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A rhythm or quality flag over samples ``[onset, offset)`` (input rate).
+
+    ``lead`` is the lead's column for quality flags, absent for rhythm flags;
+    ``measure`` is in the flag kind's unit (docs/ecg-annotations.md).
+    """
+
+    kind: str
+    onset: int
+    offset: int
+    lead: int | None = None
+    measure: float | None = None
+
+
+class EcgData(_Message, tag="ecg_data", kw_only=True):
+    """A live chunk of a subscribed stream.
+
+    ``samples_uv[lead][i]`` is display sample ``first_index + i`` of that lead in µV
+    (int16 range; ``null`` where the lead is off), filtered (0.5–40 Hz) and decimated to
+    ``display_fs_hz``. ``flags`` became final with this chunk (each once per stream);
+    ``provisional`` replaces the previous chunk's provisional flags.
+    """
+
+    stream: str
+    first_index: int
+    display_fs_hz: float
+    samples_uv: list[list[int | None]]
+    beats: list[EcgBeat]
+    heart_rate_bpm: float | None
+    flags: list[EcgFlag]
+    provisional: list[EcgFlag]
+    samples: int
+
+
+class EcgEnded(_Message, tag="ecg_ended", kw_only=True):
+    """A subscribed stream ended (``state`` ``ended``) or was finalised (``finalised``)."""
+
+    stream: str
+    samples: int
+    state: EcgStreamStateName
+
+
 ServerMessage = (
     Joined
     | Waiting
@@ -416,6 +556,12 @@ ServerMessage = (
     | MediaState
     | Pong
     | Error
+    | Watching
+    | EcgStreams
+    | EcgSubscribed
+    | EcgUnsubscribed
+    | EcgData
+    | EcgEnded
 )
 
 _client_decoder: msgspec.json.Decoder[ClientMessage] = msgspec.json.Decoder(ClientMessage)

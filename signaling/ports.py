@@ -13,11 +13,18 @@ Media model (LiveKit's): every participant has two peer connections with the ser
 
 Server-side candidates travel inside the SDP (aiortc gathers before it answers); the
 client's trickled candidates reach the backend through :meth:`MediaBackend.candidate`.
+
+ECG: the ``/device`` handler (:mod:`signaling.device`) pumps bytes through
+:class:`DeviceStreams` and never sees a sample; viewers are answered from an
+:class:`EcgCatalog`. ``teleconsult/`` implements both on top of ``ecg/``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal, Protocol
+
+from signaling.messages import EcgStreamInfo
 
 PeerRole = Literal["publish", "subscribe"]
 TrackKind = Literal["audio", "video"]
@@ -95,3 +102,62 @@ class MediaBackend(Protocol):
 
     async def close(self) -> None:
         """Close every session (server shutdown)."""
+
+
+# ----------------------------------------------------------------------------- ECG
+
+# What the /device handler sends on a device's socket: a text message, or a close as
+# (WebSocket close code, reason).
+DeviceOutput = str | tuple[int, str]
+
+
+class DeviceLink(Protocol):
+    """The ECG side of one ``/device`` connection (a device session)."""
+
+    def receive_text(self, text: str) -> list[DeviceOutput]:
+        """A text message from the device; what to send back (or close)."""
+
+    def receive_bytes(self, data: bytes) -> list[DeviceOutput]:
+        """A binary frame from the device: stored, acked only by a later commit."""
+
+    def connection_lost(self) -> None:
+        """The socket is gone: release the connection's streams (they stay resumable)."""
+
+
+class GroupCommit(Protocol):
+    """The fsyncs of one group commit; :meth:`run` blocks, call it in a worker thread."""
+
+    def run(self) -> None:
+        """Make the written samples durable."""
+
+
+class DeviceStreams(Protocol):
+    """The ECG side of the ``/device`` endpoint: sessions, storage, group commit."""
+
+    def connect(
+        self, device_id: str, superseded: Callable[[list[DeviceOutput]], None]
+    ) -> DeviceLink:
+        """A new connection of ``device_id`` (the token's ``sub``).
+
+        ``superseded`` is called with what to send on this connection when the device
+        resumes one of its streams on another connection.
+        """
+
+    def begin_commit(self) -> GroupCommit:
+        """Take every stream written since the last commit (quick, on the loop)."""
+
+    def end_commit(self, commit: GroupCommit) -> list[tuple[DeviceLink, list[DeviceOutput]]]:
+        """After :meth:`GroupCommit.run`: the acks to send, per connection."""
+
+    def close(self) -> None:
+        """Stop background work (server shutdown)."""
+
+
+class EcgCatalog(Protocol):
+    """Which ECG streams exist, for viewers (``ecg_list``, ``ecg_subscribe``)."""
+
+    def ecg_streams(self) -> list[EcgStreamInfo]:
+        """Every known stream: live ones and those stored."""
+
+    def ecg_stream(self, stream: str) -> EcgStreamInfo | None:
+        """One stream by id, or None."""

@@ -50,6 +50,7 @@ from signaling.core import (
     Close,
     ConnId,
     Core,
+    EcgRequest,
     Effect,
     MediaAnswer,
     MediaCandidate,
@@ -60,6 +61,7 @@ from signaling.core import (
     Persist,
     Send,
 )
+from signaling.device import ViewerHub
 from signaling.errors import ServerError
 from signaling.messages import ErrorCode
 from signaling.metrics import Metrics
@@ -185,6 +187,11 @@ class SignalingServer:
         self.device_handler = device_handler
         # Optional check of /device upgrade requests: return a Response to refuse.
         self.device_check: Callable[[ServerConnection, Request], Response | None] | None = None
+        # Live ECG viewers (``watch``, ``ecg_*``); None: answered with ``not_found``.
+        self.viewers: ViewerHub | None = None
+        # Awaited by close() after the connections are closed (the device endpoint's
+        # last group commit).
+        self.closers: list[Callable[[], Awaitable[None]]] = []
         self.metrics = Metrics(core)
         self._ids = itertools.count(1)
         self._sockets: dict[ConnId, ServerConnection] = {}
@@ -263,6 +270,11 @@ class SignalingServer:
             if self._flushing is not None:
                 waiting.append(self._flushing)
             await asyncio.gather(*waiting, return_exceptions=True)
+        for closer in self.closers:
+            try:
+                await closer()
+            except Exception:
+                logger.exception("failed to close %s", closer)
         try:
             await self.media.close()
         except Exception:
@@ -328,6 +340,8 @@ class SignalingServer:
         finally:
             del self._sockets[conn]
             self._join_started.pop(conn, None)
+            if self.viewers is not None:
+                self.viewers.closed(conn)
             self.run(self.core.closed(conn, time.monotonic()))
 
     async def _tick_forever(self) -> None:
@@ -356,6 +370,14 @@ class SignalingServer:
                     self._spawn(ws.close(code, reason))
             case Persist(record=record):
                 self._persist(record)
+            case EcgRequest(conn=conn, room=room, message=message):
+                if self.viewers is None:
+                    error = m.Error(
+                        code=ErrorCode.NOT_FOUND, reason="live ECG is not served", ref=message.ref
+                    )
+                    self._send(conn, error, encoded)
+                else:
+                    self.viewers.request(conn, room, message)
             case _:
                 self._media(effect)
 
@@ -373,6 +395,12 @@ class SignalingServer:
             started = self._join_started.pop(conn, None)
             if started is not None:
                 self.metrics.join_seconds.observe(time.perf_counter() - started)
+
+    def send_text(self, conn: ConnId, text: str) -> None:
+        """Send already encoded JSON on a ``/ws`` connection (never waits; gone: dropped)."""
+        ws = self._sockets.get(conn)
+        if ws is not None:
+            broadcast([ws], text)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(coroutine)

@@ -4,29 +4,70 @@ The composition root (see DESIGN.md): ``signaling/`` states what it needs as
 Protocols, and this module plugs the real things in. ``media.sfu.Sfu`` is imported
 here and nowhere else in signaling; if it cannot be imported the server refuses to
 start with a clear message rather than running without media.
+
+The live ECG service (:class:`EcgService`) is assembled here too: it is the ECG side
+of ``signaling/``'s ``/device`` endpoint and viewer hub (the Protocols
+``DeviceStreams`` and ``EcgCatalog`` in :mod:`signaling.ports`), built on
+:mod:`ecg.streamstore`, :mod:`ecg.live`, :mod:`ecg.annotate`.
+
+- Storage effects run on the event loop (writes only; fsyncs are group-committed in a
+  thread by the endpoint).
+- Live annotation runs in one worker thread (``ecg-live``), fed blocks of ~200 ms per
+  stream (:class:`ecg.live.LiveChunker`); its results are handed back to the loop and
+  broadcast to viewers. If annotation falls behind, acks do not: the device is never
+  slowed by viewers.
+- When a stream ends, the record is re-annotated by the batch engine in another worker
+  thread (``ecg-batch``) and ``<stream>.qrs`` / ``<stream>.json`` are written beside it.
+- A stream resumed after a server restart restarts its live pipeline at the resume
+  index (beats and flags keep absolute indices; the filters settle within a second).
+- Streams are granted to viewers by room (``signaling.device.grants``); tokens of the
+  room :data:`ECG_CENTRE_ROOM` see every stream.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import importlib
 import inspect
 import logging
 import time
+import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Final
 
+import numpy as np
+import numpy.typing as npt
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
+from ecg.annotate import annotate
+from ecg.device import Start, encode_message
+from ecg.errors import EcgError
+from ecg.flags import Flag
+from ecg.live import LiveChunker, LiveState, LiveUpdate, live_flush, live_start, live_step
+from ecg.output import write_annotations
+from ecg.record import read_record
+from ecg.resume import Close, DeviceSession
+from ecg.streamstore import Commit, Outgoing, StreamInfo, StreamService, StreamStore
 from sessions.redis_backend import RedisBus, RedisStore
 from sessions.store import Bus, LocalBus, SqliteStore, Store
-from sessions.tokens import load_secret, verify_token
+from sessions.tokens import TokenClaims, load_secret, verify_token
+from signaling import messages as m
 from signaling.core import Core
-from signaling.ports import MediaBackend
+from signaling.device import DeviceEndpoint, ViewerHub
+from signaling.ports import DeviceLink, DeviceOutput, GroupCommit, MediaBackend
 from signaling.server import DeviceHandler, SignalingServer
 from teleconsult.config import Config
 
 logger = logging.getLogger(__name__)
+
+ECG_CENTRE_ROOM: Final = "ecg-centre"
+STREAMS_DIR: Final = "streams"
 
 
 class AppError(Exception):
@@ -115,5 +156,310 @@ def build_server(
         config=config.server_config(),
         device_handler=device_handler,
     )
-    server.device_check = device_check
+    if device_handler is None and device_check is None:
+        install_ecg(server, config.data_dir / STREAMS_DIR, functools.partial(verify_token, secret))
+    else:
+        server.device_check = device_check
     return server
+
+
+def install_ecg(
+    server: SignalingServer,
+    root: Path,
+    verify: Callable[[str], TokenClaims],
+    *,
+    commit_interval_s: float = 0.1,
+) -> EcgService:
+    """Serve ``/device`` and live viewers on ``server``, storing streams under ``root``."""
+    service = EcgService(root)
+    endpoint = DeviceEndpoint(service, verify, commit_interval_s=commit_interval_s)
+    hub = ViewerHub(service, server.send_text, centre_room=ECG_CENTRE_ROOM)
+    service.hub = hub
+    server.device_handler = endpoint
+    server.device_check = endpoint.check
+    server.viewers = hub
+    server.closers.append(endpoint.close)
+    return service
+
+
+# ---------------------------------------------------------------------------- live ECG
+
+
+def stream_state(store: StreamStore, info: StreamInfo) -> m.EcgStreamStateName:
+    """``live`` (not ended), ``ended`` (record written) or ``finalised`` (annotated too)."""
+    if not info.ended:
+        return "live"
+    folder = store.path(info.stream)
+    annotated = all((folder / f"{info.stream}{ext}").exists() for ext in (".qrs", ".json"))
+    return "finalised" if annotated else "ended"
+
+
+def stream_info(
+    store: StreamStore, info: StreamInfo, samples: int | None = None
+) -> m.EcgStreamInfo:
+    """What viewers and ``teleconsult ecg streams`` show of a stored stream."""
+    start = info.start
+    n = info.durable_samples if samples is None else samples
+    return m.EcgStreamInfo(
+        stream=str(info.stream),
+        device=info.device,
+        patient=start.patient,
+        consult=start.consult,
+        room=start.room,
+        start_time=_utc(start.start_time),
+        fs_hz=start.fs_hz,
+        leads=list(start.leads),
+        samples=n,
+        duration_s=round(n / start.fs_hz, 3),
+        state=stream_state(store, info),
+    )
+
+
+def _utc(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _outputs(out: list[Outgoing]) -> list[DeviceOutput]:
+    return [(o.code, o.reason) if isinstance(o, Close) else encode_message(o.message) for o in out]
+
+
+@dataclass(eq=False)
+class _Link:
+    """One device connection: a :class:`DeviceSession` driven by the service."""
+
+    service: StreamService
+    session: DeviceSession
+    superseded: Callable[[list[DeviceOutput]], None]
+
+    def receive_text(self, text: str) -> list[DeviceOutput]:
+        return _outputs(self.service.receive_text(self.session, text))
+
+    def receive_bytes(self, data: bytes) -> list[DeviceOutput]:
+        return _outputs(self.service.receive_bytes(self.session, data, sync=False))
+
+    def connection_lost(self) -> None:
+        self.service.connection_lost(self.session)
+
+
+@dataclass
+class _Live:
+    """The live pipeline of one stream, from ``origin`` (its first sample this run)."""
+
+    start: Start
+    origin: int
+    chunker: LiveChunker
+    state: LiveState | None  # None: the detector cannot take this stream
+    received: int = 0
+    display_origin: int = 0
+    beats_seen: list[int] = field(default_factory=list)
+
+
+class EcgService:
+    """The ECG side of ``/device`` and of the viewers (see the module notes).
+
+    Parameters
+    ----------
+    root : Path
+        Where streams are stored.
+    chunk_s : float
+        Signal per live step, in s.
+    """
+
+    def __init__(self, root: Path, *, chunk_s: float = 0.2) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.store = StreamStore(root)
+        self.service = StreamService(self.store, listener=self, on_takeover=self._takeover)
+        self.chunk_s = chunk_s
+        self.hub: ViewerHub | None = None
+        self._links: dict[DeviceSession, _Link] = {}
+        self._live: dict[uuid.UUID, _Live] = {}
+        self._live_pool = ThreadPoolExecutor(1, "ecg-live")
+        self._batch_pool = ThreadPoolExecutor(1, "ecg-batch")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ended: dict[uuid.UUID, m.EcgStreamInfo] = {}
+        self.live_lag_s: list[float] = []  # for the benchmark: chunk queued -> published
+
+    # -- DeviceStreams -------------------------------------------------------------
+
+    def connect(self, device_id: str, superseded: Callable[[list[DeviceOutput]], None]) -> _Link:
+        self._loop = asyncio.get_running_loop()
+        link = _Link(self.service, DeviceSession(device_id), superseded)
+        self._links[link.session] = link
+        return link
+
+    def begin_commit(self) -> GroupCommit:
+        return self.service.begin_commit()
+
+    def end_commit(self, commit: GroupCommit) -> list[tuple[DeviceLink, list[DeviceOutput]]]:
+        assert isinstance(commit, Commit)
+        acks: list[tuple[DeviceLink, list[DeviceOutput]]] = []
+        for session, out in self.service.end_commit(commit):
+            link = self._links.get(session)
+            if link is not None:
+                acks.append((link, _outputs(out)))
+        for session in [s for s in self._links if s.closed]:
+            del self._links[session]
+        return acks
+
+    def close(self) -> None:
+        self.service.close()
+        self._live_pool.shutdown(wait=True)
+        self._batch_pool.shutdown(wait=True)
+
+    def _takeover(self, old: DeviceSession, out: list[Outgoing]) -> None:
+        link = self._links.get(old)
+        if link is not None:
+            link.superseded(_outputs(out))
+
+    # -- StreamListener -------------------------------------------------------------
+
+    def samples_appended(
+        self, start: Start, first_index: int, samples: npt.NDArray[np.int16]
+    ) -> None:
+        live = self._live.get(start.stream)
+        if live is None or live.origin + live.received != first_index:
+            live = self._live[start.stream] = self._start_live(start, first_index)
+        live.received += len(samples)
+        block = live.chunker.push(samples)
+        if block is not None:
+            self._step(live, block)
+
+    def stream_ended(self, start: Start, record: Path) -> None:
+        live = self._live.pop(start.stream, None)
+        if live is not None:
+            block = live.chunker.take()
+            if block is not None:
+                self._step(live, block)
+            self._live_pool.submit(self._flush, live)
+        self._batch_pool.submit(self._reannotate, start, record)
+
+    # -- EcgCatalog --------------------------------------------------------------------
+
+    def ecg_streams(self) -> list[m.EcgStreamInfo]:
+        return [self._info(info) for info in self.store.streams()]
+
+    def ecg_stream(self, stream: str) -> m.EcgStreamInfo | None:
+        try:
+            return self._info(self.store.info(uuid.UUID(stream)))
+        except (ValueError, EcgError):
+            return None
+
+    def _info(self, info: StreamInfo) -> m.EcgStreamInfo:
+        if info.stream in self._ended:
+            return self._ended[info.stream]
+        live = self._live.get(info.stream)
+        described = stream_info(
+            self.store, info, None if live is None else live.origin + live.received
+        )
+        if described.state == "finalised":
+            self._ended[info.stream] = described
+        return described
+
+    # -- the live pipeline (worker thread) --------------------------------------------
+
+    def _start_live(self, start: Start, origin: int) -> _Live:
+        chunker = LiveChunker(start.n_leads, start.fs_hz, self.chunk_s)
+        try:
+            state: LiveState | None = live_start(start.fs_hz, start.adc_gain, start.baseline)
+        except EcgError as error:
+            logger.warning("stream %s: no live annotation: %s", start.stream, error)
+            state = None
+        live = _Live(start, origin, chunker, state)
+        if state is not None:
+            live.display_origin = origin // state.factor
+        return live
+
+    def _step(self, live: _Live, block: npt.NDArray[np.int16]) -> None:
+        if live.state is None:
+            return
+        queued = time.monotonic()
+        received = live.origin + live.received
+        self._live_pool.submit(self._run_step, live, block, queued, received)
+
+    def _run_step(
+        self, live: _Live, block: npt.NDArray[np.int16], queued: float, received: int
+    ) -> None:
+        assert live.state is not None
+        try:
+            update, live.state = live_step(block, live.state)
+        except Exception:
+            logger.exception("stream %s: live annotation failed", live.start.stream)
+            live.state = None
+            return
+        self._hand_over(live, update, queued, received)
+
+    def _flush(self, live: _Live) -> None:
+        if live.state is not None:
+            try:
+                update = live_flush(live.state)
+            except Exception:
+                logger.exception("stream %s: live flush failed", live.start.stream)
+            else:
+                self._hand_over(live, update, time.monotonic(), live.origin + live.received)
+        info = m.EcgEnded(
+            stream=str(live.start.stream), samples=live.origin + live.received, state="ended"
+        )
+        self._publish(info)
+
+    def _hand_over(self, live: _Live, update: LiveUpdate, queued: float, received: int) -> None:
+        message = live_message(live.start, live.origin, live.display_origin, update, received)
+        lag_s = time.monotonic() - queued
+        if len(self.live_lag_s) < 100_000:
+            self.live_lag_s.append(lag_s)
+        self._publish(message)
+
+    def _publish(self, message: m.EcgData | m.EcgEnded) -> None:
+        hub, loop = self.hub, self._loop
+        if hub is not None and loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(hub.publish, message)
+
+    def _reannotate(self, start: Start, record: Path) -> None:
+        try:
+            annotation = annotate(read_record(record))
+            write_annotations(annotation, record.parent)
+        except Exception:
+            logger.exception("stream %s: batch annotation failed", start.stream)
+            return
+        self._publish(
+            m.EcgEnded(stream=str(start.stream), samples=annotation.n_samples, state="finalised")
+        )
+
+
+def live_message(
+    start: Start, origin: int, display_origin: int, update: LiveUpdate, received: int
+) -> m.EcgData:
+    """An ``ecg_data`` message from a live update (samples in µV, lead by lead)."""
+    uv = np.clip(np.round(update.display_mv.astype(np.float64) * 1000.0), -32767, 32767)
+    if np.isnan(uv).any():
+        samples: list[list[int | None]] = [
+            [None if np.isnan(v) else int(v) for v in lead] for lead in uv.T
+        ]
+    else:
+        samples = uv.T.astype(np.int64).tolist()
+    beats = []
+    for index, rr in zip(update.beats.tolist(), update.rr_s.tolist(), strict=True):
+        at = origin + index
+        time_s = start.start_time + timedelta(seconds=at / start.fs_hz)
+        beats.append(m.EcgBeat(at, _utc(time_s), None if np.isnan(rr) else round(rr, 4)))
+    return m.EcgData(
+        stream=str(start.stream),
+        first_index=display_origin + update.display_first_index,
+        display_fs_hz=update.display_fs_hz,
+        samples_uv=samples,
+        beats=beats,
+        heart_rate_bpm=None if update.heart_rate_bpm is None else round(update.heart_rate_bpm, 1),
+        flags=[_flag(f, origin) for f in update.flags],
+        provisional=[_flag(f, origin) for f in update.provisional_flags],
+        samples=received,
+    )
+
+
+def _flag(flag: Flag, origin: int) -> m.EcgFlag:
+    measure = None if np.isnan(flag.measure) else round(float(flag.measure), 4)
+    return m.EcgFlag(
+        kind=flag.kind.value,
+        onset=origin + flag.onset,
+        offset=origin + flag.offset,
+        lead=flag.lead,
+        measure=measure,
+    )
