@@ -1,0 +1,226 @@
+"""The /device endpoint and live viewers in the real server, with the reference simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+import signal
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import wfdb
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from ecg.streamstore import StreamStore
+from sessions.tokens import load_secret, mint_token, verify_token
+from signaling.server import SignalingServer
+from teleconsult.app import EcgService, install_ecg
+from teleconsult.device_cmd import SimulatedRecord, simulate
+from tests.signaling.conftest import SECRET, Client, make_token, open_client, ws_url
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURE = REPO / "fixtures" / "ecg" / "synthetic12"
+DEVICE = "cart-1"
+
+
+def device_token(identity: str = DEVICE, secret: str = SECRET) -> str:
+    """A device token for ``identity``."""
+    return mint_token(secret, identity=identity, name="cart", role="device", room="ecg")
+
+
+@pytest.fixture
+def ecg(server: SignalingServer, tmp_path: Path) -> EcgService:
+    """The real ECG service installed on the test server."""
+    return install_ecg(
+        server,
+        tmp_path / "streams",
+        functools.partial(verify_token, SECRET),
+        commit_interval_s=0.05,
+    )
+
+
+def record(seconds: float | None = None) -> SimulatedRecord:
+    """The synthetic 12-lead fixture (500 Hz, beats the detector finds)."""
+    return SimulatedRecord.read(str(FIXTURE), duration_s=seconds)
+
+
+async def watcher(server: SignalingServer, room: str = "r1", role: str = "expert") -> Client:
+    """A viewer connection that has sent ``watch``."""
+    client = await open_client(server)
+    await client.send(type="watch", token=make_token(f"viewer-{room}", room=room, role=role))
+    assert (await client.expect("watching"))["room"] == room
+    return client
+
+
+async def listed_streams(viewer: Client, timeout_s: float = 10.0) -> dict[str, Any]:
+    """The first non-empty ``ecg_streams`` answer (the device connects after it starts)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        await viewer.send(type="ecg_list")
+        listed = await viewer.expect("ecg_streams")
+        if listed["streams"] or asyncio.get_running_loop().time() > deadline:
+            return listed
+        await asyncio.sleep(0.05)
+
+
+async def test_upgrade_refusals(server: SignalingServer, ecg: EcgService) -> None:
+    """No or a forged token 401, a viewer token 403 on /device; a device token on /ws refused."""
+    url = ws_url(server, "/device")
+    cases: list[tuple[dict[str, str], int]] = [
+        ({}, 401),
+        ({"Authorization": "Bearer not-a-jwt"}, 401),
+        ({"Authorization": f"Bearer {make_token('doc', role='expert')}"}, 403),
+    ]
+    for headers, status in cases:
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(url, additional_headers=headers)
+        assert refused.value.response.status_code == status
+        assert refused.value.response.body  # the reason
+    async with connect(f"{url}?token={device_token()}") as ws:  # query token accepted
+        assert ws.protocol.state.name == "OPEN"
+    client = await open_client(server)
+    for kind in ("watch", "join"):
+        await client.send(type=kind, token=device_token())
+        error = await client.expect("error")
+        assert error["code"] == "forbidden"
+        client = await open_client(server)
+
+
+async def test_viewer_receives_samples_beats_and_the_end(
+    server: SignalingServer, ecg: EcgService
+) -> None:
+    """A granted viewer lists the stream, gets µV samples, beat marks, HR, then finalised."""
+    source = record(12.0)
+    viewer = await watcher(server)
+    started: asyncio.Queue[uuid.UUID] = asyncio.Queue()
+    task = asyncio.create_task(
+        simulate(
+            source, url=ws_url(server, "/device"), token=device_token(), device=DEVICE,
+            room="r1", speed=8.0, on_started=started.put_nowait,
+        )
+    )  # fmt: skip
+    stream = str(await asyncio.wait_for(started.get(), 10))
+    listed = await listed_streams(viewer)
+    assert [s["stream"] for s in listed["streams"]] == [stream]
+    assert listed["streams"][0]["state"] == "live"
+    await viewer.send(type="ecg_subscribe", stream=stream, ref="s")
+    subscribed = await viewer.expect("ecg_subscribed")
+    assert subscribed["info"]["leads"] == source.leads
+    beats: list[list[Any]] = []
+    samples = 0
+    while True:
+        message = await viewer.recv(10)
+        if message["type"] == "ecg_data":
+            assert len(message["samples_uv"]) == 12
+            samples += len(message["samples_uv"][0])
+            beats += message["beats"]
+        elif message["type"] == "ecg_ended" and message["state"] == "finalised":
+            break
+    result = await task
+    assert samples > 0
+    assert len(beats) >= 8  # a beat a second or so on the fixture
+    assert all(b[0] < len(source.samples) for b in beats)
+    assert beats[-1][1].endswith("Z")
+    folder = ecg.store.path(result.stream)
+    assert (folder / f"{result.stream}.qrs").exists()
+    assert (folder / f"{result.stream}.json").exists()
+    stored = wfdb.rdrecord(str(ecg.store.record_path(result.stream)), physical=False).d_signal
+    np.testing.assert_array_equal(stored, source.samples)
+
+
+async def test_viewer_without_the_grant_is_refused(
+    server: SignalingServer, ecg: EcgService
+) -> None:
+    """Another room's viewer does not see the stream and gets forbidden; the ECG centre sees all."""
+    source = record(1.0)
+    result = await simulate(
+        source, url=ws_url(server, "/device"), token=device_token(), device=DEVICE,
+        room="r1", speed=math.inf,
+    )  # fmt: skip
+    other = await watcher(server, room="r2")
+    await other.send(type="ecg_list")
+    assert (await other.expect("ecg_streams"))["streams"] == []
+    await other.send(type="ecg_subscribe", stream=str(result.stream), ref="x")
+    error = await other.expect("error")
+    assert (error["code"], error["ref"]) == ("forbidden", "x")
+    assert "r2" in error["reason"]
+    await other.send(type="ecg_subscribe", stream=str(uuid.uuid4()))
+    assert (await other.expect("error"))["code"] == "not_found"
+    centre = await watcher(server, room="ecg-centre", role="observer")
+    await centre.send(type="ecg_list")
+    assert len((await centre.expect("ecg_streams"))["streams"]) == 1
+    unjoined = await open_client(server)
+    await unjoined.send(type="ecg_list")
+    assert (await unjoined.expect("error"))["code"] == "not_joined"
+
+
+async def test_forced_drops_and_takeover_are_bit_exact(
+    server: SignalingServer, ecg: EcgService
+) -> None:
+    """Drops every 0.2 s at 20x: the stored record equals the source sample for sample."""
+    source = record(10.0)
+    result = await simulate(
+        source, url=ws_url(server, "/device"), token=device_token(), device=DEVICE,
+        speed=20.0, drop_every_s=0.2,
+    )  # fmt: skip
+    assert result.forced_drops >= 1
+    stored = wfdb.rdrecord(str(ecg.store.record_path(result.stream)), physical=False).d_signal
+    np.testing.assert_array_equal(stored, source.samples)
+
+
+async def start_serve(data_dir: Path, port: int) -> tuple[asyncio.subprocess.Process, int]:
+    """``teleconsult serve`` in its own process; returns it and its port once it listens."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "teleconsult", "serve", "--port", str(port),
+        "--data-dir", str(data_dir), "--log-level", "WARNING",
+        stdout=asyncio.subprocess.PIPE, cwd=REPO,
+    )  # fmt: skip
+    assert process.stdout is not None
+    while True:
+        line = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
+        assert line, "teleconsult serve did not start"
+        if line.startswith("teleconsult serving on"):
+            return process, int(line.split()[3].rsplit(":", 1)[1])
+
+
+@pytest.mark.slow
+async def test_serve_killed_mid_stream_and_restarted(tmp_path: Path) -> None:
+    """SIGKILL of `teleconsult serve` mid-stream, restart on the same port: bit-exact record."""
+    data = tmp_path / "var"
+    first, port = await start_serve(data, 0)
+    processes = [first]
+    secret = load_secret(data, None)
+    source = record(10.0)
+    task = asyncio.create_task(
+        simulate(
+            source, url=f"ws://127.0.0.1:{port}/device", token=device_token(secret=secret),
+            device=DEVICE, speed=5.0,
+        )
+    )  # fmt: skip
+    try:
+        await asyncio.sleep(1.0)
+        first.send_signal(signal.SIGKILL)
+        await first.wait()
+        store = StreamStore(data / "streams")
+        (info,) = store.streams()
+        assert 0 < info.durable_samples < len(source.samples)
+        second, _ = await start_serve(data, port)
+        processes.append(second)
+        result = await asyncio.wait_for(task, 60)
+    finally:
+        task.cancel()
+        for process in processes:
+            if process.returncode is None:
+                process.terminate()
+                await process.wait()
+    assert result.connections >= 2
+    store = StreamStore(data / "streams")
+    assert store.info(result.stream).total_samples == len(source.samples)
+    stored = wfdb.rdrecord(str(store.record_path(result.stream)), physical=False).d_signal
+    np.testing.assert_array_equal(stored, source.samples)
