@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from teleconsult import annotate_cmd, bench_cmd
+from teleconsult import annotate_cmd, bench_cmd, streams_cmd
 
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
@@ -16,3 +16,4 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     sub = ecg.add_subparsers(dest="ecg_command", metavar="COMMAND", required=True)
     annotate_cmd.register(sub)
     bench_cmd.register(sub)
+    streams_cmd.register(sub)
