@@ -3,32 +3,56 @@
 Design notes
 ------------
 - **Batch is streaming.** :func:`detect_qrs` runs :func:`detector_step` once over the
-  whole record and then :func:`detector_flush`; so the two forms agree by construction.
-  Every stage is causal and carries its state: block averaging to the internal rate,
-  ``sosfilt`` with ``zi``, a moving window with its tail, per-block statistics aligned
-  on absolute sample indices (so that chunk boundaries do not matter), and a decision
-  that looks at most ``lookahead_s`` past a candidate.
-- **Bounded latency.** A candidate peak of the detection function is decided as soon as
-  ``lookahead_s`` of signal beyond it has arrived, never later: there is no search-back.
-  What search-back buys (finding a small beat after a long gap) is obtained instead by
-  lowering the threshold with the time elapsed since the last beat, which is known when
-  the candidate is decided. The detection function lags the R peak by its filter delay;
-  ``delay + lookahead_s`` stays under 300 ms (checked in :class:`DetectorConfig`).
-- **Internal rate.** Input at any rate from 100 to 2000 Hz is block-averaged by an
-  integer factor to about ``internal_fs_hz`` (a cheap anti-alias low-pass plus
-  decimation in one reshape). QRS energy lies in 5–25 Hz, so nothing of use is lost,
-  and every later stage runs on a fraction of the samples. The R peak is located on
-  the band-passed signal at the internal rate and mapped back to the centre of its
-  block in input coordinates.
-- **Fusion of leads.** Each lead gives an envelope (RMS of the band-passed signal over
-  ``window_s``), normalised by that lead's typical beat amplitude: the median of the
-  per-block maxima of the previous blocks. The detection function is the weighted mean
-  of the normalised envelopes. A lead's weight is its "peakiness" over the previous
-  blocks (beats stand out of the envelope's floor; noise does not), and it is zero
-  where the lead is unusable: NaN, flat (constant) for ``flat_s``, and for
-  ``settle_s`` around such stretches, so that the step into or out of a dead lead does
-  not look like a beat. A lead can therefore neither create nor hide beats by itself
-  once it is flagged; the other leads carry detection.
+  whole record and then :func:`detector_flush`, so the two forms agree by construction
+  (exactly in practice; the moving sums restart per chunk, which could move a tie by
+  one sample). Every stage is causal and carries its state: block averaging to the
+  internal rate, ``sosfilt`` with ``zi``, moving windows with their tails, per-block
+  statistics aligned on absolute sample indices (so chunk boundaries do not matter),
+  and a decision that looks at most ``lookahead_s`` past a candidate.
+- **Bounded latency.** A candidate is decided as soon as ``lookahead_s`` of signal
+  beyond it has arrived, never later: there is no search-back. What search-back buys
+  (a small beat after a long gap) comes instead from halving the threshold once the
+  time since the last beat exceeds ``gap_factor`` mean RR intervals, which is known
+  when the candidate is decided. The envelope lags the R peak by ``window_s / 2`` and
+  the R peak is placed at most ``LOCATE_S`` before the envelope's centre, so
+  ``lookahead_s + window_s / 2 + LOCATE_S`` (+ two internal samples) stays within
+  300 ms; :class:`DetectorConfig` refuses settings that break this.
+- **Internal rate.** Input at 100–2000 Hz is block-averaged by an integer factor to
+  about ``internal_fs_hz`` (100 Hz: 120 Hz for MIT-BIH's 360 Hz); averaging is a cheap
+  anti-alias low-pass and the QRS energy used (5–20 Hz) is well inside the band. Every
+  later stage runs on a fraction of the samples; that is most of the speed.
+- **Per-lead envelope, normalised.** Each lead is band-passed (Butterworth 5–20 Hz,
+  causal), squared, averaged over ``window_s`` and square-rooted: an RMS envelope. It
+  is divided by the lead's typical beat level, the median of the per-block
+  (``block_s``) maxima of the last ``history_blocks`` blocks, and clipped at 3, so
+  every lead speaks in "beats" whatever its gain.
+- **Fusion of leads.** The detection function is the weighted mean of the normalised
+  envelopes. A lead's weight is the product of: its peakiness over past blocks (beats
+  stand out of the envelope's median; noise does not); its local calm (the mean of its
+  envelope clipped at ``ACTIVITY_CLIP`` over the last ``noise_s``: above
+  ``ACTIVITY_CALM`` the weight falls with the square, so a lead in a burst of
+  artefact yields to the others within a beat); its visibility (how high its envelope
+  stood at the last detected beats: a lead in which beats do not show, but artefacts
+  do, fades out); and zero where the lead is unusable — NaN, or flat for ``flat_s``
+  (lead off, stuck at a rail), counted from the first sample of the flat run so the
+  step onto the rail is excluded too, and for ``settle_s`` after. A flat, saturated or
+  missing lead therefore neither creates nor hides beats: the other leads carry
+  detection. When no lead is usable, nothing is detected.
+- **Decision.** Candidates are local maxima of the fused function that dominate
+  ±``SUPPRESS_S``. Each is valued with the leads' weights at that moment and each
+  lead's own peak within ±``LOCATE_S``, then compared with a Pan–Tompkins-style
+  adaptive threshold between running noise and signal levels (``threshold``); stricter
+  for premature candidates (``premature_*``), for likely T waves (``t_wave_*``), and
+  within ``refractory_s`` of a beat nothing is accepted.
+- **Location.** The R peak is the sample of largest deflection from the local baseline
+  (the mean of the signal 100 ms either side), summed over leads with the weights the
+  beat was decided with, within ±``LOCATE_S`` of the envelope's centre. It is measured
+  on the block-averaged signal, not the band-passed one, whose delay depends on QRS
+  width (wide paced beats were otherwise placed 160 ms late), and mapped to the centre
+  of its block in input coordinates.
+- **Start-up.** The first block has no history: the scale is the running maximum so
+  far, floored at ``START_SCALE_MV`` so that baseline noise before the first beat is
+  not normalised up to a beat; candidates start one envelope window in.
 """
 
 from __future__ import annotations
