@@ -22,7 +22,7 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 async def test_two_then_three_then_one_leaves(consult: Consult, browser: Browser) -> None:
-    """Two see and hear each other; a third joins and all three do; one leaves, all told."""
+    """Two see and hear each other; a third joins, all three do; one leaves, all told; a fourth."""
     a = await new_page(browser)
     b = await new_page(browser)
     await a.goto(consult.join_url("dr-a"))
@@ -48,6 +48,16 @@ async def test_two_then_three_then_one_leaves(consult: Consult, browser: Browser
     await assert_sees_and_hears(c, "dr-a")
     assert await video_identities(a) == {"dr-c"}
     assert consult.sfu.stats()["sessions"] == 2
+
+    # A newcomer is carried by the m-sections the leaver freed (reused transceivers,
+    # new a=msid stream): the browsers map them to the newcomer.
+    d = await new_page(browser)
+    await d.goto(consult.join_url("dr-d"))
+    for page, expected in ((a, {"dr-c", "dr-d"}), (c, {"dr-a", "dr-d"})):
+        await assert_sees_and_hears(page, "dr-d")
+        assert await video_identities(page) == expected
+    transceivers = await a.evaluate("() => window.tc.media.subscribePc.getTransceivers().length")
+    assert transceivers == 4
 
 
 async def test_waiting_room_admit_mute_remove_through_the_ui(
