@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from operator import mul
 from typing import TypeVar
 
 import numpy as np
@@ -635,21 +636,21 @@ def _decide(state: DetectorState, final: bool) -> IntArray:
         last_i, last_f = state.last_beat_i, state.last_beat_f
         vis = state.visibility
         vis_factor = [min(1.0, v * (1.0 / VISIBLE)) ** 2 for v in vis]
+        fraction, t_ratio, prem_thr = cfg.threshold, cfg.t_wave_ratio, cfg.premature_threshold
+        gap_n, prem_n = cfg.gap_factor * fs, cfg.premature_factor * fs
         for c, e_row, w_row in zip((cands + lo_i).tolist(), rows_e, rows_w, strict=True):
             elapsed = c - last_i
             if elapsed < refr:
                 continue
-            dyn = [w * f for w, f in zip(w_row, vis_factor, strict=True)]
+            dyn = list(map(mul, w_row, vis_factor))
             total = sum(dyn)
-            value = (
-                sum(d * e for d, e in zip(dyn, e_row, strict=True)) / total if total > 0 else 0.0
-            )
-            thr = noise + cfg.threshold * (level - noise)
-            if elapsed > cfg.gap_factor * rr_s * fs:
+            value = sum(map(mul, dyn, e_row)) / total if total > 0 else 0.0
+            thr = noise + fraction * (level - noise)
+            if elapsed > gap_n * rr_s:
                 thr *= 0.5
-            elif elapsed < cfg.premature_factor * rr_s * fs:
-                thr = max(thr, cfg.premature_threshold * level)
-            if value >= thr and not (elapsed < twave and value < cfg.t_wave_ratio * last_f):
+            elif elapsed < prem_n * rr_s:
+                thr = max(thr, prem_thr * level)
+            if value >= thr and not (elapsed < twave and value < t_ratio * last_f):
                 peaks.append(c)
                 peak_w.append(dyn)
                 if elapsed < 3 * fs:
