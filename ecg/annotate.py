@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 
 from ecg.detect import DetectorConfig, detect_qrs
 from ecg.errors import ConfigError, EcgError
-from ecg.filters import FilterMode, filter_zero_phase
+from ecg.filters import FilterMode, filter_leads_causal
 from ecg.flags import Flag, FlagConfig, FlagKind, quality_flags, rhythm_flags, running_median
 from ecg.record import Record
 
@@ -189,7 +189,8 @@ class Work:
 
     record: Record
     config: AnnotateConfig
-    filtered: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 0)))
+    raw_leads: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 0)))
+    filtered_leads: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 0)))
     beats: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     quality: list[Flag] = field(default_factory=list)
     rhythm: list[Flag] = field(default_factory=list)
@@ -198,7 +199,11 @@ class Work:
 
 def _filter_stage(work: Work) -> None:
     record, config = work.record, work.config
-    work.filtered = filter_zero_phase(record.signal_mv, record.fs_hz, config.mode, config.mains_hz)
+    # Lead-major once, for the filter and every quality measure.
+    work.raw_leads = np.ascontiguousarray(record.signal_mv.T)
+    work.filtered_leads = filter_leads_causal(
+        work.raw_leads, record.fs_hz, config.mode, config.mains_hz
+    )
 
 
 def _detect_stage(work: Work) -> None:
@@ -207,9 +212,10 @@ def _detect_stage(work: Work) -> None:
 
 def _quality_stage(work: Work) -> None:
     record = work.record
+    # Transposed views of lead-major arrays: quality_flags uses them without a copy.
     work.quality = quality_flags(
-        record.signal_mv,
-        work.filtered,
+        work.raw_leads.T,
+        work.filtered_leads.T,
         record.fs_hz,
         work.config.flags,
         adc_limits_mv=record.adc_limits_mv,

@@ -50,6 +50,7 @@ __all__ = [
     "FilterState",
     "design_filter",
     "filter_causal",
+    "filter_leads_causal",
     "filter_start",
     "filter_step",
     "filter_zero_phase",
@@ -277,6 +278,56 @@ def _filtfilt(design: FilterDesign, x: FloatArray) -> FloatArray:
         sos, backward, axis=0, zi=zi_unit * np.median(backward[:window], axis=0)
     )
     return np.asarray(result[::-1][pad : pad + n_samples], dtype=np.float64)
+
+
+def filter_leads_causal(
+    x_leads: NDArray[np.floating],
+    fs_hz: float,
+    mode: FilterMode | str = FilterMode.DIAGNOSTIC,
+    mains_hz: float | None = 50.0,
+) -> FloatArray:
+    """Filter a recorded signal causally in one pass, for measuring rather than display.
+
+    Half the cost of :func:`filter_zero_phase` (one pass instead of two, no padding),
+    and the same filter as a live stream's (:func:`filter_step`). Unlike a stream, a
+    record is known in advance, so each run of valid samples starts at the steady state
+    of the median of its first ``INIT_WINDOW_S`` seconds (as the zero-phase form does),
+    not of its first sample, which may sit on a QRS complex.
+
+    Parameters
+    ----------
+    x_leads : ndarray, shape (n_leads, n_samples)
+        Signal in mV, **lead-major** (one row per lead; C-contiguous rows are filtered
+        without a copy of the input). NaN marks missing samples.
+    fs_hz, mode, mains_hz
+        As for :func:`design_filter`.
+
+    Returns
+    -------
+    ndarray of float64, shape (n_leads, n_samples)
+        Filtered rows; NaN where ``x_leads`` is NaN.
+    """
+    design = design_filter(fs_hz, mode, mains_hz)
+    data = np.asarray(x_leads, dtype=np.float64)
+    if data.ndim != 2:
+        raise SignalError(f"x_leads must be (n_leads, n_samples), got {data.shape}")
+    sos = design.sos_causal
+    window = max(1, int(INIT_WINDOW_S * design.fs_hz))
+    if data.shape[1] == 0:
+        return np.empty(data.shape)
+    if not np.isnan(data).any():
+        start = np.median(data[:, :window], axis=1)
+        zi = design.zi_unit[:, None, :] * start[None, :, None]
+        y, _ = sps.sosfilt(sos, data, axis=-1, zi=zi)
+        return np.asarray(y, dtype=np.float64)
+    out = np.full(data.shape, np.nan)
+    for lead in range(data.shape[0]):
+        row = data[lead]
+        for start_index, stop in true_runs(np.isfinite(row)):
+            run = row[start_index:stop]
+            zi = design.zi_unit * float(np.median(run[:window]))
+            out[lead, start_index:stop], _ = sps.sosfilt(sos, run, zi=zi)
+    return out
 
 
 def true_runs(mask: NDArray[np.bool_]) -> list[tuple[int, int]]:
