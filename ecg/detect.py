@@ -352,15 +352,19 @@ def _decimate(x: FloatArray, state: DetectorState) -> FloatArray:
     ``x`` is ``(n_samples, n_leads)``; the result is ``(n_leads, n_internal)``.
     """
     k = state.factor
-    xt = x.T
+    # One transposing copy first: strided reads of the (n_samples, n_leads) layout
+    # would cost a pass over the whole input per phase of the average.
     if state.pending.shape[1]:
-        xt = np.concatenate([state.pending, xt], axis=1)
+        xt = np.concatenate([state.pending, x.T], axis=1)
+    else:
+        xt = np.ascontiguousarray(x.T)
     n_full = (xt.shape[1] // k) * k
     state.pending = np.array(xt[:, n_full:])
     if k == 1:
-        return np.ascontiguousarray(xt[:, :n_full])
-    total = np.array(xt[:, 0:n_full:k])
-    for j in range(1, k):
+        # A copy, so that buffers never alias the caller's array.
+        return xt[:, :n_full].copy() if np.shares_memory(xt, x) else xt[:, :n_full]
+    total: FloatArray = xt[:, 0:n_full:k] + xt[:, 1:n_full:k]
+    for j in range(2, k):
         total += xt[:, j:n_full:k]
     total *= 1.0 / k
     return total
@@ -414,7 +418,10 @@ def _envelope(d: FloatArray, state: DetectorState) -> FloatArray:
     y: FloatArray
     y, state.zi = sps.sosfilt(state.sos, d, axis=1, zi=state.zi)
     win = state.window_n
-    sq = np.concatenate([state.sq_tail, y * y], axis=1)
+    tail = state.sq_tail.shape[1]
+    sq = np.empty((state.n_leads, tail + y.shape[1]))
+    sq[:, :tail] = state.sq_tail
+    np.multiply(y, y, out=sq[:, tail:])
     c = np.cumsum(sq, axis=1)
     env: FloatArray = np.empty(y.shape)
     env[:, 0] = c[:, win - 1]
@@ -454,7 +461,7 @@ def _block_stats(env: FloatArray, state: DetectorState) -> tuple[FloatArray, Flo
     n_leads, n = env.shape
     start = state.n_internal
     first_b = state.blocks_done - state.block_max.shape[1]
-    cur = np.concatenate([state.cur_env, env], axis=1)
+    cur = _append(state.cur_env, env)
     n_new = cur.shape[1] // block_n
     all_max, all_peaky = state.block_max, state.block_peaky
     if n_new:
