@@ -96,9 +96,10 @@ async def first_frame_at(page: Page, timeout_s: float) -> float:
 
 
 async def repetition(
-    browsers: list[Browser], base: str, tokens: tuple[str, str]
+    browsers: list[Browser], base: str, tokens: tuple[str, str], camera: tuple[int, int, int]
 ) -> tuple[float, float]:
-    query = "&autojoin=1&w=640&h=360&fps=24"
+    width, height, fps = camera
+    query = f"&autojoin=1&w={width}&h={height}&fps={fps}"
     a = await open_client(browsers[0], f"{base}/join?token={tokens[0]}{query}")
     await a.wait_for_function(
         "() => window.tc && window.tc.screen === 'room' && window.tc.media"
@@ -126,7 +127,7 @@ def percentile(values: list[float], q: float) -> float:
     )
 
 
-async def run(repetitions: int, warmup: int) -> dict[str, object]:
+async def run(repetitions: int, warmup: int, camera: tuple[int, int, int]) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="first-frame-") as tmp:
         data_dir = Path(tmp) / "var"
         port = free_port()
@@ -143,7 +144,7 @@ async def run(repetitions: int, warmup: int) -> dict[str, object]:
                 for index in range(warmup + repetitions):
                     room = f"bench-{index}"
                     tokens = (mint(data_dir, f"a{index}", room), mint(data_dir, f"b{index}", room))
-                    j, p = await repetition(browsers, base, tokens)
+                    j, p = await repetition(browsers, base, tokens, camera)
                     label = "warm-up" if index < warmup else f"{index - warmup + 1:3d}"
                     print(f"{label}: joiner {j:.3f} s   seen by present {p:.3f} s", flush=True)
                     if index >= warmup:
@@ -156,6 +157,7 @@ async def run(repetitions: int, warmup: int) -> dict[str, object]:
             server.wait(timeout=10)
     result = {
         "repetitions": repetitions,
+        "camera": "{}x{}@{}".format(*camera),
         "joiner_p50_s": round(statistics.median(joiner), 3),
         "joiner_p95_s": round(percentile(joiner, 95), 3),
         "seen_by_present_p50_s": round(statistics.median(present), 3),
@@ -170,11 +172,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repetitions", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=1, help="repetitions not counted")
+    parser.add_argument(
+        "--camera", default="640x360@24", help="camera constraints WIDTHxHEIGHT@FPS"
+    )
     args = parser.parse_args()
+    try:
+        size, fps = args.camera.split("@")
+        width, height = size.split("x")
+        camera = (int(width), int(height), int(fps))
+    except ValueError:
+        parser.error(f"--camera must look like 640x360@24, not {args.camera!r}")
     if not Path(CHROMIUM).exists():
         print(f"{CHROMIUM} not found", file=sys.stderr)
         return 2
-    result = asyncio.run(run(args.repetitions, args.warmup))
+    result = asyncio.run(run(args.repetitions, args.warmup, camera))
     print(
         f"joiner:          p50 {result['joiner_p50_s']:.3f} s   p95 {result['joiner_p95_s']:.3f} s"
     )
