@@ -219,6 +219,7 @@ def _quality_stage(work: Work) -> None:
         record.fs_hz,
         work.config.flags,
         adc_limits_mv=record.adc_limits_mv,
+        wander_mode=work.config.mode,
     )
 
 

@@ -54,6 +54,7 @@ __all__ = [
     "filter_start",
     "filter_step",
     "filter_zero_phase",
+    "highpass_zero_phase",
     "true_runs",
 ]
 
@@ -182,6 +183,55 @@ def _design(fs_hz: float, mode: FilterMode, mains_hz: float | None) -> FilterDes
         zi_unit=zi_unit,
         zi_unit_zero_phase=zi_unit_zero_phase,
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _highpass_design(fs_hz: float, mode: FilterMode) -> FilterDesign:
+    low_hz = _BAND_HZ[mode][0]
+    spread_high = (math.sqrt(2.0) - 1.0) ** (1.0 / (2 * HIGHPASS_ORDER))
+    low_zp = _unwarp(_warp(low_hz, fs_hz) * spread_high, fs_hz)
+    sos_causal = sps.butter(HIGHPASS_ORDER, low_hz, btype="highpass", fs=fs_hz, output="sos")
+    sos_zero_phase = sps.butter(HIGHPASS_ORDER, low_zp, btype="highpass", fs=fs_hz, output="sos")
+    return FilterDesign(
+        fs_hz=fs_hz,
+        mode=mode,
+        mains_hz=None,
+        low_hz=low_hz,
+        high_hz=fs_hz / 2,
+        sos_causal=np.asarray(sos_causal, dtype=np.float64),
+        sos_zero_phase=np.asarray(sos_zero_phase, dtype=np.float64),
+        zi_unit=np.asarray(sps.sosfilt_zi(sos_causal), dtype=np.float64),
+        zi_unit_zero_phase=np.asarray(sps.sosfilt_zi(sos_zero_phase), dtype=np.float64),
+    )
+
+
+def highpass_zero_phase(
+    x: NDArray[np.floating], fs_hz: float, mode: FilterMode | str = FilterMode.DIAGNOSTIC
+) -> FloatArray:
+    """The high-pass edge of ``mode`` alone, zero-phase, along axis 0.
+
+    For slow measures taken at a low rate, such as a baseline sampled every 0.5 s
+    (``ecg.flags``): at 2 Hz the band's low-pass and the mains notch have nothing left
+    to do, and the high-pass costs next to nothing.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n_samples,) or (n_samples, n_columns)
+        NaN-free signal.
+    fs_hz : float
+        Its sampling rate in Hz; the mode's high-pass edge must be below ``fs_hz / 2``.
+    mode : FilterMode or str
+
+    Returns
+    -------
+    ndarray of float64, same shape as ``x``
+    """
+    if not (math.isfinite(fs_hz) and fs_hz > 2 * _BAND_HZ[FilterMode(mode)][0]):
+        raise ConfigError(f"fs_hz must be above twice the {mode} high-pass edge, got {fs_hz!r}")
+    data = np.asarray(x, dtype=np.float64)
+    if data.shape[0] == 0:
+        return data.copy()
+    return _filtfilt(_highpass_design(float(fs_hz), FilterMode(mode)), data)
 
 
 def _warp(f_hz: float, fs_hz: float) -> float:

@@ -86,7 +86,7 @@ from numpy.typing import NDArray
 from scipy.ndimage import maximum_filter1d, minimum_filter1d, uniform_filter1d
 
 from ecg.errors import ConfigError, SignalError
-from ecg.filters import true_runs
+from ecg.filters import FilterMode, highpass_zero_phase, true_runs
 
 __all__ = [
     "MEASURE_UNITS",
@@ -322,11 +322,23 @@ def _rate_flags(beats: IntArray, fs_hz: float, config: FlagConfig) -> list[Flag]
         (FlagKind.BRADYCARDIA, smooth < config.bradycardia_bpm),
         (FlagKind.TACHYCARDIA, smooth > config.tachycardia_bpm),
     ):
-        episodes = [
-            (int(beats[start]), int(beats[stop]), float(np.median(rate_bpm[start:stop])))
+        # Runs of intervals never touch (a False interval lies between two), so there
+        # is nothing to merge: keep the long ones, then take their medians.
+        runs = [
+            (start, stop)
             for start, stop in true_runs(mask)
+            if beats[stop] - beats[start] >= min_samples
         ]
-        flags += merge_episodes(kind, episodes, min_samples, worst=kind is FlagKind.TACHYCARDIA)
+        flags += [
+            Flag(
+                kind,
+                int(beats[start]),
+                int(beats[stop]),
+                None,
+                float(np.median(rate_bpm[start:stop])),
+            )
+            for start, stop in runs
+        ]
     return flags
 
 
@@ -346,9 +358,17 @@ def running_median(values: FloatArray, width: int) -> FloatArray:
     if width <= 1 or values.size <= 1:
         return values.copy()
     half = width // 2
-    padded = np.concatenate([np.full(half, np.nan), values, np.full(width - 1 - half, np.nan)])
-    windows = np.lib.stride_tricks.sliding_window_view(padded, width)
-    return np.asarray(np.nanmedian(windows, axis=1), dtype=np.float64)
+    result = np.empty(values.size)
+    if values.size >= width:
+        # Whole windows in one vectorised call; only the shrunken ones at the ends loop.
+        inner = np.lib.stride_tricks.sliding_window_view(values, width)
+        result[half : half + inner.shape[0]] = np.median(inner, axis=1)
+        ends = [*range(half), *range(half + inner.shape[0], values.size)]
+    else:
+        ends = list(range(values.size))
+    for index in ends:
+        result[index] = np.median(values[max(0, index - half) : index + width - half])
+    return result
 
 
 def _gap_flags(
@@ -362,7 +382,9 @@ def _gap_flags(
     # before the first and after the last beat can only be asystole.
     bounds = np.concatenate([[0], beats, [n_samples]]).astype(np.int64)
     pauses, asystoles = [], []
-    for index in range(bounds.size - 1):
+    # Only gaps longer than a pause can be anything: a Python loop over those alone.
+    long_gaps = np.flatnonzero(np.diff(bounds) > config.pause_s * fs_hz - 1)
+    for index in long_gaps.tolist():
         onset, offset = int(bounds[index]), int(bounds[index + 1])
         gap_s = (offset - onset) / fs_hz
         between_beats = 0 < index < bounds.size - 2
@@ -414,11 +436,25 @@ def _irregular_flags(beats: IntArray, fs_hz: float, config: FlagConfig) -> list[
     expected = (2 * window - 4) / 3.0
     spread = config.af_turning_sigma * math.sqrt((16 * window - 29) / 90.0)
     irregular = (irregularity > config.af_irregularity) & (np.abs(turning - expected) <= spread)
-    episodes = [
-        (int(beats[start]), int(beats[start + window]), float(irregularity[start]))
-        for start in np.flatnonzero(irregular)
+    # Windows starting at s and s' > s overlap when s' <= s + window (beats increase):
+    # such chains are one episode, measured by their largest irregularity.
+    starts = np.flatnonzero(irregular)
+    if starts.size == 0:
+        return []
+    first = np.concatenate([[0], np.flatnonzero(np.diff(starts) > window) + 1])
+    last = np.append(first[1:], starts.size) - 1
+    measure = np.maximum.reduceat(irregularity[starts], first)
+    min_samples = config.min_af_episode_s * fs_hz
+    return [
+        Flag(FlagKind.IRREGULAR, onset, offset, None, value)
+        for onset, offset, value in zip(
+            beats[starts[first]].tolist(),
+            beats[starts[last] + window].tolist(),
+            measure.tolist(),
+            strict=True,
+        )
+        if offset - onset >= min_samples
     ]
-    return merge_episodes(FlagKind.IRREGULAR, episodes, config.min_af_episode_s * fs_hz)
 
 
 # --------------------------------------------------------------------------- rhythm, live
@@ -537,6 +573,8 @@ def quality_flags(
     fs_hz: float,
     config: FlagConfig = FlagConfig(),
     adc_limits_mv: NDArray[np.floating] | None = None,
+    *,
+    wander_mode: FilterMode | str | None = None,
 ) -> list[Flag]:
     """Per-lead quality flags.
 
@@ -551,6 +589,11 @@ def quality_flags(
     config : FlagConfig
     adc_limits_mv : ndarray, shape (2, n_leads), optional
         Lowest and highest value the ADC can represent per lead, mV (NaN if unknown).
+    wander_mode : FilterMode or str, optional
+        ``None``: the baseline is the block medians of ``filtered_mv``. A mode: the
+        block medians of ``raw_mv``, high-passed zero-phase at the block rate with
+        that mode's high-pass edge (:func:`ecg.filters.highpass_zero_phase`), which
+        needs no full-rate filter for the wander measure (``ecg.annotate`` does this).
 
     Returns
     -------
@@ -588,7 +631,14 @@ def quality_flags(
     off |= ptp < config.flat_ptp_mv
     saturated = (clipped > 0) & ~off
     usable = ~off & ~saturated
-    wander = _wander(filtered_leads, fs_hz, starts, ends, config)
+    wander = _wander(
+        filtered_leads if wander_mode is None else raw_leads,
+        fs_hz,
+        starts,
+        ends,
+        config,
+        None if wander_mode is None else FilterMode(wander_mode),
+    )
     noise = _noise(filtered_leads, usable, window, fs_hz, config)
     measures = [
         (FlagKind.LEAD_OFF, off, ptp, False),
@@ -745,13 +795,17 @@ def _flat_runs(
 
 
 def _wander(
-    filtered: NDArray[np.float32],
+    filtered: NDArray[np.floating],
     fs_hz: float,
     starts: IntArray,
     ends: IntArray,
     config: FlagConfig,
+    highpass: FilterMode | None,
 ) -> FloatArray:
-    """Per lead and window: baseline excursion (mV) within ``wander_span_s`` around it."""
+    """Per lead and window: baseline excursion (mV) within ``wander_span_s`` around it.
+
+    ``highpass``: high-pass the baseline (at the block rate) in this mode first.
+    """
     n_leads, n_samples = filtered.shape
     block = max(1, round(config.baseline_block_s * fs_hz))
     n_blocks = n_samples // block
@@ -764,12 +818,14 @@ def _wander(
     else:
         # Sorting float32 rows is several times faster than np.median on float64; a
         # baseline to 1e-7 relative is plenty against a 0.5 mV threshold.
-        ordered = np.sort(blocks, axis=2)
+        ordered = np.sort(blocks.astype(np.float32, copy=False), axis=2)
         middle = ordered[:, :, (block - 1) // 2 : block // 2 + 1].astype(np.float64)
         baseline = middle.mean(axis=2)
     # Blocks with no valid sample hold the previous block's baseline (0 before any), so
     # that a gap does not look like an excursion; the gap itself is lead-off.
     baseline = _forward_fill(baseline.T).T
+    if highpass is not None:
+        baseline = highpass_zero_phase(baseline.T, fs_hz / block, highpass).T
     span_blocks = max(2, round(config.wander_span_s / config.baseline_block_s))
     high = maximum_filter1d(baseline, span_blocks, axis=1, mode="nearest")
     low = minimum_filter1d(baseline, span_blocks, axis=1, mode="nearest")
@@ -821,9 +877,14 @@ def _noise(
     lengths = _window_lengths(n_samples, window)
     candidate = (above >= (lengths + 1) // 2) & usable
     noise = np.zeros((n_leads, above.shape[1]))
-    for lead, index in zip(*np.nonzero(candidate), strict=True):
-        part = residual[lead, index * window : (index + 1) * window]
-        noise[lead, index] = _MAD_TO_SD * float(np.median(part))
+    leads, windows = np.nonzero(candidate)
+    full = windows * window + window <= n_samples
+    if full.any():
+        rows = residual[:, : n_samples // window * window].reshape(n_leads, -1, window)
+        medians = np.median(rows[leads[full], windows[full]], axis=1)
+        noise[leads[full], windows[full]] = _MAD_TO_SD * medians.astype(np.float64)
+    for lead, index in zip(leads[~full].tolist(), windows[~full].tolist(), strict=True):
+        noise[lead, index] = _MAD_TO_SD * float(np.median(residual[lead, index * window :]))
     return noise
 
 
