@@ -28,10 +28,12 @@ Design notes
   every lead speaks in "beats" whatever its gain.
 - **Fusion of leads.** The detection function is the weighted mean of the normalised
   envelopes. A lead's weight is the product of: its peakiness over past blocks (beats
-  stand out of the envelope's median; noise does not); its local calm (the mean of its
-  envelope clipped at ``ACTIVITY_CLIP`` over the last ``noise_s``: above
-  ``ACTIVITY_CALM`` the weight falls with the square, so a lead in a burst of
-  artefact yields to the others within a beat); its visibility (how high its envelope
+  stand out of the envelope's median; noise does not); its local calm (its noise
+  floor: the running minimum of its envelope over ``FLOOR_S``, averaged over the last
+  ``noise_s``; a minimum ignores beats and T waves, so a lead is not penalised for big
+  beats, while a burst of noise lifts it; above ``ACTIVITY_CALM`` the weight falls
+  with the square, so a lead in a burst of noise yields to the others within a
+  beat); its visibility (how high its envelope
   stood at the last detected beats: a lead in which beats do not show, but artefacts
   do, fades out); and zero where the lead is unusable — NaN, or flat for ``flat_s``
   (lead off, stuck at a rail), counted from the first sample of the flat run so the
@@ -65,7 +67,7 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 from scipy import signal as sps
-from scipy.ndimage import maximum_filter1d
+from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
 from ecg.errors import ConfigError, SignalError
 
@@ -88,14 +90,16 @@ LOCATE_S = 0.06
 SUPPRESS_S = 0.1
 # A lead whose beats reach this (normalised envelope) at detected beats is fully
 # visible; below it, its weight falls with the square of the shortfall.
-VISIBLE = 0.8
+VISIBLE = 1.0
 # Candidates below this value of the detection function are not considered.
 CANDIDATE_FLOOR = 0.05
 # Floor of a lead's scale in the first block, in mV of band-passed RMS envelope.
 START_SCALE_MV = 0.08
-# Local activity (mean normalised envelope) above which a lead is down-weighted.
-ACTIVITY_CLIP = 0.3
-ACTIVITY_CALM = 0.12
+# Noise floor (mean of the normalised envelope's running minimum) above which a lead
+# is down-weighted.
+ACTIVITY_CALM = 0.08
+# Window of the running minimum that measures a lead's noise floor, in seconds.
+FLOOR_S = 0.25
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -573,11 +577,11 @@ def _lead_weights(state: DetectorState, lo: int, hi: int) -> FloatArray:
     """Weight of each lead on buffer columns ``lo:hi``.
 
     The block weight (peakiness of past blocks) is divided by the square of the lead's
-    local activity (beyond ``ACTIVITY_CALM``), the mean of its normalised envelope,
-    clipped at ``ACTIVITY_CLIP`` so that beats count little, from ``noise_s`` before
-    to ``reach`` after the column: a clean lead idles near 0.1, a lead in a burst of
-    noise or artefact near 0.3, so the fusion follows the cleaner leads within a beat
-    or two. A lead weighs nothing within ``settle_s`` after and ``reach`` before a bad
+    noise floor (beyond ``ACTIVITY_CALM``): the running minimum of its normalised
+    envelope over ``FLOOR_S``, averaged from ``noise_s`` before to ``reach`` after the
+    column. A clean lead's floor is a few hundredths of its beat level, a lead in a
+    burst of noise sits at several tenths, so the fusion follows the cleaner leads
+    within a beat or two. A lead weighs nothing within ``settle_s`` after and ``reach`` before a bad
     sample (NaN, flat). ``reach`` is the look-ahead that the decision of the last
     candidate of a chunk can use without waiting, which keeps chunked equal to batch.
     """
@@ -586,7 +590,10 @@ def _lead_weights(state: DetectorState, lo: int, hi: int) -> FloatArray:
     back = max(state.noise_n, state.settle_n)
     cols = np.arange(lo, hi)
     span = np.clip(cols + reach + 1, 0, n_buf) - np.clip(cols - state.noise_n, 0, n_buf)
-    ce = _padded_cumsum(np.minimum(state.buf_env, ACTIVITY_CLIP), back, reach + 1)
+    # The floor under the beats: the minimum of the envelope over the last FLOOR_S.
+    size = max(2, round(FLOOR_S * state.internal_fs_hz))
+    floor = minimum_filter1d(state.buf_env, size, axis=1, mode="nearest", origin=(size - 1) // 2)
+    ce = _padded_cumsum(floor, back, reach + 1)
     ahead = ce[:, back + lo + reach + 1 : back + hi + reach + 1]
     activity = ahead - ce[:, back + lo - state.noise_n : back + hi - state.noise_n]
     activity /= np.maximum(span, 1)
@@ -676,7 +683,7 @@ def _decide(state: DetectorState, final: bool) -> IntArray:
         state.visibility = vis
         state.next_cand_i = decide_to
     beats = _locate(state, np.asarray(peaks, dtype=np.int64) - env_delay, peak_w)
-    _trim(state, state.next_cand_i - sup - max(state.noise_n, state.settle_n) - 4)
+    _trim(state, state.next_cand_i - sup - max(state.noise_n, state.settle_n) - round(0.5 * fs) - 4)
     return beats
 
 
