@@ -5,11 +5,19 @@ Design notes
 - :func:`annotate` is pure: a :class:`~ecg.record.Record` in, an :class:`Annotation` out;
   reading and writing files is ``ecg.record`` and ``ecg.output``'s business.
 - Beats come from :func:`ecg.detect.detect_qrs` on the record as read (it filters for
-  itself and ignores unusable leads). The record is also filtered zero-phase in the
-  configured mode (``diagnostic`` or ``monitoring``, with the mains notch): that
-  filtered signal is what the baseline-wander and noise flags measure, so the mode
-  decides whether slow wander and muscle noise that the monitoring band would hide from
-  the viewer are flagged. Lead-off and saturation are measured on the raw samples.
+  itself and ignores unusable leads). The quality flags need a filtered signal too, for
+  two measures only, and get the cheapest one that serves (issue 2's speed target is
+  10 M samples/s per lead for the whole path): the high-frequency noise measure runs
+  on one causal pass of the configured band and notch
+  (:func:`ecg.filters.filter_leads_causal`, the live stream's filter, started at the
+  baseline), and the baseline-wander measure on the 0.5 s block medians of the raw
+  signal high-passed zero-phase at the block rate (``wander_mode``), so no zero-phase
+  filter of the whole record is run. The mode still decides whether slow wander and
+  muscle noise that the monitoring band would hide are flagged. Lead-off and
+  saturation are measured on the raw samples.
+- The stages (:data:`STAGES`: filter, detect, quality, rhythm, summary) hand their
+  results to each other in a :class:`Work`; ``bench/ecg_speed.py`` times each one.
+  Lead-major copies (one row per lead) are made once, in the filter stage.
 - RR intervals (ms) and instantaneous heart rate (bpm) are per interval: ``rr_ms[i]``
   is from ``beats[i]`` to ``beats[i + 1]``. The median heart rate is ``60000 /
   median(rr_ms)``. The minimum and maximum heart rates of the summary are taken from

@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 import wfdb
 
-from ecg.annotate import AnnotateConfig, Annotation, annotate, annotator_version, heart_rate
+from ecg.annotate import (
+    STAGES,
+    AnnotateConfig,
+    Annotation,
+    Work,
+    annotate,
+    annotator_version,
+    heart_rate,
+)
 from ecg.errors import ConfigError
 from ecg.flags import FlagKind
 from ecg.record import Record, read_record
@@ -108,6 +116,25 @@ def test_mode_changes_quality_measures_only() -> None:
     assert diagnostic.summary.flag_counts["baseline_wander"] >= 1
     assert monitoring.summary.flag_counts["baseline_wander"] == 0
     assert monitoring.summary.filter_mode == "monitoring"
+
+
+def test_stages_run_one_by_one_give_the_annotation() -> None:
+    """STAGES run in order on a Work (as bench/ecg_speed.py times them) give annotate()'s result."""
+    times = regular_beats(30.0, 130.0)
+    signal = synthetic_ecg(FS_HZ, 30.0, times, n_leads=3)
+    signal[int(10 * FS_HZ) : int(16 * FS_HZ), 1] = np.nan
+    record = _record(signal)
+    config = AnnotateConfig()
+    work = Work(record, config)
+    for _, stage in STAGES:
+        stage(work)
+    result = annotate(record, config)
+    np.testing.assert_array_equal(work.beats, result.beats)
+    assert tuple(sorted(work.rhythm + work.quality, key=lambda f: (f.onset, f.lead or 0))) == (
+        tuple(sorted(result.flags, key=lambda f: (f.onset, f.lead or 0)))
+    )
+    assert work.summary == result.summary
+    assert {flag.kind for flag in result.flags} == {FlagKind.TACHYCARDIA, FlagKind.LEAD_OFF}
 
 
 def test_config_validation() -> None:

@@ -14,9 +14,11 @@ from ecg.filters import (
     FilterMode,
     design_filter,
     filter_causal,
+    filter_leads_causal,
     filter_start,
     filter_step,
     filter_zero_phase,
+    highpass_zero_phase,
 )
 
 SAMPLING_RATES_HZ = [100.0, 128.0, 250.0, 360.0, 500.0, 1000.0, 2000.0]
@@ -201,3 +203,70 @@ def test_zero_phase_short_segment_matches_long_record() -> None:
     start = int(np.argmax(ecg[int(20 * fs_hz) : int(21 * fs_hz), 0])) + int(20 * fs_hz)
     excerpt = filter_zero_phase(ecg[start : start + int(10 * fs_hz)], fs_hz)
     assert np.max(np.abs(excerpt - long[start : start + int(10 * fs_hz)])) < 0.05
+
+
+# --------------------------------------------------------------------------- annotation forms
+
+
+def _spiky(fs_hz: float, duration_s: float, offset_mv: float) -> NDArray[np.float64]:
+    t = np.arange(int(duration_s * fs_hz)) / fs_hz
+    beats = np.exp(-(((t % 0.8) - 0.05) ** 2) / (2 * 0.01**2))  # 1 mV spikes at 75 bpm
+    return np.stack([offset_mv + beats, -offset_mv - 0.5 * beats], axis=1)
+
+
+def test_leads_causal_is_the_causal_filter_after_settling() -> None:
+    """filter_leads_causal differs from filter_causal only in its start (same filter)."""
+    fs_hz = 250.0
+    x = _spiky(fs_hz, 60.0, offset_mv=1.5)
+    ours = filter_leads_causal(np.ascontiguousarray(x.T), fs_hz).T
+    stream = filter_causal(x, fs_hz)
+    settled = slice(int(40 * fs_hz), None)
+    np.testing.assert_allclose(ours[settled], stream[settled], atol=1e-4)
+
+
+def test_leads_causal_starts_at_the_baseline_not_the_first_sample() -> None:
+    """A record opening on a QRS peak has no start-up excursion of the peak's height."""
+    fs_hz = 360.0
+    x = _spiky(fs_hz, 10.0, offset_mv=2.0)[int(0.05 * fs_hz) :]  # first sample on a peak
+    ours = filter_leads_causal(np.ascontiguousarray(x.T), fs_hz).T
+    stream = filter_causal(x, fs_hz)
+    between_beats = slice(int(0.3 * fs_hz), int(0.6 * fs_hz))
+    assert np.abs(ours[between_beats]).max() < 0.1
+    assert np.abs(stream[between_beats]).max() > 0.5
+
+
+def test_leads_causal_filters_each_valid_run_alone() -> None:
+    """NaN stays NaN, and each run of valid samples is filtered as if it were alone."""
+    fs_hz = 250.0
+    x = np.ascontiguousarray(_spiky(fs_hz, 12.0, offset_mv=0.3).T)
+    x[0, 1000:1400] = np.nan
+    out = filter_leads_causal(x, fs_hz)
+    assert np.isnan(out[0, 1000:1400]).all()
+    assert np.isfinite(out[1]).all()
+    np.testing.assert_array_equal(out[0, 1400:], filter_leads_causal(x[:1, 1400:], fs_hz)[0])
+    np.testing.assert_array_equal(out[1], filter_leads_causal(x[1:], fs_hz)[0])
+
+
+def test_leads_causal_refuses_other_shapes() -> None:
+    """Only (n_leads, n_samples) arrays; zero samples give zero samples."""
+    with pytest.raises(SignalError):
+        filter_leads_causal(np.zeros(10), 250.0)
+    assert filter_leads_causal(np.zeros((2, 0)), 250.0).shape == (2, 0)
+
+
+@pytest.mark.parametrize("mode", list(FilterMode))
+def test_highpass_zero_phase_edge_at_a_low_rate(mode: FilterMode) -> None:
+    """At 2 Hz the high-pass alone passes its edge at -3 dB and a decade above intact."""
+    fs_hz = 2.0
+    edge_hz = 0.05 if mode is FilterMode.DIAGNOSTIC else 0.5
+    t = np.arange(int(40 / edge_hz * fs_hz)) / fs_hz
+    middle = slice(t.size // 4, 3 * t.size // 4)
+    for f_hz, expected in ((edge_hz, 10 ** (-3.01 / 20)), (min(10 * edge_hz, 0.9), 1.0)):
+        y = highpass_zero_phase(np.sin(2 * np.pi * f_hz * t), fs_hz, mode)
+        assert np.abs(y[middle]).max() == pytest.approx(expected, abs=0.03)
+
+
+def test_highpass_zero_phase_needs_its_edge_below_nyquist() -> None:
+    """A rate at or below twice the high-pass edge is a ConfigError."""
+    with pytest.raises(ConfigError):
+        highpass_zero_phase(np.zeros(10), 1.0, FilterMode.MONITORING)

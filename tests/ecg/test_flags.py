@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from numpy.typing import NDArray
+from scipy.ndimage import uniform_filter1d
 
 from ecg.errors import ConfigError, SignalError
 from ecg.filters import filter_zero_phase
@@ -283,6 +284,51 @@ def test_emg_like_noise_is_high_frequency_noise() -> None:
     assert len(noise) == 1
     assert abs(noise[0].onset / FS_HZ - 8.0) <= 1.0
     assert abs(noise[0].offset / FS_HZ - 14.0) <= 1.0
+
+
+def test_wander_mode_measures_the_raw_baseline_in_that_band() -> None:
+    """wander_mode: 0.3 Hz wander flagged in diagnostic mode, 0.1 Hz removed in monitoring."""
+    raw = _clean()
+    t = np.arange(raw.shape[0]) / FS_HZ
+    raw[:, 0] += 1.0 * np.sin(2 * np.pi * 0.3 * t)
+    raw[:, 1] += 0.8 * np.sin(2 * np.pi * 0.1 * t)
+    unfiltered = np.zeros_like(raw)  # the noise measure's input: nothing to flag there
+    diagnostic = quality_flags(raw, unfiltered, FS_HZ, wander_mode="diagnostic")
+    monitoring = quality_flags(raw, unfiltered, FS_HZ, wander_mode="monitoring")
+    assert {f.lead for f in _of(diagnostic, FlagKind.BASELINE_WANDER)} == {0, 1}
+    wander = _of(diagnostic, FlagKind.BASELINE_WANDER)
+    assert sum(f.offset - f.onset for f in wander if f.lead == 0) > 0.8 * raw.shape[0]
+    assert {f.lead for f in _of(monitoring, FlagKind.BASELINE_WANDER)} == {0}
+
+
+@pytest.mark.parametrize(("run", "flagged"), [(5, True), (4, False), (12, True)])
+def test_flat_top_across_a_window_edge(run: int, flagged: bool) -> None:
+    """A plateau at the lead's maximum counts from flat_top_s (5 samples) across windows."""
+    raw = _clean()
+    window = int(FS_HZ)
+    start = 3 * window - run // 2
+    raw[start : start + run, 1] = raw[:, 1].max() + 0.5
+    flags = _of(_quality(raw), FlagKind.SATURATION)
+    assert bool(flags) is flagged
+    if flagged:
+        assert [(f.lead, f.onset, f.offset) for f in flags] == [(1, 2 * window, 4 * window)]
+        assert flags[0].measure == pytest.approx(max(run // 2, run - run // 2) / window)
+
+
+def test_noise_measure_is_the_robust_sd_of_the_residual() -> None:
+    """Each noise flag's measure is the largest windowed 1.4826 x median |x - moving average|."""
+    raw = _clean()
+    rng = np.random.default_rng(5)
+    raw[int(4 * FS_HZ) : int(12 * FS_HZ), 0] += rng.normal(0.0, 0.1, int(8 * FS_HZ))
+    filtered = filter_zero_phase(raw, FS_HZ)
+    flags = _of(quality_flags(raw, filtered, FS_HZ), FlagKind.NOISE)
+    assert flags
+    width = round(FlagConfig().noise_smooth_s * FS_HZ)
+    residual = np.abs(filtered - uniform_filter1d(filtered, width, axis=0, mode="nearest"))
+    for flag in flags:
+        windows = residual[flag.onset : flag.offset, flag.lead].reshape(-1, int(FS_HZ))
+        expected = 1.4826 * np.median(windows, axis=1).max()
+        assert flag.measure == pytest.approx(expected, rel=1e-4)
 
 
 def test_two_sample_signal() -> None:
