@@ -70,13 +70,15 @@ def test_folder_without_records_is_an_error(
 
 
 def test_missing_folder_and_bad_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A missing folder, an unknown peer or --jobs 0 give exit status 2 with the reason."""
+    """A missing folder, an unknown peer, --jobs 0 or --repeat 0: exit 2 with the reason."""
     assert main(["ecg", "bench", str(tmp_path / "nowhere")]) == 2
     assert "not a folder" in capsys.readouterr().err
     assert main(["ecg", "bench", str(tmp_path), "--peers", "pan"]) == 2
     assert "unknown peer pan" in capsys.readouterr().err
     assert main(["ecg", "bench", str(tmp_path), "--jobs", "0"]) == 2
     assert "--jobs" in capsys.readouterr().err
+    assert main(["ecg", "bench", str(tmp_path), "--repeat", "0"]) == 2
+    assert "--repeat" in capsys.readouterr().err
 
 
 def test_parse_peers() -> None:
