@@ -7,7 +7,18 @@
     ├── ConfigError(ValueError)   a configuration value is out of range or inconsistent
     ├── SignalError(ValueError)   an array handed to a processing function has the wrong
     │                             shape, sampling rate or dtype
-    └── OutputError               an annotation file cannot be written or read back
+    ├── OutputError               an annotation file cannot be written or read back
+    └── DeviceError               the device stream protocol and its store (ecg.device)
+        ├── ProtocolError         the peer broke the protocol or a request was refused;
+        │   │                     carries an ErrorCode and a reason safe to send
+        │   ├── FrameError        a binary frame cannot be decoded
+        │   ├── MessageError      a text message is not JSON or breaks its schema
+        │   └── StreamRefused     a well-formed message refused in its stream's state
+        ├── LocalProtocolError    our own side asked for what the protocol forbids
+        └── StoreError            the stream store cannot do what was asked
+
+``DeviceError`` and its subclasses live in :mod:`ecg.device`, beside the protocol they
+describe; they are drawn here so that the whole tree is in one place.
 
 Processing functions never raise bare ``Exception``; callers that handle many records
 (``teleconsult ecg annotate``) catch :class:`EcgError` per record, report it, and carry
