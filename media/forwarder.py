@@ -38,7 +38,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from aiortc import MediaStreamTrack, RTCRtpSender
+from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, VideoFrame
@@ -49,8 +49,10 @@ logger = logging.getLogger(__name__)
 class Forwarder(Protocol):
     """Moves media from published tracks to subscribers' senders."""
 
-    def add_source(self, source_id: str, track: MediaStreamTrack) -> None:
-        """Start accepting subscriptions to ``track`` (received from a publisher)."""
+    def add_source(
+        self, source_id: str, track: MediaStreamTrack, receiver: RTCRtpReceiver | None = None
+    ) -> None:
+        """Start accepting subscriptions to ``track``, received by ``receiver``."""
 
     def remove_source(self, source_id: str) -> None:
         """Stop forwarding the source to every sink and forget it."""
@@ -226,7 +228,9 @@ class RelayForwarder:
         self._slots: dict[RTCRtpSender, SlotTrack] = {}
         self._slot_sources: dict[RTCRtpSender, str] = {}
 
-    def add_source(self, source_id: str, track: MediaStreamTrack) -> None:
+    def add_source(
+        self, source_id: str, track: MediaStreamTrack, receiver: RTCRtpReceiver | None = None
+    ) -> None:
         if source_id in self._gates:
             raise ValueError(f"source {source_id!r} already added")
         gate = GateTrack(track)

@@ -59,8 +59,9 @@ from media.exceptions import (
     UnknownTransceiverError,
     WrongPeerError,
 )
-from media.forwarder import Forwarder, RelayForwarder
+from media.forwarder import Forwarder
 from media.negotiation import OfferEvent, OfferState, step
+from media.passthrough import PassthroughForwarder
 from media.sdp import MAX_SDP_BYTES, check_description, parse_candidate
 
 logger = logging.getLogger(__name__)
@@ -141,7 +142,8 @@ class Sfu:
     video_codecs
         MIME types offered to subscribers, in order of preference.
     forwarder
-        How media moves from publishers to subscribers; default :class:`RelayForwarder`.
+        How media moves from publishers to subscribers; default
+        :class:`media.passthrough.PassthroughForwarder` (no decode, no encode).
     max_sdp_bytes
         Larger client SDP is refused.
     """
@@ -156,7 +158,7 @@ class Sfu:
     ) -> None:
         self._policy: IcePolicy = ice_transport_policy
         self._video_codecs = tuple(video_codecs)
-        self._forwarder: Forwarder = forwarder if forwarder is not None else RelayForwarder()
+        self._forwarder: Forwarder = forwarder if forwarder is not None else PassthroughForwarder()
         self._max_sdp_bytes = max_sdp_bytes
         self._sessions: dict[str, _Session] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -321,12 +323,20 @@ class Sfu:
     # Introspection (metrics, tests)
 
     def stats(self) -> dict[str, int]:
-        """Counts for metrics: sessions, published tracks, forwarded (subscribed) tracks."""
-        return {
+        """Counts for metrics: sessions, published and forwarded (subscribed) tracks.
+
+        Plus the forwarder's own counters when it keeps any (``stats()``: forwarded
+        packets and bytes, keyframe requests, transcoding fallbacks, decoded frames).
+        """
+        counts = {
             "sessions": len(self._sessions),
             "published_tracks": sum(len(s.published) for s in self._sessions.values()),
             "forwarded_tracks": sum(len(s.sending) for s in self._sessions.values()),
         }
+        forwarder_stats = getattr(self._forwarder, "stats", None)
+        if callable(forwarder_stats):
+            counts.update(forwarder_stats())
+        return counts
 
     def stream_id(self, participant_id: str) -> str:
         """The ``a=msid`` stream id under which others receive the participant's tracks."""
@@ -465,14 +475,15 @@ class Sfu:
             track = transceiver.receiver.track
             receiving_now = transceiver.currentDirection in _RECEIVING
             if transceiver.mid is not None and track is not None and receiving_now:
-                receiving[transceiver.mid] = track
+                receiving[transceiver.mid] = transceiver.receiver
         for mid in [m for m in session.published if m not in receiving]:
             source = session.published.pop(mid)
             self._unpublish_everywhere(session, source)
             await self._notify(session.listener.track_ended(source.track_id))
-        for mid, track in receiving.items():
+        for mid, receiver in receiving.items():
             if mid in session.published:
                 continue
+            track = receiver.track
             kind: TrackKind = "audio" if track.kind == "audio" else "video"
             track_id = track.id if _MSID_TOKEN.fullmatch(track.id) else uuid.uuid4().hex
             source = _Source(
@@ -482,7 +493,7 @@ class Sfu:
                 kind=kind,
                 stream_id=session.stream_id,
             )
-            self._forwarder.add_source(source.source_id, track)
+            self._forwarder.add_source(source.source_id, track, receiver)
             if kind in session.paused:
                 self._forwarder.set_paused(source.source_id, True)
             session.published[mid] = source

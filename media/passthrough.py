@@ -1,0 +1,541 @@
+"""Forwarding of encoded media with no decode and no encode (the SFU's default).
+
+aiortc internals
+----------------
+Written for **aiortc 1.16** (``aiortc~=1.16.0`` in pyproject). This is the one module
+of ``media/`` that reaches into aiortc's receiver and sender beyond their public API;
+``tests/media/test_aiortc_internals.py`` checks every assumption below, so that an
+upgrade that moves one fails loudly there rather than silently decoding again.
+
+- ``RTCRtpReceiver._RTCRtpReceiver__decoder_queue``: a ``queue.Queue`` of
+  ``(codec, JitterFrame)`` that ``_handle_rtp_packet`` fills (on the event loop) with
+  each depayloaded, reassembled encoded frame, and that a decoder thread
+  (``decoder_worker``) reads with ``get()``; ``None`` stops the thread, which then
+  ends the receiver's track. :class:`DecoderTap` replaces that queue: an encoded
+  frame goes to our fan-out instead of the decoder, ``None`` and ``get()`` go to the
+  original queue, so the (idle) thread and the end of the track work as before.
+  Frames reach the decoder only while a transcoding fallback needs them.
+- ``JitterFrame.data`` is the codec bitstream (VP8 frame, H.264 Annex B, Opus
+  packet); ``JitterFrame.timestamp`` the RTP timestamp mapped to start at 0.
+- ``RTCRtpReceiver._send_rtcp_pli(media_ssrc)`` sends a PLI to the publisher.
+- ``RTCRtpSender._next_encoded_frame`` calls ``encoder.pack(packet)`` (no encode)
+  when the track yields an ``av.Packet``; ``pack`` takes the RTP timestamp from
+  ``packet.pts`` in ``packet.time_base``.
+- ``RTCRtpSender._handle_rtcp_packet`` calls ``self._send_keyframe()`` for a PLI or
+  FIR from the subscriber: we wrap it on the instance to route the request to the
+  publisher (encoding only honours it for decoded frames).
+- ``RTCRtpSender.send(parameters)`` starts the RTP loop with ``parameters.codecs[0]``:
+  we wrap it on the instance to learn the codec the subscriber negotiated.
+
+Design notes
+------------
+- One :class:`_Source` per published track fans each encoded frame out to the
+  :class:`_Sink` of every subscriber's sender; a sink is a never-ending track (like
+  :class:`media.forwarder.SlotTrack`) whose source can be switched, so a transceiver
+  freed by a departed publisher can carry another.
+- A video sink holds frames back until a keyframe (a decoder cannot start
+  elsewhere) and asks the publisher for one at once; keyframe requests are
+  throttled per source (``keyframe_interval_s``) because N subscribers joining or
+  losing packets together must not make the publisher send N keyframes.
+- A sink's RTP timestamps never go back across source switches (the
+  :func:`media.forwarder.restamp` timeline, in the codec clock).
+- A sink whose negotiated codec differs from what the source sends (a VP8-only
+  subscriber, an H.264 publisher) falls back to aiortc's ``MediaRelay`` for that
+  subscriber only: the tap then also feeds the decoder, and the sink reads decoded
+  frames that its sender encodes. Counted in ``stats()["transcoding_fallbacks"]``.
+- Queues are bounded: a sink that falls behind drops (video: until the next
+  keyframe) instead of growing memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import fractions
+import logging
+import queue
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import av
+from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender
+from aiortc.contrib.media import MediaRelay
+from aiortc.mediastreams import MediaStreamError
+from av.packet import Packet as AnyPacket
+
+from media.forwarder import GateTrack, Timeline, restamp
+
+logger = logging.getLogger(__name__)
+
+# An encoded frame, not yet muxed into any stream (av's stubs make Packet generic;
+# at run time it is not subscriptable).
+if TYPE_CHECKING:
+    Packet: TypeAlias = AnyPacket[Any]
+else:
+    Packet = AnyPacket
+
+AIORTC_VERSION = "1.16"
+VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
+AUDIO_TIME_BASE = fractions.Fraction(1, 48000)
+# An Opus frame of 20 ms in the 48 kHz clock: the step of the audio timeline.
+_OPUS_FRAME_TICKS = 960
+# Name-mangled private attribute of RTCRtpReceiver (see the module notes).
+_DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
+
+
+# Pure helpers (no aiortc state)
+
+
+def is_keyframe(mime_type: str, data: bytes) -> bool:
+    """Whether an encoded frame can start decoding.
+
+    Parameters
+    ----------
+    mime_type : str
+        ``video/VP8``, ``video/H264`` or an audio type (always ``True``).
+    data : bytes
+        The frame's bitstream: a VP8 frame (RFC 6386 9.1: bit 0 of the first byte is
+        0 for a key frame) or H.264 Annex B (an IDR slice, NAL type 5).
+    """
+    name = mime_type.lower()
+    if name == "video/vp8":
+        return len(data) > 0 and data[0] & 0x01 == 0
+    if name == "video/h264":
+        return any(nal_type == 5 for nal_type in h264_nal_types(data))
+    return True
+
+
+def h264_nal_types(data: bytes) -> list[int]:
+    """The NAL unit types of an Annex B bitstream, in order."""
+    types = []
+    start = data.find(b"\x00\x00\x01")
+    while start != -1 and start + 3 < len(data):
+        types.append(data[start + 3] & 0x1F)
+        start = data.find(b"\x00\x00\x01", start + 3)
+    return types
+
+
+def time_base_of(kind: str) -> fractions.Fraction:
+    """RTP clock of ``kind`` as a time base: 1/90000 s video, 1/48000 s audio (Opus)."""
+    return VIDEO_TIME_BASE if kind == "video" else AUDIO_TIME_BASE
+
+
+@dataclass
+class Throttle:
+    """At most one event per ``interval_s``: ``allow(now_s)`` says whether this one goes."""
+
+    interval_s: float
+    last_s: float | None = None
+
+    def allow(self, now_s: float) -> bool:
+        if self.last_s is not None and now_s - self.last_s < self.interval_s:
+            return False
+        self.last_s = now_s
+        return True
+
+
+@dataclass
+class ForwardStats:
+    """Counters of one forwarder (exported as metrics)."""
+
+    forwarded_packets: int = 0  # encoded frames handed to subscribers' senders
+    forwarded_bytes: int = 0
+    keyframe_requests: int = 0  # PLIs sent to publishers (after throttling)
+    transcoding_fallbacks: int = 0  # sinks that had to decode and encode
+    decoded_frames: int = 0  # encoded frames handed to aiortc's decoder
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+# The aiortc adapter
+
+
+class DecoderTap:
+    """Stands in for a receiver's decoder queue (see the module notes).
+
+    ``on_frame(mime_type, data, timestamp)`` gets each encoded frame on the event
+    loop; while ``decode`` is true, frames also go to aiortc's decoder thread.
+    """
+
+    def __init__(
+        self,
+        inner: queue.Queue[Any],
+        on_frame: Callable[[str, bytes, int], None],
+        stats: ForwardStats,
+    ) -> None:
+        self.inner = inner
+        self.on_frame = on_frame
+        self.decode = False
+        self._stats = stats
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        return self.inner.get(*args, **kwargs)
+
+    def put(self, item: Any, *args: Any, **kwargs: Any) -> None:
+        if item is None:
+            self.inner.put(None)
+            return
+        codec, encoded_frame = item
+        if self.decode:
+            self._stats.decoded_frames += 1
+            self.inner.put(item)
+        self.on_frame(codec.mimeType, bytes(encoded_frame.data), int(encoded_frame.timestamp))
+
+
+def tap_receiver(
+    receiver: RTCRtpReceiver, on_frame: Callable[[str, bytes, int], None], stats: ForwardStats
+) -> DecoderTap:
+    """Route ``receiver``'s encoded frames to ``on_frame`` instead of its decoder."""
+    inner = getattr(receiver, _DECODER_QUEUE)
+    if isinstance(inner, DecoderTap):
+        raise ValueError("receiver already tapped")
+    tap = DecoderTap(inner, on_frame, stats)
+    setattr(receiver, _DECODER_QUEUE, tap)
+    return tap
+
+
+def send_pli(receiver: RTCRtpReceiver) -> bool:
+    """Ask the publisher behind ``receiver`` for a keyframe; ``False`` if no SSRC yet."""
+    sources = receiver.getSynchronizationSources()
+    if not sources:
+        return False
+    ssrc = max(sources, key=lambda s: s.timestamp).source
+    task = asyncio.ensure_future(receiver._send_rtcp_pli(ssrc))
+    task.add_done_callback(_log_failure)
+    return True
+
+
+def hook_sender(
+    sender: RTCRtpSender,
+    on_keyframe_request: Callable[[], None],
+    on_codec: Callable[[str], None],
+) -> None:
+    """Route ``sender``'s PLI/FIR to ``on_keyframe_request``; report its codec to ``on_codec``."""
+    original_keyframe = sender._send_keyframe
+    original_send = sender.send
+
+    def send_keyframe() -> None:
+        original_keyframe()  # still honoured when the sink falls back to encoding
+        on_keyframe_request()
+
+    async def send(parameters: Any) -> None:
+        if parameters.codecs:
+            on_codec(str(parameters.codecs[0].mimeType))
+        await original_send(parameters)
+
+    sender._send_keyframe = send_keyframe  # type: ignore[method-assign]
+    sender.send = send  # type: ignore[method-assign]
+
+
+def _log_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("keyframe request failed: %s", task.exception())
+
+
+# The fan-out
+
+
+@dataclass(eq=False)
+class _Source:
+    """One published track: its tap, its subscribers, its keyframe throttle."""
+
+    source_id: str
+    kind: str
+    track: MediaStreamTrack
+    receiver: RTCRtpReceiver | None
+    throttle: Throttle
+    sinks: set[_Sink] = field(default_factory=set)
+    mime_type: str | None = None  # what the publisher sends, from the first frame
+    paused: bool = False
+    tap: DecoderTap | None = None
+    gate: GateTrack | None = None  # decoded path, only while a sink transcodes
+    transcoding: set[_Sink] = field(default_factory=set)
+
+
+class _Sink(MediaStreamTrack):
+    """What one subscriber's sender reads: packets of its current source (or frames)."""
+
+    def __init__(self, kind: str, forwarder: PassthroughForwarder, max_queue: int) -> None:
+        super().__init__()
+        self.kind = kind
+        self.mime_type: str | None = None  # negotiated by the subscriber
+        self.source: _Source | None = None
+        self._forwarder = forwarder
+        self._queue: collections.deque[Packet] = collections.deque(maxlen=max_queue)
+        self._ready = asyncio.Event()
+        self._need_keyframe = kind == "video"
+        self._timeline = Timeline()
+        self._generation = 0
+        self._decoded: MediaStreamTrack | None = None  # relay proxy in fallback
+
+    def switch(self, source: _Source | None) -> None:
+        self._queue.clear()
+        self._generation += 1
+        self._need_keyframe = self.kind == "video"
+        if self._decoded is not None:
+            self._decoded.stop()
+            self._decoded = None
+        self.source = source
+        self._ready.set()
+
+    def push(self, packet: Packet, keyframe: bool) -> bool:
+        """Queue ``packet``; ``False`` if dropped while waiting for a keyframe."""
+        if self._need_keyframe:
+            if not keyframe:
+                return False
+            self._need_keyframe = False
+        if len(self._queue) == self._queue.maxlen and self.kind == "video":
+            # Behind: a gap in video needs a fresh keyframe, not the next delta.
+            self._queue.clear()
+            self._need_keyframe = not keyframe
+            if not keyframe:
+                return False
+        self._queue.append(packet)
+        self._ready.set()
+        return True
+
+    @property
+    def transcodes(self) -> bool:
+        return self._decoded is not None
+
+    def start_transcoding(self, decoded: MediaStreamTrack) -> None:
+        self._queue.clear()
+        self._decoded = decoded
+        self._ready.set()
+
+    async def recv(self) -> Any:
+        while True:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._forwarder._check_codec(self)
+            decoded = self._decoded
+            if decoded is not None:
+                with contextlib.suppress(MediaStreamError):
+                    return await decoded.recv()
+                if self._decoded is decoded:
+                    self._decoded = None
+                continue
+            if self._queue:
+                return self._restamped(self._queue.popleft())
+            self._ready.clear()
+            await self._ready.wait()
+
+    def _restamped(self, packet: Packet) -> Packet:
+        step = _OPUS_FRAME_TICKS if self.kind == "audio" else 1
+        pts, self._timeline = restamp(packet.pts or 0, step, self._generation, self._timeline)
+        if pts == packet.pts:
+            return packet
+        copy: Packet = av.Packet(bytes(packet))
+        copy.pts = pts
+        copy.time_base = packet.time_base
+        return copy
+
+    def stop(self) -> None:
+        super().stop()
+        self._ready.set()
+        if self._decoded is not None:
+            self._decoded.stop()
+            self._decoded = None
+
+
+class PassthroughForwarder:
+    """A :class:`media.forwarder.Forwarder` that forwards encoded frames untouched.
+
+    Parameters
+    ----------
+    keyframe_interval_s
+        At most one keyframe request per source in this interval.
+    max_queue_frames
+        Frames a subscriber may fall behind before it drops.
+    on_frame
+        Called with ``(source_id, kind, mime_type, packet)`` for every encoded frame of
+        every source, before pausing applies (the recorder's hook).
+    """
+
+    def __init__(
+        self,
+        *,
+        keyframe_interval_s: float = 0.5,
+        max_queue_frames: int = 64,
+        on_frame: Callable[[str, str, str, Packet], None] | None = None,
+    ) -> None:
+        self._keyframe_interval_s = keyframe_interval_s
+        self._max_queue_frames = max_queue_frames
+        self._sources: dict[str, _Source] = {}
+        self._sinks: dict[RTCRtpSender, _Sink] = {}
+        self._relay = MediaRelay()
+        self.on_frame = on_frame
+        self.counters = ForwardStats()
+
+    # Forwarder
+
+    def add_source(
+        self, source_id: str, track: MediaStreamTrack, receiver: RTCRtpReceiver | None = None
+    ) -> None:
+        if source_id in self._sources:
+            raise ValueError(f"source {source_id!r} already added")
+        source = _Source(
+            source_id, track.kind, track, receiver, Throttle(self._keyframe_interval_s)
+        )
+        if receiver is None:
+            # No receiver to tap (a local track): only the decoded path can read it.
+            source.gate = GateTrack(track)
+        else:
+            source.tap = tap_receiver(
+                receiver, lambda m, d, t: self._on_frame(source, m, d, t), self.counters
+            )
+        self._sources[source_id] = source
+
+    def remove_source(self, source_id: str) -> None:
+        source = self._sources.pop(source_id, None)
+        if source is None:
+            return
+        for sink in list(source.sinks):
+            sink.switch(None)
+        source.sinks.clear()
+        source.transcoding.clear()
+        if source.tap is not None:
+            source.tap.on_frame = _ignore
+            source.tap.decode = False
+        if source.gate is not None:
+            source.gate.stop()
+
+    def connect(self, source_id: str, sender: RTCRtpSender) -> None:
+        source = self._sources.get(source_id)
+        if source is None:
+            raise ValueError(f"unknown source {source_id!r}")
+        sink = self._sinks.get(sender)
+        if sink is None:
+            sink = _Sink(source.kind, self, self._max_queue_frames)
+            self._sinks[sender] = sink
+            hook_sender(
+                sender,
+                lambda: self._keyframe_wanted(sink),
+                lambda mime: setattr(sink, "mime_type", mime),
+            )
+            sender.replaceTrack(sink)
+        self._detach(sink)
+        sink.switch(source)
+        source.sinks.add(sink)
+        if source.tap is None:
+            self._start_transcoding(source, sink)
+        self._request_keyframe(source)
+
+    def disconnect(self, sender: RTCRtpSender) -> None:
+        sink = self._sinks.get(sender)
+        if sink is not None:
+            self._detach(sink)
+            sink.switch(None)
+
+    def release(self, sender: RTCRtpSender) -> None:
+        sink = self._sinks.pop(sender, None)
+        if sink is not None:
+            self._detach(sink)
+            sink.stop()
+
+    def set_paused(self, source_id: str, paused: bool) -> None:
+        source = self._sources.get(source_id)
+        if source is None:
+            raise ValueError(f"unknown source {source_id!r}")
+        source.paused = paused
+        if source.gate is not None:
+            source.gate.paused = paused
+        if not paused:
+            self._request_keyframe(source)
+
+    async def close(self) -> None:
+        for source_id in list(self._sources):
+            self.remove_source(source_id)
+        for sender in list(self._sinks):
+            self.release(sender)
+
+    # Introspection
+
+    def stats(self) -> dict[str, int]:
+        """Counters: forwarded packets/bytes, keyframe requests, fallbacks, decoded frames."""
+        counts = self.counters.as_dict()
+        counts["transcoding_sinks"] = sum(len(s.transcoding) for s in self._sources.values())
+        return counts
+
+    # Internals
+
+    def _on_frame(self, source: _Source, mime_type: str, data: bytes, timestamp: int) -> None:
+        source.mime_type = mime_type
+        packet: Packet = av.Packet(data)
+        packet.pts = timestamp
+        packet.dts = timestamp
+        packet.time_base = time_base_of(source.kind)
+        keyframe = is_keyframe(mime_type, data)
+        packet.is_keyframe = keyframe
+        if self.on_frame is not None:
+            self.on_frame(source.source_id, source.kind, mime_type, packet)
+        if source.paused:
+            return
+        for sink in source.sinks:
+            if sink.transcodes:
+                continue
+            if sink.push(packet, keyframe):
+                self.counters.forwarded_packets += 1
+                self.counters.forwarded_bytes += len(data)
+            else:
+                self._request_keyframe(source)
+
+    def _check_codec(self, sink: _Sink) -> None:
+        """Fall back to transcoding if ``sink``'s codec is not what its source sends."""
+        source = sink.source
+        if (
+            source is None
+            or sink.transcodes
+            or sink.mime_type is None
+            or source.mime_type is None
+            or sink.mime_type.lower() == source.mime_type.lower()
+        ):
+            return
+        logger.info(
+            "subscriber negotiated %s, publisher sends %s: transcoding for it",
+            sink.mime_type,
+            source.mime_type,
+        )
+        self._start_transcoding(source, sink)
+
+    def _start_transcoding(self, source: _Source, sink: _Sink) -> None:
+        self.counters.transcoding_fallbacks += 1
+        if source.gate is None:
+            source.gate = GateTrack(source.track)
+            source.gate.paused = source.paused
+        if source.tap is not None:
+            source.tap.decode = True
+        source.transcoding.add(sink)
+        sink.start_transcoding(self._relay.subscribe(source.gate, buffered=source.kind == "audio"))
+        self._request_keyframe(source)
+
+    def _detach(self, sink: _Sink) -> None:
+        source = sink.source
+        if source is None:
+            return
+        source.sinks.discard(sink)
+        source.transcoding.discard(sink)
+        if not source.transcoding and source.tap is not None:
+            source.tap.decode = False
+
+    def _keyframe_wanted(self, sink: _Sink) -> None:
+        if sink.source is not None:
+            self._request_keyframe(sink.source)
+
+    def _request_keyframe(self, source: _Source) -> None:
+        if source.kind != "video" or source.receiver is None:
+            return
+        if not source.throttle.allow(time.monotonic()):
+            return
+        if send_pli(source.receiver):
+            self.counters.keyframe_requests += 1
+        else:
+            source.throttle.last_s = None  # nothing sent: the next request may go
+
+
+def _ignore(mime_type: str, data: bytes, timestamp: int) -> None:
+    """A removed source's tap: frames still arriving are dropped."""

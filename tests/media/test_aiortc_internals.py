@@ -1,0 +1,79 @@
+"""Every aiortc 1.16 internal that media/passthrough.py relies on is still where it was."""
+
+from __future__ import annotations
+
+import inspect
+import queue
+
+import aiortc
+import pytest
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+from aiortc.codecs import get_encoder
+from aiortc.jitterbuffer import JitterFrame
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpreceiver import decoder_worker
+
+from media import passthrough
+from media.aiortc_compat import rtc_configuration
+from media.passthrough import ForwardStats, tap_receiver
+
+
+def test_pinned_version() -> None:
+    """The installed aiortc is the minor version the adapter was written for."""
+    assert aiortc.__version__.startswith(passthrough.AIORTC_VERSION + "."), aiortc.__version__
+
+
+async def test_receiver_decoder_queue_is_tappable() -> None:
+    """A receiver has the private decoder queue; the tap replaces it and keeps get()."""
+    pc = RTCPeerConnection(rtc_configuration([], "all"))
+    receiver = pc.addTransceiver("video", direction="recvonly").receiver
+    assert isinstance(getattr(receiver, "_RTCRtpReceiver__decoder_queue", None), queue.Queue)
+    seen: list[tuple[str, bytes, int]] = []
+    tap = tap_receiver(receiver, lambda m, d, t: seen.append((m, d, t)), ForwardStats())
+    assert receiver._RTCRtpReceiver__decoder_queue is tap
+    vp8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+    tap.put((vp8, JitterFrame(data=b"\x10\x02", timestamp=3000)))
+    tap.put(None)  # what the receiver sends to stop its decoder thread
+    assert seen == [("video/VP8", b"\x10\x02", 3000)]
+    assert tap.get(timeout=1) is None
+    await pc.close()
+
+
+def test_receiver_feeds_the_queue_and_the_thread_reads_it() -> None:
+    """_handle_rtp_packet puts (codec, frame) into the queue; the worker only calls get()."""
+    handle = inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+    assert "self.__decoder_queue.put((codec, encoded_frame))" in handle
+    worker = inspect.getsource(decoder_worker)
+    assert "input_q.get()" in worker
+    assert "input_q.put" not in worker
+    receive = inspect.getsource(RTCRtpReceiver.receive)
+    assert "self.__decoder_queue" in receive
+    assert callable(RTCRtpReceiver._send_rtcp_pli)
+    assert list(inspect.signature(RTCRtpReceiver._send_rtcp_pli).parameters) == [
+        "self",
+        "media_ssrc",
+    ]
+
+
+def test_sender_packs_packets_and_routes_pli_to_send_keyframe() -> None:
+    """The sender packs av.Packets without encoding and calls _send_keyframe on PLI/FIR."""
+    next_frame = inspect.getsource(RTCRtpSender._next_encoded_frame)
+    assert "self.__encoder.pack(data)" in next_frame
+    assert "isinstance(data, Frame)" in next_frame
+    rtcp = inspect.getsource(RTCRtpSender._handle_rtcp_packet)
+    assert "self._send_keyframe()" in rtcp
+    send = inspect.getsource(RTCRtpSender.send)
+    assert "self._run_rtp(parameters.codecs[0])" in send
+    for mime, rate in (("video/VP8", 90000), ("video/H264", 90000), ("audio/opus", 48000)):
+        codec = RTCRtpCodecParameters(mimeType=mime, clockRate=rate, payloadType=96)
+        assert callable(get_encoder(codec).pack)
+
+
+async def test_a_receiver_is_tapped_once() -> None:
+    """Tapping a receiver twice is refused (one reader per source)."""
+    pc = RTCPeerConnection(rtc_configuration([], "all"))
+    receiver = pc.addTransceiver("audio", direction="recvonly").receiver
+    tap_receiver(receiver, lambda m, d, t: None, ForwardStats())
+    with pytest.raises(ValueError, match="already tapped"):
+        tap_receiver(receiver, lambda m, d, t: None, ForwardStats())
+    await pc.close()

@@ -1,0 +1,140 @@
+"""Passthrough forwarding through the SFU with real aiortc peers, and its pure helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from aiortc import RTCRtpSender, RTCSessionDescription
+
+from media.passthrough import PassthroughForwarder, Throttle, h264_nal_types, is_keyframe
+from media.sfu import Sfu
+from tests.media.peers import Client, ColourTrack, close_to, mean_colour, wait_for
+
+RED, GREEN, BLUE = (220, 30, 30), (30, 200, 30), (30, 30, 220)
+
+
+@pytest.fixture
+async def forwarder() -> PassthroughForwarder:
+    return PassthroughForwarder()
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[list[Client]]:
+    made: list[Client] = []
+    yield made
+    for client in made:
+        await client.close()
+
+
+async def joined_pair(
+    forwarder: PassthroughForwarder, clients: list[Client]
+) -> tuple[Sfu, Client, Client]:
+    """An SFU on ``forwarder`` with "a" (red) and "b" (green) seeing each other's video."""
+    sfu = Sfu(forwarder=forwarder)
+    a, b = Client(sfu, "a", RED), Client(sfu, "b", GREEN)
+    clients += [a, b]
+    await a.join("room")
+    await b.join("room")
+    await wait_for(lambda: len(a.live("video")) == 1 and len(b.live("video")) == 1)
+    return sfu, a, b
+
+
+async def test_frames_arrive_and_nothing_is_decoded(
+    forwarder: PassthroughForwarder, clients: list[Client]
+) -> None:
+    """Two peers see each other's colour while the server's decoder counter stays 0."""
+    sfu, a, b = await joined_pair(forwarder, clients)
+    assert close_to(await mean_colour(a.live("video")[0]), GREEN)
+    assert close_to(await mean_colour(b.live("video")[0]), RED)
+    await wait_for(lambda: len(b.live("audio")) == 1)
+    assert (await asyncio.wait_for(b.live("audio")[0].recv(), 5)).sample_rate == 48000
+    stats = sfu.stats()
+    assert stats["forwarded_packets"] > 10
+    assert stats["forwarded_bytes"] > stats["forwarded_packets"]
+    assert stats["decoded_frames"] == 0
+    assert stats["transcoding_fallbacks"] == 0
+    await sfu.close()
+
+
+async def test_late_joiner_gets_a_keyframe_within_a_second(
+    forwarder: PassthroughForwarder, clients: list[Client]
+) -> None:
+    """A third participant joining later asks for a keyframe and sees pictures within 1 s."""
+    sfu, _, b = await joined_pair(forwarder, clients)
+    await mean_colour(b.live("video")[0])
+    await asyncio.sleep(1.0)  # past the first keyframes and the throttle
+    requests_before = forwarder.stats()["keyframe_requests"]
+    c = Client(sfu, "c", BLUE)
+    clients.append(c)
+    await c.join("room")
+    await wait_for(lambda: len(c.live("video")) == 2)
+    started = time.monotonic()
+    colours = [await mean_colour(track, timeout_s=3) for track in c.live("video")]
+    first_picture_s = time.monotonic() - started
+    assert first_picture_s < 1.0
+    assert any(close_to(x, RED) for x in colours)
+    assert any(close_to(x, GREEN) for x in colours)
+    assert forwarder.stats()["keyframe_requests"] > requests_before
+    assert forwarder.stats()["decoded_frames"] == 0
+    await sfu.close()
+
+
+async def test_codec_mismatch_falls_back_to_transcoding_for_that_subscriber(
+    forwarder: PassthroughForwarder, clients: list[Client]
+) -> None:
+    """An H.264 publisher reaches a VP8-only subscriber by transcoding, counted once."""
+    sfu = Sfu(forwarder=forwarder, video_codecs=("video/VP8",))
+    a, b = Client(sfu, "a", RED), Client(sfu, "b", GREEN)
+    clients += [a, b]
+    await sfu.join("room", "a", a, [])
+    a.publish.addTrack(ColourTrack(RED))
+    h264 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/H264"]
+    a.publish.getTransceivers()[0].setCodecPreferences(h264)
+    await _publish(sfu, a)
+    await b.join("room", audio=False)
+    await wait_for(lambda: len(b.live("video")) == 1)
+    assert close_to(await mean_colour(b.live("video")[0]), RED)
+    stats = forwarder.stats()
+    assert stats["transcoding_fallbacks"] == 1
+    assert stats["transcoding_sinks"] == 1
+    assert stats["decoded_frames"] > 0
+    await sfu.close()
+
+
+def test_vp8_keyframe_bit() -> None:
+    """A VP8 frame is a key frame when bit 0 of its first byte is clear."""
+    assert is_keyframe("video/VP8", bytes([0x10, 0x02, 0x00, 0x9D, 0x01, 0x2A]))
+    assert not is_keyframe("video/VP8", bytes([0x31, 0x02, 0x00]))
+    assert not is_keyframe("video/VP8", b"")
+    assert is_keyframe("audio/opus", b"\x78")
+
+
+def test_h264_idr_is_a_keyframe() -> None:
+    """An Annex B access unit is a key frame when it holds an IDR slice (NAL type 5)."""
+    idr = b"\x00\x00\x00\x01\x67\x42" + b"\x00\x00\x00\x01\x68\xce" + b"\x00\x00\x01\x65\x88"
+    delta = b"\x00\x00\x00\x01\x41\x9a"
+    assert h264_nal_types(idr) == [7, 8, 5]
+    assert is_keyframe("video/H264", idr)
+    assert not is_keyframe("video/H264", delta)
+
+
+def test_throttle_lets_one_request_through_per_interval() -> None:
+    """Requests inside the interval are dropped; the first one after it goes."""
+    throttle = Throttle(0.5)
+    assert [throttle.allow(t) for t in (0.0, 0.1, 0.49, 0.5, 0.6, 1.2)] == [
+        True,
+        False,
+        False,
+        True,
+        False,
+        True,
+    ]
+
+
+async def _publish(sfu: Sfu, client: Client) -> None:
+    await client.publish.setLocalDescription(await client.publish.createOffer())
+    answer = await sfu.offer(client.participant_id, "publish", client.publish.localDescription.sdp)
+    await client.publish.setRemoteDescription(RTCSessionDescription(answer, "answer"))
