@@ -24,7 +24,8 @@ Design notes
   the rate smoothed by the running median the rate flags use (``rate_median_beats``),
   so that one premature beat does not become "max HR 180".
 - Where every lead is flagged lead-off at once, the absence of beats is not asystole:
-  those stretches are handed to :func:`ecg.flags.rhythm_flags` as unreadable.
+  those stretches (:func:`ecg.flags.all_leads_off`) are handed to
+  :func:`ecg.flags.rhythm_flags` as unreadable.
 """
 
 from __future__ import annotations
@@ -42,7 +43,15 @@ from numpy.typing import NDArray
 from ecg.detect import DetectorConfig, detect_qrs
 from ecg.errors import ConfigError, EcgError
 from ecg.filters import FilterMode, filter_leads_causal
-from ecg.flags import Flag, FlagConfig, FlagKind, quality_flags, rhythm_flags, running_median
+from ecg.flags import (
+    Flag,
+    FlagConfig,
+    FlagKind,
+    all_leads_off,
+    quality_flags,
+    rhythm_flags,
+    running_median,
+)
 from ecg.record import Record
 
 __all__ = [
@@ -233,7 +242,7 @@ def _quality_stage(work: Work) -> None:
 
 def _rhythm_stage(work: Work) -> None:
     record = work.record
-    unreadable = _all_leads_off(work.quality, record.n_leads)
+    unreadable = all_leads_off(work.quality, record.n_leads)
     work.rhythm = rhythm_flags(
         work.beats, record.fs_hz, record.n_samples, work.config.flags, unreadable
     )
@@ -300,20 +309,6 @@ def _detect(record: Record, config: AnnotateConfig) -> NDArray[np.int64]:
     # Defensive: the output format needs strictly increasing samples inside the record.
     beats = np.unique(beats)
     return beats[(beats >= 0) & (beats < record.n_samples)]
-
-
-def _all_leads_off(quality: list[Flag], n_leads: int) -> list[tuple[int, int]]:
-    """Stretches where every lead carries a lead-off flag."""
-    per_lead: list[list[tuple[int, int]]] = [[] for _ in range(n_leads)]
-    for flag in quality:
-        if flag.kind is FlagKind.LEAD_OFF and flag.lead is not None:
-            per_lead[flag.lead].append((flag.onset, flag.offset))
-    common = per_lead[0] if per_lead else []
-    for intervals in per_lead[1:]:
-        common = [
-            (max(a, c), min(b, d)) for a, b in common for c, d in intervals if max(a, c) < min(b, d)
-        ]
-    return common
 
 
 def _summarise(

@@ -70,7 +70,10 @@ Live streams: ``rhythm_start`` / ``rhythm_step`` / ``rhythm_flush`` return the v
 flags of :func:`rhythm_flags` on the whole stream, each once, as soon as later beats
 can no longer change it (about ``af_window_rr + rate_median_beats + 2`` beats after its
 end), and meanwhile the provisional ones for display. They keep only the tail of beats
-that open episodes need. (No unreadable-stretch handling there yet.)
+that open episodes need. Stretches where every lead is off (:func:`all_leads_off` of
+the stream's quality flags) reach them late, with the samples judged so far; no flag is
+final before its samples are judged, so final flags equal the batch ones with the same
+stretches.
 ``quality_start`` / ``quality_step`` / ``quality_flush`` measure quality flags on fixed
 blocks of a stream (5 s by default) and join episodes across blocks: chunked equals
 one-shot, and the result is the batch one except at block edges (see quality_start).
@@ -87,7 +90,7 @@ import dataclasses
 import enum
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -105,6 +108,7 @@ __all__ = [
     "FlagKind",
     "QualityState",
     "RhythmState",
+    "all_leads_off",
     "merge_episodes",
     "quality_flags",
     "quality_flush",
@@ -381,6 +385,36 @@ def running_median(values: FloatArray, width: int) -> FloatArray:
     return result
 
 
+def all_leads_off(flags: Sequence[Flag], n_leads: int) -> list[tuple[int, int]]:
+    """Stretches where every one of ``n_leads`` leads carries a lead-off flag.
+
+    Parameters
+    ----------
+    flags : sequence of Flag
+        Quality flags (others are ignored), from :func:`quality_flags` or a stream.
+    n_leads : int
+
+    Returns
+    -------
+    list of (onset, offset)
+        Half-open sample stretches, by onset: the ``unreadable`` argument of
+        :func:`rhythm_flags` and :func:`rhythm_step`.
+    """
+    per_lead: list[list[tuple[int, int]]] = [[] for _ in range(n_leads)]
+    for flag in flags:
+        if flag.kind is FlagKind.LEAD_OFF and flag.lead is not None and flag.lead < n_leads:
+            per_lead[flag.lead].append((flag.onset, flag.offset))
+    common = list(_merge_stretches(per_lead[0])) if per_lead else []
+    for intervals in per_lead[1:]:
+        common = [
+            (max(a, c), min(b, d))
+            for a, b in common
+            for c, d in _merge_stretches(intervals)
+            if max(a, c) < min(b, d)
+        ]
+    return sorted(common)
+
+
 def _gap_flags(
     beats: IntArray,
     fs_hz: float,
@@ -486,6 +520,12 @@ class RhythmState:
         Samples of the stream so far.
     final_until : int
         Every flag with ``offset <= final_until`` has been returned as final.
+    unreadable : tuple of (onset, offset)
+        Merged stretches where every lead is off, as far as they are still needed.
+    judged_until : int or None
+        Readability is known for every sample before it; ``None`` while the caller has
+        never said (every sample counts as readable, as in :func:`rhythm_flags`
+        without ``unreadable``).
     """
 
     fs_hz: float
@@ -494,6 +534,8 @@ class RhythmState:
     at_start: bool = True
     n_samples: int = 0
     final_until: int = -1
+    unreadable: tuple[tuple[int, int], ...] = ()
+    judged_until: int | None = None
 
 
 def rhythm_start(fs_hz: float, config: FlagConfig = FlagConfig()) -> RhythmState:
@@ -504,7 +546,11 @@ def rhythm_start(fs_hz: float, config: FlagConfig = FlagConfig()) -> RhythmState
 
 
 def rhythm_step(
-    new_beats: NDArray[np.integer], n_samples: int, state: RhythmState
+    new_beats: NDArray[np.integer],
+    n_samples: int,
+    state: RhythmState,
+    unreadable: Sequence[tuple[int, int]] = (),
+    judged_until: int | None = None,
 ) -> tuple[list[Flag], list[Flag], RhythmState]:
     """Add beats and time to a stream's rhythm flags.
 
@@ -516,6 +562,13 @@ def rhythm_step(
     stream) but that later beats may extend, merge or, for the rate and irregularity
     flags, drop.
 
+    Where every lead is off, missing beats are not asystole (as ``rhythm_flags(...,
+    unreadable=...)``): the stream's quality flags tell where, some time after the
+    samples (``quality_step``, :func:`all_leads_off`). Pass the stretches known so far
+    (repeats and extensions of earlier ones are merged) with ``judged_until``; no flag
+    becomes final before readability is known up to its offset, so the final flags
+    equal ``rhythm_flags`` with every stretch.
+
     Parameters
     ----------
     new_beats : array of int
@@ -524,6 +577,11 @@ def rhythm_step(
     n_samples : int
         Samples of the stream so far (every new beat is below it).
     state : RhythmState
+    unreadable : sequence of (onset, offset), optional
+        Stretches (absolute samples) where every lead is off.
+    judged_until : int, optional
+        Readability is known for every sample before it. Once given, it must be
+        given with every step (it may stay the same).
 
     Returns
     -------
@@ -536,12 +594,21 @@ def rhythm_step(
     beats = np.concatenate([state.beats, np.asarray(new_beats, dtype=np.int64)])
     if n_samples < state.n_samples:
         raise SignalError(f"n_samples went back from {state.n_samples} to {n_samples}")
+    if judged_until is None:
+        judged_until = state.judged_until
+    elif state.judged_until is not None and judged_until < state.judged_until:
+        raise SignalError(f"judged_until went back from {state.judged_until} to {judged_until}")
+    holes = _merge_stretches([*state.unreadable, *unreadable])
+    state = dataclasses.replace(state, unreadable=holes, judged_until=judged_until)
     flags = _tail_flags(beats, n_samples, state)
     # A flag ending ``settle`` beats before the last one cannot change any more: the
     # running median looks rate_median_beats // 2 intervals ahead, and an irregular
-    # episode can still grow by overlapping windows of af_window_rr intervals.
+    # episode can still grow by overlapping windows of af_window_rr intervals. Nor can
+    # one whose samples are all judged for readability.
     settle = state.config.af_window_rr + state.config.rate_median_beats + 2
     final_until = int(beats[-settle]) if beats.size > settle else state.final_until
+    if judged_until is not None:
+        final_until = min(final_until, judged_until)
     final_until = max(final_until, state.final_until)
     final = [f for f in flags if state.final_until < f.offset <= final_until]
     provisional = [f for f in flags if f.offset > final_until]
@@ -552,18 +619,46 @@ def rhythm_step(
     keep_from = max(0, keep_from - settle)
     at_start = state.at_start and keep_from == 0
     tail = beats[keep_from:]
-    new_state = RhythmState(state.fs_hz, state.config, tail, at_start, n_samples, final_until)
+    if tail.size and not at_start:
+        holes = tuple(hole for hole in holes if hole[1] > tail[0])
+    new_state = RhythmState(
+        state.fs_hz,
+        state.config,
+        tail,
+        at_start,
+        n_samples,
+        final_until,
+        holes,
+        judged_until,
+    )
     return final, provisional, new_state
 
 
-def rhythm_flush(state: RhythmState) -> list[Flag]:
-    """The flags not yet returned as final, at the end of the stream."""
+def rhythm_flush(state: RhythmState, unreadable: Sequence[tuple[int, int]] = ()) -> list[Flag]:
+    """The flags not yet returned as final, at the end of the stream.
+
+    ``unreadable``: stretches where every lead is off not yet passed to ``rhythm_step``
+    (the stream's readability is then taken as known to its end).
+    """
+    holes = _merge_stretches([*state.unreadable, *unreadable])
+    state = dataclasses.replace(state, unreadable=holes, judged_until=state.n_samples)
     flags = _tail_flags(state.beats, state.n_samples, state)
     return [flag for flag in flags if flag.offset > state.final_until]
 
 
+def _merge_stretches(stretches: Sequence[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """Sorted union of half-open ``(onset, offset)`` stretches (touching ones joined)."""
+    merged: list[tuple[int, int]] = []
+    for onset, offset in sorted((int(a), int(b)) for a, b in stretches if b > a):
+        if merged and onset <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], offset))
+        else:
+            merged.append((onset, offset))
+    return tuple(merged)
+
+
 def _tail_flags(beats: IntArray, n_samples: int, state: RhythmState) -> list[Flag]:
-    flags = rhythm_flags(beats, state.fs_hz, n_samples, state.config)
+    flags = rhythm_flags(beats, state.fs_hz, n_samples, state.config, list(state.unreadable))
     if state.at_start or beats.size == 0:
         return flags
     # Flags starting among the first beats of a trimmed tail see a truncated history

@@ -13,6 +13,7 @@ from ecg.flags import (
     Flag,
     FlagConfig,
     FlagKind,
+    all_leads_off,
     merge_episodes,
     quality_flags,
     quality_flush,
@@ -428,6 +429,49 @@ def test_streaming_rhythm_flags_equal_batch(seed: int) -> None:
     key = lambda flag: (flag.onset, flag.kind.value)  # noqa: E731
     assert sorted(got, key=key) == sorted(expected, key=key)
     assert state.beats.size < beats.size
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_streaming_rhythm_with_unreadable_stretches_equals_batch(seed: int) -> None:
+    """All-leads-off stretches learnt late (as quality flags come) give the batch flags."""
+    beats, n_samples = _eventful_beats(seed)
+    rng = np.random.default_rng(200 + seed)
+    # Cut beats out of three stretches, as if every lead were off there (no beat found).
+    stretches = []
+    for onset_s in np.sort(rng.uniform(0, n_samples / FS_HZ - 20, 3)):
+        onset, offset = _samples([onset_s, onset_s + float(rng.uniform(5.0, 12.0))])
+        stretches.append((int(onset), int(offset)))
+        beats = beats[(beats < onset) | (beats >= offset)]
+    expected = rhythm_flags(beats, FS_HZ, n_samples, unreadable=stretches)
+    assert rhythm_flags(beats, FS_HZ, n_samples) != expected
+    lag = int(30 * FS_HZ)  # longer than the beats take to settle, so the lag decides
+    state = rhythm_start(FS_HZ)
+    got: list[Flag] = []
+    previous = 0
+    cuts = np.sort(rng.integers(1, n_samples, rng.integers(5, 200)))
+    for cut in [*cuts.tolist(), n_samples]:
+        judged = max(0, cut - lag)
+        known = [(a, min(b, judged)) for a, b in stretches if a < judged]
+        new = beats[(beats >= previous) & (beats < cut)]
+        final, _, state = rhythm_step(new, cut, state, known, judged_until=judged)
+        got += final
+        previous = cut
+    got += rhythm_flush(state, stretches)
+    key = lambda flag: (flag.onset, flag.kind.value)  # noqa: E731
+    assert sorted(got, key=key) == sorted(expected, key=key)
+
+
+def test_all_leads_off_intersects_the_leads() -> None:
+    """Only where every lead is off, whatever the order and overlap of the flags."""
+    flags = [
+        Flag(FlagKind.LEAD_OFF, 100, 500, lead=0),
+        Flag(FlagKind.LEAD_OFF, 450, 900, lead=0),
+        Flag(FlagKind.LEAD_OFF, 300, 700, lead=1),
+        Flag(FlagKind.NOISE, 0, 1000, lead=1, measure=0.1),
+        Flag(FlagKind.LEAD_OFF, 800, 1000, lead=1),
+    ]
+    assert all_leads_off(flags, 2) == [(300, 700), (800, 900)]
+    assert all_leads_off(flags, 3) == []
 
 
 def test_streaming_shows_an_ongoing_asystole_provisionally() -> None:
