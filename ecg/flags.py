@@ -729,8 +729,7 @@ def quality_flags(
     window = max(1, round(config.quality_window_s * fs_hz))
     starts = np.arange(0, n_samples, window)
     ends = np.append(starts[1:], n_samples)
-    nan = np.isnan(raw_leads) if np.isnan(raw_leads).any() else None
-    off, ptp, high, low = _lead_off(raw_leads, nan, window)
+    off, ptp, high, low, nan = _lead_off(raw_leads, window)
     clipped = _clipped_counts(raw_leads, nan, high, low, window, fs_hz, config, adc_limits_mv)
     clip_fraction = clipped / (ends - starts)[None, :]
     off |= ptp < config.flat_ptp_mv
@@ -805,22 +804,25 @@ def _window_lengths(n_samples: int, window: int) -> IntArray:
 
 
 def _lead_off(
-    raw: FloatArray, nan: NDArray[np.bool_] | None, window: int
-) -> tuple[NDArray[np.bool_], FloatArray, FloatArray, FloatArray]:
+    raw: FloatArray, window: int
+) -> tuple[NDArray[np.bool_], FloatArray, FloatArray, FloatArray, NDArray[np.bool_] | None]:
     """Per lead and window: mostly NaN; peak-to-peak, highest and lowest valid sample.
 
     Windows without a valid sample have a peak-to-peak of 0 and extremes of -inf/+inf.
+    Also returns the NaN mask of ``raw``, or ``None`` when it holds no NaN.
     """
-    if nan is None:
-        high = _per_window(raw, window, np.maximum)
+    high = _per_window(raw, window, np.maximum)
+    # NaN propagates through the maximum: no NaN there, none anywhere (the usual case).
+    if not np.isnan(high).any():
         low = _per_window(raw, window, np.minimum)
-        return np.zeros(high.shape, dtype=bool), high - low, high, low
+        return np.zeros(high.shape, dtype=bool), high - low, high, low, None
+    nan = np.isnan(raw)
     lengths = _window_lengths(raw.shape[1], window)
     mostly_nan = _per_window(nan, window, np.add, np.int64) * 2 > lengths
     high = _per_window(np.where(nan, -np.inf, raw), window, np.maximum)
     low = _per_window(np.where(nan, np.inf, raw), window, np.minimum)
     ptp = np.where(np.isfinite(high), high - low, 0.0)
-    return mostly_nan, ptp, high, low
+    return mostly_nan, ptp, high, low, nan
 
 
 def _clipped_counts(
