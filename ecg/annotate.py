@@ -31,6 +31,7 @@ Design notes
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -69,8 +70,13 @@ __all__ = [
 DETECTOR_NAME = "teleconsult.ecg.detect"
 
 
+@functools.lru_cache(maxsize=1)
 def annotator_version() -> str:
-    """Version of the installed ``teleconsult`` distribution (``"unknown"`` if none)."""
+    """Version of the installed ``teleconsult`` distribution (``"unknown"`` if none).
+
+    Looked up once per process: the lookup reads package metadata from disk (about a
+    millisecond, as much as the rhythm flags of a 30 min record).
+    """
     try:
         return metadata.version("teleconsult")
     except metadata.PackageNotFoundError:
