@@ -9,8 +9,10 @@
     ├── UnknownParticipantError    (also KeyError)   no media session for that id
     ├── ParticipantExistsError     (also ValueError) join twice without leave
     ├── InvalidIceServerError      (also ValueError) an RTCIceServer dict we cannot use
-    └── NegotiationError                             an event the offer state
-                                                     machine does not accept
+    ├── NegotiationError                             an event the offer state
+    │                                                machine does not accept
+    └── RecordingError                               a recording cannot be written
+                                                     or read (codec, manifest, disk)
 
 Errors caused by the client's input also derive from ``ValueError`` so that callers
 written against :class:`signaling.ports.MediaBackend` (which promises ``ValueError``)
@@ -54,3 +56,7 @@ class InvalidIceServerError(MediaError, ValueError):
 
 class NegotiationError(MediaError):
     """An event that the subscribe offer state machine does not accept in its state."""
+
+
+class RecordingError(MediaError):
+    """A recording that cannot be written or read: unknown codec, bad manifest, disk error."""

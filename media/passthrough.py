@@ -453,6 +453,12 @@ class PassthroughForwarder:
         for sender in list(self._sinks):
             self.release(sender)
 
+    def request_keyframe(self, source_id: str) -> None:
+        """Ask the source's publisher for a keyframe (throttled; e.g. a recording starts)."""
+        source = self._sources.get(source_id)
+        if source is not None:
+            self._request_keyframe(source)
+
     # Introspection
 
     def stats(self) -> dict[str, int]:

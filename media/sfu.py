@@ -38,8 +38,9 @@ import asyncio
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, Protocol
 
 from aiortc import (
@@ -55,13 +56,15 @@ from media.aiortc_compat import IcePolicy, IceServerDict, rtc_configuration, set
 from media.exceptions import (
     InvalidSdpError,
     ParticipantExistsError,
+    RecordingError,
     UnknownParticipantError,
     UnknownTransceiverError,
     WrongPeerError,
 )
 from media.forwarder import Forwarder
 from media.negotiation import OfferEvent, OfferState, step
-from media.passthrough import PassthroughForwarder
+from media.passthrough import Packet, PassthroughForwarder
+from media.recorder import Recorder
 from media.sdp import MAX_SDP_BYTES, check_description, parse_candidate
 
 logger = logging.getLogger(__name__)
@@ -117,6 +120,7 @@ class _Session:
     wanted: dict[str, _Source] = field(default_factory=dict)  # by source id
     sending: dict[str, RTCRtpTransceiver] = field(default_factory=dict)  # by source id
     offer_state: OfferState = OfferState.STABLE
+    segment: int = 0  # how many earlier sessions the participant had in the room
     paused: set[TrackKind] = field(default_factory=set)
     held_candidates: dict[PeerRole, list[tuple[str, str | None, int | None]]] = field(
         default_factory=lambda: {"publish": [], "subscribe": []}
@@ -146,6 +150,16 @@ class Sfu:
         :class:`media.passthrough.PassthroughForwarder` (no decode, no encode).
     max_sdp_bytes
         Larger client SDP is refused.
+    record
+        Record every room (a hospital's policy, ``teleconsult serve --record``);
+        otherwise rooms are recorded while :meth:`set_recording` says so.
+    data_dir
+        Where recordings go (``<data_dir>/recordings/``); without it, nothing is
+        recorded and :meth:`set_recording` raises.
+    on_recording
+        ``on_recording(room_id, on, error)`` whenever a room's recording starts
+        (``True``), stops (``False``) or fails (``False`` and the reason): what
+        signaling announces to the room and reports to moderators.
     """
 
     def __init__(
@@ -155,6 +169,9 @@ class Sfu:
         video_codecs: Sequence[str] = ("video/VP8", "video/H264"),
         forwarder: Forwarder | None = None,
         max_sdp_bytes: int = MAX_SDP_BYTES,
+        record: bool = False,
+        data_dir: Path | str | None = None,
+        on_recording: Callable[[str, bool, str | None], None] | None = None,
     ) -> None:
         self._policy: IcePolicy = ice_transport_policy
         self._video_codecs = tuple(video_codecs)
@@ -162,6 +179,18 @@ class Sfu:
         self._max_sdp_bytes = max_sdp_bytes
         self._sessions: dict[str, _Session] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # Recording
+        self._record_all = record
+        self._recording_rooms: set[str] = set()  # consent given (or record_all)
+        self._segments: dict[tuple[str, str], int] = {}  # sessions so far per participant
+        self.on_recording = on_recording
+        self._recorder: Recorder | None = None
+        if data_dir is not None:
+            self._recorder = Recorder(data_dir, on_error=self._recording_failed)
+        elif record:
+            raise ValueError("record=True needs a data_dir")
+        if isinstance(self._forwarder, PassthroughForwarder):
+            self._forwarder.on_frame = self._on_frame
 
     # MediaBackend
 
@@ -184,6 +213,8 @@ class Sfu:
         if participant_id in self._sessions:
             raise ParticipantExistsError(f"participant {participant_id!r} already joined")
         configuration = rtc_configuration(ice_servers, self._policy)
+        segment = self._segments.get((room_id, participant_id), 0)
+        self._segments[(room_id, participant_id)] = segment + 1
         session = _Session(
             room_id=room_id,
             participant_id=participant_id,
@@ -191,6 +222,7 @@ class Sfu:
             stream_id=uuid.uuid4().hex,
             publish=RTCPeerConnection(configuration),
             subscribe=RTCPeerConnection(configuration),
+            segment=segment,
         )
         for role in ("publish", "subscribe"):
             self._watch_state(session, role)
@@ -200,6 +232,10 @@ class Sfu:
                 session.wanted[source.source_id] = source
         if session.wanted:
             self._change(session)
+        if self._record_all:
+            self._recording_rooms.add(room_id)
+        if room_id in self._recording_rooms:
+            self._start_recording(room_id)
         logger.info("media session opened for %s in room %s", participant_id, room_id)
 
     async def offer(self, participant_id: str, pc: PeerRole, sdp: str) -> str:
@@ -309,6 +345,9 @@ class Sfu:
             self._forwarder.release(transceiver.sender)
         await session.publish.close()
         await session.subscribe.close()
+        if self._recorder is not None and not self._room(session.room_id, but=session):
+            # The consult is over: its recording is complete. A later one gets its own.
+            self._stop_recording(session.room_id, error=None)
         logger.info("media session closed for %s", participant_id)
 
     async def close(self) -> None:
@@ -319,6 +358,73 @@ class Sfu:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._forwarder.close()
+        if self._recorder is not None:
+            await self._recorder.close()
+
+    # Recording
+
+    def set_recording(self, room_id: str, on: bool) -> None:
+        """Record the room from now on (``True``: consent given) or stop (``False``).
+
+        Raises
+        ------
+        RecordingError
+            When this SFU has no ``data_dir`` to record into.
+        """
+        if self._recorder is None:
+            raise RecordingError("recording is not configured on this server (no data dir)")
+        if on:
+            self._recording_rooms.add(room_id)
+            if self._room(room_id, but=None):
+                self._start_recording(room_id)
+        else:
+            self._recording_rooms.discard(room_id)
+            self._stop_recording(room_id, error=None)
+
+    def recording(self, room_id: str) -> str | None:
+        """The id of the room's current recording (``None``: not recording)."""
+        return None if self._recorder is None else self._recorder.recording_id(room_id)
+
+    def _start_recording(self, room_id: str) -> None:
+        recorder = self._recorder
+        if recorder is None or recorder.recording_id(room_id) is not None:
+            return
+        recorder.start(room_id)
+        for session in self._room(room_id, but=None):
+            for source in session.published.values():
+                self._record_source(session, source)
+        if self.on_recording is not None:
+            self.on_recording(room_id, True, None)
+
+    def _stop_recording(self, room_id: str, error: str | None) -> None:
+        if self._recorder is None or self._recorder.recording_id(room_id) is None:
+            return
+        self._recorder.stop(room_id)
+        if self.on_recording is not None:
+            self.on_recording(room_id, False, error)
+
+    def _record_source(self, session: _Session, source: _Source) -> None:
+        if self._recorder is None or self._recorder.recording_id(session.room_id) is None:
+            return
+        self._recorder.add_track(
+            session.room_id, session.participant_id, session.segment, source.source_id, source.kind
+        )
+        request = getattr(self._forwarder, "request_keyframe", None)
+        if callable(request):
+            request(source.source_id)  # a file starts at a keyframe: do not wait for one
+
+    def _recording_failed(self, room_id: str, recording_id: str, reason: str) -> None:
+        # The recorder has stopped itself; consent stays, so a new consult records again.
+        logger.error("recording %s of room %s failed: %s", recording_id, room_id, reason)
+        if self.on_recording is not None:
+            self.on_recording(room_id, False, reason)
+
+    def _on_frame(self, source_id: str, kind: str, mime_type: str, packet: Packet) -> None:
+        recorder = self._recorder
+        if recorder is not None and recorder.recording(source_id):
+            recorder.write(
+                source_id, mime_type, bytes(packet), packet.pts or 0, bool(packet.is_keyframe)
+            )
 
     # Introspection (metrics, tests)
 
@@ -330,12 +436,15 @@ class Sfu:
         """
         counts = {
             "sessions": len(self._sessions),
+            "recording_rooms": sum(self.recording(r) is not None for r in self._rooms()),
             "published_tracks": sum(len(s.published) for s in self._sessions.values()),
             "forwarded_tracks": sum(len(s.sending) for s in self._sessions.values()),
         }
         forwarder_stats = getattr(self._forwarder, "stats", None)
         if callable(forwarder_stats):
             counts.update(forwarder_stats())
+        if self._recorder is not None:
+            counts.update(self._recorder.stats.as_dict())
         return counts
 
     def stream_id(self, participant_id: str) -> str:
@@ -369,7 +478,10 @@ class Sfu:
             raise InvalidSdpError(f"cannot apply {description.type}: {exc}") from None
         await self._apply_held_candidates(session, role)
 
-    def _room(self, room_id: str, *, but: _Session) -> list[_Session]:
+    def _rooms(self) -> set[str]:
+        return {s.room_id for s in self._sessions.values()}
+
+    def _room(self, room_id: str, *, but: _Session | None) -> list[_Session]:
         return [s for s in self._sessions.values() if s.room_id == room_id and s is not but]
 
     def _alive(self, session: _Session) -> bool:
@@ -497,6 +609,7 @@ class Sfu:
             if kind in session.paused:
                 self._forwarder.set_paused(source.source_id, True)
             session.published[mid] = source
+            self._record_source(session, source)
             await self._notify(session.listener.track_published(track_id, kind, source.stream_id))
             for other in self._room(session.room_id, but=session):
                 other.wanted[source.source_id] = source
@@ -504,6 +617,8 @@ class Sfu:
 
     def _unpublish_everywhere(self, session: _Session, source: _Source) -> None:
         self._forwarder.remove_source(source.source_id)
+        if self._recorder is not None:
+            self._recorder.end_track(source.source_id)
         for other in self._room(session.room_id, but=session):
             if other.wanted.pop(source.source_id, None) is not None:
                 self._change(other)

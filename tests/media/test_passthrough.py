@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from aiortc import RTCRtpSender, RTCSessionDescription
@@ -19,14 +18,6 @@ RED, GREEN, BLUE = (220, 30, 30), (30, 200, 30), (30, 30, 220)
 @pytest.fixture
 async def forwarder() -> PassthroughForwarder:
     return PassthroughForwarder()
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[list[Client]]:
-    made: list[Client] = []
-    yield made
-    for client in made:
-        await client.close()
 
 
 async def joined_pair(
