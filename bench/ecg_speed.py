@@ -3,7 +3,8 @@
 Usage::
 
     python bench/ecg_speed.py [--ecg-dir DIR] [--db mitdb[,ptbxl-sample,...]]
-                              [--records 100,101] [--repeat 3] [--json FILE]
+                              [--records 100,101] [--repeat 3] [--peers xqrs,gqrs]
+                              [--json FILE]
 
 What it measures
 ----------------
@@ -20,6 +21,11 @@ Rates: *samples per second per lead* is ``n_samples / time`` (the issue's figure
 two-lead record at 10 M/s per lead is 20 M lead-samples/s); *lead-samples per second*
 is ``n_samples * n_leads / time``. Totals are over the database: total samples over the
 sum of the best times.
+
+``--peers xqrs,gqrs`` also times wfdb's detectors (``teleconsult.bench_cmd``'s
+``peer_detector``) on the first lead of each record, once per record (they are slow),
+and prints the ratio of our samples per second per lead (the whole ``annotate``
+path) to theirs (detection alone on one lead): the issue asks for that ratio.
 
 The process is pinned to one core (``os.sched_setaffinity``) and BLAS/OpenMP thread
 pools are limited to one thread (``threadpoolctl`` when installed, else the usual
@@ -44,12 +50,15 @@ from dataclasses import asdict, dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
+import numpy as np  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from ecg.annotate import STAGES, AnnotateConfig, Work, annotate  # noqa: E402
 from ecg.errors import EcgError  # noqa: E402
 from ecg.record import Record, read_record, record_paths  # noqa: E402
+from teleconsult.bench_cmd import parse_peers, peer_detector  # noqa: E402
 
 DEFAULT_ECG_DIR = Path(os.environ.get("TELECONSULT_ECG_DIR", REPO.parent / "shared" / "ecg"))
 
@@ -71,6 +80,7 @@ class RecordTiming:
     n_leads: int
     total: Timing = field(default_factory=Timing)
     stages: dict[str, Timing] = field(default_factory=dict)
+    peers: dict[str, Timing] = field(default_factory=dict)
 
 
 def one_core() -> str:
@@ -98,9 +108,19 @@ def _timed(into: Timing) -> Iterator[None]:
     into.cpu_s = min(into.cpu_s, time.process_time() - cpu)
 
 
-def time_record(record: Record, config: AnnotateConfig, repeat: int) -> RecordTiming:
-    """Best-of-``repeat`` timings of ``annotate`` and of its stages on one record."""
+def time_record(
+    record: Record, config: AnnotateConfig, repeat: int, peers: tuple[str, ...] = ()
+) -> RecordTiming:
+    """Best-of-``repeat`` timings of ``annotate`` and of its stages on one record.
+
+    Each peer detector is timed once, on the first lead.
+    """
     result = RecordTiming(record.name, record.n_samples, record.n_leads)
+    first_lead = np.nan_to_num(record.signal_mv[:, 0])
+    for name in peers:
+        detect = peer_detector(name)
+        with _timed(result.peers.setdefault(name, Timing())):
+            detect(first_lead, record.fs_hz)
     for _ in range(repeat):
         with _timed(result.total):
             annotate(record, config)
@@ -143,6 +163,7 @@ def report(timings: list[RecordTiming], out: Callable[[str], None] = print) -> d
     stage_cpu = {name: sum(item.stages[name].cpu_s for item in timings) for name, _ in STAGES}
     out("")
     out(f"records {len(timings)}, samples per lead {samples}, lead-samples {lead_samples}")
+    peer_cpu = {name: sum(item.peers[name].cpu_s for item in timings) for name in timings[0].peers}
     out(
         f"annotate  wall {total.wall_s:7.3f} s  cpu {total.cpu_s:7.3f} s  "
         f"{_rate(samples, total.wall_s):6.2f} M samples/s per lead (wall)  "
@@ -155,6 +176,12 @@ def report(timings: list[RecordTiming], out: Callable[[str], None] = print) -> d
             f"  {name:<10} cpu {seconds:7.3f} s  {100 * seconds / total.cpu_s:5.1f} %  "
             f"{_rate(samples, seconds):8.2f} M samples/s per lead"
         )
+    for name, seconds in peer_cpu.items():
+        out(
+            f"  peer {name:<5} cpu {seconds:7.3f} s  {_rate(samples, seconds):8.2f} M samples/s "
+            f"(one lead, detection only); annotate per lead is {seconds / total.cpu_s:5.1f}x "
+            f"its rate"
+        )
     return {
         "records": len(timings),
         "samples_per_lead": samples,
@@ -164,6 +191,7 @@ def report(timings: list[RecordTiming], out: Callable[[str], None] = print) -> d
         "msamples_per_s_per_lead_wall": _rate(samples, total.wall_s),
         "msamples_per_s_per_lead_cpu": _rate(samples, total.cpu_s),
         "stage_cpu_s": stage_cpu,
+        "peer_cpu_s": peer_cpu,
     }
 
 
@@ -175,8 +203,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", default="", help="comma-separated record names (all)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--mode", default="diagnostic", choices=["diagnostic", "monitoring"])
+    parser.add_argument("--peers", default="none", help="also time these: xqrs,gqrs (none)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
+    try:
+        peers = parse_peers(args.peers)
+    except ValueError as error:
+        parser.error(str(error))
     print(f"# {one_core()}; best of {args.repeat}; load average {os.getloadavg()}")
     config = AnnotateConfig(mode=args.mode)
     wanted = {name for name in args.records.split(",") if name}
@@ -195,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             except EcgError as error:
                 print(f"{error}: skipped", file=sys.stderr)
                 continue
-            timings.append(time_record(record, config, args.repeat))
+            timings.append(time_record(record, config, args.repeat, peers))
         if not timings:
             continue
         print(f"\n## {db}")
