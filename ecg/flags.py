@@ -815,7 +815,9 @@ def _lead_off(
     # NaN propagates through the maximum: no NaN there, none anywhere (the usual case).
     if not np.isnan(high).any():
         low = _per_window(raw, window, np.minimum)
-        return np.zeros(high.shape, dtype=bool), high - low, high, low, None
+        with _quiet_nan_warnings():  # inf - inf: such a window counts as flat, as below
+            ptp = np.where(np.isfinite(high), high - low, 0.0)
+        return np.zeros(high.shape, dtype=bool), ptp, high, low, None
     nan = np.isnan(raw)
     lengths = _window_lengths(raw.shape[1], window)
     mostly_nan = _per_window(nan, window, np.add, np.int64) * 2 > lengths
