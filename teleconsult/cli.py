@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from teleconsult import __version__, device_cmd, ecg_cmd, server_cmd
+from teleconsult import __version__, device_cmd, ecg_cmd, recording_cmd, server_cmd
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     server_cmd.register(commands)
     ecg_cmd.register(commands)
     device_cmd.register(commands)
+    recording_cmd.register(commands)
     return parser
 
 

@@ -1,0 +1,142 @@
+"""Export of a whole consult: layout, wall-clock offsets, and A/V sync measured by decoding."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from media.exceptions import RecordingError
+from media.export import export, export_command, placements
+from media.recorder import Manifest, Recorder, TrackEntry, utc_iso
+from tests.media import synthetic
+
+PERIOD_S = 1.0
+AUDIO_LATE_S = 0.5  # the microphone's track starts this much after the camera's
+
+
+async def paced(recorder: Recorder, source_id: str, frames: list[synthetic.Encoded]) -> None:
+    """Hand ``frames`` to the recorder at the wall-clock pace of their media time."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for frame in frames:
+        await asyncio.sleep(max(0.0, start + frame.time_s - loop.time()))
+        recorder.write(source_id, frame.mime_type, frame.data, frame.pts, frame.keyframe)
+
+
+def late_audio(duration_s: float) -> list[synthetic.Encoded]:
+    """Audio of the same timeline as the video, whose track starts ``AUDIO_LATE_S`` later.
+
+    Its timestamps start at 0 again, as an RTP receiver maps them.
+    """
+    skip = round(AUDIO_LATE_S * 48000)
+    frames = [f for f in synthetic.audio(duration_s, period_s=PERIOD_S) if f.pts >= skip]
+    return [
+        synthetic.Encoded(f.kind, f.mime_type, f.data, f.pts - skip, f.keyframe) for f in frames
+    ]
+
+
+def onsets(times: np.ndarray, on: np.ndarray) -> list[float]:
+    """Times at which ``on`` turns true."""
+    rising = np.flatnonzero(on[1:] & ~on[:-1]) + 1
+    return [float(times[i]) for i in rising]
+
+
+def flash_and_beep_onsets(path: Path) -> tuple[list[float], list[float]]:
+    """Onsets of bright frames (left tile) and of loud 10 ms audio windows in ``path``."""
+    frame_times, brightness = [], []
+    samples: list[np.ndarray] = []
+    first_sample_s: float | None = None
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0, audio=0):
+            if isinstance(frame, av.VideoFrame):
+                image = frame.to_ndarray(format="gray")
+                frame_times.append(float(frame.time or 0.0))
+                brightness.append(float(image[:, : image.shape[1] // 2].mean()))
+            else:
+                if first_sample_s is None:
+                    first_sample_s = float(frame.time or 0.0)
+                samples.append(frame.to_ndarray().astype(np.float64).reshape(-1, frame.samples)[0])
+    audio = np.concatenate(samples)
+    rate = 48000
+    window = rate // 100
+    usable = len(audio) // window * window
+    rms = np.sqrt((audio[:usable].reshape(-1, window) ** 2).mean(axis=1))
+    audio_times = (first_sample_s or 0.0) + np.arange(len(rms)) * window / rate
+    light = np.array(brightness)
+    flashes = onsets(np.array(frame_times), light > (light.max() + light.min()) / 2)
+    beeps = onsets(audio_times, rms > rms.max() / 4)
+    return flashes, beeps
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suffix", [".webm", ".mp4"])
+async def test_export_keeps_sound_and_picture_in_sync(tmp_path: Path, suffix: str) -> None:
+    """A source that beeps when it flashes, audio track started 0.5 s late: in sync < 100 ms."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed (make sysdeps installs it)")
+    duration_s = 3.6
+    recorder = Recorder(tmp_path)
+    recorder.start("room")
+    recorder.add_track("room", "clinic", 0, "v", "video")
+    recorder.add_track("room", "clinic", 0, "a", "audio")
+    video = list(synthetic.video(duration_s, period_s=PERIOD_S))
+    audio = late_audio(duration_s)
+
+    async def audio_later() -> None:
+        await asyncio.sleep(AUDIO_LATE_S)
+        await paced(recorder, "a", audio)
+
+    await asyncio.gather(paced(recorder, "v", video), audio_later())
+    await recorder.close()
+    (directory,) = (tmp_path / "recordings").iterdir()
+    out = tmp_path / f"consult{suffix}"
+    export(directory, out)
+    flashes, beeps = flash_and_beep_onsets(out)
+    assert len(flashes) >= 3
+    assert len(beeps) == len(flashes)
+    offsets = [b - f for f, b in zip(flashes, beeps, strict=True)]
+    assert max(abs(x) for x in offsets) < 0.1, offsets
+
+
+def _track(participant: str, kind: str, start_s: float, file: str) -> TrackEntry:
+    return TrackEntry(participant, 0, kind, "vp8", file, utc_iso(start_s), None, 2.0, 10, 10)
+
+
+def test_participants_side_by_side_and_offsets_from_the_earliest_track() -> None:
+    """Each participant gets a column; offsets count from the earliest track."""
+    manifest = Manifest("r", "room", utc_iso(100.0))
+    manifest.tracks = [
+        _track("a", "video", 100.2, "a.webm"),
+        _track("a", "audio", 100.25, "aa.webm"),
+        _track("b", "video", 101.0, "b.webm"),
+        _track("a", "video", 105.0, "a1.webm"),  # a's second segment, same column
+    ]
+    placed = placements(manifest)
+    assert [(p.tile, round(p.offset_s, 3)) for p in placed] == [
+        (0, 0.0),
+        (-1, 0.05),
+        (1, 0.8),
+        (0, 4.8),
+    ]
+    command = export_command(manifest, Path("/r"), Path("out.webm"), tile=(320, 240))
+    graph = command[command.index("-filter_complex") + 1]
+    assert "s=640x240" in graph
+    assert "adelay=50:all=1" in graph
+    assert "overlay=x=320:y=0" in graph
+
+
+def test_bad_exports_are_refused(tmp_path: Path) -> None:
+    """A wrong suffix, an empty recording or a missing manifest raise RecordingError."""
+    manifest = Manifest("r", "room", utc_iso(0.0))
+    with pytest.raises(RecordingError, match="no media"):
+        export_command(manifest, tmp_path, tmp_path / "x.mp4")
+    manifest.tracks = [_track("a", "video", 1.0, "a.webm")]
+    with pytest.raises(RecordingError, match=r"\.mp4 or \.webm"):
+        export_command(manifest, tmp_path, tmp_path / "x.avi")
+    with pytest.raises(RecordingError, match="no manifest"):
+        export(tmp_path, tmp_path / "x.mp4")
