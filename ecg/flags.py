@@ -1043,8 +1043,13 @@ def quality_start(
     :func:`quality_flags` and its episodes are joined to those of the previous block.
     So the result does not depend on how the stream is chunked, and a flag is known at
     most ``block_s`` after its samples arrive. It differs from :func:`quality_flags` on
-    the whole record in two ways only: the flat-top test looks for the lead's extreme
-    within the block, and the baseline-wander neighbourhood stops at block edges.
+    the whole record (``wander_mode=None``) in three ways only: the flat-top test looks
+    for the lead's extreme within the block, the baseline-wander neighbourhood stops at
+    block edges, and the noise measure's moving average is padded at block edges
+    (half its width, a few samples). Making them exact needs a flat-top reference that
+    a stream can know: the lead's extreme over the past and the next window would do,
+    but on LUDB it marks half as many windows again as the record's extreme (21 vs 14),
+    so the batch definition was kept.
     """
     if n_leads < 1 or not fs_hz > 0:
         raise SignalError(f"need n_leads >= 1 and fs_hz > 0, got {n_leads}, {fs_hz}")
