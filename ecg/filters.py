@@ -365,18 +365,20 @@ def filter_leads_causal(
     window = max(1, int(INIT_WINDOW_S * design.fs_hz))
     if data.shape[1] == 0:
         return np.empty(data.shape)
-    if not np.isnan(data).any():
-        start = np.median(data[:, :window], axis=1)
-        zi = design.zi_unit[:, None, :] * start[None, :, None]
-        y, _ = sps.sosfilt(sos, data, axis=-1, zi=zi)
-        return np.asarray(y, dtype=np.float64)
-    out = np.full(data.shape, np.nan)
-    for lead in range(data.shape[0]):
+    start = np.median(data[:, :window], axis=1)
+    zi = design.zi_unit[:, None, :] * start[None, :, None]
+    y, _ = sps.sosfilt(sos, data, axis=-1, zi=zi)
+    out = np.asarray(y, dtype=np.float64)
+    # A NaN sample leaves the recursion NaN to the end of its row: the last output
+    # tells which rows hold one, without a pass over the input. Only those are redone,
+    # run by run.
+    for lead in np.flatnonzero(np.isnan(out[:, -1])).tolist():
         row = data[lead]
+        out[lead] = np.nan
         for start_index, stop in true_runs(np.isfinite(row)):
             run = row[start_index:stop]
-            zi = design.zi_unit * float(np.median(run[:window]))
-            out[lead, start_index:stop], _ = sps.sosfilt(sos, run, zi=zi)
+            run_zi = design.zi_unit * float(np.median(run[:window]))
+            out[lead, start_index:stop], _ = sps.sosfilt(sos, run, zi=run_zi)
     return out
 
 
