@@ -1,8 +1,11 @@
-"""The server side of WebRTC: aiortc peer connections, forwarding, (later) recording.
+"""The server side of WebRTC: aiortc peer connections, forwarding, recording.
 
-Public API: :class:`media.sfu.Sfu` (satisfies ``signaling.ports.MediaBackend``), the
-:class:`media.forwarder.Forwarder` interface, and the errors of
-:mod:`media.exceptions`.
+Public API: :class:`media.sfu.Sfu` (satisfies ``signaling.ports.MediaBackend``; also
+``set_recording``, ``recording``, ``stats``), the :class:`media.forwarder.Forwarder`
+interface with :class:`media.passthrough.PassthroughForwarder` (default, no
+transcoding) and :class:`media.forwarder.RelayForwarder` (aiortc's MediaRelay),
+:class:`media.recorder.Recorder`, :func:`media.export.export`,
+:class:`media.metrics.MediaCollector`, and the errors of :mod:`media.exceptions`.
 """
 
 from media.exceptions import (
@@ -11,11 +14,15 @@ from media.exceptions import (
     MediaError,
     NegotiationError,
     ParticipantExistsError,
+    RecordingError,
     UnknownParticipantError,
     UnknownTransceiverError,
     WrongPeerError,
 )
 from media.forwarder import Forwarder, RelayForwarder
+from media.metrics import MediaCollector
+from media.passthrough import PassthroughForwarder
+from media.recorder import Recorder
 from media.sfu import MediaListener, Sfu
 
 __all__ = [
@@ -23,9 +30,13 @@ __all__ = [
     "InvalidIceServerError",
     "InvalidSdpError",
     "MediaError",
+    "MediaCollector",
     "MediaListener",
     "NegotiationError",
     "ParticipantExistsError",
+    "PassthroughForwarder",
+    "Recorder",
+    "RecordingError",
     "RelayForwarder",
     "Sfu",
     "UnknownParticipantError",
