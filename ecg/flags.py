@@ -742,6 +742,8 @@ def quality_flags(
         ends,
         config,
         None if wander_mode is None else FilterMode(wander_mode),
+        # The raw signal's NaN are known already; the filtered one's are looked for.
+        has_nan=None if wander_mode is None else nan is not None,
     )
     noise = _noise(filtered_leads, usable, window, fs_hz, config)
     measures = [
@@ -910,10 +912,12 @@ def _wander(
     ends: IntArray,
     config: FlagConfig,
     highpass: FilterMode | None,
+    has_nan: bool | None = None,
 ) -> FloatArray:
     """Per lead and window: baseline excursion (mV) within ``wander_span_s`` around it.
 
     ``highpass``: high-pass the baseline (at the block rate) in this mode first.
+    ``has_nan``: whether ``filtered`` holds NaN, when the caller knows (else looked for).
     """
     n_leads, n_samples = filtered.shape
     block = max(1, round(config.baseline_block_s * fs_hz))
@@ -921,7 +925,7 @@ def _wander(
     if n_blocks < 2:
         return np.zeros((n_leads, starts.size))
     blocks = filtered[:, : n_blocks * block].reshape(n_leads, n_blocks, block)
-    if np.isnan(blocks).any():
+    if np.isnan(blocks).any() if has_nan is None else has_nan:
         with _quiet_nan_warnings():
             baseline = np.nanmedian(blocks, axis=2).astype(np.float64)
     else:
