@@ -46,6 +46,7 @@ test: $(STAMP) sysdeps lint
 bench: $(STAMP) sysdeps
 	$(VENV)/bin/teleconsult ecg bench $(ECG_DIR)/mitdb --peers xqrs,gqrs --jobs 2
 	$(PY) bench/ecg_noise.py
+	$(PY) bench/ecg_speed.py
 	$(PY) bench/signaling_load.py
 	$(PY) bench/first_frame.py
 
