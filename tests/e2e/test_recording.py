@@ -1,0 +1,70 @@
+"""A consult of real Chromium clients recorded by ``--record``: files checked with ffprobe."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser
+
+from media.recorder import RecordingState, read_manifest
+from media.sfu import Sfu
+from teleconsult.app import build_server
+from teleconsult.config import Config
+from tests.e2e.conftest import SECRET, WEB_DIR, Consult
+from tests.e2e.pages import assert_sees_and_hears
+from tests.media.probe import ffprobe, last_packet_s
+from tests.web.browser import chromium, new_page
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with chromium() as running:
+        yield running
+
+
+@pytest.fixture
+async def recorded(tmp_path: Path) -> AsyncIterator[Consult]:
+    """The server as ``teleconsult serve --record`` assembles it."""
+    config = Config(port=0, data_dir=tmp_path / "var", secret=SECRET, web_dir=WEB_DIR, record=True)
+    server = build_server(config)
+    assert isinstance(server.media, Sfu)
+    await server.start()
+    try:
+        yield Consult(server, server.media)
+    finally:
+        await server.close()
+
+
+async def test_record_flag_records_every_track_of_a_browser_consult(
+    recorded: Consult, browser: Browser, tmp_path: Path
+) -> None:
+    """Both browsers' audio and video are recorded, undecoded, and ffprobe reads them."""
+    a = await new_page(browser)
+    b = await new_page(browser)
+    await a.goto(recorded.join_url("dr-a"))
+    await b.goto(recorded.join_url("dr-b"))
+    await assert_sees_and_hears(a, "dr-b")
+    await assert_sees_and_hears(b, "dr-a")
+    recording_id = recorded.sfu.recording("consult")
+    assert recording_id is not None
+    await asyncio.sleep(3.0)
+    await a.close()
+    await b.close()
+    await recorded.sfu.close()  # ends the consult: files closed, manifest final
+    directory = tmp_path / "var" / "recordings" / recording_id
+    manifest = read_manifest(directory)
+    assert manifest.state is RecordingState.STOPPED
+    assert len(manifest.participants) == 2
+    for participant in manifest.participants:
+        kinds = {t.kind for t in manifest.tracks if t.participant_id == participant}
+        assert kinds == {"audio", "video"}
+    for track in manifest.tracks:
+        (stream,) = ffprobe(directory / track.file)["streams"]
+        assert stream["codec_name"] == track.codec
+        assert last_packet_s(directory / track.file) > 2.0
+    assert recorded.sfu.stats()["decoded_frames"] == 0
