@@ -24,6 +24,7 @@ const tc = {
   waiting: new Map(), // participant_id -> Participant, for moderators
   chat: [],
   notices: [],
+  recording: false, // the room is being recorded (docs/recording.md)
   firstFrameMs: null, // performance.now() when the first remote video frame was rendered
   marks: {}, // name -> performance.now() of the first time it happened (diagnostics, bench)
   localStream: null,
@@ -137,6 +138,9 @@ const HANDLERS = {
     for (const tile of document.querySelectorAll(".tile.remote")) tile.remove();
     for (const participant of message.participants) addParticipant(participant);
     $("moderation").hidden = !message.permissions.includes("moderate");
+    tc.recording = Boolean(message.recording);
+    if (message.permissions.includes("moderate")) ensureRecordingToggle();
+    renderRecording();
     show("room");
     startMedia(message.ice_servers);
   },
@@ -205,6 +209,13 @@ const HANDLERS = {
   media_state({ state }) {
     if (state === "failed") setConnState("media-failed");
   },
+  recording({ on, error }) {
+    const changed = tc.recording !== on;
+    tc.recording = on;
+    renderRecording();
+    if (error) toast(t("recordingFailed", { reason: error }));
+    else if (changed) toast(t(on ? "recordingStarted" : "recordingStopped"));
+  },
   pong() {},
   error({ code, reason }) {
     if (code === "removed" || code === "replaced" || code === "banned") {
@@ -216,6 +227,31 @@ const HANDLERS = {
     toast(text === key ? t("error.generic", { reason }) : text);
   },
 };
+
+// ---- recording: indicator for everyone, consent toggle for moderators -------------
+
+function renderRecording() {
+  let badge = $("rec");
+  if (!badge) {
+    badge = el("span", { id: "rec", class: "rec", role: "status" });
+    $("conn").before(badge);
+  }
+  badge.textContent = t("recordingOn");
+  badge.hidden = !tc.recording;
+  const toggle = $("toggle-recording");
+  if (toggle) {
+    toggle.textContent = t(tc.recording ? "stopRecording" : "startRecording");
+    toggle.setAttribute("aria-pressed", String(tc.recording));
+  }
+}
+
+function ensureRecordingToggle() {
+  if ($("toggle-recording")) return;
+  const toggle = el("button", { id: "toggle-recording", type: "button" });
+  // The server answers with a `recording` event to everyone; the button follows it.
+  toggle.addEventListener("click", () => tc.signaling.send({ type: "set_recording", on: !tc.recording }));
+  $("leave").before(toggle);
+}
 
 function onClosed({ code }) {
   if (tc.screen === "ended") return;
