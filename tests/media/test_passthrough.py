@@ -73,11 +73,8 @@ async def test_late_joiner_gets_a_keyframe_within_a_second(
     await sfu.close()
 
 
-async def test_codec_mismatch_falls_back_to_transcoding_for_that_subscriber(
-    forwarder: PassthroughForwarder, clients: list[Client]
-) -> None:
-    """An H.264 publisher reaches a VP8-only subscriber by transcoding, counted once."""
-    sfu = Sfu(forwarder=forwarder, video_codecs=("video/VP8",))
+async def h264_publisher(sfu: Sfu, clients: list[Client]) -> Client:
+    """Participant "b" (audio only) subscribed to "a" (red), which publishes H.264 video."""
     a, b = Client(sfu, "a", RED), Client(sfu, "b", GREEN)
     clients += [a, b]
     await sfu.join("room", "a", a, [])
@@ -85,9 +82,31 @@ async def test_codec_mismatch_falls_back_to_transcoding_for_that_subscriber(
     h264 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/H264"]
     a.publish.getTransceivers()[0].setCodecPreferences(h264)
     await _publish(sfu, a)
-    await b.join("room", audio=False)
+    await b.join("room", video=False)
     await wait_for(lambda: len(b.live("video")) == 1)
     assert close_to(await mean_colour(b.live("video")[0]), RED)
+    return b
+
+
+async def test_h264_is_forwarded_untouched(
+    forwarder: PassthroughForwarder, clients: list[Client]
+) -> None:
+    """H.264 from a publisher reaches an H.264 subscriber with nothing decoded."""
+    sfu = Sfu(forwarder=forwarder, video_codecs=("video/H264",))
+    await h264_publisher(sfu, clients)
+    stats = forwarder.stats()
+    assert stats["forwarded_packets"] > 0
+    assert stats["decoded_frames"] == 0
+    assert stats["transcoding_fallbacks"] == 0
+    await sfu.close()
+
+
+async def test_codec_mismatch_falls_back_to_transcoding_for_that_subscriber(
+    forwarder: PassthroughForwarder, clients: list[Client]
+) -> None:
+    """An H.264 publisher reaches a VP8-only subscriber by transcoding, counted once."""
+    sfu = Sfu(forwarder=forwarder, video_codecs=("video/VP8",))
+    await h264_publisher(sfu, clients)
     stats = forwarder.stats()
     assert stats["transcoding_fallbacks"] == 1
     assert stats["transcoding_sinks"] == 1
