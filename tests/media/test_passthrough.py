@@ -73,6 +73,34 @@ async def test_late_joiner_gets_a_keyframe_within_a_second(
     await sfu.close()
 
 
+async def test_subscriber_plis_reach_the_publisher_throttled(
+    forwarder: PassthroughForwarder, clients: list[Client]
+) -> None:
+    """Five PLIs from a subscriber in a burst become one keyframe request to the publisher."""
+    sfu, a, b = await joined_pair(forwarder, clients)
+    await mean_colour(b.live("video")[0])
+    asked: list[float] = []
+    (publisher_sender,) = [s for s in a.publish.getSenders() if s.kind == "video"]
+    original = publisher_sender._send_keyframe
+
+    def counted() -> None:
+        asked.append(time.monotonic())
+        original()
+
+    publisher_sender._send_keyframe = counted  # type: ignore[method-assign]
+    await asyncio.sleep(0.6)  # past the throttle of the join's own requests
+    (receiver,) = [
+        t.receiver for t in b.subscribe.getTransceivers() if t.receiver.track in b.live("video")
+    ]
+    ssrc = receiver.getSynchronizationSources()[0].source
+    for _ in range(5):
+        await receiver._send_rtcp_pli(ssrc)
+    await wait_for(lambda: len(asked) == 1, timeout_s=2)
+    await asyncio.sleep(0.3)
+    assert len(asked) == 1
+    await sfu.close()
+
+
 async def h264_publisher(sfu: Sfu, clients: list[Client]) -> Client:
     """Participant "b" (audio only) subscribed to "a" (red), which publishes H.264 video."""
     a, b = Client(sfu, "a", RED), Client(sfu, "b", GREEN)
