@@ -189,10 +189,16 @@ class DecoderTap:
 def tap_receiver(
     receiver: RTCRtpReceiver, on_frame: Callable[[str, bytes, int], None], stats: ForwardStats
 ) -> DecoderTap:
-    """Route ``receiver``'s encoded frames to ``on_frame`` instead of its decoder."""
+    """Route ``receiver``'s encoded frames to ``on_frame`` instead of its decoder.
+
+    A receiver tapped before (a track unpublished, then published again on the same
+    transceiver) keeps its tap, which now feeds ``on_frame``.
+    """
     inner = getattr(receiver, _DECODER_QUEUE)
     if isinstance(inner, DecoderTap):
-        raise ValueError("receiver already tapped")
+        inner.on_frame = on_frame
+        inner.decode = False
+        return inner
     tap = DecoderTap(inner, on_frame, stats)
     setattr(receiver, _DECODER_QUEUE, tap)
     return tap

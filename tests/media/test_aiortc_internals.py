@@ -6,7 +6,6 @@ import inspect
 import queue
 
 import aiortc
-import pytest
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs import get_encoder
 from aiortc.jitterbuffer import JitterFrame
@@ -69,11 +68,16 @@ def test_sender_packs_packets_and_routes_pli_to_send_keyframe() -> None:
         assert callable(get_encoder(codec).pack)
 
 
-async def test_a_receiver_is_tapped_once() -> None:
-    """Tapping a receiver twice is refused (one reader per source)."""
+async def test_a_receiver_tapped_again_feeds_the_new_source() -> None:
+    """Re-tapping (a track published again on its transceiver) retargets the one tap."""
     pc = RTCPeerConnection(rtc_configuration([], "all"))
     receiver = pc.addTransceiver("audio", direction="recvonly").receiver
-    tap_receiver(receiver, lambda m, d, t: None, ForwardStats())
-    with pytest.raises(ValueError, match="already tapped"):
-        tap_receiver(receiver, lambda m, d, t: None, ForwardStats())
+    old: list[int] = []
+    new: list[int] = []
+    first = tap_receiver(receiver, lambda m, d, t: old.append(t), ForwardStats())
+    second = tap_receiver(receiver, lambda m, d, t: new.append(t), ForwardStats())
+    assert second is first
+    opus = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, payloadType=111)
+    second.put((opus, JitterFrame(data=b"\x78", timestamp=960)))
+    assert (old, new) == ([], [960])
     await pc.close()
