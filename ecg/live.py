@@ -24,6 +24,9 @@ Design notes
   carries the flags that became *final* (each exactly once over the stream) and the
   *provisional* ones that hold for now and may still change; the quality flags use the
   monitoring band here, the batch re-annotation of the stored record the diagnostic one.
+- **Rhythm flags are re-evaluated when beats arrive or after 1 s of signal without
+  one** (a step re-reads the recent beats, a third of the cost of a chunk otherwise);
+  final flags are the same however often it runs, provisional ones lag by <= 1 s.
 - **Chunk size.** Each step has a fixed cost (filters, detector, flags), so callers
   feed blocks of ~200 ms rather than every device frame (:class:`LiveChunker`).
 - What the detector cannot take (a rate outside 100–2000 Hz, more than 15 leads) is
@@ -119,11 +122,12 @@ class LiveState:
     gain: FloatArray
     baseline: FloatArray
     factor: int
+    carry: FloatArray  # filtered samples not yet forming a whole display block
     filter: FilterState
     detector: DetectorState
     rhythm: RhythmState
     quality: QualityState
-    carry: FloatArray  # filtered samples not yet forming a whole display block
+    rhythm_open: list[Flag] = field(default_factory=list)  # as of the last rhythm step
     n_samples: int = 0
     n_display: int = 0
     recent_beats: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -225,7 +229,12 @@ def live_step(samples: npt.NDArray[np.integer], state: LiveState) -> tuple[LiveU
     found, state.detector = detector_step(mv, state.detector)
     beats = np.asarray(found, dtype=np.int64)
     state.n_samples += len(samples)
-    rhythm_final, rhythm_open, state.rhythm = rhythm_step(beats, state.n_samples, state.rhythm)
+    rhythm_final: list[Flag] = []
+    if len(beats) or state.n_samples - state.rhythm.n_samples >= state.fs_hz:
+        rhythm_final, state.rhythm_open, state.rhythm = rhythm_step(
+            beats, state.n_samples, state.rhythm
+        )
+    rhythm_open = state.rhythm_open
     quality_final, quality_open, state.quality = quality_step(mv, filtered, state.quality)
     flags = (rhythm_final + quality_final, rhythm_open + quality_open)
     return _update(display, beats, state, flags), state

@@ -252,11 +252,12 @@ class ViewerHub:
 
     def publish(self, message: m.EcgData | m.EcgEnded) -> None:
         """Send a live chunk or an end to the stream's subscribers (encoded once)."""
-        subscribers = self._subscribers.get(message.stream)
-        if not subscribers:
-            return
-        text = m.encode(message).decode()
-        for conn in list(subscribers):
+        if self._subscribers.get(message.stream):
+            self.publish_text(message.stream, m.encode(message).decode())
+
+    def publish_text(self, stream: str, text: str) -> None:
+        """Send an already encoded ``ecg_data``/``ecg_ended`` to the stream's subscribers."""
+        for conn in list(self._subscribers.get(stream, ())):
             self.send(conn, text)
 
     def closed(self, conn: int) -> None:

@@ -12,10 +12,11 @@ of ``signaling/``'s ``/device`` endpoint and viewer hub (the Protocols
 
 - Storage effects run on the event loop (writes only; fsyncs are group-committed in a
   thread by the endpoint).
-- Live annotation runs in one worker thread (``ecg-live``), fed blocks of ~200 ms per
-  stream (:class:`ecg.live.LiveChunker`); its results are handed back to the loop and
-  broadcast to viewers. If annotation falls behind, acks do not: the device is never
-  slowed by viewers.
+- Live annotation runs in worker processes (one fewer than the CPUs; or in one thread),
+  fed blocks of ~200 ms per stream (:class:`ecg.live.LiveChunker`); each stream is
+  pinned to one worker, which keeps its state and encodes the viewers' JSON; results
+  are handed back to the loop and broadcast. If annotation falls behind, acks do not:
+  the device is never slowed by viewers.
 - When a stream ends, the record is re-annotated by the batch engine in another worker
   thread (``ecg-batch``) and ``<stream>.qrs`` / ``<stream>.json`` are written beside it.
 - A stream resumed after a server restart restarts its live pipeline at the resume
@@ -27,19 +28,26 @@ of ``signaling/``'s ``/device`` endpoint and viewer hub (the Protocols
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib
 import inspect
 import logging
+import multiprocessing
+import multiprocessing.process
+import os
+import queue
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 from websockets.asyncio.server import ServerConnection
@@ -169,9 +177,16 @@ def install_ecg(
     verify: Callable[[str], TokenClaims],
     *,
     commit_interval_s: float = 0.1,
+    live_processes: int | None = None,
 ) -> EcgService:
-    """Serve ``/device`` and live viewers on ``server``, storing streams under ``root``."""
-    service = EcgService(root)
+    """Serve ``/device`` and live viewers on ``server``, storing streams under ``root``.
+
+    ``live_processes``: worker processes for live annotation; by default one fewer than
+    the CPUs (at least one), 0 for a thread of this process.
+    """
+    if live_processes is None:
+        live_processes = max(1, (os.cpu_count() or 1) - 1)
+    service = EcgService(root, live_processes=live_processes)
     endpoint = DeviceEndpoint(service, verify, commit_interval_s=commit_interval_s)
     hub = ViewerHub(service, server.send_text, centre_room=ECG_CENTRE_ROOM)
     service.hub = hub
@@ -242,16 +257,225 @@ class _Link:
 
 
 @dataclass
+class _Feed:
+    """What the loop keeps of a stream's live pipeline: where it started, its chunker."""
+
+    start: Start
+    origin: int  # the first sample the pipeline saw (0, or the resume index)
+    chunker: LiveChunker
+    received: int = 0
+
+
+@dataclass
 class _Live:
-    """The live pipeline of one stream, from ``origin`` (its first sample this run)."""
+    """The live pipeline of one stream, where the annotation runs."""
 
     start: Start
     origin: int
-    chunker: LiveChunker
-    state: LiveState | None  # None: the detector cannot take this stream
-    received: int = 0
-    display_origin: int = 0
-    beats_seen: list[int] = field(default_factory=list)
+    display_origin: int
+    state: LiveState
+
+
+# Jobs for the live annotation; picklable, since they may go to worker processes.
+
+
+@dataclass(frozen=True)
+class StartJob:
+    """Open a stream's pipeline at sample ``origin`` (``start``: the start message JSON)."""
+
+    stream: str
+    start: bytes
+    origin: int
+
+
+@dataclass(frozen=True, eq=False)
+class StepJob:
+    """Annotate a block; ``received`` samples had come, at ``queued`` (time.monotonic())."""
+
+    stream: str
+    block: npt.NDArray[np.int16]
+    received: int
+    queued: float
+
+
+@dataclass(frozen=True)
+class EndJob:
+    """The stream ended with ``received`` samples."""
+
+    stream: str
+    received: int
+    queued: float
+
+
+@dataclass(frozen=True)
+class NoteJob:
+    """Pass ``text`` to the stream's viewers after the jobs queued before it."""
+
+    stream: str
+    text: str
+    queued: float
+
+
+LiveJob = StartJob | StepJob | EndJob | NoteJob
+# (stream, encoded JSON for the viewers, when its job was queued)
+LiveResult = tuple[str, str, float]
+
+
+class LiveRunner:
+    """Runs live jobs for many streams (in a thread, or inside a worker process)."""
+
+    def __init__(self) -> None:
+        self.lives: dict[str, _Live | None] = {}
+
+    def handle(self, job: LiveJob) -> list[LiveResult]:
+        """Run one job; never raises (a failing stream loses its live view only)."""
+        try:
+            if isinstance(job, StartJob):
+                start = msgspec.json.decode(job.start, type=Start)
+                self.lives[job.stream] = _open_live(start, job.origin)
+                return []
+            if isinstance(job, StepJob):
+                return self._step(job)
+            if isinstance(job, NoteJob):
+                return [(job.stream, job.text, job.queued)]
+            return self._end(job)
+        except Exception:
+            logger.exception("stream %s: live annotation failed", job.stream)
+            self.lives[job.stream] = None
+            return []
+
+    def _step(self, job: StepJob) -> list[LiveResult]:
+        live = self.lives.get(job.stream)
+        if live is None:
+            return []
+        update, live.state = live_step(job.block, live.state)
+        return [(job.stream, self._encode(live, update, job.received), job.queued)]
+
+    def _end(self, job: EndJob) -> list[LiveResult]:
+        live = self.lives.pop(job.stream, None)
+        out: list[LiveResult] = []
+        if live is not None:
+            update = live_flush(live.state)
+            out.append((job.stream, self._encode(live, update, job.received), job.queued))
+        ended = m.EcgEnded(stream=job.stream, samples=job.received, state="ended")
+        return [*out, (job.stream, m.encode(ended).decode(), job.queued)]
+
+    @staticmethod
+    def _encode(live: _Live, update: LiveUpdate, received: int) -> str:
+        message = live_message(live.start, live.origin, live.display_origin, update, received)
+        return m.encode(message).decode()
+
+
+def _open_live(start: Start, origin: int) -> _Live | None:
+    try:
+        state = live_start(start.fs_hz, start.adc_gain, start.baseline)
+    except EcgError as error:
+        logger.warning("stream %s: no live annotation: %s", start.stream, error)
+        return None
+    return _Live(start, origin, origin // state.factor, state)
+
+
+def _live_worker(jobs: multiprocessing.Queue[LiveJob | None], results: Any) -> None:
+    """A worker process: run jobs until None, put every result on ``results``.
+
+    It also ends when the server process is gone (killed): an orphan would keep the
+    server's standard streams open and annotate for nobody.
+    """
+    runner = LiveRunner()
+    parent = multiprocessing.parent_process()
+    while True:
+        try:
+            job = jobs.get(timeout=1.0)
+        except queue.Empty:
+            if parent is not None and not parent.is_alive():
+                return
+            continue
+        if job is None:
+            return
+        for result in runner.handle(job):
+            results.put(result)
+
+
+class LiveWorkers:
+    """Where live annotation runs: one thread (``processes=0``) or worker processes.
+
+    In processes, each stream is pinned to one worker (its state lives there) and the
+    worker encodes the viewers' JSON, so the event loop's process only moves bytes;
+    with N cores, N - 1 workers annotate in parallel (numpy work under one GIL would
+    not). ``publish(stream, text, queued)`` is called on the loop's thread.
+    """
+
+    def __init__(self, publish: Callable[[str, str, float], None], processes: int = 0) -> None:
+        self.publish = publish
+        self.processes = processes
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: ThreadPoolExecutor | None = None
+        self._runner = LiveRunner()
+        self._queues: list[multiprocessing.Queue[LiveJob | None]] = []
+        self._workers: list[multiprocessing.process.BaseProcess] = []
+        self._results: Any = None
+        self._reader: threading.Thread | None = None
+
+    def submit(self, job: LiveJob) -> None:
+        """Queue a job (from the loop's thread); its results are published in order."""
+        self.begin()
+        if self.processes:
+            self._queues[hash(job.stream) % self.processes].put(job)
+        else:
+            assert self._thread is not None
+            self._thread.submit(self._run_here, job)
+
+    def close(self) -> None:
+        """Stop the workers (pending jobs are dropped: only the live view loses them)."""
+        if self._thread is not None:
+            self._thread.shutdown(wait=True, cancel_futures=True)
+        for jobs in self._queues:
+            jobs.put(None)
+        for worker in self._workers:
+            worker.join(5)
+            if worker.is_alive():
+                worker.terminate()
+        if self._results is not None:
+            self._results.put(None)
+        if self._reader is not None:
+            self._reader.join(5)
+
+    def begin(self) -> None:
+        """Start the thread or the processes, if not yet (from the loop's thread)."""
+        if self._loop is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        if not self.processes:
+            self._thread = ThreadPoolExecutor(1, "ecg-live")
+            return
+        # forkserver: never fork this process (threads, sockets, an event loop).
+        context = multiprocessing.get_context("forkserver")
+        self._results = context.Queue()
+        for index in range(self.processes):
+            jobs: multiprocessing.Queue[LiveJob | None] = context.Queue()
+            worker = context.Process(
+                target=_live_worker, args=(jobs, self._results), name=f"ecg-live-{index}"
+            )
+            worker.daemon = True
+            worker.start()
+            self._queues.append(jobs)
+            self._workers.append(worker)
+        self._reader = threading.Thread(target=self._read, name="ecg-live-results", daemon=True)
+        self._reader.start()
+
+    def _run_here(self, job: LiveJob) -> None:
+        for result in self._runner.handle(job):
+            self._hand_over(result)
+
+    def _read(self) -> None:
+        while (result := self._results.get()) is not None:
+            self._hand_over(result)
+
+    def _hand_over(self, result: LiveResult) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self.publish, *result)
 
 
 class EcgService:
@@ -263,17 +487,19 @@ class EcgService:
         Where streams are stored.
     chunk_s : float
         Signal per live step, in s.
+    live_processes : int
+        Worker processes for live annotation (0: one thread in this process).
     """
 
-    def __init__(self, root: Path, *, chunk_s: float = 0.2) -> None:
+    def __init__(self, root: Path, *, chunk_s: float = 0.2, live_processes: int = 0) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.store = StreamStore(root)
         self.service = StreamService(self.store, listener=self, on_takeover=self._takeover)
         self.chunk_s = chunk_s
         self.hub: ViewerHub | None = None
         self._links: dict[DeviceSession, _Link] = {}
-        self._live: dict[uuid.UUID, _Live] = {}
-        self._live_pool = ThreadPoolExecutor(1, "ecg-live")
+        self._live: dict[uuid.UUID, _Feed] = {}
+        self.workers = LiveWorkers(self._publish_text, live_processes)
         self._batch_pool = ThreadPoolExecutor(1, "ecg-batch")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ended: dict[uuid.UUID, m.EcgStreamInfo] = {}
@@ -283,6 +509,7 @@ class EcgService:
 
     def connect(self, device_id: str, superseded: Callable[[list[DeviceOutput]], None]) -> _Link:
         self._loop = asyncio.get_running_loop()
+        self.workers.begin()  # worker processes take a second or two to import numpy
         link = _Link(self.service, DeviceSession(device_id), superseded)
         self._links[link.session] = link
         return link
@@ -303,7 +530,7 @@ class EcgService:
 
     def close(self) -> None:
         self.service.close()
-        self._live_pool.shutdown(wait=True)
+        self.workers.close()
         self._batch_pool.shutdown(wait=True)
 
     def _takeover(self, old: DeviceSession, out: list[Outgoing]) -> None:
@@ -316,21 +543,26 @@ class EcgService:
     def samples_appended(
         self, start: Start, first_index: int, samples: npt.NDArray[np.int16]
     ) -> None:
-        live = self._live.get(start.stream)
-        if live is None or live.origin + live.received != first_index:
-            live = self._live[start.stream] = self._start_live(start, first_index)
-        live.received += len(samples)
-        block = live.chunker.push(samples)
+        feed = self._live.get(start.stream)
+        if feed is None or feed.origin + feed.received != first_index:
+            # New, or resumed after a restart of the server: a fresh pipeline from here.
+            chunker = LiveChunker(start.n_leads, start.fs_hz, self.chunk_s)
+            feed = self._live[start.stream] = _Feed(start, first_index, chunker)
+            start_json = encode_message(start).encode()
+            self.workers.submit(StartJob(str(start.stream), start_json, first_index))
+        feed.received += len(samples)
+        block = feed.chunker.push(samples)
         if block is not None:
-            self._step(live, block)
+            self._step(feed, block)
 
     def stream_ended(self, start: Start, record: Path) -> None:
-        live = self._live.pop(start.stream, None)
-        if live is not None:
-            block = live.chunker.take()
+        feed = self._live.pop(start.stream, None)
+        if feed is not None:
+            block = feed.chunker.take()
             if block is not None:
-                self._step(live, block)
-            self._live_pool.submit(self._flush, live)
+                self._step(feed, block)
+            received = feed.origin + feed.received
+            self.workers.submit(EndJob(str(start.stream), received, time.monotonic()))
         self._batch_pool.submit(self._reannotate, start, record)
 
     # -- EcgCatalog --------------------------------------------------------------------
@@ -355,63 +587,25 @@ class EcgService:
             self._ended[info.stream] = described
         return described
 
-    # -- the live pipeline (worker thread) --------------------------------------------
+    # -- the live pipeline --------------------------------------------------------------
 
-    def _start_live(self, start: Start, origin: int) -> _Live:
-        chunker = LiveChunker(start.n_leads, start.fs_hz, self.chunk_s)
-        try:
-            state: LiveState | None = live_start(start.fs_hz, start.adc_gain, start.baseline)
-        except EcgError as error:
-            logger.warning("stream %s: no live annotation: %s", start.stream, error)
-            state = None
-        live = _Live(start, origin, chunker, state)
-        if state is not None:
-            live.display_origin = origin // state.factor
-        return live
+    def _step(self, feed: _Feed, block: npt.NDArray[np.int16]) -> None:
+        received = feed.origin + feed.received
+        self.workers.submit(StepJob(str(feed.start.stream), block, received, time.monotonic()))
 
-    def _step(self, live: _Live, block: npt.NDArray[np.int16]) -> None:
-        if live.state is None:
-            return
-        queued = time.monotonic()
-        received = live.origin + live.received
-        self._live_pool.submit(self._run_step, live, block, queued, received)
-
-    def _run_step(
-        self, live: _Live, block: npt.NDArray[np.int16], queued: float, received: int
-    ) -> None:
-        assert live.state is not None
-        try:
-            update, live.state = live_step(block, live.state)
-        except Exception:
-            logger.exception("stream %s: live annotation failed", live.start.stream)
-            live.state = None
-            return
-        self._hand_over(live, update, queued, received)
-
-    def _flush(self, live: _Live) -> None:
-        if live.state is not None:
-            try:
-                update = live_flush(live.state)
-            except Exception:
-                logger.exception("stream %s: live flush failed", live.start.stream)
-            else:
-                self._hand_over(live, update, time.monotonic(), live.origin + live.received)
-        info = m.EcgEnded(
-            stream=str(live.start.stream), samples=live.origin + live.received, state="ended"
-        )
-        self._publish(info)
-
-    def _hand_over(self, live: _Live, update: LiveUpdate, queued: float, received: int) -> None:
-        message = live_message(live.start, live.origin, live.display_origin, update, received)
-        lag_s = time.monotonic() - queued
+    def _publish_text(self, stream: str, text: str, queued: float) -> None:
         if len(self.live_lag_s) < 100_000:
-            self.live_lag_s.append(lag_s)
-        self._publish(message)
+            self.live_lag_s.append(time.monotonic() - queued)
+        if self.hub is not None:
+            self.hub.publish_text(stream, text)
 
-    def _publish(self, message: m.EcgData | m.EcgEnded) -> None:
-        hub, loop = self.hub, self._loop
-        if hub is not None and loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(hub.publish, message)
+    def _publish(self, message: m.EcgEnded) -> None:
+        """From the batch thread: after the stream's live output (same worker queue)."""
+        loop = self._loop
+        job = NoteJob(message.stream, m.encode(message).decode(), time.monotonic())
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self.workers.submit, job)
 
     def _reannotate(self, start: Start, record: Path) -> None:
         try:

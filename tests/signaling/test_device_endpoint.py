@@ -34,14 +34,12 @@ def device_token(identity: str = DEVICE, secret: str = SECRET) -> str:
     return mint_token(secret, identity=identity, name="cart", role="device", room="ecg")
 
 
-@pytest.fixture
-def ecg(server: SignalingServer, tmp_path: Path) -> EcgService:
-    """The real ECG service installed on the test server."""
+@pytest.fixture(params=[1, 0], ids=["live-process", "live-thread"])
+def ecg(server: SignalingServer, tmp_path: Path, request: pytest.FixtureRequest) -> EcgService:
+    """The real ECG service on the test server, annotating in a worker process or a thread."""
+    verify = functools.partial(verify_token, SECRET)
     return install_ecg(
-        server,
-        tmp_path / "streams",
-        functools.partial(verify_token, SECRET),
-        commit_interval_s=0.05,
+        server, tmp_path / "streams", verify, commit_interval_s=0.05, live_processes=request.param
     )
 
 
