@@ -18,7 +18,9 @@ folder in a temporary directory); tokens are minted with its secret. Measured:
     (frame sent -> the ``ecg_data`` that covers it, for a viewer subscribed to a few
     streams), server CPU (user+system of the server process, % of one core, and per
     stream) and RSS per stream. A run *keeps up* when the ack lag p95 < 1 s, the live
-    lag p95 < 2 s and no cart fell behind. The largest N that keeps up is reported.
+    lag p95 < 1 s, every frame was acked and no cart fell behind. The largest N that
+    keeps up is reported. CPU and RSS are summed over the server process and its
+    descendants (the live-annotation workers and their forkserver).
 (c) **Bit-exact**: a 60 s record streamed at 2x with a forced disconnect every 5 s
     of wall time; the finalised record is compared sample for sample with the source.
 
@@ -88,19 +90,50 @@ class Server:
     def token(self, role: str, identity: str, room: str) -> str:
         return mint_token(self.secret, identity=identity, name=identity, role=role, room=room)
 
+    def tree(self) -> list[int]:
+        """The server's pid and its descendants'."""
+        parents: dict[int, int] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                parents[int(entry.name)] = int(fields[1])
+        found = [self.process.pid]
+        for pid in found:
+            found += [child for child, parent in parents.items() if parent == pid]
+        return found
+
     def cpu_s(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU seconds of the server and its workers."""
+        total = 0
+        for pid in self.tree():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return math.nan
+        """Resident memory of the server and its workers, MB."""
+        total_kb = 0
+        for pid in self.tree():
+            try:
+                lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+            except OSError:
+                continue
+            total_kb += sum(int(line.split()[1]) for line in lines if line.startswith("VmRSS:"))
+        return total_kb / 1024
 
     def stop(self) -> None:
         self.process.terminate()
-        self.process.wait(30)
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 async def watch(server: Server, room: str) -> ClientConnection:
@@ -311,7 +344,7 @@ async def load(
     }
     result["keeps_up"] = bool(
         result["ack_p95_ms"] < 1000
-        and (result["live_p95_ms"] < 2000)
+        and result["live_p95_ms"] < 1000
         and not errors
         and not behind
         and unacked == 0
