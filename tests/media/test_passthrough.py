@@ -73,6 +73,26 @@ async def test_late_joiner_gets_a_keyframe_within_a_second(
     await sfu.close()
 
 
+async def test_a_reconnected_publisher_is_seen_again_within_a_second(
+    forwarder: PassthroughForwarder, clients: list[Client]
+) -> None:
+    """After a publisher's session drops and comes back, its video returns within 1 s."""
+    sfu, a, b = await joined_pair(forwarder, clients)
+    await mean_colour(a.live("video")[0])
+    await sfu.leave("b")
+    await b.close()
+    await wait_for(lambda: not a.live("video"))
+    back = Client(sfu, "b", BLUE)
+    clients.append(back)
+    await back.join("room")
+    published = time.monotonic()
+    await wait_for(lambda: len(a.live("video")) == 1)
+    assert close_to(await mean_colour(a.live("video")[0], timeout_s=2), BLUE)
+    assert time.monotonic() - published < 1.0
+    assert forwarder.stats()["decoded_frames"] == 0
+    await sfu.close()
+
+
 async def test_subscriber_plis_reach_the_publisher_throttled(
     forwarder: PassthroughForwarder, clients: list[Client]
 ) -> None:
