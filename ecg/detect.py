@@ -69,12 +69,15 @@ import numpy.typing as npt
 from scipy import signal as sps
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
+from ecg.detect_vf import VfConfig, VfState, vf_active_at, vf_start, vf_step
 from ecg.errors import ConfigError, SignalError
 
 __all__ = [
     "DetectorConfig",
     "DetectorState",
+    "VfConfig",
     "detect_qrs",
+    "detect_qrs_and_vf",
     "detector_flush",
     "detector_start",
     "detector_step",
@@ -147,6 +150,8 @@ class DetectorConfig:
         Margin after an unusable stretch during which the lead is still ignored.
     noise_s : float
         How far back a lead's local activity (its noise level) is measured.
+    vf : VfConfig
+        The VF/VFL detector (:mod:`ecg.detect_vf`); no beat is detected during VF/VFL.
     """
 
     # Rates and filters
@@ -169,6 +174,8 @@ class DetectorConfig:
     flat_s: float = 0.1
     settle_s: float = 0.3
     noise_s: float = 1.0
+    # Rhythm
+    vf: VfConfig = field(default_factory=VfConfig)
 
     def __post_init__(self) -> None:
         positive = {
@@ -263,6 +270,7 @@ class DetectorState:
     buf_env: FloatArray
     buf_bad: BoolArray
     buf_weight: FloatArray
+    vf: VfState
     zi: FloatArray | None = None
     n_input: int = 0
     n_internal: int = 0
@@ -276,6 +284,20 @@ class DetectorState:
     signal_level: float = 1.0
     noise_level: float = 0.1
     rr_mean_s: float = 0.8
+
+    @property
+    def vf_episodes(self) -> list[tuple[int, int | None]]:
+        """VF/VFL episodes so far, ``(onset, offset)`` in input samples.
+
+        The onset is when the trailing window first measured VF/VFL (up to
+        ``config.vf.hop_s`` after its evidence was complete), the offset when it no
+        longer did; ``None`` while the episode lasts. No beat is detected in between.
+        """
+        k = self.factor
+        return [
+            (int(on or 0) * k, None if off is None else int(off) * k)
+            for on, off in self.vf.episodes
+        ]
 
 
 def _as_2d(chunk_mv: npt.ArrayLike, n_leads: int | None) -> FloatArray:
@@ -347,6 +369,7 @@ def detector_start(
         buf_env=np.zeros((n, 0)),
         buf_bad=np.zeros((n, 0), bool),
         buf_weight=np.zeros((n, 0)),
+        vf=vf_start(n, internal_fs, config.vf),
     )
 
 
@@ -472,6 +495,7 @@ def _block_stats(env: FloatArray, state: DetectorState) -> tuple[FloatArray, Flo
         blocks = cur[:, : n_new * block_n].reshape(n_leads, n_new, block_n)
         bmax = blocks.max(axis=2)
         peaky = bmax / np.maximum(np.median(blocks, axis=2), 1e-12)
+        _hold_during_vf(bmax, peaky, all_max, all_peaky, state)
         all_max = np.concatenate([all_max, bmax], axis=1)
         all_peaky = np.concatenate([all_peaky, peaky], axis=1)
     state.cur_env = cur[:, n_new * block_n :].copy()
@@ -501,6 +525,30 @@ def _block_stats(env: FloatArray, state: DetectorState) -> tuple[FloatArray, Flo
     state.block_max = all_max[:, all_max.shape[1] - keep :]
     state.block_peaky = all_peaky[:, all_peaky.shape[1] - keep :]
     return inv_scale, weight
+
+
+def _hold_during_vf(
+    bmax: FloatArray,
+    peaky: FloatArray,
+    hist_max: FloatArray,
+    hist_peaky: FloatArray,
+    state: DetectorState,
+) -> None:
+    """Give blocks that end in VF/VFL the statistics of the block before them.
+
+    VF waves are neither beats nor noise of a lead: counted, they would scale beats down
+    and take the leads' weights away for ``history_blocks`` blocks after VF ends.
+    """
+    if not state.vf.episodes:
+        return
+    for j in range(bmax.shape[1]):
+        end_i = (state.blocks_done + j + 1) * state.block_n
+        if not vf_active_at(state.vf, end_i):
+            continue
+        if j > 0:
+            bmax[:, j], peaky[:, j] = bmax[:, j - 1], peaky[:, j - 1]
+        elif hist_max.shape[1]:
+            bmax[:, j], peaky[:, j] = hist_max[:, -1], hist_peaky[:, -1]
 
 
 _Buf = TypeVar("_Buf", FloatArray, BoolArray)
@@ -537,6 +585,7 @@ def detector_step(chunk_mv: npt.ArrayLike, state: DetectorState) -> tuple[IntArr
     d = _decimate(x, state)
     if d.shape[1]:
         d, bad, onsets = _lead_quality(d, state)
+        vf_step(d, bad, state.vf)
         env = _envelope(d, state)
         inv_scale, weight = _block_stats(env, state)
         # Store both signals normalised by the lead's beat amplitude.
@@ -652,9 +701,12 @@ def _decide(state: DetectorState, final: bool) -> IntArray:
         vis_factor = [min(1.0, v * (1.0 / VISIBLE)) ** 2 for v in vis]
         fraction, t_ratio, prem_thr = cfg.threshold, cfg.t_wave_ratio, cfg.premature_threshold
         gap_n, prem_n = cfg.gap_factor * fs, cfg.premature_factor * fs
+        vf = state.vf
         for c, e_row, w_row in zip((cands + lo_i).tolist(), rows_e, rows_w, strict=True):
             elapsed = c - last_i
-            if elapsed < refr:
+            # During VF/VFL its waves are not beats; asked at the time the candidate
+            # is decided, which does not depend on chunking.
+            if elapsed < refr or (vf.episodes and vf_active_at(vf, min(c + la, end_i))):
                 continue
             dyn = list(map(mul, w_row, vis_factor))
             total = sum(dyn)
@@ -754,7 +806,28 @@ def detect_qrs(
     ndarray of int64
         R-peak sample indices, sorted, in input coordinates.
     """
+    return detect_qrs_and_vf(signal_mv, fs_hz, config)[0]
+
+
+def detect_qrs_and_vf(
+    signal_mv: npt.ArrayLike, fs_hz: float, config: DetectorConfig = DetectorConfig()
+) -> tuple[IntArray, list[tuple[int, int]]]:
+    """Detect QRS complexes and VF/VFL episodes in a recorded ECG.
+
+    Parameters are those of :func:`detect_qrs`.
+
+    Returns
+    -------
+    beats : ndarray of int64
+        R-peak sample indices, sorted, in input coordinates (as :func:`detect_qrs`).
+    vf_episodes : list of (int, int)
+        ``(onset, offset)`` sample indices of each VF/VFL episode (see
+        :attr:`DetectorState.vf_episodes`); an episode still on at the end of the
+        record ends at its length.
+    """
     x = _as_2d(signal_mv, None)
     state = detector_start(x.shape[1], fs_hz, config)
     beats, state = detector_step(x, state)
-    return np.concatenate([beats, detector_flush(state)])
+    beats = np.concatenate([beats, detector_flush(state)])
+    n = x.shape[0]
+    return beats, [(on, n if off is None else off) for on, off in state.vf_episodes]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -15,7 +16,9 @@ from hypothesis import strategies as st
 from ecg.detect import (
     MAX_LATENCY_S,
     DetectorConfig,
+    VfConfig,
     detect_qrs,
+    detect_qrs_and_vf,
     detector_flush,
     detector_start,
     detector_step,
@@ -25,10 +28,11 @@ from ecg.scoring import reference_beats, score_beats
 from tests.conftest import ecg_data_dir
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 
 
 @cache
-def _mitdb(name: str, seconds: float | None = None) -> tuple[FloatArray, float, FloatArray]:
+def _mitdb(name: str, seconds: float | None = None) -> tuple[FloatArray, float, IntArray]:
     """Signal (mV), rate and reference beats of an MIT-BIH record (first ``seconds``)."""
     path = str(ecg_data_dir() / "mitdb" / name)
     header = wfdb.rdheader(path)
@@ -151,7 +155,7 @@ def test_one_dimensional_input_is_one_lead(ecg_dir: Path) -> None:
         {"gap_factor": 0.5},
     ],
 )
-def test_config_validation(kwargs: dict[str, float]) -> None:
+def test_config_validation(kwargs: dict[str, Any]) -> None:
     """Out-of-range or inconsistent settings raise ConfigError naming the setting."""
     with pytest.raises(ConfigError, match=next(iter(kwargs))):
         DetectorConfig(**kwargs)
@@ -168,3 +172,105 @@ def test_bad_inputs_are_refused() -> None:
         detector_step(np.zeros((10, 3)), state)
     with pytest.raises(ValueError, match="shape"):
         detect_qrs(np.zeros((4, 2, 2)), 360.0)
+
+
+# Waves of a complex: (amplitude mV, delay s, Gaussian width s).
+NARROW = ((1.0, 0.0, 0.02), (-0.6, 0.05, 0.02), (0.3, 0.22, 0.05))
+WIDE_RS = ((1.0, 0.0, 0.03), (-0.5, 0.07, 0.025), (-0.35, 0.24, 0.05))
+WIDE_R = ((1.0, 0.0, 0.035),)
+
+
+def _beat_train(
+    rate_bpm: float, seconds: float, fs_hz: float, waves: tuple[tuple[float, float, float], ...]
+) -> FloatArray:
+    """A regular train of complexes made of Gaussian waves, in mV."""
+    t = np.arange(round(seconds * fs_hz)) / fs_hz
+    x = np.zeros(t.shape)
+    for onset in np.arange(0.2, seconds, 60.0 / rate_bpm):
+        for amplitude_mv, delay_s, width_s in waves:
+            x += amplitude_mv * np.exp(-0.5 * ((t - onset - delay_s) / width_s) ** 2)
+    return x
+
+
+def test_vf_like_sinusoid_suppresses_beats() -> None:
+    """Waves of a 4-6 Hz VF-like oscillation are a VF/VFL episode, not beats."""
+    fs_hz = 360.0
+    rng = np.random.default_rng(7)
+    before = _beat_train(70, 20.0, fs_hz, NARROW)
+    t = np.arange(round(30.0 * fs_hz)) / fs_hz
+    # Frequency wandering between 4 and 6 Hz, amplitude between 0.5 and 1 mV.
+    freq_hz = 5.0 + np.sin(2 * np.pi * 0.1 * t)
+    vf = (0.75 + 0.25 * np.sin(2 * np.pi * 0.23 * t)) * np.sin(
+        2 * np.pi * np.cumsum(freq_hz) / fs_hz
+    )
+    after = _beat_train(70, 20.0, fs_hz, NARROW)
+    x = np.concatenate([before, vf, after]) + 0.01 * rng.standard_normal(70 * 360)
+    x = np.column_stack([x, 0.8 * x])
+    beats, episodes = detect_qrs_and_vf(x, fs_hz)
+    assert len(episodes) == 1
+    onset, offset = episodes[0]
+    vf_start_i, vf_end_i = before.shape[0], before.shape[0] + vf.shape[0]
+    assert vf_start_i < onset < vf_start_i + 6 * fs_hz
+    assert vf_end_i < offset < vf_end_i + 4 * fs_hz
+    in_vf = beats[(beats > vf_start_i) & (beats < vf_end_i)]
+    # Only waves before the episode's onset can be taken for beats.
+    assert np.all(in_vf < onset)
+    assert len(in_vf) < 6 * 5
+    assert np.array_equal(beats, detect_qrs(x, fs_hz))
+    # Beats before VF and (after the episode) after it are all found.
+    assert len(beats[beats < vf_start_i]) >= 22
+    assert len(beats[beats > offset]) >= round((x.shape[0] - offset) / fs_hz * 70 / 60) - 1
+
+
+@pytest.mark.parametrize("waves", [WIDE_RS, WIDE_R])
+@pytest.mark.parametrize("rate_bpm", [150, 180])
+def test_fast_wide_complex_train_is_not_vf(
+    waves: tuple[tuple[float, float, float], ...], rate_bpm: float
+) -> None:
+    """A regular wide-QRS tachycardia (150, 180/min) is not VF: no beat is suppressed."""
+    fs_hz = 360.0
+    x = _beat_train(rate_bpm, 40.0, fs_hz, waves)
+    leads = np.column_stack([x, -0.5 * x])
+    beats, episodes = detect_qrs_and_vf(leads, fs_hz)
+    assert episodes == []
+    without_vf = detect_qrs(leads, fs_hz, DetectorConfig(vf=VfConfig(enabled=False)))
+    np.testing.assert_array_equal(beats, without_vf)
+    if rate_bpm < 180:
+        # At 180/min the lead weighting itself loses this noise-free train (see report).
+        expected = np.round(np.arange(0.2, 40.0, 60.0 / rate_bpm) * fs_hz).astype(np.int64)
+        score = score_beats(expected, beats, fs_hz)
+        assert score.fn <= 1, score
+        assert score.fp == 0, score
+
+
+def test_vf_episode_in_record_207(ecg_dir: Path) -> None:
+    """The ventricular flutter of MIT-BIH 207 (40.8-51.1 s) is found, and chunks agree."""
+    x, fs_hz, reference = _mitdb("207", 70.0)
+    beats, episodes = detect_qrs_and_vf(x, fs_hz)
+    assert episodes
+    assert all(38 * fs_hz < on < off < 64 * fs_hz for on, off in episodes)
+    score = score_beats(reference, beats, fs_hz)
+    no_vf = score_beats(
+        reference, detect_qrs(x, fs_hz, DetectorConfig(vf=VfConfig(enabled=False))), fs_hz
+    )
+    assert score.tp >= no_vf.tp - 1
+    assert score.fp < 0.6 * no_vf.fp, (score, no_vf)
+    state = detector_start(x.shape[1], fs_hz)
+    streamed = []
+    for pos in range(0, x.shape[0], 977):
+        found, state = detector_step(x[pos : pos + 977], state)
+        streamed.extend(found.tolist())
+    streamed.extend(detector_flush(state).tolist())
+    assert streamed == beats.tolist()
+    n = x.shape[0]
+    assert [(on, n if off is None else off) for on, off in state.vf_episodes] == episodes
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"window_s": 0.0}, {"hop_s": 5.0}, {"enter_leakage": 0.7}, {"exit_leakage": 1.2}],
+)
+def test_vf_config_validation(kwargs: dict[str, Any]) -> None:
+    """Out-of-range VF/VFL settings raise ConfigError naming the setting."""
+    with pytest.raises(ConfigError, match=next(iter(kwargs))):
+        VfConfig(**kwargs)
