@@ -145,6 +145,14 @@ class MediaLeave:
 
 
 @dataclass(frozen=True, slots=True)
+class MediaRecord:
+    """Record the room from now on (a moderator's consent) or stop recording it."""
+
+    room_id: str
+    on: bool
+
+
+@dataclass(frozen=True, slots=True)
 class EcgRequest:
     """A viewer's ECG request, from a connection whose token enters ``room``.
 
@@ -173,6 +181,7 @@ Effect = (
     | MediaCandidate
     | MediaPause
     | MediaLeave
+    | MediaRecord
     | Persist
     | EcgRequest
 )
@@ -359,6 +368,7 @@ class Core:
         self._rooms: dict[str, Room] = {}
         self._participants: dict[str, Participant] = {}
         self._out: list[Effect] = []
+        self._recording: dict[str, bool] = {}  # room id -> being recorded
         self.stats = CoreStats()
 
     # ------------------------------------------------------------------ read-only views
@@ -483,6 +493,19 @@ class Core:
         c = self._conn_of.get(participant_id)
         if c is not None and c.conn_id == conn:
             self._send(c, m.ServerAnswer(pc="publish", sdp=sdp, ref=ref))
+        return self._flush()
+
+    @_guarded
+    def recording_changed(self, room_id: str, on: bool, error: str | None) -> list[Effect]:
+        """The room's recording started or stopped: tell everyone, and moderators why."""
+        self._recording[room_id] = on
+        room = self._rooms.get(room_id)
+        for p in room.participants.values() if room is not None else ():
+            if p.state in IN_MEDIA:
+                self._send_to(p, m.RecordingEvent(on=on, error=error))
+                if error is not None and "moderate" in p.permissions:
+                    failed = m.Error(code=ErrorCode.RECORDING_FAILED.value, reason=error)
+                    self._send_to(p, failed)
         return self._flush()
 
     @_guarded
@@ -670,6 +693,10 @@ class Core:
                 self._admit(p, target_id)
             case m.Remove(participant_id=target_id, reason=reason):
                 self._remove(p, target_id, reason or "")
+            case m.SetRecording(on=on):
+                self._require(p, "moderate")
+                self._out.append(MediaRecord(p.room_id, on))
+                self._audit(p.room_id, p.identity, "recording", detail={"on": str(on).lower()})
 
     # ------------------------------------------------------------------ join and resume
 
@@ -806,6 +833,7 @@ class Core:
             resume_id=p.resume_id,
             grace_s=self.config.grace_s,
             resumed=resumed,
+            recording=self._recording.get(room.room_id, False),
         )
         self._send(c, joined)
         if announce:

@@ -62,6 +62,7 @@ class ErrorCode(enum.StrEnum):
     REMOVED = "removed"
     JOIN_TIMEOUT = "join_timeout"
     MEDIA_FAILED = "media_failed"
+    RECORDING_FAILED = "recording_failed"
     INTERNAL = "internal"
 
 
@@ -191,6 +192,12 @@ class Remove(_ClientMessage, tag="remove", kw_only=True):
     reason: Reason | None = None
 
 
+class SetRecording(_ClientMessage, tag="set_recording", kw_only=True):
+    """Moderators: record the room from now on (consent given) or stop recording."""
+
+    on: bool
+
+
 class Ping(_ClientMessage, tag="ping", kw_only=True):
     """Application-level keep-alive; answered with ``pong``."""
 
@@ -234,6 +241,7 @@ ClientMessage = (
     | Leave
     | Admit
     | Remove
+    | SetRecording
     | Ping
     | Watch
     | EcgList
@@ -256,6 +264,7 @@ CLIENT_TYPES: Final = frozenset(
         Leave,
         Admit,
         Remove,
+        SetRecording,
         Ping,
         Watch,
         EcgList,
@@ -318,6 +327,7 @@ class Joined(_Message, tag="joined", kw_only=True):
     resume_id: str
     grace_s: float
     resumed: bool = False
+    recording: bool = False  # the room is being recorded
 
 
 class Waiting(_Message, tag="waiting", kw_only=True):
@@ -416,6 +426,13 @@ class MediaState(_Message, tag="media_state", kw_only=True):
 
     pc: PeerRole
     state: str
+
+
+class RecordingEvent(_Message, tag="recording", kw_only=True):
+    """The room's recording started (``on``) or stopped; ``error`` says why it failed."""
+
+    on: bool
+    error: str | None = None
 
 
 class Pong(_Message, tag="pong", kw_only=True):
@@ -554,6 +571,7 @@ ServerMessage = (
     | Muted
     | ChatEvent
     | MediaState
+    | RecordingEvent
     | Pong
     | Error
     | Watching

@@ -58,6 +58,7 @@ from signaling.core import (
     MediaLeave,
     MediaOffer,
     MediaPause,
+    MediaRecord,
     Persist,
     Send,
 )
@@ -378,8 +379,21 @@ class SignalingServer:
                     self._send(conn, error, encoded)
                 else:
                     self.viewers.request(conn, room, message)
+            case MediaRecord(room_id=room, on=on):
+                self._record(room, on)
             case _:
                 self._media(effect)
+
+    def _record(self, room_id: str, on: bool) -> None:
+        """Switch the room's recording; a backend that cannot record reports why."""
+        set_recording = getattr(self.media, "set_recording", None)
+        try:
+            if set_recording is None:
+                raise ValueError("this server's media backend does not record")
+            set_recording(room_id, on)
+        except Exception as exc:  # the backend's errors name no internal state
+            logger.warning("recording of room %s not switched: %s", room_id, exc)
+            self.run(self.core.recording_changed(room_id, False, str(exc)))
 
     def _send(self, conn: ConnId, message: m.ServerMessage, encoded: dict[int, str]) -> None:
         ws = self._sockets.get(conn)

@@ -102,11 +102,12 @@ def media_backend(config: Config) -> MediaBackend:
     options: dict[str, object] = {}
     if config.ice_transport_policy != "all" and "ice_transport_policy" in accepted:
         options["ice_transport_policy"] = config.ice_transport_policy
+    if "data_dir" in accepted:
+        # Recordings go to the data dir: for every room (--record) or by consent.
+        options["data_dir"] = config.data_dir
     if config.record:
         if "record" in accepted:
             options["record"] = True
-            if "data_dir" in accepted:
-                options["data_dir"] = config.data_dir
         else:
             logger.warning(
                 "--record: this media backend cannot record yet; consults are not recorded"
@@ -164,6 +165,15 @@ def build_server(
         config=config.server_config(),
         device_handler=device_handler,
     )
+    if hasattr(backend, "on_recording"):
+        # The SFU reports recordings starting, stopping and failing; the room is told.
+        backend.on_recording = lambda room, on, error: server.run(
+            core.recording_changed(room, on, error)
+        )
+    stats = getattr(backend, "stats", None)
+    if callable(stats):  # forwarding and recording counters on /metrics
+        collector = importlib.import_module("media.metrics").MediaCollector(stats)
+        server.metrics.registry.register(collector)
     if device_handler is None and device_check is None:
         install_ecg(server, config.data_dir / STREAMS_DIR, functools.partial(verify_token, secret))
     else:

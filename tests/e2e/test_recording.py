@@ -68,3 +68,36 @@ async def test_record_flag_records_every_track_of_a_browser_consult(
         assert stream["codec_name"] == track.codec
         assert last_packet_s(directory / track.file) > 2.0
     assert recorded.sfu.stats()["decoded_frames"] == 0
+
+
+async def test_moderator_consent_toggle_records_and_everyone_sees_it(
+    consult: Consult, browser: Browser, tmp_path: Path
+) -> None:
+    """A moderator's click starts recording; both browsers show it; a second click stops it."""
+    a = await new_page(browser)
+    b = await new_page(browser)
+    await a.goto(consult.join_url("dr-a"))
+    await b.goto(consult.join_url("dr-b"))
+    await assert_sees_and_hears(a, "dr-b")
+    await assert_sees_and_hears(b, "dr-a")
+    assert await a.is_hidden("#rec")
+    await a.click("#toggle-recording")
+    for page in (a, b):
+        await page.wait_for_function(
+            "() => window.tc.recording && !document.getElementById('rec').hidden"
+        )
+    assert "This consult is now being recorded." in await b.evaluate("() => window.tc.notices")
+    recording_id = consult.sfu.recording("consult")
+    assert recording_id is not None
+    directory = tmp_path / "var" / "recordings" / recording_id
+    await asyncio.sleep(2.5)
+    await a.click("#toggle-recording")
+    for page in (a, b):
+        await page.wait_for_function(
+            "() => !window.tc.recording && document.getElementById('rec').hidden"
+        )
+    manifest = read_manifest(directory)
+    assert manifest.state is RecordingState.STOPPED
+    assert len(manifest.tracks) == 4
+    for track in manifest.tracks:
+        assert ffprobe(directory / track.file)["streams"][0]["codec_name"] == track.codec
