@@ -46,6 +46,12 @@ Design notes
   adaptive threshold between running noise and signal levels (``threshold``); stricter
   for premature candidates (``premature_*``), for likely T waves (``t_wave_*``), and
   within ``refractory_s`` of a beat nothing is accepted.
+- **VF/VFL.** Ventricular fibrillation and flutter are a rhythm, not beats: a causal
+  VF-filter-leakage detector (:mod:`ecg.detect_vf`) runs on the block-averaged leads,
+  and while it says VF/VFL no candidate is accepted (asked at the candidate's decision
+  time, so chunking does not matter). Blocks that end in VF/VFL keep the statistics of
+  the block before, so that beats are scaled and weighted as before VF when it ends.
+  The episodes are :attr:`DetectorState.vf_episodes` and :func:`detect_qrs_and_vf`.
 - **Location.** The R peak is the sample of largest deflection from the local baseline
   (the mean of the signal 100 ms either side), summed over leads with the weights the
   beat was decided with, within ±``LOCATE_S`` of the envelope's centre. It is measured
