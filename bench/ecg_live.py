@@ -301,6 +301,14 @@ async def load(
     carts = {str(s.stream): Cart(s.stream) for s in starts}
     viewer = await watch(server, room)
     watched = list(carts)[:4]
+    # The live workers start with the first device connection: let them start and import
+    # numpy before taking the baseline, so that RSS per stream is the streams' own.
+    token = server.token("device", "warm-up", "ecg")
+    async with connect(
+        f"ws://127.0.0.1:{server.port}/device",
+        additional_headers={"Authorization": f"Bearer {token}"},
+    ):
+        await asyncio.sleep(4.0)
     rss0, cpu0 = server.rss_mb(), server.cpu_s()
     t0 = time.monotonic() + 1.0
     # Stagger the carts over one frame so that their sends do not all coincide.
