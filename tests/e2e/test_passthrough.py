@@ -6,7 +6,7 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from playwright.async_api import Browser
+from playwright.async_api import Browser, Page
 
 from media.passthrough import PassthroughForwarder
 from tests.e2e.conftest import Consult
@@ -22,17 +22,23 @@ async def browser() -> AsyncIterator[Browser]:
         yield running
 
 
-async def test_browsers_see_each_other_and_the_server_never_decodes(
-    consult: Consult, browser: Browser
-) -> None:
-    """Two Chromiums render each other; a late third sees both within seconds; 0 decoded."""
-    assert isinstance(consult.sfu._forwarder, PassthroughForwarder)  # the server's default
+async def seeing_each_other(browser: Browser, consult: Consult) -> tuple[Page, Page]:
+    """Pages of "dr-a" and "dr-b" (moderators) joined and rendering each other's video."""
     a = await new_page(browser)
     b = await new_page(browser)
     await a.goto(consult.join_url("dr-a"))
     await b.goto(consult.join_url("dr-b"))
     await assert_sees_and_hears(a, "dr-b")
     await assert_sees_and_hears(b, "dr-a")
+    return a, b
+
+
+async def test_browsers_see_each_other_and_the_server_never_decodes(
+    consult: Consult, browser: Browser
+) -> None:
+    """Two Chromiums render each other; a late third sees both within seconds; 0 decoded."""
+    assert isinstance(consult.sfu._forwarder, PassthroughForwarder)  # the server's default
+    await seeing_each_other(browser, consult)
     requests_before = consult.sfu.stats()["keyframe_requests"]
     c = await new_page(browser)
     joined = time.monotonic()

@@ -14,9 +14,9 @@ from media.sfu import Sfu
 from teleconsult.app import build_server
 from teleconsult.config import Config
 from tests.e2e.conftest import SECRET, WEB_DIR, Consult
-from tests.e2e.pages import assert_sees_and_hears
+from tests.e2e.test_passthrough import seeing_each_other
 from tests.media.probe import ffprobe, last_packet_s
-from tests.web.browser import chromium, new_page
+from tests.web.browser import chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -44,12 +44,7 @@ async def test_record_flag_records_every_track_of_a_browser_consult(
     recorded: Consult, browser: Browser, tmp_path: Path
 ) -> None:
     """Both browsers' audio and video are recorded, undecoded, and ffprobe reads them."""
-    a = await new_page(browser)
-    b = await new_page(browser)
-    await a.goto(recorded.join_url("dr-a"))
-    await b.goto(recorded.join_url("dr-b"))
-    await assert_sees_and_hears(a, "dr-b")
-    await assert_sees_and_hears(b, "dr-a")
+    a, b = await seeing_each_other(browser, recorded)
     recording_id = recorded.sfu.recording("consult")
     assert recording_id is not None
     await asyncio.sleep(3.0)
@@ -74,12 +69,7 @@ async def test_moderator_consent_toggle_records_and_everyone_sees_it(
     consult: Consult, browser: Browser, tmp_path: Path
 ) -> None:
     """A moderator's click starts recording; both browsers show it; a second click stops it."""
-    a = await new_page(browser)
-    b = await new_page(browser)
-    await a.goto(consult.join_url("dr-a"))
-    await b.goto(consult.join_url("dr-b"))
-    await assert_sees_and_hears(a, "dr-b")
-    await assert_sees_and_hears(b, "dr-a")
+    a, b = await seeing_each_other(browser, consult)
     assert await a.is_hidden("#rec")
     await a.click("#toggle-recording")
     for page in (a, b):
