@@ -277,6 +277,8 @@ class _Sink(MediaStreamTrack):
         self._timeline = Timeline()
         self._generation = 0
         self._decoded: MediaStreamTrack | None = None  # relay proxy in fallback
+        # Resolved by every switch: a read pending on the old relay proxy is abandoned.
+        self._switched: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def switch(self, source: _Source | None) -> None:
         self._queue.clear()
@@ -287,6 +289,9 @@ class _Sink(MediaStreamTrack):
             self._decoded = None
         self.source = source
         self._ready.set()
+        if not self._switched.done():
+            self._switched.set_result(None)
+        self._switched = asyncio.get_running_loop().create_future()
 
     def push(self, packet: Packet, keyframe: bool) -> bool:
         """Queue ``packet``; ``False`` if dropped while waiting for a keyframe."""
@@ -320,15 +325,35 @@ class _Sink(MediaStreamTrack):
             self._forwarder._check_codec(self)
             decoded = self._decoded
             if decoded is not None:
-                with contextlib.suppress(MediaStreamError):
-                    return await decoded.recv()
-                if self._decoded is decoded:
-                    self._decoded = None
+                frame = await self._read_decoded(decoded)
+                if frame is not None:
+                    return frame
                 continue
             if self._queue:
                 return self._restamped(self._queue.popleft())
             self._ready.clear()
             await self._ready.wait()
+
+    async def _read_decoded(self, decoded: MediaStreamTrack) -> Any:
+        """A frame from the relay proxy; ``None`` if it ended or the sink switched."""
+        switched = self._switched
+        read: asyncio.Future[Any] = asyncio.ensure_future(decoded.recv())
+        try:
+            done, _ = await asyncio.wait({read, switched}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            read.cancel()  # the sender is stopping
+            raise
+        if read in done:
+            try:
+                return read.result()
+            except MediaStreamError:
+                if self._decoded is decoded:
+                    self._decoded = None
+                return None
+        read.cancel()
+        with contextlib.suppress(asyncio.CancelledError, MediaStreamError):
+            await read
+        return None
 
     def _restamped(self, packet: Packet) -> Packet:
         step = _OPUS_FRAME_TICKS if self.kind == "audio" else 1

@@ -162,6 +162,25 @@ async def test_codec_mismatch_falls_back_to_transcoding_for_that_subscriber(
     await sfu.close()
 
 
+async def test_a_transcoded_subscription_switches_back_to_passthrough(
+    forwarder: PassthroughForwarder, clients: list[Client]
+) -> None:
+    """A sender freed by a transcoded H.264 publisher carries a VP8 newcomer untouched."""
+    sfu = Sfu(forwarder=forwarder, video_codecs=("video/VP8",))
+    b = await h264_publisher(sfu, clients)
+    await sfu.leave("a")
+    await wait_for(lambda: not b.live("video"))
+    decoded = forwarder.stats()["decoded_frames"]
+    c = Client(sfu, "c", BLUE)
+    clients.append(c)
+    await c.join("room", audio=False)
+    await wait_for(lambda: len(b.live("video")) == 1)
+    assert close_to(await mean_colour(b.live("video")[0]), BLUE)
+    assert forwarder.stats()["transcoding_sinks"] == 0
+    assert forwarder.stats()["decoded_frames"] == decoded
+    await sfu.close()
+
+
 def test_vp8_keyframe_bit() -> None:
     """A VP8 frame is a key frame when bit 0 of its first byte is clear."""
     assert is_keyframe("video/VP8", bytes([0x10, 0x02, 0x00, 0x9D, 0x01, 0x2A]))
