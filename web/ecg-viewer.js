@@ -11,7 +11,8 @@
 //   arrived, not the page (12 leads at 500 Hz arrive decimated to ~125 Hz).
 // - Play-out: samples arrive in ~200 ms chunks; they are drawn on a steady clock
 //   delayed by PLAYOUT_DELAY_MS so that the sweep moves smoothly.
-// - window.ecg exposes counters for tests (beatsReceived, beatsDrawn, samplesDrawn).
+// - window.ecg exposes counters for tests (beatsReceived, beatsDrawn, samplesDrawn,
+//   frames, drawMs: the drawing work of the last frames, ms).
 
 const PLAYOUT_DELAY_MS = 400;
 const SWEEP_S = 10;
@@ -55,6 +56,7 @@ const $ = (id) => document.getElementById(id);
 const state = {
   streams: [], current: null, info: null, beatsReceived: 0, beatsDrawn: 0,
   samplesDrawn: 0, hr: null, flags: [], provisional: [], lang,
+  frames: 0, drawMs: [], // animation frames that drew, and the last 240 ones' work in ms
 };
 window.ecg = state;
 
@@ -289,7 +291,12 @@ function frame(now) {
     drawnS = sample.index / view.fs;
   }
   c.stroke();
-  if (drawnS !== null) drawBeats(c, drawnS);
+  if (drawnS !== null) {
+    drawBeats(c, drawnS);
+    state.frames += 1;
+    state.drawMs.push(performance.now() - now);
+    if (state.drawMs.length > 240) state.drawMs.shift();
+  }
 }
 
 function drawSample(c, sample) {

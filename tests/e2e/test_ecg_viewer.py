@@ -55,6 +55,13 @@ async def test_viewer_draws_beats_while_the_device_streams(
         await page.wait_for_function("() => window.ecg.beatsDrawn >= 3", timeout=20_000)
         counts = await page.evaluate("() => ({drawn: window.ecg.samplesDrawn, hr: window.ecg.hr})")
         assert counts["drawn"] > 100
+        # Smooth: drawing is a small part of each 16 ms frame, and frames keep coming.
+        frames = await page.evaluate("() => window.ecg.frames")
+        await asyncio.sleep(1.0)
+        drawing = await page.evaluate("() => ({n: window.ecg.frames, ms: window.ecg.drawMs})")
+        assert drawing["n"] - frames >= 10
+        # The 95th percentile of a frame's drawing work fits in a 16.7 ms frame (loaded machine).
+        assert sorted(drawing["ms"])[int(0.95 * len(drawing["ms"]))] < 12
         assert 30 < counts["hr"] < 200
         assert await page.locator("#hr").inner_text() != "--"
         # Something was drawn on the trace canvas (not only the grid).
