@@ -48,7 +48,9 @@ bench: $(STAMP) sysdeps
 	$(PY) bench/ecg_noise.py
 	$(PY) bench/ecg_speed.py
 	$(PY) bench/signaling_load.py
-	$(PY) bench/first_frame.py
+	$(PY) bench/first_frame.py --repetitions 20
+	$(PY) bench/ecg_live.py
+	$(PY) bench/media_forward.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
