@@ -107,6 +107,8 @@ START_SCALE_MV = 0.08
 # Noise floor (mean of the normalised envelope's running minimum) above which a lead
 # is down-weighted.
 ACTIVITY_CALM = 0.08
+# Least block weight of the most peaky lead (see _peaky_weight).
+BEST_LEAD_WEIGHT = 0.05
 # Window of the running minimum that measures a lead's noise floor, in seconds.
 FLOOR_S = 0.25
 
@@ -514,7 +516,7 @@ def _block_stats(env: FloatArray, state: DetectorState) -> tuple[FloatArray, Flo
     if known.any():
         scale_b[:, known] = _history_median(all_max, first_b, touched[known], depth)
         peaky_b = _history_median(all_peaky, first_b, touched[known], depth)
-        weight_b[:, known] = np.clip((peaky_b - 2.0) / 4.0, 0.0, 1.0)
+        weight_b[:, known] = _peaky_weight(peaky_b, scale_b[:, known])
     skip = start - b0 * block_n
     inv_scale = np.repeat(1.0 / np.maximum(scale_b, 1e-9), block_n, axis=1)[:, skip : skip + n]
     weight = np.repeat(weight_b, block_n, axis=1)[:, skip : skip + n]
@@ -531,6 +533,25 @@ def _block_stats(env: FloatArray, state: DetectorState) -> tuple[FloatArray, Flo
     state.block_max = all_max[:, all_max.shape[1] - keep :]
     state.block_peaky = all_peaky[:, all_peaky.shape[1] - keep :]
     return inv_scale, weight
+
+
+def _peaky_weight(peaky: FloatArray, scale_mv: FloatArray) -> FloatArray:
+    """Block weight of each lead (rows) from its peakiness, per block (columns).
+
+    Peakiness (block maximum over median of the envelope) separates beats from noise
+    at ordinary rates, but falls below 2 in every lead when fast complexes fill the
+    beat period (a wide-QRS tachycardia at 180/min, SVT at 220/min): then every weight
+    would be zero and the fused signal silent. So the lead with the largest beat level
+    ``scale_mv`` (median block maximum of the envelope, mV) keeps at least
+    ``BEST_LEAD_WEIGHT``; amplitude, not peakiness, picks it because a low-amplitude
+    lead of pure noise is more peaky than a train of fast wide complexes. Only the
+    leads' relative weights matter to the fusion, so this changes nothing while any
+    lead is peaky enough; VF/VFL, whose waves would pass too, is told by
+    :mod:`ecg.detect_vf`.
+    """
+    weight: FloatArray = np.clip((peaky - 2.0) / 4.0, 0.0, 1.0)
+    best = scale_mv >= scale_mv.max(axis=0, keepdims=True)
+    return np.where(best, np.maximum(weight, BEST_LEAD_WEIGHT), weight)
 
 
 def _hold_during_vf(
