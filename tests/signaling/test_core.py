@@ -21,6 +21,7 @@ from signaling.core import (
     MediaLeave,
     MediaOffer,
     MediaPause,
+    MediaRecord,
     Persist,
     Send,
 )
@@ -453,3 +454,33 @@ def test_waiting_participant_refused_or_leaving_is_told_to_moderators_only(h: Ha
     assert isinstance(left, m.ParticipantLeft)
     assert left.reason == "left"
     assert not only(effects, MediaLeave)
+
+
+def test_recording_consent_is_a_moderator_decision(
+    h: Harness, room: tuple[int, int, str, str]
+) -> None:
+    """Only a moderator turns recording on; the media backend is asked, nothing else yet."""
+    mod, app, _, _ = room
+    refused = h.send(app, m.SetRecording(on=True))
+    assert error_of(refused, app).code == "forbidden"
+    assert only(refused, MediaRecord) == []
+    effects = h.send(mod, m.SetRecording(on=True))
+    assert [(e.room_id, e.on) for e in only(effects, MediaRecord)] == [("r1", True)]  # type: ignore[attr-defined]
+
+
+def test_recording_change_reaches_everyone_and_failures_reach_moderators(
+    h: Harness, room: tuple[int, int, str, str]
+) -> None:
+    """Everyone in the room is told recording is on or off; only moderators get the failure."""
+    mod, app, _, _ = room
+    effects = h.core.recording_changed("r1", True, None)
+    for conn in (mod, app):
+        assert [(x.on, x.error) for x in sent(effects, conn)] == [(True, None)]  # type: ignore[union-attr]
+    late, effects = h.join("dr-zhao", role="expert", moderator=True)
+    (joined,) = [x for x in sent(effects, late) if isinstance(x, m.Joined)]
+    assert joined.recording is True
+    effects = h.core.recording_changed("r1", False, "ENOSPC: No space left on device")
+    assert types(effects, app) == ["recording"]
+    assert types(effects, mod) == ["recording", "error"]
+    assert error_of(effects, mod).code == ErrorCode.RECORDING_FAILED.value
+    assert types(effects, late) == ["recording", "error"]
