@@ -109,6 +109,11 @@ START_SCALE_MV = 0.08
 ACTIVITY_CALM = 0.08
 # Least block weight of the most peaky lead (see _peaky_weight).
 BEST_LEAD_WEIGHT = 0.05
+# RR intervals measured before a beat can be called premature: until then the mean RR
+# still leans on the start-up guess (0.8 s; after 8 intervals of 0.24 s it is 0.43 s),
+# and at 250/min every other beat would read premature. A plain mean of the first
+# intervals would learn faster, but also from the waves taken for beats at start-up.
+RR_LEARNT = 8
 # Window of the running minimum that measures a lead's noise floor, in seconds.
 FLOOR_S = 0.25
 
@@ -292,6 +297,7 @@ class DetectorState:
     signal_level: float = 1.0
     noise_level: float = 0.1
     rr_mean_s: float = 0.8
+    rr_count: int = 0
 
     @property
     def vf_episodes(self) -> list[tuple[int, int | None]]:
@@ -723,6 +729,7 @@ def _decide(state: DetectorState, final: bool) -> IntArray:
         rows_w = weight[:, cands].T.tolist()
         # Python floats from here: the loop runs once per candidate, not per sample.
         noise, level, rr_s = state.noise_level, state.signal_level, state.rr_mean_s
+        rr_count = state.rr_count
         last_i, last_f = state.last_beat_i, state.last_beat_f
         vis = state.visibility
         vis_factor = [min(1.0, v * (1.0 / VISIBLE)) ** 2 for v in vis]
@@ -741,13 +748,14 @@ def _decide(state: DetectorState, final: bool) -> IntArray:
             thr = noise + fraction * (level - noise)
             if elapsed > gap_n * rr_s:
                 thr *= 0.5
-            elif elapsed < prem_n * rr_s:
+            elif elapsed < prem_n * rr_s and rr_count >= RR_LEARNT:
                 thr = max(thr, prem_thr * level)
             if value >= thr and not (elapsed < twave and value < t_ratio * last_f):
                 peaks.append(c)
                 peak_w.append(dyn)
                 if elapsed < 3 * fs:
                     rr_s = 0.875 * rr_s + 0.125 * elapsed / fs
+                    rr_count += 1
                 last_i, last_f = c, value
                 level = 0.875 * level + 0.125 * value
                 vis = [
@@ -758,6 +766,7 @@ def _decide(state: DetectorState, final: bool) -> IntArray:
             else:
                 noise = 0.875 * noise + 0.125 * value
         state.noise_level, state.signal_level, state.rr_mean_s = noise, level, rr_s
+        state.rr_count = rr_count
         state.last_beat_i, state.last_beat_f = last_i, last_f
         state.visibility = vis
         state.next_cand_i = decide_to
