@@ -10,6 +10,7 @@ Units are in the names: ``grace_s``, ``max_message_bytes``, ``turn_ttl_s``.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import re
 import ssl
@@ -198,6 +199,12 @@ class _File(_Section):
 
 
 _PATHS: Final = frozenset({"data_dir", "cert", "key", "web_dir"})
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, data_dir_help: str) -> None:
+    """Add ``--data-dir`` and ``--config``, which every command reading server state takes."""
+    parser.add_argument("--data-dir", type=Path, help=f"{data_dir_help} (default ./var)")
+    parser.add_argument("--config", type=Path, help="TOML configuration (docs/operations.md)")
 
 
 def load_config(path: Path | None = None, **overrides: Any) -> Config:

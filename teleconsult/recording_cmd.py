@@ -25,7 +25,7 @@ from typing import Any
 from media.exceptions import RecordingError
 from media.export import export
 from media.recorder import read_manifest
-from teleconsult.config import ConfigError, load_config
+from teleconsult.config import ConfigError, add_config_arguments, load_config
 
 __all__ = ["recordings_dir", "register", "run_export", "run_list", "summaries"]
 
@@ -35,19 +35,14 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     group = commands.add_parser("recording", help="list and export recorded consults")
     sub = group.add_subparsers(dest="recording_command", metavar="COMMAND", required=True)
     listing = sub.add_parser("list", help="list the recorded consults")
-    _common(listing)
+    add_config_arguments(listing, "the server's data folder")
     listing.add_argument("--json", action="store_true", help="one JSON document")
     listing.set_defaults(handler=run_list)
     out = sub.add_parser("export", help="write one reviewable file of a recorded consult")
     out.add_argument("recording", metavar="ID", help="the recording id (see `recording list`)")
     out.add_argument("--out", required=True, type=Path, metavar="FILE", help=".mp4 or .webm")
-    _common(out)
+    add_config_arguments(out, "the server's data folder")
     out.set_defaults(handler=run_export)
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", type=Path, help="the server's data folder (default ./var)")
-    parser.add_argument("--config", type=Path, help="TOML configuration")
 
 
 def recordings_dir(args: argparse.Namespace) -> Path:

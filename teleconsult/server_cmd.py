@@ -24,7 +24,13 @@ from sessions.errors import SessionError
 from sessions.tokens import DEFAULT_PERMISSIONS, ROLES, load_secret, mint_token
 from signaling.errors import ServerError
 from teleconsult.app import AppError, build_server
-from teleconsult.config import Config, ConfigError, load_config, parse_duration_s
+from teleconsult.config import (
+    Config,
+    ConfigError,
+    add_config_arguments,
+    load_config,
+    parse_duration_s,
+)
 
 DEMO_ROOM: Final = "demo"
 DEMO_TTL_S: Final = 12 * 3600.0
@@ -35,8 +41,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     serve = commands.add_parser("serve", help="run the server (signaling, media, web client)")
     serve.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="TCP port (default 8443; 0 picks a free one)")
-    serve.add_argument("--data-dir", type=Path, help="where state is kept (default ./var)")
-    serve.add_argument("--config", type=Path, help="TOML configuration (docs/operations.md)")
+    add_config_arguments(serve, "where state is kept")
     serve.add_argument("--record", action="store_true", default=None, help="record every consult")
     serve.add_argument("--cert", type=Path, help="TLS certificate (PEM) for wss://")
     serve.add_argument("--key", type=Path, help="TLS private key (PEM)")
@@ -50,8 +55,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     token.add_argument("--room", required=True, help="the room the token enters")
     token.add_argument("--moderator", action="store_true", help="may admit, mute and remove")
     token.add_argument("--ttl", default="2h", help="lifetime, e.g. 90s, 30m, 2h, 7d (default 2h)")
-    token.add_argument("--data-dir", type=Path, help="where the secret is kept (default ./var)")
-    token.add_argument("--config", type=Path, help="TOML configuration")
+    add_config_arguments(token, "where the secret is kept")
     token.set_defaults(handler=run_token)
 
 

@@ -29,7 +29,7 @@ from ecg.output import write_annotations
 from ecg.record import read_record
 from ecg.streamstore import StreamStore
 from teleconsult.app import STREAMS_DIR, stream_info
-from teleconsult.config import ConfigError, load_config
+from teleconsult.config import ConfigError, add_config_arguments, load_config
 
 __all__ = ["export", "register", "run_export", "run_streams"]
 
@@ -37,19 +37,14 @@ __all__ = ["export", "register", "run_export", "run_streams"]
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add ``streams`` and ``export`` to the ``ecg`` command group."""
     streams = sub.add_parser("streams", help="list the ECG streams stored by the server")
-    _common(streams)
+    add_config_arguments(streams, "the server's data folder")
     streams.add_argument("--json", action="store_true", help="one JSON document")
     streams.set_defaults(handler=run_streams)
     out = sub.add_parser("export", help="write a stored stream as WFDB plus annotations")
     out.add_argument("stream", metavar="STREAM_ID", help="the stream id (a UUID)")
     out.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
-    _common(out)
+    add_config_arguments(out, "the server's data folder")
     out.set_defaults(handler=run_export)
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", type=Path, help="the server's data folder (default ./var)")
-    parser.add_argument("--config", type=Path, help="TOML configuration")
 
 
 def _store(args: argparse.Namespace) -> StreamStore:
