@@ -28,7 +28,10 @@ Design notes
   every lead speaks in "beats" whatever its gain.
 - **Fusion of leads.** The detection function is the weighted mean of the normalised
   envelopes. A lead's weight is the product of: its peakiness over past blocks (beats
-  stand out of the envelope's median; noise does not); its local calm (its noise
+  stand out of the envelope's median; noise does not; fast complexes fill the period
+  and are not peaky either, so when no lead is, the lead of largest beat level keeps a
+  floor weight and the fusion never goes silent: a wide-QRS tachycardia at 180/min was
+  lost before); its local calm (its noise
   floor: the running minimum of its envelope over ``FLOOR_S``, averaged over the last
   ``noise_s``; a minimum ignores beats and T waves, so a lead is not penalised for big
   beats, while a burst of noise lifts it; above ``ACTIVITY_CALM`` the weight falls
@@ -44,7 +47,9 @@ Design notes
   ±``SUPPRESS_S``. Each is valued with the leads' weights at that moment and each
   lead's own peak within ±``LOCATE_S``, then compared with a Pan–Tompkins-style
   adaptive threshold between running noise and signal levels (``threshold``); stricter
-  for premature candidates (``premature_*``), for likely T waves (``t_wave_*``), and
+  for premature candidates (``premature_*``; only once ``RR_LEARNT`` RR intervals are
+  measured, since the start-up mean RR would make every other beat at 250/min
+  premature), for likely T waves (``t_wave_*``), and
   within ``refractory_s`` of a beat nothing is accepted.
 - **VF/VFL.** Ventricular fibrillation and flutter are a rhythm, not beats: a causal
   VF-filter-leakage detector (:mod:`ecg.detect_vf`) runs on the block-averaged leads,
