@@ -718,7 +718,13 @@ class Core:
         room.add(p)
         self._participants[p.participant_id] = p
         self._attach(c, p)
-        self._audit(room.room_id, p.identity, "join", detail={"role": p.role})
+        # The participant id names the person in media records (recording manifests).
+        self._audit(
+            room.room_id,
+            p.identity,
+            "join",
+            detail={"role": p.role, "participant_id": p.participant_id, "name": p.name},
+        )
         if room.needs_admission(p):
             p.apply(Event.WAIT)
             self._send(c, self._waiting(p))
@@ -805,7 +811,12 @@ class Core:
         p.apply(Event.RESUME)
         p.disconnected_at_s = None
         self._attach(c, p)
-        self._audit(room.room_id, p.identity, "resume", detail={"from": was.value})
+        self._audit(
+            room.room_id,
+            p.identity,
+            "resume",
+            detail={"from": was.value, "participant_id": p.participant_id},
+        )
         if p.state is State.WAITING:
             self._send(c, self._waiting(p))
             return

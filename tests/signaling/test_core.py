@@ -130,7 +130,10 @@ def test_moderator_joins_at_once_with_ice_servers(h: Harness) -> None:
     (media,) = only(effects, MediaJoin)
     assert isinstance(media, MediaJoin)
     assert (media.participant_id, media.room_id) == (joined.participant_id, "r1")
-    assert any(isinstance(e, Persist) and isinstance(e.record, AuditEntry) for e in effects)
+    (audit,) = [e.record for e in only(effects, Persist) if isinstance(e.record, AuditEntry)]  # type: ignore[attr-defined]
+    assert (audit.action, audit.actor) == ("join", "dr-li")
+    assert audit.detail["participant_id"] == joined.participant_id
+    assert audit.detail["name"] == "Dr-Li"
 
 
 def test_waiting_room_and_admission(h: Harness) -> None:
