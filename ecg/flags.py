@@ -1015,10 +1015,15 @@ class QualityState:
     adc_limits_mv : ndarray, shape (2, n_leads), or None
     block : int
         Samples per block; blocks are cut at multiples of it from the stream's start.
-    raw, filtered : ndarray, shape (n, n_leads)
-        Samples of the current, incomplete block.
+    raw_parts, filtered_parts : tuple of ndarray, shape (n, n_leads)
+        Samples of the current, incomplete block, as the steps brought them (joined only
+        when the block completes: joining at every 100-sample step copied the whole
+        pending block each time, a quarter of the live pipeline's cost outside the
+        detector).
+    pending : int
+        Samples in ``raw_parts``.
     start : int
-        Sample index of ``raw[0]`` in the stream.
+        Sample index of the first pending sample in the stream.
     open : tuple of Flag
         Episodes that reach the end of the last complete block and may continue.
     """
@@ -1027,10 +1032,25 @@ class QualityState:
     config: FlagConfig
     adc_limits_mv: FloatArray | None
     block: int
-    raw: FloatArray
-    filtered: FloatArray
+    raw_parts: tuple[FloatArray, ...]
+    filtered_parts: tuple[FloatArray, ...]
+    pending: int = 0
     start: int = 0
     open: tuple[Flag, ...] = ()
+
+    @property
+    def raw(self) -> FloatArray:
+        """The pending raw samples in mV, shape (pending, n_leads)."""
+        return _joined(self.raw_parts)
+
+    @property
+    def filtered(self) -> FloatArray:
+        """The pending filtered samples in mV, shape (pending, n_leads)."""
+        return _joined(self.filtered_parts)
+
+
+def _joined(parts: tuple[FloatArray, ...]) -> FloatArray:
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def quality_start(
@@ -1061,7 +1081,7 @@ def quality_start(
     block = window * max(1, round(block_s / config.quality_window_s))
     limits = None if adc_limits_mv is None else np.asarray(adc_limits_mv, dtype=np.float64)
     empty = np.zeros((0, n_leads))
-    return QualityState(fs_hz, config, limits, block, empty, empty)
+    return QualityState(fs_hz, config, limits, block, (empty,), (empty,))
 
 
 def quality_step(
@@ -1077,11 +1097,24 @@ def quality_step(
         Episodes still running at the end of the last complete block.
     state : QualityState
     """
-    raw = np.concatenate([state.raw, np.asarray(raw_mv, dtype=np.float64)])
-    filtered = np.concatenate([state.filtered, np.asarray(filtered_mv, dtype=np.float64)])
-    if raw.shape != filtered.shape:
-        raise SignalError(f"raw {raw.shape} and filtered {filtered.shape} samples differ")
-    n_blocks = raw.shape[0] // state.block
+    # Copies: the parts are kept until their block completes, whatever the caller does.
+    raw_part = np.array(raw_mv, dtype=np.float64)
+    filtered_part = np.array(filtered_mv, dtype=np.float64)
+    if raw_part.shape != filtered_part.shape or raw_part.shape[1:] != state.raw_parts[0].shape[1:]:
+        raise SignalError(
+            f"raw {raw_part.shape} and filtered {filtered_part.shape} samples differ"
+            f" or do not have {state.raw_parts[0].shape[1]} leads"
+        )
+    pending = state.pending + raw_part.shape[0]
+    raw_parts = (*state.raw_parts, raw_part)
+    filtered_parts = (*state.filtered_parts, filtered_part)
+    if pending < state.block:
+        new_state = dataclasses.replace(
+            state, raw_parts=raw_parts, filtered_parts=filtered_parts, pending=pending
+        )
+        return [], list(state.open), new_state
+    raw, filtered = _joined(raw_parts), _joined(filtered_parts)
+    n_blocks = pending // state.block
     final: list[Flag] = []
     open_flags = list(state.open)
     for index in range(n_blocks):
@@ -1092,8 +1125,9 @@ def quality_step(
     used = n_blocks * state.block
     new_state = dataclasses.replace(
         state,
-        raw=raw[used:],
-        filtered=filtered[used:],
+        raw_parts=(raw[used:],),
+        filtered_parts=(filtered[used:],),
+        pending=pending - used,
         start=state.start + used,
         open=tuple(open_flags),
     )
@@ -1104,7 +1138,7 @@ def quality_flush(state: QualityState) -> list[Flag]:
     """Every episode not yet returned as final, measuring the last, partial block."""
     open_flags = list(state.open)
     closed: list[Flag] = []
-    if state.raw.shape[0]:
+    if state.pending:
         closed, open_flags = _join_block(state.raw, state.filtered, state.start, open_flags, state)
     min_samples = state.config.min_quality_episode_s * state.fs_hz
     return closed + [flag for flag in open_flags if flag.offset - flag.onset >= min_samples]
