@@ -44,6 +44,11 @@ from scipy import signal as sps
 
 from ecg.errors import ConfigError, SignalError
 
+try:  # scipy's compiled kernel under sosfilt; see _sosfilt_columns
+    from scipy.signal._sosfilt import _sosfilt as _sosfilt_kernel
+except ImportError:  # pragma: no cover - a scipy that moved it: the public function
+    _sosfilt_kernel = None
+
 __all__ = [
     "FilterDesign",
     "FilterMode",
@@ -477,10 +482,8 @@ def filter_step(
     finite = np.isfinite(data)
     if started.all() and finite.all():
         # The common case: every lead running, no gap; one vectorised call.
-        y, zi = sps.sosfilt(sos, data, axis=0, zi=zi)
-        return np.asarray(y, dtype=np.float64), FilterState(
-            state.design, zi, started, state.n_samples + data.shape[0]
-        )
+        y, zi = _sosfilt_columns(sos, data, zi)
+        return y, FilterState(state.design, zi, started, state.n_samples + data.shape[0])
     y = np.full(data.shape, np.nan)
     for lead in range(data.shape[1]):
         column = data[:, lead]
@@ -497,6 +500,25 @@ def filter_step(
             started[lead] = False
         zi[:, :, lead] = lead_zi
     return y, FilterState(state.design, zi, started, state.n_samples + data.shape[0])
+
+
+def _sosfilt_columns(
+    sos: FloatArray, data: NDArray[np.floating] | NDArray[np.integer], zi: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """``sps.sosfilt(sos, data, axis=0, zi=zi)``, bit-identical, without its overhead.
+
+    On a live chunk (100 samples x 12 leads) the public function spends four fifths of
+    its time checking arguments and moving axes (44 us vs 9 us for the kernel), so the
+    chunk is filtered by scipy's kernel directly, lead-major; the test of this module
+    compares both, and a scipy without the kernel falls back to the public function.
+    """
+    if _sosfilt_kernel is None:  # pragma: no cover
+        y, zf = sps.sosfilt(sos, data, axis=0, zi=zi)
+        return np.asarray(y, dtype=np.float64), np.asarray(zf, dtype=np.float64)
+    y = np.array(data.T, dtype=np.float64, order="C")  # a copy: filtered in place
+    zf = np.array(np.moveaxis(zi, 2, 0), dtype=np.float64, order="C")
+    _sosfilt_kernel(np.ascontiguousarray(sos, dtype=np.float64), y, zf)
+    return y.T, np.moveaxis(zf, 0, 2)
 
 
 def filter_causal(

@@ -137,6 +137,19 @@ def test_chunked_equals_one_shot(cuts: list[int], mode: FilterMode, with_gaps: b
     assert state.n_samples == 3000
 
 
+@pytest.mark.parametrize("n_leads", [1, 12])
+def test_running_step_is_scipy_sosfilt_bit_for_bit(n_leads: int) -> None:
+    """A step of a running stream equals scipy's sosfilt with its state, and keeps the old state."""
+    x = _ecg_like(600, n_leads, seed=3)
+    _, state = filter_step(x[:100], filter_start(n_leads, 500.0, FilterMode.MONITORING))
+    zi_before = state.zi.copy()
+    y, after = filter_step(x[100:], state)
+    expected, zf = sps.sosfilt(state.design.sos_causal, x[100:], axis=0, zi=state.zi)
+    np.testing.assert_array_equal(y, expected)
+    np.testing.assert_array_equal(after.zi, zf)
+    np.testing.assert_array_equal(state.zi, zi_before)
+
+
 def test_causal_starts_without_offset_step() -> None:
     """A stream with a 300 mV electrode offset does not open with a step transient."""
     x = np.full((2000, 1), 300.0) + 0.01 * np.sin(np.arange(2000) / 10.0)[:, None]
