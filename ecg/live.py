@@ -74,6 +74,9 @@ IntArray = npt.NDArray[np.int64]
 # The int16 value that means "no valid sample" (lead off), as in WFDB format 16.
 INVALID_SAMPLE = -32768
 
+_NO_RR: FloatArray = np.zeros(0)
+_NO_RR.flags.writeable = False  # shared by every update without a beat
+
 
 @dataclass(frozen=True)
 class LiveConfig:
@@ -131,6 +134,7 @@ class LiveState:
     n_samples: int = 0
     n_display: int = 0
     recent_beats: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
+    heart_rate_bpm: float | None = None  # as of the last beat
 
 
 @dataclass(frozen=True, eq=False)
@@ -294,7 +298,9 @@ def _decimate(filtered: FloatArray, state: LiveState) -> FloatArray:
     whole = len(joined) // state.factor * state.factor
     state.carry = joined[whole:]
     blocks = joined[:whole].reshape(-1, state.factor, joined.shape[1])
-    return np.asarray(blocks.mean(axis=1), dtype=np.float64)
+    # What blocks.mean(axis=1) computes (the same sum, then the division), without the
+    # wrapper's dtype and count bookkeeping, a third of this function's time.
+    return np.asarray(np.add.reduce(blocks, axis=1) / state.factor, dtype=np.float64)
 
 
 def _update(
@@ -303,13 +309,18 @@ def _update(
     state: LiveState,
     flags: tuple[list[Flag], list[Flag]],
 ) -> LiveUpdate:
-    history = np.concatenate([state.recent_beats, beats])
-    rr_s = np.diff(np.concatenate([state.recent_beats[-1:], beats])) / state.fs_hz
-    if len(state.recent_beats) == 0 and len(beats):
-        rr_s = np.concatenate([[np.nan], rr_s])  # the stream's first beat has no RR
-    state.recent_beats = history[-(state.config.hr_beats + 1) :]
-    intervals = np.diff(state.recent_beats)
-    heart_rate = float(60.0 * state.fs_hz / np.median(intervals)) if len(intervals) else None
+    if len(beats):
+        history = np.concatenate([state.recent_beats, beats])
+        rr_s = np.diff(np.concatenate([state.recent_beats[-1:], beats])) / state.fs_hz
+        if len(state.recent_beats) == 0:
+            rr_s = np.concatenate([[np.nan], rr_s])  # the stream's first beat has no RR
+        state.recent_beats = history[-(state.config.hr_beats + 1) :]
+        intervals = np.diff(state.recent_beats)
+        if len(intervals):
+            state.heart_rate_bpm = float(60.0 * state.fs_hz / np.median(intervals))
+    else:
+        # Most chunks have no beat: the rate stays as of the last one, nothing to redo.
+        rr_s = _NO_RR
     first = state.n_display
     state.n_display += len(display)
     return LiveUpdate(
@@ -318,7 +329,7 @@ def _update(
         display_mv=display.astype(np.float32),
         beats=beats,
         rr_s=np.asarray(rr_s, dtype=np.float64),
-        heart_rate_bpm=heart_rate,
+        heart_rate_bpm=state.heart_rate_bpm,
         flags=_by_onset(flags[0]),
         provisional_flags=_by_onset(flags[1]),
     )
