@@ -55,6 +55,7 @@ from signaling import messages as m
 from signaling.errors import ClientError
 from signaling.messages import CloseCode, ErrorCode
 from signaling.ports import IceServerDict, PeerRole, TrackKind
+from signaling.sdp import SdpCandidate, split_candidates
 
 logger = logging.getLogger(__name__)
 
@@ -320,6 +321,20 @@ def _track_info(track: Track) -> m.TrackInfo:
     )
 
 
+def _trickle(pc: PeerRole, candidates: list[SdpCandidate]) -> list[m.ServerCandidate]:
+    """The ``candidate`` messages that follow a server description, end marker last."""
+    messages = [
+        m.ServerCandidate(
+            pc=pc,
+            candidate=c.candidate,
+            sdp_mid=c.sdp_mid,
+            sdp_mline_index=c.sdp_mline_index,
+        )
+        for c in candidates
+    ]
+    return [*messages, m.ServerCandidate(pc=pc)]
+
+
 def new_id(prefix: str) -> str:
     """A random id: ``p_`` for participants, ``r_`` for resume secrets."""
     return f"{prefix}_{secrets.token_urlsafe(18 if prefix == 'r' else 9)}"
@@ -492,7 +507,10 @@ class Core:
         """The backend answered the client's publish offer."""
         c = self._conn_of.get(participant_id)
         if c is not None and c.conn_id == conn:
-            self._send(c, m.ServerAnswer(pc="publish", sdp=sdp, ref=ref))
+            description, candidates = split_candidates(sdp)
+            self._send(c, m.ServerAnswer(pc="publish", sdp=description, ref=ref))
+            for message in _trickle("publish", candidates):
+                self._send(c, message)
         return self._flush()
 
     @_guarded
@@ -527,7 +545,10 @@ class Core:
         """The backend offers to the client (subscribe)."""
         p = self._current(participant_id, generation)
         if p is not None:
-            self._send_to(p, m.ServerOffer(pc=pc, sdp=sdp))
+            description, candidates = split_candidates(sdp)
+            self._send_to(p, m.ServerOffer(pc=pc, sdp=description))
+            for message in _trickle(pc, candidates):
+                self._send_to(p, message)
         return self._flush()
 
     @_guarded

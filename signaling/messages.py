@@ -361,6 +361,15 @@ class ServerAnswer(_Message, tag="answer", kw_only=True):
     ref: str | None = None
 
 
+class ServerCandidate(_Message, tag="candidate", kw_only=True):
+    """A server ICE candidate for ``pc``, after its offer or answer; null ends them."""
+
+    pc: PeerRole
+    candidate: str | None = None
+    sdp_mid: str | None = None
+    sdp_mline_index: int | None = None
+
+
 class ParticipantJoined(_Message, tag="participant_joined", kw_only=True):
     """Someone entered the room (or was admitted)."""
 
@@ -562,6 +571,7 @@ ServerMessage = (
     | Admitted
     | ServerOffer
     | ServerAnswer
+    | ServerCandidate
     | ParticipantJoined
     | ParticipantLeft
     | ParticipantWaiting

@@ -150,6 +150,9 @@ const HANDLERS = {
   answer(message) {
     if (tc.media && message.pc === "publish") tc.media.onAnswer(message.sdp);
   },
+  candidate(message) {
+    if (tc.media) tc.media.onCandidate(message);
+  },
   participant_joined({ participant }) {
     tc.waiting.delete(participant.participant_id);
     renderWaitingList();

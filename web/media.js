@@ -1,7 +1,8 @@
 // The browser's two peer connections with the server (docs/signaling.md, "Media"):
 // "publish", where we offer our camera and microphone, and "subscribe", where the
 // server offers everyone else's tracks and we answer. Offers on subscribe are handled
-// one at a time, in order.
+// one at a time, in order. The server trickles its candidates after each description;
+// each is applied after the description it follows (one promise chain per connection).
 
 export class MediaSession extends EventTarget {
   // send(message): sends a signaling message. Events: "track" (detail: {track,
@@ -16,7 +17,8 @@ export class MediaSession extends EventTarget {
     this.send = send;
     this.publishPc = null;
     this.subscribePc = null;
-    this.chain = Promise.resolve();
+    this.chain = Promise.resolve(); // subscribe: offers and their candidates, in order
+    this.publishChain = Promise.resolve(); // publish: answers and their candidates
     this.closed = false;
   }
 
@@ -54,10 +56,32 @@ export class MediaSession extends EventTarget {
     this.send({ type: "offer", pc: "publish", sdp: pc.localDescription.sdp });
   }
 
-  async onAnswer(sdp) {
-    if (this.publishPc && !this.closed) {
-      await this.publishPc.setRemoteDescription({ type: "answer", sdp });
-    }
+  onAnswer(sdp) {
+    this.publishChain = this.publishChain
+      .then(async () => {
+        if (this.publishPc && !this.closed) {
+          await this.publishPc.setRemoteDescription({ type: "answer", sdp });
+        }
+      })
+      .catch((error) => console.error("publish answer failed", error));
+    return this.publishChain;
+  }
+
+  // A server candidate ({pc, candidate, sdp_mid, sdp_mline_index}); candidate null = end.
+  onCandidate({ pc: role, candidate, sdp_mid: sdpMid, sdp_mline_index: sdpMLineIndex }) {
+    const add = async () => {
+      const pc = role === "publish" ? this.publishPc : this.subscribePc;
+      if (!pc || this.closed) return;
+      if (candidate) {
+        await pc.addIceCandidate({ candidate, sdpMid, sdpMLineIndex });
+      } else {
+        // End of candidates: not needed to connect, and older browsers refuse it.
+        await pc.addIceCandidate().catch(() => {});
+      }
+    };
+    const log = (error) => console.error("server candidate refused", error);
+    if (role === "publish") this.publishChain = this.publishChain.then(add).catch(log);
+    else this.chain = this.chain.then(add).catch(log);
   }
 
   onOffer(sdp) {

@@ -297,8 +297,21 @@ def test_media_offer_answer_and_stale_callbacks(
     mod, app, _, app_pid = room
     (offer,) = only(h.send(app, m.Offer(pc="publish", sdp="v=0", ref="o1")), MediaOffer)
     assert isinstance(offer, MediaOffer)
-    answer = sent(h.core.media_answer(app, app_pid, "v=0 answer", offer.ref), app)
-    assert answer == [m.ServerAnswer(pc="publish", sdp="v=0 answer", ref="o1")]
+    section = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n"
+    sdp = section + "a=candidate:1 1 udp 1 h 9 typ host\r\n"
+    answer = sent(h.core.media_answer(app, app_pid, sdp, offer.ref), app)
+    assert answer == [
+        m.ServerAnswer(
+            pc="publish", sdp="v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n", ref="o1"
+        ),
+        m.ServerCandidate(
+            pc="publish",
+            candidate="candidate:1 1 udp 1 h 9 typ host",
+            sdp_mid="0",
+            sdp_mline_index=0,
+        ),
+        m.ServerCandidate(pc="publish"),
+    ]
     generation = h.core.participant(app_pid).media_generation  # type: ignore[union-attr]
     effects = h.core.media_track_published(app_pid, generation, "t1", "video", "s1")
     (published,) = sent(effects, mod)
