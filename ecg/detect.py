@@ -80,7 +80,15 @@ import numpy.typing as npt
 from scipy import signal as sps
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
-from ecg.detect_vf import VfConfig, VfState, vf_active_at, vf_start, vf_step
+from ecg.detect_vf import (
+    VfConfig,
+    VfState,
+    sosfilt_rows,
+    sosfilt_rows_zi,
+    vf_active_at,
+    vf_start,
+    vf_step,
+)
 from ecg.errors import ConfigError, SignalError
 
 __all__ = [
@@ -290,6 +298,10 @@ class DetectorState:
     buf_weight: FloatArray
     vf: VfState
     zi: FloatArray | None = None
+    # Inverse scale and weight, (n_leads, 1), of block stats_block (see _block_stats)
+    stats_block: int = -1
+    stats_inv_scale: FloatArray = field(default_factory=lambda: np.ones((0, 1)))
+    stats_weight: FloatArray = field(default_factory=lambda: np.ones((0, 1)))
     n_input: int = 0
     n_internal: int = 0
     blocks_done: int = 0
@@ -460,9 +472,8 @@ def _envelope(d: FloatArray, state: DetectorState) -> FloatArray:
     """Band-pass each lead causally and take its moving RMS over ``window_s``."""
     if state.zi is None:
         # Start in steady state on the first sample: no step transient at power-on.
-        state.zi = sps.sosfilt_zi(state.sos)[:, None, :] * d[None, :, 0, None]
-    y: FloatArray
-    y, state.zi = sps.sosfilt(state.sos, d, axis=1, zi=state.zi)
+        state.zi = sosfilt_rows_zi(state.sos, d[:, 0])
+    y = sosfilt_rows(state.sos, np.array(d, order="C"), state.zi)
     win = state.window_n
     tail = state.sq_tail.shape[1]
     sq = np.empty((state.n_leads, tail + y.shape[1]))
@@ -520,17 +531,28 @@ def _block_stats(env: FloatArray, state: DetectorState) -> tuple[FloatArray, Flo
     state.cur_env = cur[:, n_new * block_n :].copy()
     state.blocks_done += n_new
     b0 = start // block_n
-    touched = np.arange(b0, (start + n - 1) // block_n + 1)
-    scale_b = np.ones((n_leads, touched.shape[0]))
-    weight_b = np.ones((n_leads, touched.shape[0]))
-    known = touched > first_b if all_max.shape[1] else np.zeros(touched.shape, bool)
-    if known.any():
-        scale_b[:, known] = _history_median(all_max, first_b, touched[known], depth)
-        peaky_b = _history_median(all_peaky, first_b, touched[known], depth)
-        weight_b[:, known] = _peaky_weight(peaky_b, scale_b[:, known])
+    b1 = (start + n - 1) // block_n
     skip = start - b0 * block_n
-    inv_scale = np.repeat(1.0 / np.maximum(scale_b, 1e-9), block_n, axis=1)[:, skip : skip + n]
-    weight = np.repeat(weight_b, block_n, axis=1)[:, skip : skip + n]
+    if b1 == b0 == state.stats_block:
+        # A block's scale and weight depend on earlier blocks only: a chunk within the
+        # block of the previous one reuses them (most live chunks are shorter than it).
+        inv_scale = np.repeat(state.stats_inv_scale, n, axis=1)
+        weight = np.repeat(state.stats_weight, n, axis=1)
+    else:
+        touched = np.arange(b0, b1 + 1)
+        scale_b = np.ones((n_leads, touched.shape[0]))
+        weight_b = np.ones((n_leads, touched.shape[0]))
+        known = touched > first_b if all_max.shape[1] else np.zeros(touched.shape, bool)
+        if known.any():
+            scale_b[:, known] = _history_median(all_max, first_b, touched[known], depth)
+            peaky_b = _history_median(all_peaky, first_b, touched[known], depth)
+            weight_b[:, known] = _peaky_weight(peaky_b, scale_b[:, known])
+        inv_b = 1.0 / np.maximum(scale_b, 1e-9)
+        inv_scale = np.repeat(inv_b, block_n, axis=1)[:, skip : skip + n]
+        weight = np.repeat(weight_b, block_n, axis=1)[:, skip : skip + n]
+        state.stats_block = b1
+        state.stats_inv_scale = inv_b[:, -1:].copy()
+        state.stats_weight = weight_b[:, -1:].copy()
     if b0 == 0:
         # First block: no history yet; the running maximum so far is causal. Its floor
         # (an envelope a QRS of about 0.3 mV reaches) keeps the baseline noise before
