@@ -23,6 +23,7 @@ from ecg.flags import (
     rhythm_flush,
     rhythm_start,
     rhythm_step,
+    running_median,
 )
 from fixtures.make_fixtures import regular_beats, synthetic_ecg
 
@@ -552,3 +553,18 @@ def test_streaming_quality_clean_stream_has_no_flag() -> None:
     final, provisional = _stream_quality(_clean(duration_s=23.0), [777, 3000])
     assert final == []
     assert all(running == [] for running in provisional)
+
+
+@pytest.mark.parametrize("width", [1, 2, 4, 5, 8])
+@pytest.mark.parametrize("with_nan", [False, True])
+def test_running_median_is_the_median_of_each_shrunken_window(width: int, with_nan: bool) -> None:
+    """running_median equals np.median over each centred window, clipped at both ends."""
+    rng = np.random.default_rng(7)
+    for size in (0, 1, 3, 4, 9, 30):
+        values = np.round(rng.uniform(40.0, 180.0, size), 1)  # rounded: ties happen
+        if with_nan and size > 2:
+            values[size // 2] = np.nan
+        half = width // 2
+        expected = [np.median(values[max(0, i - half) : i + width - half]) for i in range(size)]
+        got = running_median(values, width)
+        np.testing.assert_array_equal(got, np.asarray(expected, dtype=np.float64))
