@@ -863,17 +863,28 @@ def _clipped_counts(
     limits = None if adc_limits_mv is None else np.asarray(adc_limits_mv, dtype=np.float64)
     min_run = max(2, round(config.flat_top_s * fs_hz))
     valid = np.isfinite(high)
+    tops = np.where(valid, high, -np.inf).max(axis=1, initial=-np.inf)
+    bottoms = np.where(valid, low, np.inf).min(axis=1, initial=np.inf)
+    # Most leads reach their extreme at a sample or two, too few for a flat top: counted
+    # for all leads at once, such a lead skips the search (which would find nothing; a
+    # quarter of the cost of a live quality block).
+    at_top = np.count_nonzero(raw == tops[:, None], axis=1)
+    at_bottom = np.count_nonzero(raw == bottoms[:, None], axis=1)
     for lead in range(n_leads):
         if not valid[lead].any():
             continue
-        top, bottom = float(high[lead, valid[lead]].max()), float(low[lead, valid[lead]].min())
+        top, bottom = float(tops[lead]), float(bottoms[lead])
         marked: list[IntArray] = []
         if limits is not None:
             marked += _at_limits(raw[lead], limits[:, lead], top, bottom, config)
         n_valid = n_samples if nan is None else n_samples - int(nan[lead].sum())
         if n_valid >= min_run and top != bottom:
-            for extreme, windows in ((top, high[lead] == top), (bottom, low[lead] == bottom)):
-                marked.append(_flat_runs(raw[lead], extreme, windows, window, min_run))
+            for extreme, windows, hits in (
+                (top, high[lead] == top, at_top[lead]),
+                (bottom, low[lead] == bottom, at_bottom[lead]),
+            ):
+                if hits >= min_run:
+                    marked.append(_flat_runs(raw[lead], extreme, windows, window, min_run))
         if marked:
             samples = np.unique(np.concatenate(marked))
             counts[lead] = np.bincount(samples // window, minlength=n_windows)
