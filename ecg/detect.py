@@ -528,7 +528,12 @@ def _block_stats(env: FloatArray, state: DetectorState) -> tuple[FloatArray, Flo
         _hold_during_vf(bmax, peaky, all_max, all_peaky, state)
         all_max = np.concatenate([all_max, bmax], axis=1)
         all_peaky = np.concatenate([all_peaky, peaky], axis=1)
-    state.cur_env = cur[:, n_new * block_n :].copy()
+    if n_new or cur is env:
+        # A copy: env is normalised in place by the caller, and a slice would hold on
+        # to the whole chunk.
+        state.cur_env = cur[:, n_new * block_n :].copy()
+    else:
+        state.cur_env = cur  # a fresh concatenation, owned by nobody else
     state.blocks_done += n_new
     b0 = start // block_n
     b1 = (start + n - 1) // block_n
@@ -704,7 +709,8 @@ def _lead_weights(state: DetectorState, lo: int, hi: int) -> FloatArray:
     reach = state.reach_n
     back = max(state.noise_n, state.settle_n)
     cols = np.arange(lo, hi)
-    span = _clamp(cols + reach + 1, 0, n_buf) - _clamp(cols - state.noise_n, 0, n_buf)
+    # cols >= 0 and cols - noise_n < n_buf: one side of each clamp is enough.
+    span = np.minimum(cols + (reach + 1), n_buf) - np.maximum(cols - state.noise_n, 0)
     # The floor under the beats: the minimum of the envelope over the last FLOOR_S.
     size = max(2, round(FLOOR_S * state.internal_fs_hz))
     floor = minimum_filter1d(state.buf_env, size, axis=1, mode="nearest", origin=(size - 1) // 2)
@@ -756,52 +762,54 @@ def _decide(state: DetectorState, final: bool) -> IntArray:
         right = np.append(g[a + 1 : b + 1], -np.inf)[: core.shape[0]]
         is_cand = (core > g[a - 1 : b - 1]) & (core >= right) & (core >= dominant[a:b])
         cands = np.flatnonzero(is_cand & (core >= CANDIDATE_FLOOR)) + a
-        # Each lead's own peak near the candidate (leads peak a little apart).
-        around = _clamp(cands[:, None] + np.arange(-half, half + 1), 0, env.shape[1] - 1)
-        rows_e = env[:, around].max(axis=2).T.tolist()
-        rows_w = weight[:, cands].T.tolist()
-        # Python floats from here: the loop runs once per candidate, not per sample.
-        noise, level, rr_s = state.noise_level, state.signal_level, state.rr_mean_s
-        rr_count = state.rr_count
-        last_i, last_f = state.last_beat_i, state.last_beat_f
-        vis = state.visibility
-        vis_factor = [min(1.0, v * (1.0 / VISIBLE)) ** 2 for v in vis]
-        fraction, t_ratio, prem_thr = cfg.threshold, cfg.t_wave_ratio, cfg.premature_threshold
-        gap_n, prem_n = cfg.gap_factor * fs, cfg.premature_factor * fs
-        vf = state.vf
-        for c, e_row, w_row in zip((cands + lo_i).tolist(), rows_e, rows_w, strict=True):
-            elapsed = c - last_i
-            # During VF/VFL its waves are not beats; asked at the time the candidate
-            # is decided, which does not depend on chunking.
-            if elapsed < refr or (vf.episodes and vf_active_at(vf, min(c + la, end_i))):
-                continue
-            dyn = list(map(mul, w_row, vis_factor))
-            total = sum(dyn)
-            value = sum(map(mul, dyn, e_row)) / total if total > 0 else 0.0
-            thr = noise + fraction * (level - noise)
-            if elapsed > gap_n * rr_s:
-                thr *= 0.5
-            elif elapsed < prem_n * rr_s and rr_count >= RR_LEARNT:
-                thr = max(thr, prem_thr * level)
-            if value >= thr and not (elapsed < twave and value < t_ratio * last_f):
-                peaks.append(c)
-                peak_w.append(dyn)
-                if elapsed < 3 * fs:
-                    rr_s = 0.875 * rr_s + 0.125 * elapsed / fs
-                    rr_count += 1
-                last_i, last_f = c, value
-                level = 0.875 * level + 0.125 * value
-                vis = [
-                    0.9 * v + 0.1 * min(e, 1.5) if w > 0 else v
-                    for v, e, w in zip(vis, e_row, w_row, strict=True)
-                ]
-                vis_factor = [min(1.0, v * (1.0 / VISIBLE)) ** 2 for v in vis]
-            else:
-                noise = 0.875 * noise + 0.125 * value
-        state.noise_level, state.signal_level, state.rr_mean_s = noise, level, rr_s
-        state.rr_count = rr_count
-        state.last_beat_i, state.last_beat_f = last_i, last_f
-        state.visibility = vis
+        # Most chunks of a live stream hold no candidate: nothing to value.
+        if cands.shape[0]:
+            # Each lead's own peak near the candidate (leads peak a little apart).
+            around = _clamp(cands[:, None] + np.arange(-half, half + 1), 0, env.shape[1] - 1)
+            rows_e = env[:, around].max(axis=2).T.tolist()
+            rows_w = weight[:, cands].T.tolist()
+            # Python floats from here: the loop runs once per candidate, not per sample.
+            noise, level, rr_s = state.noise_level, state.signal_level, state.rr_mean_s
+            rr_count = state.rr_count
+            last_i, last_f = state.last_beat_i, state.last_beat_f
+            vis = state.visibility
+            vis_factor = [min(1.0, v * (1.0 / VISIBLE)) ** 2 for v in vis]
+            fraction, t_ratio, prem_thr = cfg.threshold, cfg.t_wave_ratio, cfg.premature_threshold
+            gap_n, prem_n = cfg.gap_factor * fs, cfg.premature_factor * fs
+            vf = state.vf
+            for c, e_row, w_row in zip((cands + lo_i).tolist(), rows_e, rows_w, strict=True):
+                elapsed = c - last_i
+                # During VF/VFL its waves are not beats; asked at the time the candidate
+                # is decided, which does not depend on chunking.
+                if elapsed < refr or (vf.episodes and vf_active_at(vf, min(c + la, end_i))):
+                    continue
+                dyn = list(map(mul, w_row, vis_factor))
+                total = sum(dyn)
+                value = sum(map(mul, dyn, e_row)) / total if total > 0 else 0.0
+                thr = noise + fraction * (level - noise)
+                if elapsed > gap_n * rr_s:
+                    thr *= 0.5
+                elif elapsed < prem_n * rr_s and rr_count >= RR_LEARNT:
+                    thr = max(thr, prem_thr * level)
+                if value >= thr and not (elapsed < twave and value < t_ratio * last_f):
+                    peaks.append(c)
+                    peak_w.append(dyn)
+                    if elapsed < 3 * fs:
+                        rr_s = 0.875 * rr_s + 0.125 * elapsed / fs
+                        rr_count += 1
+                    last_i, last_f = c, value
+                    level = 0.875 * level + 0.125 * value
+                    vis = [
+                        0.9 * v + 0.1 * min(e, 1.5) if w > 0 else v
+                        for v, e, w in zip(vis, e_row, w_row, strict=True)
+                    ]
+                    vis_factor = [min(1.0, v * (1.0 / VISIBLE)) ** 2 for v in vis]
+                else:
+                    noise = 0.875 * noise + 0.125 * value
+            state.noise_level, state.signal_level, state.rr_mean_s = noise, level, rr_s
+            state.rr_count = rr_count
+            state.last_beat_i, state.last_beat_f = last_i, last_f
+            state.visibility = vis
         state.next_cand_i = decide_to
     beats = _locate(state, np.asarray(peaks, dtype=np.int64) - env_delay, peak_w)
     _trim(state, state.next_cand_i - sup - max(state.noise_n, state.settle_n) - round(0.5 * fs) - 4)
