@@ -456,11 +456,13 @@ def _lead_quality(
     # Where a run becomes long enough to be flat, the whole run is bad from its first
     # sample: the step onto a rail is part of the fault. The columns it reaches back to
     # are still undecided because flat_s <= SUPPRESS_S (see _decide).
-    tail_flat: BoolArray = ~np.any(state.change_tail, axis=1, keepdims=True)
-    was_bad = np.concatenate([tail_flat, bad[:, :-1]], axis=1)
-    lead_at, col_at = np.nonzero(bad & ~was_bad)
-    onset_i = (state.n_internal + col_at).tolist()
-    onsets = [(lead, i - flat_n, i) for lead, i in zip(lead_at.tolist(), onset_i, strict=True)]
+    onsets: list[tuple[int, int, int]] = []
+    if bad.any():  # most chunks have no flat sample: no onset to look for
+        tail_flat: BoolArray = ~np.any(state.change_tail, axis=1, keepdims=True)
+        was_bad = np.concatenate([tail_flat, bad[:, :-1]], axis=1)
+        lead_at, col_at = np.nonzero(bad & ~was_bad)
+        onset_i = (state.n_internal + col_at).tolist()
+        onsets = [(lead, i - flat_n, i) for lead, i in zip(lead_at.tolist(), onset_i, strict=True)]
     if any_nan:
         bad |= nan
     state.change_tail = changed[:, n:].copy()
