@@ -312,12 +312,21 @@ class StepJob:
     n_leads: int
     received: int
     queued: float
+    watched: bool = True  # False: annotate (the state moves on) but encode nothing
 
     @classmethod
-    def of(cls, stream: str, block: npt.NDArray[np.int16], received: int, queued: float) -> StepJob:
+    def of(
+        cls,
+        stream: str,
+        block: npt.NDArray[np.int16],
+        received: int,
+        queued: float,
+        *,
+        watched: bool = True,
+    ) -> StepJob:
         """The job for ``block``, shape (n, leads)."""
         data = np.ascontiguousarray(block, dtype=np.int16).tobytes()
-        return cls(stream, data, block.shape[1], received, queued)
+        return cls(stream, data, block.shape[1], received, queued, watched)
 
     def samples(self) -> npt.NDArray[np.int16]:
         """The block, shape (n, leads) (read-only)."""
@@ -375,6 +384,8 @@ class LiveRunner:
         if live is None:
             return []
         update, live.state = live_step(job.samples(), live.state)
+        if not job.watched:
+            return []
         return [(job.stream, self._encode(live, update, job.received), job.queued)]
 
     def _end(self, job: EndJob) -> list[LiveResult]:
@@ -617,7 +628,13 @@ class EcgService:
 
     def _step(self, feed: _Feed, block: npt.NDArray[np.int16]) -> None:
         received = feed.origin + feed.received
-        job = StepJob.of(str(feed.start.stream), block, received, time.monotonic())
+        stream = str(feed.start.stream)
+        # Most streams have no viewer most of the time: their chunks are annotated but
+        # not encoded nor sent back (a sixth of a worker's time per chunk, and the result
+        # queue's traffic on the loop's process). A viewer who subscribes gets the next
+        # chunk on, which carries the heart rate and the provisional flags anew.
+        watched = self.hub is not None and self.hub.subscribers(stream) > 0
+        job = StepJob.of(stream, block, received, time.monotonic(), watched=watched)
         self.workers.submit(job)
 
     def _publish_text(self, stream: str, text: str, queued: float) -> None:
