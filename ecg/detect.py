@@ -385,7 +385,7 @@ def detector_start(
         noise_n=round(config.noise_s * internal_fs),
         reach_n=max(0, round(config.lookahead_s * internal_fs) - suppress_n - 1),
         suppress_n=suppress_n,
-        pending=np.zeros((0, n)),
+        pending=np.zeros((n, 0)),
         last_value=np.full(n, np.nan),
         change_tail=np.ones((n, max(2, round(config.flat_s * internal_fs))), bool),
         last_bad_i=np.full(n, -(10**9), np.int64),
@@ -411,21 +411,22 @@ def _decimate(x: FloatArray, state: DetectorState) -> FloatArray:
     ``x`` is ``(n_samples, n_leads)``; the result is ``(n_leads, n_internal)``.
     """
     k = state.factor
-    if state.pending.shape[0]:
-        x = np.concatenate([state.pending, x], axis=0)
-    n_full = (x.shape[0] // k) * k
-    state.pending = np.array(x[n_full:])
+    # One transposing copy first: strided reads of the (n_samples, n_leads) layout
+    # would cost a pass over the whole input per phase of the average.
+    if state.pending.shape[1]:
+        xt = np.concatenate([state.pending, x.T], axis=1)
+    else:
+        xt = np.ascontiguousarray(x.T)
+    n_full = (xt.shape[1] // k) * k
+    state.pending = np.array(xt[:, n_full:])
     if k == 1:
         # A copy, so that buffers never alias the caller's array.
-        return np.array(x.T, order="C")
-    # Sum the phases of each block in the input's own layout, then transpose the k
-    # times shorter result: transposing the input first cost a third of detection.
-    phases = x[:n_full].reshape(n_full // k, k, x.shape[1])
-    total: FloatArray = phases[:, 0] + phases[:, 1]
+        return xt[:, :n_full].copy() if np.shares_memory(xt, x) else xt[:, :n_full]
+    total: FloatArray = xt[:, 0:n_full:k] + xt[:, 1:n_full:k]
     for j in range(2, k):
-        total += phases[:, j]
+        total += xt[:, j:n_full:k]
     total *= 1.0 / k
-    return np.ascontiguousarray(total.T)
+    return total
 
 
 def _lead_quality(
