@@ -83,13 +83,12 @@ from scipy.ndimage import maximum_filter1d, minimum_filter1d
 from ecg.detect_vf import (
     VfConfig,
     VfState,
-    sosfilt_rows,
-    sosfilt_rows_zi,
     vf_active_at,
     vf_start,
     vf_step,
 )
 from ecg.errors import ConfigError, SignalError
+from ecg.filters import sosfilt_rows, sosfilt_rows_zi
 
 __all__ = [
     "DetectorConfig",

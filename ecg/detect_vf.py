@@ -50,11 +50,7 @@ import numpy.typing as npt
 from scipy import signal as sps
 
 from ecg.errors import ConfigError
-
-try:  # The kernel behind scipy.signal.sosfilt, without its per-call validation.
-    from scipy.signal._sosfilt import _sosfilt as _sosfilt_kernel
-except ImportError:  # pragma: no cover - another scipy layout: the public path
-    _sosfilt_kernel = None
+from ecg.filters import sosfilt_rows, sosfilt_rows_zi
 
 __all__ = ["VF_BAND_HZ", "VF_RATE_HZ", "VfConfig", "VfState", "vf_active_at", "vf_start", "vf_step"]
 
@@ -207,28 +203,6 @@ def vf_step(d: FloatArray, bad: BoolArray, state: VfState) -> VfState:
     state.tail = buf[:, buf.shape[1] - keep :].copy()
     state.tail_bad = buf_bad[:, buf.shape[1] - keep :].copy()
     return state
-
-
-def sosfilt_rows_zi(sos: FloatArray, first: FloatArray) -> FloatArray:
-    """Steady-state filter memory ``(n_rows, n_sections, 2)`` for rows starting at ``first``."""
-    return np.ascontiguousarray(sps.sosfilt_zi(sos)[None, :, :] * first[:, None, None])
-
-
-def sosfilt_rows(sos: FloatArray, x: FloatArray, zi: FloatArray) -> FloatArray:
-    """``scipy.signal.sosfilt`` along the rows of a C-contiguous float64 ``x``, in place.
-
-    The result is ``x`` itself, filtered; ``zi`` (from :func:`sosfilt_rows_zi`) is
-    updated in place. It is the same kernel as ``sosfilt(sos, x, axis=1, zi=...)``, so
-    the output is bit-identical, but without the validation, axis moves and copies
-    that cost about 0.1 ms a call: the live detector calls it on chunks of 20 samples.
-    """
-    if _sosfilt_kernel is None:  # pragma: no cover
-        y, zf = sps.sosfilt(sos, x, axis=1, zi=zi.transpose(1, 0, 2))
-        x[...] = y
-        zi[...] = zf.transpose(1, 0, 2)
-        return x
-    _sosfilt_kernel(sos, x, zi)
-    return x
 
 
 def _leakage(
