@@ -72,14 +72,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from operator import mul
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 from scipy import signal as sps
-from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
+from ecg._detect_kernels import (
+    band_rms,
+    block_average,
+    decide_candidates,
+    find_candidates,
+    hold_and_flag,
+    lead_weights,
+    locate_peaks,
+)
 from ecg.detect_vf import (
     VfConfig,
     VfState,
@@ -88,7 +95,7 @@ from ecg.detect_vf import (
     vf_step,
 )
 from ecg.errors import ConfigError, SignalError
-from ecg.filters import sosfilt_rows, sosfilt_rows_zi
+from ecg.filters import sosfilt_rows_zi
 
 __all__ = [
     "DetectorConfig",
@@ -257,6 +264,22 @@ class DetectorConfig:
             )
 
 
+class DecisionLevels(NamedTuple):
+    """What the decision loop carries from candidate to candidate (and chunk to chunk).
+
+    ``noise`` and ``level`` are the running noise and signal levels of the detection
+    function, ``rr_s`` the mean RR interval in s and ``rr_count`` how many intervals it
+    has measured, ``last_i`` and ``last_f`` the last beat's internal index and value.
+    """
+
+    noise: float = 0.1
+    level: float = 1.0
+    rr_s: float = 0.8
+    rr_count: int = 0
+    last_i: int = -(10**9)
+    last_f: float = 0.0
+
+
 @dataclass(slots=True)
 class DetectorState:
     """Everything the detector carries from one chunk to the next.
@@ -282,7 +305,7 @@ class DetectorState:
     # Input and filter memory
     pending: FloatArray
     last_value: FloatArray
-    change_tail: BoolArray
+    unchanged_n: IntArray
     last_bad_i: IntArray
     sq_tail: FloatArray
     # Per-block statistics of the last history_blocks completed blocks
@@ -308,13 +331,8 @@ class DetectorState:
     buf_start_i: int = 0
     # Decision memory
     next_cand_i: int = 0
-    visibility: list[float] = field(default_factory=list)
-    last_beat_i: int = -(10**9)
-    last_beat_f: float = 0.0
-    signal_level: float = 1.0
-    noise_level: float = 0.1
-    rr_mean_s: float = 0.8
-    rr_count: int = 0
+    visibility: FloatArray = field(default_factory=lambda: np.ones(0))
+    levels: DecisionLevels = field(default_factory=DecisionLevels)
 
     @property
     def vf_episodes(self) -> list[tuple[int, int | None]]:
@@ -363,7 +381,7 @@ def detector_start(
     factor = max(1, int(fs_hz // config.internal_fs_hz))
     internal_fs = fs_hz / factor
     high = min(config.band_high_hz, 0.45 * internal_fs)
-    sos = np.asarray(
+    sos = np.ascontiguousarray(
         sps.butter(2, [config.band_low_hz, high], btype="bandpass", fs=internal_fs, output="sos"),
         dtype=np.float64,
     )
@@ -386,7 +404,7 @@ def detector_start(
         suppress_n=suppress_n,
         pending=np.zeros((n, 0)),
         last_value=np.full(n, np.nan),
-        change_tail=np.ones((n, max(2, round(config.flat_s * internal_fs))), bool),
+        unchanged_n=np.zeros(n, np.int64),
         last_bad_i=np.full(n, -(10**9), np.int64),
         sq_tail=np.zeros((n, window_n - 1)),
         block_max=np.zeros((n, 0)),
@@ -394,7 +412,7 @@ def detector_start(
         cur_env=np.zeros((n, 0)),
         run_max=np.zeros(n),
         next_cand_i=window_n,
-        visibility=[1.0] * n,
+        visibility=np.ones(n),
         buf_d=np.zeros((n, 0)),
         buf_iscale=np.zeros((n, 0)),
         buf_env=np.zeros((n, 0)),
@@ -407,66 +425,26 @@ def detector_start(
 def _decimate(x: FloatArray, state: DetectorState) -> FloatArray:
     """Block-average the new input (plus the carried remainder) by ``state.factor``.
 
-    ``x`` is ``(n_samples, n_leads)``; the result is ``(n_leads, n_internal)``.
+    ``x`` is ``(n_samples, n_leads)``, C-contiguous; the result is ``(n_leads,
+    n_internal)``, a new array (buffers never alias the caller's array).
     """
-    k = state.factor
-    # One transposing copy first: strided reads of the (n_samples, n_leads) layout
-    # would cost a pass over the whole input per phase of the average.
-    if state.pending.shape[1]:
-        xt = np.concatenate([state.pending, x.T], axis=1)
-    else:
-        xt = np.ascontiguousarray(x.T)
-    n_full = (xt.shape[1] // k) * k
-    state.pending = np.array(xt[:, n_full:])
-    if k == 1:
-        # A copy, so that buffers never alias the caller's array.
-        return xt[:, :n_full].copy() if np.shares_memory(xt, x) else xt[:, :n_full]
-    total: FloatArray = xt[:, 0:n_full:k] + xt[:, 1:n_full:k]
-    for j in range(2, k):
-        total += xt[:, j:n_full:k]
-    total *= 1.0 / k
-    return total
+    d, state.pending = block_average(state.pending, x, state.factor)
+    return d
 
 
-def _lead_quality(
-    d: FloatArray, state: DetectorState
-) -> tuple[FloatArray, BoolArray, list[tuple[int, int, int]]]:
-    """Replace NaN by the last valid value; flag NaN and flat stretches as bad."""
-    n = d.shape[1]
-    nan = np.isnan(d)
-    any_nan = bool(nan.any())
-    if any_nan:
-        # Hold the last valid value so that the filters see no step from NaN.
-        pos = np.where(nan, -1, np.arange(n)[None, :])
-        pos = np.maximum.accumulate(pos, axis=1)
-        held = np.take_along_axis(d, np.maximum(pos, 0), axis=1)
-        prev = np.where(np.isnan(state.last_value), 0.0, state.last_value)
-        d = np.where(pos >= 0, held, prev[:, None])
-    # Flat: no change over the last flat_n samples (the flags of the previous chunk's
-    # last flat_n samples are carried), found with one cumulative count.
-    flat_n = state.flat_n
-    prev_value = state.last_value
-    changed = np.empty((state.n_leads, flat_n + n), bool)
-    changed[:, :flat_n] = state.change_tail
-    changed[:, flat_n] = d[:, 0] != prev_value  # NaN at the start compares unequal
-    np.not_equal(d[:, 1:], d[:, :-1], out=changed[:, flat_n + 1 :])
-    counts = np.zeros((state.n_leads, flat_n + n + 1), np.int32)
-    np.cumsum(changed, axis=1, out=counts[:, 1:])
-    bad = counts[:, flat_n + 1 :] == counts[:, 1 : n + 1]
-    # Where a run becomes long enough to be flat, the whole run is bad from its first
-    # sample: the step onto a rail is part of the fault. The columns it reaches back to
-    # are still undecided because flat_s <= SUPPRESS_S (see _decide).
-    onsets: list[tuple[int, int, int]] = []
-    if bad.any():  # most chunks have no flat sample: no onset to look for
-        tail_flat: BoolArray = ~np.any(state.change_tail, axis=1, keepdims=True)
-        was_bad = np.concatenate([tail_flat, bad[:, :-1]], axis=1)
-        lead_at, col_at = np.nonzero(bad & ~was_bad)
-        onset_i = (state.n_internal + col_at).tolist()
-        onsets = [(lead, i - flat_n, i) for lead, i in zip(lead_at.tolist(), onset_i, strict=True)]
-    if any_nan:
-        bad |= nan
-    state.change_tail = changed[:, n:].copy()
-    state.last_value = d[:, -1].copy()
+def _lead_quality(d: FloatArray, state: DetectorState) -> tuple[FloatArray, BoolArray, IntArray]:
+    """Replace NaN by the last valid value (in place); flag NaN and flat stretches as bad.
+
+    Holding the last valid value keeps the filters from seeing a step from NaN. Flat is
+    no change over ``flat_n`` samples (the length of the current unchanged run is
+    carried). Where a run becomes long enough to be flat, the whole run is bad from its
+    first sample (the step onto a rail is part of the fault): the onsets ``(lead,
+    run_start_i, onset_i)`` are returned for the caller to mark the columns before the
+    chunk, which are still undecided because flat_s <= SUPPRESS_S (see _decide).
+    """
+    bad, onsets = hold_and_flag(
+        d, state.last_value, state.unchanged_n, state.flat_n, state.n_internal
+    )
     return d, bad, onsets
 
 
@@ -475,20 +453,7 @@ def _envelope(d: FloatArray, state: DetectorState) -> FloatArray:
     if state.zi is None:
         # Start in steady state on the first sample: no step transient at power-on.
         state.zi = sosfilt_rows_zi(state.sos, d[:, 0])
-    y = sosfilt_rows(state.sos, np.array(d, order="C"), state.zi)
-    win = state.window_n
-    tail = state.sq_tail.shape[1]
-    sq = np.empty((state.n_leads, tail + y.shape[1]))
-    sq[:, :tail] = state.sq_tail
-    np.multiply(y, y, out=sq[:, tail:])
-    c = np.cumsum(sq, axis=1)
-    env: FloatArray = np.empty(y.shape)
-    env[:, 0] = c[:, win - 1]
-    np.subtract(c[:, win:], c[:, :-win], out=env[:, 1:])
-    np.maximum(env, 0.0, out=env)
-    env *= 1.0 / win
-    np.sqrt(env, out=env)
-    state.sq_tail = sq[:, sq.shape[1] - (win - 1) :].copy()
+    env, state.sq_tail = band_rms(d, state.sos, state.zi, state.sq_tail)
     return env
 
 
@@ -657,7 +622,7 @@ def detector_step(chunk_mv: npt.ArrayLike, state: DetectorState) -> tuple[IntArr
         its R peak + 300 ms.
     state : DetectorState
     """
-    x = _as_2d(chunk_mv, state.n_leads)
+    x = np.ascontiguousarray(_as_2d(chunk_mv, state.n_leads))
     state.n_input += x.shape[0]
     d = _decimate(x, state)
     if d.shape[1]:
@@ -673,7 +638,7 @@ def detector_step(chunk_mv: npt.ArrayLike, state: DetectorState) -> tuple[IntArr
         state.buf_env = _append(state.buf_env, env)
         state.buf_bad = _append(state.buf_bad, bad)
         state.buf_weight = _append(state.buf_weight, weight)
-        for lead, start_i, onset_i in onsets:
+        for lead, start_i, onset_i in onsets.tolist():
             lo = max(0, start_i - state.buf_start_i)
             state.buf_bad[lead, lo : onset_i - state.buf_start_i] = True
         state.n_internal += d.shape[1]
@@ -685,20 +650,6 @@ def detector_flush(state: DetectorState) -> IntArray:
     return _decide(state, final=True)
 
 
-def _padded_cumsum(x: FloatArray | BoolArray, pre: int, post: int) -> FloatArray:
-    """Cumulative sum along columns with a leading 0, edge-padded by ``pre``/``post``.
-
-    Column ``pre + j`` holds the sum of ``x[:, :j]``, so that a window sum over any
-    clamped column range is a difference of two plain slices.
-    """
-    n = x.shape[1]
-    out = np.empty((x.shape[0], pre + n + 1 + post))
-    out[:, : pre + 1] = 0.0
-    np.cumsum(x, axis=1, out=out[:, pre + 1 : pre + 1 + n])
-    out[:, pre + 1 + n :] = out[:, pre + n : pre + n + 1]
-    return out
-
-
 def _lead_weights(state: DetectorState, lo: int, hi: int) -> FloatArray:
     """Weight of each lead on buffer columns ``lo:hi``.
 
@@ -707,117 +658,95 @@ def _lead_weights(state: DetectorState, lo: int, hi: int) -> FloatArray:
     envelope over ``FLOOR_S``, averaged from ``noise_s`` before to ``reach`` after the
     column. A clean lead's floor is a few hundredths of its beat level, a lead in a
     burst of noise sits at several tenths, so the fusion follows the cleaner leads
-    within a beat or two. A lead weighs nothing within ``settle_s`` after and ``reach`` before a bad
-    sample (NaN, flat). ``reach`` is the look-ahead that the decision of the last
-    candidate of a chunk can use without waiting, which keeps chunked equal to batch.
+    within a beat or two. A lead weighs nothing within ``settle_s`` after and ``reach``
+    before a bad sample (NaN, flat). ``reach`` is the look-ahead that the decision of
+    the last candidate of a chunk can use without waiting, which keeps chunked equal to
+    batch. Computed by :func:`ecg._detect_kernels.lead_weights`.
     """
-    n_buf = state.buf_env.shape[1]
-    reach = state.reach_n
-    back = max(state.noise_n, state.settle_n)
-    cols = np.arange(lo, hi)
-    # cols >= 0 and cols - noise_n < n_buf: one side of each clamp is enough.
-    span = np.minimum(cols + (reach + 1), n_buf) - np.maximum(cols - state.noise_n, 0)
-    # The floor under the beats: the minimum of the envelope over the last FLOOR_S.
-    size = max(2, round(FLOOR_S * state.internal_fs_hz))
-    floor = minimum_filter1d(state.buf_env, size, axis=1, mode="nearest", origin=(size - 1) // 2)
-    ce = _padded_cumsum(floor, back, reach + 1)
-    ahead = ce[:, back + lo + reach + 1 : back + hi + reach + 1]
-    activity = ahead - ce[:, back + lo - state.noise_n : back + hi - state.noise_n]
-    activity /= np.maximum(span, 1)
-    np.maximum(activity, ACTIVITY_CALM, out=activity)
-    np.divide(ACTIVITY_CALM, activity, out=activity)
-    activity *= activity
-    weight: FloatArray = state.buf_weight[:, lo:hi] * activity
-    bad = state.buf_bad
-    recent = state.buf_start_i + lo - state.last_bad_i <= state.settle_n
-    if not (recent.any() or bad.any()):
-        return weight
-    cb = _padded_cumsum(bad, back, reach + 1)
-    ahead = cb[:, back + lo + reach + 1 : back + hi + reach + 1]
-    near = (ahead - cb[:, back + lo - state.settle_n : back + hi - state.settle_n]) > 0
-    near |= (state.buf_start_i + cols)[None, :] - state.last_bad_i[:, None] <= state.settle_n
-    return np.where(near, 0.0, weight)
+    return lead_weights(
+        state.buf_env,
+        state.buf_weight,
+        state.buf_bad,
+        lo,
+        hi,
+        max(2, round(FLOOR_S * state.internal_fs_hz)),
+        state.noise_n,
+        state.settle_n,
+        state.reach_n,
+        state.buf_start_i - state.last_bad_i,
+        ACTIVITY_CALM,
+    )
+
+
+def _contiguous_buffers(state: DetectorState) -> None:
+    """Make the buffers C-contiguous (after a trim they are views) for the kernels."""
+    state.buf_d = np.ascontiguousarray(state.buf_d)
+    state.buf_iscale = np.ascontiguousarray(state.buf_iscale)
+    state.buf_env = np.ascontiguousarray(state.buf_env)
+    state.buf_bad = np.ascontiguousarray(state.buf_bad)
+    state.buf_weight = np.ascontiguousarray(state.buf_weight)
+
+
+def _vf_table(state: DetectorState, end_i: int) -> IntArray:
+    """VF/VFL episodes as ``(onset_i, offset_i)`` rows; one still on ends after ``end_i``."""
+    rows = [(on or 0, end_i + 1 if off is None else off) for on, off in state.vf.episodes]
+    return np.array(rows, np.int64).reshape(-1, 2)
 
 
 def _decide(state: DetectorState, final: bool) -> IntArray:
-    """Decide every candidate whose look-ahead has arrived (all of them if ``final``)."""
+    """Decide every candidate whose look-ahead has arrived (all of them if ``final``).
+
+    The candidates and the decision loop (thresholds, RR mean, visibility) are the
+    kernels :func:`ecg._detect_kernels.find_candidates` and
+    :func:`ecg._detect_kernels.decide_candidates`.
+    """
     cfg = state.config
     fs = state.internal_fs_hz
     la = max(1, round(cfg.lookahead_s * fs))
     sup = state.suppress_n
-    refr = round(cfg.refractory_s * fs)
-    twave = round(cfg.t_wave_s * fs)
     env_delay = (state.window_n - 1) // 2
     end_i = state.n_internal
     decide_to = end_i if final else end_i - la
-    peaks: list[int] = []
-    peak_w: list[list[float]] = []
-    half = max(1, round(LOCATE_S * fs))
+    peaks = np.zeros(0, np.int64)
+    peak_w = np.zeros((0, state.n_leads))
     first_i = max(state.next_cand_i, state.buf_start_i + 1)
     if decide_to > first_i:
+        _contiguous_buffers(state)
         lo_i = max(state.buf_start_i, first_i - sup - 1)
         lo, hi = lo_i - state.buf_start_i, end_i - state.buf_start_i
         weight = _lead_weights(state, lo, hi)
-        env = state.buf_env[:, lo:hi]
         # Candidates: where any usable lead peaks, dominating +-sup; each is then valued
         # with the leads' weights as they stand when it is decided.
-        g = np.einsum("ij,ij->j", weight, env) / np.maximum(weight.sum(axis=0), 1e-12)
         a, b = first_i - lo_i, decide_to - lo_i
-        dominant = maximum_filter1d(g, 2 * sup + 1, mode="constant", cval=-np.inf)
-        core = g[a:b]
-        right = np.append(g[a + 1 : b + 1], -np.inf)[: core.shape[0]]
-        is_cand = (core > g[a - 1 : b - 1]) & (core >= right) & (core >= dominant[a:b])
-        cands = np.flatnonzero(is_cand & (core >= CANDIDATE_FLOOR)) + a
+        cands = find_candidates(weight, state.buf_env, lo, a, b, sup, CANDIDATE_FLOOR)
         # Most chunks of a live stream hold no candidate: nothing to value.
         if cands.shape[0]:
-            # Each lead's own peak near the candidate (leads peak a little apart).
-            around = _clamp(cands[:, None] + np.arange(-half, half + 1), 0, env.shape[1] - 1)
-            rows_e = env[:, around].max(axis=2).T.tolist()
-            rows_w = weight[:, cands].T.tolist()
-            # Python floats from here: the loop runs once per candidate, not per sample.
-            noise, level, rr_s = state.noise_level, state.signal_level, state.rr_mean_s
-            rr_count = state.rr_count
-            last_i, last_f = state.last_beat_i, state.last_beat_f
-            vis = state.visibility
-            vis_factor = [min(1.0, v * (1.0 / VISIBLE)) ** 2 for v in vis]
-            fraction, t_ratio, prem_thr = cfg.threshold, cfg.t_wave_ratio, cfg.premature_threshold
-            gap_n, prem_n = cfg.gap_factor * fs, cfg.premature_factor * fs
-            vf = state.vf
-            for c, e_row, w_row in zip((cands + lo_i).tolist(), rows_e, rows_w, strict=True):
-                elapsed = c - last_i
-                # During VF/VFL its waves are not beats; asked at the time the candidate
-                # is decided, which does not depend on chunking.
-                if elapsed < refr or (vf.episodes and vf_active_at(vf, min(c + la, end_i))):
-                    continue
-                dyn = list(map(mul, w_row, vis_factor))
-                total = sum(dyn)
-                value = sum(map(mul, dyn, e_row)) / total if total > 0 else 0.0
-                thr = noise + fraction * (level - noise)
-                if elapsed > gap_n * rr_s:
-                    thr *= 0.5
-                elif elapsed < prem_n * rr_s and rr_count >= RR_LEARNT:
-                    thr = max(thr, prem_thr * level)
-                if value >= thr and not (elapsed < twave and value < t_ratio * last_f):
-                    peaks.append(c)
-                    peak_w.append(dyn)
-                    if elapsed < 3 * fs:
-                        rr_s = 0.875 * rr_s + 0.125 * elapsed / fs
-                        rr_count += 1
-                    last_i, last_f = c, value
-                    level = 0.875 * level + 0.125 * value
-                    vis = [
-                        0.9 * v + 0.1 * min(e, 1.5) if w > 0 else v
-                        for v, e, w in zip(vis, e_row, w_row, strict=True)
-                    ]
-                    vis_factor = [min(1.0, v * (1.0 / VISIBLE)) ** 2 for v in vis]
-                else:
-                    noise = 0.875 * noise + 0.125 * value
-            state.noise_level, state.signal_level, state.rr_mean_s = noise, level, rr_s
-            state.rr_count = rr_count
-            state.last_beat_i, state.last_beat_f = last_i, last_f
-            state.visibility = vis
+            peaks, peak_w, *carried = decide_candidates(
+                cands,
+                state.buf_env,
+                weight,
+                lo,
+                lo_i,
+                end_i,
+                max(1, round(LOCATE_S * fs)),
+                la,
+                round(cfg.refractory_s * fs),
+                round(cfg.t_wave_s * fs),
+                fs,
+                cfg.threshold,
+                cfg.t_wave_ratio,
+                cfg.premature_threshold,
+                cfg.gap_factor * fs,
+                cfg.premature_factor * fs,
+                RR_LEARNT,
+                VISIBLE,
+                _vf_table(state, end_i),
+                state.visibility,
+                *state.levels,
+            )
+            state.levels = DecisionLevels._make(carried)
         state.next_cand_i = decide_to
-    beats = _locate(state, np.asarray(peaks, dtype=np.int64) - env_delay, peak_w)
+    beats = _locate(state, peaks - env_delay, peak_w)
     _trim(state, state.next_cand_i - sup - max(state.noise_n, state.settle_n) - round(0.5 * fs) - 4)
     return beats
 
@@ -841,30 +770,30 @@ def _trim(state: DetectorState, keep_from_i: int) -> None:
     state.buf_start_i += keep_from
 
 
-def _locate(state: DetectorState, centre_i: IntArray, weights: list[list[float]]) -> IntArray:
+def _locate(state: DetectorState, centre_i: IntArray, weights: FloatArray) -> IntArray:
     """R peaks in input coordinates from detection-function peaks (internal indices).
 
     The R peak is the largest deflection from the local baseline (the mean of the
     signal 100 ms either side) within 60 ms of the envelope's centre, summed over the
-    usable leads after normalisation, with the weights the beat was decided with. It is
-    measured on the block-averaged signal itself, not on the band-passed one, whose
-    delay depends on the QRS width.
+    usable leads after normalisation, with the weights the beat was decided with
+    (``weights``, one row per beat). It is measured on the block-averaged signal
+    itself, not on the band-passed one, whose delay depends on the QRS width.
     """
     if centre_i.shape[0] == 0:
         return np.zeros(0, np.int64)
     fs = state.internal_fs_hz
     half = max(1, round(LOCATE_S * fs))
     edge = max(half + 1, round(0.1 * fs))
-    n_buf = state.buf_d.shape[1]
-    centre = centre_i - state.buf_start_i
-    cols = _clamp(centre[:, None] + np.arange(-half, half + 1)[None, :], 0, n_buf - 1)
-    before = _clamp(centre - edge, 0, n_buf - 1)
-    after = _clamp(centre + edge, 0, n_buf - 1)
-    base = 0.5 * (state.buf_d[:, before] + state.buf_d[:, after])
-    w = np.where(state.buf_bad[:, cols], 0.0, np.asarray(weights).T[:, :, None] + 1e-6)
-    mag = np.abs(state.buf_d[:, cols] - base[:, :, None]) * state.buf_iscale[:, cols]
-    score = (mag * w).sum(axis=0)
-    best = cols[np.arange(cols.shape[0]), np.argmax(score, axis=1)] + state.buf_start_i
+    cols = locate_peaks(
+        state.buf_d,
+        state.buf_iscale,
+        state.buf_bad,
+        centre_i - state.buf_start_i,
+        weights,
+        half,
+        edge,
+    )
+    best = cols + state.buf_start_i
     out: IntArray = _clamp(best * state.factor + state.factor // 2, 0, state.n_input - 1)
     return out.astype(np.int64)
 

@@ -1,0 +1,491 @@
+"""Compiled kernels of the QRS detector (:mod:`ecg.detect`): its per-sample stages and
+its decision loop, one numba function each.
+
+Design notes
+------------
+- **Why compiled.** The detector's stages are sequential (filters, running minima,
+  flat-run counters, the adaptive thresholds of the decision) or several numpy passes
+  over the same samples; in numpy they cost a pass and a temporary array per operation,
+  and the decision loop ran in Python at about 12 µs a candidate. Each kernel here is
+  one loop over the samples (or candidates) that does the work of those passes.
+- **Same arithmetic as the numpy form.** Each kernel performs the floating-point
+  operations of the numpy code it replaced in the same order (sequential sums where
+  numpy's were sequential: cumulative sums, reductions across leads, Python's ``sum``;
+  ``x * (1.0 / k)`` where numpy multiplied by a reciprocal), so that the detector's
+  beats did not move. ``tests/ecg/test_detect_kernels.py`` checks each kernel against a
+  plain numpy/Python form.
+- **Few signatures.** Arrays are float64 (or bool / int64), 2-D C-contiguous, lead by
+  lead ``(n_leads, n)``; scalars are Python ints and floats. The caller casts, so each
+  kernel compiles once (``cache=True`` keeps the machine code in ``__pycache__``).
+- The kernels take and return plain arrays and numbers: state lives in
+  :class:`ecg.detect.DetectorState`, and the kernels update its arrays in place where
+  stated.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+from ecg._jit import jit
+
+__all__ = [
+    "band_rms",
+    "block_average",
+    "decide_candidates",
+    "find_candidates",
+    "hold_and_flag",
+    "lead_weights",
+    "locate_peaks",
+    "running_min",
+]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+@jit
+def block_average(pending: FloatArray, x: FloatArray, factor: int) -> tuple[FloatArray, FloatArray]:
+    """Block means of the carried samples followed by the new ones, lead by lead.
+
+    Parameters
+    ----------
+    pending : ndarray, shape (n_leads, p)
+        Samples carried from the previous chunk (``p < factor``).
+    x : ndarray, shape (n_samples, n_leads)
+        The new samples, in the caller's layout (one row per sample).
+    factor : int
+        Block length in samples.
+
+    Returns
+    -------
+    means : ndarray, shape (n_leads, (p + n_samples) // factor)
+        ``(x0 + x1 + ... ) * (1 / factor)`` per block; the samples themselves when
+        ``factor`` is 1.
+    rest : ndarray, shape (n_leads, (p + n_samples) % factor)
+        The samples after the last whole block, to carry.
+    """
+    n_leads, p = pending.shape
+    total = p + x.shape[0]
+    m = total // factor
+    means = np.empty((n_leads, m))
+    rest = np.empty((n_leads, total - m * factor))
+    scale = 1.0 / factor
+    for j in range(m):
+        i0 = j * factor
+        for lead in range(n_leads):
+            s = pending[lead, i0] if i0 < p else x[i0 - p, lead]
+            if factor > 1:
+                for q in range(1, factor):
+                    i = i0 + q
+                    s += pending[lead, i] if i < p else x[i - p, lead]
+                s *= scale
+            means[lead, j] = s
+    for q in range(total - m * factor):
+        i = m * factor + q
+        for lead in range(n_leads):
+            rest[lead, q] = pending[lead, i] if i < p else x[i - p, lead]
+    return means, rest
+
+
+@jit
+def hold_and_flag(
+    d: FloatArray,
+    last_value: FloatArray,
+    unchanged_n: IntArray,
+    flat_n: int,
+    first_i: int,
+) -> tuple[BoolArray, IntArray]:
+    """Replace NaN by the last valid value; flag NaN and flat stretches as unusable.
+
+    A sample is flat when it and the ``flat_n - 1`` samples before it equal their
+    predecessors (no change over ``flat_n`` samples). ``d`` (``(n_leads, n)``),
+    ``last_value`` (last sample of the previous chunk, NaN before the first) and
+    ``unchanged_n`` (length of the current run without change) are updated in place.
+
+    Returns
+    -------
+    bad : ndarray of bool, shape (n_leads, n)
+        NaN or flat samples.
+    onsets : ndarray of int64, shape (k, 3)
+        ``(lead, run_start_i, onset_i)`` for each run that became flat at absolute
+        index ``onset_i`` (``first_i`` is the absolute index of ``d[:, 0]``); the run
+        started ``flat_n`` samples before, in leads' order then time.
+    """
+    n_leads, n = d.shape
+    bad = np.zeros((n_leads, n), np.bool_)
+    onsets = np.empty((n_leads * (n // flat_n + 1), 3), np.int64)
+    n_onsets = 0
+    for lead in range(n_leads):
+        # The value a NaN at the start of the chunk holds (0 before any valid one), and
+        # the one the first sample is compared with (NaN compares unequal).
+        held = last_value[lead]
+        previous = held
+        if math.isnan(held):
+            held = 0.0
+        run = unchanged_n[lead]
+        for j in range(n):
+            v = d[lead, j]
+            is_nan = math.isnan(v)
+            if is_nan:
+                v = held
+                d[lead, j] = v
+            else:
+                held = v
+            if v != previous:
+                run = 0
+            elif run <= flat_n:
+                run += 1
+                if run == flat_n:
+                    i = first_i + j
+                    onsets[n_onsets, 0] = lead
+                    onsets[n_onsets, 1] = i - flat_n
+                    onsets[n_onsets, 2] = i
+                    n_onsets += 1
+            previous = v
+            bad[lead, j] = is_nan or run >= flat_n
+        unchanged_n[lead] = run
+        if n:
+            last_value[lead] = d[lead, n - 1]
+    return bad, onsets[:n_onsets].copy()
+
+
+@jit
+def band_rms(
+    d: FloatArray, sos: FloatArray, zi: FloatArray, sq_tail: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Causal band-pass (second-order sections) then moving RMS, lead by lead.
+
+    The filter is ``scipy.signal.sosfilt``'s transposed direct form II with its
+    operations in the same order; ``zi`` (``(n_leads, n_sections, 2)``) is updated in
+    place. The RMS window is ``sq_tail.shape[1] + 1`` samples; ``sq_tail`` holds the
+    squared filter output of the previous chunk's last ``window - 1`` samples. As in
+    the numpy form, window sums are differences of one cumulative sum per chunk.
+
+    Returns
+    -------
+    env : ndarray, shape (n_leads, n)
+        Moving RMS of the band-passed signal.
+    sq_tail : ndarray, shape (n_leads, window - 1)
+        The squared output to carry to the next chunk.
+    """
+    n_leads, n = d.shape
+    tail = sq_tail.shape[1]
+    win = tail + 1
+    n_sections = sos.shape[0]
+    inv_win = 1.0 / win
+    env = np.empty((n_leads, n))
+    new_tail = np.empty((n_leads, tail))
+    sq = np.empty(tail + n)
+    c = np.empty(tail + n)
+    for lead in range(n_leads):
+        sq[:tail] = sq_tail[lead]
+        for j in range(n):
+            x_cur = d[lead, j]
+            for s in range(n_sections):
+                x_new = sos[s, 0] * x_cur + zi[lead, s, 0]
+                zi[lead, s, 0] = sos[s, 1] * x_cur - sos[s, 4] * x_new + zi[lead, s, 1]
+                zi[lead, s, 1] = sos[s, 2] * x_cur - sos[s, 5] * x_new
+                x_cur = x_new
+            sq[tail + j] = x_cur * x_cur
+        acc = 0.0
+        for t in range(tail + n):
+            acc += sq[t]
+            c[t] = acc
+        for j in range(n):
+            e = c[win - 1] if j == 0 else c[j + win - 1] - c[j - 1]
+            if e < 0.0:
+                e = 0.0
+            env[lead, j] = math.sqrt(e * inv_win)
+        new_tail[lead] = sq[n:]
+    return env, new_tail
+
+
+@jit
+def running_min(x: FloatArray, size: int, out: FloatArray) -> None:
+    """``out[t] = min(x[max(0, t - size + 1) : t + 1])``: trailing minimum, O(n).
+
+    The same as ``scipy.ndimage.minimum_filter1d(x, size, mode="nearest",
+    origin=(size - 1) // 2)``; kept as a deque of the indices of increasing values.
+    """
+    n = x.shape[0]
+    queue = np.empty(n, np.int64)
+    head = 0
+    end = 0
+    for t in range(n):
+        v = x[t]
+        while end > head and x[queue[end - 1]] >= v:
+            end -= 1
+        queue[end] = t
+        end += 1
+        if queue[head] <= t - size:
+            head += 1
+        out[t] = x[queue[head]]
+
+
+@jit
+def lead_weights(
+    env: FloatArray,
+    block_weight: FloatArray,
+    bad: BoolArray,
+    lo: int,
+    hi: int,
+    floor_n: int,
+    noise_n: int,
+    settle_n: int,
+    reach_n: int,
+    recent_bad_n: IntArray,
+    calm: float,
+) -> FloatArray:
+    """Weight of each lead on buffer columns ``lo:hi`` (see ``ecg.detect._lead_weights``).
+
+    ``env``, ``block_weight`` and ``bad`` are the detector's buffers ``(n_leads,
+    n_buf)``. ``recent_bad_n[lead]`` is how many samples before the buffer's first
+    column the lead was last unusable (large when never). Window sums are differences
+    of cumulative sums over the whole buffer, as in the numpy form.
+    """
+    n_leads, n_buf = env.shape
+    weight = np.empty((n_leads, hi - lo))
+    floor = np.empty(n_buf)
+    c_floor = np.empty(n_buf + 1)
+    c_bad = np.empty(n_buf + 1, np.int64)
+    for lead in range(n_leads):
+        # The floor under the beats: the minimum of the envelope over the last FLOOR_S.
+        running_min(env[lead], floor_n, floor)
+        acc = 0.0
+        count = 0
+        c_floor[0] = 0.0
+        c_bad[0] = 0
+        for t in range(n_buf):
+            acc += floor[t]
+            c_floor[t + 1] = acc
+            count += bad[lead, t]
+            c_bad[t + 1] = count
+        for j in range(hi - lo):
+            col = lo + j
+            ahead = min(col + reach_n + 1, n_buf)
+            behind = max(col - noise_n, 0)
+            activity = (c_floor[ahead] - c_floor[behind]) / max(ahead - behind, 1)
+            if activity < calm:
+                activity = calm
+            activity = calm / activity
+            activity *= activity
+            near_bad = c_bad[ahead] - c_bad[max(col - settle_n, 0)] > 0
+            if near_bad or col + recent_bad_n[lead] <= settle_n:
+                weight[lead, j] = 0.0
+            else:
+                weight[lead, j] = block_weight[lead, col] * activity
+    return weight
+
+
+@jit
+def find_candidates(
+    weight: FloatArray, env: FloatArray, lo: int, a: int, b: int, suppress_n: int, floor: float
+) -> IntArray:
+    """Columns ``a <= j < b`` where the fused detection function has a candidate peak.
+
+    ``weight`` is ``(n_leads, m)``, for columns ``lo : lo + m`` of the buffer ``env``;
+    returned columns count from ``lo``. The detection function is the weighted mean of
+    the leads' envelopes; a candidate is a local
+    maximum (strictly above its left neighbour) that is the largest value within
+    ``suppress_n`` columns either side and at least ``floor``.
+    """
+    n_leads, m = weight.shape
+    g = np.empty(m)
+    for j in range(m):
+        num = 0.0
+        den = 0.0
+        for lead in range(n_leads):
+            num += weight[lead, j] * env[lead, lo + j]
+            den += weight[lead, j]
+        g[j] = num / max(den, 1e-12)
+    cands = np.empty(max(b - a, 0), np.int64)
+    n_cands = 0
+    for j in range(a, b):
+        v = g[j]
+        if not (v > g[j - 1] and v >= floor and (j + 1 >= m or v >= g[j + 1])):
+            continue
+        dominant = True
+        for k in range(max(0, j - suppress_n), min(m, j + suppress_n + 1)):
+            if g[k] > v:
+                dominant = False
+                break
+        if dominant:
+            cands[n_cands] = j
+            n_cands += 1
+    return cands[:n_cands].copy()
+
+
+@jit
+def decide_candidates(
+    cands: IntArray,
+    env: FloatArray,
+    weight: FloatArray,
+    lo: int,
+    lo_i: int,
+    end_i: int,
+    half: int,
+    la: int,
+    refr: int,
+    twave: int,
+    fs: float,
+    fraction: float,
+    t_ratio: float,
+    prem_thr: float,
+    gap_n: float,
+    prem_n: float,
+    rr_learnt: int,
+    visible: float,
+    vf_episodes: IntArray,
+    vis: FloatArray,
+    noise: float,
+    level: float,
+    rr_s: float,
+    rr_count: int,
+    last_i: int,
+    last_f: float,
+) -> tuple[IntArray, FloatArray, float, float, float, int, int, float]:
+    """The decision loop: accept or reject each candidate in turn.
+
+    ``cands`` are columns of ``weight`` (``(n_leads, m)``), which covers the columns
+    ``lo : lo + m`` of the buffer ``env``, from absolute index ``lo_i``.
+    ``vf_episodes`` holds ``(onset_i, offset_i)`` rows, the offset ``end_i + 1`` or
+    more while the episode lasts. ``vis`` (each lead's
+    visibility) is updated in place. The levels and the last beat are passed in and
+    returned: ``noise, level`` (running noise and signal levels of the detection
+    function), ``rr_s`` (mean RR interval, s), ``rr_count`` (RR intervals measured),
+    ``last_i, last_f`` (last beat's absolute index and value).
+
+    Returns
+    -------
+    peaks : ndarray of int64
+        Absolute indices of the accepted candidates.
+    peak_w : ndarray, shape (len(peaks), n_leads)
+        The leads' weights each was accepted with.
+    noise, level, rr_s, rr_count, last_i, last_f
+        The updated levels.
+    """
+    n_leads, m = weight.shape
+    peaks = np.empty(cands.shape[0], np.int64)
+    peak_w = np.empty((cands.shape[0], n_leads))
+    n_peaks = 0
+    e_row = np.empty(n_leads)
+    dyn = np.empty(n_leads)
+    vis_factor = np.empty(n_leads)
+    for lead in range(n_leads):
+        f = min(1.0, vis[lead] * (1.0 / visible))
+        vis_factor[lead] = f * f
+    for col in cands:
+        c = col + lo_i
+        elapsed = c - last_i
+        # Within the refractory period of the last beat nothing is a beat.
+        if elapsed < refr:
+            continue
+        # During VF/VFL its waves are not beats; asked at the time the candidate is
+        # decided, which does not depend on chunking.
+        at = min(c + la, end_i)
+        in_vf = False
+        for e in range(vf_episodes.shape[0] - 1, -1, -1):
+            if vf_episodes[e, 1] <= at:
+                break
+            if vf_episodes[e, 0] <= at:
+                in_vf = True
+                break
+        if in_vf:
+            continue
+        # The candidate's value: the leads' own peaks near it (leads peak a little
+        # apart), weighted by block weight, calm and visibility.
+        total = 0.0
+        for lead in range(n_leads):
+            top = -np.inf
+            for k in range(max(col - half, 0), min(col + half, m - 1) + 1):
+                top = max(top, env[lead, lo + k])
+            e_row[lead] = top
+            dyn[lead] = weight[lead, col] * vis_factor[lead]
+            total += dyn[lead]
+        value = 0.0
+        if total > 0:
+            for lead in range(n_leads):
+                value += dyn[lead] * e_row[lead]
+            value /= total
+        # Pan-Tompkins threshold between the running noise and signal levels.
+        thr = noise + fraction * (level - noise)
+        if elapsed > gap_n * rr_s:
+            # Long without a beat: halve the threshold (in place of search-back).
+            thr *= 0.5
+        elif elapsed < prem_n * rr_s and rr_count >= rr_learnt:
+            # Premature, once the mean RR is learnt: as high as premature_threshold of
+            # the signal level.
+            thr = max(thr, prem_thr * level)
+        # Soon after a beat and much smaller than it: a T wave.
+        t_wave = elapsed < twave and value < t_ratio * last_f
+        if value >= thr and not t_wave:
+            peaks[n_peaks] = c
+            peak_w[n_peaks] = dyn
+            n_peaks += 1
+            # RR mean, from intervals short enough to be between consecutive beats.
+            if elapsed < 3 * fs:
+                rr_s = 0.875 * rr_s + 0.125 * elapsed / fs
+                rr_count += 1
+            last_i, last_f = c, value
+            level = 0.875 * level + 0.125 * value
+            # Visibility: how high each usable lead stood at the beat.
+            for lead in range(n_leads):
+                if weight[lead, col] > 0:
+                    vis[lead] = 0.9 * vis[lead] + 0.1 * min(e_row[lead], 1.5)
+                f = min(1.0, vis[lead] * (1.0 / visible))
+                vis_factor[lead] = f * f
+        else:
+            noise = 0.875 * noise + 0.125 * value
+    return (
+        peaks[:n_peaks].copy(),
+        peak_w[:n_peaks].copy(),
+        noise,
+        level,
+        rr_s,
+        rr_count,
+        last_i,
+        last_f,
+    )
+
+
+@jit
+def locate_peaks(
+    d: FloatArray,
+    inv_scale: FloatArray,
+    bad: BoolArray,
+    centre: IntArray,
+    weights: FloatArray,
+    half: int,
+    edge: int,
+) -> IntArray:
+    """Buffer column of each beat's R peak (see ``ecg.detect._locate``).
+
+    For beat ``b`` the column within ``centre[b] +- half`` (clamped to the buffer) of
+    largest ``sum over leads of |d - baseline| * inv_scale * (weights[b] + 1e-6)``,
+    the baseline being the mean of ``d`` at ``centre[b] +- edge`` and unusable samples
+    weighing 0; the first such column on ties.
+    """
+    n_leads, n_buf = d.shape
+    out = np.empty(centre.shape[0], np.int64)
+    for b in range(centre.shape[0]):
+        c = centre[b]
+        before = min(max(c - edge, 0), n_buf - 1)
+        after = min(max(c + edge, 0), n_buf - 1)
+        best_score = -np.inf
+        best = 0
+        for k in range(-half, half + 1):
+            col = min(max(c + k, 0), n_buf - 1)
+            score = 0.0
+            for lead in range(n_leads):
+                base = 0.5 * (d[lead, before] + d[lead, after])
+                w = 0.0 if bad[lead, col] else weights[b, lead] + 1e-6
+                score += abs(d[lead, col] - base) * inv_scale[lead, col] * w
+            if k == -half or score > best_score:
+                best_score = score
+                best = col
+        out[b] = best
+    return out
