@@ -42,6 +42,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import signal as sps
 
+from ecg._filters_kernels import N_SECTIONS, pad_sections, sosfilt_samples
 from ecg.errors import ConfigError, SignalError
 
 try:  # scipy's compiled kernel under sosfilt, the one private scipy name we use: see
@@ -343,7 +344,9 @@ def filter_leads_causal(
     fs_hz: float,
     mode: FilterMode | str = FilterMode.DIAGNOSTIC,
     mains_hz: float | None = 50.0,
-) -> FloatArray:
+    *,
+    dtype: type[np.float32] | type[np.float64] = np.float64,
+) -> NDArray[np.floating]:
     """Filter a recorded signal causally in one pass, for measuring rather than display.
 
     Half the cost of :func:`filter_zero_phase` (one pass instead of two, no padding),
@@ -355,14 +358,16 @@ def filter_leads_causal(
     Parameters
     ----------
     x_leads : ndarray, shape (n_leads, n_samples)
-        Signal in mV, **lead-major** (one row per lead; C-contiguous rows are filtered
-        without a copy of the input). NaN marks missing samples.
+        Signal in mV, **lead-major** (one row per lead). NaN marks missing samples.
     fs_hz, mode, mains_hz
         As for :func:`design_filter`.
+    dtype : numpy float type
+        Of the result: float32 halves the memory of a measure that needs no more (the
+        quality flags); the values are the float64 ones, rounded once.
 
     Returns
     -------
-    ndarray of float64, shape (n_leads, n_samples)
+    ndarray of ``dtype``, shape (n_leads, n_samples)
         Filtered rows; NaN where ``x_leads`` is NaN.
     """
     design = design_filter(fs_hz, mode, mains_hz)
@@ -371,12 +376,12 @@ def filter_leads_causal(
         raise SignalError(f"x_leads must be (n_leads, n_samples), got {data.shape}")
     sos = design.sos_causal
     window = max(1, int(INIT_WINDOW_S * design.fs_hz))
+    out = np.empty(data.shape, dtype=dtype)
     if data.shape[1] == 0:
-        return np.empty(data.shape)
+        return out
     start = np.median(data[:, :window], axis=1)
-    zi = design.zi_unit[:, None, :] * start[None, :, None]
-    y, _ = sps.sosfilt(sos, data, axis=-1, zi=zi)
-    out = np.asarray(y, dtype=np.float64)
+    zi = design.zi_unit[:, :, None] * start[None, None, :]
+    _sosfilt_samples(sos, data.T, zi, out.T)
     # A NaN sample leaves the recursion NaN to the end of its row: the last output
     # tells which rows hold one, without a pass over the input. Only those are redone,
     # run by run.
@@ -388,6 +393,29 @@ def filter_leads_causal(
             run_zi = design.zi_unit * float(np.median(run[:window]))
             out[lead, start_index:stop], _ = sps.sosfilt(sos, run, zi=run_zi)
     return out
+
+
+def _sosfilt_samples(
+    sos: FloatArray, x: FloatArray, zi: FloatArray, out: NDArray[np.floating]
+) -> None:
+    """``sosfilt`` along axis 0 of ``x`` (n_samples, n_leads) into ``out``, bit for bit.
+
+    ``zi`` (n_sections, 2, n_leads) is updated in place. The compiled kernel
+    (``ecg._filters_kernels``) when the design has at most its number of sections,
+    else scipy's (same result, slower).
+    """
+    n_sections = sos.shape[0]
+    if n_sections > N_SECTIONS:  # pragma: no cover - ecg's designs have 3 or 4
+        y, zi[...] = sps.sosfilt(sos, x, axis=0, zi=zi)
+        out[...] = y
+        return
+    if n_sections == N_SECTIONS:
+        sosfilt_samples(sos, x, zi, out)
+        return
+    padded = np.zeros((N_SECTIONS, 2, zi.shape[2]))
+    padded[:n_sections] = zi
+    sosfilt_samples(pad_sections(sos), x, padded, out)
+    zi[...] = padded[:n_sections]
 
 
 def true_runs(mask: NDArray[np.bool_]) -> list[tuple[int, int]]:
@@ -511,14 +539,15 @@ def _sosfilt_columns(
     """``sps.sosfilt(sos, data, axis=0, zi=zi)``, bit-identical, without its overhead.
 
     On a live chunk (100 samples x 12 leads) the public function spends four fifths of
-    its time checking arguments and moving axes (44 us vs 9 us for the kernel), so the
-    chunk is filtered by scipy's kernel directly, lead-major; the test of this module
-    compares both, and a scipy without the kernel falls back to the public function.
+    its time checking arguments and moving axes, and its kernel filters one lead after
+    the other; the compiled kernel filters the sample-major chunk as it comes, two
+    leads at a time (``ecg._filters_kernels``); the test of this module compares both.
     """
-    y = np.array(data.T, dtype=np.float64, order="C")  # a copy: filtered in place
-    zf = np.array(np.moveaxis(zi, 2, 0), dtype=np.float64, order="C")
-    sosfilt_rows(np.ascontiguousarray(sos, dtype=np.float64), y, zf)
-    return y.T, np.moveaxis(zf, 0, 2)
+    x = np.ascontiguousarray(data, dtype=np.float64)
+    y = np.empty(x.shape)
+    zf = zi.copy()
+    _sosfilt_samples(sos, x, zf, y)
+    return y, zf
 
 
 def sosfilt_rows_zi(sos: FloatArray, first: FloatArray) -> FloatArray:

@@ -283,3 +283,21 @@ def test_highpass_zero_phase_needs_its_edge_below_nyquist() -> None:
     """A rate at or below twice the high-pass edge is a ConfigError."""
     with pytest.raises(ConfigError):
         highpass_zero_phase(np.zeros(10), 1.0, FilterMode.MONITORING)
+
+
+@pytest.mark.parametrize("mains_hz", [50.0, None])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_leads", [1, 2, 3])
+def test_leads_causal_is_scipy_sosfilt_bit_for_bit(
+    mains_hz: float | None, dtype: type[np.float32] | type[np.float64], n_leads: int
+) -> None:
+    """The compiled filter of a record is scipy's sosfilt from the same start, rounded once."""
+    fs_hz = 360.0
+    x = np.ascontiguousarray(_ecg_like(5000, n_leads, seed=n_leads).T)
+    design = design_filter(fs_hz, FilterMode.DIAGNOSTIC, mains_hz)
+    start = np.median(x[:, : int(fs_hz)], axis=1)
+    zi = design.zi_unit[:, None, :] * start[None, :, None]
+    expected, _ = sps.sosfilt(design.sos_causal, x, axis=1, zi=zi)
+    got = filter_leads_causal(x, fs_hz, FilterMode.DIAGNOSTIC, mains_hz, dtype=dtype)
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got, expected.astype(dtype))
