@@ -34,12 +34,14 @@ from ecg._jit import jit
 __all__ = [
     "band_rms",
     "block_average",
+    "block_max_median",
     "decide_candidates",
     "find_candidates",
     "hold_and_flag",
     "lead_weights",
     "locate_peaks",
     "running_min",
+    "vf_leakage",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -154,6 +156,29 @@ def hold_and_flag(
 
 
 @jit
+def _biquad2(x: FloatArray, sos: FloatArray, zi: FloatArray, sq: FloatArray) -> None:
+    """Two second-order sections over ``x`` (``zi`` ``(2, 2)`` updated); ``sq`` = y**2.
+
+    :func:`band_rms`'s filter for the usual two sections, its memory in local variables
+    (in the arrays, every sample waits for a store and a load of each).
+    """
+    b0, b1, b2, a1, a2 = sos[0, 0], sos[0, 1], sos[0, 2], sos[0, 4], sos[0, 5]
+    c0, c1, c2, e1, e2 = sos[1, 0], sos[1, 1], sos[1, 2], sos[1, 4], sos[1, 5]
+    z0, z1, w0, w1 = zi[0, 0], zi[0, 1], zi[1, 0], zi[1, 1]
+    for j in range(x.shape[0]):
+        x_cur = x[j]
+        x_new = b0 * x_cur + z0
+        z0 = b1 * x_cur - a1 * x_new + z1
+        z1 = b2 * x_cur - a2 * x_new
+        x_cur = x_new
+        x_new = c0 * x_cur + w0
+        w0 = c1 * x_cur - e1 * x_new + w1
+        w1 = c2 * x_cur - e2 * x_new
+        sq[j] = x_new * x_new
+    zi[0, 0], zi[0, 1], zi[1, 0], zi[1, 1] = z0, z1, w0, w1
+
+
+@jit
 def band_rms(
     d: FloatArray, sos: FloatArray, zi: FloatArray, sq_tail: FloatArray
 ) -> tuple[FloatArray, FloatArray]:
@@ -183,14 +208,17 @@ def band_rms(
     c = np.empty(tail + n)
     for lead in range(n_leads):
         sq[:tail] = sq_tail[lead]
-        for j in range(n):
-            x_cur = d[lead, j]
-            for s in range(n_sections):
-                x_new = sos[s, 0] * x_cur + zi[lead, s, 0]
-                zi[lead, s, 0] = sos[s, 1] * x_cur - sos[s, 4] * x_new + zi[lead, s, 1]
-                zi[lead, s, 1] = sos[s, 2] * x_cur - sos[s, 5] * x_new
-                x_cur = x_new
-            sq[tail + j] = x_cur * x_cur
+        if n_sections == 2:
+            _biquad2(d[lead], sos, zi[lead], sq[tail:])
+        else:
+            for j in range(n):
+                x_cur = d[lead, j]
+                for s in range(n_sections):
+                    x_new = sos[s, 0] * x_cur + zi[lead, s, 0]
+                    zi[lead, s, 0] = sos[s, 1] * x_cur - sos[s, 4] * x_new + zi[lead, s, 1]
+                    zi[lead, s, 1] = sos[s, 2] * x_cur - sos[s, 5] * x_new
+                    x_cur = x_new
+                sq[tail + j] = x_cur * x_cur
         acc = 0.0
         for t in range(tail + n):
             acc += sq[t]
@@ -209,21 +237,105 @@ def running_min(x: FloatArray, size: int, out: FloatArray) -> None:
     """``out[t] = min(x[max(0, t - size + 1) : t + 1])``: trailing minimum, O(n).
 
     The same as ``scipy.ndimage.minimum_filter1d(x, size, mode="nearest",
-    origin=(size - 1) // 2)``; kept as a deque of the indices of increasing values.
+    origin=(size - 1) // 2)``. Van Herk / Gil-Werman: within blocks of ``size``
+    samples, minima from each block's start (``out``) and to each block's end
+    (``suffix``); a window spans at most the end of one block and the start of the
+    next. No data-dependent branch, unlike a deque of candidates.
     """
     n = x.shape[0]
-    queue = np.empty(n, np.int64)
-    head = 0
-    end = 0
-    for t in range(n):
-        v = x[t]
-        while end > head and x[queue[end - 1]] >= v:
-            end -= 1
-        queue[end] = t
-        end += 1
-        if queue[head] <= t - size:
-            head += 1
-        out[t] = x[queue[head]]
+    suffix = np.empty(n)
+    for start in range(0, n, size):
+        stop = min(start + size, n)
+        m = x[start]
+        for t in range(start, stop):
+            m = min(m, x[t])
+            out[t] = m
+        m = x[stop - 1]
+        for t in range(stop - 1, start - 1, -1):
+            m = min(m, x[t])
+            suffix[t] = m
+    for t in range(size, n):
+        out[t] = min(out[t], suffix[t - size + 1])
+
+
+@jit
+def _select(a: FloatArray, k: int) -> float:
+    """The ``k``-th smallest value of ``a`` (0-based), partitioning ``a`` in place.
+
+    Afterwards ``a[:k] <= a[k] <= a[k + 1:]``. Quickselect with a median-of-three pivot
+    and a branch-free Lomuto partition (on envelope values a comparison mispredicts
+    half the time, which made a branching partition four times slower); many equal
+    values shrink such a partition by one element a round, so after a few rounds
+    Hoare's partition, which splits runs of equal values in the middle, finishes.
+    """
+    lo, hi = 0, a.shape[0] - 1
+    rounds = 0
+    while hi > lo:
+        mid = (lo + hi) // 2
+        # Median of three to a[mid] <= a[hi] <= a[lo]: a[hi] is the pivot.
+        if a[hi] > a[lo]:
+            a[hi], a[lo] = a[lo], a[hi]
+        if a[mid] > a[hi]:
+            a[hi], a[mid] = a[mid], a[hi]
+        if a[mid] > a[lo]:
+            a[lo], a[mid] = a[mid], a[lo]
+        if a[hi] > a[lo]:
+            a[hi], a[lo] = a[lo], a[hi]
+        pivot = a[hi]
+        rounds += 1
+        if rounds <= 16:
+            i = lo
+            for j in range(lo, hi):
+                v = a[j]
+                a[j] = a[i]
+                a[i] = v
+                i += v < pivot
+        else:
+            i, j = lo - 1, hi
+            while True:
+                i += 1
+                while a[i] < pivot:
+                    i += 1
+                j -= 1
+                while j > lo and a[j] > pivot:
+                    j -= 1
+                if i >= j:
+                    break
+                a[i], a[j] = a[j], a[i]
+        # The pivot to its place: smaller values before it, the others after.
+        a[hi] = a[i]
+        a[i] = pivot
+        if i == k:
+            break
+        if i < k:
+            lo = i + 1
+        else:
+            hi = i - 1
+    return float(a[k])
+
+
+@jit
+def block_max_median(env: FloatArray, n_blocks: int, block_n: int) -> tuple[FloatArray, FloatArray]:
+    """Maximum and median of each lead's first ``n_blocks`` blocks of ``block_n`` columns.
+
+    The median is ``np.median``'s: the middle value, or the mean of the two middle
+    values ``(a + b) / 2`` for an even ``block_n``.
+    """
+    n_leads = env.shape[0]
+    block_max = np.empty((n_leads, n_blocks))
+    block_median = np.empty((n_leads, n_blocks))
+    tmp = np.empty(block_n)
+    k = block_n // 2
+    for lead in range(n_leads):
+        for b in range(n_blocks):
+            tmp[:] = env[lead, b * block_n : (b + 1) * block_n]
+            block_max[lead, b] = tmp.max()
+            upper = _select(tmp, k)
+            if block_n % 2:
+                block_median[lead, b] = upper
+            else:
+                block_median[lead, b] = (tmp[:k].max() + upper) / 2
+    return block_max, block_median
 
 
 @jit
@@ -488,4 +600,147 @@ def locate_peaks(
                 best_score = score
                 best = col
         out[b] = best
+    return out
+
+
+@jit
+def _block_sum(a: FloatArray, start: int, n: int) -> float:
+    """numpy's sum of a contiguous run of at most 128 values, in numpy's order."""
+    if n < 8:
+        res = 0.0
+        for i in range(start, start + n):
+            res += a[i]
+        return res
+    r0, r1, r2, r3 = a[start], a[start + 1], a[start + 2], a[start + 3]
+    r4, r5, r6, r7 = a[start + 4], a[start + 5], a[start + 6], a[start + 7]
+    i = 8
+    while i < n - n % 8:
+        j = start + i
+        r0 += a[j]
+        r1 += a[j + 1]
+        r2 += a[j + 2]
+        r3 += a[j + 3]
+        r4 += a[j + 4]
+        r5 += a[j + 5]
+        r6 += a[j + 6]
+        r7 += a[j + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    for j in range(start + i, start + n):
+        res += a[j]
+    return float(res)
+
+
+@jit
+def _pairwise_sum(a: FloatArray, start: int, n: int) -> float:
+    """``np.sum(a[start : start + n])`` with numpy's own pairwise summation order.
+
+    numpy sums runs of up to 128 values with eight interleaved accumulators
+    (:func:`_block_sum`) and splits longer runs in two (the first part a multiple of 8),
+    adding the parts' sums. The same tree is walked here with explicit stacks: numba's
+    cache does not reload recursive functions (the process crashed).
+    """
+    if n <= 128:
+        return _block_sum(a, start, n)
+    # Tasks: (start, length) to sum, or length -1: add the two sums on top of values.
+    task_start = np.empty(128, np.int64)
+    task_n = np.empty(128, np.int64)
+    values = np.empty(64)
+    n_tasks = 1
+    n_values = 0
+    task_start[0], task_n[0] = start, n
+    while n_tasks:
+        n_tasks -= 1
+        s0, m = task_start[n_tasks], task_n[n_tasks]
+        if m < 0:
+            n_values -= 1
+            values[n_values - 1] += values[n_values]
+        elif m <= 128:
+            values[n_values] = _block_sum(a, s0, m)
+            n_values += 1
+        else:
+            m2 = m // 2
+            m2 -= m2 % 8
+            # Pushed in reverse: the first part is summed first, then the second, then
+            # the two are added.
+            task_start[n_tasks], task_n[n_tasks] = 0, -1
+            task_start[n_tasks + 1], task_n[n_tasks + 1] = s0 + m2, m - m2
+            task_start[n_tasks + 2], task_n[n_tasks + 2] = s0, m2
+            n_tasks += 3
+    return float(values[0])
+
+
+@jit
+def vf_leakage(
+    buf: FloatArray,
+    bad: BoolArray,
+    ends: IntArray,
+    window_n: int,
+    hop_n: int,
+    min_half_n: int,
+    max_half_n: int,
+    fill_min: float,
+) -> FloatArray:
+    """Mean over leads of the VF-filter leakage of the windows ending at ``ends``.
+
+    See ``ecg.detect_vf._leakage``: ``buf`` (``(n_leads, n)``, the band-passed VF-rate
+    signal) starts on a hop boundary, ``ends`` (indices into it) are hop boundaries and
+    windows are ``window_n`` long, a whole number of hops. Windows of mean fill below
+    ``fill_min`` count as 1 without their leakage computed; a lead that was unusable
+    within the window, or whose half period is outside ``min_half_n..max_half_n``,
+    counts as 1. Sums over samples use numpy's pairwise order (:func:`_pairwise_sum`).
+    """
+    n_leads, n = buf.shape
+    w, hop = window_n, hop_n
+    n_blocks = n // hop
+    per = w // hop
+    out = np.ones(ends.shape[0])
+    # Window sums and maxima from those of hop-long blocks.
+    c_abs = np.zeros((n_leads, n_blocks + 1))
+    c_bad = np.zeros((n_leads, n_blocks + 1), np.int64)
+    block_peak = np.empty((n_leads, n_blocks))
+    tmp = np.empty(max(hop, w))
+    shifted = np.empty(w)
+    for lead in range(n_leads):
+        for k in range(n_blocks):
+            any_bad = False
+            for t in range(hop):
+                tmp[t] = abs(buf[lead, k * hop + t])
+                any_bad = any_bad or bad[lead, k * hop + t]
+            c_abs[lead, k + 1] = c_abs[lead, k] + _pairwise_sum(tmp, 0, hop)
+            c_bad[lead, k + 1] = c_bad[lead, k] + any_bad
+            block_peak[lead, k] = tmp[:hop].max()
+    s_abs = np.empty(n_leads)
+    for q in range(ends.shape[0]):
+        e = ends[q]
+        last = e // hop
+        fill = 0.0
+        for lead in range(n_leads):
+            s_abs[lead] = c_abs[lead, last] - c_abs[lead, last - per]
+            peak = block_peak[lead, last - per : last].max()
+            fill += s_abs[lead] / (w * max(peak, 1e-12))
+        if fill / n_leads < fill_min:
+            continue
+        total = 0.0
+        for lead in range(n_leads):
+            first = e - w
+            for t in range(w - 1):
+                tmp[t] = abs(buf[lead, first + t + 1] - buf[lead, first + t])
+            s_diff = _pairwise_sum(tmp, 0, w - 1)
+            half = math.floor(math.pi * s_abs[lead] / max(s_diff, 1e-12) + 0.5)
+            in_band = min_half_n <= half <= max_half_n
+            shift = int(min(max(half, min_half_n), max_half_n))
+            # Pairs (x[i], x[i - N]) for every i in the window: the buffer keeps
+            # max_half_n samples before the window (clipped at the start of the stream).
+            for t in range(w):
+                shifted[t] = buf[lead, max(first + t - shift, 0)]
+            for t in range(w):
+                tmp[t] = abs(buf[lead, first + t] + shifted[t])
+            num = _pairwise_sum(tmp, 0, w)
+            for t in range(w):
+                tmp[t] = abs(shifted[t])
+            den = s_abs[lead] + _pairwise_sum(tmp, 0, w)
+            usable = c_bad[lead, last] == c_bad[lead, last - per] and in_band and s_abs[lead] > 0
+            total += num / max(den, 1e-12) if usable else 1.0
+        out[q] = total / n_leads
     return out

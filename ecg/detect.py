@@ -63,6 +63,16 @@ Design notes
   on the block-averaged signal, not the band-passed one, whose delay depends on QRS
   width (wide paced beats were otherwise placed 160 ms late), and mapped to the centre
   of its block in input coordinates.
+- **Compiled kernels.** The sequential and per-sample parts (block averaging, NaN hold
+  and flat runs, band-pass and moving RMS, block maxima and medians, lead weights,
+  candidates, the decision loop, R-peak location, VF leakage) are numba kernels in
+  :mod:`ecg._detect_kernels`, each one loop doing the work of several numpy passes;
+  this module keeps the state, the block statistics and the bookkeeping between
+  chunks. The kernels repeat the numpy code's floating-point operations in the same
+  order, so compiling them moved no beat. They take float64, C-contiguous, lead-major
+  arrays (the buffers are made contiguous before a decision), so each compiles once;
+  ``cache=True`` keeps the machine code in ``__pycache__`` (the first call in a fresh
+  clone compiles them all, see ``ecg/_jit.py``).
 - **Start-up.** The first block has no history: the scale is the running maximum so
   far, floored at ``START_SCALE_MV`` so that baseline noise before the first beat is
   not normalised up to a beat; candidates start one envelope window in.
@@ -81,6 +91,7 @@ from scipy import signal as sps
 from ecg._detect_kernels import (
     band_rms,
     block_average,
+    block_max_median,
     decide_candidates,
     find_candidates,
     hold_and_flag,
@@ -489,9 +500,8 @@ def _block_stats(env: FloatArray, state: DetectorState) -> tuple[FloatArray, Flo
     n_new = cur.shape[1] // block_n
     all_max, all_peaky = state.block_max, state.block_peaky
     if n_new:
-        blocks = cur[:, : n_new * block_n].reshape(n_leads, n_new, block_n)
-        bmax = blocks.max(axis=2)
-        peaky = bmax / np.maximum(np.median(blocks, axis=2), 1e-12)
+        bmax, bmedian = block_max_median(np.ascontiguousarray(cur), n_new, block_n)
+        peaky = bmax / np.maximum(bmedian, 1e-12)
         _hold_during_vf(bmax, peaky, all_max, all_peaky, state)
         all_max = np.concatenate([all_max, bmax], axis=1)
         all_peaky = np.concatenate([all_peaky, peaky], axis=1)
@@ -520,8 +530,12 @@ def _block_stats(env: FloatArray, state: DetectorState) -> tuple[FloatArray, Flo
             peaky_b = _history_median(all_peaky, first_b, touched[known], depth)
             weight_b[:, known] = _peaky_weight(peaky_b, scale_b[:, known])
         inv_b = 1.0 / np.maximum(scale_b, 1e-9)
-        inv_scale = np.repeat(inv_b, block_n, axis=1)[:, skip : skip + n]
-        weight = np.repeat(weight_b, block_n, axis=1)[:, skip : skip + n]
+        # Columns per touched block, so that the repeats come out C-contiguous.
+        counts = np.full(touched.shape[0], block_n)
+        counts[0] -= skip
+        counts[-1] = n - counts[:-1].sum()
+        inv_scale = np.repeat(inv_b, counts, axis=1)
+        weight = np.repeat(weight_b, counts, axis=1)
         state.stats_block = b1
         state.stats_inv_scale = inv_b[:, -1:].copy()
         state.stats_weight = weight_b[:, -1:].copy()
