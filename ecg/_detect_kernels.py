@@ -41,6 +41,8 @@ __all__ = [
     "lead_weights",
     "locate_peaks",
     "running_min",
+    "sos_filter",
+    "vf_average",
     "vf_leakage",
 ]
 
@@ -76,14 +78,21 @@ def block_average(pending: FloatArray, x: FloatArray, factor: int) -> tuple[Floa
     means = np.empty((n_leads, m))
     rest = np.empty((n_leads, total - m * factor))
     scale = 1.0 / factor
-    for j in range(m):
-        i0 = j * factor
+    # A block that starts with carried samples, then blocks of new samples only.
+    first = 1 if p and m else 0
+    for j in range(first):
         for lead in range(n_leads):
-            s = pending[lead, i0] if i0 < p else x[i0 - p, lead]
+            s = pending[lead, 0]
+            for i in range(1, factor):
+                s += pending[lead, i] if i < p else x[i - p, lead]
+            means[lead, j] = s * scale
+    for j in range(first, m):
+        i0 = j * factor - p
+        for lead in range(n_leads):
+            s = x[i0, lead]
             if factor > 1:
-                for q in range(1, factor):
-                    i = i0 + q
-                    s += pending[lead, i] if i < p else x[i - p, lead]
+                for i in range(i0 + 1, i0 + factor):
+                    s += x[i, lead]
                 s *= scale
             means[lead, j] = s
     for q in range(total - m * factor):
@@ -156,12 +165,24 @@ def hold_and_flag(
 
 
 @jit
-def _biquad2(x: FloatArray, sos: FloatArray, zi: FloatArray, sq: FloatArray) -> None:
-    """Two second-order sections over ``x`` (``zi`` ``(2, 2)`` updated); ``sq`` = y**2.
+def _sos_row(x: FloatArray, sos: FloatArray, zi: FloatArray, y: FloatArray) -> None:
+    """``y = scipy.signal.sosfilt(sos, x, zi=zi)`` for one row, ``zi`` updated in place.
 
-    :func:`band_rms`'s filter for the usual two sections, its memory in local variables
-    (in the arrays, every sample waits for a store and a load of each).
+    scipy's transposed direct form II with its operations in the same order, so the
+    output is bit-identical; ``y`` may be ``x``. The usual two sections keep their
+    memory in local variables (in the arrays, every sample waits for a store and a load
+    of each).
     """
+    if sos.shape[0] != 2:
+        for j in range(x.shape[0]):
+            x_cur = x[j]
+            for s in range(sos.shape[0]):
+                x_new = sos[s, 0] * x_cur + zi[s, 0]
+                zi[s, 0] = sos[s, 1] * x_cur - sos[s, 4] * x_new + zi[s, 1]
+                zi[s, 1] = sos[s, 2] * x_cur - sos[s, 5] * x_new
+                x_cur = x_new
+            y[j] = x_cur
+        return
     b0, b1, b2, a1, a2 = sos[0, 0], sos[0, 1], sos[0, 2], sos[0, 4], sos[0, 5]
     c0, c1, c2, e1, e2 = sos[1, 0], sos[1, 1], sos[1, 2], sos[1, 4], sos[1, 5]
     z0, z1, w0, w1 = zi[0, 0], zi[0, 1], zi[1, 0], zi[1, 1]
@@ -174,8 +195,20 @@ def _biquad2(x: FloatArray, sos: FloatArray, zi: FloatArray, sq: FloatArray) -> 
         x_new = c0 * x_cur + w0
         w0 = c1 * x_cur - e1 * x_new + w1
         w1 = c2 * x_cur - e2 * x_new
-        sq[j] = x_new * x_new
+        y[j] = x_new
     zi[0, 0], zi[0, 1], zi[1, 0], zi[1, 1] = z0, z1, w0, w1
+
+
+@jit
+def sos_filter(x: FloatArray, sos: FloatArray, zi: FloatArray) -> FloatArray:
+    """``scipy.signal.sosfilt`` along the rows of ``x``, in place (``x`` is returned).
+
+    ``zi`` is ``(n_rows, n_sections, 2)`` (as ``ecg.filters.sosfilt_rows_zi`` makes it),
+    updated in place. Bit-identical to scipy (see :func:`_sos_row`).
+    """
+    for row in range(x.shape[0]):
+        _sos_row(x[row], sos, zi[row], x[row])
+    return x
 
 
 @jit
@@ -200,7 +233,6 @@ def band_rms(
     n_leads, n = d.shape
     tail = sq_tail.shape[1]
     win = tail + 1
-    n_sections = sos.shape[0]
     inv_win = 1.0 / win
     env = np.empty((n_leads, n))
     new_tail = np.empty((n_leads, tail))
@@ -208,17 +240,9 @@ def band_rms(
     c = np.empty(tail + n)
     for lead in range(n_leads):
         sq[:tail] = sq_tail[lead]
-        if n_sections == 2:
-            _biquad2(d[lead], sos, zi[lead], sq[tail:])
-        else:
-            for j in range(n):
-                x_cur = d[lead, j]
-                for s in range(n_sections):
-                    x_new = sos[s, 0] * x_cur + zi[lead, s, 0]
-                    zi[lead, s, 0] = sos[s, 1] * x_cur - sos[s, 4] * x_new + zi[lead, s, 1]
-                    zi[lead, s, 1] = sos[s, 2] * x_cur - sos[s, 5] * x_new
-                    x_cur = x_new
-                sq[tail + j] = x_cur * x_cur
+        _sos_row(d[lead], sos, zi[lead], sq[tail:])
+        for t in range(tail, tail + n):
+            sq[t] *= sq[t]
         acc = 0.0
         for t in range(tail + n):
             acc += sq[t]
@@ -601,6 +625,43 @@ def locate_peaks(
                 best = col
         out[b] = best
     return out
+
+
+@jit
+def vf_average(
+    pending: FloatArray, pending_bad: BoolArray, d: FloatArray, bad: BoolArray, factor: int
+) -> tuple[FloatArray, BoolArray, FloatArray, BoolArray]:
+    """Block means (and "any bad") of carried plus new samples, for the VF measure.
+
+    ``pending``/``pending_bad`` (``(n_leads, p)``, ``p < factor``) were carried from
+    the previous chunk, ``d``/``bad`` are the new ``(n_leads, n)`` samples. Means are
+    ``(x0 + x1 + ...) * (1 / factor)``. Returns the means, their masks, and the
+    samples and masks after the last whole block, to carry.
+    """
+    n_leads, p = pending.shape
+    total = p + d.shape[1]
+    m = total // factor
+    means = np.empty((n_leads, m))
+    means_bad = np.empty((n_leads, m), np.bool_)
+    n_rest = total - m * factor
+    rest = np.empty((n_leads, n_rest))
+    rest_bad = np.empty((n_leads, n_rest), np.bool_)
+    scale = 1.0 / factor
+    for lead in range(n_leads):
+        for j in range(m):
+            i = j * factor
+            s = pending[lead, i] if i < p else d[lead, i - p]
+            any_bad = pending_bad[lead, i] if i < p else bad[lead, i - p]
+            for i in range(j * factor + 1, (j + 1) * factor):
+                s += pending[lead, i] if i < p else d[lead, i - p]
+                any_bad |= pending_bad[lead, i] if i < p else bad[lead, i - p]
+            means[lead, j] = s * scale
+            means_bad[lead, j] = any_bad
+        for q in range(n_rest):
+            i = m * factor + q
+            rest[lead, q] = pending[lead, i] if i < p else d[lead, i - p]
+            rest_bad[lead, q] = pending_bad[lead, i] if i < p else bad[lead, i - p]
+    return means, means_bad, rest, rest_bad
 
 
 @jit

@@ -52,9 +52,9 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal as sps
 
-from ecg._detect_kernels import vf_leakage
+from ecg._detect_kernels import sos_filter, vf_average, vf_leakage
 from ecg.errors import ConfigError
-from ecg.filters import sosfilt_rows, sosfilt_rows_zi
+from ecg.filters import sosfilt_rows_zi
 
 __all__ = ["VF_BAND_HZ", "VF_RATE_HZ", "VfConfig", "VfState", "vf_active_at", "vf_start", "vf_step"]
 
@@ -141,7 +141,7 @@ def vf_start(n_leads: int, fs_hz: float, config: VfConfig = VfConfig()) -> VfSta
     """Initial state for ``n_leads`` leads at ``fs_hz`` Hz (the detector's internal rate)."""
     factor = max(1, round(fs_hz / VF_RATE_HZ))
     rate = fs_hz / factor
-    sos = np.asarray(
+    sos = np.ascontiguousarray(
         sps.butter(2, [1.0, min(20.0, 0.4 * rate)], btype="bandpass", fs=rate, output="sos"),
         dtype=np.float64,
     )
@@ -170,23 +170,14 @@ def vf_step(d: FloatArray, bad: BoolArray, state: VfState) -> VfState:
     state.n_in += d.shape[1]
     if not state.config.enabled:
         return state
-    k = state.factor
-    x = np.concatenate([state.pending, d], axis=1) if state.pending.shape[1] else d
-    b = np.concatenate([state.pending_bad, bad], axis=1) if state.pending_bad.shape[1] else bad
-    n_full = (x.shape[1] // k) * k
-    state.pending, state.pending_bad = x[:, n_full:].copy(), b[:, n_full:].copy()
-    if n_full == 0:
+    v, vb, state.pending, state.pending_bad = vf_average(
+        state.pending, state.pending_bad, d, bad, state.factor
+    )
+    if v.shape[1] == 0:
         return state
-    # Strided sums: a reshape-and-mean over a short last axis is several times slower.
-    v = x[:, 0:n_full:k].copy()
-    vb = b[:, 0:n_full:k].copy()
-    for j in range(1, k):
-        v += x[:, j:n_full:k]
-        vb |= b[:, j:n_full:k]
-    v *= 1.0 / k
     if state.zi is None:
         state.zi = sosfilt_rows_zi(state.sos, v[:, 0])
-    y = sosfilt_rows(state.sos, v, state.zi)
+    y = sos_filter(v, state.sos, state.zi)
     start = state.n_vf - state.tail.shape[1]
     buf = np.concatenate([state.tail, y], axis=1)
     buf_bad = np.concatenate([state.tail_bad, vb], axis=1)

@@ -52,6 +52,46 @@ def test_block_average(seed: int, factor: int) -> None:
     np.testing.assert_array_equal(rest, xt[:, n_full:])
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("factor", [1, 2, 3])
+def test_vf_average(seed: int, factor: int) -> None:
+    """VF-rate block means and "any bad" equal strided numpy forms."""
+    rng = np.random.default_rng(seed)
+    p = int(rng.integers(0, factor))
+    pending, pending_bad = rng.standard_normal((2, p)), rng.uniform(size=(2, p)) < 0.3
+    d, bad = rng.standard_normal((2, 40)), rng.uniform(size=(2, 40)) < 0.1
+    x, b = np.concatenate([pending, d], axis=1), np.concatenate([pending_bad, bad], axis=1)
+    n_full = x.shape[1] // factor * factor
+    expected, expected_bad = x[:, 0:n_full:factor].copy(), b[:, 0:n_full:factor].copy()
+    for j in range(1, factor):
+        expected += x[:, j:n_full:factor]
+        expected_bad |= b[:, j:n_full:factor]
+    expected *= 1.0 / factor
+    means, means_bad, rest, rest_bad = kernels.vf_average(pending, pending_bad, d, bad, factor)
+    np.testing.assert_array_equal(means, expected)
+    np.testing.assert_array_equal(means_bad, expected_bad)
+    np.testing.assert_array_equal(rest, x[:, n_full:])
+    np.testing.assert_array_equal(rest_bad, b[:, n_full:])
+
+
+@pytest.mark.parametrize("n_sections", [1, 2, 3])
+def test_sos_filter_is_scipys(n_sections: int) -> None:
+    """The compiled sosfilt equals scipy's bit for bit, chunk after chunk."""
+    rng = np.random.default_rng(n_sections)
+    sos = np.ascontiguousarray(
+        sps.butter(2 * n_sections, 0.2, output="sos") if n_sections != 2
+        else sps.butter(2, [1.0, 20.0], "bandpass", fs=60.0, output="sos")
+    )  # fmt: skip
+    x = rng.standard_normal((3, 90))
+    zi = np.ascontiguousarray(rng.standard_normal((3, n_sections, 2)))
+    zi_ref = zi.transpose(1, 0, 2).copy()
+    for chunk in np.split(x, [10, 11], axis=1):
+        expected, zi_ref = sps.sosfilt(sos, chunk, axis=1, zi=zi_ref)
+        out = kernels.sos_filter(np.ascontiguousarray(chunk), sos, zi)
+        np.testing.assert_array_equal(out, expected)
+        np.testing.assert_array_equal(zi, zi_ref.transpose(1, 0, 2))
+
+
 def _hold_and_flag_reference(
     chunks: list[FloatArray], flat_n: int
 ) -> tuple[FloatArray, BoolArray, list[tuple[int, int, int]]]:
