@@ -68,12 +68,16 @@ median cannot exceed it otherwise), so a clean record costs one count per window
 
 Live streams: ``rhythm_start`` / ``rhythm_step`` / ``rhythm_flush`` return the very
 flags of :func:`rhythm_flags` on the whole stream, each once, as soon as later beats
-can no longer change it (about ``af_window_rr + rate_median_beats + 2`` beats after its
-end), and meanwhile the provisional ones for display. They keep only the tail of beats
-that open episodes need. Stretches where every lead is off (:func:`all_leads_off` of
-the stream's quality flags) reach them late, with the samples judged so far; no flag is
-final before its samples are judged, so final flags equal the batch ones with the same
-stretches.
+can no longer change it, and meanwhile the provisional ones for display. They are
+incremental (issue 4: a step per stream every 200 ms): each RR interval is measured
+once, when it comes or when the intervals its measure looks ahead to have come (its
+rate's running median, the AF window it completes, the gap it makes), and extends or
+closes the open episodes, which keep their measure so far (a running median of a rate
+run in two heaps); so a step costs the same in the first minute and after an hour of
+tachycardia. Stretches where every lead is off (:func:`all_leads_off` of the stream's
+quality flags) reach them late: a long gap waits until readability is known to its
+end, and no flag is final before its samples are judged, so final flags equal the
+batch ones with the same stretches.
 ``quality_start`` / ``quality_step`` / ``quality_flush`` measure quality flags on fixed
 blocks of a stream (5 s by default) and join episodes across blocks: chunked equals
 one-shot, and the result is the batch one except at block edges (see quality_start).
@@ -88,10 +92,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import heapq
 import math
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -486,10 +491,7 @@ def _irregular_flags(beats: IntArray, fs_hz: float, config: FlagConfig) -> list[
     # compensatory pause move two successive differences, which a median of nine
     # ignores.
     irregularity, turning = _flags_kernels.irregularity(rr, window)
-    # Turning points of an i.i.d. sequence of length N: mean (2N - 4) / 3, variance
-    # (16N - 29) / 90.
-    expected = (2 * window - 4) / 3.0
-    spread = config.af_turning_sigma * math.sqrt((16 * window - 29) / 90.0)
+    expected, spread = _turning_limits(config)
     irregular = (irregularity > config.af_irregularity) & (np.abs(turning - expected) <= spread)
     # Windows starting at s and s' > s overlap when s' <= s + window (beats increase):
     # such chains are one episode, measured by their largest irregularity.
@@ -512,21 +514,76 @@ def _irregular_flags(beats: IntArray, fs_hz: float, config: FlagConfig) -> list[
     ]
 
 
+def _turning_limits(config: FlagConfig) -> tuple[float, float]:
+    """Turning points expected in a window of random RR, and the spread allowed around.
+
+    Turning points of an i.i.d. sequence of length N: mean (2N - 4) / 3, variance
+    (16N - 29) / 90.
+    """
+    window = config.af_window_rr
+    expected = (2 * window - 4) / 3.0
+    return expected, config.af_turning_sigma * math.sqrt((16 * window - 29) / 90.0)
+
+
+def _is_irregular(ratio: float, turning: int, config: FlagConfig) -> bool:
+    """Whether one window's features say irregular (as :func:`_irregular_flags`)."""
+    expected, spread = _turning_limits(config)
+    return ratio > config.af_irregularity and abs(turning - expected) <= spread
+
+
 # --------------------------------------------------------------------------- rhythm, live
 
 
-@dataclass(frozen=True, slots=True)
+class _RunningMedian:
+    """Median of a growing set of values: two heaps, O(log n) per value, O(1) median.
+
+    The median of an even count is ``(a + b) / 2`` of the two middle values, as
+    ``np.median`` computes it, so a run's measure equals the batch one.
+    """
+
+    __slots__ = ("_high", "_low")
+
+    def __init__(self) -> None:
+        self._low: list[float] = []  # the smaller half, negated (a max-heap)
+        self._high: list[float] = []  # the larger half
+
+    def add(self, value: float) -> None:
+        if self._low and value > -self._low[0]:
+            heapq.heappush(self._high, value)
+        else:
+            heapq.heappush(self._low, -value)
+        if len(self._low) > len(self._high) + 1:
+            heapq.heappush(self._high, -heapq.heappop(self._low))
+        elif len(self._high) > len(self._low):
+            heapq.heappush(self._low, -heapq.heappop(self._high))
+
+    def median(self) -> float:
+        if len(self._low) > len(self._high):
+            return -self._low[0]
+        return (-self._low[0] + self._high[0]) / 2
+
+
+@dataclass(slots=True)
+class _Open:
+    """An episode still open in a stream: ``[onset, offset)`` and its measure so far."""
+
+    onset: int
+    offset: int
+    measure: float
+    last: int = 0  # irregular: first interval of the chain's last qualifying window
+    rates: _RunningMedian | None = None  # rate runs: the rates of their intervals
+
+
+@dataclass(slots=True, eq=False)
 class RhythmState:
-    """State of the streaming rhythm flags between steps.
+    """State of the streaming rhythm flags, updated in place by each step.
 
     Attributes
     ----------
     fs_hz : float
     config : FlagConfig
-    beats : ndarray of int64
-        The tail of the beats still needed, absolute sample indices.
-    at_start : bool
-        True while ``beats`` still begins with the stream's first beat.
+    n_beats : int
+        Beats of the stream so far.
     n_samples : int
         Samples of the stream so far.
     final_until : int
@@ -537,23 +594,40 @@ class RhythmState:
         Readability is known for every sample before it; ``None`` while the caller has
         never said (every sample counts as readable, as in :func:`rhythm_flags`
         without ``unreadable``).
+
+    The rest is the stream's recent history (a few beats, RR intervals and rates) and
+    its open episodes, bounded whatever the length of the stream or of an episode.
     """
 
     fs_hz: float
     config: FlagConfig
-    beats: IntArray
-    at_start: bool = True
+    n_beats: int = 0
     n_samples: int = 0
     final_until: int = -1
     unreadable: tuple[tuple[int, int], ...] = ()
     judged_until: int | None = None
+    recent: list[int] = field(default_factory=list)  # the last beats, by sample
+    rates: list[float] = field(default_factory=list)  # the last rates, bpm
+    rr: list[float] = field(default_factory=list)  # the last RR intervals, samples
+    n_smoothed: int = 0  # intervals whose smoothed rate is final
+    runs: dict[FlagKind, _Open] = field(default_factory=dict)  # open rate runs
+    chain: _Open | None = None  # open chain of irregular windows
+    pause: _Open | None = None
+    asystole: _Open | None = None
+    waiting: list[tuple[int, int]] = field(default_factory=list)  # long gaps not yet judged
+    ready: list[Flag] = field(default_factory=list)  # final once judged
+
+    @property
+    def beats(self) -> IntArray:
+        """The last beats of the stream (absolute samples), as many as it still needs."""
+        return np.asarray(self.recent, dtype=np.int64)
 
 
 def rhythm_start(fs_hz: float, config: FlagConfig = FlagConfig()) -> RhythmState:
     """Start the streaming form of :func:`rhythm_flags` for a stream at ``fs_hz`` Hz."""
     if not fs_hz > 0:
         raise SignalError(f"fs_hz must be > 0, got {fs_hz}")
-    return RhythmState(fs_hz, config, np.zeros(0, dtype=np.int64))
+    return RhythmState(fs_hz, config)
 
 
 def rhythm_step(
@@ -568,17 +642,21 @@ def rhythm_step(
     Every flag of :func:`rhythm_flags` on the whole stream is returned exactly once as
     *final*, as soon as no later beat can change it: beats and final flags in chunks
     equal the batch result (``rhythm_flush`` gives the rest at the end). Live displays
-    also get the *provisional* flags: those the beats so far show (a pause whose next
-    beat has just come, a tachycardia still going on, no beat for 5 s at the end of the
-    stream) but that later beats may extend, merge or, for the rate and irregularity
-    flags, drop.
+    also get the *provisional* flags: the episodes still open (a tachycardia still
+    going on, a chain of irregular windows, no beat for 5 s at the end of the stream),
+    which later beats may extend or, for a rate or irregular episode still shorter
+    than its minimum, drop.
+
+    Incremental: each new RR interval is measured once (its rate's running median, the
+    AF features of the window it completes, the gap it makes) and extends or closes the
+    open episodes; the cost of a step does not grow with the stream or an episode.
 
     Where every lead is off, missing beats are not asystole (as ``rhythm_flags(...,
     unreadable=...)``): the stream's quality flags tell where, some time after the
     samples (``quality_step``, :func:`all_leads_off`). Pass the stretches known so far
-    (repeats and extensions of earlier ones are merged) with ``judged_until``; no flag
-    becomes final before readability is known up to its offset, so the final flags
-    equal ``rhythm_flags`` with every stretch.
+    (repeats and extensions of earlier ones are merged) with ``judged_until``; gaps
+    wait until readability is known up to their end, and no flag becomes final before
+    that, so the final flags equal ``rhythm_flags`` with every stretch.
 
     Parameters
     ----------
@@ -588,6 +666,7 @@ def rhythm_step(
     n_samples : int
         Samples of the stream so far (every new beat is below it).
     state : RhythmState
+        Updated in place (and returned): pass each state once.
     unreadable : sequence of (onset, offset), optional
         Stretches (absolute samples) where every lead is off.
     judged_until : int, optional
@@ -602,47 +681,29 @@ def rhythm_step(
         Flags that hold for now and may still change.
     state : RhythmState
     """
-    beats = np.concatenate([state.beats, np.asarray(new_beats, dtype=np.int64)])
+    beats = [int(beat) for beat in np.asarray(new_beats, dtype=np.int64).tolist()]
+    last = state.recent[-1] if state.recent else -1
     if n_samples < state.n_samples:
         raise SignalError(f"n_samples went back from {state.n_samples} to {n_samples}")
-    if judged_until is None:
-        judged_until = state.judged_until
-    elif state.judged_until is not None and judged_until < state.judged_until:
-        raise SignalError(f"judged_until went back from {state.judged_until} to {judged_until}")
-    holes = _merge_stretches([*state.unreadable, *unreadable])
-    state = dataclasses.replace(state, unreadable=holes, judged_until=judged_until)
-    flags = _tail_flags(beats, n_samples, state)
-    # A flag ending ``settle`` beats before the last one cannot change any more: the
-    # running median looks rate_median_beats // 2 intervals ahead, and an irregular
-    # episode can still grow by overlapping windows of af_window_rr intervals. Nor can
-    # one whose samples are all judged for readability.
+    if beats and (
+        any(b <= a for a, b in zip([last, *beats], beats, strict=False)) or beats[-1] >= n_samples
+    ):
+        raise SignalError("beats must be strictly increasing sample indices inside the record")
+    _judge(state, unreadable, judged_until)
+    state.n_samples = n_samples
+    for beat in beats:
+        _add_beat(state, beat)
+    _settle_gaps(state)
+    final = _release(state)
     settle = state.config.af_window_rr + state.config.rate_median_beats + 2
-    final_until = int(beats[-settle]) if beats.size > settle else state.final_until
-    if judged_until is not None:
-        final_until = min(final_until, judged_until)
-    final_until = max(final_until, state.final_until)
-    final = [f for f in flags if state.final_until < f.offset <= final_until]
-    provisional = [f for f in flags if f.offset > final_until]
-    # Keep the beats that the open flags and the next flags can depend on.
-    keep_from = int(np.searchsorted(beats, final_until, side="left"))
-    for flag in provisional:
-        keep_from = min(keep_from, int(np.searchsorted(beats, flag.onset, side="left")))
-    keep_from = max(0, keep_from - settle)
-    at_start = state.at_start and keep_from == 0
-    tail = beats[keep_from:]
-    if tail.size and not at_start:
-        holes = tuple(hole for hole in holes if hole[1] > tail[0])
-    new_state = RhythmState(
-        state.fs_hz,
-        state.config,
-        tail,
-        at_start,
-        n_samples,
-        final_until,
-        holes,
-        judged_until,
-    )
-    return final, provisional, new_state
+    if state.n_beats > settle:
+        final_until = state.recent[-settle]
+        if state.judged_until is not None:
+            final_until = min(final_until, state.judged_until)
+        if state.waiting:
+            final_until = min(final_until, state.waiting[0][0] - 1)
+        state.final_until = max(state.final_until, final_until)
+    return final, _provisional(state), state
 
 
 def rhythm_flush(state: RhythmState, unreadable: Sequence[tuple[int, int]] = ()) -> list[Flag]:
@@ -651,10 +712,236 @@ def rhythm_flush(state: RhythmState, unreadable: Sequence[tuple[int, int]] = ())
     ``unreadable``: stretches where every lead is off not yet passed to ``rhythm_step``
     (the stream's readability is then taken as known to its end).
     """
-    holes = _merge_stretches([*state.unreadable, *unreadable])
-    state = dataclasses.replace(state, unreadable=holes, judged_until=state.n_samples)
-    flags = _tail_flags(state.beats, state.n_samples, state)
-    return [flag for flag in flags if flag.offset > state.final_until]
+    _judge(state, unreadable, state.n_samples)
+    _finish(state)
+    state.final_until = state.n_samples
+    return _release(state)
+
+
+def _judge(
+    state: RhythmState, unreadable: Sequence[tuple[int, int]], judged_until: int | None
+) -> None:
+    if judged_until is not None:
+        if state.judged_until is not None and judged_until < state.judged_until:
+            raise SignalError(f"judged_until went back from {state.judged_until} to {judged_until}")
+        state.judged_until = judged_until
+    if unreadable:
+        state.unreadable = _merge_stretches([*state.unreadable, *unreadable])
+
+
+def _add_beat(state: RhythmState, beat: int) -> None:
+    """Measure the interval that ``beat`` closes and feed every kind of episode."""
+    config, fs_hz = state.config, state.fs_hz
+    previous = state.recent[-1] if state.recent else None
+    state.recent.append(beat)
+    state.n_beats += 1
+    # Enough history for the running median, the AF windows and final_until.
+    del state.recent[: -(config.af_window_rr + config.rate_median_beats + 3)]
+    if previous is None:
+        _add_gap(state, 0, beat, between_beats=False)
+        return
+    _add_gap(state, previous, beat, between_beats=True)
+    state.rates.append(60.0 * fs_hz / (beat - previous))
+    del state.rates[: -config.rate_median_beats]
+    n_intervals = state.n_beats - 1
+    # The smoothed rate of an interval is final once the intervals its window looks
+    # ahead to exist (rate_median_beats - half of them, itself included).
+    ahead = config.rate_median_beats - config.rate_median_beats // 2
+    while state.n_smoothed <= n_intervals - ahead:
+        _smooth_next(state, n_intervals)
+    state.rr.append(float(beat - previous))
+    del state.rr[: -config.af_window_rr]
+    if n_intervals >= config.af_window_rr:
+        _add_af_window(state, n_intervals - config.af_window_rr)
+
+
+def _smooth_next(state: RhythmState, n_intervals: int) -> None:
+    """Smooth the next interval's rate (running_median's window) and feed the runs."""
+    config = state.config
+    width, half = config.rate_median_beats, config.rate_median_beats // 2
+    index = state.n_smoothed
+    # state.rates holds the rates of intervals [n_intervals - len(rates), n_intervals).
+    first = n_intervals - len(state.rates)
+    begin, end = max(0, index - half), min(n_intervals, index + width - half)
+    smooth = _sorted_median(state.rates[begin - first : end - first])
+    rate = state.rates[index - first]
+    # Interval ``index`` runs from beat ``index`` to ``index + 1``.
+    onset = state.recent[index - state.n_beats]
+    offset = state.recent[index + 1 - state.n_beats]
+    for kind, inside in (
+        (FlagKind.BRADYCARDIA, smooth < config.bradycardia_bpm),
+        (FlagKind.TACHYCARDIA, smooth > config.tachycardia_bpm),
+    ):
+        run = state.runs.get(kind)
+        if inside:
+            if run is None:
+                run = state.runs[kind] = _Open(onset, offset, math.nan, rates=_RunningMedian())
+            run.offset = offset
+            if run.rates is not None:
+                run.rates.add(rate)
+        elif run is not None:
+            _close_run(state, kind)
+    state.n_smoothed += 1
+
+
+def _close_run(state: RhythmState, kind: FlagKind) -> None:
+    run = state.runs.pop(kind)
+    if run.offset - run.onset >= state.config.min_rate_episode_s * state.fs_hz:
+        state.ready.append(_run_flag(kind, run))
+
+
+def _run_flag(kind: FlagKind, run: _Open) -> Flag:
+    measure = run.rates.median() if run.rates is not None else run.measure
+    return Flag(kind, run.onset, run.offset, None, measure)
+
+
+def _add_af_window(state: RhythmState, start: int) -> None:
+    """The AF features of the window of RR intervals ``[start, start + af_window_rr)``."""
+    config = state.config
+    window = config.af_window_rr
+    ratio, turning = _flags_kernels.irregularity(np.asarray(state.rr), window)
+    chain = state.chain
+    if chain is not None and start > chain.last + window:
+        _close_chain(state)
+        chain = None
+    if not _is_irregular(float(ratio[0]), int(turning[0]), config):
+        return
+    # The window spans beats start .. start + window, the newest one.
+    if chain is None:
+        onset = state.recent[start - state.n_beats]
+        state.chain = _Open(onset, state.recent[-1], float(ratio[0]), last=start)
+    else:
+        chain.offset = state.recent[-1]
+        chain.measure = max(chain.measure, float(ratio[0]))
+        chain.last = start
+
+
+def _close_chain(state: RhythmState) -> None:
+    chain = state.chain
+    state.chain = None
+    if chain is not None and chain.offset - chain.onset >= state.config.min_af_episode_s * (
+        state.fs_hz
+    ):
+        state.ready.append(Flag(FlagKind.IRREGULAR, chain.onset, chain.offset, None, chain.measure))
+
+
+def _add_gap(state: RhythmState, onset: int, offset: int, *, between_beats: bool) -> None:
+    """A stretch without beats: a pause, or a long gap that waits to be judged."""
+    config, fs_hz = state.config, state.fs_hz
+    gap_s = (offset - onset) / fs_hz
+    is_pause = between_beats and config.pause_s < gap_s <= config.asystole_s
+    pause = state.pause
+    if pause is not None and not (is_pause and onset <= pause.offset):
+        state.pause = None
+        state.ready.append(Flag(FlagKind.PAUSE, pause.onset, pause.offset, None, pause.measure))
+        pause = None
+    if is_pause:
+        if pause is None:
+            state.pause = _Open(onset, offset, gap_s)
+        else:
+            pause.offset, pause.measure = offset, max(pause.measure, gap_s)
+    if gap_s > config.asystole_s:
+        state.waiting.append((onset, offset))
+
+
+def _settle_gaps(state: RhythmState) -> None:
+    """Cut the judged long gaps into asystole pieces; close what nothing can extend."""
+    while state.waiting and (
+        state.judged_until is None or state.waiting[0][1] <= state.judged_until
+    ):
+        onset, offset = state.waiting.pop(0)
+        for piece in _minus(onset, offset, list(state.unreadable)):
+            _add_asystole(state, *piece)
+    open_ = state.asystole
+    if open_ is not None:
+        # Only a gap starting where the episode ends can extend it: the next waiting
+        # one, or the next interval when its beat has not come yet.
+        if state.waiting:
+            extensible = state.waiting[0][0] <= open_.offset
+        else:
+            extensible = bool(state.recent) and state.recent[-1] <= open_.offset
+        if not extensible:
+            _close_asystole(state)
+    # Holes before what is still to be judged no longer matter.
+    start = state.waiting[0][0] if state.waiting else (state.recent[-1] if state.recent else 0)
+    if state.asystole is not None:
+        start = min(start, state.asystole.offset)
+    state.unreadable = tuple(hole for hole in state.unreadable if hole[1] > start)
+
+
+def _add_asystole(state: RhythmState, onset: int, offset: int) -> None:
+    measure = (offset - onset) / state.fs_hz
+    open_ = state.asystole
+    if open_ is not None and onset <= open_.offset:
+        open_.offset = max(open_.offset, offset)
+        open_.measure = max(open_.measure, measure)
+        return
+    _close_asystole(state)
+    state.asystole = _Open(onset, offset, measure)
+
+
+def _close_asystole(state: RhythmState) -> None:
+    open_ = state.asystole
+    state.asystole = None
+    if open_ is not None and open_.offset - open_.onset >= state.config.asystole_s * state.fs_hz:
+        state.ready.append(Flag(FlagKind.ASYSTOLE, open_.onset, open_.offset, None, open_.measure))
+
+
+def _finish(state: RhythmState) -> None:
+    """End of stream: the last intervals' shrunken windows, the final gap, every episode."""
+    n_intervals = max(0, state.n_beats - 1)
+    while state.n_smoothed < n_intervals:
+        _smooth_next(state, n_intervals)
+    for kind in list(state.runs):
+        _close_run(state, kind)
+    _close_chain(state)
+    last = state.recent[-1] if state.recent else 0
+    # The stretch after the last beat (the whole stream without beats) closes any pause.
+    _add_gap(state, last, state.n_samples, between_beats=False)
+    _settle_gaps(state)
+    _close_asystole(state)
+
+
+def _release(state: RhythmState) -> list[Flag]:
+    """The ready flags whose samples are all judged for readability, by onset."""
+    judged = state.judged_until
+    if judged is None:
+        final, state.ready = state.ready, []
+    else:
+        final = [flag for flag in state.ready if flag.offset <= judged]
+        state.ready = [flag for flag in state.ready if flag.offset > judged]
+    return sorted(final, key=lambda flag: (flag.onset, flag.kind))
+
+
+def _provisional(state: RhythmState) -> list[Flag]:
+    """What the stream shows now and may still change: waiting and open episodes."""
+    config, fs_hz = state.config, state.fs_hz
+    shown = list(state.ready)
+    for kind, run in state.runs.items():
+        if run.offset - run.onset >= config.min_rate_episode_s * fs_hz:
+            shown.append(_run_flag(kind, run))
+    chain = state.chain
+    if chain is not None and chain.offset - chain.onset >= config.min_af_episode_s * fs_hz:
+        shown.append(Flag(FlagKind.IRREGULAR, chain.onset, chain.offset, None, chain.measure))
+    if state.pause is not None:
+        pause = state.pause
+        shown.append(Flag(FlagKind.PAUSE, pause.onset, pause.offset, None, pause.measure))
+    # Asystole as far as known: the open episode, the waiting gaps and the stretch since
+    # the last beat, without the unreadable stretches known so far.
+    pieces = [] if state.asystole is None else [_as_episode(state.asystole)]
+    gaps = list(state.waiting)
+    last = state.recent[-1] if state.recent else 0
+    if (state.n_samples - last) / fs_hz > config.asystole_s or not state.recent:
+        gaps.append((last, state.n_samples))
+    holes = list(state.unreadable)
+    for onset, offset in gaps:
+        pieces += [(a, b, (b - a) / fs_hz) for a, b in _minus(onset, offset, holes)]
+    shown += merge_episodes(FlagKind.ASYSTOLE, pieces, config.asystole_s * fs_hz)
+    return sorted(shown, key=lambda flag: (flag.onset, flag.kind))
+
+
+def _as_episode(episode: _Open) -> tuple[int, int, float]:
+    return episode.onset, episode.offset, episode.measure
 
 
 def _merge_stretches(stretches: Sequence[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
@@ -666,18 +953,6 @@ def _merge_stretches(stretches: Sequence[tuple[int, int]]) -> tuple[tuple[int, i
         else:
             merged.append((onset, offset))
     return tuple(merged)
-
-
-def _tail_flags(beats: IntArray, n_samples: int, state: RhythmState) -> list[Flag]:
-    flags = rhythm_flags(beats, state.fs_hz, n_samples, state.config, list(state.unreadable))
-    if state.at_start or beats.size == 0:
-        return flags
-    # Flags starting among the first beats of a trimmed tail see a truncated history
-    # (a shrunken running median, a gap from sample 0): the earlier computation, which
-    # had the history, already decided them.
-    settle = state.config.af_window_rr + state.config.rate_median_beats + 2
-    trusted_from = int(beats[min(settle, beats.size - 1)])
-    return [flag for flag in flags if flag.onset >= trusted_from]
 
 
 # --------------------------------------------------------------------------- quality

@@ -432,6 +432,53 @@ def test_streaming_rhythm_flags_equal_batch(seed: int) -> None:
     assert state.beats.size < beats.size
 
 
+@pytest.mark.parametrize(
+    "config",
+    [
+        FlagConfig(rate_median_beats=4),
+        FlagConfig(rate_median_beats=1, af_window_rr=5),
+        FlagConfig(rate_median_beats=7, min_af_episode_s=8.0),
+        FlagConfig(pause_s=2.0, asystole_s=2.0),
+    ],
+)
+def test_streaming_rhythm_equals_batch_with_other_settings(config: FlagConfig) -> None:
+    """Even running-median widths, short AF windows, a minimum AF length, pause = asystole."""
+    for seed in range(3):
+        beats, n_samples = _eventful_beats(seed)
+        expected = rhythm_flags(beats, FS_HZ, n_samples, config)
+        state = rhythm_start(FS_HZ, config)
+        got: list[Flag] = []
+        previous = 0
+        for cut in [*range(50, n_samples, 50), n_samples]:
+            new = beats[(beats >= previous) & (beats < cut)]
+            final, provisional, state = rhythm_step(new, cut, state)
+            assert all(flag.offset > state.final_until for flag in provisional)
+            got += final
+            previous = cut
+        got += rhythm_flush(state)
+        key = lambda flag: (flag.onset, flag.kind.value)  # noqa: E731
+        assert sorted(got, key=key) == sorted(expected, key=key)
+
+
+def test_streaming_rhythm_history_stays_bounded_in_a_long_episode() -> None:
+    """An hour of tachycardia: the state keeps a few beats, the episode shows as it goes."""
+    beats = _samples(1.0 + 0.4 * np.arange(9000))  # 150 bpm
+    state = rhythm_start(FS_HZ)
+    chunk = int(0.2 * FS_HZ)
+    sizes = []
+    provisional: list[Flag] = []
+    for cut in range(chunk, int(beats[-1]) + chunk, chunk):
+        new = beats[(beats >= cut - chunk) & (beats < cut)]
+        _, provisional, state = rhythm_step(new, cut, state)
+        sizes.append(state.beats.size)
+    assert max(sizes) <= FlagConfig().af_window_rr + FlagConfig().rate_median_beats + 3
+    (running,) = provisional
+    assert running.kind is FlagKind.TACHYCARDIA and running.onset == beats[0]
+    assert running.offset > beats[-10] and running.measure == pytest.approx(150.0)
+    streamed = beats[beats < state.n_samples]
+    assert rhythm_flush(state) == rhythm_flags(streamed, FS_HZ, state.n_samples)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_streaming_rhythm_with_unreadable_stretches_equals_batch(seed: int) -> None:
     """All-leads-off stretches learnt late (as quality flags come) give the batch flags."""
