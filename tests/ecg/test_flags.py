@@ -13,6 +13,7 @@ from ecg.flags import (
     Flag,
     FlagConfig,
     FlagKind,
+    RhythmState,
     all_leads_off,
     merge_episodes,
     quality_flags,
@@ -417,19 +418,26 @@ def test_streaming_rhythm_flags_equal_batch(seed: int) -> None:
     assert len({flag.kind for flag in expected}) >= 2
     rng = np.random.default_rng(100 + seed)
     cuts = np.sort(rng.integers(1, n_samples, rng.integers(5, 200)))
-    state = rhythm_start(FS_HZ)
+    got, state = _stream_rhythm(beats, [*cuts.tolist(), n_samples], FlagConfig())
+    key = lambda flag: (flag.onset, flag.kind.value)  # noqa: E731
+    assert sorted(got, key=key) == sorted(expected, key=key)
+    assert state.beats.size < beats.size
+
+
+def _stream_rhythm(
+    beats: NDArray[np.int64], cuts: list[int], config: FlagConfig
+) -> tuple[list[Flag], RhythmState]:
+    """Final flags of ``beats`` streamed up to each of ``cuts``, plus the flush."""
+    state = rhythm_start(FS_HZ, config)
     got: list[Flag] = []
     previous = 0
-    for cut in [*cuts.tolist(), n_samples]:
+    for cut in cuts:
         new = beats[(beats >= previous) & (beats < cut)]
         final, provisional, state = rhythm_step(new, cut, state)
         assert all(flag.offset > state.final_until for flag in provisional)
         got += final
         previous = cut
-    got += rhythm_flush(state)
-    key = lambda flag: (flag.onset, flag.kind.value)  # noqa: E731
-    assert sorted(got, key=key) == sorted(expected, key=key)
-    assert state.beats.size < beats.size
+    return got + rhythm_flush(state), state
 
 
 @pytest.mark.parametrize(
@@ -446,16 +454,7 @@ def test_streaming_rhythm_equals_batch_with_other_settings(config: FlagConfig) -
     for seed in range(3):
         beats, n_samples = _eventful_beats(seed)
         expected = rhythm_flags(beats, FS_HZ, n_samples, config)
-        state = rhythm_start(FS_HZ, config)
-        got: list[Flag] = []
-        previous = 0
-        for cut in [*range(50, n_samples, 50), n_samples]:
-            new = beats[(beats >= previous) & (beats < cut)]
-            final, provisional, state = rhythm_step(new, cut, state)
-            assert all(flag.offset > state.final_until for flag in provisional)
-            got += final
-            previous = cut
-        got += rhythm_flush(state)
+        got, _ = _stream_rhythm(beats, [*range(50, n_samples, 50), n_samples], config)
         key = lambda flag: (flag.onset, flag.kind.value)  # noqa: E731
         assert sorted(got, key=key) == sorted(expected, key=key)
 
@@ -473,8 +472,10 @@ def test_streaming_rhythm_history_stays_bounded_in_a_long_episode() -> None:
         sizes.append(state.beats.size)
     assert max(sizes) <= FlagConfig().af_window_rr + FlagConfig().rate_median_beats + 3
     (running,) = provisional
-    assert running.kind is FlagKind.TACHYCARDIA and running.onset == beats[0]
-    assert running.offset > beats[-10] and running.measure == pytest.approx(150.0)
+    assert running.kind is FlagKind.TACHYCARDIA
+    assert running.onset == beats[0]
+    assert running.offset > beats[-10]
+    assert running.measure == pytest.approx(150.0)
     streamed = beats[beats < state.n_samples]
     assert rhythm_flush(state) == rhythm_flags(streamed, FS_HZ, state.n_samples)
 
