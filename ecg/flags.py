@@ -1334,9 +1334,9 @@ def _sorted_row_medians(rows: NDArray[np.float32]) -> NDArray[np.float32]:
 # --------------------------------------------------------------------------- quality, live
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class QualityState:
-    """State of the streaming quality flags between steps.
+    """State of the streaming quality flags, updated in place by each step.
 
     Attributes
     ----------
@@ -1345,13 +1345,13 @@ class QualityState:
     adc_limits_mv : ndarray, shape (2, n_leads), or None
     block : int
         Samples per block; blocks are cut at multiples of it from the stream's start.
-    raw_parts, filtered_parts : tuple of ndarray, shape (n, n_leads)
-        Samples of the current, incomplete block, as the steps brought them (joined only
-        when the block completes: joining at every 100-sample step copied the whole
-        pending block each time, a quarter of the live pipeline's cost outside the
-        detector).
+    raw_block : ndarray of float64, shape (n_leads, block)
+    filtered_block : ndarray of float32, shape (n_leads, block)
+        The current, incomplete block, lead-major, as the measures want it (no join
+        nor transposition when it completes; float32 is what the measures use of the
+        filtered signal anyway). Each step copies its samples in.
     pending : int
-        Samples in ``raw_parts``.
+        Samples of the current block received so far.
     start : int
         Sample index of the first pending sample in the stream.
     open : tuple of Flag
@@ -1362,8 +1362,8 @@ class QualityState:
     config: FlagConfig
     adc_limits_mv: FloatArray | None
     block: int
-    raw_parts: tuple[FloatArray, ...]
-    filtered_parts: tuple[FloatArray, ...]
+    raw_block: FloatArray
+    filtered_block: NDArray[np.float32]
     pending: int = 0
     start: int = 0
     open: tuple[Flag, ...] = ()
@@ -1371,16 +1371,12 @@ class QualityState:
     @property
     def raw(self) -> FloatArray:
         """The pending raw samples in mV, shape (pending, n_leads)."""
-        return _joined(self.raw_parts)
+        return self.raw_block[:, : self.pending].T
 
     @property
-    def filtered(self) -> FloatArray:
+    def filtered(self) -> NDArray[np.float32]:
         """The pending filtered samples in mV, shape (pending, n_leads)."""
-        return _joined(self.filtered_parts)
-
-
-def _joined(parts: tuple[FloatArray, ...]) -> FloatArray:
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return self.filtered_block[:, : self.pending].T
 
 
 def quality_start(
@@ -1410,14 +1406,17 @@ def quality_start(
     window = max(1, round(config.quality_window_s * fs_hz))
     block = window * max(1, round(block_s / config.quality_window_s))
     limits = None if adc_limits_mv is None else np.asarray(adc_limits_mv, dtype=np.float64)
-    empty = np.zeros((0, n_leads))
-    return QualityState(fs_hz, config, limits, block, (empty,), (empty,))
+    raw_block = np.empty((n_leads, block))
+    filtered_block = np.empty((n_leads, block), dtype=np.float32)
+    return QualityState(fs_hz, config, limits, block, raw_block, filtered_block)
 
 
 def quality_step(
     raw_mv: NDArray[np.floating], filtered_mv: NDArray[np.floating], state: QualityState
 ) -> tuple[list[Flag], list[Flag], QualityState]:
     """Add samples (raw and filtered, the same stretch) to the streaming quality flags.
+
+    ``state`` is updated in place (and returned): pass each state once.
 
     Returns
     -------
@@ -1427,41 +1426,35 @@ def quality_step(
         Episodes still running at the end of the last complete block.
     state : QualityState
     """
-    # Copies: the parts are kept until their block completes, whatever the caller does.
-    raw_part = np.array(raw_mv, dtype=np.float64)
-    filtered_part = np.array(filtered_mv, dtype=np.float64)
-    if raw_part.shape != filtered_part.shape or raw_part.shape[1:] != state.raw_parts[0].shape[1:]:
+    raw = np.asarray(raw_mv)
+    filtered = np.asarray(filtered_mv)
+    n_leads = state.raw_block.shape[0]
+    if raw.shape != filtered.shape or raw.ndim != 2 or raw.shape[1] != n_leads:
         raise SignalError(
-            f"raw {raw_part.shape} and filtered {filtered_part.shape} samples differ"
-            f" or do not have {state.raw_parts[0].shape[1]} leads"
+            f"raw {raw.shape} and filtered {filtered.shape} samples differ"
+            f" or do not have {n_leads} leads"
         )
-    pending = state.pending + raw_part.shape[0]
-    raw_parts = (*state.raw_parts, raw_part)
-    filtered_parts = (*state.filtered_parts, filtered_part)
-    if pending < state.block:
-        new_state = dataclasses.replace(
-            state, raw_parts=raw_parts, filtered_parts=filtered_parts, pending=pending
-        )
-        return [], list(state.open), new_state
-    raw, filtered = _joined(raw_parts), _joined(filtered_parts)
-    n_blocks = pending // state.block
     final: list[Flag] = []
     open_flags = list(state.open)
-    for index in range(n_blocks):
-        part = slice(index * state.block, (index + 1) * state.block)
-        origin = state.start + index * state.block
-        closed, open_flags = _join_block(raw[part], filtered[part], origin, open_flags, state)
-        final += closed
-    used = n_blocks * state.block
-    new_state = dataclasses.replace(
-        state,
-        raw_parts=(raw[used:],),
-        filtered_parts=(filtered[used:],),
-        pending=pending - used,
-        start=state.start + used,
-        open=tuple(open_flags),
-    )
-    return final, list(open_flags), new_state
+    used = 0
+    while used < raw.shape[0]:
+        # Copies into the block: the samples are kept until it completes, whatever the
+        # caller does with its arrays.
+        take = min(raw.shape[0] - used, state.block - state.pending)
+        into = slice(state.pending, state.pending + take)
+        state.raw_block[:, into] = raw[used : used + take].T
+        state.filtered_block[:, into] = filtered[used : used + take].T
+        state.pending += take
+        used += take
+        if state.pending == state.block:
+            closed, open_flags = _join_block(
+                state.raw_block.T, state.filtered_block.T, state.start, open_flags, state
+            )
+            final += closed
+            state.start += state.block
+            state.pending = 0
+    state.open = tuple(open_flags)
+    return final, open_flags, state
 
 
 def quality_flush(state: QualityState) -> list[Flag]:
@@ -1476,7 +1469,7 @@ def quality_flush(state: QualityState) -> list[Flag]:
 
 def _join_block(
     raw: FloatArray,
-    filtered: FloatArray,
+    filtered: NDArray[np.floating],
     origin: int,
     open_flags: list[Flag],
     state: QualityState,
