@@ -37,10 +37,10 @@ __all__ = [
     "block_max_median",
     "decide_candidates",
     "find_candidates",
+    "floor_cumsum",
     "hold_and_flag",
     "lead_weights",
     "locate_peaks",
-    "running_min",
     "sos_filter",
     "vf_average",
     "vf_leakage",
@@ -257,29 +257,33 @@ def band_rms(
 
 
 @jit
-def running_min(x: FloatArray, size: int, out: FloatArray) -> None:
-    """``out[t] = min(x[max(0, t - size + 1) : t + 1])``: trailing minimum, O(n).
+def floor_cumsum(x: FloatArray, size: int, out: FloatArray) -> None:
+    """Cumulative sum of the trailing minimum: ``out[t + 1] = out[t] + floor[t]``.
 
-    The same as ``scipy.ndimage.minimum_filter1d(x, size, mode="nearest",
-    origin=(size - 1) // 2)``. Van Herk / Gil-Werman: within blocks of ``size``
-    samples, minima from each block's start (``out``) and to each block's end
-    (``suffix``); a window spans at most the end of one block and the start of the
-    next. No data-dependent branch, unlike a deque of candidates.
+    ``floor[t] = min(x[max(0, t - size + 1) : t + 1])``, the same as
+    ``scipy.ndimage.minimum_filter1d(x, size, mode="nearest", origin=(size - 1) // 2)``;
+    ``out[0] = 0`` and the sum is sequential, as ``np.cumsum``'s. Van Herk /
+    Gil-Werman: within blocks of ``size`` samples, minima from each block's start and
+    to each block's end; a window spans at most the end of one block and the start of
+    the next. No data-dependent branch, unlike a deque of candidates.
     """
     n = x.shape[0]
     suffix = np.empty(n)
     for start in range(0, n, size):
         stop = min(start + size, n)
-        m = x[start]
-        for t in range(start, stop):
-            m = min(m, x[t])
-            out[t] = m
         m = x[stop - 1]
         for t in range(stop - 1, start - 1, -1):
             m = min(m, x[t])
             suffix[t] = m
-    for t in range(size, n):
-        out[t] = min(out[t], suffix[t - size + 1])
+    acc = 0.0
+    out[0] = 0.0
+    for start in range(0, n, size):
+        stop = min(start + size, n)
+        m = x[start]
+        for t in range(start, stop):
+            m = min(m, x[t])
+            acc += m if t < size else min(m, suffix[t - size + 1])
+            out[t + 1] = acc
 
 
 @jit
@@ -385,21 +389,11 @@ def lead_weights(
     """
     n_leads, n_buf = env.shape
     weight = np.empty((n_leads, hi - lo))
-    floor = np.empty(n_buf)
     c_floor = np.empty(n_buf + 1)
     c_bad = np.empty(n_buf + 1, np.int64)
     for lead in range(n_leads):
         # The floor under the beats: the minimum of the envelope over the last FLOOR_S.
-        running_min(env[lead], floor_n, floor)
-        acc = 0.0
-        count = 0
-        c_floor[0] = 0.0
-        c_bad[0] = 0
-        for t in range(n_buf):
-            acc += floor[t]
-            c_floor[t + 1] = acc
-            count += bad[lead, t]
-            c_bad[t + 1] = count
+        floor_cumsum(env[lead], floor_n, c_floor)
         for j in range(hi - lo):
             col = lo + j
             ahead = min(col + reach_n + 1, n_buf)
@@ -409,11 +403,21 @@ def lead_weights(
                 activity = calm
             activity = calm / activity
             activity *= activity
+            weight[lead, j] = block_weight[lead, col] * activity
+        # Nothing within settle_n after or reach_n before an unusable sample.
+        count = 0
+        c_bad[0] = 0
+        for t in range(n_buf):
+            count += bad[lead, t]
+            c_bad[t + 1] = count
+        if count == 0 and lo + recent_bad_n[lead] > settle_n:
+            continue
+        for j in range(hi - lo):
+            col = lo + j
+            ahead = min(col + reach_n + 1, n_buf)
             near_bad = c_bad[ahead] - c_bad[max(col - settle_n, 0)] > 0
             if near_bad or col + recent_bad_n[lead] <= settle_n:
                 weight[lead, j] = 0.0
-            else:
-                weight[lead, j] = block_weight[lead, col] * activity
     return weight
 
 
@@ -647,14 +651,24 @@ def vf_average(
     rest = np.empty((n_leads, n_rest))
     rest_bad = np.empty((n_leads, n_rest), np.bool_)
     scale = 1.0 / factor
+    # A block that starts with carried samples, then blocks of new samples only.
+    first = 1 if p and m else 0
     for lead in range(n_leads):
-        for j in range(m):
-            i = j * factor
-            s = pending[lead, i] if i < p else d[lead, i - p]
-            any_bad = pending_bad[lead, i] if i < p else bad[lead, i - p]
-            for i in range(j * factor + 1, (j + 1) * factor):
+        for j in range(first):
+            s = pending[lead, 0]
+            any_bad = pending_bad[lead, 0]
+            for i in range(1, factor):
                 s += pending[lead, i] if i < p else d[lead, i - p]
                 any_bad |= pending_bad[lead, i] if i < p else bad[lead, i - p]
+            means[lead, j] = s * scale
+            means_bad[lead, j] = any_bad
+        for j in range(first, m):
+            i0 = j * factor - p
+            s = d[lead, i0]
+            any_bad = bad[lead, i0]
+            for i in range(i0 + 1, i0 + factor):
+                s += d[lead, i]
+                any_bad |= bad[lead, i]
             means[lead, j] = s * scale
             means_bad[lead, j] = any_bad
         for q in range(n_rest):

@@ -179,13 +179,13 @@ def test_band_rms_in_chunks(seed: int, high_hz: float) -> None:
 
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("size", [2, 5, 30])
-def test_running_min(seed: int, size: int) -> None:
-    """The trailing minimum equals scipy's minimum_filter1d as the detector used it."""
-    x = _envelope_like(np.random.default_rng(seed), 1, 97)[0]
-    out = np.empty_like(x)
-    kernels.running_min(x, size, out)
-    expected = minimum_filter1d(x, size, mode="nearest", origin=(size - 1) // 2)
-    np.testing.assert_array_equal(out, expected)
+def test_floor_cumsum(seed: int, size: int) -> None:
+    """The cumulative trailing minimum equals scipy's minimum_filter1d, then np.cumsum."""
+    x = _envelope_like(np.random.default_rng(seed), 1, 97)
+    out = np.empty(x.shape[1] + 1)
+    kernels.floor_cumsum(x[0], size, out)
+    expected = _cumsum0(minimum_filter1d(x, size, axis=1, mode="nearest", origin=(size - 1) // 2))
+    np.testing.assert_array_equal(out, expected[0])
 
 
 @pytest.mark.parametrize("seed", SEEDS)
