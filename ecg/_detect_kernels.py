@@ -38,6 +38,7 @@ __all__ = [
     "decide_candidates",
     "find_candidates",
     "floor_cumsum",
+    "history_median",
     "hold_and_flag",
     "lead_weights",
     "locate_peaks",
@@ -364,6 +365,34 @@ def block_max_median(env: FloatArray, n_blocks: int, block_n: int) -> tuple[Floa
             else:
                 block_median[lead, b] = (tmp[:k].max() + upper) / 2
     return block_max, block_median
+
+
+@jit
+def history_median(hist: FloatArray, first_b: int, blocks: IntArray, depth: int) -> FloatArray:
+    """``np.median`` of ``hist[:, max(0, b - depth) : b]`` (shifted by ``first_b``) per ``b``.
+
+    ``hist`` holds one column per block from absolute block ``first_b``; for each
+    absolute block ``b`` in ``blocks`` the median over the (at most ``depth``) blocks
+    before it, each of which must have at least one. A few values: insertion sort.
+    """
+    n_leads = hist.shape[0]
+    out = np.empty((n_leads, blocks.shape[0]))
+    values = np.empty(depth)
+    for q in range(blocks.shape[0]):
+        stop = blocks[q] - first_b
+        start = max(0, stop - depth)
+        m = stop - start
+        for lead in range(n_leads):
+            for i in range(m):
+                v = hist[lead, start + i]
+                j = i
+                while j > 0 and values[j - 1] > v:
+                    values[j] = values[j - 1]
+                    j -= 1
+                values[j] = v
+            half = m // 2
+            out[lead, q] = values[half] if m % 2 else (values[half - 1] + values[half]) / 2
+    return out
 
 
 @jit

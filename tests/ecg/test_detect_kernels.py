@@ -202,6 +202,20 @@ def test_block_max_median(seed: int, block_n: int) -> None:
 
 
 @pytest.mark.parametrize("seed", SEEDS)
+def test_history_median(seed: int) -> None:
+    """Medians over the last blocks (fewer at the start) equal np.median's."""
+    rng = np.random.default_rng(seed)
+    hist = np.round(rng.uniform(0.0, 2.0, (3, 20)), 1)
+    first_b, depth = 5, 8
+    blocks = np.arange(first_b + 1, first_b + 21, dtype=np.int64)
+    out = kernels.history_median(hist, first_b, blocks, depth)
+    for q, b in enumerate(blocks.tolist()):
+        stop = b - first_b
+        expected = np.median(hist[:, max(0, stop - depth) : stop], axis=1)
+        np.testing.assert_array_equal(out[:, q], expected)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
 def test_lead_weights(seed: int) -> None:
     """Lead weights equal the numpy form: floor activity, bad samples, settling."""
     rng = np.random.default_rng(seed)
