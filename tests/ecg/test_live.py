@@ -10,7 +10,15 @@ import wfdb
 
 from ecg.detect import detect_qrs
 from ecg.errors import SignalError
-from ecg.live import LiveChunker, LiveConfig, LiveUpdate, live_flush, live_start, live_step
+from ecg.live import (
+    LiveChunker,
+    LiveConfig,
+    LiveUpdate,
+    live_flush,
+    live_start,
+    live_step,
+    live_warm_up,
+)
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "ecg" / "synthetic12"
 
@@ -133,3 +141,23 @@ def test_chunker_gathers_blocks_of_the_chunk_length() -> None:
     assert tail is not None
     np.testing.assert_array_equal(np.concatenate([*blocks, tail]), data)
     assert chunker.take() is None
+
+
+def test_chunker_block_size_can_change_between_pushes() -> None:
+    """Blocks follow chunk_samples as set before each push; nothing is lost or reordered."""
+    chunker = LiveChunker(2, 500.0, chunk_s=0.2)
+    data = np.arange(2 * 1200, dtype=np.int16).reshape(-1, 2)
+    blocks = []
+    for i in range(0, 1200, 100):
+        chunker.chunk_samples = 500 if i < 700 else 100  # idle, then watched
+        if (block := chunker.push(data[i : i + 100])) is not None:
+            blocks.append(block)
+    assert [len(b) for b in blocks] == [500, 300, 100, 100, 100, 100]
+    np.testing.assert_array_equal(np.concatenate(blocks), data)
+    assert chunker.take() is None
+
+
+def test_warm_up_runs_the_pipeline_and_finds_the_synthetic_beats() -> None:
+    """live_warm_up finds beats of its 0.8 s beat train, at most one per R wave."""
+    found = live_warm_up(duration_s=6.0)
+    assert 0 < found <= 6.0 / 0.8
