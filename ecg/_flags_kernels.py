@@ -23,6 +23,7 @@ from ecg._jit import jit
 
 __all__ = [
     "extreme_counts",
+    "insertion_median",
     "irregularity",
     "noise_residual",
     "running_median",
@@ -115,33 +116,35 @@ def noise_residual(
 
 
 @jit
+def insertion_median(values: NDArray[np.float64], buffer: NDArray[np.float64]) -> float:
+    """Median of a handful of NaN-free ``values``, sorted into ``buffer`` (at least as
+    long): the middle value, or ``(a + b) / 2`` of the two middle ones, as ``np.median``
+    computes it."""
+    size = values.size
+    for k in range(size):
+        value = values[k]
+        j = k
+        while j > 0 and buffer[j - 1] > value:
+            buffer[j] = buffer[j - 1]
+            j -= 1
+        buffer[j] = value
+    return _middle(buffer[:size])
+
+
+@jit
 def running_median(values: NDArray[np.float64], width: int) -> NDArray[np.float64]:
     """Centred running median over ``width`` values, the window shrinking at both ends.
 
-    NaN-free ``values``, ``width >= 1``. The median of an even count is the mean of the
-    two middle values, ``(a + b) / 2`` as numpy computes it.
+    NaN-free ``values``, ``width >= 1``; medians as :func:`insertion_median`.
     """
     n = values.size
     half = width // 2
     result = np.empty(n)
-    window = np.empty(width)
+    buffer = np.empty(width)
     for index in range(n):
         begin = max(0, index - half)
         end = min(n, index + width - half)
-        size = end - begin
-        # Insertion sort: a handful of values.
-        for k in range(size):
-            value = values[begin + k]
-            j = k
-            while j > 0 and window[j - 1] > value:
-                window[j] = window[j - 1]
-                j -= 1
-            window[j] = value
-        middle = size // 2
-        if size % 2:
-            result[index] = window[middle]
-        else:
-            result[index] = (window[middle - 1] + window[middle]) / 2
+        result[index] = insertion_median(values[begin:end], buffer)
     return result
 
 
