@@ -127,6 +127,17 @@ class Server:
             total_kb += sum(int(line.split()[1]) for line in lines if line.startswith("VmRSS:"))
         return total_kb / 1024
 
+    async def quiet(
+        self, below_pct: float = 5.0, window_s: float = 0.5, limit_s: float = 30.0
+    ) -> None:
+        """Wait until the server tree uses less than ``below_pct`` of a core (or ``limit_s``)."""
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            before = self.cpu_s()
+            await asyncio.sleep(window_s)
+            if 100 * (self.cpu_s() - before) / window_s < below_pct:
+                return
+
     def stop(self) -> None:
         self.process.terminate()
         try:
@@ -301,14 +312,16 @@ async def load(
     carts = {str(s.stream): Cart(s.stream) for s in starts}
     viewer = await watch(server, room)
     watched = list(carts)[:4]
-    # The live workers start with the first device connection: let them start and import
-    # numpy before taking the baseline, so that RSS per stream is the streams' own.
+    # The live workers start with the first device connection: let them start, import
+    # numpy and warm up their compiled kernels (the server goes quiet) before taking the
+    # baseline, so that RSS per stream is the streams' own and the run is steady state.
     token = server.token("device", "warm-up", "ecg")
     async with connect(
         f"ws://127.0.0.1:{server.port}/device",
         additional_headers={"Authorization": f"Bearer {token}"},
     ):
-        await asyncio.sleep(4.0)
+        await asyncio.sleep(2.0)
+        await server.quiet()
     rss0, cpu0 = server.rss_mb(), server.cpu_s()
     t0 = time.monotonic() + 1.0
     # Stagger the carts over one frame so that their sends do not all coincide.
