@@ -10,7 +10,8 @@ Design notes
   10 M samples/s per lead for the whole path): the high-frequency noise measure runs
   on one causal pass of the configured band and notch
   (:func:`ecg.filters.filter_leads_causal`, the live stream's filter, started at the
-  baseline), and the baseline-wander measure on the 0.5 s block medians of the raw
+  baseline, compiled, two leads at a time, kept in float32, all the measure uses),
+  and the baseline-wander measure on the 0.5 s block medians of the raw
   signal high-passed zero-phase at the block rate (``wander_mode``), so no zero-phase
   filter of the whole record is run. The mode still decides whether slow wander and
   muscle noise that the monitoring band would hide are flagged. Lead-off and
