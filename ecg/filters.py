@@ -508,13 +508,14 @@ def filter_step(
     if data.shape[0] == 0:
         return np.empty(data.shape), state
     sos = state.design.sos_causal
+    finite = np.isfinite(data)
+    if finite.all() and state.started.all():
+        # The common case: every lead running, no gap; one compiled call, on a copy of
+        # the state (``started`` is shared: nothing changes it in place).
+        y, zi = _sosfilt_columns(sos, data, state.zi)
+        return y, FilterState(state.design, zi, state.started, state.n_samples + data.shape[0])
     zi = state.zi.copy()
     started = state.started.copy()
-    finite = np.isfinite(data)
-    if started.all() and finite.all():
-        # The common case: every lead running, no gap; one vectorised call.
-        y, zi = _sosfilt_columns(sos, data, zi)
-        return y, FilterState(state.design, zi, started, state.n_samples + data.shape[0])
     y = np.full(data.shape, np.nan)
     for lead in range(data.shape[1]):
         column = data[:, lead]
