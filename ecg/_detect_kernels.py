@@ -382,6 +382,8 @@ def history_median(hist: FloatArray, first_b: int, blocks: IntArray, depth: int)
     ``hist`` holds one column per block from absolute block ``first_b``; for each
     absolute block ``b`` in ``blocks`` the median over the (at most ``depth``) blocks
     before it, each of which must have at least one. A few values: insertion sort.
+    (Not ``ecg._flags_kernels.insertion_median``: numba's cache does not notice a change
+    in a kernel of another file, and would keep running the old one inlined here.)
     """
     n_leads = hist.shape[0]
     out = np.empty((n_leads, blocks.shape[0]))
@@ -527,14 +529,23 @@ def decide_candidates(
 ) -> tuple[IntArray, FloatArray, float, float, float, int, int, float]:
     """The decision loop: accept or reject each candidate in turn.
 
+    The same loop, rules and names as the Python loop it replaced (which
+    ``tests/ecg/test_detect_kernels.py`` keeps as its reference); one comment per rule.
+
     ``cands`` are columns of ``weight`` (``(n_leads, m)``), which covers the columns
-    ``lo : lo + m`` of the buffer ``env``, from absolute index ``lo_i``.
-    ``vf_episodes`` holds ``(onset_i, offset_i)`` rows, the offset ``end_i + 1`` or
-    more while the episode lasts. ``vis`` (each lead's
-    visibility) is updated in place. The levels and the last beat are passed in and
-    returned: ``noise, level`` (running noise and signal levels of the detection
-    function), ``rr_s`` (mean RR interval, s), ``rr_count`` (RR intervals measured),
-    ``last_i, last_f`` (last beat's absolute index and value).
+    ``lo : lo + m`` of the buffer ``env``, from absolute index ``lo_i``; ``end_i`` is
+    the stream's end. Lengths in internal samples: ``half`` (``LOCATE_S``, where each
+    lead's own peak is looked for), ``la`` (look-ahead), ``refr`` (refractory period),
+    ``twave`` (``t_wave_s``), ``gap_n`` and ``prem_n`` (``gap_factor`` and
+    ``premature_factor`` times the rate ``fs``, to be multiplied by the mean RR in s).
+    ``fraction``, ``t_ratio``, ``prem_thr``, ``rr_learnt`` and ``visible`` are
+    ``threshold``, ``t_wave_ratio``, ``premature_threshold``, ``RR_LEARNT`` and
+    ``VISIBLE``. ``vf_episodes`` holds ``(onset_i, offset_i)`` rows, the offset
+    ``end_i + 1`` or more while the episode lasts. ``vis`` (each lead's visibility) is
+    updated in place. The levels and the last beat are passed in and returned:
+    ``noise, level`` (running noise and signal levels of the detection function),
+    ``rr_s`` (mean RR interval, s), ``rr_count`` (RR intervals measured), ``last_i,
+    last_f`` (last beat's absolute index and value).
 
     Returns
     -------
