@@ -66,7 +66,10 @@ Design notes
 - **Compiled kernels.** The sequential and per-sample parts (block averaging, NaN hold
   and flat runs, band-pass and moving RMS, block maxima and medians, lead weights,
   candidates, the decision loop, R-peak location, VF leakage) are numba kernels in
-  :mod:`ecg._detect_kernels`, each one loop doing the work of several numpy passes;
+  :mod:`ecg._detect_kernels` (per-sample stages), :mod:`ecg._detect_decide` (lead
+  weights and the decision loop: the rules accuracy work changes, in a file of their
+  own so that editing them recompiles little) and :mod:`ecg._detect_vf_kernels`,
+  each one loop doing the work of several numpy passes;
   this module keeps the state, the block statistics and the bookkeeping between
   chunks. The kernels repeat the numpy code's floating-point operations in the same
   order, so compiling them moved no beat. They take float64, C-contiguous, lead-major
@@ -88,15 +91,14 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal as sps
 
+from ecg._detect_decide import decide_candidates, lead_weights
 from ecg._detect_kernels import (
     band_rms,
     block_average,
     block_max_median,
-    decide_candidates,
     find_candidates,
     history_median,
     hold_and_flag,
-    lead_weights,
     locate_peaks,
 )
 from ecg.detect_vf import (
@@ -670,7 +672,7 @@ def _lead_weights(state: DetectorState, lo: int, hi: int) -> FloatArray:
     within a beat or two. A lead weighs nothing within ``settle_s`` after and ``reach``
     before a bad sample (NaN, flat). ``reach`` is the look-ahead that the decision of
     the last candidate of a chunk can use without waiting, which keeps chunked equal to
-    batch. Computed by :func:`ecg._detect_kernels.lead_weights`.
+    batch. Computed by :func:`ecg._detect_decide.lead_weights`.
     """
     return lead_weights(
         state.buf_env,
@@ -707,7 +709,7 @@ def _decide(state: DetectorState, final: bool) -> IntArray:
 
     The candidates and the decision loop (thresholds, RR mean, visibility) are the
     kernels :func:`ecg._detect_kernels.find_candidates` and
-    :func:`ecg._detect_kernels.decide_candidates`.
+    :func:`ecg._detect_decide.decide_candidates`.
     """
     cfg = state.config
     fs = state.internal_fs_hz

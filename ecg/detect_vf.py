@@ -33,7 +33,7 @@ Design notes
   averaged again in blocks of two or so, then band-passed 1–20 Hz causally), once per
   ``hop_s`` over a window of ``window_s``; window sums and maxima come from hop-long
   blocks. The per-window work is one compiled kernel
-  (:func:`ecg._detect_kernels.vf_leakage`, numpy's summation order kept so that its
+  (:func:`ecg._detect_vf_kernels.vf_leakage`, numpy's summation order kept so that its
   values are those of the numpy form); the measure costs about a sixth of the
   detector's time on MIT-BIH.
 - **Streaming equals batch.** Hops are aligned on absolute sample indices at the VF
@@ -52,7 +52,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal as sps
 
-from ecg._detect_kernels import sos_filter, vf_average, vf_leakage
+from ecg._detect_kernels import sos_filter
+from ecg._detect_vf_kernels import vf_average, vf_leakage
 from ecg.errors import ConfigError
 from ecg.filters import sosfilt_rows_zi
 

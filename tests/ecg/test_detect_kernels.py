@@ -1,4 +1,7 @@
-"""Tests of ecg._detect_kernels: each compiled kernel equals a plain numpy/Python form."""
+"""Tests of the detector's compiled kernels: each equals a plain numpy/Python form.
+
+Kernels of ecg._detect_kernels, ecg._detect_decide and ecg._detect_vf_kernels.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,9 @@ import pytest
 from scipy import signal as sps
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
+from ecg import _detect_decide as decide
 from ecg import _detect_kernels as kernels
+from ecg import _detect_vf_kernels as vf_kernels
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -67,7 +72,7 @@ def test_vf_average(seed: int, factor: int) -> None:
         expected += x[:, j:n_full:factor]
         expected_bad |= b[:, j:n_full:factor]
     expected *= 1.0 / factor
-    means, means_bad, rest, rest_bad = kernels.vf_average(pending, pending_bad, d, bad, factor)
+    means, means_bad, rest, rest_bad = vf_kernels.vf_average(pending, pending_bad, d, bad, factor)
     np.testing.assert_array_equal(means, expected)
     np.testing.assert_array_equal(means_bad, expected_bad)
     np.testing.assert_array_equal(rest, x[:, n_full:])
@@ -183,7 +188,7 @@ def test_floor_cumsum(seed: int, size: int) -> None:
     """The cumulative trailing minimum equals scipy's minimum_filter1d, then np.cumsum."""
     x = _envelope_like(np.random.default_rng(seed), 1, 97)
     out = np.empty(x.shape[1] + 1)
-    kernels.floor_cumsum(x[0], size, out)
+    decide.floor_cumsum(x[0], size, out)
     expected = _cumsum0(minimum_filter1d(x, size, axis=1, mode="nearest", origin=(size - 1) // 2))
     np.testing.assert_array_equal(out, expected[0])
 
@@ -226,7 +231,7 @@ def test_lead_weights(seed: int) -> None:
     bad[1, 100:120] = True
     recent = np.array([10**9, 10**9, 3], np.int64)
     lo, hi, floor_n, noise_n, settle_n, reach_n, calm = 40, n, 30, 120, 36, 4, 0.08
-    weight = kernels.lead_weights(
+    weight = decide.lead_weights(
         env, block_weight, bad, lo, hi, floor_n, noise_n, settle_n, reach_n, recent, calm
     )
     floor = minimum_filter1d(env, floor_n, axis=1, mode="nearest", origin=(floor_n - 1) // 2)
@@ -325,7 +330,7 @@ def test_decide_candidates(seed: int) -> None:
     vf_on = (2000, 2300)
     vis = rng.uniform(0.2, 1.2, n_leads)
     peaks, peak_w, vis_ref, levels = _decide_reference(cands, env, weight, vis.tolist(), vf_on, p)
-    out = kernels.decide_candidates(
+    out = decide.decide_candidates(
         cands, env, weight, 0, 0, m, 7, 19, 24, 43, 120.0, 0.3, 0.6, 0.8, 180.0, 60.0, 8, 1.0,
         np.array([vf_on], np.int64), vis, 0.1, 1.0, 0.8, 0, -(10**9), 0.0,
     )  # fmt: skip
@@ -359,7 +364,7 @@ def test_locate_peaks(seed: int) -> None:
 def test_pairwise_sum_is_numpys(n: int) -> None:
     """The summation used for VF leakage gives numpy's sum bit for bit."""
     a = np.random.default_rng(n).standard_normal(n + 5) * 1e3
-    assert kernels._pairwise_sum(a, 3, n) == np.sum(a[3 : 3 + n])
+    assert vf_kernels._pairwise_sum(a, 3, n) == np.sum(a[3 : 3 + n])
 
 
 def _leakage_reference(
@@ -410,5 +415,5 @@ def test_vf_leakage(seed: int) -> None:
     bad = np.zeros(buf.shape, bool)
     bad[2, 700:720] = True
     ends = np.arange(w + 60, n + 1, hop, dtype=np.int64)
-    leak = kernels.vf_leakage(buf, bad, ends, w, hop, 3, 15, 0.2)
+    leak = vf_kernels.vf_leakage(buf, bad, ends, w, hop, 3, 15, 0.2)
     np.testing.assert_array_equal(leak, _leakage_reference(buf, bad, ends, w, hop, 3, 15))
