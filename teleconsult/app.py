@@ -12,16 +12,17 @@ of ``signaling/``'s ``/device`` endpoint and viewer hub (the Protocols
 
 - Storage effects run on the event loop (writes only; fsyncs are group-committed in a
   thread by the endpoint).
-- Live annotation runs in worker processes (one per CPU; or in one thread), fed
+- Live annotation runs in worker processes (one per CPU, at most 4; or in one thread), fed
   blocks of ~200 ms per watched stream and ~1 s per stream nobody watches
   (:class:`ecg.live.LiveChunker`); each stream is pinned to one worker, which keeps its
   state and encodes the viewers' JSON; results are handed back to the loop and
   broadcast. If annotation falls behind, acks do not: the device is never slowed by
   viewers.
 - **Why one worker per CPU, not one fewer.** The event loop's process needs far less
-  than a core (about 0.3 % of one per stream), the annotation the rest: with one fewer
-  the single worker of a 2-core machine saturates at ~170 streams while the other core
-  idles; with one per CPU the scheduler shares both cores between them.
+  than a core (about 0.15 % of one per stream), the annotation the rest: with one fewer
+  the single worker of a 2-core machine was the bottleneck (at commit 918f2bb, 200
+  streams fell behind while the server used 135 % of the 200 %); with one per CPU the
+  scheduler shares both cores between them.
 - **Why unwatched streams step by 1 s.** A step's cost is mostly fixed (filters,
   detector, flags: ~0.7 ms for 200 ms of 12-lead 500 Hz, ~2.2 ms for 1 s), and nobody
   waits for the annotation of a stream nobody watches: stepping it every second halves
@@ -97,6 +98,10 @@ from teleconsult.config import Config
 logger = logging.getLogger(__name__)
 
 ECG_CENTRE_ROOM: Final = "ecg-centre"
+# One event loop feeds the workers, and it tops out near 600 streams (~0.15 % of a core
+# each on this machine), which 4 workers annotate with room to spare; more would only
+# cost memory (~250 MB RSS each, numpy, scipy and numba loaded).
+MAX_LIVE_PROCESSES: Final = 4
 STREAMS_DIR: Final = "streams"
 
 
@@ -213,11 +218,11 @@ def install_ecg(
 ) -> EcgService:
     """Serve ``/device`` and live viewers on ``server``, storing streams under ``root``.
 
-    ``live_processes``: worker processes for live annotation; by default one per CPU,
-    0 for a thread of this process.
+    ``live_processes``: worker processes for live annotation; by default one per CPU up
+    to :data:`MAX_LIVE_PROCESSES`, 0 for a thread of this process.
     """
     if live_processes is None:
-        live_processes = os.cpu_count() or 1
+        live_processes = min(os.cpu_count() or 1, MAX_LIVE_PROCESSES)
     service = EcgService(root, live_processes=live_processes)
     endpoint = DeviceEndpoint(service, verify, commit_interval_s=commit_interval_s)
     hub = ViewerHub(service, server.send_text, centre_room=ECG_CENTRE_ROOM)

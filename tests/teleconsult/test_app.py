@@ -1,17 +1,30 @@
-"""The live annotation jobs of teleconsult.app, run by a LiveRunner as a worker runs them."""
+"""The live annotation of teleconsult.app: jobs, LiveRunner, LiveWorkers and the chunking."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import pickle
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from ecg.device import Start, encode_message
+from ecg.device import Frame, Start, encode_message
 from fixtures.make_fixtures import regular_beats, synthetic_ecg
-from teleconsult.app import LiveRunner, StartJob, StepJob
+from signaling import messages as m
+from signaling.device import ViewerHub
+from teleconsult.app import (
+    EcgService,
+    EndJob,
+    LiveJob,
+    LiveRunner,
+    LiveWorkers,
+    StartJob,
+    StepJob,
+)
 
 FS_HZ = 500.0
 GAIN = 200.0  # ADC units per mV
@@ -30,6 +43,7 @@ def _start() -> Start:
         baseline=[0] * 12,
         resolution_bits=16,
         start_time=datetime(2026, 1, 1, tzinfo=UTC),
+        room="r1",
     )
 
 
@@ -70,3 +84,72 @@ def test_unwatched_chunks_are_annotated_but_not_encoded() -> None:
     assert len(every) == len(samples) // CHUNK
     assert later == every[30:]
     assert any('"beats":[[' in text for text in later)  # beats still found after the gap
+
+
+class _RecordingWorkers(LiveWorkers):
+    """LiveWorkers that run nothing and keep every job submitted."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda stream, text, queued: None)
+        self.jobs: list[LiveJob] = []
+
+    def submit(self, job: LiveJob) -> None:
+        self.jobs.append(job)
+
+
+async def test_unwatched_streams_step_by_the_second_watched_ones_by_200_ms(
+    tmp_path: Path,
+) -> None:
+    """Nobody watching: 1 s blocks; once a viewer subscribes: the pending part, then 200 ms."""
+    service = EcgService(tmp_path, chunk_s=0.2, idle_chunk_s=1.0)
+    workers = service.workers = _RecordingWorkers()
+    texts: list[str] = []
+    hub = service.hub = ViewerHub(service, lambda conn, text: texts.append(text))
+    start = _start()
+    samples = _digital(3.0)
+    link = service.connect(start.device, lambda out: None)
+    assert json.loads(link.receive_text(encode_message(start))[0])["type"] == "started"
+    frame = CHUNK // 2  # 100 ms frames
+    for first in range(0, len(samples), frame):
+        if first == 14 * frame:  # 1.4 s in: 0.4 s pending in the idle block
+            hub.request(1, "r1", m.EcgSubscribe(stream=str(start.stream)))
+        block = samples[first : first + frame]
+        link.receive_bytes(Frame(1, first, block).serialize())
+    steps = [job for job in workers.jobs if isinstance(job, StepJob)]
+    # 1 s idle block; at 1.5 s the 0.4 s pending + that frame; then 200 ms blocks, the
+    # last 100 ms still pending (the stream has not ended).
+    assert [len(job.samples()) for job in steps] == [500, 250] + [100] * 7
+    assert [job.watched for job in steps] == [False] + [True] * 8
+    stepped = np.concatenate([job.samples() for job in steps])
+    np.testing.assert_array_equal(stepped, samples[: len(samples) - frame])
+    assert json.loads(texts[0])["type"] == "ecg_subscribed"
+    service.close()
+
+
+async def test_a_worker_process_returns_a_batch_of_jobs_in_order() -> None:
+    """Jobs of one loop turn go to a worker process as a batch; results come back in order."""
+    start = _start()
+    stream = str(start.stream)
+    samples = _digital(4.0)
+    published: list[tuple[str, str]] = []
+    done = asyncio.Event()
+
+    def publish(to: str, text: str, queued: float) -> None:
+        published.append((to, text))
+        if '"ecg_ended"' in text:
+            done.set()
+
+    workers = LiveWorkers(publish, processes=1)
+    try:
+        workers.submit(StartJob(stream, encode_message(start).encode(), 0))
+        for first in range(0, len(samples), CHUNK):
+            workers.submit(StepJob.of(stream, samples[first : first + CHUNK], first + CHUNK, 0.0))
+        workers.submit(EndJob(stream, len(samples), 0.0))
+        await asyncio.wait_for(done.wait(), 60.0)
+    finally:
+        workers.close()
+    expected = _texts(start, samples, watched_from=0)
+    kinds = [json.loads(text)["type"] for _, text in published]
+    assert [text for _, text in published[: len(expected)]] == expected
+    assert kinds[len(expected) :] == ["ecg_data", "ecg_ended"]  # the flush, then the end
+    assert {to for to, _ in published} == {stream}
