@@ -139,7 +139,8 @@ def hold_and_flag(
     """
     n_leads, n = d.shape
     bad = np.zeros((n_leads, n), np.bool_)
-    onsets = np.empty((n_leads * (n // flat_n + 1), 3), np.int64)
+    # Flat runs are rare: room for a few onsets, doubled when full.
+    onsets = np.empty((8, 3), np.int64)
     n_onsets = 0
     for lead in range(n_leads):
         # The value a NaN at the start of the chunk holds (0 before any valid one), and
@@ -163,6 +164,10 @@ def hold_and_flag(
                 run += 1
                 if run == flat_n:
                     i = first_i + j
+                    if n_onsets == onsets.shape[0]:
+                        grown = np.empty((2 * n_onsets, 3), np.int64)
+                        grown[:n_onsets] = onsets
+                        onsets = grown
                     onsets[n_onsets, 0] = lead
                     onsets[n_onsets, 1] = i - flat_n
                     onsets[n_onsets, 2] = i

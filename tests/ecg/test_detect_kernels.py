@@ -129,6 +129,7 @@ def test_hold_and_flag_in_chunks(seed: int) -> None:
     flat_n = 4
     d = np.round(rng.standard_normal((2, 120)), 0)  # many repeated values
     d[0, 30:45] = 1.5
+    d[0, 60:120] = np.repeat(np.arange(10.0), 6)  # ten flat onsets in one chunk or so
     d[1, rng.integers(0, 120, 15)] = np.nan
     d[1, :3] = np.nan
     cuts = np.sort(rng.integers(0, 120, 5))
