@@ -572,6 +572,26 @@ def test_streaming_quality_chunked_equals_one_shot(seed: int) -> None:
     assert _by_onset(chunked) == _by_onset(one_shot)
 
 
+def test_streaming_quality_keeps_its_own_copy_of_the_samples() -> None:
+    """A caller reusing (and scribbling on) one chunk buffer gets the one-shot flags."""
+    raw = _dirty()
+    filtered = filter_zero_phase(raw, FS_HZ)
+    chunk = 250
+    assert raw.shape[0] % chunk == 0
+    raw_buffer, filtered_buffer = np.empty((chunk, raw.shape[1])), np.empty((chunk, raw.shape[1]))
+    state = quality_start(raw.shape[1], FS_HZ)
+    got: list[Flag] = []
+    for start in range(0, raw.shape[0], chunk):
+        raw_buffer[:] = raw[start : start + chunk]
+        filtered_buffer[:] = filtered[start : start + chunk]
+        final, _, state = quality_step(raw_buffer, filtered_buffer, state)
+        got += final
+        raw_buffer[:] = np.nan
+        filtered_buffer[:] = 99.0
+    one_shot, _ = _stream_quality(raw, [])
+    assert _by_onset(got + quality_flush(state)) == _by_onset(one_shot)
+
+
 def test_streaming_quality_matches_batch_away_from_block_edges() -> None:
     """Episodes crossing block edges are joined: the stream's flags are the batch flags."""
     raw = _dirty()
