@@ -1146,7 +1146,7 @@ def _clipped_counts(
     The window extremes say where to look: only windows whose own extreme is the
     lead's, or that reach an ADC limit, are compared sample by sample.
     """
-    n_leads, n_samples = raw.shape
+    n_samples = raw.shape[1]
     high, low, nan = extremes.high, extremes.low, extremes.nan
     n_windows = high.shape[1]
     counts = np.zeros(high.shape)
@@ -1162,9 +1162,12 @@ def _clipped_counts(
     if at_top is None or at_bottom is None:
         at_top = np.count_nonzero(raw == tops[:, None], axis=1)
         at_bottom = np.count_nonzero(raw == bottoms[:, None], axis=1)
-    for lead in range(n_leads):
-        if not valid[lead].any():
-            continue
+    # Without ADC limits only leads with enough samples at an extreme can hold a flat
+    # top: the others are skipped at once (a live block of 12 leads has none, mostly).
+    search = valid.any(axis=1)
+    if limits is None:
+        search &= (at_top >= min_run) | (at_bottom >= min_run)
+    for lead in np.flatnonzero(search).tolist():
         top, bottom = float(tops[lead]), float(bottoms[lead])
         marked: list[IntArray] = []
         if limits is not None:
