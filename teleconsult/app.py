@@ -159,6 +159,7 @@ def build_server(
     media: MediaBackend | None = None,
     device_handler: DeviceHandler | None = None,
     device_check: Callable[[ServerConnection, Request], Response | None] | None = None,
+    start_live_workers: bool = False,
 ) -> SignalingServer:
     """Assemble the server (not started).
 
@@ -173,6 +174,10 @@ def build_server(
     device_check : callable, optional
         ``(connection, request) -> Response | None``: refuses a ``/device`` upgrade
         (for example a missing or wrong device token) before it happens.
+    start_live_workers : bool
+        Start the live ECG workers now (call from the running event loop), so that the
+        first stream does not wait seconds for their start and warm-up; by default they
+        start with the first device connection (tests and rooms-only servers never pay).
     """
     # The media backend first: if it is missing, nothing else has been opened.
     backend = media if media is not None else media_backend(config)
@@ -203,7 +208,12 @@ def build_server(
         collector = importlib.import_module("media.metrics").MediaCollector(stats)
         server.metrics.registry.register(collector)
     if device_handler is None and device_check is None:
-        install_ecg(server, config.data_dir / STREAMS_DIR, functools.partial(verify_token, secret))
+        install_ecg(
+            server,
+            config.data_dir / STREAMS_DIR,
+            functools.partial(verify_token, secret),
+            start_workers=start_live_workers,
+        )
     else:
         server.device_check = device_check
     return server
@@ -216,11 +226,13 @@ def install_ecg(
     *,
     commit_interval_s: float = 0.1,
     live_processes: int | None = None,
+    start_workers: bool = False,
 ) -> EcgService:
     """Serve ``/device`` and live viewers on ``server``, storing streams under ``root``.
 
     ``live_processes``: worker processes for live annotation; by default one per CPU up
-    to :data:`MAX_LIVE_PROCESSES`, 0 for a thread of this process.
+    to :data:`MAX_LIVE_PROCESSES`, 0 for a thread of this process. ``start_workers``:
+    start them now (from the running event loop) rather than with the first device.
     """
     if live_processes is None:
         live_processes = min(os.cpu_count() or 1, MAX_LIVE_PROCESSES)
@@ -232,6 +244,8 @@ def install_ecg(
     server.device_check = endpoint.check
     server.viewers = hub
     server.closers.append(endpoint.close)
+    if start_workers:
+        service.workers.begin()
     return service
 
 
@@ -542,6 +556,11 @@ class LiveWorkers:
             self._results.put(None)
         if self._reader is not None:
             self._reader.join(5)
+
+    @property
+    def started(self) -> bool:
+        """Whether the thread or the processes have been started."""
+        return self._loop is not None
 
     def begin(self) -> None:
         """Start the thread or the processes, if not yet (from the loop's thread)."""

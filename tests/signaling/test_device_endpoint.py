@@ -222,3 +222,17 @@ async def test_serve_killed_mid_stream_and_restarted(tmp_path: Path) -> None:
     assert store.info(result.stream).total_samples == len(source.samples)
     stored = wfdb.rdrecord(str(store.record_path(result.stream)), physical=False).d_signal
     np.testing.assert_array_equal(stored, source.samples)
+
+
+async def test_live_workers_wait_for_the_first_device_by_default(ecg: EcgService) -> None:
+    """Without start_workers, no live worker runs before a device connects."""
+    assert not ecg.workers.started
+
+
+async def test_live_workers_start_with_the_server_when_asked(
+    server: SignalingServer, tmp_path: Path
+) -> None:
+    """start_workers=True starts the worker processes at once, before any device."""
+    verify = functools.partial(verify_token, SECRET)
+    eager = install_ecg(server, tmp_path / "streams", verify, live_processes=1, start_workers=True)
+    assert eager.workers.started
