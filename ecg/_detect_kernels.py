@@ -8,7 +8,7 @@ Design notes
   over the same samples; in numpy they cost a pass and a temporary array per operation,
   and the decision loop ran in Python at about 12 µs a candidate. Each kernel is one
   loop over the samples (or candidates) that does the work of those passes.
-- **Three files.** Here the per-sample stages (averaging, NaN hold and flat runs,
+- **Three files.** Here the per-sample stages (averaging, NaN/inf hold and flat runs,
   filters and envelope, block statistics, candidates, R-peak location); the decision
   rules that accuracy work changes (lead weights, the decision loop) in
   :mod:`ecg._detect_decide`; the VF measure in :mod:`ecg._detect_vf_kernels`. numba's
@@ -121,7 +121,7 @@ def hold_and_flag(
     flat_n: int,
     first_i: int,
 ) -> tuple[BoolArray, IntArray]:
-    """Replace NaN by the last valid value; flag NaN and flat stretches as unusable.
+    """Replace NaN and ±inf by the last valid value; flag them and flat stretches as unusable.
 
     A sample is flat when it and the ``flat_n - 1`` samples before it equal their
     predecessors (no change over ``flat_n`` samples). ``d`` (``(n_leads, n)``),
@@ -131,7 +131,7 @@ def hold_and_flag(
     Returns
     -------
     bad : ndarray of bool, shape (n_leads, n)
-        NaN or flat samples.
+        Missing (NaN, ±inf) or flat samples.
     onsets : ndarray of int64, shape (k, 3)
         ``(lead, run_start_i, onset_i)`` for each run that became flat at absolute
         index ``onset_i`` (``first_i`` is the absolute index of ``d[:, 0]``); the run
@@ -143,8 +143,8 @@ def hold_and_flag(
     onsets = np.empty((8, 3), np.int64)
     n_onsets = 0
     for lead in range(n_leads):
-        # The value a NaN at the start of the chunk holds (0 before any valid one), and
-        # the one the first sample is compared with (NaN compares unequal).
+        # The value a missing sample at the start of the chunk holds (0 before any valid
+        # one), and the one the first sample is compared with (NaN compares unequal).
         held = last_value[lead]
         previous = held
         if math.isnan(held):
@@ -152,8 +152,10 @@ def hold_and_flag(
         run = unchanged_n[lead]
         for j in range(n):
             v = d[lead, j]
-            is_nan = math.isnan(v)
-            if is_nan:
+            # An infinite sample is as unusable as NaN: filtered, it would turn the
+            # lead's filter memory to NaN for the rest of the stream.
+            missing = not math.isfinite(v)
+            if missing:
                 v = held
                 d[lead, j] = v
             else:
@@ -173,7 +175,7 @@ def hold_and_flag(
                     onsets[n_onsets, 2] = i
                     n_onsets += 1
             previous = v
-            bad[lead, j] = is_nan or run >= flat_n
+            bad[lead, j] = missing or run >= flat_n
         unchanged_n[lead] = run
         if n:
             last_value[lead] = d[lead, n - 1]

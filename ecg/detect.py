@@ -36,13 +36,13 @@ Design notes
   ``noise_s``; a minimum ignores beats and T waves, so a lead is not penalised for big
   beats, while a burst of noise lifts it; above ``ACTIVITY_CALM`` the weight falls
   with the square, so a lead in a burst of noise yields to the others within a
-  beat); its visibility (how high its envelope
-  stood at the last detected beats: a lead in which beats do not show, but artefacts
-  do, fades out); and zero where the lead is unusable — NaN, or flat for ``flat_s``
-  (lead off, stuck at a rail), counted from the first sample of the flat run so the
-  step onto the rail is excluded too, and for ``settle_s`` after. A flat, saturated or
-  missing lead therefore neither creates nor hides beats: the other leads carry
-  detection. When no lead is usable, nothing is detected.
+  beat); its visibility (how high its envelope stood at the last detected beats: a
+  lead in which beats do not show, but artefacts do, fades out); and zero where the
+  lead is unusable — missing (NaN or ±inf), or flat for ``flat_s`` (lead off, stuck
+  at a rail), counted from the first sample of the flat run so the step onto the rail
+  is excluded too, and for ``settle_s`` after. A flat, saturated or missing lead
+  therefore neither creates nor hides beats: the other leads carry detection. When no
+  lead is usable, nothing is detected.
 - **Decision.** Candidates are local maxima of the fused function that dominate
   ±``SUPPRESS_S``. Each is valued with the leads' weights at that moment and each
   lead's own peak within ±``LOCATE_S``, then compared with a Pan–Tompkins-style
@@ -63,7 +63,7 @@ Design notes
   on the block-averaged signal, not the band-passed one, whose delay depends on QRS
   width (wide paced beats were otherwise placed 160 ms late), and mapped to the centre
   of its block in input coordinates.
-- **Compiled kernels.** The sequential and per-sample parts (block averaging, NaN hold
+- **Compiled kernels.** The sequential and per-sample parts (block averaging, NaN/inf hold
   and flat runs, band-pass and moving RMS, block maxima and medians, lead weights,
   candidates, the decision loop, R-peak location, VF leakage) are numba kernels in
   :mod:`ecg._detect_kernels` (per-sample stages), :mod:`ecg._detect_decide` (lead
@@ -447,9 +447,10 @@ def _decimate(x: FloatArray, state: DetectorState) -> FloatArray:
 
 
 def _lead_quality(d: FloatArray, state: DetectorState) -> tuple[FloatArray, BoolArray, IntArray]:
-    """Replace NaN by the last valid value (in place); flag NaN and flat stretches as bad.
+    """Replace NaN and ±inf by the last valid value (in place); flag them and flat stretches.
 
-    Holding the last valid value keeps the filters from seeing a step from NaN. Flat is
+    Holding the last valid value keeps the filters from seeing a step from NaN (an
+    infinite sample would have poisoned them for the rest of the stream). Flat is
     no change over ``flat_n`` samples (the length of the current unchanged run is
     carried). Where a run becomes long enough to be flat, the whole run is bad from its
     first sample (the step onto a rail is part of the fault): the onsets ``(lead,
@@ -620,8 +621,8 @@ def detector_step(chunk_mv: npt.ArrayLike, state: DetectorState) -> tuple[IntArr
     Parameters
     ----------
     chunk_mv : array_like
-        ``(n_samples, n_leads)`` samples in mV (1-D for one lead); NaN marks samples
-        where a lead is not usable.
+        ``(n_samples, n_leads)`` samples in mV (1-D for one lead); NaN (or ±inf) marks
+        samples where a lead is not usable.
     state : DetectorState
         From :func:`detector_start` or the previous step; updated in place and returned.
 
@@ -670,7 +671,7 @@ def _lead_weights(state: DetectorState, lo: int, hi: int) -> FloatArray:
     column. A clean lead's floor is a few hundredths of its beat level, a lead in a
     burst of noise sits at several tenths, so the fusion follows the cleaner leads
     within a beat or two. A lead weighs nothing within ``settle_s`` after and ``reach``
-    before a bad sample (NaN, flat). ``reach`` is the look-ahead that the decision of
+    before a bad sample (missing, flat). ``reach`` is the look-ahead that the decision of
     the last candidate of a chunk can use without waiting, which keeps chunked equal to
     batch. Computed by :func:`ecg._detect_decide.lead_weights`.
     """
@@ -817,8 +818,8 @@ def detect_qrs(
     Parameters
     ----------
     signal_mv : array_like
-        ``(n_samples, n_leads)`` samples in mV; 1-D input is one lead. NaN samples mark
-        where a lead is not usable.
+        ``(n_samples, n_leads)`` samples in mV; 1-D input is one lead. NaN (or ±inf)
+        samples mark where a lead is not usable.
     fs_hz : float
         Sampling rate in Hz (100–2000).
     config : DetectorConfig

@@ -131,6 +131,20 @@ def test_bad_lead_beside_good_one(ecg_dir: Path, kind: str) -> None:
     assert score.fn == 0, score
 
 
+def test_infinite_samples_count_as_missing(ecg_dir: Path) -> None:
+    """An infinite sample is unusable like NaN, and does not silence its lead afterwards."""
+    x, fs_hz, reference = _mitdb("100", 60.0)
+    with_inf, with_nan = x.copy(), x.copy()
+    first, second = x.shape[0] // 3, 2 * x.shape[0] // 3
+    with_inf[first, 0], with_inf[second, 1] = np.inf, -np.inf
+    with_nan[first, 0], with_nan[second, 1] = np.nan, np.nan
+    beats = detect_qrs(with_inf, fs_hz)
+    np.testing.assert_array_equal(beats, detect_qrs(with_nan, fs_hz))
+    score = score_beats(reference, beats, fs_hz)
+    assert score.fp == 0, score
+    assert score.fn == 0, score
+
+
 def test_two_samples_give_no_beat() -> None:
     """A record of two samples is too short for a beat, and not an error."""
     assert detect_qrs(np.zeros((2, 3)), 500.0).shape == (0,)

@@ -100,11 +100,11 @@ def test_sos_filter_is_scipys(n_sections: int) -> None:
 def _hold_and_flag_reference(
     chunks: list[FloatArray], flat_n: int
 ) -> tuple[FloatArray, BoolArray, list[tuple[int, int, int]]]:
-    """Hold NaN at the last valid value (0 before any); flat = no change in flat_n."""
+    """Hold NaN/inf at the last valid value (0 before any); flat = no change in flat_n."""
     d = np.concatenate(chunks, axis=1)
     n_leads, n = d.shape
-    held = d.copy()
-    bad = np.isnan(d)
+    held = np.where(np.isfinite(d), d, np.nan)
+    bad = np.isnan(held)
     onsets = []
     for lead in range(n_leads):
         last = 0.0
@@ -124,13 +124,14 @@ def _hold_and_flag_reference(
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_hold_and_flag_in_chunks(seed: int) -> None:
-    """NaN hold, flat flags and flat onsets equal a direct form, chunk by chunk."""
+    """NaN/inf hold, flat flags and flat onsets equal a direct form, chunk by chunk."""
     rng = np.random.default_rng(seed)
     flat_n = 4
     d = np.round(rng.standard_normal((2, 120)), 0)  # many repeated values
     d[0, 30:45] = 1.5
     d[0, 60:120] = np.repeat(np.arange(10.0), 6)  # ten flat onsets in one chunk or so
     d[1, rng.integers(0, 120, 15)] = np.nan
+    d[1, rng.integers(0, 120, 3)] = np.inf
     d[1, :3] = np.nan
     cuts = np.sort(rng.integers(0, 120, 5))
     chunks = np.split(d.copy(), cuts, axis=1)
