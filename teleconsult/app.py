@@ -542,20 +542,29 @@ class LiveWorkers:
             elif self._thread is not None:
                 self._thread.submit(self._run_here, batch)
 
-    def close(self) -> None:
-        """Stop the workers (pending jobs are dropped: only the live view loses them)."""
+    def close(self, join_timeout_s: float = 5.0) -> None:
+        """Stop the workers (pending jobs are dropped: only the live view loses them).
+
+        A worker that has not ended ``join_timeout_s`` after its end marker (busy with a
+        backlog, or still loading its kernels) is terminated. Its queue's feeder thread
+        may then be stuck writing jobs nobody will read into a full pipe: the queue is
+        told not to join it, or this process could never exit.
+        """
         if self._thread is not None:
             self._thread.shutdown(wait=True, cancel_futures=True)
         for jobs in self._queues:
             jobs.put(None)
         for worker in self._workers:
-            worker.join(5)
+            worker.join(join_timeout_s)
             if worker.is_alive():
                 worker.terminate()
+                worker.join(join_timeout_s)
+        for jobs in self._queues:
+            jobs.cancel_join_thread()
         if self._results is not None:
             self._results.put(None)
         if self._reader is not None:
-            self._reader.join(5)
+            self._reader.join(join_timeout_s)
 
     @property
     def started(self) -> bool:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import pickle
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -153,3 +156,39 @@ async def test_a_worker_process_returns_a_batch_of_jobs_in_order() -> None:
     assert [text for _, text in published[: len(expected)]] == expected
     assert kinds[len(expected) :] == ["ecg_data", "ecg_ended"]  # the flush, then the end
     assert {to for to, _ in published} == {stream}
+
+
+_BACKLOG_THEN_EXIT = """
+import asyncio, sys, uuid
+from datetime import UTC, datetime
+import numpy as np
+from ecg.device import Start, encode_message
+from teleconsult.app import LiveWorkers, StartJob, StepJob
+
+async def main() -> None:
+    start = Start(version=1, device="c", stream=uuid.uuid4(), patient="p", fs_hz=500.0,
+                  leads=["I"], adc_gain=[200.0], baseline=[0], resolution_bits=16,
+                  start_time=datetime.now(UTC))
+    workers = LiveWorkers(lambda *args: None, processes=1)
+    workers.submit(StartJob(str(start.stream), encode_message(start).encode(), 0))
+    block = np.zeros((1, 1), np.int16)
+    for k in range(30_000):  # seconds of work, and more bytes than a pipe holds
+        workers.submit(StepJob.of(str(start.stream), block, k + 1, 0.0, watched=False))
+    await asyncio.sleep(0.5)
+    workers.close(join_timeout_s=0.5)
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+def test_a_process_whose_worker_had_a_backlog_still_exits(tmp_path: Path) -> None:
+    """close() terminates a busy worker and the process exits: no join of a stuck queue feeder."""
+    script = tmp_path / "backlog.py"
+    script.write_text(_BACKLOG_THEN_EXIT)
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)},
+        timeout=60, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
