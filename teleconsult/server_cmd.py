@@ -130,7 +130,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 async def _serve(config: Config) -> int:
-    server = build_server(config)
+    server = build_server(config, start_live_workers=True)
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
