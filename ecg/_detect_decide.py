@@ -38,21 +38,25 @@ def floor_cumsum(x: FloatArray, size: int, out: FloatArray) -> None:
     the next. No data-dependent branch, unlike a deque of candidates.
     """
     n = x.shape[0]
-    suffix = np.empty(n)
-    for start in range(0, n, size):
-        stop = min(start + size, n)
-        m = x[stop - 1]
-        for t in range(stop - 1, start - 1, -1):
-            m = min(m, x[t])
-            suffix[t] = m
+    # Minima to the end of the previous block, for the windows that reach into it
+    # (O(size) memory: no array as long as x, whose fresh pages would cost more).
+    suffix = np.empty(size)
     acc = 0.0
     out[0] = 0.0
     for start in range(0, n, size):
         stop = min(start + size, n)
+        if start:
+            m = x[start - 1]
+            for t in range(start - 1, start - size - 1, -1):
+                m = min(m, x[t])
+                suffix[t - start + size] = m
         m = x[start]
         for t in range(start, stop):
             m = min(m, x[t])
-            acc += m if t < size else min(m, suffix[t - size + 1])
+            # The window's part in the previous block starts at suffix[k] (none when
+            # the window is this block from its start).
+            k = t - start + 1
+            acc += m if start == 0 or k == size else min(m, suffix[k])
             out[t + 1] = acc
 
 

@@ -239,7 +239,8 @@ def band_rms(
     operations in the same order; ``zi`` (``(n_leads, n_sections, 2)``) is updated in
     place. The RMS window is ``sq_tail.shape[1] + 1`` samples; ``sq_tail`` holds the
     squared filter output of the previous chunk's last ``window - 1`` samples. As in
-    the numpy form, window sums are differences of one cumulative sum per chunk.
+    the numpy form, window sums are differences of one cumulative sum per chunk
+    (starting with the carried squares).
 
     Returns
     -------
@@ -254,23 +255,32 @@ def band_rms(
     inv_win = 1.0 / win
     env = np.empty((n_leads, n))
     new_tail = np.empty((n_leads, tail))
-    sq = np.empty(tail + n)
-    c = np.empty(tail + n)
+    # The last win values of the cumulative sum and of the squares, by index modulo
+    # win: no chunk-long temporaries (fresh pages cost more than the arithmetic).
+    ring_c = np.empty(win)
+    ring_sq = np.empty(win)
     for lead in range(n_leads):
-        sq[:tail] = sq_tail[lead]
-        _sos_row(d[lead], sos, zi[lead], sq[tail:])
-        for t in range(tail, tail + n):
-            sq[t] *= sq[t]
         acc = 0.0
-        for t in range(tail + n):
-            acc += sq[t]
-            c[t] = acc
+        for t in range(tail):
+            acc += sq_tail[lead, t]
+            ring_c[t] = acc
+            ring_sq[t] = sq_tail[lead, t]
+        # The filter's output goes to env's row, then each value becomes its RMS.
+        _sos_row(d[lead], sos, zi[lead], env[lead])
         for j in range(n):
-            e = c[win - 1] if j == 0 else c[j + win - 1] - c[j - 1]
+            t = tail + j
+            y = env[lead, j]
+            square = y * y
+            acc += square
+            # c[t - win] (sample j - 1's sum) is about to be overwritten by c[t].
+            e = acc if j == 0 else acc - ring_c[t % win]
+            ring_c[t % win] = acc
+            ring_sq[t % win] = square
             if e < 0.0:
                 e = 0.0
             env[lead, j] = math.sqrt(e * inv_win)
-        new_tail[lead] = sq[n:]
+        for k in range(tail):
+            new_tail[lead, k] = ring_sq[(n + k) % win]
     return env, new_tail
 
 
