@@ -14,6 +14,8 @@ Design notes
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ecg._detect_kernels import BoolArray, FloatArray, IntArray
@@ -133,6 +135,7 @@ def decide_candidates(
     prem_thr: float,
     gap_n: float,
     prem_n: float,
+    qt_n: float,
     rr_learnt: int,
     visible: float,
     vf_episodes: IntArray,
@@ -154,7 +157,9 @@ def decide_candidates(
     the stream's end. Lengths in internal samples: ``half`` (``LOCATE_S``, where each
     lead's own peak is looked for), ``la`` (look-ahead), ``refr`` (refractory period),
     ``twave`` (``t_wave_s``), ``gap_n`` and ``prem_n`` (``gap_factor`` and
-    ``premature_factor`` times the rate ``fs``, to be multiplied by the mean RR in s).
+    ``premature_factor`` times the rate ``fs``, to be multiplied by the mean RR in s),
+    ``qt_n`` (``qtc_s`` times the rate, to be multiplied by the square root of the mean
+    RR in s: the longest normal QT interval at that RR, after Bazett).
     ``fraction``, ``t_ratio``, ``prem_thr``, ``rr_learnt`` and ``visible`` are
     ``threshold``, ``t_wave_ratio``, ``premature_threshold``, ``RR_LEARNT`` and
     ``VISIBLE``. ``vf_episodes`` holds ``(onset_i, offset_i)`` rows, the offset
@@ -221,9 +226,13 @@ def decide_candidates(
         if elapsed > gap_n * rr_s:
             # Long without a beat: halve the threshold (in place of search-back).
             thr *= 0.5
-        elif elapsed < prem_n * rr_s and rr_count >= rr_learnt:
-            # Premature, once the mean RR is learnt: as high as premature_threshold of
-            # the signal level.
+        elif (
+            elapsed < prem_n * rr_s and elapsed <= qt_n * math.sqrt(rr_s) and rr_count >= rr_learnt
+        ):
+            # Premature and still within the last beat's QT interval (where its T wave
+            # is), once the mean RR is learnt: as high as premature_threshold of the
+            # signal level. Later than the longest normal QT, a candidate cannot be
+            # that T wave: a premature beat there faces the ordinary threshold.
             thr = max(thr, prem_thr * level)
         # Soon after a beat and much smaller than it: a T wave.
         t_wave = elapsed < twave and value < t_ratio * last_f

@@ -396,15 +396,23 @@ def history_median(hist: FloatArray, first_b: int, blocks: IntArray, depth: int)
 
 @jit
 def find_candidates(
-    weight: FloatArray, env: FloatArray, lo: int, a: int, b: int, suppress_n: int, floor: float
+    weight: FloatArray,
+    env: FloatArray,
+    lo: int,
+    a: int,
+    b: int,
+    before_n: int,
+    after_n: int,
+    floor: float,
 ) -> IntArray:
     """Columns ``a <= j < b`` where the fused detection function has a candidate peak.
 
     ``weight`` is ``(n_leads, m)``, for columns ``lo : lo + m`` of the buffer ``env``;
     returned columns count from ``lo``. The detection function is the weighted mean of
     the leads' envelopes; a candidate is a local
-    maximum (strictly above its left neighbour) that is the largest value within
-    ``suppress_n`` columns either side and at least ``floor``.
+    maximum (strictly above its left neighbour) that is the largest value from
+    ``before_n`` columns before it to ``after_n`` columns after it, and at least
+    ``floor``.
     """
     n_leads, m = weight.shape
     g = np.empty(m)
@@ -422,7 +430,7 @@ def find_candidates(
         if not (v > g[j - 1] and v >= floor and (j + 1 >= m or v >= g[j + 1])):
             continue
         dominant = True
-        for k in range(max(0, j - suppress_n), min(m, j + suppress_n + 1)):
+        for k in range(max(0, j - before_n), min(m, j + after_n + 1)):
             if g[k] > v:
                 dominant = False
                 break

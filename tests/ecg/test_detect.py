@@ -64,8 +64,18 @@ def _stream(x: FloatArray, fs_hz: float, sizes: list[int]) -> list[tuple[int, np
 
 @pytest.mark.parametrize(
     ("record", "min_se", "min_ppv"),
-    # Measured: 100 2273/0/0 (TP/FP/FN), 203 2938/9/42, 208 2934/13/21.
-    [("100", 0.999, 0.999), ("203", 0.98, 0.995), ("208", 0.988, 0.99)],
+    # Measured (TP/FP/FN): 100 2273/0/0, 203 2940/10/40, 208 2934/13/21; and where the
+    # rules named say why the bound is there (before them in brackets): 108 1762/26/1
+    # (P waves, dominance ahead: 32 FP), 201 1933/1/30 (premature beats after the QT:
+    # 52 FN), 207 1854/45/6 (VF window and exit: 98 FP).
+    [
+        ("100", 0.999, 0.999),
+        ("203", 0.98, 0.995),
+        ("208", 0.988, 0.99),
+        ("108", 0.999, 0.984),
+        ("201", 0.982, 0.999),
+        ("207", 0.995, 0.97),
+    ],
 )
 def test_accuracy_on_mitdb_records(
     ecg_dir: Path, record: str, min_se: float, min_ppv: float
@@ -303,7 +313,7 @@ def test_vf_episode_in_record_207(ecg_dir: Path) -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"window_s": 0.0}, {"hop_s": 5.0}, {"enter_leakage": 0.7}, {"exit_leakage": 1.2}],
+    [{"window_s": 0.0}, {"hop_s": 5.0}, {"enter_leakage": 0.8}, {"exit_leakage": 1.2}],
 )
 def test_vf_config_validation(kwargs: dict[str, Any]) -> None:
     """Out-of-range VF/VFL settings raise ConfigError naming the setting."""

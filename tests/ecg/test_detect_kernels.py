@@ -10,8 +10,9 @@ import math
 import numpy as np
 import numpy.typing as npt
 import pytest
+from numpy.lib.stride_tricks import sliding_window_view
 from scipy import signal as sps
-from scipy.ndimage import maximum_filter1d, minimum_filter1d
+from scipy.ndimage import minimum_filter1d
 
 from ecg import _detect_decide as decide
 from ecg import _detect_kernels as kernels
@@ -252,16 +253,18 @@ def test_lead_weights(seed: int) -> None:
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_find_candidates(seed: int) -> None:
-    """Candidates are the dominant local maxima of the weighted mean of envelopes."""
+    """Candidates are the local maxima of the weighted mean of envelopes that dominate it
+    from ``sup`` columns before to ``ahead`` after."""
     rng = np.random.default_rng(seed)
-    n_leads, lo, m, sup = 12, 7, 400, 12
+    n_leads, lo, m, sup, ahead = 12, 7, 400, 12, 14
     env = _envelope_like(rng, n_leads, lo + m)
     weight = rng.uniform(0.0, 1.0, (n_leads, m))
     weight[:, 50:60] = 0.0
     a, b = 5, m - 3
-    cands = kernels.find_candidates(weight, env, lo, a, b, sup, 0.05)
+    cands = kernels.find_candidates(weight, env, lo, a, b, sup, ahead, 0.05)
     g = np.einsum("ij,ij->j", weight, env[:, lo:]) / np.maximum(weight.sum(axis=0), 1e-12)
-    dominant = maximum_filter1d(g, 2 * sup + 1, mode="constant", cval=-np.inf)
+    padded = np.concatenate([np.full(sup, -np.inf), g, np.full(ahead, -np.inf)])
+    dominant = sliding_window_view(padded, sup + ahead + 1).max(axis=1)
     j = np.arange(a, b)
     right = np.append(g[a + 1 : b + 1], -np.inf)[: j.shape[0]]
     is_cand = (g[j] > g[j - 1]) & (g[j] >= right) & (g[j] >= dominant[j]) & (g[j] >= 0.05)
@@ -296,7 +299,11 @@ def _decide_reference(
         thr = noise + p["fraction"] * (level - noise)
         if elapsed > p["gap_n"] * rr_s:
             thr *= 0.5
-        elif elapsed < p["prem_n"] * rr_s and rr_count >= p["rr_learnt"]:
+        elif (
+            elapsed < p["prem_n"] * rr_s
+            and elapsed <= p["qt_n"] * rr_s**0.5
+            and rr_count >= p["rr_learnt"]
+        ):
             thr = max(thr, p["prem_thr"] * level)
         if value >= thr and not (elapsed < p["twave"] and value < p["t_ratio"] * last_f):
             peaks.append(c)
@@ -327,13 +334,14 @@ def test_decide_candidates(seed: int) -> None:
     p = {
         "half": 7, "la": 19, "end_i": m, "refr": 24, "twave": 43, "fs": 120.0,
         "fraction": 0.3, "t_ratio": 0.6, "prem_thr": 0.8, "gap_n": 180.0, "prem_n": 60.0,
-        "rr_learnt": 8, "visible": 1.0,
+        "qt_n": 52.8, "rr_learnt": 8, "visible": 1.0,
     }  # fmt: skip
     vf_on = (2000, 2300)
     vis = rng.uniform(0.2, 1.2, n_leads)
     peaks, peak_w, vis_ref, levels = _decide_reference(cands, env, weight, vis.tolist(), vf_on, p)
     out = decide.decide_candidates(
-        cands, env, weight, 0, 0, m, 7, 19, 24, 43, 120.0, 0.3, 0.6, 0.8, 180.0, 60.0, 8, 1.0,
+        cands, env, weight, 0, 0, m, 7, 19, 24, 43, 120.0, 0.3, 0.6, 0.8, 180.0, 60.0, 52.8, 8,
+        1.0,
         np.array([vf_on], np.int64), vis, 0.1, 1.0, 0.8, 0, -(10**9), 0.0,
     )  # fmt: skip
     assert len(peaks) > 10
