@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, Final
 
+from ecg.warmup import warm_up
 from sessions.errors import SessionError
 from sessions.tokens import DEFAULT_PERMISSIONS, ROLES, load_secret, mint_token
 from signaling.errors import ServerError
@@ -123,6 +124,11 @@ def run_serve(args: argparse.Namespace) -> int:
         config = _config(
             args, host=args.host, port=args.port, record=args.record, cert=args.cert, key=args.key
         )
+        # Before the live workers start: they load what this compiles, instead of each
+        # compiling the kernels at once (see ecg.warmup).
+        took_s = warm_up()
+        if took_s > 2.0:
+            print(f"ECG kernels compiled in {took_s:.0f} s (first start after an install)")
         return asyncio.run(_serve(config))
     except (ConfigError, SessionError, AppError, ServerError) as exc:
         print(f"teleconsult serve: {exc}", file=sys.stderr)

@@ -22,3 +22,12 @@ def ecg_dir() -> Path:
     if not (path / "mitdb" / "100.hea").exists():
         pytest.skip(f"public ECG databases not found at {path} (set TELECONSULT_ECG_DIR)")
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ecg_kernels_warm() -> None:
+    """Compiled ECG kernels in numba's cache before any test: servers and CLI processes
+    started by tests then load them instead of compiling (20-30 s of CPU when cold)."""
+    from ecg.warmup import warm_up
+
+    warm_up()
