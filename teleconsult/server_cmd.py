@@ -136,7 +136,12 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 async def _serve(config: Config) -> int:
-    server = build_server(config, start_live_workers=True)
+    # The live workers start with the first ECG stream (the kernels already compiled
+    # by warm_up, so they only load them). Started with the server, idle workers went
+    # with slower first remote video frames in consult rooms, for a reason not found
+    # (bench/first_frame.py, 40 repetitions, seen-by-present p95: 1.13-1.30 s without
+    # them in three runs, 1.38-1.57 s with them in three).
+    server = build_server(config)
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
