@@ -10,6 +10,11 @@ Design notes
   worker computes.
 - ``error_model="numpy"``: division by zero gives inf/NaN as numpy does, rather than
   raising, so a kernel and the numpy code it replaces agree bit for bit.
+- **The cache is per file.** numba checks a cached kernel against its own source file
+  only: a kernel that calls (and so inlines) a kernel of another file keeps running the
+  old code after that file changes, until its own file changes too. So kernels call
+  only kernels of their own module; a helper that two modules need is copied, not
+  imported (``_detect_kernels.history_median`` and ``_flags_kernels.insertion_median``).
 - numba ships no type information: :func:`jit` returns the function with its own type,
   so that mypy checks the callers against the Python signature.
 """
