@@ -56,13 +56,14 @@ import numpy as np
 import wfdb
 from websockets.asyncio.client import ClientConnection, connect
 
-from ecg.device import Frame, Start, decode_server_message, encode_message
-from ecg.streamstore import StreamStore
-from sessions.tokens import load_secret, mint_token
-from teleconsult.device_cmd import SimulatedRecord, simulate
-
 REPO = Path(__file__).resolve().parents[1]
-FIXTURE = REPO / "fixtures" / "ecg" / "synthetic12"
+sys.path.insert(0, str(REPO))
+
+from ecg.device import Frame, Start, decode_server_message, encode_message  # noqa: E402
+from ecg.streamstore import StreamStore  # noqa: E402
+from fixtures.make_fixtures import synthetic12  # noqa: E402
+from sessions.tokens import load_secret, mint_token  # noqa: E402
+from teleconsult.device_cmd import SimulatedRecord, simulate  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:
@@ -422,7 +423,7 @@ async def bit_exact(server: Server, record: SimulatedRecord) -> dict[str, Any]:
 
 
 async def main_async(args: argparse.Namespace) -> int:
-    record = SimulatedRecord.read(str(FIXTURE))
+    record = SimulatedRecord.read(str(synthetic12()))
     skip = set(args.skip.split(",")) if args.skip else set()
     with tempfile.TemporaryDirectory(prefix="ecg-live-") as scratch:
         server = Server.start(Path(scratch) / "var")

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 import pytest
 from playwright.async_api import Browser
 
+from fixtures.make_fixtures import synthetic12
 from sessions.tokens import mint_token
 from teleconsult.device_cmd import SimulatedRecord, simulate
 from tests.e2e.conftest import SECRET, Consult
-from tests.signaling.test_device_endpoint import FIXTURE
 from tests.web.browser import chromium, new_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -34,7 +34,7 @@ async def test_viewer_draws_beats_while_the_device_streams(
     consult: Consult, browser: Browser
 ) -> None:
     """The page lists the stream, draws 12 leads on paper, beat marks and a heart rate arrive."""
-    record = SimulatedRecord.read(str(FIXTURE), duration_s=20.0)
+    record = SimulatedRecord.read(str(synthetic12()), duration_s=20.0)
     url = consult.server.url.replace("http", "ws") + "/device"
     device = asyncio.create_task(
         simulate(

@@ -19,8 +19,7 @@ from ecg.live import (
     live_step,
     live_warm_up,
 )
-
-FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "ecg" / "synthetic12"
+from fixtures.make_fixtures import synthetic12
 
 
 def run(record: wfdb.Record, cuts: list[int]) -> list[LiveUpdate]:
@@ -44,7 +43,7 @@ def joined(updates: list[LiveUpdate]) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 def test_chunked_equals_one_shot() -> None:
     """Cutting the stream anywhere changes neither display samples, beats, RR nor heart rate."""
-    record = wfdb.rdrecord(str(FIXTURE), physical=False)
+    record = wfdb.rdrecord(str(synthetic12()), physical=False)
     rng = np.random.default_rng(11)
     cuts = np.sort(rng.choice(np.arange(1, record.sig_len), size=60, replace=False)).tolist()
     whole, chunked = run(record, []), run(record, cuts)
@@ -58,8 +57,8 @@ def test_chunked_equals_one_shot() -> None:
 
 def test_live_beats_are_the_batch_detectors_beats() -> None:
     """The live beats are those detect_qrs finds on the same record in mV."""
-    record = wfdb.rdrecord(str(FIXTURE), physical=False)
-    physical = wfdb.rdrecord(str(FIXTURE)).p_signal
+    record = wfdb.rdrecord(str(synthetic12()), physical=False)
+    physical = wfdb.rdrecord(str(synthetic12())).p_signal
     _, beats, rr = joined(run(record, list(range(50, record.sig_len, 50))))
     np.testing.assert_array_equal(beats, detect_qrs(physical, record.fs))
     assert np.isnan(rr[0])
@@ -68,11 +67,11 @@ def test_live_beats_are_the_batch_detectors_beats() -> None:
 
 def test_display_rate_and_units() -> None:
     """A 500 Hz stream is shown at 125 Hz, in mV of the right size."""
-    record = wfdb.rdrecord(str(FIXTURE), physical=False)
+    record = wfdb.rdrecord(str(synthetic12()), physical=False)
     display, _, _ = joined(run(record, []))
     assert run(record, [])[0].display_fs_hz == 125.0
     assert len(display) == record.sig_len // 4
-    physical = wfdb.rdrecord(str(FIXTURE)).p_signal
+    physical = wfdb.rdrecord(str(synthetic12())).p_signal
     # The band-passed display keeps the QRS: its peak-to-peak is most of the raw one's.
     ratio = np.ptp(display[250:], axis=0) / np.ptp(physical, axis=0)
     assert (ratio > 0.5).all()
@@ -93,7 +92,7 @@ def test_heart_rate_on_mitdb_100(ecg_dir: Path) -> None:
 
 def test_invalid_samples_are_a_lead_off() -> None:
     """Samples of -32768 (WFDB's invalid value) show as NaN and do not disturb the beats."""
-    record = wfdb.rdrecord(str(FIXTURE), physical=False)
+    record = wfdb.rdrecord(str(synthetic12()), physical=False)
     clean = joined(run(record, []))[1]
     record.d_signal = record.d_signal.copy()
     record.d_signal[1000:3000, 0] = -32768
@@ -119,7 +118,7 @@ def test_unsupported_streams_are_refused() -> None:
 
 def test_flags_chunked_equal_one_shot() -> None:
     """The final flags of a run do not depend on how the stream was cut, and come once each."""
-    record = wfdb.rdrecord(str(FIXTURE), physical=False)
+    record = wfdb.rdrecord(str(synthetic12()), physical=False)
     # Lead 0 off for 6 s: a lead-off flag the quality path must report.
     record.d_signal[1000:4000, 0] = -32768
     rng = np.random.default_rng(5)

@@ -18,6 +18,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from ecg.streamstore import StreamStore
+from fixtures.make_fixtures import synthetic12
 from sessions.tokens import load_secret, mint_token, verify_token
 from signaling.server import SignalingServer
 from teleconsult.app import EcgService, install_ecg
@@ -25,7 +26,6 @@ from teleconsult.device_cmd import SimulatedRecord, simulate
 from tests.signaling.conftest import SECRET, Client, make_token, open_client, ws_url
 
 REPO = Path(__file__).resolve().parents[2]
-FIXTURE = REPO / "fixtures" / "ecg" / "synthetic12"
 DEVICE = "cart-1"
 
 
@@ -45,7 +45,7 @@ def ecg(server: SignalingServer, tmp_path: Path, request: pytest.FixtureRequest)
 
 def record(seconds: float | None = None) -> SimulatedRecord:
     """The synthetic 12-lead fixture (500 Hz, beats the detector finds)."""
-    return SimulatedRecord.read(str(FIXTURE), duration_s=seconds)
+    return SimulatedRecord.read(str(synthetic12()), duration_s=seconds)
 
 
 async def watcher(server: SignalingServer, room: str = "r1", role: str = "expert") -> Client:

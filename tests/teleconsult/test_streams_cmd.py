@@ -14,6 +14,7 @@ import wfdb
 
 from ecg.device import Start
 from ecg.output import read_json
+from fixtures.make_fixtures import synthetic12
 from sessions.tokens import verify_token
 from signaling.server import SignalingServer
 from teleconsult.app import STREAMS_DIR, install_ecg
@@ -21,7 +22,7 @@ from teleconsult.cli import main
 from teleconsult.device_cmd import SimulatedRecord, simulate
 from tests.ecg.test_device import make_start
 from tests.signaling.conftest import SECRET, server, web_dir, ws_url
-from tests.signaling.test_device_endpoint import FIXTURE, device_token
+from tests.signaling.test_device_endpoint import device_token
 
 __all__ = ["server", "web_dir"]  # fixtures
 
@@ -31,7 +32,7 @@ async def data_dir(server: SignalingServer, tmp_path: Path) -> Path:
     """A data folder holding one ended 3 s stream and one left open (its device vanished)."""
     data = tmp_path / "var"
     ecg = install_ecg(server, data / STREAMS_DIR, functools.partial(verify_token, SECRET))
-    source = SimulatedRecord.read(str(FIXTURE), duration_s=3.0)
+    source = SimulatedRecord.read(str(synthetic12()), duration_s=3.0)
     url = ws_url(server, "/device")
     await simulate(source, url=url, token=device_token(), device="cart-1", speed=math.inf)
     writer = ecg.store.open("cart-2", _start(source))
@@ -71,7 +72,7 @@ def test_export_is_bit_exact_with_annotations(
         main(["ecg", "export", ended["stream"], "--out", str(out), "--data-dir", str(data_dir)])
         == 0
     )
-    source = SimulatedRecord.read(str(FIXTURE), duration_s=3.0)
+    source = SimulatedRecord.read(str(synthetic12()), duration_s=3.0)
     exported = wfdb.rdrecord(str(out / ended["stream"]), physical=False)
     np.testing.assert_array_equal(exported.d_signal, source.samples)
     assert exported.adc_gain == source.adc_gain
