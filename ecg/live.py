@@ -135,7 +135,6 @@ class LiveState:
     detector: DetectorState
     rhythm: RhythmState
     quality: QualityState
-    rhythm_open: list[Flag] = field(default_factory=list)  # as of the last rhythm step
     n_samples: int = 0
     n_display: int = 0
     recent_beats: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -238,12 +237,9 @@ def live_step(samples: npt.NDArray[np.integer], state: LiveState) -> tuple[LiveU
     found, state.detector = detector_step(mv, state.detector)
     beats = np.asarray(found, dtype=np.int64)
     state.n_samples += len(samples)
-    rhythm_final: list[Flag] = []
-    if len(beats) or state.n_samples - state.rhythm.n_samples >= state.fs_hz:
-        rhythm_final, state.rhythm_open, state.rhythm = rhythm_step(
-            beats, state.n_samples, state.rhythm
-        )
-    rhythm_open = state.rhythm_open
+    # Every step: the rhythm step is incremental (about 12 us), so pauses and asystole
+    # open as soon as they are known.
+    rhythm_final, rhythm_open, state.rhythm = rhythm_step(beats, state.n_samples, state.rhythm)
     quality_final, quality_open, state.quality = quality_step(mv, filtered, state.quality)
     flags = (rhythm_final + quality_final, rhythm_open + quality_open)
     return _update(display, beats, state, flags), state
