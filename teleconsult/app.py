@@ -101,7 +101,7 @@ logger = logging.getLogger(__name__)
 ECG_CENTRE_ROOM: Final = "ecg-centre"
 # One event loop feeds the workers, and it tops out near 600 streams (~0.15 % of a core
 # each on this machine), which 4 workers annotate with room to spare; more would only
-# cost memory (~250 MB RSS each, numpy, scipy and numba loaded).
+# cost memory (~300 MB RSS each, numpy, scipy and numba loaded).
 MAX_LIVE_PROCESSES: Final = 4
 STREAMS_DIR: Final = "streams"
 
