@@ -45,12 +45,6 @@ from scipy import signal as sps
 from ecg._filters_kernels import N_SECTIONS, pad_sections, sosfilt_samples
 from ecg.errors import ConfigError, SignalError
 
-try:  # scipy's compiled kernel under sosfilt, the one private scipy name we use: see
-    # sosfilt_rows; tests/ecg/test_filters.py checks it is bit-identical to sosfilt.
-    from scipy.signal._sosfilt import _sosfilt as _sosfilt_kernel
-except ImportError:  # pragma: no cover - a scipy that moved it: the public function
-    _sosfilt_kernel = None
-
 __all__ = [
     "FilterDesign",
     "FilterMode",
@@ -62,7 +56,6 @@ __all__ = [
     "filter_step",
     "filter_zero_phase",
     "highpass_zero_phase",
-    "sosfilt_rows",
     "sosfilt_rows_zi",
     "true_runs",
 ]
@@ -554,23 +547,6 @@ def _sosfilt_columns(
 def sosfilt_rows_zi(sos: FloatArray, first: FloatArray) -> FloatArray:
     """Steady-state filter memory ``(n_rows, n_sections, 2)`` for rows starting at ``first``."""
     return np.ascontiguousarray(sps.sosfilt_zi(sos)[None, :, :] * first[:, None, None])
-
-
-def sosfilt_rows(sos: FloatArray, x: FloatArray, zi: FloatArray) -> FloatArray:
-    """``scipy.signal.sosfilt`` along the rows of a C-contiguous float64 ``x``, in place.
-
-    The result is ``x`` itself, filtered; ``zi`` (from :func:`sosfilt_rows_zi`) is
-    updated in place. It is the same kernel as ``sosfilt(sos, x, axis=1, zi=...)``, so
-    the output is bit-identical, but without the validation, axis moves and copies
-    that cost about 0.1 ms a call: the live detector calls it on chunks of 20 samples.
-    """
-    if _sosfilt_kernel is None:  # pragma: no cover
-        y, zf = sps.sosfilt(sos, x, axis=1, zi=zi.transpose(1, 0, 2))
-        x[...] = y
-        zi[...] = zf.transpose(1, 0, 2)
-        return x
-    _sosfilt_kernel(sos, x, zi)
-    return x
 
 
 def filter_causal(
