@@ -2,35 +2,44 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
-# System programs the tests drive for real (Debian 12 package names).
-SYSTEM_PACKAGES := redis-server chromium ffmpeg coturn
-SYSTEM_PROGRAMS := redis-server chromium ffprobe turnserver
+STAMP := $(VENV)/.installed-test
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+# System programs the tests drive for real (Debian 12 package names), and the CJK font
+# the ECG paper and the signed reports are drawn with.
+SYSTEM_PACKAGES := redis-server chromium ffmpeg coturn postgresql poppler-utils fonts-noto-cjk
+SYSTEM_PROGRAMS := redis-server chromium ffprobe turnserver psql pdftoppm
+SYSTEM_FILES := /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
 ECG_DIR ?= ../shared/ecg
 export TELECONSULT_ECG_DIR ?= $(ECG_DIR)
 
 .PHONY: serve test lint typecheck bench sysdeps clean
 
-$(STAMP): pyproject.toml
+# `make serve` installs the runtime only; `make test` adds what the tests need.
+$(RUNTIME_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e .
 	$(PY) -m ecg.warmup
+	touch $(RUNTIME_STAMP)
+
+$(STAMP): $(RUNTIME_STAMP)
+	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-serve: $(STAMP)
+serve: $(RUNTIME_STAMP)
 	$(VENV)/bin/teleconsult serve
 
 # Installs the system packages the tests need, only when one is missing;
 # `apt-get update` first because a new machine's package lists may be empty.
 sysdeps:
 	@missing=""; for p in $(SYSTEM_PROGRAMS); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	for f in $(SYSTEM_FILES); do test -e $$f || missing="$$missing $$f"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "missing:$$missing; installing $(SYSTEM_PACKAGES)"; \
 		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \
-		for s in redis-server coturn; do $$SUDO systemctl disable --now $$s >/dev/null 2>&1 || true; done; \
+		for s in redis-server coturn postgresql; do $$SUDO systemctl disable --now $$s >/dev/null 2>&1 || true; done; \
 	fi
 
 lint: $(STAMP)
