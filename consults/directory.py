@@ -230,7 +230,9 @@ class Person:
     display_name
         Chinese or Latin letters.
     institution
-        The code of the institution the person belongs to.
+        The code of the institution the person belongs to; ``None`` only for an admin of
+        the whole deployment (the first admin, made by ``teleconsult setup`` before any
+        institution exists).
     roles
         At least one.
     admin_scope
@@ -244,7 +246,7 @@ class Person:
     id: str
     username: str
     display_name: str
-    institution: str
+    institution: str | None
     roles: frozenset[Role]
     admin_scope: AdminScope | None = None
     department: str | None = None
@@ -255,7 +257,10 @@ class Person:
         check_code("id", self.id)
         check_username(self.username)
         check_display_name(self.display_name)
-        check_code("institution", self.institution)
+        if self.institution is not None:
+            check_code("institution", self.institution)
+        elif self.admin_scope is not AdminScope.DEPLOYMENT:
+            raise InvalidInput("institution", "required unless a deployment admin")
         if not self.roles:
             raise InvalidInput("roles", "at least one role")
         if (Role.ADMIN in self.roles) != (self.admin_scope is not None):

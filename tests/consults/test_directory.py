@@ -129,3 +129,16 @@ def test_session_and_token_validity() -> None:
     token = ApiToken("t1", "p1", "HIS", SHA, 0.0)
     assert token.valid_at(1e9)
     assert not ApiToken("t1", "p1", "HIS", SHA, 0.0, expires_at_s=10.0).valid_at(10.0)
+
+
+def test_only_a_deployment_admin_may_have_no_institution() -> None:
+    """The first admin belongs to no institution; anyone else must belong to one."""
+    admin = person(
+        institution=None, roles=frozenset({Role.ADMIN}), admin_scope=AdminScope.DEPLOYMENT
+    )
+    assert admin.institution is None
+    with pytest.raises(InvalidInput) as caught:
+        person(institution=None)
+    assert caught.value.field == "institution"
+    with pytest.raises(InvalidInput):
+        person(institution=None, roles=frozenset({Role.ADMIN}), admin_scope=AdminScope.INSTITUTION)
