@@ -38,7 +38,9 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Final
+from typing import ClassVar, Final
+
+from consults.errors import ConsultsError, Forbidden, InvalidInput
 
 logger = logging.getLogger(__name__)
 
@@ -125,12 +127,10 @@ class Rule:
     needs: frozenset[Need] = frozenset()
 
 
-class ConsultError(Exception):
-    """Base of the lifecycle's errors."""
+class ConsultTransitionError(ConsultsError):
+    """The table has no entry for this event in this state (or not in this mode): 409."""
 
-
-class ConsultTransitionError(ConsultError):
-    """The table has no entry for this event in this state (or not in this mode)."""
+    code: ClassVar[str] = "transition_not_allowed"
 
     def __init__(self, party: str, state: ConsultState, event: ConsultEvent) -> None:
         super().__init__(f"{party} cannot {event.value} a consult in state {state.value}")
@@ -139,8 +139,8 @@ class ConsultTransitionError(ConsultError):
         self.event = event
 
 
-class NotPermitted(ConsultError):
-    """The event is allowed in this state, but not to this actor's parties."""
+class NotPermitted(Forbidden):
+    """The event is allowed in this state, but not to this actor's parties: 403."""
 
     def __init__(self, parties: frozenset[Party], state: ConsultState, event: ConsultEvent):
         names = ",".join(sorted(p.value for p in parties)) or "nobody"
@@ -150,16 +150,18 @@ class NotPermitted(ConsultError):
         self.event = event
 
 
-class MissingField(ConsultError):
+class MissingField(InvalidInput):
     """The event lacks what it needs (a reason, the experts, a start time)."""
 
+    code: ClassVar[str] = "missing_field"
+
     def __init__(self, event: ConsultEvent, need: Need) -> None:
-        super().__init__(f"{event.value} needs {need.value}")
+        super().__init__(need.value, f"{event.value} needs it")
         self.event = event
         self.need = need
 
 
-class InvalidField(ConsultError):
+class InvalidField(InvalidInput):
     """A field the event carries is out of range (a start time in the past)."""
 
 
@@ -372,14 +374,14 @@ def apply(
         if not experts:
             raise MissingField(event, Need.EXPERTS)
         if len(set(experts)) != len(experts):
-            raise InvalidField("an expert is named twice")
+            raise InvalidField("experts", "an expert is named twice")
         changes["experts"] = tuple(experts)
         changes["lead_expert"] = experts[0]
     if Need.START in rule.needs:
         if start is None:
             raise MissingField(event, Need.START)
         if start < now:
-            raise InvalidField("the start time is in the past")
+            raise InvalidField("start", "is in the past")
         changes["scheduled_start"] = start
     if Need.SIGNATURE in rule.needs:
         if not signed:
