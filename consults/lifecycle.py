@@ -1,9 +1,9 @@
 """The consult's lifecycle: one transition table, who may take each step, deadlines.
 
 Rule (after h11): every change of a consult's state goes through :func:`apply`, which
-looks the event up in :data:`TRANSITIONS`; a missing entry raises
-:class:`ConsultTransitionError` naming the actor's party, the state and the event (the
-API answers it 409). An entry also names the *parties* that may take it — the actor's
+looks the event up in :data:`TRANSITIONS` (:func:`consults.transitions.look_up`); a
+missing entry raises ``TransitionNotAllowed`` naming the actor's party, the state and
+the event (the API answers it 409). An entry also names the *parties* that may take it — the actor's
 relation to this consult, not a bare role — and what the event must carry::
 
     DRAFT ─submit─► SUBMITTED ─assign─► ASSIGNED ─accept─► ACCEPTED ─schedule─► SCHEDULED
@@ -40,7 +40,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import ClassVar, Final
 
-from consults.errors import ConsultsError, Forbidden, InvalidInput
+from consults.errors import InvalidInput
+from consults.transitions import TransitionNotAllowed, look_up, party_names
 
 logger = logging.getLogger(__name__)
 
@@ -125,29 +126,6 @@ class Rule:
     parties: frozenset[Party]
     modes: frozenset[Mode] = _BOTH
     needs: frozenset[Need] = frozenset()
-
-
-class ConsultTransitionError(ConsultsError):
-    """The table has no entry for this event in this state (or not in this mode): 409."""
-
-    code: ClassVar[str] = "transition_not_allowed"
-
-    def __init__(self, party: str, state: ConsultState, event: ConsultEvent) -> None:
-        super().__init__(f"{party} cannot {event.value} a consult in state {state.value}")
-        self.party = party
-        self.state = state
-        self.event = event
-
-
-class NotPermitted(Forbidden):
-    """The event is allowed in this state, but not to this actor's parties: 403."""
-
-    def __init__(self, parties: frozenset[Party], state: ConsultState, event: ConsultEvent):
-        names = ",".join(sorted(p.value for p in parties)) or "nobody"
-        super().__init__(f"{names} may not {event.value} a consult in state {state.value}")
-        self.parties = parties
-        self.state = state
-        self.event = event
 
 
 class MissingField(InvalidInput):
@@ -351,7 +329,7 @@ def apply(
 
     Raises
     ------
-    ConsultTransitionError
+    TransitionNotAllowed
         The table has no entry for the event in this state and mode.
     NotPermitted
         The actor's relation to the consult does not allow the event.
@@ -359,12 +337,10 @@ def apply(
         The event lacks what it needs, or carries something out of range.
     """
     mine = parties(consult, actor)
-    rule = TRANSITIONS[consult.state].get(event)
-    if rule is None or consult.mode not in rule.modes:
-        party = ",".join(sorted(p.value for p in mine)) or "outsider"
-        raise ConsultTransitionError(party, consult.state, event)
-    if not rule.parties & mine:
-        raise NotPermitted(mine, consult.state, event)
+    entry = TRANSITIONS[consult.state].get(event)
+    if entry is not None and consult.mode not in entry.modes:
+        raise TransitionNotAllowed("consult", party_names(mine), consult.state, event)
+    rule = look_up(TRANSITIONS, "consult", consult.state, event, mine)
     changes: dict[str, object] = {"state": rule.to}
     if Need.REASON in rule.needs:
         if reason is None or not reason.strip():

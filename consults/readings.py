@@ -6,7 +6,7 @@ engine while the ECG is still arriving, or marked by the reader) becomes a *crit
 value* that the clinic's doctor must acknowledge, by read-back, in time.
 
 Reading tasks (after h11: the table is the rule; a missing entry raises
-:class:`ReadingTransitionError` naming the party, state and event)::
+:class:`~consults.transitions.TransitionNotAllowed` naming the party, state and event)::
 
     NEW ─claim─► CLAIMED ─edit─► DRAFT ─sign─► SIGNED ─amend─► AMENDED ─sign─► SIGNED
      ▲             │  ▲           │                              (a new signed version
@@ -44,6 +44,7 @@ from datetime import datetime, timedelta
 from typing import ClassVar, Final
 
 from consults.errors import ConsultsError, Forbidden, InvalidInput
+from consults.transitions import NotPermitted, look_up
 
 
 class ReadingState(enum.Enum):
@@ -111,18 +112,6 @@ READING_TRANSITIONS: Final[Mapping[ReadingState, Mapping[ReadingEvent, ReadingRu
 }
 
 
-class ReadingTransitionError(ConsultsError):
-    """No entry for this event in this state: 409."""
-
-    code: ClassVar[str] = "transition_not_allowed"
-
-    def __init__(self, party: str, state: ReadingState, event: ReadingEvent) -> None:
-        super().__init__(f"{party} cannot {event.value} a reading in state {state.value}")
-        self.party = party
-        self.state = state
-        self.event = event
-
-
 class ClaimedByAnother(Forbidden):
     """The task is claimed by another reader (named, so nobody reads it unknowingly)."""
 
@@ -188,17 +177,15 @@ def apply_reading(
 
     Raises
     ------
-    ReadingTransitionError, ClaimedByAnother, Forbidden, InvalidInput
+    TransitionNotAllowed, NotPermitted, ClaimedByAnother, InvalidInput
     """
     mine = reading_parties(task, who)
-    rule = READING_TRANSITIONS[task.state].get(event)
-    if rule is None:
-        party = ",".join(sorted(p.value for p in mine)) or "outsider"
-        raise ReadingTransitionError(party, task.state, event)
-    if not rule.parties & mine:
+    try:
+        rule = look_up(READING_TRANSITIONS, "reading", task.state, event, mine)
+    except NotPermitted:
         if task.claimant is not None and ReadingParty.READER in mine:
-            raise ClaimedByAnother(task.claimant)
-        raise Forbidden(f"may not {event.value} a reading in state {task.state.value}")
+            raise ClaimedByAnother(task.claimant) from None
+        raise
     changes: dict[str, object] = {"state": rule.to}
     if rule.needs_reason:
         if reason is None or not reason.strip():

@@ -27,7 +27,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import ClassVar, Final
 
-from consults.errors import Conflict, ConsultsError, Forbidden, InvalidInput
+from consults.errors import Conflict, InvalidInput
+from consults.transitions import look_up
 
 
 class ReferralState(enum.Enum):
@@ -81,16 +82,6 @@ REFERRAL_TRANSITIONS: Final[Mapping[ReferralState, Mapping[ReferralEvent, Referr
 
 # A referral in these states holds its slot.
 HOLDS_SLOT: Final = frozenset({_F.REQUESTED, _F.ACCEPTED, _F.ARRIVED})
-
-
-class ReferralTransitionError(ConsultsError):
-    code: ClassVar[str] = "transition_not_allowed"
-
-    def __init__(self, party: str, state: ReferralState, event: ReferralEvent) -> None:
-        super().__init__(f"{party} cannot {event.value} a referral in state {state.value}")
-        self.party = party
-        self.state = state
-        self.event = event
 
 
 class SlotTaken(Conflict):
@@ -185,12 +176,7 @@ def apply_referral(
 ) -> Referral:
     """Take one step; ``text`` is the reason (decline, cancel) or the discharge summary."""
     mine = referral_parties(referral, institution, roles)
-    rule = REFERRAL_TRANSITIONS[referral.state].get(event)
-    if rule is None:
-        party = ",".join(sorted(p.value for p in mine)) or "outsider"
-        raise ReferralTransitionError(party, referral.state, event)
-    if not rule.parties & mine:
-        raise Forbidden(f"may not {event.value} this referral")
+    rule = look_up(REFERRAL_TRANSITIONS, "referral", referral.state, event, mine)
     changes: dict[str, object] = {"state": rule.to}
     if rule.needs is not None:
         if text is None or not text.strip():

@@ -16,12 +16,10 @@ from consults.lifecycle import (
     Consult,
     ConsultEvent,
     ConsultState,
-    ConsultTransitionError,
     DeadlinePolicy,
     InvalidField,
     MissingField,
     Mode,
-    NotPermitted,
     Party,
     Priority,
     acceptance_due,
@@ -31,6 +29,7 @@ from consults.lifecycle import (
     is_overdue,
     parties,
 )
+from consults.transitions import NotPermitted, TransitionNotAllowed
 
 T0 = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
 
@@ -119,8 +118,8 @@ def test_every_entry_goes_where_the_table_says(
 def test_every_missing_entry_is_refused_naming_party_state_and_event(
     state: ConsultState, event: ConsultEvent, mode: Mode
 ) -> None:
-    """A step the table lacks raises ConsultTransitionError with state and event."""
-    with pytest.raises(ConsultTransitionError) as caught:
+    """A step the table lacks raises TransitionNotAllowed with state and event."""
+    with pytest.raises(TransitionNotAllowed) as caught:
         apply(consult(state, mode), event, LEAD, T0, **payload(event))  # type: ignore[arg-type]
     assert caught.value.state is state
     assert caught.value.event is event
@@ -220,7 +219,7 @@ def test_a_whole_realtime_consult() -> None:
 def test_async_consults_review_instead_of_scheduling() -> None:
     """An asynchronous consult cannot be scheduled; the lead reviews, then signs."""
     accepted = consult(ConsultState.ACCEPTED, Mode.ASYNC)
-    with pytest.raises(ConsultTransitionError):
+    with pytest.raises(TransitionNotAllowed):
         apply(accepted, ConsultEvent.SCHEDULE, LEAD, T0, start=T0 + timedelta(hours=1))
     reporting = apply(accepted, ConsultEvent.REVIEW, LEAD, T0)
     assert apply(reporting, ConsultEvent.SIGN, LEAD, T0, signed=True).state is (
@@ -240,7 +239,7 @@ def test_allowed_events_are_the_ones_apply_takes() -> None:
                     try:
                         apply(c, event, actor, T0, **payload(event))  # type: ignore[arg-type]
                         took = True
-                    except (ConsultTransitionError, NotPermitted):
+                    except (TransitionNotAllowed, NotPermitted):
                         took = False
                     assert took == (event in allowed_events(c, actor)), (state, mode, actor, event)
 
@@ -288,7 +287,7 @@ def test_any_sequence_of_steps_stays_in_the_table(steps: list[tuple[ConsultEvent
         before = c.state
         try:
             c = apply(c, event, actors[who], T0, **payload(event))  # type: ignore[arg-type]
-        except (ConsultTransitionError, NotPermitted, MissingField, InvalidField):
+        except (TransitionNotAllowed, NotPermitted, MissingField, InvalidField):
             assert c.state is before
             continue
         assert before not in FINAL

@@ -22,12 +22,12 @@ from consults.readings import (
     ReadingParty,
     ReadingState,
     ReadingTask,
-    ReadingTransitionError,
     apply_critical,
     apply_reading,
     escalation_due,
     worklist_key,
 )
+from consults.transitions import TransitionNotAllowed
 
 T0 = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
 LIU = Reader(username="rd-liu", roles=frozenset({"ecg_reader"}), institution="ECG1")
@@ -76,8 +76,8 @@ def test_every_reading_entry(state: ReadingState, event: ReadingEvent) -> None:
     [(s, e) for s in ReadingState for e in ReadingEvent if e not in READING_TRANSITIONS[s]],
 )
 def test_every_missing_reading_entry_is_refused(state: ReadingState, event: ReadingEvent) -> None:
-    """A step the table lacks is a ReadingTransitionError naming state and event."""
-    with pytest.raises(ReadingTransitionError) as caught:
+    """A step the table lacks is a TransitionNotAllowed naming state and event."""
+    with pytest.raises(TransitionNotAllowed) as caught:
         apply_reading(task(state), event, LIU, T0, reason="x", signed=True)
     assert state.value in str(caught.value)
     assert event.value in str(caught.value)
@@ -89,7 +89,7 @@ def test_a_second_reader_is_blocked_by_the_claim_and_told_who() -> None:
     for event in (ReadingEvent.EDIT, ReadingEvent.SIGN, ReadingEvent.RELEASE):
         with pytest.raises(ClaimedByAnother, match="rd-liu"):
             apply_reading(claimed, event, MA, T0, signed=True)
-    with pytest.raises(ReadingTransitionError):
+    with pytest.raises(TransitionNotAllowed):
         apply_reading(claimed, ReadingEvent.CLAIM, MA, T0)
 
 

@@ -14,11 +14,11 @@ from consults.referrals import (
     ReferralEvent,
     ReferralParty,
     ReferralState,
-    ReferralTransitionError,
     Slot,
     apply_referral,
     new_referral,
 )
+from consults.transitions import TransitionNotAllowed
 
 T0 = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
 SLOT = Slot(
@@ -56,7 +56,7 @@ def test_every_referral_entry(state: ReferralState, event: ReferralEvent) -> Non
 )
 def test_every_missing_referral_entry(state: ReferralState, event: ReferralEvent) -> None:
     """A step the table lacks is refused with state and event named."""
-    with pytest.raises(ReferralTransitionError, match=state.value):
+    with pytest.raises(TransitionNotAllowed, match=state.value):
         apply_referral(referral(state), event, *RECEIVER, T0, text="x")
 
 
