@@ -47,7 +47,10 @@ class AuditEntry:
     target : str
         Identity acted upon ("" when none).
     detail : dict
-        Anything else, JSON-serialisable.
+        Anything else, JSON-serialisable; never chat text, a token or an address.
+    institution, patient, consult : str
+        What the action concerns, for the auditor's queries ("" when not known): the
+        institution's code, the patient's id, the consult's id.
     """
 
     time: str
@@ -56,6 +59,9 @@ class AuditEntry:
     action: str
     target: str = ""
     detail: dict[str, Any] | None = None
+    institution: str = ""
+    patient: str = ""
+    consult: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
