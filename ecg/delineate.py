@@ -1,0 +1,927 @@
+"""Wave delineation: P, QRS and T boundaries per beat and lead, and global fiducials.
+
+Design notes
+------------
+- **Pure and windowed.** :func:`delineate` takes a window of signal (a whole 10 s
+  record, or a window of a live stream) and the detector's beats in it, and returns a
+  :class:`Delineation`. It keeps no state between calls, so the live path gets what
+  the batch path gets for the same window; it never changes the detector's beats.
+- **Signals.** Each lead is filtered zero-phase (no phase shift, so boundaries do not
+  move): 0.5–40 Hz with the mains notch for the QRS (``lp``), that low-passed again
+  at ``smooth_hz`` (15 Hz) for P and T, whose boundaries are slow (``sm``), and the
+  diagnostic band 0.05–150 Hz for amplitudes (``wide``). Missing samples stay
+  missing: a beat whose span holds NaN in a lead is not delineated in that lead.
+- **QRS: slope thresholds** (after the wavelet delineators of Martínez et al. 2004,
+  with the derivative of the 40 Hz low-passed signal in place of the wavelet at
+  scale 2^2). The lead's peak is its largest deflection within ±50 ms of the beat; the
+  QRS is the run of samples whose slope exceeds ``qrs_sig`` of the largest slope
+  near the peak, joined across gaps up to ``qrs_gap_s``; onset and offset are where,
+  walking outwards from that run, the slope falls below ``qrs_on`` / ``qrs_off`` of
+  it (or below a noise floor, three times the lead's median slope).
+- **P and T: area (trapezium) indicator** (Zhang et al. 2006 for the T end; the same
+  principle for the other boundaries of the slow waves). For a wave whose peak is at
+  ``tp``, the end is the ``t`` after ``tp`` that maximises ``A(t) = Σ_{k=t-w}^{t}
+  (s[k] − s[t])``·sign(wave): the corner where the wave's tail meets the baseline.
+  It needs no threshold and no derivative, so it is robust to noise and to flat,
+  slow tails, where tangent and slope methods scatter. The onset is the mirror image.
+  The T peak is the largest extremum after the QRS within the longest plausible QT
+  for the RR (``qt_max_s``·√RR); the P peak the largest extremum between the previous
+  T and the QRS, after removing the straight line between the ends of its window.
+- **Median beats.** Beats of the dominant morphology (QRS correlation with the first
+  median ≥ ``template_corr``) are aligned on their R peaks and their median taken per
+  lead: the template, far less noisy than any beat. Each template is delineated with
+  the same functions. A beat is then delineated with its windows guided by the
+  template (P searched near the template's P, T of the template's polarity), so
+  single-beat noise does not throw a boundary far away.
+- **Atrial activity.** P is present in a lead when the template's P stands out
+  (``p_min_mv`` and ``p_snr`` times the lead's high-frequency noise); a beat has its P
+  when its P window correlates with the template's (``p_corr``) at the template's
+  polarity: a P that is present and related to its QRS. In atrial fibrillation the
+  median beat has no P (the fibrillatory waves are not locked to the QRS), so P
+  measurements are absent with the reason ``no_p_wave``.
+- **Global fiducials** from the templates, as 12-lead programs do: QRS onset is the
+  earliest lead onset that ``agree_leads`` leads confirm within ``agree_ms``, QRS
+  offset the latest such offset, P onset and offset the same over the leads with a
+  P, and T end the latest confirmed over the leads where T is clearest (amplitude at
+  least ``t_clear_fraction`` of the largest). Per-beat global fiducials use the same
+  rule over each beat's leads.
+- Fiducials are sample indices (record coordinates for beats, template coordinates
+  for templates) with :data:`MISSING` (-1) where absent.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import signal as sps
+
+from ecg.errors import ConfigError, SignalError
+from ecg.filters import FilterMode, filter_zero_phase
+
+__all__ = [
+    "FIDUCIALS",
+    "MISSING",
+    "Absent",
+    "AbsentReason",
+    "BeatFiducials",
+    "DelineateConfig",
+    "Delineation",
+    "Fiducials",
+    "GlobalFiducials",
+    "LeadFiducials",
+    "LeadTemplate",
+    "delineate",
+]
+
+MISSING = -1
+#: Column order of the per-beat fiducial arrays.
+FIDUCIALS = (
+    "p_on",
+    "p_peak",
+    "p_off",
+    "qrs_on",
+    "qrs_peak",
+    "qrs_off",
+    "t_on",
+    "t_peak",
+    "t_off",
+)
+_COL = {name: i for i, name in enumerate(FIDUCIALS)}
+
+IntArray = NDArray[np.int64]
+FloatArray = NDArray[np.float64]
+
+
+class AbsentReason(enum.StrEnum):
+    """Why a measurement or fiducial is absent: stable codes (the JSON carries them)."""
+
+    #: Fewer beats than a measurement needs.
+    TOO_FEW_BEATS = "too_few_beats"
+    #: A lead the measurement needs is not in the record.
+    LEAD_MISSING = "lead_missing"
+    #: The lead is in the record but unusable: NaN, flat (lead off) or clipped.
+    LEAD_UNUSABLE = "lead_unusable"
+    #: No P wave related to the QRS (atrial fibrillation or flutter, junctional rhythm).
+    NO_P_WAVE = "no_p_wave"
+    #: The wave's boundaries could not be found (too noisy, too small, merged).
+    NOT_DELINEATED = "not_delineated"
+    #: Paced beats: the intervals of a paced complex are not those of the heart.
+    PACED = "paced"
+    #: The net area has no direction (the wave is isoelectric in the frontal leads).
+    INDETERMINATE = "indeterminate"
+
+
+@dataclass(frozen=True, slots=True)
+class Absent:
+    """A measurement that could not be made.
+
+    Attributes
+    ----------
+    reason : AbsentReason
+        Stable code.
+    detail : str
+        A sentence for the reader ("lead V5 missing").
+    """
+
+    reason: AbsentReason
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DelineateConfig:
+    """Settings of :func:`delineate` (times in s, amplitudes in mV).
+
+    Parameters
+    ----------
+    pre_s, post_s : float
+        Span of a median beat before and after its R peak, s.
+    template_corr : float
+        Beats whose QRS correlates less than this with the median take no part in it.
+    smooth_hz : float
+        Low-pass of the P and T signal, Hz.
+    qrs_sig, qrs_on, qrs_off : float
+        Slope fractions (of the largest QRS slope) for the QRS run, its onset, offset.
+    qrs_gap_s : float
+        Gaps of low slope within a QRS bridged up to this, s.
+    qrs_search_s : float
+        How far from the peak the QRS boundaries are searched, s.
+    qt_max_s : float
+        Longest QT searched is ``qt_max_s * sqrt(RR_s)`` (and at most 85 % of RR).
+    t_window_s, p_window_s : float
+        Width of the area indicator for T and P boundaries, s.
+    p_search_s : float
+        P searched up to this before QRS onset, s.
+    p_min_mv, p_snr : float
+        A template P must reach ``p_min_mv`` and ``p_snr`` times the noise.
+    p_corr : float
+        A beat's P window must correlate this much with the template's.
+    t_min_mv : float
+        Smaller T waves are not delineated (flat T).
+    agree_leads : int
+        Leads that must agree for a global fiducial.
+    agree_ms : float
+        Within this, ms.
+    t_clear_fraction : float
+        Leads with T at least this fraction of the largest give the global T end.
+    """
+
+    pre_s: float = 0.45
+    post_s: float = 0.75
+    template_corr: float = 0.85
+    smooth_hz: float = 15.0
+    qrs_sig: float = 0.2
+    qrs_on: float = 0.05
+    qrs_off: float = 0.08
+    qrs_gap_s: float = 0.03
+    qrs_search_s: float = 0.15
+    qt_max_s: float = 0.55
+    t_window_s: float = 0.1
+    p_window_s: float = 0.04
+    p_search_s: float = 0.3
+    p_min_mv: float = 0.02
+    p_snr: float = 3.0
+    p_corr: float = 0.5
+    t_min_mv: float = 0.03
+    agree_leads: int = 2
+    agree_ms: float = 12.0
+    t_clear_fraction: float = 0.4
+
+    def __post_init__(self) -> None:
+        for name in (
+            "pre_s",
+            "post_s",
+            "smooth_hz",
+            "qrs_gap_s",
+            "qrs_search_s",
+            "qt_max_s",
+            "t_window_s",
+            "p_window_s",
+            "p_search_s",
+            "agree_ms",
+        ):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name} must be > 0, got {value!r}")
+        for name in ("template_corr", "qrs_sig", "qrs_on", "qrs_off", "p_corr", "t_clear_fraction"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0 <= value <= 1):
+                raise ConfigError(f"{name} must be within 0-1, got {value!r}")
+        if self.agree_leads < 1:
+            raise ConfigError(f"agree_leads must be >= 1, got {self.agree_leads!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Fiducials:
+    """One set of fiducials (sample indices, :data:`MISSING` where absent)."""
+
+    p_on: int = MISSING
+    p_peak: int = MISSING
+    p_off: int = MISSING
+    qrs_on: int = MISSING
+    qrs_peak: int = MISSING
+    qrs_off: int = MISSING
+    t_on: int = MISSING
+    t_peak: int = MISSING
+    t_off: int = MISSING
+
+    def as_array(self) -> IntArray:
+        """The nine values in :data:`FIDUCIALS` order."""
+        return np.array([getattr(self, n) for n in FIDUCIALS], dtype=np.int64)
+
+
+@dataclass(frozen=True, eq=False)
+class LeadFiducials:
+    """Per-beat fiducials of one lead, record samples.
+
+    Attributes
+    ----------
+    lead : str
+    points : ndarray of int64, shape (n_beats, 9)
+        Columns in :data:`FIDUCIALS` order; :data:`MISSING` where absent.
+    """
+
+    lead: str
+    points: IntArray
+
+    def column(self, name: str) -> IntArray:
+        """One fiducial for every beat (e.g. ``"qrs_on"``)."""
+        return self.points[:, _COL[name]]
+
+
+@dataclass(frozen=True, eq=False)
+class BeatFiducials:
+    """Per-beat fiducials over all leads (the agreement rule per beat).
+
+    Attributes
+    ----------
+    points : ndarray of int64, shape (n_beats, 9)
+        Record samples, :data:`FIDUCIALS` order, :data:`MISSING` where absent.
+    p_present : ndarray of bool, shape (n_beats,)
+        The beat has a P wave related to its QRS (in at least ``agree_leads`` leads,
+        or every lead with a P where fewer).
+    pr_ms : ndarray of float64, shape (n_beats,)
+        P onset to QRS onset of the beat, ms; NaN without P.
+    in_template : ndarray of bool, shape (n_beats,)
+        The beat took part in the median beats (dominant morphology).
+    """
+
+    points: IntArray
+    p_present: NDArray[np.bool_]
+    pr_ms: FloatArray
+    in_template: NDArray[np.bool_]
+
+    def column(self, name: str) -> IntArray:
+        """One fiducial for every beat (e.g. ``"qrs_on"``)."""
+        return self.points[:, _COL[name]]
+
+
+@dataclass(frozen=True, eq=False)
+class LeadTemplate:
+    """The median beat of one lead and its fiducials (template coordinates).
+
+    Attributes
+    ----------
+    lead : str
+    usable : bool
+        False when the lead has no median beat (missing, flat, too few clean beats).
+    absent : Absent or None
+        Why the lead is not usable.
+    wide_mv : ndarray of float64
+        Median beat on the diagnostic band (0.05–150 Hz), mV; R at ``r_index``.
+    lp_mv : ndarray of float64
+        Median beat on 0.5–40 Hz, mV.
+    iso_mv : float
+        Isoelectric level (mean of ``wide_mv`` over the 20 ms before QRS onset), mV.
+    fiducials : Fiducials
+        Template coordinates.
+    absent_p : Absent or None
+        Set when the lead has no P wave.
+    """
+
+    lead: str
+    usable: bool
+    absent: Absent | None
+    wide_mv: FloatArray
+    lp_mv: FloatArray
+    iso_mv: float
+    fiducials: Fiducials
+    absent_p: Absent | None
+
+
+@dataclass(frozen=True, slots=True)
+class GlobalFiducials:
+    """Fiducials over all leads, template coordinates (R at ``Delineation.r_index``)."""
+
+    p_on: int
+    p_off: int
+    qrs_on: int
+    qrs_off: int
+    t_peak: int
+    t_off: int
+    absent_p: Absent | None
+    absent_qrs: Absent | None
+    absent_t: Absent | None
+
+
+@dataclass(frozen=True, eq=False)
+class Delineation:
+    """Everything :func:`delineate` found in a window.
+
+    Attributes
+    ----------
+    fs_hz : float
+    lead_names : tuple of str
+    beats : ndarray of int64
+        The detector's beats (R peaks), as given.
+    rr_ms : float or None
+        Median RR interval, ms (None with fewer than two beats).
+    r_index : int
+        Index of the R peak in every template.
+    templates : tuple of LeadTemplate
+        One per lead, in lead order.
+    global_ : GlobalFiducials
+    per_lead : tuple of LeadFiducials
+        One per lead, in lead order.
+    beat_fiducials : BeatFiducials
+    """
+
+    fs_hz: float
+    lead_names: tuple[str, ...]
+    beats: IntArray
+    rr_ms: float | None
+    r_index: int
+    templates: tuple[LeadTemplate, ...]
+    global_: GlobalFiducials
+    per_lead: tuple[LeadFiducials, ...]
+    beat_fiducials: BeatFiducials
+
+
+# ---------------------------------------------------------------- wave finders
+
+
+def _extremum(y: FloatArray, sign: int = 0) -> int:
+    """Index of the interior local extremum of largest |y| (of ``sign`` if given), -1."""
+    if y.size < 3:
+        return MISSING
+    dy = np.diff(y)
+    maxima = np.flatnonzero((dy[:-1] > 0) & (dy[1:] <= 0)) + 1
+    minima = np.flatnonzero((dy[:-1] < 0) & (dy[1:] >= 0)) + 1
+    cand = np.concatenate(
+        [maxima if sign >= 0 else maxima[:0], minima if sign <= 0 else minima[:0]]
+    )
+    if sign > 0:
+        cand = cand[y[cand] > 0]
+    elif sign < 0:
+        cand = cand[y[cand] < 0]
+    if cand.size == 0:
+        return MISSING
+    return int(cand[np.argmax(np.abs(y[cand]))])
+
+
+def _corner_after(y: FloatArray, peak: int, lo: int, hi: int, w: int, sign: float) -> int:
+    """``t`` in [lo, hi) maximising ``sign * Σ_{k=t-w}^{t} (y[k] - y[t])`` (Zhang's T end)."""
+    if hi <= lo:
+        return MISSING
+    c = np.concatenate(([0.0], np.cumsum(y)))
+    t = np.arange(lo, hi)
+    start = np.maximum(t - w, 0)
+    area = (c[t + 1] - c[start]) - (t + 1 - start) * y[t]
+    return int(t[np.argmax(sign * area)])
+
+
+def _corner_before(y: FloatArray, lo: int, hi: int, w: int, sign: float) -> int:
+    """``t`` in [lo, hi) maximising ``sign * Σ_{k=t}^{t+w} (y[k] - y[t])``."""
+    if hi <= lo:
+        return MISSING
+    c = np.concatenate(([0.0], np.cumsum(y)))
+    t = np.arange(lo, hi)
+    stop = np.minimum(t + w + 1, y.size)
+    area = (c[stop] - c[t]) - (stop - t) * y[t]
+    return int(t[np.argmax(sign * area)])
+
+
+@dataclass(frozen=True, slots=True)
+class _Lead:
+    """One lead's signals for delineation (NaN-free copies and the NaN mask)."""
+
+    lp: FloatArray
+    sm: FloatArray
+    wide: FloatArray
+    slope: FloatArray  # |d lp / dt|, mV per sample
+    noise_slope: float
+    noise_mv: float
+    finite: NDArray[np.bool_]
+
+
+def _qrs(
+    lead: _Lead, r: int, lo: int, hi: int, fs: float, cfg: DelineateConfig
+) -> tuple[int, int, int]:
+    """(onset, peak, offset) of the QRS near ``r`` within [lo, hi)."""
+    lp, slope = lead.lp, lead.slope
+    w = max(1, round(0.05 * fs))
+    a, b = max(lo, r - w), min(hi, r + w + 1)
+    if b - a < 3:
+        return MISSING, MISSING, MISSING
+    pk = a + int(np.argmax(np.abs(lp[a:b] - 0.5 * (lp[a] + lp[b - 1]))))
+    w6 = max(1, round(0.06 * fs))
+    big = float(slope[max(lo, pk - w6) : min(hi, pk + w6 + 1)].max())
+    if not big > 0:
+        return MISSING, pk, MISSING
+    search = max(2, round(cfg.qrs_search_s * fs))
+    gap = max(1, round(cfg.qrs_gap_s * fs))
+    floor = 3.0 * lead.noise_slope
+    # Onset: earliest significant slope connected to the peak, then outwards to flat.
+    a = max(lo, pk - search)
+    sig = np.flatnonzero(slope[a : pk + 1] >= cfg.qrs_sig * big)
+    first = pk
+    if sig.size:
+        first = a + int(sig[-1])
+        for i in sig[::-1]:
+            if first - (a + int(i)) <= gap:
+                first = a + int(i)
+            else:
+                break
+    thr = max(cfg.qrs_on * big, floor)
+    below = np.flatnonzero(slope[a : first + 1] < thr)
+    on = a + int(below[-1]) if below.size else MISSING
+    # Offset: last significant slope connected to the peak, then outwards to flat.
+    b = min(hi, pk + search + 1)
+    sig = np.flatnonzero(slope[pk:b] >= cfg.qrs_sig * big)
+    last = pk
+    if sig.size:
+        last = pk + int(sig[0])
+        for i in sig:
+            if pk + int(i) - last <= gap:
+                last = pk + int(i)
+            else:
+                break
+    thr = max(cfg.qrs_off * big, floor)
+    below = np.flatnonzero(slope[last:b] < thr)
+    off = last + int(below[0]) if below.size else MISSING
+    return on, pk, off
+
+
+def _t_wave(
+    lead: _Lead,
+    pk: int,
+    qrs_off: int,
+    iso: float,
+    hi: int,
+    fs: float,
+    rr_s: float,
+    cfg: DelineateConfig,
+    sign: int = 0,
+) -> tuple[int, int, int]:
+    """(onset, peak, end) of the T wave after the QRS peak ``pk``."""
+    sm = lead.sm
+    start = (qrs_off if qrs_off != MISSING else pk + round(0.06 * fs)) + round(0.04 * fs)
+    span_s = min(cfg.qt_max_s * math.sqrt(rr_s) + 0.05, 0.85 * rr_s)
+    end = min(hi, pk + round(span_s * fs))
+    if end - start < round(0.06 * fs):
+        return MISSING, MISSING, MISSING
+    y = sm[start:end] - iso
+    tp = _extremum(y, sign)
+    if tp == MISSING or abs(y[tp]) < cfg.t_min_mv:
+        return MISSING, MISSING, MISSING
+    tp += start
+    s = 1.0 if sm[tp] - iso > 0 else -1.0
+    w = max(2, round(cfg.t_window_s * fs))
+    t_end = _corner_after(sm, tp, tp + 1, end, w, s)
+    on_lo = qrs_off if qrs_off != MISSING else start
+    t_on = _corner_before(sm, on_lo, tp, w, s)
+    return t_on, tp, t_end
+
+
+def _p_wave(
+    lead: _Lead,
+    qrs_on: int,
+    lo: int,
+    fs: float,
+    cfg: DelineateConfig,
+    near: int = MISSING,
+    sign: int = 0,
+) -> tuple[int, int, int, float]:
+    """(onset, peak, offset, signed amplitude) of the P wave before ``qrs_on``."""
+    sm = lead.sm
+    start = max(lo, qrs_on - round(cfg.p_search_s * fs))
+    stop = qrs_on
+    if stop - start < round(0.06 * fs):
+        return MISSING, MISSING, MISSING, 0.0
+    seg = sm[start : stop + 1]
+    line = np.linspace(seg[0], seg[-1], seg.size)
+    y = seg - line
+    guard = round(0.02 * fs)  # the 15 Hz low-pass spreads the QRS into the PR segment
+    search = y[: max(3, y.size - guard)]
+    if near != MISSING:
+        radius = round(0.06 * fs)
+        a = max(0, near - start - radius)
+        b = min(search.size, near - start + radius + 1)
+        if b - a < 3:
+            return MISSING, MISSING, MISSING, 0.0
+        pp = _extremum(search[a:b], sign)
+        pp = MISSING if pp == MISSING else pp + a
+    else:
+        pp = _extremum(search, sign)
+    if pp == MISSING:
+        return MISSING, MISSING, MISSING, 0.0
+    amp = float(y[pp])
+    s = 1.0 if amp > 0 else -1.0
+    w = max(2, round(cfg.p_window_s * fs))
+    p_on = _corner_before(y, 0, pp, w, s)
+    p_off = _corner_after(y, pp, pp + 1, max(pp + 2, y.size - guard), w, s)
+    return start + p_on, start + pp, start + p_off, amp
+
+
+# ---------------------------------------------------------------- leads and templates
+
+
+def _prepare(signal: FloatArray, fs: float, smooth_hz: float) -> list[_Lead]:
+    finite = np.isfinite(signal)
+    lp_all = filter_zero_phase(signal, fs, FilterMode.MONITORING, 50.0)
+    wide_all = filter_zero_phase(signal, fs, FilterMode.DIAGNOSTIC, 50.0)
+    sos = sps.butter(2, min(smooth_hz, 0.4 * fs), fs=fs, output="sos")
+    leads = []
+    for j in range(signal.shape[1]):
+        ok = finite[:, j]
+        lp = np.where(ok, lp_all[:, j], 0.0)
+        wide = np.where(ok, wide_all[:, j], 0.0)
+        sm = sps.sosfiltfilt(sos, lp) if lp.size > 15 else lp.copy()
+        slope = np.abs(np.gradient(lp)) if lp.size > 1 else np.zeros_like(lp)
+        noise_slope = float(np.median(slope[ok])) if ok.any() else 0.0
+        resid = lp - sm
+        noise_mv = float(1.4826 * np.median(np.abs(resid[ok]))) if ok.any() else 0.0
+        leads.append(_Lead(lp, sm, wide, slope, noise_slope, noise_mv, ok))
+    return leads
+
+
+def _agreed(values: Sequence[int], n_agree: int, tol: int, latest: bool) -> int:
+    """Earliest (latest) value that ``n_agree`` values confirm within ``tol``."""
+    v = np.sort(np.asarray([x for x in values if x != MISSING], dtype=np.int64))
+    if v.size == 0:
+        return MISSING
+    need = min(n_agree, v.size)
+    if latest:
+        v = -v[::-1]
+    for i in range(v.size):
+        if np.count_nonzero((v >= v[i]) & (v <= v[i] + tol)) >= need:
+            return int(-v[i] if latest else v[i])
+    return int(-v[-1] if latest else v[-1])  # pragma: no cover - need <= size
+
+
+def _usable(lead: _Lead, name: str) -> Absent | None:
+    if not lead.finite.any():
+        return Absent(AbsentReason.LEAD_UNUSABLE, f"lead {name} holds no valid sample")
+    if np.mean(lead.finite) < 0.5:
+        return Absent(AbsentReason.LEAD_UNUSABLE, f"lead {name} mostly missing")
+    wide = lead.wide[lead.finite]
+    if float(np.ptp(wide)) < 0.02:
+        return Absent(AbsentReason.LEAD_UNUSABLE, f"lead {name} flat (lead off?)")
+    return None
+
+
+def _delineate_template(
+    lead: _Lead, r: int, fs: float, rr_s: float, cfg: DelineateConfig
+) -> tuple[Fiducials, float, Absent | None, float]:
+    n = lead.lp.size
+    on, pk, off = _qrs(lead, r, 0, n, fs, cfg)
+    iso_lo = (on if on != MISSING else r - round(0.08 * fs)) - round(0.02 * fs)
+    iso_hi = iso_lo + round(0.02 * fs) + 1
+    iso = float(np.mean(lead.sm[max(0, iso_lo) : max(1, iso_hi)]))
+    iso_wide = float(np.mean(lead.wide[max(0, iso_lo) : max(1, iso_hi)]))
+    t_on, tp, t_off = _t_wave(lead, pk if pk != MISSING else r, off, iso, n, fs, rr_s, cfg)
+    # The P search starts after the previous beat's T: one RR before this T end.
+    lo = 0
+    if t_off != MISSING:
+        lo = max(0, t_off - round(rr_s * fs) + round(0.02 * fs))
+    absent_p: Absent | None = None
+    p_on = p_pk = p_off = MISSING
+    p_amp = 0.0
+    if on == MISSING:
+        absent_p = Absent(AbsentReason.NOT_DELINEATED, "QRS onset not found")
+    else:
+        p_on, p_pk, p_off, p_amp = _p_wave(lead, on, lo, fs, cfg)
+        if p_pk == MISSING or abs(p_amp) < max(cfg.p_min_mv, cfg.p_snr * lead.noise_mv):
+            absent_p = Absent(AbsentReason.NO_P_WAVE, "no P wave in the median beat")
+            p_on = p_pk = p_off = MISSING
+    fid = Fiducials(p_on, p_pk, p_off, on, pk, off, t_on, tp, t_off)
+    return fid, iso_wide, absent_p, p_amp
+
+
+def _template_lead(stack: FloatArray) -> FloatArray:
+    return np.asarray(np.median(stack, axis=0), dtype=np.float64)
+
+
+def delineate(
+    signal_mv: NDArray[np.floating],
+    fs_hz: float,
+    lead_names: Sequence[str],
+    beats: NDArray[np.integer],
+    config: DelineateConfig | None = None,
+) -> Delineation:
+    """Delineate every beat of every lead, and the median beats.
+
+    Parameters
+    ----------
+    signal_mv : ndarray, shape (n_samples, n_leads)
+        Samples in mV, NaN where missing.
+    fs_hz : float
+        Sampling frequency in Hz.
+    lead_names : sequence of str
+        One per column.
+    beats : array of int
+        R-peak samples (the QRS detector's beats), increasing.
+    config : DelineateConfig, optional
+
+    Returns
+    -------
+    Delineation
+
+    Raises
+    ------
+    SignalError
+        For a signal that is not 2-D or whose columns do not match ``lead_names``.
+    """
+    cfg = config or DelineateConfig()
+    signal = np.asarray(signal_mv, dtype=np.float64)
+    if signal.ndim != 2 or signal.shape[1] != len(lead_names):
+        raise SignalError(
+            f"signal must be (n_samples, {len(lead_names)}) for the lead names, got {signal.shape}"
+        )
+    if not (math.isfinite(fs_hz) and fs_hz > 0):
+        raise SignalError(f"fs_hz must be > 0, got {fs_hz!r}")
+    signal = np.where(np.isfinite(signal), signal, np.nan)
+    fs = float(fs_hz)
+    names = tuple(str(n) for n in lead_names)
+    n_samples, n_leads = signal.shape
+    r_all = np.asarray(beats, dtype=np.int64).reshape(-1)
+    r_all = r_all[(r_all >= 0) & (r_all < n_samples)]
+    rr_ms = float(np.median(np.diff(r_all))) * 1000.0 / fs if r_all.size >= 2 else None
+    rr_s = (rr_ms / 1000.0) if rr_ms is not None else 1.0
+    pre, post = round(cfg.pre_s * fs), round(cfg.post_s * fs)
+    leads = _prepare(signal, fs, cfg.smooth_hz) if n_samples > 0 else []
+    unusable = [_usable(lead, name) for lead, name in zip(leads, names, strict=True)]
+    inside = (r_all - pre >= 0) & (r_all + post < n_samples)
+    idx = r_all[inside, None] + np.arange(-pre, post + 1)[None, :]
+    in_template = np.zeros(r_all.size, dtype=bool)
+    good_leads = [j for j in range(n_leads) if unusable[j] is None]
+    chosen = np.zeros(0, dtype=np.int64)
+    if idx.shape[0] and good_leads:
+        chosen = _dominant(leads, good_leads, idx, pre, fs, cfg)
+        in_template[np.flatnonzero(inside)[chosen]] = True
+    templates: list[LeadTemplate] = []
+    for j, name in enumerate(names):
+        templates.append(_make_template(leads, j, name, unusable, idx, chosen, pre, fs, rr_s, cfg))
+    global_ = _global(templates, fs, cfg, r_all.size)
+    per_lead = tuple(
+        _beats_of_lead(leads[j] if leads else None, templates[j], r_all, pre, fs, cfg)
+        for j in range(n_leads)
+    )
+    beat_fid = _beat_fiducials(per_lead, templates, r_all, in_template, fs, cfg)
+    return Delineation(
+        fs_hz=fs,
+        lead_names=names,
+        beats=r_all,
+        rr_ms=rr_ms,
+        r_index=pre,
+        templates=tuple(templates),
+        global_=global_,
+        per_lead=per_lead,
+        beat_fiducials=beat_fid,
+    )
+
+
+def _dominant(
+    leads: list[_Lead], good: list[int], idx: IntArray, pre: int, fs: float, cfg: DelineateConfig
+) -> IntArray:
+    """Indices (into ``idx``) of the beats of the dominant morphology, NaN-free."""
+    half = round(0.06 * fs)
+    qrs_idx = idx[:, pre - half : pre + half + 1]
+    finite = np.ones(idx.shape[0], dtype=bool)
+    for j in good:
+        finite &= leads[j].finite[idx].all(axis=1)
+    rows = np.flatnonzero(finite)
+    if rows.size == 0:
+        return rows
+    feats = np.concatenate([leads[j].lp[qrs_idx[rows]] for j in good], axis=1)
+    feats = feats - feats.mean(axis=1, keepdims=True)
+    med = np.median(feats, axis=0)
+    denom = np.linalg.norm(feats, axis=1) * np.linalg.norm(med)
+    corr = np.where(denom > 0, feats @ med / np.where(denom > 0, denom, 1.0), 0.0)
+    keep = corr >= cfg.template_corr
+    if np.count_nonzero(keep) < max(1, int(0.3 * rows.size)):
+        keep = corr >= np.median(corr)
+    return rows[keep]
+
+
+def _make_template(
+    leads: list[_Lead],
+    j: int,
+    name: str,
+    unusable: list[Absent | None],
+    idx: IntArray,
+    chosen: IntArray,
+    pre: int,
+    fs: float,
+    rr_s: float,
+    cfg: DelineateConfig,
+) -> LeadTemplate:
+    empty = np.zeros(0)
+    absent = unusable[j] if j < len(unusable) else None
+    if absent is None and chosen.size == 0:
+        absent = Absent(
+            AbsentReason.TOO_FEW_BEATS, "no complete beat (a median beat needs one whole beat)"
+        )
+    if absent is not None:
+        return LeadTemplate(name, False, absent, empty, empty, 0.0, Fiducials(), absent)
+    lead = leads[j]
+    rows = idx[chosen]
+    t_lead = _Lead(
+        lp=_template_lead(lead.lp[rows]),
+        sm=_template_lead(lead.sm[rows]),
+        wide=_template_lead(lead.wide[rows]),
+        slope=np.empty(0),
+        noise_slope=lead.noise_slope,
+        noise_mv=lead.noise_mv / math.sqrt(max(1, chosen.size)),
+        finite=np.ones(rows.shape[1], dtype=bool),
+    )
+    t_lead = _with_slope(t_lead)
+    fid, iso, absent_p, _ = _delineate_template(t_lead, pre, fs, rr_s, cfg)
+    return LeadTemplate(name, True, None, t_lead.wide, t_lead.lp, iso, fid, absent_p)
+
+
+def _with_slope(lead: _Lead) -> _Lead:
+    slope = np.abs(np.gradient(lead.lp)) if lead.lp.size > 1 else np.zeros_like(lead.lp)
+    return _Lead(lead.lp, lead.sm, lead.wide, slope, lead.noise_slope, lead.noise_mv, lead.finite)
+
+
+def _global(
+    templates: list[LeadTemplate], fs: float, cfg: DelineateConfig, n_beats: int
+) -> GlobalFiducials:
+    ok = [t for t in templates if t.usable]
+    if not ok:
+        why = (
+            Absent(AbsentReason.TOO_FEW_BEATS, f"{n_beats} beats, no complete median beat")
+            if templates
+            and all(
+                t.absent is None or t.absent.reason is AbsentReason.TOO_FEW_BEATS for t in templates
+            )
+            else Absent(AbsentReason.LEAD_UNUSABLE, "no usable lead")
+        )
+        return GlobalFiducials(MISSING, MISSING, MISSING, MISSING, MISSING, MISSING, why, why, why)
+    tol = max(1, round(cfg.agree_ms * fs / 1000.0))
+    n = cfg.agree_leads
+    qrs_on = _agreed([t.fiducials.qrs_on for t in ok], n, tol, latest=False)
+    qrs_off = _agreed([t.fiducials.qrs_off for t in ok], n, tol, latest=True)
+    absent_qrs = (
+        None
+        if qrs_on != MISSING and qrs_off != MISSING
+        else Absent(AbsentReason.NOT_DELINEATED, "QRS boundaries not found")
+    )
+    with_p = [t for t in ok if t.absent_p is None]
+    absent_p: Absent | None = None
+    p_on = p_off = MISSING
+    if len(with_p) < min(n, len(ok)):
+        absent_p = Absent(AbsentReason.NO_P_WAVE, f"P wave in {len(with_p)} of {len(ok)} leads")
+    else:
+        p_on = _agreed([t.fiducials.p_on for t in with_p], n, tol, latest=False)
+        p_off = _agreed([t.fiducials.p_off for t in with_p], n, tol, latest=True)
+    amps = {
+        t.lead: abs(float(t.wide_mv[t.fiducials.t_peak] - t.iso_mv))
+        for t in ok
+        if t.fiducials.t_peak != MISSING and t.fiducials.t_off != MISSING
+    }
+    absent_t: Absent | None = None
+    t_peak = t_off = MISSING
+    if not amps:
+        absent_t = Absent(AbsentReason.NOT_DELINEATED, "no lead with a clear T wave")
+    else:
+        biggest = max(amps.values())
+        clear = [t for t in ok if amps.get(t.lead, 0.0) >= cfg.t_clear_fraction * biggest]
+        t_off = _agreed([t.fiducials.t_off for t in clear], n, 2 * tol, latest=True)
+        best = max(clear, key=lambda t: amps[t.lead])
+        t_peak = best.fiducials.t_peak
+    return GlobalFiducials(
+        p_on, p_off, qrs_on, qrs_off, t_peak, t_off, absent_p, absent_qrs, absent_t
+    )
+
+
+# ---------------------------------------------------------------- beats
+
+
+def _beats_of_lead(
+    lead: _Lead | None,
+    template: LeadTemplate,
+    r_all: IntArray,
+    pre: int,
+    fs: float,
+    cfg: DelineateConfig,
+) -> LeadFiducials:
+    points = np.full((r_all.size, len(FIDUCIALS)), MISSING, dtype=np.int64)
+    if lead is None or not template.usable:
+        return LeadFiducials(template.lead, points)
+    n = lead.lp.size
+    tf = template.fiducials
+    t_sign = 0
+    if tf.t_peak != MISSING:
+        t_sign = 1 if template.lp_mv[tf.t_peak] - template.iso_mv > 0 else -1
+    p_sign = 0
+    p_ref: FloatArray | None = None
+    if template.absent_p is None and tf.p_peak != MISSING:
+        a, b = tf.p_on - round(0.02 * fs), tf.p_off + round(0.02 * fs)
+        if a >= 0 and b < template.lp_mv.size:
+            p_ref = _template_sm_segment(template, a, b)
+            p_sign = 1 if p_ref[tf.p_peak - a] > 0 else -1
+    for i, r in enumerate(r_all):
+        r = int(r)
+        lo = int(r_all[i - 1]) + round(0.2 * fs) if i > 0 else 0
+        hi = int(r_all[i + 1]) - round(0.1 * fs) if i + 1 < r_all.size else n
+        rr_next = (int(r_all[i + 1]) - r) / fs if i + 1 < r_all.size else None
+        rr_s = rr_next if rr_next is not None else ((r - int(r_all[i - 1])) / fs if i > 0 else 1.0)
+        a = max(0, r - pre)
+        b = min(n, r + round(cfg.post_s * fs) + 1)
+        if not lead.finite[a:b].all():
+            continue
+        on, pk, off = _qrs(lead, r, max(lo, a), min(hi, b), fs, cfg)
+        points[i, 3:6] = (on, pk, off)
+        if pk == MISSING:
+            continue
+        iso_lo = (on if on != MISSING else pk - round(0.08 * fs)) - round(0.02 * fs)
+        iso = float(np.mean(lead.sm[max(0, iso_lo) : max(1, iso_lo + round(0.02 * fs) + 1)]))
+        t_hi = min(b, int(r_all[i + 1]) if i + 1 < r_all.size else b)
+        points[i, 6:9] = _t_wave(lead, pk, off, iso, t_hi, fs, rr_s, cfg, t_sign)
+        if p_ref is not None and on != MISSING:
+            prev_t = MISSING
+            if i > 0:
+                prev_t = int(points[i - 1, 8])
+            p_lo = max(a, prev_t + round(0.02 * fs) if prev_t != MISSING else lo - round(0.1 * fs))
+            near = on - (tf.qrs_on - tf.p_peak)
+            p_on, p_pk, p_off, _ = _p_wave(lead, on, p_lo, fs, cfg, near, p_sign)
+            if p_pk != MISSING and _p_matches(
+                lead, p_ref, p_pk - (tf.p_peak - (tf.p_on - round(0.02 * fs))), cfg
+            ):
+                points[i, 0:3] = (p_on, p_pk, p_off)
+    return LeadFiducials(template.lead, points)
+
+
+def _template_sm_segment(template: LeadTemplate, a: int, b: int) -> FloatArray:
+    seg = template.lp_mv[a : b + 1]
+    return np.asarray(seg - np.linspace(seg[0], seg[-1], seg.size), dtype=np.float64)
+
+
+def _p_matches(lead: _Lead, p_ref: FloatArray, start: int, cfg: DelineateConfig) -> bool:
+    stop = start + p_ref.size
+    if start < 0 or stop > lead.lp.size:
+        return False
+    seg = lead.lp[start:stop]
+    seg = seg - np.linspace(seg[0], seg[-1], seg.size)
+    denom = float(np.linalg.norm(seg) * np.linalg.norm(p_ref))
+    return denom > 0 and float(seg @ p_ref) / denom >= cfg.p_corr
+
+
+def _beat_fiducials(
+    per_lead: tuple[LeadFiducials, ...],
+    templates: list[LeadTemplate],
+    r_all: IntArray,
+    in_template: NDArray[np.bool_],
+    fs: float,
+    cfg: DelineateConfig,
+) -> BeatFiducials:
+    n = r_all.size
+    points = np.full((n, len(FIDUCIALS)), MISSING, dtype=np.int64)
+    p_present = np.zeros(n, dtype=bool)
+    pr_ms = np.full(n, np.nan)
+    tol = max(1, round(cfg.agree_ms * fs / 1000.0))
+    k = cfg.agree_leads
+    leads_with_p = [
+        lf for lf, t in zip(per_lead, templates, strict=True) if t.usable and t.absent_p is None
+    ]
+    usable = [lf for lf, t in zip(per_lead, templates, strict=True) if t.usable]
+    for i in range(n):
+        if not usable:
+            break
+        col = np.stack([lf.points[i] for lf in usable])
+        points[i, 3] = _agreed(col[:, 3].tolist(), k, tol, latest=False)
+        points[i, 5] = _agreed(col[:, 5].tolist(), k, tol, latest=True)
+        points[i, 4] = int(r_all[i])
+        points[i, 8] = _agreed(col[:, 8].tolist(), k, 2 * tol, latest=True)
+        peaks = col[:, 7][col[:, 7] != MISSING]
+        points[i, 7] = int(np.median(peaks)) if peaks.size else MISSING
+        ons = col[:, 6][col[:, 6] != MISSING]
+        points[i, 6] = int(np.median(ons)) if ons.size else MISSING
+        if leads_with_p:
+            pc = np.stack([lf.points[i] for lf in leads_with_p])
+            found = int(np.count_nonzero(pc[:, 1] != MISSING))
+            if found >= min(k, len(leads_with_p)):
+                p_present[i] = True
+                points[i, 0] = _agreed(pc[:, 0].tolist(), k, tol, latest=False)
+                points[i, 2] = _agreed(pc[:, 2].tolist(), k, tol, latest=True)
+                pk = pc[:, 1][pc[:, 1] != MISSING]
+                points[i, 1] = int(np.median(pk))
+                if points[i, 3] != MISSING and points[i, 0] != MISSING:
+                    pr_ms[i] = (points[i, 3] - points[i, 0]) * 1000.0 / fs
+    return BeatFiducials(points, p_present, pr_ms, in_template)
