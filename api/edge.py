@@ -1,0 +1,370 @@
+"""The edge: one port, served by uvicorn inside our own event loop.
+
+:class:`Edge` runs an ASGI application with uvicorn programmatically: it binds the
+socket itself (so that ``port=0`` works and :attr:`Edge.port` is known as soon as
+:meth:`Edge.start` returns), installs no signal handler (the caller owns the loop and
+its signals: ``teleconsult serve`` stops on SIGINT/SIGTERM, tests just close), and
+serves TLS from the caller's :class:`ssl.SSLContext`.
+
+:class:`EdgeServer` is the whole server on that port: the Litestar application of
+:func:`api.app.create_app` (pages, static files, ``/api/v1``, ``/healthz``,
+``/metrics``) with ``/ws`` pumping :class:`signaling.server.SignalingServer` and
+``/device`` pumping :class:`api.ws_device.DeviceEndpoint`.
+
+Transport settings, and why:
+
+- uvicorn's ``websockets-sansio`` protocol (websockets' own sans-I/O core): it answers
+  an upgrade refused before accept with our status and body (``/device``: 401/403).
+- ``ws_per_message_deflate=False``: signaling messages are small and device frames are
+  already compact; per-connection zlib state would cost more memory than it saves.
+- ``ws_ping_interval``/``ws_ping_timeout``: keep-alive pings find dead peers.
+- ``ws_max_size``: twice the largest endpoint limit (:func:`api.ws.message_limit_bytes`),
+  so the endpoints answer a message over their own limit with the protocol's ``error``.
+- No access log and uvicorn's per-connection lines silenced: they carry the client's
+  address and the query string (a ``?token=``), which no log line may hold.
+- Shutdown: every WebSocket is closed with 1001 first (as before: a client reconnects),
+  then uvicorn stops, then the pumps settle (media calls, Store writes, last commit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import uvicorn
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.types import ControllerRouterHandler, Middleware
+
+from api.app import ApiConfig, HealthCheck, create_app
+from api.ws import (
+    Channel,
+    ChannelLimits,
+    Receive,
+    Scope,
+    Send,
+    accept,
+    message_limit_bytes,
+    signaling_endpoint,
+)
+from api.ws_device import DEVICE_MAX_MESSAGE_BYTES, DeviceEndpoint
+from signaling.errors import ServerError
+from signaling.messages import CloseCode
+from signaling.server import SignalingServer
+
+__all__ = ["Edge", "EdgeConfig", "EdgeServer"]
+
+logger = logging.getLogger(__name__)
+
+SHUTDOWN_REASON: Final = "server shutting down"
+
+
+@dataclass(frozen=True, kw_only=True)
+class EdgeConfig:
+    """Where and how the edge listens.
+
+    Attributes
+    ----------
+    host : str
+        Interface to bind (loopback by default).
+    port : int
+        TCP port; 0 picks a free one (see :attr:`Edge.port`).
+    ping_interval_s, ping_timeout_s : float
+        WebSocket keep-alive pings, seconds.
+    close_timeout_s : float
+        How long closing the connections may take at shutdown, seconds.
+    max_frame_bytes : int
+        Largest ``/ws`` message read; a larger one is answered with ``error too_large``
+        and close 1009 (the core answers messages between its own, smaller limit and
+        this one with ``too_large`` and keeps the connection).
+    max_queued_bytes : int
+        Outgoing text queued for one slow client before it is closed.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8443
+    # Keep-alive
+    ping_interval_s: float = 20.0
+    ping_timeout_s: float = 20.0
+    close_timeout_s: float = 5.0
+    # Limits
+    max_frame_bytes: int = 256 * 1024
+    max_queued_bytes: int = 4 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"server.port must be 0-65535, not {self.port}")
+        if self.ping_interval_s <= 0 or self.ping_timeout_s <= 0 or self.close_timeout_s <= 0:
+            raise ValueError("ping_interval_s, ping_timeout_s and close_timeout_s must be > 0")
+        ChannelLimits(
+            max_message_bytes=self.max_frame_bytes, max_queued_bytes=self.max_queued_bytes
+        )
+
+    def channel_limits(self) -> ChannelLimits:
+        """The limits of one ``/ws`` connection."""
+        return ChannelLimits(
+            max_message_bytes=self.max_frame_bytes, max_queued_bytes=self.max_queued_bytes
+        )
+
+
+def quiet_uvicorn_logs() -> None:
+    """Silence uvicorn's per-connection lines (they hold addresses and query strings)."""
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.access").disabled = True
+
+
+class Edge:
+    """uvicorn serving ``app`` on one socket inside the running event loop.
+
+    Parameters
+    ----------
+    app : ASGI application
+        What is served (the Litestar app).
+    config : EdgeConfig
+        Where and how to listen.
+    ssl_context : ssl.SSLContext, optional
+        TLS (``https://``, ``wss://``); plain without it.
+    ws_max_size_bytes : int
+        uvicorn's WebSocket message limit.
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        config: EdgeConfig,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        ws_max_size_bytes: int,
+    ) -> None:
+        self.app = app
+        self.config = config
+        self.ssl_context = ssl_context
+        self._ws_max_size_bytes = ws_max_size_bytes
+        self._socket: socket.socket | None = None
+        self._server: uvicorn.Server | None = None
+        self._main: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Bind, run the application's start-up hooks, accept connections.
+
+        Raises
+        ------
+        ServerError
+            If the address cannot be bound or the application fails to start.
+        """
+        config = self.config
+        family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((config.host, config.port))
+        except OSError as exc:
+            sock.close()
+            raise ServerError(
+                f"cannot listen on {config.host}:{config.port}: {exc.strerror}"
+            ) from exc
+        sock.setblocking(False)
+        quiet_uvicorn_logs()
+        settings = uvicorn.Config(
+            self.app,
+            ws="websockets-sansio",
+            lifespan="on",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            ws_ping_interval=config.ping_interval_s,
+            ws_ping_timeout=config.ping_timeout_s,
+            ws_max_size=self._ws_max_size_bytes,
+            ws_per_message_deflate=False,
+            timeout_graceful_shutdown=max(1, round(config.close_timeout_s)),
+        )
+        settings.load()
+        settings.ssl = self.ssl_context
+        server = uvicorn.Server(settings)
+        server.lifespan = settings.lifespan_class(settings)
+        try:
+            await server.startup(sockets=[sock])
+        except SystemExit as exc:  # uvicorn exits when the application's start-up fails
+            sock.close()
+            raise ServerError("the application failed to start") from exc
+        self._socket = sock
+        self._server = server
+        self._main = asyncio.create_task(server.main_loop())
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with ``port=0``)."""
+        if self._socket is None:
+            raise ServerError("the server is not started")
+        port: int = self._socket.getsockname()[1]
+        return port
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` (``https`` with TLS)."""
+        scheme = "https" if self.ssl_context else "http"
+        host = self.config.host if ":" not in self.config.host else f"[{self.config.host}]"
+        return f"{scheme}://{host}:{self.port}"
+
+    async def close(self) -> None:
+        """Stop accepting, close what is left, run the application's shutdown hooks."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.should_exit = True
+        if self._main is not None:
+            await self._main
+        await server.shutdown()
+        if self._socket is not None:
+            self._socket.close()
+
+
+class EdgeServer:
+    """The server on one port: the edge application, ``/ws`` and ``/device`` pumped.
+
+    Parameters
+    ----------
+    signaling : SignalingServer
+        The ``/ws`` pump.
+    config : EdgeConfig
+        Where and how to listen.
+    api : ApiConfig, optional
+        HTTP limits and OpenAPI metadata.
+    ssl_context : ssl.SSLContext, optional
+        TLS.
+    web_dir : Path, optional
+        The browser assets.
+    route_handlers, dependencies, middleware
+        The REST API (see :func:`api.app.create_app`).
+    health_checks : mapping, optional
+        Extra checks for ``/healthz`` (the Store's write health is always checked).
+    device : DeviceEndpoint, optional
+        Takes ``/device``; may also be set later (:attr:`device`). Until then a
+        ``/device`` connection is closed with 1013 "not yet available".
+    """
+
+    def __init__(
+        self,
+        *,
+        signaling: SignalingServer,
+        config: EdgeConfig | None = None,
+        api: ApiConfig | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        web_dir: Path | None = None,
+        route_handlers: Sequence[ControllerRouterHandler] = (),
+        dependencies: Mapping[str, Provide] | None = None,
+        middleware: Sequence[Middleware] = (),
+        health_checks: Mapping[str, HealthCheck] | None = None,
+        device: DeviceEndpoint | None = None,
+    ) -> None:
+        self.signaling = signaling
+        self.config = config or EdgeConfig()
+        self.device = device
+        self._channels: set[Channel] = set()
+        limits = self.config.channel_limits()
+        checks: dict[str, HealthCheck] = {"store": signaling.store_health}
+        checks.update(health_checks or {})
+        self.app: Litestar = create_app(
+            route_handlers=route_handlers,
+            dependencies=dependencies,
+            config=api or ApiConfig(tls=ssl_context is not None),
+            middleware=middleware,
+            web_dir=web_dir,
+            websockets={
+                "/ws": signaling_endpoint(signaling, limits, self._register),
+                "/device": self._device,
+            },
+            health=signaling.health,
+            health_checks=checks,
+            metrics=signaling.metrics.render,
+        )
+        biggest = max(self.config.max_frame_bytes, DEVICE_MAX_MESSAGE_BYTES)
+        self.edge = Edge(
+            self.app,
+            self.config,
+            ssl_context=ssl_context,
+            ws_max_size_bytes=message_limit_bytes(biggest),
+        )
+
+    # The parts tests and the wiring reach most often.
+    @property
+    def core(self) -> Any:
+        """The signaling core."""
+        return self.signaling.core
+
+    @property
+    def media(self) -> Any:
+        """The media backend."""
+        return self.signaling.media
+
+    @property
+    def store(self) -> Any:
+        """The Store."""
+        return self.signaling.store
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        return self.edge.port
+
+    @property
+    def url(self) -> str:
+        """``http(s)://host:port``."""
+        return self.edge.url
+
+    def _register(self, channel: Channel) -> Callable[[], None]:
+        self._channels.add(channel)
+        return lambda: self._channels.discard(channel)
+
+    async def _device(self, scope: Scope, receive: Receive, send: Send) -> None:
+        device = self.device
+        if device is not None:
+            await device(scope, receive, send)
+            return
+        if await accept(receive, send):
+            await send({"type": "websocket.close", "code": 1013, "reason": "not yet available"})
+
+    async def start(self) -> None:
+        """Start the pump's timers, then listen.
+
+        Raises
+        ------
+        ServerError
+            If the address cannot be bound.
+        """
+        await self.signaling.start()
+        try:
+            await self.edge.start()
+        except ServerError:
+            await self.signaling.close()
+            raise
+        logger.info("listening on %s", self.url)
+
+    async def close(self) -> None:
+        """Close every connection (1001), stop listening, let the pumps settle."""
+        channels = [*self._channels]
+        if self.device is not None:
+            channels += self.device.channels()
+        for channel in channels:
+            channel.close(CloseCode.GOING_AWAY, SHUTDOWN_REASON)
+        if channels:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.gather(*(c.drain() for c in channels)), self.config.close_timeout_s
+                )
+        await self.edge.close()
+        await self.signaling.close()
+
+    async def __aenter__(self) -> EdgeServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

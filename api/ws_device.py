@@ -1,0 +1,220 @@
+"""The ``/device`` endpoint (ECG carts): a raw ASGI pump of the device protocol.
+
+The device protocol, storage and annotation live in the live ECG service, reached
+through :class:`~signaling.ports.DeviceStreams`; this module moves bytes and JSON
+between uvicorn and it.
+
+Design notes
+------------
+- **Authentication happens in the upgrade** (:meth:`DeviceEndpoint.check`): the token
+  comes from ``Authorization: Bearer <jwt>`` or, for carts and browsers that cannot set
+  headers, from the query ``?token=<jwt>`` (it then appears in access logs: prefer the
+  header). No or a bad token: HTTP 401; a valid token whose role is not ``device``:
+  HTTP 403. The reason is in the response body, and nothing is accepted. The device id
+  is the token's ``sub``.
+- **Group commit.** Frames are written as they arrive but acked only after a commit:
+  every ``commit_interval_s`` the endpoint takes every written stream
+  (``begin_commit``, on the loop), fsyncs them in a worker thread (``run``) and sends
+  the acks (``end_commit``). One commit is in flight at a time; a device never waits
+  more than about two intervals plus the fsync for its ack.
+- **Acks never wait**: they go through the connection's :class:`~api.ws.Channel`
+  (written at once when the socket is writable, else queued), so a commit that acks
+  ~100 streams costs no task and no await per ack. A connection that is closing gets
+  none (the device resumes from the last ack it read, which the server never
+  contradicts: a stale ack is ignored by the device).
+- **Takeover**: a device that resumes a stream on a new connection while the old one
+  still looks alive; the old connection gets ``error superseded`` and is closed.
+- **Keep-alive**: uvicorn's WebSocket pings find a dead cart; its streams are then
+  released and stay resumable.
+- **Message size**: the device protocol promises messages up to 1 MiB
+  (docs/device-protocol.md, :data:`DEVICE_MAX_MESSAGE_BYTES`); a larger one gets the
+  ECG side's fatal ``error`` and close 1009.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import parse_qs
+
+from api.ws import Channel, ChannelLimits, Receive, Scope, Send, accept, refuse
+from sessions.errors import TokenError
+from sessions.tokens import TokenClaims
+from signaling.ports import DeviceLink, DeviceOutput, DeviceStreams
+
+__all__ = [
+    "DEVICE_MAX_MESSAGE_BYTES",
+    "DEVICE_ROLE",
+    "DeviceEndpoint",
+    "Refusal",
+    "bearer_token",
+    "deliver",
+]
+
+logger = logging.getLogger(__name__)
+
+DEVICE_ROLE: Final = "device"
+DEVICE_MAX_MESSAGE_BYTES: Final = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An upgrade refused: the HTTP status and the reason (the response body)."""
+
+    status: int
+    reason: str
+
+
+def headers_of(scope: Scope) -> dict[str, str]:
+    """An ASGI scope's headers, lower-case names (the last of repeated ones)."""
+    return {
+        name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]
+    }
+
+
+def bearer_token(headers: Mapping[str, str], query: str) -> str | None:
+    """The token of an upgrade request: ``Authorization: Bearer``, else ``?token=``."""
+    header = headers.get("authorization", "")
+    if header.startswith("Bearer "):
+        return header.removeprefix("Bearer ").strip() or None
+    values = parse_qs(query).get("token")
+    return values[0] if values else None
+
+
+def deliver(channel: Channel, out: list[DeviceOutput]) -> bool:
+    """Send the ECG side's output on ``channel``; True when it closed the connection."""
+    for item in out:
+        if isinstance(item, str):
+            channel.send_text(item)
+        else:
+            channel.close(*item)
+            return True
+    return channel.closing
+
+
+class DeviceEndpoint:
+    """Serves ``/device``: token check in the upgrade, one session per connection.
+
+    Parameters
+    ----------
+    streams : DeviceStreams
+        The ECG side (sessions, storage, group commit).
+    verify : callable
+        ``verify(token) -> TokenClaims``; raises :class:`~sessions.errors.TokenError`.
+    commit_interval_s : float
+        Group-commit period in s (50–200 ms: the ack delay versus fsyncs per second).
+    limits : ChannelLimits, optional
+        Per-connection limits; by default messages up to :data:`DEVICE_MAX_MESSAGE_BYTES`.
+    """
+
+    def __init__(
+        self,
+        streams: DeviceStreams,
+        verify: Callable[[str], TokenClaims],
+        *,
+        commit_interval_s: float = 0.1,
+        limits: ChannelLimits | None = None,
+    ) -> None:
+        self.streams = streams
+        self.verify = verify
+        self.commit_interval_s = commit_interval_s
+        self.limits = limits or ChannelLimits(
+            max_message_bytes=DEVICE_MAX_MESSAGE_BYTES,
+            max_queued_bytes=4 * DEVICE_MAX_MESSAGE_BYTES,
+        )
+        self._channels: dict[DeviceLink, Channel] = {}
+        self._committer: asyncio.Task[None] | None = None
+        self.connections = 0
+
+    def check(self, headers: Mapping[str, str], query: str) -> Refusal | str:
+        """The device id of a valid device token, or why the upgrade is refused."""
+        token = bearer_token(headers, query)
+        if token is None:
+            return Refusal(401, "missing token: send Authorization: Bearer <device token>")
+        try:
+            claims = self.verify(token)
+        except TokenError as error:
+            return Refusal(401, str(error))
+        if claims.role != DEVICE_ROLE:
+            return Refusal(403, f"a {claims.role} token cannot stream ECG: role device needed")
+        return claims.identity
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pump one device connection until it ends."""
+        checked = self.check(headers_of(scope), scope.get("query_string", b"").decode("latin-1"))
+        if isinstance(checked, Refusal):
+            await refuse(receive, send, checked.status, checked.reason)
+            return
+        if not await accept(receive, send):
+            return
+        channel = Channel(send, self.limits)
+        self.connections += 1
+        self._ensure_committer()
+
+        def superseded(out: list[DeviceOutput]) -> None:
+            deliver(channel, out)
+
+        link = self.streams.connect(checked, superseded)
+        self._channels[link] = channel
+        limit = self.limits.max_message_bytes
+        try:
+            while True:
+                message = await receive()
+                if message["type"] != "websocket.receive":
+                    break
+                if channel.closing:  # read on until the close is through
+                    continue
+                text: str | None = message.get("text")
+                data: bytes = b"" if text is not None else (message.get("bytes") or b"")
+                size = len(text) if text is not None else len(data)
+                if size > limit:
+                    out = link.too_large(size, limit)
+                elif text is not None:
+                    out = link.receive_text(text)
+                else:
+                    out = link.receive_bytes(data)
+                if out:
+                    deliver(channel, out)
+        finally:
+            link.connection_lost()
+            del self._channels[link]
+            channel.disconnected()
+            await channel.drain()
+
+    def channels(self) -> list[Channel]:
+        """Every open device connection (the edge closes them at shutdown)."""
+        return list(self._channels.values())
+
+    async def close(self) -> None:
+        """Stop the committer after a last commit (the connections are closed by then)."""
+        if self._committer is not None:
+            self._committer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._committer
+            self._committer = None
+        await self._commit_once()
+        self.streams.close()
+
+    def _ensure_committer(self) -> None:
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_forever())
+
+    async def _commit_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.commit_interval_s)
+            try:
+                await self._commit_once()
+            except Exception:
+                logger.exception("group commit failed")
+
+    async def _commit_once(self) -> None:
+        commit = self.streams.begin_commit()
+        await asyncio.to_thread(commit.run)
+        for link, out in self.streams.end_commit(commit):
+            channel = self._channels.get(link)
+            if channel is not None and out:
+                deliver(channel, out)
