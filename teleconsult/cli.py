@@ -11,7 +11,15 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from teleconsult import __version__, device_cmd, ecg_cmd, recording_cmd, server_cmd
+from teleconsult import (
+    __version__,
+    audit_cmd,
+    backup_cmd,
+    device_cmd,
+    ecg_cmd,
+    recording_cmd,
+    server_cmd,
+)
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -27,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     ecg_cmd.register(commands)
     device_cmd.register(commands)
     recording_cmd.register(commands)
+    audit_cmd.register(commands)
+    backup_cmd.register(commands)
     return parser
 
 
