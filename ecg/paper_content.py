@@ -1,0 +1,308 @@
+"""What an ECG report says besides the signal: patient, time, filter band, measurements,
+statements. Shared by the paper renderer (:mod:`ecg.paper`), the DICOM waveform
+(:mod:`ecg.dicom`) and the FHIR export (:mod:`ecg.fhir`).
+
+Design notes
+------------
+- The measurements and statements are made elsewhere (``ecg/measure*.py``,
+  ``ecg/statements*.py``); the exporters take them as plain data so that they depend
+  on no type of those modules: measurements as a mapping in the annotation JSON's
+  spelling (``hr_bpm``, ``pr_ms``, ``qtc_ms`` as a number or an object by formula,
+  ``qrs_axis_deg``...), statements as mappings or objects with ``code``, ``text_en``,
+  ``text_zh`` and ``severity`` (:class:`StatementLike`). :func:`measurements_from` and
+  :func:`statements_from` turn either into the frozen values below.
+- A measurement that could not be made is *absent*: ``value`` is ``None`` and
+  ``reason`` says why (``null``, NaN, ``{"value": null, "reason": "..."}`` in the input).
+  Every output shows it as absent ("—", a DICOM item without a number, a FHIR
+  ``dataAbsentReason``), never as a number.
+- QTc is kept per formula (``qtc_bazett_ms``...); ``Measurements.qtc_formula`` names
+  the one shown first (Bazett unless the input says otherwise).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+__all__ = [
+    "GLOBAL_MEASUREMENTS",
+    "QTC_FORMULAS",
+    "Measurement",
+    "Measurements",
+    "Patient",
+    "ReportInfo",
+    "Statement",
+    "StatementLike",
+    "measurements_from",
+    "qtc_key",
+    "statements_from",
+]
+
+QTC_FORMULAS = ("bazett", "fridericia", "framingham", "hodges")
+
+# The global measurements a report shows, in the order it shows them (qtc_ms stands for
+# the QTc of Measurements.qtc_formula).
+GLOBAL_MEASUREMENTS = (
+    "hr_bpm",
+    "rr_ms",
+    "pr_ms",
+    "p_ms",
+    "qrs_ms",
+    "qt_ms",
+    "qtc_ms",
+    "p_axis_deg",
+    "qrs_axis_deg",
+    "t_axis_deg",
+)
+
+
+def qtc_key(formula: str) -> str:
+    """The key of one QTc formula in :attr:`Measurements.values` (``qtc_bazett_ms``)."""
+    return f"qtc_{formula}_ms"
+
+
+_KNOWN_KEYS = frozenset(
+    [name for name in GLOBAL_MEASUREMENTS if name != "qtc_ms"]
+    + [qtc_key(formula) for formula in QTC_FORMULAS]
+)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One measured value, or its absence with the reason.
+
+    Parameters
+    ----------
+    value : float or None
+        The value in the unit its name states (``_ms``, ``_bpm``, ``_deg``); ``None``
+        when it could not be measured.
+    reason : str
+        Why it is absent (empty when it was measured or no reason was given).
+    """
+
+    value: float | None
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if self.value is not None and not math.isfinite(self.value):
+            object.__setattr__(self, "value", None)
+
+
+@dataclass(frozen=True)
+class Measurements:
+    """The global measurements of one ECG.
+
+    Parameters
+    ----------
+    values : mapping of str to Measurement
+        By name (``hr_bpm``, ``rr_ms``, ``pr_ms``, ``p_ms``, ``qrs_ms``, ``qt_ms``,
+        ``qtc_bazett_ms``..., ``p_axis_deg``, ``qrs_axis_deg``, ``t_axis_deg``). A name
+        that is not there was not given (shown as absent too).
+    qtc_formula : str
+        The QTc formula shown first (one of :data:`QTC_FORMULAS`).
+    """
+
+    values: Mapping[str, Measurement] = field(default_factory=dict)
+    qtc_formula: str = "bazett"
+
+    def get(self, name: str) -> Measurement:
+        """The measurement ``name`` (``qtc_ms``: the QTc of :attr:`qtc_formula`)."""
+        key = qtc_key(self.qtc_formula) if name == "qtc_ms" else name
+        return self.values.get(key, Measurement(None, "not measured"))
+
+    def value(self, name: str) -> float | None:
+        """The value of :meth:`get`, ``None`` when absent."""
+        return self.get(name).value
+
+
+class StatementLike(Protocol):
+    """What the exporters read of a statement object (``ecg.statements`` has more)."""
+
+    @property
+    def code(self) -> str: ...
+
+    @property
+    def text_en(self) -> str: ...
+
+    @property
+    def text_zh(self) -> str: ...
+
+    @property
+    def severity(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A coded interpretation statement (``SR``, ``1AVB``, ``STE``...).
+
+    Parameters
+    ----------
+    code : str
+        Its code in the statement library (SCP-ECG acronyms as PTB-XL spells them).
+    text_en, text_zh : str
+        Its text in English and Chinese.
+    severity : str
+        As the statement library grades it (``"normal"``, ``"abnormal"``,
+        ``"critical"``...); ``"critical"`` is highlighted on paper.
+    """
+
+    code: str
+    text_en: str = ""
+    text_zh: str = ""
+    severity: str = ""
+
+    def text(self, lang: str) -> str:
+        """The text in ``lang`` (``"zh"`` or ``"en"``), falling back to the other, then
+        to the code."""
+        first, second = (self.text_zh, self.text_en) if lang == "zh" else (self.text_en, "")
+        return first or second or self.text_en or self.code
+
+
+@dataclass(frozen=True)
+class Patient:
+    """Who the ECG belongs to; every field may be empty.
+
+    Parameters
+    ----------
+    name : str
+    patient_id : str
+        The clinic's identifier.
+    sex : str
+        ``"M"``, ``"F"``, ``"O"`` or ``""``.
+    age_years : int or None
+    birth_date : date or None
+    """
+
+    name: str = ""
+    patient_id: str = ""
+    sex: str = ""
+    age_years: int | None = None
+    birth_date: dt.date | None = None
+
+
+@dataclass(frozen=True)
+class ReportInfo:
+    """Everything a report shows besides the signal.
+
+    Parameters
+    ----------
+    patient : Patient
+    acquired_at : datetime or None
+        Time of the first sample (aware datetimes are shown in the renderer's zone).
+    record_name : str
+    institution : str
+        The clinic or department that recorded it.
+    device : str
+        The cart or monitor.
+    filter_low_hz, filter_high_hz : float or None
+        The band the signal was filtered with, in Hz (``None``: not stated).
+    mains_hz : float or None
+        The notch frequency in Hz, ``None`` when none was applied.
+    measurements : Measurements
+    statements : tuple of Statement
+    critical : tuple of str
+        Codes of critical findings (危急值), shown first and in red.
+    """
+
+    patient: Patient = field(default_factory=Patient)
+    acquired_at: dt.datetime | None = None
+    record_name: str = ""
+    institution: str = ""
+    device: str = ""
+    filter_low_hz: float | None = None
+    filter_high_hz: float | None = None
+    mains_hz: float | None = None
+    measurements: Measurements = field(default_factory=Measurements)
+    statements: tuple[Statement, ...] = ()
+    critical: tuple[str, ...] = ()
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _measurement(value: Any) -> Measurement:
+    if isinstance(value, Measurement):
+        return value
+    if isinstance(value, Mapping):
+        reason = value.get("reason")
+        return Measurement(_number(value.get("value")), "" if reason is None else str(reason))
+    number = _number(value)
+    return Measurement(number, "" if number is not None else "not measurable")
+
+
+def measurements_from(data: Mapping[str, Any] | Measurements | None) -> Measurements:
+    """Read global measurements from the annotation JSON's ``measurements`` object.
+
+    Parameters
+    ----------
+    data : mapping or Measurements or None
+        ``{"hr_bpm": 72.0, "qtc_ms": {"bazett": 421.0, "fridericia": 410.0},
+        "pr_ms": null, "p_axis_deg": {"value": null, "reason": "no P wave"}, ...}``.
+        ``qtc_ms`` may also be a number (taken as Bazett) and ``qtc_formula`` may name
+        the formula shown first. Unknown keys (per-lead measurements, indices) are
+        ignored; a value that is not a finite number is absent.
+
+    Returns
+    -------
+    Measurements
+    """
+    if isinstance(data, Measurements):
+        return data
+    if not isinstance(data, Mapping):
+        return Measurements()
+    values: dict[str, Measurement] = {}
+    formula = str(data.get("qtc_formula", "bazett"))
+    if formula not in QTC_FORMULAS:
+        formula = "bazett"
+    for key, raw in data.items():
+        if key == "qtc_ms":
+            by_formula = raw if isinstance(raw, Mapping) and "value" not in raw else None
+            if by_formula is None:
+                values[qtc_key("bazett")] = _measurement(raw)
+            else:
+                for name, item in by_formula.items():
+                    if name in QTC_FORMULAS:
+                        values[qtc_key(name)] = _measurement(item)
+        elif key in _KNOWN_KEYS:
+            values[key] = _measurement(raw)
+    return Measurements(values, formula)
+
+
+def _statement(item: Mapping[str, Any] | StatementLike | str) -> Statement | None:
+    if isinstance(item, Statement):
+        return item
+    if isinstance(item, str):
+        return Statement(item) if item else None
+    if isinstance(item, Mapping):
+        code = item.get("code")
+        if not isinstance(code, str) or not code:
+            return None
+        return Statement(
+            code,
+            str(item.get("text_en") or ""),
+            str(item.get("text_zh") or ""),
+            str(item.get("severity") or ""),
+        )
+    return Statement(str(item.code), str(item.text_en), str(item.text_zh), str(item.severity))
+
+
+def statements_from(
+    items: Iterable[Mapping[str, Any] | StatementLike | str] | None,
+) -> tuple[Statement, ...]:
+    """Read statements from mappings (the annotation JSON's ``statements``), objects
+    with ``code``/``text_en``/``text_zh``/``severity``, or bare codes.
+
+    An item without a code is left out (a report never shows a statement it cannot
+    name).
+    """
+    if items is None:
+        return ()
+    found = (_statement(item) for item in items)
+    return tuple(statement for statement in found if statement is not None)
