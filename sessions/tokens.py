@@ -72,6 +72,9 @@ class TokenClaims:
         Token id, the unit of banning.
     expires_at_s, not_before_s : float
         ``exp`` and ``nbf``, seconds since the epoch (UTC).
+    issued_at_s : float
+        ``iat``, seconds since the epoch (revoking a person refuses the tokens issued
+        before the revocation).
     """
 
     identity: str
@@ -82,6 +85,7 @@ class TokenClaims:
     jti: str
     expires_at_s: float
     not_before_s: float
+    issued_at_s: float = 0.0
 
     @property
     def moderator(self) -> bool:
@@ -200,9 +204,9 @@ def _claims(payload: Mapping[str, object]) -> TokenClaims:
         if not isinstance(value, str) or not value:
             raise InvalidToken(f"invalid token: claim {key!r} must be a non-empty string")
     name = payload.get("name", texts["sub"])
-    exp, nbf = payload["exp"], payload["nbf"]
-    if not isinstance(exp, int | float) or not isinstance(nbf, int | float):
-        raise InvalidToken("invalid token: exp and nbf must be numbers")
+    exp, nbf, iat = payload["exp"], payload["nbf"], payload["iat"]
+    if not all(isinstance(v, int | float) for v in (exp, nbf, iat)):
+        raise InvalidToken("invalid token: exp, nbf and iat must be numbers")
     return TokenClaims(
         identity=str(texts["sub"]),
         name=name if isinstance(name, str) and name else str(texts["sub"]),
@@ -210,8 +214,9 @@ def _claims(payload: Mapping[str, object]) -> TokenClaims:
         room=str(texts["room"]),
         permissions=frozenset(raw_permissions),
         jti=str(texts["jti"]),
-        expires_at_s=float(exp),
-        not_before_s=float(nbf),
+        expires_at_s=float(exp),  # type: ignore[arg-type]  # checked above
+        not_before_s=float(nbf),  # type: ignore[arg-type]
+        issued_at_s=float(iat),  # type: ignore[arg-type]
     )
 
 

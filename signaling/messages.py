@@ -63,6 +63,8 @@ class ErrorCode(enum.StrEnum):
     JOIN_TIMEOUT = "join_timeout"
     MEDIA_FAILED = "media_failed"
     RECORDING_FAILED = "recording_failed"
+    STORE_FAILED = "store_failed"
+    REVOKED = "revoked"
     INTERNAL = "internal"
 
 
@@ -468,6 +470,21 @@ class Watching(_Message, tag="watching", kw_only=True):
     version: int = PROTOCOL_VERSION
 
 
+NotifyValue = str | int | float | bool | None
+
+
+class Notify(_Message, tag="notify", kw_only=True):
+    """A server-pushed notification for the person (any of its connections).
+
+    ``topic`` names what happened (dotted lower case, e.g. ``consult.assigned``);
+    ``data`` is a small flat object whose keys the topic defines; ``time`` is UTC.
+    """
+
+    topic: str
+    data: dict[str, NotifyValue] = msgspec.field(default_factory=dict)
+    time: str
+
+
 EcgStreamStateName = Literal["live", "ended", "finalised"]
 
 
@@ -584,6 +601,7 @@ ServerMessage = (
     | RecordingEvent
     | Pong
     | Error
+    | Notify
     | Watching
     | EcgStreams
     | EcgSubscribed

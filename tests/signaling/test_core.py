@@ -1,30 +1,27 @@
-"""The protocol core, fed messages with no event loop: flows, effects and every bad input."""
+"""The protocol core as a whole, fed frames with no event loop: decoding, routing, limits,
+token checks at connect and on live connections, revocation, and the write acks.
+
+The concerns have their own modules (test_core_rooms, _chat, _viewing, _notifications,
+_connections); the harness and helpers here are shared by them.
+"""
 
 from __future__ import annotations
 
 import functools
+import json
+import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import get_args
 
 import pytest
 
-from sessions.store import AuditEntry, Ban
+from sessions.store import Ban
 from sessions.tokens import TokenClaims, mint_token, verify_token
 from sessions.turn import IceConfig
 from signaling import messages as m
-from signaling.core import (
-    Close,
-    Core,
-    CoreConfig,
-    Effect,
-    MediaJoin,
-    MediaLeave,
-    MediaOffer,
-    MediaPause,
-    MediaRecord,
-    Persist,
-    Send,
-)
+from signaling.core import Close, Core, CoreConfig, Effect, MediaLeave, Persist, Send
 from signaling.messages import CloseCode, ErrorCode
 
 SECRET = "k" * 40
@@ -34,7 +31,7 @@ ICE = IceConfig(
 
 
 def token(identity: str, *, role: str = "applicant", moderator: bool = False, **kw: object) -> str:
-    """A token for room r1."""
+    """A token for room r1 (or ``room=``), issued now by the real clock."""
     permissions = {"publish", "subscribe"} | ({"moderate"} if moderator else set())
     return mint_token(
         SECRET,
@@ -48,15 +45,18 @@ def token(identity: str, *, role: str = "applicant", moderator: bool = False, **
 
 
 class Harness:
-    """A core with a fake clock; helpers to feed messages and read effects."""
+    """A core with a fake monotonic clock and a settable wall clock; feed and read helpers."""
 
-    def __init__(self, **config: object) -> None:
+    def __init__(self, *, bans: list[Ban] | None = None, **config: object) -> None:
         self.now = 1000.0
+        # Tokens are verified by the real clock, so the wall clock starts there too.
+        self.wall = datetime.fromtimestamp(int(time.time()), UTC)
         self.core = Core(
             config=CoreConfig(**{"grace_s": 5.0, **config}),  # type: ignore[arg-type]
             verify=functools.partial(verify_token, SECRET),
             ice_servers=lambda identity: ICE.ice_servers(identity, now_s=time.time()),
-            wall_clock=lambda: datetime(2026, 11, 23, 1, 2, 3, 456000, tzinfo=UTC),
+            wall_clock=lambda: self.wall,
+            bans=bans or [],
         )
         self._next = 0
 
@@ -72,6 +72,18 @@ class Harness:
     def join(self, identity: str, **kw: object) -> tuple[int, list[Effect]]:
         conn = self.open()
         return conn, self.send(conn, m.Join(token=token(identity, **kw)))
+
+    def watch(self, identity: str, **kw: object) -> tuple[int, list[Effect]]:
+        conn = self.open()
+        return conn, self.send(conn, m.Watch(token=token(identity, **kw)))
+
+    def ack_all(self, effects: list[Effect], ok: bool = True) -> list[Effect]:
+        """Report every acknowledged write of ``effects`` done (``ok``), as the I/O layer."""
+        out: list[Effect] = []
+        for effect in effects:
+            if isinstance(effect, Persist) and effect.ack is not None:
+                out += self.core.persisted(effect.ack, ok, self.now)
+        return out
 
 
 def sent(effects: list[Effect], conn: int) -> list[m.ServerMessage]:
@@ -101,6 +113,10 @@ def closes(effects: list[Effect], conn: int) -> list[CloseCode]:
     return [e.code for e in effects if isinstance(e, Close) and e.conn == conn]
 
 
+def bans(effects: list[Effect]) -> list[Ban]:
+    return [e.record for e in effects if isinstance(e, Persist) and isinstance(e.record, Ban)]
+
+
 @pytest.fixture
 def h() -> Harness:
     return Harness()
@@ -108,6 +124,11 @@ def h() -> Harness:
 
 @pytest.fixture
 def room(h: Harness) -> tuple[int, int, str, str]:
+    """The room of :func:`admitted`."""
+    return admitted(h)
+
+
+def admitted(h: Harness) -> tuple[int, int, str, str]:
     """A moderator and an admitted applicant in room r1: (mod conn, app conn, mod pid, app pid)."""
     mod, effects = h.join("dr-li", role="expert", moderator=True)
     mod_pid = sent(effects, mod)[0].participant_id  # type: ignore[union-attr]
@@ -117,209 +138,7 @@ def room(h: Harness) -> tuple[int, int, str, str]:
     return mod, app, mod_pid, app_pid
 
 
-def test_moderator_joins_at_once_with_ice_servers(h: Harness) -> None:
-    """A moderator gets joined (version, TURN credentials) and its media session opens."""
-    conn, effects = h.join("dr-li", role="expert", moderator=True)
-    (joined,) = sent(effects, conn)
-    assert isinstance(joined, m.Joined)
-    assert joined.version == m.PROTOCOL_VERSION
-    assert joined.permissions == ["moderate", "publish", "subscribe"]
-    assert joined.ice_servers[1].username is not None
-    assert joined.ice_servers[1].username.endswith(":dr-li")
-    assert joined.participants == []
-    (media,) = only(effects, MediaJoin)
-    assert isinstance(media, MediaJoin)
-    assert (media.participant_id, media.room_id) == (joined.participant_id, "r1")
-    (audit,) = [e.record for e in only(effects, Persist) if isinstance(e.record, AuditEntry)]  # type: ignore[attr-defined]
-    assert (audit.action, audit.actor) == ("join", "dr-li")
-    assert audit.detail["participant_id"] == joined.participant_id
-    assert audit.detail["name"] == "Dr-Li"
-
-
-def test_waiting_room_and_admission(h: Harness) -> None:
-    """An applicant waits; the moderator is told; admission sends admitted+joined to it."""
-    mod, _ = h.join("dr-li", role="expert", moderator=True)
-    app, effects = h.join("dr-wang")
-    assert types(effects, app) == ["waiting"]
-    assert types(effects, mod) == ["participant_waiting"]
-    assert not only(effects, MediaJoin)
-    waiting = sent(effects, app)[0]
-    assert isinstance(waiting, m.Waiting)
-    assert types(h.send(app, m.Chat(text="hi")), app) == ["error"]
-    effects = h.send(mod, m.Admit(participant_id=waiting.participant_id))
-    assert types(effects, app) == ["admitted", "joined"]
-    assert types(effects, mod) == ["participant_joined"]
-    joined = sent(effects, app)[1]
-    assert isinstance(joined, m.Joined)
-    assert [p.identity for p in joined.participants] == ["dr-li"]
-    assert len(only(effects, MediaJoin)) == 1
-
-
-def test_moderator_arriving_late_sees_who_waits(h: Harness) -> None:
-    """A moderator joining after an applicant gets participant_waiting for it."""
-    h.join("dr-wang")
-    mod, effects = h.join("dr-li", role="expert", moderator=True)
-    assert types(effects, mod) == ["joined", "participant_waiting"]
-
-
-def test_admit_needs_moderate_and_a_waiting_target(
-    h: Harness, room: tuple[int, int, str, str]
-) -> None:
-    """Admit: forbidden without moderate, bad_state if not waiting, not_found if unknown."""
-    mod, app, mod_pid, app_pid = room
-    assert error_of(h.send(app, m.Admit(participant_id=mod_pid)), app).code == "forbidden"
-    assert error_of(h.send(mod, m.Admit(participant_id=app_pid)), mod).code == "bad_state"
-    assert error_of(h.send(mod, m.Admit(participant_id="p_nobody")), mod).code == "not_found"
-
-
-def test_remove_bans_the_token(h: Harness) -> None:
-    """Removal closes the target with 4403, tells the others, persists a ban; rejoin is banned."""
-    mod, _ = h.join("dr-li", role="expert", moderator=True)
-    applicant_token = token("dr-wang")
-    app = h.open()
-    pid = sent(h.send(app, m.Join(token=applicant_token)), app)[0].participant_id  # type: ignore[union-attr]
-    h.send(mod, m.Admit(participant_id=pid))
-    effects = h.send(mod, m.Remove(participant_id=pid, reason="wrong room"))
-    assert error_of(effects, app).code == "removed"
-    assert closes(effects, app) == [CloseCode.FORBIDDEN]
-    left = sent(effects, mod)
-    assert isinstance(left[0], m.ParticipantLeft)
-    assert left[0].reason == "removed"
-    bans = [e.record for e in effects if isinstance(e, Persist) and isinstance(e.record, Ban)]
-    assert [(b.identity, b.by, b.reason) for b in bans] == [("dr-wang", "dr-li", "wrong room")]
-    assert only(effects, MediaLeave)
-    again = h.open()
-    effects = h.send(again, m.Join(token=applicant_token))
-    assert error_of(effects, again).code == "banned"
-    assert closes(effects, again) == [CloseCode.FORBIDDEN]
-
-
-def test_mute_by_moderator_and_self_unmute(h: Harness, room: tuple[int, int, str, str]) -> None:
-    """A moderator mutes another (media paused, everyone told); only the participant unmutes."""
-    mod, app, mod_pid, app_pid = room
-    effects = h.send(mod, m.Mute(kind="audio", participant_id=app_pid))
-    assert [(e.participant_id, e.kind, e.paused) for e in only(effects, MediaPause)] == [  # type: ignore[union-attr]
-        (app_pid, "audio", True)
-    ]
-    for conn in (mod, app):
-        (muted,) = sent(effects, conn)
-        assert isinstance(muted, m.Muted)
-        assert (muted.participant_id, muted.muted, muted.by) == (app_pid, True, mod_pid)
-    assert (
-        error_of(h.send(app, m.Mute(kind="video", participant_id=mod_pid)), app).code == "forbidden"
-    )
-    effects = h.send(app, m.Unmute(kind="audio"))
-    (unmuted,) = sent(effects, mod)
-    assert isinstance(unmuted, m.Muted)
-    assert (unmuted.muted, unmuted.by) == (False, app_pid)
-
-
-def test_chat_is_stamped_and_broadcast(h: Harness, room: tuple[int, int, str, str]) -> None:
-    """Chat reaches everyone, sender included, with sender and a UTC Z timestamp."""
-    mod, app, _, app_pid = room
-    effects = h.send(app, m.Chat(text="血压 120/80"))
-    for conn in (mod, app):
-        (chat,) = sent(effects, conn)
-        assert isinstance(chat, m.ChatEvent)
-        assert (chat.participant_id, chat.name, chat.text) == (app_pid, "Dr-Wang", "血压 120/80")
-        assert chat.time == "2026-11-23T01:02:03.456Z"
-
-
-def test_leave_closes_normally_and_tells_others(
-    h: Harness, room: tuple[int, int, str, str]
-) -> None:
-    """Leave: close 1000, media left, participant_left reason left to the others."""
-    mod, app, _, app_pid = room
-    effects = h.send(app, m.Leave())
-    assert closes(effects, app) == [CloseCode.NORMAL]
-    assert only(effects, MediaLeave)
-    (left,) = sent(effects, mod)
-    assert isinstance(left, m.ParticipantLeft)
-    assert (left.participant_id, left.reason) == (app_pid, "left")
-    assert h.core.participant(app_pid) is None
-
-
-def test_resume_within_grace_keeps_the_participant(
-    h: Harness, room: tuple[int, int, str, str]
-) -> None:
-    """A dropped participant is kept for the grace period and resumes with its id and mutes."""
-    mod, app, _, app_pid = room
-    h.core.media_joined(app_pid, h.core.participant(app_pid).media_generation)  # type: ignore[union-attr]
-    h.send(mod, m.Mute(kind="video", participant_id=app_pid))
-    effects = h.core.closed(app, h.now)
-    assert only(effects, MediaLeave)
-    (state,) = sent(effects, mod)
-    assert isinstance(state, m.ParticipantState)
-    assert state.state == "disconnected"
-    h.now += 4.0
-    assert h.core.tick(h.now) == []
-    back, effects = h.join("dr-wang")
-    (joined,) = sent(effects, back)
-    assert isinstance(joined, m.Joined)
-    assert (joined.participant_id, joined.resumed) == (app_pid, True)
-    assert types(effects, mod) == ["participant_state"]
-    media = [e for e in effects if isinstance(e, MediaJoin | MediaPause)]
-    assert [type(e) for e in media] == [MediaJoin, MediaPause]
-    assert joined.participant_id == app_pid
-
-
-def test_removed_after_grace_and_others_told(h: Harness, room: tuple[int, int, str, str]) -> None:
-    """After the grace period the participant is gone with reason timeout."""
-    mod, app, _, app_pid = room
-    h.core.closed(app, h.now)
-    h.now += 5.0
-    effects = h.core.tick(h.now)
-    (left,) = sent(effects, mod)
-    assert isinstance(left, m.ParticipantLeft)
-    assert (left.participant_id, left.reason) == (app_pid, "timeout")
-    again, effects = h.join("dr-wang")
-    assert types(effects, again) == ["waiting"]
-
-
-def test_second_connection_replaces_the_first(h: Harness, room: tuple[int, int, str, str]) -> None:
-    """A second join with the same identity takes over; the older gets replaced and 4409."""
-    mod, app, _, app_pid = room
-    newer, effects = h.join("dr-wang")
-    assert error_of(effects, app).code == "replaced"
-    assert closes(effects, app) == [CloseCode.REPLACED]
-    (joined,) = sent(effects, newer)
-    assert isinstance(joined, m.Joined)
-    assert joined.participant_id == app_pid
-    assert sent(effects, mod) == []
-    assert h.core.closed(app, h.now) == []
-    assert types(h.send(newer, m.Chat(text="still here")), mod) == ["chat"]
-
-
-def test_media_offer_answer_and_stale_callbacks(
-    h: Harness, room: tuple[int, int, str, str]
-) -> None:
-    """An offer becomes a media effect, its answer carries the ref; stale sessions are ignored."""
-    mod, app, _, app_pid = room
-    (offer,) = only(h.send(app, m.Offer(pc="publish", sdp="v=0", ref="o1")), MediaOffer)
-    assert isinstance(offer, MediaOffer)
-    section = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n"
-    sdp = section + "a=candidate:1 1 udp 1 h 9 typ host\r\n"
-    answer = sent(h.core.media_answer(app, app_pid, sdp, offer.ref), app)
-    assert answer == [
-        m.ServerAnswer(
-            pc="publish", sdp="v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n", ref="o1"
-        ),
-        m.ServerCandidate(
-            pc="publish",
-            candidate="candidate:1 1 udp 1 h 9 typ host",
-            sdp_mid="0",
-            sdp_mline_index=0,
-        ),
-        m.ServerCandidate(pc="publish"),
-    ]
-    generation = h.core.participant(app_pid).media_generation  # type: ignore[union-attr]
-    effects = h.core.media_track_published(app_pid, generation, "t1", "video", "s1")
-    (published,) = sent(effects, mod)
-    assert isinstance(published, m.TrackPublished)
-    assert (published.track.track_id, published.track.source) == ("t1", "camera")
-    assert h.core.media_track_published(app_pid, generation - 1, "t2", "audio", "s1") == []
-    err = error_of(h.core.media_error(app, ErrorCode.INVALID_SDP, "bad sdp", "o1"), app)
-    assert (err.code, err.ref) == ("invalid_sdp", "o1")
+# ----------------------------------------------------------------------------- decoding
 
 
 @pytest.mark.parametrize(
@@ -369,6 +188,48 @@ def test_bad_input_after_join_keeps_the_connection(
     assert types(h.send(app, m.Ping(ref="p")), app) == ["pong"]
 
 
+def test_too_large_echoes_the_ref(h: Harness, room: tuple[int, int, str, str]) -> None:
+    """Conformance: too_large carries the ref of an oversized JSON object, as every error."""
+    _, app, _, _ = room
+    frame = json.dumps({"type": "chat", "text": "x" * 70_000, "ref": "big-1"})
+    error = error_of(h.send(app, frame), app)
+    assert (error.code, error.ref) == ("too_large", "big-1")
+    # Not an object, or no string ref: nothing to echo, the error still comes.
+    error = error_of(h.send(app, json.dumps(["x" * 70_000])), app)
+    assert (error.code, error.ref) == ("too_large", None)
+
+
+def test_bad_json_has_no_ref_to_echo(h: Harness, room: tuple[int, int, str, str]) -> None:
+    """Conformance: a frame that is not JSON gets bad_json with ref null (none can be read)."""
+    _, app, _, _ = room
+    error = error_of(h.send(app, '{"type": "ping", "ref": "r-1"'), app)
+    assert (error.code, error.ref) == ("bad_json", None)
+
+
+@pytest.mark.parametrize("where", ["field", "ref", "type", "top"])
+def test_deep_nesting_is_bad_json_not_a_traceback(
+    h: Harness, room: tuple[int, int, str, str], where: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """JSON nested 10,000 levels gets bad_json, nothing at ERROR, the connection carries on."""
+    _, app, _, _ = room
+    deep = "[" * 10_000 + "]" * 10_000
+    frame = {
+        "field": '{"type": "chat", "text": "hi", "x": ' + deep + "}",
+        "ref": '{"type": "chat", "text": "hi", "ref": ' + deep + "}",
+        "type": '{"type": ' + deep + "}",
+        "top": deep,
+    }[where]
+    with caplog.at_level(logging.INFO):
+        effects = h.send(app, frame)
+    assert error_of(effects, app).code in ("bad_json", "bad_message")
+    assert closes(effects, app) == []
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert types(h.send(app, m.Ping()), app) == ["pong"]
+
+
+# ----------------------------------------------------------------------------- tokens at connect
+
+
 @pytest.mark.parametrize(
     ("make", "code", "close"),
     [
@@ -382,12 +243,13 @@ def test_bad_input_after_join_keeps_the_connection(
         (lambda: token("cart-7", role="device"), "forbidden", 4403),
     ],
 )
+@pytest.mark.parametrize("kind", [m.Join, m.Watch])
 def test_refused_tokens_close_the_connection(
-    h: Harness, make: object, code: str, close: int
+    h: Harness, make: object, code: str, close: int, kind: type[m.Join | m.Watch]
 ) -> None:
-    """Expired, not yet valid, forged and device tokens are refused with their code and close."""
+    """Expired, not yet valid, forged and device tokens: refused with their code and close."""
     conn = h.open()
-    effects = h.send(conn, m.Join(token=make()))  # type: ignore[operator]
+    effects = h.send(conn, kind(token=make()))  # type: ignore[operator]
     assert error_of(effects, conn).code == code
     assert closes(effects, conn) == [close]
     assert h.core.participant_count == 0
@@ -401,15 +263,7 @@ def test_unsupported_version(h: Harness) -> None:
     assert closes(effects, conn) == [CloseCode.BAD_REQUEST]
 
 
-def test_permissions_are_enforced() -> None:
-    """An observer (subscribe only) in a room without waiting room cannot publish."""
-    core = Harness(waiting_room=False)
-    observer_token = mint_token(SECRET, identity="o", name="O", role="observer", room="r1")
-    conn2 = core.open()
-    core.send(conn2, m.Join(token=observer_token))
-    effects = core.send(conn2, m.Offer(pc="publish", sdp="v=0"))
-    assert error_of(effects, conn2).code == "forbidden"
-    assert not only(effects, MediaOffer)
+# ----------------------------------------------------------------------------- limits
 
 
 def test_flood_is_rate_limited_then_closed() -> None:
@@ -451,52 +305,122 @@ def test_internal_error_is_generic_and_keeps_the_connection() -> None:
     assert core.stats.errors["internal"] == 1
 
 
-def test_waiting_participant_refused_or_leaving_is_told_to_moderators_only(h: Harness) -> None:
-    """Removing a waiting participant, or its leaving, reaches moderators only, never the room."""
+# ----------------------------------------------------------------------------- live expiry
+
+
+def test_expired_token_closes_live_room_and_watch_connections(h: Harness) -> None:
+    """tick closes every connection, room or watch, whose token expired: error, then 4401."""
     mod, _ = h.join("dr-li", role="expert", moderator=True)
-    other, effects = h.join("dr-zhou", role="expert", moderator=False)
-    h.send(mod, m.Admit(participant_id=sent(effects, other)[0].participant_id))  # type: ignore[union-attr]
-    first, effects = h.join("dr-wang")
-    assert types(effects, other) == []
-    pid = sent(effects, first)[0].participant_id  # type: ignore[union-attr]
-    effects = h.send(mod, m.Remove(participant_id=pid))
-    assert closes(effects, first) == [CloseCode.FORBIDDEN]
-    assert types(effects, mod) == ["participant_left"]
-    assert types(effects, other) == []
-    second, _ = h.join("dr-ma")
-    effects = h.send(second, m.Leave())
-    assert closes(effects, second) == [CloseCode.NORMAL]
+    short = h.open()
+    effects = h.send(short, m.Join(token=token("dr-wang", role="expert", moderator=True, ttl_s=60)))
+    pid = sent(effects, short)[0].participant_id  # type: ignore[union-attr]
+    viewer, _ = h.watch("dr-zhou", ttl_s=60)
+    h.wall += timedelta(seconds=60 + 4)  # within the leeway: nothing yet
+    assert h.core.tick(h.now) == []
+    h.wall += timedelta(seconds=2)
+    effects = h.core.tick(h.now)
+    for conn in (short, viewer):
+        assert types(effects, conn) == ["error"]
+        assert error_of(effects, conn).code == "token_expired"
+        assert closes(effects, conn) == [CloseCode.UNAUTHORIZED]
+    assert closes(effects, mod) == []
+    # The participant dropped (others told, media closed) and may resume with a fresh token.
+    assert [x.state for x in sent(effects, mod)] == ["disconnected"]  # type: ignore[union-attr]
+    assert only(effects, MediaLeave)
+    assert h.core.tick(h.now) == []
+    back, effects = h.join("dr-wang", role="expert", moderator=True)
+    joined = sent(effects, back)[0]
+    assert isinstance(joined, m.Joined)
+    assert (joined.participant_id, joined.resumed) == (pid, True)
+
+
+def test_expired_waiting_participant_leaves_the_waiting_room(h: Harness) -> None:
+    """A waiting participant whose token expires is closed and leaves the waiting room."""
+    mod, _ = h.join("dr-li", role="expert", moderator=True)
+    app, _ = h.join("dr-wang", ttl_s=30)
+    h.wall += timedelta(seconds=40)
+    effects = h.core.tick(h.now)
+    assert error_of(effects, app).code == "token_expired"
     (left,) = sent(effects, mod)
     assert isinstance(left, m.ParticipantLeft)
-    assert left.reason == "left"
-    assert not only(effects, MediaLeave)
+    assert left.reason == "disconnected"
+    assert h.core.participant_count == 1
 
 
-def test_recording_consent_is_a_moderator_decision(
-    h: Harness, room: tuple[int, int, str, str]
+# ----------------------------------------------------------------------------- revocation
+
+
+def test_revoke_a_token_closes_it_and_refuses_it_later(h: Harness) -> None:
+    """revoke(jti): its connection gets revoked and 4401; the same token cannot come back."""
+    mod, _ = h.join("dr-li", role="expert", moderator=True)
+    held = token("dr-zhou", role="expert", moderator=True)
+    conn = h.open()
+    h.send(conn, m.Join(token=held))
+    other, _ = h.watch("dr-zhou")  # another token of the same person: not revoked
+    jti = verify_token(SECRET, held).jti
+    effects = h.core.revoke(h.now, jti=jti, reason="signed out")
+    error = error_of(effects, conn)
+    assert (error.code, error.reason) == ("revoked", "signed out")
+    assert closes(effects, conn) == [CloseCode.UNAUTHORIZED]
+    assert closes(effects, other) == []
+    assert closes(effects, mod) == []
+    again = h.open()
+    effects = h.send(again, m.Watch(token=held))
+    assert error_of(effects, again).code == "revoked"
+    assert closes(effects, again) == [CloseCode.UNAUTHORIZED]
+
+
+def test_revoke_a_person_closes_every_connection_and_every_earlier_token(h: Harness) -> None:
+    """revoke(identity): all its connections in every room end; older tokens are refused,
+    a token issued after the revocation is accepted."""
+    first, _ = h.join("dr-zhou", role="expert", moderator=True)
+    second, _ = h.join("dr-zhou", role="expert", moderator=True, room="r2")
+    viewer, _ = h.watch("dr-zhou", room="r3")
+    bystander, _ = h.watch("dr-li")
+    old_token = token("dr-zhou", room="r4")
+    effects = h.core.revoke(h.now, identity="dr-zhou", reason="account locked")
+    for conn in (first, second, viewer):
+        assert error_of(effects, conn).code == "revoked"
+        assert closes(effects, conn) == [CloseCode.UNAUTHORIZED]
+    assert closes(effects, bystander) == []
+    refused = h.open()
+    assert error_of(h.send(refused, m.Watch(token=old_token)), refused).code == "revoked"
+    later = h.open()
+    fresh = token("dr-zhou", now_s=h.wall.timestamp() + 1)
+    assert types(h.send(later, m.Watch(token=fresh)), later) == ["watching"]
+
+
+def test_revoke_takes_exactly_one_target(h: Harness) -> None:
+    """revoke() with neither or both of identity and jti is a caller's bug: ValueError."""
+    with pytest.raises(ValueError, match="exactly one"):
+        h.core.revoke(h.now, reason="x")
+    with pytest.raises(ValueError, match="exactly one"):
+        h.core.revoke(h.now, identity="a", jti="b")
+
+
+# ----------------------------------------------------------------------------- acks
+
+
+def test_unknown_and_repeated_acks_change_nothing(
+    h: Harness, room: tuple[int, int, str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Only a moderator turns recording on; the media backend is asked, nothing else yet."""
-    mod, app, _, _ = room
-    refused = h.send(app, m.SetRecording(on=True))
-    assert error_of(refused, app).code == "forbidden"
-    assert only(refused, MediaRecord) == []
-    effects = h.send(mod, m.SetRecording(on=True))
-    assert [(e.room_id, e.on) for e in only(effects, MediaRecord)] == [("r1", True)]  # type: ignore[attr-defined]
+    """persisted() for an ack never issued, or twice, is logged as a warning and ignored."""
+    mod, _, _, app_pid = room
+    effects = h.send(mod, m.Remove(participant_id=app_pid))
+    (ban,) = [e for e in effects if isinstance(e, Persist) and e.ack is not None]
+    assert ban.ack is not None
+    with caplog.at_level(logging.WARNING):
+        assert h.core.persisted(ban.ack + 1000, True, h.now) == []
+    assert "unknown or repeated ack" in caplog.text
+    assert h.core.persisted(ban.ack, True, h.now)
+    assert h.core.persisted(ban.ack, True, h.now) == []
 
 
-def test_recording_change_reaches_everyone_and_failures_reach_moderators(
-    h: Harness, room: tuple[int, int, str, str]
-) -> None:
-    """Everyone in the room is told recording is on or off; only moderators get the failure."""
-    mod, app, _, _ = room
-    effects = h.core.recording_changed("r1", True, None)
-    for conn in (mod, app):
-        assert [(x.on, x.error) for x in sent(effects, conn)] == [(True, None)]  # type: ignore[union-attr]
-    late, effects = h.join("dr-zhao", role="expert", moderator=True)
-    (joined,) = [x for x in sent(effects, late) if isinstance(x, m.Joined)]
-    assert joined.recording is True
-    effects = h.core.recording_changed("r1", False, "ENOSPC: No space left on device")
-    assert types(effects, app) == ["recording"]
-    assert types(effects, mod) == ["recording", "error"]
-    assert error_of(effects, mod).code == ErrorCode.RECORDING_FAILED.value
-    assert types(effects, late) == ["recording", "error"]
+def test_message_types_and_error_codes_are_documented() -> None:
+    """Every client and server type and every error code appears in docs/signaling.md."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "signaling.md").read_text()
+    server_types = {str(t.__struct_config__.tag) for t in get_args(m.ServerMessage)}
+    for name in sorted(m.CLIENT_TYPES | server_types):
+        assert f"`{name}`" in text, name
+    for code in ErrorCode:
+        assert f"`{code.value}`" in text, code

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from signaling import messages as m
-from signaling.core import Send
+from signaling.core import Close, Effect, Persist, Send
 from signaling.messages import ErrorCode
 from tests.signaling.test_core import Harness, token
 
@@ -52,3 +52,74 @@ def test_any_frames_get_only_documented_errors(batch: list[str | bytes]) -> None
                     assert effect.message.code in DOCUMENTED
                     assert effect.message.code != "internal", effect.message
                     m.encode(effect.message)
+
+
+PEOPLE = ["dr-li", "dr-wang", "dr-zhou"]
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("join"), st.sampled_from(PEOPLE), st.booleans()),
+        st.tuples(st.just("watch"), st.sampled_from(PEOPLE), st.booleans()),
+        st.tuples(st.just("remove"), st.integers(0, 5), st.integers(0, 5)),
+        st.tuples(st.just("admit"), st.integers(0, 5), st.integers(0, 5)),
+        st.tuples(st.just("ack"), st.integers(0, 5), st.booleans()),
+        st.tuples(st.just("close"), st.integers(0, 5), st.booleans()),
+        st.tuples(st.just("revoke"), st.sampled_from(PEOPLE), st.booleans()),
+        st.tuples(st.just("tick"), st.integers(0, 40), st.booleans()),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps)
+def test_any_interleaving_keeps_the_core_consistent(plan: list[tuple[str, object, object]]) -> None:
+    """Joins, watches, removals, acks, drops, revocations and time in any order: no internal
+    error, every close comes once per connection, and closing everything empties the core."""
+    h = Harness()
+    conns: list[int] = []
+    pids: list[str] = []
+    acks: list[int] = []
+    closed_by_core: dict[int, int] = {}
+    effects: list[object] = []
+    for kind, a, b in plan:
+        if kind in ("join", "watch"):
+            conn = h.open()
+            conns.append(conn)
+            message = m.Join if kind == "join" else m.Watch
+            out = h.send(conn, message(token=token(str(a), moderator=bool(b))))
+            pids += [x.participant_id for x in sent_of(out) if isinstance(x, m.Joined | m.Waiting)]
+        elif kind in ("remove", "admit") and conns and pids:
+            conn, pid = conns[int(a) % len(conns)], pids[int(b) % len(pids)]
+            msg = m.Remove(participant_id=pid) if kind == "remove" else m.Admit(participant_id=pid)
+            out = h.send(conn, msg)
+        elif kind == "ack" and acks:
+            out = h.core.persisted(acks.pop(int(a) % len(acks)), bool(b), h.now)
+        elif kind == "close" and conns:
+            out = h.core.closed(conns[int(a) % len(conns)], h.now)
+        elif kind == "revoke":
+            out = h.core.revoke(h.now, identity=str(a), reason="test")
+        elif kind == "tick":
+            h.now += float(a)
+            out = h.core.tick(h.now)
+        else:
+            continue
+        effects += out
+        acks += [e.ack for e in out if isinstance(e, Persist) and e.ack is not None]
+        for e in out:
+            if isinstance(e, Close):
+                closed_by_core[e.conn] = closed_by_core.get(e.conn, 0) + 1
+            if isinstance(e, Send) and isinstance(e.message, m.Error):
+                assert e.message.code != "internal", e.message
+    assert all(count == 1 for count in closed_by_core.values()), closed_by_core
+    for ack in acks:
+        h.core.persisted(ack, True, h.now)
+    for conn in conns:
+        h.core.closed(conn, h.now)
+    h.now += 1000.0
+    h.core.tick(h.now)
+    assert (h.core.connection_count, h.core.participant_count, h.core.room_count) == (0, 0, 0)
+
+
+def sent_of(effects: list[Effect]) -> list[m.ServerMessage]:
+    """Every message of ``effects``, whoever it is for."""
+    return [e.message for e in effects if isinstance(e, Send)]

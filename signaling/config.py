@@ -1,0 +1,50 @@
+"""The protocol core's settings, declared once (keyword-only, units in the names)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, kw_only=True)
+class CoreConfig:
+    """Settings of the protocol core.
+
+    Attributes
+    ----------
+    grace_s : float
+        How long a dropped participant is kept for a resume, seconds.
+    join_timeout_s : float
+        How long a new connection may take to send ``join`` (or ``watch``), seconds.
+    token_leeway_s : float
+        Clock skew allowed on a live connection's token expiry, seconds: a connection is
+        closed once the wall clock passes the token's ``exp`` by more than this (the
+        same leeway the token was verified with at connect).
+    max_message_bytes : int
+        Largest accepted message, bytes (larger ones get ``too_large``).
+    rate_per_s, burst : float
+        Token bucket per connection: sustained messages per second and bucket size.
+    flood_close_after : int
+        Refused messages in a row after which the connection is closed.
+    waiting_room : bool
+        Whether participants without ``moderate`` wait to be admitted.
+    """
+
+    # Timeouts
+    grace_s: float = 30.0
+    join_timeout_s: float = 10.0
+    token_leeway_s: float = 5.0
+    # Limits
+    max_message_bytes: int = 64 * 1024
+    rate_per_s: float = 20.0
+    burst: float = 50.0
+    flood_close_after: int = 20
+    # Rooms
+    waiting_room: bool = True
+
+    def __post_init__(self) -> None:
+        if self.grace_s < 0 or self.join_timeout_s <= 0 or self.token_leeway_s < 0:
+            raise ValueError("grace_s >= 0, join_timeout_s > 0 and token_leeway_s >= 0 required")
+        if self.max_message_bytes < 1024:
+            raise ValueError("max_message_bytes must be at least 1024")
+        if self.rate_per_s <= 0 or self.burst < 1 or self.flood_close_after < 1:
+            raise ValueError("rate_per_s > 0, burst >= 1 and flood_close_after >= 1 are required")
