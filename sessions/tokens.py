@@ -1,4 +1,4 @@
-"""Access tokens (JWT, HS256) and the server secret that signs them.
+"""Access tokens (JWT, HS256), the key ring that signs them, and the server secret.
 
 Design notes:
 
@@ -8,21 +8,48 @@ Design notes:
 - ``exp``, ``nbf``, ``iat``, ``aud``, ``sub`` and ``jti`` are required; the audience is
   fixed (``teleconsult``) so that a token minted for another service with the same
   secret is refused.
-- Each token carries a ``jti`` so that removing a participant can ban exactly that
-  token (see :mod:`sessions.rooms`).
+- Each token carries a ``jti`` (the unit of revocation) and an ``iat`` (revoking a
+  person refuses the tokens issued before).
+- **Key ring and rotation.** A :class:`KeyRing` holds HMAC keys by key id; tokens
+  minted with it carry the current key's id in the JWT header (``kid``), and
+  verification picks the key by ``kid``: an unknown ``kid`` is refused
+  (:class:`~sessions.errors.InvalidToken`). Rotating (:meth:`KeyRing.rotated`) adds a
+  key and makes it current while the previous keys stay, so tokens signed before keep
+  verifying until they expire; a key is dropped (:meth:`KeyRing.retired`) once the
+  longest token lifetime has passed. A token with no ``kid`` (minted with a plain
+  secret, before the ring) verifies only against the ring's ``unkeyed`` key, if any.
+  Every other check (algorithm, audience, ``exp``, ``nbf``, claims) is the same, with
+  the same error classes.
+- **The key-ring file** ``<data-dir>/keys.json`` (mode 0600, written atomically)::
+
+      {"current": "k2",
+       "keys": {"k1": "<secret, >= 32 bytes>", "k2": "<secret>"},
+       "unkeyed": "k1"}
+
+  ``current`` signs; every key in ``keys`` verifies its own ``kid``; ``unkeyed``
+  (optional, may be null) names the key that verifies tokens without ``kid``. Key ids
+  are 1-64 characters of ``A-Z a-z 0-9 _ -``. Without the file, :func:`load_key_ring`
+  makes a one-key ring of the server secret (below) whose id is derived from it and
+  which is also ``unkeyed``, so the tokens of a deployment that had only the secret
+  keep working; :func:`rotate_key_ring` writes the file the first time.
 - The secret comes from configuration, else ``TELECONSULT_SECRET``, else
   ``<data-dir>/secret``, generated on first run (32 random bytes, URL-safe base64,
   mode 0600, created with ``O_EXCL`` so two processes starting at once agree).
+  :func:`mint_token` and :func:`verify_token` take either a secret or a ring.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import os
+import re
 import secrets
+import stat
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal, get_args
 
@@ -39,7 +66,9 @@ ALGORITHM: Final = "HS256"
 AUDIENCE: Final = "teleconsult"
 SECRET_ENV: Final = "TELECONSULT_SECRET"
 SECRET_FILE: Final = "secret"
+KEYS_FILE: Final = "keys.json"
 MIN_SECRET_BYTES: Final = 32
+_KID: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 # What each role may do when the minting command is not told otherwise; moderation is
 # always explicit (``--moderator``).
@@ -93,8 +122,125 @@ class TokenClaims:
         return "moderate" in self.permissions
 
 
+def key_id(secret: str) -> str:
+    """A key id derived from a secret (12 characters of its SHA-256, URL-safe base64)."""
+    digest = hashlib.sha256(secret.encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode()[:12]
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeyRing:
+    """HMAC signing keys by key id; one of them signs (``current``).
+
+    Attributes
+    ----------
+    keys : Mapping of str to str
+        Key id -> secret (at least 32 bytes each).
+    current : str
+        The id of the key that signs new tokens.
+    unkeyed : str or None
+        The id of the key that verifies tokens without a ``kid`` (minted with the plain
+        secret before the ring); None refuses them.
+
+    Raises
+    ------
+    ValueError
+        For a malformed key id, a short secret, or ``current``/``unkeyed`` not in ``keys``.
+    """
+
+    keys: Mapping[str, str] = field(default_factory=dict)
+    current: str
+    unkeyed: str | None = None
+
+    def __post_init__(self) -> None:
+        for kid, secret in self.keys.items():
+            if not isinstance(kid, str) or not _KID.fullmatch(kid):
+                raise ValueError(f"key id {kid!r}: 1-64 characters of A-Z a-z 0-9 _ -")
+            if not isinstance(secret, str) or len(secret.encode()) < MIN_SECRET_BYTES:
+                raise ValueError(f"key {kid!r} must be a secret of at least 32 bytes")
+        if self.current not in self.keys:
+            raise ValueError(f"the current key {self.current!r} is not in the ring")
+        if self.unkeyed is not None and self.unkeyed not in self.keys:
+            raise ValueError(f"the unkeyed key {self.unkeyed!r} is not in the ring")
+        # A private copy, so the frozen ring cannot change under its users.
+        object.__setattr__(self, "keys", dict(self.keys))
+
+    @classmethod
+    def single(cls, secret: str, kid: str | None = None) -> KeyRing:
+        """A ring of one key, which also verifies tokens without ``kid``."""
+        kid = key_id(secret) if kid is None else kid
+        return cls(keys={kid: secret}, current=kid, unkeyed=kid)
+
+    def rotated(self, kid: str | None = None, secret: str | None = None) -> KeyRing:
+        """This ring plus a new current key (random unless given); the old keys stay."""
+        secret = secret or base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+        kid = key_id(secret) if kid is None else kid
+        if kid in self.keys:
+            raise ValueError(f"key id {kid!r} is already in the ring")
+        return KeyRing(keys={**self.keys, kid: secret}, current=kid, unkeyed=self.unkeyed)
+
+    def retired(self, kid: str) -> KeyRing:
+        """This ring without key ``kid`` (its tokens are refused from then on).
+
+        Raises
+        ------
+        ValueError
+            For the current key, or a key id not in the ring.
+        """
+        if kid == self.current:
+            raise ValueError("the current key cannot be retired: rotate first")
+        if kid not in self.keys:
+            raise ValueError(f"no key {kid!r} in the ring")
+        keys = {k: v for k, v in self.keys.items() if k != kid}
+        return KeyRing(
+            keys=keys, current=self.current, unkeyed=None if self.unkeyed == kid else self.unkeyed
+        )
+
+    def verification_key(self, kid: str | None) -> str:
+        """The secret that verifies a token whose header names ``kid`` (None: no ``kid``).
+
+        Raises
+        ------
+        InvalidToken
+            For an unknown key id, or no ``kid`` where the ring has no unkeyed key.
+        """
+        if kid is None:
+            if self.unkeyed is None:
+                raise InvalidToken("invalid token: no key id")
+            return self.keys[self.unkeyed]
+        secret = self.keys.get(kid)
+        if secret is None:
+            raise InvalidToken("invalid token: unknown key id")
+        return secret
+
+    def to_json(self) -> str:
+        """The key-ring file's text (see the module notes)."""
+        document = {"current": self.current, "keys": dict(self.keys), "unkeyed": self.unkeyed}
+        return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> KeyRing:
+        """Read the key-ring file's text.
+
+        Raises
+        ------
+        ValueError
+            If it is not a key-ring document.
+        """
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not JSON: {exc.msg}") from None
+        if not isinstance(document, dict) or not isinstance(document.get("keys"), dict):
+            raise ValueError('expected {"current": ..., "keys": {...}, "unkeyed": ...}')
+        current, unkeyed = document.get("current"), document.get("unkeyed")
+        if not isinstance(current, str) or not (unkeyed is None or isinstance(unkeyed, str)):
+            raise ValueError('"current" must be a key id and "unkeyed" a key id or null')
+        return cls(keys=document["keys"], current=current, unkeyed=unkeyed)
+
+
 def mint_token(
-    secret: str,
+    secret: str | KeyRing,
     *,
     identity: str,
     name: str,
@@ -110,8 +256,9 @@ def mint_token(
 
     Parameters
     ----------
-    secret : str
-        The server secret.
+    secret : str or KeyRing
+        The server secret (no ``kid``), or a key ring: its current key signs and its id
+        goes in the header as ``kid``.
     identity, name, role, room : str
         Claims ``sub``, ``name``, ``role``, ``room``.
     permissions : frozenset of str, optional
@@ -153,16 +300,19 @@ def mint_token(
         "exp": int(issued + ttl_s),
         "jti": jti or secrets.token_urlsafe(12),
     }
+    if isinstance(secret, KeyRing):
+        key = secret.keys[secret.current]
+        return jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": secret.current})
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def verify_token(secret: str, token: str, *, leeway_s: float = 5.0) -> TokenClaims:
+def verify_token(secret: str | KeyRing, token: str, *, leeway_s: float = 5.0) -> TokenClaims:
     """Verify a token and return its claims.
 
     Parameters
     ----------
-    secret : str
-        The server secret.
+    secret : str or KeyRing
+        The server secret, or a key ring (the key is picked by the header's ``kid``).
     token : str
         The compact JWT.
     leeway_s : float
@@ -172,10 +322,11 @@ def verify_token(secret: str, token: str, *, leeway_s: float = 5.0) -> TokenClai
     ------
     TokenExpired, TokenNotYetValid, InvalidToken
     """
+    key = secret if isinstance(secret, str) else secret.verification_key(_kid(token))
     try:
         payload = jwt.decode(
             token,
-            secret,
+            key,
             algorithms=[ALGORITHM],
             audience=AUDIENCE,
             leeway=leeway_s,
@@ -188,6 +339,18 @@ def verify_token(secret: str, token: str, *, leeway_s: float = 5.0) -> TokenClai
     except jwt.PyJWTError as exc:
         raise InvalidToken(f"invalid token: {exc}") from exc
     return _claims(payload)
+
+
+def _kid(token: str) -> str | None:
+    """The ``kid`` of a token's header (None when absent), read before verifying."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise InvalidToken(f"invalid token: {exc}") from exc
+    kid = header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise InvalidToken("invalid token: kid must be a string")
+    return kid
 
 
 def _claims(payload: Mapping[str, object]) -> TokenClaims:
@@ -258,3 +421,80 @@ def load_secret(
     if len(secret.encode()) < MIN_SECRET_BYTES:
         raise SecretError(f"{path} holds a secret shorter than 32 bytes")
     return secret
+
+
+def load_key_ring(
+    data_dir: Path, configured: str | None = None, environ: Mapping[str, str] | None = None
+) -> KeyRing:
+    """The key ring: ``<data_dir>/keys.json`` if it exists, else one key from the secret.
+
+    Parameters
+    ----------
+    data_dir : Path
+        The data directory.
+    configured, environ
+        As for :func:`load_secret`, used only when there is no key-ring file.
+
+    Raises
+    ------
+    SecretError
+        If the file cannot be read, is readable by group or others, or is not a ring.
+    """
+    path = data_dir / KEYS_FILE
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return KeyRing.single(load_secret(data_dir, configured, environ))
+    except OSError as exc:
+        raise SecretError(f"cannot read {path}: {exc.strerror}") from exc
+    if mode & 0o077:
+        raise SecretError(f"{path} is readable by others (mode {mode:o}): chmod 600 it")
+    try:
+        return KeyRing.from_json(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SecretError(f"cannot read {path}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise SecretError(f"{path} is not a key ring: {exc}") from exc
+
+
+def save_key_ring(data_dir: Path, ring: KeyRing) -> Path:
+    """Write ``<data_dir>/keys.json`` atomically, mode 0600; returns its path.
+
+    Raises
+    ------
+    SecretError
+        If it cannot be written.
+    """
+    path = data_dir / KEYS_FILE
+    temporary = path.with_name(f".{KEYS_FILE}.{secrets.token_hex(4)}")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(ring.to_json())
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+        directory = os.open(data_dir, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise SecretError(f"cannot write {path}: {exc.strerror}") from exc
+    return path
+
+
+def rotate_key_ring(
+    data_dir: Path, configured: str | None = None, environ: Mapping[str, str] | None = None
+) -> KeyRing:
+    """Add a new random key to the ring of ``data_dir`` and make it current; save it.
+
+    Tokens signed by the previous keys keep verifying (until they expire or their key
+    is retired). The first rotation of a deployment that had only the secret keeps the
+    secret as a key (and as the ``unkeyed`` one).
+    """
+    ring = load_key_ring(data_dir, configured, environ).rotated()
+    save_key_ring(data_dir, ring)
+    return ring
