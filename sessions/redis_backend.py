@@ -53,6 +53,13 @@ class RedisStore:
     def is_banned(self, jti: str) -> bool:
         return bool(self._call("hexists", self._prefix + "bans", jti))
 
+    def banned_identities(self) -> set[tuple[str, str]]:
+        rows = (json.loads(v) for v in self._call("hvals", self._prefix + "bans"))
+        return {(row["room"], row["identity"]) for row in rows}
+
+    def is_identity_banned(self, room: str, identity: str) -> bool:
+        return (room, identity) in self.banned_identities()
+
     def save_room(self, room: str, time: str) -> None:
         self.write([RoomRecord(room=room, time=time)])
 

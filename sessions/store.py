@@ -99,6 +99,12 @@ class Store(Protocol):
     def is_banned(self, jti: str) -> bool:
         """Whether a token id is banned."""
 
+    def banned_identities(self) -> set[tuple[str, str]]:
+        """``(room, identity)`` of every ban: a banned identity may not enter that room."""
+
+    def is_identity_banned(self, room: str, identity: str) -> bool:
+        """Whether ``identity`` was removed from ``room`` (with whatever token)."""
+
     def save_room(self, room: str, time: str) -> None:
         """Record that a room exists (first use wins)."""
 
@@ -191,6 +197,13 @@ class SqliteStore:
 
     def is_banned(self, jti: str) -> bool:
         return bool(self._read("SELECT 1 FROM bans WHERE jti = ?", (jti,)))
+
+    def banned_identities(self) -> set[tuple[str, str]]:
+        return {(r, i) for r, i in self._read("SELECT DISTINCT room, identity FROM bans")}
+
+    def is_identity_banned(self, room: str, identity: str) -> bool:
+        sql = "SELECT 1 FROM bans WHERE room = ? AND identity = ?"
+        return bool(self._read(sql, (room, identity)))
 
     def save_room(self, room: str, time: str) -> None:
         self.write([RoomRecord(room=room, time=time)])

@@ -10,7 +10,8 @@ Design notes:
 - **Bans are per identity and room.** A :class:`~sessions.store.Ban` names the token
   (``jti``) that was in use, the room and the identity; the core refuses both that
   token anywhere and *every* token of that identity for that room. The I/O layer loads
-  the bans at start (``Store.bans()``) and passes bans written by other nodes to
+  the bans at start (``Store.banned_jtis()`` and ``Store.banned_identities()``) and
+  passes bans written by other nodes to
   ``Core.apply_ban`` as they arrive.
 - **Revocation** (a session or device ended by the platform) is immediate and in
   memory: a revoked ``jti`` is refused from then on; revoking an identity refuses every
@@ -43,6 +44,8 @@ class Access:
         Banned token ids (the old, jti-only form of the bans).
     bans : iterable of Ban
         Bans of identities in rooms (each also bans its ``jti``).
+    banned_identities : iterable of (room, identity)
+        Identities banned from rooms (``Store.banned_identities()``).
     leeway_s : float
         Clock skew allowed on a live token's expiry, seconds.
     """
@@ -53,11 +56,12 @@ class Access:
         verify: Callable[[str], TokenClaims],
         banned: Iterable[str] = (),
         bans: Iterable[Ban] = (),
+        banned_identities: Iterable[tuple[str, str]] = (),
         leeway_s: float = 5.0,
     ) -> None:
         self._verify = verify
         self._banned_jtis = set(banned)
-        self._banned_identities: set[tuple[str, str]] = set()  # (room, identity)
+        self._banned_identities = set(banned_identities)  # (room, identity)
         self._revoked_jtis: set[str] = set()
         self._revoked_until_s: dict[str, float] = {}  # identity -> tokens issued up to it
         self.leeway_s = leeway_s

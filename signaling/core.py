@@ -176,8 +176,11 @@ class Core:
     banned : iterable of str
         Token ids banned before this process started (the old jti-only form).
     bans : iterable of Ban
-        Bans written before this process started (``Store.bans()``): each bans its
-        token and its identity in its room.
+        Bans written before this process started: each bans its token and its
+        identity in its room.
+    banned_identities : iterable of (room, identity)
+        Identities banned from rooms before this process started
+        (``Store.banned_identities()``).
     wall_clock : callable
         Returns the current UTC time, for chat and audit stamps and token expiry.
     make_id : callable
@@ -192,6 +195,7 @@ class Core:
         ice_servers: Callable[[str], list[IceServerDict]],
         banned: Iterable[str] = (),
         bans: Iterable[Ban] = (),
+        banned_identities: Iterable[tuple[str, str]] = (),
         wall_clock: Callable[[], datetime] = utc_now,
         make_id: Callable[[str], str] = new_id,
     ) -> None:
@@ -200,7 +204,11 @@ class Core:
             config=config, ice_servers=ice_servers, wall_clock=wall_clock, make_id=make_id
         )
         self._access = Access(
-            verify=verify, banned=banned, bans=bans, leeway_s=config.token_leeway_s
+            verify=verify,
+            banned=banned,
+            bans=bans,
+            banned_identities=banned_identities,
+            leeway_s=config.token_leeway_s,
         )
         self._viewing = Viewing(self._ctx)
         self._rooms = Rooms(self._ctx, self._access, self._viewing)

@@ -47,7 +47,13 @@ def token(identity: str, *, role: str = "applicant", moderator: bool = False, **
 class Harness:
     """A core with a fake monotonic clock and a settable wall clock; feed and read helpers."""
 
-    def __init__(self, *, bans: list[Ban] | None = None, **config: object) -> None:
+    def __init__(
+        self,
+        *,
+        bans: list[Ban] | None = None,
+        banned_identities: list[tuple[str, str]] | None = None,
+        **config: object,
+    ) -> None:
         self.now = 1000.0
         # Tokens are verified by the real clock, so the wall clock starts there too.
         self.wall = datetime.fromtimestamp(int(time.time()), UTC)
@@ -57,6 +63,7 @@ class Harness:
             ice_servers=lambda identity: ICE.ice_servers(identity, now_s=time.time()),
             wall_clock=lambda: self.wall,
             bans=bans or [],
+            banned_identities=banned_identities or [],
         )
         self._next = 0
 

@@ -425,3 +425,12 @@ def test_audit_stamps_use_the_injected_wall_clock() -> None:
     _, effects = h.join("dr-li", role="expert", moderator=True)
     (audit,) = [e.record for e in only(effects, Persist) if isinstance(e.record, AuditEntry)]  # type: ignore[attr-defined]
     assert audit.time == "2026-11-23T01:02:03.456Z"
+
+
+def test_banned_identities_loaded_at_start_refuse_any_token() -> None:
+    """Core(banned_identities=store.banned_identities()): (room, identity) pairs refuse joins."""
+    loaded = Harness(banned_identities=[("r1", "dr-wang")])
+    conn, effects = loaded.join("dr-wang")
+    assert error_of(effects, conn).code == "banned"
+    conn, effects = loaded.join("dr-li", role="expert", moderator=True)
+    assert types(effects, conn) == ["joined"]
