@@ -3,9 +3,10 @@
 Run: ``.venv/bin/python bench/signaling_load.py [--participants 1000] [--rooms 250]
 [--rate 250]``.
 
-The server runs in a subprocess (this same file with ``--serve``): the real
-``SignalingServer`` and protocol core with the embedded SQLite Store, and a media
-backend that does nothing, so that only signaling is measured. The waiting room is
+The server runs in a subprocess (this same file with ``--serve``): the real edge
+(uvicorn, ``EdgeServer``), ``SignalingServer`` and protocol core with the embedded
+SQLite Store, and a media backend that does nothing, so that only signaling is
+measured. The waiting room is
 off so that every join is answered by ``joined`` at once (each join also broadcasts
 ``participant_joined`` to the others in its room and writes an audit entry).
 
@@ -46,11 +47,25 @@ sys.path.insert(0, str(REPO))
 from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 
 from sessions.tokens import mint_token  # noqa: E402
-from signaling.ports import IceServerDict, MediaListener, PeerRole, TrackKind  # noqa: E402
+from signaling.ports import (  # noqa: E402
+    IceServerDict,
+    MediaListener,
+    PeerRole,
+    RecordingListener,
+    TrackKind,
+)
 
 
 class NullMedia:
-    """A MediaBackend that accepts everything and does nothing."""
+    """A MediaBackend that accepts everything and does nothing (and records nothing)."""
+
+    on_recording: RecordingListener | None = None
+
+    def set_recording(self, room_id: str, on: bool) -> None:
+        raise ValueError("this benchmark's media backend does not record")
+
+    def stats(self) -> dict[str, int]:
+        return {}
 
     async def join(
         self, room_id: str, participant_id: str, listener: MediaListener, ice: list[IceServerDict]
@@ -90,10 +105,11 @@ async def serve(data_dir: Path, secret: str) -> None:
     """The server subprocess: print the port, run until stdin closes."""
     import functools
 
+    from api.edge import EdgeConfig, EdgeServer
     from sessions.store import LocalBus, SqliteStore
     from sessions.tokens import verify_token
     from signaling.core import Core, CoreConfig
-    from signaling.server import ServerConfig, SignalingServer
+    from signaling.server import SignalingServer
 
     store = SqliteStore(data_dir)
     core = Core(
@@ -102,9 +118,8 @@ async def serve(data_dir: Path, secret: str) -> None:
         ice_servers=lambda identity: [],
         banned=store.banned_jtis(),
     )
-    server = SignalingServer(
-        core=core, media=NullMedia(), store=store, bus=LocalBus(), config=ServerConfig(port=0)
-    )
+    signaling = SignalingServer(core=core, media=NullMedia(), store=store, bus=LocalBus())
+    server = EdgeServer(signaling=signaling, config=EdgeConfig(port=0))
     await server.start()
     print(f"PORT {server.port}", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)

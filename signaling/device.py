@@ -1,211 +1,29 @@
-"""The ``/device`` endpoint (ECG carts) and the fan-out of live ECG to viewers.
+"""The fan-out of live ECG to viewers on ``/ws`` (``watch``, ``ecg_*``).
 
-Both are thin asyncio layers: the device protocol, storage and annotation live on the
-ECG side, reached through :class:`~signaling.ports.DeviceStreams` and
-:class:`~signaling.ports.EcgCatalog`; this module moves bytes and JSON.
+A thin layer: which streams exist comes from an :class:`~signaling.ports.EcgCatalog`
+(the live ECG service); this module decides who may see what and sends JSON. The
+``/device`` endpoint that carts stream to is the edge's (``api.ws_device``).
 
 Design notes
 ------------
-- **Authentication happens in the upgrade** (:meth:`DeviceEndpoint.check`): the token
-  comes from ``Authorization: Bearer <jwt>`` or, for carts and browsers that cannot set
-  headers, from the query ``?token=<jwt>`` (it then appears in access logs: prefer the
-  header). No or a bad token: HTTP 401; a valid token whose role is not ``device``:
-  HTTP 403. The reason is in the response body. The device id is the token's ``sub``.
-- **Group commit.** Frames are written as they arrive but acked only after a commit:
-  every ``commit_interval_s`` the endpoint takes every written stream
-  (``begin_commit``, on the loop), fsyncs them in a worker thread (``run``) and sends
-  the acks (``end_commit``). One commit is in flight at a time; a device never waits
-  more than about two intervals plus the fsync for its ack.
-- **Acks are written at once** (:func:`_write_now`), not by a task per ack: with 200
-  streams a commit acks ~100 of them, ten times a second, and a task, a send lock and
-  an await per ack cost more than the write. An ack is small and a device's link is
-  paced by its own frames, so the write buffer cannot grow without bound; a connection
-  that is closing gets none (the device resumes from the last ack it read, which the
-  server never contradicts: a stale ack is ignored by the device).
-- **Takeover**: a device that resumes a stream on a new connection while the old one
-  still looks alive; the old connection gets ``error superseded`` and is closed.
-- **Keep-alive**: the server's WebSocket pings (``ServerConfig.ping_interval_s``) find a
-  dead cart; its streams are then released and stay resumable.
 - **Viewers** (:class:`ViewerHub`): a stream is granted to a token whose room is the
   stream's ``room`` or ``consult``, or to every token of the ECG centre room
-  (``centre_room``, when configured). Each live chunk is encoded once and broadcast to
-  the stream's subscribers (``websockets.broadcast``: a slow viewer never holds up the
-  device or the others).
+  (``centre_room``, when configured).
+- Each live chunk is encoded once (by the live workers) and sent to each of the
+  stream's subscribers through their connection's outlet, which never waits: a slow
+  viewer never holds up the device or the others.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, Final
-from urllib.parse import parse_qs, urlsplit
+from collections.abc import Callable, Iterable
 
-from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
-from websockets.protocol import State
-
-from sessions.errors import TokenError
-from sessions.tokens import TokenClaims
-from signaling import http
 from signaling import messages as m
-from signaling.ports import DeviceLink, DeviceOutput, DeviceStreams, EcgCatalog
+from signaling.ports import EcgCatalog
 
-__all__ = ["DEVICE_ROLE", "DeviceEndpoint", "ViewerHub", "bearer_token", "grants"]
+__all__ = ["ViewerHub", "grants"]
 
-logger = logging.getLogger(__name__)
-
-DEVICE_ROLE: Final = "device"
 Sender = Callable[[int, str], None]  # (connection id, encoded JSON text)
-
-
-def bearer_token(request: Request) -> str | None:
-    """The token of an upgrade request: ``Authorization: Bearer``, else ``?token=``."""
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer "):
-        return header.removeprefix("Bearer ").strip() or None
-    values = parse_qs(urlsplit(request.path).query).get("token")
-    return values[0] if values else None
-
-
-class DeviceEndpoint:
-    """Serves ``/device``: token check in the upgrade, one session per connection.
-
-    Parameters
-    ----------
-    streams : DeviceStreams
-        The ECG side (sessions, storage, group commit).
-    verify : callable
-        ``verify(token) -> TokenClaims``; raises :class:`~sessions.errors.TokenError`.
-    commit_interval_s : float
-        Group-commit period in s (50–200 ms: the ack delay versus fsyncs per second).
-    """
-
-    def __init__(
-        self,
-        streams: DeviceStreams,
-        verify: Callable[[str], TokenClaims],
-        *,
-        commit_interval_s: float = 0.1,
-    ) -> None:
-        self.streams = streams
-        self.verify = verify
-        self.commit_interval_s = commit_interval_s
-        self._sockets: dict[DeviceLink, ServerConnection] = {}
-        self._devices: dict[int, str] = {}  # id(connection) -> device id, set by check
-        self._committer: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[object]] = set()
-        self.connections = 0
-
-    def check(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Refuse an upgrade without a valid device token (401 / 403 with the reason)."""
-        token = bearer_token(request)
-        if token is None:
-            return http.text(401, "missing token: send Authorization: Bearer <device token>")
-        try:
-            claims = self.verify(token)
-        except TokenError as error:
-            return http.text(401, str(error))
-        if claims.role != DEVICE_ROLE:
-            return http.text(403, f"a {claims.role} token cannot stream ECG: role device needed")
-        self._devices[id(connection)] = claims.identity
-        return None
-
-    async def __call__(self, connection: ServerConnection) -> None:
-        """Pump one device connection until it ends."""
-        ws = connection
-        device = self._devices.pop(id(ws), None)
-        if device is None:  # no check ran (the endpoint was mounted without it)
-            await ws.close(1008, "unauthenticated")
-            return
-        self.connections += 1
-        self._ensure_committer()
-        link = self.streams.connect(device, lambda out: self._spawn(_deliver(ws, out)))
-        self._sockets[link] = ws
-        try:
-            async for message in ws:
-                if isinstance(message, str):
-                    out = link.receive_text(message)
-                else:
-                    out = link.receive_bytes(message)
-                if out and await _deliver(ws, out):
-                    break
-        except ConnectionClosed:
-            pass  # the device dropped: it resumes on its next connection
-        finally:
-            link.connection_lost()
-            del self._sockets[link]
-
-    async def close(self) -> None:
-        """Stop the committer after a last commit (the connections are closed by then)."""
-        if self._committer is not None:
-            self._committer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._committer
-            self._committer = None
-        await self._commit_once()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        self.streams.close()
-
-    def _ensure_committer(self) -> None:
-        if self._committer is None or self._committer.done():
-            self._committer = asyncio.create_task(self._commit_forever())
-
-    async def _commit_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.commit_interval_s)
-            try:
-                await self._commit_once()
-            except Exception:
-                logger.exception("group commit failed")
-
-    async def _commit_once(self) -> None:
-        commit = self.streams.begin_commit()
-        await asyncio.to_thread(commit.run)
-        for link, out in self.streams.end_commit(commit):
-            ws = self._sockets.get(link)
-            if ws is not None and out and not _write_now(ws, out):
-                self._spawn(_deliver(ws, out))
-
-    def _spawn(self, coroutine: Coroutine[Any, Any, object]) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-
-def _write_now(ws: ServerConnection, out: list[DeviceOutput]) -> bool:
-    """Write text-only output on ``ws`` without waiting; False when it needs :func:`_deliver`.
-
-    Text messages go straight to the transport, as ``websockets.broadcast`` writes them;
-    a close, or a connection in the middle of sending a fragmented message, takes the
-    ordinary path. Nothing is written once the connection is no longer open.
-    """
-    if not all(isinstance(item, str) for item in out) or ws.send_in_progress is not None:
-        return False
-    if ws.protocol.state is not State.OPEN:
-        return True
-    for item in out:
-        assert isinstance(item, str)
-        ws.protocol.send_text(item.encode())
-    ws.send_data()
-    return True
-
-
-async def _deliver(ws: ServerConnection, out: list[DeviceOutput]) -> bool:
-    """Send the ECG side's output on ``ws``; True when it closed (or ``ws`` is gone)."""
-    try:
-        for item in out:
-            if isinstance(item, str):
-                await ws.send(item)
-            else:
-                await ws.close(*item)
-                return True
-    except ConnectionClosed:
-        return True
-    return False
 
 
 def grants(room: str, info: m.EcgStreamInfo, centre_room: str | None = None) -> bool:

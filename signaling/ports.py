@@ -14,9 +14,13 @@ Media model (LiveKit's): every participant has two peer connections with the ser
 Server-side candidates travel inside the SDP (aiortc gathers before it answers); the
 client's trickled candidates reach the backend through :meth:`MediaBackend.candidate`.
 
-ECG: the ``/device`` handler (:mod:`signaling.device`) pumps bytes through
+Transport: the edge (``api/``) hands every connection to the pumps as an
+:class:`Outlet`, which never waits.
+
+ECG: the ``/device`` endpoint (``api.ws_device``) pumps bytes through
 :class:`DeviceStreams` and never sees a sample; viewers are answered from an
-:class:`EcgCatalog`. ``teleconsult/`` implements both on top of ``ecg/``.
+:class:`EcgCatalog`. The live ECG service (``ecglive``) implements both on top of
+``ecg/``.
 """
 
 from __future__ import annotations
@@ -36,6 +40,23 @@ TrackKind = Literal["audio", "video"]
 # An RTCIceServer dictionary as the browser takes it: {"urls": [...], "username": ...,
 # "credential": ...}.
 IceServerDict = dict[str, str | list[str]]
+# on_recording(room_id, on, error): a room's recording started (True), stopped (False)
+# or failed (False and the reason, safe to show to the room's moderators).
+RecordingListener = Callable[[str, bool, str | None], None]
+
+
+class Outlet(Protocol):
+    """How a pump sends on one connection; nothing here waits.
+
+    The transport queues what is sent (bounded per connection; a connection whose
+    queue overflows is closed) and writes it from a task of its own, in order.
+    """
+
+    def send_text(self, text: str) -> None:
+        """Queue a text message (dropped once the connection is closing)."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Close after the messages already queued (idempotent)."""
 
 
 class MediaListener(Protocol):
@@ -59,7 +80,16 @@ class MediaListener(Protocol):
 
 
 class MediaBackend(Protocol):
-    """The server side of WebRTC, one session per admitted participant."""
+    """The server side of WebRTC, one session per admitted participant.
+
+    The whole contract: sessions and negotiation, moderator pause, recording (switched
+    per room, reported back through :attr:`on_recording`) and counters for ``/metrics``
+    (:meth:`stats`). A backend that cannot record says so by raising ``ValueError``
+    from :meth:`set_recording`.
+    """
+
+    # Set by the signaling server before the first call.
+    on_recording: RecordingListener | None
 
     async def join(
         self,
@@ -100,6 +130,17 @@ class MediaBackend(Protocol):
     async def leave(self, participant_id: str) -> None:
         """Close the participant's session and remove its tracks from every subscriber."""
 
+    def set_recording(self, room_id: str, on: bool) -> None:
+        """Start or stop recording the room's tracks (the room's consent changed).
+
+        Raises ``ValueError`` with a reason when the room cannot be recorded (no data
+        folder, a backend that does not record); its start, stop or failure is reported
+        through :attr:`on_recording`.
+        """
+
+    def stats(self) -> dict[str, int]:
+        """Counters and gauges for ``/metrics`` by key (sessions, forwarded tracks, ...)."""
+
     async def close(self) -> None:
         """Close every session (server shutdown)."""
 
@@ -122,6 +163,9 @@ class DeviceLink(Protocol):
 
     def connection_lost(self) -> None:
         """The socket is gone: release the connection's streams (they stay resumable)."""
+
+    def too_large(self, size_bytes: int, limit_bytes: int) -> list[DeviceOutput]:
+        """A message over the transport's limit arrived: the error to send, and the close."""
 
 
 class GroupCommit(Protocol):

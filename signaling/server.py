@@ -1,26 +1,26 @@
-"""The thin asyncio layer: websockets in and out of the protocol core.
+"""The pump of the protocol core: its effects carried out, with no transport of its own.
 
-One port (``websockets.asyncio.server.serve``):
-
-- ``/ws``: participants. Each frame goes to :meth:`Core.receive`; the effects that
-  come back are carried out here and nowhere else.
-- ``/device``: handed to a *device handler* when one is registered (issue 4 plugs the
-  ECG cart endpoint in through :attr:`SignalingServer.device_handler`); until then the
-  connection is closed with 1013 "not yet available".
-- Plain GETs through ``process_request``: :mod:`signaling.http`.
+The WebSocket transport is the edge's (``api/``: one ASGI application served by
+uvicorn on one port, see :mod:`api.ws`). It hands each ``/ws`` connection to
+:meth:`SignalingServer.open` with an :class:`~signaling.ports.Outlet` (how to send on
+and close that connection), feeds each message to :meth:`SignalingServer.receive` and
+reports the end with :meth:`SignalingServer.closed`. Every message goes to
+:meth:`Core.receive`; the effects that come back are carried out here and nowhere else.
 
 Design notes:
 
-- Sending never waits: ``websockets.broadcast`` writes to the transport at once, so a
-  slow client cannot hold up a room (websockets closes it when its keep-alive pings go
-  unanswered). A message broadcast to many is encoded once.
+- Sending never waits: an :class:`~signaling.ports.Outlet` queues the text (bounded,
+  per connection; a client whose queue overflows is closed) and a writer task of the
+  transport drains it, so a slow client cannot hold up a room. A message broadcast to
+  many is encoded once (per run of effects).
 - The media effects of one participant run in order, in one *lane* (each awaits the
   previous), because an offer must not reach the backend before the session it
   belongs to is open; different participants' media calls run concurrently.
 - Store writes (SQLite, fsync) run in one worker thread, in order, so that the event
   loop never waits on the disk. They are group-committed: while one batch is being
   written, new records queue up and go together in the next (one fsync for many
-  joins). Audit entries are also published on the Bus.
+  joins). Audit entries are also published on the Bus. A failed write is logged and
+  makes :meth:`SignalingServer.store_health` fail (``/healthz`` says ``degraded``).
 - Internal errors are logged with their traceback and never reach a client.
 """
 
@@ -28,28 +28,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
-from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
-from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
 
 from sessions.store import AuditEntry, Bus, Record, Store
-from signaling import http
 from signaling import messages as m
-from signaling.core import (
+from signaling.core import Core
+from signaling.device import ViewerHub
+from signaling.effects import (
     Close,
     ConnId,
-    Core,
     EcgRequest,
     Effect,
     MediaAnswer,
@@ -62,60 +58,35 @@ from signaling.core import (
     Persist,
     Send,
 )
-from signaling.device import ViewerHub
-from signaling.errors import ServerError
 from signaling.messages import ErrorCode
 from signaling.metrics import Metrics
-from signaling.ports import MediaBackend, PeerRole, TrackKind
+from signaling.ports import MediaBackend, Outlet, PeerRole, TrackKind
 
 logger = logging.getLogger(__name__)
 
 __version__ = "0.1.0"
 
 
-class DeviceHandler(Protocol):
-    """Takes over a ``/device`` WebSocket connection until it ends."""
-
-    async def __call__(self, connection: ServerConnection) -> None: ...
+class StoreFailed(Exception):
+    """The last Store write failed (raised by :meth:`SignalingServer.store_health`)."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class ServerConfig:
-    """Where and how the server listens.
+    """How the pump runs.
 
     Attributes
     ----------
-    host : str
-        Interface to bind (loopback by default).
-    port : int
-        TCP port; 0 picks a free one (see :attr:`SignalingServer.port`).
-    web_dir : Path
-        The browser client's folder.
-    ssl_context : ssl.SSLContext or None
-        TLS for ``wss://``; plain ``ws://`` without it.
-    ping_interval_s, ping_timeout_s : float
-        WebSocket keep-alive pings, seconds.
-    close_timeout_s : float
-        How long a closing handshake may take, seconds.
-    max_frame_bytes : int
-        Frames larger than this are refused by websockets with close 1009 (the core
-        answers messages between its own limit and this one with ``too_large``).
     tick_interval_s : float
         How often grace periods and join timeouts are checked, seconds.
     """
 
-    host: str = "127.0.0.1"
-    port: int = 8443
-    web_dir: Path = Path("web")
-    ssl_context: ssl.SSLContext | None = None
-    # Keep-alive
-    ping_interval_s: float = 20.0
-    ping_timeout_s: float = 20.0
-    close_timeout_s: float = 5.0
-    # Limits
-    max_frame_bytes: int = 256 * 1024
     # Timers
     tick_interval_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.tick_interval_s <= 0:
+            raise ValueError(f"tick_interval_s must be positive, not {self.tick_interval_s}")
 
 
 class _Listener:
@@ -150,7 +121,7 @@ class _Listener:
 
 
 class SignalingServer:
-    """The signaling server: the core, the media backend, the Store and Bus, one port.
+    """The signaling pump: the core, the media backend, the Store and Bus.
 
     Parameters
     ----------
@@ -163,11 +134,7 @@ class SignalingServer:
     bus : Bus or None
         Where audit entries are published (channel ``audit``).
     config : ServerConfig
-        Where and how to listen.
-    device_handler : DeviceHandler or None
-        Takes ``/device`` connections (issue 4); may also be set later. The attribute
-        :attr:`device_check` may be set to a ``(connection, request) -> Response | None``
-        that refuses a ``/device`` upgrade before it happens.
+        Timers.
     """
 
     def __init__(
@@ -178,93 +145,47 @@ class SignalingServer:
         store: Store,
         bus: Bus | None = None,
         config: ServerConfig | None = None,
-        device_handler: DeviceHandler | None = None,
     ) -> None:
         self.core = core
         self.media = media
         self.store = store
         self.bus = bus
         self.config = config or ServerConfig()
-        self.device_handler = device_handler
-        # Optional check of /device upgrade requests: return a Response to refuse.
-        self.device_check: Callable[[ServerConnection, Request], Response | None] | None = None
         # Live ECG viewers (``watch``, ``ecg_*``); None: answered with ``not_found``.
         self.viewers: ViewerHub | None = None
-        # Awaited by close() after the connections are closed (the device endpoint's
-        # last group commit).
+        # Awaited by close() after the pump has settled (the device endpoint's last
+        # group commit).
         self.closers: list[Callable[[], Awaitable[None]]] = []
         self.metrics = Metrics(core)
         self._ids = itertools.count(1)
-        self._sockets: dict[ConnId, ServerConnection] = {}
+        self._outlets: dict[ConnId, Outlet] = {}
         self._join_started: dict[ConnId, float] = {}
         self._lanes: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._pending_writes: list[Record] = []
+        self._pending_acks: list[int] = []  # of the writes the core waits for
         self._flushing: asyncio.Future[None] | None = None
-        self._server: Server | None = None
+        self._write_failed = False
         self._ticker: asyncio.Task[None] | None = None
         self._started_s = time.monotonic()
+        media.on_recording = self._recording_changed
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Bind and start accepting connections.
-
-        Raises
-        ------
-        ServerError
-            If the address cannot be bound.
-        """
-        config = self.config
-        try:
-            self._server = await serve(
-                self._handler,
-                config.host,
-                config.port,
-                process_request=self._process_request,
-                ssl=config.ssl_context,
-                ping_interval=config.ping_interval_s,
-                ping_timeout=config.ping_timeout_s,
-                close_timeout=config.close_timeout_s,
-                max_size=config.max_frame_bytes,
-                # Signaling messages are small; per-connection zlib state would cost
-                # far more memory than it saves bandwidth.
-                compression=None,
-                server_header=None,
-            )
-        except OSError as exc:
-            raise ServerError(
-                f"cannot listen on {config.host}:{config.port}: {exc.strerror}"
-            ) from exc
+        """Start the timers (from the running event loop)."""
         self._started_s = time.monotonic()
-        self._ticker = asyncio.create_task(self._tick_forever())
-        logger.info("listening on %s", self.url)
-
-    @property
-    def port(self) -> int:
-        """The bound port (useful with ``port=0``)."""
-        if self._server is None:
-            raise ServerError("the server is not started")
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
-
-    @property
-    def url(self) -> str:
-        """``http://host:port`` (``https`` with TLS)."""
-        scheme = "https" if self.config.ssl_context else "http"
-        host = self.config.host if ":" not in self.config.host else f"[{self.config.host}]"
-        return f"{scheme}://{host}:{self.port}"
+        if self._ticker is None:
+            self._ticker = asyncio.create_task(self._tick_forever())
 
     async def close(self) -> None:
-        """Close every connection (1001), wait for media and Store writes, release all."""
+        """Wait for media calls and Store writes (after the transport closed), release all."""
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+            self._ticker = None
         # Closing the connections queued media leaves; let them finish first.
         while self._lanes or self._tasks or self._flushing is not None:
             waiting: list[asyncio.Future[Any]] = [*self._lanes.values(), *self._tasks]
@@ -283,32 +204,37 @@ class SignalingServer:
         self._writer.shutdown(wait=True)
         self.store.close()
 
-    async def __aenter__(self) -> SignalingServer:
-        await self.start()
-        return self
+    # ------------------------------------------------------------------ connections
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
+    def open(self, outlet: Outlet) -> ConnId:
+        """A new ``/ws`` connection, sent to through ``outlet``; its id."""
+        conn = next(self._ids)
+        self._outlets[conn] = outlet
+        self.run(self.core.open(conn, time.monotonic()))
+        return conn
 
-    # ------------------------------------------------------------------ I/O
+    def receive(self, conn: ConnId, data: str | bytes) -> None:
+        """A message from connection ``conn``."""
+        if conn not in self._join_started and self.core.connection_participant(conn) is None:
+            self._join_started[conn] = time.perf_counter()
+        self.run(self.core.receive(conn, data, time.monotonic()))
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        if self.device_check is not None and request.path.split("?", 1)[0] == "/device":
-            # The device endpoint may refuse before the upgrade (bad token: HTTP 401).
-            refusal = self.device_check(connection, request)
-            if refusal is not None:
-                return refusal
-        return http.route(
-            request.path,
-            web_dir=self.config.web_dir,
-            health=self.health,
-            metrics=self.metrics.render,
-        )
+    def closed(self, conn: ConnId) -> None:
+        """Connection ``conn`` is gone (either side closed it, or it broke)."""
+        if self._outlets.pop(conn, None) is None:
+            return
+        self._join_started.pop(conn, None)
+        if self.viewers is not None:
+            self.viewers.closed(conn)
+        self.run(self.core.closed(conn, time.monotonic()))
+
+    def outlets(self) -> list[Outlet]:
+        """Every open connection's outlet (the transport closes them at shutdown)."""
+        return list(self._outlets.values())
 
     def health(self) -> dict[str, object]:
-        """The ``/healthz`` document."""
+        """The counts of the ``/healthz`` document."""
         return {
-            "status": "ok",
             "version": __version__,
             "protocol": m.PROTOCOL_VERSION,
             "rooms": self.core.room_count,
@@ -317,33 +243,10 @@ class SignalingServer:
             "uptime_s": round(time.monotonic() - self._started_s, 3),
         }
 
-    async def _handler(self, ws: ServerConnection) -> None:
-        path = ws.request.path.split("?", 1)[0] if ws.request else ""
-        if path == "/device":
-            if self.device_handler is None:
-                await ws.close(1013, "not yet available")
-            else:
-                await self.device_handler(ws)
-            return
-        conn = next(self._ids)
-        self._sockets[conn] = ws
-        self.run(self.core.open(conn, time.monotonic()))
-        try:
-            async for data in ws:
-                if (
-                    conn not in self._join_started
-                    and self.core.connection_participant(conn) is None
-                ):
-                    self._join_started[conn] = time.perf_counter()
-                self.run(self.core.receive(conn, data, time.monotonic()))
-        except ConnectionClosed:
-            pass
-        finally:
-            del self._sockets[conn]
-            self._join_started.pop(conn, None)
-            if self.viewers is not None:
-                self.viewers.closed(conn)
-            self.run(self.core.closed(conn, time.monotonic()))
+    def store_health(self) -> None:
+        """A health check: raises :class:`StoreFailed` while the last Store write failed."""
+        if self._write_failed:
+            raise StoreFailed("the last store write failed")
 
     async def _tick_forever(self) -> None:
         while True:
@@ -366,11 +269,11 @@ class SignalingServer:
             case Send(conn=conn, message=message):
                 self._send(conn, message, encoded)
             case Close(conn=conn, code=code, reason=reason):
-                ws = self._sockets.get(conn)
-                if ws is not None:
-                    self._spawn(ws.close(code, reason))
-            case Persist(record=record):
-                self._persist(record)
+                outlet = self._outlets.get(conn)
+                if outlet is not None:
+                    outlet.close(code, reason)
+            case Persist(record=record, ack=ack):
+                self._persist(record, ack)
             case EcgRequest(conn=conn, room=room, message=message):
                 if self.viewers is None:
                     error = m.Error(
@@ -385,24 +288,28 @@ class SignalingServer:
                 self._media(effect)
 
     def _record(self, room_id: str, on: bool) -> None:
-        """Switch the room's recording; a backend that cannot record reports why."""
-        set_recording = getattr(self.media, "set_recording", None)
+        """Switch the room's recording; a backend that cannot record says why (ValueError)."""
         try:
-            if set_recording is None:
-                raise ValueError("this server's media backend does not record")
-            set_recording(room_id, on)
-        except Exception as exc:  # the backend's errors name no internal state
-            logger.warning("recording of room %s not switched: %s", room_id, exc)
+            self.media.set_recording(room_id, on)
+        except ValueError as exc:  # the backend's reasons name no internal state
+            logger.warning("recording of a room not switched: %s", exc)
             self.run(self.core.recording_changed(room_id, False, str(exc)))
+        except Exception:
+            logger.exception("media backend failed to switch a recording")
+            self.run(self.core.recording_changed(room_id, False, "the recording failed"))
+
+    def _recording_changed(self, room_id: str, on: bool, error: str | None) -> None:
+        """From the media backend: a room's recording started, stopped or failed."""
+        self.run(self.core.recording_changed(room_id, on, error))
 
     def _send(self, conn: ConnId, message: m.ServerMessage, encoded: dict[int, str]) -> None:
-        ws = self._sockets.get(conn)
-        if ws is None:
+        outlet = self._outlets.get(conn)
+        if outlet is None:
             return
         key = id(message)
         if key not in encoded:
             encoded[key] = m.encode(message).decode()
-        broadcast([ws], encoded[key])
+        outlet.send_text(encoded[key])
         tag = str(type(message).__struct_config__.tag)
         self.metrics.sent[tag] += 1
         if tag in ("joined", "waiting"):
@@ -412,18 +319,24 @@ class SignalingServer:
 
     def send_text(self, conn: ConnId, text: str) -> None:
         """Send already encoded JSON on a ``/ws`` connection (never waits; gone: dropped)."""
-        ws = self._sockets.get(conn)
-        if ws is not None:
-            broadcast([ws], text)
+        outlet = self._outlets.get(conn)
+        if outlet is not None:
+            outlet.send_text(text)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _persist(self, record: Record) -> None:
-        """Queue a Store write; writes queued while one is in flight go in the next batch."""
+    def _persist(self, record: Record, ack: int | None) -> None:
+        """Queue a Store write; writes queued while one is in flight go in the next batch.
+
+        With an ``ack``, the core is told once the batch is durable or has failed
+        (``Core.persisted``): a removal is announced only after its ban is written.
+        """
         self._pending_writes.append(record)
+        if ack is not None:
+            self._pending_acks.append(ack)
         if isinstance(record, AuditEntry) and self.bus is not None:
             self._spawn(self.bus.publish("audit", msgspec.json.encode(asdict(record))))
         if self._flushing is None:
@@ -431,15 +344,19 @@ class SignalingServer:
 
     def _flush_writes(self) -> None:
         batch, self._pending_writes = self._pending_writes, []
+        acks, self._pending_acks = self._pending_acks, []
         future = asyncio.get_running_loop().run_in_executor(self._writer, self.store.write, batch)
         self._flushing = future
-        future.add_done_callback(self._written)
+        future.add_done_callback(functools.partial(self._written, acks))
 
-    def _written(self, future: asyncio.Future[None]) -> None:
+    def _written(self, acks: list[int], future: asyncio.Future[None]) -> None:
         exc = future.exception()
         if exc is not None:
-            logger.error("store write failed: %s", exc)
+            logger.error("store write failed: %s", type(exc).__name__)
+        self._write_failed = exc is not None
         self._flushing = None
+        for ack in acks:
+            self.run(self.core.persisted(ack, exc is None, time.monotonic()))
         if self._pending_writes:
             self._flush_writes()
 

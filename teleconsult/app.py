@@ -46,8 +46,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import importlib
-import inspect
 import logging
 import multiprocessing
 import multiprocessing.process
@@ -66,11 +64,12 @@ from typing import Any, Final
 import msgspec
 import numpy as np
 import numpy.typing as npt
-from websockets.asyncio.server import ServerConnection
-from websockets.http11 import Request, Response
 
+from api.edge import EdgeServer
+from api.ws_device import DeviceEndpoint
 from ecg.annotate import annotate
-from ecg.device import Start, encode_message
+from ecg.device import Error as DeviceError
+from ecg.device import ErrorCode, Start, encode_message
 from ecg.errors import EcgError
 from ecg.flags import Flag
 from ecg.live import (
@@ -91,9 +90,9 @@ from sessions.store import Bus, LocalBus, SqliteStore, Store
 from sessions.tokens import TokenClaims, load_secret, verify_token
 from signaling import messages as m
 from signaling.core import Core
-from signaling.device import DeviceEndpoint, ViewerHub
+from signaling.device import ViewerHub
 from signaling.ports import DeviceLink, DeviceOutput, GroupCommit, MediaBackend
-from signaling.server import DeviceHandler, SignalingServer
+from signaling.server import SignalingServer
 from teleconsult.config import Config
 
 logger = logging.getLogger(__name__)
@@ -104,6 +103,7 @@ ECG_CENTRE_ROOM: Final = "ecg-centre"
 # cost memory (~300 MB RSS each, numpy, scipy and numba loaded).
 MAX_LIVE_PROCESSES: Final = 4
 STREAMS_DIR: Final = "streams"
+MESSAGE_TOO_BIG: Final = 1009  # WebSocket close code
 
 
 class AppError(Exception):
@@ -111,37 +111,29 @@ class AppError(Exception):
 
 
 def media_backend(config: Config) -> MediaBackend:
-    """``media.sfu.Sfu()``, with the options of this configuration that it accepts.
+    """``media.sfu.Sfu`` with this configuration's media options.
+
+    Imported here, not at the top: aiortc and PyAV take a second to import, and commands
+    that run no server (``token``) must not pay for it.
 
     Raises
     ------
     AppError
-        If ``media.sfu`` is missing or fails to import.
+        If ``media.sfu`` cannot be imported.
     """
     try:
-        module = importlib.import_module("media.sfu")
-        sfu_class = module.Sfu
-    except (ImportError, AttributeError) as exc:
+        from media.sfu import Sfu
+    except ImportError as exc:
         raise AppError(
             f"the media backend media.sfu.Sfu cannot be loaded ({exc}); "
             "teleconsult serve needs it for consult rooms"
         ) from exc
-    accepted = inspect.signature(sfu_class).parameters
-    options: dict[str, object] = {}
-    if config.ice_transport_policy != "all" and "ice_transport_policy" in accepted:
-        options["ice_transport_policy"] = config.ice_transport_policy
-    if "data_dir" in accepted:
-        # Recordings go to the data dir: for every room (--record) or by consent.
-        options["data_dir"] = config.data_dir
-    if config.record:
-        if "record" in accepted:
-            options["record"] = True
-        else:
-            logger.warning(
-                "--record: this media backend cannot record yet; consults are not recorded"
-            )
-    backend: MediaBackend = sfu_class(**options)
-    return backend
+    # Recordings go to the data dir: for every room (--record) or by consent.
+    return Sfu(
+        ice_transport_policy=config.ice_transport_policy,
+        data_dir=config.data_dir,
+        record=config.record,
+    )
 
 
 def store_and_bus(config: Config) -> tuple[Store, Bus]:
@@ -157,10 +149,9 @@ def build_server(
     config: Config,
     *,
     media: MediaBackend | None = None,
-    device_handler: DeviceHandler | None = None,
-    device_check: Callable[[ServerConnection, Request], Response | None] | None = None,
+    ecg: bool = True,
     start_live_workers: bool = False,
-) -> SignalingServer:
+) -> EdgeServer:
     """Assemble the server (not started).
 
     Parameters
@@ -169,11 +160,9 @@ def build_server(
         The configuration.
     media : MediaBackend, optional
         Defaults to :func:`media_backend`.
-    device_handler : DeviceHandler, optional
-        Takes ``/device`` connections (ECG carts).
-    device_check : callable, optional
-        ``(connection, request) -> Response | None``: refuses a ``/device`` upgrade
-        (for example a missing or wrong device token) before it happens.
+    ecg : bool
+        Serve ``/device`` and live viewers with the live ECG service (:func:`install_ecg`);
+        without it ``/device`` answers 1013 until an endpoint is set.
     start_live_workers : bool
         Start the live ECG workers now (call from the running event loop), so that the
         first stream does not wait seconds for their start and warm-up; by default they
@@ -190,37 +179,29 @@ def build_server(
         ice_servers=lambda identity: ice.ice_servers(identity, now_s=time.time()),
         banned=store.banned_jtis(),
     )
-    server = SignalingServer(
-        core=core,
-        media=backend,
-        store=store,
-        bus=bus,
-        config=config.server_config(),
-        device_handler=device_handler,
+    signaling = SignalingServer(core=core, media=backend, store=store, bus=bus)
+    from media.metrics import MediaCollector  # prometheus only: cheap
+
+    # Forwarding and recording counters on /metrics.
+    signaling.metrics.registry.register(MediaCollector(backend.stats))
+    server = EdgeServer(
+        signaling=signaling,
+        config=config.edge_config(),
+        ssl_context=config.ssl_context(),
+        web_dir=config.web_dir,
     )
-    if hasattr(backend, "on_recording"):
-        # The SFU reports recordings starting, stopping and failing; the room is told.
-        backend.on_recording = lambda room, on, error: server.run(
-            core.recording_changed(room, on, error)
-        )
-    stats = getattr(backend, "stats", None)
-    if callable(stats):  # forwarding and recording counters on /metrics
-        collector = importlib.import_module("media.metrics").MediaCollector(stats)
-        server.metrics.registry.register(collector)
-    if device_handler is None and device_check is None:
+    if ecg:
         install_ecg(
             server,
             config.data_dir / STREAMS_DIR,
             functools.partial(verify_token, secret),
             start_workers=start_live_workers,
         )
-    else:
-        server.device_check = device_check
     return server
 
 
 def install_ecg(
-    server: SignalingServer,
+    server: EdgeServer,
     root: Path,
     verify: Callable[[str], TokenClaims],
     *,
@@ -238,12 +219,12 @@ def install_ecg(
         live_processes = min(os.cpu_count() or 1, MAX_LIVE_PROCESSES)
     service = EcgService(root, live_processes=live_processes)
     endpoint = DeviceEndpoint(service, verify, commit_interval_s=commit_interval_s)
-    hub = ViewerHub(service, server.send_text, centre_room=ECG_CENTRE_ROOM)
+    signaling = server.signaling
+    hub = ViewerHub(service, signaling.send_text, centre_room=ECG_CENTRE_ROOM)
     service.hub = hub
-    server.device_handler = endpoint
-    server.device_check = endpoint.check
-    server.viewers = hub
-    server.closers.append(endpoint.close)
+    server.device = endpoint
+    signaling.viewers = hub
+    signaling.closers.append(endpoint.close)
     if start_workers:
         service.workers.begin()
     return service
@@ -306,6 +287,11 @@ class _Link:
 
     def connection_lost(self) -> None:
         self.service.connection_lost(self.session)
+
+    def too_large(self, size_bytes: int, limit_bytes: int) -> list[DeviceOutput]:
+        reason = f"a message of {size_bytes} bytes is over the limit of {limit_bytes}"
+        error = DeviceError(code=ErrorCode.FRAME_TOO_LARGE, reason=reason, fatal=True)
+        return [encode_message(error), (MESSAGE_TOO_BIG, "message too big")]
 
 
 @dataclass

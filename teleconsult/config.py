@@ -21,9 +21,9 @@ from typing import Any, Final, Literal
 
 import msgspec
 
+from api.edge import EdgeConfig
 from sessions.turn import IceConfig
 from signaling.core import CoreConfig
-from signaling.server import ServerConfig
 
 DEFAULT_WEB_DIR: Final = Path(__file__).resolve().parent.parent / "web"
 
@@ -117,13 +117,11 @@ class Config:
             ) from exc
         return context
 
-    def server_config(self) -> ServerConfig:
-        """Where and how the signaling server listens."""
-        return ServerConfig(
+    def edge_config(self) -> EdgeConfig:
+        """Where and how the edge listens."""
+        return EdgeConfig(
             host=self.host,
             port=self.port,
-            web_dir=self.web_dir,
-            ssl_context=self.ssl_context(),
             ping_interval_s=self.ping_interval_s,
             ping_timeout_s=self.ping_timeout_s,
             max_frame_bytes=self.max_frame_bytes,

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from api.edge import EdgeServer
 from media.sfu import Sfu
 from sessions.tokens import mint_token
-from signaling.server import SignalingServer
 from teleconsult.app import build_server
 from teleconsult.config import Config
 from tests.media.turn import Turn, coturn
@@ -30,7 +30,7 @@ SECRET = "e2e-secret-" + "x" * 32
 class Consult:
     """A running server and how to open its client."""
 
-    server: SignalingServer
+    server: EdgeServer
     sfu: Sfu
 
     def token(self, identity: str, *, moderator: bool = False, room: str = "consult") -> str:

@@ -1,4 +1,5 @@
-"""A signaling server on a free loopback port with a small fake media backend.
+"""A signaling server on a free loopback port (the edge: uvicorn, real sockets) with a
+small fake media backend.
 
 The fake backend stands in for ``media.sfu.Sfu`` where media is not what is tested: it
 answers any SDP starting with ``v=0``, refuses other SDP with ``ValueError`` (as the
@@ -18,11 +19,18 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from api.edge import EdgeConfig, EdgeServer
 from sessions.store import LocalBus, SqliteStore
 from sessions.tokens import mint_token, verify_token
 from sessions.turn import IceConfig
 from signaling.core import Core, CoreConfig
-from signaling.ports import IceServerDict, MediaListener, PeerRole, TrackKind
+from signaling.ports import (
+    IceServerDict,
+    MediaListener,
+    PeerRole,
+    RecordingListener,
+    TrackKind,
+)
 from signaling.server import ServerConfig, SignalingServer
 
 SECRET = "q" * 40
@@ -34,6 +42,7 @@ class FakeMedia:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
         self.listeners: dict[str, MediaListener] = {}
+        self.on_recording: RecordingListener | None = None
 
     async def join(
         self,
@@ -78,6 +87,13 @@ class FakeMedia:
     async def leave(self, participant_id: str) -> None:
         self.calls.append(("leave", participant_id))
         self.listeners.pop(participant_id, None)
+
+    def set_recording(self, room_id: str, on: bool) -> None:
+        self.calls.append((f"recording-{on}", room_id))
+        raise ValueError("this test backend does not record")
+
+    def stats(self) -> dict[str, int]:
+        return {"sessions": len(self.listeners)}
 
     async def close(self) -> None:
         self.calls.append(("close", ""))
@@ -137,7 +153,7 @@ def web_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def server(tmp_path: Path, web_dir: Path) -> AsyncIterator[SignalingServer]:
+async def server(tmp_path: Path, web_dir: Path) -> AsyncIterator[EdgeServer]:
     """A started server on 127.0.0.1 with a 1 s grace period and the fake media backend."""
     ice = IceConfig(stun_urls=["stun:127.0.0.1:3478"])
     store = SqliteStore(tmp_path / "var")
@@ -147,19 +163,27 @@ async def server(tmp_path: Path, web_dir: Path) -> AsyncIterator[SignalingServer
         ice_servers=lambda identity: ice.ice_servers(identity, now_s=time.time()),
         banned=store.banned_jtis(),
     )
-    config = ServerConfig(port=0, web_dir=web_dir, tick_interval_s=0.1, max_frame_bytes=128 * 1024)
-    server = SignalingServer(
-        core=core, media=FakeMedia(), store=store, bus=LocalBus(), config=config
+    signaling = SignalingServer(
+        core=core,
+        media=FakeMedia(),
+        store=store,
+        bus=LocalBus(),
+        config=ServerConfig(tick_interval_s=0.1),
+    )
+    server = EdgeServer(
+        signaling=signaling,
+        config=EdgeConfig(port=0, max_frame_bytes=128 * 1024),
+        web_dir=web_dir,
     )
     await server.start()
     yield server
     await server.close()
 
 
-def ws_url(server: SignalingServer, path: str = "/ws") -> str:
+def ws_url(server: EdgeServer, path: str = "/ws") -> str:
     return f"ws://127.0.0.1:{server.port}{path}"
 
 
-async def open_client(server: SignalingServer) -> Client:
+async def open_client(server: EdgeServer) -> Client:
     """Connect a client to ``/ws``."""
     return Client(await connect(ws_url(server)))

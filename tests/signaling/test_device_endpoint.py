@@ -17,10 +17,10 @@ import wfdb
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from api.edge import EdgeServer
 from ecg.streamstore import StreamStore
 from fixtures.make_fixtures import synthetic12
 from sessions.tokens import load_secret, mint_token, verify_token
-from signaling.server import SignalingServer
 from teleconsult.app import EcgService, install_ecg
 from teleconsult.device_cmd import SimulatedRecord, simulate
 from tests.signaling.conftest import SECRET, Client, make_token, open_client, ws_url
@@ -35,7 +35,7 @@ def device_token(identity: str = DEVICE, secret: str = SECRET) -> str:
 
 
 @pytest.fixture(params=[1, 0], ids=["live-process", "live-thread"])
-def ecg(server: SignalingServer, tmp_path: Path, request: pytest.FixtureRequest) -> EcgService:
+def ecg(server: EdgeServer, tmp_path: Path, request: pytest.FixtureRequest) -> EcgService:
     """The real ECG service on the test server, annotating in a worker process or a thread."""
     verify = functools.partial(verify_token, SECRET)
     return install_ecg(
@@ -48,7 +48,7 @@ def record(seconds: float | None = None) -> SimulatedRecord:
     return SimulatedRecord.read(str(synthetic12()), duration_s=seconds)
 
 
-async def watcher(server: SignalingServer, room: str = "r1", role: str = "expert") -> Client:
+async def watcher(server: EdgeServer, room: str = "r1", role: str = "expert") -> Client:
     """A viewer connection that has sent ``watch``."""
     client = await open_client(server)
     await client.send(type="watch", token=make_token(f"viewer-{room}", room=room, role=role))
@@ -67,7 +67,7 @@ async def listed_streams(viewer: Client, timeout_s: float = 10.0) -> dict[str, A
         await asyncio.sleep(0.05)
 
 
-async def test_upgrade_refusals(server: SignalingServer, ecg: EcgService) -> None:
+async def test_upgrade_refusals(server: EdgeServer, ecg: EcgService) -> None:
     """No or a forged token 401, a viewer token 403 on /device; a device token on /ws refused."""
     url = ws_url(server, "/device")
     cases: list[tuple[dict[str, str], int]] = [
@@ -91,7 +91,7 @@ async def test_upgrade_refusals(server: SignalingServer, ecg: EcgService) -> Non
 
 
 async def test_viewer_receives_samples_beats_and_the_end(
-    server: SignalingServer, ecg: EcgService
+    server: EdgeServer, ecg: EcgService
 ) -> None:
     """A granted viewer lists the stream, gets µV samples, beat marks, HR, then finalised."""
     source = record(12.0)
@@ -132,9 +132,7 @@ async def test_viewer_receives_samples_beats_and_the_end(
     np.testing.assert_array_equal(stored, source.samples)
 
 
-async def test_viewer_without_the_grant_is_refused(
-    server: SignalingServer, ecg: EcgService
-) -> None:
+async def test_viewer_without_the_grant_is_refused(server: EdgeServer, ecg: EcgService) -> None:
     """Another room's viewer does not see the stream and gets forbidden; the ECG centre sees all."""
     source = record(1.0)
     result = await simulate(
@@ -158,9 +156,7 @@ async def test_viewer_without_the_grant_is_refused(
     assert (await unjoined.expect("error"))["code"] == "not_joined"
 
 
-async def test_forced_drops_and_takeover_are_bit_exact(
-    server: SignalingServer, ecg: EcgService
-) -> None:
+async def test_forced_drops_and_takeover_are_bit_exact(server: EdgeServer, ecg: EcgService) -> None:
     """Drops every 0.2 s at 20x: the stored record equals the source sample for sample."""
     source = record(10.0)
     result = await simulate(
@@ -230,7 +226,7 @@ async def test_live_workers_wait_for_the_first_device_by_default(ecg: EcgService
 
 
 async def test_live_workers_start_with_the_server_when_asked(
-    server: SignalingServer, tmp_path: Path
+    server: EdgeServer, tmp_path: Path
 ) -> None:
     """start_workers=True starts the worker processes at once, before any device."""
     verify = functools.partial(verify_token, SECRET)

@@ -1,18 +1,18 @@
-"""The plain GET routes: /healthz, /metrics, /join and static files."""
+"""The plain GET routes on the edge: /healthz, /metrics, /join and static files."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 
-from signaling.server import SignalingServer
+from api.edge import EdgeServer
 from tests.signaling.conftest import make_token, open_client
 
 
-async def get(server: SignalingServer, target: str) -> tuple[int, dict[str, str], bytes]:
+async def get(server: EdgeServer, target: str) -> tuple[int, dict[str, str], bytes]:
     """A raw HTTP/1.1 GET over a real socket (no client library normalising the path)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-    writer.write(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    writer.write(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
     await writer.drain()
     data = await asyncio.wait_for(reader.read(), 5)
     writer.close()
@@ -22,7 +22,7 @@ async def get(server: SignalingServer, target: str) -> tuple[int, dict[str, str]
     return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}, body
 
 
-async def test_healthz_counts(server: SignalingServer) -> None:
+async def test_healthz_counts(server: EdgeServer) -> None:
     """/healthz is JSON with status and live counts."""
     client = await open_client(server)
     await client.send(type="join", token=make_token("dr-li", moderator=True))
@@ -34,7 +34,7 @@ async def test_healthz_counts(server: SignalingServer) -> None:
     assert document["connections"] == 1
 
 
-async def test_metrics_exposes_counts_and_histogram(server: SignalingServer) -> None:
+async def test_metrics_exposes_counts_and_histogram(server: EdgeServer) -> None:
     """/metrics has rooms, participants, connections, messages, join latency and errors."""
     client = await open_client(server)
     await client.send(type="join", token=make_token("dr-li", moderator=True))
@@ -54,7 +54,7 @@ async def test_metrics_exposes_counts_and_histogram(server: SignalingServer) -> 
     assert "teleconsult_join_seconds_count 1.0" in text
 
 
-async def test_join_page_and_static_types(server: SignalingServer) -> None:
+async def test_join_page_and_static_types(server: EdgeServer) -> None:
     """/join serves index.html whatever the query; static files get their content types."""
     status, headers, body = await get(server, "/join?token=abc&autojoin=1")
     assert (status, headers["content-type"]) == (200, "text/html; charset=utf-8")
@@ -70,7 +70,7 @@ async def test_join_page_and_static_types(server: SignalingServer) -> None:
         assert (status, headers["content-type"]) == (200, content_type)
 
 
-async def test_no_directory_traversal(server: SignalingServer) -> None:
+async def test_no_directory_traversal(server: EdgeServer) -> None:
     """Paths leaving the web folder, hidden files, folders and unknown routes are 404."""
     for target in [
         "/static/../outside.txt",
@@ -81,6 +81,8 @@ async def test_no_directory_traversal(server: SignalingServer) -> None:
         "/static/.hidden",
         "/etc/passwd",
         "/static//etc/passwd",
+        "/static/app.js%00.html",
+        "/static/app.js\\..\\..\\outside.txt",
     ]:
         status, _, body = await get(server, target)
         assert status == 404, target

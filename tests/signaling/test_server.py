@@ -1,4 +1,4 @@
-"""The server over real loopback WebSockets, with the fake media backend."""
+"""The server over real loopback WebSockets (uvicorn), with the fake media backend."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed
 
-from signaling.server import SignalingServer
+from api.edge import EdgeServer
 from tests.signaling.conftest import Client, FakeMedia, make_token, open_client, ws_url
 
 
-async def join(server: SignalingServer, identity: str, **kw: Any) -> tuple[Client, dict[str, Any]]:
+async def join(server: EdgeServer, identity: str, **kw: Any) -> tuple[Client, dict[str, Any]]:
     """Connect and join; returns the client and its first reply."""
     client = await open_client(server)
     await client.send(type="join", token=make_token(identity, **kw))
@@ -39,7 +39,7 @@ async def closed_with(client: Client) -> tuple[int | None, str]:
     return client.ws.close_code, client.ws.close_reason or ""
 
 
-async def room(server: SignalingServer) -> tuple[Client, Client, str, str]:
+async def room(server: EdgeServer) -> tuple[Client, Client, str, str]:
     """A moderator and an admitted applicant: (moderator, applicant, their ids)."""
     mod, joined = await join(server, "dr-li", moderator=True)
     assert joined["type"] == "joined"
@@ -52,7 +52,7 @@ async def room(server: SignalingServer) -> tuple[Client, Client, str, str]:
     return mod, app, joined["participant_id"], waiting["participant_id"]
 
 
-async def test_join_admit_media_and_chat(server: SignalingServer) -> None:
+async def test_join_admit_media_and_chat(server: EdgeServer) -> None:
     """Moderator and applicant meet: admitted, subscribe offer, publish answer, track, chat."""
     mod, app, _, app_pid = await room(server)
     offer = await app.expect("offer")
@@ -75,7 +75,7 @@ async def test_join_admit_media_and_chat(server: SignalingServer) -> None:
     assert ("answer", app_pid) in media.calls
 
 
-async def test_mute_remove_and_banned_rejoin(server: SignalingServer) -> None:
+async def test_mute_remove_and_banned_rejoin(server: EdgeServer) -> None:
     """Moderator mute pauses media and is announced; removal closes 4403; rejoin is banned."""
     mod, app, _, app_pid = await room(server)
     await mod.send(type="mute", kind="audio", participant_id=app_pid)
@@ -92,7 +92,7 @@ async def test_mute_remove_and_banned_rejoin(server: SignalingServer) -> None:
     assert ("leave", app_pid) in media.calls
 
 
-async def test_removed_token_cannot_rejoin(server: SignalingServer) -> None:
+async def test_removed_token_cannot_rejoin(server: EdgeServer) -> None:
     """The very token of a removed participant is refused with banned, even when reused."""
     mod, _ = await join(server, "dr-li", moderator=True)
     token = make_token("dr-zhao")
@@ -116,7 +116,7 @@ def _payload(token: str) -> str:
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)).decode()
 
 
-async def test_leave_closes_1000(server: SignalingServer) -> None:
+async def test_leave_closes_1000(server: EdgeServer) -> None:
     """Leave: the leaver is closed normally and the others are told."""
     mod, app, _, app_pid = await room(server)
     await app.send(type="leave")
@@ -125,7 +125,7 @@ async def test_leave_closes_1000(server: SignalingServer) -> None:
     assert (left["participant_id"], left["reason"]) == (app_pid, "left")
 
 
-async def test_resume_within_grace(server: SignalingServer) -> None:
+async def test_resume_within_grace(server: EdgeServer) -> None:
     """A dropped connection resumes with the same participant id; media is renegotiated."""
     mod, app, _, app_pid = await room(server)
     await app.ws.close()
@@ -140,7 +140,7 @@ async def test_resume_within_grace(server: SignalingServer) -> None:
     assert media.calls.count(("join", app_pid)) == 2
 
 
-async def test_removed_after_grace(server: SignalingServer) -> None:
+async def test_removed_after_grace(server: EdgeServer) -> None:
     """A dropped participant that does not come back is gone after the grace period."""
     mod, app, _, app_pid = await room(server)
     await app.ws.close()
@@ -151,7 +151,7 @@ async def test_removed_after_grace(server: SignalingServer) -> None:
     assert 0.5 <= time.monotonic() - started < 3.0
 
 
-async def test_second_connection_replaces_first(server: SignalingServer) -> None:
+async def test_second_connection_replaces_first(server: EdgeServer) -> None:
     """The newer connection for an identity wins; the older is closed 4409."""
     mod, app, _, app_pid = await room(server)
     newer, joined = await join(server, "dr-wang")
@@ -162,7 +162,7 @@ async def test_second_connection_replaces_first(server: SignalingServer) -> None
     assert (await mod.expect("chat"))["text"] == "from the new tab"
 
 
-async def test_bad_sdp_and_unknown_transceiver(server: SignalingServer) -> None:
+async def test_bad_sdp_and_unknown_transceiver(server: EdgeServer) -> None:
     """Invalid SDP and a candidate for an unknown mid get their codes; the connection stays."""
     _, app, _, _ = await room(server)
     await app.send(type="offer", pc="publish", sdp="garbage", ref="bad")
@@ -175,7 +175,7 @@ async def test_bad_sdp_and_unknown_transceiver(server: SignalingServer) -> None:
     assert (await app.expect("pong"))["ref"] == "still"
 
 
-async def test_bad_input_paths_leave_others_untouched(server: SignalingServer) -> None:
+async def test_bad_input_paths_leave_others_untouched(server: EdgeServer) -> None:
     """Malformed JSON, unknown type, oversize message and too-large frame: errors, others fine."""
     mod, app, _, _ = await room(server)
     await app.send(type="dance")
@@ -190,7 +190,7 @@ async def test_bad_input_paths_leave_others_untouched(server: SignalingServer) -
     assert (await mod.expect("pong"))["type"] == "pong"
 
 
-async def test_messages_before_join_and_garbage(server: SignalingServer) -> None:
+async def test_messages_before_join_and_garbage(server: EdgeServer) -> None:
     """A valid message before join: not_joined; garbage before join: bad_json and close 4400."""
     client = await open_client(server)
     await client.send(type="chat", text="hello")
@@ -200,7 +200,7 @@ async def test_messages_before_join_and_garbage(server: SignalingServer) -> None
     assert (await closed_with(client))[0] == 4400
 
 
-async def test_bad_tokens_are_refused(server: SignalingServer) -> None:
+async def test_bad_tokens_are_refused(server: EdgeServer) -> None:
     """Expired, future and device tokens are refused with 4401/4403."""
     cases = [
         (make_token("a", now_s=time.time() - 7200, ttl_s=60), "token_expired", 4401),
@@ -215,7 +215,7 @@ async def test_bad_tokens_are_refused(server: SignalingServer) -> None:
         assert (await closed_with(client))[0] == close
 
 
-async def test_flood_is_closed(server: SignalingServer) -> None:
+async def test_flood_is_closed(server: EdgeServer) -> None:
     """A client flooding pings gets rate_limited errors and is closed 4429."""
     client = await open_client(server)
     for _ in range(100):
@@ -225,43 +225,24 @@ async def test_flood_is_closed(server: SignalingServer) -> None:
     assert client.ws.close_code == 4429
 
 
-async def test_join_timeout(server: SignalingServer) -> None:
+async def test_join_timeout(server: EdgeServer) -> None:
     """A connection that never joins is closed 4408 after the join timeout."""
     client = await open_client(server)
     assert (await client.recv(timeout_s=5))["code"] == "join_timeout"
     assert (await closed_with(client))[0] == 4408
 
 
-async def test_device_endpoint_not_yet_available(server: SignalingServer) -> None:
-    """/device is closed with 1013 until a device handler is registered, then handed over."""
+async def test_device_endpoint_not_yet_available(server: EdgeServer) -> None:
+    """/device is closed with 1013 until a device endpoint is set."""
     async with connect(ws_url(server, "/device")) as ws:
         with pytest.raises(ConnectionClosed):
             await ws.recv()
         assert (ws.close_code, ws.close_reason) == (1013, "not yet available")
 
-    async def echo(connection: Any) -> None:
-        await connection.send("device ok")
 
-    server.device_handler = echo
-    async with connect(ws_url(server, "/device")) as ws:
-        assert await ws.recv() == "device ok"
-
-
-async def test_device_check_refuses_before_upgrade(server: SignalingServer) -> None:
-    """A registered /device check can refuse the upgrade with an HTTP status."""
-
-    def check(connection: Any, request: Any) -> Any:
-        if "token=good" in request.path:
-            return None
-        return connection.respond(401, "bad device token\n")
-
-    async def echo(connection: Any) -> None:
-        await connection.send("device ok")
-
-    server.device_check = check
-    server.device_handler = echo
-    with pytest.raises(InvalidStatus) as info:
-        await connect(ws_url(server, "/device?token=bad"))
-    assert info.value.response.status_code == 401
-    async with connect(ws_url(server, "/device?token=good")) as ws:
-        assert await ws.recv() == "device ok"
+async def test_server_close_says_going_away(server: EdgeServer) -> None:
+    """Closing the server closes every /ws connection with 1001 before it stops."""
+    mod, joined = await join(server, "dr-li", moderator=True)
+    assert joined["type"] == "joined"
+    await server.close()
+    assert (await closed_with(mod))[0] == 1001

@@ -1,34 +1,53 @@
-"""The browser client's own pieces in a real Chromium, served by signaling's HTTP routes."""
+"""The browser client's own pieces in a real Chromium, served by the edge's page routes
+(uvicorn on loopback, with the security headers of every response)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.http11 import Request, Response
 
-from signaling.http import route
+from api.app import create_app
+from api.edge import Edge, EdgeConfig
 from tests.web.browser import chromium, new_page
+from web import WEB_DIR
 
-WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
 async def base_url() -> AsyncIterator[str]:
-    def process_request(connection: ServerConnection, request: Request) -> Response | None:
-        return route(
-            request.path, web_dir=WEB_DIR, health=dict, metrics=lambda: (b"", "text/plain")
+    """The pages served from the package's web folder on a free port."""
+    edge = Edge(create_app(web_dir=WEB_DIR), EdgeConfig(port=0), ws_max_size_bytes=1 << 16)
+    await edge.start()
+    yield edge.url
+    await edge.close()
+
+
+async def test_pages_run_under_the_content_security_policy(base_url: str) -> None:
+    """/join and /ecg load their scripts and styles with no CSP violation reported."""
+    async with chromium() as browser:
+        page = await new_page(browser)
+        violations: list[str] = []
+        page.on(
+            "console",
+            lambda message: (
+                violations.append(message.text)
+                if "Content Security Policy" in message.text
+                else None
+            ),
         )
-
-    async def handler(connection: ServerConnection) -> None:
-        await connection.close()
-
-    async with serve(handler, "127.0.0.1", 0, process_request=process_request) as server:
-        port = server.sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}"
+        for path in ("/join?token=x.e30.y&lang=en", "/ecg?token=x.e30.y&lang=en"):
+            response = await page.goto(f"{base_url}{path}")
+            assert response is not None
+            assert "script-src 'self'" in response.headers["content-security-policy"]
+            await page.wait_for_load_state("networkidle")
+            styled = await page.evaluate(
+                "() => getComputedStyle(document.body).fontFamily !== '' "
+                "&& document.styleSheets.length > 0"
+            )
+            assert styled, path
+        assert violations == []
 
 
 async def test_strings_exist_in_both_languages(base_url: str) -> None:
@@ -54,7 +73,7 @@ async def test_lobby_shows_preview_and_chinese_text(base_url: str) -> None:
     async with chromium() as browser:
         page = await new_page(browser)
         await page.goto(f"{base_url}/join?token=x.{claims}.y&lang=zh")
-        await page.wait_for_function("document.getElementById('preview').videoWidth > 0")
+        await page.wait_for_function("() => document.getElementById('preview').videoWidth > 0")
         assert await page.is_enabled("#join")
         assert await page.text_content("#join") == "加入"
         assert "Wang" in (await page.text_content("#lobby-who") or "")
