@@ -620,11 +620,14 @@ class Accounts:
         self._audit("auth.session_invalid", outcome="denied", details={"reason": "malformed"})
         raise SessionInvalid()
 
-    def csrf_failed(self, principal: Principal | None) -> None:
-        """Audit a state-changing request refused for its CSRF token."""
+    def csrf_failed(self, session_token: str) -> None:
+        """Audit a state-changing request refused for its CSRF token, naming the
+        session's person when the cookie is a real session."""
+        session = self._d.sessions.session_by_sha256(token_sha256(session_token))
         self._audit(
             "auth.csrf_failed",
-            actor=principal.person.id if principal else None,
+            actor=session.person_id if session else None,
+            target=f"session:{session.id}" if session else None,
             outcome="denied",
         )
 
