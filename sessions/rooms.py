@@ -23,7 +23,8 @@ state and event. Every change is logged.
   ``ADMITTED`` because media is renegotiated from scratch.
 - ``DISCONNECTED``: the connection dropped; identity, place, mutes and track metadata
   are kept for the grace period.
-- ``LEFT`` and ``REMOVED`` are final; removal bans the token (its ``jti``).
+- ``LEFT`` and ``REMOVED`` are final; a removal bans the identity from the room (the
+  signaling core enforces the ban, once durable, on every token of that identity).
 
 No I/O here: the signaling core drives these objects and turns their changes into
 messages and effects.

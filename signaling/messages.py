@@ -188,7 +188,7 @@ class Admit(_ClientMessage, tag="admit", kw_only=True):
 
 
 class Remove(_ClientMessage, tag="remove", kw_only=True):
-    """Moderators: remove a participant; its token can never join again."""
+    """Moderators: remove a participant; that identity can never enter the room again."""
 
     participant_id: Id
     reason: Reason | None = None
