@@ -36,7 +36,10 @@ __all__ = [
     "ReportInfo",
     "Statement",
     "StatementLike",
+    "content_from_annotations",
+    "critical_from",
     "measurements_from",
+    "patient_from_comments",
     "qtc_key",
     "statements_from",
 ]
@@ -306,3 +309,60 @@ def statements_from(
         return ()
     found = (_statement(item) for item in items)
     return tuple(statement for statement in found if statement is not None)
+
+
+def critical_from(items: Iterable[Mapping[str, Any] | str] | None) -> tuple[str, ...]:
+    """Codes of critical findings from the annotation JSON's ``critical`` list (objects
+    with ``code``, or bare codes), each once, in their order."""
+    codes: list[str] = []
+    for item in items or ():
+        code = item.get("code") if isinstance(item, Mapping) else item
+        if isinstance(code, str) and code and code not in codes:
+            codes.append(code)
+    return tuple(codes)
+
+
+def content_from_annotations(
+    document: Mapping[str, Any],
+) -> tuple[Measurements, tuple[Statement, ...], tuple[str, ...]]:
+    """Measurements, statements and critical codes of an annotation JSON document.
+
+    ``measurements`` may be the global object itself or hold it under ``"global"``
+    (beside ``"leads"``). Without a measured heart rate, the summary's median heart
+    rate stands in for it (the pre-annotation files have no ``measurements``).
+    Anything missing or malformed is simply absent.
+    """
+    raw = document.get("measurements")
+    if isinstance(raw, Mapping) and isinstance(raw.get("global"), Mapping):
+        raw = raw["global"]
+    measurements = measurements_from(raw if isinstance(raw, Mapping) else None)
+    summary = document.get("summary")
+    if measurements.value("hr_bpm") is None and isinstance(summary, Mapping):
+        median = _number(summary.get("hr_median_bpm"))
+        if median is not None:
+            values = dict(measurements.values)
+            values["hr_bpm"] = Measurement(median)
+            measurements = Measurements(values, measurements.qtc_formula)
+    items = document.get("statements")
+    statements = statements_from(items if isinstance(items, list) else None)
+    found = document.get("critical")
+    return measurements, statements, critical_from(found if isinstance(found, list) else None)
+
+
+_SEX = {"m": "M", "male": "M", "f": "F", "female": "F", "男": "M", "女": "F"}
+
+
+def patient_from_comments(comments: Iterable[str]) -> Patient:
+    """Age and sex from WFDB header comments (LUDB's ``<age>: 51``, ``<sex>: F``;
+    PTB-XL's ``Age: 59``, ``Sex: Female``); anything else stays empty."""
+    age: int | None = None
+    sex = ""
+    for line in comments:
+        key, _, value = line.partition(":")
+        key = key.strip().strip("<>").strip().lower()
+        value = value.strip()
+        if key == "age" and value.isdigit():
+            age = int(value)
+        elif key == "sex":
+            sex = _SEX.get(value.lower(), "")
+    return Patient(sex=sex, age_years=age)

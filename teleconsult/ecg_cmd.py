@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from teleconsult import annotate_cmd, bench_cmd, streams_cmd
+from teleconsult import annotate_cmd, bench_cmd, report_cmd, streams_cmd
 
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
@@ -17,3 +17,4 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     annotate_cmd.register(sub)
     bench_cmd.register(sub)
     streams_cmd.register(sub)
+    report_cmd.register(sub)
