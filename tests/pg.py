@@ -85,8 +85,11 @@ class PostgresServer:
         if result.returncode != 0:
             raise RuntimeError(f"{what} failed ({result.returncode}): {result.stderr.strip()}")
 
-    def start(self) -> PostgresServer:
-        """initdb, then start and wait until it accepts connections."""
+    def start(self, *, durable: bool = False) -> PostgresServer:
+        """initdb, then start and wait until it accepts connections.
+
+        ``durable`` keeps PostgreSQL's fsync on (benchmarks); tests leave it off.
+        """
         if self.as_root:
             os.chown(self.folder, self._user.pw_uid, self._user.pw_gid)
         self._check(
@@ -107,9 +110,10 @@ class PostgresServer:
         )
         options = (
             f"-c listen_addresses=127.0.0.1 -c port={self.port} "
-            f"-c unix_socket_directories={self.folder} -c fsync=off -c synchronous_commit=off "
-            "-c full_page_writes=off -c max_connections=100"
+            f"-c unix_socket_directories={self.folder} -c max_connections=100"
         )
+        if not durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._check(
             self._run(
                 str(self.bin / "pg_ctl"),
