@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import threading
 from datetime import UTC, datetime, timedelta
@@ -67,7 +68,7 @@ def test_appended_rows_chain_and_verify(engine: Engine) -> None:
         rows = query(conn, AuditQuery())
     assert [r.seq for r in rows] == [1, 2, 3, 4]
     assert rows[0].prev_hash == GENESIS_HASH
-    for before, after in zip(rows, rows[1:], strict=False):
+    for before, after in itertools.pairwise(rows):
         assert after.prev_hash == before.hash
     for row in rows:
         document = {**row.hashed_fields(), "time": format_time(row.time)}
@@ -84,9 +85,14 @@ def test_a_failed_transaction_appends_nothing(engine: Engine) -> None:
     """An append rolled back with its transaction leaves the chain as it was."""
     with engine.begin() as conn:
         append(conn, [record(0)])
-    with pytest.raises(RuntimeError), engine.begin() as conn:
-        append(conn, [record(1)])
-        raise RuntimeError("the change the row records failed")
+
+    def failing_unit() -> None:
+        with engine.begin() as conn:
+            append(conn, [record(1)])
+            raise RuntimeError("the change the row records failed")
+
+    with pytest.raises(RuntimeError):
+        failing_unit()
     with engine.begin() as conn:
         assert append(conn, [record(2)]) == [2]
     assert verify(engine).ok
@@ -182,7 +188,7 @@ def test_query_filters_and_pages(engine: Engine) -> None:
 def test_records_refuse_naive_times_and_overlong_fields() -> None:
     """An audit record needs an aware time, an action and bounded fields."""
     with pytest.raises(ValueError, match="aware"):
-        AuditRecord(time=datetime(2026, 1, 1), actor="a", action="x")  # noqa: DTZ001
+        AuditRecord(time=datetime(2026, 1, 1), actor="a", action="x")
     with pytest.raises(ValueError, match="action"):
         AuditRecord(time=T0, actor="a", action="")
     with pytest.raises(ValueError, match="actor"):
