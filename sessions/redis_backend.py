@@ -91,6 +91,13 @@ class RedisStore:
         key = self._prefix + ("audit" if room is None else f"audit:{room}")
         return [AuditEntry(**json.loads(item)) for item in self._call("lrange", key, -limit, -1)]
 
+    def health(self) -> str | None:
+        try:
+            self._call("ping")
+        except StoreError:
+            return "Redis unreachable"
+        return None
+
     def close(self) -> None:
         self._redis.close()
 

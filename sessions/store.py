@@ -120,6 +120,13 @@ class Store(Protocol):
     def write(self, records: Sequence[Record]) -> None:
         """Write several records in one durable step (group commit)."""
 
+    def health(self) -> str | None:
+        """None while the store works, else why not (``/healthz`` says ``degraded``).
+
+        Cheap (one round trip at most) and synchronous: call it off the event loop.
+        A write that failed makes it unhealthy until a write succeeds.
+        """
+
     def close(self) -> None:
         """Release resources."""
 
@@ -238,6 +245,13 @@ class SqliteStore:
             )
             for t, r, a, act, tg, d in reversed(rows)
         ]
+
+    def health(self) -> str | None:
+        try:
+            self._read("SELECT 1")
+        except StoreError:
+            return "database unreachable"
+        return None
 
     def close(self) -> None:
         with self._lock:
