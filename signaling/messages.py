@@ -100,6 +100,12 @@ ChatText = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_CHAT_CHARS)]
 Reason = Annotated[str, msgspec.Meta(max_length=MAX_REASON_CHARS)]
 CandidateLine = Annotated[str, msgspec.Meta(max_length=MAX_CANDIDATE_CHARS)]
 MlineIndex = Annotated[int, msgspec.Meta(ge=0, le=1_000)]
+# An ECG stream id exactly as ``ecg_streams`` gives it: a UUID in its canonical form
+# (lower case, hyphenated). Other spellings of the same UUID are refused, not
+# normalised, so that a subscription is always keyed as the stream's data is sent.
+StreamId = Annotated[
+    str, msgspec.Meta(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+]
 
 
 class _Message(msgspec.Struct, tag_field="type", kw_only=True):
@@ -221,13 +227,13 @@ class EcgList(_ClientMessage, tag="ecg_list", kw_only=True):
 class EcgSubscribe(_ClientMessage, tag="ecg_subscribe", kw_only=True):
     """Receive a stream's live samples and annotations (``ecg_subscribed``, ``ecg_data``)."""
 
-    stream: Id
+    stream: StreamId
 
 
 class EcgUnsubscribe(_ClientMessage, tag="ecg_unsubscribe", kw_only=True):
     """Stop receiving a stream (answered with ``ecg_unsubscribed``)."""
 
-    stream: Id
+    stream: StreamId
 
 
 ClientMessage = (
@@ -558,9 +564,10 @@ class EcgData(_Message, tag="ecg_data", kw_only=True):
     """A live chunk of a subscribed stream.
 
     ``samples_uv[lead][i]`` is display sample ``first_index + i`` of that lead in µV
-    (int16 range; ``null`` where the lead is off), filtered (0.5–40 Hz) and decimated to
-    ``display_fs_hz``. ``flags`` became final with this chunk (each once per stream);
-    ``provisional`` replaces the previous chunk's provisional flags.
+    (int16 range; ``null`` for each sample without a valid value: lead off or the
+    device's invalid sample; a lead is never ``null`` as a whole), filtered (0.5–40 Hz)
+    and decimated to ``display_fs_hz``. ``flags`` became final with this chunk (each once
+    per stream); ``provisional`` replaces the previous chunk's provisional flags.
     """
 
     stream: str

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from signaling import messages as m
 from signaling.core import EcgRequest
 from signaling.messages import CloseCode
@@ -32,7 +36,9 @@ def test_ecg_requests_need_watch_or_an_admitted_participant() -> None:
     fresh = h.open()
     assert error_of(h.send(fresh, m.EcgList()), fresh).code == "not_joined"
     _, app, _, _ = room
-    (request,) = only(h.send(app, m.EcgSubscribe(stream="s1")), EcgRequest)
+    (request,) = only(
+        h.send(app, m.EcgSubscribe(stream="0b7d6c3e-1f2a-4b5c-9d8e-7f6a5b4c3d2e")), EcgRequest
+    )
     assert (request.identity, request.room) == ("dr-wang", "r1")  # type: ignore[attr-defined]
 
 
@@ -101,3 +107,25 @@ def test_a_closed_viewer_sends_nothing_more() -> None:
     assert h.core.closed(viewer, h.now) == []
     assert h.core.connection_count == 0
     assert h.send(viewer, m.EcgList()) == []
+
+
+STREAM = "0b7d6c3e-1f2a-4b5c-9d8e-7f6a5b4c3d2e"
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [STREAM.upper(), "{" + STREAM + "}", "urn:uuid:" + STREAM, STREAM.replace("-", ""), "s1"],
+)
+@pytest.mark.parametrize("kind", ["ecg_subscribe", "ecg_unsubscribe"])
+def test_stream_ids_must_be_canonical(spelling: str, kind: str) -> None:
+    """Conformance: a stream id other than the canonical lower-case UUID is bad_message
+    (with its ref), never a subscription that would not deliver."""
+    h = Harness()
+    viewer, _ = h.watch("dr-zhou")
+    effects = h.send(viewer, json.dumps({"type": kind, "stream": spelling, "ref": "q"}))
+    error = error_of(effects, viewer)
+    assert (error.code, error.ref) == ("bad_message", "q")
+    assert only(effects, EcgRequest) == []
+    assert closes(effects, viewer) == []
+    (request,) = only(h.send(viewer, json.dumps({"type": kind, "stream": STREAM})), EcgRequest)
+    assert request.message.stream == STREAM  # type: ignore[union-attr]
