@@ -15,10 +15,11 @@ Design notes
   injected wherever time is read.
 - Secrets are never stored: a session, API token or device credential is kept as the
   SHA-256 hex of the random value handed out once (:func:`consults.accounts.token_sha256`).
-- Text fields refuse control characters and surrounding blanks; usernames, codes and ids
+- Text fields refuse control characters, surrounding blanks and the characters of SQL
+  and markup injection (``' " ; \\ % < > = * ` --``); usernames, codes and ids
   are ASCII from a small alphabet, so they are safe in URLs and logs. Display names are
-  letters of the Latin or CJK scripts with a few joiners (space, ``·``, ``.``, ``-``,
-  ``'``): "张三", "Zhang San", "Jean-Luc O'Neil".
+  letters of the Latin or CJK scripts with a few joiners (space, ``·``, ``.``, ``-``):
+  "张三", "Zhang San", "阿依古丽·买买提", "Jean-Luc Picard".
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ MAX_SHORT_TEXT_CHARS = 100
 _CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _USERNAME = re.compile(r"[a-z0-9][a-z0-9._@-]{1,63}")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-_NAME_JOINERS = frozenset(" ·.-'")
+_NAME_JOINERS = frozenset(" ·.-")
+_FORBIDDEN_IN_TEXT = frozenset("'\";\\%<>=*`")
 
 
 class Level(enum.Enum):
@@ -145,11 +147,16 @@ def check_text(field_name: str, value: str, max_chars: int) -> str:
         raise InvalidInput(field_name, "no blank at the start or the end")
     if any(unicodedata.category(ch).startswith("C") for ch in value):
         raise InvalidInput(field_name, "no control or unassigned characters")
+    if any(ch in _FORBIDDEN_IN_TEXT for ch in value) or "--" in value:
+        # Never needed in a name, and the usual tools of SQL and markup injection: the
+        # store binds every value as a parameter anyway; this keeps them out of records
+        # that other systems (HIS exports, reports) may handle less carefully.
+        raise InvalidInput(field_name, "none of ' \" ; \\ % < > = * ` nor --")
     return value
 
 
 def check_display_name(value: str) -> str:
-    """Check a display name: letters of the Latin or CJK scripts and ``' ·.-'``."""
+    """Check a display name: letters of the Latin or CJK scripts and space, ``·``, ``.``, ``-``."""
     check_text("display_name", value, MAX_DISPLAY_NAME_CHARS)
     for ch in value:
         if ch in _NAME_JOINERS:
@@ -157,7 +164,7 @@ def check_display_name(value: str) -> str:
         name = unicodedata.name(ch, "")
         if not (ch.isalpha() and (name.startswith("LATIN") or name.startswith("CJK"))):
             raise InvalidInput(
-                "display_name", f"{ch!r} is not a Latin or Chinese letter nor one of ' ·.-'"
+                "display_name", f"{ch!r} is not a Latin or Chinese letter, a space, '·', '.' or '-'"
             )
     return value
 

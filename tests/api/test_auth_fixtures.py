@@ -1,5 +1,5 @@
 """Fixtures of the accounts API tests: the edge app with the accounts controllers, served
-by real uvicorn on 127.0.0.1 over the store (no test here)."""
+by real uvicorn on 127.0.0.1 over the real SQL store on SQLite (no test here)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from api.auth import account_api
 from api.edge import Edge, EdgeConfig
 from api.session import CSRF_COOKIE
 from consults.accounts import AccountPolicy, Accounts, DirectoryAdmin
-from tests.consults.memory import MemoryStore
+from consults.directory import Institution
+from store.audit import AuditQuery, query
+from store.stores import Stores, open_store
 
 FAST_POLICY = AccountPolicy(argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1)
 ADMIN_PASSWORD = "deployment passphrase 1"
@@ -25,22 +27,31 @@ PASSWORD = "a long passphrase"
 
 @dataclass
 class Stack:
-    """The running API and what the tests look into."""
+    """The running API and the store it runs on, for the tests to look into."""
 
     url: str
-    store: MemoryStore
+    stores: Stores
     accounts: Accounts
     directory: DirectoryAdmin
 
     def audited(self) -> list[str]:
-        """The actions audited so far."""
-        return self.store.actions()
+        """The actions of the audit table so far, in order."""
+        with self.stores.engine.connect() as conn:
+            return [row.action for row in query(conn, AuditQuery(), limit=100_000)]
+
+    def institutions(self) -> list[Institution]:
+        """Every institution stored."""
+        return list(self.stores.directory.all_institutions())
 
 
 @pytest.fixture
-def backend(tmp_path: Path) -> Iterator[MemoryStore]:
-    """The store the API runs on."""
-    yield MemoryStore()
+def backend(tmp_path: Path) -> Iterator[Stores]:
+    """The SQL store on SQLite in a temporary data directory, migrated to head."""
+    stores = open_store(data_dir=tmp_path / "data")
+    try:
+        yield stores
+    finally:
+        stores.close()
 
 
 @pytest.fixture
@@ -50,13 +61,13 @@ def policy() -> AccountPolicy:
 
 
 @pytest.fixture
-async def stack(backend: MemoryStore, policy: AccountPolicy) -> AsyncIterator[Stack]:
+async def stack(backend: Stores, policy: AccountPolicy) -> AsyncIterator[Stack]:
     """The app on a free loopback port, with a first deployment admin ``root``."""
     accounts = Accounts(
-        directory=backend,
-        credentials=backend,
-        sessions=backend,
-        audit=backend,
+        directory=backend.directory,
+        credentials=backend.credentials,
+        sessions=backend.sessions,
+        audit=backend.audit,
         policy=policy,
     )
     directory = DirectoryAdmin(accounts)
