@@ -30,6 +30,9 @@ from typing import Any, Protocol
 __all__ = [
     "GLOBAL_MEASUREMENTS",
     "QTC_FORMULAS",
+    "AbsentLike",
+    "CriticalLike",
+    "GlobalMeasurementsLike",
     "Measurement",
     "Measurements",
     "Patient",
@@ -119,6 +122,64 @@ class Measurements:
     def value(self, name: str) -> float | None:
         """The value of :meth:`get`, ``None`` when absent."""
         return self.get(name).value
+
+
+class AbsentLike(Protocol):
+    """A measurement that could not be made, as ``ecg.measure`` gives it."""
+
+    @property
+    def reason(self) -> str: ...
+
+    @property
+    def detail(self) -> str: ...
+
+
+#: A measured value as ``ecg.measure`` gives it: a number or why there is none.
+ValueLike = float | AbsentLike
+
+
+class GlobalMeasurementsLike(Protocol):
+    """What the exporters read of ``ecg.measure.GlobalMeasurements``."""
+
+    @property
+    def hr_bpm(self) -> ValueLike: ...
+
+    @property
+    def rr_ms(self) -> ValueLike: ...
+
+    @property
+    def pr_ms(self) -> ValueLike: ...
+
+    @property
+    def p_ms(self) -> ValueLike: ...
+
+    @property
+    def qrs_ms(self) -> ValueLike: ...
+
+    @property
+    def qt_ms(self) -> ValueLike: ...
+
+    @property
+    def qtc_ms(self) -> Mapping[Any, ValueLike]: ...
+
+    @property
+    def qtc_first(self) -> str: ...
+
+    @property
+    def p_axis_deg(self) -> ValueLike: ...
+
+    @property
+    def qrs_axis_deg(self) -> ValueLike: ...
+
+    @property
+    def t_axis_deg(self) -> ValueLike: ...
+
+
+class CriticalLike(Protocol):
+    """What the exporters read of a critical finding (``ecg.critical.Critical``)."""
+
+    @property
+    def code(self) -> str: ...
 
 
 class StatementLike(Protocol):
@@ -240,12 +301,44 @@ def _measurement(value: Any) -> Measurement:
     return Measurement(number, "" if number is not None else "not measurable")
 
 
-def measurements_from(data: Mapping[str, Any] | Measurements | None) -> Measurements:
-    """Read global measurements from the annotation JSON's ``measurements`` object.
+def _from_value(value: ValueLike) -> Measurement:
+    if isinstance(value, int | float):
+        return Measurement(float(value))
+    detail = str(value.detail)
+    return Measurement(None, f"{value.reason}: {detail}" if detail else str(value.reason))
+
+
+def _from_global(found: GlobalMeasurementsLike) -> Measurements:
+    values = {
+        name: _from_value(measured)
+        for name, measured in (
+            ("hr_bpm", found.hr_bpm),
+            ("rr_ms", found.rr_ms),
+            ("pr_ms", found.pr_ms),
+            ("p_ms", found.p_ms),
+            ("qrs_ms", found.qrs_ms),
+            ("qt_ms", found.qt_ms),
+            ("p_axis_deg", found.p_axis_deg),
+            ("qrs_axis_deg", found.qrs_axis_deg),
+            ("t_axis_deg", found.t_axis_deg),
+        )
+    }
+    for formula, value in found.qtc_ms.items():
+        if str(formula) in QTC_FORMULAS:
+            values[qtc_key(str(formula))] = _from_value(value)
+    first = str(found.qtc_first)
+    return Measurements(values, first if first in QTC_FORMULAS else "bazett")
+
+
+def measurements_from(
+    data: Mapping[str, Any] | Measurements | GlobalMeasurementsLike | None,
+) -> Measurements:
+    """Read global measurements from the annotation JSON's ``measurements`` object, or
+    from ``ecg.measure``'s result (its ``global_``).
 
     Parameters
     ----------
-    data : mapping or Measurements or None
+    data : mapping or GlobalMeasurementsLike or Measurements or None
         ``{"hr_bpm": 72.0, "qtc_ms": {"bazett": 421.0, "fridericia": 410.0},
         "pr_ms": null, "p_axis_deg": {"value": null, "reason": "no P wave"}, ...}``.
         ``qtc_ms`` may also be a number (taken as Bazett) and ``qtc_formula`` may name
@@ -258,8 +351,10 @@ def measurements_from(data: Mapping[str, Any] | Measurements | None) -> Measurem
     """
     if isinstance(data, Measurements):
         return data
-    if not isinstance(data, Mapping):
+    if data is None:
         return Measurements()
+    if not isinstance(data, Mapping):
+        return _from_global(data)
     values: dict[str, Measurement] = {}
     formula = str(data.get("qtc_formula", "bazett"))
     if formula not in QTC_FORMULAS:
@@ -283,6 +378,8 @@ def _statement(item: Mapping[str, Any] | StatementLike | str) -> Statement | Non
         return item
     if isinstance(item, str):
         return Statement(item) if item else None
+    if item is None or isinstance(item, int | float | list | tuple):  # JSON debris
+        return None
     if isinstance(item, Mapping):
         code = item.get("code")
         if not isinstance(code, str) or not code:
@@ -311,12 +408,21 @@ def statements_from(
     return tuple(statement for statement in found if statement is not None)
 
 
-def critical_from(items: Iterable[Mapping[str, Any] | str] | None) -> tuple[str, ...]:
-    """Codes of critical findings from the annotation JSON's ``critical`` list (objects
-    with ``code``, or bare codes), each once, in their order."""
+def critical_from(
+    items: Iterable[Mapping[str, Any] | CriticalLike | str] | None,
+) -> tuple[str, ...]:
+    """Codes of critical findings from the annotation JSON's ``critical`` list (mappings
+    with ``code``), ``ecg.critical.Critical`` objects or bare codes, each once, in order."""
     codes: list[str] = []
     for item in items or ():
-        code = item.get("code") if isinstance(item, Mapping) else item
+        if isinstance(item, Mapping):
+            code = item.get("code")
+        elif isinstance(item, str):
+            code = item
+        elif item is None or isinstance(item, int | float | list | tuple):  # JSON debris
+            continue
+        else:
+            code = str(item.code)
         if isinstance(code, str) and code and code not in codes:
             codes.append(code)
     return tuple(codes)
