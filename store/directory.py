@@ -76,7 +76,13 @@ from store.schema import (
 )
 from store.secrets import SecretBox
 
-__all__ = ["SqlDirectoryRepository", "credential_row", "unit_of_work"]
+__all__ = [
+    "SqlDirectoryRepository",
+    "conflict_on_duplicate",
+    "credential_row",
+    "require",
+    "unit_of_work",
+]
 
 T = TypeVar("T")
 Clock = Callable[[], float]
@@ -106,7 +112,8 @@ def _exists(conn: Connection, condition: ColumnElement[bool]) -> bool:
     return bool(conn.execute(select(exists().where(condition))).scalar())
 
 
-def _require(conn: Connection, condition: ColumnElement[bool], kind: str, key: str) -> None:
+def require(conn: Connection, condition: ColumnElement[bool], kind: str, key: str) -> None:
+    """:class:`NotFound` ``(kind, key)`` unless a row meets ``condition``."""
     if not _exists(conn, condition):
         raise NotFound(kind, key)
 
@@ -209,7 +216,7 @@ class SqlDirectoryRepository:
 
     def _check_parent(self, conn: Connection, institution: Institution) -> None:
         if institution.parent is not None:
-            _require(
+            require(
                 conn, institutions.c.code == institution.parent, "institution", institution.parent
             )
 
@@ -270,7 +277,7 @@ class SqlDirectoryRepository:
 
     def add_department(self, department: Department) -> None:
         with unit_of_work(self.engine) as conn:
-            _require(
+            require(
                 conn,
                 institutions.c.code == department.institution,
                 "institution",
@@ -303,9 +310,9 @@ class SqlDirectoryRepository:
     def _check_person_references(self, conn: Connection, person: Person) -> None:
         if person.institution is None:
             return
-        _require(conn, institutions.c.code == person.institution, "institution", person.institution)
+        require(conn, institutions.c.code == person.institution, "institution", person.institution)
         if person.department is not None:
-            _require(
+            require(
                 conn,
                 (departments.c.institution == person.institution)
                 & (departments.c.code == person.department),
@@ -418,7 +425,7 @@ class SqlDirectoryRepository:
 
     def add_device(self, device: Device, credential_sha256: str) -> None:
         with unit_of_work(self.engine) as conn:
-            _require(
+            require(
                 conn, institutions.c.code == device.institution, "institution", device.institution
             )
             conflict_on_duplicate(
@@ -448,7 +455,7 @@ class SqlDirectoryRepository:
 
     def revoke_device(self, device_id: str, at_s: float) -> None:
         with unit_of_work(self.engine) as conn:
-            _require(conn, devices.c.id == device_id, "device", device_id)
+            require(conn, devices.c.id == device_id, "device", device_id)
             conn.execute(
                 update(devices)
                 .where((devices.c.id == device_id) & devices.c.revoked_at.is_(None))
@@ -476,7 +483,7 @@ class SqlDirectoryRepository:
         )
         with unit_of_work(self.engine) as conn:
             for code in (relation.provider, relation.client):
-                _require(conn, institutions.c.code == code, "institution", code)
+                require(conn, institutions.c.code == code, "institution", code)
             conn.execute(delete(service_relations).where(key))
             conn.execute(
                 insert(service_relations).values(

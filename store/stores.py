@@ -21,8 +21,13 @@ from store.engine import open_engine
 from store.migrate import upgrade
 from store.secrets import SecretBox
 from store.sessions import SqlSessionStore
+from store.streams import SqlStreamRepository
 
-__all__ = ["Stores", "open_store"]
+__all__ = ["StoreUnavailable", "Stores", "open_store"]
+
+
+class StoreUnavailable(RuntimeError):
+    """The store fails its health check; the message says why (no URL, no secret)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,6 +41,8 @@ class Stores:
         SessionRepository (login sessions, API tokens), AuditSink.
     signaling
         ``sessions.store.Store`` for the signaling server (bans, rooms, its audit).
+    streams
+        The ECG streams' metadata (institution, room, consult, patient, samples).
     """
 
     engine: Engine
@@ -44,10 +51,20 @@ class Stores:
     sessions: SqlSessionRepository
     audit: SqlAuditSink
     signaling: SqlSessionStore
+    streams: SqlStreamRepository
 
     def health(self) -> str | None:
         """None when the store works, else why not (for ``/healthz``; off the loop)."""
         return self.signaling.health()
+
+    def check(self) -> None:
+        """Raise :class:`StoreUnavailable` (with the reason) unless :meth:`health` is None.
+
+        The shape of the edge's ``HealthCheck``: ``health_checks={"store": stores.check}``.
+        """
+        reason = self.health()
+        if reason is not None:
+            raise StoreUnavailable(reason)
 
     def close(self) -> None:
         """Close the engine's connections."""
@@ -91,4 +108,5 @@ def open_store(
         sessions=SqlSessionRepository(engine),
         audit=SqlAuditSink(engine),
         signaling=SqlSessionStore(engine),
+        streams=SqlStreamRepository(engine),
     )

@@ -235,3 +235,4 @@ def test_accounts_logic_over_the_sql_store(stores: Stores, tmp_path: Path) -> No
     assert "auth.account_locked" in actions
     assert verify(stores.engine).ok
     assert stores.health() is None
+    stores.check()
