@@ -1,19 +1,32 @@
-"""docs/signaling.md against the real media backend: when the subscribe offer comes.
+"""docs/signaling.md against the real components, for the points a client implementer
+found the document wrong about.
 
-The document says the server's subscribe ``offer`` comes as soon as there is something
-to receive, so the first person in a room gets none until someone else publishes; the
-core relays whatever the backend offers (test_core_rooms). Here the real SFU
-(``media.sfu.Sfu``) with real aiortc peers on loopback shows the backend side.
+- The subscribe ``offer`` comes as soon as there is something to receive, so the first
+  person in a room gets none until someone else publishes: the core relays whatever the
+  backend offers (test_core_rooms); here the real SFU with aiortc peers on loopback.
+- Live ECG on the real server and ECG service: per-sample ``null`` in ``samples_uv``,
+  ``ecg_ended`` as ``ended`` then ``finalised``, nothing for what ended before.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import functools
+import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
+from api.edge import EdgeServer
+from fixtures.make_fixtures import synthetic12
 from media.sfu import PeerRole, Sfu
+from sessions.tokens import verify_token
+from teleconsult.app import install_ecg
+from teleconsult.device_cmd import SimulatedRecord, simulate
 from tests.media.peers import Client, wait_for
+from tests.signaling.conftest import SECRET, make_token, open_client, ws_url
 
 
 class RecordingClient(Client):
@@ -54,3 +67,67 @@ async def test_first_person_gets_a_subscribe_offer_only_once_someone_publishes(
     finally:
         await first.close()
         await second.close()
+
+
+async def test_live_ecg_wire_points_of_the_document(server: EdgeServer, tmp_path: Path) -> None:
+    """Conformance, over the real server and ECG service: samples_uv nulls are per sample
+    (a lead with an invalid stretch mixes numbers and nulls); ecg_ended comes as ended,
+    then finalised, once each; a viewer subscribing after finalisation gets no ecg_ended."""
+    install_ecg(
+        server,
+        tmp_path / "streams",
+        functools.partial(verify_token, SECRET),
+        commit_interval_s=0.05,
+        live_processes=0,
+    )
+    source = SimulatedRecord.read(str(synthetic12()), duration_s=6.0)
+    samples = source.samples.copy()
+    # WFDB's invalid sample: lead I missing for ~1 s, not on chunk boundaries (100 samples).
+    samples[1010:1490, 0] = -32768
+    source = dataclasses.replace(source, samples=samples)
+    viewer = await open_client(server)
+    await viewer.send(type="watch", token=make_token("viewer-r1", room="r1", role="expert"))
+    await viewer.expect("watching")
+    started: asyncio.Queue[uuid.UUID] = asyncio.Queue()
+    device = make_token("cart-1", room="ecg", role="device")
+    task = asyncio.create_task(
+        simulate(
+            source, url=ws_url(server, "/device"), token=device, device="cart-1", room="r1",
+            speed=8.0, on_started=started.put_nowait,
+        )
+    )  # fmt: skip
+    stream = str(await asyncio.wait_for(started.get(), 10))
+    # The cart's start is acknowledged before the catalogue lists it: ask until it does.
+    deadline = asyncio.get_running_loop().time() + 10.0
+    while True:
+        await viewer.send(type="ecg_list")
+        listed = [s["stream"] for s in (await viewer.expect("ecg_streams"))["streams"]]
+        if stream in listed:
+            break
+        assert asyncio.get_running_loop().time() < deadline, "the stream was never listed"
+        await asyncio.sleep(0.05)
+    await viewer.send(type="ecg_subscribe", stream=stream)
+    await viewer.expect("ecg_subscribed")
+    mixed_lead = False
+    ends: list[str] = []
+    while "finalised" not in ends:
+        message = await viewer.recv(20)
+        if message["type"] == "ecg_data":
+            first = message["samples_uv"][0]
+            assert all(isinstance(lead, list) for lead in message["samples_uv"])
+            if None in first and any(isinstance(v, int) for v in first):
+                mixed_lead = True
+            assert None not in message["samples_uv"][1]  # the other leads are whole
+        elif message["type"] == "ecg_ended":
+            ends.append(message["state"])
+    await task
+    assert mixed_lead
+    assert ends == ["ended", "finalised"]
+    late = await open_client(server)
+    await late.send(type="watch", token=make_token("late-r1", room="r1", role="expert"))
+    await late.expect("watching")
+    await late.send(type="ecg_subscribe", stream=stream)
+    subscribed = await late.expect("ecg_subscribed")
+    assert subscribed["info"]["state"] == "finalised"
+    await late.send(type="ping", ref="after")
+    assert (await late.recv(10))["type"] == "pong"  # nothing (no ecg_ended) before it
