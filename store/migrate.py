@@ -64,6 +64,20 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(config, revision)
 
 
+def downgrade(engine: Engine, revision: str) -> None:
+    """Take the database back to ``revision`` (``"base"``: empty), in one transaction.
+
+    For developers and for testing each migration's way back; a deployment restores a
+    backup instead.
+    """
+    config = _config()
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
+        config.attributes["connection"] = conn
+        command.downgrade(config, revision)
+
+
 def differences(engine: Engine) -> list[Any]:
     """What Alembic finds between the database and :mod:`store.schema` (empty: none)."""
     with engine.connect() as conn:

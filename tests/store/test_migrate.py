@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy import Engine, inspect, select
 
 from store.engine import DB_FILE, health, open_engine
-from store.migrate import current_revision, differences, head_revision, upgrade
+from store.migrate import current_revision, differences, downgrade, head_revision, upgrade
 from store.schema import GENESIS_HASH, audit_head, metadata
 from tests.pg import Database
 
@@ -26,6 +26,15 @@ def test_upgrade_of_an_empty_database_equals_the_metadata(database: Database) ->
     upgrade(engine)  # a second upgrade is a no-op
     assert differences(engine) == []
     engine.dispose()
+
+
+def test_every_migration_goes_back_to_an_empty_database(engine: Engine) -> None:
+    """Downgrading to base drops every table of the schema; upgrading again restores it."""
+    downgrade(engine, "base")
+    assert current_revision(engine) is None
+    assert set(inspect(engine).get_table_names()) & set(metadata.tables) == set()
+    upgrade(engine)
+    assert differences(engine) == []
 
 
 def test_health_probe_answers_none_when_reachable(engine: Engine) -> None:
