@@ -1,8 +1,9 @@
 """The protocol core as a whole, fed frames with no event loop: decoding, routing, limits,
-token checks at connect and on live connections, revocation, and the write acks.
+internal errors and the write acks.
 
-The concerns have their own modules (test_core_rooms, _chat, _viewing, _notifications,
-_connections); the harness and helpers here are shared by them.
+Each concern has its own test module, as in the source (test_core_access, _rooms, _chat,
+_viewing, _notifications, _connections; _conformance against real components); the
+harness and helpers here are shared by them.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import functools
 import json
 import logging
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import get_args
 
@@ -21,7 +22,7 @@ from sessions.store import Ban
 from sessions.tokens import TokenClaims, mint_token, verify_token
 from sessions.turn import IceConfig
 from signaling import messages as m
-from signaling.core import Close, Core, CoreConfig, Effect, MediaLeave, Persist, Send
+from signaling.core import Close, Core, CoreConfig, Effect, Persist, Send
 from signaling.messages import CloseCode, ErrorCode
 
 SECRET = "k" * 40
@@ -237,31 +238,6 @@ def test_deep_nesting_is_bad_json_not_a_traceback(
 # ----------------------------------------------------------------------------- tokens at connect
 
 
-@pytest.mark.parametrize(
-    ("make", "code", "close"),
-    [
-        (lambda: token("a", now_s=time.time() - 7200, ttl_s=60), "token_expired", 4401),
-        (lambda: token("a", not_before_s=time.time() + 600), "token_not_yet_valid", 4401),
-        (
-            lambda: mint_token("z" * 40, identity="a", name="A", role="expert", room="r1"),
-            "invalid_token",
-            4401,
-        ),
-        (lambda: token("cart-7", role="device"), "forbidden", 4403),
-    ],
-)
-@pytest.mark.parametrize("kind", [m.Join, m.Watch])
-def test_refused_tokens_close_the_connection(
-    h: Harness, make: object, code: str, close: int, kind: type[m.Join | m.Watch]
-) -> None:
-    """Expired, not yet valid, forged and device tokens: refused with their code and close."""
-    conn = h.open()
-    effects = h.send(conn, kind(token=make()))  # type: ignore[operator]
-    assert error_of(effects, conn).code == code
-    assert closes(effects, conn) == [close]
-    assert h.core.participant_count == 0
-
-
 def test_unsupported_version(h: Harness) -> None:
     """A join with another protocol version is refused and closed."""
     conn = h.open()
@@ -315,94 +291,7 @@ def test_internal_error_is_generic_and_keeps_the_connection() -> None:
 # ----------------------------------------------------------------------------- live expiry
 
 
-def test_expired_token_closes_live_room_and_watch_connections(h: Harness) -> None:
-    """tick closes every connection, room or watch, whose token expired: error, then 4401."""
-    mod, _ = h.join("dr-li", role="expert", moderator=True)
-    short = h.open()
-    effects = h.send(short, m.Join(token=token("dr-wang", role="expert", moderator=True, ttl_s=60)))
-    pid = sent(effects, short)[0].participant_id  # type: ignore[union-attr]
-    viewer, _ = h.watch("dr-zhou", ttl_s=60)
-    h.wall += timedelta(seconds=60 + 4)  # within the leeway: nothing yet
-    assert h.core.tick(h.now) == []
-    h.wall += timedelta(seconds=2)
-    effects = h.core.tick(h.now)
-    for conn in (short, viewer):
-        assert types(effects, conn) == ["error"]
-        assert error_of(effects, conn).code == "token_expired"
-        assert closes(effects, conn) == [CloseCode.UNAUTHORIZED]
-    assert closes(effects, mod) == []
-    # The participant dropped (others told, media closed) and may resume with a fresh token.
-    assert [x.state for x in sent(effects, mod)] == ["disconnected"]  # type: ignore[union-attr]
-    assert only(effects, MediaLeave)
-    assert h.core.tick(h.now) == []
-    back, effects = h.join("dr-wang", role="expert", moderator=True)
-    joined = sent(effects, back)[0]
-    assert isinstance(joined, m.Joined)
-    assert (joined.participant_id, joined.resumed) == (pid, True)
-
-
-def test_expired_waiting_participant_leaves_the_waiting_room(h: Harness) -> None:
-    """A waiting participant whose token expires is closed and leaves the waiting room."""
-    mod, _ = h.join("dr-li", role="expert", moderator=True)
-    app, _ = h.join("dr-wang", ttl_s=30)
-    h.wall += timedelta(seconds=40)
-    effects = h.core.tick(h.now)
-    assert error_of(effects, app).code == "token_expired"
-    (left,) = sent(effects, mod)
-    assert isinstance(left, m.ParticipantLeft)
-    assert left.reason == "disconnected"
-    assert h.core.participant_count == 1
-
-
 # ----------------------------------------------------------------------------- revocation
-
-
-def test_revoke_a_token_closes_it_and_refuses_it_later(h: Harness) -> None:
-    """revoke(jti): its connection gets revoked and 4401; the same token cannot come back."""
-    mod, _ = h.join("dr-li", role="expert", moderator=True)
-    held = token("dr-zhou", role="expert", moderator=True)
-    conn = h.open()
-    h.send(conn, m.Join(token=held))
-    other, _ = h.watch("dr-zhou")  # another token of the same person: not revoked
-    jti = verify_token(SECRET, held).jti
-    effects = h.core.revoke(h.now, jti=jti, reason="signed out")
-    error = error_of(effects, conn)
-    assert (error.code, error.reason) == ("revoked", "signed out")
-    assert closes(effects, conn) == [CloseCode.UNAUTHORIZED]
-    assert closes(effects, other) == []
-    assert closes(effects, mod) == []
-    again = h.open()
-    effects = h.send(again, m.Watch(token=held))
-    assert error_of(effects, again).code == "revoked"
-    assert closes(effects, again) == [CloseCode.UNAUTHORIZED]
-
-
-def test_revoke_a_person_closes_every_connection_and_every_earlier_token(h: Harness) -> None:
-    """revoke(identity): all its connections in every room end; older tokens are refused,
-    a token issued after the revocation is accepted."""
-    first, _ = h.join("dr-zhou", role="expert", moderator=True)
-    second, _ = h.join("dr-zhou", role="expert", moderator=True, room="r2")
-    viewer, _ = h.watch("dr-zhou", room="r3")
-    bystander, _ = h.watch("dr-li")
-    old_token = token("dr-zhou", room="r4")
-    effects = h.core.revoke(h.now, identity="dr-zhou", reason="account locked")
-    for conn in (first, second, viewer):
-        assert error_of(effects, conn).code == "revoked"
-        assert closes(effects, conn) == [CloseCode.UNAUTHORIZED]
-    assert closes(effects, bystander) == []
-    refused = h.open()
-    assert error_of(h.send(refused, m.Watch(token=old_token)), refused).code == "revoked"
-    later = h.open()
-    fresh = token("dr-zhou", now_s=h.wall.timestamp() + 1)
-    assert types(h.send(later, m.Watch(token=fresh)), later) == ["watching"]
-
-
-def test_revoke_takes_exactly_one_target(h: Harness) -> None:
-    """revoke() with neither or both of identity and jti is a caller's bug: ValueError."""
-    with pytest.raises(ValueError, match="exactly one"):
-        h.core.revoke(h.now, reason="x")
-    with pytest.raises(ValueError, match="exactly one"):
-        h.core.revoke(h.now, identity="a", jti="b")
 
 
 # ----------------------------------------------------------------------------- acks

@@ -189,18 +189,6 @@ def test_remove_ends_every_connection_of_that_identity_in_the_room() -> None:
     assert error_of(effects, again).code == "banned"
 
 
-def test_bans_loaded_at_start_refuse_the_identity() -> None:
-    """Core(bans=...) from the Store: any token of a banned identity for that room is banned."""
-    ban = Ban(jti="old", room="r1", identity="dr-wang", by="dr-li", reason="", time="t")
-    loaded = Harness(bans=[ban])
-    conn, effects = loaded.join("dr-wang")
-    assert error_of(effects, conn).code == "banned"
-    conn, effects = loaded.watch("dr-wang")
-    assert error_of(effects, conn).code == "banned"
-    conn, effects = loaded.join("dr-wang", room="r2")
-    assert types(effects, conn) == ["waiting"]
-
-
 def test_a_ban_from_another_node_is_enforced_at_once() -> None:
     """apply_ban: a ban written elsewhere ends the identity's connections now and is kept."""
     h = Harness()
@@ -425,12 +413,3 @@ def test_audit_stamps_use_the_injected_wall_clock() -> None:
     _, effects = h.join("dr-li", role="expert", moderator=True)
     (audit,) = [e.record for e in only(effects, Persist) if isinstance(e.record, AuditEntry)]  # type: ignore[attr-defined]
     assert audit.time == "2026-11-23T01:02:03.456Z"
-
-
-def test_banned_identities_loaded_at_start_refuse_any_token() -> None:
-    """Core(banned_identities=store.banned_identities()): (room, identity) pairs refuse joins."""
-    loaded = Harness(banned_identities=[("r1", "dr-wang")])
-    conn, effects = loaded.join("dr-wang")
-    assert error_of(effects, conn).code == "banned"
-    conn, effects = loaded.join("dr-li", role="expert", moderator=True)
-    assert types(effects, conn) == ["joined"]
