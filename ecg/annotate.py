@@ -16,7 +16,7 @@ Design notes
   filter of the whole record is run. The mode still decides whether slow wander and
   muscle noise that the monitoring band would hide are flagged. Lead-off and
   saturation are measured on the raw samples.
-- The stages (:data:`STAGES`: filter, detect, quality, rhythm, summary) hand their
+- The stages (:data:`STAGES`: filter, detect, quality, rhythm, measure, summary) hand their
   results to each other in a :class:`Work`; ``bench/ecg_speed.py`` times each one.
   Lead-major copies (one row per lead) are made once, in the filter stage.
 - RR intervals (ms) and instantaneous heart rate (bpm) are per interval: ``rr_ms[i]``
@@ -24,6 +24,12 @@ Design notes
   median(rr_ms)``. The minimum and maximum heart rates of the summary are taken from
   the rate smoothed by the running median the rate flags use (``rate_median_beats``),
   so that one premature beat does not become "max HR 180".
+- **Measurements** (:mod:`ecg.measure`: delineation, intervals, axes, amplitudes) are
+  made on the first ``measure_window_s`` seconds of the record (10 s, the length of
+  a diagnostic 12-lead ECG; ``None`` for the whole record), with the beats detected
+  there: a 12-lead program reports one set of figures for the standard 10 s, and
+  delineating a 24 h Holter beat by beat is not what the batch speed target is for.
+  The window starts at sample 0, so fiducials are in record samples.
 - Where every lead is flagged lead-off at once, the absence of beats is not asystole:
   those stretches (:func:`ecg.flags.all_leads_off`) are handed to
   :func:`ecg.flags.rhythm_flags` as unreadable.
@@ -54,6 +60,7 @@ from ecg.flags import (
     rhythm_flags,
     running_median,
 )
+from ecg.measure import MeasureConfig, Measurements, measure
 from ecg.record import Record
 
 __all__ = [
@@ -99,12 +106,19 @@ class AnnotateConfig:
         Rhythm and quality thresholds.
     detector : DetectorConfig
         QRS detector settings.
+    measure : MeasureConfig
+        Delineation and measurement settings.
+    measure_window_s : float or None
+        Measurements are made on the record's first ``measure_window_s`` seconds (10 s);
+        ``None`` for the whole record; 0 for no measurements.
     """
 
     mode: FilterMode = FilterMode.DIAGNOSTIC
     mains_hz: float | None = 50.0
     flags: FlagConfig = field(default_factory=FlagConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
+    measure_window_s: float | None = 10.0
 
     def __post_init__(self) -> None:
         try:
@@ -115,6 +129,9 @@ class AnnotateConfig:
             ) from None
         if self.mains_hz is not None and not (math.isfinite(self.mains_hz) and self.mains_hz > 0):
             raise ConfigError(f"mains_hz must be > 0 or None, got {self.mains_hz!r}")
+        window = self.measure_window_s
+        if window is not None and not (math.isfinite(window) and window >= 0):
+            raise ConfigError(f"measure_window_s must be >= 0 or None, got {window!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +185,10 @@ class Annotation:
     flags : tuple of Flag
         Rhythm and quality flags, by onset.
     summary : Summary
+    measurements : Measurements or None
+        Delineation and measurements of the measured window (None when not measured;
+        read back from JSON, the delineation holds the per-beat and global fiducials
+        but no median beats).
     """
 
     record_name: str
@@ -180,6 +201,7 @@ class Annotation:
     hr_bpm: NDArray[np.float64]
     flags: tuple[Flag, ...]
     summary: Summary
+    measurements: Measurements | None = None
 
     @property
     def median_hr_bpm(self) -> float:
@@ -221,6 +243,7 @@ class Work:
     quality: list[Flag] = field(default_factory=list)
     rhythm: list[Flag] = field(default_factory=list)
     summary: Summary | None = None
+    measurements: Measurements | None = None
 
 
 def _filter_stage(work: Work) -> None:
@@ -263,6 +286,22 @@ def _summary_stage(work: Work) -> None:
     work.summary = _summarise(work.record, work.config, work.beats, hr_bpm, _all_flags(work))
 
 
+def _measure_stage(work: Work) -> None:
+    record, config = work.record, work.config
+    window_s = config.measure_window_s
+    if window_s == 0 or record.n_samples == 0:
+        return
+    stop = (
+        record.n_samples
+        if window_s is None
+        else min(record.n_samples, round(window_s * record.fs_hz))
+    )
+    beats = work.beats[work.beats < stop]
+    work.measurements = measure(
+        record.signal_mv[:stop], record.fs_hz, record.lead_names, beats, config.measure
+    )
+
+
 def _all_flags(work: Work) -> tuple[Flag, ...]:
     flags = work.rhythm + work.quality
     # FlagKind is a StrEnum: a kind sorts as its value, without the enum's attribute
@@ -276,6 +315,7 @@ STAGES: tuple[tuple[str, Callable[[Work], None]], ...] = (
     ("detect", _detect_stage),
     ("quality", _quality_stage),
     ("rhythm", _rhythm_stage),
+    ("measure", _measure_stage),
     ("summary", _summary_stage),
 )
 
@@ -311,6 +351,7 @@ def annotate(record: Record, config: AnnotateConfig | None = None) -> Annotation
         hr_bpm=hr_bpm,
         flags=_all_flags(work),
         summary=work.summary,
+        measurements=work.measurements,
     )
 
 

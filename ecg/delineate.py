@@ -51,6 +51,7 @@ Design notes
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from collections.abc import Sequence
@@ -148,6 +149,8 @@ class DelineateConfig:
         Slope fractions (of the largest QRS slope) for the QRS run, its onset, offset.
     qrs_gap_s : float
         Gaps of low slope within a QRS bridged up to this, s.
+    qrs_floor : float
+        The boundary slope is at least this many times the lead's median slope.
     qrs_search_s : float
         How far from the peak the QRS boundaries are searched, s.
     qt_max_s : float
@@ -160,8 +163,13 @@ class DelineateConfig:
         A template P must reach ``p_min_mv`` and ``p_snr`` times the noise.
     p_corr : float
         A beat's P window must correlate this much with the template's.
+    p_beats_fraction : float
+        P is absent unless this fraction of the dominant beats has its P.
     t_min_mv : float
         Smaller T waves are not delineated (flat T).
+    t_near_s, p_near_s : float
+        A lead's T (P) peak is searched this close to where the lead with the largest
+        T (P) puts it, s.
     agree_leads : int
         Leads that must agree for a global fiducial.
     agree_ms : float
@@ -178,15 +186,19 @@ class DelineateConfig:
     qrs_on: float = 0.05
     qrs_off: float = 0.08
     qrs_gap_s: float = 0.03
+    qrs_floor: float = 3.0
     qrs_search_s: float = 0.15
     qt_max_s: float = 0.55
-    t_window_s: float = 0.1
-    p_window_s: float = 0.04
+    t_window_s: float = 0.12
+    p_window_s: float = 0.06
     p_search_s: float = 0.3
     p_min_mv: float = 0.02
     p_snr: float = 3.0
     p_corr: float = 0.5
+    p_beats_fraction: float = 0.7
     t_min_mv: float = 0.03
+    t_near_s: float = 0.1
+    p_near_s: float = 0.06
     agree_leads: int = 2
     agree_ms: float = 12.0
     t_clear_fraction: float = 0.4
@@ -203,11 +215,21 @@ class DelineateConfig:
             "p_window_s",
             "p_search_s",
             "agree_ms",
+            "t_near_s",
+            "p_near_s",
         ):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"{name} must be > 0, got {value!r}")
-        for name in ("template_corr", "qrs_sig", "qrs_on", "qrs_off", "p_corr", "t_clear_fraction"):
+        for name in (
+            "template_corr",
+            "qrs_sig",
+            "qrs_on",
+            "qrs_off",
+            "p_corr",
+            "p_beats_fraction",
+            "t_clear_fraction",
+        ):
             value = getattr(self, name)
             if not (math.isfinite(value) and 0 <= value <= 1):
                 raise ConfigError(f"{name} must be within 0-1, got {value!r}")
@@ -418,23 +440,28 @@ class _Lead:
     finite: NDArray[np.bool_]
 
 
-def _qrs(
-    lead: _Lead, r: int, lo: int, hi: int, fs: float, cfg: DelineateConfig
-) -> tuple[int, int, int]:
-    """(onset, peak, offset) of the QRS near ``r`` within [lo, hi)."""
-    lp, slope = lead.lp, lead.slope
+def _lead_peak(lp: FloatArray, r: int, lo: int, hi: int, fs: float) -> int:
+    """The lead's largest deflection within ±50 ms of the beat ``r`` (in [lo, hi))."""
     w = max(1, round(0.05 * fs))
     a, b = max(lo, r - w), min(hi, r + w + 1)
     if b - a < 3:
-        return MISSING, MISSING, MISSING
-    pk = a + int(np.argmax(np.abs(lp[a:b] - 0.5 * (lp[a] + lp[b - 1]))))
+        return MISSING
+    return a + int(np.argmax(np.abs(lp[a:b] - 0.5 * (lp[a] + lp[b - 1]))))
+
+
+def _qrs_bounds(
+    slope: FloatArray, pk: int, lo: int, hi: int, fs: float, cfg: DelineateConfig, noise: float
+) -> tuple[int, int]:
+    """(onset, offset) of the QRS around ``pk`` from a slope signal, within [lo, hi)."""
+    if pk == MISSING or not lo <= pk < hi:
+        return MISSING, MISSING
     w6 = max(1, round(0.06 * fs))
     big = float(slope[max(lo, pk - w6) : min(hi, pk + w6 + 1)].max())
     if not big > 0:
-        return MISSING, pk, MISSING
+        return MISSING, MISSING
     search = max(2, round(cfg.qrs_search_s * fs))
     gap = max(1, round(cfg.qrs_gap_s * fs))
-    floor = 3.0 * lead.noise_slope
+    floor = cfg.qrs_floor * noise
     # Onset: earliest significant slope connected to the peak, then outwards to flat.
     a = max(lo, pk - search)
     sig = np.flatnonzero(slope[a : pk + 1] >= cfg.qrs_sig * big)
@@ -463,6 +490,15 @@ def _qrs(
     thr = max(cfg.qrs_off * big, floor)
     below = np.flatnonzero(slope[last:b] < thr)
     off = last + int(below[0]) if below.size else MISSING
+    return on, off
+
+
+def _qrs(
+    lead: _Lead, r: int, lo: int, hi: int, fs: float, cfg: DelineateConfig
+) -> tuple[int, int, int]:
+    """(onset, peak, offset) of the QRS near ``r`` within [lo, hi), from one lead."""
+    pk = _lead_peak(lead.lp, r, lo, hi, fs)
+    on, off = _qrs_bounds(lead.slope, pk, lo, hi, fs, cfg, lead.noise_slope)
     return on, pk, off
 
 
@@ -476,8 +512,13 @@ def _t_wave(
     rr_s: float,
     cfg: DelineateConfig,
     sign: int = 0,
+    near: int = MISSING,
 ) -> tuple[int, int, int]:
-    """(onset, peak, end) of the T wave after the QRS peak ``pk``."""
+    """(onset, peak, end) of the T wave after the QRS peak ``pk``.
+
+    ``near``: where the T peak is expected (from the leads where T is clearest); the
+    peak is then searched within ``t_near_s`` of it.
+    """
     sm = lead.sm
     start = (qrs_off if qrs_off != MISSING else pk + round(0.06 * fs)) + round(0.04 * fs)
     span_s = min(cfg.qt_max_s * math.sqrt(rr_s) + 0.05, 0.85 * rr_s)
@@ -485,10 +526,16 @@ def _t_wave(
     if end - start < round(0.06 * fs):
         return MISSING, MISSING, MISSING
     y = sm[start:end] - iso
-    tp = _extremum(y, sign)
-    if tp == MISSING or abs(y[tp]) < cfg.t_min_mv:
+    a, b = 0, y.size
+    if near != MISSING:
+        radius = round(cfg.t_near_s * fs)
+        a, b = max(0, near - radius - start), min(y.size, near + radius + 1 - start)
+        if b - a < 3:
+            return MISSING, MISSING, MISSING
+    tp = _extremum(y[a:b], sign)
+    if tp == MISSING or abs(y[a + tp]) < cfg.t_min_mv:
         return MISSING, MISSING, MISSING
-    tp += start
+    tp += start + a
     s = 1.0 if sm[tp] - iso > 0 else -1.0
     w = max(2, round(cfg.t_window_s * fs))
     t_end = _corner_after(sm, tp, tp + 1, end, w, s)
@@ -518,7 +565,7 @@ def _p_wave(
     guard = round(0.02 * fs)  # the 15 Hz low-pass spreads the QRS into the PR segment
     search = y[: max(3, y.size - guard)]
     if near != MISSING:
-        radius = round(0.06 * fs)
+        radius = round(cfg.p_near_s * fs)
         a = max(0, near - start - radius)
         b = min(search.size, near - start + radius + 1)
         if b - a < 3:
@@ -559,6 +606,17 @@ def _prepare(signal: FloatArray, fs: float, smooth_hz: float) -> list[_Lead]:
     return leads
 
 
+def _spatial_slope(slopes: list[FloatArray]) -> tuple[FloatArray, float]:
+    """Spatial velocity: root of the summed squared slopes of the leads, and its noise."""
+    if not slopes:
+        return np.zeros(0), 0.0
+    total = np.zeros_like(slopes[0])
+    for slope in slopes:
+        total += slope * slope
+    speed = np.sqrt(total)
+    return speed, float(np.median(speed)) if speed.size else 0.0
+
+
 def _agreed(values: Sequence[int], n_agree: int, tol: int, latest: bool) -> int:
     """Earliest (latest) value that ``n_agree`` values confirm within ``tol``."""
     v = np.sort(np.asarray([x for x in values if x != MISSING], dtype=np.int64))
@@ -585,15 +643,27 @@ def _usable(lead: _Lead, name: str) -> Absent | None:
 
 
 def _delineate_template(
-    lead: _Lead, r: int, fs: float, rr_s: float, cfg: DelineateConfig
+    lead: _Lead,
+    r: int,
+    fs: float,
+    rr_s: float,
+    cfg: DelineateConfig,
+    bounds: tuple[int, int],
+    near: tuple[int, int] = (MISSING, MISSING),
 ) -> tuple[Fiducials, float, Absent | None, float]:
     n = lead.lp.size
-    on, pk, off = _qrs(lead, r, 0, n, fs, cfg)
+    own_on, pk, own_off = _qrs(lead, r, 0, n, fs, cfg)
+    # P and T are searched from the global QRS boundaries (the lead's own may miss an
+    # isoelectric start or end of the QRS); the lead's own are kept as its fiducials.
+    on = bounds[0] if bounds[0] != MISSING else own_on
+    off = bounds[1] if bounds[1] != MISSING else own_off
     iso_lo = (on if on != MISSING else r - round(0.08 * fs)) - round(0.02 * fs)
     iso_hi = iso_lo + round(0.02 * fs) + 1
     iso = float(np.mean(lead.sm[max(0, iso_lo) : max(1, iso_hi)]))
     iso_wide = float(np.mean(lead.wide[max(0, iso_lo) : max(1, iso_hi)]))
-    t_on, tp, t_off = _t_wave(lead, pk if pk != MISSING else r, off, iso, n, fs, rr_s, cfg)
+    t_on, tp, t_off = _t_wave(
+        lead, pk if pk != MISSING else r, off, iso, n, fs, rr_s, cfg, near=near[1]
+    )
     # The P search starts after the previous beat's T: one RR before this T end.
     lo = 0
     if t_off != MISSING:
@@ -604,11 +674,11 @@ def _delineate_template(
     if on == MISSING:
         absent_p = Absent(AbsentReason.NOT_DELINEATED, "QRS onset not found")
     else:
-        p_on, p_pk, p_off, p_amp = _p_wave(lead, on, lo, fs, cfg)
+        p_on, p_pk, p_off, p_amp = _p_wave(lead, on, lo, fs, cfg, near=near[0])
         if p_pk == MISSING or abs(p_amp) < max(cfg.p_min_mv, cfg.p_snr * lead.noise_mv):
             absent_p = Absent(AbsentReason.NO_P_WAVE, "no P wave in the median beat")
             p_on = p_pk = p_off = MISSING
-    fid = Fiducials(p_on, p_pk, p_off, on, pk, off, t_on, tp, t_off)
+    fid = Fiducials(p_on, p_pk, p_off, own_on, pk, own_off, t_on, tp, t_off)
     return fid, iso_wide, absent_p, p_amp
 
 
@@ -673,15 +743,55 @@ def delineate(
     if idx.shape[0] and good_leads:
         chosen = _dominant(leads, good_leads, idx, pre, fs, cfg)
         in_template[np.flatnonzero(inside)[chosen]] = True
+    # QRS boundaries are global events (the start and end of ventricular
+    # depolarisation): found on the spatial velocity of all usable leads, in the
+    # median beats and in every beat.
+    speed, speed_noise = _spatial_slope([leads[j].slope * leads[j].finite for j in good_leads])
+    t_bounds = _template_qrs(leads, good_leads, idx, chosen, pre, fs, cfg)
     templates: list[LeadTemplate] = []
     for j, name in enumerate(names):
-        templates.append(_make_template(leads, j, name, unusable, idx, chosen, pre, fs, rr_s, cfg))
-    global_ = _global(templates, fs, cfg, r_all.size)
+        templates.append(
+            _make_template(leads, j, name, unusable, idx, chosen, pre, fs, rr_s, cfg, t_bounds)
+        )
+    # Second pass: P and T are one atrial and one ventricular event; where a lead's
+    # wave is small, its peak is searched near the peak of the lead where it is largest.
+    near = _leading_peaks(templates)
+    if near != (MISSING, MISSING):
+        templates = [
+            _make_template(
+                leads, j, name, unusable, idx, chosen, pre, fs, rr_s, cfg, t_bounds, near
+            )
+            for j, name in enumerate(names)
+        ]
+    global_ = _global(templates, fs, cfg, r_all.size, t_bounds)
+    bounds = np.full((r_all.size, 2), MISSING, dtype=np.int64)
+    if speed.size:
+        for i, r in enumerate(r_all):
+            lo = int(r_all[i - 1]) + round(0.2 * fs) if i > 0 else 0
+            hi = int(r_all[i + 1]) - round(0.1 * fs) if i + 1 < r_all.size else n_samples
+            bounds[i] = _qrs_bounds(speed, int(r), max(0, lo), hi, fs, cfg, speed_noise)
     per_lead = tuple(
-        _beats_of_lead(leads[j] if leads else None, templates[j], r_all, pre, fs, cfg)
+        _beats_of_lead(leads[j] if leads else None, templates[j], r_all, bounds, pre, fs, cfg)
         for j in range(n_leads)
     )
-    beat_fid = _beat_fiducials(per_lead, templates, r_all, in_template, fs, cfg)
+    beat_fid = _beat_fiducials(per_lead, templates, r_all, bounds, in_template, fs, cfg)
+    # Atrial activity related to the QRS: the median beat's P must recur beat by beat.
+    # In atrial fibrillation the median of the fibrillatory waves can leave a bump
+    # that looks like a P wave, but the beats do not match it.
+    dominant = beat_fid.in_template
+    if global_.absent_p is None and np.any(dominant):
+        matched = int(np.count_nonzero(beat_fid.p_present & dominant))
+        total = int(np.count_nonzero(dominant))
+        if matched < cfg.p_beats_fraction * total:
+            why = Absent(
+                AbsentReason.NO_P_WAVE, f"P wave related to the QRS in {matched} of {total} beats"
+            )
+            global_ = dataclasses.replace(global_, p_on=MISSING, p_off=MISSING, absent_p=why)
+            for lf in per_lead:
+                lf.points[:, 0:3] = MISSING
+            beat_fid.points[:, 0:3] = MISSING
+            beat_fid.p_present[:] = False
+            beat_fid.pr_ms[:] = np.nan
     return Delineation(
         fs_hz=fs,
         lead_names=names,
@@ -718,6 +828,45 @@ def _dominant(
     return rows[keep]
 
 
+def _leading_peaks(templates: list[LeadTemplate]) -> tuple[int, int]:
+    """(P peak, T peak) of the leads where P and T are largest (template coordinates)."""
+    best_p, best_t = (0.0, MISSING), (0.0, MISSING)
+    for t in templates:
+        f = t.fiducials
+        if not t.usable:
+            continue
+        if t.absent_p is None and f.p_peak != MISSING:
+            amp = abs(float(t.wide_mv[f.p_peak]) - t.iso_mv)
+            best_p = max(best_p, (amp, f.p_peak))
+        if f.t_peak != MISSING:
+            amp = abs(float(t.wide_mv[f.t_peak]) - t.iso_mv)
+            best_t = max(best_t, (amp, f.t_peak))
+    return best_p[1], best_t[1]
+
+
+def _template_qrs(
+    leads: list[_Lead],
+    good: list[int],
+    idx: IntArray,
+    chosen: IntArray,
+    pre: int,
+    fs: float,
+    cfg: DelineateConfig,
+) -> tuple[int, int]:
+    """Global QRS (onset, offset) of the median beats, on their spatial velocity."""
+    if chosen.size == 0 or not good:
+        return MISSING, MISSING
+    slopes = []
+    for j in good:
+        t = _template_lead(leads[j].lp[idx[chosen]])
+        slopes.append(np.abs(np.gradient(t)))
+    speed, _ = _spatial_slope(slopes)
+    # The beats' noise, not the template's: the median beat is flatter than any beat,
+    # and its median slope would be dominated by P and T.
+    noise = _spatial_slope([leads[j].slope * leads[j].finite for j in good])[1]
+    return _qrs_bounds(speed, pre, 0, speed.size, fs, cfg, noise / math.sqrt(chosen.size))
+
+
 def _make_template(
     leads: list[_Lead],
     j: int,
@@ -729,6 +878,8 @@ def _make_template(
     fs: float,
     rr_s: float,
     cfg: DelineateConfig,
+    bounds: tuple[int, int],
+    near: tuple[int, int] = (MISSING, MISSING),
 ) -> LeadTemplate:
     empty = np.zeros(0)
     absent = unusable[j] if j < len(unusable) else None
@@ -750,7 +901,7 @@ def _make_template(
         finite=np.ones(rows.shape[1], dtype=bool),
     )
     t_lead = _with_slope(t_lead)
-    fid, iso, absent_p, _ = _delineate_template(t_lead, pre, fs, rr_s, cfg)
+    fid, iso, absent_p, _ = _delineate_template(t_lead, pre, fs, rr_s, cfg, bounds, near)
     return LeadTemplate(name, True, None, t_lead.wide, t_lead.lp, iso, fid, absent_p)
 
 
@@ -760,7 +911,11 @@ def _with_slope(lead: _Lead) -> _Lead:
 
 
 def _global(
-    templates: list[LeadTemplate], fs: float, cfg: DelineateConfig, n_beats: int
+    templates: list[LeadTemplate],
+    fs: float,
+    cfg: DelineateConfig,
+    n_beats: int,
+    bounds: tuple[int, int],
 ) -> GlobalFiducials:
     ok = [t for t in templates if t.usable]
     if not ok:
@@ -775,8 +930,7 @@ def _global(
         return GlobalFiducials(MISSING, MISSING, MISSING, MISSING, MISSING, MISSING, why, why, why)
     tol = max(1, round(cfg.agree_ms * fs / 1000.0))
     n = cfg.agree_leads
-    qrs_on = _agreed([t.fiducials.qrs_on for t in ok], n, tol, latest=False)
-    qrs_off = _agreed([t.fiducials.qrs_off for t in ok], n, tol, latest=True)
+    qrs_on, qrs_off = bounds
     absent_qrs = (
         None
         if qrs_on != MISSING and qrs_off != MISSING
@@ -788,8 +942,14 @@ def _global(
     if len(with_p) < min(n, len(ok)):
         absent_p = Absent(AbsentReason.NO_P_WAVE, f"P wave in {len(with_p)} of {len(ok)} leads")
     else:
-        p_on = _agreed([t.fiducials.p_on for t in with_p], n, tol, latest=False)
-        p_off = _agreed([t.fiducials.p_off for t in with_p], n, tol, latest=True)
+        # Boundaries from the leads where P is clearest (small P waves put their
+        # corners anywhere in the flat baseline around them).
+        p_amps = {t.lead: abs(float(t.wide_mv[t.fiducials.p_peak]) - t.iso_mv) for t in with_p}
+        top = max(p_amps.values())
+        clear_p = [t for t in with_p if p_amps[t.lead] >= cfg.t_clear_fraction * top]
+        need = min(n, len(clear_p))
+        p_on = _agreed([t.fiducials.p_on for t in clear_p], need, tol, latest=False)
+        p_off = _agreed([t.fiducials.p_off for t in clear_p], need, tol, latest=True)
     amps = {
         t.lead: abs(float(t.wide_mv[t.fiducials.t_peak] - t.iso_mv))
         for t in ok
@@ -817,6 +977,7 @@ def _beats_of_lead(
     lead: _Lead | None,
     template: LeadTemplate,
     r_all: IntArray,
+    bounds: IntArray,
     pre: int,
     fs: float,
     cfg: DelineateConfig,
@@ -846,14 +1007,16 @@ def _beats_of_lead(
         b = min(n, r + round(cfg.post_s * fs) + 1)
         if not lead.finite[a:b].all():
             continue
-        on, pk, off = _qrs(lead, r, max(lo, a), min(hi, b), fs, cfg)
+        pk = _lead_peak(lead.lp, r, max(lo, a), min(hi, b), fs)
+        on, off = int(bounds[i, 0]), int(bounds[i, 1])
         points[i, 3:6] = (on, pk, off)
         if pk == MISSING:
             continue
         iso_lo = (on if on != MISSING else pk - round(0.08 * fs)) - round(0.02 * fs)
         iso = float(np.mean(lead.sm[max(0, iso_lo) : max(1, iso_lo + round(0.02 * fs) + 1)]))
         t_hi = min(b, int(r_all[i + 1]) if i + 1 < r_all.size else b)
-        points[i, 6:9] = _t_wave(lead, pk, off, iso, t_hi, fs, rr_s, cfg, t_sign)
+        t_near = MISSING if tf.t_peak == MISSING else r + tf.t_peak - pre
+        points[i, 6:9] = _t_wave(lead, pk, off, iso, t_hi, fs, rr_s, cfg, t_sign, t_near)
         if p_ref is not None and on != MISSING:
             prev_t = MISSING
             if i > 0:
@@ -887,6 +1050,7 @@ def _beat_fiducials(
     per_lead: tuple[LeadFiducials, ...],
     templates: list[LeadTemplate],
     r_all: IntArray,
+    bounds: IntArray,
     in_template: NDArray[np.bool_],
     fs: float,
     cfg: DelineateConfig,
@@ -905,8 +1069,7 @@ def _beat_fiducials(
         if not usable:
             break
         col = np.stack([lf.points[i] for lf in usable])
-        points[i, 3] = _agreed(col[:, 3].tolist(), k, tol, latest=False)
-        points[i, 5] = _agreed(col[:, 5].tolist(), k, tol, latest=True)
+        points[i, 3], points[i, 5] = bounds[i]
         points[i, 4] = int(r_all[i])
         points[i, 8] = _agreed(col[:, 8].tolist(), k, 2 * tol, latest=True)
         peaks = col[:, 7][col[:, 7] != MISSING]

@@ -24,6 +24,24 @@ Design notes
   2020-12), printed in ``docs/ecg-annotations.md``; ``format_version`` changes only
   when a field changes meaning or disappears (new fields may appear). NaN becomes
   ``null``.
+- ``--fiducials`` files (:func:`write_fiducials`): one WFDB annotation file per lead,
+  ``<record>.dl_<lead>`` with the lead in LUDB's lower-case spelling (``1.dl_ii``,
+  ``1.dl_v1``; other names lower-cased, letters and digits only), each wave a triplet
+  in the LUDB convention: ``(`` at its onset, ``p``/``N``/``t`` at its peak, ``)`` at
+  its offset, channel 0. A boundary that was not found is left out of its triplet; a
+  wave without a peak is not written. ``wfdb.wrann`` refuses extensions that are not
+  letters only, so each file is written under a letters-only extension in the
+  staging folder and renamed.
+- ``measurements`` (present when the record was measured): ``global`` and
+  ``per_lead`` (by lead name) hold every field of
+  :class:`ecg.measure.GlobalMeasurements` / :class:`ecg.measure.LeadMeasurements`;
+  each value is a number in the unit its name says, or ``{"absent": CODE, "detail":
+  TEXT}`` with a stable :class:`ecg.delineate.AbsentReason` code: never a number
+  that was not measured. ``qtc_ms`` is an object by formula, ``qtc_first`` the
+  formula to show first. ``delineation`` holds the global fiducials of the median
+  beats (samples of the median beat, R at ``r_index``) and the per-beat fiducials over
+  all leads (record samples, ``null`` where absent) with ``p_present``, ``pr_ms`` and
+  ``in_template``; the per-lead per-beat fiducials are in the ``--fiducials`` files.
 - Every file is written to a temporary name in the destination folder, flushed to disk
   and renamed over the final name, so a reader (or a crash) never sees half a file.
 """
@@ -44,8 +62,25 @@ from typing import Any
 import numpy as np
 
 from ecg.annotate import Annotation, Summary
+from ecg.delineate import (
+    FIDUCIALS,
+    MISSING,
+    Absent,
+    AbsentReason,
+    BeatFiducials,
+    Delineation,
+    GlobalFiducials,
+)
 from ecg.errors import EcgError, OutputError
 from ecg.flags import MEASURE_UNITS, Flag, FlagKind
+from ecg.measure import (
+    GlobalMeasurements,
+    LeadMeasurements,
+    Measurements,
+    QtcFormula,
+    Value,
+    value_fields,
+)
 
 __all__ = [
     "FORMAT_NAME",
@@ -55,8 +90,10 @@ __all__ = [
     "WFDB_NOTES",
     "annotation_from_dict",
     "annotation_to_dict",
+    "fiducial_extension",
     "read_json",
     "write_annotations",
+    "write_fiducials",
     "write_json",
     "write_qrs",
 ]
@@ -145,6 +182,67 @@ def _wfdb_rows(annotation: Annotation) -> tuple[list[int], list[str], list[int],
     )
 
 
+FIDUCIAL_PREFIX = "dl_"
+# Peak symbol and the (onset, peak, offset) columns of ecg.delineate.FIDUCIALS per wave.
+_WAVE_TRIPLETS = (("p", (0, 1, 2)), ("N", (3, 4, 5)), ("t", (6, 7, 8)))
+
+
+def fiducial_extension(lead_name: str) -> str:
+    """The ``--fiducials`` file extension of a lead (``"II"`` -> ``"dl_ii"``)."""
+    key = "".join(ch for ch in lead_name.lower() if ch.isascii() and ch.isalnum())
+    return FIDUCIAL_PREFIX + (key or "lead")
+
+
+def write_fiducials(
+    delineation: Delineation, record_name: str, out_dir: str | os.PathLike[str]
+) -> list[Path]:
+    """Write ``<record>.dl_<lead>`` per lead (LUDB triplets) atomically; returns the paths.
+
+    Raises
+    ------
+    OutputError
+        When a file cannot be written.
+    """
+    import wfdb
+
+    paths: list[Path] = []
+    used: set[str] = set()
+    for lead_fid in delineation.per_lead:
+        ext = fiducial_extension(lead_fid.lead)
+        while ext in used:  # two leads with one spelling: keep both files
+            ext += "x"
+        used.add(ext)
+        final = Path(out_dir) / f"{record_name}.{ext}"
+        samples: list[int] = []
+        symbols: list[str] = []
+        for row in lead_fid.points:
+            for symbol, (on, peak, off) in _WAVE_TRIPLETS:
+                if row[peak] == MISSING:
+                    continue
+                for col, sym in ((on, "("), (peak, symbol), (off, ")")):
+                    if row[col] != MISSING:
+                        samples.append(int(row[col]))
+                        symbols.append(sym)
+        with _staging_dir(final) as staging:
+            staged = staging / final.name
+            if samples:
+                order = np.argsort(np.asarray(samples), kind="stable")
+                wfdb.wrann(
+                    record_name,
+                    "dlstage",
+                    np.asarray(samples, dtype=np.int64)[order],
+                    symbol=[symbols[i] for i in order],
+                    fs=delineation.fs_hz,
+                    write_dir=str(staging),
+                )
+                os.replace(staging / f"{record_name}.dlstage", staged)
+            else:
+                staged.write_bytes(_EMPTY_ANNOTATION_FILE)
+            _commit(staged, final)
+        paths.append(final)
+    return paths
+
+
 def annotation_to_dict(annotation: Annotation) -> dict[str, Any]:
     """The JSON document of an annotation, as plain Python values (see JSON_SCHEMA)."""
     summary = annotation.summary
@@ -194,7 +292,137 @@ def annotation_to_dict(annotation: Annotation) -> dict[str, Any]:
             }
             for flag in annotation.flags
         ],
+        **(
+            {}
+            if annotation.measurements is None
+            else {"measurements": measurements_to_dict(annotation.measurements)}
+        ),
     }
+
+
+def _value_to_json(value: Value) -> float | dict[str, str]:
+    if isinstance(value, Absent):
+        return {"absent": value.reason.value, "detail": value.detail}
+    return float(value)
+
+
+def _value_from_json(item: Any) -> Value:
+    if isinstance(item, dict):
+        return Absent(AbsentReason(item["absent"]), str(item.get("detail", "")))
+    if isinstance(item, bool) or not isinstance(item, int | float):
+        raise OutputError(f"measurement {item!r} is neither a number nor absent")
+    return float(item)
+
+
+_GLOBAL_FIDUCIALS = ("p_on", "p_off", "qrs_on", "qrs_off", "t_peak", "t_off")
+_GLOBAL_ABSENT = ("absent_p", "absent_qrs", "absent_t")
+
+
+def measurements_to_dict(m: Measurements) -> dict[str, Any]:
+    """The ``measurements`` section of the JSON document (see JSON_SCHEMA)."""
+    g = m.global_
+    global_doc: dict[str, Any] = {
+        name: _value_to_json(getattr(g, name)) for name in value_fields(GlobalMeasurements)
+    }
+    global_doc["qtc_ms"] = {f.value: _value_to_json(v) for f, v in g.qtc_ms.items()}
+    global_doc["qtc_first"] = g.qtc_first.value
+    per_lead = {
+        name: {f: _value_to_json(getattr(lm, f)) for f in value_fields(LeadMeasurements)}
+        for name, lm in m.per_lead.items()
+    }
+    dl = m.delineation
+    gf = dl.global_
+    bf = dl.beat_fiducials
+    beats_doc: dict[str, Any] = {
+        name: [None if v == MISSING else int(v) for v in bf.column(name)] for name in FIDUCIALS
+    }
+    beats_doc["p_present"] = [bool(v) for v in bf.p_present]
+    beats_doc["pr_ms"] = [_finite_or_none(float(v)) for v in bf.pr_ms]
+    beats_doc["in_template"] = [bool(v) for v in bf.in_template]
+    delineation = {
+        "r_index": dl.r_index,
+        "rr_ms": dl.rr_ms,
+        "global": {
+            **{
+                n: (None if getattr(gf, n) == MISSING else getattr(gf, n))
+                for n in _GLOBAL_FIDUCIALS
+            },
+            **{
+                n: (None if getattr(gf, n) is None else _value_to_json(getattr(gf, n)))
+                for n in _GLOBAL_ABSENT
+            },
+        },
+        "beats": beats_doc,
+    }
+    return {"global": global_doc, "per_lead": per_lead, "delineation": delineation}
+
+
+def measurements_from_dict(
+    doc: Any, fs_hz: float, lead_names: tuple[str, ...], beats: np.ndarray[Any, Any]
+) -> Measurements:
+    """Rebuild :class:`Measurements` from its JSON section (no median beats).
+
+    Raises
+    ------
+    KeyError, TypeError, ValueError, OutputError
+        For a malformed section (the caller names it).
+    """
+    gd = doc["global"]
+    values = {name: _value_from_json(gd[name]) for name in value_fields(GlobalMeasurements)}
+    global_ = GlobalMeasurements(
+        **values,
+        qtc_ms={QtcFormula(k): _value_from_json(v) for k, v in gd["qtc_ms"].items()},
+        qtc_first=QtcFormula(gd["qtc_first"]),
+    )
+    per_lead = {
+        str(name): LeadMeasurements(
+            lead=str(name),
+            **{f: _value_from_json(item[f]) for f in value_fields(LeadMeasurements)},
+        )
+        for name, item in doc["per_lead"].items()
+    }
+    dd = doc["delineation"]
+    gfd = dd["global"]
+
+    def absent(item: Any) -> Absent | None:
+        if item is None:
+            return None
+        value = _value_from_json(item)
+        if not isinstance(value, Absent):
+            raise OutputError("an absent_* field holds a number")
+        return value
+
+    fid = {n: MISSING if gfd[n] is None else int(gfd[n]) for n in _GLOBAL_FIDUCIALS}
+    gf = GlobalFiducials(
+        **fid,
+        absent_p=absent(gfd["absent_p"]),
+        absent_qrs=absent(gfd["absent_qrs"]),
+        absent_t=absent(gfd["absent_t"]),
+    )
+    bd = dd["beats"]
+    points = np.array(
+        [[MISSING if v is None else int(v) for v in bd[name]] for name in FIDUCIALS],
+        dtype=np.int64,
+    ).T.reshape(-1, len(FIDUCIALS))
+    bf = BeatFiducials(
+        points=points,
+        p_present=np.asarray(bd["p_present"], dtype=bool).reshape(-1),
+        pr_ms=np.asarray([math.nan if v is None else float(v) for v in bd["pr_ms"]]),
+        in_template=np.asarray(bd["in_template"], dtype=bool).reshape(-1),
+    )
+    rr = dd["rr_ms"]
+    delineation = Delineation(
+        fs_hz=fs_hz,
+        lead_names=lead_names,
+        beats=np.asarray(beats[: points.shape[0]], dtype=np.int64),
+        rr_ms=None if rr is None else float(rr),
+        r_index=int(dd["r_index"]),
+        templates=(),
+        global_=gf,
+        per_lead=(),
+        beat_fiducials=bf,
+    )
+    return Measurements(global_=global_, per_lead=per_lead, delineation=delineation)
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -268,6 +496,16 @@ def annotation_from_dict(document: Any) -> Annotation:
             rr_ms=np.asarray(beats["rr_ms"], dtype=np.float64).reshape(-1),
             hr_bpm=np.asarray(beats["hr_bpm"], dtype=np.float64).reshape(-1),
             flags=flags,
+            measurements=(
+                None
+                if "measurements" not in document
+                else measurements_from_dict(
+                    document["measurements"],
+                    fs_hz,
+                    lead_names,
+                    np.asarray(beats["sample"], dtype=np.int64).reshape(-1),
+                )
+            ),
             summary=Summary(
                 duration_s=float(record["duration_s"]),
                 beat_count=int(summary["beat_count"]),
@@ -420,6 +658,89 @@ JSON_SCHEMA: dict[str, Any] = {
                     "unit": {"type": "string"},
                 },
             },
+        },
+        "measurements": {
+            "type": "object",
+            "description": "present when the record was measured (its first 10 s by default)",
+            "required": ["global", "per_lead", "delineation"],
+            "properties": {
+                "global": {
+                    "type": "object",
+                    "required": [*value_fields(GlobalMeasurements), "qtc_ms", "qtc_first"],
+                    "properties": {
+                        **{
+                            name: {"$ref": "#/$defs/value"}
+                            for name in value_fields(GlobalMeasurements)
+                        },
+                        "qtc_ms": {
+                            "type": "object",
+                            "required": [f.value for f in QtcFormula],
+                            "additionalProperties": {"$ref": "#/$defs/value"},
+                        },
+                        "qtc_first": {"enum": [f.value for f in QtcFormula]},
+                    },
+                },
+                "per_lead": {
+                    "type": "object",
+                    "description": "by lead name, in the record's lead order",
+                    "additionalProperties": {
+                        "type": "object",
+                        "required": list(value_fields(LeadMeasurements)),
+                        "additionalProperties": {"$ref": "#/$defs/value"},
+                    },
+                },
+                "delineation": {
+                    "type": "object",
+                    "required": ["r_index", "rr_ms", "global", "beats"],
+                    "properties": {
+                        "r_index": {
+                            "type": "integer",
+                            "description": "sample of the R peak in the median beat",
+                        },
+                        "rr_ms": {"type": ["number", "null"]},
+                        "global": {
+                            "type": "object",
+                            "description": "global fiducials, samples of the median beat",
+                            "required": [*_GLOBAL_FIDUCIALS, *_GLOBAL_ABSENT],
+                            "properties": {
+                                **{n: {"type": ["integer", "null"]} for n in _GLOBAL_FIDUCIALS},
+                                **{
+                                    n: {"oneOf": [{"type": "null"}, {"$ref": "#/$defs/absent"}]}
+                                    for n in _GLOBAL_ABSENT
+                                },
+                            },
+                        },
+                        "beats": {
+                            "type": "object",
+                            "description": "per beat over all leads, record samples",
+                            "required": [*FIDUCIALS, "p_present", "pr_ms", "in_template"],
+                            "properties": {
+                                **{
+                                    n: {"type": "array", "items": {"type": ["integer", "null"]}}
+                                    for n in FIDUCIALS
+                                },
+                                "p_present": {"type": "array", "items": {"type": "boolean"}},
+                                "pr_ms": {"type": "array", "items": {"type": ["number", "null"]}},
+                                "in_template": {"type": "array", "items": {"type": "boolean"}},
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+    "$defs": {
+        "absent": {
+            "type": "object",
+            "required": ["absent", "detail"],
+            "properties": {
+                "absent": {"enum": [r.value for r in AbsentReason]},
+                "detail": {"type": "string"},
+            },
+        },
+        "value": {
+            "description": "a number in the unit of the field's name, or why there is none",
+            "oneOf": [{"type": "number"}, {"$ref": "#/$defs/absent"}],
         },
     },
 }

@@ -12,6 +12,11 @@ and the reason, and the others are still annotated.
 shows them; monitoring 0.5–40 Hz: only what remains in a monitor's band). Beats and
 rhythm flags do not depend on it. No filtered signal is stored.
 
+``--fiducials`` also writes, per lead, ``DIR/<record>.dl_<lead>`` (lead in LUDB's
+lower-case spelling: ``1.dl_ii``, ``1.dl_v1``): the P, QRS and T onset, peak and offset
+of every beat of the measured window as WFDB annotations in the LUDB triplet convention
+(``(`` onset, ``p``/``N``/``t`` peak, ``)`` offset).
+
 Exit status: 0 when every record was annotated, 1 when any failed, 2 for usage errors.
 ``--jobs N`` annotates N records at a time in worker processes (the work is CPU-bound
 numpy/scipy, which threads would serialise).
@@ -71,6 +76,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         default=50,
         help="mains frequency in Hz to notch (default 50)",
     )
+    parser.add_argument(
+        "--fiducials",
+        action="store_true",
+        help="also write <record>.dl_<lead> per lead: P, QRS and T onset/peak/offset "
+        "(WFDB annotations, LUDB triplets)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -93,18 +104,24 @@ class AnnotateResult:
     error: str | None = None
 
 
-def annotate_one(record_path: str, out_dir: str, mode: str, mains_hz: float) -> AnnotateResult:
+def annotate_one(
+    record_path: str, out_dir: str, mode: str, mains_hz: float, fiducials: bool = False
+) -> AnnotateResult:
     """Read, annotate and write one record; never raises (the error is in the result)."""
     from ecg.annotate import AnnotateConfig, annotate
     from ecg.errors import EcgError
     from ecg.filters import FilterMode
-    from ecg.output import write_annotations
+    from ecg.output import write_annotations, write_fiducials
     from ecg.record import read_record
 
     try:
         record = read_record(record_path)
         annotation = annotate(record, AnnotateConfig(mode=FilterMode(mode), mains_hz=mains_hz))
         qrs_path, json_path = write_annotations(annotation, out_dir)
+        n_fiducial_files = 0
+        if fiducials and annotation.measurements is not None:
+            written = write_fiducials(annotation.measurements.delineation, record.name, out_dir)
+            n_fiducial_files = len(written)
     except EcgError as error:
         return AnnotateResult(record_path, error=str(error))
     except Exception as error:  # a bug for one record must not stop the others
@@ -120,6 +137,8 @@ def annotate_one(record_path: str, out_dir: str, mode: str, mains_hz: float) -> 
         f"{record.name}: {summary.beat_count} beats, {rate}, {flags} flags "
         f"-> {qrs_path}, {json_path}"
     )
+    if fiducials:
+        line += f", {n_fiducial_files} fiducial files"
     return AnnotateResult(record_path, line=line)
 
 
@@ -170,7 +189,7 @@ def _plan(paths: list[str]) -> tuple[list[str], list[str]]:
 
 
 def _execute(jobs: list[str], args: argparse.Namespace) -> Iterator[AnnotateResult]:
-    options = (str(args.out), args.mode, float(args.mains))
+    options = (str(args.out), args.mode, float(args.mains), bool(args.fiducials))
     if args.jobs == 1 or len(jobs) <= 1:
         for record_path in jobs:
             yield annotate_one(record_path, *options)

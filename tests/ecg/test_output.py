@@ -114,14 +114,34 @@ def test_json_nan_becomes_null_and_back(tmp_path: Path) -> None:
     assert math.isnan(read_json(json_path).summary.hr_median_bpm)
 
 
-def _check_schema(value: object, schema: dict[str, object], where: str = "$") -> None:
+def _check_schema(
+    value: object,
+    schema: dict[str, object],
+    where: str = "$",
+    root: dict[str, object] | None = None,
+) -> None:
     """A small JSON Schema checker for the keywords JSON_SCHEMA uses."""
+    root = schema if root is None else root
+    if "$ref" in schema:
+        name = str(schema["$ref"]).removeprefix("#/$defs/")
+        _check_schema(value, root["$defs"][name], where, root)  # type: ignore[index]
+        return
+    if "oneOf" in schema:
+        matches = 0
+        for option in schema["oneOf"]:  # type: ignore[attr-defined]
+            try:
+                _check_schema(value, option, where, root)
+            except AssertionError:
+                continue
+            matches += 1
+        assert matches == 1, f"{where}: {value!r} matches {matches} of oneOf"
     kinds = {
         "object": dict,
         "array": list,
         "string": str,
         "integer": int,
         "number": (int, float),
+        "boolean": bool,
         "null": type(None),
     }
     if "const" in schema:
@@ -130,8 +150,9 @@ def _check_schema(value: object, schema: dict[str, object], where: str = "$") ->
         assert value in schema["enum"], where  # type: ignore[operator]
     if "type" in schema:
         types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-        assert any(isinstance(value, kinds[t]) for t in types), f"{where}: {value!r}"  # type: ignore[index]
-        assert not (isinstance(value, bool)), where
+        assert any(isinstance(value, kinds[t]) for t in types), f"{where}: {value!r}"  # type: ignore[index,arg-type]
+        if "boolean" not in types:
+            assert not (isinstance(value, bool)), where
     if isinstance(value, dict):
         for key in schema.get("required", []):  # type: ignore[attr-defined]
             assert key in value, f"{where}.{key} missing"
@@ -139,10 +160,10 @@ def _check_schema(value: object, schema: dict[str, object], where: str = "$") ->
         for key, item in value.items():
             sub = properties.get(key) or schema.get("additionalProperties")  # type: ignore[attr-defined]
             if isinstance(sub, dict):
-                _check_schema(item, sub, f"{where}.{key}")
+                _check_schema(item, sub, f"{where}.{key}", root)
     if isinstance(value, list) and isinstance(schema.get("items"), dict):
         for index, item in enumerate(value):
-            _check_schema(item, schema["items"], f"{where}[{index}]")  # type: ignore[arg-type]
+            _check_schema(item, schema["items"], f"{where}[{index}]", root)  # type: ignore[arg-type]
     if "minimum" in schema and isinstance(value, int | float):
         assert value >= schema["minimum"], where  # type: ignore[operator]
 
