@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import os
+from pathlib import Path
 from typing import Final
 
 from cryptography.exceptions import InvalidTag
@@ -25,6 +26,32 @@ NONCE_BYTES: Final = 12
 
 class SecretError(ValueError):
     """A sealed value that cannot be opened (no key, another key, altered)."""
+
+
+def load_or_create_key(path: Path) -> bytes:
+    """The 32-byte key in ``path``, made (random, mode 0600) if the file is absent.
+
+    Keep it beside the server (its data directory) and out of the database's backups:
+    with PostgreSQL it is then on another machine than the data it protects.
+
+    Raises
+    ------
+    SecretError
+        The file exists but does not hold a key.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_bytes()
+        if len(key) != KEY_BYTES:
+            raise SecretError(f"{path} does not hold a {KEY_BYTES}-byte key") from None
+        return key
+    key = os.urandom(KEY_BYTES)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return key
 
 
 class SecretBox:

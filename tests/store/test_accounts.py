@@ -34,7 +34,7 @@ from store.accounts import SqlAuditSink, SqlCredentialRepository, SqlSessionRepo
 from store.audit import AuditQuery, query, verify
 from store.directory import SqlDirectoryRepository
 from store.schema import credentials
-from store.secrets import SecretBox
+from store.secrets import SecretBox, SecretError, load_or_create_key
 from store.stores import Stores, open_store
 from tests.pg import Database
 
@@ -117,6 +117,18 @@ def test_totp_secret_sealed_at_rest(engine: Engine) -> None:
         SqlCredentialRepository(engine).get_credentials("p1")
     with pytest.raises(RepositoryError):
         SqlCredentialRepository(engine, secrets=SecretBox(os.urandom(32))).get_credentials("p1")
+
+
+def test_key_file_is_made_once_and_private(tmp_path: Path) -> None:
+    """The key file is created 0600 with 32 random bytes, then read back the same."""
+    path = tmp_path / "totp.key"
+    key = load_or_create_key(path)
+    assert len(key) == 32
+    assert load_or_create_key(path) == key
+    assert path.stat().st_mode & 0o777 == 0o600
+    path.write_bytes(b"short")
+    with pytest.raises(SecretError):
+        load_or_create_key(path)
 
 
 def test_sessions_and_tokens(engine: Engine) -> None:
