@@ -19,6 +19,7 @@ from teleconsult import (
     ecg_cmd,
     recording_cmd,
     server_cmd,
+    setup_cmd,
 )
 
 Handler = Callable[[argparse.Namespace], int]
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     recording_cmd.register(commands)
     audit_cmd.register(commands)
     backup_cmd.register(commands)
+    setup_cmd.register(commands)
     return parser
 
 
