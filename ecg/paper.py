@@ -420,7 +420,7 @@ def _page(
         if lead is not None:
             traced = _trace(mv[:, lead], fs_hz, t0_s, t1_s, x0, y, gain, speed, strokes)
         if not traced:
-            labels.append(Label(x0 + 1.0, y - 1.0, text["no_signal"], 7.0, GREY))
+            labels.append(Label(x0 + 2.0, y - 1.0, text["no_signal"], 7.0, GREY))
 
     for row in range(n_rows):
         y = baseline(row)
@@ -439,7 +439,7 @@ def _page(
         label = names[lead] if lead is not None else options.rhythm_lead
         segment(lead, label, rows, start_s, start_s + page_s)
 
-    labels.extend(_header(info, options))
+    labels.extend(_header(info, options, names))
     labels.extend(
         _footer(info, options, fs_hz, mv.shape[0] / fs_hz, index, count, needed, left_over)
     )
@@ -546,6 +546,7 @@ def _min_max(
 _TEXT: dict[str, dict[str, str]] = {
     "zh": {
         "title": "十二导联心电图",
+        "title_other": "心电图",
         "name": "姓名",
         "id": "ID",
         "sex": "性别",
@@ -578,6 +579,7 @@ _TEXT: dict[str, dict[str, str]] = {
     },
     "en": {
         "title": "12-lead ECG",
+        "title_other": "ECG",
         "name": "Name",
         "id": "ID",
         "sex": "Sex",
@@ -660,11 +662,12 @@ def _time_text(when: dt.datetime | None, tz: dt.tzinfo | None) -> str:
     return text
 
 
-def _header(info: ReportInfo, options: PaperOptions) -> list[Label]:
+def _header(info: ReportInfo, options: PaperOptions, names: Sequence[str]) -> list[Label]:
     lang = options.lang
     text = _TEXT[lang]
     right = GRID_X_MM + GRID_WIDTH_MM
-    labels = [Label(GRID_X_MM, 12.0, text["title"], 13.0, bold=True)]
+    title = text["title"] if set(STANDARD_LEADS) <= set(names) else text["title_other"]
+    labels = [Label(GRID_X_MM, 12.0, title, 13.0, bold=True)]
     when = _time_text(info.acquired_at, options.display_tz)
     if when:
         labels.append(Label(right, 12.0, when, 10.0, align="right"))
@@ -805,9 +808,14 @@ def render_pdf(pages: Sequence[Page]) -> bytes:
         # Butt ends: grid lines stop exactly at the grid's edge.
         with pdf.local_context(stroke_cap_style=StrokeCapStyle.BUTT):
             _pdf_grid(pdf, page.grid)
-        # Round joints and ends: a trace as a pen draws it.
-        with pdf.local_context(
-            stroke_cap_style=StrokeCapStyle.ROUND, stroke_join_style=StrokeJoinStyle.ROUND
+        # Round joints and ends: a trace as a pen draws it; clipped to the grid, as a
+        # cart's pen stops at the paper's edge, so a tall QRS never prints over the header.
+        grid = page.grid
+        with (
+            pdf.rect_clip(grid.x_mm, grid.y_mm, grid.width_mm, grid.height_mm),
+            pdf.local_context(
+                stroke_cap_style=StrokeCapStyle.ROUND, stroke_join_style=StrokeJoinStyle.ROUND
+            ),
         ):
             for stroke in page.strokes:
                 pdf.set_draw_color(*stroke.color)
@@ -890,9 +898,19 @@ def render_png(page: Page, dpi: float = 200.0) -> bytes:
             draw.line([(x * scale, top), (x * scale, bottom)], fill=color, width=width_px(width))
         for y in ys:
             draw.line([(left, y * scale), (right, y * scale)], fill=color, width=width_px(width))
-    for stroke in page.strokes:
-        points = [(float(x) * scale, float(y) * scale) for x, y in stroke.points_mm]
-        draw.line(points, fill=stroke.color, width=width_px(stroke.width_mm), joint="curve")
+    # Traces are drawn into one mask per colour, cut to the grid, then inked (the PDF's
+    # clip).
+    box = (round(left), round(top), round(right), round(bottom))
+    for color in dict.fromkeys(stroke.color for stroke in page.strokes):
+        mask = Image.new("L", image.size, 0)
+        pen = ImageDraw.Draw(mask)
+        for stroke in page.strokes:
+            if stroke.color == color:
+                points = [(float(x) * scale, float(y) * scale) for x, y in stroke.points_mm]
+                pen.line(points, fill=255, width=width_px(stroke.width_mm), joint="curve")
+        clipped = Image.new("L", image.size, 0)
+        clipped.paste(mask.crop(box), box[:2])
+        image.paste(color, (0, 0, *image.size), mask=clipped)
     for label in page.labels:
         face = options.font_bold if label.bold else options.font
         font = _pil_font(face.path, face.index, max(1, round(label.size_pt / 72 * 25.4 * scale)))

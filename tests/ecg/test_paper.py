@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from numpy.typing import NDArray
 from PIL import Image
 
@@ -405,3 +407,54 @@ def test_wrong_arguments_are_named() -> None:
         layout_pages(np.zeros((10, 3)), FS_HZ, STANDARD_LEADS)
     with pytest.raises(SignalError, match="fs_hz"):
         layout_pages(np.zeros((10, 1)), 0.0, ["II"])
+
+
+@needs_poppler
+def test_traces_are_clipped_to_the_grid(tmp_path: Path) -> None:
+    """A 5 mV complex at 20 mm/mV would reach 100 mm up; the pen stops at the grid's
+    edge, so the band between header and grid stays blank."""
+    signal = np.zeros((5000, 12))
+    signal[4000:4010, 9] = 5.0  # V4 at 8 s: first row, last column of the 3x4 layout
+    pages = layout_pages(signal, FS_HZ, STANDARD_LEADS, None, PaperOptions(gain_mm_per_mv=20.0))
+    pixels = _rasterise(render_pdf(pages), tmp_path)
+    band = pixels[_px(46.0) : _px(GRID_Y_MM - 0.3), _px(GRID_X_MM) : _px(GRID_X_MM + 270)]
+    assert not _dark(band).any()
+    inside = pixels[_px(GRID_Y_MM + 1) : _px(GRID_Y_MM + 20), _px(TRACE_X_MM + 198) :
+                    _px(TRACE_X_MM + 202)]  # fmt: skip
+    assert _dark(inside).any()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_samples=st.integers(0, 3000),
+    fs_hz=st.sampled_from([100.0, 128.0, 250.0, 360.0, 500.0, 1000.0, 2000.0]),
+    names=st.lists(
+        st.sampled_from([*STANDARD_LEADS, "MLII", "vx", "V7", "", "II"]), min_size=1,
+        max_size=15,
+    ),
+    nan_fraction=st.floats(0.0, 1.0),
+    scale=st.sampled_from([0.0, 1e-3, 1.0, 50.0, 1e6]),
+    layout=st.sampled_from(["3x4", "6x2", "12x1"]),
+    seed=st.integers(0, 2**16),
+)  # fmt: skip
+def test_any_record_lays_out_without_error(
+    n_samples: int,
+    fs_hz: float,
+    names: list[str],
+    nan_fraction: float,
+    scale: float,
+    layout: str,
+    seed: int,
+) -> None:
+    """Any length, rate from 100 Hz, lead subset, repeated or unknown names, NaN share
+    and amplitude: pages come back, every point finite and inside the trace area."""
+    rng = np.random.default_rng(seed)
+    signal = rng.standard_normal((n_samples, len(names))) * scale
+    signal[rng.random(signal.shape) < nan_fraction] = np.nan
+    pages = layout_pages(signal, fs_hz, names, None, PaperOptions(layout=layout))
+    assert len(pages) >= 1
+    for page in pages:
+        for stroke in page.strokes:
+            assert np.all(np.isfinite(stroke.points_mm))
+            assert stroke.points_mm[:, 0].min() >= GRID_X_MM
+            assert stroke.points_mm[:, 0].max() <= GRID_X_MM + GRID_WIDTH_MM
