@@ -62,3 +62,14 @@ def test_bad_notifications_are_the_caller_s_bug(topic: str, data: object) -> Non
     with pytest.raises(ValueError, match=r"topic|data|bytes"):
         h.core.notify("dr-zhou", topic, data)  # type: ignore[arg-type]
     assert h.core.stats.notified == {}
+
+
+def test_a_person_in_the_waiting_room_is_notified_too() -> None:
+    """A notification is for the person, not the room: a waiting connection gets it."""
+    h = Harness()
+    h.join("dr-li", role="expert", moderator=True)
+    waiting, effects = h.join("dr-wang")
+    assert [type(x) for x in sent(effects, waiting)] == [m.Waiting]
+    (note,) = sent(h.core.notify("dr-wang", "consult.accepted", {"by": "dr-li"}), waiting)
+    assert isinstance(note, m.Notify)
+    assert note.data == {"by": "dr-li"}
