@@ -436,6 +436,7 @@ class Accounts:
         target: str | None = None,
         outcome: str = "ok",
         details: Mapping[str, str] | None = None,
+        institution: str | None = None,
     ) -> None:
         self._d.audit.append(
             AuditEvent(
@@ -445,6 +446,7 @@ class Accounts:
                 target=target,
                 outcome=outcome,
                 details=dict(details or {}),
+                institution=institution,
             )
         )
 
@@ -848,8 +850,12 @@ class DirectoryAdmin:
         if not actor.is_admin:
             raise Forbidden("this needs an admin")
 
-    def _audit(self, action: str, actor: Person, target: str, **details: str) -> None:
-        self._accounts._audit(action, actor=actor.id, target=target, details=details)
+    def _audit(
+        self, action: str, actor: Person, target: str, institution: str | None, **details: str
+    ) -> None:
+        self._accounts._audit(
+            action, actor=actor.id, target=target, details=details, institution=institution
+        )
 
     def _visible(self, viewer: Person, tree: rights.Tree) -> frozenset[str] | None:
         return rights.visible_institutions(viewer, tree, self._d.directory.all_relations())
@@ -870,7 +876,7 @@ class DirectoryAdmin:
             raise Conflict("institution", code)
         rights.check_parent(tree, institution)
         self._d.directory.add_institution(institution)
-        self._audit("directory.institution_created", actor, f"institution:{code}")
+        self._audit("directory.institution_created", actor, f"institution:{code}", code)
         return institution
 
     def get_institution(self, viewer: Person, code: str) -> Institution:
@@ -906,7 +912,9 @@ class DirectoryAdmin:
         if institution not in tree or not rights.may_administer(actor, tree, institution):
             raise NotFound("institution", institution)
         self._d.directory.add_department(department)
-        self._audit("directory.department_created", actor, f"department:{institution}/{code}")
+        self._audit(
+            "directory.department_created", actor, f"department:{institution}/{code}", institution
+        )
         return department
 
     def list_departments(self, viewer: Person, institution: str) -> tuple[Department, ...]:
@@ -957,6 +965,7 @@ class DirectoryAdmin:
             "directory.person_created",
             actor,
             f"person:{person.id}",
+            person.institution,
             roles=",".join(sorted(r.value for r in person.roles)),
         )
         return person
@@ -998,7 +1007,7 @@ class DirectoryAdmin:
         self._require_admin(actor)
         person = self._administered_person(actor, person_id)
         self._d.credentials.unlock(person.id)
-        self._audit("auth.account_unlocked", actor, f"person:{person.id}")
+        self._audit("auth.account_unlocked", actor, f"person:{person.id}", person.institution)
 
     def _administered_person(self, actor: Person, person_id: str) -> Person:
         check_code("id", person_id)
@@ -1016,6 +1025,7 @@ class DirectoryAdmin:
             "auth.totp_roles_set",
             actor,
             "deployment",
+            None,
             roles=",".join(sorted(r.value for r in roles)),
         )
 
@@ -1036,9 +1046,7 @@ class DirectoryAdmin:
             raise Conflict("device", device_id)
         credential = _new_secret(DEVICE_PREFIX, self._d.random_bytes)
         self._d.directory.add_device(device, token_sha256(credential))
-        self._audit(
-            "directory.device_registered", actor, f"device:{device_id}", institution=institution
-        )
+        self._audit("directory.device_registered", actor, f"device:{device_id}", institution)
         return device, credential
 
     def get_device(self, viewer: Person, device_id: str) -> Device:
@@ -1062,7 +1070,7 @@ class DirectoryAdmin:
         self._require_admin(actor)
         device = self.get_device(actor, device_id)
         self._d.directory.revoke_device(device_id, self._d.clock())
-        self._audit("directory.device_revoked", actor, f"device:{device_id}")
+        self._audit("directory.device_revoked", actor, f"device:{device_id}", device.institution)
         return Device(device.id, device.name, device.institution, True, device.created_at_s)
 
     # Service relations
@@ -1080,6 +1088,7 @@ class DirectoryAdmin:
             "directory.relation_set",
             actor,
             f"relation:{relation.provider}>{relation.client}",
+            relation.client,
             kind=relation.kind.value,
             override=relation.override.value,
         )
@@ -1094,7 +1103,11 @@ class DirectoryAdmin:
             raise NotFound("institution", client)
         self._d.directory.clear_relation(provider, client, kind)
         self._audit(
-            "directory.relation_cleared", actor, f"relation:{provider}>{client}", kind=kind.value
+            "directory.relation_cleared",
+            actor,
+            f"relation:{provider}>{client}",
+            client,
+            kind=kind.value,
         )
 
     def list_relations(self, viewer: Person) -> tuple[ServiceRelation, ...]:

@@ -338,6 +338,9 @@ class AuditEvent:
         ``ok``, ``denied`` (refused by a rule) or ``failed``.
     details
         A few more facts; never a secret, a patient identifier or an address.
+    institution, patient, consult
+        What the action concerns, for the auditor's queries (indexed columns of the
+        audit table); ``None`` when it concerns none.
     """
 
     at_s: float
@@ -346,6 +349,9 @@ class AuditEvent:
     target: str | None = None
     outcome: str = "ok"
     details: Mapping[str, str] = field(default_factory=dict)
+    institution: str | None = None
+    patient: str | None = None
+    consult: str | None = None
 
     def __post_init__(self) -> None:
         if not _ACTION.fullmatch(self.action):
