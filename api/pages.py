@@ -4,8 +4,8 @@
   the page's script, not for the server.
 - ``/ecg``: the live ECG viewer ``ecg.html`` (its query, ``token``, is for the page).
 - ``/``: a line saying where to go.
-- ``/static/<path>``: files under the web folder (package data of ``web``, see
-  :data:`web.WEB_DIR`).
+- ``/static/<path>``: files under the web folder: by default the package data of
+  ``web`` (:func:`package_web_dir`), so that a non-editable install serves them too.
 
 :func:`static_file` is a pure function of the folder and the requested path, so that
 its refusals are tested without a socket: the path must stay inside the folder (no
@@ -15,6 +15,7 @@ plain file under :data:`MAX_STATIC_BYTES`; anything else is a 404, never a 500.
 
 from __future__ import annotations
 
+import importlib.resources
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,14 @@ from litestar import MediaType, Response, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 
-__all__ = ["CONTENT_TYPES", "MAX_STATIC_BYTES", "StaticFile", "page_handlers", "static_file"]
+__all__ = [
+    "CONTENT_TYPES",
+    "MAX_STATIC_BYTES",
+    "StaticFile",
+    "package_web_dir",
+    "page_handlers",
+    "static_file",
+]
 
 CONTENT_TYPES: Final[Mapping[str, str]] = {
     ".html": "text/html; charset=utf-8",
@@ -40,6 +48,14 @@ CONTENT_TYPES: Final[Mapping[str, str]] = {
 }
 MAX_STATIC_BYTES: Final = 16 * 1024 * 1024
 ROOT_TEXT: Final = "teleconsult: open /join?token=... (mint one with `teleconsult token`)\n"
+
+
+def package_web_dir() -> Path:
+    """The folder of the ``web`` package's assets, where it is installed (or checked out).
+
+    Found by package name, not imported: ``web`` holds no code of ours to depend on.
+    """
+    return Path(str(importlib.resources.files("web")))
 
 
 @dataclass(frozen=True)

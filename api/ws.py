@@ -95,7 +95,10 @@ def message_limit_bytes(limit_bytes: int) -> int:
 
 
 class Channel:
-    """One accepted WebSocket: a bounded outgoing queue and its writer task.
+    """One accepted WebSocket: a bounded outgoing queue, drained by a writer when needed.
+
+    The writer task exists only while something waits to be written (a send that
+    suspended, or queued messages behind it): an idle connection costs no task.
 
     Parameters
     ----------
@@ -105,18 +108,16 @@ class Channel:
         Queue and message limits.
     """
 
+    __slots__ = ("_closing", "_gone", "_limits", "_queue", "_queued_chars", "_send", "_writer")
+
     def __init__(self, send: Send, limits: ChannelLimits) -> None:
         self._send = send
         self._limits = limits
         self._queue: deque[Message] = deque()
         self._queued_chars = 0
-        self._wake = asyncio.Event()
         self._closing = False
         self._gone = False
-        # A send started by _write_now that suspended: (its coroutine, what it awaits).
-        self._suspended: tuple[Coroutine[Any, Any, None], Any] | None = None
-        self._writing = False
-        self._writer: asyncio.Task[None] = asyncio.create_task(self._write_forever())
+        self._writer: asyncio.Task[None] | None = None
 
     @property
     def closing(self) -> bool:
@@ -127,7 +128,7 @@ class Channel:
         """Queue ``text`` (see the module notes); never waits."""
         if self._closing or self._gone:
             return
-        if not self._writing and not self._queue:
+        if self._writer is None:
             self._write_now({"type": "websocket.send", "text": text})
             return
         self._queued_chars += len(text)
@@ -138,7 +139,6 @@ class Channel:
             self.close(*TOO_SLOW)
             return
         self._queue.append({"type": "websocket.send", "text": text})
-        self._wake.set()
 
     def close(self, code: int, reason: str) -> None:
         """Close after what is queued (idempotent)."""
@@ -146,14 +146,13 @@ class Channel:
             return
         self._closing = True
         message: Message = {"type": "websocket.close", "code": code, "reason": reason[:120]}
-        if not self._writing and not self._queue:
+        if self._writer is None:
             self._write_now(message)
         else:
             self._queue.append(message)
-            self._wake.set()
 
     def _write_now(self, message: Message) -> None:
-        """Start uvicorn's ``send`` here; if it suspends, the writer task finishes it.
+        """Start uvicorn's ``send`` here; if it suspends, a writer task finishes it.
 
         uvicorn's ``send`` only suspends while the socket's buffer is over its
         high-water mark; otherwise it writes and returns in this very call.
@@ -164,57 +163,43 @@ class Channel:
         except StopIteration:
             if message["type"] == "websocket.close":
                 self._gone = True
-                self._wake.set()
             return
         except Exception:  # the peer is gone (uvicorn's ClientDisconnected, OSError)
             self._gone = True
-            self._wake.set()
             return
-        self._suspended = (coroutine, awaited)
-        self._writing = True
-        self._wake.set()
+        self._writer = asyncio.create_task(self._write(coroutine, awaited))
 
-    async def _write_forever(self) -> None:
+    async def _write(self, coroutine: Coroutine[Any, Any, None], awaited: Any) -> None:
+        """Finish the suspended send, then drain the queue; end when it is empty."""
         try:
-            while not self._gone:
-                if self._suspended is not None:
-                    coroutine, awaited = self._suspended
-                    self._suspended = None
-                    await _resume(coroutine, awaited)
-                    self._writing = False
-                while self._queue and not self._gone:
-                    message = self._queue.popleft()
-                    if message["type"] == "websocket.send":
-                        self._queued_chars -= len(message["text"])
-                    self._writing = True
-                    await self._send(message)
-                    self._writing = False
-                    if message["type"] == "websocket.close":
-                        self._gone = True
-                if self._gone:
-                    break
-                self._wake.clear()
-                await self._wake.wait()
+            await _resume(coroutine, awaited)
+            while self._queue and not self._gone:
+                message = self._queue.popleft()
+                if message["type"] == "websocket.send":
+                    self._queued_chars -= len(message["text"])
+                await self._send(message)
+                if message["type"] == "websocket.close":
+                    self._gone = True
         except asyncio.CancelledError:
+            coroutine.close()
             raise
         except Exception:  # the peer is gone: nothing more can be sent
             self._gone = True
         finally:
-            self._writing = False
-            if self._suspended is not None:
-                self._suspended[0].close()
-                self._suspended = None
+            self._writer = None
 
     def disconnected(self) -> None:
-        """The peer is gone: drop what is queued and stop the writer."""
+        """The peer is gone: drop what is queued (the writer then ends)."""
         self._gone = True
         self._queue.clear()
-        self._wake.set()
+        self._queued_chars = 0
 
     async def drain(self) -> None:
-        """Wait until the writer has ended (after a close or the peer's going)."""
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await self._writer
+        """Wait until nothing is being written (after a close, or the peer's going)."""
+        writer = self._writer
+        if writer is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await writer
 
 
 async def _resume(coroutine: Coroutine[Any, Any, None], awaited: Any) -> None:

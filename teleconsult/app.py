@@ -66,6 +66,7 @@ import numpy as np
 import numpy.typing as npt
 
 from api.edge import EdgeServer
+from api.pages import package_web_dir
 from api.ws_device import DeviceEndpoint
 from ecg.annotate import annotate
 from ecg.device import Error as DeviceError
@@ -188,7 +189,7 @@ def build_server(
         signaling=signaling,
         config=config.edge_config(),
         ssl_context=config.ssl_context(),
-        web_dir=config.web_dir,
+        web_dir=config.web_dir or package_web_dir(),
     )
     if ecg:
         install_ecg(

@@ -25,8 +25,6 @@ from api.edge import EdgeConfig
 from sessions.turn import IceConfig
 from signaling.core import CoreConfig
 
-DEFAULT_WEB_DIR: Final = Path(__file__).resolve().parent.parent / "web"
-
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message says which key and why."""
@@ -44,7 +42,7 @@ class Config:
     cert: Path | None = None
     key: Path | None = None
     record: bool = False
-    web_dir: Path = DEFAULT_WEB_DIR
+    web_dir: Path | None = None  # None: the installed package's assets
     # [sessions]
     secret: str | None = None
     grace_s: float = 30.0
