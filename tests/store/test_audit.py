@@ -124,6 +124,41 @@ def test_concurrent_appenders_cannot_fork_the_chain(engine: Engine) -> None:
     assert report.rows == per_thread * threads * 2
 
 
+def test_verify_while_a_writer_appends(engine: Engine) -> None:
+    """Rows appended during a verification do not make it fail."""
+    with engine.begin() as conn:
+        append(conn, [record(i) for i in range(2000)])
+    stop = threading.Event()
+
+    def writer() -> None:
+        while not stop.is_set():
+            with engine.begin() as conn:
+                append(conn, [record(0, actor="late")])
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        reports = [verify(engine, batch_rows=100) for _ in range(3)]
+    finally:
+        stop.set()
+        thread.join()
+    assert all(r.ok for r in reports), [r.problem for r in reports]
+    assert verify(engine).rows > 2000
+
+
+def test_a_row_inserted_past_the_head_is_found(engine: Engine) -> None:
+    """A row added behind the store's back, past the head, breaks verification."""
+    with engine.begin() as conn:
+        append(conn, [record(i) for i in range(3)])
+    with engine.connect() as conn:
+        (row,) = query(conn, AuditQuery(), limit=1, newest_first=True)
+    forged = {**row.hashed_fields(), "seq": 4, "prev_hash": row.hash, "hash": "0" * 64}
+    with engine.begin() as conn:
+        conn.execute(audit.insert().values(**forged))
+    report = verify(engine)
+    assert (report.ok, report.first_bad_seq) == (False, 4)
+
+
 @pytest.mark.parametrize("tamper", ["change", "delete", "swap", "truncate", "relink"])
 def test_verify_names_the_first_tampered_row(engine: Engine, tamper: str) -> None:
     """Changing, deleting, reordering or truncating rows is found at the first such row."""
