@@ -6,8 +6,8 @@ STAMP := $(VENV)/.installed-test
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 # System programs the tests drive for real (Debian 12 package names), and the CJK font
 # the ECG paper and the signed reports are drawn with.
-SYSTEM_PACKAGES := redis-server chromium ffmpeg coturn postgresql poppler-utils fonts-noto-cjk sqlite3
-SYSTEM_PROGRAMS := redis-server chromium ffprobe turnserver psql pdftoppm sqlite3
+SYSTEM_PACKAGES := redis-server chromium ffmpeg coturn postgresql poppler-utils fonts-noto-cjk sqlite3 dicom3tools
+SYSTEM_PROGRAMS := redis-server chromium ffprobe turnserver psql pdftoppm sqlite3 dciodvfy
 SYSTEM_FILES := /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
 ECG_DIR ?= ../shared/ecg
 export TELECONSULT_ECG_DIR ?= $(ECG_DIR)
