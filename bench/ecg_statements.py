@@ -1,0 +1,309 @@
+"""Coded statements against LUDB's diagnoses, and a sanity table on the PTB-XL sample.
+
+Usage::
+
+    python bench/ecg_statements.py [--ecg-dir DIR] [--json FILE] [--records 1,2]
+                                   [--ludb-adc-per-mv 1000]
+
+Protocol
+--------
+- LUDB (``ludb-dev``, records 1–100): the product path on each whole 10 s record —
+  our beats (``ecg.detect.detect_qrs_and_vf``), our measurements (``ecg.measure``),
+  :func:`ecg.statements.interpret` — scored against the diagnoses in the header
+  comments:
+
+  * rhythm, by class: sinus (``SR``, ``SARRH``), bradycardia (``SBRAD``), tachycardia
+    (``STACH``), AF, flutter, and paced (a record whose diagnoses name pacing is
+    right when we say ``PACE`` or its rhythm); exact codes are reported too;
+  * axis class in LUDB's convention (left deviation below 0°, horizontal 0–30°,
+    normal 30–70°, vertical 70–90°, right deviation above 90°), exact and in three
+    classes (left / normal, horizontal and vertical / right);
+  * Se and +P per statement: ``1AVB``, ``CRBBB``, ``IRBBB``, ``CLBBB``, ``LAFB``,
+    ``PACE``, ``LVH``, ``3AVB``, ``RVH``, ``LAO/LAE``, and ST elevation (``STEMI``
+    diagnoses) against any ``STE_*``, "Ischemia" against any ``STD_*``.
+- **Amplitudes of this LUDB copy.** Its headers give each lead a gain equal to the
+  lead's own peak-to-peak digital range, so every lead reads 1.0 "mV" peak to peak;
+  LUDB's digital samples are µV (1000 per mV). ``--ludb-adc-per-mv 1000`` (the
+  default) converts the digital samples with that gain; ``0`` trusts the headers.
+  Intervals and axes do not depend on it; voltage criteria (LVH, low voltage, ST) do.
+- PTB-XL sample (10 records): our codes beside the SNOMED codes of the header.
+- Time of :func:`interpret` (statements + critical values, measurements excluded) per
+  10 s 12-lead record, median over the records: indicative on a busy machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import wfdb
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from ecg.detect import detect_qrs_and_vf  # noqa: E402
+from ecg.measure import Measurements, measure  # noqa: E402
+from ecg.statements import Interpretation, interpret  # noqa: E402
+
+FloatArray = npt.NDArray[np.float64]
+
+LEAD_NAMES = {"i": "I", "ii": "II", "iii": "III", "avr": "aVR", "avl": "aVL", "avf": "aVF"}
+RHYTHMS = {
+    "Sinus rhythm": "sinus",
+    "Sinus arrhythmia": "sinus",
+    "Sinus bradycardia": "bradycardia",
+    "Sinus tachycardia": "tachycardia",
+    "Atrial fibrillation": "AF",
+    "Atrial flutter, typical": "flutter",
+}
+OUR_RHYTHM = {
+    "SR": "sinus",
+    "SARRH": "sinus",
+    "SBRAD": "bradycardia",
+    "STACH": "tachycardia",
+    "AFIB": "AF",
+    "AFLT": "flutter",
+    "PACE": "paced",
+    "SVTAC": "SVT",
+    "RHYTHM?": "undetermined",
+}
+AXES = {
+    "left axis deviation": "left",
+    "horizontal": "horizontal",
+    "normal": "normal",
+    "vertical": "vertical",
+    "right axis deviation": "right",
+}
+# Diagnosis text (a substring of a header line) -> our statement codes that match it.
+STATEMENTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "1AVB": ("I degree AV block", ("1AVB",)),
+    "CRBBB": ("Complete right bundle branch block", ("CRBBB",)),
+    "IRBBB": ("Incomplete right bundle branch block", ("IRBBB",)),
+    "CLBBB": ("Complete left bundle branch block", ("CLBBB",)),
+    "LAFB": ("Left anterior hemiblock", ("LAFB",)),
+    "PACE": ("pacing", ("PACE",)),
+    "LVH": ("Left ventricular hypertrophy", ("LVH",)),
+    "RVH": ("Right ventricular hypertrophy", ("RVH",)),
+    "3AVB": ("III degree AV-block", ("3AVB",)),
+    "LAO/LAE": ("Left atrial", ("LAO/LAE",)),
+    "STE (STEMI)": ("STEMI:", ("STE_SEPT", "STE_ANT", "STE_LAT", "STE_INF")),
+    "STD (Ischemia)": ("Ischemia:", ("STD_SEPT", "STD_ANT", "STD_LAT", "STD_INF")),
+}
+# SNOMED CT codes of the PTB-XL sample's headers.
+SNOMED = {
+    "426783006": "SR",
+    "426177001": "SBRAD",
+    "427084000": "STACH",
+    "427393009": "SARRH",
+    "164889003": "AFIB",
+    "164890007": "AFLT",
+    "270492004": "1AVB",
+    "59118001": "CRBBB",
+    "713427006": "CRBBB",
+    "713426002": "IRBBB",
+    "164909002": "CLBBB",
+    "445118002": "LAFB",
+    "39732003": "LAD",
+    "47665007": "RAD",
+    "164873001": "LVH",
+    "251146004": "LVOLT",
+    "284470004": "PAC",
+    "427172004": "PVC",
+    "10370003": "PACE",
+    "111975006": "LNGQT",
+    "164934002": "T wave abn.",
+    "55930002": "ST changes",
+    "164917005": "Q wave abn.",
+    "164861001": "ischaemia",
+    "698252002": "IVCD",
+}
+
+
+def axis_class(axis_deg: float | None) -> str:
+    """LUDB's axis classes (the Russian convention) from a frontal QRS axis."""
+    if axis_deg is None:
+        return "not measured"
+    if -90.0 <= axis_deg < 0.0:
+        return "left"
+    if 0.0 <= axis_deg < 30.0:
+        return "horizontal"
+    if 30.0 <= axis_deg < 70.0:
+        return "normal"
+    if 70.0 <= axis_deg <= 90.0:
+        return "vertical"
+    return "right"
+
+
+def three(axis: str) -> str:
+    """Left / normal (horizontal, normal, vertical) / right."""
+    return axis if axis in ("left", "right") else "normal"
+
+
+def read(path: Path, adc_per_mv: float) -> tuple[FloatArray, float, list[str], list[str]]:
+    """Signal (mV), fs, lead names, header comments."""
+    if adc_per_mv > 0:
+        raw = wfdb.rdrecord(str(path), physical=False)
+        signal = (raw.d_signal.astype(np.float64) - np.asarray(raw.baseline)) / adc_per_mv
+    else:
+        raw = wfdb.rdrecord(str(path))
+        signal = np.asarray(raw.p_signal, dtype=np.float64)
+    names = [LEAD_NAMES.get(n.lower(), n.upper()) for n in raw.sig_name]
+    return signal, float(raw.fs), names, list(raw.comments)
+
+
+def run(
+    signal: FloatArray, fs_hz: float, names: list[str], sex: str | None, age: float | None
+) -> tuple[Interpretation, Measurements, float]:
+    """Beats, measurements and the interpretation; the interpretation's time in s."""
+    beats, vf = detect_qrs_and_vf(signal, fs_hz)
+    measurements = measure(signal, fs_hz, names, beats)
+    started = time.perf_counter()
+    result = interpret(
+        measurements, beats, [], fs_hz, signal_mv=signal, vf_episodes=vf, sex=sex, age_years=age
+    )
+    return result, measurements, time.perf_counter() - started
+
+
+def _sex_age(comments: list[str]) -> tuple[str | None, float | None]:
+    text = "\n".join(comments)
+    sex = re.search(r"<?sex>?:\s*([MF])", text, re.IGNORECASE)
+    age = re.search(r"<?age>?:\s*(\d+)", text, re.IGNORECASE)
+    return (sex.group(1).upper() if sex else None, float(age.group(1)) if age else None)
+
+
+def ludb(folder: Path, records: list[str], adc_per_mv: float) -> dict[str, object]:
+    rhythm_ok = rhythm_exact = axis_ok = axis3_ok = axis_n = 0
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    rhythm_misses, axis_misses, statement_misses = [], [], defaultdict(list)
+    times = []
+    for name in records:
+        signal, fs_hz, names, comments = read(folder / name, adc_per_mv)
+        text = "\n".join(comments)
+        sex, age = _sex_age(comments)
+        result, measurements, spent = run(signal, fs_hz, names, sex, age)
+        times.append(spent)
+        codes = set(result.codes)
+        rhythm_line = re.search(r"Rhythm:\s*(.*?)\.?\s*$", text, re.MULTILINE)
+        truth = RHYTHMS.get(rhythm_line.group(1).strip() if rhythm_line else "", "other")
+        paced = "pacing" in text.lower()
+        ours = OUR_RHYTHM.get(result.codes[0], "none") if result.codes else "none"
+        good = ours == truth or (paced and ours == "paced")
+        rhythm_ok += good
+        rhythm_exact += ours == truth
+        if not good:
+            rhythm_misses.append(
+                f"{name}: {truth}{' paced' if paced else ''} -> {result.codes[:1]}"
+            )
+        axis_line = re.search(r"Electric axis of the heart:\s*(.*?)\.?\s*$", text, re.MULTILINE)
+        if axis_line:
+            expected = AXES.get(axis_line.group(1).strip(), "?")
+            value = measurements.global_.qrs_axis_deg
+            number = value if isinstance(value, float) else None
+            got = axis_class(number)
+            axis_n += 1
+            axis_ok += got == expected
+            axis3_ok += three(got) == three(expected)
+            if three(got) != three(expected):
+                shown = "absent" if number is None else f"{number:.0f}"
+                axis_misses.append(f"{name}: {expected} -> {got} ({shown} deg)")
+        for label, (needle, ours_codes) in STATEMENTS.items():
+            # A whole-word match: "Complete right bundle branch block" is also the end of
+            # "Incomplete right bundle branch block".
+            present = re.search(rf"(?<![a-z]){re.escape(needle)}", text, re.IGNORECASE) is not None
+            said = bool(codes & set(ours_codes))
+            key = ("TP" if said else "FN") if present else ("FP" if said else "TN")
+            counts[label][key] += 1
+            if key in ("FN", "FP"):
+                statement_misses[label].append(f"{name}{'-' if key == 'FN' else '+'}")
+    n = len(records)
+    scale = f"d_signal / {adc_per_mv:g}" if adc_per_mv else "as in the headers"
+    print(f"LUDB statements ({n} records, amplitudes {scale})")
+    print(
+        f"  rhythm class correct: {rhythm_ok}/{n} = {100.0 * rhythm_ok / n:.1f} %"
+        f"  (exact class {rhythm_exact}/{n})"
+    )
+    for miss in rhythm_misses:
+        print(f"    miss {miss}")
+    if axis_n:
+        print(
+            f"  axis class (LUDB's 5): {axis_ok}/{axis_n} = {100.0 * axis_ok / axis_n:.1f} %;"
+            f" left/normal/right: {axis3_ok}/{axis_n} = {100.0 * axis3_ok / axis_n:.1f} %"
+        )
+        for miss in axis_misses:
+            print(f"    miss {miss}")
+    print(
+        f"  {'statement':<16} {'TP':>3} {'FN':>3} {'FP':>3}  {'Se %':>6} {'+P %':>6}"
+        "  misses (- missed, + false)"
+    )
+    table = {}
+    for label, c in counts.items():
+        se = 100.0 * c["TP"] / max(c["TP"] + c["FN"], 1)
+        ppv = 100.0 * c["TP"] / max(c["TP"] + c["FP"], 1)
+        table[label] = {"tp": c["TP"], "fn": c["FN"], "fp": c["FP"], "se_pct": se, "ppv_pct": ppv}
+        shown = " ".join(statement_misses[label][:14])
+        more = len(statement_misses[label]) - 14
+        print(
+            f"  {label:<16} {c['TP']:>3} {c['FN']:>3} {c['FP']:>3}  {se:>6.1f} {ppv:>6.1f}  {shown}"
+            + (f" (+{more})" if more > 0 else "")
+        )
+    median_ms = 1000.0 * float(np.median(times))
+    print(f"  interpret() per record: median {median_ms:.1f} ms, max {1000.0 * max(times):.1f} ms")
+    return {
+        "rhythm_pct": 100.0 * rhythm_ok / n,
+        "axis5_pct": 100.0 * axis_ok / max(axis_n, 1),
+        "axis3_pct": 100.0 * axis3_ok / max(axis_n, 1),
+        "statements": table,
+        "interpret_median_ms": median_ms,
+    }
+
+
+def ptbxl(folder: Path) -> None:
+    print("PTB-XL sample: header SNOMED codes vs our statements")
+    for hea in sorted(folder.glob("*.hea")):
+        signal, fs_hz, names, comments = read(hea.with_suffix(""), 0.0)
+        sex, age = _sex_age(comments)
+        sex = {"FEMALE": "F", "MALE": "M"}.get((sex or "").upper(), sex)
+        result, _, _ = run(signal, fs_hz, names, sex, age)
+        dx = re.search(r"Dx:\s*([\d,]+)", "\n".join(comments))
+        theirs = [SNOMED.get(code, code) for code in (dx.group(1).split(",") if dx else [])]
+        critical = [c.code for c in result.critical]
+        print(
+            f"  {hea.stem}: header {theirs}  ours {result.codes}"
+            + (f" critical {critical}" if critical else "")
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default_dir = os.environ.get("TELECONSULT_ECG_DIR", str(REPO.parent / "shared" / "ecg"))
+    parser.add_argument("--ecg-dir", default=default_dir)
+    parser.add_argument("--records", default="", help="comma-separated LUDB subset")
+    parser.add_argument("--ludb-adc-per-mv", type=float, default=1000.0)
+    parser.add_argument("--json", default="")
+    args = parser.parse_args(argv)
+    root = Path(args.ecg_dir)
+    folder = root / "ludb-dev"
+    records = sorted((p.stem for p in folder.glob("*.hea")), key=int)
+    if args.records:
+        records = [r for r in records if r in set(args.records.split(","))]
+    if not records:
+        print(f"no LUDB records under {folder}", file=sys.stderr)
+        return 2
+    figures = ludb(folder, records, args.ludb_adc_per_mv)
+    if (root / "ptbxl-sample").is_dir():
+        ptbxl(root / "ptbxl-sample")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
