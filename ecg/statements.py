@@ -82,14 +82,18 @@ from ecg.rhythm import (
 )
 
 __all__ = [
+    "CRITICAL_SCHEMA",
     "LIBRARY",
+    "STATEMENTS_SCHEMA",
     "Interpretation",
     "NotAssessable",
     "Severity",
     "Statement",
     "StatementInfo",
+    "critical_to_json",
     "interpret",
     "statements_from_measurements",
+    "statements_to_json",
 ]
 
 Evidence = dict[str, float | str]
@@ -812,3 +816,84 @@ def _ectopy(
         out.append(Statement("PVC", {"count": float(pvc.sum()), "premature_ratio": 0.85}))
     if pac.any():
         out.append(Statement("PAC", {"count": float(pac.sum()), "premature_ratio": 0.85}))
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def _plain(value: float | str) -> float | str | None:
+    if isinstance(value, str):
+        return value
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def statements_to_json(interpretation: Interpretation) -> list[dict[str, object]]:
+    """The annotation JSON's ``statements``: ``code``, ``text_en``, ``text_zh``,
+    ``severity``, ``evidence`` (numbers and words; NaN as null)."""
+    return [
+        {
+            "code": s.code,
+            "text_en": s.text_en,
+            "text_zh": s.text_zh,
+            "severity": s.severity.value,
+            "evidence": {k: _plain(v) for k, v in s.evidence.items()},
+        }
+        for s in interpretation.statements
+    ]
+
+
+def critical_to_json(interpretation: Interpretation, fs_hz: float) -> list[dict[str, object]]:
+    """The annotation JSON's ``critical``: ``code``, ``onset``, ``offset`` (samples),
+    ``onset_s``, ``offset_s``, ``text_en``, ``text_zh``, ``evidence``."""
+    return [
+        {
+            "code": c.code,
+            "onset": c.onset,
+            "offset": c.offset,
+            "onset_s": c.onset / fs_hz,
+            "offset_s": c.offset / fs_hz,
+            "text_en": c.text_en,
+            "text_zh": c.text_zh,
+            "evidence": {k: _plain(v) for k, v in c.evidence.items()},
+        }
+        for c in interpretation.critical
+    ]
+
+
+#: JSON Schema (2020-12) fragments of the two arrays, for ``ecg.output.JSON_SCHEMA``.
+STATEMENTS_SCHEMA: dict[str, object] = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["code", "text_en", "text_zh", "severity", "evidence"],
+        "properties": {
+            "code": {"enum": list(LIBRARY)},
+            "text_en": {"type": "string"},
+            "text_zh": {"type": "string"},
+            "severity": {"enum": [s.value for s in Severity]},
+            "evidence": {
+                "type": "object",
+                "description": "measurements (unit in the name) and the thresholds met",
+                "additionalProperties": {"type": ["number", "string", "null"]},
+            },
+        },
+    },
+}
+CRITICAL_SCHEMA: dict[str, object] = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["code", "onset", "offset", "onset_s", "offset_s"],
+        "properties": {
+            "code": {"type": "string"},
+            "onset": {"type": "integer", "minimum": 0, "description": "first sample"},
+            "offset": {"type": "integer", "description": "first sample after"},
+            "onset_s": {"type": "number"},
+            "offset_s": {"type": "number"},
+            "text_en": {"type": "string"},
+            "text_zh": {"type": "string"},
+            "evidence": {"type": "object"},
+        },
+    },
+}

@@ -28,7 +28,16 @@ from ecg.delineate import (
 from ecg.detect import detect_qrs, detect_qrs_and_vf
 from ecg.measure import GlobalMeasurements, LeadMeasurements, Measurements, QtcFormula, measure
 from ecg.rhythm import RecordRhythm, RhythmCode
-from ecg.statements import LIBRARY, Severity, interpret, statements_from_measurements
+from ecg.statements import (
+    CRITICAL_SCHEMA,
+    LIBRARY,
+    STATEMENTS_SCHEMA,
+    Severity,
+    critical_to_json,
+    interpret,
+    statements_from_measurements,
+    statements_to_json,
+)
 from tests.ecg.test_rhythm import sinus_times, synth
 
 LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
@@ -367,3 +376,25 @@ def test_statement_evidence_is_plain_data() -> None:
     for statement in found:
         assert all(isinstance(v, (float, int, str)) for v in statement.evidence.values())
         assert dataclasses.asdict(statement)["code"] == statement.code
+
+
+def test_json_of_statements_and_critical_values_follows_its_schema(ecg_dir: Path) -> None:
+    """statements_to_json and critical_to_json give JSON (no NaN) with every field their
+    schemas require, codes and severities from the schemas' enums."""
+    import json
+
+    record = wfdb.rdrecord(str(ecg_dir / "mitdb" / "232"), sampfrom=360 * 600, sampto=360 * 900)
+    beats, vf = detect_qrs_and_vf(record.p_signal, record.fs)
+    result = interpret(None, beats, [], record.fs, signal_mv=record.p_signal, vf_episodes=vf)
+    statements = statements_to_json(result)
+    critical = critical_to_json(result, record.fs)
+    assert critical
+    assert statements
+    json.dumps({"statements": statements, "critical": critical}, allow_nan=False)
+    for items, schema in ((statements, STATEMENTS_SCHEMA), (critical, CRITICAL_SCHEMA)):
+        item_schema: Any = schema["items"]
+        for item in items:
+            assert set(item_schema["required"]) <= set(item)
+    codes = STATEMENTS_SCHEMA["items"]["properties"]["code"]["enum"]  # type: ignore[index]
+    assert all(item["code"] in codes for item in statements)
+    assert critical[0]["onset_s"] == pytest.approx(critical[0]["onset"] / record.fs)
