@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -34,24 +35,56 @@ messages = st.fixed_dictionaries(
         "track_id": st.text(max_size=10),
     },
 )
-frames = st.one_of(messages.map(json.dumps), st.text(max_size=50), st.binary(max_size=50))
+# What escapes naive handling: deep nesting, escaped lone surrogates, NUL, numbers out of
+# range, overlong UTF-8 (as bytes), and frames over the size limit.
+hostile = st.sampled_from(
+    [
+        "[" * 5000 + "]" * 5000,
+        '{"type": "chat", "text": ' + "[" * 3000 + "]" * 3000 + "}",
+        '{"type": "chat", "text": "\\ud800", "ref": "s"}',
+        '{"type": "chat", "text": "a\\u0000b"}',
+        '{"type": "candidate", "pc": "publish", "sdp_mline_index": 1e400}',
+        '{"type": "candidate", "pc": "publish", "sdp_mline_index": 123456789012345678901234567890}',
+        b"\xc0\xaf",
+        '{"type": "ping", "ref": "' + "x" * 70_000 + '"}',
+    ]
+)
+frames = st.one_of(messages.map(json.dumps), st.text(max_size=50), st.binary(max_size=50), hostile)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(frames, min_size=1, max_size=8))
 def test_any_frames_get_only_documented_errors(batch: list[str | bytes]) -> None:
-    """Random frames, before and after joining, yield documented error codes and no exception."""
+    """Random and hostile frames, before and after joining, yield documented error codes,
+    no exception and nothing logged at ERROR (a client's mistake is not a server error)."""
     h = Harness()
     joined = h.open()
     h.send(joined, m.Join(token=token("dr-li", moderator=True)))
     fresh = h.open()
-    for frame in batch:
-        for conn in (joined, fresh):
-            for effect in h.send(conn, frame):
-                if isinstance(effect, Send) and isinstance(effect.message, m.Error):
-                    assert effect.message.code in DOCUMENTED
-                    assert effect.message.code != "internal", effect.message
-                    m.encode(effect.message)
+    errors = _ErrorRecords()
+    logging.getLogger("signaling").addHandler(errors)
+    try:
+        for frame in batch:
+            for conn in (joined, fresh):
+                for effect in h.send(conn, frame):
+                    if isinstance(effect, Send) and isinstance(effect.message, m.Error):
+                        assert effect.message.code in DOCUMENTED
+                        assert effect.message.code != "internal", effect.message
+                        m.encode(effect.message)
+    finally:
+        logging.getLogger("signaling").removeHandler(errors)
+    assert errors.records == []
+
+
+class _ErrorRecords(logging.Handler):
+    """Keeps the records at ERROR and above."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
 
 
 PEOPLE = ["dr-li", "dr-wang", "dr-zhou"]
