@@ -330,9 +330,10 @@ class Core:
 
     @_guarded
     def apply_ban(self, ban: Ban, now_s: float) -> list[Effect]:
-        """A ban already durable elsewhere (another node): refuse and end its identity now."""
+        """A ban already durable and audited elsewhere (another node): refuse its token
+        and identity, and end that identity's connections in the room, now."""
         del now_s
-        self._rooms.enforce_ban(ban)
+        self._rooms.enforce_ban(ban, audit=False)
         return self._ctx.flush()
 
     def revoke(

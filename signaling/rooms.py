@@ -340,17 +340,21 @@ class Rooms:
 
         self.ctx.persist_then(ban, recorded)
 
-    def enforce_ban(self, ban: Ban) -> None:
+    def enforce_ban(self, ban: Ban, *, audit: bool = True) -> None:
         """A durable ban: refuse its token and identity from now on, end every connection
-        of that identity in that room, tell the room."""
+        of that identity in that room, tell the room.
+
+        ``audit=False`` for a ban another node wrote and audited already.
+        """
         self.access.add_ban(ban)
         self.viewing.end_watchers(ban.identity, ban.room, removed_error())
         room = self.ctx.rooms.get(ban.room)
         target = None if room is None else room.by_identity(ban.identity)
         if target is None:  # gone meanwhile: the ban stands, there is nobody to tell
-            self.ctx.audit(
-                ban.room, ban.by, "removed", target=ban.identity, detail={"reason": ban.reason}
-            )
+            if audit:
+                self.ctx.audit(
+                    ban.room, ban.by, "removed", target=ban.identity, detail={"reason": ban.reason}
+                )
             return
         was = target.state
         target.apply(Event.REMOVE)
@@ -366,6 +370,7 @@ class Rooms:
             actor=ban.by,
             waiting=was is State.WAITING,
             detail={"reason": ban.reason},
+            audit=audit,
         )
 
     def _mute(self, actor: Participant, kind: TrackKind, target_id: str | None) -> None:
@@ -441,6 +446,7 @@ class Rooms:
         actor: str,
         waiting: bool = False,
         detail: dict[str, str] | None = None,
+        audit: bool = True,
     ) -> None:
         """``p`` reached a final state: forget it and tell whoever knew of it.
 
@@ -458,7 +464,8 @@ class Rooms:
                 ctx.send_to(moderator, left)
         else:
             ctx.broadcast(p, left, skip=p)
-        ctx.audit(p.room_id, actor, reason, target=p.identity, detail=detail)
+        if audit:
+            ctx.audit(p.room_id, actor, reason, target=p.identity, detail=detail)
         if not room.participants:
             del ctx.rooms[room.room_id]
 

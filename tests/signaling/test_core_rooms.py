@@ -198,6 +198,7 @@ def test_a_ban_from_another_node_is_enforced_at_once() -> None:
     effects = h.core.apply_ban(ban, h.now)
     assert closes(effects, app) == [CloseCode.FORBIDDEN]
     assert [x.participant_id for x in sent(effects, mod)] == [app_pid]  # type: ignore[union-attr]
+    assert [e for e in effects if isinstance(e, Persist)] == []  # the other node audited it
     again, effects = h.join("dr-wang")
     assert error_of(effects, again).code == "banned"
 
