@@ -107,6 +107,7 @@ class FhirReport:
     critical: tuple[str, ...]
     patient: Patient
     status: str
+    signed_by: str = ""
 
 
 def _quantity(value: float, unit: str) -> dict[str, Any]:
@@ -247,12 +248,16 @@ def fhir_bundle(
             report[key] = common[key]
     if references:
         report["result"] = references
+    if info.signed_by:
+        report["resultsInterpreter"] = [{"display": info.signed_by}]
     if codes:
         report["conclusionCode"] = codes
-        report["conclusion"] = "\n".join(
-            f"{s.text_en or s.code} / {s.text_zh}" if s.text_zh else (s.text_en or s.code)
-            for s in info.statements
-        ) or "; ".join(info.critical)
+    lines = [
+        f"{s.text_en or s.code} / {s.text_zh}" if s.text_zh else (s.text_en or s.code)
+        for s in info.statements
+    ] + [line for line in info.conclusion.splitlines() if line.strip()]
+    if lines or codes:
+        report["conclusion"] = "\n".join(lines) or "; ".join(info.critical)
     entries.insert(0, {"fullUrl": f"urn:uuid:{report_id}", "resource": report})
     return {
         "resourceType": "Bundle",
@@ -350,6 +355,7 @@ def read_bundle(bundle: Mapping[str, Any]) -> FhirReport:
         critical=tuple(critical),
         patient=_read_patient(subject),
         status=str(report.get("status", "")),
+        signed_by=str((report.get("resultsInterpreter") or [{}])[0].get("display", "")),
     )
 
 

@@ -44,6 +44,7 @@ import enum
 import functools
 import io
 import math
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -573,6 +574,7 @@ _TEXT: dict[str, dict[str, str]] = {
         "shown": "显示 {a:g}–{b:g} s，记录共 {d:g} s",
         "not_shown": "未显示导联：",
         "unconfirmed": "仪器提示，需经医师确认",
+        "signed": "报告医师：{name}  {when}",
         "record": "记录",
         "filter": "滤波",
         "mains": "工频",
@@ -606,6 +608,7 @@ _TEXT: dict[str, dict[str, str]] = {
         "shown": "showing {a:g}–{b:g} s of {d:g} s",
         "not_shown": "leads not shown: ",
         "unconfirmed": "computer interpretation, to be confirmed by a physician",
+        "signed": "reported by {name}  {when}",
         "record": "record",
         "filter": "filter",
         "mains": "notch",
@@ -613,6 +616,22 @@ _TEXT: dict[str, dict[str, str]] = {
 }
 
 ABSENT = "—"
+# The statements' column: from 112 mm into the grid to its right edge.
+_STATEMENT_WIDTH_MM = GRID_WIDTH_MM - 112.0
+
+
+def _fit(words: str, width_mm: float, size_pt: float) -> str:
+    """``words`` cut with an ellipsis to about ``width_mm`` at ``size_pt`` (a CJK glyph
+    is one em wide, others are taken as 0.6 em: a safe estimate for Noto Sans)."""
+    em_mm = size_pt / 72 * 25.4
+    used = 0.0
+    for position, char in enumerate(words):
+        used += em_mm * (1.0 if unicodedata.east_asian_width(char) in "WF" else 0.6)
+        if used > width_mm:
+            return words[: max(position - 1, 0)] + "…"
+    return words
+
+
 _QTC_NAMES = {
     "bazett": "Bazett",
     "fridericia": "Fridericia",
@@ -706,9 +725,11 @@ def _header(info: ReportInfo, options: PaperOptions, names: Sequence[str]) -> li
     ]
     for statement in info.statements:
         critical = statement.severity == "critical"
-        lines.append(
-            (f"{statement.text(lang)} ({statement.code})", ALARM if critical else INK, critical)
-        )
+        words = _fit(f"{statement.text(lang)} ({statement.code})", _STATEMENT_WIDTH_MM, 9.0)
+        lines.append((words, ALARM if critical else INK, critical))
+    for words in info.conclusion.splitlines():
+        if words.strip():
+            lines.append((_fit(words.strip(), _STATEMENT_WIDTH_MM, 9.0), INK, False))
     if not lines:
         lines.append((text["no_statement"], GREY, False))
     room = 4
@@ -746,15 +767,15 @@ def _footer(
     if info.device:
         parts.append(info.device)
     labels = [Label(GRID_X_MM, y, "    ".join(parts), 8.0)]
+    if info.signed_by:
+        when = _time_text(info.signed_at, options.display_tz)
+        signed = text["signed"].format(name=info.signed_by, when=when).strip()
+        status, color = _fit(signed, 100.0, 8.0), INK
+    else:
+        status, color = text["unconfirmed"], GREY
+    page_text = text["page"].format(i=index + 1, n=count)
     labels.append(
-        Label(
-            GRID_X_MM + GRID_WIDTH_MM,
-            y,
-            text["page"].format(i=index + 1, n=count) + "    " + text["unconfirmed"],
-            8.0,
-            GREY,
-            align="right",
-        )
+        Label(GRID_X_MM + GRID_WIDTH_MM, y, f"{page_text}    {status}", 8.0, color, align="right")
     )
     if left_over:
         labels.append(Label(GRID_X_MM, y + 4.0, text["not_shown"] + ", ".join(left_over), 8.0))

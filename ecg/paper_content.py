@@ -269,6 +269,12 @@ class ReportInfo:
     statements : tuple of Statement
     critical : tuple of str
         Codes of critical findings (危急值), shown first and in red.
+    conclusion : str
+        The reader's own words, after the statements (lines separated by newlines).
+    signed_by : str
+        The reader who signed the report; empty while it is the engine's proposal.
+    signed_at : datetime or None
+        When it was signed.
     """
 
     patient: Patient = field(default_factory=Patient)
@@ -282,6 +288,9 @@ class ReportInfo:
     measurements: Measurements = field(default_factory=Measurements)
     statements: tuple[Statement, ...] = ()
     critical: tuple[str, ...] = ()
+    conclusion: str = ""
+    signed_by: str = ""
+    signed_at: dt.datetime | None = None
 
 
 def _number(value: Any) -> float | None:

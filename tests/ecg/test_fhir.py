@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import datetime as dt
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,11 @@ def test_round_trip_reads_back_every_value() -> None:
     """Through JSON text and back: measurements (absent ones absent with their reason),
     statements, critical codes, patient and status."""
     info = _info()
-    text = json.dumps(fhir_bundle(info, status="final", issued=ISSUED, new_id=_ids()))
+    info = replace(info, signed_by="李医生", conclusion="建议复查")
+    bundle = fhir_bundle(info, status="final", issued=ISSUED, new_id=_ids())
+    _validated(bundle)
+    assert "建议复查" in bundle["entry"][0]["resource"]["conclusion"]
+    text = json.dumps(bundle)
     report = read_bundle(json.loads(text))
     expected = dict(info.measurements.values)
     expected["p_axis_deg"] = Measurement(None, "not measurable")
@@ -116,6 +121,7 @@ def test_round_trip_reads_back_every_value() -> None:
     assert report.statements == info.statements
     assert report.critical == ("LNGQT",)
     assert report.status == "final"
+    assert report.signed_by == "李医生"
     assert report.patient == Patient("张三", "P0001", "M", None, dt.date(1963, 5, 1))
 
 

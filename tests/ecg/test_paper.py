@@ -7,6 +7,7 @@ import datetime as dt
 import io
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -458,3 +459,25 @@ def test_any_record_lays_out_without_error(
             assert np.all(np.isfinite(stroke.points_mm))
             assert stroke.points_mm[:, 0].min() >= GRID_X_MM
             assert stroke.points_mm[:, 0].max() <= GRID_X_MM + GRID_WIDTH_MM
+
+
+@needs_poppler
+def test_signed_report_names_the_reader_and_keeps_their_words(tmp_path: Path) -> None:
+    """A signed report says who signed and when instead of "to be confirmed", shows the
+    reader's conclusion after the statements, and cuts an overlong line with "…"."""
+    info = replace(
+        _info(),
+        conclusion="建议复查心电图\n" + "很长的结论" * 40,
+        signed_by="李医生",
+        signed_at=dt.datetime(2026, 12, 2, 3, 15, tzinfo=dt.UTC),
+    )
+    options = PaperOptions(display_tz=dt.timezone(dt.timedelta(hours=8)))
+    text = _pdf_text(render_pdf(layout_pages(_signal(), FS_HZ, STANDARD_LEADS, info, options)),
+                     tmp_path)  # fmt: skip
+    assert "报告医师：李医生 2026-12-02 11:15:00 UTC+08:00" in " ".join(text.split())
+    assert "需经医师确认" not in text
+    assert "建议复查心电图" in text
+    page = layout_pages(_signal(), FS_HZ, STANDARD_LEADS, info, options)[0]
+    long_line = next(label.text for label in page.labels if label.text.startswith("很长"))
+    assert long_line.endswith("…")
+    assert len(long_line) < 60
