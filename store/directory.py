@@ -119,8 +119,11 @@ def require(conn: Connection, condition: ColumnElement[bool], kind: str, key: st
 
 
 def _page(conn: Connection, statement: Select[Any], page: PageRequest) -> tuple[list[Any], int]:
-    total = conn.execute(select(func.count()).select_from(statement.subquery())).scalar_one()
     rows = list(conn.execute(statement.limit(page.limit).offset(page.offset)))
+    if 0 < len(rows) < page.limit or (not rows and page.offset == 0):
+        # A short page is the last one: the total follows without counting.
+        return rows, page.offset + len(rows)
+    total = conn.execute(select(func.count()).select_from(statement.subquery())).scalar_one()
     return rows, int(total)
 
 

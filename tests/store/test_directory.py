@@ -119,6 +119,16 @@ def test_people_roles_references_and_pages(engine: Engine) -> None:
         PageRequest(limit=5, offset=5),
     )
     assert [p.username for p in second.items] == expected[5:10]
+    beyond = repo.list_people(
+        PeopleFilter(institutions=frozenset({"town"}), role=Role.DOCTOR),
+        PageRequest(limit=5, offset=1000),
+    )
+    assert (beyond.items, beyond.total) == ((), len(expected))
+    last = repo.list_people(
+        PeopleFilter(institutions=frozenset({"town"}), role=Role.DOCTOR),
+        PageRequest(limit=5, offset=len(expected) - 2),
+    )
+    assert ([p.username for p in last.items], last.total) == (expected[-2:], len(expected))
     everyone = [expert] + [person(i) for i in range(1, 30)]
     chinese = sum("李" in p.display_name for p in everyone)
     assert repo.list_people(PeopleFilter(search="李"), PageRequest()).total == chinese
