@@ -486,10 +486,12 @@ def _annotations(info: ReportInfo) -> list[Any]:
             _CRITICAL_STATEMENT_GROUP if statement.severity == "critical" else _STATEMENT_GROUP
         )
         items.append(item)
-    for code in info.critical:
+    for finding in info.critical:
         item = Dataset()
-        item.ConceptCodeSequence = DicomSequence([_code(code[:16], LOCAL_SCHEME, code)])
-        item.UnformattedTextValue = code
+        item.ConceptCodeSequence = DicomSequence(
+            [_code(finding.code[:16], LOCAL_SCHEME, finding.text_en or finding.code)]
+        )
+        item.UnformattedTextValue = finding.text_zh or finding.text_en or finding.code
         item.AnnotationGroupNumber = _CRITICAL_FINDING_GROUP
         items.append(item)
     for item in items:
@@ -763,7 +765,7 @@ def _acquired(ds: Any) -> dt.datetime | None:
 def _read_annotations(ds: Any) -> dict[str, Any]:
     values: dict[str, Measurement] = {}
     statements: list[Statement] = []
-    critical: list[str] = []
+    critical: list[Statement] = []
     for item in ds.get("WaveformAnnotationSequence") or []:
         group = int(item.get("AnnotationGroupNumber", 0) or 0)
         names = item.get("ConceptNameCodeSequence") or []
@@ -786,7 +788,7 @@ def _read_annotations(ds: Any) -> dict[str, Any]:
             else:
                 values[name] = Measurement(None, "not measurable")
         elif codes and group == _CRITICAL_FINDING_GROUP:
-            critical.append(str(codes[0].get("CodeValue", "")))
+            critical.append(_statement(codes[0], text, "critical"))
         elif codes and group == _CRITICAL_STATEMENT_GROUP:
             statements.append(_statement(codes[0], text, "critical"))
         elif codes:

@@ -104,7 +104,7 @@ class FhirReport:
 
     measurements: Measurements
     statements: tuple[Statement, ...]
-    critical: tuple[str, ...]
+    critical: tuple[Statement, ...]
     patient: Patient
     status: str
     signed_by: str = ""
@@ -229,8 +229,9 @@ def fhir_bundle(
          "text": s.text_zh or s.text_en or s.code}
         for s in info.statements
     ] + [
-        {"coding": [{"system": CRITICAL_SYSTEM, "code": code, "display": code}], "text": code}
-        for code in info.critical
+        {"coding": [{"system": CRITICAL_SYSTEM, "code": c.code, "display": c.text_en or c.code}],
+         "text": c.text_zh or c.text_en or c.code}
+        for c in info.critical
     ]  # fmt: skip
     report_id = new_id()
     report: dict[str, Any] = {
@@ -257,7 +258,7 @@ def fhir_bundle(
         for s in info.statements
     ] + [line for line in info.conclusion.splitlines() if line.strip()]
     if lines or codes:
-        report["conclusion"] = "\n".join(lines) or "; ".join(info.critical)
+        report["conclusion"] = "\n".join(lines) or "; ".join(c.code for c in info.critical)
     entries.insert(0, {"fullUrl": f"urn:uuid:{report_id}", "resource": report})
     return {
         "resourceType": "Bundle",
@@ -337,16 +338,27 @@ def read_bundle(bundle: Mapping[str, Any]) -> FhirReport:
         absent = resource.get("dataAbsentReason", {})
         values[name] = Measurement(None, str(absent.get("text", "not measurable")))
     statements: list[Statement] = []
-    critical: list[str] = []
+    critical: list[Statement] = []
     for concept in report.get("conclusionCode") or []:
         for coding in concept.get("coding", []):
-            if coding.get("system") == STATEMENT_SYSTEM:
-                english = str(coding.get("display", ""))
-                text = str(concept.get("text", ""))
-                chinese = text if text != english else ""
-                statements.append(Statement(str(coding.get("code", "")), english, chinese))
-            elif coding.get("system") == CRITICAL_SYSTEM:
-                critical.append(str(coding.get("code", "")))
+            system = coding.get("system")
+            if system not in (STATEMENT_SYSTEM, CRITICAL_SYSTEM):
+                continue
+            code = str(coding.get("code", ""))
+            english = str(coding.get("display", ""))
+            text = str(concept.get("text", ""))
+            chinese = text if text != english else ""
+            if system == STATEMENT_SYSTEM:
+                statements.append(Statement(code, english, chinese))
+            else:
+                critical.append(
+                    Statement(
+                        code,
+                        "" if english == code else english,
+                        "" if chinese == code else chinese,
+                        "critical",
+                    )
+                )
     formula = next((f for f in QTC_FORMULAS if qtc_key(f) in values), "bazett")
     subject = by_url.get(str(report.get("subject", {}).get("reference", "")), {})
     return FhirReport(

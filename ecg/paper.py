@@ -720,9 +720,11 @@ def _header(info: ReportInfo, options: PaperOptions, names: Sequence[str]) -> li
     # Statements: critical findings first, then the statements in their order.
     x = GRID_X_MM + 112.0
     labels.append(Label(x, 25.0, text["statements"], 8.5, GREY))
-    lines: list[tuple[str, Color, bool]] = [
-        (f"{text['critical']}: {code}", ALARM, True) for code in info.critical
-    ]
+    lines: list[tuple[str, Color, bool]] = []
+    for finding in info.critical:
+        words = finding.text(lang)
+        named = words if words == finding.code else f"{words} ({finding.code})"
+        lines.append((_fit(f"{text['critical']}: {named}", _STATEMENT_WIDTH_MM, 9.0), ALARM, True))
     for statement in info.statements:
         critical = statement.severity == "critical"
         words = _fit(f"{statement.text(lang)} ({statement.code})", _STATEMENT_WIDTH_MM, 9.0)

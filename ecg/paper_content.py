@@ -181,6 +181,12 @@ class CriticalLike(Protocol):
     @property
     def code(self) -> str: ...
 
+    @property
+    def text_en(self) -> str: ...
+
+    @property
+    def text_zh(self) -> str: ...
+
 
 class StatementLike(Protocol):
     """What the exporters read of a statement object (``ecg.statements`` has more)."""
@@ -267,8 +273,9 @@ class ReportInfo:
         The notch frequency in Hz, ``None`` when none was applied.
     measurements : Measurements
     statements : tuple of Statement
-    critical : tuple of str
-        Codes of critical findings (危急值), shown first and in red.
+    critical : tuple of Statement
+        Critical findings (危急值: code and texts, severity ``"critical"``), shown first
+        and in red; :func:`critical_from` makes them from the JSON, objects or codes.
     conclusion : str
         The reader's own words, after the statements (lines separated by newlines).
     signed_by : str
@@ -287,7 +294,7 @@ class ReportInfo:
     mains_hz: float | None = None
     measurements: Measurements = field(default_factory=Measurements)
     statements: tuple[Statement, ...] = ()
-    critical: tuple[str, ...] = ()
+    critical: tuple[Statement, ...] = ()
     conclusion: str = ""
     signed_by: str = ""
     signed_at: dt.datetime | None = None
@@ -304,6 +311,10 @@ def _measurement(value: Any) -> Measurement:
     if isinstance(value, Measurement):
         return value
     if isinstance(value, Mapping):
+        if "absent" in value:  # the annotation JSON: {"absent": CODE, "detail": TEXT}
+            detail = value.get("detail")
+            code = str(value["absent"])
+            return Measurement(None, f"{code}: {detail}" if detail else code)
         reason = value.get("reason")
         return Measurement(_number(value.get("value")), "" if reason is None else str(reason))
     number = _number(value)
@@ -350,9 +361,11 @@ def measurements_from(
     data : mapping or GlobalMeasurementsLike or Measurements or None
         ``{"hr_bpm": 72.0, "qtc_ms": {"bazett": 421.0, "fridericia": 410.0},
         "pr_ms": null, "p_axis_deg": {"value": null, "reason": "no P wave"}, ...}``.
-        ``qtc_ms`` may also be a number (taken as Bazett) and ``qtc_formula`` may name
-        the formula shown first. Unknown keys (per-lead measurements, indices) are
-        ignored; a value that is not a finite number is absent.
+        ``qtc_ms`` may also be a number (taken as Bazett) and ``qtc_first`` (or
+        ``qtc_formula``) may name the formula shown first. An absent value may also be
+        ``{"absent": CODE, "detail": TEXT}`` as ``ecg.output`` writes it. Unknown keys
+        (per-lead measurements, indices) are ignored; a value that is not a finite
+        number is absent.
 
     Returns
     -------
@@ -365,12 +378,13 @@ def measurements_from(
     if not isinstance(data, Mapping):
         return _from_global(data)
     values: dict[str, Measurement] = {}
-    formula = str(data.get("qtc_formula", "bazett"))
+    formula = str(data.get("qtc_first", data.get("qtc_formula", "bazett")))
     if formula not in QTC_FORMULAS:
         formula = "bazett"
     for key, raw in data.items():
         if key == "qtc_ms":
-            by_formula = raw if isinstance(raw, Mapping) and "value" not in raw else None
+            single = not isinstance(raw, Mapping) or "value" in raw or "absent" in raw
+            by_formula = None if single else raw
             if by_formula is None:
                 values[qtc_key("bazett")] = _measurement(raw)
             else:
@@ -419,28 +433,30 @@ def statements_from(
 
 def critical_from(
     items: Iterable[Mapping[str, Any] | CriticalLike | str] | None,
-) -> tuple[str, ...]:
-    """Codes of critical findings from the annotation JSON's ``critical`` list (mappings
-    with ``code``), ``ecg.critical.Critical`` objects or bare codes, each once, in order."""
-    codes: list[str] = []
+) -> tuple[Statement, ...]:
+    """Critical findings from the annotation JSON's ``critical`` list (mappings with
+    ``code``, ``text_en``, ``text_zh``), ``ecg.critical.Critical`` objects or bare codes:
+    each code once (a finding that recurs in a record is one line of the report), in
+    order, with severity ``"critical"``."""
+    found: dict[str, Statement] = {}
     for item in items or ():
         if isinstance(item, Mapping):
-            code = item.get("code")
+            code, text_en, text_zh = item.get("code"), item.get("text_en"), item.get("text_zh")
         elif isinstance(item, str):
-            code = item
+            code, text_en, text_zh = item, "", ""
         elif item is None or isinstance(item, int | float | list | tuple):  # JSON debris
             continue
         else:
-            code = str(item.code)
-        if isinstance(code, str) and code and code not in codes:
-            codes.append(code)
-    return tuple(codes)
+            code, text_en, text_zh = str(item.code), str(item.text_en), str(item.text_zh)
+        if isinstance(code, str) and code and code not in found:
+            found[code] = Statement(code, str(text_en or ""), str(text_zh or ""), "critical")
+    return tuple(found.values())
 
 
 def content_from_annotations(
     document: Mapping[str, Any],
-) -> tuple[Measurements, tuple[Statement, ...], tuple[str, ...]]:
-    """Measurements, statements and critical codes of an annotation JSON document.
+) -> tuple[Measurements, tuple[Statement, ...], tuple[Statement, ...]]:
+    """Measurements, statements and critical findings of an annotation JSON document.
 
     ``measurements`` may be the global object itself or hold it under ``"global"``
     (beside ``"leads"``). Without a measured heart rate, the summary's median heart

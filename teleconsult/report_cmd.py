@@ -172,7 +172,9 @@ def _read(path: str) -> _Loaded:
     return _Loaded(record.signal_mv, record.fs_hz, list(record.lead_names), info)
 
 
-def _annotations(path: str) -> tuple[Measurements, tuple[Statement, ...], tuple[str, ...]]:
+def _annotations(
+    path: str,
+) -> tuple[Measurements, tuple[Statement, ...], tuple[Statement, ...]]:
     from ecg.paper_content import content_from_annotations
 
     try:

@@ -28,7 +28,13 @@ from ecg.dicom import (
     read_dicom,
     write_dicom,
 )
-from ecg.paper_content import Patient, ReportInfo, measurements_from, statements_from
+from ecg.paper_content import (
+    Patient,
+    ReportInfo,
+    critical_from,
+    measurements_from,
+    statements_from,
+)
 from ecg.record import normalise_lead_name
 
 NOW = dt.datetime(2026, 12, 2, 2, 0, tzinfo=dt.UTC)
@@ -55,7 +61,10 @@ def _info() -> ReportInfo:
              {"code": "STE", "text_en": "ST elevation, anterior", "text_zh": "前壁ST段抬高",
               "severity": "critical"}]
         ),
-        critical=("STEMI",),
+        critical=critical_from(
+            [{"code": "STEMI", "text_en": "Acute ST-elevation MI pattern",
+              "text_zh": "急性ST段抬高型心肌梗死图形"}]
+        ),
     )  # fmt: skip
 
 
@@ -103,7 +112,7 @@ def test_round_trip_of_a_real_record_is_bit_exact(ecg_dir: Path) -> None:
     }
     assert ecg.info.measurements.value("p_ms") is None
     assert ecg.info.statements == info.statements
-    assert ecg.info.critical == ("STEMI",)
+    assert ecg.info.critical == info.critical
     # In mV the samples are what wfdb makes of them.
     physical = wfdb.rdrecord(str(ecg_dir / "ludb-dev" / "1")).p_signal
     assert np.allclose(ecg.signal_mv, physical, rtol=0, atol=1e-12)

@@ -19,7 +19,14 @@ from fhir.resources.R4B.patient import Patient as FhirPatient
 
 import ecg.fhir
 from ecg.fhir import CRITICAL_SYSTEM, LOINC, FhirError, fhir_bundle, read_bundle
-from ecg.paper_content import Measurement, Patient, ReportInfo, measurements_from, statements_from
+from ecg.paper_content import (
+    Measurement,
+    Patient,
+    ReportInfo,
+    critical_from,
+    measurements_from,
+    statements_from,
+)
 
 ISSUED = dt.datetime(2026, 12, 2, 2, 0, tzinfo=dt.UTC)
 MODELS: dict[str, Any] = {
@@ -48,7 +55,7 @@ def _info() -> ReportInfo:
             [{"code": "SR", "text_en": "Sinus rhythm", "text_zh": "窦性心律"},
              {"code": "1AVB", "text_en": "First-degree AV block", "text_zh": "一度房室传导阻滞"}]
         ),
-        critical=("LNGQT",),
+        critical=critical_from(["LNGQT"]),
     )  # fmt: skip
 
 
@@ -119,7 +126,7 @@ def test_round_trip_reads_back_every_value() -> None:
     expected["p_axis_deg"] = Measurement(None, "not measurable")
     assert dict(report.measurements.values) == expected
     assert report.statements == info.statements
-    assert report.critical == ("LNGQT",)
+    assert report.critical == info.critical
     assert report.status == "final"
     assert report.signed_by == "李医生"
     assert report.patient == Patient("张三", "P0001", "M", None, dt.date(1963, 5, 1))

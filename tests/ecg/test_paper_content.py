@@ -57,7 +57,8 @@ def test_annotation_document_in_its_shapes() -> None:
         {
             "summary": {"hr_median_bpm": 61.2},
             "measurements": {"global": {"qtc_ms": 430, "qrs_ms": {"value": None,
-                                                                  "reason": "paced"}}},
+                                                                  "reason": "paced"},
+                                        "pr_ms": {"absent": "no_p_wave", "detail": "AF"}}},
             "statements": [{"code": "SR", "text_en": "Sinus rhythm"}, {"text_en": "x"}, 7],
             "critical": [{"code": "PAUSE"}, {"code": "PAUSE"}, "VF", {"onset": 1}, 3, None],
         }
@@ -65,8 +66,17 @@ def test_annotation_document_in_its_shapes() -> None:
     assert measurements.get("hr_bpm") == Measurement(61.2)
     assert measurements.get("qtc_ms") == Measurement(430.0)
     assert measurements.get("qrs_ms") == Measurement(None, "paced")
+    assert measurements.get("pr_ms") == Measurement(None, "no_p_wave: AF")
+    by_formula = measurements_from(
+        {"qtc_ms": {"bazett": 440.0, "hodges": {"absent": "too_few_beats"}},
+         "qtc_first": "hodges"}
+    )  # fmt: skip
+    assert by_formula.qtc_formula == "hodges"
+    assert by_formula.get("qtc_ms") == Measurement(None, "too_few_beats")
+    assert by_formula.value("qtc_bazett_ms") == 440.0
     assert [s.code for s in statements] == ["SR"]
-    assert critical == ("PAUSE", "VF")
+    assert [finding.code for finding in critical] == ["PAUSE", "VF"]
+    assert {finding.severity for finding in critical} == {"critical"}
     flat, _, _ = content_from_annotations({"measurements": {"hr_bpm": True, "pr_ms": "160"}})
     assert flat.value("hr_bpm") is None
     assert flat.value("pr_ms") is None
@@ -86,7 +96,9 @@ def test_statements_and_critical_from_objects() -> None:
     (statement,) = statements_from([Found()])
     assert statement.text("zh") == "三度房室传导阻滞"
     assert statement.severity == "critical"
-    assert critical_from([Found()]) == ("3AVB",)
+    (finding,) = critical_from([Found()])
+    assert (finding.code, finding.text_zh, finding.severity) == ("3AVB", "三度房室传导阻滞",
+                                                                 "critical")  # fmt: skip
 
 
 def test_patient_from_wfdb_comments() -> None:

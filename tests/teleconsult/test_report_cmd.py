@@ -41,7 +41,8 @@ def _annotations(path: Path) -> Path:
              "severity": "abnormal", "evidence": {}},
             {"text_en": "a statement without a code is left out"},
         ],
-        "critical": [{"code": "PAUSE", "onset": 10, "offset": 2000}],
+        "critical": [{"code": "PAUSE", "onset": 10, "offset": 2000, "text_en": "Pause",
+                      "text_zh": "长间歇"}],
     }  # fmt: skip
     path.write_text(json.dumps(document), encoding="utf-8")
     return path
@@ -66,7 +67,7 @@ def test_pdf_of_a_ludb_record_with_annotations(
         "158 ms",
         "94 ms",
         "窦性心动过缓 (SBRAD)",
-        "危急值: PAUSE",
+        "危急值: 长间歇 (PAUSE)",
         "滤波 0.05–150 Hz",
         "500 Hz",
     ):
