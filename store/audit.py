@@ -52,7 +52,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, Row, and_, func, inser
 
 from store.schema import GENESIS_HASH, IDENTITY, audit, audit_head
 
-TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%fZ"
+TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%fZ"  # what format_time writes, in strftime's terms
 # Rows fetched per round trip while verifying (bounded memory on any size of trail).
 VERIFY_BATCH_ROWS: Final = 10_000
 _TEXT_LIMITS: Final = {
@@ -70,7 +70,8 @@ def format_time(moment: datetime) -> str:
     """``moment`` as the canonical form writes it: UTC, microseconds, ``Z``."""
     if moment.tzinfo is None:
         raise ValueError("audit times must be aware datetimes")
-    return moment.astimezone(UTC).strftime(TIME_FORMAT)
+    # isoformat is several times faster than strftime and writes the same text.
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_time(text: str) -> datetime:

@@ -6,12 +6,13 @@ import hashlib
 import itertools
 import json
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import Engine, delete, update
 
 from store.audit import (
+    TIME_FORMAT,
     AuditQuery,
     AuditRecord,
     append,
@@ -228,3 +229,15 @@ def test_records_refuse_naive_times_and_overlong_fields() -> None:
         AuditRecord(time=T0, actor="a", action="")
     with pytest.raises(ValueError, match="actor"):
         AuditRecord(time=T0, actor="a" * 201, action="x")
+
+
+def test_format_time_is_rfc3339_utc_with_microseconds() -> None:
+    """Times are written in UTC with six decimals and Z, whatever their zone."""
+    east8 = timezone(timedelta(hours=8))
+    for moment in (
+        T0,
+        datetime(2026, 1, 1, 7, 59, 59, 999999, tzinfo=east8),
+        T0.replace(microsecond=0),
+    ):
+        assert format_time(moment) == moment.astimezone(UTC).strftime(TIME_FORMAT)
+    assert format_time(datetime(2026, 1, 1, 8, 0, tzinfo=east8)) == "2026-01-01T00:00:00.000000Z"
