@@ -95,5 +95,5 @@ def run_setup(args: argparse.Namespace) -> int:
         return 2
     finally:
         stores.close()
-    print(f"created the deployment admin {admin.username!r}: log in at /login.html")
+    print(f"created the deployment admin {admin.username!r}: log in at /static/login.html")
     return 0

@@ -22,6 +22,7 @@ from store.stores import Stores, open_store
 
 FAST_POLICY = AccountPolicy(argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1)
 ADMIN_PASSWORD = "deployment passphrase 1"
+WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 PASSWORD = "a long passphrase"
 
 
@@ -77,6 +78,7 @@ async def stack(backend: Stores, policy: AccountPolicy) -> AsyncIterator[Stack]:
         route_handlers=wiring.route_handlers,
         dependencies=wiring.dependencies,
         middleware=wiring.middleware,
+        web_dir=WEB_DIR,
     )
     edge = Edge(app, EdgeConfig(port=0), ws_max_size_bytes=1 << 20)
     await edge.start()
