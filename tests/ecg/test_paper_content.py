@@ -19,6 +19,7 @@ from ecg.paper_content import (
     statements_from,
 )
 from ecg.record import read_record
+from ecg.statements import interpret
 
 
 def test_measurements_of_ecg_measure_on_a_real_record(ecg_dir: Path) -> None:
@@ -47,6 +48,27 @@ def test_measurements_of_ecg_measure_on_a_real_record(ecg_dir: Path) -> None:
         ReportInfo(measurements=converted), PaperOptions(lang="en"),
     )[0]  # fmt: skip
     assert f"{hr:.0f} bpm" in [label.text for label in page.labels]
+
+
+def test_statements_of_ecg_statements_on_a_real_record(ecg_dir: Path) -> None:
+    """ecg.statements' interpretation of LUDB record 1 (sinus bradycardia) reads as
+    statements with their codes, texts and severities, and prints on the page."""
+    record = read_record(ecg_dir / "ludb-dev" / "1")
+    annotation = annotate(record)
+    measured = measure(record.signal_mv, record.fs_hz, record.lead_names, annotation.beats)
+    found = interpret(measured, annotation.beats, annotation.flags, record.fs_hz,
+                      signal_mv=record.signal_mv)  # fmt: skip
+    statements = statements_from(found.statements)
+    assert [s.code for s in statements] == found.codes
+    assert "SBRAD" in found.codes
+    assert all(s.text_zh and s.text_en and s.severity for s in statements)
+    critical = critical_from(found.critical)
+    assert [c.code for c in critical] == list(dict.fromkeys(c.code for c in found.critical))
+    page = layout_pages(
+        record.signal_mv, record.fs_hz, record.lead_names,
+        ReportInfo(statements=statements, critical=critical), PaperOptions(lang="zh"),
+    )[0]  # fmt: skip
+    assert "窦性心动过缓 (SBRAD)" in [label.text for label in page.labels]
 
 
 def test_annotation_document_in_its_shapes() -> None:
