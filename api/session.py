@@ -27,6 +27,7 @@ Design notes
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -40,7 +41,16 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import ApiError, error_body, exception_handlers
 from consults import errors
-from consults.accounts import Accounts, LoginResult, Principal, check_csrf
+from consults.accounts import (
+    Accounts,
+    DeviceCredentials,
+    DeviceVerifier,
+    LoginResult,
+    Principal,
+    check_csrf,
+)
+from sessions.errors import InvalidToken
+from sessions.tokens import TokenClaims
 
 __all__ = [
     "CSRF_COOKIE",
@@ -53,6 +63,7 @@ __all__ = [
     "clear_cookies",
     "consults_error",
     "csrf_middleware",
+    "device_token_verifier",
     "provide_principal",
     "provide_restricted_principal",
     "session_cookies",
@@ -301,3 +312,48 @@ def csrf_middleware(accounts: Accounts) -> Callable[[ASGIApp], ASGIApp]:
         return CsrfMiddleware(app, accounts)
 
     return wrap
+
+
+def device_token_verifier(
+    devices: DeviceVerifier,
+    jwt_verify: Callable[[str], TokenClaims],
+    *,
+    clock: Callable[[], float] = time.time,
+    lease_s: float = 24 * 3600.0,
+) -> Callable[[str], TokenClaims]:
+    """A ``verify(token) -> TokenClaims`` for the ``/device`` endpoint that takes both a
+    registered cart's credential (``tcd_...``, checked by ``devices``) and, for the
+    integrations and tests of today, a device JWT (checked by ``jwt_verify``).
+
+    A cart's claims: ``identity`` its device id, ``name`` its name, ``role`` ``device``,
+    ``room`` its institution's code (what its streams belong to), ``jti``
+    ``device:<id>`` (revoking the cart refuses it at once), valid for ``lease_s`` from
+    now. An unknown or revoked credential raises
+    :class:`sessions.errors.InvalidToken` (401 at the upgrade; the attempt is audited).
+
+    It reads the store (one indexed lookup): call it off the event loop.
+    """
+
+    def verify(token: str) -> TokenClaims:
+        if not DeviceCredentials.is_device_credential(token):
+            return jwt_verify(token)
+        try:
+            device = devices.verify_device(token)
+        except errors.TokenRevoked as exc:
+            raise InvalidToken("this device has been revoked") from exc
+        except errors.AuthError as exc:
+            raise InvalidToken("unknown device credential") from exc
+        now_s = clock()
+        return TokenClaims(
+            identity=device.id,
+            name=device.name,
+            role="device",
+            room=device.institution,
+            permissions=frozenset(),
+            jti=f"device:{device.id}",
+            expires_at_s=now_s + lease_s,
+            not_before_s=now_s - 1.0,
+            issued_at_s=now_s,
+        )
+
+    return verify
