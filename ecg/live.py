@@ -27,6 +27,16 @@ Design notes
 - **Rhythm flags are re-evaluated when beats arrive or after 1 s of signal without
   one** (a step re-reads the recent beats, a third of the cost of a chunk otherwise);
   final flags are the same however often it runs, provisional ones lag by <= 1 s.
+- **No beat, no rate.** When no beat has come for ``asystole_limit_s`` (3 s) the heart
+  rate shows nothing (``heart_rate_bpm`` None) and ``no_beat`` says ``"asystole"``, or
+  ``"leads_off"`` when no lead carried signal meanwhile (every 0.25 s block, aligned on
+  the stream's samples, missing or flat on every lead): the last rate is never shown
+  over a heart that stopped or a cart whose leads are off.
+- **AF and critical values** come from the streaming forms of :mod:`ecg.rhythm` (AF
+  from atrial activity and RR, final about 45 beats after a beat) and
+  :mod:`ecg.critical` (a pause shown from its 3rd second, rate rules at the beat that
+  completes them, VF/VFL from the detector); their final lists equal the batch ones.
+  For ``AF_RVR_180`` an AF episode still open counts as going on to now.
 - **Chunk size.** Each step has a fixed cost (filters, detector, flags), so callers
   feed blocks of ~200 ms rather than every device frame (:class:`LiveChunker`).
 - **Warm-up.** The filters, the detector and the flags call compiled kernels (numba,
@@ -40,12 +50,21 @@ Design notes
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
+from ecg.critical import (
+    Critical,
+    CriticalConfig,
+    CriticalState,
+    critical_flush,
+    critical_start,
+    critical_step,
+)
 from ecg.detect import DetectorConfig, DetectorState, detector_flush, detector_start, detector_step
 from ecg.errors import ConfigError, SignalError
 from ecg.filters import FilterMode, FilterState, filter_start, filter_step
@@ -61,6 +80,7 @@ from ecg.flags import (
     rhythm_start,
     rhythm_step,
 )
+from ecg.rhythm import AtrialConfig, AtrialState, Episode, atrial_flush, atrial_start, atrial_step
 
 __all__ = [
     "LiveChunker",
@@ -104,6 +124,13 @@ class LiveConfig:
         Rhythm and quality thresholds.
     quality_block_s : float
         Block of the streaming quality flags in s (a flag is known at most this late).
+    asystole_limit_s : float
+        With no beat for this long the heart rate shows nothing and the update says why
+        (``no_beat``: ``"asystole"``, or ``"leads_off"`` when no lead carried signal).
+    atrial : AtrialConfig
+        The AF measures (:mod:`ecg.rhythm`).
+    critical : CriticalConfig
+        The critical values (:mod:`ecg.critical`).
     """
 
     display_fs_hz: float = 125.0
@@ -113,12 +140,17 @@ class LiveConfig:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     flags: FlagConfig = field(default_factory=FlagConfig)
     quality_block_s: float = 5.0
+    asystole_limit_s: float = 3.0
+    atrial: AtrialConfig = field(default_factory=AtrialConfig)
+    critical: CriticalConfig = field(default_factory=CriticalConfig)
 
     def __post_init__(self) -> None:
         if not self.display_fs_hz > 0:
             raise ConfigError(f"display_fs_hz must be positive, got {self.display_fs_hz}")
         if self.hr_beats < 1:
             raise ConfigError(f"hr_beats must be >= 1, got {self.hr_beats}")
+        if not self.asystole_limit_s > 0:
+            raise ConfigError(f"asystole_limit_s must be positive, got {self.asystole_limit_s}")
 
 
 @dataclass
@@ -135,10 +167,15 @@ class LiveState:
     detector: DetectorState
     rhythm: RhythmState
     quality: QualityState
+    atrial: AtrialState
+    critical: CriticalState
+    activity: _Activity
     n_samples: int = 0
     n_display: int = 0
     recent_beats: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
     heart_rate_bpm: float | None = None  # as of the last beat
+    af_final: list[tuple[int, int]] = field(default_factory=list)  # AF episodes so far
+    af_open: Episode | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -158,13 +195,25 @@ class LiveUpdate:
     rr_s : ndarray of float64
         The RR interval ending at each beat, in s (NaN for the stream's first beat).
     heart_rate_bpm : float or None
-        Median heart rate over the last ``hr_beats`` intervals after this chunk, or
-        None before two beats.
+        Median heart rate over the last ``hr_beats`` intervals after this chunk; None
+        before two beats and while no beat has come for ``asystole_limit_s``.
     flags : list of Flag
         Rhythm and quality flags that became final with this chunk (each flag of the
         stream appears once, in one update).
     provisional_flags : list of Flag
         Flags that hold after this chunk but may still grow, merge or vanish.
+    no_beat : str or None
+        ``"asystole"`` when no beat has come for ``asystole_limit_s`` while a lead
+        carried signal, ``"leads_off"`` when none did; None otherwise.
+    critical : list of Critical
+        Critical values that became final with this chunk (each once over the stream).
+    provisional_critical : list of Critical
+        Critical values going on now (a pause still without its next beat, VF, a fast
+        run).
+    af : list of Episode
+        AF episodes that became final with this chunk.
+    provisional_af : Episode or None
+        The AF episode open so far.
     """
 
     display_first_index: int
@@ -175,6 +224,61 @@ class LiveUpdate:
     heart_rate_bpm: float | None
     flags: list[Flag] = field(default_factory=list)
     provisional_flags: list[Flag] = field(default_factory=list)
+    no_beat: str | None = None
+    critical: list[Critical] = field(default_factory=list)
+    provisional_critical: list[Critical] = field(default_factory=list)
+    af: list[Episode] = field(default_factory=list)
+    provisional_af: Episode | None = None
+
+
+# Blocks of this length (aligned on the stream's sample indices, so chunking does not
+# matter) tell whether any lead carried signal: at least half its samples valid and a
+# peak-to-peak of FLAT_PTP_MV (the lead-off flags' threshold).
+ACTIVITY_BLOCK_S = 0.25
+FLAT_PTP_MV = 0.02
+
+
+@dataclass
+class _Activity:
+    """The partial activity block and where the last block with signal ended."""
+
+    block: int
+    low: FloatArray
+    high: FloatArray
+    valid: npt.NDArray[np.int64]
+    filled: int = 0
+    last_active_end: int = 0
+
+
+def _activity_start(n_leads: int, fs_hz: float) -> _Activity:
+    block = max(1, round(ACTIVITY_BLOCK_S * fs_hz))
+    return _Activity(
+        block, np.full(n_leads, np.inf), np.full(n_leads, -np.inf), np.zeros(n_leads, np.int64)
+    )
+
+
+def _activity_step(mv: FloatArray, start: int, state: _Activity) -> None:
+    """Fold samples ``[start, start + len(mv))`` into the activity blocks."""
+    used = 0
+    while used < len(mv):
+        take = min(len(mv) - used, state.block - state.filled)
+        part = mv[used : used + take]
+        finite = np.isfinite(part)
+        state.valid += finite.sum(axis=0)
+        if finite.any():
+            with np.errstate(invalid="ignore"):
+                state.low = np.fmin(state.low, np.nanmin(np.where(finite, part, np.inf), axis=0))
+                state.high = np.fmax(state.high, np.nanmax(np.where(finite, part, -np.inf), axis=0))
+        state.filled += take
+        used += take
+        if state.filled == state.block:
+            active = (state.valid * 2 >= state.block) & (state.high - state.low >= FLAT_PTP_MV)
+            if active.any():
+                state.last_active_end = start + used
+            state.low[:] = np.inf
+            state.high[:] = -np.inf
+            state.valid[:] = 0
+            state.filled = 0
 
 
 def live_start(
@@ -218,6 +322,9 @@ def live_start(
         detector=detector_start(n_leads, fs_hz, config.detector),
         rhythm=rhythm_start(fs_hz, config.flags),
         quality=quality_start(n_leads, fs_hz, config.flags, block_s=config.quality_block_s),
+        atrial=atrial_start(n_leads, fs_hz, config.atrial),
+        critical=critical_start(fs_hz, config.critical),
+        activity=_activity_start(n_leads, fs_hz),
         carry=np.zeros((0, n_leads)),
     )
 
@@ -236,13 +343,17 @@ def live_step(samples: npt.NDArray[np.integer], state: LiveState) -> tuple[LiveU
     display = _decimate(filtered, state)
     found, state.detector = detector_step(mv, state.detector)
     beats = np.asarray(found, dtype=np.int64)
+    _activity_step(mv, state.n_samples, state.activity)
     state.n_samples += len(samples)
     # Every step: the rhythm step is incremental (about 12 us), so pauses and asystole
     # open as soon as they are known.
     rhythm_final, rhythm_open, state.rhythm = rhythm_step(beats, state.n_samples, state.rhythm)
     quality_final, quality_open, state.quality = quality_step(mv, filtered, state.quality)
     flags = (rhythm_final + quality_final, rhythm_open + quality_open)
-    return _update(display, beats, state, flags), state
+    af_final, state.af_open, state.atrial = atrial_step(mv, beats, state.atrial)
+    critical = _critical(beats, state, af_final, at_end=False)
+    update = _update(display, beats, state, flags)
+    return _with_rhythm(update, state, af_final, critical), state
 
 
 def live_flush(state: LiveState) -> LiveUpdate:
@@ -251,7 +362,62 @@ def live_flush(state: LiveState) -> LiveUpdate:
     empty = np.zeros((0, len(state.gain)))
     rhythm_final, _, state.rhythm = rhythm_step(beats, state.n_samples, state.rhythm)
     final = rhythm_final + rhythm_flush(state.rhythm) + quality_flush(state.quality)
-    return _update(empty, beats, state, (final, []))
+    af_final, _, state.atrial = atrial_step(empty, beats, state.atrial)
+    af_final += atrial_flush(state.atrial)
+    state.af_open = None
+    critical = _critical(beats, state, af_final, at_end=True)
+    update = _update(empty, beats, state, (final, []))
+    return _with_rhythm(update, state, af_final, critical)
+
+
+def _critical(
+    beats: IntArray, state: LiveState, af_final: list[Episode], *, at_end: bool
+) -> tuple[list[Critical], list[Critical]]:
+    """Final and provisional critical values after this chunk's beats."""
+    state.af_final += [(e.onset, e.offset) for e in af_final]
+    af = list(state.af_final)
+    if state.af_open is not None:
+        # An AF episode still open goes on to now, as far as a fast run can tell.
+        af.append((state.af_open.onset, state.n_samples))
+    vf = list(state.detector.vf_episodes)
+    final, provisional, state.critical = critical_step(
+        beats, state.n_samples, state.critical, vf_episodes=vf, af_episodes=af
+    )
+    if at_end:
+        final += critical_flush(state.critical, vf)
+        provisional = []
+    # Only the AF episodes a fast run could still overlap are kept.
+    keep_from = state.n_samples - round(60.0 * state.fs_hz)
+    state.af_final = [(a, b) for a, b in state.af_final if b >= keep_from]
+    return final, provisional
+
+
+def _with_rhythm(
+    update: LiveUpdate,
+    state: LiveState,
+    af_final: list[Episode],
+    critical: tuple[list[Critical], list[Critical]],
+) -> LiveUpdate:
+    """The update with the beat-absence state, AF episodes and critical values."""
+    last_beat = int(state.recent_beats[-1]) if len(state.recent_beats) else None
+    since = state.n_samples - (last_beat if last_beat is not None else 0)
+    no_beat = None
+    heart_rate = update.heart_rate_bpm
+    if since >= state.config.asystole_limit_s * state.fs_hz:
+        heart_rate = None
+        silent = state.n_samples - state.activity.last_active_end
+        no_beat = (
+            "leads_off" if silent >= state.config.asystole_limit_s * state.fs_hz else "asystole"
+        )
+    return dataclasses.replace(
+        update,
+        heart_rate_bpm=heart_rate,
+        no_beat=no_beat,
+        critical=critical[0],
+        provisional_critical=critical[1],
+        af=af_final,
+        provisional_af=state.af_open,
+    )
 
 
 def live_warm_up(fs_hz: float = 500.0, n_leads: int = 12, duration_s: float = 6.0) -> int:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import wfdb
 
-from ecg.detect import detect_qrs
+from ecg.detect import detect_qrs, detect_qrs_and_vf
 from ecg.errors import SignalError
 from ecg.live import (
     LiveChunker,
@@ -160,3 +160,101 @@ def test_warm_up_runs_the_pipeline_and_finds_the_synthetic_beats() -> None:
     """live_warm_up finds beats of its 0.8 s beat train, at most one per R wave."""
     found = live_warm_up(duration_s=6.0)
     assert 0 < found <= 6.0 / 0.8
+
+
+def _digital(mv: np.ndarray) -> np.ndarray:
+    """mV to int16 ADC units at 200 units/mV, baseline 0."""
+    digital: np.ndarray = np.round(np.nan_to_num(mv, nan=-32768 / 200.0) * 200.0).astype(np.int16)
+    return digital
+
+
+def _stream(digital: np.ndarray, fs_hz: float, chunk: int) -> list[LiveUpdate]:
+    state = live_start(fs_hz, [200.0] * digital.shape[1], [0] * digital.shape[1])
+    updates = []
+    for first in range(0, len(digital), chunk):
+        update, state = live_step(digital[first : first + chunk], state)
+        updates.append(update)
+    updates.append(live_flush(state))
+    return updates
+
+
+def _beats_then(fs_hz: float, seconds_of_beats: float, after: str, after_s: float) -> np.ndarray:
+    """A 2-lead synthetic beat train, then ``after``: "flat" (electrodes on, heart
+    stopped: a little noise), or "off" (invalid samples, leads off)."""
+    from tests.ecg.test_rhythm import sinus_times, synth
+
+    signal, _ = synth(sinus_times(seconds_of_beats, 0.8), fs_hz, seconds_of_beats + 0.5)
+    rng = np.random.default_rng(4)
+    if after == "flat":
+        tail = 0.05 * rng.standard_normal((round(after_s * fs_hz), 2))
+    else:
+        tail = np.full((round(after_s * fs_hz), 2), np.nan)
+    return _digital(np.concatenate([signal, tail]))
+
+
+def test_heart_rate_shows_nothing_after_the_asystole_limit() -> None:
+    """Beats stop: within 0.2 s of 3 s without a beat the rate is None and no_beat says
+    asystole (signal still there); a PAUSE critical value is shown meanwhile."""
+    fs = 250.0
+    digital = _beats_then(fs, 10.0, "flat", 6.0)
+    updates = _stream(digital, fs, 50)
+    beats = np.concatenate([u.beats for u in updates])
+    last_beat_s = beats[-1] / fs
+    after = round(last_beat_s * fs / 50)  # the first update past the last beat
+    first_blank = next(i for i, u in enumerate(updates) if u.heart_rate_bpm is None and i > after)
+    blank_at_s = (first_blank + 1) * 50 / fs
+    assert blank_at_s - last_beat_s == pytest.approx(3.0, abs=0.25)
+    assert updates[first_blank].no_beat == "asystole"
+    assert updates[first_blank - 1].heart_rate_bpm is not None
+    shown = [
+        i for i, u in enumerate(updates) if any(c.code == "PAUSE" for c in u.provisional_critical)
+    ]
+    assert shown
+    assert (shown[0] + 1) * 50 / fs - last_beat_s <= 3.25
+
+
+def test_leads_off_is_said_as_such() -> None:
+    """Every lead invalid after the beats: the rate goes blank and no_beat is leads_off."""
+    fs = 250.0
+    updates = _stream(_beats_then(fs, 10.0, "off", 6.0), fs, 50)
+    assert updates[-2].heart_rate_bpm is None
+    assert updates[-2].no_beat == "leads_off"
+    assert all(u.no_beat is None for u in updates[:40])
+
+
+def test_live_af_and_critical_values_equal_batch() -> None:
+    """AF episodes and critical values of a stream, however cut, are the batch ones."""
+    from ecg.critical import critical_values
+    from ecg.rhythm import af_episodes
+    from tests.ecg.test_rhythm import af_times, sinus_times, synth
+
+    fs = 250.0
+    times = np.concatenate([sinus_times(30.0, 0.8), 31.0 + af_times(90.0)])
+    times = np.concatenate([times, times[-1] + 3.6 + sinus_times(4.0, 0.8)])  # a pause
+    signal, _ = synth(times, fs, times[-1] + 1.0, p_wave=False, f_waves_mv=0.05)
+    digital = _digital(signal)
+    mv = digital.astype(np.float64) / 200.0
+    runs = {}
+    for chunk in (50, 333):
+        updates = _stream(digital, fs, chunk)
+        runs[chunk] = (
+            [e for u in updates for e in u.af],
+            [c for u in updates for c in u.critical],
+            np.concatenate([u.beats for u in updates]),
+        )
+    assert runs[50][0] == runs[333][0]
+    assert sorted(runs[50][1], key=repr) == sorted(runs[333][1], key=repr)
+    beats = runs[50][2]
+    np.testing.assert_array_equal(beats, runs[333][2])
+    assert runs[50][0] == af_episodes(mv, beats, fs)
+    assert runs[50][0]
+    _, vf = detect_qrs_and_vf(mv, fs)
+    batch_critical = critical_values(
+        beats,
+        fs,
+        len(digital),
+        af_episodes=[(e.onset, e.offset) for e in runs[50][0]],
+        vf_episodes=vf,
+    )
+    assert sorted(runs[50][1], key=repr) == sorted(batch_critical, key=repr)
+    assert "PAUSE" in [c.code for c in batch_critical]
