@@ -37,6 +37,7 @@ Design notes
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import math
@@ -297,8 +298,14 @@ def _measure_stage(work: Work) -> None:
         else min(record.n_samples, round(window_s * record.fs_hz))
     )
     beats = work.beats[work.beats < stop]
+    measure_config = config.measure
+    if measure_config.delineate.mains_hz != config.mains_hz:  # one mains setting for all
+        measure_config = dataclasses.replace(
+            measure_config,
+            delineate=dataclasses.replace(measure_config.delineate, mains_hz=config.mains_hz),
+        )
     work.measurements = measure(
-        record.signal_mv[:stop], record.fs_hz, record.lead_names, beats, config.measure
+        record.signal_mv[:stop], record.fs_hz, record.lead_names, beats, measure_config
     )
 
 

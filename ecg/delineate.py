@@ -139,6 +139,8 @@ class DelineateConfig:
 
     Parameters
     ----------
+    mains_hz : float or None
+        Mains frequency notched before delineation, Hz (None: no notch).
     pre_s, post_s : float
         Span of a median beat before and after its R peak, s.
     template_corr : float
@@ -151,6 +153,9 @@ class DelineateConfig:
         Gaps of low slope within a QRS bridged up to this, s.
     qrs_floor : float
         The boundary slope is at least this many times the lead's median slope.
+    qrs_hold_s : float
+        The slope must stay below the boundary threshold this long (so that a turning
+        point inside the QRS, where the slope passes through zero, is not its end), s.
     qrs_search_s : float
         How far from the peak the QRS boundaries are searched, s.
     qt_max_s : float
@@ -175,9 +180,13 @@ class DelineateConfig:
     agree_ms : float
         Within this, ms.
     t_clear_fraction : float
-        Leads with T at least this fraction of the largest give the global T end.
+        Leads with T (P) at least this fraction of the largest give the global T (P)
+        boundaries.
+    share_boundaries : bool
+        Leads where P or T is smaller take the beat's global boundaries of that wave.
     """
 
+    mains_hz: float | None = 50.0
     pre_s: float = 0.45
     post_s: float = 0.75
     template_corr: float = 0.85
@@ -187,6 +196,7 @@ class DelineateConfig:
     qrs_off: float = 0.08
     qrs_gap_s: float = 0.03
     qrs_floor: float = 3.0
+    qrs_hold_s: float = 0.002
     qrs_search_s: float = 0.15
     qt_max_s: float = 0.55
     t_window_s: float = 0.12
@@ -202,6 +212,7 @@ class DelineateConfig:
     agree_leads: int = 2
     agree_ms: float = 12.0
     t_clear_fraction: float = 0.4
+    share_boundaries: bool = True
 
     def __post_init__(self) -> None:
         for name in (
@@ -210,6 +221,7 @@ class DelineateConfig:
             "smooth_hz",
             "qrs_gap_s",
             "qrs_search_s",
+            "qrs_hold_s",
             "qt_max_s",
             "t_window_s",
             "p_window_s",
@@ -409,10 +421,12 @@ def _corner_after(y: FloatArray, peak: int, lo: int, hi: int, w: int, sign: floa
     """``t`` in [lo, hi) maximising ``sign * Σ_{k=t-w}^{t} (y[k] - y[t])`` (Zhang's T end)."""
     if hi <= lo:
         return MISSING
-    c = np.concatenate(([0.0], np.cumsum(y)))
+    base = max(0, lo - w)
+    seg = y[base:hi]
+    c = np.concatenate(([0.0], np.cumsum(seg)))
     t = np.arange(lo, hi)
     start = np.maximum(t - w, 0)
-    area = (c[t + 1] - c[start]) - (t + 1 - start) * y[t]
+    area = (c[t + 1 - base] - c[start - base]) - (t + 1 - start) * y[t]
     return int(t[np.argmax(sign * area)])
 
 
@@ -420,10 +434,12 @@ def _corner_before(y: FloatArray, lo: int, hi: int, w: int, sign: float) -> int:
     """``t`` in [lo, hi) maximising ``sign * Σ_{k=t}^{t+w} (y[k] - y[t])``."""
     if hi <= lo:
         return MISSING
-    c = np.concatenate(([0.0], np.cumsum(y)))
+    top = min(y.size, hi + w)
+    seg = y[lo:top]
+    c = np.concatenate(([0.0], np.cumsum(seg)))
     t = np.arange(lo, hi)
     stop = np.minimum(t + w + 1, y.size)
-    area = (c[stop] - c[t]) - (stop - t) * y[t]
+    area = (c[stop - lo] - c[t - lo]) - (stop - t) * y[t]
     return int(t[np.argmax(sign * area)])
 
 
@@ -447,6 +463,18 @@ def _lead_peak(lp: FloatArray, r: int, lo: int, hi: int, fs: float) -> int:
     if b - a < 3:
         return MISSING
     return a + int(np.argmax(np.abs(lp[a:b] - 0.5 * (lp[a] + lp[b - 1]))))
+
+
+def _first_quiet(below: NDArray[np.bool_], hold: int) -> int:
+    """First index that starts ``hold`` samples in a row of ``below`` (or a shorter run
+    that reaches the end of the window); -1 when none."""
+    if below.size == 0:
+        return MISSING
+    edges = np.diff(np.concatenate(([0], below.astype(np.int8), [0])))
+    starts = np.flatnonzero(edges == 1)
+    stops = np.flatnonzero(edges == -1)
+    ok = (stops - starts >= hold) | (stops == below.size)
+    return int(starts[ok][0]) if np.any(ok) else MISSING
 
 
 def _qrs_bounds(
@@ -473,9 +501,10 @@ def _qrs_bounds(
                 first = a + int(i)
             else:
                 break
+    hold = max(1, round(cfg.qrs_hold_s * fs))
     thr = max(cfg.qrs_on * big, floor)
-    below = np.flatnonzero(slope[a : first + 1] < thr)
-    on = a + int(below[-1]) if below.size else MISSING
+    run = _first_quiet(slope[a : first + 1][::-1] < thr, hold)
+    on = first - run if run != MISSING else MISSING
     # Offset: last significant slope connected to the peak, then outwards to flat.
     b = min(hi, pk + search + 1)
     sig = np.flatnonzero(slope[pk:b] >= cfg.qrs_sig * big)
@@ -488,8 +517,8 @@ def _qrs_bounds(
             else:
                 break
     thr = max(cfg.qrs_off * big, floor)
-    below = np.flatnonzero(slope[last:b] < thr)
-    off = last + int(below[0]) if below.size else MISSING
+    run = _first_quiet(slope[last:b] < thr, hold)
+    off = last + run if run != MISSING else MISSING
     return on, off
 
 
@@ -587,22 +616,36 @@ def _p_wave(
 # ---------------------------------------------------------------- leads and templates
 
 
-def _prepare(signal: FloatArray, fs: float, smooth_hz: float) -> list[_Lead]:
+def _prepare(signal: FloatArray, fs: float, cfg: DelineateConfig) -> list[_Lead]:
     finite = np.isfinite(signal)
-    lp_all = filter_zero_phase(signal, fs, FilterMode.MONITORING, 50.0)
-    wide_all = filter_zero_phase(signal, fs, FilterMode.DIAGNOSTIC, 50.0)
-    sos = sps.butter(2, min(smooth_hz, 0.4 * fs), fs=fs, output="sos")
+    lp_all = np.where(
+        finite, filter_zero_phase(signal, fs, FilterMode.MONITORING, cfg.mains_hz), 0.0
+    )
+    wide_all = np.where(
+        finite, filter_zero_phase(signal, fs, FilterMode.DIAGNOSTIC, cfg.mains_hz), 0.0
+    )
+    sos = sps.butter(2, min(cfg.smooth_hz, 0.4 * fs), fs=fs, output="sos")
+    n = signal.shape[0]
+    sm_all = sps.sosfiltfilt(sos, lp_all, axis=0) if n > 15 else lp_all.copy()
+    slope_all = np.abs(np.gradient(lp_all, axis=0)) if n > 1 else np.zeros_like(lp_all)
+    resid_all = np.abs(lp_all - sm_all)
     leads = []
     for j in range(signal.shape[1]):
         ok = finite[:, j]
-        lp = np.where(ok, lp_all[:, j], 0.0)
-        wide = np.where(ok, wide_all[:, j], 0.0)
-        sm = sps.sosfiltfilt(sos, lp) if lp.size > 15 else lp.copy()
-        slope = np.abs(np.gradient(lp)) if lp.size > 1 else np.zeros_like(lp)
+        slope = np.ascontiguousarray(slope_all[:, j])
         noise_slope = float(np.median(slope[ok])) if ok.any() else 0.0
-        resid = lp - sm
-        noise_mv = float(1.4826 * np.median(np.abs(resid[ok]))) if ok.any() else 0.0
-        leads.append(_Lead(lp, sm, wide, slope, noise_slope, noise_mv, ok))
+        noise_mv = float(1.4826 * np.median(resid_all[ok, j])) if ok.any() else 0.0
+        leads.append(
+            _Lead(
+                np.ascontiguousarray(lp_all[:, j]),
+                np.ascontiguousarray(sm_all[:, j]),
+                np.ascontiguousarray(wide_all[:, j]),
+                slope,
+                noise_slope,
+                noise_mv,
+                ok,
+            )
+        )
     return leads
 
 
@@ -733,7 +776,7 @@ def delineate(
     rr_ms = float(np.median(np.diff(r_all))) * 1000.0 / fs if r_all.size >= 2 else None
     rr_s = (rr_ms / 1000.0) if rr_ms is not None else 1.0
     pre, post = round(cfg.pre_s * fs), round(cfg.post_s * fs)
-    leads = _prepare(signal, fs, cfg.smooth_hz) if n_samples > 0 else []
+    leads = _prepare(signal, fs, cfg) if n_samples > 0 else []
     unusable = [_usable(lead, name) for lead, name in zip(leads, names, strict=True)]
     inside = (r_all - pre >= 0) & (r_all + post < n_samples)
     idx = r_all[inside, None] + np.arange(-pre, post + 1)[None, :]
@@ -747,11 +790,14 @@ def delineate(
     # depolarisation): found on the spatial velocity of all usable leads, in the
     # median beats and in every beat.
     speed, speed_noise = _spatial_slope([leads[j].slope * leads[j].finite for j in good_leads])
-    t_bounds = _template_qrs(leads, good_leads, idx, chosen, pre, fs, cfg)
+    medians = {j: _median_beat(leads[j], idx[chosen]) for j in good_leads} if chosen.size else {}
+    t_bounds = _template_qrs(leads, good_leads, medians, int(chosen.size), pre, fs, cfg)
     templates: list[LeadTemplate] = []
     for j, name in enumerate(names):
         templates.append(
-            _make_template(leads, j, name, unusable, idx, chosen, pre, fs, rr_s, cfg, t_bounds)
+            _make_template(
+                leads, j, name, unusable, idx, chosen, pre, fs, rr_s, cfg, t_bounds, medians
+            )
         )
     # Second pass: P and T are one atrial and one ventricular event; where a lead's
     # wave is small, its peak is searched near the peak of the lead where it is largest.
@@ -759,7 +805,7 @@ def delineate(
     if near != (MISSING, MISSING):
         templates = [
             _make_template(
-                leads, j, name, unusable, idx, chosen, pre, fs, rr_s, cfg, t_bounds, near
+                leads, j, name, unusable, idx, chosen, pre, fs, rr_s, cfg, t_bounds, medians, near
             )
             for j, name in enumerate(names)
         ]
@@ -847,24 +893,20 @@ def _leading_peaks(templates: list[LeadTemplate]) -> tuple[int, int]:
 def _template_qrs(
     leads: list[_Lead],
     good: list[int],
-    idx: IntArray,
-    chosen: IntArray,
+    medians: dict[int, _Lead],
+    n_chosen: int,
     pre: int,
     fs: float,
     cfg: DelineateConfig,
 ) -> tuple[int, int]:
     """Global QRS (onset, offset) of the median beats, on their spatial velocity."""
-    if chosen.size == 0 or not good:
+    if not medians:
         return MISSING, MISSING
-    slopes = []
-    for j in good:
-        t = _template_lead(leads[j].lp[idx[chosen]])
-        slopes.append(np.abs(np.gradient(t)))
-    speed, _ = _spatial_slope(slopes)
+    speed, _ = _spatial_slope([medians[j].slope for j in good])
     # The beats' noise, not the template's: the median beat is flatter than any beat,
     # and its median slope would be dominated by P and T.
     noise = _spatial_slope([leads[j].slope * leads[j].finite for j in good])[1]
-    return _qrs_bounds(speed, pre, 0, speed.size, fs, cfg, noise / math.sqrt(chosen.size))
+    return _qrs_bounds(speed, pre, 0, speed.size, fs, cfg, noise / math.sqrt(n_chosen))
 
 
 def _make_template(
@@ -879,6 +921,7 @@ def _make_template(
     rr_s: float,
     cfg: DelineateConfig,
     bounds: tuple[int, int],
+    medians: dict[int, _Lead],
     near: tuple[int, int] = (MISSING, MISSING),
 ) -> LeadTemplate:
     empty = np.zeros(0)
@@ -889,25 +932,24 @@ def _make_template(
         )
     if absent is not None:
         return LeadTemplate(name, False, absent, empty, empty, 0.0, Fiducials(), absent)
-    lead = leads[j]
-    rows = idx[chosen]
-    t_lead = _Lead(
-        lp=_template_lead(lead.lp[rows]),
-        sm=_template_lead(lead.sm[rows]),
-        wide=_template_lead(lead.wide[rows]),
-        slope=np.empty(0),
-        noise_slope=lead.noise_slope,
-        noise_mv=lead.noise_mv / math.sqrt(max(1, chosen.size)),
-        finite=np.ones(rows.shape[1], dtype=bool),
-    )
-    t_lead = _with_slope(t_lead)
+    t_lead = medians[j]
     fid, iso, absent_p, _ = _delineate_template(t_lead, pre, fs, rr_s, cfg, bounds, near)
     return LeadTemplate(name, True, None, t_lead.wide, t_lead.lp, iso, fid, absent_p)
 
 
-def _with_slope(lead: _Lead) -> _Lead:
-    slope = np.abs(np.gradient(lead.lp)) if lead.lp.size > 1 else np.zeros_like(lead.lp)
-    return _Lead(lead.lp, lead.sm, lead.wide, slope, lead.noise_slope, lead.noise_mv, lead.finite)
+def _median_beat(lead: _Lead, rows: IntArray) -> _Lead:
+    """The median beat of one lead over the beats whose samples are ``rows``."""
+    lp = _template_lead(lead.lp[rows])
+    slope = np.abs(np.gradient(lp)) if lp.size > 1 else np.zeros_like(lp)
+    return _Lead(
+        lp=lp,
+        sm=_template_lead(lead.sm[rows]),
+        wide=_template_lead(lead.wide[rows]),
+        slope=slope,
+        noise_slope=lead.noise_slope,
+        noise_mv=lead.noise_mv / math.sqrt(max(1, rows.shape[0])),
+        finite=np.ones(rows.shape[1], dtype=bool),
+    )
 
 
 def _global(
@@ -1046,6 +1088,23 @@ def _p_matches(lead: _Lead, p_ref: FloatArray, start: int, cfg: DelineateConfig)
     return denom > 0 and float(seg @ p_ref) / denom >= cfg.p_corr
 
 
+def _wave_amp(t: LeadTemplate, peak: int) -> float:
+    return 0.0 if peak == MISSING else abs(float(t.wide_mv[peak]) - t.iso_mv)
+
+
+def _clear(templates: list[LeadTemplate], wave: str, fraction: float) -> list[int]:
+    """Indices of the usable leads whose median-beat P (or T) is at least ``fraction``
+    of the largest."""
+    amps = []
+    for j, t in enumerate(templates):
+        if not t.usable or (wave == "p" and t.absent_p is not None):
+            continue
+        peak = t.fiducials.p_peak if wave == "p" else t.fiducials.t_peak
+        amps.append((j, _wave_amp(t, peak)))
+    top = max((a for _, a in amps), default=0.0)
+    return [j for j, a in amps if top > 0 and a >= fraction * top]
+
+
 def _beat_fiducials(
     per_lead: tuple[LeadFiducials, ...],
     templates: list[LeadTemplate],
@@ -1055,36 +1114,50 @@ def _beat_fiducials(
     fs: float,
     cfg: DelineateConfig,
 ) -> BeatFiducials:
+    """Per-beat fiducials over all leads; leads where P or T is small take them.
+
+    The boundaries of a wave that is barely visible in a lead are where its flat tail
+    happens to bend, not where the atria or ventricles start or end: those leads are
+    given the beat's global boundaries, made over the leads where the wave is clear.
+    """
     n = r_all.size
     points = np.full((n, len(FIDUCIALS)), MISSING, dtype=np.int64)
     p_present = np.zeros(n, dtype=bool)
     pr_ms = np.full(n, np.nan)
     tol = max(1, round(cfg.agree_ms * fs / 1000.0))
     k = cfg.agree_leads
-    leads_with_p = [
-        lf for lf, t in zip(per_lead, templates, strict=True) if t.usable and t.absent_p is None
-    ]
-    usable = [lf for lf, t in zip(per_lead, templates, strict=True) if t.usable]
+    clear_t = _clear(templates, "t", cfg.t_clear_fraction)
+    clear_p = _clear(templates, "p", cfg.t_clear_fraction)
+    usable = [j for j, t in enumerate(templates) if t.usable]
+    if not usable:
+        return BeatFiducials(points, p_present, pr_ms, in_template)
+    points[:, 3:5] = np.stack([bounds[:, 0], r_all], axis=1)
+    points[:, 5] = bounds[:, 1]
     for i in range(n):
-        if not usable:
-            break
-        col = np.stack([lf.points[i] for lf in usable])
-        points[i, 3], points[i, 5] = bounds[i]
-        points[i, 4] = int(r_all[i])
-        points[i, 8] = _agreed(col[:, 8].tolist(), k, 2 * tol, latest=True)
-        peaks = col[:, 7][col[:, 7] != MISSING]
-        points[i, 7] = int(np.median(peaks)) if peaks.size else MISSING
-        ons = col[:, 6][col[:, 6] != MISSING]
-        points[i, 6] = int(np.median(ons)) if ons.size else MISSING
-        if leads_with_p:
-            pc = np.stack([lf.points[i] for lf in leads_with_p])
-            found = int(np.count_nonzero(pc[:, 1] != MISSING))
-            if found >= min(k, len(leads_with_p)):
+        if clear_t:
+            tc = np.stack([per_lead[j].points[i] for j in clear_t])
+            need = min(k, len(clear_t))
+            points[i, 6] = _agreed(tc[:, 6].tolist(), need, 2 * tol, latest=False)
+            points[i, 8] = _agreed(tc[:, 8].tolist(), need, 2 * tol, latest=True)
+            peaks = tc[:, 7][tc[:, 7] != MISSING]
+            points[i, 7] = int(np.median(peaks)) if peaks.size else MISSING
+        if clear_p:
+            pc = np.stack([per_lead[j].points[i] for j in clear_p])
+            need = min(k, len(clear_p))
+            if int(np.count_nonzero(pc[:, 1] != MISSING)) >= need:
                 p_present[i] = True
-                points[i, 0] = _agreed(pc[:, 0].tolist(), k, tol, latest=False)
-                points[i, 2] = _agreed(pc[:, 2].tolist(), k, tol, latest=True)
+                points[i, 0] = _agreed(pc[:, 0].tolist(), need, tol, latest=False)
+                points[i, 2] = _agreed(pc[:, 2].tolist(), need, tol, latest=True)
                 pk = pc[:, 1][pc[:, 1] != MISSING]
                 points[i, 1] = int(np.median(pk))
                 if points[i, 3] != MISSING and points[i, 0] != MISSING:
                     pr_ms[i] = (points[i, 3] - points[i, 0]) * 1000.0 / fs
+    if cfg.share_boundaries:
+        for j in usable:
+            lf = per_lead[j]
+            if j not in clear_t:
+                lf.points[:, 6:9] = points[:, 6:9]
+            if j not in clear_p:
+                lf.points[p_present, 0:3] = points[p_present, 0:3]
+                lf.points[~p_present, 0:3] = MISSING
     return BeatFiducials(points, p_present, pr_ms, in_template)
