@@ -91,7 +91,9 @@ def _answer_login(
         token=result.token,
         csrf_token=result.csrf,
         expires_at=utc(result.expires_at_s),
-        me=MeAnswer.of(result.principal.person, must_enrol_totp=result.principal.must_enrol_totp),
+        me=MeAnswer.of_caller(
+            result.principal.person, must_enrol_totp=result.principal.must_enrol_totp
+        ),
     )
     cookies: list[Cookie] = session_cookies(request, config, result)
     return Response(answer, cookies=cookies, headers=_NO_STORE)
@@ -214,7 +216,7 @@ class MeController(Controller):
     )
     def me(self, principal: NamedDependency[Principal]) -> MeAnswer:
         """The caller's person: ``username``, ``display_name``, ``roles``, ``institution``."""
-        return MeAnswer.of(principal.person, must_enrol_totp=principal.must_enrol_totp)
+        return MeAnswer.of_caller(principal.person, must_enrol_totp=principal.must_enrol_totp)
 
     @post(
         "/totp",

@@ -91,13 +91,8 @@ class LoginRequest(msgspec.Struct, forbid_unknown_fields=True):
     totp: TotpCode | None = None
 
 
-class MeAnswer(msgspec.Struct):
-    """Who is logged in.
-
-    ``institution`` is the code of the person's institution (``null`` for the first
-    deployment admin); ``must_enrol_totp``: a role of theirs requires a second factor
-    and none is enrolled, so only ``/me``, ``/me/totp`` and logout are open to them.
-    """
+class PersonAnswer(msgspec.Struct):
+    """A person of the directory."""
 
     id: str
     username: str
@@ -108,10 +103,9 @@ class MeAnswer(msgspec.Struct):
     department: str | None
     specialty: str | None
     title: str | None
-    must_enrol_totp: bool = False
 
     @classmethod
-    def of(cls, person: Person, *, must_enrol_totp: bool = False) -> MeAnswer:
+    def of(cls, person: Person) -> PersonAnswer:
         """The answer for ``person``."""
         return cls(
             id=person.id,
@@ -123,8 +117,24 @@ class MeAnswer(msgspec.Struct):
             department=person.department,
             specialty=person.specialty,
             title=person.title,
-            must_enrol_totp=must_enrol_totp,
         )
+
+
+class MeAnswer(PersonAnswer):
+    """Who is logged in.
+
+    ``institution`` is the code of the person's institution (``null`` for the first
+    deployment admin); ``must_enrol_totp``: a role of theirs requires a second factor
+    and none is enrolled, so only ``/me``, ``/me/totp`` and logout are open to them.
+    """
+
+    must_enrol_totp: bool = False
+
+    @classmethod
+    def of_caller(cls, person: Person, *, must_enrol_totp: bool = False) -> MeAnswer:
+        """The answer for the calling ``person``."""
+        fields = msgspec.structs.asdict(PersonAnswer.of(person))
+        return cls(**fields, must_enrol_totp=must_enrol_totp)
 
 
 class LoginAnswer(msgspec.Struct):
@@ -266,35 +276,6 @@ class PersonCreate(msgspec.Struct, forbid_unknown_fields=True):
     specialty: ShortText | None = None
     title: ShortText | None = None
     admin_scope: AdminScope | None = None
-
-
-class PersonAnswer(msgspec.Struct):
-    """A person of the directory."""
-
-    id: str
-    username: str
-    display_name: str
-    roles: list[Role]
-    institution: str | None
-    admin_scope: AdminScope | None
-    department: str | None
-    specialty: str | None
-    title: str | None
-
-    @classmethod
-    def of(cls, person: Person) -> PersonAnswer:
-        """The answer for ``person``."""
-        return cls(
-            id=person.id,
-            username=person.username,
-            display_name=person.display_name,
-            roles=sorted(person.roles, key=lambda r: r.value),
-            institution=person.institution,
-            admin_scope=person.admin_scope,
-            department=person.department,
-            specialty=person.specialty,
-            title=person.title,
-        )
 
 
 class PersonPage(msgspec.Struct):

@@ -3,6 +3,8 @@ admin's changes to the directory, over the in-memory repositories."""
 
 from __future__ import annotations
 
+import time
+
 import pyotp
 import pytest
 
@@ -419,3 +421,22 @@ def test_first_admin_only_once() -> None:
     admin_dir.create_first_admin(username="root", display_name="Root", password=PASSWORD)
     with pytest.raises(Conflict):
         admin_dir.create_first_admin(username="root2", display_name="Root", password=PASSWORD)
+
+
+def test_unknown_user_costs_a_hash_like_a_wrong_password() -> None:
+    """An unknown username verifies a dummy hash: with a costly hasher it takes about as
+    long as a wrong password (a shortcut would be a hundred times faster)."""
+    accounts, admin_dir, _, _ = make(
+        argon2_time_cost=3, argon2_memory_kib=32768, account_burst=100, address_burst=100
+    )
+    seed(admin_dir)
+
+    def duration_s(username: str) -> float:
+        start = time.perf_counter()
+        with pytest.raises(LoginFailed):
+            accounts.login(username, "wrong password!")
+        return time.perf_counter() - start
+
+    unknown = sorted(duration_s("nobody") for _ in range(3))[1]
+    wrong = sorted(duration_s("doc") for _ in range(3))[1]
+    assert unknown > 0.3 * wrong
