@@ -1,0 +1,109 @@
+"""Wiring of the clinical platform: the store, accounts and directory, the REST API.
+
+The composition root for what the server needs beyond rooms and ECG streams: one call,
+:func:`open_platform`, opens the store (SQLite in the data dir or PostgreSQL), brings its
+schema to head, and builds the accounts logic, the directory administration, the device
+credential check and the REST controllers over it. The server hands
+:attr:`Platform.api`'s parts to the edge (``route_handlers``, ``dependencies``,
+``middleware``), :attr:`Platform.stores` ``.signaling`` to the signaling pump as its
+``Store``, and :attr:`Platform.devices` to the ``/device`` endpoint.
+
+The field key (``DATA_DIR/keys/field.key``, 32 random bytes, 0600 in a 0700 folder)
+seals TOTP secrets at rest; it is created on first start and must be backed up with
+the database (``teleconsult backup`` says so).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from api.auth import AccountApi, account_api
+from api.session import SessionConfig
+from consults.accounts import Accounts, DeviceCredentials, DirectoryAdmin
+from store.stores import Stores, open_store
+
+__all__ = ["FIELD_KEY_FILE", "Platform", "PlatformError", "load_field_key", "open_platform"]
+
+FIELD_KEY_FILE: Final = Path("keys") / "field.key"
+_KEY_BYTES: Final = 32
+
+
+class PlatformError(Exception):
+    """The platform cannot start (the reason says what to fix)."""
+
+
+def load_field_key(data_dir: Path) -> bytes:
+    """The data dir's field key, made on first use; refused when others may read it."""
+    path = data_dir / FIELD_KEY_FILE
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            raise PlatformError(
+                f"{path} is readable by others (mode {mode:o}): chmod 600 it"
+            ) from None
+        key = path.read_bytes()
+        if len(key) != _KEY_BYTES:
+            raise PlatformError(f"{path} is not a {_KEY_BYTES}-byte key") from None
+        return key
+    key = secrets.token_bytes(_KEY_BYTES)
+    with os.fdopen(fd, "wb") as out:
+        out.write(key)
+        out.flush()
+        os.fsync(out.fileno())
+    return key
+
+
+@dataclass(frozen=True, kw_only=True)
+class Platform:
+    """The platform's parts, over one store."""
+
+    stores: Stores
+    accounts: Accounts
+    directory: DirectoryAdmin
+    devices: DeviceCredentials
+    api: AccountApi
+
+    def close(self) -> None:
+        self.stores.close()
+
+
+def open_platform(
+    *,
+    data_dir: Path,
+    database_url: str | None = None,
+    session: SessionConfig | None = None,
+) -> Platform:
+    """Open the store and build accounts, directory, device check and REST API on it.
+
+    Raises
+    ------
+    PlatformError
+        The field key is unusable.
+    store.engine.StoreConfigError, sqlalchemy.exc.SQLAlchemyError
+        The database cannot be opened or migrated.
+    """
+    stores = open_store(
+        data_dir=data_dir, database_url=database_url, totp_key=load_field_key(data_dir)
+    )
+    accounts = Accounts(
+        directory=stores.directory,
+        credentials=stores.credentials,
+        sessions=stores.sessions,
+        audit=stores.audit,
+    )
+    directory = DirectoryAdmin(accounts)
+    return Platform(
+        stores=stores,
+        accounts=accounts,
+        directory=directory,
+        devices=DeviceCredentials(stores.directory, stores.audit),
+        api=account_api(accounts, directory, session),
+    )
