@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,6 +28,9 @@ class CoreConfig:
         Refused messages in a row after which the connection is closed.
     waiting_room : bool
         Whether participants without ``moderate`` wait to be admitted.
+    recording_policy : {"required", "allowed", "off"}
+        ``required``: every room is recorded from its creation and a stop is refused;
+        ``allowed``: moderators start and stop it (consent); ``off``: a start is refused.
     """
 
     # Timeouts
@@ -40,6 +44,7 @@ class CoreConfig:
     flood_close_after: int = 20
     # Rooms
     waiting_room: bool = True
+    recording_policy: Literal["required", "allowed", "off"] = "allowed"
 
     def __post_init__(self) -> None:
         if self.grace_s < 0 or self.join_timeout_s <= 0 or self.token_leeway_s < 0:

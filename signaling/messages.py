@@ -35,7 +35,10 @@ TrackSource = Literal["camera", "microphone", "screen", "other"]
 Permission = Literal["publish", "subscribe", "moderate"]
 Role = Literal["applicant", "expert", "coordinator", "observer", "device"]
 ParticipantStateName = Literal["waiting", "joined", "disconnected"]
-LeaveReason = Literal["left", "removed", "timeout", "replaced", "disconnected"]
+LeaveReason = Literal["left", "removed", "timeout", "replaced", "disconnected", "denied", "ended"]
+# The server's recording policy: ``required`` records every consult from its start and
+# refuses a stop; ``allowed`` leaves it to moderators (consent); ``off`` refuses a start.
+RecordingPolicy = Literal["required", "allowed", "off"]
 
 
 class ErrorCode(enum.StrEnum):
@@ -65,6 +68,9 @@ class ErrorCode(enum.StrEnum):
     RECORDING_FAILED = "recording_failed"
     STORE_FAILED = "store_failed"
     REVOKED = "revoked"
+    DENIED = "denied"
+    RECORDING_REQUIRED = "recording_required"
+    RECORDING_OFF = "recording_off"
     INTERNAL = "internal"
 
 
@@ -194,10 +200,37 @@ class Admit(_ClientMessage, tag="admit", kw_only=True):
 
 
 class Remove(_ClientMessage, tag="remove", kw_only=True):
-    """Moderators: remove a participant; that identity can never enter the room again."""
+    """Moderators: remove a participant.
+
+    ``ban`` (the default) bans the identity from the room for good, once the ban is
+    durable; ``ban: false`` only ends the participant's presence: the same person may
+    join again with a valid token.
+    """
 
     participant_id: Id
     reason: Reason | None = None
+    ban: bool = True
+
+
+class Deny(_ClientMessage, tag="deny", kw_only=True):
+    """Moderators: refuse a waiting participant, with a message shown to them (no ban)."""
+
+    participant_id: Id
+    message: Reason | None = None
+
+
+class AdmitAll(_ClientMessage, tag="admit_all", kw_only=True):
+    """Moderators: let every waiting participant in."""
+
+
+class EndRoom(_ClientMessage, tag="end_room", kw_only=True):
+    """Moderators: end the consult for everyone (each connection gets ``room_ended``)."""
+
+
+class RaiseHand(_ClientMessage, tag="raise_hand", kw_only=True):
+    """Raise (``raised: true``) or lower your hand; everyone in the room gets ``hand``."""
+
+    raised: bool
 
 
 class SetRecording(_ClientMessage, tag="set_recording", kw_only=True):
@@ -249,6 +282,10 @@ ClientMessage = (
     | Leave
     | Admit
     | Remove
+    | Deny
+    | AdmitAll
+    | EndRoom
+    | RaiseHand
     | SetRecording
     | Ping
     | Watch
@@ -272,6 +309,10 @@ CLIENT_TYPES: Final = frozenset(
         Leave,
         Admit,
         Remove,
+        Deny,
+        AdmitAll,
+        EndRoom,
+        RaiseHand,
         SetRecording,
         Ping,
         Watch,
@@ -315,6 +356,7 @@ class ParticipantInfo(msgspec.Struct, kw_only=True):
     audio_muted: bool = False
     video_muted: bool = False
     tracks: list[TrackInfo] = msgspec.field(default_factory=list)
+    hand_raised: bool = False
 
 
 # --------------------------------------------------------------------- server -> client
@@ -336,6 +378,7 @@ class Joined(_Message, tag="joined", kw_only=True):
     grace_s: float
     resumed: bool = False
     recording: bool = False  # the room is being recorded
+    recording_policy: RecordingPolicy = "allowed"
 
 
 class Waiting(_Message, tag="waiting", kw_only=True):
@@ -346,6 +389,7 @@ class Waiting(_Message, tag="waiting", kw_only=True):
     room: str
     resume_id: str
     grace_s: float
+    recording_policy: RecordingPolicy = "allowed"  # so the waiting screen can say so
 
 
 class Admitted(_Message, tag="admitted", kw_only=True):
@@ -450,6 +494,21 @@ class RecordingEvent(_Message, tag="recording", kw_only=True):
 
     on: bool
     error: str | None = None
+
+
+class RoomEnded(_Message, tag="room_ended", kw_only=True):
+    """A moderator (``by``, a participant id; ``name``) ended the consult for everyone;
+    the server then closes the connection (1000)."""
+
+    by: str
+    name: str
+
+
+class Hand(_Message, tag="hand", kw_only=True):
+    """A participant raised or lowered their hand."""
+
+    participant_id: str
+    raised: bool
 
 
 class Pong(_Message, tag="pong", kw_only=True):
@@ -606,6 +665,8 @@ ServerMessage = (
     | ChatEvent
     | MediaState
     | RecordingEvent
+    | RoomEnded
+    | Hand
     | Pong
     | Error
     | Notify

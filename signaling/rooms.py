@@ -21,6 +21,17 @@ Design notes:
   for that room is refused (``banned``), and the others are told. If the write failed,
   the moderator gets ``store_failed`` and nothing is announced or enforced. While a
   removal is being recorded, a second ``remove`` of the same person gets ``bad_state``.
+  ``remove`` with ``ban: false`` is not a ban: nothing needs to be durable first, so
+  it is enforced at once (the person may come back with a valid token); ``deny`` is
+  the same for someone in the waiting room, with the moderator's message.
+- ``end_room`` ends every participant (``LEAVE``) with ``room_ended`` and a normal
+  close; the room is forgotten when its last participant is.
+- The recording policy is the server's: under ``required`` a new room is recorded at
+  once and ``set_recording`` off is refused (``recording_required``); under ``off`` a
+  start is refused (``recording_off``). ``joined`` and ``waiting`` carry the policy so
+  that the client can say the consult is recorded before anyone speaks.
+- Raised hands are presence, not history: kept here per participant id, forgotten
+  when the participant is.
 - A connection dropped or ended by the server (token expired, revoked) leaves its
   participant ``DISCONNECTED`` for the grace period, as any drop, so that the person
   may come back with a valid token; a waiting participant leaves the waiting room.
@@ -68,6 +79,10 @@ RoomMessage = (
     | m.Unmute
     | m.Admit
     | m.Remove
+    | m.Deny
+    | m.AdmitAll
+    | m.EndRoom
+    | m.RaiseHand
     | m.SetRecording
 )
 
@@ -111,6 +126,7 @@ class Rooms:
         self.viewing = viewing
         self._recording: dict[str, bool] = {}  # room id -> being recorded
         self._removing: set[tuple[str, str]] = set()  # (room, identity) being recorded
+        self._hands: set[str] = set()  # participant ids with a raised hand
 
     # ------------------------------------------------------------------ join and resume
 
@@ -123,6 +139,9 @@ class Rooms:
                 room_id=claims.room, waiting_room=ctx.config.waiting_room
             )
             ctx.emit(Persist(RoomRecord(room=claims.room, time=ctx.now_iso())))
+            if ctx.config.recording_policy == "required":
+                ctx.emit(MediaRecord(claims.room, True))
+                ctx.audit(claims.room, "server", "recording", detail={"on": "true"})
         ctx.authenticate(c, claims, ConnEvent.JOIN)
         existing = room.by_identity(claims.identity)
         if existing is not None:
@@ -207,6 +226,7 @@ class Rooms:
             grace_s=ctx.config.grace_s,
             resumed=resumed,
             recording=self._recording.get(room.room_id, False),
+            recording_policy=ctx.config.recording_policy,
         )
         ctx.send(c, joined)
         if announce:
@@ -266,10 +286,34 @@ class Rooms:
                 self._set_muted(p, kind, muted=False, by=p)
             case m.Admit(participant_id=target_id):
                 self._admit(p, target_id)
-            case m.Remove(participant_id=target_id, reason=reason, ref=ref):
+            case m.Remove(participant_id=target_id, reason=reason, ref=ref, ban=True):
                 self._request_removal(p, target_id, reason or "", ref)
+            case m.Remove(participant_id=target_id, reason=reason):
+                self._remove_now(p, target_id, reason or "")
+            case m.Deny(participant_id=target_id, message=text):
+                self._deny(p, target_id, text or "")
+            case m.AdmitAll():
+                self._require(p, "moderate")
+                for waiting in list(ctx.rooms[p.room_id].waiting()):
+                    self._admit(p, waiting.participant_id)
+            case m.EndRoom():
+                self._end_room(p)
+            case m.RaiseHand(raised=raised):
+                if raised:
+                    self._hands.add(p.participant_id)
+                else:
+                    self._hands.discard(p.participant_id)
+                ctx.broadcast(p, m.Hand(participant_id=p.participant_id, raised=raised))
             case m.SetRecording(on=on):
                 self._require(p, "moderate")
+                policy = ctx.config.recording_policy
+                if policy == "required" and not on:
+                    raise ClientError(
+                        ErrorCode.RECORDING_REQUIRED,
+                        "this server records every consult; recording cannot be stopped",
+                    )
+                if policy == "off" and on:
+                    raise ClientError(ErrorCode.RECORDING_OFF, "recording is off on this server")
                 ctx.emit(MediaRecord(p.room_id, on))
                 ctx.audit(p.room_id, p.identity, "recording", detail={"on": str(on).lower()})
 
@@ -340,6 +384,75 @@ class Rooms:
 
         self.ctx.persist_then(ban, recorded)
 
+    def _remove_now(self, actor: Participant, target_id: str, reason: str) -> None:
+        """``remove`` without a ban: end the participant's presence now, ban nobody."""
+        self._require(actor, "moderate")
+        target = self._target(actor, target_id)
+        if target is actor:
+            raise ClientError(ErrorCode.BAD_STATE, "use leave to leave")
+        self._end_participant(
+            target,
+            removed_error(),
+            "removed",
+            actor=actor.identity,
+            detail={"reason": reason, "ban": "false"},
+        )
+
+    def _deny(self, actor: Participant, target_id: str, text: str) -> None:
+        """``deny``: refuse a waiting participant with the moderator's message."""
+        self._require(actor, "moderate")
+        target = self._target(actor, target_id)
+        if target.state is not State.WAITING:
+            raise ClientError(ErrorCode.BAD_STATE, "that participant is not waiting")
+        error = ClientError(ErrorCode.DENIED, text or "not admitted", CloseCode.FORBIDDEN)
+        self._end_participant(target, error, "denied", actor=actor.identity)
+
+    def _end_participant(
+        self,
+        target: Participant,
+        error: ClientError,
+        reason: m.LeaveReason,
+        *,
+        actor: str,
+        detail: dict[str, str] | None = None,
+        audit: bool = True,
+    ) -> None:
+        """``target`` is removed by a moderator: close it with ``error``, tell the room."""
+        was = target.state
+        target.apply(Event.REMOVE)
+        if was in IN_MEDIA:
+            self._end_media(target)
+        tc = self.ctx.conn_of.get(target.participant_id)
+        if tc is not None:
+            self.ctx.refuse(tc, error)
+            self.ctx.detach(tc)
+        waiting = was is State.WAITING
+        self._gone(target, reason, actor=actor, waiting=waiting, detail=detail, audit=audit)
+
+    def _end_room(self, actor: Participant) -> None:
+        """``end_room``: every participant leaves, each told ``room_ended``."""
+        self._require(actor, "moderate")
+        ctx = self.ctx
+        room = ctx.rooms[actor.room_id]
+        ended = m.RoomEnded(by=actor.participant_id, name=actor.name)
+        ctx.audit(room.room_id, actor.identity, "room_ended")
+        if self._recording.get(room.room_id, False):
+            ctx.emit(MediaRecord(room.room_id, False))
+        everyone = [p for p in room.participants.values() if p.state not in FINAL]
+        # Everyone hears that the consult ended before anyone's departure.
+        for p in everyone:
+            ctx.send_to(p, ended)
+        for p in everyone:
+            was = p.state
+            p.apply(Event.LEAVE)
+            if was in IN_MEDIA:
+                self._end_media(p)
+            c = ctx.conn_of.get(p.participant_id)
+            if c is not None:
+                ctx.detach(c)
+                ctx.close(c, CloseCode.NORMAL, "ended")
+            self._gone(p, "ended", actor=actor.identity, waiting=was is State.WAITING, audit=False)
+
     def enforce_ban(self, ban: Ban, *, audit: bool = True) -> None:
         """A durable ban: refuse its token and identity from now on, end every connection
         of that identity in that room, tell the room.
@@ -356,19 +469,11 @@ class Rooms:
                     ban.room, ban.by, "removed", target=ban.identity, detail={"reason": ban.reason}
                 )
             return
-        was = target.state
-        target.apply(Event.REMOVE)
-        if was in IN_MEDIA:
-            self._end_media(target)
-        tc = self.ctx.conn_of.get(target.participant_id)
-        if tc is not None:
-            self.ctx.refuse(tc, removed_error())
-            self.ctx.detach(tc)
-        self._gone(
+        self._end_participant(
             target,
+            removed_error(),
             "removed",
             actor=ban.by,
-            waiting=was is State.WAITING,
             detail={"reason": ban.reason},
             audit=audit,
         )
@@ -456,6 +561,7 @@ class Rooms:
         room = ctx.rooms[p.room_id]
         room.discard(p)
         ctx.participants.pop(p.participant_id, None)
+        self._hands.discard(p.participant_id)
         left = m.ParticipantLeft(
             participant_id=p.participant_id, identity=p.identity, reason=reason
         )
@@ -563,8 +669,7 @@ class Rooms:
         if permission not in p.permissions:
             raise ClientError(ErrorCode.FORBIDDEN, f"your token does not grant {permission}")
 
-    @staticmethod
-    def info(p: Participant) -> m.ParticipantInfo:
+    def info(self, p: Participant) -> m.ParticipantInfo:
         """A participant as others see it."""
         state: m.ParticipantStateName = (
             "waiting"
@@ -583,6 +688,7 @@ class Rooms:
             audio_muted=p.muted["audio"],
             video_muted=p.muted["video"],
             tracks=[track_info(t) for t in p.tracks.values()],
+            hand_raised=p.participant_id in self._hands,
         )
 
     def _waiting(self, p: Participant) -> m.Waiting:
@@ -592,4 +698,5 @@ class Rooms:
             room=p.room_id,
             resume_id=p.resume_id,
             grace_s=self.ctx.config.grace_s,
+            recording_policy=self.ctx.config.recording_policy,
         )

@@ -414,3 +414,131 @@ def test_audit_stamps_use_the_injected_wall_clock() -> None:
     _, effects = h.join("dr-li", role="expert", moderator=True)
     (audit,) = [e.record for e in only(effects, Persist) if isinstance(e.record, AuditEntry)]  # type: ignore[attr-defined]
     assert audit.time == "2026-11-23T01:02:03.456Z"
+
+
+def test_remove_without_ban_is_enforced_at_once_and_the_person_may_return() -> None:
+    """remove with ban false closes the target (removed, 4403) with no ban written, the others
+    are told, and the same token joins again."""
+    h = Harness()
+    mod, app, _, app_pid = admitted(h)
+    effects = h.send(mod, m.Remove(participant_id=app_pid, reason="wrong patient", ban=False))
+    assert bans(effects) == []
+    assert error_of(effects, app).code == "removed"
+    assert closes(effects, app) == [CloseCode.FORBIDDEN]
+    (left,) = sent(effects, mod)
+    assert isinstance(left, m.ParticipantLeft)
+    assert left.reason == "removed"
+    assert only(effects, MediaLeave)
+    audits = [e.record for e in only(effects, Persist) if isinstance(e.record, AuditEntry)]  # type: ignore[attr-defined]
+    assert [(a.action, a.detail.get("ban")) for a in audits] == [("removed", "false")]
+    again = h.open()
+    assert types(h.send(again, m.Join(token=token("dr-wang"))), again) == ["waiting"]
+
+
+def test_remove_with_ban_still_waits_for_the_durable_ban() -> None:
+    """remove with ban true (explicit) writes the ban first, as the default does."""
+    h = Harness()
+    mod, _, _, app_pid = admitted(h)
+    effects = h.send(mod, m.Remove(participant_id=app_pid, ban=True))
+    assert [type(e) for e in effects] == [Persist]
+    assert len(bans(effects)) == 1
+
+
+def test_deny_refuses_a_waiting_participant_with_the_message() -> None:
+    """deny closes a waiting participant with the moderator's message; only moderators are
+    told; someone in the room cannot be denied; a non-moderator cannot deny."""
+    h = Harness()
+    mod, _ = h.join("dr-li", role="expert", moderator=True)
+    app, effects = h.join("dr-wang")
+    pid = sent(effects, app)[0].participant_id  # type: ignore[union-attr]
+    other, effects = h.join("dr-zhao")
+    other_pid = sent(effects, other)[0].participant_id  # type: ignore[union-attr]
+    h.send(mod, m.Admit(participant_id=other_pid))
+    refused = h.send(other, m.Deny(participant_id=pid))
+    assert error_of(refused, other).code == "forbidden"
+    effects = h.send(mod, m.Deny(participant_id=pid, message="Please call the ward first"))
+    error = error_of(effects, app)
+    assert (error.code, error.reason) == ("denied", "Please call the ward first")
+    assert closes(effects, app) == [CloseCode.FORBIDDEN]
+    assert [(x.reason) for x in sent(effects, mod)] == ["denied"]  # type: ignore[union-attr]
+    assert sent(effects, other) == []
+    assert bans(effects) == []
+    assert error_of(h.send(mod, m.Deny(participant_id=other_pid)), mod).code == "bad_state"
+
+
+def test_admit_all_lets_every_waiting_participant_in() -> None:
+    """admit_all admits each waiting participant (admitted + joined to each)."""
+    h = Harness()
+    mod, _ = h.join("dr-li", role="expert", moderator=True)
+    waiting = [h.join(identity)[0] for identity in ("dr-wang", "dr-zhao", "dr-sun")]
+    effects = h.send(mod, m.AdmitAll())
+    for conn in waiting:
+        assert types(effects, conn)[:2] == ["admitted", "joined"]
+    assert len(only(effects, MediaJoin)) == 3
+    assert error_of(h.send(waiting[0], m.AdmitAll()), waiting[0]).code == "forbidden"
+
+
+def test_end_room_ends_everyone_with_room_ended_and_a_normal_close() -> None:
+    """end_room: every connection, waiting ones too, gets room_ended then a 1000 close."""
+    h = Harness()
+    mod, app, mod_pid, _ = admitted(h)
+    waiting, _ = h.join("dr-zhao")
+    refused = h.send(app, m.EndRoom())
+    assert error_of(refused, app).code == "forbidden"
+    effects = h.send(mod, m.EndRoom())
+    for conn in (mod, app, waiting):
+        (first, *_) = sent(effects, conn)
+        assert isinstance(first, m.RoomEnded)
+        assert (first.by, first.name) == (mod_pid, "Dr-Li")
+        assert closes(effects, conn) == [CloseCode.NORMAL]
+    assert len(only(effects, MediaLeave)) == 2
+    # The room is gone: the next person starts a new one and is not banned.
+    again, effects = h.join("dr-li", role="expert", moderator=True)
+    joined = sent(effects, again)[0]
+    assert isinstance(joined, m.Joined)
+    assert joined.participants == []
+
+
+def test_raise_hand_reaches_everyone_and_shows_in_participant_info() -> None:
+    """raise_hand is broadcast as hand and carried in the participant info of a late joiner."""
+    h = Harness()
+    mod, app, _, app_pid = admitted(h)
+    effects = h.send(app, m.RaiseHand(raised=True))
+    for conn in (mod, app):
+        assert [(x.participant_id, x.raised) for x in sent(effects, conn)] == [(app_pid, True)]  # type: ignore[union-attr]
+    late, effects = h.join("dr-zhao", role="expert", moderator=True)
+    joined = sent(effects, late)[0]
+    assert isinstance(joined, m.Joined)
+    assert {p.identity: p.hand_raised for p in joined.participants}["dr-wang"] is True
+    h.send(app, m.RaiseHand(raised=False))
+    late2, effects = h.join("dr-sun", role="expert", moderator=True)
+    joined = sent(effects, late2)[0]
+    assert isinstance(joined, m.Joined)
+    assert {p.identity: p.hand_raised for p in joined.participants}["dr-wang"] is False
+
+
+def test_recording_policy_required_records_at_once_and_refuses_a_stop() -> None:
+    """Under required, a new room is recorded at once, joined says so, and a stop is refused."""
+    h = Harness(recording_policy="required")
+    mod, effects = h.join("dr-li", role="expert", moderator=True)
+    assert [(e.room_id, e.on) for e in only(effects, MediaRecord)] == [("r1", True)]  # type: ignore[union-attr]
+    joined = sent(effects, mod)[0]
+    assert isinstance(joined, m.Joined)
+    assert joined.recording_policy == "required"
+    refused = h.send(mod, m.SetRecording(on=False))
+    assert error_of(refused, mod).code == "recording_required"
+    assert only(refused, MediaRecord) == []
+    app, effects = h.join("dr-wang")
+    waiting = sent(effects, app)[0]
+    assert isinstance(waiting, m.Waiting)
+    assert waiting.recording_policy == "required"
+
+
+def test_recording_policy_off_refuses_a_start() -> None:
+    """Under off, no room is recorded and a moderator's start is refused."""
+    h = Harness(recording_policy="off")
+    mod, effects = h.join("dr-li", role="expert", moderator=True)
+    assert only(effects, MediaRecord) == []
+    refused = h.send(mod, m.SetRecording(on=True))
+    assert error_of(refused, mod).code == "recording_off"
+    assert only(refused, MediaRecord) == []
