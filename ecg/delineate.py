@@ -777,7 +777,11 @@ def delineate(
     rr_s = (rr_ms / 1000.0) if rr_ms is not None else 1.0
     pre, post = round(cfg.pre_s * fs), round(cfg.post_s * fs)
     leads = _prepare(signal, fs, cfg) if n_samples > 0 else []
-    unusable = [_usable(lead, name) for lead, name in zip(leads, names, strict=True)]
+    unusable: list[Absent | None] = (
+        [_usable(lead, name) for lead, name in zip(leads, names, strict=True)]
+        if leads
+        else [Absent(AbsentReason.LEAD_UNUSABLE, "empty record")] * n_leads
+    )
     inside = (r_all - pre >= 0) & (r_all + post < n_samples)
     idx = r_all[inside, None] + np.arange(-pre, post + 1)[None, :]
     in_template = np.zeros(r_all.size, dtype=bool)
