@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from PIL import Image, ImageDraw, ImageFont
 
 from ecg.errors import ConfigError, SignalError
 from ecg.paper_content import Measurements, ReportInfo
@@ -620,16 +621,37 @@ ABSENT = "—"
 _STATEMENT_WIDTH_MM = GRID_WIDTH_MM - 112.0
 
 
-def _fit(words: str, width_mm: float, size_pt: float) -> str:
-    """``words`` cut with an ellipsis to about ``width_mm`` at ``size_pt`` (a CJK glyph
-    is one em wide, others are taken as 0.6 em: a safe estimate for Noto Sans)."""
+def _fit(words: str, width_mm: float, size_pt: float, face: FontFace, suffix: str = "") -> str:
+    """``words + suffix`` in ``width_mm`` at ``size_pt`` in ``face``, ``words`` cut with an
+    ellipsis when needed (the suffix, a statement's code, is always kept). Widths are
+    the font's own advances (FreeType, through Pillow), or, when the face cannot be
+    read, a safe estimate (a CJK glyph one em, others 0.6 em)."""
     em_mm = size_pt / 72 * 25.4
-    used = 0.0
-    for position, char in enumerate(words):
-        used += em_mm * (1.0 if unicodedata.east_asian_width(char) in "WF" else 0.6)
-        if used > width_mm:
-            return words[: max(position - 1, 0)] + "…"
-    return words
+    try:
+        font = _pil_font(face.path, face.index, _MEASURE_PX)
+    except ConfigError:
+        font = None
+
+    def width(text: str) -> float:
+        if font is not None:
+            return float(font.getlength(text)) / _MEASURE_PX * em_mm
+        wide = sum(unicodedata.east_asian_width(char) in "WF" for char in text)
+        return em_mm * (wide + 0.6 * (len(text) - wide))
+
+    if width(words + suffix) <= width_mm:
+        return words + suffix
+    low, high = 0, len(words)  # the longest prefix that fits with the ellipsis
+    while low < high:
+        middle = (low + high + 1) // 2
+        if width(words[:middle] + "…" + suffix) <= width_mm:
+            low = middle
+        else:
+            high = middle - 1
+    return words[:low].rstrip() + "…" + suffix
+
+
+# Text is measured at this size in pixels and scaled (advances are linear in size).
+_MEASURE_PX = 200
 
 
 _QTC_NAMES = {
@@ -717,30 +739,46 @@ def _header(info: ReportInfo, options: PaperOptions, names: Sequence[str]) -> li
         labels.append(Label(x, y, name, 8.5, GREY))
         labels.append(Label(x + 47.0, y, value, 9.0, bold=True, align="right"))
 
-    # Statements: critical findings first, then the statements in their order.
+    # Statements: critical findings first, then the statements, then the reader's words;
+    # one column of four lines, or two when there are more (then each line is cut to
+    # its column).
     x = GRID_X_MM + 112.0
     labels.append(Label(x, 25.0, text["statements"], 8.5, GREY))
-    lines: list[tuple[str, Color, bool]] = []
+    lines: list[tuple[str, str, Color, bool]] = []  # words, code suffix, colour, bold
     for finding in info.critical:
         words = finding.text(lang)
-        named = words if words == finding.code else f"{words} ({finding.code})"
-        lines.append((_fit(f"{text['critical']}: {named}", _STATEMENT_WIDTH_MM, 9.0), ALARM, True))
+        suffix = "" if words == finding.code else f" ({finding.code})"
+        lines.append((f"{text['critical']}: {words}", suffix, ALARM, True))
     for statement in info.statements:
         critical = statement.severity == "critical"
-        words = _fit(f"{statement.text(lang)} ({statement.code})", _STATEMENT_WIDTH_MM, 9.0)
-        lines.append((words, ALARM if critical else INK, critical))
+        suffix = f" ({statement.code})"
+        lines.append((statement.text(lang), suffix, ALARM if critical else INK, critical))
     for words in info.conclusion.splitlines():
         if words.strip():
-            lines.append((_fit(words.strip(), _STATEMENT_WIDTH_MM, 9.0), INK, False))
+            lines.append((words.strip(), "", INK, False))
     if not lines:
-        lines.append((text["no_statement"], GREY, False))
-    room = 4
-    shown = lines if len(lines) <= room else [*lines[: room - 1]]
-    for line, (words, color, bold) in enumerate(shown):
-        labels.append(Label(x, 30.0 + line * 4.6, words, 9.0, color, bold))
+        lines.append((text["no_statement"], "", GREY, False))
+    per_column = 4
+    columns = 1 if len(lines) <= per_column else 2
+    width_mm = _STATEMENT_WIDTH_MM if columns == 1 else _STATEMENT_WIDTH_MM / 2 - 3.0
+    room = per_column * columns
+    shown = lines if len(lines) <= room else lines[: room - 1]
+    for position, (words, suffix, color, bold) in enumerate(shown):
+        column, line = divmod(position, per_column)
+        column_x = x + column * _STATEMENT_WIDTH_MM / 2
+        labels.append(
+            Label(
+                column_x,
+                30.0 + line * 4.6,
+                _fit(words, width_mm, 9.0, options.font_bold if bold else options.font, suffix),
+                9.0,
+                color,
+                bold,
+            )
+        )
     if len(shown) < len(lines):
         more = text["more"].format(n=len(lines) - len(shown))
-        labels.append(Label(x, 30.0 + len(shown) * 4.6, more, 8.5, GREY))
+        labels.append(Label(x + _STATEMENT_WIDTH_MM / 2, 30.0 + 3 * 4.6, more, 8.5, GREY))
     return labels
 
 
@@ -772,7 +810,7 @@ def _footer(
     if info.signed_by:
         when = _time_text(info.signed_at, options.display_tz)
         signed = text["signed"].format(name=info.signed_by, when=when).strip()
-        status, color = _fit(signed, 100.0, 8.0), INK
+        status, color = _fit(signed, 100.0, 8.0, options.font), INK
     else:
         status, color = text["unconfirmed"], GREY
     page_text = text["page"].format(i=index + 1, n=count)
@@ -870,8 +908,7 @@ def _pdf_grid(pdf: FPDF, grid: Grid) -> None:
 
 
 @functools.lru_cache(maxsize=16)
-def _pil_font(path: str, index: int, size_px: int) -> object:
-    from PIL import ImageFont
+def _pil_font(path: str, index: int, size_px: int) -> ImageFont.FreeTypeFont:
 
     try:
         return ImageFont.truetype(path, size_px, index=index)
@@ -897,8 +934,6 @@ def render_png(page: Page, dpi: float = 200.0) -> bytes:
     if not (math.isfinite(dpi) and 10 <= dpi <= 1200):
         raise ConfigError(f"dpi must be between 10 and 1200, got {dpi!r}")
     options = page.options
-    from PIL import Image, ImageDraw, ImageFont
-
     oversample = 2
     px_per_mm = dpi / 25.4
     scale = px_per_mm * oversample
@@ -937,7 +972,6 @@ def render_png(page: Page, dpi: float = 200.0) -> bytes:
     for label in page.labels:
         face = options.font_bold if label.bold else options.font
         font = _pil_font(face.path, face.index, max(1, round(label.size_pt / 72 * 25.4 * scale)))
-        assert isinstance(font, ImageFont.FreeTypeFont)
         anchor = "ls" if label.align == "left" else "rs"
         draw.text(
             (label.x_mm * scale, label.y_mm * scale),

@@ -481,3 +481,22 @@ def test_signed_report_names_the_reader_and_keeps_their_words(tmp_path: Path) ->
     long_line = next(label.text for label in page.labels if label.text.startswith("很长"))
     assert long_line.endswith("…")
     assert len(long_line) < 60
+
+
+def test_many_long_statements_keep_their_codes_in_two_columns() -> None:
+    """Six statements go in two columns; a text too long for its column is cut with
+    "…" but keeps its code; eight or more leave a "N more" line."""
+    many = statements_from(
+        [{"code": f"C{i}", "text_en": "Non-specific intraventricular conduction delay " * 2}
+         for i in range(6)]
+    )  # fmt: skip
+    page = layout_pages(_signal(), FS_HZ, STANDARD_LEADS, ReportInfo(statements=many),
+                        PaperOptions(lang="en"))[0]  # fmt: skip
+    lines = [label for label in page.labels if label.text.endswith(")") and "(C" in label.text]
+    assert [label.text.rsplit("(", 1)[1] for label in lines] == [f"C{i})" for i in range(6)]
+    assert all("…" in label.text for label in lines)
+    assert len({label.x_mm for label in lines}) == 2
+    more = statements_from([{"code": f"C{i}"} for i in range(10)])
+    page = layout_pages(_signal(), FS_HZ, STANDARD_LEADS, ReportInfo(statements=more),
+                        PaperOptions(lang="en"))[0]  # fmt: skip
+    assert "3 more" in [label.text for label in page.labels]
