@@ -104,6 +104,13 @@ class TokenClaims:
     issued_at_s : float
         ``iat``, seconds since the epoch (revoking a person refuses the tokens issued
         before the revocation).
+    institution : str or None
+        ``inst``: the code of the holder's institution, when the server minted the token
+        for a logged-in person (viewing rights follow from it); None for tokens minted
+        on the command line.
+    person_roles : frozenset of str
+        ``proles``: the person's roles in the directory (``doctor``, ``expert``, …), not
+        to be confused with :attr:`role`, the part they take in this room.
     """
 
     identity: str
@@ -115,6 +122,8 @@ class TokenClaims:
     expires_at_s: float
     not_before_s: float
     issued_at_s: float = 0.0
+    institution: str | None = None
+    person_roles: frozenset[str] = frozenset()
 
     @property
     def moderator(self) -> bool:
@@ -251,6 +260,8 @@ def mint_token(
     not_before_s: float | None = None,
     now_s: float | None = None,
     jti: str | None = None,
+    institution: str | None = None,
+    person_roles: frozenset[str] = frozenset(),
 ) -> str:
     """Sign a token.
 
@@ -271,6 +282,10 @@ def mint_token(
         Issue time in seconds since the epoch; defaults to the clock.
     jti : str, optional
         Token id; random by default.
+    institution : str, optional
+        Claim ``inst``: the holder's institution code (tokens for a logged-in person).
+    person_roles : frozenset of str
+        Claim ``proles``: the person's directory roles.
 
     Raises
     ------
@@ -300,6 +315,10 @@ def mint_token(
         "exp": int(issued + ttl_s),
         "jti": jti or secrets.token_urlsafe(12),
     }
+    if institution is not None:
+        claims["inst"] = institution
+    if person_roles:
+        claims["proles"] = sorted(person_roles)
     if isinstance(secret, KeyRing):
         key = secret.keys[secret.current]
         return jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": secret.current})
@@ -367,6 +386,12 @@ def _claims(payload: Mapping[str, object]) -> TokenClaims:
         if not isinstance(value, str) or not value:
             raise InvalidToken(f"invalid token: claim {key!r} must be a non-empty string")
     name = payload.get("name", texts["sub"])
+    institution = payload.get("inst")
+    if institution is not None and (not isinstance(institution, str) or not institution):
+        raise InvalidToken("invalid token: claim 'inst' must be a non-empty string")
+    person_roles = payload.get("proles", [])
+    if not isinstance(person_roles, list) or not all(isinstance(r, str) for r in person_roles):
+        raise InvalidToken("invalid token: claim 'proles' must be a list of strings")
     exp, nbf, iat = payload["exp"], payload["nbf"], payload["iat"]
     if not all(isinstance(v, int | float) for v in (exp, nbf, iat)):
         raise InvalidToken("invalid token: exp, nbf and iat must be numbers")
@@ -380,6 +405,8 @@ def _claims(payload: Mapping[str, object]) -> TokenClaims:
         expires_at_s=float(exp),  # type: ignore[arg-type]  # checked above
         not_before_s=float(nbf),  # type: ignore[arg-type]
         issued_at_s=float(iat),  # type: ignore[arg-type]
+        institution=institution,
+        person_roles=frozenset(person_roles),
     )
 
 

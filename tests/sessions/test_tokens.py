@@ -295,3 +295,24 @@ def test_key_file_problems_are_secret_errors(tmp_path: Path) -> None:
     path.write_text("{")
     with pytest.raises(SecretError, match="not a key ring"):
         load_key_ring(tmp_path)
+
+
+def test_tokens_for_a_person_carry_institution_and_directory_roles() -> None:
+    """``inst`` and ``proles`` round-trip; command-line tokens have neither."""
+    claims = verify_token(
+        SECRET, _mint(institution="CH01", person_roles=frozenset({"expert", "ecg_reader"}))
+    )
+    assert claims.institution == "CH01"
+    assert claims.person_roles == {"expert", "ecg_reader"}
+    plain = verify_token(SECRET, _mint())
+    assert plain.institution is None
+    assert plain.person_roles == frozenset()
+
+
+@pytest.mark.parametrize(("claim", "value"), [("inst", ""), ("inst", 7), ("proles", "expert")])
+def test_malformed_person_claims_are_refused(claim: str, value: object) -> None:
+    """A signed token with a malformed ``inst`` or ``proles`` is an invalid token."""
+    payload = jwt.decode(_mint(), SECRET, algorithms=["HS256"], audience="teleconsult")
+    payload[claim] = value
+    with pytest.raises(InvalidToken, match=claim):
+        verify_token(SECRET, jwt.encode(payload, SECRET, algorithm="HS256"))
