@@ -14,12 +14,15 @@ Design notes
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
-from litestar import Controller, Response, delete, get, post, put
+import msgspec
+from litestar import Controller, Response, delete, get, patch, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, Parameter
 from litestar.types import ControllerRouterHandler
+from msgspec import UNSET
 
 from api.schemas import (
     DepartmentAnswer,
@@ -31,9 +34,12 @@ from api.schemas import (
     InstitutionAnswer,
     InstitutionCreate,
     InstitutionPage,
+    InstitutionRename,
+    PasswordReset,
     PersonAnswer,
     PersonCreate,
     PersonPage,
+    PersonUpdate,
     RelationAnswer,
     RelationSet,
     TotpRoles,
@@ -177,6 +183,22 @@ class InstitutionController(Controller):
     ) -> InstitutionAnswer:
         """The institution, if the caller sees it (else 404)."""
         return InstitutionAnswer.of(directory.get_institution(principal.person, code))
+
+    @patch(
+        "/{code:str}",
+        sync_to_thread=True,
+        summary="Rename an institution",
+        responses=documented(200, InstitutionAnswer, _TOWN, *_ADMIN, _INVALID, _NO_INSTITUTION),
+    )
+    def rename(
+        self,
+        code: PathCode,
+        data: Annotated[InstitutionRename, body(InstitutionRename("某镇中心卫生院"))],
+        principal: NamedDependency[Principal],
+        directory: NamedDependency[DirectoryAdmin],
+    ) -> InstitutionAnswer:
+        """Change the name of an institution the admin reaches."""
+        return InstitutionAnswer.of(directory.rename_institution(principal.person, code, data.name))
 
     @post(
         "/{code:str}/departments",
@@ -334,6 +356,64 @@ class PeopleController(Controller):
     ) -> PersonAnswer:
         """The person, if the caller sees them (else 404)."""
         return PersonAnswer.of(directory.get_person(principal.person, person_id))
+
+    @patch(
+        "/{person_id:str}",
+        sync_to_thread=True,
+        summary="Change a person",
+        responses=documented(
+            200,
+            PersonAnswer,
+            _EXPERT,
+            *_ADMIN,
+            (400, "invalid_input", "username: a username does not change"),
+            (404, "not_found", "no person 'x'"),
+        ),
+    )
+    def update(
+        self,
+        person_id: PathCode,
+        data: Annotated[PersonUpdate, body(PersonUpdate(title="主任医师"))],
+        principal: NamedDependency[Principal],
+        directory: NamedDependency[DirectoryAdmin],
+    ) -> PersonAnswer:
+        """Change the given fields of a person the admin reaches (roles, institution,
+        department, specialty, title, display name)."""
+        before = directory.get_person(principal.person, person_id)
+        changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not UNSET}
+        if "roles" in changes:
+            changes["roles"] = frozenset(changes["roles"])
+        roles = changes.get("roles", before.roles)
+        if Role.ADMIN not in roles:
+            changes["admin_scope"] = None
+        elif changes.get("admin_scope", before.admin_scope) is None:
+            changes["admin_scope"] = AdminScope.INSTITUTION
+        updated = dataclasses.replace(before, **changes)
+        return PersonAnswer.of(directory.update_person(principal.person, updated))
+
+    @post(
+        "/{person_id:str}/password",
+        status_code=204,
+        sync_to_thread=True,
+        summary="Give a person a new password",
+        responses=documented(
+            204,
+            None,
+            None,
+            *_ADMIN,
+            (400, "password_rejected", "password: at least 10 characters"),
+            (404, "not_found", "no person 'x'"),
+        ),
+    )
+    def reset_password(
+        self,
+        person_id: PathCode,
+        data: Annotated[PasswordReset, body(PasswordReset("a new long passphrase"))],
+        principal: NamedDependency[Principal],
+        directory: NamedDependency[DirectoryAdmin],
+    ) -> None:
+        """Set a new password for a person the admin reaches; their sessions end."""
+        directory.reset_password(principal.person, person_id, data.password)
 
     @post(
         "/{person_id:str}/unlock",

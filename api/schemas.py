@@ -18,7 +18,7 @@ import msgspec
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 from litestar.params import Body
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
 
 from api.errors import error_responses
 from consults.directory import (
@@ -45,13 +45,16 @@ __all__ = [
     "InstitutionAnswer",
     "InstitutionCreate",
     "InstitutionPage",
+    "InstitutionRename",
     "LoginAnswer",
     "LoginRequest",
     "MeAnswer",
     "PasswordChange",
+    "PasswordReset",
     "PersonAnswer",
     "PersonCreate",
     "PersonPage",
+    "PersonUpdate",
     "RelationAnswer",
     "RelationSet",
     "TokenAnswer",
@@ -89,6 +92,31 @@ class LoginRequest(msgspec.Struct, forbid_unknown_fields=True):
     username: Username
     password: Password
     totp: TotpCode | None = None
+
+
+class PersonUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    """``PATCH /people/{id}``: only the fields given change (``null`` clears an optional
+    one); the username never changes."""
+
+    display_name: ShortText | UnsetType = UNSET
+    roles: Annotated[list[Role], Meta(min_length=1, max_length=6)] | UnsetType = UNSET
+    institution: Code | UnsetType | None = UNSET
+    admin_scope: AdminScope | UnsetType | None = UNSET
+    department: Code | UnsetType | None = UNSET
+    specialty: ShortText | UnsetType | None = UNSET
+    title: ShortText | UnsetType | None = UNSET
+
+
+class PasswordReset(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /people/{id}/password``: an admin gives a new password; sessions end."""
+
+    password: Password
+
+
+class InstitutionRename(msgspec.Struct, forbid_unknown_fields=True):
+    """``PATCH /institutions/{code}``: a new name (code, level and parent stay)."""
+
+    name: Text
 
 
 class PersonAnswer(msgspec.Struct):

@@ -35,6 +35,7 @@ Design notes
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import secrets
@@ -879,6 +880,18 @@ class DirectoryAdmin:
         self._audit("directory.institution_created", actor, f"institution:{code}", code)
         return institution
 
+    def rename_institution(self, actor: Person, code: str, name: str) -> Institution:
+        """Change an institution's name (its code, level and place in the tree stay)."""
+        self._require_admin(actor)
+        tree = self._tree()
+        if code not in tree or not rights.may_administer(actor, tree, code):
+            raise NotFound("institution", code)
+        before = tree.get(code)
+        renamed = Institution(code=code, name=name, level=before.level, parent=before.parent)
+        self._d.directory.update_institution(renamed)
+        self._audit("directory.institution_updated", actor, f"institution:{code}", code)
+        return renamed
+
     def get_institution(self, viewer: Person, code: str) -> Institution:
         """The institution ``code`` if the viewer sees it, else :class:`NotFound`."""
         tree = self._tree()
@@ -1000,6 +1013,57 @@ class DirectoryAdmin:
             visible = frozenset({institution})
         return self._d.directory.list_people(
             PeopleFilter(institutions=visible, role=role, search=search), page
+        )
+
+    def update_person(self, actor: Person, person: Person) -> Person:
+        """Replace a person's record (same id and username) as an admin who reaches both
+        their institution and the new one; audited with the fields that changed."""
+        self._require_admin(actor)
+        before = self._administered_person(actor, person.id)
+        if person.username != before.username:
+            raise InvalidInput("username", "a username does not change")
+        tree = self._tree()
+        if person.institution != before.institution and not (
+            person.institution in tree and rights.may_administer(actor, tree, person.institution)
+        ):
+            raise NotFound("institution", str(person.institution))
+        if not rights.may_grant(actor, person.roles, person.admin_scope):
+            raise Forbidden("only a deployment admin makes a deployment admin")
+        if person.department is not None and person.institution is not None:
+            codes = {d.code for d in self._d.directory.list_departments(person.institution)}
+            if person.department not in codes:
+                raise NotFound("department", person.department)
+        self._d.directory.update_person(person)
+        old_fields = dataclasses.asdict(before)
+        changed = [k for k, v in dataclasses.asdict(person).items() if old_fields[k] != v]
+        self._audit(
+            "directory.person_updated",
+            actor,
+            f"person:{person.id}",
+            person.institution,
+            fields=",".join(changed),
+        )
+        return person
+
+    def reset_password(self, actor: Person, person_id: str, password: str) -> None:
+        """Give a person a new password (they forgot theirs); their sessions end."""
+        self._require_admin(actor)
+        person = self._administered_person(actor, person_id)
+        check_password(
+            self._accounts.policy,
+            password,
+            username=person.username,
+            display_name=person.display_name,
+        )
+        now_s = self._d.clock()
+        self._d.credentials.set_password_hash(person.id, self._accounts.hash_password(password))
+        ended = self._d.sessions.revoke_sessions_of(person.id, now_s)
+        self._audit(
+            "auth.password_reset",
+            actor,
+            f"person:{person.id}",
+            person.institution,
+            sessions_ended=str(ended),
         )
 
     def unlock(self, actor: Person, person_id: str) -> None:

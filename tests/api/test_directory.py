@@ -314,7 +314,7 @@ async def test_openapi_documents_every_endpoint(stack: Stack) -> None:
         (path, method, op)
         for path, item in document["paths"].items()
         for method, op in item.items()
-        if method in {"get", "post", "put", "delete"}
+        if method in {"get", "post", "put", "patch", "delete"}
     ]
     assert {
         "/api/v1/auth/login",
@@ -336,3 +336,54 @@ async def test_openapi_documents_every_endpoint(stack: Stack) -> None:
         if "requestBody" in op:
             body = op["requestBody"]["content"]["application/json"]
             assert body.get("examples") or body.get("schema"), (path, method)
+
+
+async def patch(stack: Stack, path: str, body: Any, auth: dict[str, str]) -> httpx.Response:
+    """One PATCH by bearer."""
+    async with httpx.AsyncClient(base_url=stack.url) as client:
+        return await client.patch(f"/api/v1{path}", json=body, headers=auth)
+
+
+async def test_admin_edits_people_and_institutions(stack: Stack) -> None:
+    """An admin changes a person's fields (only those given), renames an institution and
+    resets a password (old sessions end); another branch's admin gets 404 for each."""
+    root = await two_counties(stack)
+    made = await post(
+        stack, "/people", person_body("doc.a", "town-a1", "doctor", specialty="全科"), root
+    )
+    doc = made.json()
+    admin_a = await bearer_of(stack, "admin.a", PASSWORD)
+    changed = await patch(
+        stack,
+        f"/people/{doc['id']}",
+        {"roles": ["doctor", "expert"], "title": "主治医师", "specialty": None},
+        admin_a,
+    )
+    assert changed.status_code == 200, changed.text
+    after = changed.json()
+    assert after["roles"] == ["doctor", "expert"]
+    assert after["title"] == "主治医师"
+    assert after["specialty"] is None
+    assert after["display_name"] == doc["display_name"]
+    renamed = await patch(stack, "/institutions/town-a1", {"name": "某镇中心卫生院"}, admin_a)
+    assert renamed.json()["name"] == "某镇中心卫生院"
+    assert error_of(await patch(stack, f"/people/{doc['id']}", {"username": "x"}, admin_a)) == (
+        400,
+        "invalid_body",
+    )
+    admin_b = await bearer_of(stack, "admin.b", PASSWORD)
+    assert error_of(await patch(stack, f"/people/{doc['id']}", {"title": "x"}, admin_b))[0] == 404
+    assert error_of(await patch(stack, "/institutions/town-a1", {"name": "X"}, admin_b))[0] == 404
+    moved = await patch(stack, f"/people/{doc['id']}", {"institution": "town-b1"}, admin_a)
+    assert error_of(moved) == (404, "not_found")
+    doc_session = await bearer_of(stack, "doc.a", PASSWORD)
+    reset = await post(
+        stack, f"/people/{doc['id']}/password", {"password": "fresh passphrase 2"}, admin_a
+    )
+    assert reset.status_code == 204
+    assert error_of(await get(stack, "/me", doc_session)) == (401, "token_revoked")
+    assert (await bearer_of(stack, "doc.a", "fresh passphrase 2"))["authorization"]
+    actions = stack.audited()
+    assert "directory.person_updated" in actions
+    assert "directory.institution_updated" in actions
+    assert "auth.password_reset" in actions
