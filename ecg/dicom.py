@@ -33,7 +33,8 @@ Design notes
   about before trusting it: the channel count against the channel definitions, the
   data length against channels × samples, the sampling frequency, the sample format;
   each failure is a :class:`DicomError` with a stable code. Lead codes are read in
-  SCPECG and MDC spellings.
+  SCPECG and MDC spellings, measurements in MDC and the legacy SCP-ECG codes other
+  writers use (``5.13.5-7`` PR...), statements that are only text as statements.
 - UIDs and the creation time are injected (``new_uid``, ``now``) so that export is a
   pure function of its arguments.
 """
@@ -155,6 +156,20 @@ _MEASUREMENT_CODES: dict[str, _Concept] = {
     "t_axis_deg": _Concept("2:16136", "MDC", "T axis frontal", "deg"),
 }
 _MEASUREMENT_BY_CODE = {(c.scheme, c.value): name for name, c in _MEASUREMENT_CODES.items()}
+# What other writers use: the legacy SCP-ECG measurement codes (read, never written).
+_MEASUREMENT_BY_CODE.update(
+    {
+        ("SCPECG", "5.10.2.1-1"): "hr_bpm",
+        ("SCPECG", "5.10.2.1-3"): "rr_ms",
+        ("SCPECG", "5.13.5-7"): "pr_ms",
+        ("SCPECG", "5.13.5-9"): "qrs_ms",
+        ("SCPECG", "5.13.5-11"): "qt_ms",
+        ("SCPECG", "5.10.2.5-5"): qtc_key("bazett"),
+        ("SCPECG", "5.10.3-11"): "p_axis_deg",
+        ("SCPECG", "5.10.3-13"): "qrs_axis_deg",
+        ("SCPECG", "5.10.3-15"): "t_axis_deg",
+    }
+)
 # Units a reader may meet, as factors to ours.
 _UNIT_FACTORS = {"ms": 1.0, "s": 1000.0, "/min": 1.0, "{beats}/min": 1.0, "deg": 1.0}
 _MEASUREMENT_FAILURE = ("114006", "DCM", "Measurement failure")

@@ -262,3 +262,30 @@ def test_export_refuses_what_the_iod_cannot_hold() -> None:
         with pytest.raises(DicomError) as caught:
             attempt()
         assert caught.value.code is code
+
+
+def test_a_waveform_from_another_writer() -> None:
+    """pydicom's own 12-lead test file (two groups, legacy SCP-ECG measurement codes,
+    statements as text): the rhythm group, its leads, scale, measurements, statements
+    and patient are read, and it prints."""
+    from pydicom.data import get_testdata_file
+
+    from ecg.paper import layout_pages
+
+    path = get_testdata_file("waveform_ecg.dcm")
+    assert isinstance(path, str)
+    ecg = read_dicom(Path(path).read_bytes())
+    ds = pydicom.dcmread(path)
+    assert ecg.fs_hz == 1000.0
+    assert ecg.samples.shape == (10000, 12)
+    assert ecg.lead_names == ("I", "II", "III", "aVR", "aVL", "aVF",
+                              "V1", "V2", "V3", "V4", "V5", "V6")  # fmt: skip
+    assert np.allclose(ecg.signal_mv, ds.waveform_array(0) / 1000.0, rtol=0, atol=1e-9)
+    values = {name: m.value for name, m in ecg.info.measurements.values.items()}
+    assert values == {"rr_ms": 982.0, "pr_ms": 161.0, "qrs_ms": 75.0, "qt_ms": 368.0,
+                      "qtc_bazett_ms": 370.0, "p_axis_deg": 74.0, "qrs_axis_deg": 52.0,
+                      "t_axis_deg": 57.0}  # fmt: skip
+    assert [s.text_en for s in ecg.info.statements] == ["RITMO SINUSALE", "ECG NORMALE"]
+    assert (ecg.info.patient.sex, ecg.info.patient.age_years) == ("F", 42)
+    pages = layout_pages(ecg.signal_mv, ecg.fs_hz, ecg.lead_names, ecg.info)
+    assert "161 ms" in [label.text for label in pages[0].labels]
