@@ -39,6 +39,7 @@ from litestar.di import NamedDependency
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.app import API_PATH
 from api.errors import ApiError, error_body, exception_handlers
 from consults import errors
 from consults.accounts import (
@@ -77,7 +78,7 @@ CSRF_HEADER: Final = "x-csrf-token"
 _UNSAFE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Login opens a session, so it cannot need one's CSRF token; it takes JSON only instead
 # (see api.auth), which another site cannot send without a CORS preflight.
-LOGIN_PATHS: Final = frozenset({"/api/v1/auth/login", "/api/v1/auth/login/"})
+LOGIN_PATHS: Final = frozenset({f"{API_PATH}/auth/login", f"{API_PATH}/auth/login/"})
 
 # HTTP status of each domain error (the most specific class listed wins).
 STATUS: Final[Mapping[type[errors.ConsultsError], int]] = {
