@@ -53,7 +53,7 @@ class SqlCredentialRepository:
         self._box = secrets or SecretBox(None)
 
     def get_credentials(self, person_id: str) -> Credentials | None:
-        with unit_of_work(self.engine) as conn:
+        with unit_of_work(self.engine, read=True) as conn:
             row = conn.execute(select(creds_t).where(creds_t.c.person_id == person_id)).first()
         if row is None:
             return None
@@ -118,7 +118,7 @@ class SqlCredentialRepository:
             return done.rowcount == 1
 
     def totp_required_roles(self) -> frozenset[Role]:
-        with unit_of_work(self.engine) as conn:
+        with unit_of_work(self.engine, read=True) as conn:
             rows = conn.execute(
                 select(role_policies.c.role).where(role_policies.c.totp_required.is_(True))
             )
@@ -177,7 +177,7 @@ class SqlSessionRepository:
             )
 
     def session_by_sha256(self, sha256: str) -> LoginSession | None:
-        with unit_of_work(self.engine) as conn:
+        with unit_of_work(self.engine, read=True) as conn:
             row = conn.execute(
                 select(login_sessions).where(login_sessions.c.sha256 == sha256)
             ).first()
@@ -220,12 +220,12 @@ class SqlSessionRepository:
             )
 
     def api_token_by_sha256(self, sha256: str) -> ApiToken | None:
-        with unit_of_work(self.engine) as conn:
+        with unit_of_work(self.engine, read=True) as conn:
             row = conn.execute(select(api_tokens).where(api_tokens.c.sha256 == sha256)).first()
         return None if row is None else _token(row)
 
     def list_api_tokens(self, person_id: str) -> Sequence[ApiToken]:
-        with unit_of_work(self.engine) as conn:
+        with unit_of_work(self.engine, read=True) as conn:
             rows = conn.execute(
                 select(api_tokens)
                 .where(api_tokens.c.person_id == person_id)

@@ -64,6 +64,7 @@ from consults.repositories import (
     PeopleFilter,
 )
 from store import schema
+from store.engine import reader
 from store.schema import (
     departments,
     devices,
@@ -89,11 +90,16 @@ Clock = Callable[[], float]
 
 
 @contextmanager
-def unit_of_work(engine: Engine) -> Iterator[Connection]:
-    """One transaction; database failures become :class:`RepositoryError`."""
+def unit_of_work(engine: Engine, *, read: bool = False) -> Iterator[Connection]:
+    """One transaction (``read``: a connection for lookups, :func:`store.engine.reader`);
+    database failures become :class:`RepositoryError`."""
     try:
-        with engine.begin() as conn:
-            yield conn
+        if read:
+            with reader(engine).connect() as conn:
+                yield conn
+        else:
+            with engine.begin() as conn:
+                yield conn
     except ConsultsError:
         raise
     except SQLAlchemyError as exc:
@@ -118,13 +124,17 @@ def require(conn: Connection, condition: ColumnElement[bool], kind: str, key: st
         raise NotFound(kind, key)
 
 
+def _total(conn: Connection, statement: Select[Any], page: PageRequest, got: int) -> int:
+    """The size of the whole listing, given that its page held ``got`` items."""
+    if 0 < got < page.limit or (got == 0 and page.offset == 0):
+        # A short page is the last one: the total follows without counting.
+        return page.offset + got
+    return int(conn.execute(select(func.count()).select_from(statement.subquery())).scalar_one())
+
+
 def _page(conn: Connection, statement: Select[Any], page: PageRequest) -> tuple[list[Any], int]:
     rows = list(conn.execute(statement.limit(page.limit).offset(page.offset)))
-    if 0 < len(rows) < page.limit or (not rows and page.offset == 0):
-        # A short page is the last one: the total follows without counting.
-        return rows, page.offset + len(rows)
-    total = conn.execute(select(func.count()).select_from(statement.subquery())).scalar_one()
-    return rows, int(total)
+    return rows, _total(conn, statement, page, len(rows))
 
 
 def _search(search: str | None, *columns: Any) -> ColumnElement[bool]:
@@ -254,12 +264,12 @@ class SqlDirectoryRepository:
                 raise NotFound("institution", institution.code)
 
     def get_institution(self, code: str) -> Institution | None:
-        with unit_of_work(self.engine) as conn:
+        with unit_of_work(self.engine, read=True) as conn:
             row = conn.execute(select(institutions).where(institutions.c.code == code)).first()
         return None if row is None else _institution(row)
 
     def all_institutions(self) -> Sequence[Institution]:
-        with unit_of_work(self.engine) as conn:
+        with unit_of_work(self.engine, read=True) as conn:
             rows = conn.execute(select(institutions).order_by(institutions.c.code))
             return [_institution(row) for row in rows]
 
@@ -272,7 +282,7 @@ class SqlDirectoryRepository:
         if where.level is not None:
             terms.append(institutions.c.level == where.level.value)
         statement = select(institutions).where(and_(*terms)).order_by(institutions.c.code)
-        with unit_of_work(self.engine) as conn:
+        with unit_of_work(self.engine, read=True) as conn:
             rows, total = _page(conn, statement, page)
         return Page(tuple(_institution(row) for row in rows), total)
 
@@ -297,7 +307,7 @@ class SqlDirectoryRepository:
             )
 
     def list_departments(self, institution: str) -> Sequence[Department]:
-        with unit_of_work(self.engine) as conn:
+        with unit_of_work(self.engine, read=True) as conn:
             rows = conn.execute(
                 select(departments)
                 .where(departments.c.institution == institution)
@@ -358,20 +368,22 @@ class SqlDirectoryRepository:
             conn.execute(delete(person_roles).where(person_roles.c.person_id == person.id))
             conn.execute(insert(person_roles), _role_rows(person))
 
-    def _people(self, conn: Connection, rows: Sequence[Any]) -> list[Person]:
-        if not rows:
-            return []
-        ids = [row.id for row in rows]
-        roles: dict[str, list[tuple[str, str | None]]] = {i: [] for i in ids}
-        for role_row in conn.execute(
-            select(person_roles.c.person_id, person_roles.c.role, person_roles.c.scope).where(
-                person_roles.c.person_id.in_(ids)
-            )
-        ):
-            roles[role_row.person_id].append((role_row.role, role_row.scope))
+    def _with_roles(self, conn: Connection, statement: Select[Any]) -> list[Person]:
+        """The people ``statement`` selects (ordered by username), with their roles, in
+        one query: the page joined to its role rows."""
+        page = statement.subquery("page")
+        joined = (
+            select(page, person_roles.c.role, person_roles.c.scope)
+            .select_from(page.outerjoin(person_roles, person_roles.c.person_id == page.c.id))
+            .order_by(page.c.username, person_roles.c.role)
+        )
+        groups: dict[str, tuple[Any, list[tuple[str, str | None]]]] = {}
+        for row in conn.execute(joined):
+            _, held = groups.setdefault(row.id, (row, []))
+            if row.role is not None:
+                held.append((row.role, row.scope))
         found = []
-        for row in rows:
-            held = roles[row.id]
+        for row, held in groups.values():
             scopes = [scope for _, scope in held if scope is not None]
             found.append(
                 Person(
@@ -389,9 +401,8 @@ class SqlDirectoryRepository:
         return found
 
     def _one_person(self, condition: ColumnElement[bool]) -> Person | None:
-        with unit_of_work(self.engine) as conn:
-            rows = list(conn.execute(select(people).where(condition)))
-            found = self._people(conn, rows)
+        with unit_of_work(self.engine, read=True) as conn:
+            found = self._with_roles(conn, select(people).where(condition))
         return found[0] if found else None
 
     def get_person(self, person_id: str) -> Person | None:
@@ -412,12 +423,13 @@ class SqlDirectoryRepository:
                 )
             )
         statement = select(people).where(and_(*terms)).order_by(people.c.username)
-        with unit_of_work(self.engine) as conn:
-            rows, total = _page(conn, statement, page)
-            return Page(tuple(self._people(conn, rows)), total)
+        paged = statement.limit(page.limit).offset(page.offset)
+        with unit_of_work(self.engine, read=True) as conn:
+            found = self._with_roles(conn, paged)
+            return Page(tuple(found), _total(conn, statement, page, len(found)))
 
     def deployment_admin_exists(self) -> bool:
-        with unit_of_work(self.engine) as conn:
+        with unit_of_work(self.engine, read=True) as conn:
             return _exists(
                 conn,
                 (person_roles.c.role == Role.ADMIN.value)
@@ -445,12 +457,12 @@ class SqlDirectoryRepository:
             )
 
     def get_device(self, device_id: str) -> Device | None:
-        with unit_of_work(self.engine) as conn:
+        with unit_of_work(self.engine, read=True) as conn:
             row = conn.execute(select(devices).where(devices.c.id == device_id)).first()
         return None if row is None else _device(row)
 
     def device_by_credential(self, credential_sha256: str) -> Device | None:
-        with unit_of_work(self.engine) as conn:
+        with unit_of_work(self.engine, read=True) as conn:
             row = conn.execute(
                 select(devices).where(devices.c.credential_sha256 == credential_sha256)
             ).first()
@@ -472,7 +484,7 @@ class SqlDirectoryRepository:
         if not where.include_revoked:
             terms.append(devices.c.revoked_at.is_(None))
         statement = select(devices).where(and_(*terms)).order_by(devices.c.id)
-        with unit_of_work(self.engine) as conn:
+        with unit_of_work(self.engine, read=True) as conn:
             rows, total = _page(conn, statement, page)
         return Page(tuple(_device(row) for row in rows), total)
 
@@ -508,7 +520,7 @@ class SqlDirectoryRepository:
             )
 
     def all_relations(self) -> Sequence[ServiceRelation]:
-        with unit_of_work(self.engine) as conn:
+        with unit_of_work(self.engine, read=True) as conn:
             rows = conn.execute(
                 select(service_relations).order_by(
                     service_relations.c.provider,

@@ -148,6 +148,18 @@ def open_engine(
     return create_engine(target, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
 
+def reader(engine: Engine) -> Engine:
+    """The engine for reads that need no transaction of their own.
+
+    On PostgreSQL, autocommit: a lookup is one round trip instead of three (``BEGIN``,
+    the query, ``COMMIT``); each statement still sees one consistent snapshot. SQLite's
+    transactions cost no round trip: the engine itself.
+    """
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    return engine
+
+
 def health(engine: Engine) -> str | None:
     """A cheap probe for ``/healthz``: None when a round trip works, else why not.
 

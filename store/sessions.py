@@ -29,7 +29,7 @@ from sqlalchemy.sql.dml import Insert
 from sessions.errors import StoreError
 from sessions.store import AuditEntry, Ban, Record, RoomRecord
 from store import audit as chain
-from store.engine import health
+from store.engine import health, reader
 from store.schema import bans, rooms
 
 __all__ = ["SqlSessionStore"]
@@ -83,14 +83,14 @@ class SqlSessionStore:
 
     def banned_jtis(self) -> set[str]:
         try:
-            with self.engine.connect() as conn:
+            with reader(self.engine).connect() as conn:
                 return set(conn.execute(select(bans.c.jti)).scalars())
         except SQLAlchemyError as exc:
             raise _error("read the bans", exc) from exc
 
     def is_banned(self, jti: str) -> bool:
         try:
-            with self.engine.connect() as conn:
+            with reader(self.engine).connect() as conn:
                 return bool(conn.execute(select(exists().where(bans.c.jti == jti))).scalar())
         except SQLAlchemyError as exc:
             raise _error("read the bans", exc) from exc
@@ -98,7 +98,7 @@ class SqlSessionStore:
     def is_identity_banned(self, room: str, identity: str) -> bool:
         """Whether ``identity`` was removed from ``room`` (with whatever token)."""
         try:
-            with self.engine.connect() as conn:
+            with reader(self.engine).connect() as conn:
                 condition = (bans.c.room == room) & (bans.c.identity == identity)
                 return bool(conn.execute(select(exists().where(condition))).scalar())
         except SQLAlchemyError as exc:
@@ -107,7 +107,7 @@ class SqlSessionStore:
     def banned_identities(self) -> set[tuple[str, str]]:
         """``(room, identity)`` of every ban."""
         try:
-            with self.engine.connect() as conn:
+            with reader(self.engine).connect() as conn:
                 rows = conn.execute(select(bans.c.room, bans.c.identity).distinct())
                 return {(room, identity) for room, identity in rows}
         except SQLAlchemyError as exc:
@@ -118,7 +118,7 @@ class SqlSessionStore:
 
     def rooms(self) -> list[tuple[str, str]]:
         try:
-            with self.engine.connect() as conn:
+            with reader(self.engine).connect() as conn:
                 rows = conn.execute(
                     select(rooms.c.room, rooms.c.created_at).order_by(
                         rooms.c.created_at, rooms.c.room
@@ -134,7 +134,7 @@ class SqlSessionStore:
     def audit_log(self, room: str | None = None, limit: int = 1000) -> list[AuditEntry]:
         limit = max(0, min(limit, MAX_AUDIT_LOG_ROWS))
         try:
-            with self.engine.connect() as conn:
+            with reader(self.engine).connect() as conn:
                 rows = chain.query(
                     conn, chain.AuditQuery(room=room), limit=limit, newest_first=True
                 )

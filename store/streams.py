@@ -149,7 +149,7 @@ class SqlStreamRepository:
 
     def get_stream(self, stream_id: str) -> StreamRecord | None:
         """One stream by id."""
-        with unit_of_work(self.engine) as conn:
+        with unit_of_work(self.engine, read=True) as conn:
             row = conn.execute(select(streams).where(streams.c.id == stream_id)).first()
         return None if row is None else _record(row)
 
@@ -184,5 +184,5 @@ class SqlStreamRepository:
             .order_by(streams.c.started_at.desc(), streams.c.id.desc())
             .limit(limit)
         )
-        with unit_of_work(self.engine) as conn:
+        with unit_of_work(self.engine, read=True) as conn:
             return [_record(row) for row in conn.execute(statement)]
