@@ -116,12 +116,19 @@ class EcgRequest:
     """A viewer's ECG request, from a connection whose token enters ``room``.
 
     The I/O layer answers it (``ecg_streams``, ``ecg_subscribed``, ``forbidden``...).
+    What decides which streams the viewer sees travels with it: the token's
+    ``institution`` and ``person_roles`` (tokens the server minted for a logged-in
+    person carry them; command-line tokens do not), and ``in_room``: the identity is
+    admitted to ``room`` (a participant of the consult a stream is attached to).
     """
 
     conn: ConnId
     identity: str
     room: str
     message: m.EcgList | m.EcgSubscribe | m.EcgUnsubscribe
+    institution: str | None = None
+    person_roles: frozenset[str] = frozenset()
+    in_room: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ Design notes:
 
 from __future__ import annotations
 
-from sessions.rooms import IN_MEDIA, State
+from sessions.rooms import IN_MEDIA, PRESENT, State
 from sessions.tokens import TokenClaims
 from signaling import messages as m
 from signaling.connections import Conn, ConnEvent, ConnState
@@ -61,9 +61,17 @@ class Viewing:
         self.ctx.audit(claims.room, claims.identity, "watch", detail={"role": claims.role})
         self.ctx.send(c, m.Watching(identity=claims.identity, role=claims.role, room=claims.room))
 
+    def is_present(self, identity: str, room_id: str) -> bool:
+        """Whether ``identity`` is admitted to ``room_id`` (in it, or briefly dropped)."""
+        room = self.ctx.rooms.get(room_id)
+        p = None if room is None else room.by_identity(identity)
+        return p is not None and p.state in PRESENT
+
     def request(self, c: Conn, message: EcgMessage) -> None:
         """An ``ecg_*`` request, from a viewer or an admitted participant."""
-        if c.state is ConnState.WATCHING and c.claims is not None:
+        if c.claims is None:
+            raise ClientError(ErrorCode.NOT_JOINED, "send watch (or join) first")
+        if c.state is ConnState.WATCHING:
             identity, room = c.claims.identity, c.claims.room
             if self.is_waiting(identity, room):
                 raise waiting_error()
@@ -73,7 +81,17 @@ class Viewing:
             identity, room = c.participant.identity, c.participant.room_id
         else:
             raise ClientError(ErrorCode.NOT_JOINED, "send watch (or join) first")
-        self.ctx.emit(EcgRequest(c.conn_id, identity, room, message))
+        self.ctx.emit(
+            EcgRequest(
+                c.conn_id,
+                identity,
+                room,
+                message,
+                institution=c.claims.institution,
+                person_roles=c.claims.person_roles,
+                in_room=self.is_present(identity, room),
+            )
+        )
 
     def end_watchers(self, identity: str, room_id: str, error: ClientError) -> int:
         """Close every viewer connection of ``identity`` for ``room_id``; how many."""

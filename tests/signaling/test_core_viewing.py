@@ -129,3 +129,27 @@ def test_stream_ids_must_be_canonical(spelling: str, kind: str) -> None:
     assert closes(effects, viewer) == []
     (request,) = only(h.send(viewer, json.dumps({"type": kind, "stream": STREAM})), EcgRequest)
     assert request.message.stream == STREAM  # type: ignore[union-attr]
+
+
+def test_requests_carry_what_viewing_rights_follow_from() -> None:
+    """A person's token brings its institution and directory roles to the request; an
+    admitted participant's requests say it is in the room, a plain viewer's do not."""
+    h = Harness()
+    viewer, _ = h.watch(
+        "rd-liu", role="observer", institution="ECG1", person_roles=frozenset({"ecg_reader"})
+    )
+    (request,) = only(h.send(viewer, m.EcgList()), EcgRequest)
+    assert isinstance(request, EcgRequest)
+    assert request.institution == "ECG1"
+    assert request.person_roles == {"ecg_reader"}
+    assert not request.in_room
+    _, app, _, _ = admitted(h)
+    (inside,) = only(h.send(app, m.EcgList()), EcgRequest)
+    assert isinstance(inside, EcgRequest)
+    assert inside.in_room
+    assert inside.institution is None
+    # A viewer whose identity is admitted to the room is in it too.
+    watcher, _ = h.watch("dr-wang")
+    (also,) = only(h.send(watcher, m.EcgList()), EcgRequest)
+    assert isinstance(also, EcgRequest)
+    assert also.in_room
