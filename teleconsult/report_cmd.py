@@ -85,8 +85,8 @@ def run(args: argparse.Namespace) -> int:
     if suffix not in (".pdf", ".png"):
         print(f"{PROG}: error: --out must end in .pdf or .png, got {out.name!r}", file=sys.stderr)
         return 2
-    if args.max_pages < 1 or args.page < 1 or not 10 <= args.dpi <= 1200:
-        print(f"{PROG}: error: --page and --max-pages from 1, --dpi 10-1200", file=sys.stderr)
+    if args.max_pages < 1 or args.page < 1 or not 10 <= args.dpi <= 600:
+        print(f"{PROG}: error: --page and --max-pages from 1, --dpi 10-600", file=sys.stderr)
         return 2
     try:
         data = _render(args, suffix)

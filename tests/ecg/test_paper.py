@@ -500,3 +500,12 @@ def test_many_long_statements_keep_their_codes_in_two_columns() -> None:
     page = layout_pages(_signal(), FS_HZ, STANDARD_LEADS, ReportInfo(statements=more),
                         PaperOptions(lang="en"))[0]  # fmt: skip
     assert "3 more" in [label.text for label in page.labels]
+
+
+def test_png_resolution_is_bounded() -> None:
+    """A PNG above 600 dpi is refused (memory), one at 400 dpi is drawn at its size."""
+    page = layout_pages(_signal(2.0), FS_HZ, STANDARD_LEADS)[0]
+    with pytest.raises(ConfigError, match="dpi"):
+        render_png(page, dpi=1200)
+    with Image.open(io.BytesIO(render_png(page, dpi=400))) as image:
+        assert image.size == (round(297 / 25.4 * 400), round(210 / 25.4 * 400))
