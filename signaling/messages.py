@@ -559,6 +559,8 @@ class EcgStreamInfo(msgspec.Struct, kw_only=True):
     ``state``: ``live`` (not ended: samples may still come), ``ended`` (complete,
     batch annotation running) or ``finalised`` (record and annotations written).
     ``samples`` counts samples per lead received so far; ``start_time`` is UTC.
+    ``institution`` is the code of the institution the stream belongs to (its cart's
+    registration), None for a cart that authenticated with a bare token.
     """
 
     stream: str
@@ -566,6 +568,7 @@ class EcgStreamInfo(msgspec.Struct, kw_only=True):
     patient: str
     consult: str | None = None
     room: str | None = None
+    institution: str | None = None
     start_time: str
     fs_hz: float
     leads: list[str]
