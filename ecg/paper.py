@@ -852,12 +852,16 @@ def render_pdf(pages: Sequence[Page]) -> bytes:
     options = pages[0].options
     from fpdf import FPDF  # imported here: only the report paths pay for it
     from fpdf.enums import StrokeCapStyle, StrokeJoinStyle
+    from fpdf.prefs import ViewerPreferences
 
     pdf = FPDF(orientation="L", unit="mm", format="A4")
     pdf.set_auto_page_break(False)
     pdf.set_margins(0, 0, 0)
     pdf.set_creator("teleconsult")
     pdf.set_title("ECG")
+    # Ask the print dialogue for actual size: "fit to page" would shrink the grid and
+    # every millimetre the reader measures on it.
+    pdf.viewer_preferences = ViewerPreferences(print_scaling="None")
     try:
         pdf.add_font("cjk", "", options.font.path, collection_font_number=options.font.index)
         pdf.add_font(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 import shutil
 import subprocess
 from dataclasses import replace
@@ -509,3 +510,10 @@ def test_png_resolution_is_bounded() -> None:
         render_png(page, dpi=1200)
     with Image.open(io.BytesIO(render_png(page, dpi=400))) as image:
         assert image.size == (round(297 / 25.4 * 400), round(210 / 25.4 * 400))
+
+
+def test_pdf_asks_to_be_printed_at_actual_size() -> None:
+    """The document's viewer preferences say PrintScaling None, so the print dialogue
+    defaults to 100 % rather than "fit to page"."""
+    pdf = render_pdf(layout_pages(_signal(1.0), FS_HZ, STANDARD_LEADS))
+    assert re.search(rb"/ViewerPreferences\s*<<[^>]*/PrintScaling\s*/None", pdf)
