@@ -175,7 +175,7 @@ class AuthController(Controller):
             LoginAnswer,
             _LOGIN,
             *_AUTH_ERRORS,
-            (400, "password_rejected", "password: at least 10 characters"),
+            (400, "password_rejected", "password: at least 8 characters"),
             (401, "login_failed", "username or password is wrong"),
             (403, "forbidden", "change your password from a login session"),
         ),

@@ -262,7 +262,7 @@ class PeopleController(Controller):
             _EXPERT,
             *_ADMIN,
             (400, "invalid_input", "display_name: '<' is not a Latin or Chinese letter"),
-            (400, "password_rejected", "password: at least 10 characters"),
+            (400, "password_rejected", "password: at least 8 characters"),
             _NO_INSTITUTION,
             (409, "conflict", "person 'wang.expert' exists already"),
         ),
@@ -401,7 +401,7 @@ class PeopleController(Controller):
             None,
             None,
             *_ADMIN,
-            (400, "password_rejected", "password: at least 10 characters"),
+            (400, "password_rejected", "password: at least 8 characters"),
             (404, "not_found", "no person 'x'"),
         ),
     )

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import difflib
 import hashlib
 import hmac
 import secrets
@@ -179,7 +180,7 @@ class AccountPolicy:
     """
 
     # Passwords
-    min_password_chars: int = 10
+    min_password_chars: int = 8
     max_password_chars: int = 256
     # Lockout and throttling
     lock_after_failures: int = 10
@@ -242,8 +243,9 @@ def check_password(
 ) -> None:
     """Refuse a password that breaks the rules; :class:`PasswordRejected` says which.
 
-    Length within the policy, not all digits, no control character, not one of the
-    commonest passwords, not containing the username or the display name.
+    Length within the policy (8 characters at least by default, as Django), not all
+    digits, no control character, not one of the commonest passwords, not too similar
+    to the username or the display name (Django's similarity ratio of 0.7).
     """
     if len(password) < policy.min_password_chars:
         raise PasswordRejected(f"at least {policy.min_password_chars} characters")
@@ -257,8 +259,12 @@ def check_password(
     if lowered in _COMMON_PASSWORDS or len(set(lowered)) < 4:
         raise PasswordRejected("too common: choose a less guessable password")
     for name in (username, display_name):
-        if len(name) >= 3 and name.lower() in lowered:
-            raise PasswordRejected("must not contain your username or name")
+        # Django's UserAttributeSimilarityValidator: too close to the name as a whole.
+        if len(name) >= 3 and (
+            lowered == name.lower()
+            or difflib.SequenceMatcher(a=lowered, b=name.lower()).quick_ratio() >= 0.7
+        ):
+            raise PasswordRejected("too similar to your username or name")
 
 
 class Throttle:

@@ -18,7 +18,7 @@ Design notes
 - Text fields refuse control characters, surrounding blanks and the characters of SQL
   and markup injection (``' " ; \\ % < > = * ` --``); usernames, codes and ids
   are ASCII from a small alphabet, so they are safe in URLs and logs. Display names are
-  letters of the Latin or CJK scripts with a few joiners (space, ``·``, ``.``, ``-``):
+  letters of the Latin or CJK scripts, digits and a few joiners (space, ``·``, ``.``, ``-``):
   "张三", "Zhang San", "阿依古丽·买买提", "Jean-Luc Picard".
 """
 
@@ -61,6 +61,7 @@ _CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _USERNAME = re.compile(r"[a-z0-9][a-z0-9._@-]{1,63}")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _NAME_JOINERS = frozenset(" ·.-")
+_ASCII_DIGITS = frozenset("0123456789")
 _FORBIDDEN_IN_TEXT = frozenset("'\";\\%<>=*`")
 
 
@@ -156,15 +157,18 @@ def check_text(field_name: str, value: str, max_chars: int) -> str:
 
 
 def check_display_name(value: str) -> str:
-    """Check a display name: letters of the Latin or CJK scripts and space, ``·``, ``.``, ``-``."""
+    """Check a display name: Latin or CJK letters, ASCII digits, space, ``·``, ``.``, ``-``."""
     check_text("display_name", value, MAX_DISPLAY_NAME_CHARS)
     for ch in value:
         if ch in _NAME_JOINERS:
             continue
         name = unicodedata.name(ch, "")
+        if ch in _ASCII_DIGITS:
+            continue  # "Doctor 2", "王医生2": told apart by a number
         if not (ch.isalpha() and (name.startswith("LATIN") or name.startswith("CJK"))):
             raise InvalidInput(
-                "display_name", f"{ch!r} is not a Latin or Chinese letter, a space, '·', '.' or '-'"
+                "display_name",
+                f"{ch!r} is not a Latin or Chinese letter, a digit, a space, '·', '.' or '-'",
             )
     return value
 

@@ -65,7 +65,7 @@ def test_bad_password_or_username_refused(tmp_path: Path) -> None:
     data = tmp_path / "data"
     short = run_setup(data, "ops", "short")
     assert short.returncode == 1
-    assert "at least 10 characters" in short.stderr
+    assert "at least 8 characters" in short.stderr
     bad_name = run_setup(data, "Ops Admin", PASSWORD)
     assert bad_name.returncode == 1
     assert "username" in bad_name.stderr
