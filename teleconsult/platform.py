@@ -8,6 +8,11 @@ credential check and the REST controllers over it. The server hands
 ``middleware``), :attr:`Platform.stores` ``.signaling`` to the signaling pump as its
 ``Store``, and :attr:`Platform.devices` to the ``/device`` endpoint.
 
+Viewing rights decide on the event loop, so they read the institution tree and the
+service relations from memory: :class:`DirectorySnapshot` holds the last copy and
+:meth:`DirectorySnapshot.refresh` (a worker thread, every ``refresh_s`` and after each
+start) reads them again; an admin's change is in force within that interval.
+
 The field key (``DATA_DIR/keys/field.key``, 32 random bytes, 0600 in a 0700 folder)
 seals TOTP secrets at rest; it is created on first start and must be backed up with
 the database (``teleconsult backup`` says so).
@@ -15,9 +20,13 @@ the database (``teleconsult backup`` says so).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import secrets
 import stat
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -25,9 +34,21 @@ from typing import Final
 from api.auth import AccountApi, account_api
 from api.session import SessionConfig
 from consults.accounts import Accounts, DeviceCredentials, DirectoryAdmin
+from consults.directory import ServiceRelation
+from consults.repositories import DirectoryRepository
+from consults.rights import Tree
 from store.stores import Stores, open_store
 
-__all__ = ["FIELD_KEY_FILE", "Platform", "PlatformError", "load_field_key", "open_platform"]
+__all__ = [
+    "FIELD_KEY_FILE",
+    "DirectorySnapshot",
+    "Platform",
+    "PlatformError",
+    "load_field_key",
+    "open_platform",
+]
+
+logger = logging.getLogger(__name__)
 
 FIELD_KEY_FILE: Final = Path("keys") / "field.key"
 _KEY_BYTES: Final = 32
@@ -61,6 +82,40 @@ def load_field_key(data_dir: Path) -> bytes:
     return key
 
 
+class DirectorySnapshot:
+    """The institution tree and the service relations, from memory (a
+    :class:`signaling.ecg_access.DirectoryView`), refreshed off the event loop."""
+
+    def __init__(self, directory: DirectoryRepository, *, refresh_s: float = 5.0) -> None:
+        self._directory = directory
+        self.refresh_s = refresh_s
+        self._lock = threading.Lock()
+        self._tree = Tree(())
+        self._relations: tuple[ServiceRelation, ...] = ()
+
+    def tree(self) -> Tree:
+        return self._tree
+
+    def relations(self) -> Sequence[ServiceRelation]:
+        return self._relations
+
+    def refresh(self) -> None:
+        """Read the tree and the relations again (blocking: call from a thread)."""
+        with self._lock:
+            tree = Tree(self._directory.all_institutions())
+            relations = tuple(self._directory.all_relations())
+            self._tree, self._relations = tree, relations
+
+    async def run(self) -> None:
+        """Refresh every ``refresh_s`` until cancelled; a failed read keeps the last copy."""
+        while True:
+            try:
+                await asyncio.to_thread(self.refresh)
+            except Exception as exc:  # the store's failure shows on /healthz
+                logger.warning("directory snapshot not refreshed: %s", type(exc).__name__)
+            await asyncio.sleep(self.refresh_s)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Platform:
     """The platform's parts, over one store."""
@@ -70,6 +125,7 @@ class Platform:
     directory: DirectoryAdmin
     devices: DeviceCredentials
     api: AccountApi
+    directory_view: DirectorySnapshot
 
     def close(self) -> None:
         self.stores.close()
@@ -100,10 +156,13 @@ def open_platform(
         audit=stores.audit,
     )
     directory = DirectoryAdmin(accounts)
+    view = DirectorySnapshot(stores.directory)
+    view.refresh()
     return Platform(
         stores=stores,
         accounts=accounts,
         directory=directory,
         devices=DeviceCredentials(stores.directory, stores.audit),
         api=account_api(accounts, directory, session),
+        directory_view=view,
     )

@@ -60,3 +60,23 @@ def test_first_admin_logs_in_and_registers_a_cart(tmp_path: Path) -> None:
         assert reopened.accounts.login("admin", "correct horse battery").principal.person.id
     finally:
         reopened.close()
+
+
+def test_directory_snapshot_follows_the_store_on_refresh(tmp_path: Path) -> None:
+    """The snapshot answers from memory; an institution added shows after a refresh."""
+    platform = open_platform(data_dir=tmp_path)
+    try:
+        admin = platform.directory.create_first_admin(
+            username="admin", display_name="Admin", password="correct horse battery"
+        )
+        view = platform.directory_view
+        assert "CH01" not in view.tree()
+        platform.directory.create_institution(
+            admin, code="CH01", name="县人民医院", level=Level.COUNTY, parent=None
+        )
+        assert "CH01" not in view.tree()
+        view.refresh()
+        assert "CH01" in view.tree()
+        assert list(view.relations()) == []
+    finally:
+        platform.close()
