@@ -299,7 +299,7 @@ class PersonCreate(msgspec.Struct, forbid_unknown_fields=True):
     display_name: ShortText
     password: Password
     roles: Annotated[list[Role], Meta(min_length=1, max_length=6)]
-    institution: Code | None
+    institution: Code | None = None
     department: Code | None = None
     specialty: ShortText | None = None
     title: ShortText | None = None
