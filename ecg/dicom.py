@@ -11,9 +11,11 @@ Design notes
   µV per count (UCUM ``uV``), correction factor 1, baseline 0, the filter band and the
   notch. A lead with a name outside the code table is "Unspecified lead" with its name
   in the channel label. NaN samples are the padding value (-32768).
-- The IOD's limits are the exporter's: 1–13 channels, at most 16384 samples per
-  channel, 200–1000 Hz. Outside them export refuses with a :class:`DicomError` whose
-  code says which limit; it never resamples or cuts silently.
+- The 12-lead IOD's limits (1–13 channels, at most 16384 samples per channel) decide
+  the SOP class: a longer record, or one of 14–24 leads (PTB's 15), is a General ECG
+  Waveform (…9.1.2) with the same modules, never cut. Both are sampled at
+  200–1000 Hz: outside that, or beyond 24 leads, export refuses with a
+  :class:`DicomError` whose code says which limit; it never resamples.
 - Integer samples with a gain are written as they are (bit for bit); float samples in
   mV are quantised at ``uv_per_count`` (1 µV by default, ±32.767 mV), refused with
   ``sample_range`` when they do not fit.
@@ -67,6 +69,7 @@ from ecg.paper_content import (
 __all__ = [
     "GENERAL_ECG_SOP_CLASS",
     "MAX_CHANNELS",
+    "MAX_GENERAL_CHANNELS",
     "MAX_SAMPLES",
     "PADDING",
     "TWELVE_LEAD_SOP_CLASS",
@@ -81,8 +84,12 @@ __all__ = [
 TWELVE_LEAD_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.9.1.1"
 GENERAL_ECG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.9.1.2"
 _ACCEPTED = {TWELVE_LEAD_SOP_CLASS: 13, GENERAL_ECG_SOP_CLASS: 24}  # channels at most
+# The 12-lead IOD's limits; past them a record is written as a General ECG.
 MAX_CHANNELS = 13
 MAX_SAMPLES = 16384
+MAX_GENERAL_CHANNELS = 24
+# WaveformData is one OW element: its length must fit its 32-bit length field.
+_MAX_DATA_BYTES = 2**32 - 2
 MIN_FS_HZ = 200.0
 MAX_FS_HZ = 1000.0
 PADDING = -32768
@@ -302,7 +309,11 @@ def write_dicom(
     new_uid: Callable[[], str] | None = None,
     now: dt.datetime | None = None,
 ) -> bytes:
-    """A DICOM 12-lead ECG waveform file of a signal, its measurements and statements.
+    """A DICOM ECG waveform file of a signal, its measurements and statements.
+
+    A 12-Lead ECG Waveform (1–13 leads, at most 16384 samples: 32.8 s at 500 Hz);
+    a longer record or one of 14–24 leads is a General ECG Waveform
+    (1.2.840.10008.5.1.4.1.1.9.1.2) with the same modules.
 
     Parameters
     ----------
@@ -335,9 +346,9 @@ def write_dicom(
     Raises
     ------
     DicomError
-        ``channel_count`` (0 or more than 13 leads), ``too_long`` (more than 16384
-        samples), ``sampling_frequency`` (outside 200–1000 Hz), ``sample_range``,
-        ``bad_signal``.
+        ``channel_count`` (0 or more than 24 leads), ``too_long`` (no sample, or more
+        than one OW element holds), ``sampling_frequency`` (outside 200–1000 Hz),
+        ``sample_range``, ``bad_signal``.
     """
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.sequence import Sequence as DicomSequence
@@ -347,32 +358,34 @@ def write_dicom(
     new_uid = new_uid or generate_uid
     now = now or dt.datetime.now(dt.UTC)
     names = [str(name) for name in lead_names]
-    if not 1 <= len(names) <= MAX_CHANNELS:
+    if not 1 <= len(names) <= MAX_GENERAL_CHANNELS:
         raise DicomError(
             DicomErrorCode.CHANNEL_COUNT,
-            f"{len(names)} leads; a 12-lead ECG waveform holds 1 to {MAX_CHANNELS}",
+            f"{len(names)} leads; an ECG waveform holds 1 to {MAX_GENERAL_CHANNELS}",
         )
     if not (math.isfinite(fs_hz) and MIN_FS_HZ <= fs_hz <= MAX_FS_HZ):
         raise DicomError(
             DicomErrorCode.SAMPLING_FREQUENCY,
-            f"{fs_hz!r} Hz; a 12-lead ECG waveform is sampled at {MIN_FS_HZ:g}–{MAX_FS_HZ:g} Hz",
+            f"{fs_hz!r} Hz; an ECG waveform is sampled at {MIN_FS_HZ:g}–{MAX_FS_HZ:g} Hz",
         )
     counts, uv = _counts(signal, len(names), counts_per_mv, uv_per_count)
     zero = np.broadcast_to(np.asarray(baseline_counts, dtype=np.float64), (len(names),))
     if not np.issubdtype(np.asarray(signal).dtype, np.integer):
         zero = np.zeros(len(names))
     n_samples = counts.shape[0]
-    if not 1 <= n_samples <= MAX_SAMPLES:
+    if n_samples < 1 or counts.nbytes > _MAX_DATA_BYTES:
         raise DicomError(
             DicomErrorCode.TOO_LONG,
-            f"{n_samples} samples per lead; a 12-lead ECG waveform holds 1 to {MAX_SAMPLES}"
-            f" ({MAX_SAMPLES / fs_hz:.1f} s at {fs_hz:g} Hz)",
+            f"{n_samples} samples per lead; a waveform holds 1 to "
+            f"{_MAX_DATA_BYTES // (2 * len(names))}",
         )
+    twelve_lead = len(names) <= MAX_CHANNELS and n_samples <= MAX_SAMPLES
+    sop_class = TWELVE_LEAD_SOP_CLASS if twelve_lead else GENERAL_ECG_SOP_CLASS
 
     sop_uid = new_uid()
     ds = Dataset()
     ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.SOPClassUID = TWELVE_LEAD_SOP_CLASS
+    ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = sop_uid
     ds.InstanceCreationDate = now.strftime("%Y%m%d")
     ds.InstanceCreationTime = now.strftime("%H%M%S")
@@ -438,7 +451,7 @@ def write_dicom(
         ds.WaveformAnnotationSequence = DicomSequence(annotations)
 
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = UID(TWELVE_LEAD_SOP_CLASS)
+    ds.file_meta.MediaStorageSOPClassUID = UID(sop_class)
     ds.file_meta.MediaStorageSOPInstanceUID = UID(sop_uid)
     ds.file_meta.TransferSyntaxUID = UID(_EXPLICIT_VR_LITTLE_ENDIAN)
     out = io.BytesIO()

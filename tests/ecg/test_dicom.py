@@ -20,6 +20,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from ecg.dicom import (
+    GENERAL_ECG_SOP_CLASS,
     PADDING,
     TWELVE_LEAD_SOP_CLASS,
     DicomError,
@@ -243,11 +244,11 @@ def test_files_that_lie_are_refused_with_a_code() -> None:
 
 
 def test_export_refuses_what_the_iod_cannot_hold() -> None:
-    """Too many leads, too long, a rate outside 200-1000 Hz, samples beyond 16 bits."""
+    """Too many leads, no sample, a rate outside 200-1000 Hz, samples beyond 16 bits."""
     cases: list[tuple[DicomErrorCode, Callable[[], bytes]]] = [
         (DicomErrorCode.CHANNEL_COUNT,
-         lambda: write_dicom(np.zeros((10, 14)), 500.0, ["II"] * 14)),
-        (DicomErrorCode.TOO_LONG, lambda: write_dicom(np.zeros((20000, 1)), 500.0, ["II"])),
+         lambda: write_dicom(np.zeros((10, 25)), 500.0, ["II"] * 25)),
+        (DicomErrorCode.TOO_LONG, lambda: write_dicom(np.zeros((0, 1)), 500.0, ["II"])),
         (DicomErrorCode.SAMPLING_FREQUENCY,
          lambda: write_dicom(np.zeros((1000, 1)), 100.0, ["II"])),
         (DicomErrorCode.SAMPLE_RANGE, lambda: write_dicom(np.full((10, 1), 40.0), 500.0, ["II"])),
@@ -289,3 +290,31 @@ def test_a_waveform_from_another_writer() -> None:
     assert (ecg.info.patient.sex, ecg.info.patient.age_years) == ("F", 42)
     pages = layout_pages(ecg.signal_mv, ecg.fs_hz, ecg.lead_names, ecg.info)
     assert "161 ms" in [label.text for label in pages[0].labels]
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dicom3tools (dciodvfy) missing")
+def test_long_and_wide_records_are_general_ecg(ecg_dir: Path, tmp_path: Path) -> None:
+    """A 60 s record (30000 samples) and PTB's 15 leads do not fit the 12-lead IOD:
+    they are written whole as General ECG waveforms, which dciodvfy accepts and which
+    read back bit for bit."""
+    long = np.arange(30000 * 2, dtype=np.int16).reshape(30000, 2) % 2000
+    ptb = wfdb.rdrecord(str(next((ecg_dir / "ptb-sample").rglob("*.hea")).with_suffix("")),
+                        physical=False)  # fmt: skip
+    cases = [
+        (long, 500.0, ["II", "V5"], 200.0, 0.0),
+        (ptb.d_signal, ptb.fs, [normalise_lead_name(n) for n in ptb.sig_name], ptb.adc_gain,
+         ptb.baseline),
+    ]  # fmt: skip
+    for counts, fs_hz, names, gains, baseline in cases:
+        data = write_dicom(counts, fs_hz, names, counts_per_mv=gains, baseline_counts=baseline)
+        ds = pydicom.dcmread(io.BytesIO(data))
+        assert ds.SOPClassUID == GENERAL_ECG_SOP_CLASS
+        ecg = read_dicom(data)
+        assert np.array_equal(ecg.samples, counts)
+        assert ecg.lead_names == tuple(names)
+        path = tmp_path / "general.dcm"
+        path.write_bytes(data)
+        done = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+        lines = (done.stdout + done.stderr).splitlines()
+        assert "GeneralECG" in lines
+        assert [line for line in lines if line.startswith("Error")] == []
