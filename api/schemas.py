@@ -398,7 +398,7 @@ def documented(
     if answer is not None:
         specs[status] = ResponseSpec(
             data_container=answer,
-            description=(answer.__doc__ or "").strip().splitlines()[0],
+            description=" ".join((answer.__doc__ or "").split()),
             examples=[Example(summary="example", value=example(sample))] if sample else None,
         )
     return specs
