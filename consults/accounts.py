@@ -106,7 +106,9 @@ __all__ = [
     "LoginResult",
     "MintedToken",
     "NewPerson",
+    "NoRevocations",
     "Principal",
+    "Revocations",
     "Throttle",
     "check_csrf",
     "check_password",
@@ -356,6 +358,48 @@ def _new_id() -> str:
     return uuid.uuid4().hex
 
 
+class Revocations(Protocol):
+    """Told when a credential stops being valid, so that the edge closes the live
+    connections (``/ws``, ``/device``) opened with it at once.
+
+    Called from the worker thread of the request, after the store has recorded the
+    revocation: an implementation hands the news to the event loop
+    (``loop.call_soon_threadsafe``) and returns at once.
+    """
+
+    def session_revoked(self, session_id: str) -> None:
+        """One login session ended (logout)."""
+        ...
+
+    def person_sessions_revoked(self, person_id: str) -> None:
+        """Every session of a person ended (lock, password change or reset)."""
+        ...
+
+    def api_token_revoked(self, token_id: str) -> None:
+        """An API token was revoked."""
+        ...
+
+    def device_revoked(self, device_id: str) -> None:
+        """A cart was revoked: its open stream must close."""
+        ...
+
+
+class NoRevocations:
+    """Revocations nobody listens to (tests, commands)."""
+
+    def session_revoked(self, session_id: str) -> None:
+        """Nothing to close."""
+
+    def person_sessions_revoked(self, person_id: str) -> None:
+        """Nothing to close."""
+
+    def api_token_revoked(self, token_id: str) -> None:
+        """Nothing to close."""
+
+    def device_revoked(self, device_id: str) -> None:
+        """Nothing to close."""
+
+
 @dataclass(slots=True, kw_only=True)
 class _Deps:
     directory: DirectoryRepository
@@ -366,6 +410,7 @@ class _Deps:
     clock: Clock
     random_bytes: RandomBytes
     new_id: Callable[[], str]
+    revocations: Revocations
 
 
 class Accounts:
@@ -383,6 +428,9 @@ class Accounts:
         The source of secrets (``secrets.token_bytes``).
     new_id
         Opaque ids for new records.
+    revocations
+        Told of every revoked session, token and device (the edge closes their
+        connections); by default nobody.
     """
 
     def __init__(
@@ -396,6 +444,7 @@ class Accounts:
         clock: Clock = time.time,
         random_bytes: RandomBytes = secrets.token_bytes,
         new_id: Callable[[], str] = _new_id,
+        revocations: Revocations | None = None,
     ) -> None:
         self.policy = policy or AccountPolicy()
         self._d = _Deps(
@@ -407,6 +456,7 @@ class Accounts:
             clock=clock,
             random_bytes=random_bytes,
             new_id=new_id,
+            revocations=revocations or NoRevocations(),
         )
         self._hasher = self.policy.hasher()
         # Verified when the user is unknown, so that such a login costs the same work.
@@ -545,6 +595,7 @@ class Accounts:
             return LoginFailed()
         d.credentials.lock(person.id, now_s)
         d.sessions.revoke_sessions_of(person.id, now_s)
+        d.revocations.person_sessions_revoked(person.id)
         self._audit(
             "auth.account_locked", target=f"person:{person.id}", details={"failures": str(failures)}
         )
@@ -645,6 +696,7 @@ class Accounts:
         if principal.session is None:
             raise InvalidInput("session", "an API token has no session to end: revoke it")
         self._d.sessions.revoke_session(principal.session.id, self._d.clock())
+        self._d.revocations.session_revoked(principal.session.id)
         self._audit(
             "auth.logout", actor=principal.person.id, target=f"session:{principal.session.id}"
         )
@@ -676,6 +728,7 @@ class Accounts:
         now_s = d.clock()
         d.credentials.set_password_hash(person.id, self._hasher.hash(new))
         ended = d.sessions.revoke_sessions_of(person.id, now_s)
+        d.revocations.person_sessions_revoked(person.id)
         self._audit(
             "auth.password_changed", actor=person.id, details={"sessions_ended": str(ended)}
         )
@@ -760,6 +813,7 @@ class Accounts:
         if token_id not in mine:
             raise NotFound("api token", token_id)
         self._d.sessions.revoke_api_token(token_id, self._d.clock())
+        self._d.revocations.api_token_revoked(token_id)
         self._audit("auth.token_revoked", actor=principal.person.id, target=f"api_token:{token_id}")
 
 
@@ -1064,6 +1118,7 @@ class DirectoryAdmin:
         now_s = self._d.clock()
         self._d.credentials.set_password_hash(person.id, self._accounts.hash_password(password))
         ended = self._d.sessions.revoke_sessions_of(person.id, now_s)
+        self._d.revocations.person_sessions_revoked(person.id)
         self._audit(
             "auth.password_reset",
             actor,
@@ -1140,6 +1195,7 @@ class DirectoryAdmin:
         self._require_admin(actor)
         device = self.get_device(actor, device_id)
         self._d.directory.revoke_device(device_id, self._d.clock())
+        self._d.revocations.device_revoked(device_id)
         self._audit("directory.device_revoked", actor, f"device:{device_id}", device.institution)
         return Device(device.id, device.name, device.institution, True, device.created_at_s)
 

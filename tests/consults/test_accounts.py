@@ -440,3 +440,58 @@ def test_unknown_user_costs_a_hash_like_a_wrong_password() -> None:
     unknown = sorted(duration_s("nobody") for _ in range(3))[1]
     wrong = sorted(duration_s("doc") for _ in range(3))[1]
     assert unknown > 0.3 * wrong
+
+
+class Heard:
+    """A Revocations listener that writes down what it is told."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple[str, str]] = []
+
+    def session_revoked(self, session_id: str) -> None:
+        self.told.append(("session", session_id))
+
+    def person_sessions_revoked(self, person_id: str) -> None:
+        self.told.append(("person", person_id))
+
+    def api_token_revoked(self, token_id: str) -> None:
+        self.told.append(("api_token", token_id))
+
+    def device_revoked(self, device_id: str) -> None:
+        self.told.append(("device", device_id))
+
+
+def test_every_revocation_is_told_to_the_listener() -> None:
+    """Logout, token and device revocation, lockout and password change reach the
+    listener (for the edge to close live connections), each after the store's write."""
+    store = MemoryStore()
+    heard = Heard()
+    accounts = Accounts(
+        directory=store,
+        credentials=store,
+        sessions=store,
+        audit=store,
+        policy=AccountPolicy(**FAST, lock_after_failures=2, account_burst=50),
+        revocations=heard,
+    )
+    admin_dir = DirectoryAdmin(accounts)
+    root, doctor = seed(admin_dir)
+    session = accounts.login("doc", PASSWORD)
+    accounts.logout(session.principal)
+    assert session.principal.session is not None
+    assert heard.told[-1] == ("session", session.principal.session.id)
+    assert store.sessions[session.principal.session.id].revoked_at_s is not None
+    again = accounts.login("doc", PASSWORD)
+    minted = accounts.create_token(again.principal, "HIS")
+    accounts.revoke_token(again.principal, minted.record.id)
+    assert heard.told[-1] == ("api_token", minted.record.id)
+    admin_dir.register_device(root, device_id="cart-1", name="Cart", institution="town")
+    admin_dir.revoke_device(root, "cart-1")
+    assert heard.told[-1] == ("device", "cart-1")
+    accounts.change_password(again.principal, PASSWORD, "another good one")
+    assert heard.told[-1] == ("person", doctor.id)
+    heard.told.clear()
+    for _ in range(2):
+        with pytest.raises((LoginFailed, AccountLocked)):
+            accounts.login("doc", "wrong password!")
+    assert heard.told == [("person", doctor.id)]
