@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -52,6 +51,7 @@ from litestar.types import (
     Send,
 )
 
+from api.edge_config import ApiConfig
 from api.errors import exception_handlers
 from api.pages import page_handlers
 from api.security import SecurityHeaders, security_headers
@@ -63,40 +63,6 @@ logger = logging.getLogger(__name__)
 API_PATH: Final = "/api/v1"
 # A raw ASGI application (scope, receive, send) for a WebSocket path.
 RawEndpoint = Callable[[Any, Any, Any], Awaitable[None]]
-
-
-@dataclass(frozen=True, kw_only=True)
-class ApiConfig:
-    """How the edge answers HTTP.
-
-    Attributes
-    ----------
-    max_body_bytes : int
-        A request body over this answers 413 ``too_large`` (uploads excepted: their
-        handlers set their own limit).
-    health_timeout_s : float
-        A health check that has not answered after this is counted as failed, seconds.
-    tls : bool
-        The edge serves TLS itself: add ``Strict-Transport-Security``.
-    title, version : str
-        Of the OpenAPI document.
-    """
-
-    # Limits
-    max_body_bytes: int = 1024 * 1024
-    # Timeouts
-    health_timeout_s: float = 2.0
-    # Transport
-    tls: bool = False
-    # OpenAPI
-    title: str = "teleconsult"
-    version: str = "1.0.0"
-
-    def __post_init__(self) -> None:
-        if self.max_body_bytes < 1024:
-            raise ValueError(f"api.max_body_bytes must be >= 1024, not {self.max_body_bytes}")
-        if self.health_timeout_s <= 0:
-            raise ValueError("api.health_timeout_s must be positive")
 
 
 class HealthCheck(Protocol):

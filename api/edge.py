@@ -43,7 +43,6 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -52,7 +51,8 @@ from litestar import Litestar
 from litestar.di import Provide
 from litestar.types import ControllerRouterHandler, Middleware
 
-from api.app import ApiConfig, HealthCheck, RawEndpoint, create_app
+from api.app import HealthCheck, RawEndpoint, create_app
+from api.edge_config import ApiConfig, EdgeConfig
 from api.ws import (
     Channel,
     ChannelLimits,
@@ -68,59 +68,11 @@ from signaling.errors import ServerError
 from signaling.messages import CloseCode
 from signaling.server import SignalingServer
 
-__all__ = ["Edge", "EdgeConfig", "EdgeServer"]
+__all__ = ["ApiConfig", "Edge", "EdgeConfig", "EdgeServer"]
 
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_REASON: Final = "server shutting down"
-
-
-@dataclass(frozen=True, kw_only=True)
-class EdgeConfig:
-    """Where and how the edge listens.
-
-    Attributes
-    ----------
-    host : str
-        Interface to bind (loopback by default).
-    port : int
-        TCP port; 0 picks a free one (see :attr:`Edge.port`).
-    ping_interval_s, ping_timeout_s : float
-        WebSocket keep-alive pings, seconds.
-    close_timeout_s : float
-        How long closing the connections may take at shutdown, seconds.
-    max_frame_bytes : int
-        Largest ``/ws`` message read; a larger one is answered with ``error too_large``
-        and close 1009 (the core answers messages between its own, smaller limit and
-        this one with ``too_large`` and keeps the connection).
-    max_queued_bytes : int
-        Outgoing text queued for one slow client before it is closed.
-    """
-
-    host: str = "127.0.0.1"
-    port: int = 8443
-    # Keep-alive
-    ping_interval_s: float = 20.0
-    ping_timeout_s: float = 20.0
-    close_timeout_s: float = 5.0
-    # Limits
-    max_frame_bytes: int = 256 * 1024
-    max_queued_bytes: int = 4 * 1024 * 1024
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.port <= 65535:
-            raise ValueError(f"server.port must be 0-65535, not {self.port}")
-        if self.ping_interval_s <= 0 or self.ping_timeout_s <= 0 or self.close_timeout_s <= 0:
-            raise ValueError("ping_interval_s, ping_timeout_s and close_timeout_s must be > 0")
-        ChannelLimits(
-            max_message_bytes=self.max_frame_bytes, max_queued_bytes=self.max_queued_bytes
-        )
-
-    def channel_limits(self) -> ChannelLimits:
-        """The limits of one ``/ws`` connection."""
-        return ChannelLimits(
-            max_message_bytes=self.max_frame_bytes, max_queued_bytes=self.max_queued_bytes
-        )
 
 
 def quiet_uvicorn_logs() -> None:
@@ -279,7 +231,10 @@ class EdgeServer:
         self.config = config or EdgeConfig()
         self.device = device
         self._channels: set[Channel] = set()
-        limits = self.config.channel_limits()
+        limits = ChannelLimits(
+            max_message_bytes=self.config.max_frame_bytes,
+            max_queued_bytes=self.config.max_queued_bytes,
+        )
         checks: dict[str, HealthCheck] = {"store": signaling.store_health}
         checks.update(health_checks or {})
         self.app: Litestar = create_app(

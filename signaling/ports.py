@@ -25,7 +25,7 @@ ECG: the ``/device`` endpoint (``api.ws_device``) pumps bytes through
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Literal, Protocol
 
 from signaling.messages import EcgStreamInfo
@@ -190,7 +190,9 @@ class DeviceStreams(Protocol):
     def begin_commit(self) -> GroupCommit:
         """Take every stream written since the last commit (quick, on the loop)."""
 
-    def end_commit(self, commit: GroupCommit) -> list[tuple[DeviceLink, list[DeviceOutput]]]:
+    def end_commit(
+        self, commit: GroupCommit
+    ) -> Sequence[tuple[DeviceLink, list[DeviceOutput]]]:
         """After :meth:`GroupCommit.run`: the acks to send, per connection."""
 
     def close(self) -> None:

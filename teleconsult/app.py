@@ -1,110 +1,51 @@
-"""Wiring: the signaling server with the real media backend, Store, Bus and secret.
+"""Wiring: the composition root. It builds the parts and plugs them together, no more.
 
-The composition root (see DESIGN.md): ``signaling/`` states what it needs as
-Protocols, and this module plugs the real things in. ``media.sfu.Sfu`` is imported
-here and nowhere else in signaling; if it cannot be imported the server refuses to
-start with a clear message rather than running without media.
+``signaling/`` states what it needs as Protocols (:mod:`signaling.ports`), ``api/`` is
+the edge that pumps the cores over one port, ``ecglive/`` is the live ECG service;
+this module connects them with the real media backend, Store, Bus and secret:
 
-The live ECG service (:class:`EcgService`) is assembled here too: it is the ECG side
-of ``signaling/``'s ``/device`` endpoint and viewer hub (the Protocols
-``DeviceStreams`` and ``EcgCatalog`` in :mod:`signaling.ports`), built on
-:mod:`ecg.streamstore`, :mod:`ecg.live`, :mod:`ecg.annotate`.
+- :func:`build_server`: the configuration tree's sections handed over whole
+  (``config.core`` to the core, ``config.server`` to the edge, ``config.ice``, ...);
+- :func:`media_backend`: ``media.sfu.Sfu``, imported there and nowhere else (if it
+  cannot be imported the server refuses to start with a clear message rather than
+  running without media);
+- :func:`install_ecg`: the live ECG service behind ``/device`` and the viewers.
 
-- Storage effects run on the event loop (writes only; fsyncs are group-committed in a
-  thread by the endpoint).
-- Live annotation runs in worker processes (one per CPU, at most 4; or in one thread), fed
-  blocks of ~200 ms per watched stream and ~1 s per stream nobody watches
-  (:class:`ecg.live.LiveChunker`); each stream is pinned to one worker, which keeps its
-  state and encodes the viewers' JSON; results are handed back to the loop and
-  broadcast. If annotation falls behind, acks do not: the device is never slowed by
-  viewers.
-- **Why one worker per CPU, not one fewer.** The event loop's process needs far less
-  than a core (about 0.15 % of one per stream), the annotation the rest: with one fewer
-  the single worker of a 2-core machine was the bottleneck (at commit 918f2bb, 200
-  streams fell behind while the server used 135 % of the 200 %); with one per CPU the
-  scheduler shares both cores between them.
-- **Why unwatched streams step by 1 s.** A step's cost is mostly fixed (filters,
-  detector, flags: 254 us for 200 ms of 12-lead 500 Hz, 475 us for 1 s, 40 streams
-  interleaved, commit 9aa08f5), and nobody waits for the annotation of a stream nobody
-  watches: stepping it every second costs 2.7 times less CPU per second of signal, and
-  chunked equals batch, so its beats and flags are the same (at most 1 s later).
-  A viewer who subscribes gets the next frame's block at once (the pending samples in
-  one step), then 200 ms steps: the latency to a viewer is unchanged.
-- **Jobs travel in batches**: the jobs one turn of the event loop makes go to each
-  worker as one message (a list), and a worker returns one list of results per batch.
-  Per chunk, that saves the queue's lock, pipe write, wake-up and read on both sides.
-- When a stream ends, the record is re-annotated by the batch engine in another worker
-  thread (``ecg-batch``) and ``<stream>.qrs`` / ``<stream>.json`` are written beside it.
-- A stream resumed after a server restart restarts its live pipeline at the resume
-  index (beats and flags keep absolute indices; the filters settle within a second).
-- Streams are granted to viewers by room (``signaling.device.grants``); tokens of the
-  room :data:`ECG_CENTRE_ROOM` see every stream.
+Heavy packages (numpy, numba, aiortc) are imported inside the functions that build
+the server, so that importing this module (``teleconsult token``) stays cheap.
+Streams are granted to viewers by room (``signaling.device.grants``); tokens of the
+room :data:`ECG_CENTRE_ROOM` see every stream.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import dataclasses
 import functools
 import logging
-import multiprocessing
-import multiprocessing.process
-import os
-import queue
-import threading
 import time
-import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
-
-import msgspec
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Final
 
 from api.edge import EdgeServer
 from api.pages import package_web_dir
 from api.ws_device import DeviceEndpoint
-from ecg.annotate import annotate
-from ecg.device import Error as DeviceError
-from ecg.device import ErrorCode, Start, encode_message
-from ecg.errors import EcgError
-from ecg.flags import Flag
-from ecg.live import (
-    LiveChunker,
-    LiveState,
-    LiveUpdate,
-    live_flush,
-    live_start,
-    live_step,
-    live_warm_up,
-)
-from ecg.output import write_annotations
-from ecg.record import read_record
-from ecg.resume import Close, DeviceSession
-from ecg.streamstore import Commit, Outgoing, StreamInfo, StreamService, StreamStore
 from sessions.redis_backend import RedisBus, RedisStore
 from sessions.store import Bus, LocalBus, SqliteStore, Store
 from sessions.tokens import TokenClaims, load_secret, verify_token
-from signaling import messages as m
 from signaling.core import Core
 from signaling.device import ViewerHub
-from signaling.ports import DeviceLink, DeviceOutput, GroupCommit, MediaBackend
+from signaling.ports import MediaBackend
 from signaling.server import SignalingServer
 from teleconsult.config import Config
+
+if TYPE_CHECKING:
+    from ecglive.service import EcgService
 
 logger = logging.getLogger(__name__)
 
 ECG_CENTRE_ROOM: Final = "ecg-centre"
-# One event loop feeds the workers, and it tops out near 600 streams (~0.15 % of a core
-# each on this machine), which 4 workers annotate with room to spare; more would only
-# cost memory (~300 MB RSS each, numpy, scipy and numba loaded).
-MAX_LIVE_PROCESSES: Final = 4
-STREAMS_DIR: Final = "streams"
-MESSAGE_TOO_BIG: Final = 1009  # WebSocket close code
+STREAMS_DIR: Final = "streams"  # the live ECG service's folder in the data dir
 
 
 class AppError(Exception):
@@ -131,18 +72,21 @@ def media_backend(config: Config) -> MediaBackend:
         ) from exc
     # Recordings go to the data dir: for every room (--record) or by consent.
     return Sfu(
-        ice_transport_policy=config.ice_transport_policy,
+        ice_transport_policy=config.media.ice_transport_policy,
         data_dir=config.data_dir,
-        record=config.record,
+        record=config.media.record,
     )
 
 
 def store_and_bus(config: Config) -> tuple[Store, Bus]:
     """The configured Store and Bus (embedded defaults, or Redis)."""
+    backends = config.backends
     store: Store = (
-        RedisStore(config.redis_url) if config.store == "redis" else SqliteStore(config.data_dir)
+        RedisStore(backends.redis_url)
+        if backends.store == "redis"
+        else SqliteStore(config.data_dir)
     )
-    bus: Bus = RedisBus(config.redis_url) if config.bus == "redis" else LocalBus()
+    bus: Bus = RedisBus(backends.redis_url) if backends.bus == "redis" else LocalBus()
     return store, bus
 
 
@@ -172,10 +116,10 @@ def build_server(
     # The media backend first: if it is missing, nothing else has been opened.
     backend = media if media is not None else media_backend(config)
     secret = load_secret(config.data_dir, config.secret)
-    ice = config.ice_config()
+    ice = config.ice
     store, bus = store_and_bus(config)
     core = Core(
-        config=config.core_config(),
+        config=config.core,
         verify=functools.partial(verify_token, secret),
         ice_servers=lambda identity: ice.ice_servers(identity, now_s=time.time()),
         banned=store.banned_jtis(),
@@ -185,11 +129,13 @@ def build_server(
 
     # Forwarding and recording counters on /metrics.
     signaling.metrics.registry.register(MediaCollector(backend.stats))
+    ssl_context = config.ssl_context()
     server = EdgeServer(
         signaling=signaling,
-        config=config.edge_config(),
-        ssl_context=config.ssl_context(),
-        web_dir=config.web_dir or package_web_dir(),
+        config=config.server,
+        api=dataclasses.replace(config.api, tls=ssl_context is not None),
+        ssl_context=ssl_context,
+        web_dir=config.data.web_dir or package_web_dir(),
     )
     if ecg:
         install_ecg(
@@ -213,15 +159,20 @@ def install_ecg(
     """Serve ``/device`` and live viewers on ``server``, storing streams under ``root``.
 
     ``live_processes``: worker processes for live annotation; by default one per CPU up
-    to :data:`MAX_LIVE_PROCESSES`, 0 for a thread of this process. ``start_workers``:
-    start them now (from the running event loop) rather than with the first device.
+    to ``ecglive.service.MAX_LIVE_PROCESSES``, 0 for a thread of this process.
+    ``start_workers``: start them now (from the running event loop) rather than with the
+    first device.
     """
+    # numpy, scipy and numba come with the ECG service: imported when it is built.
+    from api.ws_ecg import ViewerCatalog, ViewerMessages
+    from ecglive.service import EcgService, default_live_processes
+
     if live_processes is None:
-        live_processes = min(os.cpu_count() or 1, MAX_LIVE_PROCESSES)
-    service = EcgService(root, live_processes=live_processes)
+        live_processes = default_live_processes()
+    service = EcgService(root, encoder=ViewerMessages(), live_processes=live_processes)
     endpoint = DeviceEndpoint(service, verify, commit_interval_s=commit_interval_s)
     signaling = server.signaling
-    hub = ViewerHub(service, signaling.send_text, centre_room=ECG_CENTRE_ROOM)
+    hub = ViewerHub(ViewerCatalog(service), signaling.send_text, centre_room=ECG_CENTRE_ROOM)
     service.hub = hub
     server.device = endpoint
     signaling.viewers = hub
@@ -229,577 +180,3 @@ def install_ecg(
     if start_workers:
         service.workers.begin()
     return service
-
-
-# ---------------------------------------------------------------------------- live ECG
-
-
-def stream_state(store: StreamStore, info: StreamInfo) -> m.EcgStreamStateName:
-    """``live`` (not ended), ``ended`` (record written) or ``finalised`` (annotated too)."""
-    if not info.ended:
-        return "live"
-    folder = store.path(info.stream)
-    annotated = all((folder / f"{info.stream}{ext}").exists() for ext in (".qrs", ".json"))
-    return "finalised" if annotated else "ended"
-
-
-def stream_info(
-    store: StreamStore, info: StreamInfo, samples: int | None = None
-) -> m.EcgStreamInfo:
-    """What viewers and ``teleconsult ecg streams`` show of a stored stream."""
-    start = info.start
-    n = info.durable_samples if samples is None else samples
-    return m.EcgStreamInfo(
-        stream=str(info.stream),
-        device=info.device,
-        patient=start.patient,
-        consult=start.consult,
-        room=start.room,
-        start_time=_utc(start.start_time),
-        fs_hz=start.fs_hz,
-        leads=list(start.leads),
-        samples=n,
-        duration_s=round(n / start.fs_hz, 3),
-        state=stream_state(store, info),
-    )
-
-
-def _utc(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def _outputs(out: list[Outgoing]) -> list[DeviceOutput]:
-    return [(o.code, o.reason) if isinstance(o, Close) else encode_message(o.message) for o in out]
-
-
-@dataclass(eq=False)
-class _Link:
-    """One device connection: a :class:`DeviceSession` driven by the service."""
-
-    service: StreamService
-    session: DeviceSession
-    superseded: Callable[[list[DeviceOutput]], None]
-
-    def receive_text(self, text: str) -> list[DeviceOutput]:
-        return _outputs(self.service.receive_text(self.session, text))
-
-    def receive_bytes(self, data: bytes) -> list[DeviceOutput]:
-        return _outputs(self.service.receive_bytes(self.session, data, sync=False))
-
-    def connection_lost(self) -> None:
-        self.service.connection_lost(self.session)
-
-    def too_large(self, size_bytes: int, limit_bytes: int) -> list[DeviceOutput]:
-        reason = f"a message of {size_bytes} bytes is over the limit of {limit_bytes}"
-        error = DeviceError(code=ErrorCode.FRAME_TOO_LARGE, reason=reason, fatal=True)
-        return [encode_message(error), (MESSAGE_TOO_BIG, "message too big")]
-
-
-@dataclass
-class _Feed:
-    """What the loop keeps of a stream's live pipeline: where it started, its chunker."""
-
-    start: Start
-    stream: str  # str(start.stream), made once (a UUID's str costs ~1 us per frame)
-    origin: int  # the first sample the pipeline saw (0, or the resume index)
-    chunker: LiveChunker
-    watched_samples: int  # block size while someone watches the stream
-    idle_samples: int  # block size while nobody does
-    received: int = 0
-
-
-@dataclass
-class _Live:
-    """The live pipeline of one stream, where the annotation runs."""
-
-    start: Start
-    origin: int
-    display_origin: int
-    state: LiveState
-
-
-# Jobs for the live annotation; picklable, since they may go to worker processes.
-
-
-@dataclass(frozen=True)
-class StartJob:
-    """Open a stream's pipeline at sample ``origin`` (``start``: the start message JSON)."""
-
-    stream: str
-    start: bytes
-    origin: int
-
-
-@dataclass(frozen=True, eq=False)
-class StepJob:
-    """Annotate a block; ``received`` samples had come, at ``queued`` (time.monotonic()).
-
-    The block travels as its int16 bytes, row-major with ``n_leads`` columns: pickling
-    them costs 1 us where pickling the ndarray cost 13 us, on the event loop's process
-    (the queue's feeder thread) for every chunk of every stream.
-    """
-
-    stream: str
-    block: bytes
-    n_leads: int
-    received: int
-    queued: float
-    watched: bool = True  # False: annotate (the state moves on) but encode nothing
-
-    @classmethod
-    def of(
-        cls,
-        stream: str,
-        block: npt.NDArray[np.int16],
-        received: int,
-        queued: float,
-        *,
-        watched: bool = True,
-    ) -> StepJob:
-        """The job for ``block``, shape (n, leads)."""
-        data = np.ascontiguousarray(block, dtype=np.int16).tobytes()
-        return cls(stream, data, block.shape[1], received, queued, watched)
-
-    def samples(self) -> npt.NDArray[np.int16]:
-        """The block, shape (n, leads) (read-only)."""
-        return np.frombuffer(self.block, dtype=np.int16).reshape(-1, self.n_leads)
-
-
-@dataclass(frozen=True)
-class EndJob:
-    """The stream ended with ``received`` samples."""
-
-    stream: str
-    received: int
-    queued: float
-
-
-@dataclass(frozen=True)
-class NoteJob:
-    """Pass ``text`` to the stream's viewers after the jobs queued before it."""
-
-    stream: str
-    text: str
-    queued: float
-
-
-LiveJob = StartJob | StepJob | EndJob | NoteJob
-# (stream, encoded JSON for the viewers, when its job was queued)
-LiveResult = tuple[str, str, float]
-
-
-class LiveRunner:
-    """Runs live jobs for many streams (in a thread, or inside a worker process)."""
-
-    def __init__(self) -> None:
-        self.lives: dict[str, _Live | None] = {}
-
-    def handle_all(self, batch: list[LiveJob]) -> list[LiveResult]:
-        """Run a batch of jobs in order; their results, in order."""
-        out: list[LiveResult] = []
-        for job in batch:
-            out += self.handle(job)
-        return out
-
-    def handle(self, job: LiveJob) -> list[LiveResult]:
-        """Run one job; never raises (a failing stream loses its live view only)."""
-        try:
-            if isinstance(job, StartJob):
-                start = msgspec.json.decode(job.start, type=Start)
-                self.lives[job.stream] = _open_live(start, job.origin)
-                return []
-            if isinstance(job, StepJob):
-                return self._step(job)
-            if isinstance(job, NoteJob):
-                return [(job.stream, job.text, job.queued)]
-            return self._end(job)
-        except Exception:
-            logger.exception("stream %s: live annotation failed", job.stream)
-            self.lives[job.stream] = None
-            return []
-
-    def _step(self, job: StepJob) -> list[LiveResult]:
-        live = self.lives.get(job.stream)
-        if live is None:
-            return []
-        update, live.state = live_step(job.samples(), live.state)
-        if not job.watched:
-            return []
-        return [(job.stream, self._encode(live, update, job.received), job.queued)]
-
-    def _end(self, job: EndJob) -> list[LiveResult]:
-        live = self.lives.pop(job.stream, None)
-        out: list[LiveResult] = []
-        if live is not None:
-            update = live_flush(live.state)
-            out.append((job.stream, self._encode(live, update, job.received), job.queued))
-        ended = m.EcgEnded(stream=job.stream, samples=job.received, state="ended")
-        return [*out, (job.stream, m.encode(ended).decode(), job.queued)]
-
-    @staticmethod
-    def _encode(live: _Live, update: LiveUpdate, received: int) -> str:
-        message = live_message(live.start, live.origin, live.display_origin, update, received)
-        return m.encode(message).decode()
-
-
-def _open_live(start: Start, origin: int) -> _Live | None:
-    try:
-        state = live_start(start.fs_hz, start.adc_gain, start.baseline)
-    except EcgError as error:
-        logger.warning("stream %s: no live annotation: %s", start.stream, error)
-        return None
-    return _Live(start, origin, origin // state.factor, state)
-
-
-def _live_worker(jobs: multiprocessing.Queue[list[LiveJob] | None], results: Any) -> None:
-    """A worker process: run batches of jobs until None, put each batch's results as one list.
-
-    It also ends when the server process is gone (killed): an orphan would keep the
-    server's standard streams open and annotate for nobody.
-    """
-    _warm_up()
-    runner = LiveRunner()
-    parent = multiprocessing.parent_process()
-    while True:
-        try:
-            batch = jobs.get(timeout=1.0)
-        except queue.Empty:
-            if parent is not None and not parent.is_alive():
-                return
-            continue
-        if batch is None:
-            return
-        out = runner.handle_all(batch)
-        if out:
-            results.put(out)
-
-
-def _warm_up() -> None:
-    """Load the live pipeline's compiled kernels before the first stream (a failure only logs)."""
-    try:
-        live_warm_up()
-    except Exception:
-        logger.exception("live annotation warm-up failed")
-
-
-class LiveWorkers:
-    """Where live annotation runs: one thread (``processes=0``) or worker processes.
-
-    In processes, each stream is pinned to one worker (its state lives there) and the
-    worker encodes the viewers' JSON, so the event loop's process only moves bytes;
-    with N cores, N workers annotate in parallel (numpy work under one GIL would not).
-    Jobs submitted during one turn of the event loop go to each worker as one batch.
-    ``publish(stream, text, queued)`` is called on the loop's thread.
-    """
-
-    def __init__(self, publish: Callable[[str, str, float], None], processes: int = 0) -> None:
-        self.publish = publish
-        self.processes = processes
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: ThreadPoolExecutor | None = None
-        self._runner = LiveRunner()
-        self._queues: list[multiprocessing.Queue[list[LiveJob] | None]] = []
-        self._workers: list[multiprocessing.process.BaseProcess] = []
-        self._results: Any = None
-        self._reader: threading.Thread | None = None
-        self._batches: list[list[LiveJob]] = [[] for _ in range(max(1, processes))]
-        self._flush_due = False
-
-    def submit(self, job: LiveJob) -> None:
-        """Queue a job (from the loop's thread); its results are published in order.
-
-        The job leaves with the others of this turn of the event loop.
-        """
-        self.begin()
-        index = hash(job.stream) % self.processes if self.processes else 0
-        self._batches[index].append(job)
-        if not self._flush_due:
-            self._flush_due = True
-            assert self._loop is not None
-            self._loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_due = False
-        for index, batch in enumerate(self._batches):
-            if not batch:
-                continue
-            self._batches[index] = []
-            if self.processes:
-                self._queues[index].put(batch)
-            elif self._thread is not None:
-                self._thread.submit(self._run_here, batch)
-
-    def close(self, join_timeout_s: float = 5.0) -> None:
-        """Stop the workers (pending jobs are dropped: only the live view loses them).
-
-        A worker that has not ended ``join_timeout_s`` after its end marker (busy with a
-        backlog, or still loading its kernels) is terminated. Its queue's feeder thread
-        may then be stuck writing jobs nobody will read into a full pipe: the queue is
-        told not to join it, or this process could never exit.
-        """
-        if self._thread is not None:
-            self._thread.shutdown(wait=True, cancel_futures=True)
-        for jobs in self._queues:
-            jobs.put(None)
-        for worker in self._workers:
-            worker.join(join_timeout_s)
-            if worker.is_alive():
-                worker.terminate()
-                worker.join(join_timeout_s)
-        for jobs in self._queues:
-            jobs.cancel_join_thread()
-        if self._results is not None:
-            self._results.put(None)
-        if self._reader is not None:
-            self._reader.join(join_timeout_s)
-
-    @property
-    def started(self) -> bool:
-        """Whether the thread or the processes have been started."""
-        return self._loop is not None
-
-    def begin(self) -> None:
-        """Start the thread or the processes, if not yet (from the loop's thread)."""
-        if self._loop is not None:
-            return
-        self._loop = asyncio.get_running_loop()
-        if not self.processes:
-            self._thread = ThreadPoolExecutor(1, "ecg-live")
-            self._thread.submit(_warm_up)
-            return
-        # forkserver: never fork this process (threads, sockets, an event loop).
-        context = multiprocessing.get_context("forkserver")
-        self._results = context.Queue()
-        for index in range(self.processes):
-            jobs: multiprocessing.Queue[list[LiveJob] | None] = context.Queue()
-            worker = context.Process(
-                target=_live_worker, args=(jobs, self._results), name=f"ecg-live-{index}"
-            )
-            worker.daemon = True
-            worker.start()
-            self._queues.append(jobs)
-            self._workers.append(worker)
-        self._reader = threading.Thread(target=self._read, name="ecg-live-results", daemon=True)
-        self._reader.start()
-
-    def _run_here(self, batch: list[LiveJob]) -> None:
-        self._hand_over(self._runner.handle_all(batch))
-
-    def _read(self) -> None:
-        while (results := self._results.get()) is not None:
-            self._hand_over(results)
-
-    def _hand_over(self, results: list[LiveResult]) -> None:
-        loop = self._loop
-        if results and loop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(self._publish_all, results)
-
-    def _publish_all(self, results: list[LiveResult]) -> None:
-        for result in results:
-            self.publish(*result)
-
-
-class EcgService:
-    """The ECG side of ``/device`` and of the viewers (see the module notes).
-
-    Parameters
-    ----------
-    root : Path
-        Where streams are stored.
-    chunk_s : float
-        Signal per live step of a stream someone watches, in s.
-    idle_chunk_s : float
-        Signal per live step of a stream nobody watches, in s (see the module notes).
-    live_processes : int
-        Worker processes for live annotation (0: one thread in this process).
-    """
-
-    def __init__(
-        self,
-        root: Path,
-        *,
-        chunk_s: float = 0.2,
-        idle_chunk_s: float = 1.0,
-        live_processes: int = 0,
-    ) -> None:
-        root.mkdir(parents=True, exist_ok=True)
-        self.store = StreamStore(root)
-        self.service = StreamService(self.store, listener=self, on_takeover=self._takeover)
-        self.chunk_s = chunk_s
-        self.idle_chunk_s = idle_chunk_s
-        self.hub: ViewerHub | None = None
-        self._links: dict[DeviceSession, _Link] = {}
-        self._live: dict[uuid.UUID, _Feed] = {}
-        self.workers = LiveWorkers(self._publish_text, live_processes)
-        self._batch_pool = ThreadPoolExecutor(1, "ecg-batch")
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._ended: dict[uuid.UUID, m.EcgStreamInfo] = {}
-        self.live_lag_s: list[float] = []  # for the benchmark: chunk queued -> published
-
-    # -- DeviceStreams -------------------------------------------------------------
-
-    def connect(self, device_id: str, superseded: Callable[[list[DeviceOutput]], None]) -> _Link:
-        self._loop = asyncio.get_running_loop()
-        self.workers.begin()  # worker processes take a second or two to import numpy
-        link = _Link(self.service, DeviceSession(device_id), superseded)
-        self._links[link.session] = link
-        return link
-
-    def begin_commit(self) -> GroupCommit:
-        return self.service.begin_commit()
-
-    def end_commit(self, commit: GroupCommit) -> list[tuple[DeviceLink, list[DeviceOutput]]]:
-        assert isinstance(commit, Commit)
-        acks: list[tuple[DeviceLink, list[DeviceOutput]]] = []
-        for session, out in self.service.end_commit(commit):
-            link = self._links.get(session)
-            if link is not None:
-                acks.append((link, _outputs(out)))
-        for session in [s for s in self._links if s.closed]:
-            del self._links[session]
-        return acks
-
-    def close(self) -> None:
-        self.service.close()
-        self.workers.close()
-        self._batch_pool.shutdown(wait=True)
-
-    def _takeover(self, old: DeviceSession, out: list[Outgoing]) -> None:
-        link = self._links.get(old)
-        if link is not None:
-            link.superseded(_outputs(out))
-
-    # -- StreamListener -------------------------------------------------------------
-
-    def samples_appended(
-        self, start: Start, first_index: int, samples: npt.NDArray[np.int16]
-    ) -> None:
-        feed = self._live.get(start.stream)
-        if feed is None or feed.origin + feed.received != first_index:
-            feed = self._open_feed(start, first_index)
-        feed.received += len(samples)
-        watched = self.hub is not None and self.hub.subscribers(feed.stream) > 0
-        feed.chunker.chunk_samples = feed.watched_samples if watched else feed.idle_samples
-        block = feed.chunker.push(samples)
-        if block is not None:
-            self._step(feed, block, watched=watched)
-
-    def _open_feed(self, start: Start, first_index: int) -> _Feed:
-        """A fresh pipeline from ``first_index`` (a new stream, or resumed after a restart)."""
-        stream = str(start.stream)
-        chunker = LiveChunker(start.n_leads, start.fs_hz, self.chunk_s)
-        idle = max(1, round(self.idle_chunk_s * start.fs_hz))
-        feed = _Feed(start, stream, first_index, chunker, chunker.chunk_samples, idle)
-        self._live[start.stream] = feed
-        self.workers.submit(StartJob(stream, encode_message(start).encode(), first_index))
-        return feed
-
-    def stream_ended(self, start: Start, record: Path) -> None:
-        feed = self._live.pop(start.stream, None)
-        if feed is not None:
-            block = feed.chunker.take()
-            if block is not None:
-                watched = self.hub is not None and self.hub.subscribers(feed.stream) > 0
-                self._step(feed, block, watched=watched)
-            received = feed.origin + feed.received
-            self.workers.submit(EndJob(feed.stream, received, time.monotonic()))
-        self._batch_pool.submit(self._reannotate, start, record)
-
-    # -- EcgCatalog --------------------------------------------------------------------
-
-    def ecg_streams(self) -> list[m.EcgStreamInfo]:
-        return [self._info(info) for info in self.store.streams()]
-
-    def ecg_stream(self, stream: str) -> m.EcgStreamInfo | None:
-        try:
-            return self._info(self.store.info(uuid.UUID(stream)))
-        except (ValueError, EcgError):
-            return None
-
-    def _info(self, info: StreamInfo) -> m.EcgStreamInfo:
-        if info.stream in self._ended:
-            return self._ended[info.stream]
-        live = self._live.get(info.stream)
-        described = stream_info(
-            self.store, info, None if live is None else live.origin + live.received
-        )
-        if described.state == "finalised":
-            self._ended[info.stream] = described
-        return described
-
-    # -- the live pipeline --------------------------------------------------------------
-
-    def _step(self, feed: _Feed, block: npt.NDArray[np.int16], *, watched: bool) -> None:
-        received = feed.origin + feed.received
-        # Most streams have no viewer most of the time: their chunks are annotated but
-        # not encoded nor sent back (a sixth of a worker's time per chunk, and the result
-        # queue's traffic on the loop's process). A viewer who subscribes gets the next
-        # chunk on, which carries the heart rate and the provisional flags anew.
-        job = StepJob.of(feed.stream, block, received, time.monotonic(), watched=watched)
-        self.workers.submit(job)
-
-    def _publish_text(self, stream: str, text: str, queued: float) -> None:
-        if len(self.live_lag_s) < 100_000:
-            self.live_lag_s.append(time.monotonic() - queued)
-        if self.hub is not None:
-            self.hub.publish_text(stream, text)
-
-    def _publish(self, message: m.EcgEnded) -> None:
-        """From the batch thread: after the stream's live output (same worker queue)."""
-        loop = self._loop
-        job = NoteJob(message.stream, m.encode(message).decode(), time.monotonic())
-        if loop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self.workers.submit, job)
-
-    def _reannotate(self, start: Start, record: Path) -> None:
-        try:
-            annotation = annotate(read_record(record))
-            write_annotations(annotation, record.parent)
-        except Exception:
-            logger.exception("stream %s: batch annotation failed", start.stream)
-            return
-        self._publish(
-            m.EcgEnded(stream=str(start.stream), samples=annotation.n_samples, state="finalised")
-        )
-
-
-def live_message(
-    start: Start, origin: int, display_origin: int, update: LiveUpdate, received: int
-) -> m.EcgData:
-    """An ``ecg_data`` message from a live update (samples in µV, lead by lead)."""
-    uv = np.clip(np.round(update.display_mv.astype(np.float64) * 1000.0), -32767, 32767)
-    if np.isnan(uv).any():
-        samples: list[list[int | None]] = [
-            [None if np.isnan(v) else int(v) for v in lead] for lead in uv.T
-        ]
-    else:
-        samples = uv.T.astype(np.int64).tolist()
-    beats = []
-    for index, rr in zip(update.beats.tolist(), update.rr_s.tolist(), strict=True):
-        at = origin + index
-        time_s = start.start_time + timedelta(seconds=at / start.fs_hz)
-        beats.append(m.EcgBeat(at, _utc(time_s), None if np.isnan(rr) else round(rr, 4)))
-    return m.EcgData(
-        stream=str(start.stream),
-        first_index=display_origin + update.display_first_index,
-        display_fs_hz=update.display_fs_hz,
-        samples_uv=samples,
-        beats=beats,
-        heart_rate_bpm=None if update.heart_rate_bpm is None else round(update.heart_rate_bpm, 1),
-        flags=[_flag(f, origin) for f in update.flags],
-        provisional=[_flag(f, origin) for f in update.provisional_flags],
-        samples=received,
-    )
-
-
-def _flag(flag: Flag, origin: int) -> m.EcgFlag:
-    measure = None if np.isnan(flag.measure) else round(float(flag.measure), 4)
-    return m.EcgFlag(
-        kind=flag.kind.value,
-        onset=origin + flag.onset,
-        offset=origin + flag.offset,
-        lead=flag.lead,
-        measure=measure,
-    )

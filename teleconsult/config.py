@@ -1,29 +1,53 @@
-"""Server configuration: a TOML file (``--config``) into one frozen dataclass.
+"""Server configuration declared once: one validated tree of frozen dataclasses.
 
-Every setting has an embedded default, so ``teleconsult serve`` runs with no file at
-all; ``docs/operations.md`` lists every key. The file is validated as a whole (unknown
-sections or keys, wrong types and out-of-range values are refused with the key named)
-before anything starts. Command-line options override the file.
+Each section of the tree *is* the settings type of the package that uses it, so a
+setting is declared in one place (with its default, unit and validation) and handed
+over whole, never copied field by field:
 
-Units are in the names: ``grace_s``, ``max_message_bytes``, ``turn_ttl_s``.
+==============  ==========================================  ==========================
+TOML section    type                                        taken by
+==============  ==========================================  ==========================
+``[server]``    :class:`api.edge_config.EdgeConfig`         the edge (listen, limits)
+``[api]``       :class:`api.edge_config.ApiConfig`          the ASGI application
+``[core]``      :class:`signaling.config.CoreConfig`        the signaling core
+``[ice]``       :class:`sessions.turn.IceConfig`            STUN/TURN for clients
+``[media]``     :class:`MediaSection`                       the SFU (``media.sfu``)
+``[data]``      :class:`DataSection`                        paths, TLS files, secret
+``[backends]``  :class:`BackendsSection`                    Store and Bus
+==============  ==========================================  ==========================
+
+Sources, later ones winning: the embedded defaults, a TOML file (``--config``), the
+environment (``TELECONSULT_<SECTION>__<KEY>``, e.g. ``TELECONSULT_CORE__GRACE_S=10``;
+the value is read as a TOML value when it is one, else as a string), then command-line
+options. The whole is validated before anything starts: unknown sections or keys,
+wrong types and out-of-range values are refused with the key named. Relative paths in
+a file are relative to the file's folder. Units are in the names (``grace_s``,
+``max_message_bytes``, ``turn_ttl_s``).
+
+This module imports nothing heavy (no Litestar, uvicorn, numpy): ``teleconsult token``
+reads the configuration too.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import re
 import ssl
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
 import msgspec
 
-from api.edge import EdgeConfig
+from api.edge_config import ApiConfig, EdgeConfig
 from sessions.turn import IceConfig
-from signaling.core import CoreConfig
+from signaling.config import CoreConfig
+
+ENV_PREFIX: Final = "TELECONSULT_"
 
 
 class ConfigError(Exception):
@@ -31,170 +55,133 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Config:
-    """Everything ``teleconsult serve`` needs; see docs/operations.md for each key."""
+class DataSection:
+    """``[data]``: where state is kept and how people reach the server.
 
-    # [server]
-    host: str = "127.0.0.1"
-    port: int = 8443
+    Attributes
+    ----------
+    data_dir : Path
+        The data folder (secret, SQLite, streams, recordings).
+    public_url : str or None
+        The URL printed in links, when the server is behind a proxy or a name.
+    cert, key : Path or None
+        PEM certificate chain and private key: with both, ``https://`` and ``wss://``.
+    web_dir : Path or None
+        The browser assets; None: the installed ``web`` package's.
+    secret : str or None
+        The token signing secret (>= 32 bytes); else ``TELECONSULT_SECRET``, else
+        ``data_dir/secret``.
+    """
+
     data_dir: Path = Path("var")
     public_url: str | None = None
     cert: Path | None = None
     key: Path | None = None
-    record: bool = False
-    web_dir: Path | None = None  # None: the installed package's assets
-    # [sessions]
+    web_dir: Path | None = None
     secret: str | None = None
-    grace_s: float = 30.0
-    join_timeout_s: float = 10.0
-    waiting_room: bool = True
-    # [limits]
-    max_message_bytes: int = 64 * 1024
-    max_frame_bytes: int = 256 * 1024
-    rate_per_s: float = 20.0
-    burst: float = 50.0
-    flood_close_after: int = 20
-    # [keepalive]
-    ping_interval_s: float = 20.0
-    ping_timeout_s: float = 20.0
-    # [ice]
-    stun_urls: tuple[str, ...] = ()
-    turn_urls: tuple[str, ...] = ()
-    turn_secret: str | None = None
-    turn_ttl_s: float = 12 * 3600.0
+
+    def __post_init__(self) -> None:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("data.cert and data.key go together")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MediaSection:
+    """``[media]``: the SFU's options.
+
+    Attributes
+    ----------
+    record : bool
+        Record every consult (hospital policy); otherwise by the room's consent.
+    ice_transport_policy : {"all", "relay"}
+        ``relay``: the server's own media uses TURN relays only.
+    """
+
+    record: bool = False
     ice_transport_policy: Literal["all", "relay"] = "all"
-    # [backends]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackendsSection:
+    """``[backends]``: the Store and the Bus (embedded by default)."""
+
     store: Literal["sqlite", "redis"] = "sqlite"
     bus: Literal["local", "redis"] = "local"
     redis_url: str = "redis://127.0.0.1:6379/0"
 
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """Everything ``teleconsult serve`` needs; see docs/operations.md for each key."""
+
+    server: EdgeConfig = field(default_factory=EdgeConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
+    core: CoreConfig = field(default_factory=CoreConfig)
+    ice: IceConfig = field(default_factory=IceConfig)
+    media: MediaSection = field(default_factory=MediaSection)
+    data: DataSection = field(default_factory=DataSection)
+    backends: BackendsSection = field(default_factory=BackendsSection)
+
     def __post_init__(self) -> None:
-        if not 0 <= self.port <= 65535:
-            raise ConfigError(f"server.port must be 0-65535, not {self.port}")
-        if (self.cert is None) != (self.key is None):
-            raise ConfigError("server.cert and server.key go together")
-        if self.max_frame_bytes < self.max_message_bytes:
-            raise ConfigError("limits.max_frame_bytes must be >= limits.max_message_bytes")
-        try:
-            self.core_config()
-            self.ice_config()
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from exc
+        if self.server.max_frame_bytes < self.core.max_message_bytes:
+            raise ValueError("server.max_frame_bytes must be >= core.max_message_bytes")
 
-    def core_config(self) -> CoreConfig:
-        """The protocol core's settings."""
-        return CoreConfig(
-            grace_s=self.grace_s,
-            join_timeout_s=self.join_timeout_s,
-            max_message_bytes=self.max_message_bytes,
-            rate_per_s=self.rate_per_s,
-            burst=self.burst,
-            flood_close_after=self.flood_close_after,
-            waiting_room=self.waiting_room,
-        )
+    # Shorthands for the two settings every command reads.
+    @property
+    def data_dir(self) -> Path:
+        """``data.data_dir``."""
+        return self.data.data_dir
 
-    def ice_config(self) -> IceConfig:
-        """STUN/TURN servers for clients."""
-        return IceConfig(
-            stun_urls=self.stun_urls,
-            turn_urls=self.turn_urls,
-            turn_secret=self.turn_secret,
-            turn_ttl_s=self.turn_ttl_s,
-        )
+    @property
+    def secret(self) -> str | None:
+        """``data.secret``."""
+        return self.data.secret
 
     def ssl_context(self) -> ssl.SSLContext | None:
-        """TLS context from ``cert``/``key``, or None for plain ws://."""
-        if self.cert is None or self.key is None:
+        """TLS context from ``data.cert``/``data.key``, or None for plain http/ws."""
+        cert, key = self.data.cert, self.data.key
+        if cert is None or key is None:
             return None
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         try:
-            context.load_cert_chain(self.cert, self.key)
+            context.load_cert_chain(cert, key)
         except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(
-                f"cannot load TLS certificate {self.cert} / {self.key}: {exc}"
-            ) from exc
+            raise ConfigError(f"cannot load TLS certificate {cert} / {key}: {exc}") from exc
         return context
 
-    def edge_config(self) -> EdgeConfig:
-        """Where and how the edge listens."""
-        return EdgeConfig(
-            host=self.host,
-            port=self.port,
-            ping_interval_s=self.ping_interval_s,
-            ping_timeout_s=self.ping_timeout_s,
-            max_frame_bytes=self.max_frame_bytes,
-        )
-
     def base_url(self, port: int | None = None) -> str:
-        """The URL people open: ``public_url``, else built from host and port."""
-        if self.public_url:
-            return self.public_url.rstrip("/")
-        scheme = "https" if self.cert else "http"
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        """The URL people open: ``data.public_url``, else built from host and port."""
+        if self.data.public_url:
+            return self.data.public_url.rstrip("/")
+        scheme = "https" if self.data.cert else "http"
+        host = self.server.host
+        host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         host = f"[{host}]" if ":" in host else host
-        return f"{scheme}://{host}:{self.port if port is None else port}"
+        return f"{scheme}://{host}:{self.server.port if port is None else port}"
 
 
-# The file's shape: one Struct per section, unknown keys refused.
-class _Section(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
-    pass
+# Command-line options (flat names) and the key of the tree each one sets.
+OPTIONS: Final[Mapping[str, tuple[str, str]]] = {
+    "host": ("server", "host"),
+    "port": ("server", "port"),
+    "data_dir": ("data", "data_dir"),
+    "cert": ("data", "cert"),
+    "key": ("data", "key"),
+    "record": ("media", "record"),
+}
 
 
-class _Server(_Section):
-    host: str | None = None
-    port: int | None = None
-    data_dir: str | None = None
-    public_url: str | None = None
-    cert: str | None = None
-    key: str | None = None
-    record: bool | None = None
-    web_dir: str | None = None
-
-
-class _Sessions(_Section):
-    secret: str | None = None
-    grace_s: float | None = None
-    join_timeout_s: float | None = None
-    waiting_room: bool | None = None
-
-
-class _Limits(_Section):
-    max_message_bytes: int | None = None
-    max_frame_bytes: int | None = None
-    rate_per_s: float | None = None
-    burst: float | None = None
-    flood_close_after: int | None = None
-
-
-class _Keepalive(_Section):
-    ping_interval_s: float | None = None
-    ping_timeout_s: float | None = None
-
-
-class _Ice(_Section):
-    stun_urls: list[str] | None = None
-    turn_urls: list[str] | None = None
-    turn_secret: str | None = None
-    turn_ttl_s: float | None = None
-    ice_transport_policy: Literal["all", "relay"] | None = None
-
-
-class _Backends(_Section):
-    store: Literal["sqlite", "redis"] | None = None
-    bus: Literal["local", "redis"] | None = None
-    redis_url: str | None = None
-
-
-class _File(_Section):
-    server: _Server = msgspec.field(default_factory=_Server)
-    sessions: _Sessions = msgspec.field(default_factory=_Sessions)
-    limits: _Limits = msgspec.field(default_factory=_Limits)
-    keepalive: _Keepalive = msgspec.field(default_factory=_Keepalive)
-    ice: _Ice = msgspec.field(default_factory=_Ice)
-    backends: _Backends = msgspec.field(default_factory=_Backends)
-
-
-_PATHS: Final = frozenset({"data_dir", "cert", "key", "web_dir"})
+def _section_fields() -> dict[str, set[str]]:
+    types: dict[str, Any] = {
+        "server": EdgeConfig,
+        "api": ApiConfig,
+        "core": CoreConfig,
+        "ice": IceConfig,
+        "media": MediaSection,
+        "data": DataSection,
+        "backends": BackendsSection,
+    }
+    return {name: {f.name for f in dataclasses.fields(kind)} for name, kind in types.items()}
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, data_dir_help: str) -> None:
@@ -203,42 +190,94 @@ def add_config_arguments(parser: argparse.ArgumentParser, data_dir_help: str) ->
     parser.add_argument("--config", type=Path, help="TOML configuration (docs/operations.md)")
 
 
-def load_config(path: Path | None = None, **overrides: Any) -> Config:
-    """Read ``path`` (TOML) if given, apply non-None ``overrides``, validate.
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    data = raw.get("data")
+    if isinstance(data, dict):  # relative paths follow the file
+        for key in ("data_dir", "cert", "key", "web_dir"):
+            value = data.get(key)
+            if isinstance(value, str) and value and not Path(value).is_absolute():
+                data[key] = str(path.parent / value)
+    return raw
 
-    Relative paths in the file are taken relative to the file's folder.
+
+def _env_value(text: str) -> Any:
+    """An environment value: a TOML value when it parses as one (10, true, ["a"]), else text."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for name, text in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name.removeprefix(ENV_PREFIX).lower().partition("__")
+        found.setdefault(section, {})[key] = _env_value(text)
+    return found
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Config:
+    """Read ``path`` (TOML) if given, then the environment, then non-None ``overrides``.
+
+    Parameters
+    ----------
+    path : Path, optional
+        The TOML file.
+    environ : mapping, optional
+        The environment (default ``os.environ``); ``TELECONSULT_<SECTION>__<KEY>``.
+    **overrides
+        Command-line options by their flat names (:data:`OPTIONS`).
 
     Raises
     ------
     ConfigError
-        Unreadable file, bad TOML, unknown key, wrong type or invalid value.
+        Unreadable file, bad TOML, unknown section or key, wrong type or invalid value.
     """
-    values: dict[str, Any] = {}
-    if path is not None:
-        try:
-            raw = tomllib.loads(path.read_text())
-        except OSError as exc:
-            raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
-        try:
-            parsed = msgspec.convert(raw, _File)
-        except msgspec.ValidationError as exc:
-            raise ConfigError(f"{path}: {exc}") from exc
-        for section in msgspec.structs.asdict(parsed).values():
-            for key, value in msgspec.structs.asdict(section).items():
-                if value is None or value == "":
-                    continue
-                if key in _PATHS:
-                    value = (path.parent / value) if not Path(value).is_absolute() else Path(value)
-                values[key] = tuple(value) if isinstance(value, list) else value
-    for key, value in overrides.items():
+    tree: dict[str, Any] = _read_file(path) if path is not None else {}
+    where = str(path) if path is not None else "configuration"
+    for section, values in _from_environment(os.environ if environ is None else environ).items():
+        tree.setdefault(section, {}).update(values)
+    for option, value in overrides.items():
+        if option not in OPTIONS:
+            raise ConfigError(f"unknown option {option!r}")
         if value is not None:
-            values[key] = Path(value) if key in _PATHS else value
-    unknown = set(values) - {f.name for f in dataclasses.fields(Config)}
-    if unknown:
-        raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
-    return Config(**values)
+            section, key = OPTIONS[option]
+            tree.setdefault(section, {})[key] = str(value) if isinstance(value, Path) else value
+    known = _section_fields()
+    for section, values in tree.items():
+        if section not in known:
+            raise ConfigError(f"{where}: unknown section [{section}]")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: [{section}] must be a table")
+        unknown = set(values) - known[section]
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {section}.{sorted(unknown)[0]}")
+    # An empty string in a file stands for "not set" (as in docs/operations.md).
+    tree = {s: {k: v for k, v in values.items() if v != ""} for s, values in tree.items()}
+    try:
+        return msgspec.convert(tree, Config, strict=False, dec_hook=_decode)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _decode(kind: type, value: Any) -> Any:
+    """msgspec's hook for the types it does not convert itself (paths from strings)."""
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    raise NotImplementedError(f"cannot convert {type(value).__name__} to {kind.__name__}")
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")

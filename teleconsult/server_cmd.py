@@ -7,7 +7,12 @@ SIGTERM close every connection (1001), let media sessions and Store writes finis
 then exit 0.
 
 ``token`` prints what it minted and, alone on its last line, the token itself, so
-that scripts can take ``| tail -n 1``.
+that scripts can take ``| tail -n 1``. It starts quickly: this module imports the server
+(numpy, numba, aiortc, Litestar, uvicorn) only inside ``serve``.
+
+The server is one ASGI application served by uvicorn on one port (``api.edge``): pages,
+static files, ``/api/v1``, ``/ws``, ``/device``, ``/healthz``, ``/metrics``; TLS with
+``--cert``/``--key``.
 """
 
 from __future__ import annotations
@@ -20,11 +25,9 @@ import sys
 from pathlib import Path
 from typing import Any, Final
 
-from ecg.warmup import warm_up
 from sessions.errors import SessionError
 from sessions.tokens import DEFAULT_PERMISSIONS, ROLES, load_secret, mint_token
 from signaling.errors import ServerError
-from teleconsult.app import AppError, build_server
 from teleconsult.config import (
     Config,
     ConfigError,
@@ -117,6 +120,11 @@ def demo_links(secret: str, base_url: str) -> list[tuple[str, str]]:
 
 def run_serve(args: argparse.Namespace) -> int:
     """Run the server until SIGINT or SIGTERM."""
+    # Imported here: the server pulls in numpy, numba, aiortc, Litestar and uvicorn, which
+    # `token` and `--version` must not wait for.
+    from ecg.warmup import warm_up
+    from teleconsult.app import AppError
+
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -141,6 +149,8 @@ async def _serve(config: Config) -> int:
     # with slower first remote video frames in consult rooms, for a reason not found
     # (bench/first_frame.py, 40 repetitions, seen-by-present p95: 1.13-1.30 s without
     # them in three runs, 1.38-1.57 s with them in three).
+    from teleconsult.app import build_server
+
     server = build_server(config)
     await server.start()
     stop = asyncio.Event()

@@ -28,7 +28,8 @@ from ecg.errors import EcgError
 from ecg.output import write_annotations
 from ecg.record import read_record
 from ecg.streamstore import StreamStore
-from teleconsult.app import STREAMS_DIR, stream_info
+from ecglive.service import stream_info
+from teleconsult.app import STREAMS_DIR
 from teleconsult.config import ConfigError, add_config_arguments, load_config
 
 __all__ = ["export", "register", "run_export", "run_streams"]

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from api.edge import EdgeServer
+from api.edge import EdgeConfig, EdgeServer
 from media.sfu import Sfu
 from sessions.tokens import mint_token
+from sessions.turn import IceConfig
 from teleconsult.app import build_server
-from teleconsult.config import Config
+from teleconsult.config import Config, DataSection, MediaSection
 from tests.media.turn import Turn, coturn
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
@@ -59,13 +60,12 @@ async def running_consult(
 ) -> AsyncIterator[Consult]:
     """Start the server as ``teleconsult serve`` assembles it, on a free 127.0.0.1 port."""
     config = Config(
-        port=0,
-        data_dir=data_dir,
-        secret=SECRET,
-        web_dir=WEB_DIR,
-        turn_urls=(turn.url,) if turn else (),
-        turn_secret=turn.secret if turn else None,
-        ice_transport_policy="relay" if relay else "all",
+        server=EdgeConfig(port=0),
+        data=DataSection(data_dir=data_dir, secret=SECRET, web_dir=WEB_DIR),
+        ice=IceConfig(
+            turn_urls=(turn.url,) if turn else (), turn_secret=turn.secret if turn else None
+        ),
+        media=MediaSection(ice_transport_policy="relay" if relay else "all"),
     )
     server = build_server(config)
     assert isinstance(server.media, Sfu)

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser
 
+from api.edge import EdgeConfig
 from media.recorder import RecordingState, read_manifest
 from media.sfu import Sfu
 from teleconsult.app import build_server
-from teleconsult.config import Config
+from teleconsult.config import Config, DataSection, MediaSection
 from tests.e2e.conftest import SECRET, WEB_DIR, Consult
 from tests.e2e.test_passthrough import seeing_each_other
 from tests.media.probe import ffprobe, last_packet_s
@@ -30,7 +31,8 @@ async def browser() -> AsyncIterator[Browser]:
 @pytest.fixture
 async def recorded(tmp_path: Path) -> AsyncIterator[Consult]:
     """The server as ``teleconsult serve --record`` assembles it."""
-    config = Config(port=0, data_dir=tmp_path / "var", secret=SECRET, web_dir=WEB_DIR, record=True)
+    data = DataSection(data_dir=tmp_path / "var", secret=SECRET, web_dir=WEB_DIR)
+    config = Config(server=EdgeConfig(port=0), data=data, media=MediaSection(record=True))
     server = build_server(config)
     assert isinstance(server.media, Sfu)
     await server.start()

@@ -19,9 +19,10 @@ from websockets.exceptions import InvalidStatus
 
 from api.edge import EdgeServer
 from ecg.streamstore import StreamStore
+from ecglive.service import EcgService
 from fixtures.make_fixtures import synthetic12
 from sessions.tokens import load_secret, mint_token, verify_token
-from teleconsult.app import EcgService, install_ecg
+from teleconsult.app import install_ecg
 from teleconsult.device_cmd import SimulatedRecord, simulate
 from tests.signaling.conftest import SECRET, Client, make_token, open_client, ws_url
 

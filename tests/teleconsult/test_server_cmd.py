@@ -20,6 +20,7 @@ from websockets.exceptions import InvalidMessage
 
 from sessions.errors import InvalidToken
 from sessions.tokens import load_secret, verify_token
+from signaling.config import CoreConfig
 from teleconsult.cli import main
 from teleconsult.config import ConfigError, load_config, parse_duration_s
 
@@ -97,18 +98,42 @@ def test_durations() -> None:
 
 
 def test_config_file_and_overrides(tmp_path: Path) -> None:
-    """TOML sections map to settings, relative paths follow the file, options win."""
+    """TOML sections are the packages' own settings; paths follow the file; options win."""
     path = tmp_path / "teleconsult.toml"
     path.write_text(
-        '[server]\nport = 9000\ndata_dir = "state"\n'
-        "[sessions]\ngrace_s = 12\nwaiting_room = false\n"
+        '[server]\nport = 9000\n[data]\ndata_dir = "state"\n'
+        "[core]\ngrace_s = 12\nwaiting_room = false\n"
         '[ice]\nstun_urls = ["stun:127.0.0.1:3478"]\nturn_urls = ["turn:127.0.0.1:3478"]\n'
         'turn_secret = "t"\n'
     )
-    config = load_config(path, port=9100)
-    assert (config.port, config.data_dir, config.grace_s) == (9100, tmp_path / "state", 12)
-    assert not config.core_config().waiting_room
-    assert config.ice_config().ice_servers("a", now_s=0)[1]["username"] == "43200:a"
+    config = load_config(path, environ={}, port=9100)
+    assert (config.server.port, config.data_dir, config.core.grace_s) == (
+        9100,
+        tmp_path / "state",
+        12,
+    )
+    assert isinstance(config.core, CoreConfig)  # the core's own type, handed over whole
+    assert not config.core.waiting_room
+    assert config.ice.ice_servers("a", now_s=0)[1]["username"] == "43200:a"
+
+
+def test_environment_between_file_and_options(tmp_path: Path) -> None:
+    """TELECONSULT_<SECTION>__<KEY> overrides the file; a command-line option the variable."""
+    path = tmp_path / "teleconsult.toml"
+    path.write_text("[server]\nport = 9000\n[core]\ngrace_s = 12\n")
+    environ = {
+        "TELECONSULT_CORE__GRACE_S": "7.5",
+        "TELECONSULT_SERVER__PORT": "9200",
+        "TELECONSULT_SERVER__HOST": "0.0.0.0",
+        "TELECONSULT_ICE__STUN_URLS": '["stun:a:3478"]',
+    }
+    config = load_config(path, environ=environ, port=9300)
+    assert (config.core.grace_s, config.server.port, config.server.host) == (7.5, 9300, "0.0.0.0")
+    assert list(config.ice.stun_urls) == ["stun:a:3478"]
+    with pytest.raises(ConfigError, match="grace_s"):
+        load_config(None, environ={"TELECONSULT_CORE__GRACE_S": "-1"})
+    with pytest.raises(ConfigError, match=r"core\.nonsense"):
+        load_config(None, environ={"TELECONSULT_CORE__NONSENSE": "1"})
 
 
 @pytest.mark.parametrize(
@@ -119,7 +144,10 @@ def test_config_file_and_overrides(tmp_path: Path) -> None:
         ("[server]\nport = 70000\n", "port"),
         ("[ice]\nturn_urls = ['turn:x']\n", "turn_secret"),
         ("[nonsense\n", "TOML"),
-        ("[sessions]\ngrace_s = -1\n", "grace_s"),
+        ("[core]\ngrace_s = -1\n", "grace_s"),
+        ("[sessions]\ngrace_s = 1\n", "sessions"),
+        ("[data]\ncert = 'c.pem'\n", "key"),
+        ("[server]\nmax_frame_bytes = 2048\n", "max_frame_bytes"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, text: str, message: str) -> None:
@@ -127,7 +155,7 @@ def test_bad_config_names_the_key(tmp_path: Path, text: str, message: str) -> No
     path = tmp_path / "bad.toml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
-        load_config(path)
+        load_config(path, environ={})
 
 
 def _start_serve(tmp_path: Path) -> tuple[subprocess.Popen[str], str, list[str]]:
@@ -280,3 +308,21 @@ def test_missing_media_backend_is_a_clear_error(
     monkeypatch.setitem(sys.modules, "media.sfu", None)
     with pytest.raises(AppError, match=r"media\.sfu\.Sfu cannot be loaded"):
         build_server(load_config(None, data_dir=tmp_path))
+
+
+def test_token_side_imports_nothing_heavy() -> None:
+    """server_cmd, config and app import no numpy, scipy, numba, aiortc or PyAV at import.
+
+    `teleconsult token` and `--version` must start in well under a second: the server's
+    heavy packages are imported only inside the functions that build it.
+    """
+    heavy = ("numpy", "scipy", "numba", "aiortc", "av")
+    probe = (
+        "import sys\n"
+        "import teleconsult.app, teleconsult.config, teleconsult.server_cmd\n"
+        f"print(','.join(m for m in {heavy!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == ""

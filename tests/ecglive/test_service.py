@@ -1,4 +1,5 @@
-"""The live annotation of teleconsult.app: jobs, LiveRunner, LiveWorkers and the chunking."""
+"""The live ECG service (ecglive): jobs, LiveRunner, LiveWorkers and the chunking, with the
+edge's viewer messages as the encoder."""
 
 from __future__ import annotations
 
@@ -15,11 +16,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from api.ws_ecg import ViewerCatalog, ViewerMessages
 from ecg.device import Frame, Start, encode_message
-from fixtures.make_fixtures import regular_beats, synthetic_ecg
-from signaling import messages as m
-from signaling.device import ViewerHub
-from teleconsult.app import (
+from ecglive.service import (
     EcgService,
     EndJob,
     LiveJob,
@@ -28,6 +27,9 @@ from teleconsult.app import (
     StartJob,
     StepJob,
 )
+from fixtures.make_fixtures import regular_beats, synthetic_ecg
+from signaling import messages as m
+from signaling.device import ViewerHub
 
 FS_HZ = 500.0
 GAIN = 200.0  # ADC units per mV
@@ -57,7 +59,7 @@ def _digital(duration_s: float) -> npt.NDArray[np.int16]:
 
 def _texts(start: Start, samples: npt.NDArray[np.int16], watched_from: int) -> list[str]:
     """Encoded results of every chunk, the first ``watched_from`` chunks unwatched."""
-    runner = LiveRunner()
+    runner = LiveRunner(ViewerMessages())
     stream = str(start.stream)
     runner.handle(StartJob(stream, encode_message(start).encode(), 0))
     texts = []
@@ -93,7 +95,7 @@ class _RecordingWorkers(LiveWorkers):
     """LiveWorkers that run nothing and keep every job submitted."""
 
     def __init__(self) -> None:
-        super().__init__(lambda stream, text, queued: None)
+        super().__init__(lambda stream, text, queued: None, encoder=ViewerMessages())
         self.jobs: list[LiveJob] = []
 
     def submit(self, job: LiveJob) -> None:
@@ -104,10 +106,10 @@ async def test_unwatched_streams_step_by_the_second_watched_ones_by_200_ms(
     tmp_path: Path,
 ) -> None:
     """Nobody watching: 1 s blocks; once a viewer subscribes: the pending part, then 200 ms."""
-    service = EcgService(tmp_path, chunk_s=0.2, idle_chunk_s=1.0)
+    service = EcgService(tmp_path, encoder=ViewerMessages(), chunk_s=0.2, idle_chunk_s=1.0)
     workers = service.workers = _RecordingWorkers()
     texts: list[str] = []
-    hub = service.hub = ViewerHub(service, lambda conn, text: texts.append(text))
+    hub = service.hub = ViewerHub(ViewerCatalog(service), lambda conn, text: texts.append(text))
     start = _start()
     samples = _digital(3.0)
     link = service.connect(start.device, lambda out: None)
@@ -142,7 +144,7 @@ async def test_a_worker_process_returns_a_batch_of_jobs_in_order() -> None:
         if '"ecg_ended"' in text:
             done.set()
 
-    workers = LiveWorkers(publish, processes=1)
+    workers = LiveWorkers(publish, processes=1, encoder=ViewerMessages())
     try:
         workers.submit(StartJob(stream, encode_message(start).encode(), 0))
         for first in range(0, len(samples), CHUNK):
@@ -163,13 +165,14 @@ import asyncio, sys, uuid
 from datetime import UTC, datetime
 import numpy as np
 from ecg.device import Start, encode_message
-from teleconsult.app import LiveWorkers, StartJob, StepJob
+from api.ws_ecg import ViewerMessages
+from ecglive.service import LiveWorkers, StartJob, StepJob
 
 async def main() -> None:
     start = Start(version=1, device="c", stream=uuid.uuid4(), patient="p", fs_hz=500.0,
                   leads=["I"], adc_gain=[200.0], baseline=[0], resolution_bits=16,
                   start_time=datetime.now(UTC))
-    workers = LiveWorkers(lambda *args: None, processes=1)
+    workers = LiveWorkers(lambda *args: None, processes=1, encoder=ViewerMessages())
     workers.submit(StartJob(str(start.stream), encode_message(start).encode(), 0))
     block = np.zeros((1, 1), np.int16)
     for k in range(30_000):  # seconds of work, and more bytes than a pipe holds

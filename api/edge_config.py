@@ -1,0 +1,88 @@
+"""The edge's settings: plain frozen dataclasses, cheap to import.
+
+The configuration tree of ``teleconsult`` (``teleconsult.config.Config``) holds these as
+its ``[server]`` and ``[api]`` sections as they are; this module imports neither
+Litestar nor uvicorn, so that reading a configuration (``teleconsult token``) stays
+quick.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["ApiConfig", "EdgeConfig"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EdgeConfig:
+    """Where and how the edge listens.
+
+    Attributes
+    ----------
+    host : str
+        Interface to bind (loopback by default).
+    port : int
+        TCP port; 0 picks a free one (see :attr:`Edge.port`).
+    ping_interval_s, ping_timeout_s : float
+        WebSocket keep-alive pings, seconds.
+    close_timeout_s : float
+        How long closing the connections may take at shutdown, seconds.
+    max_frame_bytes : int
+        Largest ``/ws`` message read; a larger one is answered with ``error too_large``
+        and close 1009 (the core answers messages between its own, smaller limit and
+        this one with ``too_large`` and keeps the connection).
+    max_queued_bytes : int
+        Outgoing text queued for one slow client before it is closed.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8443
+    # Keep-alive
+    ping_interval_s: float = 20.0
+    ping_timeout_s: float = 20.0
+    close_timeout_s: float = 5.0
+    # Limits
+    max_frame_bytes: int = 256 * 1024
+    max_queued_bytes: int = 4 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"server.port must be 0-65535, not {self.port}")
+        if self.ping_interval_s <= 0 or self.ping_timeout_s <= 0 or self.close_timeout_s <= 0:
+            raise ValueError("ping_interval_s, ping_timeout_s and close_timeout_s must be > 0")
+        if self.max_frame_bytes < 1024 or self.max_queued_bytes < self.max_frame_bytes:
+            raise ValueError("max_frame_bytes >= 1024 and max_queued_bytes >= it required")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiConfig:
+    """How the edge answers HTTP.
+
+    Attributes
+    ----------
+    max_body_bytes : int
+        A request body over this answers 413 ``too_large`` (uploads excepted: their
+        handlers set their own limit).
+    health_timeout_s : float
+        A health check that has not answered after this is counted as failed, seconds.
+    tls : bool
+        The edge serves TLS itself: add ``Strict-Transport-Security``.
+    title, version : str
+        Of the OpenAPI document.
+    """
+
+    # Limits
+    max_body_bytes: int = 1024 * 1024
+    # Timeouts
+    health_timeout_s: float = 2.0
+    # Transport
+    tls: bool = False
+    # OpenAPI
+    title: str = "teleconsult"
+    version: str = "1.0.0"
+
+    def __post_init__(self) -> None:
+        if self.max_body_bytes < 1024:
+            raise ValueError(f"api.max_body_bytes must be >= 1024, not {self.max_body_bytes}")
+        if self.health_timeout_s <= 0:
+            raise ValueError("api.health_timeout_s must be positive")
