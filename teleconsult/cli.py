@@ -3,6 +3,12 @@
 Each command group lives in its own module and adds itself to the parser through
 ``register(subparsers)``; a command's handler takes the parsed arguments and returns
 the process exit status.
+
+Commands are registered lazily: ``teleconsult token ...`` imports the module of
+``token`` and no other, so commands that process no signal (``token``, ``setup``,
+``audit``, ``backup``, ``restore``, ``--version``) never pay for numpy, scipy and numba,
+which the ECG commands import. ``--help`` (and an unknown command) registers them all,
+to list them.
 """
 
 from __future__ import annotations
@@ -10,40 +16,97 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
-from teleconsult import (
-    __version__,
-    audit_cmd,
-    backup_cmd,
-    device_cmd,
-    ecg_cmd,
-    recording_cmd,
-    server_cmd,
-    setup_cmd,
-)
+from teleconsult import __version__
 
 Handler = Callable[[argparse.Namespace], int]
+if TYPE_CHECKING:
+    Commands = argparse._SubParsersAction[Any]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _server(commands: Commands) -> None:
+    from teleconsult import server_cmd
+
+    server_cmd.register(commands)
+
+
+def _ecg(commands: Commands) -> None:
+    from teleconsult import ecg_cmd
+
+    ecg_cmd.register(commands)
+
+
+def _device(commands: Commands) -> None:
+    from teleconsult import device_cmd
+
+    device_cmd.register(commands)
+
+
+def _recording(commands: Commands) -> None:
+    from teleconsult import recording_cmd
+
+    recording_cmd.register(commands)
+
+
+def _audit(commands: Commands) -> None:
+    from teleconsult import audit_cmd
+
+    audit_cmd.register(commands)
+
+
+def _backup(commands: Commands) -> None:
+    from teleconsult import backup_cmd
+
+    backup_cmd.register(commands)
+
+
+def _setup(commands: Commands) -> None:
+    from teleconsult import setup_cmd
+
+    setup_cmd.register(commands)
+
+
+# Command name -> the registrar of its module (one module may register several names).
+REGISTRARS: dict[str, Callable[[Commands], None]] = {
+    "serve": _server,
+    "token": _server,
+    "setup": _setup,
+    "ecg": _ecg,
+    "device": _device,
+    "recording": _recording,
+    "audit": _audit,
+    "backup": _backup,
+    "restore": _backup,
+}
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The command word of ``argv`` (its first word that is not an option)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser, with the command of ``argv`` registered (every command without one)."""
     parser = argparse.ArgumentParser(
         prog="teleconsult",
-        description="Real-time telemedicine: consult rooms and live annotated ECG.",
+        description="Telemedicine for county medical alliances: consult rooms, remote ECG, "
+        "accounts and institutions, a tamper-evident audit trail.",
     )
     parser.add_argument("--version", action="version", version=f"teleconsult {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    server_cmd.register(commands)
-    ecg_cmd.register(commands)
-    device_cmd.register(commands)
-    recording_cmd.register(commands)
-    audit_cmd.register(commands)
-    backup_cmd.register(commands)
-    setup_cmd.register(commands)
+    words = list(sys.argv[1:] if argv is None else argv)
+    wanted = _command_of(words)
+    if wanted in REGISTRARS:
+        REGISTRARS[wanted](commands)
+    elif not (wanted is None and "--version" in words):
+        for registrar in dict.fromkeys(REGISTRARS.values()):
+            registrar(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     handler: Handler = args.handler
     try:
