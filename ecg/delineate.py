@@ -161,7 +161,7 @@ class DelineateConfig:
     qt_max_s : float
         Longest QT searched is ``qt_max_s * sqrt(RR_s)`` (and at most 85 % of RR).
     t_window_s, p_window_s : float
-        Width of the area indicator for T and P boundaries, s.
+        Width of the area indicator for the T end and the P boundaries, s.
     p_search_s : float
         P searched up to this before QRS onset, s.
     p_min_mv, p_snr : float
@@ -182,6 +182,9 @@ class DelineateConfig:
     t_clear_fraction : float
         Leads with T (P) at least this fraction of the largest give the global T (P)
         boundaries.
+    spike_mv, spike_ratio : float
+        A pacing spike's second difference exceeds ``spike_mv`` (mV) and
+        ``spike_ratio`` times the record's 99th percentile.
     share_boundaries : bool
         Leads where P or T is smaller take the beat's global boundaries of that wave.
     """
@@ -212,6 +215,8 @@ class DelineateConfig:
     agree_leads: int = 2
     agree_ms: float = 12.0
     t_clear_fraction: float = 0.4
+    spike_mv: float = 0.3
+    spike_ratio: float = 6.0
     share_boundaries: bool = True
 
     def __post_init__(self) -> None:
@@ -382,6 +387,8 @@ class Delineation:
     per_lead : tuple of LeadFiducials
         One per lead, in lead order.
     beat_fiducials : BeatFiducials
+    pacing_spikes : ndarray of int64
+        Samples of the pacing spikes found (blanked before delineation).
     """
 
     fs_hz: float
@@ -393,6 +400,7 @@ class Delineation:
     global_: GlobalFiducials
     per_lead: tuple[LeadFiducials, ...]
     beat_fiducials: BeatFiducials
+    pacing_spikes: IntArray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 # ---------------------------------------------------------------- wave finders
@@ -428,6 +436,16 @@ def _corner_after(y: FloatArray, peak: int, lo: int, hi: int, w: int, sign: floa
     start = np.maximum(t - w, 0)
     area = (c[t + 1 - base] - c[start - base]) - (t + 1 - start) * y[t]
     return int(t[np.argmax(sign * area)])
+
+
+def _knee(y: FloatArray, lo: int, hi: int, sign: float) -> int:
+    """The sample of [lo, hi] farthest from the chord between its ends, on the side away
+    from the wave (``sign``): where the flat ST segment bends into the T wave."""
+    if hi - lo < 2:
+        return MISSING
+    seg = y[lo : hi + 1]
+    chord = np.linspace(seg[0], seg[-1], seg.size)
+    return lo + int(np.argmax(sign * (chord - seg)))
 
 
 def _corner_before(y: FloatArray, lo: int, hi: int, w: int, sign: float) -> int:
@@ -569,7 +587,7 @@ def _t_wave(
     w = max(2, round(cfg.t_window_s * fs))
     t_end = _corner_after(sm, tp, tp + 1, end, w, s)
     on_lo = qrs_off if qrs_off != MISSING else start
-    t_on = _corner_before(sm, on_lo, tp, w, s)
+    t_on = _knee(sm, on_lo, tp, s)
     return t_on, tp, t_end
 
 
@@ -614,6 +632,46 @@ def _p_wave(
 
 
 # ---------------------------------------------------------------- leads and templates
+
+
+def _pacing_spikes(signal: FloatArray, fs: float, cfg: DelineateConfig) -> IntArray:
+    """Samples of pacing spikes: narrow (<= 4 ms) bursts of second difference far above
+    anything the heart makes (``spike_mv`` and ``spike_ratio`` times the record's 99th
+    percentile), over all leads. None below 250 Hz, where a 0.5-2 ms spike is
+    averaged away."""
+    n = signal.shape[0]
+    if fs < 250.0 or n < 8:
+        return np.zeros(0, dtype=np.int64)
+    x = np.nan_to_num(signal, nan=0.0, posinf=0.0, neginf=0.0)
+    d2 = np.abs(x[2:] - 2.0 * x[1:-1] + x[:-2]).max(axis=1)
+    thr = max(cfg.spike_mv, cfg.spike_ratio * float(np.percentile(d2, 99.0)))
+    hits = np.flatnonzero(d2 > thr) + 1
+    if hits.size == 0:
+        return hits.astype(np.int64)
+    width = max(1, round(0.004 * fs))
+    breaks = np.flatnonzero(np.diff(hits) > width) + 1
+    events = np.split(hits, breaks)
+    return np.asarray(
+        [int(e[np.argmax(d2[e - 1])]) for e in events if e[-1] - e[0] <= width],
+        dtype=np.int64,
+    )
+
+
+def _blank(signal: FloatArray, spikes: IntArray, fs: float) -> FloatArray:
+    """The signal with each spike replaced by a straight line (4 ms before, 8 ms after),
+    so that the filters do not smear it into the QRS."""
+    if spikes.size == 0:
+        return signal
+    out = signal.copy()
+    n = signal.shape[0]
+    before, after = max(1, round(0.004 * fs)), max(2, round(0.008 * fs))
+    for k in spikes.tolist():
+        a, b = max(0, k - before), min(n - 1, k + after)
+        if b - a < 2:
+            continue
+        ramp = np.linspace(0.0, 1.0, b - a + 1)[:, None]
+        out[a : b + 1] = out[a] * (1.0 - ramp) + out[b] * ramp
+    return out
 
 
 def _prepare(signal: FloatArray, fs: float, cfg: DelineateConfig) -> list[_Lead]:
@@ -776,7 +834,8 @@ def delineate(
     rr_ms = float(np.median(np.diff(r_all))) * 1000.0 / fs if r_all.size >= 2 else None
     rr_s = (rr_ms / 1000.0) if rr_ms is not None else 1.0
     pre, post = round(cfg.pre_s * fs), round(cfg.post_s * fs)
-    leads = _prepare(signal, fs, cfg) if n_samples > 0 else []
+    spikes = _pacing_spikes(signal, fs, cfg)
+    leads = _prepare(_blank(signal, spikes, fs), fs, cfg) if n_samples > 0 else []
     unusable: list[Absent | None] = (
         [_usable(lead, name) for lead, name in zip(leads, names, strict=True)]
         if leads
@@ -842,6 +901,16 @@ def delineate(
             beat_fid.points[:, 0:3] = MISSING
             beat_fid.p_present[:] = False
             beat_fid.pr_ms[:] = np.nan
+    # Paced: spikes before most dominant beats. The P waves of a paced rhythm (if any)
+    # are not what PR means; the QRS is still delineated (spikes blanked).
+    paced = _paced_beats(r_all, spikes, fs)
+    dominant_paced = int(np.count_nonzero(paced & dominant))
+    if np.any(dominant) and dominant_paced >= 0.5 * np.count_nonzero(dominant):
+        why = Absent(
+            AbsentReason.PACED,
+            f"pacing spikes before {dominant_paced} of {int(np.count_nonzero(dominant))} beats",
+        )
+        global_ = dataclasses.replace(global_, p_on=MISSING, p_off=MISSING, absent_p=why)
     return Delineation(
         fs_hz=fs,
         lead_names=names,
@@ -852,7 +921,17 @@ def delineate(
         global_=global_,
         per_lead=per_lead,
         beat_fiducials=beat_fid,
+        pacing_spikes=spikes,
     )
+
+
+def _paced_beats(r_all: IntArray, spikes: IntArray, fs: float) -> NDArray[np.bool_]:
+    """Beats with a pacing spike in the 300 ms before their R peak."""
+    if spikes.size == 0 or r_all.size == 0:
+        return np.zeros(r_all.size, dtype=bool)
+    right = np.searchsorted(spikes, r_all, side="right")
+    left = np.searchsorted(spikes, r_all - round(0.3 * fs), side="left")
+    return np.asarray(right > left)
 
 
 def _dominant(
