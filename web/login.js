@@ -27,6 +27,10 @@ async function submit(event) {
   try {
     const answer = await api("POST", "/auth/login", body);
     window.tc = { me: answer.me };
+    if (answer.me.must_enrol_totp) {
+      await enrol(answer.me);
+      return;
+    }
     const language = new URLSearchParams(location.search).get("lang");
     location.assign(nextPage(answer.me) + (language ? `?lang=${encodeURIComponent(language)}` : ""));
   } catch (failure) {
@@ -36,6 +40,19 @@ async function submit(event) {
     }
     showError(error, failure);
   }
+}
+
+// A role of this person requires a second factor: enrol it now, show the secret once,
+// and go on when the person has added it to their authenticator app.
+async function enrol(me) {
+  const secret = await api("POST", "/me/totp", {});
+  form.hidden = true;
+  document.getElementById("totp-secret").textContent = secret.secret;
+  document.getElementById("totp-uri").textContent = secret.uri;
+  document.getElementById("enrol").hidden = false;
+  document.getElementById("enrol-done").addEventListener("click", () => {
+    location.assign(nextPage(me));
+  });
 }
 
 translatePage();

@@ -7,9 +7,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pyotp
 import pytest
 from playwright.async_api import Browser, Page
 
+from consults.accounts import NewPerson
+from consults.directory import Level, Role
 from tests.api.test_auth_fixtures import ADMIN_PASSWORD, PASSWORD, Stack, backend, policy, stack
 from tests.web.browser import chromium, new_page
 
@@ -113,3 +116,40 @@ async def test_admin_builds_the_directory_in_the_browser(browser: Browser, stack
     assert actions.count("directory.institution_created") == 2
     assert actions.count("directory.person_created") == 2
     assert "auth.login_failed" in actions
+
+
+async def test_role_requiring_totp_enrols_then_asks_for_the_code(
+    browser: Browser, stack: Stack
+) -> None:
+    """When experts must use a second factor, an expert's first login shows a new TOTP
+    key; the next login asks for the code and lets them in with it."""
+    root = stack.stores.directory.person_by_username("root")
+    assert root is not None
+    stack.directory.create_institution(
+        root, code="county-1", name="某县人民医院", level=Level.COUNTY, parent=None
+    )
+    stack.directory.create_person(
+        root,
+        NewPerson(
+            username="wang.expert",
+            display_name="王主任",
+            password=PASSWORD,
+            roles=frozenset({Role.EXPERT}),
+            institution="county-1",
+        ),
+    )
+    stack.directory.set_totp_required_roles(root, frozenset({Role.EXPERT}))
+    first = await new_page(browser)
+    await log_in(first, stack.url, "wang.expert", PASSWORD)
+    await first.locator("#enrol").wait_for()
+    secret = (await first.text_content("#totp-secret") or "").strip()
+    assert len(secret) >= 16
+    await first.context.close()
+
+    second = await new_page(browser)
+    await log_in(second, stack.url, "wang.expert", PASSWORD)
+    await second.locator("#totp-row").wait_for()
+    await second.fill("#totp", pyotp.TOTP(secret).now())
+    await second.click("#submit")
+    await second.wait_for_url(f"{stack.url}/?lang=en")
+    assert (await me(second))["must_enrol_totp"] is False
