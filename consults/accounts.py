@@ -628,6 +628,8 @@ class Accounts:
             Unknown (forged), expired, or the person is gone.
         TokenRevoked
             A revoked session or API token (audited).
+        AccountLocked
+            The person's account is locked (their API tokens stop with it).
         """
         d = self._d
         now_s = d.clock()
@@ -651,6 +653,8 @@ class Accounts:
             creds = d.credentials.get_credentials(session.person_id)
             if person is None or creds is None:
                 raise SessionInvalid()
+            if creds.locked:
+                raise AccountLocked()
             return Principal(
                 person, session=session, must_enrol_totp=self._must_enrol(person, creds)
             )
@@ -674,8 +678,12 @@ class Accounts:
             if not api_token.valid_at(now_s):
                 raise SessionInvalid("the token has expired")
             person = d.directory.get_person(api_token.person_id)
-            if person is None:
+            creds = d.credentials.get_credentials(api_token.person_id)
+            if person is None or creds is None:
                 raise SessionInvalid()
+            if creds.locked:
+                # A locked account stops its integrations too, until an admin unlocks it.
+                raise AccountLocked()
             return Principal(person, api_token=api_token)
         self._audit("auth.session_invalid", outcome="denied", details={"reason": "malformed"})
         raise SessionInvalid()

@@ -126,6 +126,7 @@ def test_lockout_after_repeated_failures_until_an_admin_unlocks() -> None:
     accounts, admin_dir, store, _ = make(lock_after_failures=3, account_burst=100)
     root, doctor = seed(admin_dir)
     open_session = accounts.login("doc", PASSWORD)
+    token = accounts.create_token(open_session.principal, "HIS")
     with pytest.raises(LoginFailed):
         accounts.login("doc", "wrong password 1")
     with pytest.raises(LoginFailed):
@@ -138,7 +139,10 @@ def test_lockout_after_repeated_failures_until_an_admin_unlocks() -> None:
     assert "password" not in caught.value.reason.replace("failed logins", "")
     with pytest.raises(TokenRevoked):
         accounts.authenticate(open_session.token)
+    with pytest.raises(AccountLocked):
+        accounts.authenticate(token.secret)
     admin_dir.unlock(root, doctor.id)
+    assert accounts.authenticate(token.secret).person.id == doctor.id
     assert accounts.login("doc", PASSWORD).principal.person.id == doctor.id
     assert store.creds[doctor.id].failed_logins == 0
 
