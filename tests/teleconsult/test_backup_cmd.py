@@ -10,11 +10,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from consults.directory import Credentials, Institution, Level, Person, Role
 from sessions.store import AuditEntry, Ban, RoomRecord
 from store.engine import open_engine
 from store.migrate import upgrade
-from store.schema import audit, bans, rooms
+from store.schema import metadata
 from store.sessions import SqlSessionStore
+from store.stores import open_store
 from teleconsult.cli import main
 from tests.pg import Database, database, make_database
 
@@ -36,7 +38,7 @@ def contents(url: str) -> dict[str, list[Any]]:
             table.name: [
                 tuple(row) for row in conn.execute(select(table).order_by(*table.primary_key))
             ]
-            for table in (audit, bans, rooms)
+            for table in metadata.sorted_tables
         }
     engine.dispose()
     return found
@@ -46,15 +48,19 @@ def test_backup_restore_verify_gives_the_same_rows(
     database: Database, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Backup, restore into an empty store, verify: the same rows and an intact chain."""
-    engine = open_engine(url=database.url)
-    upgrade(engine)
-    store = SqlSessionStore(engine)
+    stores = open_store(data_dir=database.data_dir, database_url=database.url)
+    stores.directory.add_institution(Institution("county", "某县医院", Level.COUNTY))
+    stores.directory.add_person(
+        Person("p1", "doc", "李医生", "county", frozenset({Role.DOCTOR})),
+        Credentials("p1", "$argon2id$v=19$m=1024,t=1,p=1$c2FsdA$aGFzaA"),
+    )
+    store = stores.signaling
     store.write(
         [RoomRecord(room="c-1", time=T)]
         + [AuditEntry(time=T, room="c-1", actor=f"a{i}", action="join") for i in range(50)]
         + [Ban(jti="j", room="c-1", identity="a1", by="m", reason="说明", time=T)]
     )
-    engine.dispose()
+    stores.close()
     out = tmp_path / "backups" / "store.backup"
     assert main(["backup", "--out", str(out), *target_args(database)]) == 0
     assert "audit head seq 50" in capsys.readouterr().out
@@ -64,7 +70,9 @@ def test_backup_restore_verify_gives_the_same_rows(
     fresh = make_database(database.kind, tmp_path / "restored")
     assert main(["restore", str(out), *target_args(fresh)]) == 0
     assert "audit chain holds, 50 rows" in capsys.readouterr().out
-    assert contents(fresh.url) == contents(database.url)
+    before = contents(database.url)
+    assert all(before[name] for name in ("people", "credentials", "institutions", "audit"))
+    assert contents(fresh.url) == before
     # The restored store takes writes and keeps chaining.
     restored = open_engine(url=fresh.url)
     SqlSessionStore(restored).write([AuditEntry(time=T, room="c-1", actor="b", action="leave")])
