@@ -6,6 +6,8 @@ import { api, ApiFailure, showError, t, translatePage } from "/static/auth.js";
 
 const LEVELS = ["province", "city", "county", "township", "village"];
 const ROLES = ["doctor", "expert", "coordinator", "ecg_reader", "admin", "auditor"];
+const KINDS = ["ecg", "consult"];
+const OVERRIDES = ["added", "removed"];
 const $ = (id) => document.getElementById(id);
 
 const state = { me: null, institutions: [] };
@@ -45,6 +47,47 @@ function fillInstitutionSelects() {
   $("inst-parent").replaceChildren(option("", t("noParent")), ...choices.map((o) => o.cloneNode(true)));
   $("person-institution").replaceChildren(...choices.map((o) => o.cloneNode(true)));
   $("device-institution").replaceChildren(...choices.map((o) => o.cloneNode(true)));
+  $("rel-provider").replaceChildren(...choices.map((o) => o.cloneNode(true)));
+  $("rel-client").replaceChildren(...choices.map((o) => o.cloneNode(true)));
+}
+
+async function loadRelations() {
+  const relations = await api("GET", "/relations");
+  $("relations").replaceChildren(
+    ...relations.map((r) => {
+      const clear = document.createElement("button");
+      clear.type = "button";
+      clear.textContent = t("clear");
+      clear.addEventListener("click", () => clearRelation(r));
+      return row([r.provider, r.client, t(`kind.${r.kind}`), t(`override.${r.override}`), clear]);
+    }),
+  );
+}
+
+async function setRelation(event) {
+  event.preventDefault();
+  const body = {
+    provider: $("rel-provider").value,
+    client: $("rel-client").value,
+    kind: $("rel-kind").value,
+    override: $("rel-override").value,
+  };
+  try {
+    await api("POST", "/relations", body);
+    await loadRelations();
+  } catch (error) {
+    fail(error);
+  }
+}
+
+async function clearRelation(r) {
+  const path = [r.provider, r.client, r.kind].map(encodeURIComponent).join("/");
+  try {
+    await api("DELETE", `/relations/${path}`);
+    await loadRelations();
+  } catch (error) {
+    fail(error);
+  }
 }
 
 async function loadInstitutions() {
@@ -165,6 +208,8 @@ async function logout() {
 
 function buildForms() {
   $("inst-level").replaceChildren(...LEVELS.map((l) => option(l, t(`level.${l}`))));
+  $("rel-kind").replaceChildren(...KINDS.map((k) => option(k, t(`kind.${k}`))));
+  $("rel-override").replaceChildren(...OVERRIDES.map((o) => option(o, t(`override.${o}`))));
   $("person-roles").append(
     ...ROLES.map((role) => {
       const label = document.createElement("label");
@@ -195,10 +240,11 @@ async function start() {
   $("institution-form").addEventListener("submit", createInstitution);
   $("person-form").addEventListener("submit", createPerson);
   $("device-form").addEventListener("submit", registerDevice);
+  $("relation-form").addEventListener("submit", setRelation);
   $("people-search").addEventListener("input", () => loadPeople().catch(fail));
   $("logout").addEventListener("click", logout);
   try {
-    await Promise.all([loadInstitutions(), loadPeople(), loadDevices()]);
+    await Promise.all([loadInstitutions(), loadPeople(), loadDevices(), loadRelations()]);
     document.body.dataset.ready = "true";
   } catch (error) {
     fail(error);

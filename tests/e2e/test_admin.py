@@ -1,6 +1,7 @@
 """The admin pages in real Chromium over the real API and SQL store: the admin logs in,
-creates a county hospital and a township clinic, a doctor and an expert; each of them
-then logs in in a separate browser context and is who the admin made."""
+creates a county hospital and a township clinic, a doctor and an expert, and a service
+relation to another county's clinic; each person then logs in in a separate browser
+context and is who the admin made."""
 
 from __future__ import annotations
 
@@ -86,6 +87,13 @@ async def test_admin_builds_the_directory_in_the_browser(browser: Browser, stack
     await create_person(
         admin, "wang.expert", "王主任", "county-1", "expert", specialty="心内科", title="主任医师"
     )
+    await create_institution(admin, "county-2", "另一县医院", "county", "")
+    await create_institution(admin, "town-2", "另一镇卫生院", "township", "county-2")
+    await admin.select_option("#rel-provider", "county-1")
+    await admin.select_option("#rel-client", "town-2")
+    await admin.select_option("#rel-kind", "ecg")
+    await admin.click("#relation-form button[type=submit]")
+    await admin.locator("#relations tr", has_text="town-2").wait_for()
     bad = await admin.locator("#admin-error").is_visible()
     assert not bad, await admin.text_content("#admin-error")
     # No CSP violation nor script error, no refused request of the page (the browser's
@@ -113,7 +121,8 @@ async def test_admin_builds_the_directory_in_the_browser(browser: Browser, stack
     await wrong.locator("#login-error").wait_for()
     assert "wrong" in (await wrong.text_content("#login-error") or "")
     actions = stack.audited()
-    assert actions.count("directory.institution_created") == 2
+    assert actions.count("directory.institution_created") == 4
+    assert "directory.relation_set" in actions
     assert actions.count("directory.person_created") == 2
     assert "auth.login_failed" in actions
 
