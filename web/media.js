@@ -104,6 +104,12 @@ export class MediaSession extends EventTarget {
     this.send({ type: "answer", pc: "subscribe", sdp: pc.localDescription.sdp });
   }
 
+  // The RTCRtpSender of our camera (screen sharing replaces its track), or null.
+  videoSender() {
+    if (!this.publishPc) return null;
+    return this.publishPc.getSenders().find((s) => s.track && s.track.kind === "video") || null;
+  }
+
   // Inbound audio packets received on the subscribe connection (tests, diagnostics).
   async inboundAudioPackets() {
     if (!this.subscribePc) return 0;

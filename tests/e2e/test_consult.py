@@ -63,19 +63,22 @@ async def test_two_then_three_then_one_leaves(consult: Consult, browser: Browser
 async def test_waiting_room_admit_mute_remove_through_the_ui(
     consult: Consult, browser: Browser
 ) -> None:
-    """An applicant waits until the expert clicks Admit; the expert mutes, then removes them."""
+    """An applicant waits until the expert clicks Admit; the expert mutes, then removes and
+    bans them (after a confirmation)."""
     expert = await new_page(browser)
     await expert.goto(consult.join_url("expert"))
     await expert.wait_for_function("() => window.tc.screen === 'room'")
     applicant = await new_page(browser)
     await applicant.goto(consult.join_url("applicant", moderator=False))
     await applicant.wait_for_function("() => window.tc.screen === 'waiting'")
+    await expert.click("#toggle-people")  # the knock badge's panel
     await expert.click("#waiting-list button.admit")
     await applicant.wait_for_function("() => window.tc.screen === 'room'")
     await assert_sees_and_hears(expert, "applicant")
     await assert_sees_and_hears(applicant, "expert")
 
-    # Chat both ways.
+    # Chat (in its drawer).
+    await applicant.click("#toggle-chat")
     await applicant.fill("#chat-text", "ST elevation in V2-V4?")
     await applicant.press("#chat-text", "Enter")
     await expert.wait_for_function(
@@ -85,6 +88,7 @@ async def test_waiting_room_admit_mute_remove_through_the_ui(
     tile = expert.locator(
         ".tile[data-participant] ", has=expert.locator("video[data-identity='applicant']")
     )
+    await tile.locator(".tile-more").click()
     await tile.locator("button[data-action='mute-audio']").click()
     await applicant.wait_for_function(
         "() => document.getElementById('toggle-audio').dataset.muted === 'true'"
@@ -92,7 +96,9 @@ async def test_waiting_room_admit_mute_remove_through_the_ui(
     assert await applicant.evaluate(
         "() => window.tc.localStream.getAudioTracks().every((t) => !t.enabled)"
     )
+    await tile.locator(".tile-more").click()
     await tile.locator("button[data-action='remove']").click()
+    await expert.click("#remove-ban")  # remove asks first; this is "remove and ban"
     await applicant.wait_for_function("() => window.tc.screen === 'ended'")
     await expert.wait_for_function(
         "() => !document.querySelector('video[data-identity=\"applicant\"]')"
