@@ -27,12 +27,13 @@ import sys
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-from numpy.typing import NDArray
+from typing import TYPE_CHECKING, Any
 
 from ecg.paper_content import Measurements, ReportInfo, Statement
+
+if TYPE_CHECKING:  # the command line imports this module; numpy only when it runs
+    import numpy as np
+    from numpy.typing import NDArray
 
 __all__ = ["register", "run"]
 
