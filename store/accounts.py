@@ -248,14 +248,17 @@ class SqlSessionRepository:
 
 
 def audit_record(event: AuditEvent) -> chain.AuditRecord:
-    """The chain's record of an accounts event (outcome and details in ``detail``)."""
+    """The chain's record of a domain event: institution, patient and consult in their
+    indexed columns, outcome and details in ``detail``."""
     detail: dict[str, Any] = {"outcome": event.outcome, **event.details}
     return chain.AuditRecord(
         time=from_epoch_s(event.at_s),
         actor=event.actor or "",
         action=event.action,
         target=event.target or "",
-        institution=event.details.get("institution", ""),
+        institution=event.institution or "",
+        patient=event.patient or "",
+        consult=event.consult or "",
         detail=detail,
     )
 

@@ -163,12 +163,14 @@ def test_audit_sink_appends_chained_rows(engine: Engine) -> None:
     """Each event is one chained row with its outcome and details."""
     sink: AuditSink = SqlAuditSink(engine)
     sink.append(AuditEvent(1.8e9, "auth.login_failed", None, "person:p1", "denied"))
-    sink.append(AuditEvent(1.8e9 + 1, "auth.login", "p1", details={"institution": "town"}))
+    sink.append(
+        AuditEvent(1.8e9 + 1, "auth.login", "p1", institution="town", patient="pt-9", consult="c-3")
+    )
     with engine.connect() as conn:
         rows = query(conn, AuditQuery())
-    assert [(r.action, r.actor, r.institution) for r in rows] == [
-        ("auth.login_failed", "", ""),
-        ("auth.login", "p1", "town"),
+    assert [(r.action, r.actor, r.institution, r.patient, r.consult) for r in rows] == [
+        ("auth.login_failed", "", "", "", ""),
+        ("auth.login", "p1", "town", "pt-9", "c-3"),
     ]
     assert rows[0].detail_object() == {"outcome": "denied"}
     assert verify(engine).ok
