@@ -484,3 +484,6 @@ def _decode(decoder: msgspec.json.Decoder[_M], text: str | bytes) -> _M:
         raise MessageError(ErrorCode.BAD_MESSAGE, str(error)) from None
     except msgspec.DecodeError as error:
         raise MessageError(ErrorCode.BAD_JSON, f"the text message is not JSON: {error}") from None
+    except RecursionError:
+        # msgspec gives up on JSON nested deeper than the interpreter's recursion limit.
+        raise MessageError(ErrorCode.BAD_JSON, "the text message is nested too deeply") from None

@@ -322,3 +322,17 @@ def test_documented_example_frame_decodes_to_documented_values() -> None:
     start = decode_client_message(start_block.group(1))
     assert isinstance(start, Start)
     assert start.n_leads == frame.n_leads
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"type":' + '{"a":' * 3000 + "1" + "}" * 3000 + "}",
+        '{"a":' * 3000 + "1" + "}" * 3000,
+    ],
+)
+def test_deeply_nested_json_is_bad_json(text: str) -> None:
+    """JSON nested past the recursion limit is a MessageError bad_json, not RecursionError."""
+    with pytest.raises(MessageError) as caught:
+        decode_client_message(text)
+    assert caught.value.code is ErrorCode.BAD_JSON
