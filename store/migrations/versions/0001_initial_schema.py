@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import store.schema
+from store.legacy import LEGACY, adopt, is_legacy
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -21,6 +22,12 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    # A data directory of the first SQLite store: its tables step aside, adopted below.
+    legacy = is_legacy(op.get_bind())
+    if legacy:
+        op.drop_index("audit_room", table_name="audit")
+        for name in LEGACY:
+            op.rename_table(name, f"legacy_{name}")
     op.create_table(
         "audit",
         sa.Column(
@@ -310,6 +317,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("person_roles", schema=None) as batch_op:
         batch_op.create_index("ix_person_roles_role_person_id", ["role", "person_id"], unique=False)
+
+    if legacy:
+        adopt(op.get_bind())
 
 
 def downgrade() -> None:
