@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import math
 import signal
 import sys
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 import wfdb
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from api.edge import EdgeServer
 from ecg.streamstore import StreamStore
@@ -233,3 +234,16 @@ async def test_live_workers_start_with_the_server_when_asked(
     verify = functools.partial(verify_token, SECRET)
     eager = install_ecg(server, tmp_path / "streams", verify, live_processes=1, start_workers=True)
     assert eager.workers.started
+
+
+async def test_over_size_message_gets_an_error_then_1009(
+    server: EdgeServer, ecg: EcgService
+) -> None:
+    """A device message over 1 MiB is answered with fatal frame_too_large, then close 1009."""
+    async with connect(f"{ws_url(server, '/device')}?token={device_token()}") as ws:
+        await ws.send(b"\x00" * (1024 * 1024 + 1))
+        error = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert (error["type"], error["code"], error["fatal"]) == ("error", "frame_too_large", True)
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 10)
+        assert ws.close_code == 1009

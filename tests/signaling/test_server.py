@@ -185,7 +185,8 @@ async def test_bad_input_paths_leave_others_untouched(server: EdgeServer) -> Non
     await app.ws.send(json.dumps({"type": "chat", "text": "x" * 70_000}))
     assert (await app.expect("error"))["code"] == "too_large"
     await app.ws.send("y" * 200_000)
-    assert (await closed_with(app))[0] == 1009
+    assert [m["code"] for m in await read_until_closed(app)] == ["too_large"]
+    assert app.ws.close_code == 1009
     await mod.send(type="ping")
     assert (await mod.expect("pong"))["type"] == "pong"
 
