@@ -16,7 +16,8 @@ Design notes
   filter of the whole record is run. The mode still decides whether slow wander and
   muscle noise that the monitoring band would hide are flagged. Lead-off and
   saturation are measured on the raw samples.
-- The stages (:data:`STAGES`: filter, detect, quality, rhythm, measure, summary) hand their
+- The stages (:data:`STAGES`: filter, detect, quality, rhythm, measure, interpret,
+  summary) hand their
   results to each other in a :class:`Work`; ``bench/ecg_speed.py`` times each one.
   Lead-major copies (one row per lead) are made once, in the filter stage.
 - RR intervals (ms) and instantaneous heart rate (bpm) are per interval: ``rr_ms[i]``
@@ -30,6 +31,12 @@ Design notes
   there: a 12-lead program reports one set of figures for the standard 10 s, and
   delineating a 24 h Holter beat by beat is not what the batch speed target is for.
   The window starts at sample 0, so fiducials are in record samples.
+- **Statements and critical values** come from :func:`ecg.statements.interpret` (the
+  statement rules' one call), given the measurements, beats, flags and signal of the
+  same window; the annotation keeps them in their JSON form
+  (:func:`ecg.statements.statements_to_json`, :func:`ecg.statements.critical_to_json`)
+  for the annotation file. Beats are reported as detected even when the
+  interpretation finds no ECG (its ``NOECG`` statement says so).
 - Where every lead is flagged lead-off at once, the absence of beats is not asystole:
   those stretches (:func:`ecg.flags.all_leads_off`) are handed to
   :func:`ecg.flags.rhythm_flags` as unreadable.
@@ -45,6 +52,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -63,6 +71,7 @@ from ecg.flags import (
 )
 from ecg.measure import MeasureConfig, Measurements, measure
 from ecg.record import Record
+from ecg.statements import Interpretation, critical_to_json, interpret, statements_to_json
 
 __all__ = [
     "DETECTOR_NAME",
@@ -112,6 +121,8 @@ class AnnotateConfig:
     measure_window_s : float or None
         Measurements are made on the record's first ``measure_window_s`` seconds (10 s);
         ``None`` for the whole record; 0 for no measurements.
+    interpret : bool
+        Also make the coded statements and critical values of the measured window.
     """
 
     mode: FilterMode = FilterMode.DIAGNOSTIC
@@ -120,6 +131,7 @@ class AnnotateConfig:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     measure_window_s: float | None = 10.0
+    interpret: bool = True
 
     def __post_init__(self) -> None:
         try:
@@ -190,6 +202,12 @@ class Annotation:
         Delineation and measurements of the measured window (None when not measured;
         read back from JSON, the delineation holds the per-beat and global fiducials
         but no median beats).
+    statements, critical : tuple of dict, or None
+        The coded statements and critical values of the measured window in their JSON
+        form (``ecg.statements.statements_to_json`` / ``critical_to_json``); None when
+        not interpreted.
+    interpretation : Interpretation or None
+        The full interpretation (in memory only; None when read back from JSON).
     """
 
     record_name: str
@@ -203,6 +221,9 @@ class Annotation:
     flags: tuple[Flag, ...]
     summary: Summary
     measurements: Measurements | None = None
+    statements: tuple[dict[str, Any], ...] | None = None
+    critical: tuple[dict[str, Any], ...] | None = None
+    interpretation: Interpretation | None = None
 
     @property
     def median_hr_bpm(self) -> float:
@@ -245,6 +266,8 @@ class Work:
     rhythm: list[Flag] = field(default_factory=list)
     summary: Summary | None = None
     measurements: Measurements | None = None
+    interpretation: Interpretation | None = None
+    window_stop: int = 0
 
 
 def _filter_stage(work: Work) -> None:
@@ -297,6 +320,7 @@ def _measure_stage(work: Work) -> None:
         if window_s is None
         else min(record.n_samples, round(window_s * record.fs_hz))
     )
+    work.window_stop = stop
     beats = work.beats[work.beats < stop]
     measure_config = config.measure
     if measure_config.delineate.mains_hz != config.mains_hz:  # one mains setting for all
@@ -306,6 +330,20 @@ def _measure_stage(work: Work) -> None:
         )
     work.measurements = measure(
         record.signal_mv[:stop], record.fs_hz, record.lead_names, beats, measure_config
+    )
+
+
+def _interpret_stage(work: Work) -> None:
+    if not work.config.interpret or work.measurements is None:
+        return
+    stop = work.window_stop
+    flags = [f for f in work.rhythm + work.quality if f.onset < stop]
+    work.interpretation = interpret(
+        work.measurements,
+        work.beats[work.beats < stop],
+        flags,
+        work.record.fs_hz,
+        signal_mv=work.record.signal_mv[:stop],
     )
 
 
@@ -323,6 +361,7 @@ STAGES: tuple[tuple[str, Callable[[Work], None]], ...] = (
     ("quality", _quality_stage),
     ("rhythm", _rhythm_stage),
     ("measure", _measure_stage),
+    ("interpret", _interpret_stage),
     ("summary", _summary_stage),
 )
 
@@ -359,6 +398,15 @@ def annotate(record: Record, config: AnnotateConfig | None = None) -> Annotation
         flags=_all_flags(work),
         summary=work.summary,
         measurements=work.measurements,
+        statements=(
+            None if work.interpretation is None else tuple(statements_to_json(work.interpretation))
+        ),
+        critical=(
+            None
+            if work.interpretation is None
+            else tuple(critical_to_json(work.interpretation, record.fs_hz))
+        ),
+        interpretation=work.interpretation,
     )
 
 

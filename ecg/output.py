@@ -81,6 +81,7 @@ from ecg.measure import (
     Value,
     value_fields,
 )
+from ecg.statements import CRITICAL_SCHEMA, STATEMENTS_SCHEMA
 
 __all__ = [
     "FORMAT_NAME",
@@ -297,6 +298,8 @@ def annotation_to_dict(annotation: Annotation) -> dict[str, Any]:
             if annotation.measurements is None
             else {"measurements": measurements_to_dict(annotation.measurements)}
         ),
+        **({} if annotation.statements is None else {"statements": list(annotation.statements)}),
+        **({} if annotation.critical is None else {"critical": list(annotation.critical)}),
     }
 
 
@@ -496,6 +499,8 @@ def annotation_from_dict(document: Any) -> Annotation:
             rr_ms=np.asarray(beats["rr_ms"], dtype=np.float64).reshape(-1),
             hr_bpm=np.asarray(beats["hr_bpm"], dtype=np.float64).reshape(-1),
             flags=flags,
+            statements=_json_list(document, "statements"),
+            critical=_json_list(document, "critical"),
             measurements=(
                 None
                 if "measurements" not in document
@@ -525,6 +530,15 @@ def annotation_from_dict(document: Any) -> Annotation:
         raise OutputError(f"missing field {error.args[0]!r}") from None
     except (TypeError, ValueError, AttributeError, EcgError) as error:
         raise OutputError(f"malformed field: {error}") from None
+
+
+def _json_list(document: dict[str, Any], key: str) -> tuple[dict[str, Any], ...] | None:
+    if key not in document:
+        return None
+    items = document[key]
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise OutputError(f"{key} must be a list of objects")
+    return tuple(items)
 
 
 def _check_consistent(annotation: Annotation) -> None:
@@ -727,6 +741,14 @@ JSON_SCHEMA: dict[str, Any] = {
                     },
                 },
             },
+        },
+        "statements": {
+            **STATEMENTS_SCHEMA,
+            "description": "coded statements of the measured window (ecg.statements)",
+        },
+        "critical": {
+            **CRITICAL_SCHEMA,
+            "description": "critical values of the measured window (ecg.critical)",
         },
     },
     "$defs": {

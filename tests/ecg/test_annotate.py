@@ -173,3 +173,21 @@ def test_real_record_mitdb_100(ecg_dir: Path) -> None:
     assert result.median_hr_bpm == pytest.approx(reference_hr, rel=0.02)
     kinds = {flag.kind for flag in result.flags}
     assert not kinds & {FlagKind.BRADYCARDIA, FlagKind.TACHYCARDIA, FlagKind.ASYSTOLE}
+
+
+def test_twelve_lead_record_is_measured_and_interpreted() -> None:
+    """A 10 s synthetic 12-lead record at 72 bpm: measurements of the window, the
+    interpretation's statements in JSON form, and a measure window of 0 turns both off."""
+    times = regular_beats(10.0, 72.0)
+    record = _record(synthetic_ecg(FS_HZ, 10.0, times))
+    result = annotate(record)
+    assert result.measurements is not None
+    assert result.measurements.global_.hr_bpm == pytest.approx(72.0, abs=0.5)
+    assert result.measurements.delineation.beats.size == result.beats.size
+    assert result.statements is not None
+    assert all("code" in s and "text_zh" in s for s in result.statements)
+    assert result.critical == ()
+    bare = annotate(record, AnnotateConfig(measure_window_s=0))
+    assert bare.measurements is None
+    assert bare.statements is None
+    np.testing.assert_array_equal(bare.beats, result.beats)

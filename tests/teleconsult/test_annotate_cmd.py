@@ -191,3 +191,26 @@ def test_shared_12_lead_folders(
     for document in map(json.loads, map(Path.read_text, tmp_path.glob("HR*.json"))):
         assert document["record"]["fs_hz"] == 500.0
         assert document["summary"]["beat_count"] >= 5
+
+
+def test_fiducials_files_in_ludb_triplets(tmp_path: Path) -> None:
+    """--fiducials writes RECORD.dl_LEAD per lead (LUDB spelling), '(' peak ')' triplets
+    around every detected beat, and the JSON carries measurements and statements."""
+    record = _good(tmp_path / "in", "rec1")
+    out = tmp_path / "out"
+    assert main(["ecg", "annotate", str(record), "--out", str(out), "--fiducials"]) == 0
+    assert sorted(p.name for p in out.glob("rec1.dl_*")) == [
+        "rec1.dl_avr",
+        "rec1.dl_ii",
+        "rec1.dl_v1",
+    ]
+    document = json.loads((out / "rec1.json").read_text())
+    ann = wfdb.rdann(str(out / "rec1"), "dl_ii")
+    symbols = "".join(ann.symbol)
+    assert symbols.count("N") == len(document["measurements"]["delineation"]["beats"]["qrs_on"])
+    for peak in "pNt":
+        assert f"({peak})" in symbols
+    assert np.all(np.diff(ann.sample) >= 0)
+    assert document["measurements"]["global"]["hr_bpm"] == pytest.approx(72.0, abs=1.0)
+    assert isinstance(document["statements"], list)
+    assert isinstance(document["critical"], list)
