@@ -92,6 +92,7 @@ __all__ = [
     "StatementInfo",
     "critical_to_json",
     "interpret",
+    "record_critical",
     "statements_from_measurements",
     "statements_to_json",
 ]
@@ -816,6 +817,57 @@ def _ectopy(
         out.append(Statement("PVC", {"count": float(pvc.sum()), "premature_ratio": 0.85}))
     if pac.any():
         out.append(Statement("PAC", {"count": float(pac.sum()), "premature_ratio": 0.85}))
+
+
+def record_critical(
+    interpretation: Interpretation,
+    beats: npt.ArrayLike,
+    fs_hz: float,
+    n_samples: int,
+    *,
+    vf_episodes: Sequence[tuple[int, int]] = (),
+    wide_qrs: bool | None = None,
+    config: CriticalConfig | None = None,
+) -> list[Critical]:
+    """The critical values of a whole record when the interpretation was made on a
+    window of it (a 10 s diagnostic window of a long recording).
+
+    The beat rules (pause, low rate, VT, SVT, VF) run over every beat and VF/VFL episode
+    of the record; the statement-based findings (3AVB_40, STEMI, PREEXC_AF, LQT_RONT)
+    and AF_RVR_180 come from the interpretation, which alone knows them. Nothing for a
+    record without ECG.
+
+    Parameters
+    ----------
+    interpretation : Interpretation
+        From :func:`interpret` on the window.
+    beats : array_like of int
+        Every R peak of the record.
+    fs_hz : float
+    n_samples : int
+        Length of the record.
+    vf_episodes : sequence of (onset, offset)
+        Every VF/VFL episode of the record.
+    wide_qrs : bool or None
+        QRS >= 120 ms (from the window's measurements), None when unknown.
+    config : CriticalConfig, optional
+    """
+    if not interpretation.ecg_present:
+        return []
+    peaks = np.asarray(beats, dtype=np.int64).reshape(-1)
+    peaks = peaks[(peaks >= 0) & (peaks < max(n_samples, 1))]
+    vf = [(int(a), int(b)) for a, b in vf_episodes if b > a]
+    whole = critical_values(
+        np.unique(peaks),
+        fs_hz,
+        n_samples,
+        config=config or CriticalConfig(),
+        vf_episodes=vf,
+        wide_qrs=wide_qrs,
+    )
+    beat_codes = {"PAUSE", "BRADY_35", "VT", "SVT_230", "VF"}
+    kept = [c for c in interpretation.critical if c.code not in beat_codes]
+    return sorted(whole + kept, key=lambda c: (c.onset, c.code))
 
 
 # --------------------------------------------------------------------------- JSON

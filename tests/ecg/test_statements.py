@@ -35,6 +35,7 @@ from ecg.statements import (
     Severity,
     critical_to_json,
     interpret,
+    record_critical,
     statements_from_measurements,
     statements_to_json,
 )
@@ -398,3 +399,20 @@ def test_json_of_statements_and_critical_values_follows_its_schema(ecg_dir: Path
     codes = STATEMENTS_SCHEMA["items"]["properties"]["code"]["enum"]  # type: ignore[index]
     assert all(item["code"] in codes for item in statements)
     assert critical[0]["onset_s"] == pytest.approx(critical[0]["onset"] / record.fs)
+
+
+def test_record_critical_covers_the_whole_record(ecg_dir: Path) -> None:
+    """Interpreted on its first 10 s, MIT-BIH 232's pauses later on still come out of
+    record_critical; the window's own findings are not repeated."""
+    record = wfdb.rdrecord(str(ecg_dir / "mitdb" / "232"), sampto=360 * 1200)
+    signal = record.p_signal
+    beats, vf = detect_qrs_and_vf(signal, record.fs)
+    window = 3600
+    result = interpret(
+        None, beats[beats < window], [], record.fs, signal_mv=signal[:window], vf_episodes=vf
+    )
+    found = record_critical(result, beats, record.fs, signal.shape[0], vf_episodes=vf)
+    pauses = [c for c in found if c.code == "PAUSE"]
+    assert len(pauses) >= 5
+    assert all(c.onset >= 0 for c in found)
+    assert len({(c.code, c.onset) for c in found}) == len(found)
