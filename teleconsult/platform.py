@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import secrets
 import stat
 import threading
 from collections.abc import Sequence
@@ -37,6 +35,7 @@ from consults.accounts import Accounts, DeviceCredentials, DirectoryAdmin
 from consults.directory import ServiceRelation
 from consults.repositories import DirectoryRepository
 from consults.rights import Tree
+from store.secrets import SecretError, load_or_create_key
 from store.stores import Stores, open_store
 
 __all__ = [
@@ -51,7 +50,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 FIELD_KEY_FILE: Final = Path("keys") / "field.key"
-_KEY_BYTES: Final = 32
 
 
 class PlatformError(Exception):
@@ -63,22 +61,12 @@ def load_field_key(data_dir: Path) -> bytes:
     path = data_dir / FIELD_KEY_FILE
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise PlatformError(
-                f"{path} is readable by others (mode {mode:o}): chmod 600 it"
-            ) from None
-        key = path.read_bytes()
-        if len(key) != _KEY_BYTES:
-            raise PlatformError(f"{path} is not a {_KEY_BYTES}-byte key") from None
-        return key
-    key = secrets.token_bytes(_KEY_BYTES)
-    with os.fdopen(fd, "wb") as out:
-        out.write(key)
-        out.flush()
-        os.fsync(out.fileno())
+        key = load_or_create_key(path)
+    except SecretError as exc:
+        raise PlatformError(str(exc)) from None
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise PlatformError(f"{path} is readable by others (mode {mode:o}): chmod 600 it")
     return key
 
 
