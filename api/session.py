@@ -327,7 +327,7 @@ def device_token_verifier(
     integrations and tests of today, a device JWT (checked by ``jwt_verify``).
 
     A cart's claims: ``identity`` its device id, ``name`` its name, ``role`` ``device``,
-    ``room`` its institution's code (what its streams belong to), ``jti``
+    ``room`` and ``institution`` its institution's code (what its streams belong to), ``jti``
     ``device:<id>`` (revoking the cart refuses it at once), valid for ``lease_s`` from
     now. An unknown or revoked credential raises
     :class:`sessions.errors.InvalidToken` (401 at the upgrade; the attempt is audited).
@@ -355,6 +355,7 @@ def device_token_verifier(
             expires_at_s=now_s + lease_s,
             not_before_s=now_s - 1.0,
             issued_at_s=now_s,
+            institution=device.institution,
         )
 
     return verify

@@ -37,6 +37,7 @@ async def test_cart_credential_gives_device_claims_until_revoked(stack: Stack) -
     )
     claims = verify(credential)
     assert (claims.identity, claims.role, claims.room) == ("cart-1", "device", "town-1")
+    assert claims.institution == "town-1"
     assert claims.expires_at_s > 1_800_000_000.0
     with pytest.raises(InvalidToken):
         verify("tcd_" + "A" * 43)
