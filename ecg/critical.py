@@ -22,7 +22,8 @@ Design notes
                      (180/min) over ``fast_rr`` intervals                   beats
   ``PREEXC_AF``      AF with pre-excitation (WPW) and shortest RR < 250 ms  statements
   ``3AVB_40``        third-degree AV block with rate < 40/min               statements
-  ``STEMI``          a pattern of acute ST-elevation MI                     statements
+  ``STEMI``          a pattern of acute ST-elevation MI: ST elevation with  statements
+                     reciprocal depression, or twice the threshold
   ``LQT_RONT``       long QT (QTc >= 500 ms) with R-on-T (a premature beat  statements,
                      within the QT of the beat before)                       beats
   =================  =====================================================  ==========
@@ -53,6 +54,7 @@ from ecg.errors import ConfigError, SignalError
 
 __all__ = [
     "CRITICAL_TEXT",
+    "STEMI_PATTERN",
     "Critical",
     "CriticalConfig",
     "CriticalState",
@@ -479,8 +481,10 @@ def _sorted(found: list[Critical]) -> list[Critical]:
 
 # --------------------------------------------------------------------------- statement rules
 
-# Statement codes that make the STEMI pattern (ST elevation by territory).
-STEMI_CODES = frozenset({"STE_ANT", "STE_SEPT", "STE_LAT", "STE_INF"})
+#: The code the statement rules pass for an acute ST-elevation pattern: ST elevation in
+#: a territory with reciprocal depression elsewhere, or twice its threshold in two
+#: contiguous leads (``ecg.statements.stemi_pattern``).
+STEMI_PATTERN = "STEMI_PATTERN"
 
 
 def _statement_rules(
@@ -511,8 +515,9 @@ def _statement_rules(
                     {"shortest_rr_s": shortest, "limit_s": config.preexcited_rr_s},
                 )
             )
-    if present & STEMI_CODES:
-        found.append(Critical("STEMI", *whole, {"territories": float(len(present & STEMI_CODES))}))
+    if STEMI_PATTERN in present:
+        territories = sum(code.startswith("STE_") for code in present)
+        found.append(Critical("STEMI", *whole, {"ste_territories": float(territories)}))
     if (
         qtc_ms is not None
         and qt_ms is not None

@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -234,8 +235,24 @@ class AtrialState:
     irr: list[float] = field(default_factory=list)
     coh: list[float] = field(default_factory=list)
     n_smoothed: int = 0
+    last_window: tuple[tuple[int, int], tuple[float, float, FloatArray]] | None = None
     open: list[float] | None = None  # onset, irr sum, coh sum, beats, last AF beat sample
     history: dict[str, list[object]] = field(default_factory=dict)
+
+
+def _bandpass(low_hz: float, high_hz: float, fs_hz: float) -> FloatArray:
+    """Second-order Butterworth band-pass sections (a copy of the cached design: scipy's
+    filters want a writeable array)."""
+    return _bandpass_design(low_hz, high_hz, fs_hz).copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _bandpass_design(low_hz: float, high_hz: float, fs_hz: float) -> FloatArray:
+    """Designed once per band and rate: a design costs about 2 ms, as much as the rest
+    of a 10 s record's rhythm. Read-only, shared."""
+    sos = np.asarray(sps.butter(2, [low_hz, high_hz], "bandpass", fs=fs_hz, output="sos"))
+    sos.flags.writeable = False
+    return sos
 
 
 def _as_2d(signal_mv: npt.ArrayLike) -> FloatArray:
@@ -258,7 +275,7 @@ def atrial_start(
     low = min(config.band_low_hz, 0.5 * high)
     # Padded to the compiled biquad cascade's sections (identity sections change no
     # value): a live chunk is filtered without scipy's per-call overhead.
-    sos = pad_sections(np.asarray(sps.butter(2, [low, high], "bandpass", fs=fs_hz, output="sos")))
+    sos = pad_sections(_bandpass(low, high, fs_hz))
     start_n = max(2, round(config.p_start_s * fs_hz))
     end_n = round(config.p_end_s * fs_hz)
     history: dict[str, list[object]] = {
@@ -443,7 +460,11 @@ def _advance(state: AtrialState, *, at_end: bool) -> list[Episode]:
         lo = max(0, index - width // 2)
         if not at_end and lo + width + 1 > n:
             break
-        irr, coh, per_lead = _features(state, index, n)
+        window = _window(state, index, n)
+        if state.last_window is None or state.last_window[0] != window:
+            # Beats near the ends of a record share one window (all of a 10 s one).
+            state.last_window = (window, _features(state, index, n))
+        irr, coh, per_lead = state.last_window[1]
         call = (
             math.isfinite(irr)
             and irr > config.af_irregularity
@@ -762,7 +783,7 @@ def ecg_presence(
 def _qrs_band(x: FloatArray, fs_hz: float) -> FloatArray:
     """5–30 Hz (or up to 0.4 fs) zero-phase band-pass, NaN as 0: the QRS band."""
     high = min(30.0, 0.4 * fs_hz)
-    sos = sps.butter(2, [5.0, high], "bandpass", fs=fs_hz, output="sos")
+    sos = _bandpass(5.0, high, fs_hz)
     clean: FloatArray = np.where(np.isfinite(x), x, 0.0)
     if clean.shape[0] <= 3 * 2 * (sos.shape[0] + 1):
         centred: FloatArray = clean - clean.mean(axis=0)
@@ -994,7 +1015,7 @@ def flutter_waves(signal_mv: npt.ArrayLike, beats: npt.ArrayLike, fs_hz: float) 
     none = FlutterWaves(math.nan, 0, math.nan)
     if x.shape[0] < 4 * fs_hz or fs_hz < 30 or peaks.size < 3:
         return none
-    sos = sps.butter(2, [2.0, min(20.0, 0.4 * fs_hz)], "bandpass", fs=fs_hz, output="sos")
+    sos = _bandpass(2.0, min(20.0, 0.4 * fs_hz), fs_hz)
     y = np.asarray(sps.sosfiltfilt(sos, np.where(np.isfinite(x), x, 0.0), axis=0))
     pre, post = round(0.25 * fs_hz), round(0.45 * fs_hz)
     inside = peaks[(peaks >= pre) & (peaks < y.shape[0] - post)]

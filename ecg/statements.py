@@ -61,7 +61,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from ecg.critical import Critical, CriticalConfig, critical_values
+from ecg.critical import STEMI_PATTERN, Critical, CriticalConfig, critical_values
 from ecg.flags import Flag
 from ecg.measure import (
     Absent,
@@ -95,6 +95,7 @@ __all__ = [
     "record_critical",
     "statements_from_measurements",
     "statements_to_json",
+    "stemi_pattern",
 ]
 
 Evidence = dict[str, float | str]
@@ -348,10 +349,12 @@ def interpret(
         missing += gaps
     else:
         missing.append(NotAssessable("morphology", "no delineation"))
-    af = []
-    if peaks.size >= 4:
+    af: list[tuple[int, int]] = []
+    if peaks.size > atrial.window_beats:
+        # A long record: AF episodes of their own (a short one is one window, whose
+        # rhythm statement says it all).
         af = [(e.onset, e.offset) for e in af_episodes(x, peaks, fs_hz, atrial)]
-    if rhythm.code in (RhythmCode.AFIB, RhythmCode.AFLT) and peaks.size >= 2 and not af:
+    elif rhythm.code in (RhythmCode.AFIB, RhythmCode.AFLT) and peaks.size >= 2:
         af = [(int(peaks[0]), int(peaks[-1]))]
     g = measurements.global_ if measurements is not None else None
     qrs_ms = _num(g.qrs_ms) if g is not None else None
@@ -365,7 +368,8 @@ def interpret(
         vf_episodes=vf,
         af_episodes=af,
         wide_qrs=None if qrs_ms is None else qrs_ms >= critical.wide_qrs_ms,
-        statement_codes=[s.code for s in statements],
+        statement_codes=[s.code for s in statements]
+        + ([STEMI_PATTERN] if stemi_pattern(statements) else []),
         qtc_ms=qtc,
         qt_ms=qt,
     )
@@ -817,6 +821,35 @@ def _ectopy(
         out.append(Statement("PVC", {"count": float(pvc.sum()), "premature_ratio": 0.85}))
     if pac.any():
         out.append(Statement("PAC", {"count": float(pac.sum()), "premature_ratio": 0.85}))
+
+
+def stemi_pattern(statements: Sequence[Statement]) -> bool:
+    """Whether ST elevation makes the pattern of an acute STEMI (the critical value):
+    with reciprocal ST depression in a territory that is not elevated, or at twice its
+    threshold in two contiguous leads. Reciprocal depression is what most raises the
+    specificity of ST elevation for acute occlusion; our ST level is read at J+60 ms,
+    higher than at J in the upsloping ST of normal V2-V4, where the thresholds of the
+    universal definition are set (at J).
+    """
+    elevated = {s.code[4:] for s in statements if s.code.startswith("STE_")}
+    if not elevated:
+        return False
+    depressed = {s.code[4:] for s in statements if s.code.startswith("STD_")}
+    if depressed - elevated:
+        return True
+    for s in statements:
+        if not s.code.startswith("STE_"):
+            continue
+        strong = [
+            name
+            for key, value in s.evidence.items()
+            if key.startswith("st_j60_") and isinstance(value, float)
+            for name in [key[len("st_j60_") : -len("_mv")]]
+            if value >= 2.0 * float(s.evidence[f"st_limit_{name}_mv"])
+        ]
+        if len(strong) >= 2:
+            return True
+    return False
 
 
 def record_critical(

@@ -38,6 +38,7 @@ from ecg.statements import (
     record_critical,
     statements_from_measurements,
     statements_to_json,
+    stemi_pattern,
 )
 from tests.ecg.test_rhythm import sinus_times, synth
 
@@ -416,3 +417,18 @@ def test_record_critical_covers_the_whole_record(ecg_dir: Path) -> None:
     assert len(pauses) >= 5
     assert all(c.onset >= 0 for c in found)
     assert len({(c.code, c.onset) for c in found}) == len(found)
+
+
+def test_stemi_pattern_needs_reciprocal_depression_or_twice_the_threshold() -> None:
+    """Inferior ST elevation at 0.15 mV alone is a statement, not the STEMI pattern; with
+    lateral depression, or at 0.25 mV, it is."""
+    inferior = {"II": {"st_j60_mv": 0.15}, "aVF": {"st_j60_mv": 0.15}}
+    found, _ = statements_from_measurements(make(leads=inferior), SINUS, BEATS, FS)
+    assert [s.code for s in found] == ["STE_INF"]
+    assert not stemi_pattern(found)
+    reciprocal = {**inferior, "aVL": {"st_j60_mv": -0.1}, "I": {"st_j60_mv": -0.1}}
+    found, _ = statements_from_measurements(make(leads=reciprocal), SINUS, BEATS, FS)
+    assert stemi_pattern(found)
+    strong = {"II": {"st_j60_mv": 0.25}, "aVF": {"st_j60_mv": 0.25}}
+    found, _ = statements_from_measurements(make(leads=strong), SINUS, BEATS, FS)
+    assert stemi_pattern(found)
