@@ -31,9 +31,11 @@ Rhythm (from the R-peak samples; the issue's thresholds are the defaults):
   turning points must lie within ``af_turning_sigma`` standard deviations of what a
   random sequence gives, which excludes regular patterns such as bigeminy (alternating
   RR, every point a turning point). Windows that qualify are united. Measure: the
-  largest irregularity, a ratio. It is a suspicion for the expert to confirm: RR
-  intervals alone cannot tell AF from frequent multifocal ectopy (docs/ecg-annotations.md
-  gives its accuracy on the MIT-BIH rhythm annotations).
+  largest irregularity, a ratio. It says the RR intervals are irregular, not that the
+  rhythm is AF: RR intervals alone cannot tell AF from frequent multifocal ectopy (on
+  MIT-BIH this flag covers about a fifth of the non-AF time). AF is called by
+  :mod:`ecg.rhythm` from atrial activity as well (P waves absent, RR irregular among
+  the conducted beats); ``bench/ecg_af.py --rr-only`` scores this flag as if it were.
 
 Quality, per lead, in windows of ``quality_window_s`` (the last one may be short):
 
