@@ -153,6 +153,9 @@ class DelineateConfig:
         Gaps of low slope within a QRS bridged up to this, s.
     qrs_floor : float
         The boundary slope is at least this many times the lead's median slope.
+    r_fraction : float
+        A lead's QRS peak is its R wave unless the R is under this fraction of the
+        largest deflection (then the S or QS nadir).
     qrs_hold_s : float
         The slope must stay below the boundary threshold this long (so that a turning
         point inside the QRS, where the slope passes through zero, is not its end), s.
@@ -164,6 +167,8 @@ class DelineateConfig:
         Width of the area indicator for the T end and the P boundaries, s.
     p_search_s : float
         P searched up to this before QRS onset, s.
+    p_guard_s : float
+        No P peak in the last ``p_guard_s`` before QRS onset, s.
     p_min_mv, p_snr : float
         A template P must reach ``p_min_mv`` and ``p_snr`` times the noise.
     p_corr : float
@@ -200,11 +205,13 @@ class DelineateConfig:
     qrs_gap_s: float = 0.03
     qrs_floor: float = 3.0
     qrs_hold_s: float = 0.002
-    qrs_search_s: float = 0.15
+    r_fraction: float = 0.3
+    qrs_search_s: float = 0.2
     qt_max_s: float = 0.55
     t_window_s: float = 0.12
     p_window_s: float = 0.06
     p_search_s: float = 0.3
+    p_guard_s: float = 0.02
     p_min_mv: float = 0.02
     p_snr: float = 3.0
     p_corr: float = 0.5
@@ -231,6 +238,7 @@ class DelineateConfig:
             "t_window_s",
             "p_window_s",
             "p_search_s",
+            "p_guard_s",
             "agree_ms",
             "t_near_s",
             "p_near_s",
@@ -245,6 +253,7 @@ class DelineateConfig:
             "qrs_off",
             "p_corr",
             "p_beats_fraction",
+            "r_fraction",
             "t_clear_fraction",
         ):
             value = getattr(self, name)
@@ -474,13 +483,19 @@ class _Lead:
     finite: NDArray[np.bool_]
 
 
-def _lead_peak(lp: FloatArray, r: int, lo: int, hi: int, fs: float) -> int:
-    """The lead's largest deflection within ±50 ms of the beat ``r`` (in [lo, hi))."""
+def _lead_peak(lp: FloatArray, r: int, lo: int, hi: int, fs: float, r_fraction: float) -> int:
+    """The lead's R wave within ±50 ms of the beat ``r`` (in [lo, hi)): its highest
+    point above the local baseline, unless that is under ``r_fraction`` of the largest
+    deflection (a QS or rS complex), then the deepest point."""
     w = max(1, round(0.05 * fs))
     a, b = max(lo, r - w), min(hi, r + w + 1)
     if b - a < 3:
         return MISSING
-    return a + int(np.argmax(np.abs(lp[a:b] - 0.5 * (lp[a] + lp[b - 1]))))
+    y = lp[a:b] - 0.5 * (lp[a] + lp[b - 1])
+    up, down = int(np.argmax(y)), int(np.argmin(y))
+    if y[up] >= r_fraction * max(y[up], -y[down]):
+        return a + up
+    return a + down
 
 
 def _first_quiet(below: NDArray[np.bool_], hold: int) -> int:
@@ -544,7 +559,7 @@ def _qrs(
     lead: _Lead, r: int, lo: int, hi: int, fs: float, cfg: DelineateConfig
 ) -> tuple[int, int, int]:
     """(onset, peak, offset) of the QRS near ``r`` within [lo, hi), from one lead."""
-    pk = _lead_peak(lead.lp, r, lo, hi, fs)
+    pk = _lead_peak(lead.wide, r, lo, hi, fs, cfg.r_fraction)
     on, off = _qrs_bounds(lead.slope, pk, lo, hi, fs, cfg, lead.noise_slope)
     return on, pk, off
 
@@ -609,7 +624,9 @@ def _p_wave(
     seg = sm[start : stop + 1]
     line = np.linspace(seg[0], seg[-1], seg.size)
     y = seg - line
-    guard = round(0.02 * fs)  # the 15 Hz low-pass spreads the QRS into the PR segment
+    # The 15 Hz low-pass spreads the QRS into the PR segment, and a P peak sits at
+    # least the PR segment's length before the QRS: no peak in the last p_guard_s.
+    guard = round(cfg.p_guard_s * fs)
     search = y[: max(3, y.size - guard)]
     if near != MISSING:
         radius = round(cfg.p_near_s * fs)
@@ -627,7 +644,7 @@ def _p_wave(
     s = 1.0 if amp > 0 else -1.0
     w = max(2, round(cfg.p_window_s * fs))
     p_on = _corner_before(y, 0, pp, w, s)
-    p_off = _corner_after(y, pp, pp + 1, max(pp + 2, y.size - guard), w, s)
+    p_off = _corner_after(y, pp, pp + 1, max(pp + 2, y.size - round(0.02 * fs)), w, s)
     return start + p_on, start + pp, start + p_off, amp
 
 
@@ -1132,7 +1149,7 @@ def _beats_of_lead(
         b = min(n, r + round(cfg.post_s * fs) + 1)
         if not lead.finite[a:b].all():
             continue
-        pk = _lead_peak(lead.lp, r, max(lo, a), min(hi, b), fs)
+        pk = _lead_peak(lead.wide, r, max(lo, a), min(hi, b), fs, cfg.r_fraction)
         on, off = int(bounds[i, 0]), int(bounds[i, 1])
         points[i, 3:6] = (on, pk, off)
         if pk == MISSING:
