@@ -190,9 +190,7 @@ class DeviceStreams(Protocol):
     def begin_commit(self) -> GroupCommit:
         """Take every stream written since the last commit (quick, on the loop)."""
 
-    def end_commit(
-        self, commit: GroupCommit
-    ) -> Sequence[tuple[DeviceLink, list[DeviceOutput]]]:
+    def end_commit(self, commit: GroupCommit) -> Sequence[tuple[DeviceLink, list[DeviceOutput]]]:
         """After :meth:`GroupCommit.run`: the acks to send, per connection."""
 
     def close(self) -> None:
