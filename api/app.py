@@ -56,7 +56,7 @@ from api.errors import exception_handlers
 from api.pages import page_handlers
 from api.security import SecurityHeaders, security_headers
 
-__all__ = ["API_PATH", "ApiConfig", "HealthCheck", "create_app"]
+__all__ = ["API_PATH", "ApiConfig", "HealthCheck", "create_app", "openapi_gaps"]
 
 logger = logging.getLogger(__name__)
 
@@ -207,3 +207,62 @@ def _metrics(render: Callable[[], tuple[bytes, str]]) -> Any:
         return Response(content=body, media_type=content_type)
 
     return metrics
+
+
+_BODY_METHODS: Final = frozenset({"post", "put", "patch"})
+
+
+def openapi_gaps(document: Mapping[str, Any]) -> list[str]:
+    """What the OpenAPI document fails to say, one line per gap (empty: complete).
+
+    The convention every API endpoint follows: a success response with a schema (or a
+    204), a request body with a schema where the method takes one, at least one
+    documented 4xx error in the ``ErrorBody`` shape, and an example (in the request or
+    response schema, or among the response's examples). Tests of the composed app
+    assert that this returns ``[]``.
+    """
+    schemas: Mapping[str, Any] = document.get("components", {}).get("schemas", {})
+
+    def resolve(node: Any) -> Any:
+        while isinstance(node, dict) and "$ref" in node:
+            node = schemas.get(str(node["$ref"]).rsplit("/", 1)[-1], {})
+        return node
+
+    def has_example(node: Any, depth: int = 0) -> bool:
+        node = resolve(node)
+        if depth > 6 or not isinstance(node, dict):
+            return False
+        if node.get("examples") or "example" in node:
+            return True
+        children = [*node.get("properties", {}).values(), node.get("items")]
+        children += [*node.get("oneOf", []), *node.get("anyOf", []), *node.get("allOf", [])]
+        return any(has_example(child, depth + 1) for child in children if child)
+
+    gaps: list[str] = []
+    for path, item in document.get("paths", {}).items():
+        for method, operation in item.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            where = f"{method.upper()} {path}"
+            responses: Mapping[str, Any] = operation["responses"]
+            ok = [code for code in responses if code.startswith("2")]
+            errors = [code for code in responses if code.startswith("4")]
+            examples = False
+            for code in ok:
+                content = responses[code].get("content", {}).get("application/json")
+                if content is None and code != "204":
+                    gaps.append(f"{where}: {code} has no JSON schema")
+                elif content is not None:
+                    examples |= bool(content.get("examples")) or has_example(content["schema"])
+            if not ok:
+                gaps.append(f"{where}: no success response")
+            if not errors:
+                gaps.append(f"{where}: no 4xx error documented (use error_responses)")
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            if method in _BODY_METHODS and body is None:
+                gaps.append(f"{where}: no JSON request body schema")
+            if body is not None:
+                examples |= has_example(body.get("schema"))
+            if not examples:
+                gaps.append(f"{where}: no example (msgspec.Meta(examples=[...]) on a field)")
+    return gaps

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import msgspec
@@ -14,7 +14,7 @@ import pytest
 from litestar import get, post
 from litestar.params import FromPath, JSONBody
 
-from api.app import ApiConfig, create_app
+from api.app import ApiConfig, create_app, openapi_gaps
 from api.edge import Edge, EdgeConfig
 from api.errors import NotFound, error_responses
 from api.security import CSP
@@ -23,7 +23,7 @@ from api.security import CSP
 class Greeting(msgspec.Struct):
     """A request body for the test endpoint."""
 
-    name: str
+    name: Annotated[str, msgspec.Meta(examples=["li"])]
     times: int = 1
 
 
@@ -233,3 +233,20 @@ async def test_metrics_text(base: str) -> None:
     metrics = await fetch(base, "GET", "/metrics")
     assert metrics.status_code == 200
     assert "teleconsult_rooms 0" in metrics.text
+
+
+def test_openapi_gaps_names_what_an_endpoint_leaves_out() -> None:
+    """openapi_gaps: the documented endpoint passes; one without errors or example is named."""
+
+    @get("/bare")
+    async def bare() -> Greeted:
+        """No errors documented, no example."""
+        return Greeted(text="")
+
+    complete = create_app(route_handlers=[greet]).openapi_schema.to_schema()
+    assert openapi_gaps(complete) == []
+    lacking = create_app(route_handlers=[greet, bare]).openapi_schema.to_schema()
+    assert openapi_gaps(lacking) == [
+        "GET /api/v1/bare: no 4xx error documented (use error_responses)",
+        "GET /api/v1/bare: no example (msgspec.Meta(examples=[...]) on a field)",
+    ]
