@@ -1,0 +1,169 @@
+"""The platform benchmark: the edge before and after the move to ASGI, and the API at scale.
+
+Two parts (``--part edge,api``, both by default):
+
+``edge``
+    The three figures the move to one ASGI edge must keep within 10 %: the signaling
+    join round trip (``bench/signaling_load.py``: p99), the first remote video frame
+    (``bench/first_frame.py``: seen-by-present p95) and live ECG under load
+    (``bench/ecg_live.py --streams N --skip latency,exact``: ack p95 and server CPU).
+    Each benchmark is run from a checkout of the commit *before* the move (``--before``,
+    a ``git worktree`` in a temporary folder, with this same virtual environment) and
+    from this tree, alternating before/after ``--rounds`` times so that drift of the
+    machine's load falls on both alike; the ratio after/before is printed per figure.
+``api``
+    Login and directory listing over HTTP with 10,000 people in 300 institutions and
+    1,000,000 audit rows, on SQLite and on PostgreSQL (a real server started for the
+    run): p50/p99 of ``POST /api/v1/auth/login`` and of a ``GET /api/v1/people`` page.
+    (Implemented once the accounts API has landed; until then this part says so.)
+
+Run on an otherwise idle machine::
+
+    .venv/bin/python bench/api.py --part edge --before bc20d4a --rounds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+# The last commit served by the websockets server.
+BEFORE_DEFAULT = "bc20d4a"
+
+
+def _json_tail(output: str) -> dict[str, float]:
+    """The last line of output that parses as a JSON object."""
+    for line in reversed(output.strip().splitlines()):
+        if line.startswith("{"):
+            parsed: dict[str, float] = json.loads(line)
+            return parsed
+    raise RuntimeError("no JSON result line in:\n" + output[-2000:])
+
+
+_LIVE_LINE = re.compile(
+    r"N=\s*(?P<n>\d+): ack p50/p95 (?P<a50>\d+)/(?P<a95>\d+) ms, live p50/p95 "
+    r"(?P<l50>\d+)/(?P<l95>\d+) ms, server CPU (?P<cpu>\d+) %"
+)
+
+
+def _live(output: str) -> dict[str, float]:
+    match = _LIVE_LINE.search(output)
+    if match is None:
+        raise RuntimeError("no load line in:\n" + output[-2000:])
+    return {
+        "ack_p95_ms": float(match["a95"]),
+        "live_p95_ms": float(match["l95"]),
+        "server_cpu_pct": float(match["cpu"]),
+    }
+
+
+def _run(tree: Path, args: list[str], timeout_s: float) -> str:
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    done = subprocess.run(
+        [sys.executable, *args],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    if done.returncode not in (0, 1):  # first_frame exits 1 when it misses its target
+        raise RuntimeError(f"{args} in {tree} exited {done.returncode}:\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+Bench = tuple[str, list[str], Callable[[str], dict[str, float]], list[str], float]
+
+
+def edge(before: str, rounds: int, streams: int, repetitions: int) -> int:
+    benches: list[Bench] = [
+        ("signaling", ["bench/signaling_load.py"], _json_tail, ["join_p99_ms"], 600),
+        (
+            "first frame",
+            ["bench/first_frame.py", "--repetitions", str(repetitions)],
+            _json_tail,
+            ["seen_by_present_p95_s", "joiner_p95_s"],
+            900,
+        ),
+        (
+            "live ECG",
+            ["bench/ecg_live.py", "--streams", str(streams), "--skip", "latency,exact"],
+            _live,
+            ["ack_p95_ms", "live_p95_ms", "server_cpu_pct"],
+            900,
+        ),
+    ]
+    with tempfile.TemporaryDirectory(prefix="tc-before-") as tmp:
+        old = Path(tmp) / "before"
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(old), before],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+        )
+        try:
+            # The old tree compiles its own copy of the ECG kernels once.
+            _run(old, ["-m", "ecg.warmup"], 300)
+            results: dict[tuple[str, str], dict[str, list[float]]] = {}
+            for name, args, parse, keys, timeout_s in benches:
+                for round_ in range(rounds):
+                    for label, tree in (("before", old), ("after", REPO)):
+                        started = time.monotonic()
+                        figures = parse(_run(tree, args, timeout_s))
+                        slot = results.setdefault((name, label), {k: [] for k in keys})
+                        for key in keys:
+                            slot[key].append(figures[key])
+                        took = time.monotonic() - started
+                        print(
+                            f"{name:12} round {round_ + 1} {label:6} "
+                            + "  ".join(f"{k} {figures[k]}" for k in keys)
+                            + f"  ({took:.0f} s)",
+                            flush=True,
+                        )
+            print(f"\nmedian of {rounds} round(s), before = {before}, after = working tree")
+            print(
+                f"{'benchmark':12} {'figure':24} {'before':>10} {'after':>10} {'after/before':>13}"
+            )
+            for name, _, _, keys, _ in benches:
+                for key in keys:
+                    b = statistics.median(results[(name, "before")][key])
+                    a = statistics.median(results[(name, "after")][key])
+                    print(f"{name:12} {key:24} {b:10.3f} {a:10.3f} {a / b:13.2f}")
+        finally:
+            subprocess.run(
+                ["git", "worktree", "remove", "--force", str(old)], cwd=REPO, check=False
+            )
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", default="edge,api", help="comma list of edge,api")
+    parser.add_argument("--before", default=BEFORE_DEFAULT, help="the commit before ASGI")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--streams", type=int, default=200, help="carts for the live run")
+    parser.add_argument("--repetitions", type=int, default=20, help="first-frame repetitions")
+    args = parser.parse_args()
+    parts = set(args.part.split(","))
+    status = 0
+    if "edge" in parts:
+        status |= edge(args.before, args.rounds, args.streams, args.repetitions)
+    if "api" in parts:
+        print("api part: not yet implemented (needs the accounts API)", file=sys.stderr)
+        status |= 2
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
