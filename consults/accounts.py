@@ -784,6 +784,21 @@ class Accounts:
         self._audit("auth.totp_enrolled", actor=person.id)
         return secret
 
+    def confirm_totp(self, person: Person, code: str | None) -> None:
+        """Check the person's second factor for a step that requires it (signing).
+
+        Raises
+        ------
+        TotpRequired
+            No code given, none enrolled, or the code is wrong or was used already (a
+            code counts once, as at login).
+        """
+        creds = self._d.credentials.get_credentials(person.id)
+        if creds is None or creds.totp_secret is None or not code:
+            raise TotpRequired()
+        if not self._totp_ok(person.id, creds.totp_secret, code):
+            raise TotpRequired()
+
     # API tokens
     def create_token(
         self, principal: Principal, name: str, *, lifetime_s: float | None = None

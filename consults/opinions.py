@@ -79,11 +79,17 @@ def signed_document(
     opinion: OpinionText,
     version: int,
     corrects: str | None = None,
+    context: Mapping[str, str] | None = None,
 ) -> dict[str, object]:
-    """The document a signature covers."""
+    """The document a signature covers.
+
+    ``context`` (optional) is what the printed page shows beside the opinion (the
+    patient's name, sex and birth date, the institutions, the signer's name and title),
+    signed with it so that nothing on the page is unsigned.
+    """
     if version < 1 or (version == 1) != (corrects is None):
         raise ValueError("version 1 corrects nothing; every later version names its original")
-    return {
+    document: dict[str, object] = {
         "kind": "teleconsult.opinion",
         "consult": consult,
         "patient": patient,
@@ -93,6 +99,9 @@ def signed_document(
         "corrects": corrects,
         "opinion": opinion.as_dict(),
     }
+    if context is not None:
+        document["context"] = dict(context)
+    return document
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -351,3 +351,7 @@ __all__ = [
     "streams",
     "to_epoch_s",
 ]
+
+# The consult service's tables join this MetaData. Imported last, when every name above
+# exists: store.consult_schema imports only this module, so either may be imported first.
+from store import consult_schema as _consult_schema  # noqa: E402, F401

@@ -1,0 +1,240 @@
+"""What the consult service needs from storage: the records it keeps and one Protocol.
+
+Design notes
+------------
+- A consult is kept as two parts: :class:`consults.lifecycle.Consult` (the state the
+  transition table reads) and :class:`StoredRequest` (what the clinic asked, the
+  national id only sealed). The service computes the acceptance deadline and expiry
+  at submission (:class:`~consults.lifecycle.DeadlinePolicy`) and hands them down, so
+  the store orders worklists by a plain indexed column: overdue first is "earliest
+  due first".
+- Every write that changes a consult takes the :class:`~consults.repositories.AuditEvent`
+  that records it and stores both in ONE transaction: a step is audited or not taken.
+- A transition is stored only if the consult is still in the state the service read
+  (compare-and-set on ``state`` and ``revision``): of two coordinators assigning at
+  once, one wins and the other gets :class:`StaleConsult` (409), nothing changed.
+- A referral slot is held by at most one live referral: the store decides (a unique
+  key), so two requests racing for a slot get one success and one
+  :class:`~consults.referrals.SlotTaken`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import ClassVar, Protocol
+
+from consults.errors import Conflict, ConsultsError
+from consults.lifecycle import Consult, ConsultState
+from consults.opinions import OpinionText, SignedVersion
+from consults.referrals import Referral, Slot
+from consults.repositories import AuditEvent, Page, PageRequest
+from consults.signatures import KeyPair
+
+__all__ = [
+    "Attachment",
+    "ConsultFilter",
+    "ConsultRecord",
+    "ConsultRepository",
+    "Queue",
+    "StaleConsult",
+    "StoredRequest",
+]
+
+
+class StaleConsult(Conflict):
+    """The consult changed since it was read (another step was taken first)."""
+
+    code: ClassVar[str] = "consult_changed"
+
+    def __init__(self, consult: str) -> None:
+        ConsultsError.__init__(self, "the consult changed meanwhile: reload it and try again")
+        self.kind = "consult"
+        self.key = consult
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredRequest:
+    """The request's content as kept: the national id sealed (or None)."""
+
+    patient_id: str  # opaque, what signatures, streams and the audit trail name
+    patient_name: str
+    patient_sex: str
+    patient_birth_date: date
+    record_number: str
+    national_id_sealed: str | None
+    reason: str
+    purpose: str
+    summary: str
+    specialty: str
+    title_wanted: str | None
+    expert_wanted: str | None
+    consent_kind: str
+    consent_recorded_by: str
+    consent_time: datetime
+    consent_witness: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConsultRecord:
+    """One consult: its lifecycle, its request, its deadlines and its revision."""
+
+    consult: Consult
+    request: StoredRequest
+    accept_due: datetime | None = None
+    expires_at: datetime | None = None
+    escalated_at: datetime | None = None  # when the overdue consult was escalated
+    revision: int = 0
+
+
+class Queue(enum.Enum):
+    """Which worklist to list."""
+
+    MINE = "mine"  # the doctor's own requests, newest first
+    CLINIC = "clinic"  # every request of the doctor's institution, newest first
+    UNTRIAGED = "untriaged"  # a centre's requests waiting for an expert, earliest due first
+    OVERDUE = "overdue"  # of those, past their acceptance deadline
+    ASSIGNED = "assigned"  # an expert's consults, by deadline (due, else start)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConsultFilter:
+    """A worklist: the queue, whose it is, and optional state and text filters.
+
+    ``who`` is a username for ``MINE`` and ``ASSIGNED``, an institution code otherwise;
+    ``now`` decides what is overdue; ``search`` matches the patient's name or record
+    number or the specialty, as literal text.
+    """
+
+    queue: Queue
+    who: str
+    now: datetime
+    states: frozenset[ConsultState] | None = None
+    search: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Attachment:
+    """An attachment's metadata; its bytes are in the data dir under ``id``."""
+
+    id: str
+    consult: str
+    media_type: str
+    size_bytes: int
+    sha256: str
+    name: str
+    uploaded_by: str
+    uploaded_at: datetime
+
+
+class ConsultRepository(Protocol):
+    """The consults on a store. Every method is one transaction; blocking (call from a
+    worker thread). Database failures raise :class:`~consults.errors.RepositoryError`."""
+
+    def create(self, record: ConsultRecord, event: AuditEvent) -> None:
+        """Store a new consult and its audit row."""
+
+    def get(self, consult_id: str) -> ConsultRecord | None:
+        """The consult, or None."""
+
+    def transition(self, before: ConsultRecord, after: ConsultRecord, event: AuditEvent) -> None:
+        """Store ``after`` if the consult is still at ``before.revision``, with its row.
+
+        Raises
+        ------
+        StaleConsult
+            It changed meanwhile.
+        """
+
+    def list(self, where: ConsultFilter, page: PageRequest) -> Page[ConsultRecord]:
+        """A worklist page."""
+
+    def due_to_expire(self, now: datetime, limit: int) -> Sequence[ConsultRecord]:
+        """Consults still awaiting acceptance whose expiry time has passed."""
+
+    def due_to_escalate(self, now: datetime, limit: int) -> Sequence[ConsultRecord]:
+        """Consults still awaiting acceptance, past their acceptance deadline and not yet
+        escalated, earliest due first."""
+
+    def save_draft(self, consult_id: str, text: OpinionText, event: AuditEvent) -> None:
+        """Replace the opinion draft, with its audit row."""
+
+    def draft(self, consult_id: str) -> OpinionText | None:
+        """The opinion draft, or None."""
+
+    def versions(self, consult_id: str) -> Sequence[SignedVersion]:
+        """The signed versions, version 1 first."""
+
+    def add_version(
+        self,
+        version: SignedVersion,
+        event: AuditEvent,
+        transition: tuple[ConsultRecord, ConsultRecord] | None = None,
+    ) -> None:
+        """Store a signed version (and the ``sign`` transition it completes) and its row.
+
+        Raises
+        ------
+        consults.errors.Conflict
+            That version number is stored already (two signatures raced).
+        StaleConsult
+            The transition's consult changed meanwhile.
+        """
+
+    def signer_key(self, person_id: str) -> KeyPair | None:
+        """The person's signing key (the private part unsealed), or None."""
+
+    def public_keys(self, person_id: str) -> Sequence[bytes]:
+        """Every public key the person has signed with (for verification)."""
+
+    def add_signer_key(self, person_id: str, keys: KeyPair, event: AuditEvent) -> None:
+        """Keep a new signing key for the person (the private part sealed at rest)."""
+
+    def add_attachment(self, attachment: Attachment, event: AuditEvent) -> None:
+        """Store an attachment's metadata (its bytes are written first)."""
+
+    def attachments(self, consult_id: str) -> Sequence[Attachment]:
+        """The consult's attachments, oldest first."""
+
+    def add_slot(self, slot: Slot) -> None:
+        """Publish an appointment slot."""
+
+    def get_slot(self, slot_id: str) -> Slot | None:
+        """A slot, or None."""
+
+    def add_referral(self, referral: Referral, event: AuditEvent) -> None:
+        """Store a new referral holding its slot.
+
+        Raises
+        ------
+        consults.referrals.SlotTaken
+            Another live referral holds the slot.
+        """
+
+    def get_referral(self, referral_id: str) -> Referral | None:
+        """A referral, or None."""
+
+    def update_referral(self, before: Referral, after: Referral, event: AuditEvent) -> None:
+        """Store a referral's step (a slot is freed when it no longer holds it).
+
+        Raises
+        ------
+        consults.errors.Conflict
+            The referral changed meanwhile.
+        """
+
+    def list_referrals(
+        self, institution: str, *, incoming: bool, page: PageRequest
+    ) -> Page[Referral]:
+        """The referrals to (``incoming``) or from an institution, newest first."""
+
+    def list_slots(
+        self, institution: str, department: str | None, since: datetime
+    ) -> Sequence[tuple[Slot, bool]]:
+        """An institution's slots starting after ``since``, by start, each with whether
+        a live referral holds it."""
+
+    def audit(self, event: AuditEvent) -> None:
+        """Record an attempt that changed nothing (a refused step)."""

@@ -1,0 +1,971 @@
+"""The consult service's use cases: request, triage, each step of the lifecycle, the
+opinion (draft, sign, addendum), attachments, worklists, expiry and referral.
+
+Design notes
+------------
+- Synchronous and blocking (the store is behind :class:`ConsultRepository`): the API
+  calls it from worker threads. The rules are the domain's: every step goes through
+  :func:`consults.lifecycle.apply`; this layer loads, decides who the actor is to the
+  consult (:func:`~consults.lifecycle.parties`), and hands the result and its audit row
+  to the store, which writes both in one transaction.
+- **Who sees a consult.** Its parties (requester, the clinic's doctors, the centre's
+  coordinators, the assigned experts) and the people of the clinic and the centre. To
+  anyone else it does not exist (:class:`~consults.errors.NotFound`, 404); someone who
+  sees it but may not take a step gets 403, a step the table does not have 409.
+- **Where a request goes.** To the consult centre that serves the clinic
+  (:func:`consults.rights.providers_of`, kind ``consult``): among the providers, those
+  with coordinators first (a request nobody can triage helps nobody), then the nearest
+  by the tree (parent first), then by code.
+- **Refused steps are audited** (``consult.<event>``, outcome ``denied``) with the
+  consult and the patient, so the trail shows the attempt; nothing else changes.
+- **Signing** needs the second factor (:class:`SecondFactor`, the accounts' TOTP check,
+  a code used once) and the signer's Ed25519 key, made on first signature and kept by
+  the store with the private part sealed. The document signed is
+  :func:`consults.opinions.signed_document` with the page's context, so the PDF prints
+  nothing unsigned. A correction is an addendum: a new version naming the digest of the
+  last one, signed anew; signed versions never change.
+- The patient is named in signatures, streams and the audit trail by an opaque id made
+  at the request; the national id is kept sealed (:class:`~consults.requests.FieldCipher`)
+  and shown masked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Final, Protocol
+
+from consults.consult_repositories import (
+    Attachment,
+    ConsultFilter,
+    ConsultRecord,
+    ConsultRepository,
+    Queue,
+    StaleConsult,
+    StoredRequest,
+)
+from consults.directory import Institution, Person, Role, ServiceKind, ServiceRelation
+from consults.errors import Forbidden, InvalidInput, NotFound, TotpRequired
+from consults.lifecycle import (
+    Actor,
+    Consult,
+    ConsultEvent,
+    ConsultState,
+    DeadlinePolicy,
+    Party,
+    acceptance_due,
+    allowed_events,
+    apply,
+    expires_at,
+    parties,
+)
+from consults.opinions import (
+    OpinionText,
+    SignedVersion,
+    check_editable,
+    iso_utc,
+    signed_document,
+)
+from consults.referrals import (
+    Referral,
+    ReferralEvent,
+    Slot,
+    apply_referral,
+    new_referral,
+)
+from consults.repositories import AuditEvent, Page, PageRequest, PeopleFilter
+from consults.requests import (
+    DEFAULT_LIMITS_BYTES,
+    ConsultRequest,
+    FieldCipher,
+    MediaType,
+    check_attachment,
+    mask_national_id,
+)
+from consults.rights import Tree, providers_of
+from consults.signatures import KeyPair, digest, sign
+from consults.transitions import NotPermitted, TransitionNotAllowed
+
+__all__ = [
+    "BlobStore",
+    "ConsultService",
+    "ConsultView",
+    "Directory",
+    "NoNotices",
+    "Notice",
+    "Notifier",
+    "SecondFactor",
+]
+
+logger = logging.getLogger(__name__)
+
+NATIONAL_ID_FIELD: Final = "patient.national_id"
+# States in which the lead expert writes the draft.
+_DRAFTING: Final = frozenset(
+    {ConsultState.ACCEPTED, ConsultState.SCHEDULED, ConsultState.IN_CONSULT, ConsultState.REPORTING}
+)
+
+
+class SecondFactor(Protocol):
+    """The accounts' second-factor check (:meth:`consults.accounts.Accounts.confirm_totp`)."""
+
+    def confirm_totp(self, person: Person, code: str | None) -> None:
+        """Return when ``code`` is the person's current TOTP code, used for the first time;
+        raise :class:`~consults.errors.TotpRequired` otherwise."""
+
+
+class Directory(Protocol):
+    """What the service reads of the directory (a ``DirectoryRepository``)."""
+
+    def get_institution(self, code: str) -> Institution | None: ...
+
+    def all_institutions(self) -> Sequence[Institution]: ...
+
+    def all_relations(self) -> Sequence[ServiceRelation]: ...
+
+    def person_by_username(self, username: str) -> Person | None: ...
+
+    def list_people(self, where: PeopleFilter, page: PageRequest) -> Page[Person]: ...
+
+
+class BlobStore(Protocol):
+    """Where attachment bytes live (the data dir): written durably before the row."""
+
+    def put(self, key: str, data: bytes) -> None: ...
+
+    def get(self, key: str) -> bytes: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Notice:
+    """Someone must hear of a step: the people named and/or a centre's coordinators.
+
+    ``kind`` is ``consult.<event>`` of the step taken (``consult.submit``,
+    ``consult.assign``, ``consult.sign``, …) or ``consult.escalate`` for an overdue
+    consult; ``consult`` its id. No patient data: the recipient's page fetches what
+    they may see.
+    """
+
+    kind: str
+    consult: str
+    at: datetime
+    usernames: frozenset[str] = frozenset()
+    coordinators_of: str | None = None  # every coordinator of this institution
+
+
+class Notifier(Protocol):
+    """Where notices go (the live notifications, the webhooks).
+
+    Called from the worker thread after the step is stored; an implementation hands
+    the notice to the event loop and returns at once.
+    """
+
+    def notify(self, notice: Notice) -> None: ...
+
+
+class NoNotices:
+    """A notifier that keeps the notices in a list (commands, tests)."""
+
+    def __init__(self) -> None:
+        self.sent: list[Notice] = []
+
+    def notify(self, notice: Notice) -> None:
+        self.sent.append(notice)
+
+
+def _notice(kind: str, consult: Consult, now: datetime) -> Notice:
+    """Who hears of a step: the table's counterpart of each event."""
+    experts = frozenset(consult.experts)
+    requester = frozenset({consult.requester})
+    centre = consult.centre
+    event = kind.removeprefix("consult.")
+    if event in ("submit", "escalate"):
+        return Notice(kind=kind, consult=consult.id, at=now, coordinators_of=centre)
+    if event == "assign":
+        return Notice(kind=kind, consult=consult.id, at=now, usernames=experts)
+    if event in ("accept", "decline", "expire"):
+        return Notice(
+            kind=kind, consult=consult.id, at=now, usernames=requester, coordinators_of=centre
+        )
+    if event == "cancel":
+        return Notice(
+            kind=kind, consult=consult.id, at=now, usernames=experts, coordinators_of=centre
+        )
+    if event == "close":
+        return Notice(kind=kind, consult=consult.id, at=now, usernames=experts)
+    # schedule, start, review, finish, sign: both sides of the consult.
+    return Notice(kind=kind, consult=consult.id, at=now, usernames=experts | requester)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConsultView:
+    """A consult as the caller may see it."""
+
+    record: ConsultRecord
+    national_id_masked: str | None
+    allowed: tuple[ConsultEvent, ...]
+    parties: frozenset[Party]
+
+
+def actor_of(person: Person) -> Actor:
+    """The lifecycle's view of a person."""
+    return Actor(
+        username=person.username,
+        roles=frozenset(r.value for r in person.roles),
+        institution=person.institution or "",
+    )
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class ConsultService:
+    """The consult use cases over a store.
+
+    Parameters
+    ----------
+    consults
+        The store of consults, opinions, keys, attachments and referrals.
+    directory
+        Institutions, relations and people.
+    second_factor
+        Checks the TOTP code that signing requires.
+    cipher
+        Seals the national id.
+    blobs
+        Attachment bytes.
+    policy
+        Acceptance deadlines and expiry per priority.
+    clock
+        The time, aware UTC.
+    attachment_limits_bytes
+        Size limit per attachment type.
+    notifier
+        Told of every step someone must hear of, after it is stored.
+    """
+
+    def __init__(
+        self,
+        *,
+        consults: ConsultRepository,
+        directory: Directory,
+        second_factor: SecondFactor,
+        cipher: FieldCipher,
+        blobs: BlobStore,
+        policy: DeadlinePolicy | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        new_id: Callable[[], str] = _new_id,
+        attachment_limits_bytes: dict[MediaType, int] | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self._repo = consults
+        self._directory = directory
+        self._second_factor = second_factor
+        self._cipher = cipher
+        self._blobs = blobs
+        self.policy = policy or DeadlinePolicy()
+        self._clock = clock
+        self._new_id = new_id
+        self.attachment_limits_bytes = attachment_limits_bytes or dict(DEFAULT_LIMITS_BYTES)
+        self._notifier: Notifier = notifier or NoNotices()
+
+    # Helpers
+    def _event(
+        self,
+        record: ConsultRecord,
+        action: str,
+        actor: Person | None,
+        now: datetime,
+        outcome: str = "ok",
+        **details: str,
+    ) -> AuditEvent:
+        return AuditEvent(
+            at_s=now.timestamp(),
+            action=action,
+            actor=actor.id if actor is not None else "system",
+            target=f"consult:{record.consult.id}",
+            outcome=outcome,
+            details=details,
+            institution=record.consult.clinic,
+            patient=record.request.patient_id,
+            consult=record.consult.id,
+        )
+
+    def _visible(self, person: Person, consult_id: str) -> ConsultRecord:
+        record = self._repo.get(consult_id)
+        if record is None:
+            raise NotFound("consult", consult_id)
+        consult = record.consult
+        if parties(consult, actor_of(person)) or person.institution in (
+            consult.clinic,
+            consult.centre,
+        ):
+            return record
+        raise NotFound("consult", consult_id)
+
+    def _view(self, person: Person, record: ConsultRecord) -> ConsultView:
+        actor = actor_of(person)
+        masked = None
+        if record.request.national_id_sealed is not None:
+            try:
+                plain = self._cipher.decrypt(NATIONAL_ID_FIELD, record.request.national_id_sealed)
+            except ValueError:
+                plain = None
+            masked = None if plain is None else mask_national_id(plain)
+        return ConsultView(
+            record=record,
+            national_id_masked=masked,
+            allowed=tuple(allowed_events(record.consult, actor)),
+            parties=parties(record.consult, actor),
+        )
+
+    def centre_for(self, clinic: str) -> str:
+        """The consult centre a clinic's request goes to.
+
+        Raises
+        ------
+        InvalidInput
+            No institution serves the clinic for consults.
+        """
+        tree = Tree(self._directory.all_institutions())
+        providers = providers_of(
+            tree, self._directory.all_relations(), clinic, ServiceKind.CONSULT
+        ) - {clinic}
+        if not providers:
+            raise InvalidInput("institution", "no consult centre serves this clinic")
+        ancestors = tree.ancestors(clinic)
+
+        def rank(code: str) -> tuple[int, int, str]:
+            staffed = self._directory.list_people(
+                PeopleFilter(institutions=frozenset({code}), role=Role.COORDINATOR),
+                PageRequest(limit=1),
+            ).items
+            distance = ancestors.index(code) if code in ancestors else len(ancestors)
+            return (0 if staffed else 1, distance, code)
+
+        return min(providers, key=rank)
+
+    # Requests
+    def create(self, person: Person, request: ConsultRequest) -> ConsultView:
+        """A doctor of a clinic requests a consult; it is submitted at once.
+
+        Raises
+        ------
+        Forbidden
+            The person is no doctor of an institution.
+        InvalidInput
+            No consult centre serves the clinic.
+        """
+        if Role.DOCTOR not in person.roles or person.institution is None:
+            raise Forbidden("only a clinic's doctor may request a consult")
+        now = self._clock()
+        centre = self.centre_for(person.institution)
+        patient = request.patient
+        draft = Consult(
+            id=self._new_id(),
+            state=ConsultState.DRAFT,
+            priority=request.priority,
+            mode=request.mode,
+            requester=person.username,
+            clinic=person.institution,
+            centre=centre,
+            created_at=now,
+        )
+        consult = apply(draft, ConsultEvent.SUBMIT, actor_of(person), now)
+        stored = StoredRequest(
+            patient_id=self._new_id(),
+            patient_name=patient.name,
+            patient_sex=patient.sex.value,
+            patient_birth_date=patient.birth_date,
+            record_number=patient.record_number,
+            national_id_sealed=(
+                None
+                if patient.national_id is None
+                else self._cipher.encrypt(NATIONAL_ID_FIELD, patient.national_id)
+            ),
+            reason=request.reason,
+            purpose=request.purpose,
+            summary=request.summary,
+            specialty=request.specialty,
+            title_wanted=request.title_wanted,
+            expert_wanted=request.expert_wanted,
+            consent_kind=request.consent.kind.value,
+            consent_recorded_by=request.consent.recorded_by,
+            consent_time=request.consent.time,
+            consent_witness=request.consent.witness,
+        )
+        record = ConsultRecord(
+            consult=consult,
+            request=stored,
+            accept_due=acceptance_due(consult, self.policy),
+            expires_at=expires_at(consult, self.policy),
+        )
+        self._repo.create(
+            record,
+            self._event(
+                record,
+                "consult.submit",
+                person,
+                now,
+                centre=centre,
+                priority=consult.priority.value,
+                mode=consult.mode.value,
+            ),
+        )
+        self._notifier.notify(_notice("consult.submit", consult, now))
+        return self._view(person, record)
+
+    def get(self, person: Person, consult_id: str) -> ConsultView:
+        """The consult, for someone who may see it (else NotFound)."""
+        return self._view(person, self._visible(person, consult_id))
+
+    def worklist(
+        self,
+        person: Person,
+        queue: Queue,
+        page: PageRequest,
+        *,
+        states: frozenset[ConsultState] | None = None,
+        search: str | None = None,
+    ) -> Page[ConsultRecord]:
+        """A page of one of the caller's worklists.
+
+        Raises
+        ------
+        Forbidden
+            The queue is not one of the caller's roles (a doctor's clinic queue, a
+            coordinator's queues, an expert's assigned consults).
+        """
+        needs = {
+            Queue.MINE: Role.DOCTOR,
+            Queue.CLINIC: Role.DOCTOR,
+            Queue.UNTRIAGED: Role.COORDINATOR,
+            Queue.OVERDUE: Role.COORDINATOR,
+            Queue.ASSIGNED: Role.EXPERT,
+        }[queue]
+        if needs not in person.roles:
+            raise Forbidden(f"the {queue.value} worklist is for a {needs.value}")
+        if queue in (Queue.MINE, Queue.ASSIGNED):
+            who = person.username
+        else:
+            if person.institution is None:
+                raise Forbidden("the worklist is an institution's")
+            who = person.institution
+        return self._repo.list(
+            ConsultFilter(queue=queue, who=who, now=self._clock(), states=states, search=search),
+            page,
+        )
+
+    # The lifecycle
+    def step(
+        self,
+        person: Person,
+        consult_id: str,
+        event: ConsultEvent,
+        *,
+        reason: str | None = None,
+        experts: Sequence[str] | None = None,
+        start: datetime | None = None,
+    ) -> ConsultView:
+        """Take one step of the table (``sign`` is :meth:`sign`).
+
+        Raises
+        ------
+        TransitionNotAllowed, NotPermitted, MissingField, InvalidField
+            From the table (409, 403, 400); audited as ``denied``.
+        InvalidInput
+            An assigned username is no expert.
+        StaleConsult
+            Someone else moved the consult first.
+        """
+        if event in (ConsultEvent.SIGN, ConsultEvent.EXPIRE):
+            raise InvalidInput("event", f"{event.value} is not taken this way")
+        before = self._visible(person, consult_id)
+        now = self._clock()
+        try:
+            consult = apply(
+                before.consult,
+                event,
+                actor_of(person),
+                now,
+                reason=reason,
+                experts=None if experts is None else tuple(experts),
+                start=start,
+            )
+        except (TransitionNotAllowed, NotPermitted) as exc:
+            self._repo.audit(
+                self._event(
+                    before,
+                    f"consult.{event.value}",
+                    person,
+                    now,
+                    outcome="denied",
+                    state=before.consult.state.value,
+                    code=exc.code,
+                )
+            )
+            raise
+        if event is ConsultEvent.ASSIGN:
+            # The table has spoken (a coordinator assigns now); the names must be experts.
+            for name in consult.experts:
+                found = self._directory.person_by_username(name)
+                if found is None or Role.EXPERT not in found.roles:
+                    raise InvalidInput("experts", f"{name!r} is not an expert")
+        after = replace(
+            before,
+            consult=consult,
+            accept_due=acceptance_due(consult, self.policy),
+            expires_at=expires_at(consult, self.policy),
+        )
+        details = {"from": before.consult.state.value, "to": consult.state.value}
+        if event is ConsultEvent.ASSIGN:
+            details["experts"] = ",".join(consult.experts)
+        if consult.reason is not None and consult.reason != before.consult.reason:
+            details["reason"] = consult.reason[:200]
+        self._repo.transition(
+            before, after, self._event(before, f"consult.{event.value}", person, now, **details)
+        )
+        self._notifier.notify(_notice(f"consult.{event.value}", consult, now))
+        return self._view(person, replace(after, revision=before.revision + 1))
+
+    def _sweep_step(
+        self,
+        before: ConsultRecord,
+        after: ConsultRecord,
+        action: str,
+        now: datetime,
+        **details: str,
+    ) -> bool:
+        """Store one step the server takes; False when a person moved the consult first."""
+        try:
+            self._repo.transition(before, after, self._event(before, action, None, now, **details))
+        except StaleConsult:
+            return False
+        self._notifier.notify(_notice(action, after.consult, now))
+        return True
+
+    def expire_due(self, limit: int = 100) -> int:
+        """Expire the consults not accepted by their expiry time (the server's sweep);
+        answers how many. One that a person moved meanwhile is left to them."""
+        now = self._clock()
+        done = 0
+        for before in self._repo.due_to_expire(now, limit):
+            consult = apply(before.consult, ConsultEvent.EXPIRE, Actor.system(), now)
+            after = replace(before, consult=consult, accept_due=None, expires_at=None)
+            moves = {"from": before.consult.state.value, "to": consult.state.value}
+            done += self._sweep_step(before, after, "consult.expire", now, **moves)
+        return done
+
+    def escalate_overdue(self, limit: int = 100) -> list[ConsultRecord]:
+        """Escalate, once, each consult past its acceptance deadline and still not
+        accepted: an audit row and a notice to the centre's coordinators (the server's
+        sweep, beside :meth:`expire_due`). Answers the consults escalated."""
+        now = self._clock()
+        done: list[ConsultRecord] = []
+        for before in self._repo.due_to_escalate(now, limit):
+            after = replace(before, escalated_at=now)
+            due = iso_utc(before.accept_due) if before.accept_due else ""
+            facts = {"state": before.consult.state.value, "due": due}
+            if self._sweep_step(before, after, "consult.escalate", now, **facts):
+                done.append(replace(after, revision=before.revision + 1))
+        return done
+
+    # The opinion
+    def _lead(self, person: Person, record: ConsultRecord, what: str) -> None:
+        if Party.LEAD_EXPERT not in parties(record.consult, actor_of(person)):
+            raise Forbidden(f"only the consult's lead expert may {what}")
+
+    def save_draft(self, person: Person, consult_id: str, text: OpinionText) -> None:
+        """The lead expert replaces the draft (until the opinion is signed).
+
+        Raises
+        ------
+        Forbidden
+            Not the lead expert.
+        OpinionSigned
+            The opinion is signed: write an addendum.
+        TransitionNotAllowed
+            The consult is not in a state where the opinion is written.
+        """
+        record = self._visible(person, consult_id)
+        self._lead(person, record, "write the opinion")
+        check_editable(self._repo.versions(consult_id), consult_id)
+        if record.consult.state not in _DRAFTING:
+            raise TransitionNotAllowed(
+                "opinion", "lead_expert", record.consult.state, ConsultEvent.FINISH
+            )
+        now = self._clock()
+        self._repo.save_draft(consult_id, text, self._event(record, "opinion.draft", person, now))
+
+    def draft(self, person: Person, consult_id: str) -> OpinionText | None:
+        """The draft, for the consult's experts and coordinators (not yet the clinic's)."""
+        record = self._visible(person, consult_id)
+        mine = parties(record.consult, actor_of(person))
+        if not mine & {Party.EXPERT, Party.LEAD_EXPERT, Party.COORDINATOR}:
+            raise Forbidden("the draft is the experts' until it is signed")
+        return self._repo.draft(consult_id)
+
+    def versions(self, person: Person, consult_id: str) -> Sequence[SignedVersion]:
+        """The signed versions, for anyone who sees the consult."""
+        self._visible(person, consult_id)
+        return self._repo.versions(consult_id)
+
+    def _keys(self, person: Person, now: datetime) -> KeyPair:
+        keys = self._repo.signer_key(person.id)
+        if keys is None:
+            keys = KeyPair.generate()
+            self._repo.add_signer_key(
+                person.id,
+                keys,
+                AuditEvent(
+                    at_s=now.timestamp(),
+                    action="opinion.key_created",
+                    actor=person.id,
+                    target=f"person:{person.id}",
+                    details={"fingerprint": keys.fingerprint},
+                    institution=person.institution,
+                ),
+            )
+        return keys
+
+    def _context(self, record: ConsultRecord, signer: Person) -> dict[str, str]:
+        def name_of(code: str) -> str:
+            found = self._directory.get_institution(code)
+            return found.name if found is not None else code
+
+        r = record.request
+        return {
+            "patient_name": r.patient_name,
+            "patient_sex": r.patient_sex,
+            "patient_birth_date": r.patient_birth_date.isoformat(),
+            "record_number": r.record_number,
+            "clinic": name_of(record.consult.clinic),
+            "centre": name_of(record.consult.centre),
+            "specialty": r.specialty,
+            "signer_name": signer.display_name,
+            "signer_title": signer.title or "",
+            "signer_institution": name_of(signer.institution) if signer.institution else "",
+        }
+
+    def _sign_with_factor(
+        self, person: Person, record: ConsultRecord, totp: str | None, action: str
+    ) -> None:
+        now = self._clock()
+        try:
+            self._second_factor.confirm_totp(person, totp)
+        except TotpRequired as exc:
+            self._repo.audit(
+                self._event(record, action, person, now, outcome="denied", code=exc.code)
+            )
+            raise
+
+    def sign(self, person: Person, consult_id: str, totp: str | None) -> ConsultView:
+        """The lead expert signs the draft: the consult becomes ``reported``.
+
+        Raises
+        ------
+        TransitionNotAllowed, NotPermitted
+            Not in a state to sign, or not the lead expert (audited).
+        TotpRequired
+            The second factor is missing or wrong (audited).
+        InvalidInput
+            There is no draft, or it has no diagnosis.
+        """
+        before = self._visible(person, consult_id)
+        now = self._clock()
+        actor = actor_of(person)
+        try:
+            # The table decides first (409/403), before the second factor is asked.
+            apply(before.consult, ConsultEvent.SIGN, actor, now, signed=True)
+        except (TransitionNotAllowed, NotPermitted) as exc:
+            self._repo.audit(
+                self._event(before, "consult.sign", person, now, outcome="denied", code=exc.code)
+            )
+            raise
+        text = self._repo.draft(consult_id)
+        if text is None:
+            raise InvalidInput("opinion", "write the opinion (PUT .../opinion) before signing")
+        self._sign_with_factor(person, before, totp, "consult.sign")
+        keys = self._keys(person, now)
+        consult = apply(before.consult, ConsultEvent.SIGN, actor, now, signed=True)
+        document = signed_document(
+            consult=consult_id,
+            patient=before.request.patient_id,
+            signer=person.username,
+            signed_at=now,
+            opinion=text,
+            version=1,
+            context=self._context(before, person),
+        )
+        version = SignedVersion(
+            document=document, signature=sign(document, keys), public_key=keys.public_key
+        )
+        after = replace(before, consult=consult, accept_due=None, expires_at=None)
+        self._repo.add_version(
+            version,
+            self._event(
+                before,
+                "consult.sign",
+                person,
+                now,
+                version="1",
+                fingerprint=keys.fingerprint,
+                signed_at=iso_utc(now),
+            ),
+            (before, after),
+        )
+        self._notifier.notify(_notice("consult.sign", consult, now))
+        return self._view(person, replace(after, revision=before.revision + 1))
+
+    def addendum(
+        self, person: Person, consult_id: str, text: OpinionText, totp: str | None
+    ) -> SignedVersion:
+        """A correction of a signed opinion: a new version naming the last, signed anew.
+
+        Raises
+        ------
+        Forbidden
+            Not the lead expert.
+        InvalidInput
+            Nothing is signed yet (edit the draft instead).
+        TotpRequired
+            The second factor is missing or wrong.
+        """
+        record = self._visible(person, consult_id)
+        self._lead(person, record, "correct the opinion")
+        versions = self._repo.versions(consult_id)
+        if not versions:
+            raise InvalidInput("opinion", "nothing is signed yet: edit the draft")
+        self._sign_with_factor(person, record, totp, "opinion.addendum")
+        now = self._clock()
+        keys = self._keys(person, now)
+        number = len(versions) + 1
+        document = signed_document(
+            consult=consult_id,
+            patient=record.request.patient_id,
+            signer=person.username,
+            signed_at=now,
+            opinion=text,
+            version=number,
+            corrects=digest(versions[-1].document),
+            context=self._context(record, person),
+        )
+        version = SignedVersion(
+            document=document, signature=sign(document, keys), public_key=keys.public_key
+        )
+        self._repo.add_version(
+            version,
+            self._event(
+                record,
+                "opinion.addendum",
+                person,
+                now,
+                version=str(number),
+                fingerprint=keys.fingerprint,
+            ),
+        )
+        return version
+
+    def public_keys(self, person_id: str) -> Sequence[bytes]:
+        """The public keys on record for a signer (for ``report verify``)."""
+        return self._repo.public_keys(person_id)
+
+    # Attachments
+    def add_attachment(
+        self, person: Person, consult_id: str, claimed_type: str, name: str, data: bytes
+    ) -> Attachment:
+        """Attach a file to an open consult: typed by its content, size-limited.
+
+        Raises
+        ------
+        AttachmentType, AttachmentTooLarge
+            415 / 413 (nothing stored).
+        Forbidden
+            The caller is no party to the consult.
+        """
+        record = self._visible(person, consult_id)
+        if not parties(record.consult, actor_of(person)):
+            raise Forbidden("only the consult's parties may attach files")
+        found = check_attachment(claimed_type, data, self.attachment_limits_bytes)
+        now = self._clock()
+        attachment = Attachment(
+            id=self._new_id(),
+            consult=consult_id,
+            media_type=found.value,
+            size_bytes=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            name=(name.strip() or "attachment")[:200],
+            uploaded_by=person.username,
+            uploaded_at=now,
+        )
+        self._blobs.put(f"{consult_id}/{attachment.id}", data)
+        self._repo.add_attachment(
+            attachment,
+            self._event(
+                record,
+                "consult.attachment_added",
+                person,
+                now,
+                attachment=attachment.id,
+                media_type=found.value,
+                size_bytes=str(len(data)),
+            ),
+        )
+        return attachment
+
+    def attachments(self, person: Person, consult_id: str) -> Sequence[Attachment]:
+        """The consult's attachments, for anyone who sees it."""
+        self._visible(person, consult_id)
+        return self._repo.attachments(consult_id)
+
+    def attachment(
+        self, person: Person, consult_id: str, attachment_id: str
+    ) -> tuple[Attachment, bytes]:
+        """One attachment and its bytes (the download is audited)."""
+        record = self._visible(person, consult_id)
+        for found in self._repo.attachments(consult_id):
+            if found.id == attachment_id:
+                data = self._blobs.get(f"{consult_id}/{found.id}")
+                self._repo.audit(
+                    self._event(
+                        record,
+                        "consult.attachment_read",
+                        person,
+                        self._clock(),
+                        attachment=found.id,
+                    )
+                )
+                return found, data
+        raise NotFound("attachment", attachment_id)
+
+    # Referral
+    def publish_slot(self, person: Person, department: str, start: datetime, end: datetime) -> Slot:
+        """A doctor or coordinator publishes a slot of their institution's department."""
+        if person.institution is None or not person.roles & {Role.DOCTOR, Role.COORDINATOR}:
+            raise Forbidden("slots are published by a department's doctors or coordinators")
+        slot = Slot(
+            id=self._new_id(),
+            institution=person.institution,
+            department=department,
+            start=start,
+            end=end,
+        )
+        self._repo.add_slot(slot)
+        return slot
+
+    def refer(
+        self, person: Person, slot_id: str, reason: str, consult_id: str | None = None
+    ) -> Referral:
+        """Refer a patient to a published slot (from a consult or directly).
+
+        Raises
+        ------
+        SlotTaken
+            Another live referral holds the slot (of two racing, one wins).
+        """
+        if person.institution is None or not person.roles & {Role.DOCTOR, Role.EXPERT}:
+            raise Forbidden("a doctor or an expert refers")
+        slot = self._repo.get_slot(slot_id)
+        if slot is None:
+            raise NotFound("slot", slot_id)
+        record = None if consult_id is None else self._visible(person, consult_id)
+        now = self._clock()
+        referral = new_referral(
+            id=self._new_id(),
+            from_institution=person.institution,
+            slot=slot,
+            reason=reason,
+            now=now,
+            consult=consult_id,
+        )
+        self._repo.add_referral(
+            referral,
+            AuditEvent(
+                at_s=now.timestamp(),
+                action="referral.request",
+                actor=person.id,
+                target=f"referral:{referral.id}",
+                details={"slot": slot.id, "to": slot.institution},
+                institution=person.institution,
+                patient=None if record is None else record.request.patient_id,
+                consult=consult_id,
+            ),
+        )
+        return referral
+
+    def referral_step(
+        self, person: Person, referral_id: str, event: ReferralEvent, text: str | None = None
+    ) -> Referral:
+        """Take a step of the referral table (accept, decline, arrive, refer back, cancel)."""
+        before = self._repo.get_referral(referral_id)
+        if before is None or person.institution not in (
+            before.from_institution,
+            before.to_institution,
+        ):
+            raise NotFound("referral", referral_id)
+        now = self._clock()
+        roles = frozenset(r.value for r in person.roles)
+        try:
+            after = apply_referral(before, event, person.institution or "", roles, now, text=text)
+        except (TransitionNotAllowed, NotPermitted) as exc:
+            self._repo.audit(
+                AuditEvent(
+                    at_s=now.timestamp(),
+                    action=f"referral.{event.value}",
+                    actor=person.id,
+                    target=f"referral:{referral_id}",
+                    outcome="denied",
+                    details={"state": before.state.value, "code": exc.code},
+                    institution=before.from_institution,
+                    consult=before.consult,
+                )
+            )
+            raise
+        self._repo.update_referral(
+            before,
+            after,
+            AuditEvent(
+                at_s=now.timestamp(),
+                action=f"referral.{event.value}",
+                actor=person.id,
+                target=f"referral:{referral_id}",
+                details={"from": before.state.value, "to": after.state.value},
+                institution=before.from_institution,
+                consult=before.consult,
+            ),
+        )
+        return after
+
+    def get_referral(self, person: Person, referral_id: str) -> Referral:
+        """A referral, for the people of either institution."""
+        found = self._repo.get_referral(referral_id)
+        if found is None or person.institution not in (
+            found.from_institution,
+            found.to_institution,
+        ):
+            raise NotFound("referral", referral_id)
+        return found
+
+    def referrals(self, person: Person, *, incoming: bool, page: PageRequest) -> Page[Referral]:
+        """The referrals to (the receiving department's worklist) or from the caller's
+        institution, newest first."""
+        if person.institution is None or not person.roles & {
+            Role.DOCTOR,
+            Role.EXPERT,
+            Role.COORDINATOR,
+        }:
+            raise Forbidden("referrals are an institution's doctors' and coordinators'")
+        return self._repo.list_referrals(person.institution, incoming=incoming, page=page)
+
+    def slots(
+        self, person: Person, institution: str, department: str | None = None
+    ) -> Sequence[tuple[Slot, bool]]:
+        """The published slots of an institution from now on, each with whether taken."""
+        if not person.roles & {Role.DOCTOR, Role.EXPERT, Role.COORDINATOR}:
+            raise Forbidden("slots are for doctors, experts and coordinators")
+        return self._repo.list_slots(institution, department, self._clock())
