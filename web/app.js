@@ -36,9 +36,14 @@ const tc = {
   recording: false, // the room is being recorded (docs/recording.md)
   recordingPolicy: "allowed",
   layout: "speaker",
+  audioOnly: false, // neither send nor receive video (poor networks)
+  audioOnlyProposed: false, // the poor-link proposal was shown (once per page)
+  inbound: null, // totals received on the subscribe connection: {audio: {packets, bytes}, video: {packets, bytes, frames}}
+  receivedKbps: 0, // everything received, over the last quality window
   pinned: null, // participant id pinned large, or null
   speaker: null, // participant id of the active speaker
   hands: new Set(), // participant ids with a raised hand
+  audioLevels: {}, // participant id -> last received audio level, 0..1
   quality: {}, // participant id -> {level, lossPct, rttMs, kbps}
   soundBlocked: false, // the browser refused to play sound (NotAllowedError)
   knocks: 0, // knock sounds played (tests)
@@ -79,6 +84,7 @@ const ICONS = {
   chat: "M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H8l-4 4V6a2 2 0 0 1 2-2z",
   people: "M16 11a3 3 0 1 0-3-3 3 3 0 0 0 3 3zm-8 0a3 3 0 1 0-3-3 3 3 0 0 0 3 3zm0 2c-2.3 0-7 1.2-7 3.5V19h14v-2.5C15 14.2 10.3 13 8 13zm8 0h-1a4.2 4.2 0 0 1 2 3.5V19h6v-2.5c0-2.3-4.7-3.5-7-3.5z",
   leave: "M12 9c-1.6 0-3.1.3-4.5.7v3.1c0 .4-.2.7-.6.9a11 11 0 0 0-2.7 1.9.9.9 0 0 1-1.3 0L.3 13.1a.9.9 0 0 1 0-1.3A17 17 0 0 1 12 7a17 17 0 0 1 11.7 4.8.9.9 0 0 1 0 1.3l-2.5 2.5a.9.9 0 0 1-1.3 0 11 11 0 0 0-2.7-1.9.9.9 0 0 1-.6-.9V9.7A15 15 0 0 0 12 9z",
+  micOnly: "M12 14a3 3 0 0 0 3-3V5a3 3 0 0 0-6 0v6a3 3 0 0 0 3 3zm5-3a5 5 0 0 1-10 0H5a7 7 0 0 0 6 6.9V21h2v-3.1a7 7 0 0 0 6-6.9zM18 2h4v2h-4zm0 4h4v2h-4z",
   more: "M12 8a2 2 0 1 0-2-2 2 2 0 0 0 2 2zm0 2a2 2 0 1 0 2 2 2 2 0 0 0-2-2zm0 6a2 2 0 1 0 2 2 2 2 0 0 0-2-2z",
 };
 
@@ -589,6 +595,12 @@ function ensureTile(participant) {
   if (tile) return tile;
   tile = el("div", { class: "tile remote", "data-participant": participant.participant_id });
   const video = el("video", { "data-identity": participant.identity, autoplay: "", playsinline: "" });
+  // A stream that starts silent (video first) plays; when its audio track arrives the
+  // browser may pause it as newly audible without a rejected play() of ours: ask again,
+  // so that a refusal comes back as a NotAllowedError (play() below).
+  video.addEventListener("pause", () => {
+    if (video.srcObject && !tc.left) play(video);
+  });
   const avatar = el("div", { class: "avatar" });
   fillAvatar(avatar, participant.name);
   const label = el("span", { class: "name" });
@@ -629,7 +641,7 @@ function renderTile(participantId) {
   tile.dataset.state = participant.state;
   const videoTrack = (participant.tracks || []).find((x) => x.kind === "video");
   // Camera off (muted, or no video published): initials and name, never a frozen frame.
-  const cameraOff = Boolean(participant.video_muted) || !videoTrack;
+  const cameraOff = Boolean(participant.video_muted) || !videoTrack || tc.audioOnly;
   tile.dataset.camera = cameraOff ? "off" : "on";
   tile.querySelector(".avatar").hidden = !cameraOff;
   const status = tile.querySelector(".status");
@@ -743,6 +755,7 @@ function startMedia(iceServers) {
     iceServers,
     relay: tc.relay,
     send: (message) => tc.signaling.send(message),
+    audioOnly: () => tc.audioOnly,
   });
   tc.media = media;
   media.addEventListener("track", (event) => onRemoteTrack(event.detail));
@@ -757,7 +770,7 @@ function startMedia(iceServers) {
   });
   // Autojoin connects while the camera is still opening; publish once it is open.
   tc.devices
-    .then(() => media.publish(tc.localStream))
+    .then(() => media.publish(tc.localStream, { video: !tc.audioOnly }))
     .then(() => {
       // What the person chose in the lobby's preview toggles is what the room hears.
       for (const kind of ["audio", "video"]) {
@@ -796,6 +809,26 @@ function toggleLocal(kind) {
   const enable = !localEnabled(kind);
   setLocalEnabled(kind, enable);
   tc.signaling.send({ type: enable ? "unmute" : "mute", kind });
+}
+
+// Audio only: we publish no video (the camera is off; others see our initials) and
+// refuse the server's (the video m-sections of our subscribe answers are `inactive`, so
+// the server's senders send nothing). The subscribe connection is the server's to
+// renegotiate, so the session is resumed: the fresh connections carry audio only, or
+// video again (a gap of about a second in sound). The camera comes back as it was.
+function setAudioOnly(on) {
+  if (tc.audioOnly === on || !tc.signaling) return;
+  $("propose-audio-only").hidden = true;
+  if (on) tc.cameraBeforeAudioOnly = localEnabled("video");
+  tc.audioOnly = on;
+  const camera = on ? false : tc.cameraBeforeAudioOnly !== false;
+  if (camera !== localEnabled("video")) {
+    setLocalEnabled("video", camera);
+    tc.signaling.send({ type: camera ? "unmute" : "mute", kind: "video" });
+  }
+  renderControls();
+  for (const id of tc.participants.keys()) renderTile(id);
+  tc.signaling.drop();
 }
 
 // Screen sharing replaces the camera's track on the publish connection (no
@@ -841,6 +874,8 @@ function renderControls() {
   setButton($("toggle-screen"), "screen", t(sharing ? "stopShare" : "shareScreen"), sharing);
   const raised = Boolean(tc.me && tc.hands.has(tc.me.participant_id));
   setButton($("toggle-hand"), "hand", t(raised ? "lowerHand" : "raiseHand"), raised);
+  setButton($("toggle-audio-only"), "micOnly", t(tc.audioOnly ? "videoOn" : "audioOnly"), tc.audioOnly);
+  $("toggle-video").disabled = tc.audioOnly;
   const gallery = tc.layout === "gallery";
   setButton($("toggle-layout"), gallery ? "speaker" : "layout", t(gallery ? "speakerView" : "galleryView"), gallery);
   const full = Boolean(document.fullscreenElement);
@@ -866,32 +901,75 @@ function openDrawer(panel) {
   renderControls();
 }
 
-// ---- active speaker and connection quality, from WebRTC stats ---------------------
+// ---- WebRTC stats: received totals, the active speaker, connection quality ----------
 
-const SPEAKER_LEVEL = 0.02; // audioLevel (0..1) above which someone is speaking
+// One getStats() of the subscribe connection every STATS_INTERVAL_MS feeds everything:
+// tc.inbound (totals received in this session, per kind: what tests and diagnostics
+// read), the active speaker (every poll) and the quality indicator (every
+// QUALITY_EVERY polls, over that window).
+const STATS_INTERVAL_MS = 500;
+const QUALITY_EVERY = 4; // 2 s windows: short ones make the bars flicker
+
+// Speech is measured from what we decode (inbound-rtp totalAudioEnergy over
+// totalSamplesDuration: the mean power since the last poll), not from the RTP audio-level
+// header, which a forwarding SFU need not set.
+const SPEAKER_LEVEL = 0.01; // RMS level (0..1) above which someone is speaking
 const SPEAKER_HOLD_MS = 1500; // the speaker keeps the large tile this long after silence
-let lastSpokeMs = 0;
-function detectSpeaker() {
+
+const ownerOf = (report) => tc.streamOwner.get(tc.trackStream.get(report.trackIdentifier));
+
+let statsPolls = 0;
+async function pollStats() {
   const pc = tc.media && tc.media.subscribePc;
   if (!pc) return;
+  const stats = await pc.getStats();
+  if (pc !== (tc.media && tc.media.subscribePc)) return; // a resume replaced it meanwhile
+  const inbound = [];
+  stats.forEach((report) => {
+    if (report.type === "inbound-rtp") inbound.push(report);
+  });
+  const totals = { audio: { packets: 0, bytes: 0 }, video: { packets: 0, bytes: 0, frames: 0 } };
+  for (const report of inbound) {
+    const sum = totals[report.kind];
+    if (!sum) continue;
+    sum.packets += report.packetsReceived || 0;
+    sum.bytes += report.bytesReceived || 0;
+    if (report.kind === "video") sum.frames += report.framesDecoded || 0;
+  }
+  tc.inbound = totals;
+  detectSpeaker(inbound);
+  statsPolls += 1;
+  if (statsPolls % QUALITY_EVERY === 0) measureQuality(stats, inbound);
+}
+
+let lastSpokeMs = 0;
+let previousEnergy = new Map(); // inbound-rtp id -> {energy, duration}
+function detectSpeaker(inbound) {
+  const next = new Map();
   let loudest = null;
   let loudestLevel = SPEAKER_LEVEL;
-  for (const receiver of pc.getReceivers()) {
-    if (receiver.track.kind !== "audio") continue;
-    const owner = tc.streamOwner.get(tc.trackStream.get(receiver.track.id));
-    for (const source of receiver.getSynchronizationSources()) {
-      if (owner && source.audioLevel > loudestLevel) {
-        loudest = owner;
-        loudestLevel = source.audioLevel;
-      }
+  for (const report of inbound) {
+    if (report.kind !== "audio") continue;
+    const energy = report.totalAudioEnergy || 0;
+    const duration = report.totalSamplesDuration || 0;
+    next.set(report.id, { energy, duration });
+    const before = previousEnergy.get(report.id);
+    const owner = ownerOf(report);
+    if (!before || !owner || duration <= before.duration) continue;
+    const level = Math.sqrt(Math.max(0, energy - before.energy) / (duration - before.duration));
+    tc.audioLevels[owner] = level;
+    if (level > loudestLevel) {
+      loudest = owner;
+      loudestLevel = level;
     }
   }
+  previousEnergy = next;
   const now = performance.now();
   if (loudest && loudest !== tc.speaker && (now - lastSpokeMs > SPEAKER_HOLD_MS || !tc.speaker)) {
     tc.speaker = loudest;
     renderStage();
   }
-  if (loudest === tc.speaker) lastSpokeMs = now;
+  if (loudest && loudest === tc.speaker) lastSpokeMs = now;
 }
 
 // Quality levels: 3 good, 2 fair, 1 poor (thresholds of common video-call practice).
@@ -901,32 +979,28 @@ function qualityLevel({ lossPct, rttMs }) {
   return 3;
 }
 
-let previousStats = new Map(); // track id -> {bytes, packets, lost, timeMs}
-async function measureQuality() {
-  const pc = tc.media && tc.media.subscribePc;
-  if (!pc) return;
-  const stats = await pc.getStats();
+let previousStats = new Map(); // inbound-rtp id -> {bytes, packets, lost, timeMs}
+function measureQuality(stats, inbound) {
   let rttMs = 0;
   stats.forEach((report) => {
     if (report.type === "candidate-pair" && report.nominated && report.currentRoundTripTime !== undefined) {
       rttMs = report.currentRoundTripTime * 1000;
     }
   });
-  const per = new Map(); // participant -> {bits, packets, lost}
+  const per = new Map(); // participant -> {bits, seconds, packets, lost}
   const next = new Map();
-  stats.forEach((report) => {
-    if (report.type !== "inbound-rtp") return;
-    const owner = tc.streamOwner.get(tc.trackStream.get(report.trackIdentifier));
+  for (const report of inbound) {
+    const owner = ownerOf(report);
     const before = previousStats.get(report.id);
     next.set(report.id, { bytes: report.bytesReceived, packets: report.packetsReceived, lost: report.packetsLost, timeMs: report.timestamp });
-    if (!owner || !before) return;
+    if (!owner || !before) continue;
     const sum = per.get(owner) || { bits: 0, seconds: 0, packets: 0, lost: 0 };
     sum.bits += 8 * (report.bytesReceived - before.bytes);
     sum.seconds = Math.max(sum.seconds, (report.timestamp - before.timeMs) / 1000);
     sum.packets += report.packetsReceived - before.packets;
     sum.lost += Math.max(0, report.packetsLost - before.lost);
     per.set(owner, sum);
-  });
+  }
   previousStats = next;
   let totalBits = 0;
   let totalSeconds = 0;
@@ -951,10 +1025,22 @@ async function measureQuality() {
     indicator.title = label;
   }
   tc.receivedKbps = totalSeconds > 0 ? totalBits / totalSeconds / 1000 : 0;
+  proposeAudioOnly([...per.keys()].map((owner) => tc.quality[owner].level));
 }
 
-setInterval(detectSpeaker, 300);
-setInterval(() => measureQuality().catch(() => {}), 2000);
+// When the link cannot carry video (every remote poor for POOR_WINDOWS windows in a row),
+// audio only is proposed, once per session: a bar under the header, never a dialog.
+const POOR_WINDOWS = 2;
+let poorWindows = 0;
+function proposeAudioOnly(levels) {
+  const poor = levels.length > 0 && levels.every((level) => level === 1);
+  poorWindows = poor ? poorWindows + 1 : 0;
+  if (poorWindows < POOR_WINDOWS || tc.audioOnly || tc.audioOnlyProposed) return;
+  tc.audioOnlyProposed = true;
+  $("propose-audio-only").hidden = false;
+}
+
+setInterval(() => pollStats().catch((error) => console.warn("stats failed", error)), STATS_INTERVAL_MS);
 
 // ---- leave, end, rejoin ---------------------------------------------------------
 
@@ -1015,6 +1101,9 @@ async function main() {
   $("toggle-audio").addEventListener("click", () => toggleLocal("audio"));
   $("toggle-video").addEventListener("click", () => toggleLocal("video"));
   $("toggle-screen").addEventListener("click", () => toggleScreen());
+  $("toggle-audio-only").addEventListener("click", () => setAudioOnly(!tc.audioOnly));
+  $("accept-audio-only").addEventListener("click", () => setAudioOnly(true));
+  $("dismiss-audio-only").addEventListener("click", () => ($("propose-audio-only").hidden = true));
   $("toggle-hand").addEventListener("click", () => {
     const raised = tc.me && tc.hands.has(tc.me.participant_id);
     tc.signaling.send({ type: "raise_hand", raised: !raised });

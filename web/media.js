@@ -7,8 +7,11 @@
 export class MediaSession extends EventTarget {
   // send(message): sends a signaling message. Events: "track" (detail: {track,
   // streams}), "state" (detail: {pc, state}).
-  constructor({ iceServers, relay, send }) {
+  // audioOnly(): whether to refuse the server's video (answered `inactive`: aiortc starts
+  // a sender only for a direction that sends, so the server sends no video at all).
+  constructor({ iceServers, relay, send, audioOnly = () => false }) {
     super();
+    this.audioOnly = audioOnly;
     this.config = {
       iceServers: iceServers || [],
       iceTransportPolicy: relay ? "relay" : "all",
@@ -38,11 +41,13 @@ export class MediaSession extends EventTarget {
     return pc;
   }
 
-  // Offer our tracks on the publish connection (also with none: we still subscribe).
-  async publish(stream) {
+  // Offer our tracks on the publish connection (also with none: we still subscribe);
+  // video: false publishes the microphone only (audio-only mode).
+  async publish(stream, { video = true } = {}) {
     const pc = this.createPc("publish");
     this.publishPc = pc;
-    for (const track of stream ? stream.getTracks() : []) {
+    const tracks = stream ? stream.getTracks().filter((x) => video || x.kind !== "video") : [];
+    for (const track of tracks) {
       pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
       this.send({
         type: "publish",
@@ -51,7 +56,7 @@ export class MediaSession extends EventTarget {
         source: track.kind === "audio" ? "microphone" : "camera",
       });
     }
-    if (!stream || stream.getTracks().length === 0) return;
+    if (tracks.length === 0) return;
     await pc.setLocalDescription(await pc.createOffer());
     this.send({ type: "offer", pc: "publish", sdp: pc.localDescription.sdp });
   }
@@ -100,6 +105,12 @@ export class MediaSession extends EventTarget {
     }
     const pc = this.subscribePc;
     await pc.setRemoteDescription({ type: "offer", sdp });
+    const videoDirection = this.audioOnly() ? "inactive" : "recvonly";
+    for (const transceiver of pc.getTransceivers()) {
+      if (transceiver.receiver.track.kind === "video" && transceiver.direction !== "stopped") {
+        transceiver.direction = videoDirection;
+      }
+    }
     await pc.setLocalDescription(await pc.createAnswer());
     this.send({ type: "answer", pc: "subscribe", sdp: pc.localDescription.sdp });
   }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -49,7 +48,9 @@ async def test_record_flag_records_every_track_of_a_browser_consult(
     a, b = await seeing_each_other(browser, recorded)
     recording_id = recorded.sfu.recording("consult")
     assert recording_id is not None
-    await asyncio.sleep(3.0)
+    # About three seconds of the consult (45 frames at 15 fps reach a through the SFU).
+    frames = await a.evaluate("() => window.tc.inbound.video.frames")
+    await a.wait_for_function(f"() => window.tc.inbound.video.frames > {frames} + 45")
     await a.close()
     await b.close()
     await recorded.sfu.close()  # ends the consult: files closed, manifest final
@@ -73,7 +74,11 @@ async def test_moderator_consent_toggle_records_and_everyone_sees_it(
     """A moderator's click starts recording; both browsers show it; a second click stops it."""
     a, b = await seeing_each_other(browser, consult)
     assert await a.is_hidden("#rec")
-    await a.click("#toggle-recording")
+    # The recording switch is in the host's panel, behind the people button of the bar.
+    assert await a.locator("#toggle-recording").is_hidden()
+    await a.click("#toggle-people")
+    toggle = a.get_by_role("button", name="Start recording")
+    await toggle.click()
     for page in (a, b):
         await page.wait_for_function(
             "() => window.tc.recording && !document.getElementById('rec').hidden"
@@ -82,8 +87,11 @@ async def test_moderator_consent_toggle_records_and_everyone_sees_it(
     recording_id = consult.sfu.recording("consult")
     assert recording_id is not None
     directory = tmp_path / "var" / "recordings" / recording_id
-    await asyncio.sleep(2.5)
-    await a.click("#toggle-recording")
+    assert await a.locator("#toggle-recording").get_attribute("aria-pressed") == "true"
+    # Two seconds of the consult recorded: 30 more frames (at 15 fps) reach a through the SFU.
+    frames = await a.evaluate("() => window.tc.inbound.video.frames")
+    await a.wait_for_function(f"() => window.tc.inbound.video.frames > {frames} + 30")
+    await a.get_by_role("button", name="Stop recording").click()
     for page in (a, b):
         await page.wait_for_function(
             "() => !window.tc.recording && document.getElementById('rec').hidden"
