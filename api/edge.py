@@ -42,7 +42,7 @@ import contextlib
 import logging
 import socket
 import ssl
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -211,6 +211,9 @@ class EdgeServer:
     device : DeviceEndpoint, optional
         Takes ``/device``; may also be set later (:attr:`device`). Until then a
         ``/device`` connection is closed with 1013 "not yet available".
+
+    :attr:`background` holds coroutine functions (refreshers, subscribers) run as tasks
+    from :meth:`start` until :meth:`close` cancels them.
     """
 
     def __init__(
@@ -230,6 +233,8 @@ class EdgeServer:
         self.signaling = signaling
         self.config = config or EdgeConfig()
         self.device = device
+        self.background: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._channels: set[Channel] = set()
         limits = ChannelLimits(
             max_message_bytes=self.config.max_frame_bytes,
@@ -322,6 +327,7 @@ class EdgeServer:
         except ServerError:
             await self.signaling.close()
             raise
+        self._tasks = [asyncio.create_task(job()) for job in self.background]
         logger.info("listening on %s", self.url)
 
     async def close(self) -> None:
@@ -337,6 +343,12 @@ class EdgeServer:
                     asyncio.gather(*(c.drain() for c in channels)), self.config.close_timeout_s
                 )
         await self.edge.close()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
         await self.signaling.close()
 
     async def __aenter__(self) -> EdgeServer:

@@ -13,6 +13,12 @@ mutes, removes), a ``coordinator`` as coordinator and moderates, a ``doctor`` as
 applicant (waits to be admitted), an ``ecg_reader`` as observer (receives only).
 Admins and auditors by those roles alone take no part in a consult (403).
 
+The token names the credential it came from in its ``jti`` (``session:<id>`` for a
+login session, ``apitoken:<id>`` for an integration's token) and lasts no longer than
+that credential: logging out, revoking the API token, or locking the person closes the
+room and viewer connections opened with it (the wiring's revocation listener calls
+``Core.revoke``).
+
 Every token minted is an audit row (``room.token_minted``: who, which room, which part).
 """
 
@@ -39,7 +45,7 @@ from consults.errors import ConsultsError
 from consults.repositories import AuditEvent, AuditSink
 from sessions.tokens import KeyRing, mint_token
 
-__all__ = ["RoomTokenAnswer", "RoomTokenController", "RoomTokens"]
+__all__ = ["RoomTokenAnswer", "RoomTokenController", "RoomTokens", "api_token_jti", "session_jti"]
 
 ROOM_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 
@@ -79,6 +85,16 @@ class RoomTokenAnswer(msgspec.Struct):
     join_path: Annotated[str, msgspec.Meta(examples=["/join"])]
 
 
+def session_jti(session_id: str) -> str:
+    """The ``jti`` of room tokens minted over the login session ``session_id``."""
+    return f"session:{session_id}"
+
+
+def api_token_jti(token_id: str) -> str:
+    """The ``jti`` of room tokens minted with the API token ``token_id``."""
+    return f"apitoken:{token_id}"
+
+
 @dataclass(frozen=True, kw_only=True)
 class RoomTokens:
     """Mints room tokens for people (the server's key ring, a lifetime, an audit sink)."""
@@ -97,6 +113,14 @@ class RoomTokens:
             raise NoClinicalRole()
         part, moderates = held[0]
         now_s = self.clock()
+        ttl_s, jti = self.ttl_s, None
+        if principal.session is not None:
+            jti = session_jti(principal.session.id)
+            ttl_s = min(ttl_s, principal.session.expires_at_s - now_s)
+        elif principal.api_token is not None:
+            jti = api_token_jti(principal.api_token.id)
+            if principal.api_token.expires_at_s is not None:
+                ttl_s = min(ttl_s, principal.api_token.expires_at_s - now_s)
         permissions = {"publish", "subscribe"} if part != "observer" else {"subscribe"}
         if moderates:
             permissions.add("moderate")
@@ -107,8 +131,9 @@ class RoomTokens:
             role=part,
             room=room,
             permissions=frozenset(permissions),
-            ttl_s=self.ttl_s,
+            ttl_s=ttl_s,
             now_s=now_s,
+            jti=jti,
             institution=person.institution,
             person_roles=frozenset(r.value for r in person.roles),
         )
@@ -127,7 +152,7 @@ class RoomTokens:
             room=room,
             role=part,
             moderator=moderates,
-            expires_at=utc(now_s + self.ttl_s),
+            expires_at=utc(now_s + ttl_s),
             join_path="/join",
         )
 

@@ -24,6 +24,11 @@ Design notes
   contradicts: a stale ack is ignored by the device).
 - **Takeover**: a device that resumes a stream on a new connection while the old one
   still looks alive; the old connection gets ``error superseded`` and is closed.
+- **Revocation**: :meth:`DeviceEndpoint.revoke` closes every open connection of a cart
+  at once (``error revoked``, fatal, close 1008); its reconnection is refused in the
+  upgrade (401) because the credential check reads the registry.
+- **The check runs off the event loop** (a worker thread): a registered cart's
+  credential is looked up in the store.
 - **Keep-alive**: uvicorn's WebSocket pings find a dead cart; its streams are then
   released and stay resumable.
 - **Message size**: the device protocol promises messages up to 1 MiB
@@ -42,6 +47,7 @@ from typing import Final
 from urllib.parse import parse_qs
 
 from api.ws import Channel, ChannelLimits, Receive, Scope, Send, accept, refuse
+from ecg.device import Error, ErrorCode, encode_message
 from sessions.errors import TokenError
 from sessions.tokens import TokenClaims
 from signaling.ports import DeviceLink, DeviceOutput, DeviceStreams
@@ -59,6 +65,7 @@ logger = logging.getLogger(__name__)
 
 DEVICE_ROLE: Final = "device"
 DEVICE_MAX_MESSAGE_BYTES: Final = 1024 * 1024
+REVOKED_CLOSE: Final = (1008, "device revoked")
 
 
 @dataclass(frozen=True)
@@ -127,6 +134,7 @@ class DeviceEndpoint:
             max_queued_bytes=4 * DEVICE_MAX_MESSAGE_BYTES,
         )
         self._channels: dict[DeviceLink, Channel] = {}
+        self._device_of: dict[DeviceLink, str] = {}
         self._committer: asyncio.Task[None] | None = None
         self.connections = 0
 
@@ -143,9 +151,24 @@ class DeviceEndpoint:
             return Refusal(403, f"a {claims.role} token cannot stream ECG: role device needed")
         return claims.identity
 
+    def revoke(self, device_id: str) -> int:
+        """Close every open connection of ``device_id`` (its credential was revoked);
+        how many. Call on the event loop."""
+        error = encode_message(
+            Error(code=ErrorCode.REVOKED, reason="this device has been revoked", fatal=True)
+        )
+        closed = 0
+        for link, device in list(self._device_of.items()):
+            channel = self._channels.get(link)
+            if device == device_id and channel is not None and not channel.closing:
+                deliver(channel, [error, REVOKED_CLOSE])
+                closed += 1
+        return closed
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pump one device connection until it ends."""
-        checked = self.check(headers_of(scope), scope.get("query_string", b"").decode("latin-1"))
+        query = scope.get("query_string", b"").decode("latin-1")
+        checked = await asyncio.to_thread(self.check, headers_of(scope), query)
         if isinstance(checked, Refusal):
             await refuse(receive, send, checked.status, checked.reason)
             return
@@ -160,6 +183,7 @@ class DeviceEndpoint:
 
         link = self.streams.connect(checked, superseded)
         self._channels[link] = channel
+        self._device_of[link] = checked
         limit = self.limits.max_message_bytes
         try:
             while True:
@@ -182,6 +206,7 @@ class DeviceEndpoint:
         finally:
             link.connection_lost()
             del self._channels[link]
+            del self._device_of[link]
             channel.disconnected()
             await channel.drain()
 

@@ -14,6 +14,7 @@ wire:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from datetime import timedelta
 
 import numpy as np
@@ -41,25 +42,39 @@ class ViewerMessages:
         return m.encode(m.EcgEnded(stream=stream, samples=samples, state=state)).decode()
 
 
-def stream_message(summary: StreamSummary) -> m.EcgStreamInfo:
-    """A stream summary as ``EcgStreamInfo``."""
-    return m.EcgStreamInfo(**dataclasses.asdict(summary))
+def stream_message(summary: StreamSummary, institution: str | None = None) -> m.EcgStreamInfo:
+    """A stream summary as ``EcgStreamInfo`` (``institution``: the one it belongs to)."""
+    return m.EcgStreamInfo(**dataclasses.asdict(summary), institution=institution)
 
 
 class ViewerCatalog:
-    """The ``EcgCatalog`` of the live ECG service."""
+    """The ``EcgCatalog`` of the live ECG service.
 
-    def __init__(self, service: EcgService) -> None:
+    ``institution_of(device_id)``: the institution a cart is registered to (from
+    memory, it is asked on the event loop); a stream belongs to its cart's institution.
+    By default no cart is registered (streams belong to no institution).
+    """
+
+    def __init__(
+        self,
+        service: EcgService,
+        institution_of: Callable[[str], str | None] | None = None,
+    ) -> None:
         self.service = service
+        self.institution_of = institution_of
 
     def ecg_streams(self) -> list[m.EcgStreamInfo]:
         """Every known stream."""
-        return [stream_message(s) for s in self.service.ecg_streams()]
+        return [self._message(s) for s in self.service.ecg_streams()]
 
     def ecg_stream(self, stream: str) -> m.EcgStreamInfo | None:
         """One stream by id, or None."""
         summary = self.service.ecg_stream(stream)
-        return None if summary is None else stream_message(summary)
+        return None if summary is None else self._message(summary)
+
+    def _message(self, summary: StreamSummary) -> m.EcgStreamInfo:
+        of = self.institution_of
+        return stream_message(summary, None if of is None else of(summary.device))
 
 
 def live_message(

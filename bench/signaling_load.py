@@ -106,12 +106,13 @@ async def serve(data_dir: Path, secret: str) -> None:
     import functools
 
     from api.edge import EdgeConfig, EdgeServer
-    from sessions.store import LocalBus, SqliteStore
+    from sessions.store import LocalBus
     from sessions.tokens import verify_token
     from signaling.core import Core, CoreConfig
     from signaling.server import SignalingServer
+    from store.stores import open_store
 
-    store = SqliteStore(data_dir)
+    store = open_store(data_dir=data_dir).signaling
     core = Core(
         config=CoreConfig(waiting_room=False),
         verify=functools.partial(verify_token, secret),

@@ -135,6 +135,8 @@ class ErrorCode(enum.StrEnum):
     END_MISMATCH = "end_mismatch"
     SUPERSEDED = "superseded"
     INTERNAL = "internal"
+    # Credentials
+    REVOKED = "revoked"
 
 
 class DeviceError(EcgError):

@@ -1,31 +1,25 @@
-"""Persistence (``Store``) and cross-process messaging (``Bus``), with embedded defaults.
+"""What the signaling server persists (``Store``) and shares live between nodes (``Bus``).
 
-What must persist: bans (a removed participant's token can never join again, even
-after a restart), rooms (which exist and when they were first used) and the audit log
-of every action ("every step leaves a trace"). The embedded ``Store`` is SQLite from
-the standard library, in WAL mode with ``synchronous=FULL`` so that a write returned
-from is on disk. Its methods are synchronous and quick; the signaling server calls
-them from one worker thread so that the event loop never waits on the disk.
+What must persist: bans (a removed identity never joins the room again, even after a
+restart), rooms (which exist and when they were first used) and the audit trail of
+every action ("every step leaves a trace"). The one implementation is the SQL store's
+(:class:`store.sessions.SqlSessionStore`, SQLite or PostgreSQL, hash-chained audit);
+the Protocol is here so that the signaling package depends on no database. Its
+methods are synchronous; the signaling server calls them from one worker thread so
+that the event loop never waits on the disk.
 
-``Bus`` carries events between processes (several nodes share rooms through Redis);
-the embedded one delivers within the process. Messages are bytes on named channels.
-
-Redis implementations live in :mod:`sessions.redis_backend`.
+``Bus`` carries events between processes (bans and audit rows to the other nodes,
+through Redis: :class:`sessions.redis_backend.RedisBus`); the embedded one delivers
+within the process. Messages are bytes on named channels.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import sqlite3
-import threading
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final, Protocol
-
-from sessions.errors import StoreError
 
 DB_FILE: Final = "teleconsult.sqlite3"
 
@@ -142,120 +136,6 @@ class Bus(Protocol):
 
     async def close(self) -> None:
         """Stop delivering; subscribers' iterators end."""
-
-
-_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS bans (
-    jti TEXT PRIMARY KEY, room TEXT NOT NULL, identity TEXT NOT NULL,
-    by_identity TEXT NOT NULL, reason TEXT NOT NULL, time TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS rooms (room TEXT PRIMARY KEY, created TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL, room TEXT NOT NULL,
-    actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT);
-CREATE INDEX IF NOT EXISTS audit_room ON audit (room, id);
-"""
-
-
-def _statement(record: Record) -> tuple[str, tuple[Any, ...]]:
-    if isinstance(record, Ban):
-        return (
-            "INSERT OR IGNORE INTO bans VALUES (?, ?, ?, ?, ?, ?)",
-            (record.jti, record.room, record.identity, record.by, record.reason, record.time),
-        )
-    if isinstance(record, RoomRecord):
-        return "INSERT OR IGNORE INTO rooms VALUES (?, ?)", (record.room, record.time)
-    detail = None if record.detail is None else json.dumps(record.detail, sort_keys=True)
-    return (
-        "INSERT INTO audit (time, room, actor, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
-        (record.time, record.room, record.actor, record.action, record.target, detail),
-    )
-
-
-class SqliteStore:
-    """The embedded :class:`Store`: one SQLite file in the data directory.
-
-    Thread-safe (one lock), so it may be created in one thread and used from another.
-    """
-
-    def __init__(self, data_dir: Path) -> None:
-        self.path = data_dir / DB_FILE
-        try:
-            data_dir.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open {self.path}: {exc}") from exc
-        self._lock = threading.Lock()
-
-    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            try:
-                return self._db.execute(sql, params).fetchall()
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot read {self.path}: {exc}") from exc
-
-    def ban(self, ban: Ban) -> None:
-        self.write([ban])
-
-    def banned_jtis(self) -> set[str]:
-        return {row[0] for row in self._read("SELECT jti FROM bans")}
-
-    def is_banned(self, jti: str) -> bool:
-        return bool(self._read("SELECT 1 FROM bans WHERE jti = ?", (jti,)))
-
-    def banned_identities(self) -> set[tuple[str, str]]:
-        return {(r, i) for r, i in self._read("SELECT DISTINCT room, identity FROM bans")}
-
-    def is_identity_banned(self, room: str, identity: str) -> bool:
-        sql = "SELECT 1 FROM bans WHERE room = ? AND identity = ?"
-        return bool(self._read(sql, (room, identity)))
-
-    def save_room(self, room: str, time: str) -> None:
-        self.write([RoomRecord(room=room, time=time)])
-
-    def rooms(self) -> list[tuple[str, str]]:
-        return [(r, t) for r, t in self._read("SELECT room, created FROM rooms ORDER BY created")]
-
-    def audit(self, entry: AuditEntry) -> None:
-        self.write([entry])
-
-    def write(self, records: Sequence[Record]) -> None:
-        # One transaction, so one fsync for the whole batch.
-        with self._lock:
-            try:
-                with self._db:
-                    self._db.execute("BEGIN")
-                    for record in records:
-                        self._db.execute(*_statement(record))
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot write to {self.path}: {exc}") from exc
-
-    def audit_log(self, room: str | None = None, limit: int = 1000) -> list[AuditEntry]:
-        where, params = ("WHERE room = ?", (room,)) if room is not None else ("", ())
-        rows = self._read(
-            f"SELECT time, room, actor, action, target, detail FROM audit {where}"
-            " ORDER BY id DESC LIMIT ?",
-            (*params, limit),
-        )
-        return [
-            AuditEntry(
-                time=t, room=r, actor=a, action=act, target=tg, detail=json.loads(d) if d else None
-            )
-            for t, r, a, act, tg, d in reversed(rows)
-        ]
-
-    def health(self) -> str | None:
-        try:
-            self._read("SELECT 1")
-        except StoreError:
-            return "database unreachable"
-        return None
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
 
 
 class LocalBus:

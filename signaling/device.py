@@ -6,9 +6,11 @@ A thin layer: which streams exist comes from an :class:`~signaling.ports.EcgCata
 
 Design notes
 ------------
-- **Viewers** (:class:`ViewerHub`): a stream is granted to a token whose room is the
-  stream's ``room`` or ``consult``, or to every token of the ECG centre room
-  (``centre_room``, when configured).
+- **Viewers** (:class:`ViewerHub`): whether a viewer may list and subscribe to a
+  stream is the ``may_view`` policy's (the server's is
+  :meth:`signaling.ecg_access.EcgAccess.may_view`: rights that follow from people and
+  institutions); by default, :func:`grants`: a token whose room is the stream's
+  ``room`` or ``consult``.
 - Each live chunk is encoded once (by the live workers) and sent to each of the
   stream's subscribers through their connection's outlet, which never waits: a slow
   viewer never holds up the device or the others.
@@ -19,18 +21,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from signaling import messages as m
+from signaling.effects import EcgRequest
 from signaling.ports import EcgCatalog
 
 __all__ = ["ViewerHub", "grants"]
 
 Sender = Callable[[int, str], None]  # (connection id, encoded JSON text)
+MayView = Callable[[EcgRequest, m.EcgStreamInfo], bool]
 
 
-def grants(room: str, info: m.EcgStreamInfo, centre_room: str | None = None) -> bool:
-    """Whether a token entering ``room`` may view the stream ``info``."""
-    if centre_room is not None and room == centre_room:
-        return True
-    return room in (info.room, info.consult)
+def grants(viewer: EcgRequest, info: m.EcgStreamInfo) -> bool:
+    """The rule of rooms alone: the viewer's room is the stream's ``room`` or ``consult``."""
+    return viewer.room in (info.room, info.consult)
 
 
 class ViewerHub:
@@ -42,8 +44,9 @@ class ViewerHub:
         The streams that exist.
     send : callable
         ``send(conn, text)``: send encoded JSON to a ``/ws`` connection (never waits).
-    centre_room : str, optional
-        Tokens of this room (the ECG centre) may view every stream.
+    may_view : callable
+        ``may_view(request, info)``: whether the viewer asking may see the stream;
+        :func:`grants` by default.
     display_fs_hz : float
         Rate of the display samples announced in ``ecg_subscribed``.
     """
@@ -53,12 +56,12 @@ class ViewerHub:
         catalog: EcgCatalog,
         send: Sender,
         *,
-        centre_room: str | None = None,
+        may_view: MayView = grants,
         display_fs_hz: float = 125.0,
     ) -> None:
         self.catalog = catalog
         self.send = send
-        self.centre_room = centre_room
+        self.may_view = may_view
         self.display_fs_hz = display_fs_hz
         self._subscribers: dict[str, set[int]] = {}
 
@@ -66,25 +69,21 @@ class ViewerHub:
         """How many connections watch ``stream``."""
         return len(self._subscribers.get(stream, ()))
 
-    def request(
-        self, conn: int, room: str, message: m.EcgList | m.EcgSubscribe | m.EcgUnsubscribe
-    ) -> None:
-        """Answer a viewer's request (from :class:`signaling.core.EcgRequest`)."""
+    def request(self, request: EcgRequest) -> None:
+        """Answer a viewer's request (the core's :class:`~signaling.effects.EcgRequest`)."""
+        conn = request.conn
         reply: m.ServerMessage
-        match message:
+        match request.message:
             case m.EcgList(ref=ref):
-                streams = [
-                    s for s in self.catalog.ecg_streams() if grants(room, s, self.centre_room)
-                ]
+                streams = [s for s in self.catalog.ecg_streams() if self.may_view(request, s)]
                 streams.sort(key=lambda s: s.start_time, reverse=True)
                 reply = m.EcgStreams(streams=streams, ref=ref)
             case m.EcgSubscribe(stream=stream, ref=ref):
                 info = self.catalog.ecg_stream(stream)
-                if info is None:
+                if info is None or not self.may_view(request, info):
+                    # A stream the viewer may not see does not exist for them (as another
+                    # institution's record answers 404 on the REST API).
                     reply = m.Error(code=m.ErrorCode.NOT_FOUND, reason="no such stream", ref=ref)
-                elif not grants(room, info, self.centre_room):
-                    reason = f"your token's room {room!r} does not grant this stream"
-                    reply = m.Error(code=m.ErrorCode.FORBIDDEN, reason=reason, ref=ref)
                 else:
                     self._subscribers.setdefault(stream, set()).add(conn)
                     reply = m.EcgSubscribed(info=info, display_fs_hz=self.display_fs_hz, ref=ref)

@@ -32,14 +32,15 @@ import functools
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import msgspec
 
-from sessions.store import AuditEntry, Bus, Record, Store
+from sessions.store import AuditEntry, Ban, Bus, Record, Store
 from signaling import messages as m
 from signaling.core import Core
 from signaling.device import ViewerHub
@@ -69,6 +70,16 @@ __version__ = "0.1.0"
 
 class StoreFailed(Exception):
     """The last Store write failed (raised by :meth:`SignalingServer.store_health`)."""
+
+
+BANS_CHANNEL = "bans"
+
+
+class SharedBan(msgspec.Struct, frozen=True):
+    """A ban one node wrote, as the Bus carries it to the others."""
+
+    node: str
+    ban: Ban
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,6 +179,8 @@ class SignalingServer:
         self._flushing: asyncio.Future[None] | None = None
         self._write_failed = False
         self._ticker: asyncio.Task[None] | None = None
+        self._ban_listener: asyncio.Task[None] | None = None
+        self.node = uuid.uuid4().hex  # tells this node's bans from the others' on the Bus
         self._started_s = time.monotonic()
         media.on_recording = self._recording_changed
 
@@ -178,14 +191,18 @@ class SignalingServer:
         self._started_s = time.monotonic()
         if self._ticker is None:
             self._ticker = asyncio.create_task(self._tick_forever())
+        if self._ban_listener is None and self.bus is not None:
+            bans = await self.bus.subscribe(BANS_CHANNEL)
+            self._ban_listener = asyncio.create_task(self._apply_bans(bans))
 
     async def close(self) -> None:
         """Wait for media calls and Store writes (after the transport closed), release all."""
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
-            self._ticker = None
+        for task in (self._ticker, self._ban_listener):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._ticker = self._ban_listener = None
         # Closing the connections queued media leaves; let them finish first.
         while self._lanes or self._tasks or self._flushing is not None:
             waiting: list[asyncio.Future[Any]] = [*self._lanes.values(), *self._tasks]
@@ -274,18 +291,29 @@ class SignalingServer:
                     outlet.close(code, reason)
             case Persist(record=record, ack=ack):
                 self._persist(record, ack)
-            case EcgRequest(conn=conn, room=room, message=message):
+            case EcgRequest(conn=conn, message=message):
                 if self.viewers is None:
                     error = m.Error(
                         code=ErrorCode.NOT_FOUND, reason="live ECG is not served", ref=message.ref
                     )
                     self._send(conn, error, encoded)
                 else:
-                    self.viewers.request(conn, room, message)
+                    self.viewers.request(effect)
             case MediaRecord(room_id=room, on=on):
                 self._record(room, on)
             case _:
                 self._media(effect)
+
+    async def _apply_bans(self, bans: AsyncIterator[bytes]) -> None:
+        """Enforce the bans other nodes wrote (the Bus carries them once durable)."""
+        async for data in bans:
+            try:
+                shared = msgspec.json.decode(data, type=SharedBan)
+            except msgspec.DecodeError:
+                logger.warning("ignored a malformed ban from the bus")
+                continue
+            if shared.node != self.node:
+                self.run(self.core.apply_ban(shared.ban, time.monotonic()))
 
     def _record(self, room_id: str, on: bool) -> None:
         """Switch the room's recording; a backend that cannot record says why (ValueError)."""
@@ -347,13 +375,18 @@ class SignalingServer:
         acks, self._pending_acks = self._pending_acks, []
         future = asyncio.get_running_loop().run_in_executor(self._writer, self.store.write, batch)
         self._flushing = future
-        future.add_done_callback(functools.partial(self._written, acks))
+        future.add_done_callback(functools.partial(self._written, acks, batch))
 
-    def _written(self, acks: list[int], future: asyncio.Future[None]) -> None:
+    def _written(self, acks: list[int], batch: list[Record], future: asyncio.Future[None]) -> None:
         exc = future.exception()
         if exc is not None:
             logger.error("store write failed: %s", type(exc).__name__)
         self._write_failed = exc is not None
+        if exc is None and self.bus is not None:
+            for record in batch:
+                if isinstance(record, Ban):  # durable: the other nodes enforce it too
+                    shared = SharedBan(node=self.node, ban=record)
+                    self._spawn(self.bus.publish(BANS_CHANNEL, msgspec.json.encode(shared)))
         self._flushing = None
         for ack in acks:
             self.run(self.core.persisted(ack, exc is None, time.monotonic()))

@@ -1,11 +1,14 @@
 """Wiring: the composition root. It builds the parts and plugs them together, no more.
 
 ``signaling/`` states what it needs as Protocols (:mod:`signaling.ports`), ``api/`` is
-the edge that pumps the cores over one port, ``ecglive/`` is the live ECG service;
-this module connects them with the real media backend, Store, Bus and secret:
+the edge that pumps the cores over one port, ``ecglive/`` is the live ECG service,
+:mod:`teleconsult.platform` the store, accounts and REST API; this module connects them
+with the real media backend, Bus and key ring:
 
 - :func:`build_server`: the configuration tree's sections handed over whole
   (``config.core`` to the core, ``config.server`` to the edge, ``config.ice``, ...);
+  the SQL store is the signaling Store (bans, rooms, audit), the accounts' REST API and
+  room tokens are mounted, revocations close live connections (:class:`LiveRevocations`);
 - :func:`media_backend`: ``media.sfu.Sfu``, imported there and nowhere else (if it
   cannot be imported the server refuses to start with a clear message rather than
   running without media);
@@ -13,12 +16,14 @@ this module connects them with the real media backend, Store, Bus and secret:
 
 Heavy packages (numpy, numba, aiortc) are imported inside the functions that build
 the server, so that importing this module (``teleconsult token``) stays cheap.
-Streams are granted to viewers by room (``signaling.device.grants``); tokens of the
-room :data:`ECG_CENTRE_ROOM` see every stream.
+Who may view a stream is :class:`signaling.ecg_access.EcgAccess`'s (people,
+institutions and service relations; the participants of the stream's room); a stream
+belongs to its registered cart's institution.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import logging
@@ -27,24 +32,29 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from litestar.di import Provide
+
 from api.edge import EdgeServer
 from api.pages import package_web_dir
+from api.rooms import RoomTokenController, RoomTokens, api_token_jti, session_jti
+from api.session import SessionConfig, device_token_verifier
 from api.ws_device import DeviceEndpoint
-from sessions.redis_backend import RedisBus, RedisStore
-from sessions.store import Bus, LocalBus, SqliteStore, Store
-from sessions.tokens import TokenClaims, load_secret, verify_token
+from sessions.redis_backend import RedisBus
+from sessions.store import Bus, LocalBus
+from sessions.tokens import TokenClaims, load_key_ring, verify_token
 from signaling.core import Core
-from signaling.device import ViewerHub
+from signaling.device import MayView, ViewerHub, grants
+from signaling.ecg_access import EcgAccess
 from signaling.ports import MediaBackend
 from signaling.server import SignalingServer
 from teleconsult.config import Config
+from teleconsult.platform import Platform, open_platform
 
 if TYPE_CHECKING:
     from ecglive.service import EcgService
 
 logger = logging.getLogger(__name__)
 
-ECG_CENTRE_ROOM: Final = "ecg-centre"
 STREAMS_DIR: Final = "streams"  # the live ECG service's folder in the data dir
 
 
@@ -78,16 +88,78 @@ def media_backend(config: Config) -> MediaBackend:
     )
 
 
-def store_and_bus(config: Config) -> tuple[Store, Bus]:
-    """The configured Store and Bus (embedded defaults, or Redis)."""
+def bus_of(config: Config) -> Bus:
+    """The configured Bus (in-process, or Redis for several nodes)."""
     backends = config.backends
-    store: Store = (
-        RedisStore(backends.redis_url)
-        if backends.store == "redis"
-        else SqliteStore(config.data_dir)
-    )
-    bus: Bus = RedisBus(backends.redis_url) if backends.bus == "redis" else LocalBus()
-    return store, bus
+    return RedisBus(backends.redis_url) if backends.bus == "redis" else LocalBus()
+
+
+class LiveRevocations:
+    """The accounts' revocations carried to the live connections.
+
+    Called from the request's worker thread once the store has the revocation; hands
+    each to the event loop (``call_soon_threadsafe``) and returns. A logout or a
+    revoked API token closes the ``/ws`` connections of the room tokens minted with it
+    (their ``jti``); a locked person or a changed password closes every connection of
+    the person; a revoked cart's ``/device`` connections close.
+    """
+
+    def __init__(
+        self,
+        server: EdgeServer,
+        platform: Platform,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._server = server
+        self._platform = platform
+        self._clock = clock
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def attach(self) -> None:
+        """Bind to the running loop (a background job of the server)."""
+        self._loop = asyncio.get_running_loop()
+
+    def _on_loop(self, job: Callable[[], object]) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return  # no live connection exists before the server runs
+        loop.call_soon_threadsafe(job)
+
+    def _revoke(self, reason: str, *, identity: str | None = None, jti: str | None = None) -> None:
+        signaling = self._server.signaling
+
+        def job() -> None:
+            now_s = self._clock()
+            signaling.run(signaling.core.revoke(now_s, identity=identity, jti=jti, reason=reason))
+
+        self._on_loop(job)
+
+    def session_revoked(self, session_id: str) -> None:
+        self._revoke("signed out", jti=session_jti(session_id))
+
+    def person_sessions_revoked(self, person_id: str) -> None:
+        person = self._platform.stores.directory.get_person(person_id)
+        if person is not None:
+            self._revoke("your sessions were ended", identity=person.username)
+
+    def api_token_revoked(self, token_id: str) -> None:
+        self._revoke("the API token was revoked", jti=api_token_jti(token_id))
+
+    def device_revoked(self, device_id: str) -> None:
+        def job() -> None:
+            device = self._server.device
+            if device is not None:
+                device.revoke(device_id)
+
+        self._on_loop(job)
+
+
+@dataclasses.dataclass(frozen=True)
+class Assembly:
+    """The server and the platform under it (tests and commands reach both)."""
+
+    server: EdgeServer
+    platform: Platform
 
 
 def build_server(
@@ -97,7 +169,18 @@ def build_server(
     ecg: bool = True,
     start_live_workers: bool = False,
 ) -> EdgeServer:
-    """Assemble the server (not started).
+    """Assemble the server (not started); :func:`assemble` says what the arguments are."""
+    return assemble(config, media=media, ecg=ecg, start_live_workers=start_live_workers).server
+
+
+def assemble(
+    config: Config,
+    *,
+    media: MediaBackend | None = None,
+    ecg: bool = True,
+    start_live_workers: bool = False,
+) -> Assembly:
+    """Assemble the server and its platform (not started).
 
     Parameters
     ----------
@@ -112,39 +195,81 @@ def build_server(
         Start the live ECG workers now (call from the running event loop), so that the
         first stream does not wait seconds for their start and warm-up; by default they
         start with the first device connection (tests and rooms-only servers never pay).
+
+    Raises
+    ------
+    AppError
+        The media backend cannot be loaded.
+    teleconsult.platform.PlatformError, store.engine.StoreConfigError
+        The data dir's keys or the database are unusable.
     """
     # The media backend first: if it is missing, nothing else has been opened.
     backend = media if media is not None else media_backend(config)
-    secret = load_secret(config.data_dir, config.secret)
+    ring = load_key_ring(config.data_dir, config.secret)
+    ssl_context = config.ssl_context()
+    platform = open_platform(
+        data_dir=config.data_dir,
+        database_url=config.backends.database(),
+        session=SessionConfig(secure_cookies=True if ssl_context is not None else None),
+    )
+    store = platform.stores.signaling
     ice = config.ice
-    store, bus = store_and_bus(config)
+    verify = functools.partial(verify_token, ring, leeway_s=config.core.token_leeway_s)
     core = Core(
         config=config.core,
-        verify=functools.partial(verify_token, secret),
+        verify=verify,
         ice_servers=lambda identity: ice.ice_servers(identity, now_s=time.time()),
         banned=store.banned_jtis(),
+        banned_identities=store.banned_identities(),
     )
-    signaling = SignalingServer(core=core, media=backend, store=store, bus=bus)
+    signaling = SignalingServer(core=core, media=backend, store=store, bus=bus_of(config))
     from media.metrics import MediaCollector  # prometheus only: cheap
 
     # Forwarding and recording counters on /metrics.
     signaling.metrics.registry.register(MediaCollector(backend.stats))
-    ssl_context = config.ssl_context()
+    room_tokens = RoomTokens(ring=ring, audit=platform.stores.audit)
+    api = platform.api
     server = EdgeServer(
         signaling=signaling,
         config=config.server,
         api=dataclasses.replace(config.api, tls=ssl_context is not None),
         ssl_context=ssl_context,
         web_dir=config.data.web_dir or package_web_dir(),
+        route_handlers=[*api.route_handlers, RoomTokenController],
+        dependencies={
+            **api.dependencies,
+            "room_tokens": Provide(lambda: room_tokens, use_cache=True, sync_to_thread=False),
+        },
+        middleware=api.middleware,
     )
+    revocations = LiveRevocations(server, platform)
+    platform.revocations.listeners.append(revocations)
+    view = platform.directory_view
+    server.background += [revocations.attach, view.run]
+
+    async def close_platform() -> None:
+        await asyncio.to_thread(platform.close)
+
     if ecg:
+        jwt_verify: Callable[[str], TokenClaims] = verify
+        check = device_token_verifier(platform.devices, jwt_verify)
+
+        def verify_device(token: str) -> TokenClaims:
+            claims = check(token)
+            if claims.institution is not None:
+                view.device_seen(claims.identity, claims.institution)
+            return claims
+
         install_ecg(
             server,
             config.data_dir / STREAMS_DIR,
-            functools.partial(verify_token, secret),
+            verify_device,
+            may_view=EcgAccess(view).may_view,
+            institution_of=view.institution_of_device,
             start_workers=start_live_workers,
         )
-    return server
+    signaling.closers.append(close_platform)
+    return Assembly(server, platform)
 
 
 def install_ecg(
@@ -152,12 +277,18 @@ def install_ecg(
     root: Path,
     verify: Callable[[str], TokenClaims],
     *,
+    may_view: MayView = grants,
+    institution_of: Callable[[str], str | None] | None = None,
     commit_interval_s: float = 0.1,
     live_processes: int | None = None,
     start_workers: bool = False,
 ) -> EcgService:
     """Serve ``/device`` and live viewers on ``server``, storing streams under ``root``.
 
+    ``verify``: the ``/device`` token check (called off the event loop).
+    ``may_view``: who may see which stream (:class:`signaling.ecg_access.EcgAccess`'s
+    rule in the server; the rule of rooms alone by default).
+    ``institution_of``: the institution of a registered cart (streams belong to it).
     ``live_processes``: worker processes for live annotation; by default one per CPU up
     to ``ecglive.service.MAX_LIVE_PROCESSES``, 0 for a thread of this process.
     ``start_workers``: start them now (from the running event loop) rather than with the
@@ -172,7 +303,8 @@ def install_ecg(
     service = EcgService(root, encoder=ViewerMessages(), live_processes=live_processes)
     endpoint = DeviceEndpoint(service, verify, commit_interval_s=commit_interval_s)
     signaling = server.signaling
-    hub = ViewerHub(ViewerCatalog(service), signaling.send_text, centre_room=ECG_CENTRE_ROOM)
+    catalog = ViewerCatalog(service, institution_of)
+    hub = ViewerHub(catalog, signaling.send_text, may_view=may_view)
     service.hub = hub
     server.device = endpoint
     signaling.viewers = hub

@@ -50,6 +50,9 @@ from signaling.config import CoreConfig
 ENV_PREFIX: Final = "TELECONSULT_"
 
 
+DATABASE_URL_ENV: Final = "TELECONSULT_DATABASE_URL"
+
+
 class ConfigError(Exception):
     """The configuration cannot be used; the message says which key and why."""
 
@@ -103,11 +106,28 @@ class MediaSection:
 
 @dataclass(frozen=True, kw_only=True)
 class BackendsSection:
-    """``[backends]``: the Store and the Bus (embedded by default)."""
+    """``[backends]``: the SQL store and the Bus (embedded by default).
 
-    store: Literal["sqlite", "redis"] = "sqlite"
+    Attributes
+    ----------
+    database_url : str or None
+        PostgreSQL for a deployment of several nodes
+        (``postgresql+psycopg://user:password@host/db``); None: SQLite in the data dir
+        (``teleconsult.sqlite3``). Also read from ``TELECONSULT_DATABASE_URL``, as the
+        ``audit`` and ``backup`` commands do.
+    bus : {"local", "redis"}
+        What nodes share live (bans, audit fan-out): in-process, or Redis at
+        ``redis_url``.
+    """
+
+    database_url: str | None = None
     bus: Literal["local", "redis"] = "local"
     redis_url: str = "redis://127.0.0.1:6379/0"
+
+    def database(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """``database_url``, else ``TELECONSULT_DATABASE_URL``, else None (SQLite)."""
+        env = os.environ if environ is None else environ
+        return self.database_url or env.get(DATABASE_URL_ENV) or None
 
 
 @dataclass(frozen=True, kw_only=True)

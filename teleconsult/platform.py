@@ -8,10 +8,11 @@ credential check and the REST controllers over it. The server hands
 ``middleware``), :attr:`Platform.stores` ``.signaling`` to the signaling pump as its
 ``Store``, and :attr:`Platform.devices` to the ``/device`` endpoint.
 
-Viewing rights decide on the event loop, so they read the institution tree and the
-service relations from memory: :class:`DirectorySnapshot` holds the last copy and
-:meth:`DirectorySnapshot.refresh` (a worker thread, every ``refresh_s`` and after each
-start) reads them again; an admin's change is in force within that interval.
+Viewing rights decide on the event loop, so they read the institution tree, the
+service relations and which institution each registered cart belongs to from memory:
+:class:`DirectorySnapshot` holds the last copy and :meth:`DirectorySnapshot.refresh`
+(a worker thread, every ``refresh_s`` and after each start) reads them again; an
+admin's change is in force within that interval.
 
 The field key (``DATA_DIR/keys/field.key``, 32 random bytes, 0600 in a 0700 folder)
 seals TOTP secrets at rest; it is created on first start and must be backed up with
@@ -31,9 +32,9 @@ from typing import Final
 
 from api.auth import AccountApi, account_api
 from api.session import SessionConfig
-from consults.accounts import Accounts, DeviceCredentials, DirectoryAdmin
+from consults.accounts import Accounts, DeviceCredentials, DirectoryAdmin, Revocations
 from consults.directory import ServiceRelation
-from consults.repositories import DirectoryRepository
+from consults.repositories import DeviceFilter, DirectoryRepository, PageRequest
 from consults.rights import Tree
 from store.secrets import SecretError, load_or_create_key
 from store.stores import Stores, open_store
@@ -43,6 +44,7 @@ __all__ = [
     "DirectorySnapshot",
     "Platform",
     "PlatformError",
+    "RevocationRelay",
     "load_field_key",
     "open_platform",
 ]
@@ -80,6 +82,7 @@ class DirectorySnapshot:
         self._lock = threading.Lock()
         self._tree = Tree(())
         self._relations: tuple[ServiceRelation, ...] = ()
+        self._carts: dict[str, str] = {}
 
     def tree(self) -> Tree:
         return self._tree
@@ -87,12 +90,32 @@ class DirectorySnapshot:
     def relations(self) -> Sequence[ServiceRelation]:
         return self._relations
 
+    def institution_of_device(self, device_id: str) -> str | None:
+        """The institution a registered cart belongs to (revoked ones too: their stored
+        streams still belong to it); None for an identity that is not registered."""
+        return self._carts.get(device_id)
+
+    def device_seen(self, device_id: str, institution: str) -> None:
+        """A cart just authenticated with its registration (its streams are attributed at
+        once, before the next refresh)."""
+        self._carts = {**self._carts, device_id: institution}
+
     def refresh(self) -> None:
-        """Read the tree and the relations again (blocking: call from a thread)."""
+        """Read the tree, the relations and the carts again (blocking: call from a thread)."""
         with self._lock:
             tree = Tree(self._directory.all_institutions())
             relations = tuple(self._directory.all_relations())
-            self._tree, self._relations = tree, relations
+            carts: dict[str, str] = {}
+            offset = 0
+            while True:
+                page = self._directory.list_devices(
+                    DeviceFilter(), PageRequest(limit=500, offset=offset)
+                )
+                carts.update((d.id, d.institution) for d in page.items)
+                offset += len(page.items)
+                if not page.items or offset >= page.total:
+                    break
+            self._tree, self._relations, self._carts = tree, relations, carts
 
     async def run(self) -> None:
         """Refresh every ``refresh_s`` until cancelled; a failed read keeps the last copy."""
@@ -102,6 +125,31 @@ class DirectorySnapshot:
             except Exception as exc:  # the store's failure shows on /healthz
                 logger.warning("directory snapshot not refreshed: %s", type(exc).__name__)
             await asyncio.sleep(self.refresh_s)
+
+
+class RevocationRelay:
+    """The accounts' :class:`~consults.accounts.Revocations`, handed on to whoever
+    listens (the server attaches the listener that closes live connections once it is
+    built; before that, and in commands, nobody listens)."""
+
+    def __init__(self) -> None:
+        self.listeners: list[Revocations] = []
+
+    def session_revoked(self, session_id: str) -> None:
+        for listener in self.listeners:
+            listener.session_revoked(session_id)
+
+    def person_sessions_revoked(self, person_id: str) -> None:
+        for listener in self.listeners:
+            listener.person_sessions_revoked(person_id)
+
+    def api_token_revoked(self, token_id: str) -> None:
+        for listener in self.listeners:
+            listener.api_token_revoked(token_id)
+
+    def device_revoked(self, device_id: str) -> None:
+        for listener in self.listeners:
+            listener.device_revoked(device_id)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,6 +162,7 @@ class Platform:
     devices: DeviceCredentials
     api: AccountApi
     directory_view: DirectorySnapshot
+    revocations: RevocationRelay
 
     def close(self) -> None:
         self.stores.close()
@@ -137,11 +186,13 @@ def open_platform(
     stores = open_store(
         data_dir=data_dir, database_url=database_url, totp_key=load_field_key(data_dir)
     )
+    revocations = RevocationRelay()
     accounts = Accounts(
         directory=stores.directory,
         credentials=stores.credentials,
         sessions=stores.sessions,
         audit=stores.audit,
+        revocations=revocations,
     )
     directory = DirectoryAdmin(accounts)
     view = DirectorySnapshot(stores.directory)
@@ -153,4 +204,5 @@ def open_platform(
         devices=DeviceCredentials(stores.directory, stores.audit),
         api=account_api(accounts, directory, session),
         directory_view=view,
+        revocations=revocations,
     )

@@ -30,6 +30,7 @@ from ecglive.service import (
 from fixtures.make_fixtures import regular_beats, synthetic_ecg
 from signaling import messages as m
 from signaling.device import ViewerHub
+from signaling.effects import EcgRequest
 
 FS_HZ = 500.0
 GAIN = 200.0  # ADC units per mV
@@ -117,7 +118,7 @@ async def test_unwatched_streams_step_by_the_second_watched_ones_by_200_ms(
     frame = CHUNK // 2  # 100 ms frames
     for first in range(0, len(samples), frame):
         if first == 14 * frame:  # 1.4 s in: 0.4 s pending in the idle block
-            hub.request(1, "r1", m.EcgSubscribe(stream=str(start.stream)))
+            hub.request(EcgRequest(1, "viewer", "r1", m.EcgSubscribe(stream=str(start.stream))))
         block = samples[first : first + frame]
         link.receive_bytes(Frame(1, first, block).serialize())
     steps = [job for job in workers.jobs if isinstance(job, StepJob)]

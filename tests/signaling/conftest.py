@@ -20,7 +20,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from api.edge import EdgeConfig, EdgeServer
-from sessions.store import LocalBus, SqliteStore
+from sessions.store import LocalBus
 from sessions.tokens import mint_token, verify_token
 from sessions.turn import IceConfig
 from signaling.core import Core, CoreConfig
@@ -32,6 +32,7 @@ from signaling.ports import (
     TrackKind,
 )
 from signaling.server import ServerConfig, SignalingServer
+from store.stores import open_store
 
 SECRET = "q" * 40
 
@@ -156,12 +157,14 @@ def web_dir(tmp_path: Path) -> Path:
 async def server(tmp_path: Path, web_dir: Path) -> AsyncIterator[EdgeServer]:
     """A started server on 127.0.0.1 with a 1 s grace period and the fake media backend."""
     ice = IceConfig(stun_urls=["stun:127.0.0.1:3478"])
-    store = SqliteStore(tmp_path / "var")
+    stores = open_store(data_dir=tmp_path / "var")
+    store = stores.signaling
     core = Core(
         config=CoreConfig(grace_s=1.0, join_timeout_s=2.0, burst=30, rate_per_s=20),
         verify=functools.partial(verify_token, SECRET),
         ice_servers=lambda identity: ice.ice_servers(identity, now_s=time.time()),
         banned=store.banned_jtis(),
+        banned_identities=store.banned_identities(),
     )
     signaling = SignalingServer(
         core=core,
@@ -178,6 +181,7 @@ async def server(tmp_path: Path, web_dir: Path) -> AsyncIterator[EdgeServer]:
     await server.start()
     yield server
     await server.close()
+    stores.close()
 
 
 def ws_url(server: EdgeServer, path: str = "/ws") -> str:

@@ -106,11 +106,21 @@ def test_relations_add_and_remove() -> None:
 
 
 def test_room_names_grant_nothing_by_themselves() -> None:
-    """A command-line token of the 'ecg-centre' room, or one whose room the stream is
-    attached to but who is not admitted, sees nothing."""
+    """A token of the 'ecg-centre' room sees nothing; a person's token for the room the
+    stream is attached to sees nothing until the person is admitted to it."""
     access = EcgAccess(Snapshot())
     assert not access.may_view(viewer(None, room="ecg-centre"), stream())
-    assert not access.may_view(viewer(None, room="consult-1"), stream())
+    assert not access.may_view(viewer("COUNTY_B", room="ecg-centre"), stream())
+    assert not access.may_view(viewer("COUNTY_B", room="consult-1"), stream())
+    assert access.may_view(viewer("COUNTY_B", room="consult-1", in_room=True), stream())
+
+
+def test_an_operator_token_for_the_stream_room_is_a_grant() -> None:
+    """A token an operator minted for one room (no institution) sees that room's streams
+    without joining it, and no other room's."""
+    access = EcgAccess(Snapshot())
+    assert access.may_view(viewer(None, room="consult-1"), stream())
+    assert not access.may_view(viewer(None, room="consult-2"), stream())
 
 
 def test_admitted_participants_see_their_consult_stream() -> None:

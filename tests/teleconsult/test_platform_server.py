@@ -1,0 +1,259 @@
+"""The server as ``teleconsult serve`` assembles it (``teleconsult.app.assemble``), over
+real uvicorn on loopback and the real SQL store: accounts and the directory through the
+REST API, a registered cart streaming with its credential, viewing rights that follow
+from institutions, and revocations closing live connections at once."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from api.edge import EdgeConfig
+from consults.directory import Role
+from fixtures.make_fixtures import synthetic12
+from store.audit import AuditQuery, query
+from teleconsult.app import Assembly, assemble
+from teleconsult.config import Config, DataSection
+from teleconsult.device_cmd import SimulatedRecord, SimulationFailed, simulate
+from tests.signaling.conftest import Client, FakeMedia
+
+ADMIN_PASSWORD = "deployment passphrase 1"
+PASSWORD = "a long passphrase"
+WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+
+
+@dataclass
+class Running:
+    """The assembled server and an HTTP client on it."""
+
+    assembly: Assembly
+    http: httpx.AsyncClient
+
+    @property
+    def url(self) -> str:
+        return self.assembly.server.url
+
+    def ws_url(self, path: str) -> str:
+        return f"ws://127.0.0.1:{self.assembly.server.port}{path}"
+
+    async def login(self, username: str, password: str = PASSWORD) -> str:
+        """The bearer form of a new login session."""
+        answer = await self.http.post(
+            "/api/v1/auth/login", json={"username": username, "password": password}
+        )
+        assert answer.status_code == 200, answer.text
+        token: str = answer.json()["token"]
+        return token
+
+    async def call(self, bearer: str, method: str, path: str, body: Any = None) -> httpx.Response:
+        headers = {"authorization": f"Bearer {bearer}"}
+        return await self.http.request(method, f"/api/v1{path}", json=body, headers=headers)
+
+    async def room_token(self, bearer: str, room: str) -> str:
+        answer = await self.call(bearer, "POST", f"/rooms/{room}/token")
+        assert answer.status_code == 200, answer.text
+        token: str = answer.json()["token"]
+        return token
+
+    def audited(self) -> list[str]:
+        with self.assembly.platform.stores.engine.connect() as conn:
+            return [row.action for row in query(conn, AuditQuery(), limit=100_000)]
+
+
+@pytest.fixture
+async def running(tmp_path: Path) -> AsyncIterator[Running]:
+    """The server with a deployment admin ``root``, two counties with a township clinic
+    each, a doctor per clinic, an expert and an ECG reader at county 1, and the cart
+    ``cart-1`` of township 1 (its credential in ``running.cart``)."""
+    config = Config(
+        server=EdgeConfig(port=0),
+        data=DataSection(data_dir=tmp_path / "var", web_dir=WEB_DIR),
+    )
+    assembly = assemble(config, media=FakeMedia())
+    assembly.platform.directory.create_first_admin(
+        username="root", display_name="Root", password=ADMIN_PASSWORD
+    )
+    server = assembly.server
+    await server.start()
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        yield Running(assembly, http)
+    await server.close()
+
+
+async def build_directory(run: Running) -> str:
+    """The directory of the fixture's docstring through the REST API; the cart credential."""
+    root = await run.login("root", ADMIN_PASSWORD)
+    for code, level, parent in [
+        ("county-1", "county", None),
+        ("town-1", "township", "county-1"),
+        ("county-2", "county", None),
+        ("town-2", "township", "county-2"),
+    ]:
+        body = {"code": code, "name": f"{code} 卫生院", "level": level, "parent": parent}
+        answer = await run.call(root, "POST", "/institutions", body)
+        assert answer.status_code == 201, answer.text
+    for username, institution, role in [
+        ("li.doctor", "town-1", Role.DOCTOR),
+        ("zhao.doctor", "town-2", Role.DOCTOR),
+        ("wang.expert", "county-1", Role.EXPERT),
+        ("chen.reader", "county-1", Role.ECG_READER),
+    ]:
+        body = {
+            "username": username,
+            "display_name": username.split(".")[0].title(),
+            "password": PASSWORD,
+            "roles": [role.value],
+            "institution": institution,
+        }
+        answer = await run.call(root, "POST", "/people", body)
+        assert answer.status_code == 201, answer.text
+    answer = await run.call(
+        root, "POST", "/devices", {"id": "cart-1", "name": "ECG cart", "institution": "town-1"}
+    )
+    assert answer.status_code == 201, answer.text
+    credential: str = answer.json()["credential"]
+    # Viewing rights read the directory from a snapshot refreshed every few seconds;
+    # the test refreshes it now rather than wait for the next round.
+    await asyncio.to_thread(run.assembly.platform.directory_view.refresh)
+    return credential
+
+
+def record(seconds: float) -> SimulatedRecord:
+    return SimulatedRecord.read(str(synthetic12()), duration_s=seconds)
+
+
+async def watch(run: Running, token: str) -> Client:
+    client = Client(await connect(run.ws_url("/ws")))
+    await client.send(type="watch", token=token)
+    await client.expect("watching")
+    return client
+
+
+async def listed(viewer: Client) -> list[dict[str, Any]]:
+    await viewer.send(type="ecg_list")
+    streams: list[dict[str, Any]] = (await viewer.expect("ecg_streams"))["streams"]
+    return streams
+
+
+async def test_a_registered_cart_streams_and_only_who_serves_its_clinic_sees_it(
+    running: Running,
+) -> None:
+    """The cart streams with its credential; the stream belongs to township 1; the county
+    above it (expert, reader) and the clinic's doctor see it, the other county's clinic
+    does not (not listed, and to subscribe it does not exist)."""
+    credential = await build_directory(running)
+    result = await simulate(
+        record(2.0), url=running.ws_url("/device"), token=credential, device="cart-1",
+        speed=math.inf,
+    )  # fmt: skip
+    stream = str(result.stream)
+    seen: dict[str, list[str]] = {}
+    for username in ("li.doctor", "zhao.doctor", "wang.expert", "chen.reader"):
+        token = await running.room_token(await running.login(username), "ecg-worklist")
+        viewer = await watch(running, token)
+        streams = await listed(viewer)
+        seen[username] = [s["stream"] for s in streams]
+        assert all(s["institution"] == "town-1" for s in streams)
+        await viewer.send(type="ecg_subscribe", stream=stream, ref="s")
+        answer = await viewer.recv()
+        assert answer["type"] == ("ecg_subscribed" if seen[username] else "error")
+        await viewer.ws.close()
+    assert seen == {
+        "li.doctor": [stream],
+        "zhao.doctor": [],
+        "wang.expert": [stream],
+        "chen.reader": [stream],
+    }
+
+
+async def test_revoking_the_cart_closes_its_stream_and_refuses_it(running: Running) -> None:
+    """Revoked mid-stream: the open connection gets error revoked and closes, the next
+    connection is refused 401, the cart gives up; what was acknowledged is kept."""
+    credential = await build_directory(running)
+    started: asyncio.Queue[uuid.UUID] = asyncio.Queue()
+    cart = asyncio.create_task(
+        simulate(
+            record(30.0), url=running.ws_url("/device"), token=credential, device="cart-1",
+            speed=1.0, on_started=started.put_nowait,
+        )
+    )  # fmt: skip
+    stream = str(await asyncio.wait_for(started.get(), 10))
+    expert = await watch(
+        running, await running.room_token(await running.login("wang.expert"), "ecg-worklist")
+    )
+    await expert.send(type="ecg_subscribe", stream=stream)
+    # the stream is listed once the cart's start is stored: subscribe until it is
+    while (await expert.recv())["type"] != "ecg_subscribed":
+        await asyncio.sleep(0.1)
+        await expert.send(type="ecg_subscribe", stream=stream)
+    await expert.expect("ecg_data", timeout_s=10)
+    root = await running.login("root", ADMIN_PASSWORD)
+    answer = await running.call(root, "POST", "/devices/cart-1/revoke", {})
+    assert answer.status_code in (200, 204), answer.text
+    with pytest.raises(SimulationFailed, match="refused"):
+        await asyncio.wait_for(cart, 30)
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(
+            running.ws_url("/device"), additional_headers={"authorization": f"Bearer {credential}"}
+        )
+    assert refused.value.response.status_code == 401
+    info = running.assembly.server.signaling.viewers
+    assert info is not None
+    kept = info.catalog.ecg_stream(stream)
+    assert kept is not None
+    assert kept.samples > 0
+    actions = running.audited()
+    assert "directory.device_revoked" in actions
+    assert "device.credential_refused" in actions  # the refused reconnection
+
+
+async def test_logout_closes_the_connections_of_its_room_tokens(running: Running) -> None:
+    """A viewer opened with a room token of a session is closed (revoked, 4401) when that
+    session logs out; one of another session of the same person stays open."""
+    await build_directory(running)
+    first = await running.login("wang.expert")
+    second = await running.login("wang.expert")
+    ended = await watch(running, await running.room_token(first, "ecg-worklist"))
+    stays = await watch(running, await running.room_token(second, "ecg-worklist"))
+    answer = await running.call(first, "POST", "/auth/logout", {})
+    assert answer.status_code in (200, 204), answer.text
+    error = await ended.expect("error")
+    assert error["code"] == "revoked"
+    await ended.ws.wait_closed()
+    assert ended.ws.close_code == 4401
+    assert await listed(stays) == []
+    # the logged-out session mints no more tokens
+    assert (await running.call(first, "POST", "/rooms/ecg-worklist/token")).status_code == 401
+
+
+async def test_a_password_reset_closes_every_connection_of_the_person(running: Running) -> None:
+    """An admin gives the expert a new password (their sessions end): both of their
+    viewers, opened over two sessions, close at once."""
+    await build_directory(running)
+    viewers = [
+        await watch(
+            running, await running.room_token(await running.login("wang.expert"), "ecg-worklist")
+        )
+        for _ in range(2)
+    ]
+    root = await running.login("root", ADMIN_PASSWORD)
+    people = (await running.call(root, "GET", "/people?search=wang")).json()
+    (person,) = [p for p in people["items"] if p["username"] == "wang.expert"]
+    answer = await running.call(
+        root, "POST", f"/people/{person['id']}/password", {"password": "another passphrase"}
+    )
+    assert answer.status_code == 204, answer.text
+    for viewer in viewers:
+        assert (await viewer.expect("error"))["code"] == "revoked"
+        await viewer.ws.wait_closed()
+        assert viewer.ws.close_code == 4401
