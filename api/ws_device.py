@@ -46,8 +46,9 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import parse_qs
 
+import msgspec
+
 from api.ws import Channel, ChannelLimits, Receive, Scope, Send, accept, refuse
-from ecg.device import Error, ErrorCode, encode_message
 from sessions.errors import TokenError
 from sessions.tokens import TokenClaims
 from signaling.ports import DeviceLink, DeviceOutput, DeviceStreams
@@ -154,9 +155,18 @@ class DeviceEndpoint:
     def revoke(self, device_id: str) -> int:
         """Close every open connection of ``device_id`` (its credential was revoked);
         how many. Call on the event loop."""
-        error = encode_message(
-            Error(code=ErrorCode.REVOKED, reason="this device has been revoked", fatal=True)
-        )
+        # The device protocol's ``error`` (docs/device-protocol.md), written here rather
+        # than with ecg.device's encoder: this module must not import numpy.
+        error = msgspec.json.encode(
+            {
+                "type": "error",
+                "code": "revoked",
+                "reason": "this device has been revoked",
+                "fatal": True,
+                "stream": None,
+                "next_index": None,
+            }
+        ).decode()
         closed = 0
         for link, device in list(self._device_of.items()):
             channel = self._channels.get(link)

@@ -61,6 +61,12 @@ def _backup(commands: Commands) -> None:
     backup_cmd.register(commands)
 
 
+def _keys(commands: Commands) -> None:
+    from teleconsult import keys_cmd
+
+    keys_cmd.register(commands)
+
+
 def _setup(commands: Commands) -> None:
     from teleconsult import setup_cmd
 
@@ -78,6 +84,7 @@ REGISTRARS: dict[str, Callable[[Commands], None]] = {
     "audit": _audit,
     "backup": _backup,
     "restore": _backup,
+    "keys": _keys,
 }
 
 

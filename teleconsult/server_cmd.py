@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from sessions.errors import SessionError
-from sessions.tokens import DEFAULT_PERMISSIONS, ROLES, load_secret, mint_token
+from sessions.tokens import DEFAULT_PERMISSIONS, ROLES, KeyRing, load_key_ring, mint_token
 from signaling.errors import ServerError
 from teleconsult.config import (
     Config,
@@ -72,7 +72,7 @@ def run_token(args: argparse.Namespace) -> int:
     try:
         config = _config(args)
         ttl_s = parse_duration_s(args.ttl)
-        secret = load_secret(config.data_dir, config.secret)
+        secret = load_key_ring(config.data_dir, config.secret)
         permissions = set(DEFAULT_PERMISSIONS[args.role])
         if args.moderator:
             permissions.add("moderate")
@@ -97,7 +97,7 @@ def run_token(args: argparse.Namespace) -> int:
     return 0
 
 
-def demo_links(secret: str, base_url: str) -> list[tuple[str, str]]:
+def demo_links(secret: str | KeyRing, base_url: str) -> list[tuple[str, str]]:
     """``(who, URL)`` for a demo moderator and a demo participant in room ``demo``."""
     people = [
         ("demo-expert", "Demo Expert", "expert", {"publish", "subscribe", "moderate"}),
@@ -122,8 +122,12 @@ def run_serve(args: argparse.Namespace) -> int:
     """Run the server until SIGINT or SIGTERM."""
     # Imported here: the server pulls in numpy, numba, aiortc, Litestar and uvicorn, which
     # `token` and `--version` must not wait for.
+    from sqlalchemy.exc import SQLAlchemyError
+
     from ecg.warmup import warm_up
+    from store.engine import StoreConfigError
     from teleconsult.app import AppError
+    from teleconsult.platform import PlatformError
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -138,8 +142,16 @@ def run_serve(args: argparse.Namespace) -> int:
         if took_s > 2.0:
             print(f"ECG kernels compiled in {took_s:.0f} s (first start after an install)")
         return asyncio.run(_serve(config))
-    except (ConfigError, SessionError, AppError, ServerError) as exc:
+    except (ConfigError, SessionError, AppError, ServerError, PlatformError) as exc:
         print(f"teleconsult serve: {exc}", file=sys.stderr)
+        return 2
+    except StoreConfigError as exc:
+        print(f"teleconsult serve: the database: {exc}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as exc:
+        cause = exc.__cause__ or exc.__context__
+        reason = str(cause).strip() if cause is not None else type(exc).__name__
+        print(f"teleconsult serve: the database cannot be opened: {reason}", file=sys.stderr)
         return 2
 
 
@@ -149,19 +161,33 @@ async def _serve(config: Config) -> int:
     # with slower first remote video frames in consult rooms, for a reason not found
     # (bench/first_frame.py, 40 repetitions, seen-by-present p95: 1.13-1.30 s without
     # them in three runs, 1.38-1.57 s with them in three).
-    from teleconsult.app import build_server
+    from consults.repositories import PageRequest, PeopleFilter
+    from teleconsult.app import assemble
 
-    server = build_server(config)
+    assembly = assemble(config)
+    server = assembly.server
+    people = assembly.platform.stores.directory.list_people(PeopleFilter(), PageRequest(limit=1))
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     base = config.base_url(server.port)
-    secret = load_secret(config.data_dir, config.secret)
+    secret = load_key_ring(config.data_dir, config.secret)
+    data_dir = config.data_dir
+    begin = (
+        [f"log in: {base}/static/login.html   live ECG: {base}/ecg"]
+        if people.total
+        else [
+            "no account yet: create the deployment's first admin (then log in at",
+            f"{base}/static/login.html and add institutions, people and carts):",
+            f"  teleconsult setup --admin USERNAME --password-stdin --data-dir {data_dir}",
+        ]
+    )
     lines = [
-        f"teleconsult serving on {base}  (data in {config.data_dir.resolve()})",
-        f"health: {base}/healthz   metrics: {base}/metrics",
+        f"teleconsult serving on {base}  (data in {data_dir.resolve()})",
+        *begin,
+        f"health: {base}/healthz   metrics: {base}/metrics   API: {base}/api/v1/openapi.json",
         f"demo room {DEMO_ROOM!r}, links valid {DEMO_TTL_S / 3600:.0f} h:",
         *(f"  {who}: {url}" for who, url in demo_links(secret, base)),
         "mint more tokens with:",
