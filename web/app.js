@@ -13,7 +13,8 @@
 
 import { MediaSession } from "/static/media.js";
 import { Signaling } from "/static/signaling.js";
-import { t, translatePage } from "/static/i18n.js";
+import { RoomEcg } from "/static/room-ecg.js";
+import { lang, t, translatePage } from "/static/i18n.js";
 
 const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
@@ -49,6 +50,9 @@ const tc = {
   knocks: 0, // knock sounds played (tests)
   firstFrameMs: null, // performance.now() when the first remote video frame was rendered
   marks: {}, // name -> performance.now() of the first time it happened (diagnostics, bench)
+  ecg: {}, // the ECG panel's counters: beatsDrawn, samplesDrawn, hr, ... (web/ecg-paper.js)
+  ecgPanel: null, // RoomEcg, while in the room
+  ecgOpen: null, // the person's choice (null: not chosen; the panel opens with a stream)
   localStream: null,
   cameraTrack: null, // the camera track while the screen is shared
   devices: Promise.resolve(),
@@ -85,6 +89,7 @@ const ICONS = {
   people: "M16 11a3 3 0 1 0-3-3 3 3 0 0 0 3 3zm-8 0a3 3 0 1 0-3-3 3 3 0 0 0 3 3zm0 2c-2.3 0-7 1.2-7 3.5V19h14v-2.5C15 14.2 10.3 13 8 13zm8 0h-1a4.2 4.2 0 0 1 2 3.5V19h6v-2.5c0-2.3-4.7-3.5-7-3.5z",
   leave: "M12 9c-1.6 0-3.1.3-4.5.7v3.1c0 .4-.2.7-.6.9a11 11 0 0 0-2.7 1.9.9.9 0 0 1-1.3 0L.3 13.1a.9.9 0 0 1 0-1.3A17 17 0 0 1 12 7a17 17 0 0 1 11.7 4.8.9.9 0 0 1 0 1.3l-2.5 2.5a.9.9 0 0 1-1.3 0 11 11 0 0 0-2.7-1.9.9.9 0 0 1-.6-.9V9.7A15 15 0 0 0 12 9z",
   micOnly: "M12 14a3 3 0 0 0 3-3V5a3 3 0 0 0-6 0v6a3 3 0 0 0 3 3zm5-3a5 5 0 0 1-10 0H5a7 7 0 0 0 6 6.9V21h2v-3.1a7 7 0 0 0 6-6.9zM18 2h4v2h-4zm0 4h4v2h-4z",
+  ecg: "M2 11h4.4l2.1-5.3 4 11 2.6-7.2 1.3 1.5H22v2h-6.5l-.6-.7-2.9 8-4-11-1.2 3.7H2z",
   more: "M12 8a2 2 0 1 0-2-2 2 2 0 0 0 2 2zm0 2a2 2 0 1 0 2 2 2 2 0 0 0-2-2zm0 6a2 2 0 1 0 2 2 2 2 0 0 0-2-2z",
 };
 
@@ -323,6 +328,7 @@ const HANDLERS = {
     show("room");
     renderStage();
     startMedia(message.ice_servers);
+    startEcg();
   },
   offer(message) {
     if (tc.media && message.pc === "subscribe") tc.media.onOffer(message.sdp);
@@ -880,6 +886,8 @@ function renderControls() {
   setButton($("toggle-layout"), gallery ? "speaker" : "layout", t(gallery ? "speakerView" : "galleryView"), gallery);
   const full = Boolean(document.fullscreenElement);
   setButton($("toggle-fullscreen"), "fullscreen", t(full ? "exitFullscreen" : "fullscreen"), full);
+  const ecgShown = !$("ecg-panel").hidden;
+  setButton($("toggle-ecg"), "ecg", t(ecgShown ? "hideEcg" : "showEcg"), ecgShown);
   setButton($("toggle-chat"), "chat", t("chat"), !$("chat").hidden);
   setButton($("toggle-people"), "people", t("host"), !$("people").hidden);
   setButton($("leave"), "leave", t("leave"));
@@ -1042,10 +1050,60 @@ function proposeAudioOnly(levels) {
 
 setInterval(() => pollStats().catch((error) => console.warn("stats failed", error)), STATS_INTERVAL_MS);
 
+// ---- the patient's live ECG (web/room-ecg.js) ---------------------------------------
+
+function startEcg() {
+  if (tc.ecgPanel) return;
+  const elements = {
+    panel: $("ecg-panel"),
+    paper: $("ecg-paper"),
+    grid: $("ecg-grid"),
+    trace: $("ecg-trace"),
+    hr: $("ecg-hr"),
+    flags: $("ecg-flags"),
+    patient: $("ecg-patient"),
+    mode: $("ecg-mode"),
+  };
+  const panel = new RoomEcg({ token: tc.token, elements, t, lang, counters: tc.ecg });
+  tc.ecgPanel = panel;
+  panel.addEventListener("available", ({ detail }) => {
+    $("toggle-ecg").hidden = !detail;
+    // A stream shows at once, beside the video, unless the person closed the panel.
+    showEcg(detail && tc.ecgOpen !== false);
+  });
+  panel.start();
+}
+
+function stopEcg() {
+  if (tc.ecgPanel) tc.ecgPanel.stop();
+  tc.ecgPanel = null;
+}
+
+function showEcg(on) {
+  $("ecg-panel").hidden = !on;
+  document.body.dataset.ecg = on ? "on" : "";
+  if (on && tc.ecgPanel) tc.ecgPanel.layout();
+  renderControls();
+}
+
+// The paper's scale follows the panel's width (window resized, drawer opened or closed);
+// on a phone the self view moves below the panel (--ecg-h).
+let ecgWidth = 0;
+new ResizeObserver(() => {
+  const panel = $("ecg-panel");
+  document.body.style.setProperty("--ecg-h", `${panel.hidden ? 0 : panel.offsetHeight}px`);
+  const width = $("ecg-paper").clientWidth;
+  if (width && width !== ecgWidth && tc.ecgPanel) {
+    ecgWidth = width;
+    tc.ecgPanel.layout();
+  }
+}).observe($("ecg-panel"));
+
 // ---- leave, end, rejoin ---------------------------------------------------------
 
 function end(text) {
   tc.left = true;
+  stopEcg();
   if (tc.media) tc.media.close();
   tc.media = null;
   if (tc.localStream) for (const track of tc.localStream.getTracks()) track.stop();
@@ -1118,6 +1176,11 @@ async function main() {
     else $("room").requestFullscreen().catch((error) => console.warn("full screen refused", error));
   });
   document.addEventListener("fullscreenchange", renderControls);
+  $("toggle-ecg").addEventListener("click", () => {
+    tc.ecgOpen = $("ecg-panel").hidden;
+    showEcg(tc.ecgOpen);
+  });
+  $("ecg-mode").addEventListener("click", () => tc.ecgPanel && tc.ecgPanel.toggleMode());
   $("toggle-chat").addEventListener("click", () => openDrawer("chat"));
   $("toggle-people").addEventListener("click", () => openDrawer("people"));
   $("admit-all").addEventListener("click", () => tc.signaling.send({ type: "admit_all" }));

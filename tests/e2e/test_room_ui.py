@@ -53,9 +53,9 @@ async def policy_consult(data_dir: Path, policy: str) -> AsyncIterator[Consult]:
         await server.close()
 
 
-async def overlaps(page: Page) -> list[tuple[str, str]]:
-    """Pairs of visible controls whose bounding boxes intersect (a tile's own buttons are
-    inside the tile and not counted against it)."""
+async def overlaps(page: Page, selector: str = CONTROLS) -> list[tuple[str, str]]:
+    """Pairs of visible controls (``selector``) whose bounding boxes intersect (a tile's
+    own buttons are inside the tile and not counted against it)."""
     pairs: list[tuple[str, str]] = await page.evaluate(
         """(selector) => {
             const nodes = [...document.querySelectorAll(selector)].filter((n) => {
@@ -77,7 +77,7 @@ async def overlaps(page: Page) -> list[tuple[str, str]]:
             }
             return out;
         }""",
-        CONTROLS,
+        selector,
     )
     return pairs
 
