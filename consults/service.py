@@ -274,6 +274,10 @@ class ConsultService:
         self.attachment_limits_bytes = attachment_limits_bytes or dict(DEFAULT_LIMITS_BYTES)
         self._notifier: Notifier = notifier or NoNotices()
 
+    def now(self) -> datetime:
+        """The service's time (aware UTC): what decides overdue in the answers."""
+        return self._clock()
+
     # Helpers
     def _event(
         self,

@@ -1,0 +1,1485 @@
+"""``/api/v1/consults``, ``/api/v1/referrals`` and ``/api/v1/referral-slots``: the consult
+service over REST, the signed opinion as PDF, the FHIR R4 export; and
+:func:`consult_api`, what the lead wires.
+
+Design notes
+------------
+- Thin handlers, as in :mod:`api.directory`: each turns its Struct into a call of
+  :class:`consults.service.ConsultService` (which applies the table, the rights and the
+  audit) and the result back into a Struct. Synchronous, run in a worker thread
+  (``sync_to_thread=True``); the caller is the ``principal`` dependency of
+  :func:`api.auth.account_api`, CSRF its middleware.
+- A transition is ``POST /consults/{id}/{event}`` with the table's name of the event.
+  The table's refusals keep their codes: 409 ``transition_not_allowed`` (the reason
+  names the party, the event and the state), 403 ``forbidden`` (the actor's relation
+  to the consult does not allow it), 404 ``not_found`` (a consult of another branch of
+  the tree, answered as if it did not exist), 409 ``consult_changed`` (someone moved
+  it first).
+- **The PDF** (:func:`render_opinion_pdf`) prints only what is signed: every version's
+  document (the opinion, the patient and institutions of its ``context``, the signer,
+  the signing time in UTC, the key fingerprint). The signed versions ride inside it
+  (:data:`PAYLOAD_MARKER`), and rendering is deterministic (the PDF's dates are the
+  signing time), so ``teleconsult report verify`` checks the signatures and then
+  renders the page again from them: any change to the file, seen or not, fails.
+- **FHIR** (:func:`fhir_bundle`): a ``collection`` Bundle of Patient, ServiceRequest,
+  Task (status mapped from our states), Appointment, Encounter (class ``VR``) and, once
+  signed, DiagnosticReport and Provenance (carrying the Ed25519 signature).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import functools
+import json
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Final
+
+import anyio.to_thread
+import msgspec
+from litestar import Controller, Request, Response, get, post, put
+from litestar.di import NamedDependency, Provide
+from litestar.params import Body, Parameter, QueryParameter
+from litestar.types import ControllerRouterHandler, Middleware
+from msgspec import Meta
+
+from api.errors import ApiError, exception_handlers
+from api.schemas import body, documented
+from api.session import as_api_error, consults_error
+from consults.accounts import Principal
+from consults.consult_repositories import Attachment, ConsultRecord, Queue
+from consults.directory import Role
+from consults.errors import ConsultsError, Forbidden, NotFound
+from consults.lifecycle import ConsultEvent, ConsultState, Mode, Priority
+from consults.opinions import OpinionText, SignedVersion, iso_utc
+from consults.referrals import Referral, ReferralEvent, ReferralState, Slot
+from consults.repositories import PageRequest
+from consults.requests import (
+    DEFAULT_LIMITS_BYTES,
+    AttachmentTooLarge,
+    AttachmentType,
+    Consent,
+    ConsentKind,
+    ConsultRequest,
+    Patient,
+    Sex,
+)
+from consults.service import ConsultService, ConsultView
+from consults.signatures import Signature
+from consults.transitions import TransitionNotAllowed
+
+__all__ = [
+    "PAYLOAD_MARKER",
+    "RENDERER",
+    "ConsultApi",
+    "ConsultController",
+    "ReferralController",
+    "consult_api",
+    "fhir_bundle",
+    "payload_of",
+    "read_payload",
+    "render_opinion_pdf",
+    "renderer_id",
+    "versions_of",
+]
+
+# Schemas
+
+Short = Annotated[str, Meta(min_length=1, max_length=64)]
+Username = Annotated[str, Meta(min_length=1, max_length=64, examples=["wang.expert"])]
+Reason = Annotated[str, Meta(min_length=1, max_length=500, examples=["本院无相关专科"])]
+LongText = Annotated[str, Meta(max_length=20_000)]
+Moment = Annotated[dt.datetime, Meta(tz=True, examples=["2026-12-02T08:30:00Z"])]
+TotpCode = Annotated[str, Meta(min_length=1, max_length=10, examples=["123456"])]
+PathId = Annotated[str, Parameter(max_length=64)]
+
+
+class PatientIn(msgspec.Struct, forbid_unknown_fields=True):
+    """The patient: ``national_id`` (GB 11643, optional) is stored sealed, shown masked."""
+
+    name: Annotated[str, Meta(min_length=1, max_length=64, examples=["张三"])]
+    sex: Sex
+    birth_date: dt.date
+    record_number: Short
+    national_id: Annotated[str, Meta(min_length=18, max_length=18)] | None = None
+
+
+class ConsentIn(msgspec.Struct, forbid_unknown_fields=True):
+    """The informed consent: a written form, or a verbal one with its witness."""
+
+    kind: ConsentKind
+    recorded_by: Short
+    time: Moment
+    witness: Short | None = None
+    form_attachment: Short | None = None
+
+
+class ConsultCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /consults``: the request (事由, 目的, 病历摘要, specialty, consent)."""
+
+    patient: PatientIn
+    reason: Reason
+    purpose: Reason
+    summary: Annotated[str, Meta(min_length=1, max_length=20_000)]
+    specialty: Short
+    priority: Priority
+    mode: Mode
+    consent: ConsentIn
+    title_wanted: Short | None = None
+    expert_wanted: Username | None = None
+    proposed_times: Annotated[list[Moment], Meta(max_length=10)] = msgspec.field(
+        default_factory=list
+    )
+
+
+class StepBody(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /consults/{id}/{event}``: ``assign`` takes ``experts`` (the first signs),
+    ``decline`` and ``cancel`` a ``reason``, ``schedule`` a ``start``, ``sign`` its
+    ``totp``; the others ``{}``."""
+
+    reason: Reason | None = None
+    experts: Annotated[list[Username], Meta(min_length=1, max_length=10)] | None = None
+    start: Moment | None = None
+    totp: TotpCode | None = None
+
+
+class OpinionIn(msgspec.Struct, forbid_unknown_fields=True):
+    """``PUT /consults/{id}/opinion``: the draft (replaced whole at each save)."""
+
+    findings: LongText
+    diagnosis: Annotated[str, Meta(min_length=1, max_length=4_000)]
+    recommendations: LongText
+    referral_advice: Annotated[str, Meta(max_length=4_000)] = ""
+
+    def text(self) -> OpinionText:
+        return OpinionText(
+            findings=self.findings,
+            diagnosis=self.diagnosis,
+            recommendations=self.recommendations,
+            referral_advice=self.referral_advice,
+        )
+
+
+class AddendumIn(OpinionIn, forbid_unknown_fields=True):
+    """``POST /consults/{id}/opinion/addenda``: a correction, signed with ``totp``."""
+
+    totp: TotpCode | None = None
+
+
+class PatientOut(msgspec.Struct):
+    name: str
+    sex: str
+    birth_date: dt.date
+    record_number: str
+    national_id_masked: str | None
+
+
+class ConsentOut(msgspec.Struct):
+    kind: str
+    recorded_by: str
+    time: dt.datetime
+    witness: str | None
+
+
+class ConsultAnswer(msgspec.Struct):
+    """A consult as the caller may see it; ``allowed`` are the events they may take now."""
+
+    id: Annotated[str, Meta(examples=["3f2b9c1e7d4a4f0e9a1b2c3d4e5f6a7b"])]
+    state: ConsultState
+    priority: Priority
+    mode: Mode
+    requester: str
+    clinic: str
+    centre: str
+    experts: list[str]
+    lead_expert: str | None
+    created_at: dt.datetime
+    submitted_at: dt.datetime | None
+    accepted_at: dt.datetime | None
+    scheduled_start: dt.datetime | None
+    signed_at: dt.datetime | None
+    closed_at: dt.datetime | None
+    last_reason: str | None
+    accept_due: dt.datetime | None
+    expires_at: dt.datetime | None
+    overdue: bool
+    escalated_at: dt.datetime | None
+    patient: PatientOut
+    reason: str
+    purpose: str
+    summary: str
+    specialty: str
+    title_wanted: str | None
+    expert_wanted: str | None
+    consent: ConsentOut
+    allowed: list[ConsultEvent]
+    parties: list[str]
+    revision: int
+
+
+class ConsultItem(msgspec.Struct):
+    """One line of a worklist."""
+
+    id: Annotated[str, Meta(examples=["3f2b9c1e7d4a4f0e9a1b2c3d4e5f6a7b"])]
+    state: ConsultState
+    priority: Priority
+    mode: Mode
+    patient_name: str
+    record_number: str
+    specialty: str
+    clinic: str
+    centre: str
+    requester: str
+    experts: list[str]
+    created_at: dt.datetime
+    accept_due: dt.datetime | None
+    overdue: bool
+    scheduled_start: dt.datetime | None
+
+
+class ConsultPage(msgspec.Struct):
+    """A page of a worklist and the size of the whole worklist."""
+
+    items: list[ConsultItem]
+    total: int
+    limit: int
+    offset: int
+
+
+class DraftAnswer(msgspec.Struct):
+    """The opinion draft as saved."""
+
+    findings: str
+    diagnosis: Annotated[str, Meta(examples=["急性前壁 ST 段抬高型心肌梗死"])]
+    recommendations: str
+    referral_advice: str
+
+
+class SignatureOut(msgspec.Struct):
+    algorithm: str
+    key_fingerprint: str
+    value: str
+
+
+class VersionAnswer(msgspec.Struct):
+    """One signed version: the document signed (canonical JSON of it is what the
+    signature covers), the signature and the signer's public key (raw, base64)."""
+
+    version: Annotated[int, Meta(examples=[1])]
+    signer: str
+    signed_at: str
+    corrects: str | None
+    document: dict[str, Any]
+    signature: SignatureOut
+    public_key: str
+
+
+class OpinionAnswer(msgspec.Struct):
+    """The draft (for the consult's experts and coordinators until signed, else null)
+    and the signed versions, version 1 first."""
+
+    draft: DraftAnswer | None
+    versions: list[VersionAnswer]
+
+
+class AttachmentAnswer(msgspec.Struct):
+    """An attachment's metadata (its bytes at ``.../attachments/{id}``)."""
+
+    id: Annotated[str, Meta(examples=["3f2b9c1e7d4a4f0e9a1b2c3d4e5f6a7b"])]
+    media_type: str
+    size_bytes: int
+    sha256: str
+    name: str
+    uploaded_by: str
+    uploaded_at: dt.datetime
+
+
+class SlotCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /referral-slots``: a slot of the caller's institution's department."""
+
+    department: Short
+    start: Moment
+    end: Moment
+
+
+class SlotAnswer(msgspec.Struct):
+    id: Annotated[str, Meta(examples=["3f2b9c1e7d4a4f0e9a1b2c3d4e5f6a7b"])]
+    institution: str
+    department: str
+    start: dt.datetime
+    end: dt.datetime
+    taken: bool
+
+
+class ReferralCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /referrals``: to a published slot, from a consult or directly."""
+
+    slot: Short
+    reason: Reason
+    consult: Short | None = None
+
+
+class ReferralStepBody(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /referrals/{id}/{event}``: ``decline`` and ``cancel`` take a ``reason``,
+    ``refer_back`` the discharge ``summary``."""
+
+    reason: Reason | None = None
+    summary: Annotated[str, Meta(min_length=1, max_length=20_000)] | None = None
+
+
+class ReferralAnswer(msgspec.Struct):
+    id: Annotated[str, Meta(examples=["3f2b9c1e7d4a4f0e9a1b2c3d4e5f6a7b"])]
+    state: ReferralState
+    from_institution: str
+    to_institution: str
+    to_department: str
+    slot: str | None
+    reason: str
+    created_at: dt.datetime
+    consult: str | None
+    decline_reason: str | None
+    arrived_at: dt.datetime | None
+    discharge_summary: str | None
+
+
+class ReferralPage(msgspec.Struct):
+    items: list[ReferralAnswer]
+    total: int
+    limit: int
+    offset: int
+
+
+def _item(record: ConsultRecord, now: dt.datetime) -> ConsultItem:
+    c, r = record.consult, record.request
+    return ConsultItem(
+        id=c.id,
+        state=c.state,
+        priority=c.priority,
+        mode=c.mode,
+        patient_name=r.patient_name,
+        record_number=r.record_number,
+        specialty=r.specialty,
+        clinic=c.clinic,
+        centre=c.centre,
+        requester=c.requester,
+        experts=list(c.experts),
+        created_at=c.created_at,
+        accept_due=record.accept_due,
+        overdue=record.accept_due is not None and now > record.accept_due,
+        scheduled_start=c.scheduled_start,
+    )
+
+
+def _answer(view: ConsultView, now: dt.datetime) -> ConsultAnswer:
+    record = view.record
+    c, r = record.consult, record.request
+    return ConsultAnswer(
+        id=c.id,
+        state=c.state,
+        priority=c.priority,
+        mode=c.mode,
+        requester=c.requester,
+        clinic=c.clinic,
+        centre=c.centre,
+        experts=list(c.experts),
+        lead_expert=c.lead_expert,
+        created_at=c.created_at,
+        submitted_at=c.submitted_at,
+        accepted_at=c.accepted_at,
+        scheduled_start=c.scheduled_start,
+        signed_at=c.signed_at,
+        closed_at=c.closed_at,
+        last_reason=c.reason,
+        accept_due=record.accept_due,
+        expires_at=record.expires_at,
+        overdue=record.accept_due is not None and now > record.accept_due,
+        escalated_at=record.escalated_at,
+        patient=PatientOut(
+            name=r.patient_name,
+            sex=r.patient_sex,
+            birth_date=r.patient_birth_date,
+            record_number=r.record_number,
+            national_id_masked=view.national_id_masked,
+        ),
+        reason=r.reason,
+        purpose=r.purpose,
+        summary=r.summary,
+        specialty=r.specialty,
+        title_wanted=r.title_wanted,
+        expert_wanted=r.expert_wanted,
+        consent=ConsentOut(
+            kind=r.consent_kind,
+            recorded_by=r.consent_recorded_by,
+            time=r.consent_time,
+            witness=r.consent_witness,
+        ),
+        allowed=list(view.allowed),
+        parties=sorted(p.value for p in view.parties),
+        revision=record.revision,
+    )
+
+
+def _version(version: SignedVersion) -> VersionAnswer:
+    doc = version.document
+    corrects = doc.get("corrects")
+    return VersionAnswer(
+        version=int(str(doc["version"])),
+        signer=str(doc["signer"]),
+        signed_at=str(doc["signed_at"]),
+        corrects=None if corrects is None else str(corrects),
+        document=dict(doc),
+        signature=SignatureOut(**version.signature.as_dict()),
+        public_key=base64.b64encode(version.public_key).decode("ascii"),
+    )
+
+
+def _attachment(found: Attachment) -> AttachmentAnswer:
+    return AttachmentAnswer(
+        id=found.id,
+        media_type=found.media_type,
+        size_bytes=found.size_bytes,
+        sha256=found.sha256,
+        name=found.name,
+        uploaded_by=found.uploaded_by,
+        uploaded_at=found.uploaded_at,
+    )
+
+
+def _referral(referral: Referral) -> ReferralAnswer:
+    # The answer has the record's fields, one for one.
+    return ReferralAnswer(**dataclasses.asdict(referral))
+
+
+def _slot(slot: Slot, taken: bool) -> SlotAnswer:
+    return SlotAnswer(**dataclasses.asdict(slot), taken=taken)
+
+
+# The PDF
+
+RENDERER: Final = "teleconsult-opinion-pdf/1"
+# The signed versions ride in the PDF as one embedded file whose content is this marker
+# and the base64 of their JSON (ASCII, uncompressed: found again by a plain search).
+PAYLOAD_MARKER: Final = b"TELECONSULT-SIGNED-OPINION:"
+_PAYLOAD_RE: Final = re.compile(re.escape(PAYLOAD_MARKER) + rb"([A-Za-z0-9+/=]+)")
+
+_SEX_TEXT: Final = {"male": "男 male", "female": "女 female", "unknown": "未知 unknown"}
+_SECTIONS: Final = (
+    ("findings", "所见 Findings"),
+    ("diagnosis", "诊断 Diagnosis"),
+    ("recommendations", "建议 Recommendations"),
+    ("referral_advice", "转诊建议 Referral advice"),
+)
+
+
+def renderer_id() -> str:
+    import fpdf
+
+    return f"{RENDERER} fpdf2/{fpdf.__version__}"
+
+
+def payload_of(versions: Sequence[SignedVersion]) -> dict[str, Any]:
+    """What the PDF carries: the renderer, and each version's document, signature, key."""
+    return {
+        "kind": "teleconsult.signed_opinion",
+        "renderer": renderer_id(),
+        "versions": [
+            {
+                "document": dict(v.document),
+                "signature": v.signature.as_dict(),
+                "public_key": base64.b64encode(v.public_key).decode("ascii"),
+            }
+            for v in versions
+        ],
+    }
+
+
+def versions_of(payload: Mapping[str, Any]) -> list[SignedVersion]:
+    """The signed versions of a payload (:func:`payload_of`).
+
+    Raises
+    ------
+    ValueError
+        The payload is not of that shape.
+    """
+    if payload.get("kind") != "teleconsult.signed_opinion":
+        raise ValueError("not a signed opinion")
+    out: list[SignedVersion] = []
+    for item in payload.get("versions") or []:
+        signature = item["signature"]
+        out.append(
+            SignedVersion(
+                document=dict(item["document"]),
+                signature=Signature(
+                    algorithm=str(signature["algorithm"]),
+                    key_fingerprint=str(signature["key_fingerprint"]),
+                    value=str(signature["value"]),
+                ),
+                public_key=base64.b64decode(str(item["public_key"]), validate=True),
+            )
+        )
+    if not out:
+        raise ValueError("no signed version")
+    return out
+
+
+def read_payload(pdf: bytes) -> dict[str, Any]:
+    """The payload embedded in an opinion PDF.
+
+    Raises
+    ------
+    ValueError
+        None, or more than one, or one that is not JSON.
+    """
+    found = _PAYLOAD_RE.findall(pdf)
+    if len(found) != 1:
+        raise ValueError("the file carries no signed opinion (or more than one)")
+    try:
+        payload = json.loads(base64.b64decode(found[0], validate=True))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError("the signed opinion in the file cannot be read") from exc
+    if not isinstance(payload, dict):
+        raise ValueError("the signed opinion in the file cannot be read")
+    return payload
+
+
+def _text(document: Mapping[str, Any], *path: str) -> str:
+    value: Any = document
+    for key in path:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return "" if value is None else str(value)
+
+
+def render_opinion_pdf(versions: Sequence[SignedVersion]) -> bytes:
+    """The opinion's PDF: one section per signed version, nothing on it unsigned.
+
+    A4 portrait, Noto Sans CJK; Chinese and English labels; the signer, the signing
+    time (UTC) and the key fingerprint under each version. The same versions always
+    give the same bytes (the document dates are the last signing time).
+
+    Raises
+    ------
+    ValueError
+        No version.
+    """
+    from fpdf import FPDF
+
+    from ecg.paper import CJK_FONT, CJK_FONT_BOLD
+
+    if not versions:
+        raise ValueError("nothing is signed")
+    last = versions[-1].document
+    signed_at = dt.datetime.fromisoformat(_text(last, "signed_at").replace("Z", "+00:00"))
+    pdf = FPDF(orientation="P", unit="mm", format="A4")
+    pdf.set_creation_date(signed_at)
+    pdf.set_creator("teleconsult")
+    pdf.set_title(f"会诊意见 Consultation opinion {_text(last, 'consult')}")
+    pdf.set_margins(18, 16, 18)
+    pdf.set_auto_page_break(True, margin=16)
+    pdf.add_font("cjk", "", CJK_FONT.path, collection_font_number=CJK_FONT.index)
+    pdf.add_font("cjk", "B", CJK_FONT_BOLD.path, collection_font_number=CJK_FONT_BOLD.index)
+    pdf.add_page()
+    width = pdf.epw
+
+    def line(label: str, value: str, *, size: float = 10.0) -> None:
+        pdf.set_font("cjk", "B", size)
+        pdf.cell(44, 6, label)
+        pdf.set_font("cjk", "", size)
+        pdf.multi_cell(width - 44, 6, value or "—", new_x="LMARGIN", new_y="NEXT")
+
+    first = versions[0].document
+    pdf.set_font("cjk", "B", 16)
+    pdf.cell(width, 10, "远程会诊意见书  Teleconsultation Opinion", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("cjk", "", 9)
+    pdf.cell(width, 5, f"会诊编号 Consult {_text(first, 'consult')}", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(3)
+    line("患者 Patient", _text(first, "context", "patient_name"))
+    line("性别 Sex", _SEX_TEXT.get(_text(first, "context", "patient_sex"), ""))
+    line("出生日期 Born", _text(first, "context", "patient_birth_date"))
+    line("病历号 Record no.", _text(first, "context", "record_number"))
+    line("申请机构 Clinic", _text(first, "context", "clinic"))
+    line("会诊中心 Centre", _text(first, "context", "centre"))
+    line("专科 Specialty", _text(first, "context", "specialty"))
+    for version in versions:
+        doc = version.document
+        number = _text(doc, "version")
+        pdf.ln(4)
+        pdf.set_draw_color(120, 120, 120)
+        pdf.line(pdf.l_margin, pdf.get_y(), pdf.l_margin + width, pdf.get_y())
+        pdf.ln(2)
+        pdf.set_font("cjk", "B", 12)
+        title = "会诊意见 Opinion" if number == "1" else f"补充更正 Addendum (v{number})"
+        pdf.cell(width, 8, title, new_x="LMARGIN", new_y="NEXT")
+        if doc.get("corrects"):
+            pdf.set_font("cjk", "", 8)
+            pdf.multi_cell(
+                width, 4, f"更正 Corrects SHA-256 {_text(doc, 'corrects')}", new_x="LMARGIN"
+            )
+            pdf.ln(1)
+        for key, label in _SECTIONS:
+            value = _text(doc, "opinion", key)
+            if key == "referral_advice" and not value:
+                continue
+            pdf.set_font("cjk", "B", 10)
+            pdf.cell(width, 6, label, new_x="LMARGIN", new_y="NEXT")
+            pdf.set_font("cjk", "", 10)
+            pdf.multi_cell(width, 5.5, value or "—", new_x="LMARGIN", new_y="NEXT")
+            pdf.ln(1)
+        signer = " ".join(
+            part
+            for part in (
+                _text(doc, "context", "signer_name"),
+                _text(doc, "context", "signer_title"),
+                _text(doc, "context", "signer_institution"),
+            )
+            if part
+        )
+        line("签名医师 Signed by", f"{signer} ({_text(doc, 'signer')})", size=9)
+        line("签名时间 Signed at", f"{_text(doc, 'signed_at')} (UTC)", size=9)
+        line("签名算法 Algorithm", version.signature.algorithm, size=9)
+        line("公钥指纹 Key SHA-256", version.signature.key_fingerprint, size=9)
+    pdf.ln(4)
+    pdf.set_font("cjk", "", 8)
+    pdf.multi_cell(
+        width,
+        4,
+        "本意见书经电子签名；以 teleconsult report verify 文件名 核验。"
+        " This opinion is electronically signed; check it with "
+        "`teleconsult report verify FILE`.",
+        new_x="LMARGIN",
+        new_y="NEXT",
+    )
+    payload = json.dumps(
+        payload_of(versions), sort_keys=True, ensure_ascii=True, separators=(",", ":")
+    ).encode("ascii")
+    pdf.embed_file(
+        bytes=PAYLOAD_MARKER + base64.b64encode(payload),
+        basename="signed-opinion.txt",
+        modification_date=signed_at,
+        mime_type="text/plain",
+        compress=False,
+    )
+    return bytes(pdf.output())
+
+
+# FHIR R4
+
+_TASK_STATUS: Final[Mapping[ConsultState, str]] = {
+    ConsultState.DRAFT: "draft",
+    ConsultState.SUBMITTED: "requested",
+    ConsultState.ASSIGNED: "received",
+    ConsultState.ACCEPTED: "accepted",
+    ConsultState.DECLINED: "rejected",
+    ConsultState.SCHEDULED: "ready",
+    ConsultState.IN_CONSULT: "in-progress",
+    ConsultState.REPORTING: "in-progress",
+    ConsultState.REPORTED: "completed",
+    ConsultState.CLOSED: "completed",
+    ConsultState.CANCELLED: "cancelled",
+    ConsultState.EXPIRED: "failed",
+}
+_PRIORITY: Final = {
+    Priority.ROUTINE: "routine",
+    Priority.URGENT: "urgent",
+    Priority.EMERGENCY: "stat",
+}
+_DONE: Final = frozenset({ConsultState.REPORTED, ConsultState.CLOSED})
+_STOPPED: Final = frozenset({ConsultState.CANCELLED, ConsultState.EXPIRED})
+_SYSTEM: Final = "urn:teleconsult"
+# Each resource's fullUrl is a UUID made from the consult id and the resource type, so
+# two exports of one consult name its resources alike.
+_NAMESPACE: Final = uuid.UUID("5d1c3a52-0b7e-4a59-9c3e-2f7a6d8e1b40")
+
+
+def _fhir_time(moment: dt.datetime | None) -> str | None:
+    return None if moment is None else iso_utc(moment)
+
+
+def fhir_bundle(record: ConsultRecord, versions: Sequence[SignedVersion]) -> dict[str, Any]:
+    """The consult as a FHIR R4 ``collection`` Bundle (JSON)."""
+    c, r = record.consult, record.request
+    state = c.state
+    ref = {
+        name: f"urn:uuid:{uuid.uuid5(_NAMESPACE, f'{c.id}/{name}')}"
+        for name in (
+            "Patient",
+            "ServiceRequest",
+            "Task",
+            "Appointment",
+            "Encounter",
+            "DiagnosticReport",
+            "Provenance",
+        )
+    }
+    identifier = [{"system": f"{_SYSTEM}:consult", "value": c.id}]
+    patient = {
+        "resourceType": "Patient",
+        "identifier": [
+            {"system": f"{_SYSTEM}:patient", "value": r.patient_id},
+            {"system": f"{_SYSTEM}:record-number:{c.clinic}", "value": r.record_number},
+        ],
+        "name": [{"text": r.patient_name}],
+        "gender": r.patient_sex,
+        "birthDate": r.patient_birth_date.isoformat(),
+    }
+    subject = {"reference": ref["Patient"]}
+    service_request: dict[str, Any] = {
+        "resourceType": "ServiceRequest",
+        "identifier": identifier,
+        "status": "completed" if state in _DONE else "revoked" if state in _STOPPED else "active",
+        "intent": "order",
+        "priority": _PRIORITY[c.priority],
+        "category": [{"text": r.specialty}],
+        "code": {"text": "远程会诊 Teleconsultation"},
+        "subject": subject,
+        "authoredOn": _fhir_time(c.submitted_at or c.created_at),
+        "requester": {"display": c.requester},
+        "reasonCode": [{"text": r.reason}],
+        "note": [{"text": f"目的 Purpose: {r.purpose}"}, {"text": r.summary}],
+    }
+    if r.title_wanted or r.expert_wanted:
+        service_request["performerType"] = {"text": r.title_wanted or r.expert_wanted}
+    task: dict[str, Any] = {
+        "resourceType": "Task",
+        "identifier": identifier,
+        "status": _TASK_STATUS[state],
+        "businessStatus": {"text": state.value},
+        "intent": "order",
+        "priority": _PRIORITY[c.priority],
+        "basedOn": [{"reference": ref["ServiceRequest"]}],
+        "focus": {"reference": ref["ServiceRequest"]},
+        "for": subject,
+        "authoredOn": _fhir_time(c.created_at),
+        "requester": {"display": c.requester},
+    }
+    if c.experts:
+        task["owner"] = {"display": c.lead_expert or c.experts[0]}
+    if c.reason and state in (ConsultState.DECLINED, ConsultState.CANCELLED):
+        task["statusReason"] = {"text": c.reason}
+    appointment_status = (
+        "cancelled"
+        if state in _STOPPED
+        else "fulfilled"
+        if state in _DONE | {ConsultState.IN_CONSULT, ConsultState.REPORTING}
+        else "booked"
+        if c.scheduled_start is not None
+        else "proposed"
+    )
+    appointment: dict[str, Any] = {
+        "resourceType": "Appointment",
+        "identifier": identifier,
+        "status": appointment_status,
+        "serviceType": [{"text": r.specialty}],
+        "basedOn": [{"reference": ref["ServiceRequest"]}],
+        "participant": [
+            {"actor": subject, "status": "accepted"},
+            *(
+                {
+                    "actor": {"display": name},
+                    "status": "accepted" if c.accepted_at else "needs-action",
+                }
+                for name in c.experts
+            ),
+        ],
+    }
+    if c.scheduled_start is not None:
+        appointment["start"] = _fhir_time(c.scheduled_start)
+        appointment["end"] = _fhir_time(c.scheduled_start + dt.timedelta(minutes=30))
+    encounter: dict[str, Any] = {
+        "resourceType": "Encounter",
+        "identifier": identifier,
+        "status": "finished"
+        if state in _DONE
+        else "cancelled"
+        if state in _STOPPED
+        else "in-progress"
+        if state in (ConsultState.IN_CONSULT, ConsultState.REPORTING)
+        else "planned",
+        "class": {
+            "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+            "code": "VR",
+            "display": "virtual",
+        },
+        "subject": subject,
+        "basedOn": [{"reference": ref["ServiceRequest"]}],
+        "appointment": [{"reference": ref["Appointment"]}],
+    }
+    resources: list[dict[str, Any]] = [patient, service_request, task, appointment, encounter]
+    if versions:
+        last = versions[-1]
+        doc = last.document
+        opinion = doc.get("opinion")
+        conclusion = str(opinion.get("diagnosis", "")) if isinstance(opinion, Mapping) else ""
+        signed_json = json.dumps(dict(doc), sort_keys=True, ensure_ascii=False).encode()
+        resources.append(
+            {
+                "resourceType": "DiagnosticReport",
+                "identifier": identifier,
+                "status": "final" if len(versions) == 1 else "amended",
+                "code": {
+                    "coding": [
+                        {"system": "http://loinc.org", "code": "11488-4", "display": "Consult note"}
+                    ],
+                    "text": "会诊意见 Consultation opinion",
+                },
+                "subject": subject,
+                "encounter": {"reference": ref["Encounter"]},
+                "basedOn": [{"reference": ref["ServiceRequest"]}],
+                "issued": str(doc["signed_at"]),
+                "performer": [{"display": str(doc["signer"])}],
+                "conclusion": conclusion,
+                "presentedForm": [
+                    {
+                        "contentType": "application/json",
+                        "data": base64.b64encode(signed_json).decode("ascii"),
+                        "title": f"signed opinion v{doc['version']}",
+                    }
+                ],
+            }
+        )
+        resources.append(
+            {
+                "resourceType": "Provenance",
+                "target": [{"reference": ref["DiagnosticReport"]}],
+                "recorded": str(doc["signed_at"]),
+                "agent": [{"who": {"display": str(doc["signer"])}}],
+                "signature": [
+                    {
+                        "type": [
+                            {
+                                "system": "urn:iso-astm:E1762-95:2013",
+                                "code": "1.2.840.10065.1.12.1.1",
+                                "display": "Author's Signature",
+                            }
+                        ],
+                        "when": str(doc["signed_at"]),
+                        "who": {"display": str(doc["signer"])},
+                        "targetFormat": "application/json",
+                        "sigFormat": f"application/x-{last.signature.algorithm.lower()}"
+                        f";fingerprint={last.signature.key_fingerprint.replace(' ', '')}",
+                        "data": last.signature.value,
+                    }
+                ],
+            }
+        )
+    return {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "timestamp": _fhir_time(record.consult.signed_at or record.consult.created_at),
+        "entry": [{"fullUrl": ref[res["resourceType"]], "resource": res} for res in resources],
+    }
+
+
+# Controllers
+
+_AUTH = (
+    (401, "session_invalid", "not logged in or the session has expired"),
+    (403, "csrf_failed", "missing or wrong CSRF token: send the X-CSRF-Token header"),
+)
+_NO_CONSULT = (404, "not_found", "no consult '3f2b9c1e'")
+_TABLE = (
+    (409, "transition_not_allowed", "lead_expert cannot accept a consult in state reported"),
+    (403, "forbidden", "requester may not assign a consult in state submitted"),
+    (409, "consult_changed", "the consult changed meanwhile: reload it and try again"),
+)
+_MAX_UPLOAD_BYTES: Final = max(DEFAULT_LIMITS_BYTES.values()) + 1
+_NO_STORE: Final = {"cache-control": "no-store"}
+
+_EXAMPLE_CREATE = ConsultCreate(
+    patient=PatientIn(
+        name="张三", sex=Sex.MALE, birth_date=dt.date(1960, 5, 1), record_number="MZ-0001"
+    ),
+    reason="胸痛两小时",
+    purpose="明确诊断，指导治疗",
+    summary="男，66岁，胸骨后压榨样疼痛两小时。",
+    specialty="心内科",
+    priority=Priority.URGENT,
+    mode=Mode.REALTIME,
+    consent=ConsentIn(
+        kind=ConsentKind.WRITTEN,
+        recorded_by="li.doctor",
+        time=dt.datetime(2026, 12, 2, 8, 0, tzinfo=dt.UTC),
+    ),
+)
+
+
+# The statuses of the consult errors that api.session.STATUS does not know yet (its
+# InvalidInput and ConsultsError rows would answer them 400).
+CONSULT_STATUS: Final[Mapping[type[ConsultsError], int]] = {
+    TransitionNotAllowed: 409,
+    AttachmentTooLarge: 413,
+    AttachmentType: 415,
+}
+
+
+def consult_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Exception handler: :func:`api.session.consults_error` with :data:`CONSULT_STATUS`."""
+    assert isinstance(exc, ConsultsError)
+    for cls, status in CONSULT_STATUS.items():
+        if isinstance(exc, cls):
+            error = as_api_error(exc)
+            error.status = status
+            return exception_handlers()[ApiError](request, error)
+    return consults_error(request, exc)
+
+
+def _now(service: ConsultService) -> dt.datetime:
+    return service.now()
+
+
+class ConsultController(Controller):
+    """Consult requests, their lifecycle, opinion, attachments and exports."""
+
+    path = "/consults"
+    tags = ["consults"]  # noqa: RUF012 - Litestar's own class attribute
+    exception_handlers = {ConsultsError: consult_error}  # noqa: RUF012
+
+    @post(
+        "/",
+        status_code=201,
+        sync_to_thread=True,
+        summary="Request a consult (submitted at once)",
+        responses=documented(
+            201,
+            ConsultAnswer,
+            None,
+            *_AUTH,
+            (400, "invalid_input", "consent.witness: a verbal consent names its witness"),
+            (403, "forbidden", "only a clinic's doctor may request a consult"),
+        ),
+    )
+    def create(
+        self,
+        data: Annotated[ConsultCreate, body(_EXAMPLE_CREATE)],
+        principal: NamedDependency[Principal],
+        consult_service: NamedDependency[ConsultService],
+    ) -> ConsultAnswer:
+        """A clinic doctor's request, routed to the consult centre serving the clinic;
+        answers the consult (``state`` ``submitted``)."""
+        request = ConsultRequest(
+            patient=Patient(
+                name=data.patient.name,
+                sex=data.patient.sex,
+                birth_date=data.patient.birth_date,
+                record_number=data.patient.record_number,
+                national_id=data.patient.national_id,
+            ),
+            reason=data.reason,
+            purpose=data.purpose,
+            summary=data.summary,
+            specialty=data.specialty,
+            priority=data.priority,
+            mode=data.mode,
+            consent=Consent(
+                kind=data.consent.kind,
+                recorded_by=data.consent.recorded_by,
+                time=data.consent.time,
+                witness=data.consent.witness,
+                form_attachment=data.consent.form_attachment,
+            ),
+            title_wanted=data.title_wanted,
+            expert_wanted=data.expert_wanted,
+            proposed_times=tuple(data.proposed_times),
+        )
+        view = consult_service.create(principal.person, request)
+        return _answer(view, _now(consult_service))
+
+    @get(
+        "/",
+        sync_to_thread=True,
+        summary="A worklist",
+        responses=documented(
+            200,
+            ConsultPage,
+            None,
+            *_AUTH,
+            (403, "forbidden", "the overdue worklist is for a coordinator"),
+        ),
+    )
+    def worklist(
+        self,
+        principal: NamedDependency[Principal],
+        consult_service: NamedDependency[ConsultService],
+        queue: Annotated[
+            Queue | None, Parameter(description="mine, clinic, untriaged, overdue, assigned")
+        ] = None,
+        states: Annotated[
+            list[ConsultState] | None,
+            QueryParameter(name="state", description="only these states"),
+        ] = None,
+        search: Annotated[str | None, Parameter(max_length=100)] = None,
+        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+        offset: Annotated[int, Parameter(ge=0)] = 0,
+    ) -> ConsultPage:
+        """One of the caller's worklists: ``mine`` and ``clinic`` (a doctor's, newest
+        first), ``untriaged`` and ``overdue`` (a coordinator's centre, earliest due
+        first: the overdue lead), ``assigned`` (an expert's, by deadline). Without
+        ``queue``: the first of the caller's roles (coordinator, expert, doctor)."""
+        person = principal.person
+        chosen = queue or _default_queue(principal)
+        page = consult_service.worklist(
+            person,
+            chosen,
+            PageRequest(limit=limit, offset=offset),
+            states=None if not states else frozenset(states),
+            search=search,
+        )
+        now = _now(consult_service)
+        return ConsultPage([_item(r, now) for r in page.items], page.total, limit, offset)
+
+    @get(
+        "/{consult_id:str}",
+        sync_to_thread=True,
+        summary="One consult",
+        responses=documented(200, ConsultAnswer, None, *_AUTH, _NO_CONSULT),
+    )
+    def get_one(
+        self,
+        consult_id: PathId,
+        principal: NamedDependency[Principal],
+        consult_service: NamedDependency[ConsultService],
+    ) -> Response[ConsultAnswer]:
+        """The consult with ``state`` and the events the caller may take (``allowed``)."""
+        view = consult_service.get(principal.person, consult_id)
+        return Response(_answer(view, _now(consult_service)), headers=_NO_STORE)
+
+    @post(
+        "/{consult_id:str}/{event:str}",
+        status_code=200,
+        sync_to_thread=True,
+        summary="Take a step of the lifecycle",
+        responses=documented(
+            200,
+            ConsultAnswer,
+            None,
+            *_AUTH,
+            *_TABLE,
+            _NO_CONSULT,
+            (404, "unknown_event", "no event 'approve'"),
+            (400, "missing_field", "reason: decline needs it"),
+            (401, "totp_required", "a one-time code (totp) is required for this account"),
+        ),
+    )
+    def step(
+        self,
+        consult_id: PathId,
+        event: Annotated[str, Parameter(max_length=32)],
+        principal: NamedDependency[Principal],
+        consult_service: NamedDependency[ConsultService],
+        data: Annotated[StepBody | None, body(StepBody(reason="本院无相关专科"))] = None,
+    ) -> ConsultAnswer:
+        """``submit``, ``assign`` ``{"experts"}``, ``accept``, ``decline`` ``{"reason"}``,
+        ``schedule`` ``{"start"}``, ``start``, ``review``, ``finish``, ``sign``
+        ``{"totp"}``, ``close``, ``cancel`` ``{"reason"}``. A step the table does not
+        have in this state answers 409 naming the state and the event."""
+        try:
+            chosen = ConsultEvent(event)
+        except ValueError:
+            raise ApiError("unknown_event", f"no event {event!r}", status=404) from None
+        given = data or StepBody()
+        person = principal.person
+        if chosen is ConsultEvent.SIGN:
+            view = consult_service.sign(person, consult_id, given.totp)
+        else:
+            view = consult_service.step(
+                person,
+                consult_id,
+                chosen,
+                reason=given.reason,
+                experts=given.experts,
+                start=given.start,
+            )
+        return _answer(view, _now(consult_service))
+
+    @put(
+        "/{consult_id:str}/opinion",
+        sync_to_thread=True,
+        summary="Save the opinion draft",
+        responses=documented(
+            200,
+            DraftAnswer,
+            None,
+            *_AUTH,
+            _NO_CONSULT,
+            (403, "forbidden", "only the consult's lead expert may write the opinion"),
+            (409, "opinion_signed", "the opinion is signed and cannot change: write an addendum"),
+            (
+                409,
+                "transition_not_allowed",
+                "lead_expert cannot finish a opinion in state assigned",
+            ),
+        ),
+    )
+    def save_draft(
+        self,
+        consult_id: PathId,
+        data: Annotated[OpinionIn, Body()],
+        principal: NamedDependency[Principal],
+        consult_service: NamedDependency[ConsultService],
+    ) -> DraftAnswer:
+        """The lead expert replaces the draft; refused once signed (write an addendum)."""
+        text = data.text()
+        consult_service.save_draft(principal.person, consult_id, text)
+        return DraftAnswer(**text.as_dict())
+
+    @get(
+        "/{consult_id:str}/opinion",
+        sync_to_thread=True,
+        summary="The opinion: draft and signed versions",
+        responses=documented(200, OpinionAnswer, None, *_AUTH, _NO_CONSULT),
+    )
+    def opinion(
+        self,
+        consult_id: PathId,
+        principal: NamedDependency[Principal],
+        consult_service: NamedDependency[ConsultService],
+    ) -> Response[OpinionAnswer]:
+        """The signed versions for anyone who sees the consult; the draft for its
+        experts and coordinators (``null`` for the others)."""
+        person = principal.person
+        versions = consult_service.versions(person, consult_id)
+        try:
+            draft = consult_service.draft(person, consult_id)
+        except Forbidden:
+            draft = None
+        answer = OpinionAnswer(
+            draft=None if draft is None else DraftAnswer(**draft.as_dict()),
+            versions=[_version(v) for v in versions],
+        )
+        return Response(answer, headers=_NO_STORE)
+
+    @post(
+        "/{consult_id:str}/opinion/addenda",
+        status_code=201,
+        sync_to_thread=True,
+        summary="Correct a signed opinion (a new signed version)",
+        responses=documented(
+            201,
+            VersionAnswer,
+            None,
+            *_AUTH,
+            _NO_CONSULT,
+            (400, "invalid_input", "opinion: nothing is signed yet: edit the draft"),
+            (401, "totp_required", "a one-time code (totp) is required for this account"),
+            (403, "forbidden", "only the consult's lead expert may correct the opinion"),
+        ),
+    )
+    def addendum(
+        self,
+        consult_id: PathId,
+        data: Annotated[AddendumIn, Body()],
+        principal: NamedDependency[Principal],
+        consult_service: NamedDependency[ConsultService],
+    ) -> VersionAnswer:
+        """A correction: the next version, naming the digest of the last, signed anew."""
+        version = consult_service.addendum(principal.person, consult_id, data.text(), data.totp)
+        return _version(version)
+
+    @get(
+        "/{consult_id:str}/opinion.pdf",
+        sync_to_thread=True,
+        summary="The signed opinion as PDF",
+        media_type="application/pdf",
+        responses=documented(
+            200, None, None, *_AUTH, _NO_CONSULT, (404, "not_found", "no signed opinion '3f2b'")
+        ),
+    )
+    def opinion_pdf(
+        self,
+        consult_id: PathId,
+        principal: NamedDependency[Principal],
+        consult_service: NamedDependency[ConsultService],
+    ) -> Response[bytes]:
+        """Every signed version on A4, Chinese and English, with the signer, the time
+        and the key fingerprint; the signed documents ride inside it for
+        ``teleconsult report verify``."""
+        versions = consult_service.versions(principal.person, consult_id)
+        if not versions:
+            raise NotFound("signed opinion", consult_id)
+        return Response(
+            render_opinion_pdf(versions),
+            media_type="application/pdf",
+            headers={
+                "content-disposition": f'attachment; filename="opinion-{consult_id}.pdf"',
+                **_NO_STORE,
+            },
+        )
+
+    @get(
+        "/{consult_id:str}/fhir",
+        sync_to_thread=True,
+        summary="The consult as a FHIR R4 Bundle",
+        media_type="application/fhir+json",
+        responses=documented(200, None, None, *_AUTH, _NO_CONSULT),
+    )
+    def fhir(
+        self,
+        consult_id: PathId,
+        principal: NamedDependency[Principal],
+        consult_service: NamedDependency[ConsultService],
+    ) -> Response[bytes]:
+        """ServiceRequest, Task, Appointment, Encounter (class VR) and, once signed,
+        DiagnosticReport and Provenance with the signature, in a ``collection``."""
+        person = principal.person
+        view = consult_service.get(person, consult_id)
+        versions = consult_service.versions(person, consult_id)
+        return Response(
+            json.dumps(fhir_bundle(view.record, versions), ensure_ascii=False).encode(),
+            media_type="application/fhir+json",
+            headers=_NO_STORE,
+        )
+
+    @post(
+        "/{consult_id:str}/attachments",
+        status_code=201,
+        request_max_body_size=_MAX_UPLOAD_BYTES,
+        summary="Attach a file (the body is the file)",
+        responses=documented(
+            201,
+            AttachmentAnswer,
+            None,
+            *_AUTH,
+            _NO_CONSULT,
+            (413, "attachment_too_large", "attachment: is over 10485760 bytes for image/png"),
+            (
+                415,
+                "unsupported_attachment",
+                "attachment: claims 'application/pdf' but its content is image/png",
+            ),
+        ),
+    )
+    async def attach(
+        self,
+        request: Request[Any, Any, Any],
+        consult_id: PathId,
+        principal: NamedDependency[Principal],
+        consult_service: NamedDependency[ConsultService],
+        name: Annotated[str, Parameter(max_length=200)] = "attachment",
+    ) -> AttachmentAnswer:
+        """The request body is the file, its ``Content-Type`` the type it claims
+        (PDF, PNG, JPEG, DICOM, a WFDB header); the content must be that type."""
+        claimed = request.headers.get("content-type", "")
+        data = await request.body()
+        found = await anyio.to_thread.run_sync(
+            functools.partial(
+                consult_service.add_attachment, principal.person, consult_id, claimed, name, data
+            )
+        )
+        return _attachment(found)
+
+    @get(
+        "/{consult_id:str}/attachments",
+        sync_to_thread=True,
+        summary="The consult's attachments",
+        responses=documented(200, None, None, *_AUTH, _NO_CONSULT),
+    )
+    def attachments(
+        self,
+        consult_id: PathId,
+        principal: NamedDependency[Principal],
+        consult_service: NamedDependency[ConsultService],
+    ) -> list[AttachmentAnswer]:
+        """Oldest first."""
+        return [_attachment(a) for a in consult_service.attachments(principal.person, consult_id)]
+
+    @get(
+        "/{consult_id:str}/attachments/{attachment_id:str}",
+        sync_to_thread=True,
+        summary="Download an attachment",
+        responses=documented(200, None, None, *_AUTH, _NO_CONSULT),
+    )
+    def download(
+        self,
+        consult_id: PathId,
+        attachment_id: PathId,
+        principal: NamedDependency[Principal],
+        consult_service: NamedDependency[ConsultService],
+    ) -> Response[bytes]:
+        """The file as uploaded, for those who see the consult (the read is audited)."""
+        found, data = consult_service.attachment(principal.person, consult_id, attachment_id)
+        return Response(
+            data,
+            media_type=found.media_type,
+            headers={
+                "content-disposition": f'attachment; filename="{found.id}"',
+                "x-content-type-options": "nosniff",
+                **_NO_STORE,
+            },
+        )
+
+
+def _default_queue(principal: Principal) -> Queue:
+    roles = principal.person.roles
+    if Role.COORDINATOR in roles:
+        return Queue.UNTRIAGED
+    if Role.EXPERT in roles:
+        return Queue.ASSIGNED
+    return Queue.CLINIC
+
+
+class ReferralController(Controller):
+    """Two-way referral: published slots, referrals up and back down."""
+
+    path = "/"
+    tags = ["referrals"]  # noqa: RUF012
+    exception_handlers = {ConsultsError: consult_error}  # noqa: RUF012
+
+    @post(
+        "/referral-slots",
+        status_code=201,
+        sync_to_thread=True,
+        summary="Publish an appointment slot",
+        responses=documented(
+            201,
+            SlotAnswer,
+            None,
+            *_AUTH,
+            (403, "forbidden", "slots are published by a department's doctors or coordinators"),
+        ),
+    )
+    def publish(
+        self,
+        data: Annotated[SlotCreate, Body()],
+        principal: NamedDependency[Principal],
+        consult_service: NamedDependency[ConsultService],
+    ) -> SlotAnswer:
+        """A slot of the caller's institution's ``department``."""
+        slot = consult_service.publish_slot(principal.person, data.department, data.start, data.end)
+        return _slot(slot, False)
+
+    @get(
+        "/referral-slots",
+        sync_to_thread=True,
+        summary="An institution's slots from now on",
+        responses=documented(200, None, None, *_AUTH),
+    )
+    def slots(
+        self,
+        institution: Annotated[str, Parameter(max_length=64)],
+        principal: NamedDependency[Principal],
+        consult_service: NamedDependency[ConsultService],
+        department: Annotated[str | None, Parameter(max_length=64)] = None,
+    ) -> list[SlotAnswer]:
+        """By start, each with ``taken``."""
+        found = consult_service.slots(principal.person, institution, department)
+        return [_slot(s, taken) for s, taken in found]
+
+    @post(
+        "/referrals",
+        status_code=201,
+        sync_to_thread=True,
+        summary="Refer a patient to a slot",
+        responses=documented(
+            201,
+            ReferralAnswer,
+            None,
+            *_AUTH,
+            (404, "not_found", "no slot 'x'"),
+            (409, "slot_taken", "slot 'x' exists already"),
+        ),
+    )
+    def refer(
+        self,
+        data: Annotated[ReferralCreate, Body()],
+        principal: NamedDependency[Principal],
+        consult_service: NamedDependency[ConsultService],
+    ) -> ReferralAnswer:
+        """Of two referrals racing for one slot exactly one wins; the other 409."""
+        made = consult_service.refer(principal.person, data.slot, data.reason, data.consult)
+        return _referral(made)
+
+    @get(
+        "/referrals",
+        sync_to_thread=True,
+        summary="Referrals to or from the caller's institution",
+        responses=documented(200, ReferralPage, None, *_AUTH),
+    )
+    def referrals(
+        self,
+        principal: NamedDependency[Principal],
+        consult_service: NamedDependency[ConsultService],
+        direction: Annotated[str, Parameter(pattern="^(incoming|outgoing)$")] = "incoming",
+        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+        offset: Annotated[int, Parameter(ge=0)] = 0,
+    ) -> ReferralPage:
+        """``incoming`` (the receiving department's worklist) or ``outgoing``, newest first."""
+        page = consult_service.referrals(
+            principal.person,
+            incoming=direction == "incoming",
+            page=PageRequest(limit=limit, offset=offset),
+        )
+        return ReferralPage([_referral(r) for r in page.items], page.total, limit, offset)
+
+    @get(
+        "/referrals/{referral_id:str}",
+        sync_to_thread=True,
+        summary="One referral",
+        responses=documented(
+            200, ReferralAnswer, None, *_AUTH, (404, "not_found", "no referral 'x'")
+        ),
+    )
+    def get_referral(
+        self,
+        referral_id: PathId,
+        principal: NamedDependency[Principal],
+        consult_service: NamedDependency[ConsultService],
+    ) -> ReferralAnswer:
+        """For the people of either institution."""
+        return _referral(consult_service.get_referral(principal.person, referral_id))
+
+    @post(
+        "/referrals/{referral_id:str}/{event:str}",
+        status_code=200,
+        sync_to_thread=True,
+        summary="Take a step of a referral",
+        responses=documented(
+            200,
+            ReferralAnswer,
+            None,
+            *_AUTH,
+            (404, "not_found", "no referral 'x'"),
+            (409, "transition_not_allowed", "receiver cannot arrive a referral in state requested"),
+        ),
+    )
+    def referral_step(
+        self,
+        referral_id: PathId,
+        event: Annotated[str, Parameter(max_length=32)],
+        principal: NamedDependency[Principal],
+        consult_service: NamedDependency[ConsultService],
+        data: Annotated[ReferralStepBody | None, Body()] = None,
+    ) -> ReferralAnswer:
+        """``accept``, ``decline`` ``{"reason"}``, ``arrive``, ``refer_back``
+        ``{"summary"}``, ``cancel`` ``{"reason"}``."""
+        try:
+            chosen = ReferralEvent(event)
+        except ValueError:
+            raise ApiError("unknown_event", f"no event {event!r}", status=404) from None
+        given = data or ReferralStepBody()
+        text = given.summary if chosen is ReferralEvent.REFER_BACK else given.reason
+        return _referral(consult_service.referral_step(principal.person, referral_id, chosen, text))
+
+
+@dataclass(frozen=True)
+class ConsultApi:
+    """What the server wires for consults, in the shape of :class:`api.auth.AccountApi`:
+    add ``route_handlers`` and ``dependencies`` to the account API's (its ``principal``
+    dependency and CSRF middleware serve these routes too)."""
+
+    route_handlers: Sequence[ControllerRouterHandler]
+    dependencies: dict[str, Provide]
+    middleware: Sequence[Middleware]
+
+
+def consult_api(service: ConsultService) -> ConsultApi:
+    """The consult and referral controllers and the service's dependency."""
+    return ConsultApi(
+        route_handlers=[ConsultController, ReferralController],
+        dependencies={
+            "consult_service": Provide(lambda: service, use_cache=True, sync_to_thread=False)
+        },
+        middleware=[],
+    )
