@@ -105,9 +105,12 @@ def _respond(found: StaticFile) -> Response[bytes]:
 def page_handlers(web_dir: Path) -> list[HTTPRouteHandler]:
     """The route handlers of the pages and static files served from ``web_dir``."""
 
-    @get("/", media_type=MediaType.TEXT, include_in_schema=False, sync_to_thread=False)
-    def root() -> str:
-        return ROOT_TEXT
+    @get("/", include_in_schema=False, sync_to_thread=False)
+    def root() -> Response[bytes]:
+        found = static_file(web_dir, "home.html")
+        if found.status == 404:  # a web folder without the home page (tests, old installs)
+            return Response(content=ROOT_TEXT.encode(), media_type=MediaType.TEXT)
+        return _respond(found)
 
     @get("/join", include_in_schema=False, sync_to_thread=False)
     def join() -> Response[bytes]:

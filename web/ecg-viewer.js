@@ -28,7 +28,8 @@ const lang = (params.get("lang") || navigator.language || "en").toLowerCase().st
 const t = (key) => STRINGS[lang][key] ?? key;
 
 const $ = (id) => document.getElementById(id);
-const state = { streams: [], current: null, info: null, flags: [], provisional: [], lang };
+// lists: how many stream lists have arrived (tests wait for the next one)
+const state = { streams: [], lists: 0, current: null, info: null, flags: [], provisional: [], lang };
 window.ecg = state;
 
 document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
@@ -110,6 +111,7 @@ function onMessage(message) {
       break;
     case "ecg_streams":
       state.streams = message.streams;
+      state.lists += 1;
       renderList();
       break;
     case "ecg_subscribed":

@@ -6,6 +6,7 @@ from institutions, and revocations closing live connections at once."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import uuid
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
@@ -129,7 +131,11 @@ async def build_directory(run: Running) -> str:
 
 
 def record(seconds: float) -> SimulatedRecord:
-    return SimulatedRecord.read(str(synthetic12()), duration_s=seconds)
+    """The 10 s synthetic 12-lead fixture, cut or repeated to last ``seconds``."""
+    once = SimulatedRecord.read(str(synthetic12()))
+    times = int(np.ceil(seconds * once.fs_hz / len(once.samples)))
+    samples = np.tile(once.samples, (times, 1))[: round(seconds * once.fs_hz)]
+    return dataclasses.replace(once, samples=samples)
 
 
 async def watch(run: Running, token: str) -> Client:
@@ -183,7 +189,7 @@ async def test_revoking_the_cart_closes_its_stream_and_refuses_it(running: Runni
     started: asyncio.Queue[uuid.UUID] = asyncio.Queue()
     cart = asyncio.create_task(
         simulate(
-            record(30.0), url=running.ws_url("/device"), token=credential, device="cart-1",
+            record(60.0), url=running.ws_url("/device"), token=credential, device="cart-1",
             speed=1.0, on_started=started.put_nowait,
         )
     )  # fmt: skip
