@@ -29,9 +29,11 @@ Design notes
 from __future__ import annotations
 
 import base64
+import csv
 import dataclasses
 import datetime as dt
 import functools
+import io
 import json
 import re
 import uuid
@@ -43,7 +45,7 @@ import anyio.to_thread
 import msgspec
 from litestar import Controller, Request, Response, get, post, put
 from litestar.di import NamedDependency, Provide
-from litestar.params import Body, Parameter, QueryParameter
+from litestar.params import Body, FromQuery, Parameter, QueryParameter
 from litestar.types import ControllerRouterHandler, Middleware
 from msgspec import Meta
 
@@ -51,7 +53,13 @@ from api.errors import ApiError, exception_handlers
 from api.schemas import body, documented
 from api.session import as_api_error, consults_error
 from consults.accounts import Principal
-from consults.consult_repositories import Attachment, ConsultRecord, Queue
+from consults.consult_repositories import (
+    Attachment,
+    ConsultRecord,
+    Queue,
+    StatsGroup,
+    StatsRow,
+)
 from consults.directory import Role
 from consults.errors import ConsultsError, Forbidden, NotFound
 from consults.lifecycle import ConsultEvent, ConsultState, Mode, Priority
@@ -78,6 +86,7 @@ __all__ = [
     "ConsultApi",
     "ConsultController",
     "ReferralController",
+    "StatsController",
     "consult_api",
     "fhir_bundle",
     "payload_of",
@@ -1463,6 +1472,172 @@ class ReferralController(Controller):
         return _referral(consult_service.referral_step(principal.person, referral_id, chosen, text))
 
 
+class StatsGroupOut(msgspec.Struct):
+    """One group's counts and turnaround (seconds from submission)."""
+
+    key: Annotated[str, Meta(examples=["village-1"])]
+    total: int
+    accepted: int
+    signed: int
+    declined: int
+    cancelled: int
+    expired: int
+    overdue: int
+    accept_median_s: float | None
+    accept_p90_s: float | None
+    sign_median_s: float | None
+    sign_p90_s: float | None
+    accepted_rate: float
+    declined_rate: float
+    cancelled_rate: float
+    expired_rate: float
+
+
+class ReferralStatsOut(msgspec.Struct):
+    institution: str
+    sent: int
+    received: int
+    referred_back: int
+
+
+class StatsAnswer(msgspec.Struct):
+    """Supervision statistics of the consults submitted in ``[since, until)``."""
+
+    since: dt.datetime
+    until: dt.datetime
+    by: StatsGroup
+    groups: list[StatsGroupOut]
+    referrals: list[ReferralStatsOut]
+
+
+_CSV_COLUMNS: Final = (
+    "key",
+    "total",
+    "accepted",
+    "signed",
+    "declined",
+    "cancelled",
+    "expired",
+    "overdue",
+    "accept_median_s",
+    "accept_p90_s",
+    "sign_median_s",
+    "sign_p90_s",
+    "accepted_rate",
+    "declined_rate",
+    "cancelled_rate",
+    "expired_rate",
+)
+_MAX_PERIOD: Final = dt.timedelta(days=30)
+
+
+def _group(row: StatsRow) -> StatsGroupOut:
+    def rate(count: int) -> float:
+        return round(count / row.total, 4) if row.total else 0.0
+
+    return StatsGroupOut(
+        **dataclasses.asdict(row),
+        accepted_rate=rate(row.accepted),
+        declined_rate=rate(row.declined),
+        cancelled_rate=rate(row.cancelled),
+        expired_rate=rate(row.expired),
+    )
+
+
+def _stats(
+    service: ConsultService,
+    principal: Principal,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    by: StatsGroup,
+) -> StatsAnswer:
+    end = until or service.now()
+    start = since or end - _MAX_PERIOD
+    groups, referrals = service.statistics(principal.person, since=start, until=end, by=by)
+    return StatsAnswer(
+        since=start,
+        until=end,
+        by=by,
+        groups=[_group(g) for g in groups],
+        referrals=[ReferralStatsOut(**dataclasses.asdict(r)) for r in referrals],
+    )
+
+
+_StatsSince = Annotated[
+    dt.datetime | None,
+    QueryParameter(description="from (inclusive, RFC 3339); default 30 days before until"),
+]
+_StatsUntil = Annotated[
+    dt.datetime | None, QueryParameter(description="to (exclusive, RFC 3339); default now")
+]
+
+
+class StatsController(Controller):
+    """Supervision statistics for the health commission and the alliance."""
+
+    path = "/stats/consults"
+    tags = ["statistics"]  # noqa: RUF012
+    exception_handlers = {ConsultsError: consult_error}  # noqa: RUF012
+
+    @get(
+        "/",
+        sync_to_thread=True,
+        summary="Consult statistics (computed in SQL)",
+        responses=documented(
+            200,
+            StatsAnswer,
+            None,
+            *_AUTH,
+            (400, "invalid_input", "until: a period is at most 366 days"),
+            (403, "forbidden", "statistics are for auditors, admins and coordinators"),
+        ),
+    )
+    def stats(
+        self,
+        principal: NamedDependency[Principal],
+        consult_service: NamedDependency[ConsultService],
+        since: _StatsSince = None,
+        until: _StatsUntil = None,
+        by: FromQuery[StatsGroup] = StatsGroup.CLINIC,
+    ) -> StatsAnswer:
+        """Counts by outcome, rates, and the median and 90th percentile of the time from
+        submission to acceptance and to signature, per ``by`` (clinic, centre, level,
+        specialty, month, day); referrals sent, received and referred back per
+        institution. Over the institutions the caller oversees."""
+        return _stats(consult_service, principal, since, until, by)
+
+    @get(
+        "/csv",
+        sync_to_thread=True,
+        summary="Consult statistics as CSV",
+        media_type="text/csv",
+        responses=documented(200, None, None, *_AUTH),
+    )
+    def stats_csv(
+        self,
+        principal: NamedDependency[Principal],
+        consult_service: NamedDependency[ConsultService],
+        since: _StatsSince = None,
+        until: _StatsUntil = None,
+        by: FromQuery[StatsGroup] = StatsGroup.CLINIC,
+    ) -> Response[bytes]:
+        """The groups of ``GET /stats/consults`` as CSV (UTF-8 with a BOM, so that
+        spreadsheet programs read the Chinese right), one row per group."""
+        answer = _stats(consult_service, principal, since, until, by)
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow(_CSV_COLUMNS)
+        for group in answer.groups:
+            values = msgspec.structs.asdict(group)
+            writer.writerow(["" if values[c] is None else values[c] for c in _CSV_COLUMNS])
+        name = f"consults-{answer.by.value}-{answer.since:%Y%m%d}-{answer.until:%Y%m%d}.csv"
+        return Response(
+            ("\ufeff" + out.getvalue()).encode(),
+            media_type="text/csv; charset=utf-8",
+            headers={"content-disposition": f'attachment; filename="{name}"', **_NO_STORE},
+        )
+
+
 @dataclass(frozen=True)
 class ConsultApi:
     """What the server wires for consults, in the shape of :class:`api.auth.AccountApi`:
@@ -1477,7 +1652,7 @@ class ConsultApi:
 def consult_api(service: ConsultService) -> ConsultApi:
     """The consult and referral controllers and the service's dependency."""
     return ConsultApi(
-        route_handlers=[ConsultController, ReferralController],
+        route_handlers=[ConsultController, ReferralController, StatsController],
         dependencies={
             "consult_service": Provide(lambda: service, use_cache=True, sync_to_thread=False)
         },

@@ -38,8 +38,13 @@ __all__ = [
     "ConsultFilter",
     "ConsultRecord",
     "ConsultRepository",
+    "ConsultStatistics",
     "Queue",
+    "ReferralStatsRow",
     "StaleConsult",
+    "StatsGroup",
+    "StatsQuery",
+    "StatsRow",
     "StoredRequest",
 ]
 
@@ -127,6 +132,68 @@ class Attachment:
     name: str
     uploaded_by: str
     uploaded_at: datetime
+
+
+class StatsGroup(enum.Enum):
+    """What supervision statistics are grouped by."""
+
+    CLINIC = "clinic"  # the requesting institution
+    CENTRE = "centre"  # the consult centre
+    LEVEL = "level"  # the requesting institution's level (village, township, …)
+    SPECIALTY = "specialty"
+    MONTH = "month"  # of submission, UTC, ``YYYY-MM``
+    DAY = "day"  # of submission, UTC, ``YYYY-MM-DD``
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatsQuery:
+    """Which consults to count: submitted in ``[since, until)``, whose clinic or centre
+    is within ``scope`` (``None``: all), grouped by ``by``; ``now`` decides overdue."""
+
+    since: datetime
+    until: datetime
+    by: StatsGroup
+    now: datetime
+    scope: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatsRow:
+    """One group's counts and turnaround (seconds from submission; nearest-rank
+    median and 90th percentile, None when no consult of the group got that far)."""
+
+    key: str
+    total: int
+    accepted: int  # ever accepted
+    signed: int  # reported or closed
+    declined: int  # in state declined now (waiting for another expert)
+    cancelled: int
+    expired: int
+    overdue: int  # awaiting acceptance past the deadline now
+    accept_median_s: float | None
+    accept_p90_s: float | None
+    sign_median_s: float | None
+    sign_p90_s: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReferralStatsRow:
+    """Referrals made in the period, per institution: sent up, received, sent back."""
+
+    institution: str
+    sent: int
+    received: int
+    referred_back: int  # 回转: back to the clinic with a discharge summary
+
+
+class ConsultStatistics(Protocol):
+    """Supervision statistics computed by the store (in SQL). Blocking."""
+
+    def consult_stats(self, query: StatsQuery) -> Sequence[StatsRow]:
+        """One row per group, ordered by key."""
+
+    def referral_stats(self, query: StatsQuery) -> Sequence[ReferralStatsRow]:
+        """One row per institution that sent or received a referral, by code."""
 
 
 class ConsultRepository(Protocol):

@@ -44,11 +44,23 @@ from consults.consult_repositories import (
     ConsultFilter,
     ConsultRecord,
     ConsultRepository,
+    ConsultStatistics,
     Queue,
+    ReferralStatsRow,
     StaleConsult,
+    StatsGroup,
+    StatsQuery,
+    StatsRow,
     StoredRequest,
 )
-from consults.directory import Institution, Person, Role, ServiceKind, ServiceRelation
+from consults.directory import (
+    AdminScope,
+    Institution,
+    Person,
+    Role,
+    ServiceKind,
+    ServiceRelation,
+)
 from consults.errors import Forbidden, InvalidInput, NotFound, TotpRequired
 from consults.lifecycle import (
     Actor,
@@ -231,6 +243,8 @@ class ConsultService:
     ----------
     consults
         The store of consults, opinions, keys, attachments and referrals.
+    statistics
+        The supervision statistics the store computes.
     directory
         Institutions, relations and people.
     second_factor
@@ -253,6 +267,7 @@ class ConsultService:
         self,
         *,
         consults: ConsultRepository,
+        statistics: ConsultStatistics,
         directory: Directory,
         second_factor: SecondFactor,
         cipher: FieldCipher,
@@ -264,6 +279,7 @@ class ConsultService:
         notifier: Notifier | None = None,
     ) -> None:
         self._repo = consults
+        self._stats = statistics
         self._directory = directory
         self._second_factor = second_factor
         self._cipher = cipher
@@ -973,3 +989,48 @@ class ConsultService:
         if not person.roles & {Role.DOCTOR, Role.EXPERT, Role.COORDINATOR}:
             raise Forbidden("slots are for doctors, experts and coordinators")
         return self._repo.list_slots(institution, department, self._clock())
+
+    # Supervision
+    def statistics_scope(self, person: Person) -> frozenset[str] | None:
+        """The institutions whose consults a person's statistics cover (None: all).
+
+        A deployment admin sees all; an auditor, an institution admin or a coordinator
+        the consults of their institution and those below it (clinic or centre there).
+
+        Raises
+        ------
+        Forbidden
+            Anyone else.
+        """
+        if person.admin_scope is AdminScope.DEPLOYMENT:
+            return None
+        if person.institution is None or not person.roles & {
+            Role.AUDITOR,
+            Role.ADMIN,
+            Role.COORDINATOR,
+        }:
+            raise Forbidden("statistics are for auditors, admins and coordinators")
+        return Tree(self._directory.all_institutions()).subtree(person.institution)
+
+    def statistics(
+        self, person: Person, *, since: datetime, until: datetime, by: StatsGroup
+    ) -> tuple[Sequence[StatsRow], Sequence[ReferralStatsRow]]:
+        """Counts, acceptance and turnaround per group, and referrals per institution,
+        of the consults submitted in ``[since, until)`` that the person oversees.
+
+        Raises
+        ------
+        Forbidden
+            Not an auditor, admin or coordinator.
+        InvalidInput
+            ``until`` not after ``since``, or a period over 366 days.
+        """
+        scope = self.statistics_scope(person)
+        if since.tzinfo is None or until.tzinfo is None:
+            raise InvalidInput("since", "needs a time zone")
+        if until <= since:
+            raise InvalidInput("until", "must be after since")
+        if (until - since).days > 366:
+            raise InvalidInput("until", "a period is at most 366 days")
+        query = StatsQuery(since=since, until=until, by=by, now=self._clock(), scope=scope)
+        return self._stats.consult_stats(query), self._stats.referral_stats(query)

@@ -436,19 +436,20 @@ async def test_referral_over_http(api: Api) -> None:
 async def test_the_openapi_document_says_everything_but_the_binary_bodies(api: Api) -> None:
     """Every consult and referral endpoint documents its schemas, errors and an example;
     the only gaps are the bodies that are not JSON (the PDF, the FHIR Bundle, the
-    attachment's bytes both ways), which openapi_gaps does not know how to accept."""
+    attachment's bytes both ways, the CSV), which openapi_gaps does not accept yet."""
     async with httpx.AsyncClient(base_url=api.url) as client:
         document = (await client.get("/api/v1/openapi.json")).json()
     ours = [
         gap.split(":")[0]
         for gap in openapi_gaps(document)
-        if "/consults" in gap or "/referral" in gap
+        if "/consults" in gap or "/referral" in gap or "/stats" in gap
     ]
     assert set(ours) == {
         "POST /api/v1/consults/{consult_id}/attachments",
         "GET /api/v1/consults/{consult_id}/attachments/{attachment_id}",
         "GET /api/v1/consults/{consult_id}/fhir",
         "GET /api/v1/consults/{consult_id}/opinion.pdf",
+        "GET /api/v1/stats/consults/csv",
     }
     assert "/api/v1/consults/{consult_id}/{event}" in document["paths"]
 
@@ -465,3 +466,36 @@ def test_report_verify_parses_as_the_cli_registers_it(tmp_path: Path) -> None:
     args = parser.parse_args(["report", "verify", str(tmp_path / "missing.pdf"), "--check-keys"])
     assert args.check_keys
     assert args.handler(args) == 2
+
+
+async def test_statistics_and_their_csv(api: Api) -> None:
+    """The coordinator's statistics by clinic as JSON and as CSV (the same numbers, a BOM
+    for spreadsheets); a doctor is 403; a reversed period is 400."""
+    doctor = await api.client("li.doctor")
+    coordinator = await api.client("zhao.coord")
+    consult_id = (await doctor.post("/api/v1/consults", json=REQUEST)).json()["id"]
+    await coordinator.post(
+        f"/api/v1/consults/{consult_id}/assign", json={"experts": ["wang.expert"]}
+    )
+    await doctor.post("/api/v1/consults", json=REQUEST)
+    api.world.clock.advance(1)  # until (default now) is exclusive
+    answer = await coordinator.get("/api/v1/stats/consults", params={"by": "clinic"})
+    assert answer.status_code == 200, answer.text
+    [group] = answer.json()["groups"]
+    assert (group["key"], group["total"], group["accepted"]) == ("village-1", 2, 0)
+    as_csv = await coordinator.get("/api/v1/stats/consults/csv", params={"by": "clinic"})
+    assert as_csv.headers["content-type"].startswith("text/csv")
+    assert as_csv.content.startswith("\ufeff".encode())
+    lines = as_csv.content.decode("utf-8-sig").splitlines()
+    header, row = lines[0].split(","), lines[1].split(",")
+    assert dict(zip(header, row, strict=True))["total"] == str(group["total"])
+    assert len(lines) == 2
+    assert error_of(await doctor.get("/api/v1/stats/consults")) == (403, "forbidden")
+    now = datetime.now(UTC)
+    reversed_period = {"since": now.isoformat(), "until": (now - timedelta(days=1)).isoformat()}
+    assert error_of(await coordinator.get("/api/v1/stats/consults", params=reversed_period)) == (
+        400,
+        "invalid_input",
+    )
+    for client in (doctor, coordinator):
+        await client.aclose()

@@ -20,6 +20,7 @@ from consults.lifecycle import Mode, Priority
 from consults.requests import Consent, ConsentKind, ConsultRequest, FieldCipher, Patient, Sex
 from consults.service import ConsultService, NoNotices
 from store.audit import AuditQuery, AuditRow, query
+from store.consult_stats import SqlConsultStatistics
 from store.consults import FileBlobStore, SqlConsultRepository
 from store.secrets import SecretBox
 from store.stores import Stores, open_store
@@ -170,6 +171,7 @@ def make_world(database: Database, clock: Clock | None = None) -> World:
 
     service = ConsultService(
         consults=repository,
+        statistics=SqlConsultStatistics(stores.engine),
         directory=stores.directory,
         second_factor=accounts,
         cipher=FieldCipher(FIELD_KEY),
