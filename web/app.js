@@ -13,6 +13,8 @@
 
 import { MediaSession } from "/static/media.js";
 import { Signaling } from "/static/signaling.js";
+import { api } from "/static/auth.js";
+import { draw as drawQr, encode as encodeQr } from "/static/qr.js";
 import { RoomEcg } from "/static/room-ecg.js";
 import { lang, t, translatePage } from "/static/i18n.js";
 
@@ -48,6 +50,7 @@ const tc = {
   quality: {}, // participant id -> {level, lossPct, rttMs, kbps}
   soundBlocked: false, // the browser refused to play sound (NotAllowedError)
   knocks: 0, // knock sounds played (tests)
+  qr: null, // the join link's QR code on the host's panel (web/qr.js encode())
   firstFrameMs: null, // performance.now() when the first remote video frame was rendered
   marks: {}, // name -> performance.now() of the first time it happened (diagnostics, bench)
   ecg: {}, // the ECG panel's counters: beatsDrawn, samplesDrawn, hr, ... (web/ecg-paper.js)
@@ -180,6 +183,26 @@ function checkToken() {
   if (typeof claims.exp === "number" && claims.exp < nowS) return t("error.token_expired");
   if (typeof claims.nbf === "number" && claims.nbf > nowS + 60) return t("error.token_not_yet_valid");
   return null;
+}
+
+// /join?room=ID without a token (the link a QR code carries: no credential on a screen):
+// the logged-in person's own token for the room, from the server; the part they take
+// follows from their directory roles. Not logged in: one message and a login link that
+// comes back here.
+async function mintRoomToken(room) {
+  try {
+    const answer = await api("POST", `/rooms/${encodeURIComponent(room)}/token`, {});
+    tc.token = answer.token;
+    return null;
+  } catch (failure) {
+    if (failure.status === 401) {
+      const link = $("lobby-login");
+      link.href = `/static/login.html?next=${encodeURIComponent(location.pathname + location.search)}`;
+      link.hidden = false;
+      return t("logInToJoin");
+    }
+    return t("error.generic", { reason: failure.message });
+  }
 }
 
 function lobbyError(text) {
@@ -323,6 +346,7 @@ const HANDLERS = {
     tc.recordingPolicy = message.recording_policy || "allowed";
     $("toggle-people").hidden = !isModerator();
     if (isModerator()) ensureRecordingToggle();
+    renderInvite(message.room);
     renderRecording();
     renderControls();
     show("room");
@@ -485,6 +509,24 @@ function onClosed({ code }) {
   if (tc.screen === "lobby" || tc.screen === "waiting" || code >= 4000 || code === 1000) {
     end(tc.notices.at(-1) || t("state.disconnected"));
   }
+}
+
+// ---- the host: a QR code of the join link, so that a phone can join -----------------
+
+// The link is this room's /join?room=, which carries no token: whoever scans it logs in
+// (or is logged in) and gets their own token, so a photo of the screen lets nobody in.
+// Host and port are those this page was opened on.
+function renderInvite(room) {
+  const section = $("invite");
+  section.hidden = !isModerator();
+  if (section.hidden) return;
+  const title = params.get("title");
+  const link = `${location.origin}/join?room=${encodeURIComponent(room)}${title ? `&title=${encodeURIComponent(title)}` : ""}`;
+  if (tc.qr && tc.qr.text === link) return;
+  tc.qr = encodeQr(link, { ecl: "M" });
+  drawQr($("invite-qr"), tc.qr, { scale: 4, quiet: 4 });
+  $("invite-qr").setAttribute("aria-label", t("joinQrLabel", { link }));
+  $("invite-link").textContent = link;
 }
 
 // ---- the host: knock, waiting list, deny, remove, end for everyone ----------------
@@ -1207,6 +1249,14 @@ async function main() {
     input.value = "";
   });
   renderControls();
+  if (!tc.token && params.get("room")) {
+    const problem = await mintRoomToken(params.get("room"));
+    if (problem) {
+      lobbyError(problem);
+      for (const id of ["preview-audio", "preview-video", "camera-select", "mic-select"]) $(id).disabled = true;
+      return;
+    }
+  }
   const problem = checkToken();
   if (problem) {
     lobbyError(problem);
