@@ -58,11 +58,12 @@ class Access:
         bans: Iterable[Ban] = (),
         banned_identities: Iterable[tuple[str, str]] = (),
         leeway_s: float = 5.0,
+        revoked: Iterable[str] = (),
     ) -> None:
         self._verify = verify
         self._banned_jtis = set(banned)
         self._banned_identities = set(banned_identities)  # (room, identity)
-        self._revoked_jtis: set[str] = set()
+        self._revoked_jtis: set[str] = set(revoked)
         self._revoked_until_s: dict[str, float] = {}  # identity -> tokens issued up to it
         self.leeway_s = leeway_s
         for ban in bans:

@@ -181,6 +181,9 @@ class Core:
     banned_identities : iterable of (room, identity)
         Identities banned from rooms before this process started
         (``Store.banned_identities()``).
+    revoked : iterable of str
+        Token ids revoked before this process started (the credentials a room token
+        was minted with: ended sessions, revoked API tokens), refused with ``revoked``.
     wall_clock : callable
         Returns the current UTC time, for chat and audit stamps and token expiry.
     make_id : callable
@@ -196,6 +199,7 @@ class Core:
         banned: Iterable[str] = (),
         bans: Iterable[Ban] = (),
         banned_identities: Iterable[tuple[str, str]] = (),
+        revoked: Iterable[str] = (),
         wall_clock: Callable[[], datetime] = utc_now,
         make_id: Callable[[str], str] = new_id,
     ) -> None:
@@ -209,6 +213,7 @@ class Core:
             bans=bans,
             banned_identities=banned_identities,
             leeway_s=config.token_leeway_s,
+            revoked=revoked,
         )
         self._viewing = Viewing(self._ctx)
         self._rooms = Rooms(self._ctx, self._access, self._viewing)

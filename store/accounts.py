@@ -205,6 +205,19 @@ class SqlSessionRepository:
             )
             return int(done.rowcount)
 
+    def revoked_since(self, since_s: float) -> tuple[list[str], list[str]]:
+        """The ids of the login sessions and API tokens revoked at or after ``since_s``:
+        the server refuses the room tokens minted with them after a restart too (a room
+        token lasts at most as long as it looks back)."""
+        since = from_epoch_s(since_s)
+        with unit_of_work(self.engine, read=True) as conn:
+            sessions = conn.execute(
+                select(login_sessions.c.id).where(login_sessions.c.revoked_at >= since)
+            )
+            session_ids = [row.id for row in sessions]
+            tokens = conn.execute(select(api_tokens.c.id).where(api_tokens.c.revoked_at >= since))
+            return session_ids, [row.id for row in tokens]
+
     def add_api_token(self, token: ApiToken) -> None:
         with unit_of_work(self.engine) as conn:
             conn.execute(

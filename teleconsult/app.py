@@ -215,19 +215,23 @@ def assemble(
     store = platform.stores.signaling
     ice = config.ice
     verify = functools.partial(verify_token, ring, leeway_s=config.core.token_leeway_s)
+    room_tokens = RoomTokens(ring=ring, audit=platform.stores.audit)
+    # Room tokens of sessions and API tokens revoked before this start stay refused.
+    sessions, api_tokens = platform.stores.sessions.revoked_since(time.time() - room_tokens.ttl_s)
+    revoked = [session_jti(s) for s in sessions] + [api_token_jti(t) for t in api_tokens]
     core = Core(
         config=config.core,
         verify=verify,
         ice_servers=lambda identity: ice.ice_servers(identity, now_s=time.time()),
         banned=store.banned_jtis(),
         banned_identities=store.banned_identities(),
+        revoked=revoked,
     )
     signaling = SignalingServer(core=core, media=backend, store=store, bus=bus_of(config))
     from media.metrics import MediaCollector  # prometheus only: cheap
 
     # Forwarding and recording counters on /metrics.
     signaling.metrics.registry.register(MediaCollector(backend.stats))
-    room_tokens = RoomTokens(ring=ring, audit=platform.stores.audit)
     api = platform.api
     server = EdgeServer(
         signaling=signaling,

@@ -263,3 +263,41 @@ async def test_a_password_reset_closes_every_connection_of_the_person(running: R
         assert (await viewer.expect("error"))["code"] == "revoked"
         await viewer.ws.wait_closed()
         assert viewer.ws.close_code == 4401
+
+
+async def test_a_room_token_of_an_ended_session_stays_refused_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    """Logged out, then the server restarts: the room token minted over that session is
+    refused (revoked), one of a live session is not."""
+    config = Config(
+        server=EdgeConfig(port=0), data=DataSection(data_dir=tmp_path / "var", web_dir=WEB_DIR)
+    )
+    first = assemble(config, media=FakeMedia())
+    first.platform.directory.create_first_admin(
+        username="root", display_name="Root", password=ADMIN_PASSWORD
+    )
+    await first.server.start()
+    async with httpx.AsyncClient(base_url=first.server.url, timeout=30) as http:
+        run = Running(first, http)
+        await build_directory(run)
+        ended_session = await run.login("wang.expert")
+        ended = await run.room_token(ended_session, "ecg-worklist")
+        live = await run.room_token(await run.login("wang.expert"), "ecg-worklist")
+        assert (await run.call(ended_session, "POST", "/auth/logout", {})).status_code == 204
+    await first.server.close()
+
+    second = assemble(config, media=FakeMedia())
+    await second.server.start()
+    try:
+        url = f"ws://127.0.0.1:{second.server.port}/ws"
+        refused = Client(await connect(url))
+        await refused.send(type="watch", token=ended)
+        assert (await refused.expect("error"))["code"] == "revoked"
+        await refused.ws.wait_closed()
+        assert refused.ws.close_code == 4401
+        kept = Client(await connect(url))
+        await kept.send(type="watch", token=live)
+        await kept.expect("watching")
+    finally:
+        await second.server.close()
