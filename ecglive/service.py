@@ -571,6 +571,8 @@ class EcgService:
         self._batch_pool = ThreadPoolExecutor(1, "ecg-batch")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ended: dict[uuid.UUID, StreamSummary] = {}
+        # Told ("stream.started" | "stream.resumed" | "stream.ended", start): the audit trail.
+        self.on_stream: Callable[[str, Start], None] | None = None
         self.live_lag_s: list[float] = []  # for the benchmark: chunk queued -> published
 
     # -- DeviceStreams -------------------------------------------------------------
@@ -629,6 +631,8 @@ class EcgService:
         feed = _Feed(start, stream, first_index, chunker, chunker.chunk_samples, idle)
         self._live[start.stream] = feed
         self.workers.submit(StartJob(stream, encode_message(start).encode(), first_index))
+        if self.on_stream is not None:
+            self.on_stream("stream.started" if first_index == 0 else "stream.resumed", start)
         return feed
 
     def stream_ended(self, start: Start, record: Path) -> None:
@@ -640,6 +644,8 @@ class EcgService:
                 self._step(feed, block, watched=watched)
             received = feed.origin + feed.received
             self.workers.submit(EndJob(feed.stream, received, time.monotonic()))
+        if self.on_stream is not None:
+            self.on_stream("stream.ended", start)
         self._batch_pool.submit(self._reannotate, start, record)
 
     # -- EcgCatalog --------------------------------------------------------------------

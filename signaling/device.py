@@ -20,7 +20,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from sessions.store import AuditEntry
 from signaling import messages as m
+from signaling.context import iso_z, utc_now
 from signaling.effects import EcgRequest
 from signaling.ports import EcgCatalog
 
@@ -35,6 +37,21 @@ def grants(viewer: EcgRequest, info: m.EcgStreamInfo) -> bool:
     return viewer.room in (info.room, info.consult)
 
 
+def viewed(viewer: EcgRequest, info: m.EcgStreamInfo) -> AuditEntry:
+    """The audit row of a viewer granted a stream."""
+    return AuditEntry(
+        time=iso_z(utc_now()),
+        room=viewer.room,
+        actor=viewer.identity,
+        action="ecg.viewed",
+        target=f"stream:{info.stream}",
+        detail={"state": info.state},
+        institution=info.institution or "",
+        patient=info.patient,
+        consult=info.consult or "",
+    )
+
+
 class ViewerHub:
     """Viewer subscriptions and the fan-out of live ECG chunks.
 
@@ -47,6 +64,9 @@ class ViewerHub:
     may_view : callable
         ``may_view(request, info)``: whether the viewer asking may see the stream;
         :func:`grants` by default.
+    audit : callable, optional
+        Given an ``ecg.viewed`` :class:`~sessions.store.AuditEntry` for each
+        subscription granted (who, which stream, its patient and institution).
     display_fs_hz : float
         Rate of the display samples announced in ``ecg_subscribed``.
     """
@@ -57,11 +77,13 @@ class ViewerHub:
         send: Sender,
         *,
         may_view: MayView = grants,
+        audit: Callable[[AuditEntry], None] | None = None,
         display_fs_hz: float = 125.0,
     ) -> None:
         self.catalog = catalog
         self.send = send
         self.may_view = may_view
+        self.audit = audit
         self.display_fs_hz = display_fs_hz
         self._subscribers: dict[str, set[int]] = {}
 
@@ -87,6 +109,8 @@ class ViewerHub:
                 else:
                     self._subscribers.setdefault(stream, set()).add(conn)
                     reply = m.EcgSubscribed(info=info, display_fs_hz=self.display_fs_hz, ref=ref)
+                    if self.audit is not None:
+                        self.audit(viewed(request, info))
             case m.EcgUnsubscribe(stream=stream, ref=ref):
                 self._discard(conn, [stream])
                 reply = m.EcgUnsubscribed(stream=stream, ref=ref)

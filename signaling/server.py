@@ -356,6 +356,10 @@ class SignalingServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def audit(self, entry: AuditEntry) -> None:
+        """Append ``entry`` to the audit trail (with the core's writes, off the loop)."""
+        self._persist(entry, None)
+
     def _persist(self, record: Record, ack: int | None) -> None:
         """Queue a Store write; writes queued while one is in flight go in the next batch.
 

@@ -40,8 +40,9 @@ from api.rooms import RoomTokenController, RoomTokens, api_token_jti, session_jt
 from api.session import SessionConfig, device_token_verifier
 from api.ws_device import DeviceEndpoint
 from sessions.redis_backend import RedisBus
-from sessions.store import Bus, LocalBus
+from sessions.store import AuditEntry, Bus, LocalBus
 from sessions.tokens import TokenClaims, load_key_ring, verify_token
+from signaling.context import iso_z, utc_now
 from signaling.core import Core
 from signaling.device import MayView, ViewerHub, grants
 from signaling.ecg_access import EcgAccess
@@ -300,6 +301,7 @@ def install_ecg(
     """
     # numpy, scipy and numba come with the ECG service: imported when it is built.
     from api.ws_ecg import ViewerCatalog, ViewerMessages
+    from ecg.device import Start
     from ecglive.service import EcgService, default_live_processes
 
     if live_processes is None:
@@ -308,7 +310,23 @@ def install_ecg(
     endpoint = DeviceEndpoint(service, verify, commit_interval_s=commit_interval_s)
     signaling = server.signaling
     catalog = ViewerCatalog(service, institution_of)
-    hub = ViewerHub(catalog, signaling.send_text, may_view=may_view)
+    hub = ViewerHub(catalog, signaling.send_text, may_view=may_view, audit=signaling.audit)
+
+    def stream_event(action: str, start: Start) -> None:
+        signaling.audit(
+            AuditEntry(
+                time=iso_z(utc_now()),
+                room=start.room or "",
+                actor=start.device,
+                action=action,
+                target=f"stream:{start.stream}",
+                institution=(institution_of(start.device) if institution_of else None) or "",
+                patient=start.patient,
+                consult=start.consult or "",
+            )
+        )
+
+    service.on_stream = stream_event
     service.hub = hub
     server.device = endpoint
     signaling.viewers = hub

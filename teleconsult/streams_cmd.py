@@ -31,6 +31,7 @@ from ecg.streamstore import StreamStore
 from ecglive.service import stream_info
 from teleconsult.app import STREAMS_DIR
 from teleconsult.config import ConfigError, add_config_arguments, load_config
+from teleconsult.trail import TrailError, record_export
 
 __all__ = ["export", "register", "run_export", "run_streams"]
 
@@ -104,9 +105,23 @@ def run_export(args: argparse.Namespace) -> int:
         print(f"teleconsult ecg export: {args.stream!r} is not a stream id", file=sys.stderr)
         return 1
     try:
-        files = export(_store(args), stream, args.out)
+        config = load_config(args.config, data_dir=args.data_dir)
+        store = _store(args)
+        files = export(store, stream, args.out)
     except (ConfigError, EcgError, OSError) as error:
         print(f"teleconsult ecg export: {error}", file=sys.stderr)
+        return 1
+    # No record leaves without a trace: the files go again if the trail cannot say so.
+    start = store.info(stream).start
+    try:
+        record_export(
+            config, "ecg.exported", f"stream:{stream}", patient=start.patient,
+            consult=start.consult, details={"format": "wfdb"},
+        )  # fmt: skip
+    except TrailError as error:
+        for path in files:
+            path.unlink(missing_ok=True)
+        print(f"teleconsult ecg export: refused, {error}", file=sys.stderr)
         return 1
     for path in files:
         print(path)

@@ -67,9 +67,19 @@ class Running:
         token: str = answer.json()["token"]
         return token
 
-    def audited(self) -> list[str]:
+    def audited(self, where: AuditQuery | None = None) -> list[str]:
         with self.assembly.platform.stores.engine.connect() as conn:
-            return [row.action for row in query(conn, AuditQuery(), limit=100_000)]
+            return [row.action for row in query(conn, where or AuditQuery(), limit=100_000)]
+
+    async def until_audited(
+        self, action: str, where: AuditQuery | None = None, count: int = 1
+    ) -> None:
+        """Wait until the trail holds ``count`` rows of ``action`` (the server writes off
+        the event loop)."""
+        deadline = asyncio.get_running_loop().time() + 10
+        while (await asyncio.to_thread(self.audited, where)).count(action) < count:
+            assert asyncio.get_running_loop().time() < deadline, f"{action} never audited"
+            await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -180,6 +190,13 @@ async def test_a_registered_cart_streams_and_only_who_serves_its_clinic_sees_it(
         "wang.expert": [stream],
         "chen.reader": [stream],
     }
+    # The trail: the stream started and ended, and who viewed the patient's ECG.
+    patient = AuditQuery(patient="SIMULATED")
+    await running.until_audited("stream.ended", patient)
+    await running.until_audited("ecg.viewed", patient, count=3)
+    actions = running.audited(patient)
+    assert actions.count("ecg.viewed") == 3  # not the other county's doctor
+    assert actions.count("stream.started") == 1
 
 
 async def test_revoking_the_cart_closes_its_stream_and_refuses_it(running: Running) -> None:

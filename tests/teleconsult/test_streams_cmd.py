@@ -17,6 +17,8 @@ from ecg.output import read_json
 from fixtures.make_fixtures import synthetic12
 from sessions.tokens import verify_token
 from signaling.server import SignalingServer
+from store.audit import AuditQuery, query
+from store.stores import open_store
 from teleconsult.app import STREAMS_DIR, install_ecg
 from teleconsult.cli import main
 from teleconsult.device_cmd import SimulatedRecord, simulate
@@ -80,6 +82,17 @@ def test_export_is_bit_exact_with_annotations(
     assert annotation.n_samples == 1500
     assert len(annotation.beats) >= 2
     assert (out / f"{ended['stream']}.qrs").exists()
+    # The export is on the audit trail, naming the patient.
+    stores = open_store(data_dir=data_dir)
+    try:
+        with stores.engine.connect() as conn:
+            rows = query(conn, AuditQuery(action="ecg.exported"))
+    finally:
+        stores.close()
+    assert [(r.target, r.patient) for r in rows] == [
+        (f"stream:{ended['stream']}", ended["patient"])
+    ]
+    assert rows[0].actor.startswith("cli:")
 
 
 def test_export_refusals(
