@@ -50,6 +50,16 @@ METRICS: dict[str, tuple[str, str, bool]] = {
         "Frames handed to a decoder (only for transcoding fallbacks).",
         True,
     ),
+    "remb_capped": (
+        "teleconsult_media_remb_capped",
+        "REMBs to publishers lowered to a subscriber's share (poor downlinks).",
+        True,
+    ),
+    "remb_sent": (
+        "teleconsult_media_remb_sent",
+        "REMBs sent to publishers at once because a subscriber's link fell.",
+        True,
+    ),
     "recording_rooms": ("teleconsult_recording_rooms", "Rooms being recorded.", False),
     "recording_bytes": ("teleconsult_recording_bytes", "Bytes of media recorded.", True),
     "recording_packets": ("teleconsult_recording_frames", "Encoded frames recorded.", True),

@@ -26,6 +26,13 @@ upgrade that moves one fails loudly there rather than silently decoding again.
   publisher (encoding only honours it for decoded frames).
 - ``RTCRtpSender.send(parameters)`` starts the RTP loop with ``parameters.codecs[0]``:
   we wrap it on the instance to learn the codec the subscriber negotiated.
+- ``RTCRtpSender._handle_rtcp_packet(packet)`` gets each RTCP packet routed to the
+  sender, REMB included (aiortc routes a REMB to every sender whose SSRC it lists); we
+  wrap it on the instance to read the subscriber's estimate. ``RTCRtpSender._ssrc`` is
+  the sender's SSRC.
+- ``RTCRtpReceiver._send_rtcp(packet)`` sends every RTCP packet of the receiver, the
+  REMB of its bitrate estimator (``goog-remb`` with ``abs-send-time``) included: we wrap
+  it on the instance to cap that REMB by the subscribers' (:mod:`media.bitrate`).
 
 Design notes
 ------------
@@ -45,6 +52,12 @@ Design notes
   frames that its sender encodes. Counted in ``stats()["transcoding_fallbacks"]``.
 - Queues are bounded: a sink that falls behind drops (video: until the next
   keyframe) instead of growing memory.
+- A subscriber's poor link slows the publisher: each sink keeps its subscriber's REMB
+  share (the estimate over the number of SSRCs it covers); the REMB the server's
+  receiver sends the publisher is capped by the lowest fresh share of the source's
+  sinks (:class:`media.bitrate.SourceBitrate`), and a cap that falls well under what
+  the publisher was last told is sent at once. The publisher's encoder (a browser's)
+  keeps under the REMB it receives.
 """
 
 from __future__ import annotations
@@ -56,7 +69,7 @@ import fractions
 import logging
 import queue
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -64,8 +77,10 @@ import av
 from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci, unpack_remb_fci
 from av.packet import Packet as AnyPacket
 
+from media.bitrate import BitrateConfig, SourceBitrate
 from media.forwarder import GateTrack, Timeline, restamp
 
 logger = logging.getLogger(__name__)
@@ -84,6 +99,8 @@ AUDIO_TIME_BASE = fractions.Fraction(1, 48000)
 _OPUS_FRAME_TICKS = 960
 # Name-mangled private attribute of RTCRtpReceiver (see the module notes).
 _DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
+# Our own attribute on a receiver whose REMB we cap (set once per receiver).
+_REMB_CAP = "_teleconsult_remb_cap"
 
 
 # Pure helpers (no aiortc state)
@@ -146,6 +163,8 @@ class ForwardStats:
     keyframe_requests: int = 0  # PLIs sent to publishers (after throttling)
     transcoding_fallbacks: int = 0  # sinks that had to decode and encode
     decoded_frames: int = 0  # encoded frames handed to aiortc's decoder
+    remb_capped: int = 0  # REMBs to publishers lowered to a subscriber's share
+    remb_sent: int = 0  # REMBs of our own sent to publishers (a subscriber's link fell)
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -215,14 +234,40 @@ def send_pli(receiver: RTCRtpReceiver) -> bool:
     return True
 
 
+def remb_of(packet: Any) -> tuple[int, list[int]] | None:
+    """``(bitrate_bps, ssrcs)`` of a REMB packet; None for any other RTCP packet."""
+    if not isinstance(packet, RtcpPsfbPacket) or packet.fmt != RTCP_PSFB_APP:
+        return None
+    try:
+        return unpack_remb_fci(packet.fci)
+    except ValueError:
+        return None
+
+
+def remb_packet(sender_ssrc: int, bitrate_bps: int, ssrcs: list[int]) -> RtcpPsfbPacket:
+    """A REMB packet from ``sender_ssrc`` for the media ``ssrcs``."""
+    return RtcpPsfbPacket(
+        fmt=RTCP_PSFB_APP, ssrc=sender_ssrc, media_ssrc=0, fci=pack_remb_fci(bitrate_bps, ssrcs)
+    )
+
+
 def hook_sender(
     sender: RTCRtpSender,
     on_keyframe_request: Callable[[], None],
     on_codec: Callable[[str], None],
+    on_remb: Callable[[int], None] | None = None,
 ) -> None:
-    """Route ``sender``'s PLI/FIR to ``on_keyframe_request``; report its codec to ``on_codec``."""
+    """Route ``sender``'s PLI/FIR to ``on_keyframe_request``; report its codec to
+    ``on_codec`` and its subscriber's REMB share (bit/s) to ``on_remb``."""
     original_keyframe = sender._send_keyframe
     original_send = sender.send
+    original_rtcp = sender._handle_rtcp_packet
+
+    async def handle_rtcp(packet: Any) -> None:
+        await original_rtcp(packet)
+        remb = remb_of(packet)
+        if on_remb is not None and remb is not None and sender._ssrc in remb[1]:
+            on_remb(remb[0] // max(1, len(remb[1])))
 
     def send_keyframe() -> None:
         original_keyframe()  # still honoured when the sink falls back to encoding
@@ -235,11 +280,43 @@ def hook_sender(
 
     sender._send_keyframe = send_keyframe  # type: ignore[method-assign]
     sender.send = send  # type: ignore[method-assign]
+    sender._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
+
+
+def cap_receiver_remb(
+    receiver: RTCRtpReceiver, limit: Callable[[int, list[int], int], int]
+) -> Callable[[Any], Awaitable[None]]:
+    """Pass every REMB ``receiver`` sends through ``limit(bitrate_bps, ssrcs, sender_ssrc)``
+    (the figure to send instead); the unwrapped send, for REMBs of our own."""
+    capped: _RembCap | None = getattr(receiver, _REMB_CAP, None)
+    if capped is not None:  # tapped before: the transceiver carries a new track
+        capped.limit = limit
+        return capped.original
+    capped = _RembCap(receiver._send_rtcp, limit)
+
+    async def send_rtcp(packet: Any) -> None:
+        remb = remb_of(packet)
+        if remb is not None:
+            bitrate, ssrcs = remb
+            packet = remb_packet(packet.ssrc, capped.limit(bitrate, ssrcs, packet.ssrc), ssrcs)
+        await capped.original(packet)
+
+    setattr(receiver, _REMB_CAP, capped)
+    receiver._send_rtcp = send_rtcp  # type: ignore[method-assign]
+    return capped.original
+
+
+@dataclass
+class _RembCap:
+    """A receiver's REMB cap: its unwrapped RTCP send and the limit now in force."""
+
+    original: Callable[[Any], Awaitable[None]]
+    limit: Callable[[int, list[int], int], int]
 
 
 def _log_failure(task: asyncio.Future[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        logger.warning("keyframe request failed: %s", task.exception())
+        logger.warning("RTCP to a publisher failed: %s", task.exception())
 
 
 # The fan-out
@@ -258,6 +335,12 @@ class _Source:
     mime_type: str | None = None  # what the publisher sends, from the first frame
     paused: bool = False
     tap: DecoderTap | None = None
+    # REMB: the subscribers' cap; the server's own estimate of the publisher's uplink and
+    # the SSRCs of its last REMB (to send one of ours); the receiver's unwrapped send.
+    bitrate: SourceBitrate = field(default_factory=SourceBitrate)
+    uplink_bps: int | None = None
+    remb_ssrcs: tuple[int, list[int]] | None = None
+    send_rtcp: Callable[[Any], Awaitable[None]] | None = None
     gate: GateTrack | None = None  # decoded path, only while a sink transcodes
     transcoding: set[_Sink] = field(default_factory=set)
 
@@ -393,7 +476,9 @@ class PassthroughForwarder:
         keyframe_interval_s: float = 0.5,
         max_queue_frames: int = 64,
         on_frame: Callable[[str, str, str, Packet], None] | None = None,
+        bitrate: BitrateConfig | None = None,
     ) -> None:
+        self._bitrate = bitrate if bitrate is not None else BitrateConfig()
         self._keyframe_interval_s = keyframe_interval_s
         self._max_queue_frames = max_queue_frames
         self._sources: dict[str, _Source] = {}
@@ -410,8 +495,17 @@ class PassthroughForwarder:
         if source_id in self._sources:
             raise ValueError(f"source {source_id!r} already added")
         source = _Source(
-            source_id, track.kind, track, receiver, Throttle(self._keyframe_interval_s)
+            source_id,
+            track.kind,
+            track,
+            receiver,
+            Throttle(self._keyframe_interval_s),
+            bitrate=SourceBitrate(self._bitrate),
         )
+        if receiver is not None and track.kind == "video":
+            source.send_rtcp = cap_receiver_remb(
+                receiver, lambda bps, ssrcs, ours: self._limit(source, bps, ssrcs, ours)
+            )
         if receiver is None:
             # No receiver to tap (a local track): only the decoded path can read it.
             source.gate = GateTrack(track)
@@ -447,6 +541,7 @@ class PassthroughForwarder:
                 sender,
                 lambda: self._keyframe_wanted(sink),
                 lambda mime: setattr(sink, "mime_type", mime),
+                lambda share_bps: self._subscriber_remb(sink, share_bps),
             )
             sender.replaceTrack(sink)
         self._detach(sink)
@@ -554,10 +649,45 @@ class PassthroughForwarder:
         source = sink.source
         if source is None:
             return
+        source.bitrate.forget(sink)
         source.sinks.discard(sink)
         source.transcoding.discard(sink)
         if not source.transcoding and source.tap is not None:
             source.tap.decode = False
+
+    def bitrate_cap(self, source_id: str) -> int | None:
+        """What the source's subscribers can take (bit/s), None if none has said."""
+        source = self._sources.get(source_id)
+        return None if source is None else source.bitrate.cap(time.monotonic())
+
+    def _limit(self, source: _Source, estimate_bps: int, ssrcs: list[int], ours: int) -> int:
+        """The server's receiver sends the publisher a REMB: cap it by the subscribers."""
+        source.uplink_bps = estimate_bps
+        source.remb_ssrcs = (ours, ssrcs)
+        figure = source.bitrate.limit(estimate_bps, time.monotonic())
+        if figure is None or figure >= estimate_bps:
+            return estimate_bps
+        self.counters.remb_capped += 1
+        return figure
+
+    def _subscriber_remb(self, sink: _Sink, share_bps: int) -> None:
+        source = sink.source
+        if source is None or source.kind != "video":
+            return
+        if source.bitrate.subscriber(sink, share_bps, time.monotonic()):
+            self._send_remb(source)
+
+    def _send_remb(self, source: _Source) -> None:
+        """Tell the publisher the subscribers' cap now (a subscriber's link fell)."""
+        if source.remb_ssrcs is None or source.send_rtcp is None:
+            return  # the server has no estimate of its own yet: its first REMB is capped
+        figure = source.bitrate.limit(source.uplink_bps, time.monotonic())
+        if figure is None:
+            return
+        ours, ssrcs = source.remb_ssrcs
+        self.counters.remb_sent += 1
+        task = asyncio.ensure_future(source.send_rtcp(remb_packet(ours, figure, ssrcs)))
+        task.add_done_callback(_log_failure)
 
     def _keyframe_wanted(self, sink: _Sink) -> None:
         if sink.source is not None:

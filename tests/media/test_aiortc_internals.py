@@ -7,7 +7,7 @@ import queue
 
 import aiortc
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
-from aiortc.codecs import get_encoder
+from aiortc.codecs import CODECS, get_encoder
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import decoder_worker
@@ -81,3 +81,17 @@ async def test_a_receiver_tapped_again_feeds_the_new_source() -> None:
     second.put((opus, JitterFrame(data=b"\x78", timestamp=960)))
     assert (old, new) == ([], [960])
     await pc.close()
+
+
+def test_remb_goes_through_the_methods_the_adapter_wraps() -> None:
+    """REMB: the receiver's estimator sends through ``_send_rtcp``, a sender reads REMBs in
+    ``_handle_rtcp_packet`` (a coroutine, checked against its ``_ssrc``)."""
+    assert "self._send_rtcp(rtcp_packet)" in inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+    assert inspect.iscoroutinefunction(RTCRtpReceiver._send_rtcp)
+    handler = inspect.getsource(RTCRtpSender._handle_rtcp_packet)
+    assert inspect.iscoroutinefunction(RTCRtpSender._handle_rtcp_packet)
+    assert "unpack_remb_fci" in handler
+    assert "self._ssrc in ssrcs" in handler
+    video = [c for c in CODECS["video"] if c.mimeType != "video/rtx"]
+    assert video
+    assert all(any(f.type == "goog-remb" for f in c.rtcpFeedback) for c in video)

@@ -1,0 +1,49 @@
+"""media.bitrate: subscribers' REMB shares capping what a publisher is told, no I/O."""
+
+from __future__ import annotations
+
+import pytest
+
+from media.bitrate import BitrateConfig, SourceBitrate
+
+
+def test_the_lowest_fresh_share_caps_the_publishers_own_estimate() -> None:
+    """The publisher is told the lowest of its uplink and its subscribers' shares."""
+    source = SourceBitrate(BitrateConfig(floor_bps=50_000))
+    assert source.limit(900_000, now_s=0.0) == 900_000  # nobody has said anything
+    source.subscriber("b", 400_000, now_s=0.0)
+    source.subscriber("c", 200_000, now_s=0.1)
+    assert source.cap(now_s=0.2) == 200_000
+    assert source.limit(900_000, now_s=0.2) == 200_000
+    assert source.limit(150_000, now_s=0.3) == 150_000  # the uplink is poorer still
+    source.forget("c")
+    assert source.limit(900_000, now_s=0.4) == 400_000
+
+
+def test_a_cap_never_falls_under_the_floor_and_stale_shares_are_forgotten() -> None:
+    """One subscriber on a dead link cannot freeze the others: floor, then time-out."""
+    source = SourceBitrate(BitrateConfig(floor_bps=80_000, ttl_s=2.0))
+    source.subscriber("b", 10_000, now_s=0.0)
+    assert source.cap(now_s=1.0) == 80_000
+    assert source.cap(now_s=2.5) is None
+    assert source.limit(700_000, now_s=2.5) == 700_000
+
+
+def test_a_sharp_fall_is_sent_at_once_a_small_one_waits() -> None:
+    """Only a share well under what the publisher was last told asks for a REMB now."""
+    source = SourceBitrate(BitrateConfig(floor_bps=50_000, resend_ratio=0.85))
+    assert source.subscriber("b", 600_000, now_s=0.0)  # first figure: tell it
+    assert source.limit(800_000, now_s=0.0) == 600_000
+    assert not source.subscriber("b", 560_000, now_s=0.5)  # 93 %: wait for the next one
+    assert source.subscriber("b", 300_000, now_s=1.0)  # 50 %: at once
+    assert source.limit(None, now_s=1.0) == 300_000
+
+
+def test_config_is_validated() -> None:
+    """Nonsense settings are refused with the rule they break."""
+    with pytest.raises(ValueError, match="floor_bps"):
+        BitrateConfig(floor_bps=0)
+    with pytest.raises(ValueError, match="ttl_s"):
+        BitrateConfig(ttl_s=0)
+    with pytest.raises(ValueError, match="resend_ratio"):
+        BitrateConfig(resend_ratio=1.5)
