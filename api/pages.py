@@ -127,9 +127,13 @@ def page_handlers(web_dir: Path) -> list[HTTPRouteHandler]:
     def ecg() -> Response[bytes]:
         return _respond(static_file(web_dir, "ecg.html"))
 
+    @get("/consults", include_in_schema=False, sync_to_thread=False)
+    def consults() -> Response[bytes]:
+        return _respond(static_file(web_dir, "consults.html"))
+
     # Files are small (a few kB) and in the page cache: read on the loop, as before.
     @get("/static/{relative:path}", include_in_schema=False, sync_to_thread=False)
     def static(relative: FromPath[str]) -> Response[bytes]:
         return _respond(static_file(web_dir, relative.lstrip("/")))
 
-    return [root, join, ecg, static]
+    return [root, join, ecg, consults, static]

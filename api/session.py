@@ -50,6 +50,8 @@ from consults.accounts import (
     Principal,
     check_csrf,
 )
+from consults.requests import AttachmentTooLarge, AttachmentType
+from consults.transitions import TransitionNotAllowed
 from sessions.errors import InvalidToken
 from sessions.tokens import TokenClaims
 
@@ -82,6 +84,9 @@ LOGIN_PATHS: Final = frozenset({f"{API_PATH}/auth/login", f"{API_PATH}/auth/logi
 
 # HTTP status of each domain error (the most specific class listed wins).
 STATUS: Final[Mapping[type[errors.ConsultsError], int]] = {
+    TransitionNotAllowed: 409,
+    AttachmentTooLarge: 413,
+    AttachmentType: 415,
     errors.InvalidInput: 400,
     errors.NotFound: 404,
     errors.Conflict: 409,

@@ -39,6 +39,9 @@ from api.pages import package_web_dir
 from api.rooms import RoomTokenController, RoomTokens, api_token_jti, session_jti
 from api.session import SessionConfig, device_token_verifier
 from api.ws_device import DeviceEndpoint
+from consults.directory import Role
+from consults.repositories import PageRequest, PeopleFilter
+from consults.service import ConsultService, Notice
 from sessions.redis_backend import RedisBus
 from sessions.store import AuditEntry, Bus, LocalBus
 from sessions.tokens import TokenClaims, load_key_ring, verify_token
@@ -163,6 +166,68 @@ class Assembly:
     platform: Platform
 
 
+class LiveNotices:
+    """The consult service's notices, pushed live (``notify`` on ``/ws``) to every
+    connection of each person they name and of the coordinators of the centre they name.
+
+    Called from the request's worker thread (after the step is stored): the centre's
+    coordinators are looked up there, then the pushes are handed to the event loop.
+    """
+
+    def __init__(self, server: EdgeServer, platform: Platform) -> None:
+        self._server = server
+        self._platform = platform
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def attach(self) -> None:
+        """Bind to the running loop (a background job of the server)."""
+        self._loop = asyncio.get_running_loop()
+
+    def recipients(self, notice: Notice) -> set[str]:
+        """The usernames a notice reaches (reads the directory: call off the loop)."""
+        usernames = set(notice.usernames)
+        if notice.coordinators_of is not None:
+            where = PeopleFilter(
+                institutions=frozenset({notice.coordinators_of}), role=Role.COORDINATOR
+            )
+            offset = 0
+            while True:
+                page = self._platform.stores.directory.list_people(
+                    where, PageRequest(limit=500, offset=offset)
+                )
+                usernames.update(p.username for p in page.items)
+                offset += len(page.items)
+                if not page.items or offset >= page.total:
+                    break
+        return usernames
+
+    def notify(self, notice: Notice) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        usernames = self.recipients(notice)
+        signaling = self._server.signaling
+        data: dict[str, str] = {"consult": notice.consult, "at": iso_z(notice.at)}
+
+        def job() -> None:
+            for username in sorted(usernames):
+                signaling.run(signaling.core.notify(username, notice.kind, data))
+
+        loop.call_soon_threadsafe(job)
+
+
+async def consult_sweep(service: ConsultService, every_s: float = 30.0) -> None:
+    """Escalate overdue consults (once) and expire those past their expiry, every
+    ``every_s`` until cancelled; a failed round is logged and the next one tries again."""
+    while True:
+        try:
+            await asyncio.to_thread(service.escalate_overdue)
+            await asyncio.to_thread(service.expire_due)
+        except Exception as exc:  # the store's failure shows on /healthz
+            logger.warning("consult sweep failed: %s", type(exc).__name__)
+        await asyncio.sleep(every_s)
+
+
 def build_server(
     config: Config,
     *,
@@ -233,24 +298,32 @@ def assemble(
 
     # Forwarding and recording counters on /metrics.
     signaling.metrics.registry.register(MediaCollector(backend.stats))
-    api = platform.api
+    api, consults = platform.api, platform.consults
     server = EdgeServer(
         signaling=signaling,
         config=config.server,
         api=dataclasses.replace(config.api, tls=ssl_context is not None),
         ssl_context=ssl_context,
         web_dir=config.data.web_dir or package_web_dir(),
-        route_handlers=[*api.route_handlers, RoomTokenController],
+        route_handlers=[*api.route_handlers, RoomTokenController, *consults.route_handlers],
         dependencies={
             **api.dependencies,
+            **consults.dependencies,
             "room_tokens": Provide(lambda: room_tokens, use_cache=True, sync_to_thread=False),
         },
-        middleware=api.middleware,
+        middleware=[*api.middleware, *consults.middleware],
     )
     revocations = LiveRevocations(server, platform)
     platform.revocations.listeners.append(revocations)
+    notices = LiveNotices(server, platform)
+    platform.notices.listeners.append(notices)
     view = platform.directory_view
-    server.background += [revocations.attach, view.run]
+    server.background += [
+        revocations.attach,
+        notices.attach,
+        view.run,
+        functools.partial(consult_sweep, platform.consult_service),
+    ]
 
     async def close_platform() -> None:
         await asyncio.to_thread(platform.close)

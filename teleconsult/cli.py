@@ -67,6 +67,12 @@ def _keys(commands: Commands) -> None:
     keys_cmd.register(commands)
 
 
+def _report(commands: Commands) -> None:
+    from teleconsult import opinion_report_cmd
+
+    opinion_report_cmd.register(commands)
+
+
 def _setup(commands: Commands) -> None:
     from teleconsult import setup_cmd
 
@@ -85,6 +91,7 @@ REGISTRARS: dict[str, Callable[[Commands], None]] = {
     "backup": _backup,
     "restore": _backup,
     "keys": _keys,
+    "report": _report,
 }
 
 

@@ -31,12 +31,17 @@ from pathlib import Path
 from typing import Final
 
 from api.auth import AccountApi, account_api
+from api.consults import ConsultApi, consult_api
 from api.session import SessionConfig
 from consults.accounts import Accounts, DeviceCredentials, DirectoryAdmin, Revocations
 from consults.directory import ServiceRelation
 from consults.repositories import DeviceFilter, DirectoryRepository, PageRequest
+from consults.requests import FieldCipher
 from consults.rights import Tree
-from store.secrets import SecretError, load_or_create_key
+from consults.service import ConsultService, Notice, Notifier
+from store.consult_stats import SqlConsultStatistics
+from store.consults import FileBlobStore, SqlConsultRepository
+from store.secrets import SecretBox, SecretError, load_or_create_key
 from store.stores import Stores, open_store
 
 __all__ = [
@@ -52,6 +57,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 FIELD_KEY_FILE: Final = Path("keys") / "field.key"
+ATTACHMENTS_DIR: Final = "attachments"  # consult attachments in the data dir
 
 
 class PlatformError(Exception):
@@ -127,6 +133,18 @@ class DirectorySnapshot:
             await asyncio.sleep(self.refresh_s)
 
 
+class NoticeRelay:
+    """The consult service's :class:`~consults.service.Notifier`, handed on to whoever
+    listens (the server's live notifications, once it is built)."""
+
+    def __init__(self) -> None:
+        self.listeners: list[Notifier] = []
+
+    def notify(self, notice: Notice) -> None:
+        for listener in self.listeners:
+            listener.notify(notice)
+
+
 class RevocationRelay:
     """The accounts' :class:`~consults.accounts.Revocations`, handed on to whoever
     listens (the server attaches the listener that closes live connections once it is
@@ -163,6 +181,9 @@ class Platform:
     api: AccountApi
     directory_view: DirectorySnapshot
     revocations: RevocationRelay
+    consult_service: ConsultService
+    consults: ConsultApi
+    notices: NoticeRelay
 
     def close(self) -> None:
         self.stores.close()
@@ -183,9 +204,8 @@ def open_platform(
     store.engine.StoreConfigError, sqlalchemy.exc.SQLAlchemyError
         The database cannot be opened or migrated.
     """
-    stores = open_store(
-        data_dir=data_dir, database_url=database_url, totp_key=load_field_key(data_dir)
-    )
+    field_key = load_field_key(data_dir)
+    stores = open_store(data_dir=data_dir, database_url=database_url, totp_key=field_key)
     revocations = RevocationRelay()
     accounts = Accounts(
         directory=stores.directory,
@@ -197,6 +217,16 @@ def open_platform(
     directory = DirectoryAdmin(accounts)
     view = DirectorySnapshot(stores.directory)
     view.refresh()
+    notices = NoticeRelay()
+    consult_service = ConsultService(
+        consults=SqlConsultRepository(stores.engine, secrets=SecretBox(field_key)),
+        statistics=SqlConsultStatistics(stores.engine),
+        directory=stores.directory,
+        second_factor=accounts,
+        cipher=FieldCipher(field_key),
+        blobs=FileBlobStore(data_dir / ATTACHMENTS_DIR),
+        notifier=notices,
+    )
     return Platform(
         stores=stores,
         accounts=accounts,
@@ -205,4 +235,7 @@ def open_platform(
         api=account_api(accounts, directory, session),
         directory_view=view,
         revocations=revocations,
+        consult_service=consult_service,
+        consults=consult_api(consult_service),
+        notices=notices,
     )

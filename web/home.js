@@ -26,10 +26,7 @@ async function load() {
   $("link-admin").hidden = !me.roles.includes("admin");
   const clinical = ["doctor", "expert", "coordinator", "ecg_reader"].some((r) => me.roles.includes(r));
   $("join-form").hidden = !clinical;
-  // The consult pages come with the consult service; the link shows when they are there.
-  fetch("/static/consults.html", { method: "HEAD" }).then((answer) => {
-    $("link-consults").hidden = !answer.ok;
-  });
+  $("link-consults").hidden = !clinical;
   document.body.dataset.ready = "true";
 }
 

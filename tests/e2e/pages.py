@@ -34,8 +34,11 @@ async def assert_sees_and_hears(page: Page, identity: str, timeout_s: float = 20
     assert before is not None
     assert after is not None
     assert after["time"] > before["time"], (identity, before, after)
+    # A waitForFunction predicate must be synchronous (an async one is a Promise, truthy
+    # at once): the page keeps a snapshot of its inbound stats in window.tc.inbound.
     await page.wait_for_function(
-        "async () => (await window.tc.media.inboundAudioPackets()) > 0", timeout=timeout_s * 1000
+        "() => window.tc.inbound && window.tc.inbound.audio.packets > 0",
+        timeout=timeout_s * 1000,
     )
 
 

@@ -119,6 +119,7 @@ async def build_directory(run: Running) -> str:
         ("zhao.doctor", "town-2", Role.DOCTOR),
         ("wang.expert", "county-1", Role.EXPERT),
         ("chen.reader", "county-1", Role.ECG_READER),
+        ("sun.coordinator", "county-1", Role.COORDINATOR),
     ]:
         body = {
             "username": username,
@@ -318,3 +319,37 @@ async def test_a_room_token_of_an_ended_session_stays_refused_after_a_restart(
         await kept.expect("watching")
     finally:
         await second.server.close()
+
+
+async def test_a_consult_request_reaches_the_centre_s_coordinator_live(running: Running) -> None:
+    """The consult API is mounted on the server: the township doctor's request (the
+    contract's body) is 201 submitted, routed to the county that serves the clinic,
+    and its coordinator, connected on /ws, is notified at once (no patient data in it);
+    the other county's doctor does not see the consult (404)."""
+    await build_directory(running)
+    coordinator = await watch(
+        running,
+        await running.room_token(await running.login("sun.coordinator"), "ecg-worklist"),
+    )
+    doctor = await running.login("li.doctor")
+    body = {
+        "patient": {"name": "张三", "sex": "male", "birth_date": "1956-03-02",
+                    "record_number": "MZ-0001"},
+        "reason": "胸痛两小时", "purpose": "明确诊断", "summary": "ST 段抬高",
+        "specialty": "心内科", "priority": "urgent", "mode": "realtime",
+        "consent": {"kind": "written", "recorded_by": "li.doctor",
+                    "time": "2026-12-02T08:00:00Z"},
+    }  # fmt: skip
+    answer = await running.call(doctor, "POST", "/consults", body)
+    assert answer.status_code == 201, answer.text
+    made = answer.json()
+    assert made["state"] == "submitted"
+    notice = await coordinator.expect("notify", timeout_s=10)
+    assert notice["topic"] == "consult.submit"
+    assert notice["data"]["consult"] == made["id"]
+    assert "张三" not in str(notice)
+    other = await running.login("zhao.doctor")
+    assert (await running.call(other, "GET", f"/consults/{made['id']}")).status_code == 404
+    mine = await running.call(doctor, "GET", f"/consults/{made['id']}")
+    assert mine.status_code == 200
+    assert mine.json()["state"] == "submitted"
