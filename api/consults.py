@@ -88,6 +88,7 @@ __all__ = [
     "ReferralController",
     "StatsController",
     "consult_api",
+    "cosignatures_of",
     "fhir_bundle",
     "payload_of",
     "read_payload",
@@ -287,12 +288,34 @@ class VersionAnswer(msgspec.Struct):
     public_key: str
 
 
+class CosignIn(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /consults/{id}/opinion/cosign``: another expert's co-signature of the latest
+    version, with an optional remark (their own opinion beside it)."""
+
+    totp: TotpCode | None = None
+    comment: Annotated[str, Meta(max_length=4_000)] = ""
+
+
+class CosignatureAnswer(msgspec.Struct):
+    """A co-signature: the document signed (it names the version's digest), the
+    signature and the co-signer's public key (raw, base64)."""
+
+    version: Annotated[int, Meta(examples=[1])]
+    signer: str
+    signed_at: str
+    comment: str
+    document: dict[str, Any]
+    signature: SignatureOut
+    public_key: str
+
+
 class OpinionAnswer(msgspec.Struct):
-    """The draft (for the consult's experts and coordinators until signed, else null)
-    and the signed versions, version 1 first."""
+    """The draft (for the consult's experts and coordinators until signed, else null),
+    the signed versions, version 1 first, and the other experts' co-signatures."""
 
     draft: DraftAnswer | None
     versions: list[VersionAnswer]
+    cosignatures: list[CosignatureAnswer]
 
 
 class AttachmentAnswer(msgspec.Struct):
@@ -446,6 +469,19 @@ def _version(version: SignedVersion) -> VersionAnswer:
     )
 
 
+def _cosignature(cosignature: SignedVersion) -> CosignatureAnswer:
+    doc = cosignature.document
+    return CosignatureAnswer(
+        version=int(str(doc["version"])),
+        signer=str(doc["signer"]),
+        signed_at=str(doc["signed_at"]),
+        comment=str(doc.get("comment") or ""),
+        document=dict(doc),
+        signature=SignatureOut(**cosignature.signature.as_dict()),
+        public_key=base64.b64encode(cosignature.public_key).decode("ascii"),
+    )
+
+
 def _attachment(found: Attachment) -> AttachmentAnswer:
     return AttachmentAnswer(
         id=found.id,
@@ -490,19 +526,27 @@ def renderer_id() -> str:
     return f"{RENDERER} fpdf2/{fpdf.__version__}"
 
 
-def payload_of(versions: Sequence[SignedVersion]) -> dict[str, Any]:
-    """What the PDF carries: the renderer, and each version's document, signature, key."""
+def _items(signed: Sequence[SignedVersion]) -> list[dict[str, Any]]:
+    return [
+        {
+            "document": dict(v.document),
+            "signature": v.signature.as_dict(),
+            "public_key": base64.b64encode(v.public_key).decode("ascii"),
+        }
+        for v in signed
+    ]
+
+
+def payload_of(
+    versions: Sequence[SignedVersion], cosignatures: Sequence[SignedVersion] = ()
+) -> dict[str, Any]:
+    """What the PDF carries: the renderer, and each version's and co-signature's
+    document, signature and key."""
     return {
         "kind": "teleconsult.signed_opinion",
         "renderer": renderer_id(),
-        "versions": [
-            {
-                "document": dict(v.document),
-                "signature": v.signature.as_dict(),
-                "public_key": base64.b64encode(v.public_key).decode("ascii"),
-            }
-            for v in versions
-        ],
+        "versions": _items(versions),
+        "cosignatures": _items(cosignatures),
     }
 
 
@@ -516,8 +560,20 @@ def versions_of(payload: Mapping[str, Any]) -> list[SignedVersion]:
     """
     if payload.get("kind") != "teleconsult.signed_opinion":
         raise ValueError("not a signed opinion")
+    out = _signed_of(payload.get("versions") or [])
+    if not out:
+        raise ValueError("no signed version")
+    return out
+
+
+def cosignatures_of(payload: Mapping[str, Any]) -> list[SignedVersion]:
+    """The co-signatures of a payload (none in one made before there were any)."""
+    return _signed_of(payload.get("cosignatures") or [])
+
+
+def _signed_of(items: Sequence[Any]) -> list[SignedVersion]:
     out: list[SignedVersion] = []
-    for item in payload.get("versions") or []:
+    for item in items:
         signature = item["signature"]
         out.append(
             SignedVersion(
@@ -530,8 +586,6 @@ def versions_of(payload: Mapping[str, Any]) -> list[SignedVersion]:
                 public_key=base64.b64decode(str(item["public_key"]), validate=True),
             )
         )
-    if not out:
-        raise ValueError("no signed version")
     return out
 
 
@@ -562,7 +616,9 @@ def _text(document: Mapping[str, Any], *path: str) -> str:
     return "" if value is None else str(value)
 
 
-def render_opinion_pdf(versions: Sequence[SignedVersion]) -> bytes:
+def render_opinion_pdf(
+    versions: Sequence[SignedVersion], cosignatures: Sequence[SignedVersion] = ()
+) -> bytes:
     """The opinion's PDF: one section per signed version, nothing on it unsigned.
 
     A4 portrait, Noto Sans CJK; Chinese and English labels; the signer, the signing
@@ -581,7 +637,8 @@ def render_opinion_pdf(versions: Sequence[SignedVersion]) -> bytes:
     if not versions:
         raise ValueError("nothing is signed")
     last = versions[-1].document
-    signed_at = dt.datetime.fromisoformat(_text(last, "signed_at").replace("Z", "+00:00"))
+    latest = max(_text(v.document, "signed_at") for v in (*versions, *cosignatures))
+    signed_at = dt.datetime.fromisoformat(latest.replace("Z", "+00:00"))
     pdf = FPDF(orientation="P", unit="mm", format="A4")
     pdf.set_creation_date(signed_at)
     pdf.set_creator("teleconsult")
@@ -650,6 +707,18 @@ def render_opinion_pdf(versions: Sequence[SignedVersion]) -> bytes:
         line("签名时间 Signed at", f"{_text(doc, 'signed_at')} (UTC)", size=9)
         line("签名算法 Algorithm", version.signature.algorithm, size=9)
         line("公钥指纹 Key SHA-256", version.signature.key_fingerprint, size=9)
+        for cosignature in cosignatures:
+            co = cosignature.document
+            if _text(co, "version") != number:
+                continue
+            pdf.ln(1)
+            names = (_text(co, "context", k) for k in ("signer_name", "signer_title"))
+            who = " ".join(n for n in names if n)
+            line("会签专家 Co-signed by", f"{who} ({_text(co, 'signer')})", size=9)
+            if _text(co, "comment"):
+                line("会签意见 Remark", _text(co, "comment"), size=9)
+            line("签名时间 Signed at", f"{_text(co, 'signed_at')} (UTC)", size=9)
+            line("公钥指纹 Key SHA-256", cosignature.signature.key_fingerprint, size=9)
     pdf.ln(4)
     pdf.set_font("cjk", "", 8)
     pdf.multi_cell(
@@ -662,7 +731,7 @@ def render_opinion_pdf(versions: Sequence[SignedVersion]) -> bytes:
         new_y="NEXT",
     )
     payload = json.dumps(
-        payload_of(versions), sort_keys=True, ensure_ascii=True, separators=(",", ":")
+        payload_of(versions, cosignatures), sort_keys=True, ensure_ascii=True, separators=(",", ":")
     ).encode("ascii")
     pdf.embed_file(
         bytes=PAYLOAD_MARKER + base64.b64encode(payload),
@@ -707,7 +776,24 @@ def _fhir_time(moment: dt.datetime | None) -> str | None:
     return None if moment is None else iso_utc(moment)
 
 
-def fhir_bundle(record: ConsultRecord, versions: Sequence[SignedVersion]) -> dict[str, Any]:
+def _fhir_signature(signed: SignedVersion, code: str, display: str) -> dict[str, Any]:
+    doc = signed.document
+    return {
+        "type": [{"system": "urn:iso-astm:E1762-95:2013", "code": code, "display": display}],
+        "when": str(doc["signed_at"]),
+        "who": {"display": str(doc["signer"])},
+        "targetFormat": "application/json",
+        "sigFormat": f"application/x-{signed.signature.algorithm.lower()}"
+        f";fingerprint={signed.signature.key_fingerprint.replace(' ', '')}",
+        "data": signed.signature.value,
+    }
+
+
+def fhir_bundle(
+    record: ConsultRecord,
+    versions: Sequence[SignedVersion],
+    cosignatures: Sequence[SignedVersion] = (),
+) -> dict[str, Any]:
     """The consult as a FHIR R4 ``collection`` Bundle (JSON)."""
     c, r = record.consult, record.request
     state = c.state
@@ -820,6 +906,7 @@ def fhir_bundle(record: ConsultRecord, versions: Sequence[SignedVersion]) -> dic
     if versions:
         last = versions[-1]
         doc = last.document
+        cosigners = [c for c in cosignatures if c.document.get("version") == doc["version"]]
         opinion = doc.get("opinion")
         conclusion = str(opinion.get("diagnosis", "")) if isinstance(opinion, Mapping) else ""
         signed_json = json.dumps(dict(doc), sort_keys=True, ensure_ascii=False).encode()
@@ -854,23 +941,16 @@ def fhir_bundle(record: ConsultRecord, versions: Sequence[SignedVersion]) -> dic
                 "resourceType": "Provenance",
                 "target": [{"reference": ref["DiagnosticReport"]}],
                 "recorded": str(doc["signed_at"]),
-                "agent": [{"who": {"display": str(doc["signer"])}}],
+                "agent": [
+                    {"who": {"display": str(doc["signer"])}},
+                    *({"who": {"display": str(c.document["signer"])}} for c in cosigners),
+                ],
                 "signature": [
-                    {
-                        "type": [
-                            {
-                                "system": "urn:iso-astm:E1762-95:2013",
-                                "code": "1.2.840.10065.1.12.1.1",
-                                "display": "Author's Signature",
-                            }
-                        ],
-                        "when": str(doc["signed_at"]),
-                        "who": {"display": str(doc["signer"])},
-                        "targetFormat": "application/json",
-                        "sigFormat": f"application/x-{last.signature.algorithm.lower()}"
-                        f";fingerprint={last.signature.key_fingerprint.replace(' ', '')}",
-                        "data": last.signature.value,
-                    }
+                    _fhir_signature(last, "1.2.840.10065.1.12.1.1", "Author's Signature"),
+                    *(
+                        _fhir_signature(c, "1.2.840.10065.1.12.1.2", "Coauthor's Signature")
+                        for c in cosigners
+                    ),
                 ],
             }
         )
@@ -1157,6 +1237,9 @@ class ConsultController(Controller):
         answer = OpinionAnswer(
             draft=None if draft is None else DraftAnswer(**draft.as_dict()),
             versions=[_version(v) for v in versions],
+            cosignatures=[
+                _cosignature(c) for c in consult_service.cosignatures(person, consult_id)
+            ],
         )
         return Response(answer, headers=_NO_STORE)
 
@@ -1187,6 +1270,35 @@ class ConsultController(Controller):
         version = consult_service.addendum(principal.person, consult_id, data.text(), data.totp)
         return _version(version)
 
+    @post(
+        "/{consult_id:str}/opinion/cosign",
+        status_code=201,
+        sync_to_thread=True,
+        summary="Co-sign the latest signed version (another expert)",
+        responses=documented(
+            201,
+            CosignatureAnswer,
+            None,
+            *_AUTH,
+            _NO_CONSULT,
+            (400, "invalid_input", "opinion: nothing is signed yet"),
+            (401, "totp_required", "a one-time code (totp) is required for this account"),
+            (403, "forbidden", "only the consult's experts co-sign"),
+            (409, "conflict", "co-signature 'chen.expert' exists already"),
+        ),
+    )
+    def cosign(
+        self,
+        consult_id: PathId,
+        data: Annotated[CosignIn, Body()],
+        principal: NamedDependency[Principal],
+        consult_service: NamedDependency[ConsultService],
+    ) -> CosignatureAnswer:
+        """A multidisciplinary consult's other expert agrees with the signed opinion
+        (and may add a remark): signed with their key after the second factor."""
+        found = consult_service.cosign(principal.person, consult_id, data.totp, data.comment)
+        return _cosignature(found)
+
     @get(
         "/{consult_id:str}/opinion.pdf",
         sync_to_thread=True,
@@ -1209,7 +1321,9 @@ class ConsultController(Controller):
         if not versions:
             raise NotFound("signed opinion", consult_id)
         return Response(
-            render_opinion_pdf(versions),
+            render_opinion_pdf(
+                versions, consult_service.cosignatures(principal.person, consult_id)
+            ),
             media_type="application/pdf",
             headers={
                 "content-disposition": f'attachment; filename="opinion-{consult_id}.pdf"',
@@ -1236,7 +1350,12 @@ class ConsultController(Controller):
         view = consult_service.get(person, consult_id)
         versions = consult_service.versions(person, consult_id)
         return Response(
-            json.dumps(fhir_bundle(view.record, versions), ensure_ascii=False).encode(),
+            json.dumps(
+                fhir_bundle(
+                    view.record, versions, consult_service.cosignatures(person, consult_id)
+                ),
+                ensure_ascii=False,
+            ).encode(),
             media_type="application/fhir+json",
             headers=_NO_STORE,
         )

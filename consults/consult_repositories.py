@@ -250,6 +250,18 @@ class ConsultRepository(Protocol):
             The transition's consult changed meanwhile.
         """
 
+    def add_cosignature(self, cosignature: SignedVersion, event: AuditEvent) -> None:
+        """Store a co-signature of a signed version, with its audit row.
+
+        Raises
+        ------
+        consults.errors.Conflict
+            This expert co-signed that version already.
+        """
+
+    def cosignatures(self, consult_id: str) -> Sequence[SignedVersion]:
+        """The co-signatures, by version then signing time."""
+
     def signer_key(self, person_id: str) -> KeyPair | None:
         """The person's signing key (the private part unsealed), or None."""
 

@@ -10,6 +10,9 @@
 - A *correction* is an addendum: a new version, signed anew, whose document names the
   digest of the one it corrects (``corrects``); versions form a chain that
   :func:`verify_chain` checks end to end.
+- In a multidisciplinary consult the other experts *co-sign* a signed version
+  (:func:`cosignature_document`: its digest and their own remark, signed with their
+  key); :func:`verify_cosignatures` checks them against the chain.
 """
 
 from __future__ import annotations
@@ -140,3 +143,68 @@ def verify_chain(versions: Sequence[SignedVersion]) -> None:
         except SignatureError as exc:
             raise SignatureError(f"version {number}: {exc}") from exc
         previous = doc
+
+
+def cosignature_document(
+    *,
+    cosigns: Mapping[str, object],
+    signer: str,
+    signed_at: datetime,
+    comment: str = "",
+    context: Mapping[str, str] | None = None,
+) -> dict[str, object]:
+    """What a co-signing expert of a multidisciplinary consult signs: the digest of the
+    signed version they agree with, and their own remark (their opinion beside it).
+
+    Raises
+    ------
+    InvalidInput
+        A remark over 4,000 characters.
+    """
+    if len(comment) > 4_000:
+        raise InvalidInput("comment", "is longer than 4000 characters")
+    document: dict[str, object] = {
+        "kind": "teleconsult.cosignature",
+        "consult": cosigns["consult"],
+        "version": cosigns["version"],
+        "cosigns": digest(cosigns),
+        "signer": signer,
+        "signed_at": iso_utc(signed_at),
+        "comment": comment.strip(),
+    }
+    if context is not None:
+        document["context"] = dict(context)
+    return document
+
+
+def verify_cosignatures(
+    versions: Sequence[SignedVersion], cosignatures: Sequence[SignedVersion]
+) -> None:
+    """Every co-signature verifies and names a version of the chain signed by someone
+    else; nobody co-signs one version twice.
+
+    Raises
+    ------
+    SignatureError
+        The first co-signature that fails, named by its signer and version.
+    """
+    by_digest = {digest(v.document): v.document for v in versions}
+    seen: set[tuple[object, object]] = set()
+    for cosignature in cosignatures:
+        doc = cosignature.document
+        where = f"co-signature of {doc.get('signer')!r} on version {doc.get('version')!r}"
+        if doc.get("kind") != "teleconsult.cosignature":
+            raise SignatureError(f"{where}: not a co-signature")
+        target = by_digest.get(str(doc.get("cosigns")))
+        if target is None or target.get("version") != doc.get("version"):
+            raise SignatureError(f"{where}: names no version of this opinion")
+        if target.get("signer") == doc.get("signer"):
+            raise SignatureError(f"{where}: the signer co-signs their own version")
+        key = (doc.get("signer"), doc.get("version"))
+        if key in seen:
+            raise SignatureError(f"{where}: given twice")
+        seen.add(key)
+        try:
+            verify(doc, cosignature.signature, cosignature.public_key)
+        except SignatureError as exc:
+            raise SignatureError(f"{where}: {exc}") from exc

@@ -23,7 +23,9 @@ Design notes
   the store with the private part sealed. The document signed is
   :func:`consults.opinions.signed_document` with the page's context, so the PDF prints
   nothing unsigned. A correction is an addendum: a new version naming the digest of the
-  last one, signed anew; signed versions never change.
+  last one, signed anew; signed versions never change. In a multidisciplinary consult
+  the other experts co-sign the latest version (their remark beside it), each with the
+  second factor and their own key.
 - The patient is named in signatures, streams and the audit trail by an opaque id made
   at the request; the national id is kept sealed (:class:`~consults.requests.FieldCipher`)
   and shown masked.
@@ -61,7 +63,7 @@ from consults.directory import (
     ServiceKind,
     ServiceRelation,
 )
-from consults.errors import Forbidden, InvalidInput, NotFound, TotpRequired
+from consults.errors import Conflict, Forbidden, InvalidInput, NotFound, TotpRequired
 from consults.lifecycle import (
     Actor,
     Consult,
@@ -79,6 +81,7 @@ from consults.opinions import (
     OpinionText,
     SignedVersion,
     check_editable,
+    cosignature_document,
     iso_utc,
     signed_document,
 )
@@ -653,11 +656,19 @@ class ConsultService:
             )
         return keys
 
-    def _context(self, record: ConsultRecord, signer: Person) -> dict[str, str]:
-        def name_of(code: str) -> str:
-            found = self._directory.get_institution(code)
-            return found.name if found is not None else code
+    def _name_of(self, code: str) -> str:
+        found = self._directory.get_institution(code)
+        return found.name if found is not None else code
 
+    def _signer_context(self, signer: Person) -> dict[str, str]:
+        return {
+            "signer_name": signer.display_name,
+            "signer_title": signer.title or "",
+            "signer_institution": self._name_of(signer.institution) if signer.institution else "",
+        }
+
+    def _context(self, record: ConsultRecord, signer: Person) -> dict[str, str]:
+        name_of = self._name_of
         r = record.request
         return {
             "patient_name": r.patient_name,
@@ -667,9 +678,7 @@ class ConsultService:
             "clinic": name_of(record.consult.clinic),
             "centre": name_of(record.consult.centre),
             "specialty": r.specialty,
-            "signer_name": signer.display_name,
-            "signer_title": signer.title or "",
-            "signer_institution": name_of(signer.institution) if signer.institution else "",
+            **self._signer_context(signer),
         }
 
     def _sign_with_factor(
@@ -790,6 +799,71 @@ class ConsultService:
             ),
         )
         return version
+
+    def cosign(
+        self, person: Person, consult_id: str, totp: str | None, comment: str = ""
+    ) -> SignedVersion:
+        """Another expert of a multidisciplinary consult co-signs the latest signed
+        version, with their own remark; signed with their key after the second factor.
+
+        Raises
+        ------
+        Forbidden
+            Not one of the consult's experts, or the signer of that version.
+        InvalidInput
+            Nothing is signed yet, or the remark is too long.
+        Conflict
+            They co-signed that version already.
+        TotpRequired
+            The second factor is missing or wrong (audited).
+        """
+        record = self._visible(person, consult_id)
+        mine = parties(record.consult, actor_of(person))
+        if Party.EXPERT not in mine:
+            raise Forbidden("only the consult's experts co-sign")
+        versions = self._repo.versions(consult_id)
+        if not versions:
+            raise InvalidInput("opinion", "nothing is signed yet")
+        latest = versions[-1].document
+        if latest.get("signer") == person.username:
+            raise Forbidden("the signer of a version does not co-sign it")
+        for done in self._repo.cosignatures(consult_id):
+            if (done.document.get("signer"), done.document.get("version")) == (
+                person.username,
+                latest.get("version"),
+            ):
+                raise Conflict("co-signature", person.username)
+        now = self._clock()
+        document = cosignature_document(
+            cosigns=latest,
+            signer=person.username,
+            signed_at=now,
+            comment=comment,
+            context=self._signer_context(person),
+        )
+        self._sign_with_factor(person, record, totp, "opinion.cosign")
+        keys = self._keys(person, now)
+        cosignature = SignedVersion(
+            document=document, signature=sign(document, keys), public_key=keys.public_key
+        )
+        self._repo.add_cosignature(
+            cosignature,
+            self._event(
+                record,
+                "opinion.cosign",
+                person,
+                now,
+                version=str(latest.get("version")),
+                fingerprint=keys.fingerprint,
+            ),
+        )
+        self._notifier.notify(_notice("consult.cosign", record.consult, now))
+        return cosignature
+
+    def cosignatures(self, person: Person, consult_id: str) -> Sequence[SignedVersion]:
+        """The co-signatures, for anyone who sees the consult."""
+        self._visible(person, consult_id)
+        return self._repo.cosignatures(consult_id)
 
     def public_keys(self, person_id: str) -> Sequence[bytes]:
         """The public keys on record for a signer (for ``report verify``)."""

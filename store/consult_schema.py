@@ -45,6 +45,7 @@ __all__ = [
     "consult_attachments",
     "consult_experts",
     "consults",
+    "opinion_cosignatures",
     "opinion_drafts",
     "opinion_versions",
     "referral_slots",
@@ -158,6 +159,21 @@ opinion_versions = Table(
     Column("key_fingerprint", String(80), nullable=False),
     Column("public_key", String(SHA256_HEX), nullable=False),  # hex of the raw key
     Column("signer", String(CODE), nullable=False),
+    Column("signed_at", UtcDateTime, nullable=False),
+)
+
+# A co-signature of a signed version by another expert of the consult (multidisciplinary).
+opinion_cosignatures = Table(
+    "opinion_cosignatures",
+    metadata,
+    Column("consult", String(CODE), ForeignKey("consults.id"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("signer", String(CODE), primary_key=True),
+    Column("document", Text, nullable=False),  # canonical JSON, the bytes signed
+    Column("algorithm", String(16), nullable=False),
+    Column("signature", Text, nullable=False),
+    Column("key_fingerprint", String(80), nullable=False),
+    Column("public_key", String(SHA256_HEX), nullable=False),
     Column("signed_at", UtcDateTime, nullable=False),
 )
 

@@ -53,6 +53,7 @@ from store.consult_schema import (
     consult_attachments,
     consult_experts,
     consults,
+    opinion_cosignatures,
     opinion_drafts,
     opinion_versions,
     referral_slots,
@@ -197,6 +198,18 @@ def _referral_values(referral: Referral) -> dict[str, Any]:
         "decline_reason": referral.decline_reason,
         "arrived_at": referral.arrived_at,
         "discharge_summary": referral.discharge_summary,
+    }
+
+
+def _signature_values(signed: SignedVersion) -> dict[str, Any]:
+    """The columns a signed document and its signature share in both tables."""
+    return {
+        "document": canonical_json(signed.document).decode(),
+        "algorithm": signed.signature.algorithm,
+        "signature": signed.signature.value,
+        "key_fingerprint": signed.signature.key_fingerprint,
+        "public_key": signed.public_key.hex(),
+        "signed_at": chain.parse_time(str(signed.document["signed_at"])),
     }
 
 
@@ -381,12 +394,22 @@ class SqlConsultRepository:
         )
 
     def versions(self, consult_id: str) -> Sequence[SignedVersion]:
+        v = opinion_versions.c
+        return self._signed(
+            select(opinion_versions).where(v.consult == consult_id).order_by(v.version)
+        )
+
+    def cosignatures(self, consult_id: str) -> Sequence[SignedVersion]:
+        c = opinion_cosignatures.c
+        return self._signed(
+            select(opinion_cosignatures)
+            .where(c.consult == consult_id)
+            .order_by(c.version, c.signed_at, c.signer)
+        )
+
+    def _signed(self, statement: Any) -> Sequence[SignedVersion]:
         with unit_of_work(self.engine, read=True) as conn:
-            rows = conn.execute(
-                select(opinion_versions)
-                .where(opinion_versions.c.consult == consult_id)
-                .order_by(opinion_versions.c.version)
-            ).all()
+            rows = conn.execute(statement).all()
         return [
             SignedVersion(
                 document=json.loads(row.document),
@@ -400,6 +423,23 @@ class SqlConsultRepository:
             for row in rows
         ]
 
+    def add_cosignature(self, cosignature: SignedVersion, event: AuditEvent) -> None:
+        doc = cosignature.document
+        with unit_of_work(self.engine) as conn:
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        insert(opinion_cosignatures).values(
+                            consult=str(doc["consult"]),
+                            version=int(str(doc["version"])),
+                            signer=str(doc["signer"]),
+                            **_signature_values(cosignature),
+                        )
+                    )
+            except IntegrityError as exc:
+                raise Conflict("co-signature", str(doc["signer"])) from exc
+            _append(conn, event)
+
     def add_version(
         self,
         version: SignedVersion,
@@ -407,7 +447,6 @@ class SqlConsultRepository:
         transition: tuple[ConsultRecord, ConsultRecord] | None = None,
     ) -> None:
         doc = version.document
-        signed_at = chain.parse_time(str(doc["signed_at"]))
         with unit_of_work(self.engine) as conn:
             if transition is not None:
                 self._compare_and_set(conn, *transition)
@@ -416,13 +455,8 @@ class SqlConsultRepository:
                     insert(opinion_versions).values(
                         consult=str(doc["consult"]),
                         version=int(str(doc["version"])),
-                        document=canonical_json(doc).decode(),
-                        algorithm=version.signature.algorithm,
-                        signature=version.signature.value,
-                        key_fingerprint=version.signature.key_fingerprint,
-                        public_key=version.public_key.hex(),
                         signer=str(doc["signer"]),
-                        signed_at=signed_at,
+                        **_signature_values(version),
                     )
                 )
             except IntegrityError as exc:

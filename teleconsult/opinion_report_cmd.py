@@ -6,7 +6,8 @@ carries its signed versions. ``verify``:
 1. reads them out of the file (none, or two: not a signed opinion);
 2. checks every version's Ed25519 signature over its canonical JSON with the key it
    names, the numbering, and that each addendum names the digest of the version it
-   corrects (:func:`consults.opinions.verify_chain`);
+   corrects (:func:`consults.opinions.verify_chain`), and every co-signature of another
+   expert (:func:`consults.opinions.verify_cosignatures`);
 3. renders the page again from the signed versions and compares it with the file byte
    for byte: a changed word on the page, an added page or a swapped key fails, signed
    content or not. A file made by another version of the renderer cannot be compared
@@ -81,8 +82,14 @@ def _keys_on_record(args: argparse.Namespace, wanted: list[tuple[str, bytes]]) -
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from api.consults import read_payload, render_opinion_pdf, renderer_id, versions_of
-    from consults.opinions import verify_chain
+    from api.consults import (
+        cosignatures_of,
+        read_payload,
+        render_opinion_pdf,
+        renderer_id,
+        versions_of,
+    )
+    from consults.opinions import verify_chain, verify_cosignatures
     from consults.signatures import SignatureError
     from teleconsult.audit_cmd import CommandError
 
@@ -94,10 +101,12 @@ def run_verify(args: argparse.Namespace) -> int:
     try:
         payload = read_payload(data)
         versions = versions_of(payload)
+        cosignatures = cosignatures_of(payload)
     except (ValueError, KeyError, TypeError) as exc:
         return _fail(str(exc) if isinstance(exc, ValueError) else "not a signed opinion")
     try:
         verify_chain(versions)
+        verify_cosignatures(versions, cosignatures)
     except SignatureError as exc:
         return _fail(f"signature: {exc}")
     made_by, mine = payload.get("renderer"), renderer_id()
@@ -105,10 +114,10 @@ def run_verify(args: argparse.Namespace) -> int:
         return _fail(
             f"made by {made_by!r}, this verifier renders {mine!r}: download it again to compare"
         )
-    if render_opinion_pdf(versions) != data:
+    if render_opinion_pdf(versions, cosignatures) != data:
         return _fail("the file is not the page that was signed (it was changed)")
     if args.check_keys:
-        wanted = [(str(v.document["signer"]), v.public_key) for v in versions]
+        wanted = [(str(v.document["signer"]), v.public_key) for v in (*versions, *cosignatures)]
         try:
             problem = _keys_on_record(args, wanted)
         except CommandError as exc:
@@ -122,6 +131,12 @@ def run_verify(args: argparse.Namespace) -> int:
         print(
             f"  v{doc['version']}: {doc['signer']} at {doc['signed_at']}, "
             f"key {version.signature.key_fingerprint}"
+        )
+    for cosignature in cosignatures:
+        doc = cosignature.document
+        print(
+            f"  co-signed v{doc['version']}: {doc['signer']} at {doc['signed_at']}, "
+            f"key {cosignature.signature.key_fingerprint}"
         )
     if not args.check_keys:
         print("  (keys not checked against the store: add --check-keys on the server)")

@@ -70,6 +70,10 @@ const STRINGS = {
     fhir: "FHIR",
     version: "Version {n}",
     signedBy: "Signed by {who} at {when} · key {key}",
+    cosignedBy: "Co-signed by {who} at {when} · key {key}",
+    remark: "Your remark (optional)",
+    cosign: "Co-sign",
+    cosigned: "Co-signed.",
     joinRoom: "Join the consult room",
     since: "From",
     until: "To",
@@ -232,6 +236,10 @@ const STRINGS = {
     fhir: "FHIR",
     version: "第 {n} 版",
     signedBy: "{who} 于 {when} 签署 · 公钥 {key}",
+    cosignedBy: "{who} 于 {when} 会签 · 公钥 {key}",
+    remark: "会签意见（可选）",
+    cosign: "会签",
+    cosigned: "已会签。",
     joinRoom: "进入会诊室",
     since: "起",
     until: "止",
@@ -723,11 +731,40 @@ async function loadOpinion(consult) {
       sig.className = "sig";
       sig.textContent = t("signedBy", { who: v.signer, when: when(v.signed_at), key: v.signature.key_fingerprint });
       box.append(head, text, sig);
+      for (const c of opinion.cosignatures.filter((c) => c.version === v.version)) {
+        const line = document.createElement("div");
+        line.className = "sig";
+        line.textContent = t("cosignedBy", { who: c.signer, when: when(c.signed_at), key: c.signature.key_fingerprint })
+          + (c.comment ? ` — ${c.comment}` : "");
+        box.append(line);
+      }
       return box;
     }),
   );
+  const latest = opinion.versions[opinion.versions.length - 1];
+  $("cosign-form").hidden = !(
+    latest
+    && consult.parties.includes("expert")
+    && latest.signer !== state.me.username
+    && !opinion.cosignatures.some((c) => c.signer === state.me.username && c.version === latest.version)
+  );
   $("pdf-link").href = `/api/v1/consults/${encodeURIComponent(consult.id)}/opinion.pdf`;
   $("fhir-link").href = `/api/v1/consults/${encodeURIComponent(consult.id)}/fhir`;
+}
+
+async function cosign(event) {
+  event.preventDefault();
+  try {
+    await api("POST", `/consults/${encodeURIComponent(state.consult.id)}/opinion/cosign`, {
+      totp: $("cosign-totp").value.trim(),
+      comment: $("cosign-comment").value,
+    });
+    $("cosign-form").reset();
+    say(t("cosigned"));
+    await loadOpinion(state.consult);
+  } catch (error) {
+    fail(error);
+  }
 }
 
 async function saveDraft(event) {
@@ -942,6 +979,7 @@ async function load() {
   $("step-form").addEventListener("submit", submitStep);
   $("step-cancel").addEventListener("click", () => { $("step-form").hidden = true; });
   $("opinion-form").addEventListener("submit", saveDraft);
+  $("cosign-form").addEventListener("submit", cosign);
   $("attach-form").addEventListener("submit", attach);
   $("stats-form").addEventListener("submit", loadStats);
   window.addEventListener("hashchange", route);

@@ -499,3 +499,49 @@ async def test_statistics_and_their_csv(api: Api) -> None:
     )
     for client in (doctor, coordinator):
         await client.aclose()
+
+
+async def test_a_multidisciplinary_opinion_is_co_signed(api: Api, tmp_path: Path) -> None:
+    """The second expert co-signs over HTTP; the opinion lists it, the PDF prints and
+    carries it and verifies (keys on record too), an altered remark does not; the FHIR
+    Provenance holds both signatures."""
+    world = api.world
+    consult_id = reach(world, ConsultState.REPORTED)
+    url = f"/api/v1/consults/{consult_id}"
+    world.clock.advance(30)
+    second = await api.client("chen.expert")
+    world.clock.advance(30)
+    made = await second.post(
+        f"{url}/opinion/cosign", json={"totp": world.totp("chen.expert"), "comment": "同意"}
+    )
+    assert made.status_code == 201, made.text
+    again = await second.post(f"{url}/opinion/cosign", json={"totp": "000000"})
+    assert error_of(again) == (409, "conflict")
+    doctor = await api.client("li.doctor")
+    opinion = (await doctor.get(f"{url}/opinion")).json()
+    assert [(c["signer"], c["comment"]) for c in opinion["cosignatures"]] == [
+        ("chen.expert", "同意")
+    ]
+    pdf = (await doctor.get(f"{url}/opinion.pdf")).content
+    path = tmp_path / "opinion.pdf"
+    path.write_bytes(pdf)
+    assert verify(path) == 0
+    assert verify(path, world=world) == 0
+    payload = read_payload(pdf)
+    assert payload["cosignatures"][0]["document"]["comment"] == "同意"
+    payload["cosignatures"][0]["document"]["comment"] = "不同意"
+    raw = base64.b64encode(
+        json.dumps(payload, sort_keys=True, ensure_ascii=True, separators=(",", ":")).encode()
+    )
+    old = pdf[pdf.index(PAYLOAD_MARKER) :].split(b"\n")[0].split(b"\r")[0]
+    forged = tmp_path / "forged.pdf"
+    forged.write_bytes(pdf.replace(old, PAYLOAD_MARKER + raw))
+    assert verify(forged) == 1
+    fhir = await doctor.get(f"{url}/fhir")
+    Bundle.model_validate_json(fhir.text)
+    provenance = next(
+        e["resource"] for e in fhir.json()["entry"] if e["resource"]["resourceType"] == "Provenance"
+    )
+    assert [s["who"]["display"] for s in provenance["signature"]] == ["wang.expert", "chen.expert"]
+    for client in (second, doctor):
+        await client.aclose()

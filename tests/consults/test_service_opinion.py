@@ -10,9 +10,9 @@ from datetime import timedelta
 
 import pytest
 
-from consults.errors import Forbidden, InvalidInput, NotFound, TotpRequired
+from consults.errors import Conflict, Forbidden, InvalidInput, NotFound, TotpRequired
 from consults.lifecycle import ConsultEvent, ConsultState
-from consults.opinions import OpinionSigned, SignedVersion, verify_chain
+from consults.opinions import OpinionSigned, SignedVersion, verify_chain, verify_cosignatures
 from consults.referrals import ReferralEvent, ReferralState, SlotTaken
 from consults.repositories import PageRequest
 from consults.requests import AttachmentTooLarge, AttachmentType, MediaType
@@ -269,3 +269,40 @@ def test_sign_then_close_by_the_clinic(world: World) -> None:
     notice = world.notices.sent[-1]
     assert notice.kind == "consult.close"
     assert "wang.expert" in notice.usernames
+
+
+def test_the_other_experts_co_sign_a_multidisciplinary_opinion(world: World) -> None:
+    """The second expert co-signs the lead's version with a remark and their own key
+    (second factor first); not twice, not the lead, not the clinic; the co-signature
+    verifies against the chain and a forged one does not."""
+    consult_id = reach(world, S.REPORTED)
+    service = world.service
+    with pytest.raises(Forbidden):
+        service.cosign(world["wang.expert"], consult_id, world.totp("wang.expert"))
+    with pytest.raises(Forbidden):
+        service.cosign(world["li.doctor"], consult_id, "123456")
+    with pytest.raises(TotpRequired):
+        service.cosign(world["chen.expert"], consult_id, "000000")
+    world.clock.advance(30)
+    made = service.cosign(
+        world["chen.expert"], consult_id, world.totp("chen.expert"), "同意，建议加做心脏超声"
+    )
+    versions = service.versions(world["li.doctor"], consult_id)
+    assert made.document["cosigns"] == digest(versions[0].document)
+    assert made.document["comment"] == "同意，建议加做心脏超声"
+    assert made.public_key != versions[0].public_key
+    cosignatures = service.cosignatures(world["li.doctor"], consult_id)
+    assert cosignatures == [made]
+    verify_cosignatures(versions, cosignatures)
+    world.clock.advance(30)
+    with pytest.raises(Conflict):
+        service.cosign(world["chen.expert"], consult_id, world.totp("chen.expert"))
+    forged = SignedVersion(
+        document={**made.document, "comment": "不同意"},
+        signature=made.signature,
+        public_key=made.public_key,
+    )
+    with pytest.raises(SignatureError):
+        verify_cosignatures(versions, [forged])
+    assert ("opinion.cosign", "ok") in world.actions(consult_id)
+    assert ("opinion.cosign", "denied") in world.actions(consult_id)
