@@ -56,6 +56,7 @@ from consults.accounts import Principal
 from consults.consult_repositories import (
     Attachment,
     ConsultRecord,
+    ConsultStream,
     Queue,
     StatsGroup,
     StatsRow,
@@ -330,6 +331,26 @@ class AttachmentAnswer(msgspec.Struct):
     uploaded_at: dt.datetime
 
 
+class StreamAttach(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /consults/{id}/streams``: an ECG stream the clinic's cart sent."""
+
+    stream: Short
+
+
+class StreamAnswer(msgspec.Struct):
+    """An ECG stream of the consult: declared by the cart (``attached_by`` null) or
+    attached afterwards."""
+
+    id: Annotated[str, Meta(examples=["0b8f5a4e-6c1d-4d2e-9a77-3c0f8e1d2b6a"])]
+    institution: str | None
+    device_id: str | None
+    started_at: dt.datetime
+    ended_at: dt.datetime | None
+    state: str
+    samples: int
+    attached_by: str | None
+
+
 class SlotCreate(msgspec.Struct, forbid_unknown_fields=True):
     """``POST /referral-slots``: a slot of the caller's institution's department."""
 
@@ -467,6 +488,10 @@ def _version(version: SignedVersion) -> VersionAnswer:
         signature=SignatureOut(**version.signature.as_dict()),
         public_key=base64.b64encode(version.public_key).decode("ascii"),
     )
+
+
+def _stream(found: ConsultStream) -> StreamAnswer:
+    return StreamAnswer(**dataclasses.asdict(found))
 
 
 def _cosignature(cosignature: SignedVersion) -> CosignatureAnswer:
@@ -1412,6 +1437,47 @@ class ConsultController(Controller):
     ) -> list[AttachmentAnswer]:
         """Oldest first."""
         return [_attachment(a) for a in consult_service.attachments(principal.person, consult_id)]
+
+    @post(
+        "/{consult_id:str}/streams",
+        status_code=201,
+        sync_to_thread=True,
+        summary="Attach an ECG stream the clinic's cart sent",
+        responses=documented(
+            201,
+            StreamAnswer,
+            None,
+            *_AUTH,
+            _NO_CONSULT,
+            (404, "not_found", "no stream '0b8f5a4e'"),
+            (403, "forbidden", "only the consult's parties attach ECGs"),
+            (409, "conflict", "stream '0b8f5a4e' exists already"),
+        ),
+    )
+    def attach_stream(
+        self,
+        consult_id: PathId,
+        data: Annotated[StreamAttach, Body()],
+        principal: NamedDependency[Principal],
+        consult_service: NamedDependency[ConsultService],
+    ) -> StreamAnswer:
+        """A stream of the consult's clinic (its cart), stored by the ECG service."""
+        return _stream(consult_service.attach_stream(principal.person, consult_id, data.stream))
+
+    @get(
+        "/{consult_id:str}/streams",
+        sync_to_thread=True,
+        summary="The consult's ECG streams",
+        responses=documented(200, None, None, *_AUTH, _NO_CONSULT),
+    )
+    def streams(
+        self,
+        consult_id: PathId,
+        principal: NamedDependency[Principal],
+        consult_service: NamedDependency[ConsultService],
+    ) -> list[StreamAnswer]:
+        """Declared by the cart for this consult, or attached; oldest first."""
+        return [_stream(x) for x in consult_service.streams(principal.person, consult_id)]
 
     @get(
         "/{consult_id:str}/attachments/{attachment_id:str}",

@@ -39,6 +39,7 @@ __all__ = [
     "ConsultRecord",
     "ConsultRepository",
     "ConsultStatistics",
+    "ConsultStream",
     "Queue",
     "ReferralStatsRow",
     "StaleConsult",
@@ -196,6 +197,20 @@ class ConsultStatistics(Protocol):
         """One row per institution that sent or received a referral, by code."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class ConsultStream:
+    """An ECG stream of a consult: one its cart declared it for, or one attached later."""
+
+    id: str
+    institution: str | None  # the cart's institution
+    device_id: str | None
+    started_at: datetime
+    ended_at: datetime | None
+    state: str  # live, ended, interrupted
+    samples: int
+    attached_by: str | None = None  # the username who attached it; None: declared
+
+
 class ConsultRepository(Protocol):
     """The consults on a store. Every method is one transaction; blocking (call from a
     worker thread). Database failures raise :class:`~consults.errors.RepositoryError`."""
@@ -261,6 +276,21 @@ class ConsultRepository(Protocol):
 
     def cosignatures(self, consult_id: str) -> Sequence[SignedVersion]:
         """The co-signatures, by version then signing time."""
+
+    def stream(self, stream_id: str) -> ConsultStream | None:
+        """A stored ECG stream (of any consult or none), or None."""
+
+    def attach_stream(self, consult_id: str, stream: ConsultStream, event: AuditEvent) -> None:
+        """Attach a stream (``attached_by`` set) to a consult, with its audit row.
+
+        Raises
+        ------
+        consults.errors.Conflict
+            It is attached already.
+        """
+
+    def streams_of(self, consult_id: str) -> Sequence[ConsultStream]:
+        """The streams declared for or attached to the consult, oldest first."""
 
     def signer_key(self, person_id: str) -> KeyPair | None:
         """The person's signing key (the private part unsealed), or None."""

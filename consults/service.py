@@ -47,6 +47,7 @@ from consults.consult_repositories import (
     ConsultRecord,
     ConsultRepository,
     ConsultStatistics,
+    ConsultStream,
     Queue,
     ReferralStatsRow,
     StaleConsult,
@@ -936,6 +937,39 @@ class ConsultService:
                 )
                 return found, data
         raise NotFound("attachment", attachment_id)
+
+    # ECG streams
+    def attach_stream(self, person: Person, consult_id: str, stream_id: str) -> ConsultStream:
+        """Attach an ECG stream the clinic's cart sent to the consult (a party of the
+        consult does it; the stream must be of the consult's clinic).
+
+        Raises
+        ------
+        Forbidden
+            The caller is no party to the consult.
+        NotFound
+            No such stream of the consult's clinic.
+        Conflict
+            It is attached already.
+        """
+        record = self._visible(person, consult_id)
+        if not parties(record.consult, actor_of(person)):
+            raise Forbidden("only the consult's parties attach ECGs")
+        found = self._repo.stream(stream_id)
+        if found is None or found.institution != record.consult.clinic:
+            raise NotFound("stream", stream_id)
+        attached = replace(found, attached_by=person.username)
+        self._repo.attach_stream(
+            consult_id,
+            attached,
+            self._event(record, "consult.stream_attached", person, self._clock(), stream=found.id),
+        )
+        return attached
+
+    def streams(self, person: Person, consult_id: str) -> Sequence[ConsultStream]:
+        """The consult's ECG streams, for anyone who sees the consult."""
+        self._visible(person, consult_id)
+        return self._repo.streams_of(consult_id)
 
     # Referral
     def publish_slot(self, person: Person, department: str, start: datetime, end: datetime) -> Slot:

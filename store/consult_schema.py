@@ -44,6 +44,7 @@ from store.schema import CODE, NAME, SHA256_HEX, UtcDateTime, metadata
 __all__ = [
     "consult_attachments",
     "consult_experts",
+    "consult_streams",
     "consults",
     "opinion_cosignatures",
     "opinion_drafts",
@@ -175,6 +176,18 @@ opinion_cosignatures = Table(
     Column("key_fingerprint", String(80), nullable=False),
     Column("public_key", String(SHA256_HEX), nullable=False),
     Column("signed_at", UtcDateTime, nullable=False),
+)
+
+# ECG streams a clinic's cart sent, attached to a consult after the fact (a stream that
+# declared the consult when it started names it in streams.consult already).
+consult_streams = Table(
+    "consult_streams",
+    metadata,
+    Column("consult", String(CODE), ForeignKey("consults.id"), primary_key=True),
+    Column("stream", String(CODE), ForeignKey("streams.id"), primary_key=True),
+    Column("attached_by", String(CODE), nullable=False),
+    Column("attached_at", UtcDateTime, nullable=False),
+    Index("ix_consult_streams_stream", "stream"),
 )
 
 signer_keys = Table(

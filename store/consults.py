@@ -37,6 +37,7 @@ from consults.consult_repositories import (
     Attachment,
     ConsultFilter,
     ConsultRecord,
+    ConsultStream,
     Queue,
     StaleConsult,
     StoredRequest,
@@ -52,6 +53,7 @@ from store.accounts import audit_record
 from store.consult_schema import (
     consult_attachments,
     consult_experts,
+    consult_streams,
     consults,
     opinion_cosignatures,
     opinion_drafts,
@@ -61,7 +63,7 @@ from store.consult_schema import (
     signer_keys,
 )
 from store.directory import unit_of_work
-from store.schema import from_epoch_s
+from store.schema import from_epoch_s, streams
 from store.secrets import SecretBox, SecretError
 
 __all__ = ["FileBlobStore", "SqlConsultRepository"]
@@ -211,6 +213,19 @@ def _signature_values(signed: SignedVersion) -> dict[str, Any]:
         "public_key": signed.public_key.hex(),
         "signed_at": chain.parse_time(str(signed.document["signed_at"])),
     }
+
+
+def _stream(row: Any, attached_by: str | None) -> ConsultStream:
+    return ConsultStream(
+        id=row.id,
+        institution=row.institution,
+        device_id=row.device_id,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        state=row.state,
+        samples=row.samples,
+        attached_by=attached_by,
+    )
 
 
 def _slot(row: Any) -> Slot:
@@ -544,6 +559,43 @@ class SqlConsultRepository:
             )
             for r in rows
         ]
+
+    # ECG streams
+    def stream(self, stream_id: str) -> ConsultStream | None:
+        with unit_of_work(self.engine, read=True) as conn:
+            row = conn.execute(select(streams).where(streams.c.id == stream_id)).first()
+        return None if row is None else _stream(row, None)
+
+    def attach_stream(self, consult_id: str, stream: ConsultStream, event: AuditEvent) -> None:
+        with unit_of_work(self.engine) as conn:
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        insert(consult_streams).values(
+                            consult=consult_id,
+                            stream=stream.id,
+                            attached_by=stream.attached_by or "",
+                            attached_at=from_epoch_s(event.at_s),
+                        )
+                    )
+            except IntegrityError as exc:
+                raise Conflict("stream", stream.id) from exc
+            _append(conn, event)
+
+    def streams_of(self, consult_id: str) -> Sequence[ConsultStream]:
+        s, a = streams.c, consult_streams.c
+        attached = (
+            select(streams, a.attached_by)
+            .join(consult_streams, a.stream == s.id)
+            .where(a.consult == consult_id)
+        )
+        declared = select(streams).where(
+            (s.consult == consult_id) & s.id.not_in(select(a.stream).where(a.consult == consult_id))
+        )
+        with unit_of_work(self.engine, read=True) as conn:
+            found = [_stream(row, row.attached_by) for row in conn.execute(attached)]
+            found += [_stream(row, None) for row in conn.execute(declared)]
+        return sorted(found, key=lambda x: (x.started_at, x.id))
 
     # Referrals
     def add_slot(self, slot: Slot) -> None:

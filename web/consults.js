@@ -59,6 +59,10 @@ const STRINGS = {
     upload: "Upload",
     uploaded: "Attached {name}.",
     opinion: "Opinion",
+    ecg: "ECG",
+    streamId: "Stream id",
+    attachStream: "Attach ECG",
+    streamLine: "{id} · {start} · {state} · {samples} samples",
     findings: "Findings",
     diagnosis: "Diagnosis",
     recommendations: "Recommendations",
@@ -225,6 +229,10 @@ const STRINGS = {
     upload: "上传",
     uploaded: "已添加 {name}。",
     opinion: "会诊意见",
+    ecg: "心电图",
+    streamId: "心电图编号",
+    attachStream: "关联心电图",
+    streamLine: "{id} · {start} · {state} · {samples} 个采样",
     findings: "所见",
     diagnosis: "诊断",
     recommendations: "建议",
@@ -631,7 +639,7 @@ async function openConsult(id) {
     actions.push(join);
   }
   $("c-actions").replaceChildren(...actions);
-  await Promise.all([loadAttachments(consult.id), loadOpinion(consult)]);
+  await Promise.all([loadAttachments(consult.id), loadStreams(consult.id), loadOpinion(consult)]);
 }
 
 async function joinRoom(id) {
@@ -698,6 +706,29 @@ async function loadAttachments(id) {
     }),
   );
   $("attach-form").hidden = !state.consult.parties.length;
+}
+
+async function loadStreams(id) {
+  const found = await api("GET", `/consults/${encodeURIComponent(id)}/streams`);
+  $("c-streams").replaceChildren(
+    ...found.map((x) => {
+      const li = document.createElement("li");
+      li.textContent = t("streamLine", { id: x.id, start: when(x.started_at), state: x.state, samples: x.samples });
+      return li;
+    }),
+  );
+  $("stream-form").hidden = !state.consult.parties.length;
+}
+
+async function attachStream(event) {
+  event.preventDefault();
+  try {
+    await api("POST", `/consults/${encodeURIComponent(state.consult.id)}/streams`, { stream: $("stream-id").value.trim() });
+    $("stream-form").reset();
+    await loadStreams(state.consult.id);
+  } catch (error) {
+    fail(error);
+  }
 }
 
 async function loadOpinion(consult) {
@@ -981,6 +1012,7 @@ async function load() {
   $("opinion-form").addEventListener("submit", saveDraft);
   $("cosign-form").addEventListener("submit", cosign);
   $("attach-form").addEventListener("submit", attach);
+  $("stream-form").addEventListener("submit", attachStream);
   $("stats-form").addEventListener("submit", loadStats);
   window.addEventListener("hashchange", route);
   refreshCounter();

@@ -34,6 +34,7 @@ from consults.lifecycle import ConsultState
 from consults.opinions import SignedVersion
 from consults.requests import MediaType
 from consults.signatures import KeyPair, sign
+from store.streams import StreamRecord
 from teleconsult.opinion_report_cmd import register, run_verify
 from tests.consults.test_service import reach
 from tests.consults.test_service_world import PASSWORD, World, make_world
@@ -544,4 +545,28 @@ async def test_a_multidisciplinary_opinion_is_co_signed(api: Api, tmp_path: Path
     )
     assert [s["who"]["display"] for s in provenance["signature"]] == ["wang.expert", "chen.expert"]
     for client in (second, doctor):
+        await client.aclose()
+
+
+async def test_ecg_streams_over_http(api: Api) -> None:
+    """The doctor attaches the cart's stream; the expert lists it; another county's
+    stream is 404."""
+    world = api.world
+    world.stores.streams.add_stream(
+        StreamRecord(id="s-cart", started_at_s=world.clock.epoch(), institution="village-1")
+    )
+    world.stores.streams.add_stream(
+        StreamRecord(id="s-other", started_at_s=world.clock.epoch(), institution="town-2")
+    )
+    doctor = await api.client("li.doctor")
+    expert = await api.client("wang.expert")
+    consult_id = (await doctor.post("/api/v1/consults", json=REQUEST)).json()["id"]
+    url = f"/api/v1/consults/{consult_id}/streams"
+    made = await doctor.post(url, json={"stream": "s-cart"})
+    assert made.status_code == 201, made.text
+    assert made.json()["attached_by"] == "li.doctor"
+    assert error_of(await doctor.post(url, json={"stream": "s-other"})) == (404, "not_found")
+    listed = await expert.get(url)
+    assert [s["id"] for s in listed.json()] == ["s-cart"]
+    for client in (doctor, expert):
         await client.aclose()

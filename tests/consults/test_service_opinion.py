@@ -19,6 +19,7 @@ from consults.requests import AttachmentTooLarge, AttachmentType, MediaType
 from consults.signatures import SignatureError, digest, fingerprint
 from consults.transitions import NotPermitted, TransitionNotAllowed
 from store.audit import AuditQuery, query
+from store.streams import StreamRecord
 from tests.consults.test_service import TEXT, reach, take
 from tests.consults.test_service_world import World, world
 from tests.pg import database
@@ -306,3 +307,37 @@ def test_the_other_experts_co_sign_a_multidisciplinary_opinion(world: World) -> 
         verify_cosignatures(versions, [forged])
     assert ("opinion.cosign", "ok") in world.actions(consult_id)
     assert ("opinion.cosign", "denied") in world.actions(consult_id)
+
+
+def test_ecg_streams_of_the_clinics_cart_are_the_consults(world: World) -> None:
+    """A stream the cart declared for the consult is listed; another of the clinic's is
+    attached by the doctor (once: 409 after); one of another institution's cart is 404,
+    as is the consult to an outsider; the attachment is audited."""
+    consult_id = reach(world, S.ASSIGNED)
+    streams = world.stores.streams
+    at = world.clock.epoch()
+    streams.add_stream(
+        StreamRecord(id="s-declared", started_at_s=at, institution="village-1", consult=consult_id)
+    )
+    streams.add_stream(StreamRecord(id="s-earlier", started_at_s=at - 600, institution="village-1"))
+    streams.add_stream(StreamRecord(id="s-elsewhere", started_at_s=at, institution="town-2"))
+    service, doctor = world.service, world["li.doctor"]
+    assert [(s.id, s.attached_by) for s in service.streams(doctor, consult_id)] == [
+        ("s-declared", None)
+    ]
+    attached = service.attach_stream(doctor, consult_id, "s-earlier")
+    assert attached.attached_by == "li.doctor"
+    listed = service.streams(world["wang.expert"], consult_id)
+    assert [(s.id, s.attached_by) for s in listed] == [
+        ("s-earlier", "li.doctor"),
+        ("s-declared", None),
+    ]
+    with pytest.raises(Conflict):
+        service.attach_stream(doctor, consult_id, "s-earlier")
+    with pytest.raises(NotFound):
+        service.attach_stream(doctor, consult_id, "s-elsewhere")
+    with pytest.raises(NotFound):
+        service.attach_stream(doctor, consult_id, "no-such-stream")
+    with pytest.raises(NotFound):
+        service.streams(world["zhou.doctor"], consult_id)
+    assert ("consult.stream_attached", "ok") in world.actions(consult_id)
