@@ -194,6 +194,7 @@ class ConsentOut(msgspec.Struct):
     recorded_by: str
     time: dt.datetime
     witness: str | None
+    form_attachment: str | None
 
 
 class ConsultAnswer(msgspec.Struct):
@@ -226,6 +227,7 @@ class ConsultAnswer(msgspec.Struct):
     specialty: str
     title_wanted: str | None
     expert_wanted: str | None
+    proposed_times: list[dt.datetime]
     consent: ConsentOut
     allowed: list[ConsultEvent]
     parties: list[str]
@@ -464,11 +466,13 @@ def _answer(view: ConsultView, now: dt.datetime) -> ConsultAnswer:
         specialty=r.specialty,
         title_wanted=r.title_wanted,
         expert_wanted=r.expert_wanted,
+        proposed_times=list(r.proposed_times),
         consent=ConsentOut(
             kind=r.consent_kind,
             recorded_by=r.consent_recorded_by,
             time=r.consent_time,
             witness=r.consent_witness,
+            form_attachment=r.consent_form,
         ),
         allowed=list(view.allowed),
         parties=sorted(p.value for p in view.parties),

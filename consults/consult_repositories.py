@@ -81,6 +81,8 @@ class StoredRequest:
     consent_recorded_by: str
     consent_time: datetime
     consent_witness: str | None
+    consent_form: str | None = None  # the attachment id of the scanned signed form
+    proposed_times: tuple[datetime, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

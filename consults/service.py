@@ -422,6 +422,8 @@ class ConsultService:
             consent_recorded_by=request.consent.recorded_by,
             consent_time=request.consent.time,
             consent_witness=request.consent.witness,
+            consent_form=request.consent.form_attachment,
+            proposed_times=request.proposed_times,
         )
         record = ConsultRecord(
             consult=consult,

@@ -104,6 +104,9 @@ consults = Table(
     Column("consent_recorded_by", String(CODE), nullable=False),
     Column("consent_time", UtcDateTime, nullable=False),
     Column("consent_witness", String(CODE), nullable=True),
+    Column("consent_form", String(CODE), nullable=True),
+    # The proposed times, RFC 3339 UTC, JSON list (at most 10).
+    Column("proposed_times", Text, nullable=True),
     Column("search_text", Text, nullable=False),
     CheckConstraint(_one_of("state", STATES), name="state"),
     CheckConstraint(_one_of("priority", PRIORITIES), name="priority"),

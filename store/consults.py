@@ -113,6 +113,10 @@ def _consult_values(record: ConsultRecord) -> dict[str, Any]:
         "consent_recorded_by": r.consent_recorded_by,
         "consent_time": r.consent_time,
         "consent_witness": r.consent_witness,
+        "consent_form": r.consent_form,
+        "proposed_times": json.dumps([chain.format_time(t) for t in r.proposed_times])
+        if r.proposed_times
+        else None,
         "search_text": _search_text(record),
     }
 
@@ -153,6 +157,8 @@ def _record(row: Any, experts: tuple[str, ...]) -> ConsultRecord:
         consent_recorded_by=row.consent_recorded_by,
         consent_time=row.consent_time,
         consent_witness=row.consent_witness,
+        consent_form=row.consent_form,
+        proposed_times=tuple(chain.parse_time(t) for t in json.loads(row.proposed_times or "[]")),
     )
     return ConsultRecord(
         consult=consult,

@@ -126,10 +126,15 @@ def reach(world: World, state: ConsultState) -> str:
 
 def test_a_request_is_submitted_to_the_centre_above_the_clinic(world: World) -> None:
     """A village doctor's request goes to the county centre (it has coordinators),
-    submitted, deadlines set from its priority, the national id sealed and shown masked."""
-    view = world.service.create(world["li.doctor"], world.request())
+    submitted, deadlines set from its priority, its proposed times kept, the national id
+    sealed and shown masked."""
+    proposed = (world.clock.now + timedelta(hours=3), world.clock.now + timedelta(days=1))
+    view = world.service.create(world["li.doctor"], world.request(proposed_times=proposed))
     record = view.record
     assert record.consult.state is S.SUBMITTED
+    stored = world.repository.get(record.consult.id)
+    assert stored is not None
+    assert stored.request.proposed_times == proposed
     assert record.consult.centre == "county-1"
     assert record.consult.clinic == "village-1"
     assert record.accept_due == record.consult.submitted_at + timedelta(hours=2)
