@@ -9,8 +9,10 @@ Design notes
   consult (:func:`~consults.lifecycle.parties`), and hands the result and its audit row
   to the store, which writes both in one transaction.
 - **Who sees a consult.** Its parties (requester, the clinic's doctors, the centre's
-  coordinators, the assigned experts) and the people of the clinic and the centre. To
-  anyone else it does not exist (:class:`~consults.errors.NotFound`, 404); someone who
+  coordinators, the assigned experts) and the doctors, experts and coordinators of the
+  clinic and the centre (not their admins or auditors: no patient data by that role
+  alone). An assigned expert must be of an institution that serves the clinic for
+  consults. To anyone else it does not exist (:class:`~consults.errors.NotFound`, 404); someone who
   sees it but may not take a step gets 403, a step the table does not have 409.
 - **Where a request goes.** To the consult centre that serves the clinic
   (:func:`consults.rights.providers_of`, kind ``consult``): among the providers, those
@@ -120,6 +122,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 NATIONAL_ID_FIELD: Final = "patient.national_id"
+# The roles whose holders see the consults of their institution (clinic or centre).
+_CONSULT_ROLES: Final = frozenset({Role.DOCTOR, Role.EXPERT, Role.COORDINATOR})
 # States in which the lead expert writes the draft.
 _DRAFTING: Final = frozenset(
     {ConsultState.ACCEPTED, ConsultState.SCHEDULED, ConsultState.IN_CONSULT, ConsultState.REPORTING}
@@ -325,10 +329,11 @@ class ConsultService:
         if record is None:
             raise NotFound("consult", consult_id)
         consult = record.consult
-        if parties(consult, actor_of(person)) or person.institution in (
-            consult.clinic,
-            consult.centre,
-        ):
+        if parties(consult, actor_of(person)):
+            return record
+        # The clinic's and the centre's clinicians see it; their admins and auditors do
+        # not see patient data by their role alone.
+        if person.roles & _CONSULT_ROLES and person.institution in (consult.clinic, consult.centre):
             return record
         raise NotFound("consult", consult_id)
 
@@ -537,11 +542,22 @@ class ConsultService:
             )
             raise
         if event is ConsultEvent.ASSIGN:
-            # The table has spoken (a coordinator assigns now); the names must be experts.
+            # The table has spoken (a coordinator assigns now); the names must be experts
+            # of an institution that serves the clinic for consults.
+            serving = providers_of(
+                Tree(self._directory.all_institutions()),
+                self._directory.all_relations(),
+                consult.clinic,
+                ServiceKind.CONSULT,
+            )
             for name in consult.experts:
                 found = self._directory.person_by_username(name)
                 if found is None or Role.EXPERT not in found.roles:
                     raise InvalidInput("experts", f"{name!r} is not an expert")
+                if found.institution not in serving:
+                    raise InvalidInput(
+                        "experts", f"{name!r} is of no institution that serves this clinic"
+                    )
         after = replace(
             before,
             consult=consult,

@@ -116,6 +116,8 @@ consults = Table(
     Index("ix_consults_clinic_created_at", "clinic", "created_at"),
     Index("ix_consults_requester_created_at", "requester", "created_at"),
     Index("ix_consults_state_expires_at", "state", "expires_at"),
+    # The supervision statistics: the consults submitted in a period.
+    Index("ix_consults_submitted_at", "submitted_at"),
 )
 
 consult_experts = Table(
