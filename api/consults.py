@@ -1044,10 +1044,6 @@ def consult_error(request: Request[Any, Any, Any], exc: Exception) -> Response[A
     return consults_error(request, exc)
 
 
-def _now(service: ConsultService) -> dt.datetime:
-    return service.now()
-
-
 class ConsultController(Controller):
     """Consult requests, their lifecycle, opinion, attachments and exports."""
 
@@ -1103,7 +1099,7 @@ class ConsultController(Controller):
             proposed_times=tuple(data.proposed_times),
         )
         view = consult_service.create(principal.person, request)
-        return _answer(view, _now(consult_service))
+        return _answer(view, consult_service.now())
 
     @get(
         "/",
@@ -1131,13 +1127,22 @@ class ConsultController(Controller):
         search: Annotated[str | None, Parameter(max_length=100)] = None,
         limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
         offset: Annotated[int, Parameter(ge=0)] = 0,
+        page_number: Annotated[
+            int | None,
+            QueryParameter(
+                name="page", ge=1, description="1-based page of limit items (instead of offset)"
+            ),
+        ] = None,
     ) -> ConsultPage:
         """One of the caller's worklists: ``mine`` and ``clinic`` (a doctor's, newest
         first), ``untriaged`` and ``overdue`` (a coordinator's centre, earliest due
         first: the overdue lead), ``assigned`` (an expert's, by deadline). Without
-        ``queue``: the first of the caller's roles (coordinator, expert, doctor)."""
+        ``queue``: the first of the caller's roles (coordinator, expert, doctor).
+        ``page`` (from 1) counts pages of ``limit`` instead of ``offset``."""
         person = principal.person
         chosen = queue or _default_queue(principal)
+        if page_number is not None:
+            offset = (page_number - 1) * limit
         page = consult_service.worklist(
             person,
             chosen,
@@ -1145,7 +1150,7 @@ class ConsultController(Controller):
             states=None if not states else frozenset(states),
             search=search,
         )
-        now = _now(consult_service)
+        now = consult_service.now()
         return ConsultPage([_item(r, now) for r in page.items], page.total, limit, offset)
 
     @get(
@@ -1162,7 +1167,7 @@ class ConsultController(Controller):
     ) -> Response[ConsultAnswer]:
         """The consult with ``state`` and the events the caller may take (``allowed``)."""
         view = consult_service.get(principal.person, consult_id)
-        return Response(_answer(view, _now(consult_service)), headers=_NO_STORE)
+        return Response(_answer(view, consult_service.now()), headers=_NO_STORE)
 
     @post(
         "/{consult_id:str}/{event:str}",
@@ -1210,7 +1215,7 @@ class ConsultController(Controller):
                 experts=given.experts,
                 start=given.start,
             )
-        return _answer(view, _now(consult_service))
+        return _answer(view, consult_service.now())
 
     @put(
         "/{consult_id:str}/opinion",

@@ -390,6 +390,9 @@ async def test_worklists_over_http(api: Api) -> None:
     mine = await doctor.get("/api/v1/consults", params={"queue": "mine", "limit": 1})
     assert mine.json()["total"] == 2
     assert len(mine.json()["items"]) == 1
+    page2 = await doctor.get("/api/v1/consults", params={"queue": "mine", "limit": 1, "page": 2})
+    assert page2.json()["offset"] == 1
+    assert page2.json()["items"][0]["id"] != mine.json()["items"][0]["id"]
     assigned = await expert.get("/api/v1/consults")
     assert [i["id"] for i in assigned.json()["items"]] == [first]
     assert error_of(await expert.get("/api/v1/consults", params={"queue": "overdue"})) == (
