@@ -16,6 +16,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from store.accounts import SqlAuditSink, SqlCredentialRepository, SqlSessionRepository
+from store.audit_reader import SqlAuditReader
 from store.directory import SqlDirectoryRepository
 from store.engine import open_engine
 from store.migrate import upgrade
@@ -43,6 +44,8 @@ class Stores:
         ``sessions.store.Store`` for the signaling server (bans, rooms, its audit).
     streams
         The ECG streams' metadata (institution, room, consult, patient, samples).
+    audit_reader
+        The auditor's search of the trail (``consults.audit_trail.AuditReader``).
     """
 
     engine: Engine
@@ -52,6 +55,7 @@ class Stores:
     audit: SqlAuditSink
     signaling: SqlSessionStore
     streams: SqlStreamRepository
+    audit_reader: SqlAuditReader
 
     def health(self) -> str | None:
         """None when the store works, else why not (for ``/healthz``; off the loop)."""
@@ -109,4 +113,5 @@ def open_store(
         audit=SqlAuditSink(engine),
         signaling=SqlSessionStore(engine),
         streams=SqlStreamRepository(engine),
+        audit_reader=SqlAuditReader(engine),
     )

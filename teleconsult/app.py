@@ -305,10 +305,16 @@ def assemble(
         api=dataclasses.replace(config.api, tls=ssl_context is not None),
         ssl_context=ssl_context,
         web_dir=config.data.web_dir or package_web_dir(),
-        route_handlers=[*api.route_handlers, RoomTokenController, *consults.route_handlers],
+        route_handlers=[
+            *api.route_handlers,
+            RoomTokenController,
+            *consults.route_handlers,
+            *platform.audit.route_handlers,
+        ],
         dependencies={
             **api.dependencies,
             **consults.dependencies,
+            **platform.audit.dependencies,
             "room_tokens": Provide(lambda: room_tokens, use_cache=True, sync_to_thread=False),
         },
         middleware=[*api.middleware, *consults.middleware],

@@ -30,10 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from api.audit import AuditApi, audit_api
 from api.auth import AccountApi, account_api
 from api.consults import ConsultApi, consult_api
 from api.session import SessionConfig
 from consults.accounts import Accounts, DeviceCredentials, DirectoryAdmin, Revocations
+from consults.audit_trail import AuditTrail
 from consults.directory import ServiceRelation
 from consults.repositories import DeviceFilter, DirectoryRepository, PageRequest
 from consults.requests import FieldCipher
@@ -184,6 +186,7 @@ class Platform:
     consult_service: ConsultService
     consults: ConsultApi
     notices: NoticeRelay
+    audit: AuditApi
 
     def close(self) -> None:
         self.stores.close()
@@ -238,4 +241,5 @@ def open_platform(
         consult_service=consult_service,
         consults=consult_api(consult_service),
         notices=notices,
+        audit=audit_api(AuditTrail(stores.audit_reader, stores.directory, stores.audit)),
     )

@@ -24,8 +24,10 @@ async function load() {
   $("logout").hidden = false;
   $("signed-in").hidden = false;
   $("link-admin").hidden = !me.roles.includes("admin");
+  $("link-audit").hidden = !me.roles.includes("auditor");
   const clinical = ["doctor", "expert", "coordinator", "ecg_reader"].some((r) => me.roles.includes(r));
   $("join-form").hidden = !clinical;
+  $("link-ecg").parentElement.hidden = !clinical;
   $("link-consults").hidden = !clinical;
   document.body.dataset.ready = "true";
 }

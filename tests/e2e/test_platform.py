@@ -111,6 +111,7 @@ async def test_the_platform_story(served: Assembly, browser: Browser, tmp_path: 
     await create_person(
         admin, "wang.expert", "王主任", "county-1", "expert", specialty="心内科", title="主任医师"
     )
+    await create_person(admin, "qian.auditor", "钱审计", "county-1", "auditor")
     await admin.fill("#device-id", "cart-1")
     await admin.fill("#device-name", "十二导联心电图机")
     await admin.select_option("#device-institution", "town-1")
@@ -145,7 +146,10 @@ async def test_the_platform_story(served: Assembly, browser: Browser, tmp_path: 
         "(id) => window.ecg.streams.some((s) => s.stream === id)", arg=stream, timeout=20000
     )
     await expert.click(f"button[data-stream='{stream}']")
-    await expert.wait_for_function("() => window.ecg.info !== null")
+    # The expert's viewer draws the live trace and shows the heart rate.
+    await expert.wait_for_function(
+        "() => typeof window.ecg.hr === 'number' && window.ecg.beatsDrawn >= 3", timeout=20000
+    )
     await expert.screenshot(path=tmp_path / "expert-ecg.png")
     # Another county's doctor: a fresh list since the others saw it is still empty.
     lists = await other.evaluate("() => window.ecg.lists")
@@ -196,3 +200,15 @@ async def test_the_platform_story(served: Assembly, browser: Browser, tmp_path: 
     await admin.locator("#devices tr", has_text="revoked").wait_for()
     with pytest.raises(SimulationFailed, match="refused"):
         await asyncio.wait_for(cart, 30)
+
+    # The county's auditor finds all of it on the trail, from the home page.
+    auditor = await person(browser, base, "qian.auditor")
+    await auditor.click("#link-audit a")
+    await auditor.wait_for_url("**/static/audit.html**")
+    await auditor.locator("body[data-ready=true]").wait_for()
+    await auditor.fill("#f-patient", "SIMULATED")
+    await auditor.click("#search")
+    await auditor.locator("#rows tr[data-action='ecg.viewed']").first.wait_for()
+    actions = set(await auditor.evaluate("() => window.audit.rows.map((r) => r.action)"))
+    assert {"stream.started", "ecg.viewed"} <= actions
+    await auditor.screenshot(path=tmp_path / "auditor.png", full_page=True)

@@ -353,3 +353,53 @@ async def test_a_consult_request_reaches_the_centre_s_coordinator_live(running: 
     mine = await running.call(doctor, "GET", f"/consults/{made['id']}")
     assert mine.status_code == 200
     assert mine.json()["state"] == "submitted"
+
+
+async def test_auditors_search_the_trail_within_their_reach(running: Running) -> None:
+    """A county auditor reads the rows of the county and its clinic, not another
+    county's; a deployment-wide admin and auditor reads all, paging newest first;
+    a doctor is refused; each search is itself a row."""
+    credential = await build_directory(running)
+    root = await running.login("root", ADMIN_PASSWORD)
+    for username, extra in (
+        ("qian.auditor", {"roles": ["auditor"], "institution": "county-1"}),
+        ("wu.auditor", {"roles": ["admin", "auditor"], "admin_scope": "deployment"}),
+    ):
+        body = {"username": username, "display_name": username, "password": PASSWORD, **extra}
+        answer = await running.call(root, "POST", "/people", body)
+        assert answer.status_code == 201, answer.text
+    await simulate(
+        record(1.0), url=running.ws_url("/device"), token=credential, device="cart-1",
+        patient="patient-8f3c", speed=math.inf,
+    )  # fmt: skip
+    await running.until_audited("stream.ended", AuditQuery(patient="patient-8f3c"))
+
+    county = await running.login("qian.auditor")
+    rows = (await running.call(county, "GET", "/audit?patient=patient-8f3c")).json()["items"]
+    assert {r["action"] for r in rows} >= {"stream.started", "stream.ended"}
+    streams = [r for r in rows if r["action"].startswith("stream.")]
+    assert {r["institution"] for r in streams} == {"town-1"}
+    assert "audit.searched" in {r["action"] for r in rows}  # the auditor's own search
+    assert all(r["time"].endswith("Z") for r in rows)
+    other = await running.call(county, "GET", "/audit?institution=county-2")
+    assert other.json()["items"] == []
+
+    everything = await running.login("wu.auditor")
+    seen: list[int] = []
+    before: int | None = None
+    while True:
+        query_text = "/audit?limit=7" + (f"&before={before}" if before else "")
+        page = (await running.call(everything, "GET", query_text)).json()
+        seen += [r["seq"] for r in page["items"]]
+        before = page["next_before"]
+        if before is None:
+            break
+    assert seen == sorted(seen, reverse=True)
+    assert len(seen) == len(set(seen)) > 20
+
+    doctor = await running.login("li.doctor")
+    refused = await running.call(doctor, "GET", "/audit")
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "forbidden"
+    assert (await running.call(county, "GET", "/audit?limit=0")).status_code == 400
+    assert "audit.searched" in running.audited()
