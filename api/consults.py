@@ -49,9 +49,9 @@ from litestar.params import Body, FromQuery, Parameter, QueryParameter
 from litestar.types import ControllerRouterHandler, Middleware
 from msgspec import Meta
 
-from api.errors import ApiError, exception_handlers
+from api.errors import ApiError
 from api.schemas import body, documented
-from api.session import as_api_error, consults_error
+from api.session import consults_error
 from consults.accounts import Principal
 from consults.consult_repositories import (
     Attachment,
@@ -69,8 +69,6 @@ from consults.referrals import Referral, ReferralEvent, ReferralState, Slot
 from consults.repositories import PageRequest
 from consults.requests import (
     DEFAULT_LIMITS_BYTES,
-    AttachmentTooLarge,
-    AttachmentType,
     Consent,
     ConsentKind,
     ConsultRequest,
@@ -79,7 +77,6 @@ from consults.requests import (
 )
 from consults.service import ConsultService, ConsultView
 from consults.signatures import Signature
-from consults.transitions import TransitionNotAllowed
 
 __all__ = [
     "PAYLOAD_MARKER",
@@ -1024,32 +1021,12 @@ _EXAMPLE_CREATE = ConsultCreate(
 )
 
 
-# The statuses of the consult errors that api.session.STATUS does not know yet (its
-# InvalidInput and ConsultsError rows would answer them 400).
-CONSULT_STATUS: Final[Mapping[type[ConsultsError], int]] = {
-    TransitionNotAllowed: 409,
-    AttachmentTooLarge: 413,
-    AttachmentType: 415,
-}
-
-
-def consult_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    """Exception handler: :func:`api.session.consults_error` with :data:`CONSULT_STATUS`."""
-    assert isinstance(exc, ConsultsError)
-    for cls, status in CONSULT_STATUS.items():
-        if isinstance(exc, cls):
-            error = as_api_error(exc)
-            error.status = status
-            return exception_handlers()[ApiError](request, error)
-    return consults_error(request, exc)
-
-
 class ConsultController(Controller):
     """Consult requests, their lifecycle, opinion, attachments and exports."""
 
     path = "/consults"
     tags = ["consults"]  # noqa: RUF012 - Litestar's own class attribute
-    exception_handlers = {ConsultsError: consult_error}  # noqa: RUF012
+    exception_handlers = {ConsultsError: consults_error}  # noqa: RUF012
 
     @post(
         "/",
@@ -1528,7 +1505,7 @@ class ReferralController(Controller):
 
     path = "/"
     tags = ["referrals"]  # noqa: RUF012
-    exception_handlers = {ConsultsError: consult_error}  # noqa: RUF012
+    exception_handlers = {ConsultsError: consults_error}  # noqa: RUF012
 
     @post(
         "/referral-slots",
@@ -1771,7 +1748,7 @@ class StatsController(Controller):
 
     path = "/stats/consults"
     tags = ["statistics"]  # noqa: RUF012
-    exception_handlers = {ConsultsError: consult_error}  # noqa: RUF012
+    exception_handlers = {ConsultsError: consults_error}  # noqa: RUF012
 
     @get(
         "/",
