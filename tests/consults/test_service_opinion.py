@@ -10,6 +10,9 @@ from datetime import timedelta
 
 import pytest
 
+from consults.accounts import NewPerson
+from consults.consult_repositories import StaleConsult
+from consults.directory import Role
 from consults.errors import Conflict, Forbidden, InvalidInput, NotFound, TotpRequired
 from consults.lifecycle import ConsultEvent, ConsultState
 from consults.opinions import OpinionSigned, SignedVersion, verify_chain, verify_cosignatures
@@ -21,7 +24,7 @@ from consults.transitions import NotPermitted, TransitionNotAllowed
 from store.audit import AuditQuery, query
 from store.streams import StreamRecord
 from tests.consults.test_service import TEXT, reach, take
-from tests.consults.test_service_world import World, world
+from tests.consults.test_service_world import PASSWORD, World, world
 from tests.pg import database
 
 __all__ = ["database", "world"]
@@ -341,3 +344,51 @@ def test_ecg_streams_of_the_clinics_cart_are_the_consults(world: World) -> None:
     with pytest.raises(NotFound):
         service.streams(world["zhou.doctor"], consult_id)
     assert ("consult.stream_attached", "ok") in world.actions(consult_id)
+
+
+def test_two_assignments_racing_one_wins(world: World) -> None:
+    """Two coordinators assign the same consult from two threads at once: the store's
+    compare-and-set lets exactly one through (the other gets consult_changed), one
+    ``consult.assign`` row, and the experts are one side's, whole."""
+    consult_id = reach(world, S.SUBMITTED)
+    world.directory.create_person(
+        world["root"],
+        NewPerson(
+            username="qin.coord",
+            display_name="Qin coordinator",
+            password=PASSWORD,
+            roles=frozenset({Role.COORDINATOR}),
+            institution="county-1",
+        ),
+    )
+    coordinators = {"zhao.coord": ["wang.expert"], "qin.coord": ["chen.expert", "wang.expert"]}
+    people = {name: world.stores.directory.person_by_username(name) for name in coordinators}
+    barrier = threading.Barrier(2)
+    outcomes: dict[str, object] = {}
+
+    def assign(name: str) -> None:
+        person = people[name]
+        assert person is not None
+        barrier.wait()
+        try:
+            outcomes[name] = world.service.step(
+                person, consult_id, E.ASSIGN, experts=coordinators[name]
+            )
+        except StaleConsult as exc:
+            outcomes[name] = exc
+
+    threads = [threading.Thread(target=assign, args=(name,)) for name in coordinators]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    won = [name for name, o in outcomes.items() if not isinstance(o, StaleConsult)]
+    lost = [name for name, o in outcomes.items() if isinstance(o, StaleConsult)]
+    assert len(won) == 1
+    assert len(lost) == 1
+    record = world.repository.get(consult_id)
+    assert record is not None
+    assert list(record.consult.experts) == coordinators[won[0]]
+    assert [a for a in world.actions(consult_id) if a[0] == "consult.assign"] == [
+        ("consult.assign", "ok")
+    ]
