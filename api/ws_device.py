@@ -29,6 +29,10 @@ Design notes
   upgrade (401) because the credential check reads the registry.
 - **The check runs off the event loop** (a worker thread): a registered cart's
   credential is looked up in the store.
+- **What a registered cart declares** (its token names an institution): each ``start``
+  is checked by ``declaration(claims, consult, room)`` in a worker thread before the
+  ECG side sees it; a refusal answers ``error not_permitted`` (not fatal: the
+  connection stays, that stream is not opened) with the reason.
 - **Keep-alive**: uvicorn's WebSocket pings find a dead cart; its streams are then
   released and stay resumable.
 - **Message size**: the device protocol promises messages up to 1 MiB
@@ -66,6 +70,8 @@ logger = logging.getLogger(__name__)
 
 DEVICE_ROLE: Final = "device"
 DEVICE_MAX_MESSAGE_BYTES: Final = 1024 * 1024
+# ``declaration(claims, consult, room)``: None when a registered cart may declare them.
+Declaration = Callable[[TokenClaims, str | None, str | None], str | None]
 REVOKED_CLOSE: Final = (1008, "device revoked")
 
 
@@ -126,9 +132,11 @@ class DeviceEndpoint:
         *,
         commit_interval_s: float = 0.1,
         limits: ChannelLimits | None = None,
+        declaration: Declaration | None = None,
     ) -> None:
         self.streams = streams
         self.verify = verify
+        self.declaration = declaration
         self.commit_interval_s = commit_interval_s
         self.limits = limits or ChannelLimits(
             max_message_bytes=DEVICE_MAX_MESSAGE_BYTES,
@@ -139,8 +147,8 @@ class DeviceEndpoint:
         self._committer: asyncio.Task[None] | None = None
         self.connections = 0
 
-    def check(self, headers: Mapping[str, str], query: str) -> Refusal | str:
-        """The device id of a valid device token, or why the upgrade is refused."""
+    def check(self, headers: Mapping[str, str], query: str) -> Refusal | TokenClaims:
+        """The claims of a valid device token, or why the upgrade is refused."""
         token = bearer_token(headers, query)
         if token is None:
             return Refusal(401, "missing token: send Authorization: Bearer <device token>")
@@ -150,7 +158,37 @@ class DeviceEndpoint:
             return Refusal(401, str(error))
         if claims.role != DEVICE_ROLE:
             return Refusal(403, f"a {claims.role} token cannot stream ECG: role device needed")
-        return claims.identity
+        return claims
+
+    async def _refused_start(self, claims: TokenClaims, text: str) -> str | None:
+        """The ``error`` to answer a registered cart's ``start`` it may not send, or None."""
+        if self.declaration is None or claims.institution is None:
+            return None
+        try:
+            message = msgspec.json.decode(text)
+        except msgspec.DecodeError:
+            return None  # the ECG side answers bad_json
+        if not isinstance(message, dict) or message.get("type") != "start":
+            return None
+        consult, room = message.get("consult"), message.get("room")
+        if not (consult is None or isinstance(consult, str)) or not (
+            room is None or isinstance(room, str)
+        ):
+            return None  # the ECG side answers bad_message
+        reason = await asyncio.to_thread(self.declaration, claims, consult, room)
+        if reason is None:
+            return None
+        stream = message.get("stream")
+        return msgspec.json.encode(
+            {
+                "type": "error",
+                "code": "not_permitted",
+                "reason": reason,
+                "fatal": False,
+                "stream": stream if isinstance(stream, str) else None,
+                "next_index": None,
+            }
+        ).decode()
 
     def revoke(self, device_id: str) -> int:
         """Close every open connection of ``device_id`` (its credential was revoked);
@@ -191,9 +229,10 @@ class DeviceEndpoint:
         def superseded(out: list[DeviceOutput]) -> None:
             deliver(channel, out)
 
-        link = self.streams.connect(checked, superseded)
+        claims = checked
+        link = self.streams.connect(claims.identity, superseded)
         self._channels[link] = channel
-        self._device_of[link] = checked
+        self._device_of[link] = claims.identity
         limit = self.limits.max_message_bytes
         try:
             while True:
@@ -208,7 +247,8 @@ class DeviceEndpoint:
                 if size > limit:
                     out = link.too_large(size, limit)
                 elif text is not None:
-                    out = link.receive_text(text)
+                    refused = await self._refused_start(claims, text)
+                    out = [refused] if refused is not None else link.receive_text(text)
                 else:
                     out = link.receive_bytes(data)
                 if out:

@@ -135,8 +135,9 @@ class ErrorCode(enum.StrEnum):
     END_MISMATCH = "end_mismatch"
     SUPERSEDED = "superseded"
     INTERNAL = "internal"
-    # Credentials
+    # Credentials and registration
     REVOKED = "revoked"
+    NOT_PERMITTED = "not_permitted"
 
 
 class DeviceError(EcgError):

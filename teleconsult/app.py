@@ -38,7 +38,7 @@ from api.edge import EdgeServer
 from api.pages import package_web_dir
 from api.rooms import RoomTokenController, RoomTokens, api_token_jti, session_jti
 from api.session import SessionConfig, device_token_verifier
-from api.ws_device import DeviceEndpoint
+from api.ws_device import Declaration, DeviceEndpoint
 from consults.directory import Role
 from consults.repositories import PageRequest, PeopleFilter
 from consults.service import ConsultService, Notice
@@ -216,6 +216,34 @@ class LiveNotices:
         loop.call_soon_threadsafe(job)
 
 
+def consult_room(consult_id: str) -> str:
+    """The room of a real-time consult (what its page joins)."""
+    return f"consult-{consult_id}"
+
+
+def cart_declaration(
+    platform: Platform,
+) -> Callable[[TokenClaims, str | None, str | None], str | None]:
+    """What a registered cart may declare in ``start`` (reads the store: off the loop):
+    a consult of its own institution (the clinic that requested it), and as room only
+    that consult's room; neither is fine (the stream is its institution's)."""
+
+    def check(claims: TokenClaims, consult: str | None, room: str | None) -> str | None:
+        clinic = claims.institution
+        if consult is not None:
+            record = platform.consult_records.get(consult)
+            if record is None or record.consult.clinic != clinic:
+                return f"consult {consult!r} is not a consult of this cart's clinic {clinic}"
+        if room is not None and (consult is None or room != consult_room(consult)):
+            return (
+                "a registered cart streams into its consult's room only: declare the consult "
+                "(and room consult-<id>, or no room)"
+            )
+        return None
+
+    return check
+
+
 async def consult_sweep(service: ConsultService, every_s: float = 30.0) -> None:
     """Escalate overdue consults (once) and expire those past their expiry, every
     ``every_s`` until cancelled; a failed round is logged and the next one tries again."""
@@ -348,6 +376,7 @@ def assemble(
             server,
             config.data_dir / STREAMS_DIR,
             verify_device,
+            declaration=cart_declaration(platform),
             may_view=EcgAccess(view).may_view,
             institution_of=view.institution_of_device,
             start_workers=start_live_workers,
@@ -363,6 +392,7 @@ def install_ecg(
     *,
     may_view: MayView = grants,
     institution_of: Callable[[str], str | None] | None = None,
+    declaration: Declaration | None = None,
     commit_interval_s: float = 0.1,
     live_processes: int | None = None,
     start_workers: bool = False,
@@ -373,6 +403,7 @@ def install_ecg(
     ``may_view``: who may see which stream (:class:`signaling.ecg_access.EcgAccess`'s
     rule in the server; the rule of rooms alone by default).
     ``institution_of``: the institution of a registered cart (streams belong to it).
+    ``declaration``: what a registered cart may declare (:func:`cart_declaration`).
     ``live_processes``: worker processes for live annotation; by default one per CPU up
     to ``ecglive.service.MAX_LIVE_PROCESSES``, 0 for a thread of this process.
     ``start_workers``: start them now (from the running event loop) rather than with the
@@ -386,7 +417,9 @@ def install_ecg(
     if live_processes is None:
         live_processes = default_live_processes()
     service = EcgService(root, encoder=ViewerMessages(), live_processes=live_processes)
-    endpoint = DeviceEndpoint(service, verify, commit_interval_s=commit_interval_s)
+    endpoint = DeviceEndpoint(
+        service, verify, commit_interval_s=commit_interval_s, declaration=declaration
+    )
     signaling = server.signaling
     catalog = ViewerCatalog(service, institution_of)
     hub = ViewerHub(catalog, signaling.send_text, may_view=may_view, audit=signaling.audit)

@@ -184,6 +184,7 @@ class Platform:
     directory_view: DirectorySnapshot
     revocations: RevocationRelay
     consult_service: ConsultService
+    consult_records: SqlConsultRepository
     consults: ConsultApi
     notices: NoticeRelay
     audit: AuditApi
@@ -221,8 +222,9 @@ def open_platform(
     view = DirectorySnapshot(stores.directory)
     view.refresh()
     notices = NoticeRelay()
+    records = SqlConsultRepository(stores.engine, secrets=SecretBox(field_key))
     consult_service = ConsultService(
-        consults=SqlConsultRepository(stores.engine, secrets=SecretBox(field_key)),
+        consults=records,
         statistics=SqlConsultStatistics(stores.engine),
         directory=stores.directory,
         second_factor=accounts,
@@ -239,6 +241,7 @@ def open_platform(
         directory_view=view,
         revocations=revocations,
         consult_service=consult_service,
+        consult_records=records,
         consults=consult_api(consult_service),
         notices=notices,
         audit=audit_api(AuditTrail(stores.audit_reader, stores.directory, stores.audit)),

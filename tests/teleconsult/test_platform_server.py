@@ -403,3 +403,44 @@ async def test_auditors_search_the_trail_within_their_reach(running: Running) ->
     assert refused.json()["error"]["code"] == "forbidden"
     assert (await running.call(county, "GET", "/audit?limit=0")).status_code == 400
     assert "audit.searched" in running.audited()
+
+
+async def test_what_a_registered_cart_may_declare(running: Running) -> None:
+    """The township cart may stream for a consult of its clinic (into that consult's
+    room); another clinic's consult, an unknown one, or a room of its own choosing is
+    refused with not_permitted, and nothing is stored for it."""
+    credential = await build_directory(running)
+    body = {
+        "patient": {"name": "李四", "sex": "female", "birth_date": "1960-01-01",
+                    "record_number": "MZ-0002"},
+        "reason": "心悸", "purpose": "会诊", "summary": "阵发性心悸", "specialty": "心内科",
+        "priority": "routine", "mode": "realtime",
+        "consent": {"kind": "written", "recorded_by": "li.doctor",
+                    "time": "2026-12-02T08:00:00Z"},
+    }  # fmt: skip
+    ours = (await running.call(await running.login("li.doctor"), "POST", "/consults", body)).json()
+    theirs = (
+        await running.call(await running.login("zhao.doctor"), "POST", "/consults", body)
+    ).json()
+    url = running.ws_url("/device")
+    for consult, room in (
+        (theirs["id"], None),
+        ("no-such-consult", None),
+        (None, "any-room"),
+        (ours["id"], "consult-other"),
+    ):
+        with pytest.raises(SimulationFailed, match="not_permitted"):
+            await simulate(
+                record(1.0), url=url, token=credential, device="cart-1", consult=consult,
+                room=room, speed=math.inf,
+            )  # fmt: skip
+    viewers = running.assembly.server.signaling.viewers
+    assert viewers is not None
+    assert viewers.catalog.ecg_streams() == []
+    done = await simulate(
+        record(1.0), url=url, token=credential, device="cart-1", consult=ours["id"],
+        room=f"consult-{ours['id']}", speed=math.inf,
+    )  # fmt: skip
+    (stored,) = viewers.catalog.ecg_streams()
+    assert stored.stream == str(done.stream)
+    assert stored.consult == ours["id"]
