@@ -19,6 +19,12 @@ that credential: logging out, revoking the API token, or locking the person clos
 room and viewer connections opened with it (the wiring's revocation listener calls
 ``Core.revoke``).
 
+A room may have a policy of its own (``RoomTokens.room_part``): the server's says who
+takes which part in a consult's room (``consult-<id>``): the consult's experts join as
+experts and moderate, the centre's coordinators as coordinators and moderate, the
+clinic's doctors as applicants; anyone else is answered 404, as if there were no such
+consult.
+
 Every token minted is an audit row (``room.token_minted``: who, which room, which part).
 """
 
@@ -95,14 +101,21 @@ def api_token_jti(token_id: str) -> str:
     return f"apitoken:{token_id}"
 
 
+# ``room_part(principal, room)``: the (part, moderates) a room's own policy gives the
+# caller, None where the room has no policy of its own; raises NotFound to refuse.
+RoomPart = Callable[[Principal, str], tuple[str, bool] | None]
+
+
 @dataclass(frozen=True, kw_only=True)
 class RoomTokens:
-    """Mints room tokens for people (the server's key ring, a lifetime, an audit sink)."""
+    """Mints room tokens for people (the server's key ring, a lifetime, an audit sink,
+    and the rooms' own policies)."""
 
     ring: KeyRing | str
     audit: AuditSink
     ttl_s: float = 2 * 3600.0
     clock: Callable[[], float] = time.time
+    room_part: RoomPart | None = None
 
     def mint(self, principal: Principal, room: str) -> RoomTokenAnswer:
         if not ROOM_ID.fullmatch(room):
@@ -112,6 +125,9 @@ class RoomTokens:
         if not held:
             raise NoClinicalRole()
         part, moderates = held[0]
+        decided = None if self.room_part is None else self.room_part(principal, room)
+        if decided is not None:
+            part, moderates = decided
         now_s = self.clock()
         ttl_s, jti = self.ttl_s, None
         if principal.session is not None:

@@ -39,7 +39,10 @@ from api.pages import package_web_dir
 from api.rooms import RoomTokenController, RoomTokens, api_token_jti, session_jti
 from api.session import SessionConfig, device_token_verifier
 from api.ws_device import Declaration, DeviceEndpoint
+from consults.accounts import Principal
 from consults.directory import Role
+from consults.errors import NotFound
+from consults.lifecycle import Party
 from consults.repositories import PageRequest, PeopleFilter
 from consults.service import ConsultService, Notice
 from sessions.redis_backend import RedisBus
@@ -221,6 +224,36 @@ def consult_room(consult_id: str) -> str:
     return f"consult-{consult_id}"
 
 
+def consult_room_part(
+    service: ConsultService,
+) -> Callable[[Principal, str], tuple[str, bool] | None]:
+    """Who takes which part in a consult's room (``consult-<id>``); other rooms keep the
+    default of the person's roles. Reads the store: the token endpoint runs in a thread.
+
+    Raises NotFound (404) for someone the consult does not concern: its experts and
+    the centre's coordinators moderate, the clinic's doctors wait to be admitted, the
+    others who may see the consult (the centre's ECG readers) observe.
+    """
+
+    def part(principal: Principal, room: str) -> tuple[str, bool] | None:
+        if not room.startswith("consult-"):
+            return None
+        consult_id = room.removeprefix("consult-")
+        view = service.get(principal.person, consult_id)  # NotFound when not visible
+        mine = view.parties
+        if mine & {Party.EXPERT, Party.LEAD_EXPERT}:
+            return ("expert", True)
+        if Party.COORDINATOR in mine:
+            return ("coordinator", True)
+        if mine & {Party.REQUESTER, Party.CLINIC_DOCTOR}:
+            return ("applicant", False)
+        if Role.ECG_READER in principal.person.roles or Role.EXPERT in principal.person.roles:
+            return ("observer", False)
+        raise NotFound("consult", consult_id)
+
+    return part
+
+
 def cart_declaration(
     platform: Platform,
 ) -> Callable[[TokenClaims, str | None, str | None], str | None]:
@@ -309,7 +342,11 @@ def assemble(
     store = platform.stores.signaling
     ice = config.ice
     verify = functools.partial(verify_token, ring, leeway_s=config.core.token_leeway_s)
-    room_tokens = RoomTokens(ring=ring, audit=platform.stores.audit)
+    room_tokens = RoomTokens(
+        ring=ring,
+        audit=platform.stores.audit,
+        room_part=consult_room_part(platform.consult_service),
+    )
     # Room tokens of sessions and API tokens revoked before this start stay refused.
     sessions, api_tokens = platform.stores.sessions.revoked_since(time.time() - room_tokens.ttl_s)
     revoked = [session_jti(s) for s in sessions] + [api_token_jti(t) for t in api_tokens]

@@ -444,3 +444,40 @@ async def test_what_a_registered_cart_may_declare(running: Running) -> None:
     (stored,) = viewers.catalog.ecg_streams()
     assert stored.stream == str(done.stream)
     assert stored.consult == ours["id"]
+
+
+async def test_a_consult_room_s_parts_follow_the_consult(running: Running) -> None:
+    """Tokens for consult-<id>: the requesting doctor waits (applicant), the centre's
+    coordinator moderates, an expert of the centre observes until assigned and then
+    moderates as expert; another county's doctor is told there is no such consult."""
+    await build_directory(running)
+    body = {
+        "patient": {"name": "王五", "sex": "male", "birth_date": "1970-05-05",
+                    "record_number": "MZ-0003"},
+        "reason": "晕厥", "purpose": "会诊", "summary": "一过性黑矇", "specialty": "心内科",
+        "priority": "urgent", "mode": "realtime",
+        "consent": {"kind": "written", "recorded_by": "li.doctor",
+                    "time": "2026-12-02T08:00:00Z"},
+    }  # fmt: skip
+    doctor = await running.login("li.doctor")
+    consult = (await running.call(doctor, "POST", "/consults", body)).json()["id"]
+    room = f"/rooms/consult-{consult}/token"
+
+    async def part(bearer: str) -> tuple[str, bool]:
+        answer = await running.call(bearer, "POST", room)
+        assert answer.status_code == 200, answer.text
+        return answer.json()["role"], answer.json()["moderator"]
+
+    coordinator = await running.login("sun.coordinator")
+    expert = await running.login("wang.expert")
+    assert await part(doctor) == ("applicant", False)
+    assert await part(coordinator) == ("coordinator", True)
+    assert await part(expert) == ("observer", False)
+    assigned = await running.call(
+        coordinator, "POST", f"/consults/{consult}/assign", {"experts": ["wang.expert"]}
+    )
+    assert assigned.status_code == 200, assigned.text
+    assert await part(expert) == ("expert", True)
+    outsider = await running.call(await running.login("zhao.doctor"), "POST", room)
+    assert outsider.status_code == 404
+    assert outsider.json()["error"]["code"] == "not_found"
