@@ -94,6 +94,8 @@ class ConsultRecord:
     accept_due: datetime | None = None
     expires_at: datetime | None = None
     escalated_at: datetime | None = None  # when the overdue consult was escalated
+    warn_at: datetime | None = None  # when to warn that the acceptance deadline nears
+    remind_at: datetime | None = None  # when to remind both sides the consult starts soon
     revision: int = 0
 
 
@@ -241,6 +243,12 @@ class ConsultRepository(Protocol):
     def due_to_escalate(self, now: datetime, limit: int) -> Sequence[ConsultRecord]:
         """Consults still awaiting acceptance, past their acceptance deadline and not yet
         escalated, earliest due first."""
+
+    def due_to_warn(self, now: datetime, limit: int) -> Sequence[ConsultRecord]:
+        """Consults awaiting acceptance whose ``warn_at`` has passed, earliest first."""
+
+    def due_to_remind(self, now: datetime, limit: int) -> Sequence[ConsultRecord]:
+        """Scheduled consults whose ``remind_at`` has passed, earliest first."""
 
     def save_draft(self, consult_id: str, text: OpinionText, event: AuditEvent) -> None:
         """Replace the opinion draft, with its audit row."""

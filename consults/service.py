@@ -40,7 +40,7 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol
 
 from consults.consult_repositories import (
@@ -68,6 +68,7 @@ from consults.directory import (
 )
 from consults.errors import Conflict, Forbidden, InvalidInput, NotFound, TotpRequired
 from consults.lifecycle import (
+    AWAITING_ACCEPTANCE,
     Actor,
     Consult,
     ConsultEvent,
@@ -205,6 +206,10 @@ def _notice(kind: str, consult: Consult, now: datetime) -> Notice:
     event = kind.removeprefix("consult.")
     if event in ("submit", "escalate"):
         return Notice(kind=kind, consult=consult.id, at=now, coordinators_of=centre)
+    if event == "due_soon":
+        return Notice(
+            kind=kind, consult=consult.id, at=now, usernames=experts, coordinators_of=centre
+        )
     if event == "assign":
         return Notice(kind=kind, consult=consult.id, at=now, usernames=experts)
     if event in ("accept", "decline", "expire"):
@@ -269,6 +274,12 @@ class ConsultService:
         Size limit per attachment type.
     notifier
         Told of every step someone must hear of, after it is stored.
+    warn_fraction
+        The sweep warns (``consult.due_soon``) when this fraction of the acceptance time
+        remains and the consult is still not accepted.
+    remind_before_s
+        The sweep reminds both sides (``consult.starting``) this long before a scheduled
+        consult's start.
     """
 
     def __init__(
@@ -285,6 +296,8 @@ class ConsultService:
         new_id: Callable[[], str] = _new_id,
         attachment_limits_bytes: dict[MediaType, int] | None = None,
         notifier: Notifier | None = None,
+        warn_fraction: float = 0.25,
+        remind_before_s: float = 15 * 60.0,
     ) -> None:
         self._repo = consults
         self._stats = statistics
@@ -297,6 +310,10 @@ class ConsultService:
         self._new_id = new_id
         self.attachment_limits_bytes = attachment_limits_bytes or dict(DEFAULT_LIMITS_BYTES)
         self._notifier: Notifier = notifier or NoNotices()
+        if not 0 < warn_fraction < 1 or remind_before_s <= 0:
+            raise ValueError("0 < warn_fraction < 1 and remind_before_s > 0 must hold")
+        self.warn_fraction = warn_fraction
+        self.remind_before_s = remind_before_s
 
     def now(self) -> datetime:
         """The service's time (aware UTC): what decides overdue in the answers."""
@@ -430,11 +447,14 @@ class ConsultService:
             consent_form=request.consent.form_attachment,
             proposed_times=request.proposed_times,
         )
+        due = acceptance_due(consult, self.policy)
+        warn = self.warn_fraction * self.policy.accept_within_s[consult.priority]
         record = ConsultRecord(
             consult=consult,
             request=stored,
-            accept_due=acceptance_due(consult, self.policy),
+            accept_due=due,
             expires_at=expires_at(consult, self.policy),
+            warn_at=None if due is None else due - timedelta(seconds=warn),
         )
         self._repo.create(
             record,
@@ -558,11 +578,17 @@ class ConsultService:
                     raise InvalidInput(
                         "experts", f"{name!r} is of no institution that serves this clinic"
                     )
+        # A warning once given is not armed again; a reminder follows the start.
+        remind_at = before.remind_at if consult.state is ConsultState.SCHEDULED else None
+        if event is ConsultEvent.SCHEDULE and consult.scheduled_start is not None:
+            remind_at = consult.scheduled_start - timedelta(seconds=self.remind_before_s)
         after = replace(
             before,
             consult=consult,
             accept_due=acceptance_due(consult, self.policy),
             expires_at=expires_at(consult, self.policy),
+            warn_at=before.warn_at if consult.state in AWAITING_ACCEPTANCE else None,
+            remind_at=remind_at,
         )
         details = {"from": before.consult.state.value, "to": consult.state.value}
         if event is ConsultEvent.ASSIGN:
@@ -598,7 +624,7 @@ class ConsultService:
         done = 0
         for before in self._repo.due_to_expire(now, limit):
             consult = apply(before.consult, ConsultEvent.EXPIRE, Actor.system(), now)
-            after = replace(before, consult=consult, accept_due=None, expires_at=None)
+            after = replace(before, consult=consult, accept_due=None, expires_at=None, warn_at=None)
             moves = {"from": before.consult.state.value, "to": consult.state.value}
             done += self._sweep_step(before, after, "consult.expire", now, **moves)
         return done
@@ -616,6 +642,26 @@ class ConsultService:
             if self._sweep_step(before, after, "consult.escalate", now, **facts):
                 done.append(replace(after, revision=before.revision + 1))
         return done
+
+    def remind(self, limit: int = 100) -> list[Notice]:
+        """Send the reminders that are due (the server's sweep): ``consult.due_soon`` to
+        the centre's coordinators and the experts of a consult whose acceptance deadline
+        nears, ``consult.starting`` to both sides of a scheduled consult about to start;
+        each once, audited. Answers the notices sent."""
+        now = self._clock()
+        sent: list[Notice] = []
+        for before in self._repo.due_to_warn(now, limit):
+            after = replace(before, warn_at=None)
+            due = iso_utc(before.accept_due) if before.accept_due else ""
+            if self._sweep_step(before, after, "consult.due_soon", now, due=due):
+                sent.append(_notice("consult.due_soon", before.consult, now))
+        for before in self._repo.due_to_remind(now, limit):
+            after = replace(before, remind_at=None)
+            start = before.consult.scheduled_start
+            facts = {"start": iso_utc(start) if start else ""}
+            if self._sweep_step(before, after, "consult.starting", now, **facts):
+                sent.append(_notice("consult.starting", before.consult, now))
+        return sent
 
     # The opinion
     def _lead(self, person: Person, record: ConsultRecord, what: str) -> None:
@@ -753,7 +799,9 @@ class ConsultService:
         version = SignedVersion(
             document=document, signature=sign(document, keys), public_key=keys.public_key
         )
-        after = replace(before, consult=consult, accept_due=None, expires_at=None)
+        after = replace(
+            before, consult=consult, accept_due=None, expires_at=None, warn_at=None, remind_at=None
+        )
         self._repo.add_version(
             version,
             self._event(

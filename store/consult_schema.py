@@ -86,6 +86,8 @@ consults = Table(
     Column("accept_due", UtcDateTime, nullable=True),
     Column("expires_at", UtcDateTime, nullable=True),
     Column("escalated_at", UtcDateTime, nullable=True),
+    Column("warn_at", UtcDateTime, nullable=True),
+    Column("remind_at", UtcDateTime, nullable=True),
     Column("revision", Integer, nullable=False),
     # The request
     Column("patient_id", String(CODE), nullable=False),
@@ -118,6 +120,9 @@ consults = Table(
     Index("ix_consults_state_expires_at", "state", "expires_at"),
     # The supervision statistics: the consults submitted in a period.
     Index("ix_consults_submitted_at", "submitted_at"),
+    # The sweep's reminders: a column set while a reminder is pending, NULL after.
+    Index("ix_consults_warn_at", "warn_at"),
+    Index("ix_consults_remind_at", "remind_at"),
 )
 
 consult_experts = Table(

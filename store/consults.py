@@ -96,6 +96,8 @@ def _consult_values(record: ConsultRecord) -> dict[str, Any]:
         "accept_due": record.accept_due,
         "expires_at": record.expires_at,
         "escalated_at": record.escalated_at,
+        "warn_at": record.warn_at,
+        "remind_at": record.remind_at,
         "revision": record.revision,
         "patient_id": r.patient_id,
         "patient_name": r.patient_name,
@@ -166,6 +168,8 @@ def _record(row: Any, experts: tuple[str, ...]) -> ConsultRecord:
         accept_due=row.accept_due,
         expires_at=row.expires_at,
         escalated_at=row.escalated_at,
+        warn_at=row.warn_at,
+        remind_at=row.remind_at,
         revision=row.revision,
     )
 
@@ -386,6 +390,22 @@ class SqlConsultRepository:
     def due_to_escalate(self, now: datetime, limit: int) -> Sequence[ConsultRecord]:
         c = consults.c
         return self._awaiting((c.accept_due < now) & c.escalated_at.is_(None), c.accept_due, limit)
+
+    def due_to_warn(self, now: datetime, limit: int) -> Sequence[ConsultRecord]:
+        c = consults.c
+        return self._awaiting(c.warn_at < now, c.warn_at, limit)
+
+    def due_to_remind(self, now: datetime, limit: int) -> Sequence[ConsultRecord]:
+        c = consults.c
+        with unit_of_work(self.engine, read=True) as conn:
+            rows = conn.execute(
+                select(consults)
+                .where((c.state == ConsultState.SCHEDULED.value) & (c.remind_at < now))
+                .order_by(c.remind_at, c.id)
+                .limit(limit)
+            ).all()
+            experts = _experts_of(conn, [r.id for r in rows])
+        return [_record(r, experts[r.id]) for r in rows]
 
     # Opinions
     def save_draft(self, consult_id: str, text: OpinionText, event: AuditEvent) -> None:

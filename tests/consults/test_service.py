@@ -380,3 +380,42 @@ def test_admins_see_no_consult_and_experts_come_from_serving_institutions(world:
     with pytest.raises(InvalidInput, match="serves"):
         world.service.step(world["zhao.coord"], consult_id, E.ASSIGN, experts=["qian.expert"])
     assert world.repository.get(consult_id) == before
+
+
+def test_reminders_before_the_deadline_and_the_start(world: World) -> None:
+    """An emergency request not accepted with a quarter of its 10 minutes left warns the
+    coordinators and experts once (an assignment does not arm it again); a scheduled
+    consult reminds both sides 15 minutes before its start, once, and again after it is
+    moved."""
+    service = world.service
+    consult_id = service.create(
+        world["li.doctor"], world.request(priority=Priority.EMERGENCY)
+    ).record.consult.id
+    world.clock.advance(7 * 60)
+    assert service.remind() == []
+    service.step(world["zhao.coord"], consult_id, E.ASSIGN, experts=["wang.expert"])
+    world.clock.advance(31)
+    [warning] = service.remind()
+    assert (warning.kind, warning.coordinators_of, warning.usernames) == (
+        "consult.due_soon",
+        "county-1",
+        frozenset({"wang.expert"}),
+    )
+    assert service.remind() == []
+    service.step(world["wang.expert"], consult_id, E.ACCEPT)
+    start = world.clock.now + timedelta(hours=1)
+    service.step(world["wang.expert"], consult_id, E.SCHEDULE, start=start)
+    world.clock.advance(44 * 60)
+    assert service.remind() == []
+    world.clock.advance(2 * 60)
+    [reminder] = service.remind()
+    assert reminder.kind == "consult.starting"
+    assert reminder.usernames == {"li.doctor", "wang.expert"}
+    assert service.remind() == []
+    later = start + timedelta(hours=2)
+    service.step(world["wang.expert"], consult_id, E.SCHEDULE, start=later)
+    world.clock.now = later - timedelta(minutes=14)
+    assert [n.kind for n in service.remind()] == ["consult.starting"]
+    actions = [a for a, _ in world.actions(consult_id)]
+    assert actions.count("consult.due_soon") == 1
+    assert actions.count("consult.starting") == 2
