@@ -11,6 +11,13 @@ fresh share among the track's subscribers, never below a floor (an encoder needs
 minimum to send a picture at all, and one subscriber must not freeze the others'
 video for good).
 
+Retransmissions (NACK, answered with RTX) must not make a poor link poorer: on a line
+whose queue is full, every packet lost is asked for again, its retransmission queues
+behind the rest, is asked for again a round trip later, and the line carries the same
+packets over and over. :class:`RetransmitBudget` lets a sender retransmit a packet at
+most once per ``repeat_s`` and, while its subscriber has said what it can take, spend no
+more than ``share`` of that on retransmissions.
+
 No I/O here: the aiortc adapter (:mod:`media.passthrough`) feeds what subscribers say
 and asks what to tell the publisher.
 """
@@ -20,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
-__all__ = ["BitrateConfig", "SourceBitrate"]
+__all__ = ["BitrateConfig", "RetransmitBudget", "SourceBitrate"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,6 +49,10 @@ class BitrateConfig:
     floor_bps: int = 80_000
     ttl_s: float = 5.0
     resend_ratio: float = 0.85
+    # Retransmissions
+    rtx_share: float = 0.2
+    rtx_repeat_s: float = 1.0
+    rtx_packet_bytes: int = 1200  # what one retransmission is reckoned to cost
 
     def __post_init__(self) -> None:
         if self.floor_bps <= 0:
@@ -50,6 +61,8 @@ class BitrateConfig:
             raise ValueError("'ttl_s' must be positive")
         if not 0 < self.resend_ratio <= 1:
             raise ValueError("0 < 'resend_ratio' <= 1 must be True")
+        if not 0 < self.rtx_share <= 1:
+            raise ValueError("0 < 'rtx_share' <= 1 must be True")
 
 
 @dataclass
@@ -89,3 +102,38 @@ class SourceBitrate:
             return None
         self.last_sent_bps = min(figures)
         return self.last_sent_bps
+
+
+@dataclass
+class RetransmitBudget:
+    """Whether one sender may retransmit a packet now (a token bucket in bytes)."""
+
+    config: BitrateConfig = field(default_factory=BitrateConfig)
+    share_bps: int | None = None  # the subscriber's REMB share, when it has said one
+    _last_s: dict[int, float] = field(default_factory=dict)  # sequence number -> sent at
+    _tokens: float = 0.0
+    _at_s: float | None = None
+
+    def allow(self, sequence_number: int, now_s: float) -> bool:
+        """Retransmit ``sequence_number`` now? (Counted as sent if so.)"""
+        last = self._last_s.get(sequence_number)
+        if last is not None and now_s - last < self.config.rtx_repeat_s:
+            return False
+        if self.share_bps is not None:
+            rate_bytes = self.share_bps * self.config.rtx_share / 8
+            burst = max(rate_bytes, 2 * self.config.rtx_packet_bytes)  # one second's worth
+            elapsed = 0.0 if self._at_s is None else now_s - self._at_s
+            self._tokens = min(
+                burst, (burst if self._at_s is None else self._tokens) + elapsed * rate_bytes
+            )
+            self._at_s = now_s
+            if self._tokens < self.config.rtx_packet_bytes:
+                return False
+            self._tokens -= self.config.rtx_packet_bytes
+        self._last_s[sequence_number] = now_s
+        if len(self._last_s) > 1024:  # 16-bit numbers wrap; keep the recent ones
+            for old in [
+                s for s, t in self._last_s.items() if now_s - t >= self.config.rtx_repeat_s
+            ]:
+                del self._last_s[old]
+        return True

@@ -60,6 +60,11 @@ METRICS: dict[str, tuple[str, str, bool]] = {
         "REMBs sent to publishers at once because a subscriber's link fell.",
         True,
     ),
+    "rtx_refused": (
+        "teleconsult_media_rtx_refused",
+        "NACKed packets not retransmitted (asked again too soon, or over the link's budget).",
+        True,
+    ),
     "recording_rooms": ("teleconsult_recording_rooms", "Rooms being recorded.", False),
     "recording_bytes": ("teleconsult_recording_bytes", "Bytes of media recorded.", True),
     "recording_packets": ("teleconsult_recording_frames", "Encoded frames recorded.", True),

@@ -80,7 +80,7 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci, unpack_remb_fci
 from av.packet import Packet as AnyPacket
 
-from media.bitrate import BitrateConfig, SourceBitrate
+from media.bitrate import BitrateConfig, RetransmitBudget, SourceBitrate
 from media.forwarder import GateTrack, Timeline, restamp
 
 logger = logging.getLogger(__name__)
@@ -165,6 +165,7 @@ class ForwardStats:
     decoded_frames: int = 0  # encoded frames handed to aiortc's decoder
     remb_capped: int = 0  # REMBs to publishers lowered to a subscriber's share
     remb_sent: int = 0  # REMBs of our own sent to publishers (a subscriber's link fell)
+    rtx_refused: int = 0  # NACKed packets not retransmitted (repeat or over the budget)
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -256,9 +257,11 @@ def hook_sender(
     on_keyframe_request: Callable[[], None],
     on_codec: Callable[[str], None],
     on_remb: Callable[[int], None] | None = None,
+    allow_retransmit: Callable[[int], bool] | None = None,
 ) -> None:
     """Route ``sender``'s PLI/FIR to ``on_keyframe_request``; report its codec to
-    ``on_codec`` and its subscriber's REMB share (bit/s) to ``on_remb``."""
+    ``on_codec`` and its subscriber's REMB share (bit/s) to ``on_remb``; retransmit a
+    NACKed packet only if ``allow_retransmit(sequence_number)``."""
     original_keyframe = sender._send_keyframe
     original_send = sender.send
     original_rtcp = sender._handle_rtcp_packet
@@ -268,6 +271,15 @@ def hook_sender(
         remb = remb_of(packet)
         if on_remb is not None and remb is not None and sender._ssrc in remb[1]:
             on_remb(remb[0] // max(1, len(remb[1])))
+
+    if allow_retransmit is not None:
+        original_retransmit = sender._retransmit
+
+        async def retransmit(sequence_number: int) -> None:
+            if allow_retransmit(sequence_number):
+                await original_retransmit(sequence_number)
+
+        sender._retransmit = retransmit  # type: ignore[method-assign]
 
     def send_keyframe() -> None:
         original_keyframe()  # still honoured when the sink falls back to encoding
@@ -360,6 +372,7 @@ class _Sink(MediaStreamTrack):
         self._timeline = Timeline()
         self._generation = 0
         self._decoded: MediaStreamTrack | None = None  # relay proxy in fallback
+        self.retransmits = RetransmitBudget(forwarder._bitrate)  # NACKs of this subscriber
         # Resolved by every switch: a read pending on the old relay proxy is abandoned.
         self._switched: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -542,6 +555,7 @@ class PassthroughForwarder:
                 lambda: self._keyframe_wanted(sink),
                 lambda mime: setattr(sink, "mime_type", mime),
                 lambda share_bps: self._subscriber_remb(sink, share_bps),
+                lambda sequence_number: self._may_retransmit(sink, sequence_number),
             )
             sender.replaceTrack(sink)
         self._detach(sink)
@@ -670,7 +684,14 @@ class PassthroughForwarder:
         self.counters.remb_capped += 1
         return figure
 
+    def _may_retransmit(self, sink: _Sink, sequence_number: int) -> bool:
+        if sink.retransmits.allow(sequence_number, time.monotonic()):
+            return True
+        self.counters.rtx_refused += 1
+        return False
+
     def _subscriber_remb(self, sink: _Sink, share_bps: int) -> None:
+        sink.retransmits.share_bps = share_bps
         source = sink.source
         if source is None or source.kind != "video":
             return

@@ -92,6 +92,12 @@ def test_remb_goes_through_the_methods_the_adapter_wraps() -> None:
     assert inspect.iscoroutinefunction(RTCRtpSender._handle_rtcp_packet)
     assert "unpack_remb_fci" in handler
     assert "self._ssrc in ssrcs" in handler
+    # A NACK becomes _retransmit(sequence_number) calls, which the adapter may refuse.
+    assert "await self._retransmit(seq)" in handler
+    assert list(inspect.signature(RTCRtpSender._retransmit).parameters) == [
+        "self",
+        "sequence_number",
+    ]
     video = [c for c in CODECS["video"] if c.mimeType != "video/rtx"]
     assert video
     assert all(any(f.type == "goog-remb" for f in c.rtcpFeedback) for c in video)

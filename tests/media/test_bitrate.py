@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from media.bitrate import BitrateConfig, SourceBitrate
+from media.bitrate import BitrateConfig, RetransmitBudget, SourceBitrate
 
 
 def test_the_lowest_fresh_share_caps_the_publishers_own_estimate() -> None:
@@ -47,3 +47,23 @@ def test_config_is_validated() -> None:
         BitrateConfig(ttl_s=0)
     with pytest.raises(ValueError, match="resend_ratio"):
         BitrateConfig(resend_ratio=1.5)
+
+
+def test_a_packet_is_retransmitted_once_per_repeat_interval() -> None:
+    """A NACK repeated within rtx_repeat_s is not answered again; after it, it is."""
+    budget = RetransmitBudget(BitrateConfig(rtx_repeat_s=1.0))
+    assert budget.allow(7, now_s=0.0)
+    assert not budget.allow(7, now_s=0.4)
+    assert budget.allow(8, now_s=0.4)
+    assert budget.allow(7, now_s=1.1)
+
+
+def test_retransmissions_keep_to_their_share_of_the_subscribers_link() -> None:
+    """At a 200 kbit/s share and 20 %, about 40 kbit/s of retransmissions go: ~4 packets
+    of 1200 bytes a second, after a one-second burst."""
+    budget = RetransmitBudget(BitrateConfig(rtx_share=0.2, rtx_packet_bytes=1200))
+    budget.share_bps = 200_000
+    allowed = sum(budget.allow(n, now_s=n * 0.01) for n in range(1000))  # 100 NACKs/s, 10 s
+    assert 40 <= allowed <= 50, allowed
+    unknown = RetransmitBudget()  # no REMB yet: nothing to keep to but the repeat rule
+    assert all(unknown.allow(n, now_s=0.0) for n in range(100))
