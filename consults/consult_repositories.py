@@ -47,6 +47,9 @@ __all__ = [
     "StatsQuery",
     "StatsRow",
     "StoredRequest",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookRepository",
 ]
 
 
@@ -213,6 +216,74 @@ class ConsultStream:
     state: str  # live, ended, interrupted
     samples: int
     attached_by: str | None = None  # the username who attached it; None: declared
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebhookEndpoint:
+    """A hospital system's receiver of our events (its SMS gateway, its HIS).
+
+    ``events`` are the notice kinds it wants (``consult.assign``, …), empty for all;
+    ``institution`` whose consults (as clinic or centre) it hears of.
+    """
+
+    id: str
+    institution: str
+    url: str
+    events: frozenset[str]
+    created_by: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebhookDelivery:
+    """One event for one endpoint, and where its delivery stands (the delivery log)."""
+
+    id: str
+    endpoint: str
+    event: str
+    body: bytes
+    created_at: datetime
+    attempts: int = 0
+    next_attempt_at: datetime | None = None  # None: delivered or given up
+    delivered_at: datetime | None = None
+    last_status: int | None = None
+    last_error: str | None = None
+
+
+class WebhookRepository(Protocol):
+    """Webhook endpoints and the delivery log. Blocking, one transaction per method."""
+
+    def add_endpoint(self, endpoint: WebhookEndpoint, secret: str, event: AuditEvent) -> None:
+        """Store an endpoint with its shared secret (sealed at rest), audited."""
+
+    def endpoints(self, institution: str) -> Sequence[WebhookEndpoint]:
+        """An institution's endpoints, revoked ones too, oldest first."""
+
+    def get_endpoint(self, endpoint_id: str) -> WebhookEndpoint | None:
+        """An endpoint, or None."""
+
+    def revoke_endpoint(self, endpoint_id: str, at: datetime, event: AuditEvent) -> None:
+        """Stop delivering to an endpoint (pending deliveries are given up), audited."""
+
+    def enqueue(self, deliveries: Sequence[WebhookDelivery]) -> None:
+        """Store new deliveries, due at their ``next_attempt_at``."""
+
+    def due(self, now: datetime, limit: int) -> Sequence[tuple[WebhookDelivery, str, str]]:
+        """Deliveries due now with their endpoint's URL and secret, earliest first."""
+
+    def record_attempt(
+        self,
+        delivery: WebhookDelivery,
+        at: datetime,
+        status: int | None,
+        error: str | None,
+        next_attempt_at: datetime | None,
+    ) -> None:
+        """Log one attempt and when to try again (None: delivered, or given up)."""
+
+    def deliveries(self, endpoint_id: str, limit: int) -> Sequence[WebhookDelivery]:
+        """An endpoint's deliveries, newest first."""
 
 
 class ConsultRepository(Protocol):

@@ -36,12 +36,14 @@ Design notes
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol
+from urllib.parse import urlsplit
 
 from consults.consult_repositories import (
     Attachment,
@@ -57,6 +59,9 @@ from consults.consult_repositories import (
     StatsQuery,
     StatsRow,
     StoredRequest,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookRepository,
 )
 from consults.directory import (
     AdminScope,
@@ -110,6 +115,7 @@ from consults.signatures import KeyPair, digest, sign
 from consults.transitions import NotPermitted, TransitionNotAllowed
 
 __all__ = [
+    "WEBHOOK_EVENTS",
     "BlobStore",
     "ConsultService",
     "ConsultView",
@@ -118,6 +124,8 @@ __all__ = [
     "Notice",
     "Notifier",
     "SecondFactor",
+    "WebhookOutbox",
+    "Webhooks",
 ]
 
 logger = logging.getLogger(__name__)
@@ -176,6 +184,7 @@ class Notice:
     at: datetime
     usernames: frozenset[str] = frozenset()
     coordinators_of: str | None = None  # every coordinator of this institution
+    institutions: frozenset[str] = frozenset()  # the clinic and the centre (webhooks)
 
 
 class Notifier(Protocol):
@@ -200,6 +209,12 @@ class NoNotices:
 
 def _notice(kind: str, consult: Consult, now: datetime) -> Notice:
     """Who hears of a step: the table's counterpart of each event."""
+    return replace(
+        _recipients(kind, consult, now), institutions=frozenset({consult.clinic, consult.centre})
+    )
+
+
+def _recipients(kind: str, consult: Consult, now: datetime) -> Notice:
     experts = frozenset(consult.experts)
     requester = frozenset({consult.requester})
     centre = consult.centre
@@ -1208,3 +1223,161 @@ class ConsultService:
             raise InvalidInput("until", "a period is at most 366 days")
         query = StatsQuery(since=since, until=until, by=by, now=self._clock(), scope=scope)
         return self._stats.consult_stats(query), self._stats.referral_stats(query)
+
+
+# Outgoing webhooks
+
+# The notice kinds an endpoint may ask for.
+WEBHOOK_EVENTS: Final = frozenset(
+    {f"consult.{e.value}" for e in ConsultEvent}
+    | {"consult.escalate", "consult.due_soon", "consult.starting", "consult.cosign"}
+)
+_MAX_URL_CHARS: Final = 2000
+
+
+def _check_url(url: str) -> str:
+    """An absolute http(s) URL without credentials, or InvalidInput."""
+    cleaned = url.strip()
+    parts = urlsplit(cleaned)
+    if len(cleaned) > _MAX_URL_CHARS or parts.scheme not in ("http", "https"):
+        raise InvalidInput("url", "an http or https URL of at most 2000 characters")
+    if not parts.hostname or parts.username or parts.password:
+        raise InvalidInput("url", "needs a host and no user or password in it")
+    if any(ord(ch) < 33 for ch in cleaned):
+        raise InvalidInput("url", "holds spaces or control characters")
+    return cleaned
+
+
+class WebhookOutbox:
+    """A :class:`Notifier` that queues each notice for the webhook endpoints of the
+    consult's clinic and centre that asked for its kind (the sender delivers them).
+
+    The body is JSON ``{"event", "consult", "at", "delivery"}``: no patient data; the
+    receiver fetches the consult with its API token.
+    """
+
+    def __init__(self, webhooks: WebhookRepository, *, new_id: Callable[[], str] = _new_id) -> None:
+        self._repo = webhooks
+        self._new_id = new_id
+
+    def notify(self, notice: Notice) -> None:
+        queued: list[WebhookDelivery] = []
+        for institution in sorted(notice.institutions):
+            for endpoint in self._repo.endpoints(institution):
+                if endpoint.revoked_at is not None:
+                    continue
+                if endpoint.events and notice.kind not in endpoint.events:
+                    continue
+                delivery_id = self._new_id()
+                body = json.dumps(
+                    {
+                        "event": notice.kind,
+                        "consult": notice.consult,
+                        "at": iso_utc(notice.at),
+                        "delivery": delivery_id,
+                    },
+                    sort_keys=True,
+                    separators=(",", ":"),
+                ).encode()
+                queued.append(
+                    WebhookDelivery(
+                        id=delivery_id,
+                        endpoint=endpoint.id,
+                        event=notice.kind,
+                        body=body,
+                        created_at=notice.at,
+                        next_attempt_at=notice.at,
+                    )
+                )
+        self._repo.enqueue(queued)
+
+
+class Webhooks:
+    """An institution admin's webhook endpoints: register (the secret shown once),
+    list, revoke, read the delivery log.
+
+    Parameters
+    ----------
+    random_bytes
+        The source of shared secrets (``secrets.token_bytes``).
+    """
+
+    def __init__(
+        self,
+        webhooks: WebhookRepository,
+        *,
+        random_bytes: Callable[[int], bytes],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        new_id: Callable[[], str] = _new_id,
+    ) -> None:
+        self._repo = webhooks
+        self._random_bytes = random_bytes
+        self._clock = clock
+        self._new_id = new_id
+
+    @staticmethod
+    def _institution(person: Person) -> str:
+        if not person.is_admin or person.institution is None:
+            raise Forbidden("webhooks are registered by an admin of an institution")
+        return person.institution
+
+    def _audit(self, person: Person, action: str, endpoint: WebhookEndpoint) -> AuditEvent:
+        return AuditEvent(
+            at_s=self._clock().timestamp(),
+            action=action,
+            actor=person.id,
+            target=f"webhook:{endpoint.id}",
+            details={"events": ",".join(sorted(endpoint.events)) or "*"},
+            institution=endpoint.institution,
+        )
+
+    def register(
+        self, person: Person, url: str, events: frozenset[str]
+    ) -> tuple[WebhookEndpoint, str]:
+        """A new endpoint of the admin's institution and its shared secret (hex).
+
+        Raises
+        ------
+        Forbidden
+            Not an admin of an institution.
+        InvalidInput
+            The URL is not an http(s) URL, or an event kind is unknown.
+        """
+        institution = self._institution(person)
+        unknown = events - WEBHOOK_EVENTS
+        if unknown:
+            raise InvalidInput("events", f"unknown kinds: {', '.join(sorted(unknown))}")
+        endpoint = WebhookEndpoint(
+            id=self._new_id(),
+            institution=institution,
+            url=_check_url(url),
+            events=events,
+            created_by=person.username,
+            created_at=self._clock(),
+        )
+        secret = self._random_bytes(32).hex()
+        self._repo.add_endpoint(endpoint, secret, self._audit(person, "webhook.created", endpoint))
+        return endpoint, secret
+
+    def endpoints(self, person: Person) -> Sequence[WebhookEndpoint]:
+        """The admin's institution's endpoints."""
+        return self._repo.endpoints(self._institution(person))
+
+    def _own(self, person: Person, endpoint_id: str) -> WebhookEndpoint:
+        found = self._repo.get_endpoint(endpoint_id)
+        if found is None or found.institution != self._institution(person):
+            raise NotFound("webhook", endpoint_id)
+        return found
+
+    def revoke(self, person: Person, endpoint_id: str) -> None:
+        """Stop an endpoint; its pending deliveries are given up."""
+        found = self._own(person, endpoint_id)
+        self._repo.revoke_endpoint(
+            found.id, self._clock(), self._audit(person, "webhook.revoked", found)
+        )
+
+    def deliveries(
+        self, person: Person, endpoint_id: str, limit: int = 100
+    ) -> Sequence[WebhookDelivery]:
+        """The delivery log of an endpoint, newest first."""
+        return self._repo.deliveries(self._own(person, endpoint_id).id, limit)

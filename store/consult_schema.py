@@ -52,6 +52,9 @@ __all__ = [
     "referral_slots",
     "referrals",
     "signer_keys",
+    "webhook_attempts",
+    "webhook_deliveries",
+    "webhook_endpoints",
 ]
 
 STATES: Final = tuple(s.value for s in ConsultState)
@@ -198,6 +201,48 @@ consult_streams = Table(
     Column("attached_by", String(CODE), nullable=False),
     Column("attached_at", UtcDateTime, nullable=False),
     Index("ix_consult_streams_stream", "stream"),
+)
+
+# Outgoing webhooks: a hospital system's endpoint, and the delivery log.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(CODE), primary_key=True),
+    Column("institution", String(CODE), ForeignKey("institutions.code"), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("secret_sealed", Text, nullable=False),
+    Column("events", Text, nullable=False),  # comma-separated kinds, "" for all
+    Column("created_by", String(CODE), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Index("ix_webhook_endpoints_institution", "institution"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(CODE), primary_key=True),
+    Column("endpoint", String(CODE), ForeignKey("webhook_endpoints.id"), nullable=False),
+    Column("event", String(CODE), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=True),
+    Column("delivered_at", UtcDateTime, nullable=True),
+    Column("last_status", Integer, nullable=True),
+    Column("last_error", String(NAME), nullable=True),
+    Index("ix_webhook_deliveries_next_attempt_at", "next_attempt_at"),
+    Index("ix_webhook_deliveries_endpoint_created_at", "endpoint", "created_at"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("delivery", String(CODE), ForeignKey("webhook_deliveries.id"), primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("status", Integer, nullable=True),
+    Column("error", String(NAME), nullable=True),
 )
 
 signer_keys = Table(
