@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page
 
-from consults.accounts import NewPerson
 from consults.directory import Role
 from tests.api.test_consults import Api, api, verify
 from tests.consults.test_service_world import PASSWORD
@@ -146,16 +145,7 @@ async def test_a_consult_from_request_to_signed_pdf_in_the_browser(
 async def test_the_dashboard_draws_its_charts(browser: Browser, api: Api, tmp_path: Path) -> None:
     """An auditor's statistics: one bar group per clinic, in an SVG, and the CSV link."""
     world = api.world
-    world.directory.create_person(
-        world["root"],
-        NewPerson(
-            username="gao.auditor",
-            display_name="Gao auditor",
-            password=PASSWORD,
-            roles=frozenset({Role.AUDITOR}),
-            institution="city-1",
-        ),
-    )
+    world.add_person("gao.auditor", "city-1", Role.AUDITOR)
     world.service.create(world["li.doctor"], world.request())
     world.service.create(world["zhou.doctor"], world.request())
     world.clock.advance(1)

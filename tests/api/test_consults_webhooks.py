@@ -21,8 +21,7 @@ from api.auth import account_api
 from api.consults import WebhookSender, consult_api
 from api.edge import Edge, EdgeConfig
 from api.session import CSRF_COOKIE
-from consults.accounts import NewPerson
-from consults.directory import AdminScope, Person, Role
+from consults.directory import Person, Role
 from consults.errors import Forbidden, InvalidInput, NotFound
 from consults.lifecycle import ConsultEvent
 from consults.service import WebhookOutbox, Webhooks
@@ -81,17 +80,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 def county_admin(world: World) -> Person:
-    return world.directory.create_person(
-        world["root"],
-        NewPerson(
-            username="county.admin",
-            display_name="County admin",
-            password=PASSWORD,
-            roles=frozenset({Role.ADMIN}),
-            institution="county-1",
-            admin_scope=AdminScope.INSTITUTION,
-        ),
-    )
+    return world.add_person("county.admin", "county-1", Role.ADMIN)
 
 
 def test_notices_are_delivered_signed_retried_and_logged(world: World, receiver: Receiver) -> None:
@@ -170,17 +159,7 @@ def test_notices_are_delivered_signed_retried_and_logged(world: World, receiver:
         webhooks.revoke(admin, dead.id)
     with pytest.raises(Forbidden):  # a deployment admin has no institution's endpoints
         webhooks.deliveries(world["root"], endpoint.id)
-    other = world.directory.create_person(
-        world["root"],
-        NewPerson(
-            username="other.admin",
-            display_name="Other admin",
-            password=PASSWORD,
-            roles=frozenset({Role.ADMIN}),
-            institution="county-2",
-            admin_scope=AdminScope.INSTITUTION,
-        ),
-    )
+    other = world.add_person("other.admin", "county-2", Role.ADMIN)
     with pytest.raises(NotFound):  # another institution's endpoint does not exist for them
         webhooks.deliveries(other, endpoint.id)
     rows = [r.action for r in world.audit() if r.action.startswith("webhook.")]

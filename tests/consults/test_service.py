@@ -11,9 +11,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from consults.accounts import NewPerson
 from consults.consult_repositories import Queue, StaleConsult
-from consults.directory import AdminScope, Role
+from consults.directory import Role
 from consults.errors import Forbidden, InvalidInput, NotFound
 from consults.lifecycle import (
     TRANSITIONS,
@@ -30,7 +29,7 @@ from consults.repositories import AuditEvent, PageRequest
 from consults.service import actor_of
 from consults.transitions import NotPermitted, TransitionNotAllowed
 from store.consult_schema import consults
-from tests.consults.test_service_world import PASSWORD, World, world
+from tests.consults.test_service_world import World, world
 from tests.pg import database
 
 __all__ = ["database", "world"]
@@ -363,17 +362,7 @@ def test_admins_see_no_consult_and_experts_come_from_serving_institutions(world:
     """The centre's admin does not see its consults (404: no patient data by that role
     alone); an expert of another county cannot be assigned (400), nothing changed."""
     consult_id = reach(world, S.SUBMITTED)
-    admin = world.directory.create_person(
-        world["root"],
-        NewPerson(
-            username="county.admin",
-            display_name="County admin",
-            password=PASSWORD,
-            roles=frozenset({Role.ADMIN}),
-            institution="county-1",
-            admin_scope=AdminScope.INSTITUTION,
-        ),
-    )
+    admin = world.add_person("county.admin", "county-1", Role.ADMIN)
     with pytest.raises(NotFound):
         world.service.get(admin, consult_id)
     before = world.repository.get(consult_id)

@@ -10,7 +10,6 @@ from datetime import timedelta
 
 import pytest
 
-from consults.accounts import NewPerson
 from consults.consult_repositories import StaleConsult
 from consults.directory import Role
 from consults.errors import Conflict, Forbidden, InvalidInput, NotFound, TotpRequired
@@ -24,7 +23,7 @@ from consults.transitions import NotPermitted, TransitionNotAllowed
 from store.audit import AuditQuery, query
 from store.streams import StreamRecord
 from tests.consults.test_service import TEXT, reach, take
-from tests.consults.test_service_world import PASSWORD, World, world
+from tests.consults.test_service_world import World, world
 from tests.pg import database
 
 __all__ = ["database", "world"]
@@ -351,16 +350,7 @@ def test_two_assignments_racing_one_wins(world: World) -> None:
     compare-and-set lets exactly one through (the other gets consult_changed), one
     ``consult.assign`` row, and the experts are one side's, whole."""
     consult_id = reach(world, S.SUBMITTED)
-    world.directory.create_person(
-        world["root"],
-        NewPerson(
-            username="qin.coord",
-            display_name="Qin coordinator",
-            password=PASSWORD,
-            roles=frozenset({Role.COORDINATOR}),
-            institution="county-1",
-        ),
-    )
+    world.add_person("qin.coord", "county-1", Role.COORDINATOR)
     coordinators = {"zhao.coord": ["wang.expert"], "qin.coord": ["chen.expert", "wang.expert"]}
     people = {name: world.stores.directory.person_by_username(name) for name in coordinators}
     barrier = threading.Barrier(2)

@@ -15,7 +15,7 @@ import pyotp
 import pytest
 
 from consults.accounts import AccountPolicy, Accounts, DirectoryAdmin, NewPerson, Principal
-from consults.directory import Level, Person, Role
+from consults.directory import AdminScope, Level, Person, Role
 from consults.lifecycle import Mode, Priority
 from consults.requests import Consent, ConsentKind, ConsultRequest, FieldCipher, Patient, Sex
 from consults.service import ConsultService, NoNotices
@@ -66,6 +66,23 @@ class World:
 
     def __getitem__(self, username: str) -> Person:
         return self.people[username]
+
+    def add_person(self, username: str, institution: str, role: Role) -> Person:
+        """One more person, made by the deployment admin (an admin's scope is their
+        institution)."""
+        person = self.directory.create_person(
+            self.people["root"],
+            NewPerson(
+                username=username,
+                display_name=username.split(".")[0].capitalize() + " " + role.value,
+                password=PASSWORD,
+                roles=frozenset({role}),
+                institution=institution,
+                admin_scope=AdminScope.INSTITUTION if role is Role.ADMIN else None,
+            ),
+        )
+        self.people[username] = person
+        return person
 
     def totp(self, username: str) -> str:
         """The person's current TOTP code at the world's clock."""

@@ -11,7 +11,6 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from consults.accounts import NewPerson
 from consults.consult_repositories import StatsGroup
 from consults.directory import Role
 from consults.errors import Forbidden, InvalidInput
@@ -19,7 +18,7 @@ from consults.lifecycle import ConsultEvent, Priority
 from consults.referrals import ReferralEvent
 from store.consult_schema import consults
 from tests.consults.test_service import TEXT
-from tests.consults.test_service_world import PASSWORD, World, world
+from tests.consults.test_service_world import World, world
 
 __all__ = ["world"]
 
@@ -76,16 +75,7 @@ def test_counts_and_turnaround_match_the_stored_consults(world: World) -> None:
     run_consult(world, "li.doctor", None, None)  # stays submitted
     world.clock.advance(25 * 3600)  # past every routine deadline
     until = world.clock.now
-    auditor = world.directory.create_person(
-        world["root"],
-        NewPerson(
-            username="gao.auditor",
-            display_name="Gao auditor",
-            password=PASSWORD,
-            roles=frozenset({Role.AUDITOR}),
-            institution="city-1",
-        ),
-    )
+    auditor = world.add_person("gao.auditor", "city-1", Role.AUDITOR)
     rows, _ = service.statistics(auditor, since=since, until=until, by=StatsGroup.CLINIC)
     records = [r for r in (world.repository.get(i) for i in _ids(world)) if r is not None]
     assert [row.key for row in rows] == ["village-1"]
