@@ -388,8 +388,8 @@ class ConsultRepository(Protocol):
     def attachments(self, consult_id: str) -> Sequence[Attachment]:
         """The consult's attachments, oldest first."""
 
-    def add_slot(self, slot: Slot) -> None:
-        """Publish an appointment slot."""
+    def add_slot(self, slot: Slot, event: AuditEvent) -> None:
+        """Publish an appointment slot, with its audit row."""
 
     def get_slot(self, slot_id: str) -> Slot | None:
         """A slot, or None."""

@@ -1057,6 +1057,8 @@ class ConsultService:
         """A doctor or coordinator publishes a slot of their institution's department."""
         if person.institution is None or not person.roles & {Role.DOCTOR, Role.COORDINATOR}:
             raise Forbidden("slots are published by a department's doctors or coordinators")
+        if start <= self._clock():
+            raise InvalidInput("start", "is in the past")
         slot = Slot(
             id=self._new_id(),
             institution=person.institution,
@@ -1064,7 +1066,17 @@ class ConsultService:
             start=start,
             end=end,
         )
-        self._repo.add_slot(slot)
+        self._repo.add_slot(
+            slot,
+            AuditEvent(
+                at_s=self._clock().timestamp(),
+                action="referral.slot_published",
+                actor=person.id,
+                target=f"slot:{slot.id}",
+                details={"department": department, "start": iso_utc(start)},
+                institution=person.institution,
+            ),
+        )
         return slot
 
     def refer(

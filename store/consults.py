@@ -624,7 +624,7 @@ class SqlConsultRepository:
         return sorted(found, key=lambda x: (x.started_at, x.id))
 
     # Referrals
-    def add_slot(self, slot: Slot) -> None:
+    def add_slot(self, slot: Slot, event: AuditEvent) -> None:
         with unit_of_work(self.engine) as conn:
             try:
                 conn.execute(
@@ -638,6 +638,7 @@ class SqlConsultRepository:
                 )
             except IntegrityError as exc:
                 raise Conflict("slot", slot.id) from exc
+            _append(conn, event)
 
     def get_slot(self, slot_id: str) -> Slot | None:
         with unit_of_work(self.engine, read=True) as conn:

@@ -202,6 +202,14 @@ def test_two_referrals_racing_for_a_slot_one_wins(world: World) -> None:
     assert [taken for _, taken in service.slots(world["li.doctor"], "county-1")] == [False]
     again = service.refer(world["sun.doctor"], slot.id, "需要急诊 PCI")
     assert again.state is ReferralState.REQUESTED
+    assert "referral.slot_published" in [row.action for row in world.audit()]
+    with pytest.raises(InvalidInput):
+        service.publish_slot(
+            world["heart.doctor"],
+            "cardio",
+            world.clock.now - timedelta(hours=1),
+            world.clock.now,
+        )
 
 
 def test_a_referral_from_a_signed_opinion(world: World) -> None:
