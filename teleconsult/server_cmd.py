@@ -132,6 +132,8 @@ def run_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Alembic names every migration it applies at INFO: a first start is not news.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.root.level))
     try:
         config = _config(
             args, host=args.host, port=args.port, record=args.record, cert=args.cert, key=args.key
@@ -175,13 +177,15 @@ async def _serve(config: Config) -> int:
     base = config.base_url(server.port)
     secret = load_key_ring(config.data_dir, config.secret)
     data_dir = config.data_dir
+    # The command as this shell can run it (make serve runs .venv/bin/teleconsult).
+    program = sys.argv[0] if Path(sys.argv[0]).name == "teleconsult" else "teleconsult"
     begin = (
         [f"log in: {base}/static/login.html   live ECG: {base}/ecg"]
         if people.total
         else [
             "no account yet: create the deployment's first admin (then log in at",
             f"{base}/static/login.html and add institutions, people and carts):",
-            f"  teleconsult setup --admin USERNAME --password-stdin --data-dir {data_dir}",
+            f"  {program} setup --admin USERNAME --password-stdin --data-dir {data_dir}",
         ]
     )
     lines = [
@@ -191,7 +195,7 @@ async def _serve(config: Config) -> int:
         f"demo room {DEMO_ROOM!r}, links valid {DEMO_TTL_S / 3600:.0f} h:",
         *(f"  {who}: {url}" for who, url in demo_links(secret, base)),
         "mint more tokens with:",
-        "  teleconsult token --identity ID --name NAME --role ROLE --room ROOM "
+        f"  {program} token --identity ID --name NAME --role ROLE --room ROOM "
         f"[--moderator] [--ttl 2h] --data-dir {config.data_dir}",
         "stop with Ctrl-C",
     ]
