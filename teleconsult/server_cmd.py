@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import signal
 import sys
@@ -37,7 +38,7 @@ from teleconsult.config import (
 )
 
 DEMO_ROOM: Final = "demo"
-DEMO_TTL_S: Final = 12 * 3600.0
+DEMO_TTL_S: Final = 2 * 3600.0
 
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
@@ -59,6 +60,11 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     token.add_argument("--room", required=True, help="the room the token enters")
     token.add_argument("--moderator", action="store_true", help="may admit, mute and remove")
     token.add_argument("--ttl", default="2h", help="lifetime, e.g. 90s, 30m, 2h, 7d (default 2h)")
+    token.add_argument(
+        "--url",
+        help="the server's address as people open it, for the printed link "
+        "(default: data.public_url, else the configured host and port)",
+    )
     add_config_arguments(token, "where the secret is kept")
     token.set_defaults(handler=run_token)
 
@@ -92,16 +98,33 @@ def run_token(args: argparse.Namespace) -> int:
         f"token for {args.identity} ({args.name}), role {args.role}, room {args.room}, "
         f"permissions {', '.join(sorted(permissions))}, valid {args.ttl}"
     )
-    print(f"join: {config.base_url()}/join?token={token}")
+    for line in token_links(
+        args.url.rstrip("/") if args.url else config.base_url(), args.role, token
+    ):
+        print(line)
     print(token)
     return 0
 
 
+def token_links(base_url: str, role: str, token: str) -> list[str]:
+    """What a token is for, as links: a device's endpoint (no page), a viewer's ECG page
+    (and its room), anyone else's room."""
+    if role == "device":
+        ws = base_url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+        return [f"device endpoint: {ws}/device  (send the token as Authorization: Bearer)"]
+    links = [f"join: {base_url}/join?token={token}"]
+    if role == "observer":
+        links.insert(0, f"ecg: {base_url}/ecg?token={token}")
+    return links
+
+
 def demo_links(secret: str | KeyRing, base_url: str) -> list[tuple[str, str]]:
-    """``(who, URL)`` for a demo moderator and a demo participant in room ``demo``."""
+    """``(who, URL)`` for a demo moderator and a demo participant in room ``demo``, and
+    a demo ECG viewer of that room's streams."""
     people = [
         ("demo-expert", "Demo Expert", "expert", {"publish", "subscribe", "moderate"}),
         ("demo-applicant", "Demo Applicant", "applicant", {"publish", "subscribe"}),
+        ("demo-viewer", "Demo Viewer", "observer", {"subscribe"}),
     ]
     links = []
     for identity, name, role, permissions in people:
@@ -114,7 +137,8 @@ def demo_links(secret: str | KeyRing, base_url: str) -> list[tuple[str, str]]:
             permissions=frozenset(permissions),
             ttl_s=DEMO_TTL_S,
         )
-        links.append((f"{name} ({role})", f"{base_url}/join?token={token}"))
+        page = "ecg" if role == "observer" else "join"
+        links.append((f"{name} ({role})", f"{base_url}/{page}?token={token}"))
     return links
 
 
@@ -157,6 +181,13 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
 
 
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 async def _serve(config: Config) -> int:
     # The live workers start with the first ECG stream (the kernels already compiled
     # by warm_up, so they only load them). Started with the server, idle workers went
@@ -188,12 +219,21 @@ async def _serve(config: Config) -> int:
             f"  {program} setup --admin USERNAME --password-stdin --data-dir {data_dir}",
         ]
     )
+    # Demo links only where nobody else can reach them: a token in a terminal of a
+    # server on every address is a token for anyone who sees the screen.
+    demo = (
+        [
+            f"demo room {DEMO_ROOM!r}, links valid {DEMO_TTL_S / 3600:.0f} h (loopback only):",
+            *(f"  {who}: {url}" for who, url in demo_links(secret, base)),
+        ]
+        if _loopback(config.server.host)
+        else ["(no demo links: the server listens beyond loopback)"]
+    )
     lines = [
         f"teleconsult serving on {base}  (data in {data_dir.resolve()})",
         *begin,
         f"health: {base}/healthz   metrics: {base}/metrics   API: {base}/api/v1/openapi.json",
-        f"demo room {DEMO_ROOM!r}, links valid {DEMO_TTL_S / 3600:.0f} h:",
-        *(f"  {who}: {url}" for who, url in demo_links(secret, base)),
+        *demo,
         "mint more tokens with:",
         f"  {program} token --identity ID --name NAME --role ROLE --room ROOM "
         f"[--moderator] [--ttl 2h] --data-dir {config.data_dir}",

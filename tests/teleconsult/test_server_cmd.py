@@ -326,3 +326,23 @@ def test_token_side_imports_nothing_heavy() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.strip() == ""
+
+
+def test_token_links_follow_the_role_and_the_url(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A room token links to /join at the URL given; a viewer's to /ecg as well; a
+    device's names the /device endpoint and no page."""
+    base = ("--data-dir", str(tmp_path), "--url", "https://consult.example.org:9443/")
+    _, room, _ = _token(capsys, "--identity", "a", "--name", "A", "--role", "expert",
+                        "--room", "r", *base)  # fmt: skip
+    assert "join: https://consult.example.org:9443/join?token=" in room
+    assert "/ecg?" not in room
+    _, viewer, _ = _token(capsys, "--identity", "v", "--name", "V", "--role", "observer",
+                          "--room", "r", *base)  # fmt: skip
+    assert "ecg: https://consult.example.org:9443/ecg?token=" in viewer
+    _, device, _ = _token(capsys, "--identity", "cart", "--name", "C", "--role", "device",
+                          "--room", "r", *base)  # fmt: skip
+    assert "wss://consult.example.org:9443/device" in device
+    assert "/join?" not in device
+    assert "/ecg?" not in device
