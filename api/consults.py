@@ -1337,13 +1337,11 @@ class ConsultController(Controller):
         """Every signed version on A4, Chinese and English, with the signer, the time
         and the key fingerprint; the signed documents ride inside it for
         ``teleconsult report verify``."""
-        versions = consult_service.versions(principal.person, consult_id)
+        _, versions, cosignatures = consult_service.export(principal.person, consult_id, "pdf")
         if not versions:
             raise NotFound("signed opinion", consult_id)
         return Response(
-            render_opinion_pdf(
-                versions, consult_service.cosignatures(principal.person, consult_id)
-            ),
+            render_opinion_pdf(versions, cosignatures),
             media_type="application/pdf",
             headers={
                 "content-disposition": f'attachment; filename="opinion-{consult_id}.pdf"',
@@ -1366,15 +1364,10 @@ class ConsultController(Controller):
     ) -> Response[bytes]:
         """ServiceRequest, Task, Appointment, Encounter (class VR) and, once signed,
         DiagnosticReport and Provenance with the signature, in a ``collection``."""
-        person = principal.person
-        view = consult_service.get(person, consult_id)
-        versions = consult_service.versions(person, consult_id)
+        view, versions, cosignatures = consult_service.export(principal.person, consult_id, "fhir")
         return Response(
             json.dumps(
-                fhir_bundle(
-                    view.record, versions, consult_service.cosignatures(person, consult_id)
-                ),
-                ensure_ascii=False,
+                fhir_bundle(view.record, versions, cosignatures), ensure_ascii=False
             ).encode(),
             media_type="application/fhir+json",
             headers=_NO_STORE,

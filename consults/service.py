@@ -487,8 +487,30 @@ class ConsultService:
         return self._view(person, record)
 
     def get(self, person: Person, consult_id: str) -> ConsultView:
-        """The consult, for someone who may see it (else NotFound)."""
-        return self._view(person, self._visible(person, consult_id))
+        """The consult, for someone who may see it (else NotFound); the read is audited
+        (``consult.viewed``: who read which patient's record, and when)."""
+        record = self._visible(person, consult_id)
+        self._repo.audit(self._event(record, "consult.viewed", person, self._clock()))
+        return self._view(person, record)
+
+    def export(
+        self, person: Person, consult_id: str, form: str
+    ) -> tuple[ConsultView, Sequence[SignedVersion], Sequence[SignedVersion]]:
+        """The consult, its signed versions and co-signatures for an export (``form``:
+        ``pdf``, ``fhir``), audited as ``consult.exported``.
+
+        Raises
+        ------
+        NotFound
+            The caller does not see the consult.
+        """
+        record = self._visible(person, consult_id)
+        self._repo.audit(
+            self._event(record, "consult.exported", person, self._clock(), format=form)
+        )
+        versions = self._repo.versions(consult_id)
+        cosignatures = self._repo.cosignatures(consult_id)
+        return self._view(person, record), versions, cosignatures
 
     def worklist(
         self,

@@ -205,6 +205,9 @@ async def test_the_contract_from_request_to_signed_pdf(api: Api, tmp_path: Path)
     assert resources["DiagnosticReport"]["conclusion"] == OPINION["diagnosis"]
     closed = await doctor.post(f"{url}/close", json={})
     assert closed.json()["state"] == "closed"
+    actions = [a for a, _ in world.actions(consult_id)]
+    assert actions.count("consult.exported") == 2  # the PDF and the FHIR Bundle
+    assert "consult.viewed" in actions
     for client in (doctor, coordinator, expert):
         await client.aclose()
 

@@ -6,6 +6,7 @@ by content and kept in the data dir, and a referral slot two threads race for.""
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -13,11 +14,12 @@ import pytest
 from consults.consult_repositories import StaleConsult
 from consults.directory import Role
 from consults.errors import Conflict, Forbidden, InvalidInput, NotFound, TotpRequired
-from consults.lifecycle import ConsultEvent, ConsultState
+from consults.lifecycle import ConsultEvent, ConsultState, apply
 from consults.opinions import OpinionSigned, SignedVersion, verify_chain, verify_cosignatures
 from consults.referrals import ReferralEvent, ReferralState, SlotTaken
-from consults.repositories import PageRequest
+from consults.repositories import AuditEvent, PageRequest
 from consults.requests import AttachmentTooLarge, AttachmentType, MediaType
+from consults.service import actor_of
 from consults.signatures import SignatureError, digest, fingerprint
 from consults.transitions import NotPermitted, TransitionNotAllowed
 from store.audit import AuditQuery, query
@@ -354,39 +356,43 @@ def test_ecg_streams_of_the_clinics_cart_are_the_consults(world: World) -> None:
 
 
 def test_two_assignments_racing_one_wins(world: World) -> None:
-    """Two coordinators assign the same consult from two threads at once: the store's
-    compare-and-set lets exactly one through (the other gets consult_changed), one
-    ``consult.assign`` row, and the experts are one side's, whole."""
+    """Two coordinators assign the consult they both read, from two threads at once: the
+    store's compare-and-set on the revision lets exactly one write through (the other
+    gets consult_changed), with one audit row, and the experts are one side's, whole."""
     consult_id = reach(world, S.SUBMITTED)
-    world.add_person("qin.coord", "county-1", Role.COORDINATOR)
-    coordinators = {"zhao.coord": ["wang.expert"], "qin.coord": ["chen.expert", "wang.expert"]}
-    people = {name: world.stores.directory.person_by_username(name) for name in coordinators}
+    before = world.repository.get(consult_id)
+    assert before is not None
+    qin = world.add_person("qin.coord", "county-1", Role.COORDINATOR)
+    choices = {"zhao.coord": ("wang.expert",), "qin.coord": ("chen.expert", "wang.expert")}
     barrier = threading.Barrier(2)
     outcomes: dict[str, object] = {}
 
     def assign(name: str) -> None:
-        person = people[name]
-        assert person is not None
+        person = world[name] if name != "qin.coord" else qin
+        moved = apply(
+            before.consult, E.ASSIGN, actor_of(person), world.clock.now, experts=choices[name]
+        )
+        event = AuditEvent(at_s=world.clock.epoch(), action="consult.assign", consult=consult_id)
         barrier.wait()
         try:
-            outcomes[name] = world.service.step(
-                person, consult_id, E.ASSIGN, experts=coordinators[name]
-            )
+            world.repository.transition(before, replace(before, consult=moved), event)
+            outcomes[name] = "won"
         except StaleConsult as exc:
             outcomes[name] = exc
 
-    threads = [threading.Thread(target=assign, args=(name,)) for name in coordinators]
+    threads = [threading.Thread(target=assign, args=(name,)) for name in choices]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=30)
-    won = [name for name, o in outcomes.items() if not isinstance(o, StaleConsult)]
+    won = [name for name, o in outcomes.items() if o == "won"]
     lost = [name for name, o in outcomes.items() if isinstance(o, StaleConsult)]
     assert len(won) == 1
     assert len(lost) == 1
     record = world.repository.get(consult_id)
     assert record is not None
-    assert list(record.consult.experts) == coordinators[won[0]]
+    assert record.consult.experts == choices[won[0]]
+    assert record.revision == before.revision + 1
     assert [a for a in world.actions(consult_id) if a[0] == "consult.assign"] == [
         ("consult.assign", "ok")
     ]
