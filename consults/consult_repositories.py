@@ -1,4 +1,5 @@
-"""What the consult service needs from storage: the records it keeps and one Protocol.
+"""What the consult service needs from storage: the records it keeps and its Protocols
+(:class:`ConsultRepository`, :class:`ConsultStatistics`, :class:`WebhookRepository`).
 
 Design notes
 ------------

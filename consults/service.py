@@ -1,5 +1,7 @@
 """The consult service's use cases: request, triage, each step of the lifecycle, the
-opinion (draft, sign, addendum), attachments, worklists, expiry and referral.
+opinion (draft, sign, addendum, co-signature), attachments and ECG streams, worklists,
+the sweep's expiry, escalation and reminders, referral, supervision statistics and the
+outgoing webhooks' outbox and endpoints.
 
 Design notes
 ------------
@@ -12,8 +14,9 @@ Design notes
   coordinators, the assigned experts) and the doctors, experts and coordinators of the
   clinic and the centre (not their admins or auditors: no patient data by that role
   alone). An assigned expert must be of an institution that serves the clinic for
-  consults. To anyone else it does not exist (:class:`~consults.errors.NotFound`, 404); someone who
-  sees it but may not take a step gets 403, a step the table does not have 409.
+  consults. To anyone else it does not exist (:class:`~consults.errors.NotFound`,
+  404); someone who sees it but may not take a step gets 403, a step the table does not
+  have 409. Each read of a consult and each export is audited too.
 - **Where a request goes.** To the consult centre that serves the clinic
   (:func:`consults.rights.providers_of`, kind ``consult``): among the providers, those
   with coordinators first (a request nobody can triage helps nobody), then the nearest
@@ -28,6 +31,10 @@ Design notes
   last one, signed anew; signed versions never change. In a multidisciplinary consult
   the other experts co-sign the latest version (their remark beside it), each with the
   second factor and their own key.
+- **Notices.** Each stored step, and each of the sweep's (escalation, expiry, a
+  deadline near, a start near), yields a :class:`Notice` to the :class:`Notifier` the
+  server wires: the live notifications, and :class:`WebhookOutbox`, which queues it for
+  the webhook endpoints of the consult's clinic and centre.
 - The patient is named in signatures, streams and the audit trail by an opaque id made
   at the request; the national id is kept sealed (:class:`~consults.requests.FieldCipher`)
   and shown masked.
