@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import multiprocessing
 import multiprocessing.process
@@ -560,6 +561,10 @@ class EcgService:
     ) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.store = StreamStore(root)
+        # What viewers list, kept in memory so that a listing never reads the disk on the
+        # event loop: every stored stream once at start (the scan of unfinished ones
+        # included), then updated as streams start and end.
+        self._catalog: dict[uuid.UUID, StreamInfo] = {i.stream: i for i in self.store.streams()}
         self.service = StreamService(self.store, listener=self, on_takeover=self._takeover)
         self.chunk_s = chunk_s
         self.idle_chunk_s = idle_chunk_s
@@ -630,6 +635,10 @@ class EcgService:
         idle = max(1, round(self.idle_chunk_s * start.fs_hz))
         feed = _Feed(start, stream, first_index, chunker, chunker.chunk_samples, idle)
         self._live[start.stream] = feed
+        if start.stream not in self._catalog:
+            self._catalog[start.stream] = StreamInfo(
+                start.stream, start.device, start, first_index, None
+            )
         self.workers.submit(StartJob(stream, encode_message(start).encode(), first_index))
         if self.on_stream is not None:
             self.on_stream("stream.started" if first_index == 0 else "stream.resumed", start)
@@ -644,6 +653,11 @@ class EcgService:
                 self._step(feed, block, watched=watched)
             received = feed.origin + feed.received
             self.workers.submit(EndJob(feed.stream, received, time.monotonic()))
+            known = self._catalog.get(start.stream)
+            if known is not None:
+                self._catalog[start.stream] = dataclasses.replace(
+                    known, durable_samples=received, total_samples=received
+                )
         if self.on_stream is not None:
             self.on_stream("stream.ended", start)
         self._batch_pool.submit(self._reannotate, start, record)
@@ -651,13 +665,15 @@ class EcgService:
     # -- EcgCatalog --------------------------------------------------------------------
 
     def ecg_streams(self) -> list[StreamSummary]:
-        return [self._info(info) for info in self.store.streams()]
+        infos = sorted(self._catalog.values(), key=lambda info: info.start.start_time)
+        return [self._info(info) for info in infos]
 
     def ecg_stream(self, stream: str) -> StreamSummary | None:
         try:
-            return self._info(self.store.info(uuid.UUID(stream)))
-        except (ValueError, EcgError):
+            info = self._catalog.get(uuid.UUID(stream))
+        except ValueError:
             return None
+        return None if info is None else self._info(info)
 
     def _info(self, info: StreamInfo) -> StreamSummary:
         if info.stream in self._ended:

@@ -107,7 +107,9 @@ class ViewerHub:
                     # institution's record answers 404 on the REST API).
                     reply = m.Error(code=m.ErrorCode.NOT_FOUND, reason="no such stream", ref=ref)
                 else:
-                    self._subscribers.setdefault(stream, set()).add(conn)
+                    # By the stream's own id: the one its live chunks are published under,
+                    # whatever form of it (upper case, braces, urn:uuid:) the viewer sent.
+                    self._subscribers.setdefault(info.stream, set()).add(conn)
                     reply = m.EcgSubscribed(info=info, display_fs_hz=self.display_fs_hz, ref=ref)
                     if self.audit is not None:
                         self.audit(viewed(request, info))
