@@ -430,7 +430,7 @@ def load_secret(
             return value
     path = data_dir / SECRET_FILE
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         pass
@@ -442,9 +442,12 @@ def load_secret(
             file.flush()
             os.fsync(file.fileno())
     try:
+        mode = stat.S_IMODE(path.stat().st_mode)
         secret = path.read_text().strip()
     except OSError as exc:
         raise SecretError(f"cannot read {path}: {exc.strerror}") from exc
+    if mode & 0o077:
+        raise SecretError(f"{path} is readable by others (mode {mode:o}): chmod 600 it")
     if len(secret.encode()) < MIN_SECRET_BYTES:
         raise SecretError(f"{path} holds a secret shorter than 32 bytes")
     return secret

@@ -316,3 +316,14 @@ def test_malformed_person_claims_are_refused(claim: str, value: object) -> None:
     payload[claim] = value
     with pytest.raises(InvalidToken, match=claim):
         verify_token(SECRET, jwt.encode(payload, SECRET, algorithm="HS256"))
+
+
+def test_a_secret_file_others_may_read_is_refused(tmp_path: Path) -> None:
+    """The secret made on first use is 0600; one that group or others may read is
+    refused with the fix in the message, rather than trusted."""
+    load_secret(tmp_path, environ={})
+    secret = tmp_path / "secret"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    secret.chmod(0o644)
+    with pytest.raises(SecretError, match="chmod 600"):
+        load_secret(tmp_path, environ={})
