@@ -17,6 +17,7 @@ import pytest
 from playwright.async_api import Browser, Page
 
 from consults.directory import Role
+from consults.lifecycle import ConsultEvent, Mode, Priority
 from tests.api.test_consults import Api, api, verify
 from tests.consults.test_service_world import PASSWORD
 from tests.pg import Database, make_database
@@ -173,3 +174,55 @@ def test_every_string_is_in_both_languages() -> None:
     used = set(re.findall(r'data-cp?="([\w.]+)"', html))
     used |= set(re.findall(r'\bt\("([\w.]+)"', source))
     assert used <= en, sorted(used - en)
+
+
+async def test_decline_overdue_expiry_and_the_async_path(browser: Browser, api: Api) -> None:
+    """The expert declines with a reason (the doctor reads it); past its deadline the
+    emergency request leads the coordinator's overdue queue with the badge counting it,
+    then expires; an asynchronous consult is reviewed and signed without a room."""
+    world = api.world
+    service = world.service
+    emergency = service.create(
+        world["li.doctor"], world.request(priority=Priority.EMERGENCY)
+    ).record.consult.id
+    service.step(world["zhao.coord"], emergency, ConsultEvent.ASSIGN, experts=["wang.expert"])
+    expert, expert_problems = await logged_in(browser, api, "wang.expert", "en")
+    await expert.locator(f"#items li[data-id='{emergency}']").click()
+    await expert.click("#c-actions button[data-event=decline]")
+    await expert.fill("#step-reason", "本周外出，无法会诊")
+    await expert.click("#step-go")
+    await expert.locator("#c-state", has_text="Declined").wait_for()
+    doctor, doctor_problems = await logged_in(browser, api, "li.doctor", "en")
+    await doctor.goto(f"{api.url}/static/consults.html?lang=en#consult/{emergency}")
+    await doctor.locator("#c-facts dd", has_text="本周外出，无法会诊").wait_for()
+
+    world.clock.advance(11 * 60)
+    assert [r.consult.id for r in service.escalate_overdue()] == [emergency]
+    coordinator, coordinator_problems = await logged_in(browser, api, "zhao.coord", "en")
+    assert await coordinator.text_content("#notices") == "1"
+    await coordinator.click("#tabs button[data-tab=overdue]")
+    await coordinator.locator(f"#items li.overdue[data-id='{emergency}']").wait_for()
+    world.clock.advance(20 * 60)
+    assert service.expire_due() == 1
+    await coordinator.goto(f"{api.url}/static/consults.html?lang=en#consult/{emergency}")
+    await coordinator.locator("#c-state", has_text="Expired").wait_for()
+    assert await coordinator.locator("#c-actions button").count() == 0
+
+    later = service.create(world["li.doctor"], world.request(mode=Mode.ASYNC)).record.consult.id
+    service.step(world["zhao.coord"], later, ConsultEvent.ASSIGN, experts=["wang.expert"])
+    await expert.goto(f"{api.url}/static/consults.html?lang=en#consult/{later}")
+    await expert.click("#c-actions button[data-event=accept]")
+    await expert.locator("#c-state", has_text="Accepted").wait_for()
+    assert await expert.locator("#c-actions button[data-event=schedule]").count() == 0
+    await expert.click("#c-actions button[data-event=review]")
+    await expert.locator("#c-state", has_text="Reporting").wait_for()
+    await expert.fill("#o-diagnosis", "窦性心律，正常心电图")
+    await expert.click("#opinion-form button[type=submit]")
+    await expert.locator("#notice", has_text="Draft saved").wait_for()
+    world.clock.advance(30)
+    await expert.click("#c-actions button[data-event=sign]")
+    await expert.fill("#step-totp", world.totp("wang.expert"))
+    await expert.click("#step-go")
+    await expert.locator("#c-state", has_text="Signed").wait_for()
+    for problems in (expert_problems, doctor_problems, coordinator_problems):
+        assert real(problems) == []
