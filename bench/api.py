@@ -97,7 +97,13 @@ Bench = tuple[str, list[str], Callable[[str], dict[str, float]], list[str], floa
 
 def edge(before: str, rounds: int, streams: int, repetitions: int) -> int:
     benches: list[Bench] = [
-        ("signaling", ["bench/signaling_load.py"], _json_tail, ["join_p99_ms"], 600),
+        (
+            "signaling",
+            ["bench/signaling_load.py"],
+            _json_tail,
+            ["join_p99_ms", "server_cpu_per_join_ms", "rss_per_connection_kib"],
+            600,
+        ),
         (
             "first frame",
             ["bench/first_frame.py", "--repetitions", str(repetitions)],
