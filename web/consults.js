@@ -79,6 +79,14 @@ const STRINGS = {
     cosign: "Co-sign",
     cosigned: "Co-signed.",
     joinRoom: "Join the consult room",
+    refer: "Refer the patient",
+    institutionCode: "Institution code",
+    department: "Department",
+    findSlots: "Find slots",
+    slot: "Appointment slot",
+    sendReferral: "Send referral",
+    referred: "Referral sent.",
+    noSlots: "No free slot.",
     since: "From",
     until: "To",
     show: "Show",
@@ -249,6 +257,14 @@ const STRINGS = {
     cosign: "会签",
     cosigned: "已会签。",
     joinRoom: "进入会诊室",
+    refer: "转诊",
+    institutionCode: "机构编码",
+    department: "科室",
+    findSlots: "查找号源",
+    slot: "预约号源",
+    sendReferral: "提交转诊",
+    referred: "转诊已提交。",
+    noSlots: "暂无空闲号源。",
     since: "起",
     until: "止",
     show: "查看",
@@ -639,6 +655,9 @@ async function openConsult(id) {
     actions.push(join);
   }
   $("c-actions").replaceChildren(...actions);
+  $("refer").hidden = !(["reported", "closed"].includes(consult.state) && consult.parties.length
+    && state.me.roles.some((r) => r === "doctor" || r === "expert"));
+  $("refer-form").hidden = true;
   await Promise.all([loadAttachments(consult.id), loadStreams(consult.id), loadOpinion(consult)]);
 }
 
@@ -726,6 +745,38 @@ async function attachStream(event) {
     await api("POST", `/consults/${encodeURIComponent(state.consult.id)}/streams`, { stream: $("stream-id").value.trim() });
     $("stream-form").reset();
     await loadStreams(state.consult.id);
+  } catch (error) {
+    fail(error);
+  }
+}
+
+async function findSlots(event) {
+  event.preventDefault();
+  const params = new URLSearchParams({ institution: $("refer-institution").value.trim() });
+  if ($("refer-department").value.trim()) params.set("department", $("refer-department").value.trim());
+  try {
+    const slots = (await api("GET", `/referral-slots?${params}`)).filter((x) => !x.taken);
+    $("refer-slot").replaceChildren(
+      ...slots.map((x) => option(x.id, `${x.department} · ${when(x.start)} – ${when(x.end)}`)),
+    );
+    $("refer-form").hidden = !slots.length;
+    if (!slots.length) say(t("noSlots"));
+  } catch (error) {
+    fail(error);
+  }
+}
+
+async function sendReferral(event) {
+  event.preventDefault();
+  try {
+    await api("POST", "/referrals", {
+      slot: $("refer-slot").value,
+      reason: $("refer-reason").value.trim(),
+      consult: state.consult.id,
+    });
+    $("refer-form").reset();
+    $("refer-form").hidden = true;
+    say(t("referred"));
   } catch (error) {
     fail(error);
   }
@@ -1013,6 +1064,8 @@ async function load() {
   $("cosign-form").addEventListener("submit", cosign);
   $("attach-form").addEventListener("submit", attach);
   $("stream-form").addEventListener("submit", attachStream);
+  $("slots-form").addEventListener("submit", findSlots);
+  $("refer-form").addEventListener("submit", sendReferral);
   $("stats-form").addEventListener("submit", loadStats);
   window.addEventListener("hashchange", route);
   refreshCounter();

@@ -72,7 +72,8 @@ async def test_a_consult_from_request_to_signed_pdf_in_the_browser(
     browser: Browser, api: Api, tmp_path: Path
 ) -> None:
     """The doctor's form, the coordinator's queue, the expert's steps and signature, the
-    doctor's signed opinion and PDF, on a phone-sized screen."""
+    doctor's signed opinion and PDF, the expert's referral and the receiving side's
+    acceptance, on a phone-sized screen."""
     world = api.world
     doctor, doctor_problems = await logged_in(browser, api, "li.doctor", "zh")
     assert await doctor.text_content("h1") == "远程会诊"
@@ -138,6 +139,23 @@ async def test_a_consult_from_request_to_signed_pdf_in_the_browser(
     assert verify(path, world=world) == 0
     await doctor.click("#c-actions button[data-event=close]")
     await doctor.locator("#c-state", has_text="已完成").wait_for()
+
+    # The expert refers the patient up to the city; its cardiology accepts.
+    start = world.clock.now + timedelta(days=1)
+    world.service.publish_slot(world["ma.doctor"], "cardio", start, start + timedelta(hours=1))
+    await expert.reload()
+    await expert.fill("#refer-institution", "city-1")
+    await expert.click("#slots-form button[type=submit]")
+    await expert.locator("#refer-form").wait_for()
+    await expert.fill("#refer-reason", "急诊 PCI")
+    await expert.click("#refer-form button[type=submit]")
+    await expert.locator("#notice", has_text="Referral sent").wait_for()
+    receiving, receiving_problems = await logged_in(browser, api, "ma.doctor", "zh")
+    await receiving.click("#tabs button[data-tab=referrals]")
+    await receiving.locator("#referrals li", has_text="county-1").wait_for()
+    await receiving.locator("#referrals li button", has_text="接收").click()
+    await receiving.locator("#referrals li", has_text="已接收").wait_for()
+    assert real(receiving_problems) == []
 
     for problems in (doctor_problems, coordinator_problems, expert_problems):
         assert real(problems) == []
