@@ -355,3 +355,4 @@ __all__ = [
 # The consult service's tables join this MetaData. Imported last, when every name above
 # exists: store.consult_schema imports only this module, so either may be imported first.
 from store import consult_schema as _consult_schema  # noqa: E402, F401
+from store import reading_schema as _reading_schema  # noqa: E402, F401
