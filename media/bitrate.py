@@ -18,6 +18,12 @@ packets over and over. :class:`RetransmitBudget` lets a sender retransmit a pack
 most once per ``repeat_s`` and, while its subscriber has said what it can take, spend no
 more than ``share`` of that on retransmissions.
 
+A keyframe is many packets sent at once; on a slow line they queue in the subscriber's
+router, and the audio packets behind them arrive late enough for the jitter buffer to
+run dry (an audible gap). :class:`Pacer` spreads a subscriber connection's video over
+time at ``pace_factor`` times what the subscriber said it can take, while audio and
+RTCP go at once, so the router's queue stays short and the voice keeps flowing.
+
 No I/O here: the aiortc adapter (:mod:`media.passthrough`) feeds what subscribers say
 and asks what to tell the publisher.
 """
@@ -27,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
-__all__ = ["BitrateConfig", "RetransmitBudget", "SourceBitrate"]
+__all__ = ["BitrateConfig", "Pacer", "RetransmitBudget", "SourceBitrate"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,6 +59,9 @@ class BitrateConfig:
     rtx_share: float = 0.2
     rtx_repeat_s: float = 1.0
     rtx_packet_bytes: int = 1200  # what one retransmission is reckoned to cost
+    # Pacing
+    pace_factor: float = 1.5
+    pace_burst_s: float = 0.02
 
     def __post_init__(self) -> None:
         if self.floor_bps <= 0:
@@ -63,6 +72,8 @@ class BitrateConfig:
             raise ValueError("0 < 'resend_ratio' <= 1 must be True")
         if not 0 < self.rtx_share <= 1:
             raise ValueError("0 < 'rtx_share' <= 1 must be True")
+        if self.pace_factor < 1:
+            raise ValueError("'pace_factor' >= 1 must be True")
 
 
 @dataclass
@@ -95,12 +106,19 @@ class SourceBitrate:
 
     def limit(self, estimate_bps: int | None, now_s: float) -> int | None:
         """What to tell the publisher, given the server's own estimate of its uplink
-        (None: not known yet); remembered as sent."""
+        (None: not known yet); remembered as sent.
+
+        While subscribers cap the track, the figure is never under the floor either: the
+        server's own estimate cannot exceed 1.5 times what arrives, so a publisher held
+        low would otherwise stay low (a ratchet), and its video would come back at a few
+        per cent a second when the subscriber's line recovers.
+        """
         cap = self.cap(now_s)
-        figures = [b for b in (estimate_bps, cap) if b is not None]
-        if not figures:
-            return None
-        self.last_sent_bps = min(figures)
+        if cap is None:
+            self.last_sent_bps = estimate_bps
+            return estimate_bps
+        figure = cap if estimate_bps is None else min(estimate_bps, cap)
+        self.last_sent_bps = max(self.config.floor_bps, figure)
         return self.last_sent_bps
 
 
@@ -137,3 +155,26 @@ class RetransmitBudget:
             ]:
                 del self._last_s[old]
         return True
+
+
+@dataclass
+class Pacer:
+    """When the next video packet of one subscriber connection may leave (a leaky
+    bucket with ``pace_burst_s`` of slack); unpaced until the subscriber has said what
+    it can take."""
+
+    config: BitrateConfig = field(default_factory=BitrateConfig)
+    rate_bps: float | None = None  # what the subscriber can take, times pace_factor
+    _due_s: float = 0.0
+
+    def set_estimate(self, estimate_bps: int) -> None:
+        """The subscriber's REMB for the whole connection (bit/s)."""
+        self.rate_bps = max(self.config.floor_bps, estimate_bps) * self.config.pace_factor
+
+    def wait(self, size_bytes: int, now_s: float) -> float:
+        """Seconds to hold a video packet of ``size_bytes`` (booked as sent then)."""
+        if self.rate_bps is None:
+            return 0.0
+        due = max(self._due_s, now_s - self.config.pace_burst_s)
+        self._due_s = due + size_bytes * 8 / self.rate_bps
+        return max(0.0, due - now_s)

@@ -30,6 +30,9 @@ upgrade that moves one fails loudly there rather than silently decoding again.
   sender, REMB included (aiortc routes a REMB to every sender whose SSRC it lists); we
   wrap it on the instance to read the subscriber's estimate. ``RTCRtpSender._ssrc`` is
   the sender's SSRC.
+- ``RTCDtlsTransport._send_rtp(data)`` takes every plaintext RTP and RTCP packet a
+  connection sends (before SRTP): we wrap it on a subscriber connection's transport to
+  pace its video (:class:`media.bitrate.Pacer`), telling video by its SSRCs.
 - ``RTCRtpReceiver._send_rtcp(packet)`` sends every RTCP packet of the receiver, the
   REMB of its bitrate estimator (``goog-remb`` with ``abs-send-time``) included: we wrap
   it on the instance to cap that REMB by the subscribers' (:mod:`media.bitrate`).
@@ -52,6 +55,8 @@ Design notes
   frames that its sender encodes. Counted in ``stats()["transcoding_fallbacks"]``.
 - Queues are bounded: a sink that falls behind drops (video: until the next
   keyframe) instead of growing memory.
+- A subscriber connection's video is paced at 1.5 times its REMB (audio and RTCP are
+  not): a keyframe's burst would queue in a slow line's router and delay the voice.
 - A subscriber's poor link slows the publisher: each sink keeps its subscriber's REMB
   share (the estimate over the number of SSRCs it covers); the REMB the server's
   receiver sends the publisher is capped by the lowest fresh share of the source's
@@ -77,10 +82,10 @@ import av
 from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci, unpack_remb_fci
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, is_rtcp, pack_remb_fci, unpack_remb_fci
 from av.packet import Packet as AnyPacket
 
-from media.bitrate import BitrateConfig, RetransmitBudget, SourceBitrate
+from media.bitrate import BitrateConfig, Pacer, RetransmitBudget, SourceBitrate
 from media.forwarder import GateTrack, Timeline, restamp
 
 logger = logging.getLogger(__name__)
@@ -101,6 +106,7 @@ _OPUS_FRAME_TICKS = 960
 _DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 # Our own attribute on a receiver whose REMB we cap (set once per receiver).
 _REMB_CAP = "_teleconsult_remb_cap"
+_PACED = "_teleconsult_paced"  # ... and on a transport whose video we pace
 
 
 # Pure helpers (no aiortc state)
@@ -256,11 +262,11 @@ def hook_sender(
     sender: RTCRtpSender,
     on_keyframe_request: Callable[[], None],
     on_codec: Callable[[str], None],
-    on_remb: Callable[[int], None] | None = None,
+    on_remb: Callable[[int, int], None] | None = None,
     allow_retransmit: Callable[[int], bool] | None = None,
 ) -> None:
     """Route ``sender``'s PLI/FIR to ``on_keyframe_request``; report its codec to
-    ``on_codec`` and its subscriber's REMB share (bit/s) to ``on_remb``; retransmit a
+    ``on_codec`` and its subscriber's REMB to ``on_remb(bitrate_bps, ssrc_count)``; retransmit a
     NACKed packet only if ``allow_retransmit(sequence_number)``."""
     original_keyframe = sender._send_keyframe
     original_send = sender.send
@@ -270,7 +276,7 @@ def hook_sender(
         await original_rtcp(packet)
         remb = remb_of(packet)
         if on_remb is not None and remb is not None and sender._ssrc in remb[1]:
-            on_remb(remb[0] // max(1, len(remb[1])))
+            on_remb(remb[0], len(remb[1]))
 
     if allow_retransmit is not None:
         original_retransmit = sender._retransmit
@@ -293,6 +299,37 @@ def hook_sender(
     sender._send_keyframe = send_keyframe  # type: ignore[method-assign]
     sender.send = send  # type: ignore[method-assign]
     sender._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
+
+
+def pace_transport(transport: Any, config: BitrateConfig) -> _Paced:
+    """The pacer of a subscriber connection's transport, installed on first use."""
+    paced: _Paced | None = getattr(transport, _PACED, None)
+    if paced is not None:
+        return paced
+    paced = _Paced(Pacer(config), set(), transport._send_rtp)
+    loop = asyncio.get_running_loop()
+
+    async def send_rtp(data: bytes) -> None:
+        if len(data) >= 12 and not is_rtcp(data):
+            ssrc = int.from_bytes(data[8:12], "big")
+            if ssrc in paced.video_ssrcs:
+                wait_s = paced.pacer.wait(len(data), loop.time())
+                if wait_s > 0:
+                    await asyncio.sleep(wait_s)
+        await paced.original(data)
+
+    setattr(transport, _PACED, paced)
+    transport._send_rtp = send_rtp
+    return paced
+
+
+@dataclass
+class _Paced:
+    """A transport's pacer, the SSRCs it paces, its unwrapped send."""
+
+    pacer: Pacer
+    video_ssrcs: set[int]
+    original: Callable[[bytes], Awaitable[None]]
 
 
 def cap_receiver_remb(
@@ -554,7 +591,7 @@ class PassthroughForwarder:
                 sender,
                 lambda: self._keyframe_wanted(sink),
                 lambda mime: setattr(sink, "mime_type", mime),
-                lambda share_bps: self._subscriber_remb(sink, share_bps),
+                lambda bps, count: self._subscriber_remb(sink, sender, bps, count),
                 lambda sequence_number: self._may_retransmit(sink, sequence_number),
             )
             sender.replaceTrack(sink)
@@ -690,8 +727,15 @@ class PassthroughForwarder:
         self.counters.rtx_refused += 1
         return False
 
-    def _subscriber_remb(self, sink: _Sink, share_bps: int) -> None:
+    def _subscriber_remb(
+        self, sink: _Sink, sender: RTCRtpSender, bitrate_bps: int, ssrc_count: int
+    ) -> None:
+        share_bps = bitrate_bps // max(1, ssrc_count)
         sink.retransmits.share_bps = share_bps
+        if sink.kind == "video":
+            paced = pace_transport(sender.transport, self._bitrate)
+            paced.video_ssrcs.update((sender._ssrc, sender._rtx_ssrc))
+            paced.pacer.set_estimate(bitrate_bps)
         source = sink.source
         if source is None or source.kind != "video":
             return

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -33,17 +33,21 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 @asynccontextmanager
-async def strict_autoplay_chromium() -> AsyncIterator[Browser]:
-    """Chromium that refuses sound without a user gesture (as a browser out of the box)."""
+async def chromium_with(args: list[str]) -> AsyncIterator[Browser]:
+    """The system Chromium launched with ``args`` instead of the usual ones."""
     require_chromium()
-    args = [a for a in CHROMIUM_ARGS if not a.startswith("--autoplay-policy")]
-    args.append("--autoplay-policy=document-user-activation-required")
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=args)
         try:
             yield browser
         finally:
             await browser.close()
+
+
+def strict_autoplay_chromium() -> AbstractAsyncContextManager[Browser]:
+    """Chromium that refuses sound without a user gesture (as a browser out of the box)."""
+    args = [a for a in CHROMIUM_ARGS if not a.startswith("--autoplay-policy")]
+    return chromium_with([*args, "--autoplay-policy=document-user-activation-required"])
 
 
 def url(consult: Consult, identity: str, *, size: str = "w=320&h=180") -> str:

@@ -18,18 +18,18 @@ import math
 import struct
 import time
 import wave
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from tests.e2e.conftest import Consult, running_consult
 from tests.e2e.pages import assert_sees_and_hears
+from tests.e2e.test_room_media import chromium_with
 from tests.media.shaper import Link, Shaper
 from tests.media.turn import Turn
-from tests.web.browser import CHROMIUM, CHROMIUM_ARGS, new_page, require_chromium
+from tests.web.browser import CHROMIUM_ARGS, new_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -141,17 +141,9 @@ def tone_wav(path: Path, *, hz: float = 440.0, seconds: float = 10.0) -> Path:
     return path
 
 
-@asynccontextmanager
-async def tone_chromium(wav: Path) -> AsyncIterator[Browser]:
+def tone_chromium(wav: Path) -> AbstractAsyncContextManager[Browser]:
     """Chromium whose fake microphone plays ``wav`` in a loop."""
-    require_chromium()
-    args = [*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={wav}"]
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=args)
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    return chromium_with([*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={wav}"])
 
 
 def turn_port(turn: Turn) -> int:

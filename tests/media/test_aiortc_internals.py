@@ -6,7 +6,7 @@ import inspect
 import queue
 
 import aiortc
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs import CODECS, get_encoder
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -101,3 +101,13 @@ def test_remb_goes_through_the_methods_the_adapter_wraps() -> None:
     video = [c for c in CODECS["video"] if c.mimeType != "video/rtx"]
     assert video
     assert all(any(f.type == "goog-remb" for f in c.rtcpFeedback) for c in video)
+
+
+def test_a_transport_sends_plaintext_rtp_through_send_rtp() -> None:
+    """Pacing wraps ``RTCDtlsTransport._send_rtp(data)``: every RTP and RTCP packet of a
+    connection passes it before SRTP, and a sender's RTX packets carry ``_rtx_ssrc``."""
+    source = inspect.getsource(RTCDtlsTransport._send_rtp)
+    assert inspect.iscoroutinefunction(RTCDtlsTransport._send_rtp)
+    assert "self._tx_srtp.protect(data)" in source
+    assert "self.transport._send_rtp(packet_bytes)" in inspect.getsource(RTCRtpSender._retransmit)
+    assert "ssrc=self._rtx_ssrc" in inspect.getsource(RTCRtpSender._retransmit)

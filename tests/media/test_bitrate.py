@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from media.bitrate import BitrateConfig, RetransmitBudget, SourceBitrate
+from media.bitrate import BitrateConfig, Pacer, RetransmitBudget, SourceBitrate
 
 
 def test_the_lowest_fresh_share_caps_the_publishers_own_estimate() -> None:
@@ -16,6 +16,7 @@ def test_the_lowest_fresh_share_caps_the_publishers_own_estimate() -> None:
     assert source.cap(now_s=0.2) == 200_000
     assert source.limit(900_000, now_s=0.2) == 200_000
     assert source.limit(150_000, now_s=0.3) == 150_000  # the uplink is poorer still
+    assert source.limit(20_000, now_s=0.3) == 50_000  # but not under the floor
     source.forget("c")
     assert source.limit(900_000, now_s=0.4) == 400_000
 
@@ -67,3 +68,15 @@ def test_retransmissions_keep_to_their_share_of_the_subscribers_link() -> None:
     assert 40 <= allowed <= 50, allowed
     unknown = RetransmitBudget()  # no REMB yet: nothing to keep to but the repeat rule
     assert all(unknown.allow(n, now_s=0.0) for n in range(100))
+
+
+def test_pacer_spreads_a_burst_at_its_rate_and_lets_slack_through() -> None:
+    """A 15-packet keyframe at a 100 kbit/s REMB (150 kbit/s paced): 1200-byte packets
+    leave 64 ms apart after the first; unpaced before any REMB."""
+    pacer = Pacer(BitrateConfig(floor_bps=50_000, pace_factor=1.5, pace_burst_s=0.02))
+    assert pacer.wait(1200, now_s=0.0) == 0.0  # nothing said yet
+    pacer.set_estimate(100_000)
+    waits = [pacer.wait(1200, now_s=10.0) for _ in range(15)]
+    assert waits[0] == 0.0
+    assert waits[-1] == pytest.approx(14 * 0.064 - 0.02)
+    assert pacer.wait(1200, now_s=20.0) == 0.0  # idle since: the line is free again
