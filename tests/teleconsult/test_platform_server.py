@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import math
+import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +82,33 @@ class Running:
         while (await asyncio.to_thread(self.audited, where)).count(action) < count:
             assert asyncio.get_running_loop().time() < deadline, f"{action} never audited"
             await asyncio.sleep(0.05)
+
+
+# What must never reach the server's log: credentials, addresses, patient identifiers
+# and names (the tests' own patients).
+SECRET_MARKS = re.compile(
+    r"tc[sad]_[A-Za-z0-9_-]{8}|eyJ[A-Za-z0-9_-]{10}|127\.0\.0\.1|SIMULATED|patient-8f3c|"
+    r"张三|李四|王五|MZ-000"
+)
+
+
+CLIENT_LOGGERS = ("httpx", "httpcore", "websockets.client")
+
+
+@pytest.fixture(autouse=True)
+def clean_log(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Every test here runs with the whole log captured at DEBUG; none of the server's
+    records (the test's own HTTP and WebSocket clients aside) may name a credential, an
+    address or a patient."""
+    caplog.set_level(logging.DEBUG)
+    yield
+    records = caplog.get_records("setup") + caplog.get_records("call")
+    server = [r for r in records if not r.name.startswith(CLIENT_LOGGERS)]
+    # The one address the server may name is its own (where it listens), not a client's.
+    server = [r for r in server if not r.getMessage().startswith("listening on ")]
+    assert records  # the log was captured and read
+    leaks = [f"{r.name}: {r.getMessage()}" for r in server if SECRET_MARKS.search(r.getMessage())]
+    assert leaks == [], leaks[:5]
 
 
 @pytest.fixture
