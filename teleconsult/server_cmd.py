@@ -156,8 +156,10 @@ def run_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    # Alembic names every migration it applies at INFO: a first start is not news.
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.root.level))
+    # Alembic names every migration it applies at INFO: a first start is not news. aioice
+    # logs every ICE candidate pair (participants' addresses) at INFO: not in our log.
+    for noisy in ("alembic", "aioice", "aiortc"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
     try:
         config = _config(
             args, host=args.host, port=args.port, record=args.record, cert=args.cert, key=args.key
