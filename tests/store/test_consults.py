@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import base64
 import stat
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, inspect, select
+from sqlalchemy import Engine, MetaData, Table, insert, inspect, select
 
 from consults.errors import Conflict
 from consults.lifecycle import ConsultState
@@ -96,4 +97,63 @@ def test_the_repository_opens_on_an_engine(database: Database) -> None:
     repository = SqlConsultRepository(engine)
     assert repository.get("nothing") is None
     assert repository.versions("nothing") == []
+    engine.dispose()
+
+
+def test_a_store_at_0100_upgrades_with_its_consults(database: Database) -> None:
+    """A database left at revision 0100 with a consult in it reaches head (0100b to g add
+    tables, columns and indexes only) and the consult reads back whole."""
+    engine = open_engine(url=database.url)
+    upgrade(engine, "0100")
+    old = MetaData()
+    table = Table("consults", old, autoload_with=engine)
+    institutions = Table("institutions", old, autoload_with=engine)
+    now = datetime.now(UTC).replace(microsecond=0)
+    row = {
+        "id": "c0100",
+        "state": "submitted",
+        "priority": "urgent",
+        "mode": "async",
+        "requester": "li.doctor",
+        "clinic": "village-1",
+        "centre": "county-1",
+        "created_at": now,
+        "submitted_at": now,
+        "accept_due": now + timedelta(hours=2),
+        "expires_at": now + timedelta(hours=6),
+        "escalated_at": None,
+        "revision": 1,
+        "patient_id": "p1",
+        "patient_name": "张三",
+        "patient_sex": "male",
+        "patient_birth_date": date(1960, 5, 1),
+        "record_number": "MZ-1",
+        "reason": "胸痛",
+        "purpose": "诊断",
+        "summary": "摘要",
+        "specialty": "心内科",
+        "consent_kind": "written",
+        "consent_recorded_by": "li.doctor",
+        "consent_time": now,
+        "search_text": "张三 mz-1",
+    }
+    with engine.begin() as conn:
+        for code, level, parent in (
+            ("county-1", "county", None),
+            ("village-1", "village", "county-1"),
+        ):
+            conn.execute(
+                insert(institutions).values(
+                    code=code, name=code, level=level, parent=parent, created_at=now
+                )
+            )
+        conn.execute(insert(table).values(**{k: v for k, v in row.items() if k in table.c}))
+    upgrade(engine)
+    record = SqlConsultRepository(engine).get("c0100")
+    assert record is not None
+    assert record.consult.state is ConsultState.SUBMITTED
+    assert record.request.patient_name == "张三"
+    assert record.request.proposed_times == ()
+    assert record.warn_at is None
+    assert record.remind_at is None
     engine.dispose()
