@@ -1,0 +1,575 @@
+"""``/api/v1/readings`` and ``/api/v1/criticals``: the ECG centre over REST, and
+:func:`reading_api`, what the lead wires.
+
+Design notes
+------------
+- Thin handlers, as in :mod:`api.consults`: each turns its Struct into a call of
+  :class:`consults.reading_service.ReadingService` (which applies the tables, the rights
+  and the audit) and the result back into a Struct. Synchronous, run in a worker thread
+  (``sync_to_thread=True``); the caller is the ``principal`` dependency of
+  :func:`api.auth.account_api`, CSRF its middleware; errors go through
+  :func:`api.session.consults_error` (the one status mapping).
+- A transition is ``POST /readings/{id}/{event}`` with the table's name of the event
+  (``claim``, ``release``, ``return``, ``amend``, ``sign``); ``edit`` is
+  ``PUT /readings/{id}/report``. The table's refusals keep their codes: 409
+  ``transition_not_allowed`` (the reason names the party, the event and the state),
+  403 ``forbidden``, 403 ``claimed_by_another`` (naming the claimant), 404
+  ``not_found`` (a task of a clinic the caller's institution does not serve, answered
+  as if it did not exist), 409 ``reading_changed`` (someone moved it first).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Final
+
+import msgspec
+from litestar import Controller, Response, get, post, put
+from litestar.di import NamedDependency, Provide
+from litestar.params import Parameter, QueryParameter
+from litestar.types import ControllerRouterHandler, Middleware
+from msgspec import Meta
+
+from api.consults import SignatureOut, VersionAnswer
+from api.errors import ApiError
+from api.schemas import body, documented
+from api.session import consults_error
+from consults.accounts import Principal
+from consults.errors import ConsultsError
+from consults.opinions import SignedVersion
+from consults.reading_repositories import CriticalRecord, ReadingRecord, ReadingReport
+from consults.reading_service import ReadingService, ReadingView
+from consults.readings import ESCALATION_LEVELS, CriticalState, ReadingEvent, ReadingState
+from consults.repositories import PageRequest
+
+__all__ = [
+    "CriticalController",
+    "ReadingApi",
+    "ReadingController",
+    "reading_api",
+]
+
+# Schemas
+
+Code = Annotated[str, Meta(min_length=1, max_length=32, examples=["STE_ANT"])]
+TotpCode = Annotated[str, Meta(min_length=1, max_length=10, examples=["123456"])]
+PathId = Annotated[str, Parameter(max_length=64)]
+_NO_STORE: Final = {"cache-control": "no-store"}
+
+
+class StepBody(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /readings/{id}/{event}``: ``return`` takes a ``reason``, ``sign`` its
+    ``totp``; the others ``{}`` (or no body)."""
+
+    reason: Annotated[str, Meta(min_length=1, max_length=500)] | None = None
+    totp: TotpCode | None = None
+
+
+class ReportIn(msgspec.Struct, forbid_unknown_fields=True):
+    """``PUT /readings/{id}/report``: the draft, replaced whole: coded statements (of the
+    statement library) and free text."""
+
+    statements: Annotated[list[Code], Meta(max_length=50)]
+    text: Annotated[str, Meta(max_length=4_000)] = ""
+
+
+class CriticalIn(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /readings/{id}/criticals``: a reader marks a critical finding."""
+
+    code: Annotated[str, Meta(min_length=1, max_length=32, examples=["VT"])]
+
+
+class AcknowledgeIn(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /criticals/{id}/acknowledge``: the finding said back as understood."""
+
+    read_back: Annotated[str, Meta(max_length=500, examples=["室颤，李医生已知悉"])]
+
+
+class ReadingItem(msgspec.Struct):
+    """One line of the worklist (``stream`` or ``record`` says where the ECG is)."""
+
+    id: Annotated[str, Meta(examples=["3f2b9c1e7d4a4f0e9a1b2c3d4e5f6a7b"])]
+    stream: str | None
+    record: str | None
+    clinic: str
+    centre: str
+    patient: str | None
+    critical: list[str]
+    state: ReadingState
+    stat: bool
+    received_at: dt.datetime
+    top_statements: list[str]
+    claimant: str | None
+    signer: str | None
+    version: int
+    signed_at: dt.datetime | None
+    reason: str | None
+
+
+class ReadingPage(msgspec.Struct):
+    """A page of the worklist, most urgent first, and the size of the whole list."""
+
+    items: list[ReadingItem]
+    total: int
+    limit: int
+    offset: int
+
+
+class CriticalAnswer(msgspec.Struct):
+    """A critical value (危急值) and who was told, who acknowledged and when."""
+
+    id: Annotated[str, Meta(examples=["9c1e7d4a4f0e9a1b2c3d4e5f6a7b3f2b"])]
+    reading: str
+    code: str
+    state: CriticalState
+    clinic: str
+    centre: str
+    patient: str | None
+    raised_by: str | None
+    detected_at: dt.datetime
+    notified: list[str]
+    notified_at: dt.datetime | None
+    level: str | None
+    escalate_at: dt.datetime | None
+    acknowledged_by: str | None
+    acknowledged_at: dt.datetime | None
+    read_back: str | None
+
+
+class CriticalPage(msgspec.Struct):
+    """A page of the critical-value register, newest first."""
+
+    items: list[CriticalAnswer]
+    total: int
+    limit: int
+    offset: int
+
+
+class ReadingAnswer(ReadingItem):
+    """A task as the caller may see it: ``allowed`` are the events they may take now,
+    ``parties`` their relations to it, ``criticals`` its critical values."""
+
+    allowed: list[ReadingEvent]
+    parties: list[str]
+    criticals: list[CriticalAnswer]
+    revision: int
+
+
+class ReportAnswer(msgspec.Struct):
+    """The draft report as saved."""
+
+    statements: list[str]
+    text: str
+    updated_by: str
+    updated_at: dt.datetime
+
+
+class ReportsAnswer(msgspec.Struct):
+    """The draft (for the centre's readers and coordinators; null for the clinic) and
+    every signed version, version 1 first."""
+
+    draft: ReportAnswer | None
+    versions: list[VersionAnswer]
+
+
+def _item_fields(record: ReadingRecord) -> dict[str, Any]:
+    t = record.task
+    return {
+        "id": t.id,
+        "stream": record.stream,
+        "record": record.record,
+        "clinic": t.clinic,
+        "centre": t.centre,
+        "patient": record.patient,
+        "critical": list(t.critical),
+        "state": t.state,
+        "stat": t.stat,
+        "received_at": t.received_at,
+        "top_statements": list(record.top_statements),
+        "claimant": t.claimant,
+        "signer": t.signer,
+        "version": t.version,
+        "signed_at": t.signed_at,
+        "reason": t.reason,
+    }
+
+
+def _critical(found: CriticalRecord) -> CriticalAnswer:
+    v = found.value
+    return CriticalAnswer(
+        id=v.id,
+        reading=v.reading,
+        code=v.code,
+        state=v.state,
+        clinic=found.clinic,
+        centre=found.centre,
+        patient=found.patient,
+        raised_by=found.raised_by,
+        detected_at=v.detected_at,
+        notified=list(v.notified),
+        notified_at=v.notified_at,
+        level=ESCALATION_LEVELS[v.level] if v.level >= 0 else None,
+        escalate_at=found.escalate_at,
+        acknowledged_by=v.acknowledged_by,
+        acknowledged_at=v.acknowledged_at,
+        read_back=v.read_back,
+    )
+
+
+def _answer(view: ReadingView) -> ReadingAnswer:
+    return ReadingAnswer(
+        **_item_fields(view.record),
+        allowed=list(view.allowed),
+        parties=sorted(p.value for p in view.parties),
+        criticals=[_critical(c) for c in view.criticals],
+        revision=view.record.revision,
+    )
+
+
+def _report(found: ReadingReport) -> ReportAnswer:
+    return ReportAnswer(
+        statements=list(found.statements),
+        text=found.text,
+        updated_by=found.updated_by,
+        updated_at=found.updated_at,
+    )
+
+
+def _version(signed: SignedVersion) -> VersionAnswer:
+    doc = signed.document
+    corrects = doc.get("corrects")
+    return VersionAnswer(
+        version=int(str(doc["version"])),
+        signer=str(doc["signer"]),
+        signed_at=str(doc["signed_at"]),
+        corrects=None if corrects is None else str(corrects),
+        document=dict(doc),
+        signature=SignatureOut(**signed.signature.as_dict()),
+        public_key=base64.b64encode(signed.public_key).decode("ascii"),
+    )
+
+
+# Controllers
+
+_AUTH = (
+    (401, "session_invalid", "not logged in or the session has expired"),
+    (403, "csrf_failed", "missing or wrong CSRF token: send the X-CSRF-Token header"),
+)
+_NO_READING = (404, "not_found", "no reading '3f2b9c1e'")
+_TABLE = (
+    (409, "transition_not_allowed", "reader cannot claim a reading in state signed"),
+    (403, "forbidden", "reader may not release a reading in state claimed"),
+    (403, "claimed_by_another", "claimed by liu.reader"),
+    (409, "reading_changed", "the reading changed meanwhile: reload it and try again"),
+)
+# The events taken by POST (``edit`` is PUT .../report).
+_EVENTS: Final = {e.value: e for e in ReadingEvent if e is not ReadingEvent.EDIT}
+
+
+def _page(limit: int, offset: int, page_number: int | None) -> PageRequest:
+    if page_number is not None:
+        offset = (page_number - 1) * limit
+    return PageRequest(limit=limit, offset=offset)
+
+
+class ReadingController(Controller):
+    """The reading worklist, a task, its steps, its report and its critical values."""
+
+    path = "/readings"
+    tags = ["readings"]  # noqa: RUF012 - Litestar's own class attribute
+    exception_handlers = {ConsultsError: consults_error}  # noqa: RUF012
+
+    @get(
+        "/",
+        sync_to_thread=True,
+        summary="The reading worklist",
+        responses=documented(200, ReadingPage, None, *_AUTH),
+    )
+    def worklist(
+        self,
+        principal: NamedDependency[Principal],
+        reading_service: NamedDependency[ReadingService],
+        states: Annotated[
+            list[ReadingState] | None,
+            QueryParameter(name="state", description="only these states (repeatable)"),
+        ] = None,
+        clinic: Annotated[str | None, Parameter(max_length=64)] = None,
+        reader: Annotated[
+            str | None, Parameter(max_length=64, description="claimed or signed by")
+        ] = None,
+        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+        offset: Annotated[int, Parameter(ge=0)] = 0,
+        page_number: Annotated[
+            int | None,
+            QueryParameter(
+                name="page", ge=1, description="1-based page of limit items (instead of offset)"
+            ),
+        ] = None,
+    ) -> ReadingPage:
+        """The tasks of the clinics the caller's institution serves for ECG: critical
+        findings first, then STAT, then the longest waiting."""
+        request = _page(limit, offset, page_number)
+        found = reading_service.worklist(
+            principal.person,
+            request,
+            clinic=clinic,
+            states=None if not states else frozenset(states),
+            reader=reader,
+        )
+        return ReadingPage(
+            [ReadingItem(**_item_fields(r)) for r in found.items],
+            found.total,
+            request.limit,
+            request.offset,
+        )
+
+    @get(
+        "/{reading_id:str}",
+        sync_to_thread=True,
+        summary="One reading task",
+        responses=documented(200, ReadingAnswer, None, *_AUTH, _NO_READING),
+    )
+    def get_one(
+        self,
+        reading_id: PathId,
+        principal: NamedDependency[Principal],
+        reading_service: NamedDependency[ReadingService],
+    ) -> Response[ReadingAnswer]:
+        """The task with its state, critical values and the events the caller may take."""
+        view = reading_service.get(principal.person, reading_id)
+        return Response(_answer(view), headers=_NO_STORE)
+
+    @post(
+        "/{reading_id:str}/{event:str}",
+        status_code=200,
+        sync_to_thread=True,
+        summary="Take a step of the reading table",
+        responses=documented(
+            200,
+            ReadingAnswer,
+            None,
+            *_AUTH,
+            *_TABLE,
+            _NO_READING,
+            (404, "unknown_event", "no event 'approve'"),
+            (400, "invalid_input", "reason: return needs a reason"),
+            (401, "totp_required", "a one-time code (totp) is required for this account"),
+        ),
+    )
+    def step(
+        self,
+        reading_id: PathId,
+        event: Annotated[str, Parameter(max_length=32)],
+        principal: NamedDependency[Principal],
+        reading_service: NamedDependency[ReadingService],
+        data: Annotated[StepBody | None, body(StepBody(reason="导联脱落，请重新采集"))] = None,
+    ) -> ReadingAnswer:
+        """``claim``, ``release``, ``return`` ``{"reason"}``, ``amend``, ``sign``
+        ``{"totp"}``. A step the table does not have in this state answers 409 naming
+        the state and the event."""
+        chosen = _EVENTS.get(event)
+        if chosen is None:
+            raise ApiError("unknown_event", f"no event {event!r}", status=404)
+        given = data or StepBody()
+        person = principal.person
+        if chosen is ReadingEvent.SIGN:
+            view = reading_service.sign(person, reading_id, given.totp)
+        else:
+            view = reading_service.step(person, reading_id, chosen, reason=given.reason)
+        return _answer(view)
+
+    @put(
+        "/{reading_id:str}/report",
+        sync_to_thread=True,
+        summary="Save the draft report",
+        responses=documented(
+            200,
+            ReportAnswer,
+            None,
+            *_AUTH,
+            *_TABLE,
+            _NO_READING,
+            (400, "invalid_input", "statements: 'NOPE' is not a known code"),
+        ),
+    )
+    def save_report(
+        self,
+        reading_id: PathId,
+        data: Annotated[ReportIn, body(ReportIn(statements=["SR", "STE_ANT"], text="急性前壁"))],
+        principal: NamedDependency[Principal],
+        reading_service: NamedDependency[ReadingService],
+    ) -> ReportAnswer:
+        """The claimant's draft, replaced whole (the table's ``edit``): in states
+        ``claimed``, ``draft`` and ``amended`` only; a signed report answers 409 (amend
+        it first)."""
+        saved = reading_service.save_report(
+            principal.person, reading_id, data.statements, data.text
+        )
+        return _report(saved)
+
+    @get(
+        "/{reading_id:str}/report",
+        sync_to_thread=True,
+        summary="The draft and the signed versions",
+        responses=documented(200, ReportsAnswer, None, *_AUTH, _NO_READING),
+    )
+    def reports(
+        self,
+        reading_id: PathId,
+        principal: NamedDependency[Principal],
+        reading_service: NamedDependency[ReadingService],
+    ) -> Response[ReportsAnswer]:
+        """The draft for the centre's readers and coordinators, every signed version for
+        anyone who sees the task."""
+        person = principal.person
+        draft = reading_service.report(person, reading_id)
+        versions = reading_service.versions(person, reading_id)
+        return Response(
+            ReportsAnswer(
+                draft=None if draft is None else _report(draft),
+                versions=[_version(v) for v in versions],
+            ),
+            headers=_NO_STORE,
+        )
+
+    @post(
+        "/{reading_id:str}/criticals",
+        status_code=201,
+        sync_to_thread=True,
+        summary="Mark a critical finding",
+        responses=documented(
+            201,
+            CriticalAnswer,
+            None,
+            *_AUTH,
+            _NO_READING,
+            (403, "forbidden", "only the centre's ECG readers and coordinators raise one"),
+            (409, "conflict", "critical value 'VT' exists already"),
+            (400, "invalid_input", "code: 'X' is not a known code"),
+        ),
+    )
+    def raise_critical(
+        self,
+        reading_id: PathId,
+        data: Annotated[CriticalIn, body(CriticalIn(code="VT"))],
+        principal: NamedDependency[Principal],
+        reading_service: NamedDependency[ReadingService],
+    ) -> CriticalAnswer:
+        """A reader's critical finding on the task, told at once to the clinic's doctors
+        and the centre's readers."""
+        return _critical(reading_service.raise_critical(principal.person, reading_id, data.code))
+
+
+class CriticalController(Controller):
+    """The critical-value register and acknowledgement by read-back."""
+
+    path = "/criticals"
+    tags = ["readings"]  # noqa: RUF012
+    exception_handlers = {ConsultsError: consults_error}  # noqa: RUF012
+
+    @get(
+        "/",
+        sync_to_thread=True,
+        summary="The critical-value register (危急值登记)",
+        responses=documented(200, CriticalPage, None, *_AUTH),
+    )
+    def register(
+        self,
+        principal: NamedDependency[Principal],
+        reading_service: NamedDependency[ReadingService],
+        states: Annotated[
+            list[CriticalState] | None,
+            QueryParameter(name="state", description="only these states (repeatable)"),
+        ] = None,
+        clinic: Annotated[str | None, Parameter(max_length=64)] = None,
+        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+        offset: Annotated[int, Parameter(ge=0)] = 0,
+        page_number: Annotated[int | None, QueryParameter(name="page", ge=1)] = None,
+    ) -> CriticalPage:
+        """Every critical value of the clinics the caller's institution serves for ECG,
+        newest first: the finding, when detected, who was told, who acknowledged and
+        when, with the read-back."""
+        request = _page(limit, offset, page_number)
+        found = reading_service.criticals(
+            principal.person,
+            request,
+            states=None if not states else frozenset(states),
+            clinic=clinic,
+        )
+        return CriticalPage(
+            [_critical(c) for c in found.items], found.total, request.limit, request.offset
+        )
+
+    @get(
+        "/{critical_id:str}",
+        sync_to_thread=True,
+        summary="One critical value",
+        responses=documented(
+            200, CriticalAnswer, None, *_AUTH, (404, "not_found", "no critical value 'x'")
+        ),
+    )
+    def get_one(
+        self,
+        critical_id: PathId,
+        principal: NamedDependency[Principal],
+        reading_service: NamedDependency[ReadingService],
+    ) -> Response[CriticalAnswer]:
+        """For someone who sees its task or was told of it."""
+        found = reading_service.critical(principal.person, critical_id)
+        return Response(_critical(found), headers=_NO_STORE)
+
+    @post(
+        "/{critical_id:str}/acknowledge",
+        status_code=200,
+        sync_to_thread=True,
+        summary="Acknowledge a critical value by read-back",
+        responses=documented(
+            200,
+            CriticalAnswer,
+            None,
+            *_AUTH,
+            (404, "not_found", "no critical value 'x'"),
+            (403, "not_notified", "you were not notified of this critical value"),
+            (400, "invalid_input", "read_back: say the finding back as you understood it"),
+            (
+                409,
+                "transition_not_allowed",
+                "notified cannot acknowledge a critical value in state acknowledged",
+            ),
+        ),
+    )
+    def acknowledge(
+        self,
+        critical_id: PathId,
+        data: Annotated[AcknowledgeIn, body(AcknowledgeIn(read_back="室颤，李医生已知悉"))],
+        principal: NamedDependency[Principal],
+        reading_service: NamedDependency[ReadingService],
+    ) -> CriticalAnswer:
+        """Only someone who was told may acknowledge; the read-back, who and when are
+        kept and shown in the register."""
+        return _critical(reading_service.acknowledge(principal.person, critical_id, data.read_back))
+
+
+@dataclass(frozen=True)
+class ReadingApi:
+    """What the server wires for the ECG centre, in the shape of
+    :class:`api.consults.ConsultApi`: add ``route_handlers`` and ``dependencies`` to the
+    account API's (its ``principal`` dependency and CSRF middleware serve these too)."""
+
+    route_handlers: Sequence[ControllerRouterHandler]
+    dependencies: dict[str, Provide]
+    middleware: Sequence[Middleware]
+
+
+def reading_api(service: ReadingService) -> ReadingApi:
+    """The reading and critical-value controllers and the service's dependency."""
+    return ReadingApi(
+        route_handlers=[ReadingController, CriticalController],
+        dependencies={
+            "reading_service": Provide(lambda: service, use_cache=True, sync_to_thread=False)
+        },
+        middleware=[],
+    )

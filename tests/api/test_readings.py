@@ -1,0 +1,229 @@
+"""The reading API over real uvicorn on 127.0.0.1 and the real store (SQLite and
+PostgreSQL), composed as the lead will wire it (account API + reading API): the issue's
+fixed contract step by step (worklist, claim, report, sign, criticals, acknowledge),
+refusals with their codes and nothing changed, and a complete OpenAPI document."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from api.app import create_app, openapi_gaps
+from api.auth import account_api
+from api.edge import Edge, EdgeConfig
+from api.readings import reading_api
+from api.session import CSRF_COOKIE
+from consults.signatures import Signature, verify
+from tests.api.test_consults import error_of
+from tests.consults.test_reading_service_world import ReadingWorld, make_reading_world
+from tests.consults.test_service_world import PASSWORD
+from tests.pg import Database, database
+
+__all__ = ["database"]
+
+
+@dataclass
+class Api:
+    """The running app and its world."""
+
+    url: str
+    rw: ReadingWorld
+
+    async def client(self, username: str) -> httpx.AsyncClient:
+        """A client logged in as ``username`` (cookie session, CSRF header set)."""
+        world = self.rw.world
+        client = httpx.AsyncClient(base_url=self.url, timeout=30)
+        login: dict[str, Any] = {"username": username, "password": PASSWORD}
+        if username in world.totp_secrets:
+            login["totp"] = world.totp(username)
+        answer = await client.post("/api/v1/auth/login", json=login)
+        assert answer.status_code == 200, answer.text
+        client.headers["x-csrf-token"] = client.cookies[CSRF_COOKIE]
+        return client
+
+    def fresh_totp(self, username: str) -> str:
+        """A code of the next 30 s step (each code counts once)."""
+        self.rw.world.clock.advance(30)
+        return self.rw.world.totp(username)
+
+
+@pytest.fixture
+async def api(database: Database) -> AsyncIterator[Api]:
+    """The account and reading APIs on a free loopback port over the world's store."""
+    rw = make_reading_world(database)
+    accounts_wiring = account_api(rw.world.accounts, rw.world.directory)
+    readings_wiring = reading_api(rw.service)
+    app = create_app(
+        route_handlers=[*accounts_wiring.route_handlers, *readings_wiring.route_handlers],
+        dependencies={**accounts_wiring.dependencies, **readings_wiring.dependencies},
+        middleware=[*accounts_wiring.middleware, *readings_wiring.middleware],
+    )
+    edge = Edge(app, EdgeConfig(port=0), ws_max_size_bytes=1 << 20)
+    await edge.start()
+    try:
+        yield Api(edge.url, rw)
+    finally:
+        await edge.close()
+        rw.world.stores.close()
+
+
+async def test_the_contract_from_stream_to_signed_report(api: Api) -> None:
+    """The critical stream leads ``GET /readings?state=new``; the clinic's doctor finds
+    the critical value in the register and acknowledges it by read-back; the reader
+    claims (a second reader is refused naming the claimant), writes the report, signs
+    with the second factor; the clinic reads the signed version, which verifies; a
+    signed report cannot be edited (409 naming state and event)."""
+    rw = api.rw
+    plain = rw.stream_task("plain", ago_s=3600)
+    critical = rw.stream_task("crit", critical=("PAUSE",))
+    doctor = await api.client("li.doctor")
+    reader = await api.client("liu.reader")
+    other = await api.client("ma.reader")
+    listed = await reader.get("/api/v1/readings", params={"state": "new"})
+    assert listed.status_code == 200, listed.text
+    items = listed.json()["items"]
+    assert [i["id"] for i in items] == [critical.task.id, plain.task.id]
+    top = items[0]
+    assert top["stream"] == "crit"
+    assert top["record"] is None
+    assert top["clinic"] == "village-1"
+    assert top["critical"] == ["PAUSE"]
+    assert top["state"] == "new"
+    assert listed.json()["total"] == 2
+
+    register = await doctor.get("/api/v1/criticals")
+    [value] = register.json()["items"]
+    assert value["code"] == "PAUSE"
+    assert value["state"] == "notified"
+    assert "li.doctor" in value["notified"]
+    ack_url = f"/api/v1/criticals/{value['id']}/acknowledge"
+    assert error_of(await doctor.post(ack_url, json={"read_back": " "})) == (400, "invalid_input")
+    acked = await doctor.post(ack_url, json={"read_back": "长间歇 3 秒，李医生已知悉"})
+    assert acked.status_code == 200, acked.text
+    assert acked.json()["state"] == "acknowledged"
+    assert acked.json()["acknowledged_by"] == "li.doctor"
+    assert acked.json()["acknowledged_at"] is not None
+    assert error_of(await doctor.post(ack_url, json={"read_back": "x"})) == (
+        409,
+        "transition_not_allowed",
+    )
+
+    url = f"/api/v1/readings/{critical.task.id}"
+    claimed = await reader.post(f"{url}/claim", json={})
+    assert claimed.status_code == 200, claimed.text
+    assert claimed.json()["state"] == "claimed"
+    assert claimed.json()["claimant"] == "liu.reader"
+    refused = await other.post(f"{url}/claim")
+    assert error_of(refused) == (403, "claimed_by_another")
+    assert "liu.reader" in refused.json()["error"]["reason"]
+    report = {"statements": ["SR", "PVC"], "text": "窦性心律，长间歇，室性早搏"}
+    saved = await reader.put(f"{url}/report", json=report)
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["statements"] == ["SR", "PVC"]
+    assert error_of(await other.put(f"{url}/report", json=report)) == (403, "claimed_by_another")
+    assert error_of(await reader.post(f"{url}/sign", json={})) == (401, "totp_required")
+    assert (await reader.get(url)).json()["state"] == "draft"
+    signed = await reader.post(f"{url}/sign", json={"totp": api.fresh_totp("liu.reader")})
+    assert signed.status_code == 200, signed.text
+    assert signed.json()["state"] == "signed"
+    assert signed.json()["version"] == 1
+
+    seen = await doctor.get(f"{url}/report")
+    assert seen.status_code == 200
+    assert seen.json()["draft"] is None
+    [version] = seen.json()["versions"]
+    assert version["document"]["report"] == report
+    assert version["signer"] == "liu.reader"
+    verify(
+        version["document"],
+        Signature(**version["signature"]),
+        base64.b64decode(version["public_key"]),
+    )
+    edit = await reader.put(f"{url}/report", json=report)
+    assert error_of(edit) == (409, "transition_not_allowed")
+    assert "edit" in edit.json()["error"]["reason"]
+    assert "signed" in edit.json()["error"]["reason"]
+    got = await doctor.get(url)
+    assert got.json()["criticals"][0]["read_back"] == "长间歇 3 秒，李医生已知悉"
+    assert got.json()["allowed"] == []
+    for client in (doctor, reader, other):
+        await client.aclose()
+
+
+async def test_amend_return_and_refusals_over_http(api: Api) -> None:
+    """An amendment is version 2 pointing to version 1; return needs a reason; a step
+    the table lacks is 409 naming state and event; an unknown event is 404; another
+    county is 404; a reader marks a critical finding (201)."""
+    rw = api.rw
+    one = rw.stream_task("one")
+    two = rw.stream_task("two")
+    reader = await api.client("liu.reader")
+    far = await api.client("far.reader")
+    url = f"/api/v1/readings/{one.task.id}"
+    await reader.post(f"{url}/claim")
+    await reader.put(f"{url}/report", json={"statements": ["SR"], "text": "正常心电图"})
+    assert (await reader.post(f"{url}/sign", json={"totp": api.fresh_totp("liu.reader")})).json()[
+        "state"
+    ] == "signed"
+    amended = await reader.post(f"{url}/amend")
+    assert amended.json()["state"] == "amended", amended.text
+    await reader.put(f"{url}/report", json={"statements": ["SR", "PVC"], "text": "偶发室早"})
+    again = await reader.post(f"{url}/sign", json={"totp": api.fresh_totp("liu.reader")})
+    assert again.json()["version"] == 2, again.text
+    first, second = (await reader.get(f"{url}/report")).json()["versions"]
+    assert second["corrects"] is not None
+    assert first["corrects"] is None
+
+    url2 = f"/api/v1/readings/{two.task.id}"
+    assert error_of(await reader.post(f"{url2}/return", json={})) == (400, "invalid_input")
+    wrong = await reader.post(f"{url2}/release")
+    assert error_of(wrong) == (409, "transition_not_allowed")
+    assert "release" in wrong.json()["error"]["reason"]
+    assert "new" in wrong.json()["error"]["reason"]
+    assert error_of(await reader.post(f"{url2}/approve")) == (404, "unknown_event")
+    assert error_of(await reader.post(f"{url2}/edit")) == (404, "unknown_event")
+    assert error_of(await reader.post(f"{url2}/claim", json={"bogus": 1}))[0] == 400
+    assert error_of(await far.get(url2)) == (404, "not_found")
+    assert error_of(await far.post(f"{url2}/claim")) == (404, "not_found")
+    assert (await far.get("/api/v1/readings")).json()["total"] == 0
+    marked = await reader.post(f"{url2}/criticals", json={"code": "VT"})
+    assert marked.status_code == 201, marked.text
+    assert marked.json()["raised_by"] == "liu.reader"
+    assert error_of(await reader.post(f"{url2}/criticals", json={"code": "VT"})) == (
+        409,
+        "conflict",
+    )
+    back = await reader.post(f"{url2}/return", json={"reason": "导联脱落，请重新采集"})
+    assert back.json()["state"] == "returned", back.text
+    assert back.json()["reason"] == "导联脱落，请重新采集"
+    by_state = await reader.get("/api/v1/readings", params={"state": "returned"})
+    assert [i["id"] for i in by_state.json()["items"]] == [two.task.id]
+    paged = await reader.get("/api/v1/readings", params={"limit": 1, "page": 2})
+    assert paged.json()["offset"] == 1
+    assert len(paged.json()["items"]) == 1
+    assert error_of(await reader.get("/api/v1/readings", params={"limit": 0}))[0] == 400
+    for client in (reader, far):
+        await client.aclose()
+
+
+async def test_the_openapi_document_says_everything(api: Api) -> None:
+    """Every reading and critical endpoint documents its schemas, errors and an example."""
+    async with httpx.AsyncClient(base_url=api.url) as client:
+        document = (await client.get("/api/v1/openapi.json")).json()
+    paths = set(document["paths"])
+    assert {
+        "/api/v1/readings",
+        "/api/v1/readings/{reading_id}",
+        "/api/v1/readings/{reading_id}/{event}",
+        "/api/v1/readings/{reading_id}/report",
+        "/api/v1/readings/{reading_id}/criticals",
+        "/api/v1/criticals",
+        "/api/v1/criticals/{critical_id}",
+        "/api/v1/criticals/{critical_id}/acknowledge",
+    } <= paths
+    assert [g for g in openapi_gaps(document) if "/readings" in g or "/criticals" in g] == []
