@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Final
 
 from litestar.di import Provide
 
+from api.consults import WebhookSender
 from api.edge import EdgeServer
 from api.pages import package_web_dir
 from api.rooms import RoomTokenController, RoomTokens, api_token_jti, session_jti
@@ -278,14 +279,26 @@ def cart_declaration(
 
 
 async def consult_sweep(service: ConsultService, every_s: float = 30.0) -> None:
-    """Escalate overdue consults (once) and expire those past their expiry, every
-    ``every_s`` until cancelled; a failed round is logged and the next one tries again."""
+    """Remind before deadlines and starts, escalate overdue consults (once) and expire
+    those past their expiry, every ``every_s`` until cancelled; a failed round is logged
+    and the next one tries again."""
     while True:
         try:
+            await asyncio.to_thread(service.remind)
             await asyncio.to_thread(service.escalate_overdue)
             await asyncio.to_thread(service.expire_due)
         except Exception as exc:  # the store's failure shows on /healthz
             logger.warning("consult sweep failed: %s", type(exc).__name__)
+        await asyncio.sleep(every_s)
+
+
+async def webhook_delivery(sender: WebhookSender, every_s: float = 5.0) -> None:
+    """Deliver the webhooks that are due (first tries and retries), every ``every_s``."""
+    while True:
+        try:
+            await asyncio.to_thread(sender.deliver_due)
+        except Exception as exc:
+            logger.warning("webhook delivery round failed: %s", type(exc).__name__)
         await asyncio.sleep(every_s)
 
 
@@ -394,6 +407,7 @@ def assemble(
         notices.attach,
         view.run,
         functools.partial(consult_sweep, platform.consult_service),
+        functools.partial(webhook_delivery, platform.webhook_sender),
     ]
 
     async def close_platform() -> None:

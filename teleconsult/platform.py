@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import stat
 import threading
 from collections.abc import Sequence
@@ -32,7 +33,7 @@ from typing import Final
 
 from api.audit import AuditApi, audit_api
 from api.auth import AccountApi, account_api
-from api.consults import ConsultApi, consult_api
+from api.consults import ConsultApi, WebhookSender, consult_api
 from api.session import SessionConfig
 from consults.accounts import Accounts, DeviceCredentials, DirectoryAdmin, Revocations
 from consults.audit_trail import AuditTrail
@@ -40,8 +41,9 @@ from consults.directory import ServiceRelation
 from consults.repositories import DeviceFilter, DirectoryRepository, PageRequest
 from consults.requests import FieldCipher
 from consults.rights import Tree
-from consults.service import ConsultService, Notice, Notifier
+from consults.service import ConsultService, Notice, Notifier, WebhookOutbox, Webhooks
 from store.consult_stats import SqlConsultStatistics
+from store.consult_webhooks import SqlWebhookRepository
 from store.consults import FileBlobStore, SqlConsultRepository
 from store.secrets import SecretBox, SecretError, load_or_create_key
 from store.stores import Stores, open_store
@@ -187,6 +189,7 @@ class Platform:
     consult_records: SqlConsultRepository
     consults: ConsultApi
     notices: NoticeRelay
+    webhook_sender: WebhookSender
     audit: AuditApi
 
     def close(self) -> None:
@@ -232,6 +235,10 @@ def open_platform(
         blobs=FileBlobStore(data_dir / ATTACHMENTS_DIR),
         notifier=notices,
     )
+    # Outgoing webhooks: each notice queued for the endpoints of the institutions it
+    # concerns; the server's sender delivers them (signed, retried, logged).
+    hooks = SqlWebhookRepository(stores.engine, secrets=SecretBox(field_key))
+    notices.listeners.append(WebhookOutbox(hooks))
     return Platform(
         stores=stores,
         accounts=accounts,
@@ -242,7 +249,8 @@ def open_platform(
         revocations=revocations,
         consult_service=consult_service,
         consult_records=records,
-        consults=consult_api(consult_service),
+        consults=consult_api(consult_service, Webhooks(hooks, random_bytes=secrets.token_bytes)),
         notices=notices,
+        webhook_sender=WebhookSender(hooks),
         audit=audit_api(AuditTrail(stores.audit_reader, stores.directory, stores.audit)),
     )
