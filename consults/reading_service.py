@@ -858,6 +858,38 @@ class ReadingService:
         self._tell(found, "critical.raised", now)
         return found
 
+    def engine_critical(self, stream_id: str, code: str) -> CriticalRecord | None:
+        """A critical finding the engine made on a stream after its task was made (the
+        record's re-annotation): raised and told at once. None when the stream has no
+        task or the finding is raised on it already.
+
+        Raises
+        ------
+        InvalidInput
+            A malformed code.
+        """
+        before = self._repo.by_stream(stream_id)
+        [checked] = _check_codes("code", [code], None)
+        if before is None or checked in before.task.critical:
+            return None
+        now = self._clock()
+        after = replace(
+            before, task=replace(before.task, critical=(*before.task.critical, checked))
+        )
+        found = self._told(after, checked, None, now)
+        try:
+            self._repo.add_critical(
+                found,
+                self._critical_event(
+                    found, "critical.raised", None, now, told=str(len(found.value.notified))
+                ),
+                (before, after),
+            )
+        except Conflict:
+            return None
+        self._tell(found, "critical.raised", now)
+        return found
+
     def _visible_critical(self, person: Person, critical_id: str) -> CriticalRecord:
         found = self._repo.critical(critical_id)
         if found is None or not (

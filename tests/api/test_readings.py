@@ -206,7 +206,14 @@ async def test_amend_return_and_refusals_over_http(api: Api) -> None:
     paged = await reader.get("/api/v1/readings", params={"limit": 1, "page": 2})
     assert paged.json()["offset"] == 1
     assert len(paged.json()["items"]) == 1
-    assert error_of(await reader.get("/api/v1/readings", params={"limit": 0}))[0] == 400
+    assert error_of(await reader.get("/api/v1/readings", params={"limit": 0})) == (
+        400,
+        "invalid_body",
+    )
+    assert error_of(await reader.get("/api/v1/readings", params={"state": "x"})) == (
+        400,
+        "invalid_body",
+    )
     for client in (reader, far):
         await client.aclose()
 

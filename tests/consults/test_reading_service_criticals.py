@@ -134,3 +134,19 @@ def test_a_reader_marks_a_critical_finding(rw: ReadingWorld) -> None:
     assert rw.service.critical(rw.world["li.doctor"], found.value.id) == found
     with pytest.raises(NotFound):
         rw.service.critical(rw.world["far.reader"], found.value.id)
+
+
+def test_the_engine_finds_a_critical_value_after_the_task_is_made(rw: ReadingWorld) -> None:
+    """The record's re-annotation finds STEMI on a stream whose task exists: raised by
+    the engine and told; the same finding again, or a stream without a task, is None."""
+    made = rw.stream_task("s1")
+    found = rw.service.engine_critical("s1", "STEMI")
+    assert found is not None
+    assert found.raised_by is None
+    assert found.value.state is C.NOTIFIED
+    assert rw.notices.sent[-1].kind == "critical.raised"
+    assert rw.service.engine_critical("s1", "STEMI") is None
+    assert rw.service.engine_critical("nothing", "VF") is None
+    task = rw.repository.get(made.task.id)
+    assert task is not None
+    assert task.task.critical == ("STEMI",)
