@@ -209,7 +209,18 @@ def _metrics(render: Callable[[], tuple[bytes, str]]) -> Any:
     return metrics
 
 
-_BODY_METHODS: Final = frozenset({"post", "put", "patch"})
+# Methods that always carry a body (a POST may be an action that takes none: logout).
+_BODY_METHODS: Final = frozenset({"put", "patch"})
+# Success answers that are files, not JSON documents.
+_FILE_MEDIA: Final = (
+    "application/pdf",
+    "application/fhir+json",
+    "application/dicom",
+    "application/octet-stream",
+    "text/csv",
+    "image/png",
+    "image/jpeg",
+)
 
 
 def openapi_gaps(document: Mapping[str, Any]) -> list[str]:
@@ -248,21 +259,35 @@ def openapi_gaps(document: Mapping[str, Any]) -> list[str]:
             ok = [code for code in responses if code.startswith("2")]
             errors = [code for code in responses if code.startswith("4")]
             examples = False
+            # What there is to show an example of: a JSON body in or out. An action
+            # without a body (logout, revoke) answering 204 or a file (a PDF, a CSV, a
+            # FHIR Bundle, an attachment's bytes) has none to give.
+            exemplary = False
             for code in ok:
-                content = responses[code].get("content", {}).get("application/json")
-                if content is None and code != "204":
-                    gaps.append(f"{where}: {code} has no JSON schema")
-                elif content is not None:
-                    examples |= bool(content.get("examples")) or has_example(content["schema"])
+                content: Mapping[str, Any] = responses[code].get("content", {})
+                json_content = content.get("application/json")
+                if code == "204":
+                    continue
+                if not content:
+                    gaps.append(f"{where}: {code} has no schema")
+                elif json_content is not None:
+                    exemplary = True
+                    examples |= bool(json_content.get("examples")) or has_example(
+                        json_content["schema"]
+                    )
+                elif not any(media in content for media in _FILE_MEDIA):
+                    gaps.append(f"{where}: {code} answers {sorted(content)}, not JSON or a file")
             if not ok:
                 gaps.append(f"{where}: no success response")
             if not errors:
                 gaps.append(f"{where}: no 4xx error documented (use error_responses)")
-            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
-            if method in _BODY_METHODS and body is None:
-                gaps.append(f"{where}: no JSON request body schema")
+            request: Mapping[str, Any] = operation.get("requestBody", {}).get("content", {})
+            body = request.get("application/json")
+            if method in _BODY_METHODS and not request:
+                gaps.append(f"{where}: no request body schema")
             if body is not None:
+                exemplary = True
                 examples |= has_example(body.get("schema"))
-            if not examples:
+            if exemplary and not examples:
                 gaps.append(f"{where}: no example (msgspec.Meta(examples=[...]) on a field)")
     return gaps

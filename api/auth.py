@@ -256,8 +256,16 @@ class MeController(Controller):
         summary="The caller's API tokens",
         responses=documented(
             200,
-            None,
-            None,
+            TokenAnswer,
+            [
+                TokenAnswer(
+                    id="9c1e7d4a4f0e9a1b2c3d4e5f6a7b3f2b",
+                    name="HIS link",
+                    created_at=utc(1_800_000_000),
+                    expires_at=None,
+                    revoked_at=None,
+                )
+            ],
             *_AUTH_ERRORS,
         ),
     )

@@ -1470,6 +1470,7 @@ class ConsultController(Controller):
     @get(
         "/{consult_id:str}/attachments/{attachment_id:str}",
         sync_to_thread=True,
+        media_type="application/octet-stream",  # documented so; sent as its own type
         summary="Download an attachment",
         responses=documented(200, None, None, *_AUTH, _NO_CONSULT),
     )

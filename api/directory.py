@@ -232,7 +232,13 @@ class InstitutionController(Controller):
         "/{code:str}/departments",
         sync_to_thread=True,
         summary="The departments of an institution",
-        responses=documented(200, None, None, *_AUTH, _NO_INSTITUTION),
+        responses=documented(
+            200,
+            DepartmentAnswer,
+            [DepartmentAnswer("county-1", "cardio", "心内科")],
+            *_AUTH,
+            _NO_INSTITUTION,
+        ),
     )
     def departments(
         self,
@@ -569,7 +575,7 @@ class RelationController(Controller):
         "/",
         sync_to_thread=True,
         summary="List service relations",
-        responses=documented(200, None, None, *_AUTH),
+        responses=documented(200, RelationAnswer, [_RELATION], *_AUTH),
     )
     def listing(
         self, principal: NamedDependency[Principal], directory: NamedDependency[DirectoryAdmin]

@@ -11,6 +11,7 @@ Times are UTC on the wire (RFC 3339, ``Z``); enums travel as their values.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -389,17 +390,26 @@ def example(struct: msgspec.Struct) -> Any:
 def documented(
     status: int,
     answer: type[msgspec.Struct] | None,
-    sample: msgspec.Struct | None,
+    sample: msgspec.Struct | Sequence[msgspec.Struct] | None,
     *errors: tuple[int, str, str],
 ) -> dict[int, ResponseSpec]:
     """OpenAPI ``responses`` of a handler: its answer with an example, and its errors
-    (each with the error schema and an example, :func:`api.errors.error_responses`)."""
+    (each with the error schema and an example, :func:`api.errors.error_responses`).
+
+    A list answer: ``answer`` is the item type and ``sample`` a list of items.
+    """
     specs = error_responses(*errors)
     if answer is not None:
+        many = isinstance(sample, Sequence)
+        value = (
+            [example(item) for item in sample]
+            if isinstance(sample, Sequence)
+            else (example(sample) if sample is not None else None)
+        )
         specs[status] = ResponseSpec(
-            data_container=answer,
+            data_container=list[answer] if many else answer,  # type: ignore[valid-type]
             description=" ".join((answer.__doc__ or "").split()),
-            examples=[Example(summary="example", value=example(sample))] if sample else None,
+            examples=[Example(summary="example", value=value)] if value is not None else None,
         )
     return specs
 

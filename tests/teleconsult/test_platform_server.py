@@ -22,6 +22,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from api.app import openapi_gaps
 from api.edge import EdgeConfig
 from consults.directory import Role
 from fixtures.make_fixtures import synthetic12
@@ -510,3 +511,15 @@ async def test_a_consult_room_s_parts_follow_the_consult(running: Running) -> No
     outsider = await running.call(await running.login("zhao.doctor"), "POST", room)
     assert outsider.status_code == 404
     assert outsider.json()["error"]["code"] == "not_found"
+
+
+async def test_the_served_openapi_document_is_complete(running: Running) -> None:
+    """GET /api/v1/openapi.json of the server as serve builds it: every endpoint of every
+    controller mounted has its schemas, a 4xx error and an example (files as files)."""
+    answer = await running.http.get("/api/v1/openapi.json")
+    assert answer.status_code == 200
+    document = answer.json()
+    assert document["openapi"].startswith("3.1")
+    for path in ("/api/v1/auth/login", "/api/v1/consults", "/api/v1/audit", "/api/v1/webhooks"):
+        assert path in document["paths"]
+    assert openapi_gaps(document) == []
