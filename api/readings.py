@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final, Protocol
 
 import msgspec
 from litestar import Controller, Response, get, post, put
@@ -45,11 +45,18 @@ from consults.reading_service import ReadingService, ReadingView
 from consults.readings import ESCALATION_LEVELS, CriticalState, ReadingEvent, ReadingState
 from consults.repositories import PageRequest
 
+if TYPE_CHECKING:
+    from ecg.paper_content import ReportInfo
+    from ecg.record import Record
+
 __all__ = [
     "CriticalController",
+    "EcgSignals",
     "ReadingApi",
     "ReadingController",
+    "SignalSource",
     "reading_api",
+    "report_info",
 ]
 
 # Schemas
@@ -252,6 +259,64 @@ def _version(signed: SignedVersion) -> VersionAnswer:
     )
 
 
+class EcgSignals(Protocol):
+    """Where the signal of a task's ECG is (the live ECG service's stream store, the
+    uploaded records); blocking, called from a worker thread."""
+
+    def signal_of(self, record: ReadingRecord) -> Record | None:
+        """The task's ECG in mV (its stream or record), or None when it is not kept."""
+
+
+@dataclass(frozen=True)
+class SignalSource:
+    """The handlers' dependency: the :class:`EcgSignals` wired, or None (a Protocol
+    cannot be a dependency's type: Litestar checks dependencies with isinstance)."""
+
+    signals: EcgSignals | None
+
+    def signal_of(self, record: ReadingRecord) -> Record | None:
+        return None if self.signals is None else self.signals.signal_of(record)
+
+
+def report_info(signed: Mapping[str, object], acquired_at: dt.datetime | None) -> ReportInfo:
+    """What the paper and the DICOM file print of a signed version: only what is
+    signed (statements with the library's texts, critical findings, the reader's
+    text, the signer and the signing time)."""
+    from ecg.critical import CRITICAL_TEXT
+    from ecg.paper_content import ReportInfo, Statement
+    from ecg.statements import LIBRARY
+
+    report = signed.get("report")
+    codes = report.get("statements", []) if isinstance(report, Mapping) else []
+    text = str(report.get("text", "")) if isinstance(report, Mapping) else ""
+    context = signed.get("context")
+    names = context if isinstance(context, Mapping) else {}
+    statements = []
+    for code in codes if isinstance(codes, list) else []:
+        known = LIBRARY.get(str(code))
+        statements.append(
+            Statement(str(code), known.text_en, known.text_zh, known.severity.value)
+            if known is not None
+            else Statement(str(code))
+        )
+    criticals = signed.get("critical")
+    critical = []
+    for code in criticals if isinstance(criticals, list) else []:
+        en, zh = CRITICAL_TEXT.get(str(code), ("", ""))
+        critical.append(Statement(str(code), en, zh, "critical"))
+    signer = f"{names.get('signer_name', '')} ({signed.get('signer')}), v{signed.get('version')}"
+    return ReportInfo(
+        acquired_at=acquired_at,
+        record_name=str(signed.get("stream") or signed.get("record") or ""),
+        institution=str(names.get("clinic", "")),
+        statements=tuple(statements),
+        critical=tuple(critical),
+        conclusion=text,
+        signed_by=signer,
+        signed_at=dt.datetime.fromisoformat(str(signed["signed_at"])),
+    )
+
+
 # Controllers
 
 _AUTH = (
@@ -435,6 +500,80 @@ class ReadingController(Controller):
             headers=_NO_STORE,
         )
 
+    @get(
+        "/{reading_id:str}/report.pdf",
+        sync_to_thread=True,
+        summary="The signed report on ECG paper (PDF)",
+        media_type="application/pdf",
+        responses=documented(
+            200, None, None, *_AUTH, (404, "not_found", "no signed report '3f2b9c1e'")
+        ),
+    )
+    def report_pdf(
+        self,
+        reading_id: PathId,
+        principal: NamedDependency[Principal],
+        reading_service: NamedDependency[ReadingService],
+        ecg_signals: NamedDependency[SignalSource],
+    ) -> Response[bytes]:
+        """The ECG on A4 at 25 mm/s and 10 mm/mV (3x4 and rhythm strip), with the latest
+        signed version's statements, critical findings, text, signer and time."""
+        from ecg.paper import layout_pages, render_pdf
+
+        record, versions = reading_service.export(principal.person, reading_id, "pdf")
+        found = ecg_signals.signal_of(record)
+        if found is None:
+            raise ApiError(
+                "not_found", f"no ECG signal kept for reading {reading_id!r}", status=404
+            )
+        info = report_info(versions[-1].document, record.task.received_at)
+        pdf = render_pdf(layout_pages(found.signal_mv, found.fs_hz, found.lead_names, info))
+        return Response(
+            pdf,
+            media_type="application/pdf",
+            headers={
+                **_NO_STORE,
+                "content-disposition": f'inline; filename="ecg-{reading_id}.pdf"',
+            },
+        )
+
+    @get(
+        "/{reading_id:str}/report.dcm",
+        sync_to_thread=True,
+        summary="The signed report as a DICOM 12-lead ECG waveform",
+        media_type="application/dicom",
+        responses=documented(
+            200, None, None, *_AUTH, (404, "not_found", "no signed report '3f2b9c1e'")
+        ),
+    )
+    def report_dcm(
+        self,
+        reading_id: PathId,
+        principal: NamedDependency[Principal],
+        reading_service: NamedDependency[ReadingService],
+        ecg_signals: NamedDependency[SignalSource],
+    ) -> Response[bytes]:
+        """The samples (1 µV steps) with the latest signed version's statements and
+        critical findings, and the signer, in the waveform's annotations."""
+        from ecg.dicom import write_dicom
+
+        record, versions = reading_service.export(principal.person, reading_id, "dicom")
+        found = ecg_signals.signal_of(record)
+        if found is None:
+            raise ApiError(
+                "not_found", f"no ECG signal kept for reading {reading_id!r}", status=404
+            )
+        info = report_info(versions[-1].document, record.task.received_at)
+        data = write_dicom(found.signal_mv, found.fs_hz, found.lead_names, info, now=info.signed_at)
+        return Response(
+            data,
+            media_type="application/dicom",
+            headers={
+                **_NO_STORE,
+                "content-disposition": f'attachment; filename="ecg-{reading_id}.dcm"',
+            },
+        )
+
     @post(
         "/{reading_id:str}/criticals",
         status_code=201,
@@ -564,12 +703,15 @@ class ReadingApi:
     middleware: Sequence[Middleware]
 
 
-def reading_api(service: ReadingService) -> ReadingApi:
-    """The reading and critical-value controllers and the service's dependency."""
+def reading_api(service: ReadingService, signals: EcgSignals | None = None) -> ReadingApi:
+    """The reading and critical-value controllers and their dependencies; ``signals``
+    gives ``report.pdf`` and ``report.dcm`` the ECG (without it they answer 404)."""
+    source = SignalSource(signals)
     return ReadingApi(
         route_handlers=[ReadingController, CriticalController],
         dependencies={
-            "reading_service": Provide(lambda: service, use_cache=True, sync_to_thread=False)
+            "reading_service": Provide(lambda: service, use_cache=True, sync_to_thread=False),
+            "ecg_signals": Provide(lambda: source, use_cache=True, sync_to_thread=False),
         },
         middleware=[],
     )

@@ -10,7 +10,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import httpx
+import numpy as np
 import pytest
 
 from api.app import create_app, openapi_gaps
@@ -18,8 +20,12 @@ from api.auth import account_api
 from api.edge import Edge, EdgeConfig
 from api.readings import reading_api
 from api.session import CSRF_COOKIE
+from consults.reading_repositories import ReadingRecord
 from consults.signatures import Signature, verify
+from ecg.dicom import read_dicom
+from ecg.record import Record, read_record
 from tests.api.test_consults import error_of
+from tests.conftest import ecg_data_dir
 from tests.consults.test_reading_service_world import ReadingWorld, make_reading_world
 from tests.consults.test_service_world import PASSWORD
 from tests.pg import Database, database
@@ -52,12 +58,25 @@ class Api:
         return self.rw.world.totp(username)
 
 
+RECORD = ecg_data_dir() / "ptbxl-sample" / "HR06000"
+
+
+class RecordSignals:
+    """Every task's ECG is one PTB-XL 12-lead record read in place (the server's source
+    is the stream store); None where the databases are absent."""
+
+    def signal_of(self, record: ReadingRecord) -> Record | None:
+        if not RECORD.with_suffix(".hea").exists():
+            return None
+        return read_record(RECORD)
+
+
 @pytest.fixture
 async def api(database: Database) -> AsyncIterator[Api]:
     """The account and reading APIs on a free loopback port over the world's store."""
     rw = make_reading_world(database)
     accounts_wiring = account_api(rw.world.accounts, rw.world.directory)
-    readings_wiring = reading_api(rw.service)
+    readings_wiring = reading_api(rw.service, RecordSignals())
     app = create_app(
         route_handlers=[*accounts_wiring.route_handlers, *readings_wiring.route_handlers],
         dependencies={**accounts_wiring.dependencies, **readings_wiring.dependencies},
@@ -234,3 +253,42 @@ async def test_the_openapi_document_says_everything(api: Api) -> None:
         "/api/v1/criticals/{critical_id}/acknowledge",
     } <= paths
     assert [g for g in openapi_gaps(document) if "/readings" in g or "/criticals" in g] == []
+
+
+async def test_the_signed_report_as_pdf_and_dicom(api: Api) -> None:
+    """Before signing there is nothing to export (404); after, the PDF's text layer holds
+    the signed statements, text and signer, and the DICOM file reads back with the
+    record's leads, rate and samples (to 1 µV) and the signed statements."""
+    if not RECORD.with_suffix(".hea").exists():
+        pytest.skip(f"PTB-XL sample not found at {RECORD}")
+    rw = api.rw
+    made = rw.stream_task("s1", critical=("STEMI",))
+    reader = await api.client("liu.reader")
+    doctor = await api.client("li.doctor")
+    url = f"/api/v1/readings/{made.task.id}"
+    assert error_of(await doctor.get(f"{url}/report.pdf")) == (404, "not_found")
+    await reader.post(f"{url}/claim")
+    await reader.put(f"{url}/report", json={"statements": ["SR", "STE_ANT"], "text": "请立即转诊"})
+    signed = await reader.post(f"{url}/sign", json={"totp": api.fresh_totp("liu.reader")})
+    assert signed.status_code == 200, signed.text
+    pdf = await doctor.get(f"{url}/report.pdf")
+    assert pdf.status_code == 200, pdf.text
+    assert pdf.headers["content-type"] == "application/pdf"
+    text = (await anyio.run_process(["pdftotext", "-", "-"], input=pdf.content)).stdout.decode()
+    assert "窦性心律" in text
+    assert "请立即转诊" in text
+    assert "liu.reader" in text
+    dcm = await doctor.get(f"{url}/report.dcm")
+    assert dcm.status_code == 200
+    assert dcm.headers["content-type"] == "application/dicom"
+    back = read_dicom(dcm.content)
+    original = read_record(RECORD)
+    assert back.lead_names == original.lead_names
+    assert back.fs_hz == original.fs_hz
+    assert np.nanmax(np.abs(back.signal_mv - original.signal_mv)) <= 0.001
+    assert {"SR", "STE_ANT"} <= {s.code for s in back.info.statements}
+    assert [s.code for s in back.info.critical] == ["STEMI"]
+    exported = [a for a, _ in rw.actions(f"reading:{made.task.id}") if a == "reading.exported"]
+    assert len(exported) == 2
+    for client in (reader, doctor):
+        await client.aclose()
