@@ -284,12 +284,13 @@ def sdp_target() -> tuple[list[bytes], Callable[[bytes, random.Random], str | No
 def rest_target() -> tuple[list[bytes], Callable[[bytes, random.Random], str | None]]:
     import msgspec
 
-    from api import schemas
+    from api import audit, consults, readings, schemas
     from consults.errors import ConsultsError
 
+    found = {**vars(schemas), **vars(consults), **vars(readings), **vars(audit)}
     types = [
         obj
-        for obj in vars(schemas).values()
+        for obj in found.values()
         if isinstance(obj, type)
         and issubclass(obj, msgspec.Struct)
         and obj.__struct_config__.forbid_unknown_fields
