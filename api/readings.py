@@ -340,6 +340,28 @@ def _page(limit: int, offset: int, page_number: int | None) -> PageRequest:
     return PageRequest(limit=limit, offset=offset)
 
 
+def _export(
+    principal: Principal,
+    service: ReadingService,
+    source: SignalSource,
+    reading_id: str,
+    form: str,
+) -> tuple[Record, ReportInfo]:
+    """The task's signal and what its latest signed version prints (the export audited);
+    404 when nothing is signed, the task is not the caller's, or no signal is kept."""
+    record, versions = service.export(principal.person, reading_id, form)
+    found = source.signal_of(record)
+    if found is None:
+        raise ApiError("not_found", f"no ECG signal kept for reading {reading_id!r}", status=404)
+    return found, report_info(versions[-1].document, record.task.received_at)
+
+
+def _file(data: bytes, media_type: str, disposition: str) -> Response[bytes]:
+    return Response(
+        data, media_type=media_type, headers={**_NO_STORE, "content-disposition": disposition}
+    )
+
+
 class ReadingController(Controller):
     """The reading worklist, a task, its steps, its report and its critical values."""
 
@@ -520,22 +542,9 @@ class ReadingController(Controller):
         signed version's statements, critical findings, text, signer and time."""
         from ecg.paper import layout_pages, render_pdf
 
-        record, versions = reading_service.export(principal.person, reading_id, "pdf")
-        found = ecg_signals.signal_of(record)
-        if found is None:
-            raise ApiError(
-                "not_found", f"no ECG signal kept for reading {reading_id!r}", status=404
-            )
-        info = report_info(versions[-1].document, record.task.received_at)
+        found, info = _export(principal, reading_service, ecg_signals, reading_id, "pdf")
         pdf = render_pdf(layout_pages(found.signal_mv, found.fs_hz, found.lead_names, info))
-        return Response(
-            pdf,
-            media_type="application/pdf",
-            headers={
-                **_NO_STORE,
-                "content-disposition": f'inline; filename="ecg-{reading_id}.pdf"',
-            },
-        )
+        return _file(pdf, "application/pdf", f'inline; filename="ecg-{reading_id}.pdf"')
 
     @get(
         "/{reading_id:str}/report.dcm",
@@ -557,22 +566,9 @@ class ReadingController(Controller):
         critical findings, and the signer, in the waveform's annotations."""
         from ecg.dicom import write_dicom
 
-        record, versions = reading_service.export(principal.person, reading_id, "dicom")
-        found = ecg_signals.signal_of(record)
-        if found is None:
-            raise ApiError(
-                "not_found", f"no ECG signal kept for reading {reading_id!r}", status=404
-            )
-        info = report_info(versions[-1].document, record.task.received_at)
+        found, info = _export(principal, reading_service, ecg_signals, reading_id, "dicom")
         data = write_dicom(found.signal_mv, found.fs_hz, found.lead_names, info, now=info.signed_at)
-        return Response(
-            data,
-            media_type="application/dicom",
-            headers={
-                **_NO_STORE,
-                "content-disposition": f'attachment; filename="ecg-{reading_id}.dcm"',
-            },
-        )
+        return _file(data, "application/dicom", f'attachment; filename="ecg-{reading_id}.dcm"')
 
     @post(
         "/{reading_id:str}/criticals",
