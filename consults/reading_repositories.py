@@ -139,9 +139,12 @@ class ReadingRepository(Protocol):
     :class:`~consults.errors.RepositoryError`."""
 
     def create(
-        self, record: ReadingRecord, criticals: Sequence[CriticalRecord], event: AuditEvent
+        self,
+        record: ReadingRecord,
+        criticals: Sequence[CriticalRecord],
+        events: Sequence[AuditEvent],
     ) -> None:
-        """Store a new task, its first critical values and its audit row.
+        """Store a new task, its first critical values and their audit rows.
 
         Raises
         ------

@@ -317,17 +317,19 @@ class ReadingService:
             institution=institution,
         )
 
-    def _allowed(self, person: Person, task: ReadingTask) -> tuple[ReadingEvent, ...]:
-        mine = reading_parties(task, self._reader(person, task))
+    @staticmethod
+    def _allowed(reader: Reader, task: ReadingTask) -> tuple[ReadingEvent, ...]:
+        mine = reading_parties(task, reader)
         return tuple(
             event for event, rule in READING_TRANSITIONS[task.state].items() if rule.parties & mine
         )
 
     def _view(self, person: Person, record: ReadingRecord) -> ReadingView:
+        reader = self._reader(person, record.task)
         return ReadingView(
             record=record,
-            allowed=self._allowed(person, record.task),
-            parties=reading_parties(record.task, self._reader(person, record.task)),
+            allowed=self._allowed(reader, record.task),
+            parties=reading_parties(record.task, reader),
             criticals=tuple(self._repo.criticals_of(record.task.id)),
         )
 
@@ -469,19 +471,22 @@ class ReadingService:
         criticals = [self._told(made, code, None, now) for code in codes]
         source = {"stream": stream} if stream is not None else {"record": record or ""}
         try:
-            self._repo.create(
+            created = self._event(
                 made,
-                criticals,
-                self._event(
-                    made,
-                    "reading.created",
-                    None,
-                    now,
-                    centre=centre,
-                    critical=",".join(codes),
-                    **source,
-                ),
+                "reading.created",
+                None,
+                now,
+                centre=centre,
+                critical=",".join(codes),
+                **source,
             )
+            raised = [
+                self._critical_event(
+                    c, "critical.raised", None, now, told=str(len(c.value.notified))
+                )
+                for c in criticals
+            ]
+            self._repo.create(made, criticals, [created, *raised])
         except Conflict:
             if stream is not None:
                 raced = self._repo.by_stream(stream)
@@ -521,7 +526,7 @@ class ReadingService:
 
     def allowed(self, person: Person, record: ReadingRecord) -> tuple[ReadingEvent, ...]:
         """The events the caller may take on a listed task now."""
-        return self._allowed(person, record.task)
+        return self._allowed(self._reader(person, record.task), record.task)
 
     def _apply(
         self,
@@ -535,18 +540,17 @@ class ReadingService:
     ) -> ReadingTask:
         """The table's step, or the refusal audited and raised."""
         task = before.task
+        reader = self._reader(person, task)
         try:
             if (
                 event is ReadingEvent.CLAIM
                 and task.state in _HELD
                 and task.claimant is not None
                 and task.claimant != person.username
-                and ReadingParty.READER in reading_parties(task, self._reader(person, task))
+                and ReadingParty.READER in reading_parties(task, reader)
             ):
                 raise ClaimedByAnother(task.claimant)
-            return apply_reading(
-                task, event, self._reader(person, task), now, reason=reason, signed=signed
-            )
+            return apply_reading(task, event, reader, now, reason=reason, signed=signed)
         except (TransitionNotAllowed, NotPermitted, ClaimedByAnother, InvalidInput) as exc:
             self._repo.audit(
                 self._event(

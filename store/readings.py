@@ -161,7 +161,10 @@ class SqlReadingRepository:
 
     # Tasks
     def create(
-        self, record: ReadingRecord, criticals: Sequence[CriticalRecord], event: AuditEvent
+        self,
+        record: ReadingRecord,
+        criticals: Sequence[CriticalRecord],
+        events: Sequence[AuditEvent],
     ) -> None:
         with unit_of_work(self.engine) as conn:
             try:
@@ -175,7 +178,8 @@ class SqlReadingRepository:
                 conn.execute(
                     insert(critical_values).values(id=found.value.id, **_critical_values(found))
                 )
-            _append(conn, event)
+            for event in events:
+                _append(conn, event)
 
     def get(self, reading_id: str) -> ReadingRecord | None:
         return self._one(reading_tasks.c.id == reading_id)

@@ -69,6 +69,7 @@ def test_only_someone_told_acknowledges_with_a_read_back(rw: ReadingWorld) -> No
     with pytest.raises(TransitionNotAllowed, match="acknowledged"):
         rw.service.acknowledge(rw.world["sun.doctor"], cid, "室颤")
     assert rw.actions(f"critical:{cid}") == [
+        ("critical.raised", "ok"),
         ("critical.acknowledge", "denied"),
         ("critical.acknowledge", "denied"),
         ("critical.acknowledge", "ok"),
@@ -104,7 +105,9 @@ def test_an_unacknowledged_value_escalates_level_by_level(rw: ReadingWorld) -> N
     assert done.escalate_at is None
     rw.world.clock.advance(10 * within)
     assert rw.service.escalate_due() == []
-    assert [a for a, _ in rw.actions(f"critical:{cid}")] == ["critical.escalate"] * 3
+    assert [a for a, _ in rw.actions(f"critical:{cid}")] == ["critical.raised"] + [
+        "critical.escalate"
+    ] * 3
     ack = rw.service.acknowledge(rw.world["zhao.coord"], cid, "急性心梗，已电话通知")
     assert ack.value.state is C.ACKNOWLEDGED
 

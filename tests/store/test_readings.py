@@ -61,10 +61,10 @@ def test_one_task_per_stream_and_compare_and_set(rw: ReadingWorld) -> None:
     """A second task for a stream is a conflict; a step from a stale revision changes
     nothing; the worklist orders by urgency."""
     repo = rw.repository
-    repo.create(_task("t1", "s1"), [], EVENT)
+    repo.create(_task("t1", "s1"), [], [EVENT])
     with pytest.raises(Conflict):
-        repo.create(_task("t2", "s1"), [], EVENT)
-    repo.create(_task("t3", "s3", critical=("VF",)), [], EVENT)
+        repo.create(_task("t2", "s1"), [], [EVENT])
+    repo.create(_task("t3", "s3", critical=("VF",)), [], [EVENT])
     before = repo.get("t1")
     assert before is not None
     assert before.revision == 0
@@ -99,7 +99,7 @@ def test_one_finding_per_task_and_the_sweeps_query(rw: ReadingWorld) -> None:
     """The same code twice on a task is a conflict; due_criticals answers the open values
     past their escalation time only."""
     repo = rw.repository
-    repo.create(_task("t1", "s1"), [], EVENT)
+    repo.create(_task("t1", "s1"), [], [EVENT])
 
     def value(cid: str, code: str, state: CriticalState, due: datetime | None) -> CriticalRecord:
         return CriticalRecord(
