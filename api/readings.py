@@ -326,7 +326,7 @@ _AUTH = (
 _NO_READING = (404, "not_found", "no reading '3f2b9c1e'")
 _TABLE = (
     (409, "transition_not_allowed", "reader cannot claim a reading in state signed"),
-    (403, "forbidden", "reader may not release a reading in state claimed"),
+    (403, "forbidden", "outsider may not claim a reading in state new"),
     (403, "claimed_by_another", "claimed by liu.reader"),
     (409, "reading_changed", "the reading changed meanwhile: reload it and try again"),
 )

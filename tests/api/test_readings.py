@@ -207,6 +207,9 @@ async def test_amend_return_and_refusals_over_http(api: Api) -> None:
     assert error_of(await reader.post(f"{url2}/approve")) == (404, "unknown_event")
     assert error_of(await reader.post(f"{url2}/edit")) == (404, "unknown_event")
     assert error_of(await reader.post(f"{url2}/claim", json={"bogus": 1}))[0] == 400
+    doctor = await api.client("li.doctor")
+    assert error_of(await doctor.post(f"{url2}/claim")) == (403, "forbidden")
+    await doctor.aclose()
     assert error_of(await far.get(url2)) == (404, "not_found")
     assert error_of(await far.post(f"{url2}/claim")) == (404, "not_found")
     assert (await far.get("/api/v1/readings")).json()["total"] == 0
