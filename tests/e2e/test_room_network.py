@@ -18,7 +18,8 @@ import math
 import struct
 import time
 import wave
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from playwright.async_api import Browser, Page
 from tests.e2e.conftest import Consult, running_consult
 from tests.e2e.pages import assert_sees_and_hears
 from tests.e2e.test_room_media import chromium_with
+from tests.e2e.test_room_ui import CONTROLS, overlaps
 from tests.media.shaper import Link, Shaper
 from tests.media.turn import Turn
 from tests.web.browser import CHROMIUM_ARGS, new_page
@@ -159,19 +161,16 @@ async def fps_over_last_second(page: Page) -> float:
     return frames
 
 
-async def test_poor_line_keeps_audio_and_video_recovers(tmp_path: Path, coturn: Turn) -> None:
-    """Over 5 % loss, 300 ms RTT and 256 kbit/s: no gap over 200 ms in the received tone,
-    the sender's video held under the line's rate; video at its frame rate within 5 s of
-    the line recovering."""
-    line = {
-        "delay_s": ONE_WAY_DELAY_S,
-        "loss": LOSS,
-        "rate_bps": RATE_BPS,
-        "queue_bytes": QUEUE_BYTES,
-    }
+@asynccontextmanager
+async def shaped_consult(
+    tmp_path: Path, coturn: Turn, *, loss: float, seed: int
+) -> AsyncIterator[tuple[Consult, Browser, Shaper]]:
+    """The server, a tone-sending Chromium, and the shaped line in front of coturn."""
     shaper = Shaper(
-        ("127.0.0.1", turn_port(coturn)), up=Link(**line, seed=11), down=Link(**line, seed=12)
-    )  # type: ignore[arg-type]
+        ("127.0.0.1", turn_port(coturn)),
+        up=Link(ONE_WAY_DELAY_S, loss, RATE_BPS, QUEUE_BYTES, seed=seed),
+        down=Link(ONE_WAY_DELAY_S, loss, RATE_BPS, QUEUE_BYTES, seed=seed + 1),
+    )
     await shaper.start()
     through_shaper = Turn(f"turn:127.0.0.1:{shaper.port}?transport=udp", coturn.secret, coturn.log)
     try:
@@ -179,9 +178,17 @@ async def test_poor_line_keeps_audio_and_video_recovers(tmp_path: Path, coturn: 
             running_consult(tmp_path / "var", turn=through_shaper) as consult,
             tone_chromium(tone_wav(tmp_path / "tone.wav")) as browser,
         ):
-            await run(consult, browser, shaper, tmp_path)
+            yield consult, browser, shaper
     finally:
         shaper.close()
+
+
+async def test_poor_line_keeps_audio_and_video_recovers(tmp_path: Path, coturn: Turn) -> None:
+    """Over 5 % loss, 300 ms RTT and 256 kbit/s: no gap over 200 ms in the received tone,
+    the sender's video held under the line's rate; video at its frame rate within 5 s of
+    the line recovering."""
+    async with shaped_consult(tmp_path, coturn, loss=LOSS, seed=11) as (consult, browser, shaper):
+        await run(consult, browser, shaper, tmp_path)
 
 
 async def run(consult: Consult, browser: Browser, shaper: Shaper, tmp_path: Path) -> None:
@@ -248,3 +255,25 @@ async def run(consult: Consult, browser: Browser, shaper: Shaper, tmp_path: Path
     fps = await fps_over_last_second(b)
     print(f"video at {fps:.1f} fps {recovery_s:.1f} s after the line recovered")
     assert recovery_s <= RECOVERY_S
+
+
+async def test_a_line_that_cannot_carry_video_proposes_audio_only(
+    tmp_path: Path, coturn: Turn
+) -> None:
+    """At 15 % loss every remote shows poor quality; after two 2 s windows the room
+    proposes audio only in the header (covering no control), and accepting it switches."""
+    async with shaped_consult(tmp_path, coturn, loss=0.15, seed=21) as (consult, browser, _):
+        a = await new_page(browser)
+        b = await new_page(browser, width=1366, height=768)
+        await a.goto(consult.join_url("dr-a"))
+        await b.goto(consult.join_url("dr-b", extra="&relay=1"))
+        await assert_sees_and_hears(b, "dr-a", timeout_s=40)
+        proposal = b.locator("#propose-audio-only")
+        await proposal.wait_for(state="visible", timeout=30_000)
+        assert await b.locator(".tile.remote .quality").get_attribute("data-level") == "1"
+        assert await overlaps(b, f"{CONTROLS}, #propose-audio-only button") == []
+        await b.screenshot(path=tmp_path / "proposal.png")
+        await b.get_by_role("button", name="Switch to audio only").click()
+        assert await b.get_attribute("#toggle-audio-only", "aria-pressed") == "true"
+        assert await proposal.is_hidden()
+        await b.wait_for_function("() => window.tc.me.resumed === true", timeout=30_000)
