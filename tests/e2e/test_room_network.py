@@ -2,7 +2,8 @@
 link (5 % loss, 300 ms round trip, 256 kbit/s each way: a clinic's ADSL or 4G) to the
 real server and SFU. The tone the other participant sends stays intelligible (no gap
 over 200 ms in what this one's browser plays), the SFU asks the sender to fit the line
-(REMB), and video is back to its frame rate within 5 s of the line recovering.
+(REMB), and video is back to its frame rate within 5 s of the line recovering. At 15 %
+loss the line cannot carry video, and the room proposes audio only.
 
 ``tc netem`` on a network namespace is what the issue asks for; this machine's kernel has
 no qdiscs at all (``tc qdisc add ... netem``: "Specified qdisc kind is unknown"), so the
