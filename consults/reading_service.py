@@ -52,7 +52,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol
 
 from consults.directory import Person, Role, ServiceKind
-from consults.errors import Conflict, Forbidden, InvalidInput, NotFound, TotpRequired
+from consults.errors import (
+    Conflict,
+    ConsultsError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    TotpRequired,
+)
 from consults.opinions import SignedVersion, iso_utc
 from consults.reading_repositories import (
     CriticalFilter,
@@ -552,18 +559,17 @@ class ReadingService:
                 raise ClaimedByAnother(task.claimant)
             return apply_reading(task, event, reader, now, reason=reason, signed=signed)
         except (TransitionNotAllowed, NotPermitted, ClaimedByAnother, InvalidInput) as exc:
-            self._repo.audit(
-                self._event(
-                    before,
-                    f"reading.{event.value}",
-                    person,
-                    now,
-                    outcome="denied",
-                    state=task.state.value,
-                    code=exc.code,
-                )
-            )
+            self._denied(before, f"reading.{event.value}", person, now, exc)
             raise
+
+    def _denied(
+        self, record: ReadingRecord, action: str, person: Person, now: datetime, exc: ConsultsError
+    ) -> None:
+        """The audit row of a refused step on a task: the state and the refusal's code."""
+        state = record.task.state.value
+        self._repo.audit(
+            self._event(record, action, person, now, outcome="denied", state=state, code=exc.code)
+        )
 
     def step(
         self, person: Person, reading_id: str, event: ReadingEvent, *, reason: str | None = None
@@ -612,12 +618,16 @@ class ReadingService:
         """
         before = self._visible(person, reading_id)
         now = self._clock()
-        if len(statements) > MAX_STATEMENTS:
-            raise InvalidInput("statements", f"at most {MAX_STATEMENTS}")
-        if len(text) > MAX_TEXT_CHARS:
-            raise InvalidInput("text", f"at most {MAX_TEXT_CHARS} characters")
-        codes = _check_codes("statements", statements, self.statement_codes)
         task = self._apply(person, before, ReadingEvent.EDIT, now)
+        try:
+            if len(statements) > MAX_STATEMENTS:
+                raise InvalidInput("statements", f"at most {MAX_STATEMENTS}")
+            if len(text) > MAX_TEXT_CHARS:
+                raise InvalidInput("text", f"at most {MAX_TEXT_CHARS} characters")
+            codes = _check_codes("statements", statements, self.statement_codes)
+        except InvalidInput as exc:
+            self._denied(before, "reading.edit", person, now, exc)
+            raise
         report = ReadingReport(
             statements=codes, text=text.strip(), updated_by=person.username, updated_at=now
         )
@@ -716,13 +726,13 @@ class ReadingService:
         self._apply(person, before, ReadingEvent.SIGN, now, signed=True)
         draft = self._repo.report(reading_id)
         if draft is None or not (draft.statements or draft.text):
-            raise InvalidInput("report", "write the report (PUT .../report) before signing")
+            refused = InvalidInput("report", "write the report (PUT .../report) before signing")
+            self._denied(before, "reading.sign", person, now, refused)
+            raise refused
         try:
             self._second_factor.confirm_totp(person, totp)
         except TotpRequired as exc:
-            self._repo.audit(
-                self._event(before, "reading.sign", person, now, outcome="denied", code=exc.code)
-            )
+            self._denied(before, "reading.sign", person, now, exc)
             raise
         keys = self._signing_key(person, now)
         task = self._apply(person, before, ReadingEvent.SIGN, now, signed=True)

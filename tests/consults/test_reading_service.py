@@ -198,7 +198,16 @@ def test_draft_sign_amend_sign(rw: ReadingWorld) -> None:
     actions = rw.actions(f"reading:{task_id}")
     for step in ("reading.claim", "reading.edit", "reading.sign", "reading.amend"):
         assert (step, "ok") in actions
-    assert ("reading.sign", "denied") in actions
+    # Refused: signing unclaimed, without a report and without the second factor; the
+    # unknown code; editing the signed report.
+    denied = [a for a, outcome in actions if outcome == "denied"]
+    assert denied == [
+        "reading.sign",
+        "reading.sign",
+        "reading.edit",
+        "reading.sign",
+        "reading.edit",
+    ]
 
 
 def test_return_needs_a_reason_and_tells_the_clinic(rw: ReadingWorld) -> None:
