@@ -28,6 +28,7 @@ import dataclasses
 import functools
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -42,8 +43,9 @@ from api.session import SessionConfig, device_token_verifier
 from api.ws_device import Declaration, DeviceEndpoint
 from consults.accounts import Principal
 from consults.directory import Role
-from consults.errors import NotFound
+from consults.errors import ConsultsError, NotFound
 from consults.lifecycle import Party
+from consults.reading_service import ReadingNotice, ReadingService
 from consults.repositories import PageRequest, PeopleFilter
 from consults.service import ConsultService, Notice
 from sessions.redis_backend import RedisBus
@@ -59,6 +61,9 @@ from teleconsult.config import Config
 from teleconsult.platform import Platform, open_platform
 
 if TYPE_CHECKING:
+    from consults.reading_repositories import ReadingRecord
+    from ecg.device import Start
+    from ecg.record import Record
     from ecglive.service import EcgService
 
 logger = logging.getLogger(__name__)
@@ -205,13 +210,24 @@ class LiveNotices:
                     break
         return usernames
 
-    def notify(self, notice: Notice) -> None:
+    def notify(self, notice: Notice | ReadingNotice) -> None:
         loop = self._loop
         if loop is None or loop.is_closed():
             return
-        usernames = self.recipients(notice)
         signaling = self._server.signaling
-        data: dict[str, str] = {"consult": notice.consult, "at": iso_z(notice.at)}
+        data: dict[str, str | None]
+        if isinstance(notice, ReadingNotice):
+            usernames = set(notice.usernames)
+            data = {
+                "reading": notice.reading,
+                "critical": notice.critical,
+                "code": notice.code,
+                "level": notice.level,
+                "at": iso_z(notice.at),
+            }
+        else:
+            usernames = self.recipients(notice)
+            data = {"consult": notice.consult, "at": iso_z(notice.at)}
 
         def job() -> None:
             for username in sorted(usernames):
@@ -289,6 +305,16 @@ async def consult_sweep(service: ConsultService, every_s: float = 30.0) -> None:
             await asyncio.to_thread(service.expire_due)
         except Exception as exc:  # the store's failure shows on /healthz
             logger.warning("consult sweep failed: %s", type(exc).__name__)
+        await asyncio.sleep(every_s)
+
+
+async def critical_sweep(service: ReadingService, every_s: float = 15.0) -> None:
+    """Escalate each critical value whose acknowledgement is overdue, every ``every_s``."""
+    while True:
+        try:
+            await asyncio.to_thread(service.escalate_due)
+        except Exception as exc:
+            logger.warning("critical sweep failed: %s", type(exc).__name__)
         await asyncio.sleep(every_s)
 
 
@@ -387,20 +413,23 @@ def assemble(
             *api.route_handlers,
             RoomTokenController,
             *consults.route_handlers,
+            *platform.readings.route_handlers,
             *platform.audit.route_handlers,
         ],
         dependencies={
             **api.dependencies,
             **consults.dependencies,
+            **platform.readings.dependencies,
             **platform.audit.dependencies,
             "room_tokens": Provide(lambda: room_tokens, use_cache=True, sync_to_thread=False),
         },
-        middleware=[*api.middleware, *consults.middleware],
+        middleware=[*api.middleware, *consults.middleware, *platform.readings.middleware],
     )
     revocations = LiveRevocations(server, platform)
     platform.revocations.listeners.append(revocations)
     notices = LiveNotices(server, platform)
     platform.notices.listeners.append(notices)
+    platform.reading_notices.listeners.append(notices)
     view = platform.directory_view
     server.background += [
         revocations.attach,
@@ -408,6 +437,7 @@ def assemble(
         view.run,
         functools.partial(consult_sweep, platform.consult_service),
         functools.partial(webhook_delivery, platform.webhook_sender),
+        functools.partial(critical_sweep, platform.reading_service),
     ]
 
     async def close_platform() -> None:
@@ -423,7 +453,7 @@ def assemble(
                 view.device_seen(claims.identity, claims.institution)
             return claims
 
-        install_ecg(
+        ecg_service = install_ecg(
             server,
             config.data_dir / STREAMS_DIR,
             verify_device,
@@ -432,8 +462,64 @@ def assemble(
             institution_of=view.institution_of_device,
             start_workers=start_live_workers,
         )
+        connect_reading_tasks(ecg_service, platform)
     signaling.closers.append(close_platform)
     return Assembly(server, platform)
+
+
+class StreamSignals:
+    """The ECG of a reading task, from the live ECG service's stream store (the record
+    written when the stream ended); blocking, for the reading API's worker threads."""
+
+    def __init__(self, service: EcgService) -> None:
+        self._service = service
+
+    def signal_of(self, record: ReadingRecord) -> Record | None:
+        from ecg.errors import EcgError
+        from ecg.record import read_record
+
+        if record.stream is None:
+            return None
+        try:
+            path = self._service.store.record_path(uuid.UUID(record.stream))
+        except ValueError:
+            return None
+        if not path.with_suffix(".hea").exists():
+            return None  # still arriving: the record is written when it ends
+        try:
+            return read_record(path)
+        except (EcgError, OSError):
+            return None
+
+
+def connect_reading_tasks(service: EcgService, platform: Platform) -> None:
+    """Every registered cart's stream becomes a reading task of the ECG centre serving
+    its clinic, from its start (a task in progress the reader may watch live); the
+    reading API's reports draw the stored record."""
+    platform.signals.source = StreamSignals(service)
+    audit = service.on_stream
+    readings = platform.reading_service
+    directory = platform.stores.directory
+
+    def make_task(start: Start) -> None:  # a worker thread: it reads and writes the store
+        device = directory.get_device(start.device)
+        if device is None:
+            return  # an operator's cart token: no registration, no clinic to read for
+        try:
+            readings.task_for_stream(
+                str(start.stream), device.institution, start.patient, start.start_time,
+                critical_codes=[], top_statements=[],
+            )  # fmt: skip
+        except ConsultsError as exc:
+            logger.info("no reading task for a stream: %s", exc.code)
+
+    def on_stream(action: str, start: Start) -> None:
+        if audit is not None:
+            audit(action, start)
+        if action in ("stream.started", "stream.resumed"):
+            asyncio.get_running_loop().run_in_executor(None, make_task, start)
+
+    service.on_stream = on_stream
 
 
 def install_ecg(
@@ -462,7 +548,6 @@ def install_ecg(
     """
     # numpy, scipy and numba come with the ECG service: imported when it is built.
     from api.ws_ecg import ViewerCatalog, ViewerMessages
-    from ecg.device import Start
     from ecglive.service import EcgService, default_live_processes
 
     if live_processes is None:

@@ -29,15 +29,17 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from api.audit import AuditApi, audit_api
 from api.auth import AccountApi, account_api
 from api.consults import ConsultApi, WebhookSender, consult_api
+from api.readings import EcgSignals, ReadingApi, reading_api
 from api.session import SessionConfig
 from consults.accounts import Accounts, DeviceCredentials, DirectoryAdmin, Revocations
 from consults.audit_trail import AuditTrail
 from consults.directory import ServiceRelation
+from consults.reading_service import ReadingNotice, ReadingNotifier, ReadingService
 from consults.repositories import DeviceFilter, DirectoryRepository, PageRequest
 from consults.requests import FieldCipher
 from consults.rights import Tree
@@ -45,8 +47,13 @@ from consults.service import ConsultService, Notice, Notifier, WebhookOutbox, We
 from store.consult_stats import SqlConsultStatistics
 from store.consult_webhooks import SqlWebhookRepository
 from store.consults import FileBlobStore, SqlConsultRepository
+from store.readings import SqlReadingRepository
 from store.secrets import SecretBox, SecretError, load_or_create_key
 from store.stores import Stores, open_store
+
+if TYPE_CHECKING:
+    from consults.reading_repositories import ReadingRecord
+    from ecg.record import Record
 
 __all__ = [
     "FIELD_KEY_FILE",
@@ -149,6 +156,29 @@ class NoticeRelay:
             listener.notify(notice)
 
 
+class ReadingNoticeRelay:
+    """The ECG centre's :class:`~consults.reading_service.ReadingNotifier`, handed on to
+    whoever listens (the server's live notifications, once it is built)."""
+
+    def __init__(self) -> None:
+        self.listeners: list[ReadingNotifier] = []
+
+    def notify(self, notice: ReadingNotice) -> None:
+        for listener in self.listeners:
+            listener.notify(notice)
+
+
+class SignalsRelay:
+    """The reading API's :class:`~api.readings.EcgSignals`, answered by whoever keeps
+    the signals (the live ECG service's stream store, set by the server)."""
+
+    def __init__(self) -> None:
+        self.source: EcgSignals | None = None
+
+    def signal_of(self, record: ReadingRecord) -> Record | None:
+        return None if self.source is None else self.source.signal_of(record)
+
+
 class RevocationRelay:
     """The accounts' :class:`~consults.accounts.Revocations`, handed on to whoever
     listens (the server attaches the listener that closes live connections once it is
@@ -190,6 +220,10 @@ class Platform:
     consults: ConsultApi
     notices: NoticeRelay
     webhook_sender: WebhookSender
+    reading_service: ReadingService
+    readings: ReadingApi
+    reading_notices: ReadingNoticeRelay
+    signals: SignalsRelay
     audit: AuditApi
 
     def close(self) -> None:
@@ -239,6 +273,22 @@ def open_platform(
     # concerns; the server's sender delivers them (signed, retried, logged).
     hooks = SqlWebhookRepository(stores.engine, secrets=SecretBox(field_key))
     notices.listeners.append(WebhookOutbox(hooks))
+    # The ECG centre: reading tasks and critical values; statements and critical codes
+    # from the ECG engine's libraries (imported here: they bring numpy).
+    from ecg.critical import CRITICAL_TEXT
+    from ecg.statements import LIBRARY
+
+    reading_notices = ReadingNoticeRelay()
+    reading_service = ReadingService(
+        readings=SqlReadingRepository(stores.engine),
+        keys=records,
+        directory=stores.directory,
+        second_factor=accounts,
+        notifier=reading_notices,
+        statement_codes=frozenset(LIBRARY),
+        critical_codes=frozenset(CRITICAL_TEXT),
+    )
+    signals = SignalsRelay()
     return Platform(
         stores=stores,
         accounts=accounts,
@@ -252,5 +302,9 @@ def open_platform(
         consults=consult_api(consult_service, Webhooks(hooks, random_bytes=secrets.token_bytes)),
         notices=notices,
         webhook_sender=WebhookSender(hooks),
+        reading_service=reading_service,
+        readings=reading_api(reading_service, signals),
+        reading_notices=reading_notices,
+        signals=signals,
         audit=audit_api(AuditTrail(stores.audit_reader, stores.directory, stores.audit)),
     )

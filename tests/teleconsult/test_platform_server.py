@@ -523,3 +523,30 @@ async def test_the_served_openapi_document_is_complete(running: Running) -> None
     for path in ("/api/v1/auth/login", "/api/v1/consults", "/api/v1/audit", "/api/v1/webhooks"):
         assert path in document["paths"]
     assert openapi_gaps(document) == []
+
+
+async def test_a_registered_cart_s_stream_becomes_a_reading_task(running: Running) -> None:
+    """The township cart's stream is, from its start, a reading task of the county that
+    serves the clinic: the county's ECG reader lists it and claims it; the other
+    county's doctor does not see it (404)."""
+    credential = await build_directory(running)
+    done = await simulate(
+        record(2.0), url=running.ws_url("/device"), token=credential, device="cart-1",
+        speed=math.inf,
+    )  # fmt: skip
+    reader = await running.login("chen.reader")
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:  # the task is made off the event loop as the stream starts
+        items = (await running.call(reader, "GET", "/readings?state=new")).json()["items"]
+        if items or asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    (task,) = items
+    assert task["stream"] == str(done.stream)
+    assert task["clinic"] == "town-1"
+    assert task["state"] == "new"
+    claimed = await running.call(reader, "POST", f"/readings/{task['id']}/claim", {})
+    assert claimed.status_code == 200, claimed.text
+    assert claimed.json()["state"] == "claimed"
+    other = await running.login("zhao.doctor")
+    assert (await running.call(other, "GET", f"/readings/{task['id']}")).status_code == 404
