@@ -3,7 +3,9 @@
 Layout: one tile per participant, side by side, in the order participants first
 appear in the manifest; each of a participant's video files (one per segment) is
 overlaid onto its tile from its wall-clock offset, and disappears when it ends.
-All audio files are delayed to their wall-clock offsets and mixed.
+All audio files are delayed to their wall-clock offsets and mixed. Each tile carries the
+participant's name (when the caller knows it: the manifest holds ids only) in its
+bottom-left corner, drawn from a text file so that no name needs escaping in the graph.
 
 The offset of a track is ``start_utc - origin``, where ``start_utc`` is the
 manifest's estimate of the wall clock of the track's media time 0 (see
@@ -20,11 +22,16 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from media.exceptions import RecordingError
 from media.recorder import Manifest, TrackEntry, parse_utc, read_manifest
+
+# The font of the names on the tiles (Debian's fonts-noto-cjk: Chinese and Latin).
+NAME_FONT = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc")
 
 # Encoders per output container: (video codec options, audio codec options).
 _ENCODERS = {
@@ -89,6 +96,8 @@ def export_command(
     *,
     tile: tuple[int, int] = (640, 360),
     fps: int = 30,
+    name_files: Mapping[str, Path] | None = None,
+    font: Path = NAME_FONT,
 ) -> list[str]:
     """The ffmpeg command line that writes the export of ``manifest`` to ``out``.
 
@@ -102,6 +111,8 @@ def export_command(
         Width and height in pixels of each participant's picture.
     fps
         Frame rate of the export in frames per second.
+    name_files, font
+        Participant id -> a UTF-8 file holding the name to draw on its tile, in ``font``.
 
     Raises
     ------
@@ -144,6 +155,17 @@ def export_command(
                 f"[{index}:a]aresample=48000,asetpts=PTS-STARTPTS,adelay={delay_ms}:all=1[a{index}]"
             )
             audio.append(f"[a{index}]")
+    tiles = {p.track.participant_id: p.tile for p in placed if p.tile >= 0}
+    for participant_id, path in sorted((name_files or {}).items()):
+        column = tiles.get(participant_id)
+        if column is None:
+            continue
+        graph.append(
+            f"[{last}]drawtext=fontfile={_filter_path(font)}:textfile={_filter_path(path)}"
+            f":fontsize={max(12, height // 18)}:fontcolor=white:box=1:boxcolor=black@0.6"
+            f":boxborderw=6:x={column * width + 12}:y=h-th-12[n{column}]"
+        )
+        last = f"n{column}"
     maps = []
     video_codec, audio_codec = _ENCODERS[suffix]
     if columns:
@@ -155,8 +177,21 @@ def export_command(
     return command
 
 
-def export(directory: Path, out: Path, *, timeout_s: float = 3600.0) -> list[str]:
+def _filter_path(path: Path) -> str:
+    """A path as a filter option value (``\\``, ``:`` and ``'`` escaped)."""
+    return str(path).replace("\\", "\\\\").replace(":", "\\:").replace("'", "\\'")
+
+
+def export(
+    directory: Path,
+    out: Path,
+    *,
+    names: Mapping[str, str] | None = None,
+    timeout_s: float = 3600.0,
+) -> list[str]:
     """Write the export of the recording in ``directory`` to ``out``; the command run.
+
+    ``names``: participant id -> the name drawn on its tile.
 
     Raises
     ------
@@ -165,15 +200,20 @@ def export(directory: Path, out: Path, *, timeout_s: float = 3600.0) -> list[str
         missing or ffmpeg fails (its message included).
     """
     manifest = read_manifest(directory)
-    command = export_command(manifest, directory, out)
-    if shutil.which(command[0]) is None:
-        raise RecordingError("ffmpeg is not installed (Debian: apt-get install ffmpeg)")
-    try:
-        result = subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout_s, check=False
-        )
-    except subprocess.TimeoutExpired:
-        raise RecordingError(f"ffmpeg took longer than {timeout_s:.0f} s") from None
+    with tempfile.TemporaryDirectory(prefix="tc-export-") as names_dir:
+        name_files = {}
+        for index, (participant_id, name) in enumerate(sorted((names or {}).items())):
+            name_files[participant_id] = Path(names_dir) / f"name-{index}.txt"
+            name_files[participant_id].write_text(name, encoding="utf-8")
+        command = export_command(manifest, directory, out, name_files=name_files)
+        if shutil.which(command[0]) is None:
+            raise RecordingError("ffmpeg is not installed (Debian: apt-get install ffmpeg)")
+        try:
+            result = subprocess.run(
+                command, capture_output=True, text=True, timeout=timeout_s, check=False
+            )
+        except subprocess.TimeoutExpired:
+            raise RecordingError(f"ffmpeg took longer than {timeout_s:.0f} s") from None
     if result.returncode != 0:
         message = result.stderr.strip().splitlines()[-1:] or ["no message"]
         raise RecordingError(f"ffmpeg failed ({result.returncode}): {message[0]}")

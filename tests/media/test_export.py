@@ -140,3 +140,38 @@ def test_bad_exports_are_refused(tmp_path: Path) -> None:
         export_command(manifest, tmp_path, tmp_path / "x.avi")
     with pytest.raises(RecordingError, match="no manifest"):
         export(tmp_path, tmp_path / "x.mp4")
+
+
+def frame_at(path: Path, time_s: float) -> np.ndarray:
+    """The grey levels of the first frame of ``path`` at or after ``time_s``."""
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            if float(frame.time or 0.0) >= time_s:
+                image: np.ndarray = frame.to_ndarray(format="gray").astype(np.int16)
+                return image
+    raise AssertionError(f"no frame at {time_s} s in {path}")
+
+
+@pytest.mark.slow
+async def test_export_draws_each_participants_name_on_its_tile(tmp_path: Path) -> None:
+    """With names, the bottom-left corner of the tile shows text (Chinese included) and
+    the rest of the picture is what it is without them."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed (make sysdeps installs it)")
+    recorder = Recorder(tmp_path)
+    recorder.start("room")
+    recorder.add_track("room", "clinic", 0, "v", "video")
+    await paced(recorder, "v", list(synthetic.video(1.5, period_s=PERIOD_S)))
+    await recorder.close()
+    (directory,) = (tmp_path / "recordings").iterdir()
+    named, plain = tmp_path / "named.webm", tmp_path / "plain.webm"
+    command = export(directory, named, names={"clinic": "张丽 Dr Zhang"})
+    export(directory, plain)
+    assert any("drawtext" in part for part in command)
+    with_name, without = frame_at(named, 0.5), frame_at(plain, 0.5)
+    height, _ = with_name.shape
+    changed = np.abs(with_name - without) > 40
+    label = (slice(height - 60, height), slice(0, 320))
+    assert changed[label].mean() > 0.02  # the letters (white on the dark box)
+    elsewhere = (slice(0, height - 80), slice(0, 640))
+    assert changed[elsewhere].mean() < 0.005
