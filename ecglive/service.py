@@ -61,7 +61,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from ecg.annotate import annotate
+from ecg.annotate import Annotation, annotate
 from ecg.device import Error as DeviceError
 from ecg.device import ErrorCode, Start, encode_message
 from ecg.errors import EcgError
@@ -578,6 +578,9 @@ class EcgService:
         self._ended: dict[uuid.UUID, StreamSummary] = {}
         # Told ("stream.started" | "stream.resumed" | "stream.ended", start): the audit trail.
         self.on_stream: Callable[[str, Start], None] | None = None
+        # Told (start, annotation) once a finished stream's record is annotated, from the
+        # batch thread (blocking work may be done there): the reading tasks' findings.
+        self.on_annotated: Callable[[Start, Annotation], None] | None = None
         self.live_lag_s: list[float] = []  # for the benchmark: chunk queued -> published
 
     # -- DeviceStreams -------------------------------------------------------------
@@ -719,3 +722,8 @@ class EcgService:
             logger.exception("stream %s: batch annotation failed", start.stream)
             return
         self._publish_finalised(str(start.stream), annotation.n_samples)
+        if self.on_annotated is not None:
+            try:
+                self.on_annotated(start, annotation)
+            except Exception:
+                logger.exception("stream %s: an annotation listener failed", start.stream)

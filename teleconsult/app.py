@@ -62,6 +62,7 @@ from teleconsult.platform import Platform, open_platform
 
 if TYPE_CHECKING:
     from consults.reading_repositories import ReadingRecord
+    from ecg.annotate import Annotation
     from ecg.device import Start
     from ecg.record import Record
     from ecglive.service import EcgService
@@ -519,7 +520,15 @@ def connect_reading_tasks(service: EcgService, platform: Platform) -> None:
         if action in ("stream.started", "stream.resumed"):
             asyncio.get_running_loop().run_in_executor(None, make_task, start)
 
+    def on_annotated(start: Start, annotation: Annotation) -> None:  # the batch thread
+        for finding in annotation.critical or ():
+            try:
+                readings.engine_critical(str(start.stream), str(finding["code"]))
+            except ConsultsError as exc:
+                logger.info("a critical finding not raised: %s", exc.code)
+
     service.on_stream = on_stream
+    service.on_annotated = on_annotated
 
 
 def install_ecg(
