@@ -157,12 +157,13 @@ async def test_the_platform_story(served: Assembly, browser: Browser, tmp_path: 
     assert await listed(other) == []
     assert await other.locator("#no-streams").is_visible()
 
-    # A consult room: the expert joins (moderates), the doctor waits and is admitted.
+    # A room of people's own naming (a consult's room, consult-<id>, follows its consult
+    # instead): the expert joins and moderates, the doctor waits and is admitted.
     expert_room = await person(browser, base, "wang.expert")
     doctor_room = await person(browser, base, "li.doctor")
-    await join_room(expert_room, "consult-1")
+    await join_room(expert_room, "mdt-1")
     await expert_room.wait_for_function("() => window.tc.screen === 'room'")
-    await join_room(doctor_room, "consult-1")
+    await join_room(doctor_room, "mdt-1")
     await doctor_room.wait_for_function("() => window.tc.screen === 'waiting'")
     await expert_room.click("#toggle-people")
     await expert_room.click("#admit-all")
@@ -192,7 +193,7 @@ async def test_the_platform_story(served: Assembly, browser: Browser, tmp_path: 
     await doctor_room.screenshot(path=tmp_path / "doctor-removed.png")
     # Banned: the identity, not the token: a fresh token of a new session waits no more.
     again = await person(browser, base, "li.doctor")
-    await join_room(again, "consult-1")
+    await join_room(again, "mdt-1")
     await again.wait_for_function("() => window.tc.screen === 'ended'")
 
     # The admin revokes the cart: its stream closes and it is refused from then on.
