@@ -6,10 +6,26 @@
 // the language is i18n.js's choice (navigator.language or ?lang=zh|en).
 
 import { api, ApiFailure } from "/static/auth.js";
+import { desktopNotice, listenForNotices } from "/static/notices.js";
 import { pickLanguage } from "/static/i18n.js";
 
 const STRINGS = {
   en: {
+    noticeTitle: "teleconsult",
+    noticeOf: "{what}: consult {consult}",
+    "notice.consult.submit": "A new request in the queue",
+    "notice.consult.assign": "A consult assigned to you",
+    "notice.consult.accept": "Your request was accepted",
+    "notice.consult.decline": "Your request was declined",
+    "notice.consult.schedule": "A consult was scheduled",
+    "notice.consult.sign": "An opinion was signed",
+    "notice.consult.escalate": "A request is overdue",
+    "notice.consult.due_soon": "A request's deadline is near",
+    "notice.consult.starting": "A consult is about to start",
+    "notice.critical.raised": "Critical ECG finding",
+    "notice.critical.escalate": "A critical ECG finding is not acknowledged",
+    "notice.other": "Something needs you",
+    enableNotices: "Desktop notices",
     home: "Home",
     title: "Consults",
     logIn: "Log in to see your consults.",
@@ -188,6 +204,21 @@ const STRINGS = {
     "error.generic": "The server refused: {reason}",
   },
   zh: {
+    noticeTitle: "远程会诊",
+    noticeOf: "{what}：会诊 {consult}",
+    "notice.consult.submit": "队列中有新的会诊申请",
+    "notice.consult.assign": "有会诊分配给您",
+    "notice.consult.accept": "您的申请已被接受",
+    "notice.consult.decline": "您的申请被拒绝",
+    "notice.consult.schedule": "会诊已排期",
+    "notice.consult.sign": "会诊意见已签署",
+    "notice.consult.escalate": "有申请已超时",
+    "notice.consult.due_soon": "有申请即将到期",
+    "notice.consult.starting": "会诊即将开始",
+    "notice.critical.raised": "心电危急值",
+    "notice.critical.escalate": "心电危急值尚未确认",
+    "notice.other": "有事项需要您处理",
+    enableNotices: "桌面通知",
     home: "首页",
     title: "远程会诊",
     logIn: "请登录查看您的会诊。",
@@ -385,7 +416,7 @@ const TYPES = { dcm: "application/dicom", hea: "text/x-wfdb-header", pdf: "appli
   png: "image/png", jpg: "image/jpeg", jpeg: "image/jpeg" };
 const COLORS = ["#1f6fd1", "#27ae60", "#8e44ad", "#e67e22", "#95a5a6", "#c0392b"];
 
-const state = { me: null, queue: null, offset: 0, consult: null, pendingEvent: null };
+const state = { me: null, queue: null, offset: 0, consult: null, pendingEvent: null, notices: [] };
 window.tcConsults = state;
 
 function translate() {
@@ -1070,7 +1101,41 @@ async function load() {
   window.addEventListener("hashchange", route);
   refreshCounter();
   setInterval(refreshCounter, 30_000);
+  listenForNotices(onNotice);
+  if ("Notification" in window && Notification.permission === "default") {
+    $("enable-notices").hidden = false;
+    $("enable-notices").addEventListener("click", () => {
+      Notification.requestPermission().then(() => { $("enable-notices").hidden = true; });
+    });
+  }
   await route();
+}
+
+// A live notice: the counter now, a line in the list, the page's status line, and the
+// browser's notification where allowed.
+function onNotice(message) {
+  const key = `notice.${message.topic}`;
+  const what = (STRINGS[lang] || STRINGS.en)[key] ? t(key) : t("notice.other");
+  const id = message.data.consult || message.data.reading || "";
+  const text = t("noticeOf", { what, consult: id });
+  state.notices.unshift({ topic: message.topic, id, time: message.time, text });
+  const item = document.createElement("li");
+  item.dataset.topic = message.topic;
+  if (message.data.consult) {
+    const link = document.createElement("a");
+    link.href = `#consult/${encodeURIComponent(message.data.consult)}`;
+    link.textContent = `${message.time.slice(11, 19)} ${text}`;
+    item.append(link);
+  } else {
+    item.textContent = `${message.time.slice(11, 19)} ${text}`;
+  }
+  $("notice-list").prepend(item);
+  if (!$("list-view").hidden) loadList().catch(fail); // the worklist the notice changed
+  $("notice-list").hidden = false;
+  $("notice").textContent = text;
+  $("notice").hidden = false;
+  desktopNotice(t("noticeTitle"), text);
+  refreshCounter();
 }
 
 load().catch(fail);

@@ -213,3 +213,56 @@ async def test_the_platform_story(served: Assembly, browser: Browser, tmp_path: 
     actions = set(await auditor.evaluate("() => window.audit.rows.map((r) => r.action)"))
     assert {"stream.started", "ecg.viewed"} <= actions
     await auditor.screenshot(path=tmp_path / "auditor.png", full_page=True)
+
+
+async def test_a_request_reaches_the_coordinator_s_page_live(
+    served: Assembly, browser: Browser, tmp_path: Path
+) -> None:
+    """The county coordinator has the consult page open; a township doctor's request
+    appears in the page's notice list at once (pushed over /ws, not polled), and the
+    queue counter follows."""
+    import httpx
+
+    base = served.server.url
+    async with httpx.AsyncClient(base_url=f"{base}/api/v1", timeout=30) as http:
+        root = (
+            await http.post("/auth/login", json={"username": "root", "password": ADMIN_PASSWORD})
+        ).json()["token"]
+        auth = {"authorization": f"Bearer {root}"}
+        for code, level, parent in (
+            ("county-1", "county", None),
+            ("town-1", "township", "county-1"),
+        ):
+            body = {"code": code, "name": code, "level": level, "parent": parent}
+            assert (await http.post("/institutions", json=body, headers=auth)).status_code == 201
+        for username, institution, role in (
+            ("sun.coordinator", "county-1", "coordinator"),
+            ("li.doctor", "town-1", "doctor"),
+        ):
+            body = {"username": username, "display_name": username, "password": PASSWORD,
+                    "roles": [role], "institution": institution}  # fmt: skip
+            assert (await http.post("/people", json=body, headers=auth)).status_code == 201
+        coordinator = await person(browser, base, "sun.coordinator")
+        await coordinator.goto(f"{base}/consults?lang=en")
+        await coordinator.locator("body[data-ready=true]").wait_for()
+        doctor = (
+            await http.post("/auth/login", json={"username": "li.doctor", "password": PASSWORD})
+        ).json()["token"]
+        request = {
+            "patient": {"name": "张三", "sex": "male", "birth_date": "1956-03-02",
+                        "record_number": "MZ-0001"},
+            "reason": "胸痛", "purpose": "明确诊断", "summary": "ST 段抬高",
+            "specialty": "心内科", "priority": "urgent", "mode": "realtime",
+            "consent": {"kind": "written", "recorded_by": "li.doctor",
+                        "time": "2026-12-02T08:00:00Z"},
+        }  # fmt: skip
+        made = await http.post(
+            "/consults", json=request, headers={"authorization": f"Bearer {doctor}"}
+        )
+        assert made.status_code == 201, made.text
+    item = coordinator.locator("#notice-list li[data-topic='consult.submit']")
+    await item.wait_for(timeout=10_000)
+    assert made.json()["id"] in (await item.inner_text())
+    # The worklist on screen takes the new request in without a reload.
+    await coordinator.locator("#items li").first.wait_for(timeout=10_000)
+    await coordinator.screenshot(path=tmp_path / "coordinator-notice.png")
