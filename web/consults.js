@@ -680,6 +680,7 @@ async function openConsult(id) {
   if (inRoom && consult.parties.length) {
     const join = document.createElement("button");
     join.type = "button";
+    join.id = "c-join";
     join.className = "primary";
     join.textContent = t("joinRoom");
     join.addEventListener("click", () => joinRoom(consult.id));
