@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import math
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pyotp
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
@@ -55,6 +57,16 @@ class Running:
         """The bearer form of a new login session."""
         answer = await self.http.post(
             "/api/v1/auth/login", json={"username": username, "password": password}
+        )
+        assert answer.status_code == 200, answer.text
+        token: str = answer.json()["token"]
+        return token
+
+    async def login_totp(self, username: str, totp: pyotp.TOTP) -> str:
+        """A login with the second factor (the current code)."""
+        answer = await self.http.post(
+            "/api/v1/auth/login",
+            json={"username": username, "password": PASSWORD, "totp": totp.now()},
         )
         assert answer.status_code == 200, answer.text
         token: str = answer.json()["token"]
@@ -550,3 +562,24 @@ async def test_a_registered_cart_s_stream_becomes_a_reading_task(running: Runnin
     assert claimed.json()["state"] == "claimed"
     other = await running.login("zhao.doctor")
     assert (await running.call(other, "GET", f"/readings/{task['id']}")).status_code == 404
+    # The reader reports and signs (second factor); the PDF and the DICOM file of the
+    # report draw the stream's stored record.
+    secret = (await running.call(reader, "POST", "/me/totp", {})).json()["secret"]
+    reader = await running.login_totp("chen.reader", pyotp.TOTP(secret))
+    drafted = await running.call(
+        reader, "PUT", f"/readings/{task['id']}/report", {"statements": [], "text": "窦性心律"}
+    )
+    assert drafted.status_code == 200, drafted.text
+    # The login used this window's code, and a code counts once: the next window's
+    # code (accepted within the one-step drift) signs.
+    signed = await running.call(
+        reader,
+        "POST",
+        f"/readings/{task['id']}/sign",
+        {"totp": pyotp.TOTP(secret).at(time.time() + 30)},
+    )
+    assert signed.status_code == 200, signed.text
+    for suffix, magic in (("report.pdf", b"%PDF"), ("report.dcm", b"DICM")):
+        answer = await running.call(reader, "GET", f"/readings/{task['id']}/{suffix}")
+        assert answer.status_code == 200, (suffix, answer.text[:200])
+        assert magic in answer.content[:200]
