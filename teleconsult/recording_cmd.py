@@ -11,7 +11,9 @@ consult through ffmpeg (:mod:`media.export`): participants side by side, audio
 mixed, every track at its wall-clock offset. Unknown id, wrong suffix, missing
 ffmpeg or a failing ffmpeg: a message and exit status 1.
 
-Both only read the folder a running server writes to.
+Both only read the folder a running server writes to. Participants are named as they
+joined (the ``join`` rows of the room in the audit trail map each participant id to its
+name); an export is itself an audit row (``recording.exported``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from typing import Any
 from media.exceptions import RecordingError
 from media.export import export
 from media.recorder import read_manifest
-from teleconsult.config import ConfigError, add_config_arguments, load_config
+from teleconsult.config import Config, ConfigError, add_config_arguments, load_config
+from teleconsult.trail import TrailError, record_export
 
 __all__ = ["recordings_dir", "register", "run_export", "run_list", "summaries"]
 
@@ -50,8 +53,36 @@ def recordings_dir(args: argparse.Namespace) -> Path:
     return load_config(args.config, data_dir=args.data_dir).data_dir / "recordings"
 
 
-def summaries(root: Path) -> list[dict[str, Any]]:
-    """One summary per recording folder under ``root``, oldest first."""
+def participant_names(config: Config, room: str) -> dict[str, str]:
+    """Participant id -> name for the room, from its ``join`` audit rows (empty when the
+    store cannot be read: the ids are shown instead)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from store.audit import AuditQuery, query
+    from store.engine import StoreConfigError
+    from store.stores import open_store
+
+    try:
+        stores = open_store(data_dir=config.data_dir, database_url=config.backends.database())
+    except (StoreConfigError, SQLAlchemyError):
+        return {}
+    names: dict[str, str] = {}
+    try:
+        with stores.engine.connect() as conn:
+            for row in query(conn, AuditQuery(room=room, action="join"), limit=10_000):
+                detail = row.detail_object() or {}
+                if isinstance(detail, dict) and detail.get("participant_id"):
+                    names[str(detail["participant_id"])] = str(detail.get("name") or row.actor)
+    except SQLAlchemyError:
+        return {}
+    finally:
+        stores.close()
+    return names
+
+
+def summaries(root: Path, config: Config | None = None) -> list[dict[str, Any]]:
+    """One summary per recording folder under ``root``, oldest first (participants by
+    name where the audit trail of ``config``'s store knows them)."""
     found: list[dict[str, Any]] = []
     for directory in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
         try:
@@ -59,6 +90,7 @@ def summaries(root: Path) -> list[dict[str, Any]]:
         except RecordingError as error:
             found.append({"id": directory.name, "state": "unreadable", "error": str(error)})
             continue
+        names = {} if config is None else participant_names(config, manifest.room_id)
         found.append(
             {
                 "id": manifest.recording_id,
@@ -66,6 +98,7 @@ def summaries(root: Path) -> list[dict[str, Any]]:
                 "state": str(manifest.state),
                 "started_utc": manifest.started_utc,
                 "participants": sorted(manifest.participants),
+                "names": [names.get(p, p) for p in sorted(manifest.participants)],
                 "files": len(manifest.tracks),
                 "duration_s": max((t.duration_s for t in manifest.tracks), default=0.0),
                 "error": manifest.error,
@@ -77,7 +110,8 @@ def summaries(root: Path) -> list[dict[str, Any]]:
 def run_list(args: argparse.Namespace) -> int:
     """List the recordings."""
     try:
-        found = summaries(recordings_dir(args))
+        config = load_config(args.config, data_dir=args.data_dir)
+        found = summaries(config.data_dir / "recordings", config)
     except (ConfigError, OSError) as error:
         print(f"teleconsult recording list: {error}", file=sys.stderr)
         return 1
@@ -91,7 +125,7 @@ def run_list(args: argparse.Namespace) -> int:
             continue
         print(
             f"{s['id']:40}  {s['room']:16.16}  {s['state']:10}  {s['started_utc']:27}  "
-            f"{s['files']:5d}  {s['duration_s']:10.1f}  {','.join(s['participants'])}"
+            f"{s['files']:5d}  {s['duration_s']:10.1f}  {', '.join(s['names'])}"
         )
     return 0
 
@@ -99,13 +133,25 @@ def run_list(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     """Export one recording."""
     try:
-        root = recordings_dir(args)
+        config = load_config(args.config, data_dir=args.data_dir)
+        root = config.data_dir / "recordings"
         directory = root / args.recording
         if Path(args.recording).name != args.recording or not directory.is_dir():
             raise RecordingError(f"no recording {args.recording!r} in {root}")
-        export(directory, args.out)
+        room = read_manifest(directory).room_id
+        export(directory, args.out, names=participant_names(config, room))
     except (ConfigError, RecordingError, OSError) as error:
         print(f"teleconsult recording export: {error}", file=sys.stderr)
+        return 1
+    # No recording leaves without a trace: the file goes again if the trail cannot say so.
+    try:
+        record_export(
+            config, "recording.exported", f"recording:{args.recording}",
+            details={"room": room, "format": args.out.suffix.lstrip(".")},
+        )  # fmt: skip
+    except TrailError as error:
+        args.out.unlink(missing_ok=True)
+        print(f"teleconsult recording export: refused, {error}", file=sys.stderr)
         return 1
     print(args.out)
     return 0

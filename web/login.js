@@ -32,7 +32,10 @@ async function submit(event) {
       return;
     }
     const language = new URLSearchParams(location.search).get("lang");
-    location.assign(nextPage(answer.me) + (language ? `?lang=${encodeURIComponent(language)}` : ""));
+    // The next page may carry a query of its own (/join?room=...): add lang to it.
+    const target = new URL(nextPage(answer.me), location.origin);
+    if (language) target.searchParams.set("lang", language);
+    location.assign(target.pathname + target.search + target.hash);
   } catch (failure) {
     if (failure instanceof ApiFailure && failure.code === "totp_required") {
       totpRow.hidden = false;

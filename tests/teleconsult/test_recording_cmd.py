@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 from media.recorder import Recorder
+from sessions.store import AuditEntry
+from store.audit import AuditQuery, query
+from store.stores import open_store
 from teleconsult.cli import main
 from tests.media import synthetic
 from tests.media.probe import ffprobe
@@ -27,6 +30,24 @@ async def data_dir(tmp_path: Path) -> Path:
                 recorder.write(source, f.mime_type, f.data, f.pts, f.keyframe)
     await recorder.close()
     (tmp_path / "recordings" / "zz-broken").mkdir()
+    # The join rows the server wrote when they entered: participant id -> name.
+    stores = open_store(data_dir=tmp_path)
+    stores.signaling.write(
+        [
+            AuditEntry(
+                time="2026-12-02T09:00:00.000Z",
+                room="room-7",
+                actor=identity,
+                action="join",
+                detail={"role": role, "participant_id": participant, "name": name},
+            )
+            for identity, participant, name, role in (
+                ("li.doctor", "clinic", "李医生", "applicant"),
+                ("wang.expert", "expert", "王主任", "expert"),
+            )
+        ]
+    )
+    stores.close()
     return tmp_path
 
 
@@ -40,10 +61,13 @@ def test_list_shows_recordings_and_unreadable_ones(
     assert good["state"] == "stopped"
     assert good["files"] == 4
     assert good["participants"] == ["clinic", "expert"]
+    assert good["names"] == ["李医生", "王主任"]
     assert broken == {"id": "zz-broken", "state": "unreadable", "error": broken["error"]}
     assert "no manifest" in broken["error"]
     assert main(["recording", "list", "--data-dir", str(data_dir)]) == 0
-    assert good["id"] in capsys.readouterr().out
+    table = capsys.readouterr().out
+    assert good["id"] in table
+    assert "李医生, 王主任" in table
 
 
 def test_export_writes_one_file_with_both_participants(
@@ -62,6 +86,13 @@ def test_export_writes_one_file_with_both_participants(
     streams = {s["codec_type"]: s for s in ffprobe(out)["streams"]}
     assert streams["video"]["width"] == 2 * 640
     assert streams["audio"]["codec_name"] == "opus"
+    stores = open_store(data_dir=data_dir)
+    try:
+        with stores.engine.connect() as conn:
+            rows = query(conn, AuditQuery(action="recording.exported"))
+    finally:
+        stores.close()
+    assert [r.target for r in rows] == [f"recording:{recording}"]
 
 
 @pytest.mark.parametrize(
