@@ -132,9 +132,9 @@ class TokenClaims:
 
 
 def key_id(secret: str) -> str:
-    """A key id derived from a secret (12 characters of its SHA-256, URL-safe base64)."""
-    digest = hashlib.sha256(secret.encode()).digest()
-    return base64.urlsafe_b64encode(digest).decode()[:12]
+    """A key id derived from a secret: 12 hex digits of its SHA-256 (never starts with
+    ``-``, so a command line takes it as an argument, not an option)."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True, kw_only=True)
