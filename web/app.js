@@ -785,8 +785,25 @@ function attachStream(participantId, stream) {
   const tile = tileOf(participantId);
   if (!tile) return;
   const video = tile.querySelector("video");
-  if (video.srcObject !== stream) video.srcObject = stream;
+  if (video.srcObject !== stream) {
+    video.srcObject = stream;
+    video.dataset.audible = "";
+  }
   if (!tc.soundBlocked) video.muted = false;
+  // The browser judges autoplay when play() is called: a stream without audio yet, or
+  // whose audio track is still muted (no packet received), is inaudible and may play.
+  // When its audio arrives or unmutes, play again from paused, so that a refusal of
+  // sound is reported (NotAllowedError) instead of the sound being silently withheld.
+  const recheck = () => {
+    if (video.srcObject === stream && !video.muted && !video.paused) video.pause();
+  };
+  for (const track of stream.getAudioTracks()) {
+    if (track.muted) track.addEventListener("unmute", recheck, { once: true });
+  }
+  if (stream.getAudioTracks().length && !video.dataset.audible) {
+    video.dataset.audible = "1";
+    recheck();
+  }
   if (tc.firstFrameMs === null && "requestVideoFrameCallback" in video) {
     video.requestVideoFrameCallback(() => {
       if (tc.firstFrameMs === null) tc.firstFrameMs = performance.now();

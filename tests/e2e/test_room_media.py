@@ -45,8 +45,13 @@ async def chromium_with(args: list[str]) -> AsyncIterator[Browser]:
 
 
 def strict_autoplay_chromium() -> AbstractAsyncContextManager[Browser]:
-    """Chromium that refuses sound without a user gesture (as a browser out of the box)."""
-    args = [a for a in CHROMIUM_ARGS if not a.startswith("--autoplay-policy")]
+    """Chromium that refuses sound without a user gesture (as a browser out of the box),
+    on a computer with no camera or microphone: Chrome lets a page that captures, or that
+    answered a permission prompt, play sound, so with either the refusal would be a race."""
+    fake_devices = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream")
+    args = [
+        a for a in CHROMIUM_ARGS if not a.startswith("--autoplay-policy") and a not in fake_devices
+    ]
     return chromium_with([*args, "--autoplay-policy=document-user-activation-required"])
 
 
