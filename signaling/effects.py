@@ -112,6 +112,16 @@ class MediaRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Waiting:
+    """Someone entered a room's waiting room: those who may admit them and are not in
+    the room yet should hear of it (the server's listener decides who they are)."""
+
+    room_id: str
+    identity: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class EcgRequest:
     """A viewer's ECG request, from a connection whose token enters ``room``.
 
@@ -161,5 +171,6 @@ Effect = (
     | MediaRecord
     | Persist
     | EcgRequest
+    | Waiting
 )
 MEDIA_EFFECTS = (MediaJoin, MediaOffer, MediaAnswer, MediaCandidate, MediaPause, MediaLeave)

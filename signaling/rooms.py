@@ -59,6 +59,7 @@ from signaling.effects import (
     MediaPause,
     MediaRecord,
     Persist,
+    Waiting,
 )
 from signaling.errors import ClientError
 from signaling.messages import CloseCode, ErrorCode
@@ -168,9 +169,11 @@ class Rooms:
             self._enter(p, room, resumed=False)
 
     def _wait(self, c: Conn, p: Participant, room: Room) -> None:
-        """``p`` is in the waiting room: it sees nothing, moderators see it."""
+        """``p`` is in the waiting room: it sees nothing, moderators see it (and the
+        server may tell those who are not in the room yet: :class:`Waiting`)."""
         self.viewing.end_watchers(p.identity, room.room_id, waiting_error())
         self.ctx.send(c, self._waiting(p))
+        self.ctx.emit(Waiting(room.room_id, p.identity, p.name))
 
     def _take_over(self, c: Conn, p: Participant, claims: TokenClaims, room: Room) -> None:
         """A newer connection for a live identity: the newer wins (resume or takeover)."""

@@ -58,6 +58,7 @@ from signaling.effects import (
     MediaRecord,
     Persist,
     Send,
+    Waiting,
 )
 from signaling.messages import ErrorCode
 from signaling.metrics import Metrics
@@ -164,6 +165,8 @@ class SignalingServer:
         self.config = config or ServerConfig()
         # Live ECG viewers (``watch``, ``ecg_*``); None: answered with ``not_found``.
         self.viewers: ViewerHub | None = None
+        # Told (on the loop) when someone enters a waiting room; must not block.
+        self.on_waiting: Callable[[Waiting], None] | None = None
         # Awaited by close() after the pump has settled (the device endpoint's last
         # group commit).
         self.closers: list[Callable[[], Awaitable[None]]] = []
@@ -301,6 +304,9 @@ class SignalingServer:
                     self.viewers.request(effect)
             case MediaRecord(room_id=room, on=on):
                 self._record(room, on)
+            case Waiting():
+                if self.on_waiting is not None:
+                    self.on_waiting(effect)
             case _:
                 self._media(effect)
 

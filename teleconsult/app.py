@@ -55,6 +55,7 @@ from signaling.context import iso_z, utc_now
 from signaling.core import Core
 from signaling.device import MayView, ViewerHub, grants
 from signaling.ecg_access import EcgAccess
+from signaling.effects import Waiting
 from signaling.ports import MediaBackend
 from signaling.server import SignalingServer
 from teleconsult.config import Config
@@ -210,6 +211,31 @@ class LiveNotices:
                 if not page.items or offset >= page.total:
                     break
         return usernames
+
+    def waiting(self, event: Waiting) -> None:
+        """Someone waits in a consult's room: its experts and the centre's coordinators
+        hear of it (``consult.waiting``) wherever they are in the app. On the loop: the
+        lookup goes to a worker thread."""
+        if not event.room_id.startswith("consult-") or self._loop is None:
+            return
+        consult_id = event.room_id.removeprefix("consult-")
+
+        def look_up() -> None:
+            record = self._platform.consult_records.get(consult_id)
+            if record is None:
+                return
+            consult = record.consult
+            usernames = set(consult.experts) | {consult.lead_expert or ""}
+            notice = Notice(
+                kind="consult.waiting",
+                consult=consult_id,
+                at=utc_now(),
+                usernames=frozenset(usernames - {"", event.identity}),
+                coordinators_of=consult.centre,
+            )
+            self.notify(notice)
+
+        self._loop.run_in_executor(None, look_up)
 
     def notify(self, notice: Notice | ReadingNotice) -> None:
         loop = self._loop
@@ -431,6 +457,7 @@ def assemble(
     notices = LiveNotices(server, platform)
     platform.notices.listeners.append(notices)
     platform.reading_notices.listeners.append(notices)
+    signaling.on_waiting = notices.waiting
     view = platform.directory_view
     server.background += [
         revocations.attach,

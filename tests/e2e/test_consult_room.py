@@ -1,7 +1,8 @@
 """A real-time consult on the server as ``teleconsult serve`` builds it, in real
 Chromium: the township doctor is told live that the county's expert accepted; both join
-the consult's room from the consult page (no token to copy): the expert moderates, the
-doctor waits in the waiting room and is admitted; someone the consult does not concern
+the consult's room from the consult page (no token to copy): the doctor waits in the
+waiting room and the expert, still on the consult page, is told so; the expert joins,
+moderates and admits the doctor; someone the consult does not concern
 cannot even get a token for the room."""
 
 from __future__ import annotations
@@ -90,20 +91,22 @@ async def test_both_sides_join_the_consult_room_from_the_consult_page(
         refused = await http.post(f"/rooms/consult-{consult}/token", headers=outsider)
         assert refused.status_code == 404
 
+    # The doctor goes in first and waits; the expert, on the consult page, is told.
     expert_page = await consult_page(browser, base, "wang.expert", consult)
-    await expert_page.click("#c-join")
-    await expert_page.wait_for_url("**/join?token=**")
-    await expert_page.wait_for_function("() => !document.getElementById('join').disabled")
-    await expert_page.click("#join")
-    await expert_page.wait_for_function("() => window.tc.screen === 'room'")
-    assert await expert_page.evaluate("() => window.tc.me.permissions.includes('moderate')")
-
     await doctor_page.reload()
     await doctor_page.locator("#c-join").click()
     await doctor_page.wait_for_url("**/join?token=**")
     await doctor_page.wait_for_function("() => !document.getElementById('join').disabled")
     await doctor_page.click("#join")
     await doctor_page.wait_for_function("() => window.tc.screen === 'waiting'")
+    await expert_page.locator("#notice-list li[data-topic='consult.waiting']").wait_for()
+
+    await expert_page.click("#c-join")
+    await expert_page.wait_for_url("**/join?token=**")
+    await expert_page.wait_for_function("() => !document.getElementById('join').disabled")
+    await expert_page.click("#join")
+    await expert_page.wait_for_function("() => window.tc.screen === 'room'")
+    assert await expert_page.evaluate("() => window.tc.me.permissions.includes('moderate')")
     await expert_page.click("#toggle-people")
     await expert_page.click("#admit-all")
     await doctor_page.wait_for_function("() => window.tc.screen === 'room'", timeout=20_000)
