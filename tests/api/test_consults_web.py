@@ -224,7 +224,7 @@ async def test_decline_overdue_expiry_and_the_async_path(browser: Browser, api: 
     world.clock.advance(11 * 60)
     assert [r.consult.id for r in service.escalate_overdue()] == [emergency]
     coordinator, coordinator_problems = await logged_in(browser, api, "zhao.coord", "en")
-    assert await coordinator.text_content("#notices") == "1"
+    await coordinator.locator("#notices", has_text=re.compile(r"^1$")).wait_for()
     await coordinator.click("#tabs button[data-tab=overdue]")
     await coordinator.locator(f"#items li.overdue[data-id='{emergency}']").wait_for()
     world.clock.advance(20 * 60)
