@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from playwright.async_api import Page
 
 VIDEO_OF = 'document.querySelector(`video[data-identity="${identity}"]`)'
@@ -29,11 +27,13 @@ async def assert_sees_and_hears(page: Page, identity: str, timeout_s: float = 20
         timeout=timeout_s * 1000,
     )
     before = await video_state(page, identity)
-    await asyncio.sleep(0.6)
-    after = await video_state(page, identity)
     assert before is not None
-    assert after is not None
-    assert after["time"] > before["time"], (identity, before, after)
+    # Playing: its time moves on from where it was (waited on, not slept for).
+    await page.wait_for_function(
+        f"([identity, time]) => {{ const v = {VIDEO_OF}; return v && v.currentTime > time; }}",
+        arg=[identity, before["time"]],
+        timeout=timeout_s * 1000,
+    )
     # A waitForFunction predicate must be synchronous (an async one is a Promise, truthy
     # at once): the page keeps a snapshot of its inbound stats in window.tc.inbound.
     await page.wait_for_function(

@@ -21,6 +21,7 @@ import httpx
 import numpy as np
 import pyotp
 import pytest
+from sqlalchemy import func, select
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -29,10 +30,12 @@ from api.edge import EdgeConfig
 from consults.directory import Role
 from fixtures.make_fixtures import synthetic12
 from store.audit import AuditQuery, query
+from store.reading_schema import reading_tasks
 from teleconsult.app import Assembly, assemble
 from teleconsult.config import Config, DataSection
 from teleconsult.device_cmd import SimulatedRecord, SimulationFailed, simulate
 from tests.signaling.conftest import Client, FakeMedia
+from tests.store_changes import StoreChanges
 
 ADMIN_PASSWORD = "deployment passphrase 1"
 PASSWORD = "a long passphrase"
@@ -45,6 +48,7 @@ class Running:
 
     assembly: Assembly
     http: httpx.AsyncClient
+    changes: StoreChanges
 
     @property
     def url(self) -> str:
@@ -90,11 +94,18 @@ class Running:
         self, action: str, where: AuditQuery | None = None, count: int = 1
     ) -> None:
         """Wait until the trail holds ``count`` rows of ``action`` (the server writes off
-        the event loop)."""
-        deadline = asyncio.get_running_loop().time() + 10
-        while (await asyncio.to_thread(self.audited, where)).count(action) < count:
-            assert asyncio.get_running_loop().time() < deadline, f"{action} never audited"
-            await asyncio.sleep(0.05)
+        the event loop: each of its commits wakes the check)."""
+        await self.changes.until(
+            lambda: self.audited(where).count(action) >= count, f"{count} × {action}"
+        )
+
+    def reading_tasks_of(self, stream: str) -> int:
+        """How many reading tasks the store holds for ``stream``."""
+        with self.assembly.platform.stores.engine.connect() as conn:
+            held = conn.execute(
+                select(func.count()).where(reading_tasks.c.stream == stream)
+            ).scalar_one()
+            return int(held)
 
 
 # What must never reach the server's log: credentials, addresses, patient identifiers
@@ -140,7 +151,8 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
     server = assembly.server
     await server.start()
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-        yield Running(assembly, http)
+        with StoreChanges(assembly.platform.stores.engine) as changes:
+            yield Running(assembly, http, changes)
     await server.close()
 
 
@@ -257,11 +269,10 @@ async def test_revoking_the_cart_closes_its_stream_and_refuses_it(running: Runni
     expert = await watch(
         running, await running.room_token(await running.login("wang.expert"), "ecg-worklist")
     )
+    # The stream is listed with its first samples, as the server audits its start.
+    await running.until_audited("stream.started", AuditQuery(patient="SIMULATED"))
     await expert.send(type="ecg_subscribe", stream=stream)
-    # the stream is listed once the cart's start is stored: subscribe until it is
-    while (await expert.recv())["type"] != "ecg_subscribed":
-        await asyncio.sleep(0.1)
-        await expert.send(type="ecg_subscribe", stream=stream)
+    await expert.expect("ecg_subscribed")
     await expert.expect("ecg_data", timeout_s=10)
     root = await running.login("root", ADMIN_PASSWORD)
     answer = await running.call(root, "POST", "/devices/cart-1/revoke", {})
@@ -339,12 +350,13 @@ async def test_a_room_token_of_an_ended_session_stays_refused_after_a_restart(
     )
     await first.server.start()
     async with httpx.AsyncClient(base_url=first.server.url, timeout=30) as http:
-        run = Running(first, http)
+        run = Running(first, http, StoreChanges(first.platform.stores.engine))
         await build_directory(run)
         ended_session = await run.login("wang.expert")
         ended = await run.room_token(ended_session, "ecg-worklist")
         live = await run.room_token(await run.login("wang.expert"), "ecg-worklist")
         assert (await run.call(ended_session, "POST", "/auth/logout", {})).status_code == 204
+        run.changes.close()
     await first.server.close()
 
     second = assemble(config, media=FakeMedia())
@@ -547,12 +559,10 @@ async def test_a_registered_cart_s_stream_becomes_a_reading_task(running: Runnin
         speed=math.inf,
     )  # fmt: skip
     reader = await running.login("chen.reader")
-    deadline = asyncio.get_running_loop().time() + 10
-    while True:  # the task is made off the event loop as the stream starts
-        items = (await running.call(reader, "GET", "/readings?state=new")).json()["items"]
-        if items or asyncio.get_running_loop().time() > deadline:
-            break
-        await asyncio.sleep(0.05)
+    # The task is made off the event loop as the stream starts.
+    stream = str(done.stream)
+    await running.changes.until(lambda: running.reading_tasks_of(stream) == 1, "the task")
+    items = (await running.call(reader, "GET", "/readings?state=new")).json()["items"]
     (task,) = items
     assert task["stream"] == str(done.stream)
     assert task["clinic"] == "town-1"
