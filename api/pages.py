@@ -3,6 +3,7 @@
 - ``/join``: the consult client ``index.html``; its query (``token``, ``autojoin``) is for
   the page's script, not for the server.
 - ``/ecg``: the live ECG viewer ``ecg.html`` (its query, ``token``, is for the page).
+- ``/consults``, ``/readings``: the consult pages and the ECG centre's reading pages.
 - ``/``: a line saying where to go.
 - ``/static/<path>``: files under the web folder: by default the package data of
   ``web`` (:func:`package_web_dir`), so that a non-editable install serves them too.
@@ -131,9 +132,13 @@ def page_handlers(web_dir: Path) -> list[HTTPRouteHandler]:
     def consults() -> Response[bytes]:
         return _respond(static_file(web_dir, "consults.html"))
 
+    @get("/readings", include_in_schema=False, sync_to_thread=False)
+    def readings() -> Response[bytes]:
+        return _respond(static_file(web_dir, "readings.html"))
+
     # Files are small (a few kB) and in the page cache: read on the loop, as before.
     @get("/static/{relative:path}", include_in_schema=False, sync_to_thread=False)
     def static(relative: FromPath[str]) -> Response[bytes]:
         return _respond(static_file(web_dir, relative.lstrip("/")))
 
-    return [root, join, ecg, consults, static]
+    return [root, join, ecg, consults, readings, static]

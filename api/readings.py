@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Final, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, Protocol
 
 import msgspec
+import numpy as np
 from litestar import Controller, Response, get, post, put
 from litestar.di import NamedDependency, Provide
 from litestar.params import Parameter, QueryParameter
@@ -51,11 +53,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CriticalController",
+    "EcgLibraryController",
     "EcgSignals",
     "ReadingApi",
     "ReadingController",
+    "ReadingEcg",
     "SignalSource",
     "reading_api",
+    "reading_ecg",
     "report_info",
 ]
 
@@ -180,6 +185,95 @@ class ReportsAnswer(msgspec.Struct):
 
     draft: ReportAnswer | None
     versions: list[VersionAnswer]
+
+
+Band = Literal["diagnostic", "monitoring"]
+
+
+class EngineStatement(msgspec.Struct):
+    """A statement the engine proposes, with its texts and severity."""
+
+    code: Annotated[str, Meta(examples=["SR"])]
+    text_en: str
+    text_zh: str
+    severity: str
+
+
+class EngineCritical(msgspec.Struct):
+    """A critical finding the engine made in the measured window (samples of the
+    record)."""
+
+    code: Annotated[str, Meta(examples=["PAUSE"])]
+    text_en: str
+    text_zh: str
+    onset: int
+    offset: int
+
+
+class EngineMeasurements(msgspec.Struct):
+    """The engine's global measurements of the measured window (null: not measurable:
+    too few beats, no P wave...)."""
+
+    hr_bpm: Annotated[float | None, Meta(examples=[68.9])]
+    rr_ms: float | None
+    pr_ms: float | None
+    p_ms: float | None
+    qrs_ms: float | None
+    qt_ms: float | None
+    qtc_ms: float | None
+    qtc_formula: str
+    p_axis_deg: float | None
+    qrs_axis_deg: float | None
+    t_axis_deg: float | None
+
+
+class ReadingEcg(msgspec.Struct):
+    """A window of the task's ECG for the reading page, and what the engine found.
+
+    ``samples_uv[lead][i]`` is sample ``first_index + i`` of that lead (record samples
+    from its start) in µV, filtered in ``band`` (null where the record holds no valid
+    sample); ``beats`` are the R peaks of the measured window (record samples);
+    ``measurements``, ``statements`` and ``critical`` are the engine's, on the first
+    ``measured_s`` seconds (the standard 10 s of a diagnostic ECG)."""
+
+    reading: str
+    fs_hz: Annotated[float, Meta(examples=[500.0])]
+    leads: list[str]
+    total_s: float
+    first_index: int
+    start_s: float
+    duration_s: float
+    band: Band
+    samples_uv: list[list[int | None]]
+    measured_s: float
+    beats: list[int]
+    measurements: EngineMeasurements | None
+    statements: list[EngineStatement]
+    critical: list[EngineCritical]
+
+
+class LibraryStatement(msgspec.Struct):
+    """A statement of the coded library the report takes."""
+
+    code: Annotated[str, Meta(examples=["STE_ANT"])]
+    text_en: str
+    text_zh: str
+    severity: str
+
+
+class LibraryCritical(msgspec.Struct):
+    """A critical finding a reader may mark."""
+
+    code: Annotated[str, Meta(examples=["VT"])]
+    text_en: str
+    text_zh: str
+
+
+class EcgLibrary(msgspec.Struct):
+    """The coded statement library and the critical findings, with their texts."""
+
+    statements: list[LibraryStatement]
+    criticals: list[LibraryCritical]
 
 
 def _item_fields(record: ReadingRecord) -> dict[str, Any]:
@@ -314,6 +408,98 @@ def report_info(signed: Mapping[str, object], acquired_at: dt.datetime | None) -
         conclusion=text,
         signed_by=signer,
         signed_at=dt.datetime.fromisoformat(str(signed["signed_at"])),
+    )
+
+
+# The reading page's window of the ECG: at most this long (the page shows 10 s at a
+# time and pages through longer records); the engine measures the first MEASURED_S.
+MAX_WINDOW_S: Final = 30.0
+MEASURED_S: Final = 10.0
+# Filtered with this much of the record on either side of the window, so that the
+# filter's edges fall outside what is shown.
+_FILTER_PAD_S: Final = 5.0
+# The global measurements the page shows as they are (QTc is the engine's first formula).
+_GLOBAL_MEASURES: Final = (
+    "hr_bpm", "rr_ms", "pr_ms", "p_ms", "qrs_ms", "qt_ms",
+    "p_axis_deg", "qrs_axis_deg", "t_axis_deg",
+)  # fmt: skip
+
+
+def _num(value: object) -> float | None:
+    """A measurement as a number, None when the engine could not make it."""
+    from ecg.measure import is_value
+
+    if not is_value(value):  # type: ignore[arg-type]
+        return None
+    number = float(value)  # type: ignore[arg-type]
+    return number if np.isfinite(number) else None
+
+
+def reading_ecg(
+    reading_id: str, found: Record, start_s: float, duration_s: float, band: Band
+) -> ReadingEcg:
+    """The window ``[start_s, start_s + duration_s)`` of ``found`` filtered in ``band``,
+    with the engine's beats, measurements, statements and critical findings of its
+    first :data:`MEASURED_S` seconds. Pure: no I/O (the caller brings the record)."""
+    from ecg.annotate import annotate
+    from ecg.filters import filter_zero_phase
+    from ecg.record import Record as EcgRecord
+
+    fs = found.fs_hz
+    n = found.n_samples
+    first = min(round(start_s * fs), max(n - 1, 0))
+    last = min(n, first + max(1, round(duration_s * fs)))
+    pad = int(_FILTER_PAD_S * fs)
+    lo, hi = max(0, first - pad), min(n, last + pad)
+    filtered = filter_zero_phase(found.signal_mv[lo:hi], fs, band)[first - lo : last - lo]
+    uv = np.round(filtered * 1000.0)
+    samples: list[list[int | None]] = [
+        [None if not np.isfinite(v) else int(v) for v in lead] for lead in uv.T
+    ]
+    measured = found.signal_mv[: int(MEASURED_S * fs)]
+    annotation = annotate(
+        EcgRecord(name=found.name, fs_hz=fs, signal_mv=measured, lead_names=found.lead_names)
+    )
+    measurements = None
+    if annotation.measurements is not None:
+        g = annotation.measurements.global_
+        measurements = EngineMeasurements(
+            **{name: _num(getattr(g, name)) for name in _GLOBAL_MEASURES},
+            qtc_ms=_num(g.qtc_ms.get(g.qtc_first)),
+            qtc_formula=g.qtc_first.value,
+        )
+    return ReadingEcg(
+        reading=reading_id,
+        fs_hz=fs,
+        leads=list(found.lead_names),
+        total_s=n / fs,
+        first_index=first,
+        start_s=first / fs,
+        duration_s=(last - first) / fs,
+        band=band,
+        samples_uv=samples,
+        measured_s=measured.shape[0] / fs,
+        beats=[int(b) for b in annotation.beats],
+        measurements=measurements,
+        statements=msgspec.convert(annotation.statements or [], list[EngineStatement]),
+        critical=msgspec.convert(annotation.critical or [], list[EngineCritical]),
+    )
+
+
+@functools.cache
+def ecg_library(statement_codes: frozenset[str] | None = None) -> EcgLibrary:
+    """The statement library (only ``statement_codes`` when given: the codes the
+    service accepts) and the critical findings, with their texts."""
+    from ecg.critical import CRITICAL_TEXT
+    from ecg.statements import LIBRARY
+
+    return EcgLibrary(
+        statements=[
+            LibraryStatement(code, info.text_en, info.text_zh, info.severity.value)
+            for code, info in LIBRARY.items()
+            if statement_codes is None or code in statement_codes
+        ],
+        criticals=[LibraryCritical(code, en, zh) for code, (en, zh) in CRITICAL_TEXT.items()],
     )
 
 
@@ -570,6 +756,45 @@ class ReadingController(Controller):
         data = write_dicom(found.signal_mv, found.fs_hz, found.lead_names, info, now=info.signed_at)
         return _file(data, "application/dicom", f'attachment; filename="ecg-{reading_id}.dcm"')
 
+    @get(
+        "/{reading_id:str}/ecg",
+        sync_to_thread=True,
+        summary="The task's ECG for the reading page, with the engine's findings",
+        responses=documented(
+            200,
+            ReadingEcg,
+            None,
+            *_AUTH,
+            _NO_READING,
+            (404, "no_signal", "no ECG kept for reading '3f2b9c1e' yet (still arriving?)"),
+            (400, "invalid_body", "duration_s: must be <= 30"),
+        ),
+    )
+    def ecg(
+        self,
+        reading_id: PathId,
+        principal: NamedDependency[Principal],
+        reading_service: NamedDependency[ReadingService],
+        ecg_signals: NamedDependency[SignalSource],
+        start_s: Annotated[float, Parameter(ge=0, description="window start, s")] = 0.0,
+        duration_s: Annotated[
+            float, Parameter(gt=0, le=MAX_WINDOW_S, description="window length, s")
+        ] = 10.0,
+        band: Annotated[
+            Band, Parameter(description="diagnostic (0.05-150 Hz) or monitoring (0.5-40 Hz)")
+        ] = "diagnostic",
+    ) -> Response[ReadingEcg]:
+        """A window of the stored record in µV, filtered zero-phase in the chosen band,
+        and the engine's beats, measurements, statements and critical findings of its
+        first 10 s. The read is audited (``reading.viewed``); a stream still arriving
+        has no stored record yet (404 ``no_signal``: watch it live over ``/ws``)."""
+        view = reading_service.get(principal.person, reading_id)
+        found = ecg_signals.signal_of(view.record)
+        if found is None:
+            raise ApiError("no_signal", f"no ECG kept for reading {reading_id!r} yet", status=404)
+        answer = reading_ecg(reading_id, found, start_s, duration_s, band)
+        return Response(answer, headers=_NO_STORE)
+
     @post(
         "/{reading_id:str}/criticals",
         status_code=201,
@@ -688,6 +913,35 @@ class CriticalController(Controller):
         return _critical(reading_service.acknowledge(principal.person, critical_id, data.read_back))
 
 
+class EcgLibraryController(Controller):
+    """The coded library a report's statements and a reader's critical findings come
+    from, for the reading page's editor (search in Chinese or English)."""
+
+    path = "/ecg/library"
+    tags = ["readings"]  # noqa: RUF012
+    exception_handlers = {ConsultsError: consults_error}  # noqa: RUF012
+
+    @get(
+        "/",
+        sync_to_thread=False,
+        summary="The ECG statement library and the critical findings",
+        responses=documented(
+            200,
+            EcgLibrary,
+            EcgLibrary(
+                [LibraryStatement("SR", "Sinus rhythm", "窦性心律", "normal")],
+                [LibraryCritical("VT", "Sustained ventricular tachycardia", "持续性室性心动过速")],
+            ),
+            *_AUTH,
+        ),
+    )
+    def library(self, principal: NamedDependency[Principal]) -> EcgLibrary:
+        """Every statement code with its English and Chinese text and severity, and
+        every critical finding a reader may mark."""
+        del principal  # asked for the session only: the library is no patient data
+        return ecg_library()
+
+
 @dataclass(frozen=True)
 class ReadingApi:
     """What the server wires for the ECG centre, in the shape of
@@ -704,7 +958,7 @@ def reading_api(service: ReadingService, signals: EcgSignals | None = None) -> R
     gives ``report.pdf`` and ``report.dcm`` the ECG (without it they answer 404)."""
     source = SignalSource(signals)
     return ReadingApi(
-        route_handlers=[ReadingController, CriticalController],
+        route_handlers=[ReadingController, CriticalController, EcgLibraryController],
         dependencies={
             "reading_service": Provide(lambda: service, use_cache=True, sync_to_thread=False),
             "ecg_signals": Provide(lambda: source, use_cache=True, sync_to_thread=False),

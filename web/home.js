@@ -29,6 +29,7 @@ async function load() {
   $("join-form").hidden = !clinical;
   $("link-ecg").parentElement.hidden = !clinical;
   $("link-consults").hidden = !clinical;
+  $("link-readings").hidden = !["doctor", "ecg_reader"].some((r) => me.roles.includes(r));
   document.body.dataset.ready = "true";
 }
 

@@ -252,11 +252,17 @@ export const lang = pickLanguage(
   navigator.language,
 );
 
-// The string for `key` with {placeholders} filled in; the key itself if missing.
-export function t(key, values = {}) {
-  const template = STRINGS[lang][key] ?? STRINGS.en[key] ?? key;
-  return template.replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? ""));
+// t(key, values) over a page's own tables ({en: {...}, zh: {...}}): the string for
+// `key` in the page's language (else English) with {placeholders} filled in; the key
+// itself if missing.
+export function translator(strings) {
+  return (key, values = {}) => {
+    const template = strings[lang]?.[key] ?? strings.en[key] ?? key;
+    return template.replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? ""));
+  };
 }
+
+export const t = translator(STRINGS);
 
 // Fill every element carrying data-i18n / data-i18n-placeholder.
 export function translatePage(root = document) {

@@ -1,0 +1,195 @@
+// A stored ECG on paper for the reading page: the whole window drawn at once in the
+// layout, gain and speed the reader chose. It is web/ecg-paper.js's EcgPaper (the same
+// two canvases, grid and counters) without the live sweep and with the base class's
+// fixed 25 mm/s and 10 mm/mV made the reader's choice.
+//
+// Design notes
+// - Layouts of the twelve standard leads: "3x4" (three rows of four columns, each
+//   column a quarter of the window, and a lead II rhythm strip over the whole window),
+//   "6x2" (limb leads over the first half, chest leads over the second), "12x1" (every
+//   lead over the whole window), and "one" (the phone in portrait: one lead chosen by
+//   the reader over the whole window above the rhythm strip). Any other lead set is
+//   drawn one lead per row.
+// - Every row starts with its calibration pulse (1 mV for 0.2 s), so that gain and
+//   speed can be read off the paper itself; x of a sample is its time in the window
+//   whatever its column, so columns line up with the rhythm strip.
+// - The scale in px per mm is the page's choice (fit to the width, or at least 10 px
+//   per mm on a phone in portrait); paper wider than its box scrolls.
+
+import { EcgPaper } from "/static/ecg-paper.js";
+
+const STANDARD = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"];
+const LAYOUTS = {
+  "3x4": { columns: [["I", "II", "III"], ["aVR", "aVL", "aVF"], ["V1", "V2", "V3"], ["V4", "V5", "V6"]], rhythm: true },
+  "6x2": { columns: [["I", "II", "III", "aVR", "aVL", "aVF"], ["V1", "V2", "V3", "V4", "V5", "V6"]], rhythm: false },
+  "12x1": { columns: [STANDARD], rhythm: false },
+}; // prettier-ignore
+const CAL_S = 0.2;
+const MARGIN_MM = 5;
+
+export class RecordPaper extends EcgPaper {
+  constructor(elements) {
+    super(elements);
+    super.stop(); // nothing to sweep: a stored record is drawn at once
+    this.ecg = null;
+    this.view = { layout: "3x4", gainMmPerMv: 10, speedMmPerS: 25, lead: "II", pxPerMm: 4 };
+    this.rows = [];
+  }
+
+  // The answer of GET /readings/{id}/ecg, and the view options to draw it with.
+  show(ecg, options = {}) {
+    this.ecg = ecg;
+    this.info = { leads: ecg.leads, fs_hz: ecg.fs_hz };
+    this.set(options);
+  }
+
+  set(options) {
+    Object.assign(this.view, options);
+    if (this.ecg) this.draw();
+  }
+
+  setMode(mode) {
+    this.set({ layout: mode });
+  }
+
+  layout() {
+    if (this.ecg) this.draw();
+  }
+
+  // Rows of cells [column, columns, lead index, name]: a cell shows its lead over its
+  // column's share of the window.
+  rowsOf() {
+    const leads = this.ecg.leads;
+    const find = (name) => leads.findIndex((lead) => lead.toUpperCase() === name.toUpperCase());
+    const rhythm = find("II") >= 0 ? find("II") : 0;
+    const full = (index) => ({ cells: [[0, 1, index]] });
+    const standard = STANDARD.every((name) => find(name) >= 0);
+    const { layout, lead } = this.view;
+    if (layout === "one") {
+      const chosen = find(lead) >= 0 ? find(lead) : rhythm;
+      return [full(chosen), { ...full(rhythm), rhythm: true }];
+    }
+    if (!standard || !LAYOUTS[layout]) return leads.map((_, index) => full(index));
+    const { columns, rhythm: strip } = LAYOUTS[layout];
+    const rows = [];
+    for (let r = 0; r < columns[0].length; r += 1) {
+      rows.push({ cells: columns.map((names, c) => [c, columns.length, find(names[r])]) });
+    }
+    if (strip) rows.push({ ...full(rhythm), rhythm: true });
+    return rows;
+  }
+
+  draw() {
+    const { gainMmPerMv: gain, speedMmPerS: speed, pxPerMm: mm } = this.view;
+    const windowS = this.ecg.duration_s;
+    this.rows = this.rowsOf();
+    this.rowMm = Math.max(20, 3 * gain);
+    this.calMm = MARGIN_MM + CAL_S * speed;
+    const widthMm = this.calMm + windowS * speed + 2;
+    const width = Math.ceil(widthMm * mm);
+    const height = Math.ceil(this.rows.length * this.rowMm * mm);
+    this.pxPerMm = mm;
+    this.dpr = window.devicePixelRatio || 1;
+    this.paper.style.width = `${width}px`;
+    this.paper.style.height = `${height}px`;
+    for (const canvas of [this.grid, this.trace]) {
+      canvas.width = Math.round(width * this.dpr);
+      canvas.height = Math.round(height * this.dpr);
+    }
+    const started = performance.now();
+    this.drawGrid(width, height);
+    this.drawTrace();
+    this.counters.frames += 1;
+    this.counters.drawMs.push(performance.now() - started);
+  }
+
+  drawGrid(width, height) {
+    // The live paper's grid (its labels follow its own rows: none drawn), then ours.
+    const rows = this.rows;
+    this.rows = [];
+    super.drawGrid(width, height);
+    this.rows = rows;
+    const g = this.grid.getContext("2d");
+    const mm = this.pxPerMm;
+    const { speedMmPerS: speed } = this.view;
+    g.fillStyle = "#333";
+    g.font = `${Math.max(11, 3 * mm)}px sans-serif`;
+    this.rows.forEach((row, r) => {
+      for (const [column, columns, lead] of row.cells) {
+        if (lead < 0) continue;
+        const x = (this.calMm + (column * this.ecg.duration_s * speed) / columns) * mm + 3;
+        g.fillText(this.ecg.leads[lead], x, (r * this.rowMm + 4.5) * mm);
+      }
+    });
+  }
+
+  drawTrace() {
+    const c = this.trace.getContext("2d");
+    const mm = this.pxPerMm;
+    const { gainMmPerMv: gain, speedMmPerS: speed } = this.view;
+    const fs = this.ecg.fs_hz;
+    const samples = this.ecg.samples_uv;
+    const n = samples[0]?.length ?? 0;
+    c.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
+    c.clearRect(0, 0, this.trace.width, this.trace.height);
+    c.lineWidth = 1.1;
+    c.strokeStyle = "#111";
+    c.lineJoin = "round";
+    c.beginPath();
+    let drawn = 0;
+    this.rows.forEach((row, r) => {
+      const baseline = (r * this.rowMm + this.rowMm * 0.55) * mm;
+      const pulse = gain * mm;
+      const x0 = MARGIN_MM * mm * 0.5;
+      const x1 = x0 + CAL_S * speed * mm;
+      c.moveTo(x0 - 1 * mm, baseline);
+      c.lineTo(x0, baseline);
+      c.lineTo(x0, baseline - pulse);
+      c.lineTo(x1, baseline - pulse);
+      c.lineTo(x1, baseline);
+      c.lineTo(x1 + 1 * mm, baseline);
+      for (const [column, columns, lead] of row.cells) {
+        if (lead < 0) continue;
+        const from = Math.floor((column * n) / columns);
+        const to = Math.floor(((column + 1) * n) / columns);
+        const values = samples[lead];
+        let pen = false;
+        for (let i = from; i < to; i += 1) {
+          const uv = values[i];
+          if (uv === null || uv === undefined) {
+            pen = false;
+            continue;
+          }
+          const x = (this.calMm + (i / fs) * speed) * mm;
+          const y = baseline - (uv / 1000) * gain * mm;
+          if (pen) c.lineTo(x, y);
+          else c.moveTo(x, y);
+          pen = true;
+          drawn += 1;
+        }
+        if (column > 0) {
+          const x = (this.calMm + (from / fs) * speed) * mm;
+          c.moveTo(x, baseline - 2 * mm);
+          c.lineTo(x, baseline + 2 * mm);
+        }
+      }
+    });
+    c.stroke();
+    this.drawBeatMarks(c);
+    this.counters.samplesDrawn = drawn;
+  }
+
+  // The engine's beats as short red ticks along the bottom of the rhythm strip (or the
+  // last row), clear of the lead labels.
+  drawBeatMarks(c) {
+    const mm = this.pxPerMm;
+    const { speedMmPerS: speed } = this.view;
+    const n = this.ecg.samples_uv[0]?.length ?? 0;
+    const top = (this.rows.length * this.rowMm - 3) * mm;
+    c.fillStyle = "#c00";
+    const shown = this.ecg.beats.map((b) => b - this.ecg.first_index).filter((i) => i >= 0 && i < n);
+    for (const i of shown) c.fillRect((this.calMm + (i / this.ecg.fs_hz) * speed - 0.3) * mm, top, 0.6 * mm, 2.5 * mm);
+    const marks = shown.length;
+    this.counters.beatsDrawn = marks;
+  }
+}
