@@ -35,7 +35,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -91,14 +91,22 @@ class ServerConfig:
     ----------
     tick_interval_s : float
         How often grace periods and join timeouts are checked, seconds.
+    write_linger_s : float
+        How long a Store write that nobody waits for (an audit entry of a join, a
+        leave) may wait for others to share its transaction, seconds (PostgreSQL's
+        ``commit_delay``). A write the core waits for (a ban before its removal is
+        announced) never waits. 0 writes each at once.
     """
 
     # Timers
     tick_interval_s: float = 0.5
+    write_linger_s: float = 0.01
 
     def __post_init__(self) -> None:
         if self.tick_interval_s <= 0:
             raise ValueError(f"tick_interval_s must be positive, not {self.tick_interval_s}")
+        if not 0 <= self.write_linger_s <= 1:
+            raise ValueError(f"write_linger_s must be within [0, 1], not {self.write_linger_s}")
 
 
 class _Listener:
@@ -180,6 +188,8 @@ class SignalingServer:
         self._pending_writes: list[Record] = []
         self._pending_acks: list[int] = []  # of the writes the core waits for
         self._flushing: asyncio.Future[None] | None = None
+        self._linger: asyncio.TimerHandle | None = None
+        self._closing = False
         self._write_failed = False
         self._ticker: asyncio.Task[None] | None = None
         self._ban_listener: asyncio.Task[None] | None = None
@@ -200,6 +210,9 @@ class SignalingServer:
 
     async def close(self) -> None:
         """Wait for media calls and Store writes (after the transport closed), release all."""
+        self._closing = True  # from now on every write goes at once
+        if self._linger is not None:
+            self._flush_writes()
         for task in (self._ticker, self._ban_listener):
             if task is not None:
                 task.cancel()
@@ -370,17 +383,28 @@ class SignalingServer:
         """Queue a Store write; writes queued while one is in flight go in the next batch.
 
         With an ``ack``, the core is told once the batch is durable or has failed
-        (``Core.persisted``): a removal is announced only after its ban is written.
+        (``Core.persisted``): a removal is announced only after its ban is written, and
+        goes at once. Without one, the write lingers up to ``write_linger_s`` for others
+        to share its transaction: one commit for a burst of joins instead of one each
+        (the commit, not the row, is what a write costs).
         """
         self._pending_writes.append(record)
         if ack is not None:
             self._pending_acks.append(ack)
         if isinstance(record, AuditEntry) and self.bus is not None:
-            self._spawn(self.bus.publish("audit", msgspec.json.encode(asdict(record))))
-        if self._flushing is None:
+            self._spawn(self.bus.publish("audit", msgspec.json.encode(record)))
+        if self._flushing is not None:
+            return  # _written flushes what queued meanwhile
+        linger_s = self.config.write_linger_s
+        if ack is not None or linger_s == 0 or self._closing:
             self._flush_writes()
+        elif self._linger is None:
+            self._linger = asyncio.get_running_loop().call_later(linger_s, self._flush_writes)
 
     def _flush_writes(self) -> None:
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
         batch, self._pending_writes = self._pending_writes, []
         acks, self._pending_acks = self._pending_acks, []
         future = asyncio.get_running_loop().run_in_executor(self._writer, self.store.write, batch)

@@ -48,7 +48,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Connection, Engine, Row, and_, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Row,
+    and_,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from store.schema import GENESIS_HASH, IDENTITY, audit, audit_head
 
@@ -263,6 +274,22 @@ def chain(
     return rows
 
 
+# The chain's statements, built once: building them per call (coercions, cache keys of
+# new objects) cost about as much CPU as SQLite's commit, once per group commit.
+_LOCK_HEAD: Final = (
+    update(audit_head)
+    .where(audit_head.c.id == 1)
+    .values(seq=audit_head.c.seq)
+    .returning(audit_head.c.seq, audit_head.c.hash)
+)
+_INSERT_ROWS: Final = insert(audit)
+_MOVE_HEAD: Final = (
+    update(audit_head)
+    .where(audit_head.c.id == 1)
+    .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+)
+
+
 def append(conn: Connection, records: Sequence[AuditRecord]) -> list[int]:
     """Append ``records`` to the chain in the caller's transaction; their seqs.
 
@@ -271,19 +298,10 @@ def append(conn: Connection, records: Sequence[AuditRecord]) -> list[int]:
     """
     if not records:
         return []
-    head = conn.execute(
-        update(audit_head)
-        .where(audit_head.c.id == 1)
-        .values(seq=audit_head.c.seq)
-        .returning(audit_head.c.seq, audit_head.c.hash)
-    ).one()
+    head = conn.execute(_LOCK_HEAD).one()
     rows = chain(records, after_seq=head.seq, after_hash=head.hash)
-    conn.execute(insert(audit), rows)
-    conn.execute(
-        update(audit_head)
-        .where(audit_head.c.id == 1)
-        .values(seq=rows[-1]["seq"], hash=rows[-1]["hash"])
-    )
+    conn.execute(_INSERT_ROWS, rows)
+    conn.execute(_MOVE_HEAD, {"new_seq": rows[-1]["seq"], "new_hash": rows[-1]["hash"]})
     return [row["seq"] for row in rows]
 
 
