@@ -53,6 +53,7 @@ from litestar.types import ControllerRouterHandler, Middleware
 
 from api.app import HealthCheck, RawEndpoint, create_app
 from api.edge_config import ApiConfig, EdgeConfig
+from api.edge_protocol import LeanWebSocketProtocol
 from api.ws import (
     Channel,
     ChannelLimits,
@@ -139,7 +140,7 @@ class Edge:
         quiet_uvicorn_logs()
         settings = uvicorn.Config(
             self.app,
-            ws="websockets-sansio",
+            ws=LeanWebSocketProtocol,
             interface="asgi3",
             lifespan="on",
             log_config=None,
