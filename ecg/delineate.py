@@ -27,6 +27,10 @@ Design notes
   The T peak is the largest extremum after the QRS within the longest plausible QT
   for the RR (``qt_max_s``·√RR); the P peak the largest extremum between the previous
   T and the QRS, after removing the straight line between the ends of its window.
+- **QRS centres.** Detectors mark a wide complex (paced, bundle-branch block) anywhere
+  in it, sometimes near its end; each beat is delineated around the peak of its
+  spatial velocity smoothed over 40 ms (the centre of the QRS's energy) when that is
+  more than ``centre_keep_s`` from the mark. The detector's beats are not changed.
 - **Median beats.** Beats of the dominant morphology (QRS correlation with the first
   median ≥ ``template_corr``) are aligned on their R peaks and their median taken per
   lead: the template, far less noisy than any beat. Each template is delineated with
@@ -192,6 +196,11 @@ class DelineateConfig:
         ``spike_ratio`` times the record's 99th percentile.
     share_boundaries : bool
         Leads where P or T is smaller take the beat's global boundaries of that wave.
+    centre_search_s, centre_smooth_s, centre_keep_s : float
+        A beat is delineated around its QRS centre: the peak of the spatial velocity
+        smoothed over ``centre_smooth_s``, searched ``centre_search_s`` either side of
+        the detector's mark (0: the mark itself), used when more than
+        ``centre_keep_s`` from the mark, s.
     """
 
     mains_hz: float | None = 50.0
@@ -225,6 +234,9 @@ class DelineateConfig:
     spike_mv: float = 0.3
     spike_ratio: float = 6.0
     share_boundaries: bool = True
+    centre_search_s: float = 0.15
+    centre_smooth_s: float = 0.04
+    centre_keep_s: float = 0.04
 
     def __post_init__(self) -> None:
         for name in (
@@ -242,6 +254,8 @@ class DelineateConfig:
             "agree_ms",
             "t_near_s",
             "p_near_s",
+            "centre_smooth_s",
+            "centre_keep_s",
         ):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
@@ -259,6 +273,8 @@ class DelineateConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and 0 <= value <= 1):
                 raise ConfigError(f"{name} must be within 0-1, got {value!r}")
+        if not (math.isfinite(self.centre_search_s) and self.centre_search_s >= 0):
+            raise ConfigError(f"centre_search_s must be >= 0, got {self.centre_search_s!r}")
         if self.agree_leads < 1:
             raise ConfigError(f"agree_leads must be >= 1, got {self.agree_leads!r}")
 
@@ -858,18 +874,21 @@ def delineate(
         if leads
         else [Absent(AbsentReason.LEAD_UNUSABLE, "empty record")] * n_leads
     )
-    inside = (r_all - pre >= 0) & (r_all + post < n_samples)
-    idx = r_all[inside, None] + np.arange(-pre, post + 1)[None, :]
-    in_template = np.zeros(r_all.size, dtype=bool)
     good_leads = [j for j in range(n_leads) if unusable[j] is None]
-    chosen = np.zeros(0, dtype=np.int64)
-    if idx.shape[0] and good_leads:
-        chosen = _dominant(leads, good_leads, idx, pre, fs, cfg)
-        in_template[np.flatnonzero(inside)[chosen]] = True
     # QRS boundaries are global events (the start and end of ventricular
     # depolarisation): found on the spatial velocity of all usable leads, in the
     # median beats and in every beat.
     speed, speed_noise = _spatial_slope([leads[j].slope * leads[j].finite for j in good_leads])
+    # Beats are delineated around their QRS centres, not the detector's marks: a
+    # detector may mark a wide (paced, bundle-branch) complex near its end.
+    centres = _qrs_centres(speed, r_all, fs, cfg) if speed.size else r_all
+    inside = (centres - pre >= 0) & (centres + post < n_samples)
+    idx = centres[inside, None] + np.arange(-pre, post + 1)[None, :]
+    in_template = np.zeros(r_all.size, dtype=bool)
+    chosen = np.zeros(0, dtype=np.int64)
+    if idx.shape[0] and good_leads:
+        chosen = _dominant(leads, good_leads, idx, pre, fs, cfg)
+        in_template[np.flatnonzero(inside)[chosen]] = True
     medians = {j: _median_beat(leads[j], idx[chosen]) for j in good_leads} if chosen.size else {}
     t_bounds = _template_qrs(leads, good_leads, medians, int(chosen.size), pre, fs, cfg)
     templates: list[LeadTemplate] = []
@@ -892,15 +911,15 @@ def delineate(
     global_ = _global(templates, fs, cfg, r_all.size, t_bounds)
     bounds = np.full((r_all.size, 2), MISSING, dtype=np.int64)
     if speed.size:
-        for i, r in enumerate(r_all):
-            lo = int(r_all[i - 1]) + round(0.2 * fs) if i > 0 else 0
-            hi = int(r_all[i + 1]) - round(0.1 * fs) if i + 1 < r_all.size else n_samples
+        for i, r in enumerate(centres):
+            lo = int(centres[i - 1]) + round(0.2 * fs) if i > 0 else 0
+            hi = int(centres[i + 1]) - round(0.1 * fs) if i + 1 < r_all.size else n_samples
             bounds[i] = _qrs_bounds(speed, int(r), max(0, lo), hi, fs, cfg, speed_noise)
     per_lead = tuple(
-        _beats_of_lead(leads[j] if leads else None, templates[j], r_all, bounds, pre, fs, cfg)
+        _beats_of_lead(leads[j] if leads else None, templates[j], centres, bounds, pre, fs, cfg)
         for j in range(n_leads)
     )
-    beat_fid = _beat_fiducials(per_lead, templates, r_all, bounds, in_template, fs, cfg)
+    beat_fid = _beat_fiducials(per_lead, templates, centres, bounds, in_template, fs, cfg)
     # Atrial activity related to the QRS: the median beat's P must recur beat by beat.
     # In atrial fibrillation the median of the fibrillatory waves can leave a bump
     # that looks like a P wave, but the beats do not match it.
@@ -940,6 +959,35 @@ def delineate(
         beat_fiducials=beat_fid,
         pacing_spikes=spikes,
     )
+
+
+def _qrs_centres(speed: FloatArray, r_all: IntArray, fs: float, cfg: DelineateConfig) -> IntArray:
+    """Each beat's QRS centre: the peak of the spatial velocity smoothed over
+    ``centre_smooth_s`` within ``centre_search_s`` of the detector's mark (and nearer
+    to it than to its neighbours). The detector's mark is kept when the centre is within
+    ``centre_keep_s`` of it, so that narrow complexes stay aligned on their R peaks."""
+    if r_all.size == 0 or cfg.centre_search_s <= 0:
+        return r_all
+    w = max(1, round(cfg.centre_smooth_s * fs))
+    c = np.concatenate(([0.0], np.cumsum(speed)))
+    n = speed.size
+    search, keep = round(cfg.centre_search_s * fs), round(cfg.centre_keep_s * fs)
+    out = r_all.copy()
+    for i, r in enumerate(r_all.tolist()):
+        lo, hi = max(0, r - search), min(n, r + search + 1)
+        if i > 0:
+            lo = max(lo, (int(r_all[i - 1]) + r) // 2 + 1)
+        if i + 1 < r_all.size:
+            hi = min(hi, (r + int(r_all[i + 1])) // 2)
+        if hi - lo < 3:
+            continue
+        t = np.arange(lo, hi)
+        a, b = np.maximum(t - w // 2, 0), np.minimum(t + w // 2 + 1, n)
+        energy = (c[b] - c[a]) / (b - a)
+        centre = lo + int(np.argmax(energy))
+        if abs(centre - r) > keep:
+            out[i] = centre
+    return out
 
 
 def _paced_beats(r_all: IntArray, spikes: IntArray, fs: float) -> NDArray[np.bool_]:
