@@ -52,7 +52,7 @@ from litestar.types import (
 )
 
 from api.edge_config import ApiConfig
-from api.errors import exception_handlers
+from api.errors import JsonRequest, exception_handlers
 from api.pages import page_handlers
 from api.security import SecurityHeaders, security_headers
 
@@ -142,6 +142,7 @@ def create_app(
         route_handlers=handlers,
         dependencies=dict(dependencies or {}),
         exception_handlers=exception_handlers(),
+        request_class=JsonRequest,
         before_send=[SecurityHeaders(security_headers(tls=config.tls))],
         request_max_body_size=config.max_body_bytes,
         openapi_config=OpenAPIConfig(

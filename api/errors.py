@@ -38,6 +38,7 @@ from litestar.exceptions import (
     HTTPException,
     MethodNotAllowedException,
     NotFoundException,
+    SerializationException,
     ValidationException,
 )
 from litestar.openapi.datastructures import ResponseSpec
@@ -52,6 +53,7 @@ __all__ = [
     "ErrorBody",
     "ErrorDetail",
     "Forbidden",
+    "JsonRequest",
     "NotFound",
     "Unauthorized",
     "Unavailable",
@@ -166,6 +168,18 @@ class Unavailable(ApiError):
     """503: a dependency (the store) is failing; try again later."""
 
     status = 503
+
+
+class JsonRequest(Request[Any, Any, Any]):
+    """Litestar's request, whose JSON body nested past the decoder's depth is malformed
+    (400 ``invalid_json``), not a ``RecursionError`` answered 500 with a traceback."""
+
+    async def json(self) -> Any:
+        try:
+            return await super().json()
+        except RecursionError:
+            # msgspec recurses per level: 10,000 levels (40 KB) exhaust the stack.
+            raise SerializationException("JSON is malformed: nested too deeply") from None
 
 
 def error_body(code: str, reason: str) -> bytes:
