@@ -691,7 +691,13 @@ class StreamService:
                     assert isinstance(effect, Open)  # only opening a stream can be refused
                     queue += session.refused(effect.start.stream, error)
                 except (OSError, StoreError):
-                    log.exception("device %s: storage failed on %s", session.device, effect)
+                    # What failed by kind and stream only: an Open holds the patient's
+                    # id, an Append the samples, and neither belongs in a log line.
+                    stream = effect.start.stream if isinstance(effect, Open) else effect.stream
+                    log.exception(
+                        "device %s: storage failed on %s of stream %s",
+                        session.device, type(effect).__name__.lower(), stream,
+                    )  # fmt: skip
                     queue += session.internal_error()
             if not (sync and session in self._dirty.values()):
                 return outgoing

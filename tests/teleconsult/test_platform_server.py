@@ -165,7 +165,12 @@ async def build_directory(run: Running) -> str:
         ("county-2", "county", None),
         ("town-2", "township", "county-2"),
     ]:
-        body = {"code": code, "name": f"{code} 卫生院", "level": level, "parent": parent}
+        body: dict[str, Any] = {
+            "code": code,
+            "name": f"{code} 卫生院",
+            "level": level,
+            "parent": parent,
+        }
         answer = await run.call(root, "POST", "/institutions", body)
         assert answer.status_code == 201, answer.text
     for username, institution, role in [
