@@ -885,10 +885,14 @@ def delineate(
     inside = (centres - pre >= 0) & (centres + post < n_samples)
     idx = centres[inside, None] + np.arange(-pre, post + 1)[None, :]
     in_template = np.zeros(r_all.size, dtype=bool)
+    # Beats whose QRS is unlike the median beat's (another focus, another conduction)
+    # have their own T: the template does not guide their T search.
+    like = np.ones(r_all.size, dtype=bool)
     chosen = np.zeros(0, dtype=np.int64)
     if idx.shape[0] and good_leads:
-        chosen = _dominant(leads, good_leads, idx, pre, fs, cfg)
+        chosen, unlike = _dominant(leads, good_leads, idx, pre, fs, cfg)
         in_template[np.flatnonzero(inside)[chosen]] = True
+        like[np.flatnonzero(inside)[unlike]] = False
     medians = {j: _median_beat(leads[j], idx[chosen]) for j in good_leads} if chosen.size else {}
     t_bounds = _template_qrs(leads, good_leads, medians, int(chosen.size), pre, fs, cfg)
     templates: list[LeadTemplate] = []
@@ -916,7 +920,9 @@ def delineate(
             hi = int(centres[i + 1]) - round(0.1 * fs) if i + 1 < r_all.size else n_samples
             bounds[i] = _qrs_bounds(speed, int(r), max(0, lo), hi, fs, cfg, speed_noise)
     per_lead = tuple(
-        _beats_of_lead(leads[j] if leads else None, templates[j], centres, bounds, pre, fs, cfg)
+        _beats_of_lead(
+            leads[j] if leads else None, templates[j], centres, bounds, like, pre, fs, cfg
+        )
         for j in range(n_leads)
     )
     beat_fid = _beat_fiducials(per_lead, templates, centres, bounds, in_template, fs, cfg)
@@ -1001,8 +1007,9 @@ def _paced_beats(r_all: IntArray, spikes: IntArray, fs: float) -> NDArray[np.boo
 
 def _dominant(
     leads: list[_Lead], good: list[int], idx: IntArray, pre: int, fs: float, cfg: DelineateConfig
-) -> IntArray:
-    """Indices (into ``idx``) of the beats of the dominant morphology, NaN-free."""
+) -> tuple[IntArray, IntArray]:
+    """Indices (into ``idx``) of the beats of the dominant morphology, NaN-free; and of
+    the NaN-free beats whose QRS is unlike it (correlation under ``template_corr``)."""
     half = round(0.06 * fs)
     qrs_idx = idx[:, pre - half : pre + half + 1]
     finite = np.ones(idx.shape[0], dtype=bool)
@@ -1010,16 +1017,23 @@ def _dominant(
         finite &= leads[j].finite[idx].all(axis=1)
     rows = np.flatnonzero(finite)
     if rows.size == 0:
-        return rows
+        return rows, rows
     feats = np.concatenate([leads[j].lp[qrs_idx[rows]] for j in good], axis=1)
     feats = feats - feats.mean(axis=1, keepdims=True)
-    med = np.median(feats, axis=0)
-    denom = np.linalg.norm(feats, axis=1) * np.linalg.norm(med)
-    corr = np.where(denom > 0, feats @ med / np.where(denom > 0, denom, 1.0), 0.0)
+    norms = np.linalg.norm(feats, axis=1)
+
+    def correlation(med: FloatArray) -> FloatArray:
+        denom = norms * np.linalg.norm(med)
+        return np.where(denom > 0, feats @ med / np.where(denom > 0, denom, 1.0), 0.0)
+
+    corr = correlation(np.median(feats, axis=0))
     keep = corr >= cfg.template_corr
     if np.count_nonzero(keep) < max(1, int(0.3 * rows.size)):
         keep = corr >= np.median(corr)
-    return rows[keep]
+    # Unlike: against the median of the beats kept (with two morphologies in similar
+    # numbers the first median is a blend that neither resembles).
+    unlike = ~keep & (correlation(np.median(feats[keep], axis=0)) < cfg.template_corr)
+    return rows[keep], rows[unlike]
 
 
 def _leading_peaks(templates: list[LeadTemplate]) -> tuple[int, int]:
@@ -1168,10 +1182,13 @@ def _beats_of_lead(
     template: LeadTemplate,
     r_all: IntArray,
     bounds: IntArray,
+    like: NDArray[np.bool_],
     pre: int,
     fs: float,
     cfg: DelineateConfig,
 ) -> LeadFiducials:
+    """Per-beat fiducials of one lead; ``like``: the beat's QRS is like the median
+    beat's, so that the template's T (peak and polarity) guides its T search."""
     points = np.full((r_all.size, len(FIDUCIALS)), MISSING, dtype=np.int64)
     if lead is None or not template.usable:
         return LeadFiducials(template.lead, points)
@@ -1205,8 +1222,9 @@ def _beats_of_lead(
         iso_lo = (on if on != MISSING else pk - round(0.08 * fs)) - round(0.02 * fs)
         iso = float(np.mean(lead.sm[max(0, iso_lo) : max(1, iso_lo + round(0.02 * fs) + 1)]))
         t_hi = min(b, int(r_all[i + 1]) if i + 1 < r_all.size else b)
-        t_near = MISSING if tf.t_peak == MISSING else r + tf.t_peak - pre
-        points[i, 6:9] = _t_wave(lead, pk, off, iso, t_hi, fs, rr_s, cfg, t_sign, t_near)
+        t_near = MISSING if tf.t_peak == MISSING or not like[i] else r + tf.t_peak - pre
+        sign = t_sign if like[i] else 0
+        points[i, 6:9] = _t_wave(lead, pk, off, iso, t_hi, fs, rr_s, cfg, sign, t_near)
         if p_ref is not None and on != MISSING:
             prev_t = MISSING
             if i > 0:
