@@ -32,15 +32,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.edge import EdgeConfig
-from teleconsult.app import Assembly, assemble
-from teleconsult.config import Config, DataSection
-from tests.signaling.conftest import FakeMedia
+from teleconsult.app import Assembly
+from tests.teleconsult.test_platform_server import ADMIN_PASSWORD, assembled, server_config
 
 pytestmark = pytest.mark.slow
 
-ADMIN_PASSWORD = "deployment passphrase 1"
-WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 STATE_CHANGING = ("post", "put", "patch", "delete")
 # Logging out ends the very session the test signs its requests with (and takes no
 # body nor parameter to fuzz).
@@ -264,14 +260,7 @@ class Served:
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[Served]:
     """The server of ``teleconsult serve`` with its first admin signed in."""
-    config = Config(
-        server=EdgeConfig(port=0),
-        data=DataSection(data_dir=tmp_path / "var", web_dir=WEB_DIR),
-    )
-    assembly = assemble(config, media=FakeMedia())
-    assembly.platform.directory.create_first_admin(
-        username="root", display_name="Root", password=ADMIN_PASSWORD
-    )
+    assembly = assembled(server_config(tmp_path))
     await assembly.server.start()
     try:
         async with httpx.AsyncClient(base_url=assembly.server.url, timeout=30) as http:

@@ -135,19 +135,28 @@ def clean_log(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     assert leaks == [], leaks[:5]
 
 
+def server_config(tmp_path: Path) -> Config:
+    """The configuration of the tests' server: any free port, a data dir in ``tmp_path``."""
+    return Config(
+        server=EdgeConfig(port=0), data=DataSection(data_dir=tmp_path / "var", web_dir=WEB_DIR)
+    )
+
+
+def assembled(config: Config) -> Assembly:
+    """The server of ``teleconsult serve`` (not started) with its first admin ``root``."""
+    assembly = assemble(config, media=FakeMedia())
+    assembly.platform.directory.create_first_admin(
+        username="root", display_name="Root", password=ADMIN_PASSWORD
+    )
+    return assembly
+
+
 @pytest.fixture
 async def running(tmp_path: Path) -> AsyncIterator[Running]:
     """The server with a deployment admin ``root``, two counties with a township clinic
     each, a doctor per clinic, an expert and an ECG reader at county 1, and the cart
     ``cart-1`` of township 1 (its credential in ``running.cart``)."""
-    config = Config(
-        server=EdgeConfig(port=0),
-        data=DataSection(data_dir=tmp_path / "var", web_dir=WEB_DIR),
-    )
-    assembly = assemble(config, media=FakeMedia())
-    assembly.platform.directory.create_first_admin(
-        username="root", display_name="Root", password=ADMIN_PASSWORD
-    )
+    assembly = assembled(server_config(tmp_path))
     server = assembly.server
     await server.start()
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
@@ -346,13 +355,8 @@ async def test_a_room_token_of_an_ended_session_stays_refused_after_a_restart(
 ) -> None:
     """Logged out, then the server restarts: the room token minted over that session is
     refused (revoked), one of a live session is not."""
-    config = Config(
-        server=EdgeConfig(port=0), data=DataSection(data_dir=tmp_path / "var", web_dir=WEB_DIR)
-    )
-    first = assemble(config, media=FakeMedia())
-    first.platform.directory.create_first_admin(
-        username="root", display_name="Root", password=ADMIN_PASSWORD
-    )
+    config = server_config(tmp_path)
+    first = assembled(config)
     await first.server.start()
     async with httpx.AsyncClient(base_url=first.server.url, timeout=30) as http:
         run = Running(first, http, StoreChanges(first.platform.stores.engine))

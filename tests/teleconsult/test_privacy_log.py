@@ -23,22 +23,20 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.edge import EdgeConfig
 from store.audit import AuditQuery
-from teleconsult.app import STREAMS_DIR, assemble
-from teleconsult.config import Config, DataSection
+from teleconsult.app import STREAMS_DIR
 from teleconsult.device_cmd import SimulationFailed, simulate
-from tests.signaling.conftest import FakeMedia
 from tests.store_changes import StoreChanges
 from tests.teleconsult.test_platform_server import (
     ADMIN_PASSWORD,
     CLIENT_LOGGERS,
     PASSWORD,
     SECRET_MARKS,
-    WEB_DIR,
     Running,
+    assembled,
     build_directory,
     record,
+    server_config,
     watch,
 )
 
@@ -65,13 +63,8 @@ async def test_a_whole_story_logs_no_patient_credential_sample_or_address(
         caplog.set_level(logging.DEBUG, logger=name)
     secrets = [ADMIN_PASSWORD, PASSWORD, PATIENT_ID, PATIENT_NAME, RECORD_NUMBER, "127.0.0.1"]
 
-    config = Config(
-        server=EdgeConfig(port=0), data=DataSection(data_dir=tmp_path / "var", web_dir=WEB_DIR)
-    )
-    assembly = assemble(config, media=FakeMedia())
-    assembly.platform.directory.create_first_admin(
-        username="root", display_name="Root", password=ADMIN_PASSWORD
-    )
+    config = server_config(tmp_path)
+    assembly = assembled(config)
     await assembly.server.start()
     try:
         async with httpx.AsyncClient(base_url=assembly.server.url, timeout=30) as http:
