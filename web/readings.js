@@ -307,6 +307,7 @@ const state = {
   task: null,
   ecg: null,
   startS: 0,
+  turn: 0,
   library: { statements: [], criticals: [] },
   chosen: [],
   counters: {},
@@ -495,9 +496,15 @@ function fact(list, key, value) {
   list.push(dt, dd);
 }
 
+// Each opening of a reading is a turn; an answer of an older turn (the reader moved on,
+// or took a step, while it was on its way) is dropped.
+const stale = (turn) => state.view !== "reading" || turn !== state.turn;
+
 async function openReading(id) {
+  state.turn += 1;
+  const turn = state.turn;
   const task = await api("GET", `/readings/${encodeURIComponent(id)}`);
-  const changed = !state.task || state.task.id !== task.id;
+  if (stale(turn)) return;
   state.task = task;
   $("r-title").textContent = `${task.patient || "—"} · ${task.clinic}`;
   $("r-state").textContent = t(`state.${task.state}`);
@@ -516,11 +523,11 @@ async function openReading(id) {
   $("r-facts").replaceChildren(...facts);
   renderActions(task);
   renderTaskCriticals(task);
-  if (changed) {
+  if (!state.ecg || state.ecg.reading !== task.id) {
     state.startS = 0;
-    await loadEcg();
+    await loadEcg(turn);
   }
-  await loadReport(task);
+  await loadReport(task, turn);
 }
 
 function renderActions(task) {
@@ -560,16 +567,18 @@ async function takeStep(event, body) {
 
 // ------------------------------------------------------------------ the paper
 
-async function loadEcg() {
+async function loadEcg(turn = state.turn) {
   const task = state.task;
   const params = new URLSearchParams({
     start_s: String(state.startS),
     duration_s: String(WINDOW_S),
     band: $("band").value || "diagnostic",
   });
+  let ecg;
   try {
-    state.ecg = await api("GET", `/readings/${encodeURIComponent(task.id)}/ecg?${params}`);
+    ecg = await api("GET", `/readings/${encodeURIComponent(task.id)}/ecg?${params}`);
   } catch (error) {
+    if (stale(turn)) return;
     if (error instanceof ApiFailure && error.code === "no_signal") {
       state.ecg = null;
       $("no-signal").hidden = false;
@@ -580,6 +589,8 @@ async function loadEcg() {
     }
     throw error;
   }
+  if (stale(turn)) return;
+  state.ecg = ecg;
   $("no-signal").hidden = true;
   $("paper-box").hidden = false;
   $("controls").hidden = false;
@@ -661,8 +672,9 @@ function renderEngine(ecg) {
 
 const editable = () => state.task && state.task.allowed.includes("edit");
 
-async function loadReport(task) {
+async function loadReport(task, turn) {
   const found = await api("GET", `/readings/${encodeURIComponent(task.id)}/report`);
+  if (stale(turn)) return;
   const draft = found.draft;
   const canEdit = editable();
   $("editor").hidden = !canEdit;

@@ -10,16 +10,18 @@ HTTP (window, band, refusals) and the statement library."""
 
 from __future__ import annotations
 
+import asyncio
+import math
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page
+from playwright.async_api import Browser, Page, WebSocket
 
 from api.app import create_app, openapi_gaps
 from api.auth import account_api
@@ -30,13 +32,18 @@ from consults.reading_service import ReadingService
 from ecg.critical import CRITICAL_TEXT
 from ecg.record import Record, read_record
 from ecg.statements import LIBRARY
+from teleconsult.device_cmd import simulate
 from tests.api.test_consults import error_of
 from tests.api.test_readings import Api
 from tests.conftest import ecg_data_dir
 from tests.consults.test_reading_service_world import ReadingWorld, make_reading_world
 from tests.consults.test_service_world import PASSWORD
 from tests.pg import Database, make_database
+from tests.teleconsult.test_platform_server import PASSWORD as PLATFORM_PASSWORD
+from tests.teleconsult.test_platform_server import Running, build_directory, record, running
 from tests.web.browser import chromium, new_page
+
+__all__ = ["running"]
 
 pytestmark = pytest.mark.browser
 WEB = Path(__file__).resolve().parents[2] / "web"
@@ -120,27 +127,56 @@ async def browser() -> AsyncIterator[Browser]:
         yield running
 
 
+@dataclass
+class Opened:
+    """A person's page, the script errors and refused requests it met, and whether its
+    live-notice connection is watching (the server said ``watching``)."""
+
+    page: Page
+    problems: list[str]
+    watching: asyncio.Event
+
+
+async def open_as(
+    browser: Browser, url: str, login: dict[str, Any], path: str, *, width: int, height: int
+) -> Opened:
+    """A page of its own context, logged in through the API (``login``: the body), at
+    ``path`` once the page says it is ready."""
+    page = await new_page(browser, width=width, height=height)
+    opened = Opened(page, [], asyncio.Event())
+
+    def frames(ws: WebSocket) -> None:
+        ws.on(
+            "framereceived",
+            lambda data: opened.watching.set() if '"watching"' in str(data) else None,
+        )
+
+    page.on("console", lambda m: opened.problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: opened.problems.append(f"page error: {e}"))
+    page.on(
+        "response",
+        lambda r: opened.problems.append(f"{r.status} {r.url}") if r.status >= 400 else None,
+    )
+    page.on("websocket", frames)
+    answer = await page.context.request.post(f"{url}/api/v1/auth/login", data=login)
+    assert answer.ok, await answer.text()
+    await page.goto(f"{url}{path}")
+    await page.locator("body[data-ready=true]").wait_for()
+    return opened
+
+
 async def logged_in(
     browser: Browser, served: Served, username: str, lang: str, *, width: int, height: int
 ) -> tuple[Page, list[str]]:
-    """A page of its own context, logged in through the API, on the reading pages; the
-    list collects script errors and refused requests."""
-    page = await new_page(browser, width=width, height=height)
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.on(
-        "response",
-        lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None,
-    )
+    """A person of the world on the reading pages in ``lang`` (with the second factor
+    where enrolled)."""
     body: dict[str, Any] = {"username": username, "password": PASSWORD}
     if username in served.rw.world.totp_secrets:
         body["totp"] = served.rw.world.totp(username)
-    answer = await page.context.request.post(f"{served.url}/api/v1/auth/login", data=body)
-    assert answer.ok, await answer.text()
-    await page.goto(f"{served.url}/readings?lang={lang}")
-    await page.locator("body[data-ready=true]").wait_for()
-    return page, problems
+    opened = await open_as(
+        browser, served.url, body, f"/readings?lang={lang}", width=width, height=height
+    )
+    return opened.page, opened.problems
 
 
 def real(problems: list[str]) -> list[str]:
@@ -172,7 +208,8 @@ async def test_the_reader_signs_the_critical_ecg_and_the_next_opens(
     paper in 6x2 at 20 mm/mV and 50 mm/s; statements from the engine, a Chinese and an
     English search and a removal; a critical finding marked; signed with the one-time
     code and the STAT ECG opens; the clinic's doctor acknowledges both critical values
-    with read-back (register in Chinese) and downloads the signed PDF."""
+    with read-back (register in Chinese) and downloads the signed PDF; the reader
+    amends the report (version 2)."""
     rw = served.rw
     plain = rw.stream_task("plain", ago_s=3600).task.id
     stat = rw.stream_task("stat", stat=True, ago_s=60).task.id
@@ -269,6 +306,18 @@ async def test_the_reader_signs_the_critical_ecg_and_the_next_opens(
     pdf = await doctor.context.request.get(f"{served.url}{href}")
     assert pdf.ok
     assert (await pdf.body()).startswith(b"%PDF")
+
+    # An amendment starts from the signed report and is version 2.
+    await reader.goto(f"{served.url}/readings?lang=en#reading/{critical}")
+    await reader.click("#r-actions button[data-event=amend]")
+    await reader.locator("#r-state", has_text="Being amended").wait_for()
+    await reader.locator("#chosen li[data-code=PVC]").wait_for()
+    await reader.click("#chosen li[data-code=PVC] button")
+    await reader.fill("#sign-totp", served.fresh_totp("liu.reader"))
+    await reader.click("#sign-form button[type=submit]")
+    await reader.wait_for_url(re.compile(rf".*#reading/{stat}$"))
+    versions = rw.service.versions(rw.world["liu.reader"], critical)
+    assert [v.document["report"]["statements"] for v in versions] == [["STACH", "PVC"], ["STACH"]]
     for problems in (reader_problems, doctor_problems):
         assert real(problems) == []
 
@@ -377,6 +426,60 @@ async def test_the_ecg_endpoint_and_the_library(served: Served) -> None:
     assert [g for g in openapi_gaps(document) if "/ecg" in g] == []
     for client in (reader, far):
         await client.aclose()
+
+
+async def test_on_the_whole_server_a_critical_value_reaches_the_doctor_live(
+    browser: Browser, running: Running
+) -> None:
+    """As ``teleconsult serve`` assembles it: the township cart streams; the county's
+    reader opens the task from the worklist and reads the stored record on paper,
+    claims it and marks a critical finding; the clinic's doctor, with the register
+    open, is told at once over /ws (the notice, the new row, the badge) and
+    acknowledges by read-back."""
+    credential = await build_directory(running)
+    done = await simulate(
+        record(12.0), url=running.ws_url("/device"), token=credential, device="cart-1",
+        speed=math.inf,
+    )  # fmt: skip
+    stream = str(done.stream)
+    await running.until_audited("stream.ended")
+    await running.changes.until(lambda: running.reading_tasks_of(stream) == 1, "the task")
+
+    def person(username: str, path: str) -> Awaitable[Opened]:
+        login = {"username": username, "password": PLATFORM_PASSWORD}
+        return open_as(browser, running.url, login, path, width=1280, height=900)
+
+    opened = await person("li.doctor", "/readings?lang=zh#criticals")
+    doctor, doctor_problems = opened.page, opened.problems
+    await doctor.locator("#register-rows td", has_text="暂无记录").wait_for()
+    await asyncio.wait_for(opened.watching.wait(), 30)
+
+    opened = await person("chen.reader", "/readings?lang=en")
+    reader, reader_problems = opened.page, opened.problems
+    first = reader.locator("#rows tr").first
+    await first.locator("td", has_text="town-1").wait_for()
+    await first.locator("button[data-open]").click()
+    await reader.wait_for_url(re.compile(r".*#reading/[0-9a-f]+$"))
+    await drawn(reader)
+    assert await reader.evaluate("() => window.tcReadings.ecg.total_s") == pytest.approx(12.0)
+    await reader.locator("#measurements dd[data-measure=hr_bpm]").filter(has_text="bpm").wait_for()
+    await reader.click("#r-actions button[data-event=claim]")
+    await reader.locator("#r-state", has_text="Claimed").wait_for()
+    await reader.click("#later")
+    await reader.locator("#window-info", has_text="10.0–12.0 s of 12.0 s").wait_for()
+    await reader.select_option("#mark-code", "VT")
+    await reader.click("#mark-form button[type=submit]")
+    await reader.locator("#r-crit-list li", has_text="Sustained ventricular tachycardia").wait_for()
+
+    await doctor.locator("#notice-list li[data-topic='critical.raised']").wait_for()
+    await doctor.locator("#notices", has_text=re.compile(r"^1$")).wait_for()
+    row = doctor.locator("#register-rows tr", has_text="持续性室性心动过速")
+    await row.locator("input").fill("室速，李医生已知悉")
+    await row.locator("button[type=submit]").click()
+    await row.locator(".cstate-acknowledged").wait_for()
+    await doctor.locator("#notices").wait_for(state="hidden")
+    for problems in (doctor_problems, reader_problems):
+        assert [p for p in problems if not p.startswith("Failed to load resource")] == []
 
 
 def test_every_string_is_in_both_languages() -> None:
