@@ -14,13 +14,19 @@ to list them.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Final
 
 from teleconsult import __version__
 
 Handler = Callable[[argparse.Namespace], int]
+# What a command creates is its user's alone (folders 0700, files 0600): the data dir
+# holds patients' ECGs and ids, recordings, the database and the keys, and many of its
+# writers (the WFDB record files among them) open files with the default mode.
+PRIVATE_UMASK: Final = 0o077
 if TYPE_CHECKING:
     Commands = argparse._SubParsersAction[Any]
 
@@ -119,12 +125,23 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def private_umask() -> Iterator[None]:
+    """Run the block under :data:`PRIVATE_UMASK`, restoring the umask after."""
+    previous = os.umask(PRIVATE_UMASK)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     handler: Handler = args.handler
     try:
-        return handler(args)
+        with private_umask():
+            return handler(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -126,7 +126,7 @@ async def story(run: Running, data_dir: Path) -> list[str]:
     await run.until_audited("ecg.viewed", patient)
     # A stream the store cannot create: the server logs the error, not the start.
     blocked = uuid.uuid4()
-    (data_dir / STREAMS_DIR / str(blocked)).write_bytes(b"")
+    (data_dir / STREAMS_DIR / str(blocked)).touch(mode=0o600)
     with pytest.raises(SimulationFailed, match="no progress"):
         await simulate(
             record(1.0), url=run.ws_url("/device"), token=credential, device="cart-1",
