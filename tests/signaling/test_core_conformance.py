@@ -27,6 +27,7 @@ from teleconsult.app import install_ecg
 from teleconsult.device_cmd import SimulatedRecord, simulate
 from tests.media.peers import Client, wait_for
 from tests.signaling.conftest import SECRET, make_token, open_client, ws_url
+from tests.signaling.stream_events import StreamEvents
 
 
 class RecordingClient(Client):
@@ -73,13 +74,14 @@ async def test_live_ecg_wire_points_of_the_document(server: EdgeServer, tmp_path
     """Conformance, over the real server and ECG service: samples_uv nulls are per sample
     (a lead with an invalid stretch mixes numbers and nulls); ecg_ended comes as ended,
     then finalised, once each; a viewer subscribing after finalisation gets no ecg_ended."""
-    install_ecg(
+    service = install_ecg(
         server,
         tmp_path / "streams",
         functools.partial(verify_token, SECRET),
         commit_interval_s=0.05,
         live_processes=0,
     )
+    events = StreamEvents(service)
     source = SimulatedRecord.read(str(synthetic12()), duration_s=6.0)
     samples = source.samples.copy()
     # WFDB's invalid sample: lead I missing for ~1 s, not on chunk boundaries (100 samples).
@@ -97,15 +99,11 @@ async def test_live_ecg_wire_points_of_the_document(server: EdgeServer, tmp_path
         )
     )  # fmt: skip
     stream = str(await asyncio.wait_for(started.get(), 10))
-    # The cart's start is acknowledged before the catalogue lists it: ask until it does.
-    deadline = asyncio.get_running_loop().time() + 10.0
-    while True:
-        await viewer.send(type="ecg_list")
-        listed = [s["stream"] for s in (await viewer.expect("ecg_streams"))["streams"]]
-        if stream in listed:
-            break
-        assert asyncio.get_running_loop().time() < deadline, "the stream was never listed"
-        await asyncio.sleep(0.05)
+    # The cart's start is acknowledged before the catalogue lists it (with its first
+    # samples, as the service tells stream.started).
+    await events.until("stream.started", stream)
+    await viewer.send(type="ecg_list")
+    assert stream in [s["stream"] for s in (await viewer.expect("ecg_streams"))["streams"]]
     await viewer.send(type="ecg_subscribe", stream=stream)
     await viewer.expect("ecg_subscribed")
     mixed_lead = False

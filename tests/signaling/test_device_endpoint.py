@@ -26,6 +26,7 @@ from sessions.tokens import load_secret, mint_token, verify_token
 from teleconsult.app import install_ecg
 from teleconsult.device_cmd import SimulatedRecord, simulate
 from tests.signaling.conftest import SECRET, Client, make_token, open_client, ws_url
+from tests.signaling.stream_events import StreamEvents
 
 REPO = Path(__file__).resolve().parents[2]
 DEVICE = "cart-1"
@@ -58,17 +59,6 @@ async def watcher(server: EdgeServer, room: str = "r1", role: str = "expert") ->
     return client
 
 
-async def listed_streams(viewer: Client, timeout_s: float = 10.0) -> dict[str, Any]:
-    """The first non-empty ``ecg_streams`` answer (the device connects after it starts)."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        await viewer.send(type="ecg_list")
-        listed = await viewer.expect("ecg_streams")
-        if listed["streams"] or asyncio.get_running_loop().time() > deadline:
-            return listed
-        await asyncio.sleep(0.05)
-
-
 async def test_upgrade_refusals(server: EdgeServer, ecg: EcgService) -> None:
     """No or a forged token 401, a viewer token 403 on /device; a device token on /ws refused."""
     url = ws_url(server, "/device")
@@ -98,6 +88,7 @@ async def test_viewer_receives_samples_beats_and_the_end(
     """A granted viewer lists the stream, gets µV samples, beat marks, HR, then finalised."""
     source = record(12.0)
     viewer = await watcher(server)
+    events = StreamEvents(ecg)
     started: asyncio.Queue[uuid.UUID] = asyncio.Queue()
     task = asyncio.create_task(
         simulate(
@@ -106,7 +97,10 @@ async def test_viewer_receives_samples_beats_and_the_end(
         )
     )  # fmt: skip
     stream = str(await asyncio.wait_for(started.get(), 10))
-    listed = await listed_streams(viewer)
+    # Listed with its first samples (the device connects after it starts).
+    await events.until("stream.started", stream)
+    await viewer.send(type="ecg_list")
+    listed = await viewer.expect("ecg_streams")
     assert [s["stream"] for s in listed["streams"]] == [stream]
     assert listed["streams"][0]["state"] == "live"
     await viewer.send(type="ecg_subscribe", stream=stream, ref="s")
