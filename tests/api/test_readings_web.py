@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, WebSocket
+from playwright.async_api import Browser, Page, WebSocket, expect
 
 from api.app import create_app, openapi_gaps
 from api.auth import account_api
@@ -246,6 +246,10 @@ async def test_the_reader_signs_the_critical_ecg_and_the_next_opens(
     await reader.select_option("#layout", "3x4")
     await reader.select_option("#gain", "10")
     await reader.select_option("#speed", "25")
+    await reader.select_option("#band", "monitoring")
+    await reader.wait_for_function("() => window.tcReadings.ecg.band === 'monitoring'")
+    await reader.select_option("#band", "diagnostic")
+    await reader.wait_for_function("() => window.tcReadings.ecg.band === 'diagnostic'")
 
     await reader.click("#use-proposed")
     await reader.locator("#chosen li[data-code=STACH]").wait_for()
@@ -271,6 +275,15 @@ async def test_the_reader_signs_the_critical_ecg_and_the_next_opens(
     await reader.locator("#notice", has_text="next waiting ECG is open").wait_for()
     await reader.locator("#r-state", has_text="Waiting").wait_for()
     await reader.locator("#r-actions button[data-event=claim]").wait_for()
+
+    await reader.click("#tabs button[data-tab=list]")
+    await reader.select_option("#f-state", "signed")
+    await reader.fill("#f-reader", "liu.reader")
+    await reader.click("#filter button[type=submit]")
+    await expect(reader.locator("#rows tr")).to_have_count(1)
+    assert await reader.get_attribute("#rows tr", "data-id") == critical
+    await reader.goto(f"{served.url}/?lang=en")
+    await reader.locator("#link-readings a[href='/readings']").wait_for()
 
     signed = rw.service.versions(rw.world["liu.reader"], critical)
     assert [v.document["report"] for v in signed] == [
@@ -317,7 +330,8 @@ async def test_the_reader_signs_the_critical_ecg_and_the_next_opens(
     await reader.click("#sign-form button[type=submit]")
     await reader.wait_for_url(re.compile(rf".*#reading/{stat}$"))
     versions = rw.service.versions(rw.world["liu.reader"], critical)
-    assert [v.document["report"]["statements"] for v in versions] == [["STACH", "PVC"], ["STACH"]]
+    reports: list[Any] = [v.document["report"] for v in versions]
+    assert [r["statements"] for r in reports] == [["STACH", "PVC"], ["STACH"]]
     for problems in (reader_problems, doctor_problems):
         assert real(problems) == []
 
