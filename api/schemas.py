@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import msgspec
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
-from litestar.params import Body
+from litestar.params import Body, Parameter
 from msgspec import UNSET, Meta, UnsetType
 
 from api.errors import error_responses
@@ -380,6 +380,17 @@ class RelationAnswer(msgspec.Struct):
     def of(cls, relation: ServiceRelation) -> RelationAnswer:
         """The answer for ``relation``."""
         return cls(relation.provider, relation.client, relation.kind, relation.override)
+
+
+# The errors of every handler behind a session (401) and its CSRF check (403).
+AUTH_ERRORS: Final = (
+    (401, "session_invalid", "not logged in or the session has expired"),
+    (403, "csrf_failed", "missing or wrong CSRF token: send the X-CSRF-Token header"),
+)
+# Answers that carry patient data are not kept by browsers or proxies.
+NO_STORE: Final = {"cache-control": "no-store"}
+# An id in a path: bounded before any lookup.
+PathId = Annotated[str, Parameter(max_length=64)]
 
 
 def example(struct: msgspec.Struct) -> Any:

@@ -35,11 +35,11 @@ from typing import TYPE_CHECKING, Final
 
 from litestar.di import Provide
 
-from api.consults import WebhookSender
 from api.edge import EdgeServer
 from api.pages import package_web_dir
 from api.rooms import RoomTokenController, RoomTokens, api_token_jti, session_jti
 from api.session import SessionConfig, device_token_verifier
+from api.webhooks import WebhookSender
 from api.ws_device import Declaration, DeviceEndpoint
 from consults.accounts import Principal
 from consults.directory import Role

@@ -1,6 +1,6 @@
 """``teleconsult report verify FILE``: check a downloaded consult opinion PDF.
 
-The PDF (``GET /api/v1/consults/{id}/opinion.pdf``, :func:`api.consults.render_opinion_pdf`)
+The PDF (``GET /api/v1/consults/{id}/opinion.pdf``, :func:`api.consult_pdf.render_opinion_pdf`)
 carries its signed versions. ``verify``:
 
 1. reads them out of the file (none, or two: not a signed opinion);
@@ -82,7 +82,7 @@ def _keys_on_record(args: argparse.Namespace, wanted: list[tuple[str, bytes]]) -
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from api.consults import (
+    from api.consult_pdf import (
         cosignatures_of,
         read_payload,
         render_opinion_pdf,

@@ -33,9 +33,10 @@ from typing import TYPE_CHECKING, Final
 
 from api.audit import AuditApi, audit_api
 from api.auth import AccountApi, account_api
-from api.consults import ConsultApi, WebhookSender, consult_api
+from api.consults import ConsultApi, consult_api
 from api.readings import EcgSignals, ReadingApi, reading_api
 from api.session import SessionConfig
+from api.webhooks import WebhookSender
 from consults.accounts import Accounts, DeviceCredentials, DirectoryAdmin, Revocations
 from consults.audit_trail import AuditTrail
 from consults.directory import ServiceRelation

@@ -21,13 +21,8 @@ from fhir.resources.R4B.bundle import Bundle
 
 from api.app import create_app, openapi_gaps
 from api.auth import account_api
-from api.consults import (
-    PAYLOAD_MARKER,
-    consult_api,
-    read_payload,
-    render_opinion_pdf,
-    versions_of,
-)
+from api.consult_pdf import PAYLOAD_MARKER, read_payload, render_opinion_pdf, versions_of
+from api.consults import consult_api
 from api.edge import Edge, EdgeConfig
 from api.session import CSRF_COOKIE
 from consults.lifecycle import ConsultState

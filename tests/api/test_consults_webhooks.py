@@ -18,9 +18,10 @@ import pytest
 
 from api.app import create_app
 from api.auth import account_api
-from api.consults import WebhookSender, consult_api
+from api.consults import consult_api
 from api.edge import Edge, EdgeConfig
 from api.session import CSRF_COOKIE
+from api.webhooks import WebhookSender
 from consults.directory import Person, Role
 from consults.errors import Forbidden, InvalidInput, NotFound
 from consults.lifecycle import ConsultEvent
