@@ -154,6 +154,7 @@ class _Progress:
     sender: StreamSender
     total: int
     on_frame_sent: Callable[[int, int, float], object] | None = None
+    on_acked: Callable[[int], object] | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     produced_all: bool = False
     end_sent: bool = False
@@ -175,6 +176,7 @@ async def simulate(
     give_up_s: float = 60.0,
     on_started: Callable[[uuid.UUID], object] | None = None,
     on_frame_sent: Callable[[int, int, float], object] | None = None,
+    on_acked: Callable[[int], object] | None = None,
 ) -> SimulationResult:
     """Stream ``record`` to ``url`` until the server answers ``ended``.
 
@@ -207,6 +209,9 @@ async def simulate(
         Called with each frame's first sample index, sample count and the
         ``time.monotonic()`` at which it was handed to the socket (resends included):
         the start of the latency measurement of the benchmarks.
+    on_acked : callable, optional
+        Called with the acknowledged sample count (the server's ``next_index``) at each
+        ack: what is durable on the server, for a test to act on (kill it, say).
 
     Raises
     ------
@@ -234,7 +239,7 @@ async def simulate(
     if on_started is not None:
         on_started(start.stream)
     sender = StreamSender(len(record.leads), frame_samples=frame_samples)
-    progress = _Progress(sender, len(samples), on_frame_sent)
+    progress = _Progress(sender, len(samples), on_frame_sent, on_acked)
     result = SimulationResult(start.stream, len(samples))
     began = time.monotonic()
     producer = asyncio.create_task(_produce(samples, record.fs_hz * speed, frame_samples, progress))
@@ -347,6 +352,8 @@ async def _listen(ws: ClientConnection, progress: _Progress) -> str:
         message = decode_server_message(text)
         if isinstance(message, Ack):
             progress.sender.on_ack(message.next_index)
+            if progress.on_acked is not None:
+                progress.on_acked(message.next_index)
         elif isinstance(message, Ended):
             return "ended"
         elif isinstance(message, Error):

@@ -189,14 +189,16 @@ async def test_serve_killed_mid_stream_and_restarted(tmp_path: Path) -> None:
     processes = [first]
     secret = load_secret(data, None)
     source = record(10.0)
+    acked = asyncio.Event()
     task = asyncio.create_task(
         simulate(
             source, url=f"ws://127.0.0.1:{port}/device", token=device_token(secret=secret),
-            device=DEVICE, speed=5.0,
+            device=DEVICE, speed=5.0, on_acked=lambda _: acked.set(),
         )
     )  # fmt: skip
     try:
-        await asyncio.sleep(1.0)
+        # Mid-stream: the first ack says samples are durable (not a guess of 1 s).
+        await asyncio.wait_for(acked.wait(), 60)
         first.send_signal(signal.SIGKILL)
         await first.wait()
         store = StreamStore(data / "streams")

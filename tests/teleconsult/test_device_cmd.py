@@ -200,10 +200,14 @@ async def test_server_restart_mid_stream_resumes(tmp_path: Path) -> None:
         first.server = srv
         url = first.url
         port = int(url.rsplit(":", 1)[1].split("/")[0])
+        acked = asyncio.Event()
         task = asyncio.create_task(
-            simulate(record, url=url, token=device_token(), device=DEVICE, speed=6.0)
-        )
-        await asyncio.sleep(0.4)
+            simulate(
+                record, url=url, token=device_token(), device=DEVICE, speed=6.0,
+                on_acked=lambda _: acked.set(),
+            )
+        )  # fmt: skip
+        await asyncio.wait_for(acked.wait(), 30)  # mid-stream: something is stored
     await asyncio.sleep(0.3)  # the device retries against a closed port meanwhile
     second = DeviceServer(tmp_path / "streams")  # a new process would reopen the same folder
     async with serve(
@@ -245,12 +249,16 @@ async def test_server_killed_mid_stream_loses_nothing(tmp_path: Path) -> None:
     root = tmp_path / "streams"
     first, port = await start_server_process(root, 0)
     url = f"ws://127.0.0.1:{port}/device"
+    acked = asyncio.Event()
     task = asyncio.create_task(
-        simulate(record, url=url, token=device_token(), device=DEVICE, speed=8.0)
-    )
+        simulate(
+            record, url=url, token=device_token(), device=DEVICE, speed=8.0,
+            on_acked=lambda _: acked.set(),
+        )
+    )  # fmt: skip
     processes = [first]
     try:
-        await asyncio.sleep(0.4)
+        await asyncio.wait_for(acked.wait(), 30)  # mid-stream: something is durable
         first.send_signal(signal.SIGKILL)
         await first.wait()
         (stream,) = (info.stream for info in StreamStore(root).streams())
