@@ -514,6 +514,17 @@ def _lead_peak(lp: FloatArray, r: int, lo: int, hi: int, fs: float, r_fraction: 
     return a + down
 
 
+def _qrs_peak_between(y: FloatArray, on: int, off: int, r_fraction: float) -> int:
+    """The lead's R wave between the QRS onset and offset (the line between them as
+    baseline), or the deepest point when R is under ``r_fraction`` of the largest."""
+    seg = y[on : off + 1]
+    seg = seg - np.linspace(seg[0], seg[-1], seg.size)
+    up, down = int(np.argmax(seg)), int(np.argmin(seg))
+    if seg[up] >= r_fraction * max(seg[up], -seg[down]):
+        return on + up
+    return on + down
+
+
 def _first_quiet(below: NDArray[np.bool_], hold: int) -> int:
     """First index that starts ``hold`` samples in a row of ``below`` (or a shorter run
     that reaches the end of the window); -1 when none."""
@@ -1214,8 +1225,14 @@ def _beats_of_lead(
         b = min(n, r + round(cfg.post_s * fs) + 1)
         if not lead.finite[a:b].all():
             continue
-        pk = _lead_peak(lead.wide, r, max(lo, a), min(hi, b), fs, cfg.r_fraction)
         on, off = int(bounds[i, 0]), int(bounds[i, 1])
+        # The lead's peak is searched within the beat's QRS: a wide complex's R may be
+        # more than 50 ms from its centre, and a window around the centre can hold
+        # the end of the P or the start of the ST segment.
+        if on != MISSING and off != MISSING and off - on >= 3:
+            pk = _qrs_peak_between(lead.wide, on, off, cfg.r_fraction)
+        else:
+            pk = _lead_peak(lead.wide, r, max(lo, a), min(hi, b), fs, cfg.r_fraction)
         points[i, 3:6] = (on, pk, off)
         if pk == MISSING:
             continue
