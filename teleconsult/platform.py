@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Final
 from api.audit import AuditApi, audit_api
 from api.auth import AccountApi, account_api
 from api.consults import ConsultApi, consult_api
+from api.reading_stats import ReadingStatsApi, reading_stats_api
 from api.readings import EcgSignals, ReadingApi, reading_api
 from api.session import SessionConfig
 from api.webhooks import WebhookSender
@@ -48,6 +49,7 @@ from consults.service import ConsultService, Notice, Notifier, WebhookOutbox, We
 from store.consult_stats import SqlConsultStatistics
 from store.consult_webhooks import SqlWebhookRepository
 from store.consults import FileBlobStore, SqlConsultRepository
+from store.reading_stats import SqlReadingStatistics
 from store.readings import SqlReadingRepository
 from store.secrets import SecretBox, SecretError, load_or_create_key
 from store.stores import Stores, open_store
@@ -225,6 +227,7 @@ class Platform:
     readings: ReadingApi
     reading_notices: ReadingNoticeRelay
     signals: SignalsRelay
+    reading_stats: ReadingStatsApi
     audit: AuditApi
 
     def close(self) -> None:
@@ -307,5 +310,6 @@ def open_platform(
         readings=reading_api(reading_service, signals),
         reading_notices=reading_notices,
         signals=signals,
+        reading_stats=reading_stats_api(SqlReadingStatistics(stores.engine)),
         audit=audit_api(AuditTrail(stores.audit_reader, stores.directory, stores.audit)),
     )
