@@ -69,7 +69,9 @@ __all__ = [
 ]
 
 Limit = Annotated[int, Parameter(ge=1, le=500, description="items per page")]
-Offset = Annotated[int, Parameter(ge=0, description="items skipped")]
+# Bounded: an offset past the store's 64-bit integers was a 500 (OverflowError), and no
+# listing comes near 2**31 items.
+Offset = Annotated[int, Parameter(ge=0, le=2**31 - 1, description="items skipped")]
 Search = Annotated[
     str | None, Parameter(max_length=100, description="literal text in codes and names")
 ]

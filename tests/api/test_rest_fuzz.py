@@ -6,10 +6,11 @@ and, signed in as the deployment's admin (so that bodies get past authorization 
 decoder and the handlers), sends each POST/PUT/PATCH/DELETE what it must refuse: bodies
 of the wrong schema, nested 10,000 levels, invalid UTF-8 (overlong forms, encoded
 surrogates), escaped lone surrogates and null bytes, numbers out of range, huge strings,
-and path and query parameters made of the same. Every answer must be a 4xx with the
-error body's stable ``code`` and a ``reason`` (never a 500, never a traceback), nothing
-may be logged at ERROR, and afterwards the server still answers ``/healthz`` and a
-legitimate write.
+and path and query parameters made of the same (of the GET endpoints too: a listing's
+``offset`` past 64 bits was a 500). Every wrong body must be answered a 4xx with the
+error body's stable ``code`` and a ``reason``; no answer may be a 5xx or hold a
+traceback, nothing may be logged at ERROR, and afterwards the server still answers
+``/healthz`` and a legitimate write.
 
 Hypothesis drives the requests from a worker thread with a blocking client, while the
 server runs on the test's event loop: the two meet only over the loopback socket.
@@ -110,8 +111,11 @@ class Operation:
         return path
 
 
-def operations(document: Mapping[str, Any]) -> list[Operation]:
-    """The state-changing endpoints of ``document`` with their body schema and example."""
+def operations(
+    document: Mapping[str, Any], methods: tuple[str, ...] = STATE_CHANGING
+) -> list[Operation]:
+    """The endpoints of ``document`` answering ``methods`` (by default the state-changing
+    ones) with their body schema and example."""
     schemas: Mapping[str, Any] = document["components"]["schemas"]
 
     def resolve(node: Any) -> Any:
@@ -129,7 +133,7 @@ def operations(document: Mapping[str, Any]) -> list[Operation]:
     found: list[Operation] = []
     for path, item in document["paths"].items():
         for method, operation in item.items():
-            if method not in STATE_CHANGING or (method, path) in SKIPPED:
+            if method not in methods or (method, path) in SKIPPED:
                 continue
             content = operation.get("requestBody", {}).get("content", {})
             body = content.get("application/json", {}).get("schema")
@@ -244,6 +248,7 @@ class Served:
     assembly: Assembly
     bearer: str
     operations: list[Operation]
+    reads: list[Operation]  # the GET endpoints that take parameters
 
     @property
     def url(self) -> str:
@@ -270,8 +275,9 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
             assert login.status_code == 200, login.text
             document = (await http.get("/api/v1/openapi.json")).json()
         found = operations(document)
+        reads = [r for r in operations(document, ("get",)) if r.path_params or r.query_params]
         assert len(found) > 20  # the whole API is mounted
-        yield Served(assembly, login.json()["token"], found)
+        yield Served(assembly, login.json()["token"], found, reads)
     finally:
         await assembly.server.close()
 
@@ -312,7 +318,8 @@ def sweep(served: Served) -> int:
     path parameter; the number of requests sent."""
     sent = 0
     with served.client() as http:
-        for operation in served.operations:
+        for operation in served.operations + served.reads:
+            content = None if operation.method == "GET" else b"{}"
             if operation.schema is not None:
                 for body, wrong in wrong_bodies(operation):
                     answer = http.request(operation.method, operation.url(), content=body)
@@ -322,15 +329,15 @@ def sweep(served: Served) -> int:
             for name in operation.path_params:
                 for segment in NASTY_SEGMENTS:
                     url = operation.url({name: segment})
-                    answer = http.request(operation.method, url, content=b"{}")
+                    answer = http.request(operation.method, url, content=content)
                     not_failed(answer, f"{operation.method} {url[:120]}")
                     sent += 1
             for name in operation.query_params:
-                for text in NASTY_TEXT:
+                for text in [*NASTY_TEXT, "-1", "1e400", str(10**23), str(-(10**23))]:
                     # 10,000 characters at most: a client refuses a URL over 64 KiB
                     query = urllib.parse.urlencode({name: text[:10_000]}, errors="surrogatepass")
                     answer = http.request(
-                        operation.method, f"{operation.url()}?{query}", content=b"{}"
+                        operation.method, f"{operation.url()}?{query}", content=content
                     )
                     not_failed(answer, f"{operation.method} {operation.path} ?{query[:60]}")
                     sent += 1
@@ -341,8 +348,8 @@ async def test_every_endpoint_refuses_the_known_bad_inputs(
     served: Served, errors_logged: list[logging.LogRecord]
 ) -> None:
     """Each wrong body (schema, nesting, encoding, range) to each state-changing endpoint
-    is a clean 4xx, and a bad path or query parameter never fails the server; it still
-    serves afterwards."""
+    is a clean 4xx, and a bad path or query parameter (GET endpoints' too) never fails
+    the server; it still serves afterwards."""
     sent = await asyncio.to_thread(sweep, served)
     assert sent > 500
     await still_serves(served)
