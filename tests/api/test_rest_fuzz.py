@@ -381,7 +381,7 @@ def probe(served: Served) -> None:
     with_body = [op for op in served.operations if op.schema is not None]
 
     @settings(
-        max_examples=150,
+        max_examples=100,
         deadline=None,
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
