@@ -3,10 +3,8 @@ turnaround median and p90, rates), as JSON and CSV."""
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import datetime as dt
-import io
 from typing import Annotated, Final
 
 import msgspec
@@ -15,7 +13,8 @@ from litestar.di import NamedDependency
 from litestar.params import FromQuery, QueryParameter
 from msgspec import Meta
 
-from api.schemas import AUTH_ERRORS, NO_STORE, documented
+from api.csv_export import csv_response
+from api.schemas import AUTH_ERRORS, documented
 from api.session import consults_error
 from consults.accounts import Principal
 from consults.consult_repositories import (
@@ -180,15 +179,5 @@ class StatsController(Controller):
         """The groups of ``GET /stats/consults`` as CSV (UTF-8 with a BOM, so that
         spreadsheet programs read the Chinese right), one row per group."""
         answer = _stats(consult_service, principal, since, until, by)
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\r\n")
-        writer.writerow(_CSV_COLUMNS)
-        for group in answer.groups:
-            values = msgspec.structs.asdict(group)
-            writer.writerow(["" if values[c] is None else values[c] for c in _CSV_COLUMNS])
         name = f"consults-{answer.by.value}-{answer.since:%Y%m%d}-{answer.until:%Y%m%d}.csv"
-        return Response(
-            ("\ufeff" + out.getvalue()).encode(),
-            media_type="text/csv; charset=utf-8",
-            headers={"content-disposition": f'attachment; filename="{name}"', **NO_STORE},
-        )
+        return csv_response(name, _CSV_COLUMNS, answer.groups)

@@ -8,10 +8,8 @@ SQL (:mod:`store.reading_stats`).
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import datetime as dt
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Final
@@ -23,7 +21,8 @@ from litestar.params import FromQuery, QueryParameter
 from litestar.types import ControllerRouterHandler, Middleware
 from msgspec import Meta
 
-from api.schemas import AUTH_ERRORS, NO_STORE, documented
+from api.csv_export import csv_response
+from api.schemas import AUTH_ERRORS, documented
 from api.session import consults_error
 from consults.accounts import Principal
 from consults.errors import ConsultsError
@@ -168,18 +167,8 @@ class ReadingStatsController(Controller):
         """The groups of ``GET /stats/readings`` as CSV (UTF-8 with a BOM for
         spreadsheet programs), one row per group."""
         answer = _answer(reading_stats, consult_service, principal, since, until, by)
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\r\n")
-        writer.writerow(_CSV_COLUMNS)
-        for group in answer.groups:
-            values = msgspec.structs.asdict(group)
-            writer.writerow(["" if values[c] is None else values[c] for c in _CSV_COLUMNS])
         name = f"readings-{answer.by.value}-{answer.since:%Y%m%d}-{answer.until:%Y%m%d}.csv"
-        return Response(
-            ("\ufeff" + out.getvalue()).encode(),
-            media_type="text/csv; charset=utf-8",
-            headers={"content-disposition": f'attachment; filename="{name}"', **NO_STORE},
-        )
+        return csv_response(name, _CSV_COLUMNS, answer.groups)
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,7 @@ Design notes
 ------------
 - Counts are one ``GROUP BY`` over the consults submitted in the period, with
   ``SUM(CASE …)`` per outcome.
-- Percentiles are nearest-rank (the ⌈p·n⌉-th smallest), which both databases compute
-  the same way with window functions: ``ROW_NUMBER() OVER (PARTITION BY key ORDER BY
-  seconds)`` beside ``COUNT(*) OVER (PARTITION BY key)``, and the ranks ⌈n/2⌉ =
-  ``(n + 1) / 2`` and ⌈0.9·n⌉ = ``(9n + 9) / 10`` in integer arithmetic (SQLite has
-  no ``percentile_cont`` and, before 3.44, no ``ceil``).
-- Durations: ``EXTRACT(EPOCH FROM b - a)`` on PostgreSQL, ``(julianday(b) -
-  julianday(a)) * 86400`` on SQLite (times are stored as UTC text there).
+- Percentiles (nearest-rank), durations and periods: :mod:`store.stats_sql`.
 - Months and days are of the submission time in UTC.
 """
 
@@ -33,6 +27,7 @@ from consults.referrals import ReferralState
 from store.consult_schema import consults, referrals
 from store.directory import unit_of_work
 from store.schema import institutions
+from store.stats_sql import count_if, median_and_p90, seconds_between, utc_period
 
 __all__ = ["SqlConsultStatistics"]
 
@@ -44,17 +39,6 @@ class SqlConsultStatistics:
         self.engine = engine
         self._postgres = engine.dialect.name == "postgresql"
 
-    def _seconds(self, later: Any, earlier: Any) -> Any:
-        if self._postgres:
-            return func.extract("epoch", later - earlier)
-        return (func.julianday(later) - func.julianday(earlier)) * 86400.0
-
-    def _period(self, moment: Any, chars: int) -> Any:
-        if self._postgres:
-            form = "YYYY-MM" if chars == 7 else "YYYY-MM-DD"
-            return func.to_char(func.timezone("UTC", moment), form)
-        return func.substr(moment, 1, chars)
-
     def _key(self, by: StatsGroup) -> Any:
         c = consults.c
         if by is StatsGroup.CLINIC:
@@ -65,7 +49,7 @@ class SqlConsultStatistics:
             return c.specialty
         if by is StatsGroup.LEVEL:
             return institutions.c.level
-        return self._period(c.submitted_at, 7 if by is StatsGroup.MONTH else 10)
+        return utc_period(self._postgres, c.submitted_at, month=by is StatsGroup.MONTH)
 
     def _where(self, query: StatsQuery) -> Any:
         c = consults.c
@@ -82,38 +66,17 @@ class SqlConsultStatistics:
 
     def _percentiles(self, query: StatsQuery, done: Any) -> Any:
         """(key, median, p90) of the seconds from submission to ``done``."""
-        key = self._key(query.by).label("key")
-        seconds = self._seconds(done, consults.c.submitted_at).label("s")
-        ranked = (
-            select(
-                key,
-                seconds,
-                func.row_number().over(partition_by=key, order_by=seconds).label("rn"),
-                func.count().over(partition_by=key).label("n"),
-            )
-            .select_from(self._from(query.by))
-            .where(self._where(query) & done.is_not(None))
-            .subquery()
-        )
-        return (
-            select(
-                ranked.c.key,
-                func.max(case((ranked.c.rn == (ranked.c.n + 1) // 2, ranked.c.s))).label("p50"),
-                func.max(case((ranked.c.rn == (9 * ranked.c.n + 9) // 10, ranked.c.s))).label(
-                    "p90"
-                ),
-            )
-            .group_by(ranked.c.key)
-            .subquery()
+        return median_and_p90(
+            self._key(query.by),
+            seconds_between(self._postgres, done, consults.c.submitted_at),
+            self._from(query.by),
+            self._where(query) & done.is_not(None),
         )
 
     def consult_stats(self, query: StatsQuery) -> Sequence[StatsRow]:
         c = consults.c
         key = self._key(query.by).label("key")
         awaiting = [s.value for s in AWAITING_ACCEPTANCE]
-
-        def count_if(condition: Any) -> Any:
-            return func.sum(case((condition, 1), else_=0))
 
         counts = (
             select(

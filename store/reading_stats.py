@@ -4,10 +4,9 @@
 Two grouped queries, each one statement: the reading tasks received in the period
 (counts by state, and the nearest-rank median and p90 of received → signed over the
 signed ones), and the critical values detected in it (counts, and detected →
-acknowledged). They are merged by key in Python. Percentiles, durations and periods as
-in :mod:`store.consult_stats` (window functions; ``julianday`` on SQLite, ``EXTRACT
-(EPOCH …)`` on PostgreSQL). Grouped by reader, a critical value counts for the task's
-signer ("" while unsigned).
+acknowledged). They are merged by key in Python. Percentiles, durations and periods are
+:mod:`store.stats_sql`'s, as for the consult statistics. Grouped by reader, a critical
+value counts for the task's signer ("" while unsigned).
 """
 
 from __future__ import annotations
@@ -15,20 +14,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Engine, case, func, or_, select
+from sqlalchemy import Engine, func, or_, select
 
 from consults.reading_stats import ReadingStatsGroup, ReadingStatsQuery, ReadingStatsRow
 from consults.readings import CriticalState, ReadingState
 from store.directory import unit_of_work
 from store.reading_schema import critical_values, reading_tasks
+from store.stats_sql import count_if, median_and_p90, seconds_between, utc_period
 
 __all__ = ["SqlReadingStatistics"]
 
 _SIGNED = (ReadingState.SIGNED.value, ReadingState.AMENDED.value)
-
-
-def _count_if(condition: Any) -> Any:
-    return func.sum(case((condition, 1), else_=0))
 
 
 class SqlReadingStatistics:
@@ -38,18 +34,6 @@ class SqlReadingStatistics:
         self.engine = engine
         self._postgres = engine.dialect.name == "postgresql"
 
-    def _seconds(self, later: Any, earlier: Any) -> Any:
-        if self._postgres:
-            return func.extract("epoch", later - earlier)
-        return (func.julianday(later) - func.julianday(earlier)) * 86400.0
-
-    def _period(self, moment: Any, by: ReadingStatsGroup) -> Any:
-        chars = 7 if by is ReadingStatsGroup.MONTH else 10
-        if self._postgres:
-            form = "YYYY-MM" if chars == 7 else "YYYY-MM-DD"
-            return func.to_char(func.timezone("UTC", moment), form)
-        return func.substr(moment, 1, chars)
-
     def _key(self, by: ReadingStatsGroup, moment: Any, table: Any) -> Any:
         if by is ReadingStatsGroup.CLINIC:
             return table.c.clinic
@@ -57,31 +41,7 @@ class SqlReadingStatistics:
             return table.c.centre
         if by is ReadingStatsGroup.READER:
             return func.coalesce(reading_tasks.c.signer, "")
-        return self._period(moment, by)
-
-    def _percentiles(self, key: Any, seconds: Any, source: Any, where: Any) -> Any:
-        """(key, p50, p90) of ``seconds`` over the rows of ``source`` where ``where``."""
-        ranked = (
-            select(
-                key.label("key"),
-                seconds.label("s"),
-                func.row_number().over(partition_by=key, order_by=seconds).label("rn"),
-                func.count().over(partition_by=key).label("n"),
-            )
-            .select_from(source)
-            .where(where)
-            .subquery()
-        )
-        rn, n = ranked.c.rn, ranked.c.n
-        return (
-            select(
-                ranked.c.key,
-                func.max(case((rn == (n + 1) // 2, ranked.c.s))).label("p50"),
-                func.max(case((rn == (9 * n + 9) // 10, ranked.c.s))).label("p90"),
-            )
-            .group_by(ranked.c.key)
-            .subquery()
-        )
+        return utc_period(self._postgres, moment, month=by is ReadingStatsGroup.MONTH)
 
     def _in_scope(self, table: Any, query: ReadingStatsQuery) -> Any:
         if query.scope is None:
@@ -101,16 +61,16 @@ class SqlReadingStatistics:
             select(
                 key,
                 func.count().label("received"),
-                _count_if(t.state.in_(_SIGNED)).label("signed"),
-                _count_if(t.state == ReadingState.RETURNED.value).label("returned"),
+                count_if(t.state.in_(_SIGNED)).label("signed"),
+                count_if(t.state == ReadingState.RETURNED.value).label("returned"),
             )
             .where(where)
             .group_by(key)
             .subquery()
         )
-        turnaround = self._percentiles(
+        turnaround = median_and_p90(
             key,
-            self._seconds(t.signed_at, t.received_at),
+            seconds_between(self._postgres, t.signed_at, t.received_at),
             reading_tasks,
             where & t.state.in_(_SIGNED) & t.signed_at.is_not(None),
         )
@@ -132,17 +92,17 @@ class SqlReadingStatistics:
             select(
                 key,
                 func.count().label("criticals"),
-                _count_if(c.state == CriticalState.ACKNOWLEDGED.value).label("acknowledged"),
-                _count_if(c.level >= 0).label("escalated"),
+                count_if(c.state == CriticalState.ACKNOWLEDGED.value).label("acknowledged"),
+                count_if(c.level >= 0).label("escalated"),
             )
             .select_from(source)
             .where(where)
             .group_by(key)
             .subquery()
         )
-        turnaround = self._percentiles(
+        turnaround = median_and_p90(
             key,
-            self._seconds(c.acknowledged_at, c.detected_at),
+            seconds_between(self._postgres, c.acknowledged_at, c.detected_at),
             source,
             where & c.acknowledged_at.is_not(None),
         )
