@@ -14,6 +14,7 @@ import { api, ApiFailure } from "/static/auth.js";
 import { desktopNotice, listenForNotices } from "/static/notices.js";
 import { lang, translator } from "/static/i18n.js";
 import { RecordPaper } from "/static/readings-paper.js";
+import { RoomEcg } from "/static/room-ecg.js";
 
 const STRINGS = {
   en: {
@@ -58,6 +59,11 @@ const STRINGS = {
     windowInfo: "{from}–{to} s of {total} s",
     noSignal: "The ECG is still arriving.",
     watchLive: "Watch it live",
+    hr: "HR",
+    bpm: "bpm",
+    ecgPatient: "Arriving live: patient {patient} · {device}",
+    ecg12: "12 leads",
+    ecgRhythm: "Rhythm strip",
     measurements: "Measurements",
     notMeasured: "Not measurable on this record.",
     proposed: "Proposed by the engine",
@@ -192,6 +198,11 @@ const STRINGS = {
     windowInfo: "第 {from}–{to} 秒，共 {total} 秒",
     noSignal: "心电图仍在传输中。",
     watchLive: "实时查看",
+    hr: "心率",
+    bpm: "次/分",
+    ecgPatient: "实时传输中：患者 {patient} · {device}",
+    ecg12: "12 导联",
+    ecgRhythm: "节律条",
     measurements: "测量值",
     notMeasured: "本记录无法测量。",
     proposed: "自动分析提示",
@@ -309,6 +320,9 @@ const state = {
   startS: 0,
   turn: 0,
   library: { statements: [], criticals: [] },
+  live: null,
+  liveCounters: {},
+  ended: new Set(),
   chosen: [],
   counters: {},
   notices: [],
@@ -317,6 +331,31 @@ window.tcReadings = state;
 
 const paper = new RecordPaper({ paper: $("paper"), grid: $("grid"), trace: $("trace"), counters: state.counters });
 state.paper = paper;
+
+// A task's stream while it is still arriving, on the live paper of web/ecg-paper.js
+// (the consult room's ECG panel, following this task's stream instead of the room's
+// newest); "ended" once the stream is complete and its record kept.
+class TaskStream extends RoomEcg {
+  constructor(stream, options) {
+    super(options);
+    this.stream = stream;
+    this.mode = "12";
+  }
+
+  choose(streams) {
+    const mine = streams.find((s) => s.stream === this.stream);
+    if (mine && mine.state !== "live") this.dispatchEvent(new CustomEvent("ended"));
+    else if (mine && this.current !== mine.stream) {
+      this.current = mine.stream;
+      this.send({ type: "ecg_subscribe", stream: mine.stream });
+    }
+  }
+
+  onMessage(message) {
+    super.onMessage(message);
+    if (message.type === "ecg_ended" && message.stream === this.stream) this.dispatchEvent(new CustomEvent("ended"));
+  }
+}
 
 function translate() {
   document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
@@ -383,6 +422,7 @@ const VIEWS = ["list", "reading", "criticals"];
 // One view on screen ("list", "reading", "criticals"), its tab marked (none for a reading).
 function showView(view) {
   state.view = view;
+  if (view !== "reading") stopLive();
   for (const name of VIEWS) $(`${name}-view`).hidden = name !== view;
   for (const button of $("tabs").children) {
     const current = button.dataset.tab === view;
@@ -581,15 +621,17 @@ async function loadEcg(turn = state.turn) {
     if (stale(turn)) return;
     if (error instanceof ApiFailure && error.code === "no_signal") {
       state.ecg = null;
-      $("no-signal").hidden = false;
+      $("no-signal").hidden = Boolean(task.stream);
       $("paper-box").hidden = true;
       $("controls").hidden = true;
       renderEngine(null);
+      if (task.stream) await watchLive(task, turn);
       return;
     }
     throw error;
   }
   if (stale(turn)) return;
+  stopLive();
   state.ecg = ecg;
   $("no-signal").hidden = true;
   $("paper-box").hidden = false;
@@ -608,6 +650,46 @@ async function loadEcg(turn = state.turn) {
   $("later").disabled = from + state.ecg.duration_s >= total - 1e-6;
   drawPaper();
   renderEngine(state.ecg);
+}
+
+// Watch the task's stream live until it ends, then draw its stored record.
+async function watchLive(task, turn) {
+  if (state.live && state.live.stream === task.stream) return;
+  stopLive();
+  if (state.ended.has(task.stream)) {
+    $("no-signal").hidden = false; // ended, and still no record: do not watch again
+    return;
+  }
+  let token;
+  try {
+    token = (await api("POST", "/rooms/ecg-worklist/token")).token;
+  } catch (error) {
+    $("no-signal").hidden = false; // no live viewing here: the link to the viewer stays
+    return;
+  }
+  if (stale(turn)) return;
+  $("live").hidden = false;
+  const elements = {
+    panel: $("live"), paper: $("live-paper"), grid: $("live-grid"), trace: $("live-trace"),
+    hr: $("live-hr"), flags: $("live-flags"), patient: $("live-patient"), mode: $("live-mode"),
+  }; // prettier-ignore
+  state.liveCounters = {};
+  const live = new TaskStream(task.stream, { token, elements, t, lang, counters: state.liveCounters });
+  live.addEventListener("ended", () => {
+    if (state.live !== live) return;
+    state.ended.add(live.stream);
+    stopLive();
+    loadEcg().catch(fail);
+  });
+  state.live = live;
+  live.start();
+}
+
+function stopLive() {
+  if (!state.live) return;
+  state.live.stop();
+  state.live = null;
+  $("live").hidden = true;
 }
 
 // The paper in the reader's choices; on a phone in portrait the rhythm strip and one
@@ -951,6 +1033,7 @@ async function load() {
   $("back").addEventListener("click", () => { location.hash = "#list"; });
   for (const id of ["layout", "gain", "speed", "lead"]) $(id).addEventListener("change", drawPaper);
   $("band").addEventListener("change", () => loadEcg().catch(fail));
+  $("live-mode").addEventListener("click", () => state.live && state.live.toggleMode());
   $("earlier").addEventListener("click", () => { state.startS = Math.max(0, state.startS - WINDOW_S); loadEcg().catch(fail); });
   $("later").addEventListener("click", () => { state.startS += WINDOW_S; loadEcg().catch(fail); });
   $("use-proposed").addEventListener("click", () => {

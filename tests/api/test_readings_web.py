@@ -377,10 +377,10 @@ async def test_the_phone_in_portrait_shows_the_rhythm_strip_and_one_lead(
 
     await page.goto(f"{served.url}/readings?lang=zh#reading/{arriving}")
     await page.locator("#no-signal", has_text="心电图仍在传输中").wait_for()
-    # The page's one refused request was its question for the arriving ECG's record.
-    refused = [p for p in real(problems) if not p.endswith(f"/readings/{arriving}/ecg")]
-    refused = [p for p in refused if f"/readings/{arriving}/ecg?" not in p]
-    assert refused == []
+    # The page's refused requests: its question for the arriving ECG's record, and the
+    # live viewer's token this composition (no rooms) cannot mint.
+    refused = [p for p in real(problems) if f"/readings/{arriving}/ecg?" not in p]
+    assert [p for p in refused if not p.endswith("/rooms/ecg-worklist/token")] == []
 
 
 async def test_the_ecg_endpoint_and_the_library(served: Served) -> None:
@@ -494,6 +494,39 @@ async def test_on_the_whole_server_a_critical_value_reaches_the_doctor_live(
     await doctor.locator("#notices").wait_for(state="hidden")
     for problems in (doctor_problems, reader_problems):
         assert [p for p in problems if not p.startswith("Failed to load resource")] == []
+
+
+async def test_on_the_whole_server_a_stream_still_arriving_is_read_live(
+    browser: Browser, running: Running
+) -> None:
+    """A cart streams in real time: its task leads the worklist while it arrives; opened,
+    the reading page draws it live on the live paper; when the stream ends the page
+    draws the stored record with the engine's measurements, by itself."""
+    credential = await build_directory(running)
+    arriving = simulate(
+        record(20.0), url=running.ws_url("/device"), token=credential, device="cart-1", speed=1.0
+    )
+    streaming = asyncio.create_task(arriving)
+    # The task is made (off the event loop) as the stream starts.
+    await running.until_audited("reading.created")
+    login = {"username": "chen.reader", "password": PLATFORM_PASSWORD}
+    opened = await open_as(browser, running.url, login, "/readings?lang=en", width=1280, height=900)
+    reader = opened.page
+    first = reader.locator("#rows tr").first
+    await first.locator("button[data-open]").click()
+    await reader.locator("#live[data-state=live]").wait_for()
+    # The live workers start with the first stream: the first samples may take a while.
+    await reader.wait_for_function(
+        "() => window.tcReadings.liveCounters.samplesDrawn > 100", timeout=20_000
+    )
+    assert await reader.locator("#paper-box").is_hidden()
+    await streaming
+    await drawn(reader)
+    assert await reader.locator("#live").is_hidden()
+    assert await reader.evaluate("() => window.tcReadings.ecg.total_s") == pytest.approx(20.0)
+    await reader.locator("#measurements dd[data-measure=hr_bpm]").filter(has_text="bpm").wait_for()
+    refused = [p for p in opened.problems if not p.startswith("Failed to load resource")]
+    assert [p for p in refused if "/ecg?" not in p] == []  # the record asked for while arriving
 
 
 def test_every_string_is_in_both_languages() -> None:
