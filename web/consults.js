@@ -190,6 +190,18 @@ const STRINGS = {
     "series.accept_p90": "Accepted, p90",
     "series.sign_median": "Signed, median",
     "series.sign_p90": "Signed, p90",
+    "series.ecg_received": "ECGs received",
+    "series.ecg_signed": "Reports signed",
+    "series.ecg_returned": "Returned",
+    "series.ecg_pending": "Waiting",
+    "series.criticals": "Critical values",
+    "series.acknowledged": "Acknowledged",
+    "series.ecg_sign_median": "Report, median",
+    "series.ecg_sign_p90": "Report, p90",
+    "series.ack_median": "Acknowledged, median",
+    "series.ack_p90": "Acknowledged, p90",
+    chartEcg: "ECG centre: ECGs and critical values",
+    chartEcgTimes: "ECG centre: minutes to the signed report and to the critical value's acknowledgement (median, 90th percentile)",
     promptReason: "Reason",
     promptSummary: "Discharge summary",
     "error.transition_not_allowed": "This step is not possible now: {reason}",
@@ -384,6 +396,18 @@ const STRINGS = {
     "series.accept_p90": "接受（P90）",
     "series.sign_median": "签署（中位数）",
     "series.sign_p90": "签署（P90）",
+    "series.ecg_received": "收到心电图",
+    "series.ecg_signed": "已签报告",
+    "series.ecg_returned": "退回重做",
+    "series.ecg_pending": "待诊断",
+    "series.criticals": "危急值",
+    "series.acknowledged": "已确认",
+    "series.ecg_sign_median": "出报告（中位数）",
+    "series.ecg_sign_p90": "出报告（P90）",
+    "series.ack_median": "危急值确认（中位数）",
+    "series.ack_p90": "危急值确认（P90）",
+    chartEcg: "心电中心：心电图与危急值",
+    chartEcgTimes: "心电中心：至签发报告、至危急值确认的分钟数（中位数、第 90 百分位）",
     promptReason: "理由",
     promptSummary: "出院小结",
     "error.transition_not_allowed": "当前无法进行此操作：{reason}",
@@ -1031,6 +1055,30 @@ async function loadStats(event) {
     barChart($("chart-times"), stats.groups, times, hours);
     legend($("legend"), counts);
     legend($("legend-times"), times);
+  } catch (error) {
+    fail(error);
+  }
+  await loadEcgStats(params);
+}
+
+// The ECG centre's figures beside the consults' (same period; grouped the same way where
+// readings have that grouping, else by clinic).
+const ECG_GROUPS = ["clinic", "centre", "reader", "month", "day"];
+
+async function loadEcgStats(consultParams) {
+  const params = new URLSearchParams(consultParams);
+  if (!ECG_GROUPS.includes(params.get("by"))) params.set("by", "clinic");
+  $("ecg-csv-link").href = `/api/v1/stats/readings/csv?${params}`;
+  try {
+    const stats = await api("GET", `/stats/readings?${params}`);
+    const field = { ecg_received: "received", ecg_signed: "signed", ecg_returned: "returned", ecg_pending: "pending", criticals: "criticals", acknowledged: "acknowledged" };
+    const counts = Object.keys(field);
+    barChart($("chart-ecg"), stats.groups, counts, (g, s) => g[field[s]]);
+    const seconds = { ecg_sign_median: "sign_median_s", ecg_sign_p90: "sign_p90_s", ack_median: "ack_median_s", ack_p90: "ack_p90_s" };
+    const times = Object.keys(seconds);
+    barChart($("chart-ecg-times"), stats.groups, times, (g, s) => (g[seconds[s]] === null ? null : g[seconds[s]] / 60));
+    legend($("legend-ecg"), counts);
+    legend($("legend-ecg-times"), times);
   } catch (error) {
     fail(error);
   }

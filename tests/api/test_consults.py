@@ -24,11 +24,13 @@ from api.auth import account_api
 from api.consult_pdf import PAYLOAD_MARKER, read_payload, render_opinion_pdf, versions_of
 from api.consults import consult_api
 from api.edge import Edge, EdgeConfig
+from api.reading_stats import reading_stats_api
 from api.session import CSRF_COOKIE
 from consults.lifecycle import ConsultState
 from consults.opinions import SignedVersion
 from consults.requests import MediaType
 from consults.signatures import KeyPair, sign
+from store.reading_stats import SqlReadingStatistics
 from store.streams import StreamRecord
 from teleconsult.opinion_report_cmd import register, run_verify
 from tests.consults.test_service import reach
@@ -66,9 +68,19 @@ async def api(database: Database) -> AsyncIterator[Api]:
     world = make_world(database)
     accounts_wiring = account_api(world.accounts, world.directory)
     consults_wiring = consult_api(world.service)
+    # The dashboard shows the ECG centre's statistics beside the consults'.
+    stats_wiring = reading_stats_api(SqlReadingStatistics(world.stores.engine))
     app = create_app(
-        route_handlers=[*accounts_wiring.route_handlers, *consults_wiring.route_handlers],
-        dependencies={**accounts_wiring.dependencies, **consults_wiring.dependencies},
+        route_handlers=[
+            *accounts_wiring.route_handlers,
+            *consults_wiring.route_handlers,
+            *stats_wiring.route_handlers,
+        ],
+        dependencies={
+            **accounts_wiring.dependencies,
+            **consults_wiring.dependencies,
+            **stats_wiring.dependencies,
+        },
         middleware=[*accounts_wiring.middleware, *consults_wiring.middleware],
         web_dir=WEB_DIR,
     )

@@ -183,6 +183,11 @@ async def test_the_dashboard_draws_its_charts(browser: Browser, api: Api, tmp_pa
     assert "village-1" in labels
     assert "town-2" in labels
     assert (await page.get_attribute("#csv-link", "href") or "").startswith("/api/v1/stats/")
+    # The ECG centre's figures come with the same period (none in this world: no bars).
+    ecg_csv = page.locator("#ecg-csv-link[href^='/api/v1/stats/readings/csv']")
+    await ecg_csv.wait_for(state="attached")
+    await page.locator("#legend-ecg span").nth(5).wait_for()  # drawn once the API answered
+    assert await page.locator("#legend-ecg span").count() == 6
     assert real(problems) == []
 
 
