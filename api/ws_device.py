@@ -53,7 +53,7 @@ from urllib.parse import parse_qs
 import msgspec
 
 from api.ws import Channel, ChannelLimits, Receive, Scope, Send, accept, refuse
-from sessions.errors import TokenError
+from sessions.errors import TokenError, TokenExpired, TokenNotYetValid
 from sessions.tokens import TokenClaims
 from signaling.ports import DeviceLink, DeviceOutput, DeviceStreams
 
@@ -154,8 +154,13 @@ class DeviceEndpoint:
             return Refusal(401, "missing token: send Authorization: Bearer <device token>")
         try:
             claims = self.verify(token)
-        except TokenError as error:
-            return Refusal(401, str(error))
+        except TokenExpired:
+            return Refusal(401, "token expired")
+        except TokenNotYetValid:
+            return Refusal(401, "token not yet valid")
+        except TokenError:
+            # Not the error's text: it may carry the JWT library's words about the token.
+            return Refusal(401, "invalid token")
         if claims.role != DEVICE_ROLE:
             return Refusal(403, f"a {claims.role} token cannot stream ECG: role device needed")
         return claims

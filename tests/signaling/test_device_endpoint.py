@@ -62,9 +62,11 @@ async def watcher(server: EdgeServer, room: str = "r1", role: str = "expert") ->
 async def test_upgrade_refusals(server: EdgeServer, ecg: EcgService) -> None:
     """No or a forged token 401, a viewer token 403 on /device; a device token on /ws refused."""
     url = ws_url(server, "/device")
+    forged = device_token(secret="another secret " + "y" * 32)
     cases: list[tuple[dict[str, str], int]] = [
         ({}, 401),
         ({"Authorization": "Bearer not-a-jwt"}, 401),
+        ({"Authorization": f"Bearer {forged}"}, 401),
         ({"Authorization": f"Bearer {make_token('doc', role='expert')}"}, 403),
     ]
     for headers, status in cases:
@@ -72,6 +74,11 @@ async def test_upgrade_refusals(server: EdgeServer, ecg: EcgService) -> None:
             await connect(url, additional_headers=headers)
         assert refused.value.response.status_code == status
         assert refused.value.response.body  # the reason
+    # A bad token's reason is ours, not the JWT library's words about it.
+    for headers, _ in cases[1:3]:
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(url, additional_headers=headers)
+        assert bytes(refused.value.response.body or b"").strip() == b"invalid token"
     async with connect(f"{url}?token={device_token()}") as ws:  # query token accepted
         assert ws.protocol.state.name == "OPEN"
     client = await open_client(server)
