@@ -204,7 +204,8 @@ async def drawn(page: Page) -> None:
 async def test_the_reader_signs_the_critical_ecg_and_the_next_opens(
     browser: Browser, served: Served, tmp_path: Path
 ) -> None:
-    """Critical first, then STAT, then the longest waiting; claim from the worklist; the
+    """Critical first, then STAT, then the longest waiting; claim from the worklist (a
+    second reader's claim is refused naming the claimant); the
     paper in 6x2 at 20 mm/mV and 50 mm/s; statements from the engine, a Chinese and an
     English search and a removal; a critical finding marked; signed with the one-time
     code and the STAT ECG opens; the clinic's doctor acknowledges both critical values
@@ -225,9 +226,20 @@ async def test_the_reader_signs_the_critical_ecg_and_the_next_opens(
     first = reader.locator("#rows tr").first
     await first.locator(".badge-critical", has_text="Pause of 3 s or more").wait_for()
     await first.locator("td", has_text="Sinus rhythm").first.wait_for()
+    second, second_problems = await logged_in(
+        browser, served, "ma.reader", "zh", width=1280, height=900
+    )
     await first.locator("button[data-event=claim]").click()
     await reader.wait_for_url(re.compile(rf".*#reading/{critical}$"))
     await reader.locator("#r-state", has_text="Claimed").wait_for()
+    # The second reader's list was loaded before the claim: claiming it now is refused
+    # naming the claimant, and the list shows who holds it.
+    await second.locator(f"#rows tr[data-id='{critical}'] button[data-event=claim]").click()
+    await second.locator("#error", has_text="liu.reader").wait_for()
+    held = second.locator(f"#rows tr[data-id='{critical}']")
+    await held.locator(".state", has_text="已领取 · liu.reader").wait_for()
+    assert await held.locator("button[data-event=claim]").count() == 0
+    assert real(second_problems) == [f"403 {served.url}/api/v1/readings/{critical}/claim"]
     await drawn(reader)
     hr = reader.locator("#measurements dd[data-measure=hr_bpm]")
     await hr.filter(has_text="bpm").wait_for()
