@@ -287,7 +287,8 @@ async def test_revoking_the_cart_closes_its_stream_and_refuses_it(running: Runni
     await running.until_audited("stream.started", AuditQuery(patient="SIMULATED"))
     await expert.send(type="ecg_subscribe", stream=stream)
     await expert.expect("ecg_subscribed")
-    await expert.expect("ecg_data", timeout_s=10)
+    # The first live chunk waits for the live workers to start (a process, warm-up).
+    await expert.expect("ecg_data", timeout_s=30)
     root = await running.login("root", ADMIN_PASSWORD)
     answer = await running.call(root, "POST", "/devices/cart-1/revoke", {})
     assert answer.status_code in (200, 204), answer.text

@@ -120,7 +120,7 @@ async def story(run: Running, data_dir: Path) -> list[str]:
     await run.until_audited("stream.started", patient)
     await viewer.send(type="ecg_subscribe", stream=stream)
     await viewer.expect("ecg_subscribed")
-    await viewer.expect("ecg_data", timeout_s=10)
+    await viewer.expect("ecg_data", timeout_s=30)  # after the live workers start
     await asyncio.wait_for(cart, 30)
     await run.until_audited("stream.ended", patient)
     await run.until_audited("ecg.viewed", patient)
