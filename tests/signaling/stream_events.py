@@ -28,7 +28,7 @@ class StreamEvents:
             self._told(action, start)
         self._loop.call_soon_threadsafe(self._events.put_nowait, (action, str(start.stream)))
 
-    async def until(self, action: str, stream: str, timeout_s: float = 10.0) -> None:
+    async def until(self, action: str, stream: str, timeout_s: float = 30.0) -> None:
         """Return once ``stream`` has had ``action`` (``stream.started``...)."""
         async with asyncio.timeout(timeout_s):
             while await self._events.get() != (action, stream):
