@@ -35,7 +35,7 @@ class StoreChanges:
             self._loop.call_soon_threadsafe(self._changed.set)
 
     async def until(
-        self, condition: Callable[[], bool], what: str, timeout_s: float = 10.0
+        self, condition: Callable[[], bool], what: str, timeout_s: float = 30.0
     ) -> None:
         """Return once ``condition()`` (a quick read of the store) holds; fail after
         ``timeout_s`` saying ``what`` never happened."""
