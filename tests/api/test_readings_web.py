@@ -255,6 +255,9 @@ async def test_the_reader_signs_the_critical_ecg_and_the_next_opens(
     view = await reader.evaluate("() => window.tcReadings.paper.view")
     assert (view["gainMmPerMv"], view["speedMmPerS"]) == (20, 50)
     assert await reader.evaluate("() => window.tcReadings.paper.rows.length") == 6
+    await reader.select_option("#layout", "12x1")
+    await reader.locator("#paper[data-layout='12x1']").wait_for()
+    assert await reader.evaluate("() => window.tcReadings.paper.rows.length") == 12
     await reader.select_option("#layout", "3x4")
     await reader.select_option("#gain", "10")
     await reader.select_option("#speed", "25")
@@ -265,6 +268,10 @@ async def test_the_reader_signs_the_critical_ecg_and_the_next_opens(
 
     await reader.click("#use-proposed")
     await reader.locator("#chosen li[data-code=STACH]").wait_for()
+    proposed: list[str] = await reader.evaluate(
+        "() => window.tcReadings.ecg.statements.map((s) => s.code)"
+    )
+    assert "PVC" not in proposed
     await reader.fill("#st-search", "室性早搏")
     await reader.locator("#st-results button[data-code=PVC]").click()
     await reader.locator("#chosen li[data-code=PVC]").wait_for()
@@ -299,7 +306,7 @@ async def test_the_reader_signs_the_critical_ecg_and_the_next_opens(
 
     signed = rw.service.versions(rw.world["liu.reader"], critical)
     assert [v.document["report"] for v in signed] == [
-        {"statements": ["STACH", "PVC"], "text": "窦性心动过速，偶发室早；长间歇请结合临床"}
+        {"statements": [*proposed, "PVC"], "text": "窦性心动过速，偶发室早；长间歇请结合临床"}
     ]
 
     doctor, doctor_problems = await logged_in(
@@ -343,7 +350,7 @@ async def test_the_reader_signs_the_critical_ecg_and_the_next_opens(
     await reader.wait_for_url(re.compile(rf".*#reading/{stat}$"))
     versions = rw.service.versions(rw.world["liu.reader"], critical)
     reports: list[Any] = [v.document["report"] for v in versions]
-    assert [r["statements"] for r in reports] == [["STACH", "PVC"], ["STACH"]]
+    assert [r["statements"] for r in reports] == [[*proposed, "PVC"], proposed]
     for problems in (reader_problems, doctor_problems):
         assert real(problems) == []
 
@@ -359,7 +366,8 @@ async def test_the_phone_in_portrait_shows_the_rhythm_strip_and_one_lead(
 ) -> None:
     """At 390x844 the worklist is usable (cards with their buttons), the reading page
     draws one lead chosen by the reader above the lead II rhythm strip, at 10 px per mm
-    or more, and the paper scrolls sideways; a stream still arriving says so."""
+    or more, and the paper scrolls sideways; turned to landscape it draws the 3x4
+    layout; a stream still arriving says so (no live viewing in this composition)."""
     rw = served.rw
     task = rw.stream_task("crit", critical=("PAUSE",)).task.id
     arriving = rw.stream_task("live", ago_s=10).task.id
@@ -386,6 +394,10 @@ async def test_the_phone_in_portrait_shows_the_rhythm_strip_and_one_lead(
     assert box[1] > box[0] <= 390
     await page.evaluate("() => document.getElementById('controls').scrollIntoView()")
     await page.screenshot(path=shot(tmp_path, "readings-phone.png"), full_page=False)
+
+    await page.set_viewport_size({"width": 844, "height": 390})  # landscape: the layout
+    await page.locator("#paper[data-layout='3x4']").wait_for()
+    assert await page.locator("#layout-label").is_visible()
 
     await page.goto(f"{served.url}/readings?lang=zh#reading/{arriving}")
     await page.locator("#no-signal", has_text="心电图仍在传输中").wait_for()
@@ -417,7 +429,7 @@ async def test_the_ecg_endpoint_and_the_library(served: Served) -> None:
     assert 10 <= len(ecg["beats"]) <= 14
     assert 60 <= ecg["measurements"]["hr_bpm"] <= 80
     assert ecg["measurements"]["qrs_ms"] > 40
-    assert [s["code"] for s in ecg["statements"]] == ["SR"]
+    assert ecg["statements"][0]["code"] == "SR"  # the engine's rhythm statement first
     assert ecg["statements"][0]["text_zh"] == "窦性心律"
     original = read_record(PTBXL / "HR06000")
     assert abs(max(ecg["samples_uv"][1]) - 1000 * original.signal_mv[:, 1].max()) < 400
