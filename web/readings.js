@@ -1000,8 +1000,8 @@ function onNotice(message) {
   say(what);
   desktopNotice(t("noticeTitle"), what);
   refreshCounter();
-  const reload = state.view === "list" ? loadList() : state.view === "criticals" ? loadRegister() : openReading(state.task.id);
-  reload.catch(fail);
+  const reloads = { list: loadList, criticals: loadRegister, reading: () => (state.task ? openReading(state.task.id) : null) };
+  Promise.resolve(reloads[state.view]?.()).catch(fail);
 }
 
 // ------------------------------------------------------------------ start
