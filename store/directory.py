@@ -68,6 +68,7 @@ from store.engine import reader
 from store.schema import (
     departments,
     devices,
+    directory_version,
     from_epoch_s,
     institutions,
     people,
@@ -224,6 +225,23 @@ class SqlDirectoryRepository:
         self.engine = engine
         self._box = secrets or SecretBox(None)
         self._clock = clock
+        # (directory version, what was read at it): the tree and the relations are read
+        # for every rights decision; reread only when a change moved the version.
+        self._institutions: tuple[int, tuple[Institution, ...]] | None = None
+        self._relations: tuple[int, tuple[ServiceRelation, ...]] | None = None
+
+    @staticmethod
+    def _bump(conn: Connection) -> None:
+        """Move the directory's version (in the caller's transaction, with the change)."""
+        conn.execute(
+            update(directory_version)
+            .where(directory_version.c.id == 1)
+            .values(version=directory_version.c.version + 1)
+        )
+
+    @staticmethod
+    def _version(conn: Connection) -> int:
+        return int(conn.execute(select(directory_version.c.version)).scalar_one())
 
     # Institutions
 
@@ -247,6 +265,7 @@ class SqlDirectoryRepository:
                 ),
                 Conflict("institution", institution.code),
             )
+            self._bump(conn)
 
     def update_institution(self, institution: Institution) -> None:
         with unit_of_work(self.engine) as conn:
@@ -262,6 +281,7 @@ class SqlDirectoryRepository:
             )
             if done.rowcount == 0:
                 raise NotFound("institution", institution.code)
+            self._bump(conn)
 
     def get_institution(self, code: str) -> Institution | None:
         with unit_of_work(self.engine, read=True) as conn:
@@ -270,8 +290,14 @@ class SqlDirectoryRepository:
 
     def all_institutions(self) -> Sequence[Institution]:
         with unit_of_work(self.engine, read=True) as conn:
+            version = self._version(conn)
+            cached = self._institutions
+            if cached is not None and cached[0] == version:
+                return cached[1]
             rows = conn.execute(select(institutions).order_by(institutions.c.code))
-            return [_institution(row) for row in rows]
+            found = tuple(_institution(row) for row in rows)
+        self._institutions = (version, found)
+        return found
 
     def list_institutions(self, where: InstitutionFilter, page: PageRequest) -> Page[Institution]:
         terms = [_search(where.search, institutions.c.code, institutions.c.name)]
@@ -508,6 +534,7 @@ class SqlDirectoryRepository:
                     override=relation.override.value,
                 )
             )
+            self._bump(conn)
 
     def clear_relation(self, provider: str, client: str, kind: ServiceKind) -> None:
         with unit_of_work(self.engine) as conn:
@@ -518,9 +545,14 @@ class SqlDirectoryRepository:
                     & (service_relations.c.kind == kind.value)
                 )
             )
+            self._bump(conn)
 
     def all_relations(self) -> Sequence[ServiceRelation]:
         with unit_of_work(self.engine, read=True) as conn:
+            version = self._version(conn)
+            cached = self._relations
+            if cached is not None and cached[0] == version:
+                return cached[1]
             rows = conn.execute(
                 select(service_relations).order_by(
                     service_relations.c.provider,
@@ -528,4 +560,6 @@ class SqlDirectoryRepository:
                     service_relations.c.kind,
                 )
             )
-            return [_relation(row) for row in rows]
+            found = tuple(_relation(row) for row in rows)
+        self._relations = (version, found)
+        return found

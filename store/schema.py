@@ -318,6 +318,16 @@ audit = Table(
     Index("ix_audit_time", "time"),
 )
 
+# One row (id 1): incremented by every change of the institution tree or the service
+# relations, in that change's transaction; readers reread the tree only when it moved.
+directory_version = Table(
+    "directory_version",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("version", BigInteger, nullable=False),
+    CheckConstraint("id = 1", name="single_row"),
+)
+
 # One row (id 1): the last seq and hash. Appenders lock it first, so two writers
 # cannot both extend the same head (store.audit.append).
 audit_head = Table(
@@ -339,6 +349,7 @@ __all__ = [
     "credentials",
     "departments",
     "devices",
+    "directory_version",
     "from_epoch_s",
     "institutions",
     "login_sessions",
