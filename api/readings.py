@@ -23,12 +23,12 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import functools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, Protocol
 
 import msgspec
-import numpy as np
 from litestar import Controller, Response, get, post, put
 from litestar.di import NamedDependency, Provide
 from litestar.params import Parameter, QueryParameter
@@ -432,7 +432,7 @@ def _num(value: object) -> float | None:
     if not is_value(value):  # type: ignore[arg-type]
         return None
     number = float(value)  # type: ignore[arg-type]
-    return number if np.isfinite(number) else None
+    return number if math.isfinite(number) else None
 
 
 def reading_ecg(
@@ -441,6 +441,8 @@ def reading_ecg(
     """The window ``[start_s, start_s + duration_s)`` of ``found`` filtered in ``band``,
     with the engine's beats, measurements, statements and critical findings of its
     first :data:`MEASURED_S` seconds. Pure: no I/O (the caller brings the record)."""
+    import numpy as np  # here, not at import: the server's commands start without numpy
+
     from ecg.annotate import annotate
     from ecg.filters import filter_zero_phase
     from ecg.record import Record as EcgRecord
