@@ -21,9 +21,12 @@ Design notes
 from __future__ import annotations
 
 import base64
+import collections
 import datetime as dt
 import functools
+import hashlib
 import math
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, Protocol
@@ -443,7 +446,6 @@ def reading_ecg(
     first :data:`MEASURED_S` seconds. Pure: no I/O (the caller brings the record)."""
     import numpy as np  # here, not at import: the server's commands start without numpy
 
-    from ecg.annotate import annotate
     from ecg.filters import filter_zero_phase
     from ecg.record import Record as EcgRecord
 
@@ -455,21 +457,16 @@ def reading_ecg(
     lo, hi = max(0, first - pad), min(n, last + pad)
     filtered = filter_zero_phase(found.signal_mv[lo:hi], fs, band)[first - lo : last - lo]
     uv = np.round(filtered * 1000.0)
-    samples: list[list[int | None]] = [
-        [None if not np.isfinite(v) else int(v) for v in lead] for lead in uv.T
-    ]
+    finite = np.isfinite(uv)
+    samples: list[list[int | None]] = np.where(finite, uv, 0).astype(np.int64).T.tolist()
+    for sample, lead in zip(*np.nonzero(~finite), strict=True):  # a gap: null, not a number
+        samples[int(lead)][int(sample)] = None
     measured = found.signal_mv[: int(MEASURED_S * fs)]
-    annotation = annotate(
-        EcgRecord(name=found.name, fs_hz=fs, signal_mv=measured, lead_names=found.lead_names)
+    engine = _engine_summary(
+        reading_id,
+        hashlib.blake2b(np.ascontiguousarray(measured).tobytes(), digest_size=16).digest(),
+        EcgRecord(name=found.name, fs_hz=fs, signal_mv=measured, lead_names=found.lead_names),
     )
-    measurements = None
-    if annotation.measurements is not None:
-        g = annotation.measurements.global_
-        measurements = EngineMeasurements(
-            **{name: _num(getattr(g, name)) for name in _GLOBAL_MEASURES},
-            qtc_ms=_num(g.qtc_ms.get(g.qtc_first)),
-            qtc_formula=g.qtc_first.value,
-        )
     return ReadingEcg(
         reading=reading_id,
         fs_hz=fs,
@@ -481,6 +478,58 @@ def reading_ecg(
         band=band,
         samples_uv=samples,
         measured_s=measured.shape[0] / fs,
+        beats=engine.beats,
+        measurements=engine.measurements,
+        statements=engine.statements,
+        critical=engine.critical,
+    )
+
+
+@dataclass(frozen=True)
+class _Engine:
+    beats: list[int]
+    measurements: EngineMeasurements | None
+    statements: list[EngineStatement]
+    critical: list[EngineCritical]
+
+
+_ENGINE_KEPT: Final = 64
+_engine_kept: collections.OrderedDict[tuple[str, bytes], _Engine] = collections.OrderedDict()
+_engine_lock = threading.Lock()
+
+
+def _engine_summary(reading_id: str, digest: bytes, measured: Any) -> _Engine:
+    """The engine's reading of a task's first seconds, kept (the last 64) for the task's
+    next windows: the same for every window, and most of a window's cost (the
+    annotation, about 80 ms of 130). ``digest`` of the samples makes a changed record a
+    new entry."""
+    key = (reading_id, digest)
+    with _engine_lock:
+        kept = _engine_kept.get(key)
+        if kept is not None:
+            _engine_kept.move_to_end(key)
+            return kept
+    made = _annotate(measured)
+    with _engine_lock:
+        _engine_kept[key] = made
+        while len(_engine_kept) > _ENGINE_KEPT:
+            _engine_kept.popitem(last=False)
+    return made
+
+
+def _annotate(measured: Any) -> _Engine:
+    from ecg.annotate import annotate
+
+    annotation = annotate(measured)
+    measurements = None
+    if annotation.measurements is not None:
+        g = annotation.measurements.global_
+        measurements = EngineMeasurements(
+            **{name: _num(getattr(g, name)) for name in _GLOBAL_MEASURES},
+            qtc_ms=_num(g.qtc_ms.get(g.qtc_first)),
+            qtc_formula=g.qtc_first.value,
+        )
+    return _Engine(
         beats=[int(b) for b in annotation.beats],
         measurements=measurements,
         statements=msgspec.convert(annotation.statements or [], list[EngineStatement]),

@@ -1,0 +1,146 @@
+"""Opening a 10 s 12-lead ECG on the reading page to its first full paint on paper.
+
+Issue 12's target: <= 500 ms on loopback. The server is the account and reading APIs
+with the pages (uvicorn on 127.0.0.1, the real SQLite store), as
+``tests/api/test_readings_web.py`` composes them; each task's ECG is the PTB-XL record
+``HR06000`` (12 leads, 500 Hz, 10 s) read in place from ``../shared/ecg``
+(``TELECONSULT_ECG_DATA``). A reader logged in once; then ``--repetitions`` times a new
+tab of that session opens ``/readings#reading/<id>`` of another task (nothing cached but
+what a browser caches), and the time is taken, from the navigation's start, at the first
+animation frame after the paper holds the ECG's samples (``performance.now()`` in the
+page: the page's scripts, the task, the ECG window with the engine's measurements
+computed by the server, and the drawing). Debian's Chromium, headless, 1366x768.
+
+Run on an otherwise idle machine::
+
+    .venv/bin/python bench/reading_paint.py [--repetitions 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from api.app import create_app  # noqa: E402
+from api.auth import account_api  # noqa: E402
+from api.edge import Edge, EdgeConfig  # noqa: E402
+from api.readings import reading_api  # noqa: E402
+from consults.reading_repositories import ReadingRecord  # noqa: E402
+from consults.reading_service import ReadingService  # noqa: E402
+from ecg.critical import CRITICAL_TEXT  # noqa: E402
+from ecg.record import Record, read_record  # noqa: E402
+from ecg.statements import LIBRARY  # noqa: E402
+from tests.conftest import ecg_data_dir  # noqa: E402
+from tests.consults.test_reading_service_world import make_reading_world  # noqa: E402
+from tests.consults.test_service_world import PASSWORD  # noqa: E402
+from tests.pg import make_database  # noqa: E402
+from tests.web.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+
+RECORD = ecg_data_dir() / "ptbxl-sample" / "HR06000"
+TARGET_MS = 500.0
+
+
+class OneRecord:
+    """Every task's ECG is the same 10 s 12-lead record (read once)."""
+
+    def __init__(self) -> None:
+        self.record = read_record(RECORD)
+
+    def signal_of(self, record: ReadingRecord) -> Record | None:
+        return self.record
+
+
+async def run(repetitions: int) -> dict[str, Any]:
+    from playwright.async_api import async_playwright
+
+    with tempfile.TemporaryDirectory() as folder:
+        made = make_reading_world(make_database("sqlite", Path(folder)))
+        world = made.world
+        service = ReadingService(
+            readings=made.repository,
+            keys=world.repository,
+            directory=world.stores.directory,
+            second_factor=world.accounts,
+            clock=world.clock,
+            notifier=made.notices,
+            statement_codes=frozenset(LIBRARY),
+            critical_codes=frozenset(CRITICAL_TEXT),
+        )
+        ids = [
+            service.task_for_stream(
+                f"s{n}", "village-1", f"patient-{n}", world.clock.now, (), ("SR",)
+            ).task.id
+            for n in range(repetitions + 1)
+        ]
+        accounts = account_api(world.accounts, world.directory)
+        readings = reading_api(service, OneRecord())
+        app = create_app(
+            route_handlers=[*accounts.route_handlers, *readings.route_handlers],
+            dependencies={**accounts.dependencies, **readings.dependencies},
+            middleware=[*accounts.middleware, *readings.middleware],
+            web_dir=REPO / "web",
+        )
+        edge = Edge(app, EdgeConfig(port=0), ws_max_size_bytes=1 << 20)
+        await edge.start()
+        took_ms: list[float] = []
+        try:
+            async with async_playwright() as playwright:
+                browser = await playwright.chromium.launch(
+                    executable_path=CHROMIUM, args=CHROMIUM_ARGS
+                )
+                context = await browser.new_context(viewport={"width": 1366, "height": 768})
+                login = {
+                    "username": "liu.reader",
+                    "password": PASSWORD,
+                    "totp": world.totp("liu.reader"),
+                }
+                answer = await context.request.post(f"{edge.url}/api/v1/auth/login", data=login)
+                assert answer.ok, await answer.text()
+                for n, task_id in enumerate(ids):
+                    page = await context.new_page()
+                    await page.goto(f"{edge.url}/readings?lang=en#reading/{task_id}")
+                    moment = await page.wait_for_function(
+                        "() => window.tcReadings && window.tcReadings.ecg"
+                        " && window.tcReadings.counters.samplesDrawn > 1000"
+                        " && performance.now()"
+                    )
+                    if n > 0:  # the first opening warms the server's caches and kernels
+                        took_ms.append(float(await moment.json_value()))
+                    await page.close()
+                await browser.close()
+        finally:
+            await edge.close()
+            world.stores.close()
+    took_ms.sort()
+    return {
+        "repetitions": len(took_ms),
+        "p50_ms": round(statistics.median(took_ms), 1),
+        "p95_ms": round(took_ms[min(len(took_ms) - 1, int(0.95 * len(took_ms)))], 1),
+        "max_ms": round(took_ms[-1], 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repetitions", type=int, default=20)
+    args = parser.parse_args()
+    if not RECORD.with_suffix(".hea").exists():
+        raise SystemExit(f"the PTB-XL sample is not at {RECORD} (TELECONSULT_ECG_DATA)")
+    result = asyncio.run(run(args.repetitions))
+    print(json.dumps(result))
+    verdict = "met" if result["p95_ms"] <= TARGET_MS else "missed"
+    print(f"target first full paint <= {TARGET_MS:.0f} ms (p95): {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
