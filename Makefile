@@ -61,6 +61,13 @@ bench: $(STAMP) sysdeps
 	$(PY) bench/first_frame.py --repetitions 20
 	$(PY) bench/ecg_live.py
 	$(PY) bench/media_forward.py
+	$(PY) bench/api.py
+	$(PY) bench/consults.py
+	$(PY) bench/readings.py
+	$(PY) bench/reading_paint.py
+	$(PY) bench/ecg_delineation.py
+	$(PY) bench/ecg_af.py
+	$(PY) bench/ecg_statements.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
