@@ -301,8 +301,9 @@ class NoteJob:
 
 
 LiveJob = StartJob | StepJob | EndJob | NoteJob
-# (stream, encoded JSON for the viewers, when its job was queued)
-LiveResult = tuple[str, str, float]
+# (stream, encoded JSON for the viewers ("" when nobody watches), when its job was queued,
+# the codes of the critical values this step proves: _critical_codes)
+LiveResult = tuple[str, str, float, tuple[str, ...]]
 
 
 class LiveRunner:
@@ -335,7 +336,7 @@ class LiveRunner:
             if isinstance(job, StepJob):
                 return self._step(job)
             if isinstance(job, NoteJob):
-                return [(job.stream, job.text, job.queued)]
+                return [(job.stream, job.text, job.queued, ())]
             return self._end(job)
         except Exception:
             logger.exception("stream %s: live annotation failed", job.stream)
@@ -347,21 +348,30 @@ class LiveRunner:
         if live is None:
             return []
         update, live.state = live_step(job.samples(), live.state)
+        critical = _critical_codes(update)
         if not job.watched:
-            return []
-        return [(job.stream, self._encode(live, update, job.received), job.queued)]
+            # Critical findings are told whether anyone watches (the reading task).
+            return [(job.stream, "", job.queued, critical)] if critical else []
+        return [(job.stream, self._encode(live, update, job.received), job.queued, critical)]
 
     def _end(self, job: EndJob) -> list[LiveResult]:
         live = self.lives.pop(job.stream, None)
         out: list[LiveResult] = []
         if live is not None:
             update = live_flush(live.state)
-            out.append((job.stream, self._encode(live, update, job.received), job.queued))
+            critical = _critical_codes(update)
+            out.append((job.stream, self._encode(live, update, job.received), job.queued, critical))
         ended = self.encoder.ended(job.stream, job.received, "ended")
-        return [*out, (job.stream, ended, job.queued)]
+        return [*out, (job.stream, ended, job.queued, ())]
 
     def _encode(self, live: _Live, update: LiveUpdate, received: int) -> str:
         return self.encoder.data(live.start, live.origin, live.display_origin, update, received)
+
+
+def _critical_codes(update: LiveUpdate) -> tuple[str, ...]:
+    """The codes of the critical values proven so far by this step: final, and going on
+    now (a pause past its limit without its next beat yet, VF), once each."""
+    return tuple(dict.fromkeys(c.code for c in (*update.critical, *update.provisional_critical)))
 
 
 def _open_live(start: Start, origin: int) -> _Live | None:
@@ -413,7 +423,9 @@ class LiveWorkers:
     worker encodes the viewers' JSON, so the event loop's process only moves bytes;
     with N cores, N workers annotate in parallel (numpy work under one GIL would not).
     Jobs submitted during one turn of the event loop go to each worker as one batch.
-    ``publish(stream, text, queued)`` is called on the loop's thread.
+    ``publish(stream, text, queued)`` is called on the loop's thread, and so is
+    ``on_critical(stream, codes)`` when a step proves critical values (final, or going
+    on now), watched or not: the same code may come again with later steps.
     """
 
     def __init__(
@@ -424,6 +436,7 @@ class LiveWorkers:
         encoder: LiveEncoder,
     ) -> None:
         self.publish = publish
+        self.on_critical: Callable[[str, tuple[str, ...]], None] | None = None
         self.processes = processes
         self.encoder = encoder
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -529,8 +542,14 @@ class LiveWorkers:
                 loop.call_soon_threadsafe(self._publish_all, results)
 
     def _publish_all(self, results: list[LiveResult]) -> None:
-        for result in results:
-            self.publish(*result)
+        for stream, text, queued, critical in results:
+            if text:
+                self.publish(stream, text, queued)
+            if critical and self.on_critical is not None:
+                try:
+                    self.on_critical(stream, critical)
+                except Exception:  # the viewers' results must still be published
+                    logger.exception("stream %s: a live critical finding was not told", stream)
 
 
 class EcgService:

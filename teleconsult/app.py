@@ -24,6 +24,7 @@ belongs to its registered cart's institution.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import functools
 import logging
@@ -522,6 +523,10 @@ class StreamSignals:
             return None
 
 
+# Streams whose live critical codes are remembered (to tell each once).
+_LIVE_CRITICAL_STREAMS: Final = 10_000
+
+
 def connect_reading_tasks(service: EcgService, platform: Platform) -> None:
     """Every registered cart's stream becomes a reading task of the ECG centre serving
     its clinic, from its start (a task in progress the reader may watch live); the
@@ -556,8 +561,32 @@ def connect_reading_tasks(service: EcgService, platform: Platform) -> None:
             except ConsultsError as exc:
                 logger.info("a critical finding not raised: %s", exc.code)
 
+    # A critical value the live annotation proves while the ECG still arrives is raised on
+    # the stream's task at once (the doctor and the reader on duty are told); each code
+    # once per stream here, and the service raises a code once per task anyway.
+    told: collections.OrderedDict[str, set[str]] = collections.OrderedDict()
+
+    def raise_live(stream: str, codes: tuple[str, ...]) -> None:  # a worker thread
+        for code in codes:
+            try:
+                readings.engine_critical(stream, code)
+            except ConsultsError as exc:
+                logger.info("a live critical finding not raised: %s", exc.code)
+
+    def on_live_critical(stream: str, codes: tuple[str, ...]) -> None:  # the event loop
+        seen = told.setdefault(stream, set())
+        told.move_to_end(stream)
+        new = tuple(c for c in codes if c not in seen)
+        if not new:
+            return
+        seen.update(new)
+        while len(told) > _LIVE_CRITICAL_STREAMS:
+            told.popitem(last=False)
+        asyncio.get_running_loop().run_in_executor(None, raise_live, stream, new)
+
     service.on_stream = on_stream
     service.on_annotated = on_annotated
+    service.workers.on_critical = on_live_critical
 
 
 def install_ecg(

@@ -67,7 +67,7 @@ def _texts(start: Start, samples: npt.NDArray[np.int16], watched_from: int) -> l
     for number, first in enumerate(range(0, len(samples), CHUNK)):
         block = samples[first : first + CHUNK]
         job = StepJob.of(stream, block, first + len(block), 0.0, watched=number >= watched_from)
-        for _, text, _ in runner.handle(pickle.loads(pickle.dumps(job))):
+        for _, text, _, _ in runner.handle(pickle.loads(pickle.dumps(job))):
             texts.append(text)
     return texts
 
