@@ -78,6 +78,8 @@ reading_tasks = Table(
     Index("ix_reading_tasks_clinic_state_urgency", "clinic", "state", "urgency", "received_at"),
     Index("ix_reading_tasks_state_urgency", "state", "urgency", "received_at"),
     Index("ix_reading_tasks_claimant", "claimant"),
+    # A reader's own tasks: claimed or signed by them (an OR over both indexes).
+    Index("ix_reading_tasks_signer", "signer"),
     Index("ix_reading_tasks_patient", "patient"),
 )
 

@@ -1,6 +1,7 @@
 """The directory's version: one counter that every change of the institution tree or of
 the service relations increments in its transaction, so that readers keep the tree and
-the relations and reread them only when it moved (store.directory).
+the relations and reread them only when it moved (store.directory). And an index of
+reading tasks by signer (a reader's own worklist: claimed or signed by them).
 
 Revision ID: 0210
 Revises: 0200
@@ -36,7 +37,11 @@ def upgrade() -> None:
         ),
         [{"id": 1, "version": 0}],
     )
+    with op.batch_alter_table("reading_tasks", schema=None) as batch_op:
+        batch_op.create_index("ix_reading_tasks_signer", ["signer"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("reading_tasks", schema=None) as batch_op:
+        batch_op.drop_index("ix_reading_tasks_signer")
     op.drop_table("directory_version")
