@@ -845,7 +845,11 @@ async function loadOpinion(consult) {
   const lead = consult.parties.includes("lead_expert");
   const editable = lead && DRAFTING.has(consult.state) && !opinion.versions.length;
   $("editor").hidden = !editable;
-  if (editable) {
+  // The fields are filled from the draft when the consult is opened, not again when it
+  // reloads after a step: what the expert typed meanwhile stays.
+  const fresh = state.opinionFor !== consult.id;
+  state.opinionFor = consult.id;
+  if (editable && fresh) {
     const draft = opinion.draft || {};
     $("o-findings").value = draft.findings || "";
     $("o-diagnosis").value = draft.diagnosis || "";
