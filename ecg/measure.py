@@ -43,6 +43,7 @@ import enum
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -301,6 +302,10 @@ def _ms(dl: Delineation, samples: float) -> float:
     return float(samples) * 1000.0 / dl.fs_hz
 
 
+# The median RR that is a cardiac cycle, ms (400 to 10 bpm).
+RR_RANGE_MS: Final = (150.0, 6000.0)
+
+
 def measure_delineation(dl: Delineation, config: MeasureConfig | None = None) -> Measurements:
     """Measurements from an existing :class:`Delineation` (see :func:`measure`)."""
     config = config or MeasureConfig()
@@ -309,6 +314,10 @@ def measure_delineation(dl: Delineation, config: MeasureConfig | None = None) ->
         few = Absent(AbsentReason.TOO_FEW_BEATS, f"{dl.beats.size} beats")
         hr: Value = few
         rr: Value = few
+    elif not RR_RANGE_MS[0] <= dl.rr_ms <= RR_RANGE_MS[1]:
+        # Beats closer than 150 ms (over 400 bpm) or 6 s apart are no cardiac cycle.
+        odd = Absent(AbsentReason.NOT_DELINEATED, f"median RR {dl.rr_ms:.0f} ms")
+        hr = rr = odd
     else:
         rr = dl.rr_ms
         hr = 60000.0 / dl.rr_ms
