@@ -10,12 +10,12 @@ from typing import Annotated, Final
 import msgspec
 from litestar import Controller, Response, get
 from litestar.di import NamedDependency
-from litestar.params import FromQuery, QueryParameter
+from litestar.params import FromQuery
 from msgspec import Meta
 
-from api.csv_export import csv_response
 from api.schemas import AUTH_ERRORS, documented
 from api.session import consults_error
+from api.stats_common import Since, Until, csv_response, period
 from consults.accounts import Principal
 from consults.consult_repositories import (
     StatsGroup,
@@ -83,7 +83,6 @@ _CSV_COLUMNS: Final = (
     "cancelled_rate",
     "expired_rate",
 )
-_MAX_PERIOD: Final = dt.timedelta(days=30)
 
 
 def _group(row: StatsRow) -> StatsGroupOut:
@@ -106,8 +105,7 @@ def _stats(
     until: dt.datetime | None,
     by: StatsGroup,
 ) -> StatsAnswer:
-    end = until or service.now()
-    start = since or end - _MAX_PERIOD
+    start, end = period(since, until, service.now())
     groups, referrals = service.statistics(principal.person, since=start, until=end, by=by)
     return StatsAnswer(
         since=start,
@@ -116,15 +114,6 @@ def _stats(
         groups=[_group(g) for g in groups],
         referrals=[ReferralStatsOut(**dataclasses.asdict(r)) for r in referrals],
     )
-
-
-_StatsSince = Annotated[
-    dt.datetime | None,
-    QueryParameter(description="from (inclusive, RFC 3339); default 30 days before until"),
-]
-_StatsUntil = Annotated[
-    dt.datetime | None, QueryParameter(description="to (exclusive, RFC 3339); default now")
-]
 
 
 class StatsController(Controller):
@@ -151,8 +140,8 @@ class StatsController(Controller):
         self,
         principal: NamedDependency[Principal],
         consult_service: NamedDependency[ConsultService],
-        since: _StatsSince = None,
-        until: _StatsUntil = None,
+        since: Since = None,
+        until: Until = None,
         by: FromQuery[StatsGroup] = StatsGroup.CLINIC,
     ) -> StatsAnswer:
         """Counts by outcome, rates, and the median and 90th percentile of the time from
@@ -172,8 +161,8 @@ class StatsController(Controller):
         self,
         principal: NamedDependency[Principal],
         consult_service: NamedDependency[ConsultService],
-        since: _StatsSince = None,
-        until: _StatsUntil = None,
+        since: Since = None,
+        until: Until = None,
         by: FromQuery[StatsGroup] = StatsGroup.CLINIC,
     ) -> Response[bytes]:
         """The groups of ``GET /stats/consults`` as CSV (UTF-8 with a BOM, so that

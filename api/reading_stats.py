@@ -17,21 +17,19 @@ from typing import Annotated, Final
 import msgspec
 from litestar import Controller, Response, get
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromQuery, QueryParameter
+from litestar.params import FromQuery
 from litestar.types import ControllerRouterHandler, Middleware
 from msgspec import Meta
 
-from api.csv_export import csv_response
 from api.schemas import AUTH_ERRORS, documented
 from api.session import consults_error
+from api.stats_common import Since, Until, csv_response, period
 from consults.accounts import Principal
 from consults.errors import ConsultsError
 from consults.reading_stats import ReadingStatistics, ReadingStatsGroup, reading_statistics
 from consults.service import ConsultService
 
 __all__ = ["ReadingStatsApi", "ReadingStatsController", "reading_stats_api"]
-
-_DEFAULT_PERIOD: Final = dt.timedelta(days=30)
 
 
 class ReadingStatsOut(msgspec.Struct):
@@ -83,14 +81,6 @@ _EXAMPLE: Final = ReadingStatsAnswer(
 )
 _CSV_COLUMNS: Final = tuple(f.name for f in msgspec.structs.fields(ReadingStatsOut))
 
-_Since = Annotated[
-    dt.datetime | None,
-    QueryParameter(description="from (inclusive, RFC 3339); default 30 days before until"),
-]
-_Until = Annotated[
-    dt.datetime | None, QueryParameter(description="to (exclusive, RFC 3339); default now")
-]
-
 
 def _answer(
     stats: ReadingStatistics,
@@ -100,8 +90,7 @@ def _answer(
     until: dt.datetime | None,
     by: ReadingStatsGroup,
 ) -> ReadingStatsAnswer:
-    end = until or service.now()
-    start = since or end - _DEFAULT_PERIOD
+    start, end = period(since, until, service.now())
     rows = reading_statistics(
         stats, service.statistics_scope, principal.person, since=start, until=end, by=by
     )
@@ -138,8 +127,8 @@ class ReadingStatsController(Controller):
         principal: NamedDependency[Principal],
         consult_service: NamedDependency[ConsultService],
         reading_stats: NamedDependency[ReadingStatistics],
-        since: _Since = None,
-        until: _Until = None,
+        since: Since = None,
+        until: Until = None,
         by: FromQuery[ReadingStatsGroup] = ReadingStatsGroup.CLINIC,
     ) -> ReadingStatsAnswer:
         """Per ``by`` (clinic, centre, reader, month, day): ECGs received, signed,
@@ -160,8 +149,8 @@ class ReadingStatsController(Controller):
         principal: NamedDependency[Principal],
         consult_service: NamedDependency[ConsultService],
         reading_stats: NamedDependency[ReadingStatistics],
-        since: _Since = None,
-        until: _Until = None,
+        since: Since = None,
+        until: Until = None,
         by: FromQuery[ReadingStatsGroup] = ReadingStatsGroup.CLINIC,
     ) -> Response[bytes]:
         """The groups of ``GET /stats/readings`` as CSV (UTF-8 with a BOM for

@@ -421,11 +421,6 @@ MEASURED_S: Final = 10.0
 # Filtered with this much of the record on either side of the window, so that the
 # filter's edges fall outside what is shown.
 _FILTER_PAD_S: Final = 5.0
-# The global measurements the page shows as they are (QTc is the engine's first formula).
-_GLOBAL_MEASURES: Final = (
-    "hr_bpm", "rr_ms", "pr_ms", "p_ms", "qrs_ms", "qt_ms",
-    "p_axis_deg", "qrs_axis_deg", "t_axis_deg",
-)  # fmt: skip
 
 
 def _num(value: object) -> float | None:
@@ -525,7 +520,16 @@ def _annotate(measured: Any) -> _Engine:
     if annotation.measurements is not None:
         g = annotation.measurements.global_
         measurements = EngineMeasurements(
-            **{name: _num(getattr(g, name)) for name in _GLOBAL_MEASURES},
+            hr_bpm=_num(g.hr_bpm),
+            rr_ms=_num(g.rr_ms),
+            pr_ms=_num(g.pr_ms),
+            p_ms=_num(g.p_ms),
+            qrs_ms=_num(g.qrs_ms),
+            qt_ms=_num(g.qt_ms),
+            p_axis_deg=_num(g.p_axis_deg),
+            qrs_axis_deg=_num(g.qrs_axis_deg),
+            t_axis_deg=_num(g.t_axis_deg),
+            # QTc by the engine's first formula (configuration).
             qtc_ms=_num(g.qtc_ms.get(g.qtc_first)),
             qtc_formula=g.qtc_first.value,
         )

@@ -100,6 +100,35 @@ def _person(username: str, institution: str | None, role: Role) -> Person:
     )
 
 
+def insert_people(engine: Engine, everyone: list[Person]) -> None:
+    """``everyone`` with their one role each, in bulk."""
+    with engine.begin() as conn:
+        conn.execute(
+            insert(people),
+            [
+                {
+                    "id": p.id,
+                    "username": p.username,
+                    "display_name": p.display_name,
+                    "institution": p.institution,
+                    "created_at": NOW,
+                }
+                for p in everyone
+            ],
+        )
+        conn.execute(
+            insert(person_roles),
+            [
+                {
+                    "person_id": p.id,
+                    "role": next(iter(p.roles)).value,
+                    "scope": None if p.admin_scope is None else p.admin_scope.value,
+                }
+                for p in everyone
+            ],
+        )
+
+
 def populate(engine: Engine, n_institutions: int, n_consults: int, seed: int = 1) -> Alliance:
     """Fill an empty store at head: the tree, its people, the consults."""
     rng = random.Random(seed)
@@ -133,30 +162,7 @@ def populate(engine: Engine, n_institutions: int, n_consults: int, seed: int = 1
     everyone += [e for group in experts.values() for e in group]
     with engine.begin() as conn:
         conn.execute(insert(institutions), rows)
-        conn.execute(
-            insert(people),
-            [
-                {
-                    "id": p.id,
-                    "username": p.username,
-                    "display_name": p.display_name,
-                    "institution": p.institution,
-                    "created_at": NOW,
-                }
-                for p in everyone
-            ],
-        )
-        conn.execute(
-            insert(person_roles),
-            [
-                {
-                    "person_id": p.id,
-                    "role": next(iter(p.roles)).value,
-                    "scope": None if p.admin_scope is None else p.admin_scope.value,
-                }
-                for p in everyone
-            ],
-        )
+    insert_people(engine, everyone)
     policy = DeadlinePolicy()
     states = [s for s, _ in STATES]
     weights = [w for _, w in STATES]

@@ -1,6 +1,7 @@
 """Opening a 10 s 12-lead ECG on the reading page to its first full paint on paper.
 
-Issue 12's target: <= 500 ms on loopback. The server is the account and reading APIs
+The ECG centre's target: <= 500 ms on loopback (a reader opens the next ECG the moment
+the last is signed). The server is the account and reading APIs
 with the pages (uvicorn on 127.0.0.1, the real SQLite store), as
 ``tests/api/test_readings_web.py`` composes them; each task's ECG is the PTB-XL record
 ``HR06000`` (12 leads, 500 Hz, 10 s) read in place from ``../shared/ecg``

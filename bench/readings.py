@@ -1,6 +1,6 @@
 """The ECG centre at scale: the reading worklist and its statistics with many ECGs.
 
-Issue 12's target: worklist p99 <= 100 ms with 100,000 ECGs from 500 clinics, on SQLite
+The ECG centre's target: worklist p99 <= 100 ms with 100,000 ECGs from 500 clinics, on SQLite
 and PostgreSQL. The store is filled in bulk (SQL inserts; the tree and its people as in
 ``bench/consults.py``: a city, its counties — each the ECG centre of the clinics below it,
 with two ECG readers — townships and villages) with ``--ecgs`` reading tasks received
@@ -45,7 +45,7 @@ sys.path.insert(0, str(REPO))
 
 from sqlalchemy import Engine, insert  # noqa: E402
 
-from bench.consults import NOW, Alliance, _NoSigning, _timed, populate  # noqa: E402
+from bench.consults import NOW, Alliance, _NoSigning, _timed, insert_people, populate  # noqa: E402
 from consults.directory import Person, Role  # noqa: E402
 from consults.reading_service import ReadingService  # noqa: E402
 from consults.reading_stats import ReadingStatsGroup, reading_statistics  # noqa: E402
@@ -58,7 +58,6 @@ from store.migrate import upgrade  # noqa: E402
 from store.reading_schema import critical_values, reading_tasks  # noqa: E402
 from store.reading_stats import SqlReadingStatistics  # noqa: E402
 from store.readings import SqlReadingRepository  # noqa: E402
-from store.schema import people, person_roles  # noqa: E402
 
 BATCH = 5_000
 # (state, share) of a working ECG centre's tasks after 90 days.
@@ -86,25 +85,7 @@ def _add_readers(engine: Engine, alliance: Alliance) -> dict[str, list[Person]]:
         ]
         for c in alliance.counties
     }
-    everyone = [r for group in readers.values() for r in group]
-    with engine.begin() as conn:
-        conn.execute(
-            insert(people),
-            [
-                {
-                    "id": p.id,
-                    "username": p.username,
-                    "display_name": p.display_name,
-                    "institution": p.institution,
-                    "created_at": NOW,
-                }
-                for p in everyone
-            ],
-        )
-        conn.execute(
-            insert(person_roles),
-            [{"person_id": p.id, "role": Role.ECG_READER.value, "scope": None} for p in everyone],
-        )
+    insert_people(engine, [r for group in readers.values() for r in group])
     return readers
 
 

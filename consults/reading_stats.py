@@ -15,22 +15,19 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Final, Protocol, runtime_checkable
+from datetime import datetime
+from typing import Protocol, runtime_checkable
 
 from consults.directory import Person
-from consults.errors import InvalidInput
+from consults.periods import check_period
 
 __all__ = [
-    "MAX_PERIOD",
     "ReadingStatistics",
     "ReadingStatsGroup",
     "ReadingStatsQuery",
     "ReadingStatsRow",
     "reading_statistics",
 ]
-
-MAX_PERIOD: Final = timedelta(days=366)
 
 
 class ReadingStatsGroup(enum.Enum):
@@ -101,10 +98,5 @@ def reading_statistics(
         A time without a zone, ``until`` not after ``since``, a period over 366 days.
     """
     scope = scope_of(person)
-    if since.tzinfo is None or until.tzinfo is None:
-        raise InvalidInput("since", "needs a time zone")
-    if until <= since:
-        raise InvalidInput("until", "must be after since")
-    if until - since > MAX_PERIOD:
-        raise InvalidInput("until", "a period is at most 366 days")
+    check_period(since, until)
     return stats.reading_stats(ReadingStatsQuery(since=since, until=until, by=by, scope=scope))

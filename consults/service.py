@@ -101,6 +101,7 @@ from consults.opinions import (
     iso_utc,
     signed_document,
 )
+from consults.periods import check_period
 from consults.referrals import (
     Referral,
     ReferralEvent,
@@ -1256,12 +1257,7 @@ class ConsultService:
             ``until`` not after ``since``, or a period over 366 days.
         """
         scope = self.statistics_scope(person)
-        if since.tzinfo is None or until.tzinfo is None:
-            raise InvalidInput("since", "needs a time zone")
-        if until <= since:
-            raise InvalidInput("until", "must be after since")
-        if (until - since).days > 366:
-            raise InvalidInput("until", "a period is at most 366 days")
+        check_period(since, until)
         query = StatsQuery(since=since, until=until, by=by, now=self._clock(), scope=scope)
         return self._stats.consult_stats(query), self._stats.referral_stats(query)
 
