@@ -29,6 +29,7 @@ Run on an otherwise idle machine::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import statistics
@@ -36,7 +37,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -316,7 +317,10 @@ class _NoSigning:
         raise RuntimeError("not used")
 
 
-def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
+@contextlib.contextmanager
+def bench_engine(kind: str) -> Iterator[Engine]:
+    """An empty store at head on ``kind`` (``sqlite`` in a temporary data dir, or
+    ``postgresql`` on a private server with fsync on), removed afterwards."""
     with tempfile.TemporaryDirectory() as folder:
         server = None
         if kind == "sqlite":
@@ -328,14 +332,19 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             engine = open_engine(url=server.url(server.create_database()))
         try:
             upgrade(engine)
-            start = time.perf_counter()
-            alliance = populate(engine, args.institutions, args.consults)
-            filled_s = time.perf_counter() - start
-            results = measure(engine, alliance, args.samples)
+            yield engine
         finally:
             engine.dispose()
             if server is not None:
                 server.stop()
+
+
+def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
+    with bench_engine(kind) as engine:
+        start = time.perf_counter()
+        alliance = populate(engine, args.institutions, args.consults)
+        filled_s = time.perf_counter() - start
+        results = measure(engine, alliance, args.samples)
     return {
         "database": kind,
         "institutions": args.institutions,

@@ -33,7 +33,6 @@ import argparse
 import json
 import random
 import sys
-import tempfile
 import time
 import uuid
 from datetime import timedelta
@@ -45,7 +44,7 @@ sys.path.insert(0, str(REPO))
 
 from sqlalchemy import Engine, insert  # noqa: E402
 
-from bench.consults import NOW, Alliance, _NoSigning, _timed, insert_people, populate  # noqa: E402
+from bench.consults import NOW, Alliance, _NoSigning, _timed, bench_engine, insert_people, populate  # noqa: E402
 from consults.directory import Person, Role  # noqa: E402
 from consults.reading_service import ReadingService  # noqa: E402
 from consults.reading_stats import ReadingStatsGroup, reading_statistics  # noqa: E402
@@ -53,8 +52,6 @@ from consults.readings import ReadingState  # noqa: E402
 from consults.repositories import PageRequest  # noqa: E402
 from store.consults import SqlConsultRepository  # noqa: E402
 from store.directory import SqlDirectoryRepository  # noqa: E402
-from store.engine import open_engine  # noqa: E402
-from store.migrate import upgrade  # noqa: E402
 from store.reading_schema import critical_values, reading_tasks  # noqa: E402
 from store.reading_stats import SqlReadingStatistics  # noqa: E402
 from store.readings import SqlReadingRepository  # noqa: E402
@@ -217,27 +214,13 @@ def measure(
 
 
 def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as folder:
-        server = None
-        if kind == "sqlite":
-            engine = open_engine(data_dir=Path(folder))
-        else:
-            from tests.pg import PostgresServer
-
-            server = PostgresServer().start(durable=True)
-            engine = open_engine(url=server.url(server.create_database()))
-        try:
-            upgrade(engine)
-            start = time.perf_counter()
-            alliance = populate(engine, args.institutions, 0)
-            readers = _add_readers(engine, alliance)
-            fill(engine, alliance, readers, args.ecgs)
-            filled_s = time.perf_counter() - start
-            results = measure(engine, alliance, readers, args.samples)
-        finally:
-            engine.dispose()
-            if server is not None:
-                server.stop()
+    with bench_engine(kind) as engine:
+        start = time.perf_counter()
+        alliance = populate(engine, args.institutions, 0)
+        readers = _add_readers(engine, alliance)
+        fill(engine, alliance, readers, args.ecgs)
+        filled_s = time.perf_counter() - start
+        results = measure(engine, alliance, readers, args.samples)
     return {
         "database": kind,
         "clinics": len(alliance.villages),
