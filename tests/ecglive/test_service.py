@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from hypothesis import given
+from hypothesis import strategies as st
 
 from api.ws_ecg import ViewerCatalog, ViewerMessages
 from ecg.device import Frame, Start, encode_message
@@ -22,8 +24,10 @@ from ecglive.service import (
     EcgService,
     EndJob,
     LiveJob,
+    LiveOrder,
     LiveRunner,
     LiveWorkers,
+    NoteJob,
     StartJob,
     StepJob,
 )
@@ -196,3 +200,68 @@ def test_a_process_whose_worker_had_a_backlog_still_exits(tmp_path: Path) -> Non
         timeout=60, capture_output=True, text=True,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+
+
+def _step(stream: str, number: int, *, watched: bool) -> StepJob:
+    return StepJob(stream, b"", 12, number, float(number), watched)
+
+
+def test_live_order_runs_a_watched_step_before_the_unwatched_burst() -> None:
+    """Unwatched steps wait; a watched stream's step of the same batch runs at once."""
+    order = LiveOrder()
+    burst: list[LiveJob] = [_step(f"idle-{k}", k, watched=False) for k in range(100)]
+    watched = _step("seen", 0, watched=True)
+    assert order.add([*burst, watched]) == [watched]
+    assert order
+    deferred = [order.take_deferred() for _ in range(100)]
+    assert deferred == [[job] for job in burst]  # the stream deferred longest first
+    assert not order
+    assert order.take_deferred() == []
+
+
+def test_live_order_keeps_a_streams_jobs_in_order() -> None:
+    """A start, end or note of a stream, or a step once a viewer came, runs after the
+    stream's deferred steps."""
+    order = LiveOrder()
+    early = [_step("s", k, watched=False) for k in range(3)]
+    assert order.add(list(early)) == []
+    note = NoteJob("s", "{}", 3.0)
+    assert order.add([note]) == [*early, note]
+    later = _step("s", 4, watched=False)
+    end = EndJob("s", 5, 5.0)
+    assert order.add([later, end]) == [later, end]
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("abc"), st.sampled_from(["idle", "watched", "note"])),
+        max_size=60,
+    ),
+    st.lists(st.integers(0, 5), max_size=60),
+)
+def test_live_order_runs_every_job_once_and_each_stream_in_order(
+    arrivals: list[tuple[str, str]], batch_sizes: list[int]
+) -> None:
+    """Whatever the batches and the idle moments, every job runs exactly once and the
+    jobs of one stream run in the order they came."""
+    jobs: list[LiveJob] = []
+    for number, (stream, kind) in enumerate(arrivals):
+        if kind == "note":
+            jobs.append(NoteJob(stream, str(number), float(number)))
+        else:
+            jobs.append(_step(stream, number, watched=kind == "watched"))
+    order = LiveOrder()
+    ran: list[LiveJob] = []
+    rest = list(jobs)
+    for size in batch_sizes:
+        if size == 0:
+            ran += order.take_deferred()  # the worker found its queue empty
+        else:
+            ran += order.add(rest[:size])
+            rest = rest[size:]
+    ran += order.add(rest)
+    while order:
+        ran += order.take_deferred()
+    assert sorted(map(id, ran)) == sorted(map(id, jobs))
+    for stream in "abc":
+        assert [j for j in ran if j.stream == stream] == [j for j in jobs if j.stream == stream]
