@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import wfdb
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ecg.detect import detect_qrs, detect_qrs_and_vf
 from ecg.errors import SignalError
@@ -14,6 +16,8 @@ from ecg.live import (
     LiveChunker,
     LiveConfig,
     LiveUpdate,
+    _activity_start,
+    _activity_step,
     live_flush,
     live_start,
     live_step,
@@ -258,3 +262,36 @@ def test_live_af_and_critical_values_equal_batch() -> None:
     )
     assert sorted(runs[50][1], key=repr) == sorted(batch_critical, key=repr)
     assert "PAUSE" in [c.code for c in batch_critical]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(0, 1200),
+    st.integers(1, 3),
+    st.sampled_from([0.001, 0.05, 1.0]),
+    st.floats(0.0, 0.9),
+    st.lists(st.integers(1, 400), min_size=1, max_size=30),
+    st.integers(0, 2**32 - 1),
+)
+def test_activity_blocks_are_the_same_however_the_stream_is_cut(
+    n: int, n_leads: int, scale_mv: float, off_share: float, cuts: list[int], seed: int
+) -> None:
+    """Where the last block with signal ended (asystole versus leads off) does not
+    depend on the chunking, with leads off (NaN) anywhere; the reference is one block
+    at a time."""
+    rng = np.random.default_rng(seed)
+    mv = rng.normal(0.0, scale_mv, (n, n_leads))
+    mv[rng.random(mv.shape) < off_share] = np.nan
+    chunked = _activity_start(n_leads, 500.0)
+    by_block = _activity_start(n_leads, 500.0)
+    position = 0
+    for size in cuts * (n // max(sum(cuts), 1) + 1):
+        if position >= n:
+            break
+        _activity_step(mv[position : position + size], position, chunked)
+        position += size
+    for first in range(0, n, by_block.block):
+        _activity_step(mv[first : first + by_block.block], first, by_block)
+    assert chunked.last_active_end == by_block.last_active_end
+    assert chunked.filled == by_block.filled == n % by_block.block
+    np.testing.assert_array_equal(chunked.valid, by_block.valid)
