@@ -431,6 +431,20 @@ class Recorder:
         frame = _Frame(mime_type, data, pts, keyframe, time.time())
         self._submit(lambda: self._do_write(recording_id, source_id, frame))
 
+    def set_camera_off(self, room_id: str, participant_id: str, off: bool) -> None:
+        """The participant's camera went off (``True``) or on again, now.
+
+        Kept in the manifest (``participants[id]["camera_off_utc"]``: ``[off, on]`` pairs,
+        ``on`` ``None`` while still off) because what a browser sends for a camera turned
+        off is black or no frames at all, which the export would show as a black or frozen
+        tile: the export draws the person's initials and name over those spans instead.
+        """
+        recording_id = self._by_room.get(room_id)
+        if recording_id is None:
+            return
+        at_utc = utc_iso(time.time())
+        self._submit(lambda: self._do_camera(recording_id, participant_id, off, at_utc))
+
     def recording(self, source_id: str) -> bool:
         """Whether frames of ``source_id`` are recorded."""
         return source_id in self._sources
@@ -487,6 +501,21 @@ class Recorder:
         recording.files[source_id] = _TrackFile(
             recording.directory / stem, entry, kind, self._cluster_s
         )
+
+    def _do_camera(self, recording_id: str, participant_id: str, off: bool, at_utc: str) -> None:
+        recording = self._live(recording_id)
+        if recording is None:
+            return
+        person = recording.manifest.participants.setdefault(participant_id, {"segments": []})
+        spans: list[list[str | None]] = person.setdefault("camera_off_utc", [])
+        still_off = bool(spans) and spans[-1][1] is None
+        if off and not still_off:
+            spans.append([at_utc, None])
+        elif not off and still_off:
+            spans[-1][1] = at_utc
+        else:
+            return
+        self._guarded(recording, lambda: self._write_manifest(recording))
 
     def _do_write(self, recording_id: str, source_id: str, frame: _Frame) -> None:
         recording = self._live(recording_id)

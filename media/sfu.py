@@ -330,6 +330,8 @@ class Sfu:
         for source in session.published.values():
             if source.kind == kind:
                 self._forwarder.set_paused(source.source_id, paused)
+        if kind == "video" and self._recorder is not None:
+            self._recorder.set_camera_off(session.room_id, participant_id, paused)
 
     async def leave(self, participant_id: str) -> None:
         """Close the participant's session and remove its tracks from every subscriber.
@@ -391,6 +393,8 @@ class Sfu:
             return
         recorder.start(room_id)
         for session in self._room(room_id, but=None):
+            if "video" in session.paused:
+                recorder.set_camera_off(room_id, session.participant_id, True)
             for source in session.published.values():
                 self._record_source(session, source)
         if self.on_recording is not None:

@@ -10,10 +10,12 @@ import av
 import numpy as np
 import pytest
 
+from media import export as export_mod
 from media.exceptions import RecordingError
 from media.export import export, export_command, placements
-from media.recorder import Manifest, Recorder, TrackEntry, utc_iso
+from media.recorder import Manifest, Recorder, TrackEntry, parse_utc, read_manifest, utc_iso
 from tests.media import synthetic
+from tests.media.probe import ffprobe
 
 PERIOD_S = 1.0
 AUDIO_LATE_S = 0.5  # the microphone's track starts this much after the camera's
@@ -175,3 +177,95 @@ async def test_export_draws_each_participants_name_on_its_tile(tmp_path: Path) -
     assert changed[label].mean() > 0.02  # the letters (white on the dark box)
     elsewhere = (slice(0, height - 80), slice(0, 640))
     assert changed[elsewhere].mean() < 0.005
+
+
+def test_camera_off_spans_join_turned_off_stale_and_missing_video() -> None:
+    """Off is the manifest's camera-off spans, gaps over STALE_S between frames, and time
+    with sound but no video file; a short gap or a second segment's video is not off."""
+    manifest = Manifest("r", "room", utc_iso(100.0))
+    manifest.tracks = [
+        TrackEntry("a", 0, "video", "vp8", "a.webm", utc_iso(100.0), None, 4.0, 10, 10),
+        TrackEntry("a", 0, "audio", "opus", "aa.webm", utc_iso(100.0), None, 8.0, 10, 10),
+        TrackEntry("b", 0, "video", "vp8", "b.webm", utc_iso(100.0), None, 8.0, 10, 10),
+    ]
+    manifest.participants = {
+        "a": {"segments": [0]},
+        "b": {"segments": [0], "camera_off_utc": [[utc_iso(102.0), utc_iso(103.0)]]},
+    }
+    every_frame = [i / 30 for i in range(241)]
+    frames = {
+        "a.webm": [t for t in every_frame if t <= 4.0 and not 1.0 < t < 2.5],  # 1.5 s gap
+        "b.webm": [t for t in every_frame if not 5.0 < t < 5.5],  # 0.5 s gap: a slow link
+    }
+    spans = export_mod.camera_off_spans(manifest, frames)
+    assert set(spans) == {"a", "b"}
+    (gap_a, after_a) = spans["a"]
+    assert gap_a == pytest.approx((1.0, 2.5), abs=0.04)
+    assert after_a == pytest.approx((4.0, 8.0), abs=0.04)  # sound goes on, no video
+    assert spans["b"] == [pytest.approx((2.0, 3.0), abs=0.001)]
+    assert export_mod.initials("张丽 Dr Zhang") == "张Z"
+    assert export_mod.initials("wang_wei") == "WW"
+    assert export_mod.initials("李明") == "李明"
+
+
+def _paint(image: np.ndarray, box: tuple[slice, slice]) -> tuple[float, float]:
+    """Median grey level and share of near-white pixels of ``image`` in ``box``."""
+    part = image[box]
+    return float(np.median(part)), float((part > 200).mean())
+
+
+@pytest.mark.slow
+async def test_camera_off_shows_initials_and_name_in_the_export(tmp_path: Path) -> None:
+    """A camera turned off for 1 s and then a publisher silent for 2 s: the export shows a
+    slate tile with large white initials at both times (never the grey picture frozen),
+    the picture before and after, the name in the corner throughout; ffprobe reads it."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed (make sysdeps installs it)")
+    recorder = Recorder(tmp_path)
+    recorder.start("room")
+    recorder.add_track("room", "clinic", 0, "v", "video")
+    frames = list(synthetic.video(6.0, period_s=100.0))  # never flashes: grey 40 throughout
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    camera_off = False
+    for frame in frames:
+        await asyncio.sleep(max(0.0, start + frame.time_s - loop.time()))
+        if not camera_off and frame.time_s >= 1.5:
+            recorder.set_camera_off("room", "clinic", True)
+            camera_off = True
+        if frame.time_s >= 2.5:
+            recorder.set_camera_off("room", "clinic", False)  # again: ignored
+        if 3.0 <= frame.time_s < 5.0:
+            continue  # the publisher stopped sending (resumes at a keyframe at 5 s)
+        recorder.write("v", frame.mime_type, frame.data, frame.pts, frame.keyframe)
+    await recorder.close()
+    (directory,) = (tmp_path / "recordings").iterdir()
+    manifest = read_manifest(directory)
+    (span,) = manifest.participants["clinic"]["camera_off_utc"]
+    assert parse_utc(span[1]) - parse_utc(span[0]) == pytest.approx(1.0, abs=0.2)
+    out = tmp_path / "consult.mp4"
+    command = export(directory, out, names={"clinic": "张丽 Dr Zhang"})
+    graph = command[command.index("-filter_complex") + 1]
+    assert "drawbox" in graph
+    assert "initials" in graph
+    probed = ffprobe(out)
+    (video,) = [s for s in probed["streams"] if s["codec_type"] == "video"]
+    assert (video["width"], video["height"]) == (640, 360)
+    assert float(probed["format"]["duration"]) == pytest.approx(6.0, abs=0.2)
+    centre = (slice(120, 240), slice(220, 420))
+    corner = (slice(10, 60), slice(100, 150))  # inside the 4:3 picture, padded to 16:9
+    name = (slice(300, 360), slice(0, 320))
+    for time_s in (0.7, 2.6 - 0.4, 4.0, 5.7):
+        image = frame_at(out, time_s)
+        off = 1.5 + 0.2 < time_s < 2.5 - 0.1 or 3.0 + 0.1 < time_s < 5.0 - 0.1  # the whole gap
+        level, white = _paint(image, corner)
+        _, letters = _paint(image, centre)
+        _, named = _paint(image, name)
+        if off:
+            assert abs(level - 55) < 15, (time_s, level)  # slate #2b3a4d, not grey 40
+            assert letters > 0.03, (time_s, letters)  # the initials
+        else:
+            assert abs(level - 40) < 8, (time_s, level)
+            assert letters == 0.0, (time_s, letters)
+        assert white == 0.0
+        assert named > 0.02, (time_s, named)

@@ -196,6 +196,43 @@ async def test_sfu_records_each_participant_and_reconnects_in_a_new_segment(
     assert forwarder.stats()["decoded_frames"] == 0
 
 
+async def test_sfu_keeps_when_each_camera_was_off_in_the_manifest(
+    tmp_path: Path, clients: list[Client]
+) -> None:
+    """A camera off before the recording starts opens a span at its start; turning it on
+    closes it; a camera turned off while recording opens another (real aiortc peers)."""
+    sfu = Sfu(forwarder=PassthroughForwarder(), data_dir=tmp_path)
+    a, b = Client(sfu, "a", (200, 0, 0)), Client(sfu, "b", (0, 200, 0))
+    clients += [a, b]
+    await a.join("room")
+    await b.join("room")
+    await sfu.set_paused("a", "video", True)
+    sfu.set_recording("room", True)
+    recording_id = sfu.recording("room")
+    assert recording_id is not None
+    directory = tmp_path / "recordings" / recording_id
+
+    def spans(participant_id: str) -> list[list[str | None]]:
+        try:
+            person = read_manifest(directory).participants.get(participant_id, {})
+        except RecordingError:
+            return []  # not written yet
+        found: list[list[str | None]] = person.get("camera_off_utc", [])
+        return found
+
+    await wait_for(lambda: len(spans("a")) == 1)
+    assert spans("a")[0][1] is None
+    await sfu.set_paused("a", "video", False)
+    await sfu.set_paused("b", "audio", True)  # a microphone: not a camera
+    await sfu.set_paused("b", "video", True)
+    await wait_for(lambda: spans("a")[0][1] is not None and len(spans("b")) == 1)
+    (off, on) = spans("a")[0]
+    assert parse_utc(on or "") >= parse_utc(off or "")
+    sfu.set_recording("room", False)
+    await sfu.close()
+    assert spans("b")[0][1] is None  # still off when the recording stopped
+
+
 def child(tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
     """Start tests/media/record_child.py recording into ``tmp_path``."""
     return subprocess.Popen(
