@@ -1181,6 +1181,59 @@ function leave() {
   end(t("left"));
 }
 
+// The self view is dragged to any corner of the stage (it snaps to the nearest on
+// release) or sent round the corners by its move button (keyboard and screen readers).
+const CORNERS = ["tr", "tl", "bl", "br"];
+
+function placeSelf(corner) {
+  const tile = $("self-tile");
+  tile.dataset.corner = corner;
+  try {
+    localStorage.setItem("tc.selfCorner", corner);
+  } catch {
+    // private mode: the corner is not remembered
+  }
+}
+
+function bindSelfView() {
+  const tile = $("self-tile");
+  let saved = null;
+  try {
+    saved = localStorage.getItem("tc.selfCorner");
+  } catch {
+    saved = null;
+  }
+  if (CORNERS.includes(saved)) tile.dataset.corner = saved;
+  $("self-move").addEventListener("click", () => {
+    const next = CORNERS[(CORNERS.indexOf(tile.dataset.corner) + 1) % CORNERS.length];
+    placeSelf(next);
+  });
+  let drag = null;
+  tile.addEventListener("pointerdown", (e) => {
+    if (e.button !== 0 || e.target.closest("button")) return;
+    drag = { id: e.pointerId, x: e.clientX, y: e.clientY };
+    tile.setPointerCapture(e.pointerId);
+    tile.classList.add("dragging");
+  });
+  tile.addEventListener("pointermove", (e) => {
+    if (!drag || e.pointerId !== drag.id) return;
+    tile.style.transform = `translate(${e.clientX - drag.x}px, ${e.clientY - drag.y}px)`;
+  });
+  const drop = (e) => {
+    if (!drag || e.pointerId !== drag.id) return;
+    drag = null;
+    const box = tile.getBoundingClientRect();
+    const stage = $("stage").getBoundingClientRect();
+    const left = box.left + box.width / 2 < stage.left + stage.width / 2;
+    const top = box.top + box.height / 2 < stage.top + stage.height / 2;
+    tile.style.transform = "";
+    tile.classList.remove("dragging");
+    placeSelf((top ? "t" : "b") + (left ? "l" : "r"));
+  };
+  tile.addEventListener("pointerup", drop);
+  tile.addEventListener("pointercancel", drop);
+}
+
 // Rejoin from the end screen: back to the lobby with the camera, then Join again.
 async function rejoin() {
   tc.signaling = null;
@@ -1218,6 +1271,7 @@ async function main() {
   $("toggle-audio").addEventListener("click", () => toggleLocal("audio"));
   $("toggle-video").addEventListener("click", () => toggleLocal("video"));
   $("toggle-screen").addEventListener("click", () => toggleScreen());
+  bindSelfView();
   $("toggle-audio-only").addEventListener("click", () => setAudioOnly(!tc.audioOnly));
   $("accept-audio-only").addEventListener("click", () => setAudioOnly(true));
   $("dismiss-audio-only").addEventListener("click", () => ($("propose-audio-only").hidden = true));
