@@ -56,6 +56,7 @@ __all__ = [
     "FHIR_MEDIA_TYPE",
     "ReadingFhirController",
     "engine_measurements",
+    "measured_window",
     "reading_report_bundle",
 ]
 
@@ -66,19 +67,23 @@ _CARDIOLOGY: Final = {"system": "http://loinc.org", "code": "LP29708-2", "displa
 _NAMESPACE: Final = uuid.UUID("0f6f1b8e-3c1d-4b8a-9a57-6c2e7d1f4a93")
 
 
-def engine_measurements(found: Record) -> Measurements:
-    """The engine's global measurements of the record's first
-    :data:`~api.readings.MEASURED_S` seconds (what the reading page shows)."""
-    from ecg.annotate import annotate
-    from ecg.paper_content import measurements_from
+def measured_window(found: Record) -> Record:
+    """The record's first :data:`~api.readings.MEASURED_S` seconds, which the engine
+    measures (as the reading page shows them)."""
     from ecg.record import Record as EcgRecord
 
     measured = found.signal_mv[: int(MEASURED_S * found.fs_hz)]
-    annotation = annotate(
-        EcgRecord(
-            name=found.name, fs_hz=found.fs_hz, signal_mv=measured, lead_names=found.lead_names
-        )
+    return EcgRecord(
+        name=found.name, fs_hz=found.fs_hz, signal_mv=measured, lead_names=found.lead_names
     )
+
+
+def engine_measurements(found: Record) -> Measurements:
+    """The engine's global measurements of :func:`measured_window`."""
+    from ecg.annotate import annotate
+    from ecg.paper_content import measurements_from
+
+    annotation = annotate(measured_window(found))
     if annotation.measurements is None:
         return measurements_from(None)
     return measurements_from(annotation.measurements.global_)

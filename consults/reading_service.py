@@ -272,10 +272,12 @@ class ReadingService:
         action: str,
         actor: Person | None,
         now: datetime,
+        /,
         outcome: str = "ok",
         **details: str,
     ) -> AuditEvent:
-        """The audit row of a step on a task."""
+        """The audit row of a step on a task (positional-only before ``outcome``: a
+        record's task has a ``record`` detail)."""
         target = f"reading:{record.task.id}"
         return self._audit(
             target, record.task.clinic, record.patient, action, actor, now, outcome, details

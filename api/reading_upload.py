@@ -1,0 +1,701 @@
+"""``POST /api/v1/ecg/records``: a clinic (or its ECG centre) uploads a stored 12-lead
+record in WFDB (``.hea`` + ``.dat``, multipart), which becomes a reading task of the
+centre serving the clinic.
+
+Design notes
+------------
+- **The parser trusts nothing.** :func:`parse_wfdb` reads the header itself (``wfdb``
+  would open whatever file names the header gives, and raises arbitrary exceptions on
+  a malformed one): UTF-8 (comments may be Chinese), one record line, exactly as many
+  signal lines as the record declares, one signal file, formats 16 and 212 only (what
+  carts write), no skew, byte offset or multiplier, a voltage unit on every lead, the
+  sampling rate and the length stated, both within the configured limits
+  (:class:`RecordUploadConfig`). The signal file must have exactly the bytes the header
+  implies (a header that lies about its lead count, length or format is caught here),
+  and each lead's checksum, when the header gives one, must match. Each refusal is a
+  4xx with a stable code (:data:`REFUSALS`), audited (``record.upload``, ``denied``),
+  and nothing is stored.
+- **Stored as received, in one canonical form.** The digital samples are written
+  unchanged as WFDB format 16 (a 212 sample fits 16 bits; its "no sample" value stays
+  one) with the header's gains, baselines, units, lead names, base time and comments,
+  under ``<data dir>/records/<id>`` (:class:`RecordStore`), so ``ecg.record.read_record``
+  reads back exactly the physical values the upload meant. Written to a temporary name,
+  fsynced and renamed before the task exists: a task never points to a missing record.
+  If the task cannot be made (no centre serves the clinic), the files are removed.
+- **Who may upload.** A person with a clinical role whose institution is the clinic or
+  serves it for ECG (the rule of who sees the clinic's ECGs,
+  :func:`consults.rights.serves`); the clinic defaults to the uploader's institution.
+- **The engine reads it at once** (the record's first
+  :data:`api.readings.MEASURED_S` seconds): its critical findings are raised with the
+  task (told to the clinic's doctors and the readers, first in the worklist) and its
+  first statements are the worklist's top statements.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Final
+
+import anyio.to_thread
+import msgspec
+from litestar import Controller, Router, post
+from litestar.datastructures import UploadFile
+from litestar.di import NamedDependency, Provide
+from litestar.enums import RequestEncodingType
+from litestar.params import Body
+from msgspec import Meta
+
+from api.errors import ApiError
+from api.readings import EcgSignals, ReadingApi
+from api.schemas import AUTH_ERRORS, documented
+from api.session import consults_error
+from consults.accounts import Principal
+from consults.directory import Person, ServiceKind
+from consults.errors import ConsultsError
+from consults.reading_repositories import ReadingRecord
+from consults.reading_service import ReadingService
+from consults.repositories import AuditEvent, AuditSink
+from consults.rights import CLINICAL_ROLES, Tree, serves
+from consults.service import Directory
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+    from ecg.record import Record
+
+__all__ = [
+    "REFUSALS",
+    "ParsedRecord",
+    "RecordStore",
+    "RecordUploadConfig",
+    "RecordUploadController",
+    "RecordUploaded",
+    "RecordUploads",
+    "UploadForm",
+    "UploadRefused",
+    "UploadedOrStreamed",
+    "parse_wfdb",
+    "record_upload_api",
+]
+
+UPLOAD_PATH: Final = "/ecg/records"
+
+# The stable codes of a refused upload, with their status and what they mean.
+REFUSALS: Final = {
+    "missing_file": (400, "the form lacks the header or the signal file"),
+    "header_too_large": (413, "the header file is over the configured size"),
+    "signal_too_large": (413, "the signal file is over the configured size"),
+    "not_utf8": (400, "the header is not UTF-8 text"),
+    "bad_header": (400, "the header is not a WFDB header"),
+    "unsupported_record": (400, "a WFDB feature this server does not take"),
+    "too_many_leads": (400, "more leads than the configured maximum"),
+    "too_many_samples": (413, "more samples per lead than the configured maximum"),
+    "bad_sampling_rate": (400, "the sampling rate is outside the supported range"),
+    "not_voltage": (400, "a lead is not in a voltage unit"),
+    "wrong_length": (400, "the signal file's size is not what the header implies"),
+    "checksum_mismatch": (400, "a lead's samples do not match the header's checksum"),
+}
+
+
+class UploadRefused(ApiError):
+    """A refused upload: a code of :data:`REFUSALS` and a reason naming what is wrong."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(code, reason, status=REFUSALS[code][0])
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordUploadConfig:
+    """Limits of an uploaded record.
+
+    Attributes
+    ----------
+    max_header_bytes : int
+        The ``.hea`` file.
+    max_signal_bytes : int
+        The ``.dat`` file (the request may be this plus the header and 64 KiB of form).
+    max_leads : int
+        Signals per record (at most ``ecg.record.MAX_LEADS``, 15).
+    max_samples_per_lead : int
+        Samples of each lead (default: 1 h at 500 Hz).
+    """
+
+    # Limits
+    max_header_bytes: int = 64 * 1024
+    max_signal_bytes: int = 64 * 1024 * 1024
+    max_leads: int = 15
+    max_samples_per_lead: int = 1_800_000
+
+    def __post_init__(self) -> None:
+        if not 1024 <= self.max_header_bytes <= 1024 * 1024:
+            raise ValueError("max_header_bytes must be in 1 KiB-1 MiB")
+        if not 1024 <= self.max_signal_bytes <= 2**31:
+            raise ValueError("max_signal_bytes must be in 1 KiB-2 GiB")
+        if not 1 <= self.max_leads <= 15:
+            raise ValueError("max_leads must be in 1-15")
+        if self.max_samples_per_lead < 1:
+            raise ValueError("max_samples_per_lead must be positive")
+
+    @property
+    def max_request_bytes(self) -> int:
+        """The whole multipart request: both files and the form's other fields."""
+        return self.max_header_bytes + self.max_signal_bytes + 64 * 1024
+
+
+# The header's parts (PhysioNet's header(5) format, the subset carts write).
+_NAME: Final = r"[A-Za-z0-9_.\-]{1,64}"
+_RECORD_LINE: Final = re.compile(
+    rf"(?P<name>{_NAME})(?P<segments>/\S+)?\s+(?P<nsig>\d{{1,4}})"
+    r"(?:\s+(?P<fs>[0-9.eE+\-]+)(?P<counter>/\S+)?(?:\((?P<base>[^)]*)\))?"
+    r"(?:\s+(?P<nsamp>\d{1,12})"
+    r"(?:\s+(?P<time>\d{1,2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)"
+    r"(?:\s+(?P<date>\d{1,2}/\d{1,2}/\d{4}))?)?)?)?\s*"
+)
+_SIGNAL_LINE: Final = re.compile(
+    rf"(?P<file>{_NAME})\s+(?P<fmt>\d{{1,3}})(?P<spf>x\d+)?(?P<skew>:\d+)?(?P<offset>\+\d+)?"
+    r"(?:\s+(?P<gain>[0-9.eE+\-]+)(?:\((?P<baseline>-?\d{1,7})\))?(?:/(?P<units>\S{1,16}))?"
+    r"(?:\s+(?P<adcres>\d{1,2})(?:\s+(?P<adczero>-?\d{1,7})(?:\s+(?P<initval>-?\d{1,7})"
+    r"(?:\s+(?P<checksum>-?\d{1,7})(?:\s+(?P<blocksize>\d{1,7})"
+    r"(?:\s+(?P<description>.{0,64}))?)?)?)?)?)?)?\s*"
+)
+_FORMATS: Final = {"16": (2.0, -32768), "212": (1.5, -2048)}
+_MV_PER_UNIT: Final = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3, "nv": 1e-6}
+_DEFAULT_GAIN: Final = 200.0
+
+
+@dataclass(frozen=True, eq=False)
+class ParsedRecord:
+    """An uploaded record as its header and signal file say: the digital samples
+    (``invalid`` where the format's "no sample" value stands) and how to make them mV."""
+
+    fs_hz: float
+    lead_names: tuple[str, ...]
+    digital: NDArray[np.int16]  # (n_samples, n_leads), "no sample" as -32768
+    gains: tuple[float, ...]  # digital units per physical unit
+    baselines: tuple[int, ...]
+    units: tuple[str, ...]
+    adc_resolution: tuple[int, ...]
+    base_time: str | None = None
+    base_date: str | None = None
+    comments: tuple[str, ...] = field(default=())
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.digital.shape[0])
+
+    def to_record(self, name: str) -> Record:
+        """The samples in mV (NaN where there is none), lead names normalised."""
+        import numpy as np
+
+        from ecg.record import Record, normalise_lead_name
+
+        digital = self.digital.astype(np.float64)
+        gains = np.asarray(self.gains)
+        mv = np.asarray([_MV_PER_UNIT[u.lower()] for u in self.units])
+        signal = (digital - np.asarray(self.baselines, dtype=np.float64)) / gains * mv
+        signal[self.digital == -32768] = np.nan
+        return Record(
+            name=name,
+            fs_hz=self.fs_hz,
+            signal_mv=np.ascontiguousarray(signal),
+            lead_names=tuple(normalise_lead_name(n) for n in self.lead_names),
+            comments=self.comments,
+        )
+
+
+def _number(text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UploadRefused("bad_header", f"{what} {text[:20]!r} is not a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise UploadRefused("bad_header", f"{what} {text[:20]!r} is not a number")
+    return value
+
+
+def _decode(data: bytes, fmt: str, n_values: int) -> NDArray[np.int16]:
+    """The digital values of a format 16 or 212 file (length checked by the caller),
+    "no sample" mapped to -32768."""
+    import numpy as np
+
+    if fmt == "16":
+        return np.frombuffer(data, dtype="<i2", count=n_values).astype(np.int16)
+    raw = np.frombuffer(data, dtype=np.uint8).astype(np.int32)
+    pairs = n_values // 2
+    triples = raw[: pairs * 3].reshape(pairs, 3)
+    out = np.empty(n_values, dtype=np.int32)
+    out[0 : pairs * 2 : 2] = triples[:, 0] | ((triples[:, 1] & 0x0F) << 8)
+    out[1 : pairs * 2 : 2] = triples[:, 2] | ((triples[:, 1] & 0xF0) << 4)
+    if n_values % 2:
+        out[-1] = raw[pairs * 3] | ((raw[pairs * 3 + 1] & 0x0F) << 8)
+    out = np.where(out >= 2048, out - 4096, out)
+    out[out == -2048] = -32768
+    return out.astype(np.int16)
+
+
+def parse_wfdb(header: bytes, signal: bytes, config: RecordUploadConfig) -> ParsedRecord:
+    """An uploaded WFDB record (``.hea`` and ``.dat`` bytes), checked against itself and
+    ``config``. Pure: no file is opened.
+
+    Raises
+    ------
+    UploadRefused
+        With a code of :data:`REFUSALS` and a reason naming the line or lead at fault.
+    """
+    import numpy as np
+
+    from ecg.record import MAX_FS_HZ, MIN_FS_HZ
+
+    if len(header) > config.max_header_bytes:
+        raise UploadRefused("header_too_large", f"header over {config.max_header_bytes} bytes")
+    if len(signal) > config.max_signal_bytes:
+        raise UploadRefused("signal_too_large", f"signal over {config.max_signal_bytes} bytes")
+    try:
+        text = header.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UploadRefused("not_utf8", f"the header is not UTF-8 (byte {exc.start})") from None
+    if "\x00" in text:
+        raise UploadRefused("bad_header", "the header holds a NUL character")
+    comments: list[str] = []
+    lines: list[tuple[int, str]] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            comments.append(stripped[1:].strip()[:500])
+        elif stripped:
+            lines.append((number, stripped.split("#", 1)[0].strip()))
+    if not lines:
+        raise UploadRefused("bad_header", "no record line")
+    record_number, record_line = lines[0]
+    found = _RECORD_LINE.fullmatch(record_line)
+    if found is None:
+        raise UploadRefused("bad_header", f"line {record_number}: not a WFDB record line")
+    if found["segments"]:
+        raise UploadRefused("unsupported_record", "multi-segment records are not taken")
+    n_leads = int(found["nsig"])
+    if n_leads < 1:
+        raise UploadRefused("bad_header", "the record declares no signal")
+    if n_leads > config.max_leads:
+        raise UploadRefused("too_many_leads", f"{n_leads} signals; at most {config.max_leads}")
+    if found["fs"] is None or found["nsamp"] is None:
+        raise UploadRefused("bad_header", "the record line must state the sampling rate and length")
+    fs_hz = _number(found["fs"], "sampling rate")
+    if not MIN_FS_HZ <= fs_hz <= MAX_FS_HZ:
+        raise UploadRefused(
+            "bad_sampling_rate", f"{fs_hz:g} Hz outside {MIN_FS_HZ:g}-{MAX_FS_HZ:g} Hz"
+        )
+    n_samples = int(found["nsamp"])
+    if n_samples < 1:
+        raise UploadRefused("bad_header", "the record holds no sample (length 0)")
+    if n_samples > config.max_samples_per_lead:
+        raise UploadRefused(
+            "too_many_samples",
+            f"{n_samples} samples per lead; at most {config.max_samples_per_lead}",
+        )
+    signal_lines = lines[1:]
+    if len(signal_lines) != n_leads:
+        raise UploadRefused(
+            "bad_header", f"declares {n_leads} signals but describes {len(signal_lines)}"
+        )
+    files, formats, names, units = set(), set(), [], []
+    gains, baselines, resolutions, checksums = [], [], [], []
+    for lead, (number, line) in enumerate(signal_lines):
+        sig = _SIGNAL_LINE.fullmatch(line)
+        if sig is None:
+            raise UploadRefused("bad_header", f"line {number}: not a WFDB signal line")
+        if sig["fmt"] not in _FORMATS:
+            raise UploadRefused(
+                "unsupported_record", f"line {number}: format {sig['fmt']} (16 or 212 only)"
+            )
+        if sig["spf"] or sig["skew"] or sig["offset"]:
+            raise UploadRefused(
+                "unsupported_record", f"line {number}: multiplier, skew or byte offset"
+            )
+        files.add(sig["file"])
+        formats.add(sig["fmt"])
+        gain = _number(sig["gain"], f"line {number}: gain") if sig["gain"] else 0.0
+        gains.append(gain if gain != 0 else _DEFAULT_GAIN)
+        if gain < 0:
+            raise UploadRefused("bad_header", f"line {number}: negative gain")
+        zero = int(sig["adczero"]) if sig["adczero"] else 0
+        baselines.append(int(sig["baseline"]) if sig["baseline"] is not None else zero)
+        unit = sig["units"] or "mV"
+        if unit.lower() not in _MV_PER_UNIT:
+            raise UploadRefused("not_voltage", f"line {number}: unit {unit!r} is not a voltage")
+        units.append(unit)
+        resolutions.append(int(sig["adcres"]) if sig["adcres"] else 0)
+        checksums.append(int(sig["checksum"]) if sig["checksum"] else None)
+        names.append((sig["description"] or "").strip() or f"signal {lead}")
+    if len(files) != 1 or len(formats) != 1:
+        raise UploadRefused(
+            "unsupported_record", "every signal must be in the one file, in one format"
+        )
+    [fmt] = formats
+    n_values = n_samples * n_leads
+    expected = n_values * 2 if fmt == "16" else (n_values // 2) * 3 + 2 * (n_values % 2)
+    if len(signal) != expected:
+        raise UploadRefused(
+            "wrong_length",
+            f"the signal file has {len(signal)} bytes; {n_leads} leads x {n_samples} samples "
+            f"in format {fmt} are {expected}",
+        )
+    digital = _decode(signal, fmt, n_values).reshape(n_samples, n_leads)
+    sums = digital.astype(np.int64)
+    if fmt == "212":  # the checksum is of the values as stored
+        sums = np.where(digital == -32768, -2048, sums)
+    for lead, checksum in enumerate(checksums):
+        if checksum is None:
+            continue
+        got = int(sums[:, lead].sum()) & 0xFFFF
+        if got != checksum & 0xFFFF:
+            raise UploadRefused(
+                "checksum_mismatch", f"lead {lead + 1} ({names[lead]!r}): checksum differs"
+            )
+    return ParsedRecord(
+        fs_hz=fs_hz,
+        lead_names=tuple(names),
+        digital=np.ascontiguousarray(digital),
+        gains=tuple(gains),
+        baselines=tuple(baselines),
+        units=tuple(units),
+        adc_resolution=tuple(resolutions),
+        base_time=found["time"],
+        base_date=found["date"] if found["time"] else None,
+        comments=tuple(comments),
+    )
+
+
+_RECORD_ID: Final = re.compile(r"[0-9a-f]{32}")
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    temporary = path.with_name(path.name + ".part")
+    with open(temporary, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temporary, path)
+
+
+class RecordStore:
+    """The uploaded records, as WFDB format 16 under ``root`` (``<id>.hea``,
+    ``<id>.dat``); also the reading API's signal of a task made from one. Blocking."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path_of(self, record_id: str) -> Path | None:
+        """The record path (no extension), None for an id that is not one of ours."""
+        return self.root / record_id if _RECORD_ID.fullmatch(record_id) else None
+
+    def put(self, record_id: str, parsed: ParsedRecord) -> None:
+        """Write the record, durable (fsynced, the folder too) before this returns."""
+        path = self.path_of(record_id)
+        if path is None:
+            raise ValueError("not a record id")
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        lines = [
+            " ".join(
+                filter(
+                    None,
+                    [
+                        record_id,
+                        str(len(parsed.lead_names)),
+                        f"{parsed.fs_hz:.12g}",
+                        str(parsed.n_samples),
+                        parsed.base_time,
+                        parsed.base_date,
+                    ],
+                )
+            )
+        ]
+        sums = parsed.digital.astype("int64").sum(axis=0)
+        for lead, name in enumerate(parsed.lead_names):
+            resolution = parsed.adc_resolution[lead] or 16
+            checksum = int(sums[lead]) & 0xFFFF  # WFDB's: a signed 16-bit sum
+            checksum -= 0x10000 if checksum >= 0x8000 else 0
+            lines.append(
+                f"{record_id}.dat 16 {parsed.gains[lead]:.12g}({parsed.baselines[lead]})"
+                f"/{parsed.units[lead]} {resolution} 0 {int(parsed.digital[0, lead])} "
+                f"{checksum} 0 {name}"
+            )
+        lines += [f"# {comment}" for comment in parsed.comments]
+        _write_durably(path.with_suffix(".dat"), parsed.digital.astype("<i2").tobytes())
+        _write_durably(path.with_suffix(".hea"), ("\n".join(lines) + "\n").encode())
+        folder = os.open(self.root, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+
+    def remove(self, record_id: str) -> None:
+        path = self.path_of(record_id)
+        if path is not None:
+            for suffix in (".hea", ".dat"):
+                path.with_suffix(suffix).unlink(missing_ok=True)
+
+    def read(self, record_id: str) -> Record | None:
+        """The stored record in mV, None when there is none."""
+        from ecg.errors import EcgError
+        from ecg.record import read_record
+
+        path = self.path_of(record_id)
+        if path is None or not path.with_suffix(".hea").exists():
+            return None
+        try:
+            return read_record(path)
+        except (EcgError, OSError):
+            return None
+
+    def signal_of(self, record: ReadingRecord) -> Record | None:
+        """:class:`api.readings.EcgSignals` for tasks made from an upload."""
+        return None if record.record is None else self.read(record.record)
+
+
+@dataclass(frozen=True)
+class UploadedOrStreamed:
+    """The reading API's :class:`api.readings.EcgSignals` for both kinds of task: one
+    made from an upload reads :class:`RecordStore`, any other ``streams``."""
+
+    records: RecordStore
+    streams: EcgSignals | None = None
+
+    def signal_of(self, record: ReadingRecord) -> Record | None:
+        if record.record is not None:
+            return self.records.signal_of(record)
+        return None if self.streams is None else self.streams.signal_of(record)
+
+
+def _engine_findings(found: Record) -> tuple[list[str], list[str]]:
+    """The engine's critical codes and first statements of the measured window."""
+    from api.reading_fhir import measured_window
+    from ecg.annotate import annotate
+
+    annotation = annotate(measured_window(found))
+    critical = [str(c["code"]) for c in annotation.critical or ()]
+    statements = [str(s["code"]) for s in annotation.statements or ()]
+    return list(dict.fromkeys(critical)), statements[:3]
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class RecordUploads:
+    """The use case behind the endpoint: check, store, make the task (blocking)."""
+
+    service: ReadingService
+    store: RecordStore
+    directory: Directory
+    audit: AuditSink
+    config: RecordUploadConfig = field(default_factory=RecordUploadConfig)
+    new_id: Callable[[], str] = field(default=lambda: uuid.uuid4().hex)
+
+    def _clinic_for(self, person: Person, clinic: str | None) -> str:
+        chosen = clinic or person.institution
+        if chosen is None or not person.roles & CLINICAL_ROLES or person.institution is None:
+            raise ApiError(
+                "forbidden", "only a clinic's or its ECG centre's staff upload ECGs", status=403
+            )
+        tree = Tree(self.directory.all_institutions())
+        if chosen not in tree.by_code or not serves(
+            tree, self.directory.all_relations(), person.institution, chosen, ServiceKind.ECG
+        ):
+            raise ApiError(
+                "forbidden",
+                f"you do not record or read ECGs for clinic {chosen[:64]!r}",
+                status=403,
+            )
+        return chosen
+
+    def _audit(
+        self, person: Person, clinic: str | None, patient: str | None, outcome: str, **details: str
+    ) -> None:
+        self.audit.append(
+            AuditEvent(
+                at_s=self.service.now().timestamp(),
+                action="record.upload",
+                actor=person.id,
+                target=f"record:{details.get('record', '')}",
+                outcome=outcome,
+                details=details,
+                institution=clinic or person.institution,
+                patient=patient,
+            )
+        )
+
+    def upload(
+        self,
+        person: Person,
+        header: bytes,
+        signal: bytes,
+        *,
+        clinic: str | None = None,
+        patient: str | None = None,
+        stat: bool = False,
+    ) -> tuple[ReadingRecord, ParsedRecord]:
+        """Parse, check the right, store durably, make the reading task.
+
+        Raises
+        ------
+        UploadRefused, ApiError
+            A bad record (its code) or no right (403 ``forbidden``): audited, nothing
+            stored.
+        InvalidInput
+            No ECG centre serves the clinic (the stored files are removed).
+        """
+        sums = {"header_sha256": _sha256(header), "signal_sha256": _sha256(signal)}
+        try:
+            chosen = self._clinic_for(person, clinic)
+            parsed = parse_wfdb(header, signal, self.config)
+        except ApiError as exc:
+            self._audit(person, clinic, patient, "denied", code=exc.code, **sums)
+            raise
+        record_id = self.new_id()
+        found = parsed.to_record(record_id)
+        critical, statements = _engine_findings(found)
+        self.store.put(record_id, parsed)
+        try:
+            made = self.service.task_for_record(
+                record_id, chosen, patient, self.service.now(), critical, statements, stat=stat
+            )
+        except ConsultsError as exc:
+            self.store.remove(record_id)
+            self._audit(person, chosen, patient, "denied", code=exc.code, record=record_id, **sums)
+            raise
+        self._audit(
+            person,
+            chosen,
+            patient,
+            "ok",
+            record=record_id,
+            reading=made.task.id,
+            leads=str(len(parsed.lead_names)),
+            samples=str(parsed.n_samples),
+            fs_hz=f"{parsed.fs_hz:g}",
+            **sums,
+        )
+        return made, parsed
+
+
+@dataclass
+class UploadForm:
+    """The multipart form: the two WFDB files and who the ECG is for."""
+
+    header: UploadFile
+    signal: UploadFile
+    clinic: str | None = None
+    patient: str | None = None
+    stat: bool = False
+
+
+class RecordUploaded(msgspec.Struct):
+    """The reading task made from the upload, and the record as stored."""
+
+    reading: Annotated[str, Meta(examples=["3f2b9c1e7d4a4f0e9a1b2c3d4e5f6a7b"])]
+    record: Annotated[str, Meta(examples=["9c1e7d4a4f0e9a1b2c3d4e5f6a7b3f2b"])]
+    clinic: Annotated[str, Meta(examples=["village-1"])]
+    centre: Annotated[str, Meta(examples=["county-ecg"])]
+    state: Annotated[str, Meta(examples=["new"])]
+    critical: Annotated[list[str], Meta(examples=[["PAUSE"]])]
+    top_statements: Annotated[list[str], Meta(examples=[["SR"]])]
+    fs_hz: Annotated[float, Meta(examples=[500.0])]
+    leads: Annotated[list[str], Meta(examples=[["I", "II", "III"]])]
+    n_samples: Annotated[int, Meta(examples=[5000])]
+    duration_s: Annotated[float, Meta(examples=[10.0])]
+
+
+def _bounded(text: str | None, field_name: str) -> str | None:
+    if text is None or not text.strip():
+        return None
+    if len(text) > 64:
+        raise ApiError("invalid_input", f"{field_name}: at most 64 characters")
+    return text.strip()
+
+
+class RecordUploadController(Controller):
+    """Upload a stored record; it becomes a reading task."""
+
+    path = "/"
+    tags = ["readings"]  # noqa: RUF012 - Litestar's own class attribute
+    exception_handlers = {ConsultsError: consults_error}  # noqa: RUF012
+
+    @post(
+        "/",
+        status_code=201,
+        summary="Upload a WFDB record (.hea + .dat); it becomes a reading task",
+        responses=documented(
+            201,
+            RecordUploaded,
+            None,
+            *AUTH_ERRORS,
+            (403, "forbidden", "you do not record or read ECGs for clinic 'village-9'"),
+            (400, "invalid_input", "clinic: no ECG centre serves this clinic"),
+            (413, "too_large", "the request body is over the size limit"),
+            *((status, code, reason) for code, (status, reason) in REFUSALS.items()),
+        ),
+    )
+    async def upload(
+        self,
+        data: Annotated[UploadForm, Body(media_type=RequestEncodingType.MULTI_PART)],
+        principal: NamedDependency[Principal],
+        record_uploads: NamedDependency[RecordUploads],
+    ) -> RecordUploaded:
+        """Form fields ``header`` (the ``.hea`` file), ``signal`` (its ``.dat``),
+        optional ``clinic`` (default: the uploader's institution), ``patient`` and
+        ``stat``. A bad record is refused with its code and nothing is stored."""
+        limits = record_uploads.config
+        header = await data.header.read(limits.max_header_bytes + 1)
+        signal = await data.signal.read(limits.max_signal_bytes + 1)
+        made, parsed = await anyio.to_thread.run_sync(
+            functools.partial(
+                record_uploads.upload,
+                principal.person,
+                header,
+                signal,
+                clinic=_bounded(data.clinic, "clinic"),
+                patient=_bounded(data.patient, "patient"),
+                stat=data.stat,
+            )
+        )
+        task = made.task
+        return RecordUploaded(
+            reading=task.id,
+            record=made.record or "",
+            clinic=task.clinic,
+            centre=task.centre,
+            state=task.state.value,
+            critical=list(task.critical),
+            top_statements=list(made.top_statements),
+            fs_hz=parsed.fs_hz,
+            leads=[str(n) for n in parsed.to_record("x").lead_names],
+            n_samples=parsed.n_samples,
+            duration_s=parsed.n_samples / parsed.fs_hz,
+        )
+
+
+def record_upload_api(uploads: RecordUploads) -> ReadingApi:
+    """The upload route (``POST /api/v1/ecg/records``, its body bounded by the
+    configuration) and its dependency."""
+    return ReadingApi(
+        route_handlers=[
+            Router(
+                UPLOAD_PATH,
+                route_handlers=[RecordUploadController],
+                request_max_body_size=uploads.config.max_request_bytes,
+            )
+        ],
+        dependencies={
+            "record_uploads": Provide(lambda: uploads, use_cache=True, sync_to_thread=False)
+        },
+        middleware=[],
+    )
