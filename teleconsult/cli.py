@@ -79,6 +79,12 @@ def _report(commands: Commands) -> None:
     opinion_report_cmd.register(commands)
 
 
+def _loadtest(commands: Commands) -> None:
+    from teleconsult import loadtest_cmd
+
+    loadtest_cmd.register(commands)
+
+
 def _setup(commands: Commands) -> None:
     from teleconsult import setup_cmd
 
@@ -98,6 +104,7 @@ REGISTRARS: dict[str, Callable[[Commands], None]] = {
     "restore": _backup,
     "keys": _keys,
     "report": _report,
+    "loadtest": _loadtest,
 }
 
 
