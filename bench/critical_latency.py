@@ -30,7 +30,6 @@ import asyncio
 import dataclasses
 import json
 import math
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,6 +45,7 @@ from websockets.asyncio.client import connect
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.ecg_live import Server, pct  # noqa: E402
 from ecg.critical import CriticalConfig  # noqa: E402
 from fixtures.make_fixtures import regular_beats, synthetic12, synthetic_ecg  # noqa: E402
 from teleconsult.device_cmd import SimulatedRecord, simulate  # noqa: E402
@@ -56,52 +56,26 @@ RATE_BPM = 75.0
 PAUSE_S = 4.0
 
 
-def pct(values: list[float], q: float) -> float:
-    """The q-th percentile (0..100), NaN for no values."""
-    return float(np.percentile(values, q)) if values else math.nan
+def start_server(data: Path) -> Server:
+    """``teleconsult serve`` on ``data`` with a first admin ``root``."""
+    from teleconsult.platform import open_platform
+
+    platform = open_platform(data_dir=data)
+    try:
+        platform.directory.create_first_admin(
+            username="root", display_name="Root", password=PASSWORD
+        )
+    finally:
+        platform.close()
+    return Server.start(data)
 
 
-@dataclass
-class Server:
-    """A ``teleconsult serve`` subprocess with a first admin ``root``."""
+def _http(server: Server) -> str:
+    return f"http://127.0.0.1:{server.port}"
 
-    process: subprocess.Popen[str]
-    url: str
 
-    @classmethod
-    def start(cls, data: Path) -> Server:
-        from teleconsult.platform import open_platform
-
-        platform = open_platform(data_dir=data)
-        try:
-            platform.directory.create_first_admin(
-                username="root", display_name="Root", password=PASSWORD
-            )
-        finally:
-            platform.close()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "teleconsult", "serve", "--port", "0",
-             "--data-dir", str(data), "--log-level", "WARNING"],
-            stdout=subprocess.PIPE, text=True, cwd=REPO,
-        )  # fmt: skip
-        assert process.stdout is not None
-        for line in process.stdout:
-            if line.startswith("teleconsult serving on"):
-                port = int(line.split()[3].rsplit(":", 1)[1])
-                return cls(process, f"http://127.0.0.1:{port}")
-        raise SystemExit("teleconsult serve did not start")
-
-    @property
-    def ws(self) -> str:
-        return self.url.replace("http://", "ws://", 1)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+def _ws(server: Server) -> str:
+    return f"ws://127.0.0.1:{server.port}"
 
 
 async def _login(http: httpx.AsyncClient, username: str) -> dict[str, str]:
@@ -207,7 +181,7 @@ async def listen(
     headers = await _login(http, "li.doctor")
     answer = await http.post("/api/v1/rooms/inbox/token", headers=headers)
     answer.raise_for_status()
-    async with connect(f"{server.ws}/ws", max_size=None) as ws:
+    async with connect(f"{_ws(server)}/ws", max_size=None) as ws:
         await ws.send(json.dumps({"type": "watch", "token": answer.json()["token"], "version": 1}))
         async for raw in ws:
             message = json.loads(raw)
@@ -230,7 +204,7 @@ async def stream_cart(
     await asyncio.sleep(delay_s)
     done = await simulate(
         record,
-        url=f"{server.ws}/device",
+        url=f"{_ws(server)}/device",
         token=credential,
         device=cart.name,
         stream=uuid.uuid4(),
@@ -247,9 +221,9 @@ async def stream_of(http: httpx.AsyncClient, headers: dict[str, str], reading: s
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="teleconsult-critical-") as folder:
-        server = Server.start(Path(folder))
+        server = start_server(Path(folder))
         try:
-            async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+            async with httpx.AsyncClient(base_url=_http(server), timeout=60) as http:
                 credentials = await build_directory(http, args.carts)
                 doctor = Doctor()
                 ready = asyncio.Event()
