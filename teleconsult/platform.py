@@ -34,7 +34,9 @@ from typing import TYPE_CHECKING, Final
 from api.audit import AuditApi, audit_api
 from api.auth import AccountApi, account_api
 from api.consults import ConsultApi, consult_api
+from api.reading_fhir import ReadingFhirController
 from api.reading_stats import ReadingStatsApi, reading_stats_api
+from api.reading_upload import RecordStore, RecordUploads, UploadedOrStreamed, record_upload_api
 from api.readings import EcgSignals, ReadingApi, reading_api
 from api.session import SessionConfig
 from api.webhooks import WebhookSender
@@ -72,6 +74,7 @@ logger = logging.getLogger(__name__)
 
 FIELD_KEY_FILE: Final = Path("keys") / "field.key"
 ATTACHMENTS_DIR: Final = "attachments"  # consult attachments in the data dir
+RECORDS_DIR: Final = "records"  # uploaded ECG records (WFDB) in the data dir
 
 
 class PlatformError(Exception):
@@ -293,6 +296,28 @@ def open_platform(
         critical_codes=frozenset(CRITICAL_TEXT),
     )
     signals = SignalsRelay()
+    # Uploaded records become reading tasks too: the reading API draws them from the
+    # data dir, the streams from the live ECG service (set by the server); the signed
+    # report is also served as FHIR.
+    uploaded = RecordStore(data_dir / RECORDS_DIR)
+    uploads = record_upload_api(
+        RecordUploads(
+            service=reading_service,
+            store=uploaded,
+            directory=stores.directory,
+            audit=stores.audit,
+        )
+    )
+    reading_routes = reading_api(reading_service, UploadedOrStreamed(uploaded, signals))
+    readings = ReadingApi(
+        route_handlers=[
+            *reading_routes.route_handlers,
+            ReadingFhirController,
+            *uploads.route_handlers,
+        ],
+        dependencies={**reading_routes.dependencies, **uploads.dependencies},
+        middleware=reading_routes.middleware,
+    )
     return Platform(
         stores=stores,
         accounts=accounts,
@@ -307,7 +332,7 @@ def open_platform(
         notices=notices,
         webhook_sender=WebhookSender(hooks),
         reading_service=reading_service,
-        readings=reading_api(reading_service, signals),
+        readings=readings,
         reading_notices=reading_notices,
         signals=signals,
         reading_stats=reading_stats_api(SqlReadingStatistics(stores.engine)),

@@ -33,8 +33,9 @@ from tests.api.test_readings import Api
 from tests.conftest import ecg_data_dir
 from tests.consults.test_reading_service_world import make_reading_world
 from tests.pg import Database, database
+from tests.teleconsult.test_platform_server import Running, build_directory, running
 
-__all__ = ["database"]
+__all__ = ["database", "running"]
 
 URL = "/api/v1/ecg/records"
 CONFIG = RecordUploadConfig(max_signal_bytes=4 * 1024 * 1024, max_samples_per_lead=700_000)
@@ -273,3 +274,23 @@ async def test_who_may_upload(api: UploadApi, tmp_path: Path) -> None:
     assert [g for g in openapi_gaps(document) if "/ecg/records" in g] == []
     for client in (far, doctor):
         await client.aclose()
+
+
+async def test_the_assembled_server_takes_uploads(running: Running, tmp_path: Path) -> None:
+    """On the server as ``teleconsult serve`` wires it: the clinic's doctor uploads a
+    record; the county's reader sees the task and its signal (the reading API draws
+    uploads from the data dir); its report is not signed yet (``report.fhir`` 409)."""
+    await build_directory(running)
+    doctor = await running.login("li.doctor")
+    reader = await running.login("chen.reader")
+    good = _files(_write(tmp_path, "good", _synthetic(seconds=10), "16"))
+    answer = await running.http.post(URL, files=good, headers={"authorization": f"Bearer {doctor}"})
+    assert answer.status_code == 201, answer.text
+    made = answer.json()
+    assert made["clinic"] == "town-1"
+    assert made["centre"] == "county-1"
+    found = await running.call(reader, "GET", f"/readings/{made['reading']}/ecg?duration_s=1")
+    assert found.status_code == 200, found.text
+    assert found.json()["leads"][:2] == ["I", "II"]
+    fhir = await running.call(reader, "GET", f"/readings/{made['reading']}/report.fhir")
+    assert error_of(fhir) == (409, "not_signed")
