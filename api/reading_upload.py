@@ -53,7 +53,7 @@ from litestar.params import Body
 from msgspec import Meta
 
 from api.errors import ApiError
-from api.readings import EcgSignals, ReadingApi
+from api.readings import MEASURED_S, EcgSignals, ReadingApi
 from api.schemas import AUTH_ERRORS, documented
 from api.session import consults_error
 from consults.accounts import Principal
@@ -191,22 +191,31 @@ class ParsedRecord:
     def n_samples(self) -> int:
         return int(self.digital.shape[0])
 
-    def to_record(self, name: str) -> Record:
-        """The samples in mV (NaN where there is none), lead names normalised."""
+    @property
+    def leads(self) -> tuple[str, ...]:
+        """The lead names normalised (``ecg.record.normalise_lead_name``)."""
+        from ecg.record import normalise_lead_name
+
+        return tuple(normalise_lead_name(n) for n in self.lead_names)
+
+    def to_record(self, name: str, seconds: float | None = None) -> Record:
+        """The samples (the first ``seconds`` only, when given) in mV, NaN where there
+        is none; lead names normalised."""
         import numpy as np
 
-        from ecg.record import Record, normalise_lead_name
+        from ecg.record import Record
 
-        digital = self.digital.astype(np.float64)
+        kept = self.digital if seconds is None else self.digital[: int(seconds * self.fs_hz)]
+        digital = kept.astype(np.float64)
         gains = np.asarray(self.gains)
         mv = np.asarray([_MV_PER_UNIT[u.lower()] for u in self.units])
         signal = (digital - np.asarray(self.baselines, dtype=np.float64)) / gains * mv
-        signal[self.digital == -32768] = np.nan
+        signal[kept == -32768] = np.nan
         return Record(
             name=name,
             fs_hz=self.fs_hz,
             signal_mv=np.ascontiguousarray(signal),
-            lead_names=tuple(normalise_lead_name(n) for n in self.lead_names),
+            lead_names=self.leads,
             comments=self.comments,
         )
 
@@ -561,8 +570,8 @@ class RecordUploads:
             self._audit(person, clinic, patient, "denied", code=exc.code, **sums)
             raise
         record_id = self.new_id()
-        found = parsed.to_record(record_id)
-        critical, statements = _engine_findings(found)
+        # The engine reads the first seconds only (not a whole hour in float64).
+        critical, statements = _engine_findings(parsed.to_record(record_id, MEASURED_S))
         self.store.put(record_id, parsed)
         try:
             made = self.service.task_for_record(
@@ -677,7 +686,7 @@ class RecordUploadController(Controller):
             critical=list(task.critical),
             top_statements=list(made.top_statements),
             fs_hz=parsed.fs_hz,
-            leads=[str(n) for n in parsed.to_record("x").lead_names],
+            leads=list(parsed.leads),
             n_samples=parsed.n_samples,
             duration_s=parsed.n_samples / parsed.fs_hz,
         )
