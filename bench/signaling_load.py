@@ -86,6 +86,9 @@ class NullMedia:
     async def set_paused(self, participant_id: str, kind: TrackKind, paused: bool) -> None:
         return None
 
+    async def set_receiving(self, participant_id: str, kind: TrackKind, receiving: bool) -> None:
+        return None
+
     async def leave(self, participant_id: str) -> None:
         return None
 

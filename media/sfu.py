@@ -122,6 +122,7 @@ class _Session:
     offer_state: OfferState = OfferState.STABLE
     segment: int = 0  # how many earlier sessions the participant had in the room
     paused: set[TrackKind] = field(default_factory=set)
+    refused: set[TrackKind] = field(default_factory=set)  # kinds it receives none of
     held_candidates: dict[PeerRole, list[tuple[str, str | None, int | None]]] = field(
         default_factory=lambda: {"publish": [], "subscribe": []}
     )
@@ -229,7 +230,8 @@ class Sfu:
         self._sessions[participant_id] = session
         for other in self._room(room_id, but=session):
             for source in other.published.values():
-                session.wanted[source.source_id] = source
+                if source.kind not in session.refused:
+                    session.wanted[source.source_id] = source
         if session.wanted:
             self._change(session)
         if self._record_all:
@@ -332,6 +334,28 @@ class Sfu:
                 self._forwarder.set_paused(source.source_id, paused)
         if kind == "video" and self._recorder is not None:
             self._recorder.set_camera_off(session.room_id, participant_id, paused)
+
+    async def set_receiving(self, participant_id: str, kind: TrackKind, receiving: bool) -> None:
+        """Send the participant others' ``kind`` tracks again, or none of them (audio only).
+
+        Only ``wanted`` changes: the next subscribe offer frees the transceivers of the
+        tracks dropped (or fills them again), on the same connection, so sound goes on
+        without a gap and nothing reconnects.
+        """
+        session = self._session(participant_id)
+        before = set(session.wanted)
+        if receiving:
+            session.refused.discard(kind)
+            for other in self._room(session.room_id, but=session):
+                for source in other.published.values():
+                    if source.kind == kind:
+                        session.wanted[source.source_id] = source
+        else:
+            session.refused.add(kind)
+            for source_id in [i for i, s in session.wanted.items() if s.kind == kind]:
+                del session.wanted[source_id]
+        if set(session.wanted) != before:
+            self._change(session)
 
     async def leave(self, participant_id: str) -> None:
         """Close the participant's session and remove its tracks from every subscriber.
@@ -616,8 +640,9 @@ class Sfu:
             self._record_source(session, source)
             await self._notify(session.listener.track_published(track_id, kind, source.stream_id))
             for other in self._room(session.room_id, but=session):
-                other.wanted[source.source_id] = source
-                self._change(other)
+                if kind not in other.refused:
+                    other.wanted[source.source_id] = source
+                    self._change(other)
 
     def _unpublish_everywhere(self, session: _Session, source: _Source) -> None:
         self._forwarder.remove_source(source.source_id)

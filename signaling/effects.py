@@ -97,6 +97,15 @@ class MediaPause:
 
 
 @dataclass(frozen=True, slots=True)
+class MediaReceive:
+    """Send a participant others' tracks of one kind, or none of them (audio only)."""
+
+    participant_id: str
+    kind: TrackKind
+    receiving: bool
+
+
+@dataclass(frozen=True, slots=True)
 class MediaLeave:
     """Close a participant's media session."""
 
@@ -167,10 +176,19 @@ Effect = (
     | MediaAnswer
     | MediaCandidate
     | MediaPause
+    | MediaReceive
     | MediaLeave
     | MediaRecord
     | Persist
     | EcgRequest
     | Waiting
 )
-MEDIA_EFFECTS = (MediaJoin, MediaOffer, MediaAnswer, MediaCandidate, MediaPause, MediaLeave)
+MEDIA_EFFECTS = (
+    MediaJoin,
+    MediaOffer,
+    MediaAnswer,
+    MediaCandidate,
+    MediaPause,
+    MediaReceive,
+    MediaLeave,
+)

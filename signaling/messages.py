@@ -183,6 +183,13 @@ class Unmute(_ClientMessage, tag="unmute", kw_only=True):
     kind: TrackKind
 
 
+class Receive(_ClientMessage, tag="receive", kw_only=True):
+    """Receive others' video (``video: true``, the default) or not (audio only): the
+    server renegotiates the subscribe connection at once, without a reconnect."""
+
+    video: bool
+
+
 class Chat(_ClientMessage, tag="chat", kw_only=True):
     """Send a chat message to everyone joined in the room."""
 
@@ -278,6 +285,7 @@ ClientMessage = (
     | Unpublish
     | Mute
     | Unmute
+    | Receive
     | Chat
     | Leave
     | Admit
@@ -305,6 +313,7 @@ CLIENT_TYPES: Final = frozenset(
         Unpublish,
         Mute,
         Unmute,
+        Receive,
         Chat,
         Leave,
         Admit,

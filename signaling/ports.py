@@ -127,6 +127,10 @@ class MediaBackend(Protocol):
     async def set_paused(self, participant_id: str, kind: TrackKind, paused: bool) -> None:
         """Stop or resume forwarding the participant's ``kind`` tracks (moderator mute)."""
 
+    async def set_receiving(self, participant_id: str, kind: TrackKind, receiving: bool) -> None:
+        """Send the participant others' ``kind`` tracks, or none (audio only): the
+        subscribe connection is renegotiated, the publish one is untouched."""
+
     async def leave(self, participant_id: str) -> None:
         """Close the participant's session and remove its tracks from every subscriber."""
 

@@ -57,6 +57,7 @@ from signaling.effects import (
     MediaLeave,
     MediaOffer,
     MediaPause,
+    MediaReceive,
     MediaRecord,
     Persist,
     Waiting,
@@ -78,6 +79,7 @@ RoomMessage = (
     | m.Unpublish
     | m.Mute
     | m.Unmute
+    | m.Receive
     | m.Admit
     | m.Remove
     | m.Deny
@@ -128,6 +130,7 @@ class Rooms:
         self._recording: dict[str, bool] = {}  # room id -> being recorded
         self._removing: set[tuple[str, str]] = set()  # (room, identity) being recorded
         self._hands: set[str] = set()  # participant ids with a raised hand
+        self._audio_only: set[str] = set()  # participant ids receiving no video
 
     # ------------------------------------------------------------------ join and resume
 
@@ -246,6 +249,8 @@ class Rooms:
         for kind in ("audio", "video"):
             if p.muted[kind]:
                 ctx.emit(MediaPause(p.participant_id, kind, True))
+        if p.participant_id in self._audio_only:
+            ctx.emit(MediaReceive(p.participant_id, "video", False))
 
     # ------------------------------------------------------------------ messages
 
@@ -287,6 +292,12 @@ class Rooms:
                 self._mute(p, kind, target_id)
             case m.Unmute(kind=kind):
                 self._set_muted(p, kind, muted=False, by=p)
+            case m.Receive(video=video):
+                if video:
+                    self._audio_only.discard(p.participant_id)
+                else:
+                    self._audio_only.add(p.participant_id)
+                ctx.emit(MediaReceive(p.participant_id, "video", video))
             case m.Admit(participant_id=target_id):
                 self._admit(p, target_id)
             case m.Remove(participant_id=target_id, reason=reason, ref=ref, ban=True):
@@ -565,6 +576,7 @@ class Rooms:
         room.discard(p)
         ctx.participants.pop(p.participant_id, None)
         self._hands.discard(p.participant_id)
+        self._audio_only.discard(p.participant_id)
         left = m.ParticipantLeft(
             participant_id=p.participant_id, identity=p.identity, reason=reason
         )

@@ -55,6 +55,7 @@ from signaling.effects import (
     MediaLeave,
     MediaOffer,
     MediaPause,
+    MediaReceive,
     MediaRecord,
     Persist,
     Send,
@@ -65,6 +66,11 @@ from signaling.metrics import Metrics
 from signaling.ports import MediaBackend, Outlet, PeerRole, TrackKind
 
 logger = logging.getLogger(__name__)
+
+# The effects that are calls of the media backend, run in their participant's lane.
+MediaCall = (
+    MediaJoin | MediaOffer | MediaAnswer | MediaCandidate | MediaPause | MediaReceive | MediaLeave
+)
 
 __version__ = "0.1.0"
 
@@ -429,9 +435,7 @@ class SignalingServer:
 
     def _media(self, effect: Effect) -> None:
         """Queue a media call in its participant's lane."""
-        assert isinstance(
-            effect, MediaJoin | MediaOffer | MediaAnswer | MediaCandidate | MediaPause | MediaLeave
-        )
+        assert isinstance(effect, MediaCall)
         previous = self._lanes.get(effect.participant_id)
         task = asyncio.create_task(self._after(previous, lambda: self._call_media(effect)))
         self._lanes[effect.participant_id] = task
@@ -451,7 +455,7 @@ class SignalingServer:
 
     async def _call_media(
         self,
-        effect: MediaJoin | MediaOffer | MediaAnswer | MediaCandidate | MediaPause | MediaLeave,
+        effect: MediaCall,
     ) -> None:
         media, core = self.media, self.core
         conn: ConnId | None = None
@@ -482,6 +486,8 @@ class SignalingServer:
                     )
                 case MediaPause(participant_id=pid, kind=kind, paused=paused):
                     await media.set_paused(pid, kind, paused)
+                case MediaReceive(participant_id=pid, kind=kind, receiving=receiving):
+                    await media.set_receiving(pid, kind, receiving)
                 case MediaLeave(participant_id=pid):
                     await media.leave(pid)
         except ValueError as exc:

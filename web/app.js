@@ -40,6 +40,7 @@ const tc = {
   recordingPolicy: "allowed",
   layout: "speaker",
   audioOnly: false, // neither send nor receive video (poor networks)
+  audioOnlySent: null, // {sender, track}: the camera's sender, emptied while audio only
   audioOnlyProposed: false, // the poor-link proposal was shown (once per page)
   inbound: null, // totals received on the subscribe connection: {audio: {packets, bytes}, video: {packets, bytes, frames}}
   receivedKbps: 0, // everything received, over the last quality window
@@ -876,12 +877,13 @@ function toggleLocal(kind) {
   tc.signaling.send({ type: enable ? "unmute" : "mute", kind });
 }
 
-// Audio only: we publish no video (the camera is off; others see our initials) and
-// refuse the server's (the video m-sections of our subscribe answers are `inactive`, so
-// the server's senders send nothing). The subscribe connection is the server's to
-// renegotiate, so the session is resumed: the fresh connections carry audio only, or
-// video again (a gap of about a second in sound). The camera comes back as it was.
-function setAudioOnly(on) {
+// Audio only: we send no video (the camera's sender carries no track; others see our
+// initials) and receive none: the `receive` message has the server renegotiate our
+// subscribe connection without its video, on the same connection, so sound goes on
+// without a gap. Back to video: the sender gets its track again and the server sends
+// video again (after a reconnect meanwhile, the fresh session publishes it instead).
+// The camera comes back as it was.
+async function setAudioOnly(on) {
   if (tc.audioOnly === on || !tc.signaling) return;
   $("propose-audio-only").hidden = true;
   if (on) tc.cameraBeforeAudioOnly = localEnabled("video");
@@ -893,7 +895,21 @@ function setAudioOnly(on) {
   }
   renderControls();
   for (const id of tc.participants.keys()) renderTile(id);
-  tc.signaling.drop();
+  tc.signaling.send({ type: "receive", video: !on });
+  const pc = tc.media && tc.media.publishPc;
+  if (on) {
+    const sender = tc.media && tc.media.videoSender();
+    tc.audioOnlySent = sender ? { sender, track: sender.track } : null;
+    if (sender) await sender.replaceTrack(null);
+    return;
+  }
+  const held = tc.audioOnlySent;
+  tc.audioOnlySent = null;
+  if (held && pc && pc.getSenders().includes(held.sender)) {
+    await held.sender.replaceTrack(held.track);
+  } else if (pc && !tc.media.videoSender() && tc.localStream && tc.localStream.getVideoTracks().length) {
+    tc.signaling.drop(); // reconnected while audio only: that session published no video
+  }
 }
 
 // Screen sharing replaces the camera's track on the publish connection (no
@@ -941,6 +957,7 @@ function renderControls() {
   setButton($("toggle-hand"), "hand", t(raised ? "lowerHand" : "raiseHand"), raised);
   setButton($("toggle-audio-only"), "micOnly", t(tc.audioOnly ? "videoOn" : "audioOnly"), tc.audioOnly);
   $("toggle-video").disabled = tc.audioOnly;
+  $("toggle-screen").disabled = tc.audioOnly;
   const gallery = tc.layout === "gallery";
   setButton($("toggle-layout"), gallery ? "speaker" : "layout", t(gallery ? "speakerView" : "galleryView"), gallery);
   const full = Boolean(document.fullscreenElement);

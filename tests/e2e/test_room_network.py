@@ -277,4 +277,16 @@ async def test_a_line_that_cannot_carry_video_proposes_audio_only(
         await b.get_by_role("button", name="Switch to audio only").click()
         assert await b.get_attribute("#toggle-audio-only", "aria-pressed") == "true"
         assert await proposal.is_hidden()
-        await b.wait_for_function("() => window.tc.me.resumed === true", timeout=30_000)
+        # Renegotiated without video on the same connection: video stops, sound goes on.
+        await b.wait_for_function(
+            """() => {
+                const now = window.tc.inbound;
+                const last = window.lastInbound;
+                window.lastInbound = { audio: now.audio.packets, video: now.video.packets };
+                return Boolean(last) && now.video.packets === last.video
+                    && now.audio.packets > last.audio;
+            }""",
+            polling=2000,
+            timeout=30_000,
+        )
+        assert not await b.evaluate("() => window.tc.me.resumed")

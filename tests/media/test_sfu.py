@@ -133,6 +133,36 @@ async def test_pause_stops_forwarding_a_kind(sfu: Sfu, clients: list[Client]) ->
     assert close_to(await mean_colour(video), RED)
 
 
+async def test_audio_only_drops_received_video_on_the_same_connection(
+    sfu: Sfu, clients: list[Client]
+) -> None:
+    """Refusing video renegotiates the subscribe connection: video stops, sound keeps
+    arriving on the same connection (never reconnected); asking again brings video back,
+    also from a publisher who joined meanwhile."""
+    a, b = await joined_pair(sfu, clients)
+    await wait_for(lambda: len(b.live("video")) == 1 and len(b.live("audio")) == 1)
+    subscribe = b.subscribe
+    offers = b.offers
+    await sfu.set_receiving("b", "video", False)
+    await wait_for(lambda: b.live("video") == [] and b.offers > offers)
+    (audio,) = b.live("audio")
+    assert not await falls_silent(audio, quiet_s=0.5)
+    c = make(sfu, clients, "c", GREEN)
+    await c.join("room")
+    await wait_for(lambda: len(b.live("audio")) == 2)
+    assert b.live("video") == []
+    await sfu.set_receiving("b", "video", False)  # again: nothing to change
+    await sfu.set_receiving("b", "video", True)
+    await wait_for(lambda: len(b.live("video")) == 2)
+    assert b.subscribe is subscribe
+    assert ("subscribe", "failed") not in b.states
+    assert ("subscribe", "closed") not in b.states
+    colours = [await mean_colour(track) for track in b.live("video")]
+    assert any(close_to(colour, RED) for colour in colours)
+    assert any(close_to(colour, GREEN) for colour in colours)
+    assert a.live("video")  # the others' reception never changed
+
+
 async def test_bad_input_is_refused_and_changes_nothing(sfu: Sfu, clients: list[Client]) -> None:
     """Invalid SDP, wrong peer, unknown mid, unknown or duplicate participant: clear errors."""
     a, b = make(sfu, clients, "a", RED), make(sfu, clients, "b", GREEN)

@@ -85,6 +85,9 @@ class FakeMedia:
     async def set_paused(self, participant_id: str, kind: TrackKind, paused: bool) -> None:
         self.calls.append((f"paused-{kind}-{paused}", participant_id))
 
+    async def set_receiving(self, participant_id: str, kind: TrackKind, receiving: bool) -> None:
+        self.calls.append((f"receiving-{kind}-{receiving}", participant_id))
+
     async def leave(self, participant_id: str) -> None:
         self.calls.append(("leave", participant_id))
         self.listeners.pop(participant_id, None)

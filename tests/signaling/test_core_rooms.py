@@ -13,6 +13,7 @@ from signaling.core import (
     MediaLeave,
     MediaOffer,
     MediaPause,
+    MediaReceive,
     MediaRecord,
     Persist,
 )
@@ -299,6 +300,24 @@ def test_resume_within_grace_keeps_the_participant() -> None:
     assert types(effects, mod) == ["participant_state"]
     media = [e for e in effects if isinstance(e, MediaJoin | MediaPause)]
     assert [type(e) for e in media] == [MediaJoin, MediaPause]
+
+
+def test_audio_only_is_asked_of_the_media_and_kept_across_a_resume() -> None:
+    """``receive`` video false/true reaches the media backend; a participant receiving no
+    video who drops and resumes gets the refusal again after the join."""
+    h = Harness()
+    mod, app, _, app_pid = admitted(h)
+    h.core.media_joined(app_pid, h.core.participant(app_pid).media_generation)  # type: ignore[union-attr]
+    effects = h.send(app, m.Receive(video=False))
+    assert only(effects, MediaReceive) == [MediaReceive(app_pid, "video", False)]
+    assert sent(effects, mod) == []  # nobody else is told
+    h.core.closed(app, h.now)
+    back, effects = h.join("dr-wang")
+    media = [e for e in effects if isinstance(e, MediaJoin | MediaReceive)]
+    assert media == [media[0], MediaReceive(app_pid, "video", False)]
+    assert isinstance(media[0], MediaJoin)
+    effects = h.send(back, m.Receive(video=True))
+    assert only(effects, MediaReceive) == [MediaReceive(app_pid, "video", True)]
 
 
 def test_removed_after_grace_and_others_told() -> None:
