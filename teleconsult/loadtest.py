@@ -115,6 +115,10 @@ class LoadPlan:
     prefix: str = "loadtest"
     # Ramp: clients of each kind start spread over this long.
     ramp_s: float = 1.0
+    # Participants and viewers join again after a drop (a soak's server restart) instead
+    # of ending; the first participant of each room records it.
+    reconnect: bool = False
+    record: bool = False
 
     @property
     def ws_url(self) -> str:
@@ -211,9 +215,21 @@ def _tracks() -> tuple[Any, Any]:
 
 
 async def participant(
-    plan: LoadPlan, figures: Figures, identity: str, room: str, until: float
+    plan: LoadPlan, figures: Figures, identity: str, room: str, until: float, records: bool
 ) -> None:
-    """Join ``room``, publish, receive; leave at ``until`` (``time.monotonic()``)."""
+    """Join ``room``, publish, receive; leave at ``until`` (``time.monotonic()``).
+
+    With ``plan.reconnect`` join again after a drop, a second later, until ``until``.
+    """
+    await _participant_once(plan, figures, identity, room, until, records)
+    while plan.reconnect and time.monotonic() + 1.0 < until:
+        await asyncio.sleep(1.0)
+        await _participant_once(plan, figures, identity, room, until, records)
+
+
+async def _participant_once(
+    plan: LoadPlan, figures: Figures, identity: str, room: str, until: float, records: bool
+) -> None:
     from aiortc import (
         RTCBundlePolicy,
         RTCConfiguration,
@@ -254,6 +270,8 @@ async def participant(
                 figures.errors[f"join {message.get('code', message['type'])}"] += 1
                 return
             figures.join_s.append(time.monotonic() - joined_at)
+            if records:
+                await ws.send(json.dumps({"type": "set_recording", "on": True}))
             audio, video = _tracks()
             for track in (audio, video):
                 publish.addTrack(track)
@@ -355,7 +373,20 @@ async def viewer(
     plan: LoadPlan, figures: Figures, identity: str, room: str, until: float,
     carts: Callable[[str], CartLog | None],
 ) -> None:  # fmt: skip
-    """Watch ``room`` until ``until``: list, subscribe to every stream, time live data."""
+    """Watch ``room`` until ``until``: list, subscribe to every stream, time live data.
+
+    With ``plan.reconnect`` watch again after a drop, a second later, until ``until``.
+    """
+    await _viewer_once(plan, figures, identity, room, until, carts)
+    while plan.reconnect and time.monotonic() + 1.0 < until:
+        await asyncio.sleep(1.0)
+        await _viewer_once(plan, figures, identity, room, until, carts)
+
+
+async def _viewer_once(
+    plan: LoadPlan, figures: Figures, identity: str, room: str, until: float,
+    carts: Callable[[str], CartLog | None],
+) -> None:  # fmt: skip
     subscribed: set[str] = set()
     try:
         async with connect(f"{plan.ws_url}/ws", max_size=None, open_timeout=10) as ws:
@@ -415,11 +446,13 @@ async def run_load(plan: LoadPlan, figures: Figures | None = None) -> Figures:
 
     tasks: list[asyncio.Task[None]] = []
     streams: dict[str, CartLog] = {}
+    # One record for all carts: 30 minutes of 12 leads is 22 MB, 150 copies would be 3 GB.
+    record = synthetic_record(plan.duration_s)
     for i in range(plan.carts):
         log = CartLog(
             device=f"{plan.prefix}-cart-{i}",
             room=f"{plan.prefix}-ecg-{i % max(1, plan.cart_rooms)}",
-            record=synthetic_record(plan.duration_s, seed=i),
+            record=record,
             stream=uuid.uuid4(),
         )
         figures.carts.append(log)
@@ -432,7 +465,8 @@ async def run_load(plan: LoadPlan, figures: Figures | None = None) -> Figures:
         tasks.append(asyncio.create_task(later(0.0, job)))
     for i in range(plan.participants):
         room = f"{plan.prefix}-room-{i % max(1, plan.rooms)}"
-        job = participant(plan, figures, f"{plan.prefix}-person-{i}", room, until)
+        records = plan.record and i < plan.rooms
+        job = participant(plan, figures, f"{plan.prefix}-person-{i}", room, until, records)
         delay = plan.ramp_s * i / max(1, plan.participants)
         tasks.append(asyncio.create_task(later(delay, job)))
     await asyncio.gather(*tasks)
