@@ -33,7 +33,7 @@ import math
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -183,6 +183,14 @@ class Figures:
 # ------------------------------------------------------------------------- participants
 
 
+async def _again(plan: LoadPlan, until: float, once: Callable[[], Awaitable[None]]) -> None:
+    """``once()``, and with ``plan.reconnect`` again a second after each end until ``until``."""
+    await once()
+    while plan.reconnect and time.monotonic() + 1.0 < until:
+        await asyncio.sleep(1.0)
+        await once()
+
+
 def _tracks() -> tuple[Any, Any]:
     """A synthetic audio track (aiortc's silence) and a small moving-gradient video."""
     from aiortc import MediaStreamTrack
@@ -221,10 +229,9 @@ async def participant(
 
     With ``plan.reconnect`` join again after a drop, a second later, until ``until``.
     """
-    await _participant_once(plan, figures, identity, room, until, records)
-    while plan.reconnect and time.monotonic() + 1.0 < until:
-        await asyncio.sleep(1.0)
-        await _participant_once(plan, figures, identity, room, until, records)
+    await _again(
+        plan, until, lambda: _participant_once(plan, figures, identity, room, until, records)
+    )
 
 
 async def _participant_once(
@@ -377,10 +384,7 @@ async def viewer(
 
     With ``plan.reconnect`` watch again after a drop, a second later, until ``until``.
     """
-    await _viewer_once(plan, figures, identity, room, until, carts)
-    while plan.reconnect and time.monotonic() + 1.0 < until:
-        await asyncio.sleep(1.0)
-        await _viewer_once(plan, figures, identity, room, until, carts)
+    await _again(plan, until, lambda: _viewer_once(plan, figures, identity, room, until, carts))
 
 
 async def _viewer_once(
