@@ -26,7 +26,7 @@ import enum
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime, timedelta
 from typing import ClassVar, Final
 
 from cryptography.exceptions import InvalidTag
@@ -68,6 +68,8 @@ class Sex(enum.Enum):
 
 
 # GB 11643-1999: weights of the 17 digits, and the check character for sum mod 11.
+# How far ahead of the server's clock a clinic computer's consent time may be.
+CLOCK_SKEW: Final = timedelta(minutes=5)
 _ID_WEIGHTS: Final = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK: Final = "10X98765432"
 _ID_FORM: Final = re.compile(r"[1-9]\d{16}[\dX]")
@@ -143,8 +145,6 @@ class Patient:
             "record_number",
             _text("patient.record_number", self.record_number, max_chars=64),
         )
-        if self.birth_date > datetime.now(UTC).date():
-            raise InvalidInput("patient.birth_date", "is in the future")
         if self.birth_date.year < 1890:
             raise InvalidInput("patient.birth_date", "is before 1890")
         if self.national_id is not None and not national_id_valid(self.national_id):
@@ -172,8 +172,6 @@ class Consent:
         _text("consent.recorded_by", self.recorded_by, max_chars=64)
         if self.time.tzinfo is None:
             raise InvalidInput("consent.time", "needs a time zone (RFC 3339)")
-        if self.time > datetime.now(UTC):
-            raise InvalidInput("consent.time", "is in the future")
         if self.kind is ConsentKind.VERBAL and not (self.witness or "").strip():
             raise InvalidInput("consent.witness", "a verbal consent names its witness")
 
@@ -199,10 +197,27 @@ class ConsultRequest:
         object.__setattr__(self, "purpose", _text("purpose", self.purpose, max_chars=500))
         object.__setattr__(self, "summary", _text("summary", self.summary, max_chars=20_000))
         object.__setattr__(self, "specialty", _text("specialty", self.specialty, max_chars=64))
-        now = datetime.now(UTC)
         for i, moment in enumerate(self.proposed_times):
             if moment.tzinfo is None:
                 raise InvalidInput(f"proposed_times[{i}]", "needs a time zone (RFC 3339)")
+
+    def check_times(self, now: datetime) -> None:
+        """Refuse a request whose times contradict the service's clock ``now``: a birth
+        date or a consent in the future, a proposed time in the past.
+
+        The consent's time comes from the clinic's computer, whose clock may run a little
+        ahead; up to :data:`CLOCK_SKEW` is allowed.
+
+        Raises
+        ------
+        InvalidInput
+            Naming the field.
+        """
+        if self.patient.birth_date > now.date():
+            raise InvalidInput("patient.birth_date", "is in the future")
+        if self.consent.time > now + CLOCK_SKEW:
+            raise InvalidInput("consent.time", "is in the future")
+        for i, moment in enumerate(self.proposed_times):
             if moment < now:
                 raise InvalidInput(f"proposed_times[{i}]", "is in the past")
 

@@ -428,11 +428,13 @@ class ConsultService:
         Forbidden
             The person is no doctor of an institution.
         InvalidInput
-            No consult centre serves the clinic.
+            No consult centre serves the clinic; a time of the request contradicts the
+            service's clock (:meth:`ConsultRequest.check_times`).
         """
         if Role.DOCTOR not in person.roles or person.institution is None:
             raise Forbidden("only a clinic's doctor may request a consult")
         now = self._clock()
+        request.check_times(now)
         centre = self.centre_for(person.institution)
         patient = request.patient
         draft = Consult(

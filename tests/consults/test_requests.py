@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from consults.errors import InvalidInput
 from consults.lifecycle import Mode, Priority
 from consults.requests import (
+    CLOCK_SKEW,
     AttachmentTooLarge,
     AttachmentType,
     Consent,
@@ -90,7 +91,6 @@ def test_field_cipher_round_trip_and_binding() -> None:
         ({"name": "   "}, "patient.name"),
         ({"name": "a" * 65}, "patient.name"),
         ({"name": "x\x00y"}, "patient.name"),
-        ({"birth_date": date(2999, 1, 1)}, "patient.birth_date"),
         ({"national_id": "110105194912310021"}, "patient.national_id"),
         ({"record_number": ""}, "patient.record_number"),
     ],
@@ -103,24 +103,22 @@ def test_patient_refuses_bad_values(change: dict[str, object], field: str) -> No
 
 
 def test_consent_rules() -> None:
-    """Verbal consent names a witness; consent cannot be recorded in the future or naive."""
+    """Verbal consent names a witness; a consent time is never naive."""
     now = datetime.now(UTC)
     Consent(kind=ConsentKind.WRITTEN, recorded_by="dr-wang", time=now - timedelta(minutes=5))
     with pytest.raises(InvalidInput, match="witness"):
         Consent(kind=ConsentKind.VERBAL, recorded_by="dr-wang", time=now)
-    with pytest.raises(InvalidInput, match="future"):
-        Consent(kind=ConsentKind.WRITTEN, recorded_by="dr-wang", time=now + timedelta(hours=1))
     with pytest.raises(InvalidInput, match="time zone"):
         Consent(kind=ConsentKind.WRITTEN, recorded_by="dr-wang", time=datetime(2026, 1, 1))
 
 
-def test_request_trims_and_checks_times() -> None:
-    """Texts are trimmed; a proposed time in the past is refused."""
-    now = datetime.now(UTC)
-    consent = Consent(kind=ConsentKind.WRITTEN, recorded_by="dr-wang", time=now)
-    base = {
+def request_at(now: datetime, *, consent_s: float = 0, **kw: object) -> ConsultRequest:
+    consent = Consent(
+        kind=ConsentKind.WRITTEN, recorded_by="dr-wang", time=now + timedelta(seconds=consent_s)
+    )
+    fields: dict[str, object] = {
         "patient": patient(),
-        "reason": "  胸痛两小时 ",
+        "reason": "胸痛两小时",
         "purpose": "明确诊断",
         "summary": "ECG: ST elevation V1-V4",
         "specialty": "cardiology",
@@ -128,11 +126,42 @@ def test_request_trims_and_checks_times() -> None:
         "mode": Mode.REALTIME,
         "consent": consent,
     }
-    request = ConsultRequest(**base, proposed_times=(now + timedelta(hours=1),))  # type: ignore[arg-type]
-    assert request.reason == "胸痛两小时"
+    fields.update(kw)
+    return ConsultRequest(**fields)  # type: ignore[arg-type]
+
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "fine_at"),
+    [
+        ({"patient": patient(birth_date=date(2026, 6, 2))}, "patient.birth_date",
+         NOW + timedelta(days=1)),
+        ({"consent_s": CLOCK_SKEW.total_seconds() + 1}, "consent.time",
+         NOW + timedelta(seconds=1)),
+        ({"proposed_times": (NOW - timedelta(minutes=1),)}, "proposed_times[0]",
+         NOW - timedelta(minutes=1)),
+    ],
+)  # fmt: skip
+def test_times_are_checked_against_the_service_clock(
+    change: dict[str, object], field: str, fine_at: datetime
+) -> None:
+    """The times that must not lie ahead (birth, consent, beyond the allowed skew of a
+    clinic's clock) or behind (a proposed slot) are judged by the clock the service passes
+    at submission, not by the value's constructor: the same request passes at another
+    moment."""
+    request_at(NOW, consent_s=CLOCK_SKEW.total_seconds()).check_times(NOW)
+    request = request_at(NOW, **change)
+    request.check_times(fine_at)
     with pytest.raises(InvalidInput) as caught:
-        ConsultRequest(**base, proposed_times=(now - timedelta(hours=1),))  # type: ignore[arg-type]
-    assert caught.value.field == "proposed_times[0]"
+        request.check_times(NOW)
+    assert caught.value.field == field
+
+
+def test_request_trims_texts() -> None:
+    """Texts are trimmed."""
+    assert request_at(NOW, reason="  胸痛两小时 ").reason == "胸痛两小时"
 
 
 PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n"
