@@ -31,6 +31,8 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -44,7 +46,7 @@ from api.webhooks import WebhookSender
 from api.ws_device import Declaration, DeviceEndpoint
 from consults.accounts import Principal
 from consults.directory import Role
-from consults.errors import ConsultsError, NotFound
+from consults.errors import Conflict, ConsultsError, NotFound
 from consults.lifecycle import Party
 from consults.reading_service import ReadingNotice, ReadingService
 from consults.repositories import PageRequest, PeopleFilter
@@ -373,6 +375,7 @@ def assemble(
     media: MediaBackend | None = None,
     ecg: bool = True,
     start_live_workers: bool = False,
+    clock: Callable[[], datetime] | None = None,
 ) -> Assembly:
     """Assemble the server and its platform (not started).
 
@@ -389,6 +392,8 @@ def assemble(
         Start the live ECG workers now (call from the running event loop), so that the
         first stream does not wait seconds for their start and warm-up; by default they
         start with the first device connection (tests and rooms-only servers never pay).
+    clock : callable, optional
+        The consult and ECG-centre services' time (see :func:`open_platform`).
 
     Raises
     ------
@@ -405,6 +410,7 @@ def assemble(
         data_dir=config.data_dir,
         database_url=config.backends.database(),
         session=SessionConfig(secure_cookies=True if ssl_context is not None else None),
+        clock=clock,
     )
     store = platform.stores.signaling
     ice = config.ice
@@ -528,21 +534,54 @@ _LIVE_CRITICAL_STREAMS: Final = 10_000
 
 
 def connect_reading_tasks(service: EcgService, platform: Platform) -> None:
-    """Every registered cart's stream becomes a reading task of the ECG centre serving
-    its clinic, from its start (a task in progress the reader may watch live); the
-    reading API's reports draw the stored record."""
+    """Every registered cart's stream is recorded in the store's ``streams`` table (its
+    cart, institution, declared consult, room and patient; its end and samples), so that
+    it is on the consult it declared and can be attached to another; and it becomes a
+    reading task of the ECG centre serving its clinic, from its start (a task in progress
+    the reader may watch live); the reading API's reports draw the stored record.
+
+    The table's writes run in one thread of their own, in the order the streams started
+    and ended (a short stream's end never overtakes its start)."""
+    from store.streams import StreamRecord
+
     platform.signals.source = StreamSignals(service)
     audit = service.on_stream
     readings = platform.reading_service
     directory = platform.stores.directory
+    streams = platform.stores.streams
+    records = ThreadPoolExecutor(1, "stream-records")
 
-    def make_task(start: Start) -> None:  # a worker thread: it reads and writes the store
+    def record_start(start: Start) -> None:  # the records' thread
         device = directory.get_device(start.device)
         if device is None:
             return  # an operator's cart token: no registration, no clinic to read for
         try:
+            streams.add_stream(
+                StreamRecord(
+                    id=str(start.stream), device_id=device.id, institution=device.institution,
+                    room=start.room, consult=start.consult, patient=start.patient,
+                    started_at_s=start.start_time.timestamp(), ended_at_s=None, samples=0,
+                    state="live",
+                )
+            )  # fmt: skip
+        except Conflict:
+            pass  # resumed after a restart: recorded when it started
+        except ConsultsError as exc:
+            logger.info("a stream not recorded: %s", exc.code)
+        make_task(start, device.institution)
+
+    def record_end(start: Start, samples: int) -> None:  # the records' thread
+        try:
+            streams.end_stream(str(start.stream), time.time(), samples)
+        except NotFound:
+            pass  # not a registered cart's
+        except ConsultsError as exc:
+            logger.info("a stream's end not recorded: %s", exc.code)
+
+    def make_task(start: Start, institution: str) -> None:
+        try:
             readings.task_for_stream(
-                str(start.stream), device.institution, start.patient, start.start_time,
+                str(start.stream), institution, start.patient, start.start_time,
                 critical_codes=[], top_statements=[],
             )  # fmt: skip
         except ConsultsError as exc:
@@ -552,7 +591,10 @@ def connect_reading_tasks(service: EcgService, platform: Platform) -> None:
         if audit is not None:
             audit(action, start)
         if action in ("stream.started", "stream.resumed"):
-            asyncio.get_running_loop().run_in_executor(None, make_task, start)
+            records.submit(record_start, start)
+        elif action == "stream.ended":
+            summary = service.ecg_stream(str(start.stream))
+            records.submit(record_end, start, 0 if summary is None else summary.samples)
 
     def on_annotated(start: Start, annotation: Annotation) -> None:  # the batch thread
         for finding in annotation.critical or ():

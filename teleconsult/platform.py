@@ -26,8 +26,10 @@ import logging
 import secrets
 import stat
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -237,13 +239,23 @@ class Platform:
         self.stores.close()
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 def open_platform(
     *,
     data_dir: Path,
     database_url: str | None = None,
     session: SessionConfig | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> Platform:
     """Open the store and build accounts, directory, device check and REST API on it.
+
+    ``clock``: the time of the accounts (sessions, lockouts, TOTP steps), the consult
+    service and the ECG centre (aware UTC; deadlines, expiry, escalation), by default the
+    system's; a test moves it to run a story through its deadlines on the whole server.
+    Room and device tokens keep the system's time (they are JWTs checked by the edge).
 
     Raises
     ------
@@ -255,12 +267,14 @@ def open_platform(
     field_key = load_field_key(data_dir)
     stores = open_store(data_dir=data_dir, database_url=database_url, totp_key=field_key)
     revocations = RevocationRelay()
+    now = clock or _utc_now
     accounts = Accounts(
         directory=stores.directory,
         credentials=stores.credentials,
         sessions=stores.sessions,
         audit=stores.audit,
         revocations=revocations,
+        clock=(lambda: now().timestamp()) if clock is not None else time.time,
     )
     directory = DirectoryAdmin(accounts)
     view = DirectorySnapshot(stores.directory)
@@ -275,6 +289,7 @@ def open_platform(
         cipher=FieldCipher(field_key),
         blobs=FileBlobStore(data_dir / ATTACHMENTS_DIR),
         notifier=notices,
+        clock=now,
     )
     # Outgoing webhooks: each notice queued for the endpoints of the institutions it
     # concerns; the server's sender delivers them (signed, retried, logged).
@@ -294,6 +309,7 @@ def open_platform(
         notifier=reading_notices,
         statement_codes=frozenset(LIBRARY),
         critical_codes=frozenset(CRITICAL_TEXT),
+        clock=now,
     )
     signals = SignalsRelay()
     # Uploaded records become reading tasks too: the reading API draws them from the

@@ -1121,7 +1121,7 @@ async function load() {
   } catch (error) {
     if (error instanceof ApiFailure && error.status === 401) {
       $("signed-out").hidden = false;
-      $("login-link").href = `/static/login.html?next=${encodeURIComponent("/static/consults.html")}`;
+      $("login-link").href = `/static/login.html?next=${encodeURIComponent(location.pathname + location.search + location.hash)}`;
       document.body.dataset.ready = "true";
       return;
     }

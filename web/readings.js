@@ -1016,7 +1016,7 @@ async function load() {
     if (error instanceof ApiFailure && error.status === 401) {
       $("signed-out").hidden = false;
       $("tabs").hidden = true;
-      $("login-link").href = `/static/login.html?next=${encodeURIComponent("/readings")}`;
+      $("login-link").href = `/static/login.html?next=${encodeURIComponent(location.pathname + location.search + location.hash)}`;
       document.body.dataset.ready = "true";
       return;
     }

@@ -39,19 +39,23 @@ async def browser() -> AsyncIterator[Browser]:
         yield running
 
 
-@pytest.fixture
-async def served(tmp_path: Path) -> AsyncIterator[Assembly]:
-    """A new data dir whose first admin ``root`` was made by ``teleconsult setup``, and
-    the server on it (a free loopback port)."""
-    data = tmp_path / "var"
+async def set_up(data: Path) -> Config:
+    """``teleconsult setup`` makes the first admin ``root`` in a new data dir; the
+    configuration of a server on it (a free loopback port, this checkout's pages)."""
     setup = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "teleconsult", "setup", "--admin", "root", "--password-stdin",
         "--data-dir", str(data), stdin=asyncio.subprocess.PIPE, cwd=REPO,
     )  # fmt: skip
     await setup.communicate((ADMIN_PASSWORD + "\n").encode())
     assert setup.returncode == 0
-    config = Config(server=EdgeConfig(port=0), data=DataSection(data_dir=data, web_dir=WEB_DIR))
-    assembly = assemble(config)
+    return Config(server=EdgeConfig(port=0), data=DataSection(data_dir=data, web_dir=WEB_DIR))
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[Assembly]:
+    """A new data dir whose first admin ``root`` was made by ``teleconsult setup``, and
+    the server on it (a free loopback port)."""
+    assembly = assemble(await set_up(tmp_path / "var"))
     await assembly.server.start()
     try:
         yield assembly
