@@ -1,7 +1,7 @@
 """The edge's settings: plain frozen dataclasses, cheap to import.
 
 The configuration tree of ``teleconsult`` (``teleconsult.config.Config``) holds these as
-its ``[server]`` and ``[api]`` sections as they are; this module imports neither
+its ``[server]``, ``[api]`` and ``[uploads]`` sections as they are; this module imports neither
 Litestar nor uvicorn, so that reading a configuration (``teleconsult token``) stays
 quick.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ApiConfig", "EdgeConfig"]
+__all__ = ["ApiConfig", "EdgeConfig", "RecordUploadConfig"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,3 +86,42 @@ class ApiConfig:
             raise ValueError(f"api.max_body_bytes must be >= 1024, not {self.max_body_bytes}")
         if self.health_timeout_s <= 0:
             raise ValueError("api.health_timeout_s must be positive")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordUploadConfig:
+    """Limits of an uploaded record (``POST /api/v1/ecg/records``; the ``[uploads]``
+    section of the configuration).
+
+    Attributes
+    ----------
+    max_header_bytes : int
+        The ``.hea`` file.
+    max_signal_bytes : int
+        The ``.dat`` file (the request may be this plus the header and 64 KiB of form).
+    max_leads : int
+        Signals per record (at most ``ecg.record.MAX_LEADS``, 15).
+    max_samples_per_lead : int
+        Samples of each lead (default: 1 h at 500 Hz).
+    """
+
+    # Limits
+    max_header_bytes: int = 64 * 1024
+    max_signal_bytes: int = 64 * 1024 * 1024
+    max_leads: int = 15
+    max_samples_per_lead: int = 1_800_000
+
+    def __post_init__(self) -> None:
+        if not 1024 <= self.max_header_bytes <= 1024 * 1024:
+            raise ValueError("max_header_bytes must be in 1 KiB-1 MiB")
+        if not 1024 <= self.max_signal_bytes <= 2**31:
+            raise ValueError("max_signal_bytes must be in 1 KiB-2 GiB")
+        if not 1 <= self.max_leads <= 15:
+            raise ValueError("max_leads must be in 1-15")
+        if self.max_samples_per_lead < 1:
+            raise ValueError("max_samples_per_lead must be positive")
+
+    @property
+    def max_request_bytes(self) -> int:
+        """The whole multipart request: both files and the form's other fields."""
+        return self.max_header_bytes + self.max_signal_bytes + 64 * 1024

@@ -52,6 +52,7 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from msgspec import Meta
 
+from api.edge_config import RecordUploadConfig
 from api.errors import ApiError
 from api.readings import MEASURED_S, EcgSignals, ReadingApi
 from api.schemas import AUTH_ERRORS, documented
@@ -110,44 +111,6 @@ class UploadRefused(ApiError):
 
     def __init__(self, code: str, reason: str) -> None:
         super().__init__(code, reason, status=REFUSALS[code][0])
-
-
-@dataclass(frozen=True, kw_only=True)
-class RecordUploadConfig:
-    """Limits of an uploaded record.
-
-    Attributes
-    ----------
-    max_header_bytes : int
-        The ``.hea`` file.
-    max_signal_bytes : int
-        The ``.dat`` file (the request may be this plus the header and 64 KiB of form).
-    max_leads : int
-        Signals per record (at most ``ecg.record.MAX_LEADS``, 15).
-    max_samples_per_lead : int
-        Samples of each lead (default: 1 h at 500 Hz).
-    """
-
-    # Limits
-    max_header_bytes: int = 64 * 1024
-    max_signal_bytes: int = 64 * 1024 * 1024
-    max_leads: int = 15
-    max_samples_per_lead: int = 1_800_000
-
-    def __post_init__(self) -> None:
-        if not 1024 <= self.max_header_bytes <= 1024 * 1024:
-            raise ValueError("max_header_bytes must be in 1 KiB-1 MiB")
-        if not 1024 <= self.max_signal_bytes <= 2**31:
-            raise ValueError("max_signal_bytes must be in 1 KiB-2 GiB")
-        if not 1 <= self.max_leads <= 15:
-            raise ValueError("max_leads must be in 1-15")
-        if self.max_samples_per_lead < 1:
-            raise ValueError("max_samples_per_lead must be positive")
-
-    @property
-    def max_request_bytes(self) -> int:
-        """The whole multipart request: both files and the form's other fields."""
-        return self.max_header_bytes + self.max_signal_bytes + 64 * 1024
 
 
 # The header's parts (PhysioNet's header(5) format, the subset carts write).

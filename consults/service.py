@@ -111,14 +111,13 @@ from consults.referrals import (
 )
 from consults.repositories import AuditEvent, Page, PageRequest, PeopleFilter
 from consults.requests import (
-    DEFAULT_LIMITS_BYTES,
     ConsultRequest,
     FieldCipher,
-    MediaType,
     check_attachment,
     mask_national_id,
 )
 from consults.rights import Tree, providers_of
+from consults.settings import ConsultSettings
 from consults.signatures import KeyPair, digest, sign
 from consults.transitions import NotPermitted, TransitionNotAllowed
 
@@ -289,20 +288,14 @@ class ConsultService:
         Seals the national id.
     blobs
         Attachment bytes.
-    policy
-        Acceptance deadlines and expiry per priority.
+    settings
+        Acceptance deadlines and expiry per priority, the due-soon warning and the
+        reminder before a scheduled consult, attachment limits (the ``[consults]``
+        section of the configuration).
     clock
         The time, aware UTC.
-    attachment_limits_bytes
-        Size limit per attachment type.
     notifier
         Told of every step someone must hear of, after it is stored.
-    warn_fraction
-        The sweep warns (``consult.due_soon``) when this fraction of the acceptance time
-        remains and the consult is still not accepted.
-    remind_before_s
-        The sweep reminds both sides (``consult.starting``) this long before a scheduled
-        consult's start.
     """
 
     def __init__(
@@ -314,13 +307,10 @@ class ConsultService:
         second_factor: SecondFactor,
         cipher: FieldCipher,
         blobs: BlobStore,
-        policy: DeadlinePolicy | None = None,
+        settings: ConsultSettings | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         new_id: Callable[[], str] = _new_id,
-        attachment_limits_bytes: dict[MediaType, int] | None = None,
         notifier: Notifier | None = None,
-        warn_fraction: float = 0.25,
-        remind_before_s: float = 15 * 60.0,
     ) -> None:
         self._repo = consults
         self._stats = statistics
@@ -328,15 +318,14 @@ class ConsultService:
         self._second_factor = second_factor
         self._cipher = cipher
         self._blobs = blobs
-        self.policy = policy or DeadlinePolicy()
+        settings = settings or ConsultSettings()
+        self.policy: DeadlinePolicy = settings
         self._clock = clock
         self._new_id = new_id
-        self.attachment_limits_bytes = attachment_limits_bytes or dict(DEFAULT_LIMITS_BYTES)
+        self.attachment_limits_bytes = dict(settings.attachment_limits_bytes)
         self._notifier: Notifier = notifier or NoNotices()
-        if not 0 < warn_fraction < 1 or remind_before_s <= 0:
-            raise ValueError("0 < warn_fraction < 1 and remind_before_s > 0 must hold")
-        self.warn_fraction = warn_fraction
-        self.remind_before_s = remind_before_s
+        self.warn_fraction = settings.warn_fraction
+        self.remind_before_s = settings.remind_before_s
 
     def now(self) -> datetime:
         """The service's time (aware UTC): what decides overdue in the answers."""

@@ -410,6 +410,9 @@ def assemble(
         data_dir=config.data_dir,
         database_url=config.backends.database(),
         session=SessionConfig(secure_cookies=True if ssl_context is not None else None),
+        consult_settings=config.consults,
+        reading_settings=config.readings,
+        upload_limits=config.uploads,
         clock=clock,
     )
     store = platform.stores.signaling

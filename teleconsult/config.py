@@ -14,6 +14,9 @@ TOML section    type                                        taken by
 ``[media]``     :class:`MediaSection`                       the SFU (``media.sfu``)
 ``[data]``      :class:`DataSection`                        paths, TLS files, secret
 ``[backends]``  :class:`BackendsSection`                    Store and Bus
+``[consults]``  :class:`consults.settings.ConsultSettings`  the consult service
+``[readings]``  :class:`consults.settings.ReadingSettings`  the ECG centre
+``[uploads]``   :class:`api.edge_config.RecordUploadConfig` WFDB record uploads
 ==============  ==========================================  ==========================
 
 Sources, later ones winning: the embedded defaults, a TOML file (``--config``), the
@@ -43,7 +46,8 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from api.edge_config import ApiConfig, EdgeConfig
+from api.edge_config import ApiConfig, EdgeConfig, RecordUploadConfig
+from consults.settings import ConsultSettings, ReadingSettings
 from sessions.turn import IceConfig
 from signaling.config import CoreConfig
 
@@ -141,6 +145,9 @@ class Config:
     media: MediaSection = field(default_factory=MediaSection)
     data: DataSection = field(default_factory=DataSection)
     backends: BackendsSection = field(default_factory=BackendsSection)
+    consults: ConsultSettings = field(default_factory=ConsultSettings)
+    readings: ReadingSettings = field(default_factory=ReadingSettings)
+    uploads: RecordUploadConfig = field(default_factory=RecordUploadConfig)
 
     def __post_init__(self) -> None:
         if self.server.max_frame_bytes < self.core.max_message_bytes:
@@ -200,6 +207,9 @@ def _section_fields() -> dict[str, set[str]]:
         "media": MediaSection,
         "data": DataSection,
         "backends": BackendsSection,
+        "consults": ConsultSettings,
+        "readings": ReadingSettings,
+        "uploads": RecordUploadConfig,
     }
     return {name: {f.name for f in dataclasses.fields(kind)} for name, kind in types.items()}
 

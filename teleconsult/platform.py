@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Final
 from api.audit import AuditApi, audit_api
 from api.auth import AccountApi, account_api
 from api.consults import ConsultApi, consult_api
+from api.edge_config import RecordUploadConfig
 from api.reading_fhir import ReadingFhirController
 from api.reading_stats import ReadingStatsApi, reading_stats_api
 from api.reading_upload import RecordStore, RecordUploads, UploadedOrStreamed, record_upload_api
@@ -50,6 +51,7 @@ from consults.repositories import DeviceFilter, DirectoryRepository, PageRequest
 from consults.requests import FieldCipher
 from consults.rights import Tree
 from consults.service import ConsultService, Notice, Notifier, WebhookOutbox, Webhooks
+from consults.settings import ConsultSettings, ReadingSettings
 from store.consult_stats import SqlConsultStatistics
 from store.consult_webhooks import SqlWebhookRepository
 from store.consults import FileBlobStore, SqlConsultRepository
@@ -248,9 +250,16 @@ def open_platform(
     data_dir: Path,
     database_url: str | None = None,
     session: SessionConfig | None = None,
+    consult_settings: ConsultSettings | None = None,
+    reading_settings: ReadingSettings | None = None,
+    upload_limits: RecordUploadConfig | None = None,
     clock: Callable[[], datetime] | None = None,
 ) -> Platform:
     """Open the store and build accounts, directory, device check and REST API on it.
+
+    ``consult_settings``, ``reading_settings``, ``upload_limits``: the configuration's
+    ``[consults]``, ``[readings]`` and ``[uploads]`` sections (deadlines, critical-value
+    acknowledgement, upload limits); the defaults when None.
 
     ``clock``: the time of the accounts (sessions, lockouts, TOTP steps), the consult
     service and the ECG centre (aware UTC; deadlines, expiry, escalation), by default the
@@ -289,6 +298,7 @@ def open_platform(
         cipher=FieldCipher(field_key),
         blobs=FileBlobStore(data_dir / ATTACHMENTS_DIR),
         notifier=notices,
+        settings=consult_settings,
         clock=now,
     )
     # Outgoing webhooks: each notice queued for the endpoints of the institutions it
@@ -309,6 +319,7 @@ def open_platform(
         notifier=reading_notices,
         statement_codes=frozenset(LIBRARY),
         critical_codes=frozenset(CRITICAL_TEXT),
+        acknowledge_within_s=(reading_settings or ReadingSettings()).acknowledge_within_s,
         clock=now,
     )
     signals = SignalsRelay()
@@ -322,6 +333,7 @@ def open_platform(
             store=uploaded,
             directory=stores.directory,
             audit=stores.audit,
+            config=upload_limits or RecordUploadConfig(),
         )
     )
     reading_routes = reading_api(reading_service, UploadedOrStreamed(uploaded, signals))

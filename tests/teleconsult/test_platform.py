@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import stat
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from consults.directory import Level
 from consults.errors import LoginFailed, TokenRevoked
+from consults.lifecycle import Priority
+from teleconsult.config import load_config
 from teleconsult.platform import FIELD_KEY_FILE, PlatformError, load_field_key, open_platform
 
 
@@ -78,5 +81,27 @@ def test_directory_snapshot_follows_the_store_on_refresh(tmp_path: Path) -> None
         view.refresh()
         assert "CH01" in view.tree()
         assert list(view.relations()) == []
+    finally:
+        platform.close()
+
+
+def test_the_configuration_sections_reach_the_services(tmp_path: Path) -> None:
+    """``[consults]`` and ``[readings]`` reach the services the server builds."""
+    config = load_config(
+        None,
+        environ={
+            "TELECONSULT_CONSULTS__ACCEPT_WITHIN_S": "{routine = 60, urgent = 60, emergency = 30}",
+            "TELECONSULT_READINGS__ACKNOWLEDGE_WITHIN_S": "120",
+        },
+    )
+    platform = open_platform(
+        data_dir=tmp_path,
+        consult_settings=config.consults,
+        reading_settings=config.readings,
+        upload_limits=config.uploads,
+    )
+    try:
+        assert platform.consult_service.policy.accept_within_s[Priority.EMERGENCY] == 30
+        assert platform.reading_service.acknowledge_within == timedelta(seconds=120)
     finally:
         platform.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import stat
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.request
 from pathlib import Path
 
@@ -18,11 +20,14 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidMessage
 
+from consults.lifecycle import Priority
+from consults.requests import MediaType
+from consults.settings import ConsultSettings
 from sessions.errors import InvalidToken
 from sessions.tokens import load_secret, verify_token
 from signaling.config import CoreConfig
 from teleconsult.cli import main
-from teleconsult.config import ConfigError, load_config, parse_duration_s
+from teleconsult.config import Config, ConfigError, load_config, parse_duration_s
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -117,6 +122,30 @@ def test_config_file_and_overrides(tmp_path: Path) -> None:
     assert config.ice.ice_servers("a", now_s=0)[1]["username"] == "43200:a"
 
 
+def test_consult_reading_and_upload_sections(tmp_path: Path) -> None:
+    """The deadlines per priority, the critical-value acknowledgement time and the upload
+    limits are configuration, each section the service's own settings type."""
+    path = tmp_path / "teleconsult.toml"
+    path.write_text(
+        "[consults]\n"
+        "accept_within_s = { routine = 3600, urgent = 1800, emergency = 300 }\n"
+        "expire_after_s = { routine = 7200, urgent = 3600, emergency = 900 }\n"
+        "attachment_limits_bytes = { 'application/pdf' = 1048576 }\n"
+        "[readings]\nacknowledge_within_s = 300\n"
+        "[uploads]\nmax_signal_bytes = 2097152\n"
+    )
+    environ = {"TELECONSULT_CONSULTS__REMIND_BEFORE_S": "600"}
+    config = load_config(path, environ=environ)
+    assert isinstance(config.consults, ConsultSettings)
+    assert config.consults.accept_within_s[Priority.EMERGENCY] == 300
+    assert config.consults.expire_after_s[Priority.ROUTINE] == 7200
+    assert config.consults.attachment_limits_bytes == {MediaType.PDF: 1048576}
+    assert config.consults.remind_before_s == 600
+    assert config.readings.acknowledge_within_s == 300
+    assert config.uploads.max_signal_bytes == 2097152
+    assert load_config(None, environ={}).consults == ConsultSettings()
+
+
 def test_environment_between_file_and_options(tmp_path: Path) -> None:
     """TELECONSULT_<SECTION>__<KEY> overrides the file; a command-line option the variable."""
     path = tmp_path / "teleconsult.toml"
@@ -148,6 +177,11 @@ def test_environment_between_file_and_options(tmp_path: Path) -> None:
         ("[sessions]\ngrace_s = 1\n", "sessions"),
         ("[data]\ncert = 'c.pem'\n", "key"),
         ("[server]\nmax_frame_bytes = 2048\n", "max_frame_bytes"),
+        ("[consults]\naccept_within_s = { routine = 60 }\n", "no deadline for priority urgent"),
+        ("[consults]\nwarn_fraction = 1.5\n", "warn_fraction"),
+        ("[consults]\nattachment_limits_bytes = { 'text/html' = 5 }\n", "text/html"),
+        ("[readings]\nacknowledge_within_s = 0\n", "acknowledge_within_s"),
+        ("[uploads]\nmax_leads = 16\n", "max_leads"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, text: str, message: str) -> None:
@@ -346,3 +380,23 @@ def test_token_links_follow_the_role_and_the_url(
     assert "wss://consult.example.org:9443/device" in device
     assert "/join?" not in device
     assert "/ecg?" not in device
+
+
+def test_the_documented_configuration_is_the_default(tmp_path: Path) -> None:
+    """docs/operations.md's TOML block loads, and every value it shows is the default."""
+    text = (REPO / "docs" / "operations.md").read_text()
+    block = text.split("## Configuration file (TOML)")[1].split("```toml\n")[1].split("```")[0]
+    path = tmp_path / "documented.toml"
+    path.write_text(block)
+    documented, default = load_config(path, environ={}), Config()
+    shown = tomllib.loads(block)
+    assert set(shown) == {f.name for f in dataclasses.fields(Config)}
+    for section, keys in shown.items():
+        for key in keys:
+            if key in ("data_dir", "web_dir"):  # relative to the file
+                continue
+            value = getattr(getattr(documented, section), key)
+            expected = getattr(getattr(default, section), key)
+            if isinstance(value, list | tuple):  # TOML arrays; tuples in the settings
+                value, expected = tuple(value), tuple(expected)
+            assert value == expected, (section, key)
