@@ -12,7 +12,7 @@ SYSTEM_FILES := /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
 ECG_DIR ?= ../shared/ecg
 export TELECONSULT_ECG_DIR ?= $(ECG_DIR)
 
-.PHONY: serve test lint typecheck bench sysdeps clean
+.PHONY: serve test lint typecheck bench soak sysdeps clean
 
 # `make serve` installs the runtime only; `make test` adds what the tests need.
 $(RUNTIME_STAMP): pyproject.toml
@@ -68,6 +68,13 @@ bench: $(STAMP) sysdeps
 	$(PY) bench/ecg_delineation.py
 	$(PY) bench/ecg_af.py
 	$(PY) bench/ecg_statements.py
+	$(PY) bench/critical_latency.py
+	$(PY) bench/fuzz.py
+
+# The 30-minute soak of issue 13 (150 carts, rooms, viewers, a SIGKILL half-way): apart,
+# it takes the machine for half an hour.
+soak: $(STAMP) sysdeps
+	$(PY) bench/soak.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
