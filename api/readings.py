@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import dataclasses
 import datetime as dt
 import functools
 import hashlib
@@ -45,12 +46,19 @@ from api.session import consults_error
 from consults.accounts import Principal
 from consults.errors import ConsultsError
 from consults.opinions import SignedVersion
-from consults.reading_repositories import CriticalRecord, ReadingRecord, ReadingReport
-from consults.reading_service import ReadingService, ReadingView
+from consults.reading_repositories import (
+    CriticalRecord,
+    ReadingFiducials,
+    ReadingRecord,
+    ReadingReport,
+)
+from consults.reading_service import FiducialsRefused, ReadingService, ReadingView
 from consults.readings import ESCALATION_LEVELS, CriticalState, ReadingEvent, ReadingState
 from consults.repositories import PageRequest
 
 if TYPE_CHECKING:
+    from ecg.delineate import Delineation
+    from ecg.measure import Measurements
     from ecg.paper_content import ReportInfo
     from ecg.record import Record
 
@@ -58,6 +66,9 @@ __all__ = [
     "CriticalController",
     "EcgLibraryController",
     "EcgSignals",
+    "FiducialsIn",
+    "FiducialsState",
+    "MedianAnswer",
     "ReadingApi",
     "ReadingController",
     "ReadingEcg",
@@ -279,6 +290,67 @@ class EcgLibrary(msgspec.Struct):
     criticals: list[LibraryCritical]
 
 
+FiducialName = Literal["p_on", "p_off", "qrs_on", "qrs_off", "t_off"]
+
+
+class FiducialsIn(msgspec.Struct, forbid_unknown_fields=True):
+    """``PUT /readings/{id}/fiducials``: corrected global fiducials, ms from the median
+    beat's first sample (any of ``p_on``, ``p_off``, ``qrs_on``, ``qrs_off``,
+    ``t_off``; null: back to the engine's). Those not named keep their position."""
+
+    fiducials_ms: Annotated[
+        dict[FiducialName, float | None], Meta(min_length=1, examples=[{"qrs_off": 542.0}])
+    ]
+
+
+class FiducialsMs(msgspec.Struct):
+    """Global fiducials, ms from the median beat's first sample (null: none found)."""
+
+    p_on: Annotated[float | None, Meta(examples=[322.0])]
+    p_off: float | None
+    qrs_on: float | None
+    qrs_off: float | None
+    t_off: float | None
+
+
+class FiducialsState(msgspec.Struct):
+    """The fiducials in effect (the engine's, with the reader's corrections over them)
+    and the measurements made on them; ``corrected`` names the corrected ones."""
+
+    fiducials_ms: FiducialsMs
+    engine_ms: FiducialsMs
+    corrected: list[FiducialName]
+    corrected_by: str | None
+    corrected_at: dt.datetime | None
+    measurements: EngineMeasurements | None
+
+
+class MedianLead(msgspec.Struct):
+    """One lead's median beat on the diagnostic band: ``samples_uv[i]`` is sample ``i``
+    of the beat, µV, at the record's rate (empty where the lead has none); ``iso_uv``
+    its isoelectric level."""
+
+    lead: Annotated[str, Meta(examples=["II"])]
+    usable: bool
+    samples_uv: list[int]
+    iso_uv: int
+
+
+class MedianAnswer(msgspec.Struct):
+    """The median beat of every lead and the global fiducials on it.
+
+    Every beat has ``length`` samples at ``fs_hz``; its R peak is sample ``r_index``
+    (the detector's R peaks align the beats), so sample ``i`` lies
+    ``(i - r_index) / fs_hz`` s from the R; ``fiducials`` are in ms from sample 0."""
+
+    reading: str
+    fs_hz: Annotated[float, Meta(examples=[500.0])]
+    length: int
+    r_index: int
+    leads: list[MedianLead]
+    fiducials: FiducialsState
+
+
 def _item_fields(record: ReadingRecord) -> dict[str, Any]:
     t = record.task
     return {
@@ -434,15 +506,21 @@ def _num(value: object) -> float | None:
 
 
 def reading_ecg(
-    reading_id: str, found: Record, start_s: float, duration_s: float, band: Band
+    reading_id: str,
+    found: Record,
+    start_s: float,
+    duration_s: float,
+    band: Band,
+    corrections: Mapping[str, float] | None = None,
 ) -> ReadingEcg:
     """The window ``[start_s, start_s + duration_s)`` of ``found`` filtered in ``band``,
     with the engine's beats, measurements, statements and critical findings of its
-    first :data:`MEASURED_S` seconds. Pure: no I/O (the caller brings the record)."""
+    first :data:`MEASURED_S` seconds; the measurements made on the reader's corrected
+    fiducials where ``corrections`` are given (the statements stay the engine's). Pure:
+    no I/O (the caller brings the record)."""
     import numpy as np  # here, not at import: the server's commands start without numpy
 
     from ecg.filters import filter_zero_phase
-    from ecg.record import Record as EcgRecord
 
     fs = found.fs_hz
     n = found.n_samples
@@ -456,12 +534,11 @@ def reading_ecg(
     samples: list[list[int | None]] = np.where(finite, uv, 0).astype(np.int64).T.tolist()
     for sample, lead in zip(*np.nonzero(~finite), strict=True):  # a gap: null, not a number
         samples[int(lead)][int(sample)] = None
-    measured = found.signal_mv[: int(MEASURED_S * fs)]
-    engine = _engine_summary(
-        reading_id,
-        hashlib.blake2b(np.ascontiguousarray(measured).tobytes(), digest_size=16).digest(),
-        EcgRecord(name=found.name, fs_hz=fs, signal_mv=measured, lead_names=found.lead_names),
-    )
+    engine = _engine_of(reading_id, found)
+    measurements = engine.measurements
+    if corrections:
+        corrected = _corrected(engine, corrections)
+        measurements = None if corrected is None else _engine_measurements(corrected)
     return ReadingEcg(
         reading=reading_id,
         fs_hz=fs,
@@ -472,9 +549,9 @@ def reading_ecg(
         duration_s=(last - first) / fs,
         band=band,
         samples_uv=samples,
-        measured_s=measured.shape[0] / fs,
+        measured_s=min(n, int(MEASURED_S * fs)) / fs,
         beats=engine.beats,
-        measurements=engine.measurements,
+        measurements=measurements,
         statements=engine.statements,
         critical=engine.critical,
     )
@@ -486,6 +563,7 @@ class _Engine:
     measurements: EngineMeasurements | None
     statements: list[EngineStatement]
     critical: list[EngineCritical]
+    measured: Measurements | None = None  # with the delineation (median beats)
 
 
 _ENGINE_KEPT: Final = 64
@@ -512,32 +590,121 @@ def _engine_summary(reading_id: str, digest: bytes, measured: Any) -> _Engine:
     return made
 
 
+def _engine_measurements(found: Measurements) -> EngineMeasurements:
+    g = found.global_
+    return EngineMeasurements(
+        hr_bpm=_num(g.hr_bpm),
+        rr_ms=_num(g.rr_ms),
+        pr_ms=_num(g.pr_ms),
+        p_ms=_num(g.p_ms),
+        qrs_ms=_num(g.qrs_ms),
+        qt_ms=_num(g.qt_ms),
+        p_axis_deg=_num(g.p_axis_deg),
+        qrs_axis_deg=_num(g.qrs_axis_deg),
+        t_axis_deg=_num(g.t_axis_deg),
+        # QTc by the engine's first formula (configuration).
+        qtc_ms=_num(g.qtc_ms.get(g.qtc_first)),
+        qtc_formula=g.qtc_first.value,
+    )
+
+
 def _annotate(measured: Any) -> _Engine:
     from ecg.annotate import annotate
 
     annotation = annotate(measured)
-    measurements = None
-    if annotation.measurements is not None:
-        g = annotation.measurements.global_
-        measurements = EngineMeasurements(
-            hr_bpm=_num(g.hr_bpm),
-            rr_ms=_num(g.rr_ms),
-            pr_ms=_num(g.pr_ms),
-            p_ms=_num(g.p_ms),
-            qrs_ms=_num(g.qrs_ms),
-            qt_ms=_num(g.qt_ms),
-            p_axis_deg=_num(g.p_axis_deg),
-            qrs_axis_deg=_num(g.qrs_axis_deg),
-            t_axis_deg=_num(g.t_axis_deg),
-            # QTc by the engine's first formula (configuration).
-            qtc_ms=_num(g.qtc_ms.get(g.qtc_first)),
-            qtc_formula=g.qtc_first.value,
-        )
+    found = annotation.measurements
     return _Engine(
         beats=[int(b) for b in annotation.beats],
-        measurements=measurements,
+        measurements=None if found is None else _engine_measurements(found),
         statements=msgspec.convert(annotation.statements or [], list[EngineStatement]),
         critical=msgspec.convert(annotation.critical or [], list[EngineCritical]),
+        measured=found,
+    )
+
+
+def _engine_of(reading_id: str, found: Record) -> _Engine:
+    """The engine's reading of the first :data:`MEASURED_S` of ``found`` (kept)."""
+    import numpy as np
+
+    from ecg.record import Record as EcgRecord
+
+    measured = found.signal_mv[: int(MEASURED_S * found.fs_hz)]
+    return _engine_summary(
+        reading_id,
+        hashlib.blake2b(np.ascontiguousarray(measured).tobytes(), digest_size=16).digest(),
+        EcgRecord(
+            name=found.name, fs_hz=found.fs_hz, signal_mv=measured, lead_names=found.lead_names
+        ),
+    )
+
+
+def _corrected(engine: _Engine, corrections: Mapping[str, float]) -> Measurements | None:
+    """The engine's measurements with the reader's corrections (None: not measured)."""
+    from ecg.correct import FiducialError, remeasure
+
+    if engine.measured is None:
+        return None
+    if not corrections:
+        return engine.measured
+    try:
+        return remeasure(engine.measured.delineation, corrections)
+    except FiducialError:
+        # Kept corrections were checked on this very delineation; a changed engine
+        # that no longer agrees shows its own figures rather than none.
+        return engine.measured
+
+
+def _ms_of(values: Mapping[str, float | None]) -> FiducialsMs:
+    return FiducialsMs(**{k: None if v is None else round(v, 1) for k, v in values.items()})
+
+
+def fiducials_state(
+    dl: Delineation, found: Measurements | None, kept: ReadingFiducials | None
+) -> FiducialsState:
+    """What the page shows of the fiducials: in effect, the engine's, who corrected."""
+    from ecg.correct import correct_delineation, fiducials_ms
+
+    corrections = dict(kept.fiducials_ms) if kept is not None else {}
+    in_effect = found.delineation if found is not None else correct_delineation(dl, corrections)
+    return FiducialsState(
+        fiducials_ms=_ms_of(fiducials_ms(in_effect)),
+        engine_ms=_ms_of(fiducials_ms(dl)),
+        corrected=sorted(corrections),  # type: ignore[arg-type]
+        corrected_by=kept.updated_by if kept is not None else None,
+        corrected_at=kept.updated_at if kept is not None else None,
+        measurements=None if found is None else _engine_measurements(found),
+    )
+
+
+def median_answer(reading_id: str, engine: _Engine, kept: ReadingFiducials | None) -> MedianAnswer:
+    """The median beats of the engine's delineation and the fiducials in effect; 404
+    ``not_measured`` when the engine made no median beat."""
+    import numpy as np
+
+    from ecg.correct import beat_length
+
+    if engine.measured is None or beat_length(engine.measured.delineation) == 0:
+        raise ApiError("not_measured", "the engine found no median beat in this ECG", status=404)
+    dl = engine.measured.delineation
+    leads = []
+    for t in dl.templates:
+        usable = bool(t.usable and np.all(np.isfinite(t.wide_mv)))
+        leads.append(
+            MedianLead(
+                lead=t.lead,
+                usable=usable,
+                samples_uv=np.round(t.wide_mv * 1000.0).astype(np.int64).tolist() if usable else [],
+                iso_uv=round(t.iso_mv * 1000.0) if usable and math.isfinite(t.iso_mv) else 0,
+            )
+        )
+    found = _corrected(engine, dict(kept.fiducials_ms) if kept is not None else {})
+    return MedianAnswer(
+        reading=reading_id,
+        fs_hz=dl.fs_hz,
+        length=beat_length(dl),
+        r_index=dl.r_index,
+        leads=leads,
+        fiducials=fiducials_state(dl, found, kept),
     )
 
 
@@ -559,6 +726,37 @@ def ecg_library(statement_codes: frozenset[str] | None = None) -> EcgLibrary:
 
 
 # Controllers
+
+_SAMPLE_FIDUCIALS: Final = FiducialsMs(
+    p_on=322.0, p_off=420.0, qrs_on=452.0, qrs_off=542.0, t_off=852.0
+)
+_MEDIAN_SAMPLE: Final = MedianAnswer(
+    reading="3f2b9c1e7d4a4f0e9a1b2c3d4e5f6a7b",
+    fs_hz=500.0,
+    length=600,
+    r_index=225,
+    leads=[MedianLead(lead="II", usable=True, samples_uv=[12, 14, 15], iso_uv=10)],
+    fiducials=FiducialsState(
+        fiducials_ms=_SAMPLE_FIDUCIALS,
+        engine_ms=FiducialsMs(p_on=322.0, p_off=420.0, qrs_on=452.0, qrs_off=530.0, t_off=852.0),
+        corrected=["qrs_off"],
+        corrected_by="liu.reader",
+        corrected_at=dt.datetime(2026, 12, 3, 8, 30, tzinfo=dt.UTC),
+        measurements=EngineMeasurements(
+            hr_bpm=68.9,
+            rr_ms=871.0,
+            pr_ms=130.0,
+            p_ms=98.0,
+            qrs_ms=90.0,
+            qt_ms=400.0,
+            qtc_ms=428.6,
+            qtc_formula="bazett",
+            p_axis_deg=55.0,
+            qrs_axis_deg=40.0,
+            t_axis_deg=35.0,
+        ),
+    ),
+)
 
 _AUTH = (
     (401, "session_invalid", "not logged in or the session has expired"),
@@ -594,7 +792,20 @@ def _export(
     found = source.signal_of(record)
     if found is None:
         raise ApiError("not_found", f"no ECG signal kept for reading {reading_id!r}", status=404)
-    return found, report_info(versions[-1].document, record.task.received_at)
+    signed = versions[-1].document
+    info = report_info(signed, record.task.received_at)
+    # The measurements printed are those of the signed fiducials (the reader's
+    # corrections over the engine's): the same figures the reader saw when signing.
+    kept = signed.get("fiducials_ms")
+    corrections = (
+        {str(k): float(str(v)) for k, v in kept.items()} if isinstance(kept, Mapping) else {}
+    )
+    measured = _corrected(_engine_of(reading_id, found), corrections)
+    if measured is not None:
+        from ecg.paper_content import measurements_from
+
+        info = dataclasses.replace(info, measurements=measurements_from(measured.global_))
+    return found, info
 
 
 def _file(data: bytes, media_type: str, disposition: str) -> Response[bytes]:
@@ -847,8 +1058,108 @@ class ReadingController(Controller):
         found = ecg_signals.signal_of(view.record)
         if found is None:
             raise ApiError("no_signal", f"no ECG kept for reading {reading_id!r} yet", status=404)
-        answer = reading_ecg(reading_id, found, start_s, duration_s, band)
+        kept = reading_service.fiducials(principal.person, reading_id)
+        corrections = dict(kept.fiducials_ms) if kept is not None else None
+        answer = reading_ecg(reading_id, found, start_s, duration_s, band, corrections)
         return Response(answer, headers=_NO_STORE)
+
+    @get(
+        "/{reading_id:str}/median",
+        sync_to_thread=True,
+        summary="The median beat of every lead, its fiducials and the measurements",
+        responses=documented(
+            200,
+            MedianAnswer,
+            _MEDIAN_SAMPLE,
+            *_AUTH,
+            _NO_READING,
+            (404, "no_signal", "no ECG kept for reading '3f2b9c1e' yet (still arriving?)"),
+            (404, "not_measured", "the engine found no median beat in this ECG"),
+        ),
+    )
+    def median(
+        self,
+        reading_id: PathId,
+        principal: NamedDependency[Principal],
+        reading_service: NamedDependency[ReadingService],
+        ecg_signals: NamedDependency[SignalSource],
+    ) -> Response[MedianAnswer]:
+        """The engine's median beat per lead (µV, the record's rate, the R at
+        ``r_index``) of the first 10 s, the global fiducials in ms from the beat's first
+        sample (the engine's, and in effect with the reader's corrections) and the
+        measurements made on those in effect."""
+        view = reading_service.get(principal.person, reading_id)
+        found = ecg_signals.signal_of(view.record)
+        if found is None:
+            raise ApiError("no_signal", f"no ECG kept for reading {reading_id!r} yet", status=404)
+        kept = reading_service.fiducials(principal.person, reading_id)
+        answer = median_answer(reading_id, _engine_of(reading_id, found), kept)
+        return Response(answer, headers=_NO_STORE)
+
+    @put(
+        "/{reading_id:str}/fiducials",
+        sync_to_thread=True,
+        summary="Correct the global fiducials and measure again",
+        responses=documented(
+            200,
+            FiducialsState,
+            _MEDIAN_SAMPLE.fiducials,
+            *_AUTH,
+            *_TABLE,
+            _NO_READING,
+            (400, "fiducial_outside_beat", "qrs_off at 1300 ms is outside the median beat"),
+            (400, "fiducials_out_of_order", "qrs_off (80 ms) must come before t_off (60 ms)"),
+            (400, "fiducials_incomplete", "the engine found no P wave: give p_on and p_off"),
+            (400, "invalid_body", "fiducials_ms: Object contains unknown field `r_peak`"),
+            (404, "no_signal", "no ECG kept for reading '3f2b9c1e' yet (still arriving?)"),
+            (404, "not_measured", "the engine found no median beat in this ECG"),
+        ),
+    )
+    def correct_fiducials(
+        self,
+        reading_id: PathId,
+        data: Annotated[FiducialsIn, body(FiducialsIn(fiducials_ms={"qrs_off": 542.0}))],
+        principal: NamedDependency[Principal],
+        reading_service: NamedDependency[ReadingService],
+        ecg_signals: NamedDependency[SignalSource],
+    ) -> FiducialsState:
+        """The claimant moves global fiducials on the median beat (the table's ``edit``:
+        claimed, draft or amended; a signed task answers 409, another's claim 403). The
+        intervals, QTc and axes are measured again at once; the correction is kept with
+        the draft (the ECG window and the signed report use it) and audited
+        (``reading.fiducials``: who, each position before and after). Refused, nothing
+        changes and the attempt is audited."""
+        engines: list[_Engine] = []
+
+        def remeasure(
+            record: ReadingRecord, previous: Mapping[str, float], merged: Mapping[str, float]
+        ) -> tuple[Mapping[str, float | None], Measurements]:
+            from ecg.correct import FiducialError, correct_delineation, fiducials_ms
+            from ecg.correct import remeasure as measure_again
+
+            found = ecg_signals.signal_of(record)
+            if found is None:
+                raise ApiError("no_signal", f"no ECG kept for reading {reading_id!r}", status=404)
+            engine = _engine_of(reading_id, found)
+            if engine.measured is None:
+                raise ApiError("not_measured", "the engine found no median beat", status=404)
+            engines.append(engine)
+            dl = engine.measured.delineation
+            try:
+                before = fiducials_ms(correct_delineation(dl, previous))
+                return before, measure_again(dl, merged)
+            except FiducialError as exc:
+                raise FiducialsRefused(exc.code, exc.reason) from None
+
+        saved, measured = reading_service.correct_fiducials(
+            principal.person,
+            reading_id,
+            {str(k): v for k, v in data.fiducials_ms.items()},
+            remeasure,
+        )
+        [engine] = engines
+        assert engine.measured is not None
+        return fiducials_state(engine.measured.delineation, measured, saved)
 
     @post(
         "/{reading_id:str}/criticals",

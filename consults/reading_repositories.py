@@ -24,7 +24,7 @@ Design notes
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar, Protocol
@@ -38,6 +38,7 @@ from consults.signatures import KeyPair
 __all__ = [
     "CriticalFilter",
     "CriticalRecord",
+    "ReadingFiducials",
     "ReadingFilter",
     "ReadingRecord",
     "ReadingReport",
@@ -82,6 +83,17 @@ class ReadingReport:
 
     statements: tuple[str, ...]
     text: str
+    updated_by: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReadingFiducials:
+    """The reader's corrections of the global fiducials, kept with the draft: ms from the
+    median beat's first sample, by name (``p_on``, ``p_off``, ``qrs_on``, ``qrs_off``,
+    ``t_off``; a name not here is the engine's), and who made the last one, when."""
+
+    fiducials_ms: Mapping[str, float]
     updated_by: str
     updated_at: datetime
 
@@ -164,9 +176,10 @@ class ReadingRepository(Protocol):
         after: ReadingRecord,
         event: AuditEvent,
         report: ReadingReport | None = None,
+        fiducials: ReadingFiducials | None = None,
     ) -> None:
-        """Store ``after`` (and the draft ``report``, if given) if the task is still at
-        ``before.revision``, with its audit row.
+        """Store ``after`` (and the draft ``report``, the corrected ``fiducials``, if
+        given) if the task is still at ``before.revision``, with its audit row.
 
         Raises
         ------
@@ -176,6 +189,9 @@ class ReadingRepository(Protocol):
 
     def list(self, where: ReadingFilter, page: PageRequest) -> Page[ReadingRecord]:
         """A worklist page, most urgent first, then the longest waiting."""
+
+    def fiducials(self, reading_id: str) -> ReadingFiducials | None:
+        """The reader's corrected fiducials, or None (the engine's stand)."""
 
     def report(self, reading_id: str) -> ReadingReport | None:
         """The draft, or None."""

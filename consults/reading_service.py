@@ -46,10 +46,10 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
 from consults.directory import Person, Role, ServiceKind
 from consults.errors import (
@@ -64,6 +64,7 @@ from consults.opinions import SignedVersion, iso_utc
 from consults.reading_repositories import (
     CriticalFilter,
     CriticalRecord,
+    ReadingFiducials,
     ReadingFilter,
     ReadingRecord,
     ReadingReport,
@@ -97,6 +98,7 @@ from consults.transitions import NotPermitted, TransitionNotAllowed, party_names
 
 __all__ = [
     "DOCUMENT_KIND",
+    "FiducialsRefused",
     "NoReadingNotices",
     "ReadingNotice",
     "ReadingNotifier",
@@ -114,6 +116,33 @@ _CODE: Final = re.compile(r"[A-Z0-9][A-Z0-9_/?]{0,31}")
 _PEOPLE_PAGE: Final = 500
 # States in which a task is held by its claimant.
 _HELD: Final = frozenset({ReadingState.CLAIMED, ReadingState.DRAFT, ReadingState.AMENDED})
+
+
+_T = TypeVar("_T")
+
+
+class FiducialsRefused(InvalidInput):
+    """A correction of the fiducials the measurement refused (outside the beat, out of
+    order...): 400 with the refusal's own stable code (``fiducial_outside_beat``,
+    ``fiducials_out_of_order``, ``fiducials_incomplete``, ``unknown_fiducial``)."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__("fiducials", reason)
+        self.code = code  # type: ignore[misc]  # the instance's, not the class's
+
+
+#: Measures a task's ECG with corrected fiducials: given the task, the corrections kept
+#: so far and the ones to keep now (ms on the median beat), answers the positions in
+#: effect before (name -> ms, None: none) and the measurement; raises
+#: :class:`FiducialsRefused` (or another :class:`InvalidInput`) when they are refused.
+Remeasure = Callable[
+    [ReadingRecord, Mapping[str, float], Mapping[str, float]],
+    tuple[Mapping[str, float | None], _T],
+]
+
+
+def _ms_text(value: float | None) -> str:
+    return "engine" if value is None else f"{value:.0f}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -546,8 +575,10 @@ class ReadingService:
         *,
         reason: str | None = None,
         signed: bool = False,
+        action: str | None = None,
     ) -> ReadingTask:
-        """The table's step, or the refusal audited and raised."""
+        """The table's step, or the refusal audited (as ``action``, default
+        ``reading.<event>``) and raised."""
         task = before.task
         reader = self._reader(person, task)
         try:
@@ -561,7 +592,7 @@ class ReadingService:
                 raise ClaimedByAnother(task.claimant)
             return apply_reading(task, event, reader, now, reason=reason, signed=signed)
         except (TransitionNotAllowed, NotPermitted, ClaimedByAnother, InvalidInput) as exc:
-            self._denied(before, f"reading.{event.value}", person, now, exc)
+            self._denied(before, action or f"reading.{event.value}", person, now, exc)
             raise
 
     def _denied(
@@ -647,6 +678,83 @@ class ReadingService:
             report,
         )
         return report
+
+    def correct_fiducials(
+        self,
+        person: Person,
+        reading_id: str,
+        corrections: Mapping[str, float | None],
+        remeasure: Remeasure[_T],
+    ) -> tuple[ReadingFiducials, _T]:
+        """The claimant corrects global fiducials on the median beat (the table's
+        ``edit``, as for the draft): ``corrections`` (ms, None: back to the engine's) are
+        merged over those kept, measured again by ``remeasure``, and kept with the draft;
+        audited as ``reading.fiducials`` with each position before and after.
+
+        Raises
+        ------
+        TransitionNotAllowed, NotPermitted, ClaimedByAnother
+            Not claimed by the caller, or signed (amend first); audited.
+        InvalidInput
+            The measurement refused the positions (:class:`FiducialsRefused`); audited,
+            nothing kept.
+        StaleReading
+            Someone moved the task first.
+        """
+        before = self._visible(person, reading_id)
+        now = self._clock()
+        action = "reading.fiducials"
+        task = self._apply(person, before, ReadingEvent.EDIT, now, action=action)
+        kept = self._repo.fiducials(reading_id)
+        previous = dict(kept.fiducials_ms) if kept is not None else {}
+        merged = dict(previous)
+        for name, ms in corrections.items():
+            if ms is None:
+                merged.pop(name, None)
+            else:
+                merged[name] = float(ms)
+        asked = ",".join(f"{n}={_ms_text(v)}" for n, v in sorted(corrections.items()))
+        try:
+            if not corrections:
+                raise InvalidInput("fiducials", "give at least one fiducial to correct")
+            positions, measured = remeasure(before, previous, merged)
+        except InvalidInput as exc:
+            self._repo.audit(
+                self._event(
+                    before,
+                    action,
+                    person,
+                    now,
+                    outcome="denied",
+                    state=before.task.state.value,
+                    code=exc.code,
+                    asked=asked[:400],
+                )
+            )
+            raise
+        saved = ReadingFiducials(fiducials_ms=merged, updated_by=person.username, updated_at=now)
+        changed = sorted(corrections)
+        self._repo.transition(
+            before,
+            replace(before, task=task),
+            self._event(
+                before,
+                action,
+                person,
+                now,
+                before=",".join(f"{n}={_ms_text(positions.get(n))}" for n in changed),
+                after=asked,
+                **{"from": before.task.state.value, "to": task.state.value},
+            ),
+            fiducials=saved,
+        )
+        return saved, measured
+
+    def fiducials(self, person: Person, reading_id: str) -> ReadingFiducials | None:
+        """The corrected fiducials kept with the draft, for anyone who sees the task
+        (the signed versions carry theirs)."""
+        self._visible(person, reading_id)
+        return self._repo.fiducials(reading_id)
 
     def report(self, person: Person, reading_id: str) -> ReadingReport | None:
         """The draft, for the centre's readers and coordinators (the clinic sees the
@@ -739,6 +847,7 @@ class ReadingService:
         keys = self._signing_key(person, now)
         task = self._apply(person, before, ReadingEvent.SIGN, now, signed=True)
         previous = self._repo.versions(reading_id)
+        corrected = self._repo.fiducials(reading_id)
         document: dict[str, object] = {
             "kind": DOCUMENT_KIND,
             "reading": reading_id,
@@ -751,6 +860,10 @@ class ReadingService:
             "version": task.version,
             "corrects": digest(previous[-1].document) if previous else None,
             "report": {"statements": list(draft.statements), "text": draft.text},
+            # Decimal strings: floats are not signed (their text is not canonical).
+            "fiducials_ms": {k: f"{v:.3f}" for k, v in sorted(corrected.fiducials_ms.items())}
+            if corrected is not None
+            else {},
             "critical": list(before.task.critical),
             "context": {
                 "clinic": self._name_of(before.task.clinic),

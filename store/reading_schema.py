@@ -16,6 +16,8 @@ Design notes
   be made from the stream store before or without the ``streams`` row.
 - A finding is raised once per task (unique ``reading``, ``code``).
 - Lists (critical codes, top statements, report statements, who was told) are JSON text.
+- A reader's corrected fiducials (``reading_fiducials``, one row per task, the
+  migration ``0220_reading_fiducials``) are kept beside the draft report.
 - Signed versions keep the document as canonical JSON text, byte for byte what was
   signed.
 """
@@ -40,7 +42,13 @@ from sqlalchemy import (
 from consults.readings import CriticalState, ReadingState
 from store.schema import CODE, NAME, SHA256_HEX, UtcDateTime, metadata
 
-__all__ = ["critical_values", "reading_reports", "reading_tasks", "reading_versions"]
+__all__ = [
+    "critical_values",
+    "reading_fiducials",
+    "reading_reports",
+    "reading_tasks",
+    "reading_versions",
+]
 
 READING_STATES: Final = tuple(s.value for s in ReadingState)
 CRITICAL_STATES: Final = tuple(s.value for s in CriticalState)
@@ -89,6 +97,17 @@ reading_reports = Table(
     Column("reading", String(CODE), ForeignKey("reading_tasks.id"), primary_key=True),
     Column("statements", Text, nullable=False),  # JSON list of codes
     Column("text", Text, nullable=False),
+    Column("updated_by", String(CODE), nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# The reader's corrections of the global fiducials (JSON object: name -> ms on the
+# median beat), kept with the draft; the signed document carries them.
+reading_fiducials = Table(
+    "reading_fiducials",
+    metadata,
+    Column("reading", String(CODE), ForeignKey("reading_tasks.id"), primary_key=True),
+    Column("fiducials_ms", Text, nullable=False),
     Column("updated_by", String(CODE), nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
 )

@@ -28,6 +28,7 @@ from consults.opinions import SignedVersion
 from consults.reading_repositories import (
     CriticalFilter,
     CriticalRecord,
+    ReadingFiducials,
     ReadingFilter,
     ReadingRecord,
     ReadingReport,
@@ -42,6 +43,7 @@ from store.accounts import audit_record
 from store.directory import unit_of_work
 from store.reading_schema import (
     critical_values,
+    reading_fiducials,
     reading_reports,
     reading_tasks,
     reading_versions,
@@ -213,9 +215,21 @@ class SqlReadingRepository:
         after: ReadingRecord,
         event: AuditEvent,
         report: ReadingReport | None = None,
+        fiducials: ReadingFiducials | None = None,
     ) -> None:
         with unit_of_work(self.engine) as conn:
             self._compare_and_set(conn, before, after)
+            if fiducials is not None:
+                self._upsert(
+                    conn,
+                    reading_fiducials,
+                    before.task.id,
+                    {
+                        "fiducials_ms": json.dumps(dict(fiducials.fiducials_ms), sort_keys=True),
+                        "updated_by": fiducials.updated_by,
+                        "updated_at": fiducials.updated_at,
+                    },
+                )
             if report is not None:
                 values = {
                     "statements": json.dumps(list(report.statements)),
@@ -258,7 +272,26 @@ class SqlReadingRepository:
             total = conn.execute(select(func.count()).select_from(table).where(condition))
             return rows, int(total.scalar_one())
 
+    @staticmethod
+    def _upsert(conn: Connection, table: Table, reading_id: str, values: dict[str, Any]) -> None:
+        done = conn.execute(update(table).where(table.c.reading == reading_id).values(**values))
+        if done.rowcount == 0:
+            conn.execute(insert(table).values(reading=reading_id, **values))
+
     # Reports
+    def fiducials(self, reading_id: str) -> ReadingFiducials | None:
+        with unit_of_work(self.engine, read=True) as conn:
+            row = conn.execute(
+                select(reading_fiducials).where(reading_fiducials.c.reading == reading_id)
+            ).first()
+        if row is None:
+            return None
+        return ReadingFiducials(
+            fiducials_ms={str(k): float(v) for k, v in json.loads(row.fiducials_ms).items()},
+            updated_by=row.updated_by,
+            updated_at=row.updated_at,
+        )
+
     def report(self, reading_id: str) -> ReadingReport | None:
         with unit_of_work(self.engine, read=True) as conn:
             row = conn.execute(

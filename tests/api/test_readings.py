@@ -295,3 +295,105 @@ async def test_the_signed_report_as_pdf_and_dicom(api: Api) -> None:
     assert len(exported) == 2
     for client in (reader, doctor):
         await client.aclose()
+
+
+def _details(rw: ReadingWorld, target: str, action: str) -> list[dict[str, Any]]:
+    """The detail objects of the audit rows ``action`` on ``target``, oldest first."""
+    from store.audit import AuditQuery, query
+
+    with rw.world.stores.engine.connect() as conn:
+        rows = query(conn, AuditQuery(target=target), limit=100_000)
+    return [row.detail_object() for row in rows if row.action == action]
+
+
+async def test_median_beat_and_corrected_fiducials(api: Api) -> None:
+    """The median beat of every lead with the engine's fiducials; the claimant moves the
+    QRS offset 20 ms later: QRS 20 ms longer at once, kept (the median, the ECG window
+    and the signed PDF's figures follow), audited before -> after; refused: outside the
+    beat, out of order, another reader's claim, an unclaimed or signed task, each with
+    its code, nothing changed, the attempt audited."""
+    if not RECORD.with_suffix(".hea").exists():
+        pytest.skip(f"PTB-XL sample not found at {RECORD}")
+    rw = api.rw
+    made = rw.stream_task("med")
+    reader = await api.client("liu.reader")
+    other = await api.client("ma.reader")
+    url = f"/api/v1/readings/{made.task.id}"
+    median = await reader.get(f"{url}/median")
+    assert median.status_code == 200, median.text
+    got = median.json()
+    assert got["fs_hz"] == 500.0
+    assert [lead["lead"] for lead in got["leads"]][:2] == ["I", "II"]
+    ii = next(lead for lead in got["leads"] if lead["lead"] == "II")
+    assert ii["usable"]
+    assert len(ii["samples_uv"]) == got["length"]
+    assert 0 < got["r_index"] < got["length"]
+    engine = got["fiducials"]["engine_ms"]
+    assert got["fiducials"]["fiducials_ms"] == engine
+    assert got["fiducials"]["corrected"] == []
+    beat_ms = (got["length"] - 1) * 1000.0 / got["fs_hz"]
+    assert 0 <= engine["qrs_on"] < engine["qrs_off"] < engine["t_off"] <= beat_ms
+    qrs_before = got["fiducials"]["measurements"]["qrs_ms"]
+
+    body = {"fiducials_ms": {"qrs_off": engine["qrs_off"] + 20.0}}
+    refused = await reader.put(f"{url}/fiducials", json=body)
+    assert error_of(refused) == (409, "transition_not_allowed")  # not claimed yet
+    await reader.post(f"{url}/claim")
+    assert error_of(await other.put(f"{url}/fiducials", json=body)) == (403, "claimed_by_another")
+    outside = {"fiducials_ms": {"t_off": beat_ms + 50.0}}
+    refused = await reader.put(f"{url}/fiducials", json=outside)
+    assert error_of(refused) == (400, "fiducial_outside_beat")
+    assert "outside the median beat" in refused.json()["error"]["reason"]
+    backwards = {"fiducials_ms": {"qrs_off": engine["qrs_on"] - 2.0}}
+    assert error_of(await reader.put(f"{url}/fiducials", json=backwards)) == (
+        400,
+        "fiducials_out_of_order",
+    )
+    unknown = {"fiducials_ms": {"r_peak": 10.0}}
+    assert error_of(await reader.put(f"{url}/fiducials", json=unknown))[0] == 400
+    assert (await reader.get(f"{url}/median")).json()["fiducials"]["corrected"] == []
+
+    moved = await reader.put(f"{url}/fiducials", json=body)
+    assert moved.status_code == 200, moved.text
+    state = moved.json()
+    assert state["corrected"] == ["qrs_off"]
+    assert state["corrected_by"] == "liu.reader"
+    assert state["fiducials_ms"]["qrs_off"] == pytest.approx(engine["qrs_off"] + 20.0, abs=2.0)
+    assert state["engine_ms"] == engine
+    assert state["measurements"]["qrs_ms"] == pytest.approx(qrs_before + 20.0, abs=2.0)
+    assert (await reader.get(url)).json()["state"] == "draft"
+    again = (await reader.get(f"{url}/median")).json()["fiducials"]
+    assert again["fiducials_ms"] == state["fiducials_ms"]
+    window = (await reader.get(f"{url}/ecg")).json()
+    assert window["measurements"]["qrs_ms"] == state["measurements"]["qrs_ms"]
+
+    target = f"reading:{made.task.id}"
+    audited = _details(rw, target, "reading.fiducials")
+    outcomes = [d["outcome"] for d in audited]
+    assert outcomes == ["denied"] * 4 + ["ok"]
+    assert [d.get("code") for d in audited[:4]] == [
+        "transition_not_allowed",
+        "claimed_by_another",
+        "fiducial_outside_beat",
+        "fiducials_out_of_order",
+    ]
+    done = audited[-1]
+    assert done["before"] == f"qrs_off={engine['qrs_off']:.0f}"
+    assert done["after"] == f"qrs_off={body['fiducials_ms']['qrs_off']:.0f}"
+
+    await reader.put(f"{url}/report", json={"statements": ["SR"], "text": "QRS 增宽"})
+    signed = await reader.post(f"{url}/sign", json={"totp": api.fresh_totp("liu.reader")})
+    assert signed.status_code == 200, signed.text
+    assert error_of(await reader.put(f"{url}/fiducials", json=body)) == (
+        409,
+        "transition_not_allowed",
+    )
+    [version] = (await reader.get(f"{url}/report")).json()["versions"]
+    signed_off = version["document"]["fiducials_ms"]["qrs_off"]
+    assert float(signed_off) == pytest.approx(body["fiducials_ms"]["qrs_off"])
+    pdf = await reader.get(f"{url}/report.pdf")
+    assert pdf.status_code == 200
+    text = (await anyio.run_process(["pdftotext", "-", "-"], input=pdf.content)).stdout.decode()
+    assert f"{state['measurements']['qrs_ms']:.0f}" in text
+    for client in (reader, other):
+        await client.aclose()
