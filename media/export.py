@@ -20,6 +20,10 @@ manifest's estimate of the wall clock of the track's media time 0 (see
 participant are placed independently, each by its own clock, so that a track that
 started late (a microphone enabled after the camera, a reconnect) stays in sync.
 
+A recording cut by a crash is exported as its files hold it, not as its last manifest
+said (up to ``manifest_interval_s`` stale): :func:`export` reads the manifest through
+:func:`media.recorder.rebuild_manifest`.
+
 Building the command is pure (:func:`export_command`); :func:`export` runs ffmpeg
 (a system program: ``make sysdeps`` installs it) and reports a clear error when it
 is missing or fails.
@@ -36,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from media.exceptions import RecordingError
-from media.recorder import Manifest, TrackEntry, parse_utc, read_manifest
+from media.recorder import Manifest, TrackEntry, parse_utc, rebuild_manifest
 
 # The font of the names on the tiles (Debian's fonts-noto-cjk: Chinese and Latin).
 NAME_FONT = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc")
@@ -341,7 +345,7 @@ def export(
         When the manifest is unreadable, the recording holds no media, ffmpeg is
         missing or ffmpeg fails (its message included).
     """
-    manifest = read_manifest(directory)
+    manifest = rebuild_manifest(directory)
     with tempfile.TemporaryDirectory(prefix="tc-export-") as names_dir:
         name_files, initials_files = {}, {}
         for index, participant_id in enumerate(sorted(manifest.participants)):

@@ -37,6 +37,10 @@ Design notes
   limit) fails the whole recording: its files are closed as far as possible, the
   manifest says ``failed`` with the reason, ``on_error`` is called on the event loop,
   and forwarding carries on untouched.
+- After a crash the files hold more than the manifest says (up to
+  ``manifest_interval_s``, and a file opened just before may be unlisted):
+  :func:`rebuild_manifest` reads them, the export uses it, and the next recorder to
+  start closes such a recording with its rebuilt manifest (``failed``, ``INTERRUPTED``).
 """
 
 from __future__ import annotations
@@ -221,6 +225,97 @@ def read_manifest(directory: Path) -> Manifest:
     except OSError as exc:
         raise RecordingError(f"no manifest in {directory}: {exc.strerror}") from None
     return Manifest.from_json(data)
+
+
+# A recorded file's name, as _Recording._do_add makes it (the participant id made safe).
+_TRACK_FILE = re.compile(
+    r"(?P<participant>[A-Za-z0-9_.-]{1,64})-s(?P<segment>[0-9]+)-(?P<kind>audio|video)"
+    r"-[0-9]+\.(?:webm|mp4)"
+)
+INTERRUPTED = "interrupted: the server stopped while recording; the manifest was rebuilt"
+
+
+@dataclass(frozen=True)
+class FileContents:
+    """What one recorded file holds, as far as it can be read."""
+
+    codec: str
+    duration_s: float  # media time of the last readable packet
+    packets: int
+    bytes: int
+
+
+def read_contents(path: Path) -> FileContents | None:
+    """The packets ``path`` holds up to the first unreadable byte (a file cut by a crash
+    reads to its last whole cluster or fragment); None when it holds none."""
+    packets = size = 0
+    last_s = 0.0
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams[0]
+            codec = stream.codec_context.name
+            try:
+                for packet in container.demux(stream):
+                    if packet.pts is None or packet.time_base is None or not packet.size:
+                        continue  # the demuxer's flush packet
+                    last_s = max(last_s, float(packet.pts * packet.time_base))
+                    packets += 1
+                    size += packet.size
+            except av.FFmpegError:
+                pass  # the cut end: what came before it stands
+    except (OSError, av.FFmpegError, IndexError):
+        return None
+    if not packets:
+        return None
+    return FileContents(codec, round(last_s, 3), packets, size)
+
+
+def rebuild_manifest(directory: Path) -> Manifest:
+    """The manifest of ``directory`` with every track as its file holds it.
+
+    A recording that stopped or failed wrote its manifest last: it is returned as it is.
+    One still ``recording`` is either live or was cut by a crash (SIGKILL, power), and
+    its manifest is then up to ``manifest_interval_s`` stale and may lack a file opened
+    just before: each listed track's duration, packets and bytes are read from its
+    file, and a file of ours the manifest does not list is added (its start estimated
+    as the file's last write less its duration). Nothing is written.
+
+    Raises
+    ------
+    RecordingError
+        When the manifest is missing or unreadable.
+    """
+    manifest = read_manifest(directory)
+    if manifest.state is not RecordingState.RECORDING:
+        return manifest
+    listed = {t.file for t in manifest.tracks}
+    for track in manifest.tracks:
+        found = read_contents(directory / track.file)
+        if found is not None and found.packets > track.packets:
+            track.duration_s, track.packets, track.bytes = (
+                found.duration_s,
+                found.packets,
+                found.bytes,
+            )
+    for path in sorted(directory.iterdir()):
+        named = _TRACK_FILE.fullmatch(path.name)
+        if named is None or path.name in listed:
+            continue
+        found = read_contents(path)
+        if found is None:
+            continue
+        participant_id, segment = named["participant"], int(named["segment"])
+        manifest.tracks.append(
+            TrackEntry(
+                participant_id, segment, named["kind"], found.codec, path.name,
+                start_utc=utc_iso(path.stat().st_mtime - found.duration_s),
+                duration_s=found.duration_s, bytes=found.bytes, packets=found.packets,
+            )
+        )  # fmt: skip
+        person = manifest.participants.setdefault(participant_id, {"segments": []})
+        if segment not in person["segments"]:
+            person["segments"].append(segment)
+    return manifest
 
 
 # The writer thread's side
@@ -467,6 +562,7 @@ class Recorder:
     # Writer thread side
 
     def _run(self) -> None:
+        self._recover()
         while True:
             job = self._jobs.get()
             if job is None:
@@ -475,6 +571,31 @@ class Recorder:
                 job()
             except Exception:
                 logger.exception("recorder job failed")
+
+    def _recover(self) -> None:
+        """Close the recordings a previous process left ``recording`` (it was killed):
+        their manifests rebuilt from the files, marked failed, ``INTERRUPTED``."""
+        try:
+            folders = sorted(p for p in self.root.iterdir() if p.is_dir())
+        except OSError:
+            return  # no recordings yet
+        for folder in folders:
+            try:
+                manifest = read_manifest(folder)
+                if manifest.state is not RecordingState.RECORDING:
+                    continue
+                manifest = rebuild_manifest(folder)
+                ends = [
+                    parse_utc(t.start_utc) + t.duration_s for t in manifest.tracks if t.start_utc
+                ]
+                manifest.state = RecordingState.FAILED
+                manifest.stopped_utc = utc_iso(max(ends, default=parse_utc(manifest.started_utc)))
+                manifest.error = INTERRUPTED
+                write_atomic(folder / MANIFEST, manifest.to_json())
+            except (OSError, RecordingError) as exc:
+                logger.warning("recording %s left as it is: %s", folder.name, _reason(exc))
+                continue
+            logger.info("recording %s was interrupted: manifest rebuilt", folder.name)
 
     def _do_start(self, manifest: Manifest) -> None:
         directory = self.root / manifest.recording_id

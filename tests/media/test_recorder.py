@@ -16,15 +16,19 @@ from typing import Any
 import pytest
 
 from media.exceptions import RecordingError
+from media.export import export, placements
 from media.passthrough import PassthroughForwarder
 from media.recorder import (
+    INTERRUPTED,
     MANIFEST,
     Manifest,
     Recorder,
     RecordingState,
     container_for,
     parse_utc,
+    read_contents,
     read_manifest,
+    rebuild_manifest,
     utc_iso,
     vp8_dimensions,
     write_atomic,
@@ -53,6 +57,14 @@ def feed(recorder: Recorder, source_id: str, frames: Iterable[synthetic.Encoded]
     return handed
 
 
+def two_seconds_of_dr_li(recorder: Recorder) -> tuple[list[bytes], list[bytes]]:
+    """Room "room-1" recording 2 s of VP8 and Opus from "dr-li"; the payloads handed."""
+    recorder.start("room-1")
+    recorder.add_track("room-1", "dr-li", 0, "v", "video")
+    recorder.add_track("room-1", "dr-li", 0, "a", "audio")
+    return feed(recorder, "v", synthetic.video(2.0)), feed(recorder, "a", synthetic.audio(2.0))
+
+
 async def finished(recorder: Recorder, tmp_path: Path) -> tuple[Path, Manifest]:
     """Close the recorder; the only recording's directory and manifest."""
     await recorder.close()
@@ -62,11 +74,7 @@ async def finished(recorder: Recorder, tmp_path: Path) -> tuple[Path, Manifest]:
 
 async def test_vp8_and_opus_are_stored_as_received(recorder: Recorder, tmp_path: Path) -> None:
     """VP8 and Opus go into WebM byte for byte; ffprobe reads codec, size and duration."""
-    recorder.start("room-1")
-    recorder.add_track("room-1", "dr-li", 0, "v", "video")
-    recorder.add_track("room-1", "dr-li", 0, "a", "audio")
-    video = feed(recorder, "v", synthetic.video(2.0))
-    audio = feed(recorder, "a", synthetic.audio(2.0))
+    video, audio = two_seconds_of_dr_li(recorder)
     directory, manifest = await finished(recorder, tmp_path)
     assert manifest.state is RecordingState.STOPPED
     assert manifest.participants == {"dr-li": {"segments": [0]}}
@@ -165,16 +173,22 @@ async def test_sfu_records_each_participant_and_reconnects_in_a_new_segment(
     await b.join("room")
     sfu.set_recording("room", True)
     assert events == [("room", True, None)]
-    await wait_for(lambda: sfu.stats()["recording_packets"] > 100)
-    await asyncio.sleep(1.5)
+    recording_id = sfu.recording("room")
+    assert recording_id is not None
+    directory = tmp_path / "recordings" / recording_id
+
+    def recorded_s(pattern: str) -> list[float]:
+        """Media time each of the matching files holds so far."""
+        return [c.duration_s if (c := read_contents(f)) else 0.0 for f in directory.glob(pattern)]
+
+    # More than a second of each of a's tracks on disk (waited on, not slept).
+    await wait_for(lambda: len(recorded_s("a-s0-*")) == 2 and min(recorded_s("a-s0-*")) > 1.1)
     await sfu.leave("a")
     await a.close()
     again = Client(sfu, "a", (0, 0, 200))
     clients.append(again)
     await again.join("room")
-    recording_id = sfu.recording("room")
-    assert recording_id is not None
-    directory = tmp_path / "recordings" / recording_id
+    assert sfu.recording("room") == recording_id
 
     def segments() -> list[int]:
         return sorted(
@@ -256,10 +270,13 @@ def test_sigkill_leaves_playable_files_listed_in_the_manifest(tmp_path: Path) ->
     """After SIGKILL mid-consult, every file opens and plays to within 2 s of the kill."""
     process = child(tmp_path)
     try:
+        stats = 0
         for event in lines(process):
-            if event.get("stats", {}).get("recording_packets", 0) > 300:
+            # 300 packets written, then five more stats lines (0.2 s apart): the files
+            # hold about a second more than the manifest has had time to say.
+            stats += event.get("stats", {}).get("recording_packets", 0) > 300
+            if stats > 5:
                 break
-        time.sleep(1.0)
         killed_at = time.time()
         process.send_signal(signal.SIGKILL)
     finally:
@@ -276,6 +293,68 @@ def test_sigkill_leaves_playable_files_listed_in_the_manifest(tmp_path: Path) ->
         assert stream["codec_name"] == track.codec
         end_s = parse_utc(track.start_utc or "") + last_packet_s(directory / track.file)
         assert killed_at - end_s < 2.0, (track.file, killed_at - end_s)
+    # The export holds everything the files hold, not what the stale manifest said.
+    rebuilt = rebuild_manifest(directory)
+    for track in rebuilt.tracks:
+        assert track.duration_s == pytest.approx(last_packet_s(directory / track.file), abs=2e-3)
+    ends = [p.offset_s + p.track.duration_s for p in placements(rebuilt)]
+    out = tmp_path / "export.webm"
+    export(directory, out)
+    assert float(ffprobe(out)["format"]["duration"]) >= max(ends) - 0.05
+    # The next recorder closes it: failed, interrupted, with the rebuilt manifest.
+    asyncio.run(start_and_close(Recorder(tmp_path)))
+    closed = read_manifest(directory)
+    assert (closed.state, closed.error) == (RecordingState.FAILED, INTERRUPTED)
+    assert closed.tracks == rebuilt.tracks
+
+
+async def start_and_close(recorder: Recorder) -> None:
+    """Start the writer thread (a recording of its own) and stop it."""
+    recorder.start("another-room")
+    await recorder.close()
+
+
+async def test_a_manifest_cut_by_a_crash_is_rebuilt_from_the_files(
+    recorder: Recorder, tmp_path: Path
+) -> None:
+    """Stale durations and an unlisted file (a crash just after it opened) come back from
+    the files; a manifest that stopped is trusted as it is."""
+    video, audio = two_seconds_of_dr_li(recorder)
+    directory, stopped = await finished(recorder, tmp_path)
+    assert rebuild_manifest(directory) == stopped
+    by_kind = {t.kind: t for t in stopped.tracks}
+    crashed = Manifest.from_json(stopped.to_json())
+    crashed.state, crashed.stopped_utc = RecordingState.RECORDING, None
+    crashed.tracks = [t for t in crashed.tracks if t.kind == "video"]
+    crashed.tracks[0].duration_s, crashed.tracks[0].packets = 0.5, 10
+    write_atomic(directory / MANIFEST, crashed.to_json())
+    rebuilt = rebuild_manifest(directory)
+    assert rebuilt.state is RecordingState.RECORDING
+    got = {t.kind: t for t in rebuilt.tracks}
+    assert (got["video"].duration_s, got["video"].packets) == (
+        by_kind["video"].duration_s,
+        len(video),
+    )
+    assert got["video"].start_utc == by_kind["video"].start_utc  # the manifest's estimate
+    assert (got["audio"].file, got["audio"].codec, got["audio"].packets) == (
+        by_kind["audio"].file,
+        "opus",
+        len(audio),
+    )
+    assert got["audio"].duration_s == by_kind["audio"].duration_s
+    assert got["audio"].start_utc is not None
+    assert rebuilt.participants == {"dr-li": {"segments": [0]}}
+    assert read_manifest(directory) == crashed  # nothing written
+
+
+def test_unreadable_files_hold_nothing(tmp_path: Path) -> None:
+    """A file of our name that is empty or not a container adds no track."""
+    (tmp_path / "p-s0-video-0.webm").write_bytes(b"")
+    (tmp_path / "p-s0-audio-0.webm").write_bytes(b"not a matroska file")
+    assert read_contents(tmp_path / "p-s0-video-0.webm") is None
+    assert read_contents(tmp_path / "p-s0-audio-0.webm") is None
+    write_atomic(tmp_path / MANIFEST, Manifest("r", "room", utc_iso(0.0)).to_json())
+    assert rebuild_manifest(tmp_path).tracks == []
 
 
 @pytest.mark.slow
