@@ -35,6 +35,11 @@ METRICS: dict[str, tuple[str, str, bool]] = {
         "Keyframe requests (PLI) sent to publishers, after throttling.",
         True,
     ),
+    "keyframe_throttled": (
+        "teleconsult_media_keyframe_throttled",
+        "Keyframe requests held back by the per-source throttle.",
+        True,
+    ),
     "transcoding_fallbacks": (
         "teleconsult_media_transcoding_fallbacks",
         "Subscribers that needed decoding and re-encoding (codec mismatch).",

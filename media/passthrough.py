@@ -167,6 +167,7 @@ class ForwardStats:
     forwarded_packets: int = 0  # encoded frames handed to subscribers' senders
     forwarded_bytes: int = 0
     keyframe_requests: int = 0  # PLIs sent to publishers (after throttling)
+    keyframe_throttled: int = 0  # keyframe requests the throttle held back
     transcoding_fallbacks: int = 0  # sinks that had to decode and encode
     decoded_frames: int = 0  # encoded frames handed to aiortc's decoder
     remb_capped: int = 0  # REMBs to publishers lowered to a subscriber's share
@@ -518,6 +519,9 @@ class PassthroughForwarder:
     on_frame
         Called with ``(source_id, kind, mime_type, packet)`` for every encoded frame of
         every source, before pausing applies (the recorder's hook).
+    clock
+        Monotonic seconds for the throttles and bitrate windows (tests move it on
+        instead of sleeping).
     """
 
     def __init__(
@@ -527,7 +531,9 @@ class PassthroughForwarder:
         max_queue_frames: int = 64,
         on_frame: Callable[[str, str, str, Packet], None] | None = None,
         bitrate: BitrateConfig | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._clock = clock
         self._bitrate = bitrate if bitrate is not None else BitrateConfig()
         self._keyframe_interval_s = keyframe_interval_s
         self._max_queue_frames = max_queue_frames
@@ -709,20 +715,20 @@ class PassthroughForwarder:
     def bitrate_cap(self, source_id: str) -> int | None:
         """What the source's subscribers can take (bit/s), None if none has said."""
         source = self._sources.get(source_id)
-        return None if source is None else source.bitrate.cap(time.monotonic())
+        return None if source is None else source.bitrate.cap(self._clock())
 
     def _limit(self, source: _Source, estimate_bps: int, ssrcs: list[int], ours: int) -> int:
         """The server's receiver sends the publisher a REMB: cap it by the subscribers."""
         source.uplink_bps = estimate_bps
         source.remb_ssrcs = (ours, ssrcs)
-        figure = source.bitrate.limit(estimate_bps, time.monotonic())
+        figure = source.bitrate.limit(estimate_bps, self._clock())
         if figure is None or figure >= estimate_bps:
             return estimate_bps
         self.counters.remb_capped += 1
         return figure
 
     def _may_retransmit(self, sink: _Sink, sequence_number: int) -> bool:
-        if sink.retransmits.allow(sequence_number, time.monotonic()):
+        if sink.retransmits.allow(sequence_number, self._clock()):
             return True
         self.counters.rtx_refused += 1
         return False
@@ -739,14 +745,14 @@ class PassthroughForwarder:
         source = sink.source
         if source is None or source.kind != "video":
             return
-        if source.bitrate.subscriber(sink, share_bps, time.monotonic()):
+        if source.bitrate.subscriber(sink, share_bps, self._clock()):
             self._send_remb(source)
 
     def _send_remb(self, source: _Source) -> None:
         """Tell the publisher the subscribers' cap now (a subscriber's link fell)."""
         if source.remb_ssrcs is None or source.send_rtcp is None:
             return  # the server has no estimate of its own yet: its first REMB is capped
-        figure = source.bitrate.limit(source.uplink_bps, time.monotonic())
+        figure = source.bitrate.limit(source.uplink_bps, self._clock())
         if figure is None:
             return
         ours, ssrcs = source.remb_ssrcs
@@ -761,7 +767,8 @@ class PassthroughForwarder:
     def _request_keyframe(self, source: _Source) -> None:
         if source.kind != "video" or source.receiver is None:
             return
-        if not source.throttle.allow(time.monotonic()):
+        if not source.throttle.allow(self._clock()):
+            self.counters.keyframe_throttled += 1
             return
         if send_pli(source.receiver):
             self.counters.keyframe_requests += 1

@@ -24,6 +24,8 @@ from av import VideoFrame
 
 from media.sfu import PeerRole, Sfu, TrackKind
 
+# Loopback only: no ICE server (aiortc's default, iceServers=None, is Google's public STUN).
+NO_ICE_SERVERS = RTCConfiguration(iceServers=[])
 MAX_BUNDLE = RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
 FRAME_RATE_HZ = 15
 WIDTH, HEIGHT = 64, 48

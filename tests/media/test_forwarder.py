@@ -13,7 +13,7 @@ from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, VideoFrame
 
 from media.forwarder import GateTrack, RelayForwarder, SlotTrack, Timeline, restamp, with_pts
-from tests.media.peers import falls_silent
+from tests.media.peers import NO_ICE_SERVERS, falls_silent
 
 
 class Counter(MediaStreamTrack):
@@ -68,7 +68,7 @@ async def test_slot_switches_sources_and_outlives_them() -> None:
 
 async def test_relay_forwarder_connects_pauses_and_removes() -> None:
     """Frames of a source reach a connected sender's track until the source is removed."""
-    pc = RTCPeerConnection()
+    pc = RTCPeerConnection(NO_ICE_SERVERS)
     sender = pc.addTransceiver("video", direction="sendonly").sender
     forwarder = RelayForwarder()
     forwarder.add_source("s1", Counter("a"))

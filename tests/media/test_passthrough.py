@@ -15,9 +15,27 @@ from tests.media.peers import Client, ColourTrack, close_to, mean_colour, wait_f
 RED, GREEN, BLUE = (220, 30, 30), (30, 200, 30), (30, 30, 220)
 
 
+class Clock:
+    """Monotonic time that a test moves on (``skip``) instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.skipped_s = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.skipped_s
+
+    def skip(self, seconds: float) -> None:
+        self.skipped_s += seconds
+
+
 @pytest.fixture
-async def forwarder() -> PassthroughForwarder:
-    return PassthroughForwarder()
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def forwarder(clock: Clock) -> PassthroughForwarder:
+    return PassthroughForwarder(clock=clock)
 
 
 async def joined_pair(
@@ -51,12 +69,12 @@ async def test_frames_arrive_and_nothing_is_decoded(
 
 
 async def test_late_joiner_gets_a_keyframe_within_a_second(
-    forwarder: PassthroughForwarder, clients: list[Client]
+    forwarder: PassthroughForwarder, clock: Clock, clients: list[Client]
 ) -> None:
     """A third participant joining later asks for a keyframe and sees pictures within 1 s."""
     sfu, _, b = await joined_pair(forwarder, clients)
     await mean_colour(b.live("video")[0])
-    await asyncio.sleep(1.0)  # past the first keyframes and the throttle
+    clock.skip(10.0)  # past the throttle of the first keyframe requests
     requests_before = forwarder.stats()["keyframe_requests"]
     c = Client(sfu, "c", BLUE)
     clients.append(c)
@@ -94,7 +112,7 @@ async def test_a_reconnected_publisher_is_seen_again_within_a_second(
 
 
 async def test_subscriber_plis_reach_the_publisher_throttled(
-    forwarder: PassthroughForwarder, clients: list[Client]
+    forwarder: PassthroughForwarder, clock: Clock, clients: list[Client]
 ) -> None:
     """Five PLIs from a subscriber in a burst become one keyframe request to the publisher."""
     sfu, a, b = await joined_pair(forwarder, clients)
@@ -108,15 +126,24 @@ async def test_subscriber_plis_reach_the_publisher_throttled(
         original()
 
     publisher_sender._send_keyframe = counted  # type: ignore[method-assign]
-    await asyncio.sleep(0.6)  # past the throttle of the join's own requests
+    clock.skip(10.0)  # past the throttle of the join's own requests
     (receiver,) = [
         t.receiver for t in b.subscribe.getTransceivers() if t.receiver.track in b.live("video")
     ]
     ssrc = receiver.getSynchronizationSources()[0].source
+    before = forwarder.stats()
+
+    def handled() -> int:
+        """Keyframe requests the forwarder has decided on since the burst."""
+        now = forwarder.stats()
+        return sum(now[k] - before[k] for k in ("keyframe_requests", "keyframe_throttled"))
+
     for _ in range(5):
         await receiver._send_rtcp_pli(ssrc)
-    await wait_for(lambda: len(asked) == 1, timeout_s=2)
-    await asyncio.sleep(0.3)
+    await wait_for(lambda: handled() >= 5 and len(asked) >= 1, timeout_s=5)
+    stats = forwarder.stats()
+    assert stats["keyframe_requests"] - before["keyframe_requests"] == 1
+    assert stats["keyframe_throttled"] - before["keyframe_throttled"] >= 4
     assert len(asked) == 1
     await sfu.close()
 

@@ -7,10 +7,11 @@ from aiortc import RTCPeerConnection
 
 from media.exceptions import InvalidSdpError
 from media.sdp import check_description, parse_candidate
+from tests.media.peers import NO_ICE_SERVERS
 
 
 async def _valid_offer() -> str:
-    pc = RTCPeerConnection()
+    pc = RTCPeerConnection(NO_ICE_SERVERS)
     pc.addTransceiver("audio", direction="sendonly")
     await pc.setLocalDescription(await pc.createOffer())
     sdp = str(pc.localDescription.sdp)

@@ -18,7 +18,7 @@ from media.exceptions import (
 )
 from media.sfu import Sfu
 from sessions.turn import turn_credentials
-from tests.media.peers import Client, close_to, falls_silent, mean_colour, wait_for
+from tests.media.peers import NO_ICE_SERVERS, Client, close_to, falls_silent, mean_colour, wait_for
 from tests.media.turn import Turn
 
 RED, GREEN, BLUE = (220, 30, 30), (30, 200, 30), (30, 30, 220)
@@ -169,7 +169,7 @@ async def test_bad_input_is_refused_and_changes_nothing(sfu: Sfu, clients: list[
     await a.join("room")
     with pytest.raises(InvalidSdpError, match="must start with 'v=0'"):
         await sfu.offer("a", "publish", "not sdp")
-    probe = RTCPeerConnection()
+    probe = RTCPeerConnection(NO_ICE_SERVERS)
     probe.addTransceiver("audio", direction="sendonly")
     await probe.setLocalDescription(await probe.createOffer())
     with pytest.raises(WrongPeerError):
