@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,6 +133,29 @@ class Client:
             task.cancel()
         await self.publish.close()
         await self.subscribe.close()
+
+
+class Clock:
+    """Monotonic time that a test moves on (``skip``) or stops (``freeze``) instead of
+    sleeping; given to the forwarder as its clock."""
+
+    def __init__(self) -> None:
+        self.skipped_s = 0.0
+        self.frozen_s: float | None = None
+
+    def __call__(self) -> float:
+        if self.frozen_s is not None:
+            return self.frozen_s
+        return time.monotonic() + self.skipped_s
+
+    def skip(self, seconds: float) -> None:
+        self.skipped_s += seconds
+
+    def freeze(self) -> None:
+        self.frozen_s = self()
+
+    def thaw(self) -> None:
+        self.frozen_s = None
 
 
 async def wait_for(predicate: Any, timeout_s: float = 10.0) -> None:

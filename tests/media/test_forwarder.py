@@ -13,7 +13,7 @@ from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, VideoFrame
 
 from media.forwarder import GateTrack, RelayForwarder, SlotTrack, Timeline, restamp, with_pts
-from tests.media.peers import NO_ICE_SERVERS, falls_silent
+from tests.media.peers import NO_ICE_SERVERS, falls_silent, wait_for
 
 
 class Counter(MediaStreamTrack):
@@ -55,11 +55,12 @@ async def test_slot_switches_sources_and_outlives_them() -> None:
         await asyncio.wait_for(slot.recv(), 0.05)
     slot.switch(Counter("a"))
     assert (await slot.recv())[0] == "a"
-    slot.switch(Counter("b", limit=2))
+    b = Counter("b", limit=2)
+    slot.switch(b)
     assert (await slot.recv())[0] == "b"
     assert (await slot.recv())[0] == "b"
     pending = asyncio.ensure_future(slot.recv())  # "b" ends: the slot waits
-    await asyncio.sleep(0.05)
+    await wait_for(lambda: b.readyState == "ended")  # the slot has read b's end
     assert not pending.done()
     slot.switch(Counter("c"))
     assert (await pending)[0] == "c"

@@ -10,22 +10,9 @@ from aiortc import RTCRtpSender, RTCSessionDescription
 
 from media.passthrough import PassthroughForwarder, Throttle, h264_nal_types, is_keyframe
 from media.sfu import Sfu
-from tests.media.peers import Client, ColourTrack, close_to, mean_colour, wait_for
+from tests.media.peers import Client, Clock, ColourTrack, close_to, mean_colour, wait_for
 
 RED, GREEN, BLUE = (220, 30, 30), (30, 200, 30), (30, 30, 220)
-
-
-class Clock:
-    """Monotonic time that a test moves on (``skip``) instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.skipped_s = 0.0
-
-    def __call__(self) -> float:
-        return time.monotonic() + self.skipped_s
-
-    def skip(self, seconds: float) -> None:
-        self.skipped_s += seconds
 
 
 @pytest.fixture

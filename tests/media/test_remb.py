@@ -15,7 +15,7 @@ from av import VideoFrame
 from media.bitrate import BitrateConfig
 from media.passthrough import PassthroughForwarder, remb_of, remb_packet
 from media.sfu import Sfu
-from tests.media.peers import Client, wait_for
+from tests.media.peers import Client, Clock, wait_for
 
 RED, GREEN = (220, 30, 30), (30, 200, 30)
 POOR_BPS = 120_000
@@ -59,7 +59,10 @@ def rembs_received(sender: RTCRtpSender) -> list[int]:
 async def test_a_poor_subscriber_lowers_the_publishers_bitrate(clients: list[Client]) -> None:
     """b says it can take 120 kbit/s of a's video: a is told so at once and its encoder
     aims under it; once b stops saying so, a's own uplink estimate applies again."""
-    forwarder = PassthroughForwarder(bitrate=BitrateConfig(floor_bps=50_000, ttl_s=1.5))
+    clock = Clock()
+    forwarder = PassthroughForwarder(
+        bitrate=BitrateConfig(floor_bps=50_000, ttl_s=1.5), clock=clock
+    )
     sfu = Sfu(forwarder=forwarder)
     a, b = Client(sfu, "a", RED), Client(sfu, "b", GREEN)
     clients += [a, b]
@@ -95,11 +98,16 @@ async def test_a_poor_subscriber_lowers_the_publishers_bitrate(clients: list[Cli
     # aiortc's VP8 encoder keeps to its own minimum (a browser's goes lower).
     encoder = publisher._RTCRtpSender__encoder  # type: ignore[attr-defined]
     assert encoder.target_bitrate == max(POOR_BPS, vpx.MIN_BITRATE)
-    # Every later REMB of the server's own is capped while b keeps saying it...
+    # Every later REMB of the server's own is capped while b keeps saying it (the
+    # forwarder's clock stopped: b's figure stays fresh however slowly REMBs come)...
+    clock.freeze()
     for _ in range(3):
-        await asyncio.sleep(0.5)
+        count = len(told)
+        await wait_for(lambda n=count: len(told) > n, timeout_s=10)  # the server's next REMB
         await send_rtcp(remb_packet(0x1234, POOR_BPS, [media_ssrc]))
     assert max(told[before:]) <= POOR_BPS
-    # ...and lapses after b stops.
+    # ...and lapses after b stops (its figure older than ttl_s on the forwarder's clock).
+    clock.thaw()
+    clock.skip(10.0)
     await wait_for(lambda: told[-1] > POOR_BPS, timeout_s=15)
     await sfu.close()
