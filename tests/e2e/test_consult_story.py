@@ -15,9 +15,9 @@ it all. Then, past its deadline on the test's clock, an emergency request is esc
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import re
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -31,7 +31,6 @@ from playwright.async_api import Browser, Page
 
 from teleconsult.app import Assembly, assemble
 from teleconsult.device_cmd import simulate
-from teleconsult.opinion_report_cmd import run_verify
 from tests.consults.test_service_world import Clock
 from tests.e2e.test_admin import log_in
 from tests.e2e.test_platform import ADMIN_PASSWORD, PASSWORD, browser, looped, set_up
@@ -277,9 +276,13 @@ async def test_the_consult_story_on_the_whole_server(
         assert pdf.ok
         path = tmp_path / "opinion.pdf"
         path.write_bytes(await pdf.body())
-        check = argparse.Namespace(file=path, check_keys=True, data_dir=data,
-                                   database_url=None)  # fmt: skip
-        assert await asyncio.to_thread(run_verify, check) == 0
+        verify = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "teleconsult", "report", "verify", "--check-keys",
+            "--data-dir", str(data), str(path), stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        said, _ = await verify.communicate()
+        assert verify.returncode == 0, said
+        assert f"VERIFIED: consult {consult}" in said.decode()
 
         # The expert refers the patient up to the city's cardiology, which accepts.
         await expert.reload()
