@@ -13,6 +13,7 @@
 import { api, ApiFailure } from "/static/auth.js";
 import { desktopNotice, listenForNotices } from "/static/notices.js";
 import { lang, translator } from "/static/i18n.js";
+import { MedianPanel } from "/static/readings-median.js";
 import { RecordPaper } from "/static/readings-paper.js";
 import { RoomEcg } from "/static/room-ecg.js";
 
@@ -154,6 +155,8 @@ const STRINGS = {
     "error.invalid_input": "Invalid: {reason}",
     "error.conflict": "It is raised already.",
     "error.session_invalid": "You are not logged in, or your session has expired.",
+    "error.fiducial_outside_beat": "Not moved: {reason}",
+    "error.fiducials_out_of_order": "Not moved: {reason}",
     "error.generic": "The server refused: {reason}",
   },
   zh: {
@@ -293,6 +296,8 @@ const STRINGS = {
     "error.invalid_input": "输入无效：{reason}",
     "error.conflict": "该危急值已上报。",
     "error.session_invalid": "您尚未登录或登录已过期。",
+    "error.fiducial_outside_beat": "未修正：测量点超出平均心搏范围（{reason}）",
+    "error.fiducials_out_of_order": "未修正：测量点顺序不符（{reason}）",
     "error.generic": "服务器拒绝：{reason}",
   },
 };
@@ -331,6 +336,12 @@ window.tcReadings = state;
 
 const paper = new RecordPaper({ paper: $("paper"), grid: $("grid"), trace: $("trace"), counters: state.counters });
 state.paper = paper;
+// The median beat and its fiducials; corrected measurements replace the engine's at once.
+const median = new MedianPanel($("median"), {
+  onMeasured: (m) => state.ecg && renderEngine(Object.assign(state.ecg, { measurements: m })),
+  onError: (error) => fail(error),
+});
+state.median = median;
 
 // A task's stream while it is still arriving, on the live paper of web/ecg-paper.js
 // (the consult room's ECG panel, following this task's stream instead of the room's
@@ -568,6 +579,7 @@ async function openReading(id) {
     await loadEcg(turn);
   }
   await loadReport(task, turn);
+  if (!stale(turn)) await median.show(state.ecg ? task.id : null, editable());
 }
 
 function renderActions(task) {
