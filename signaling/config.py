@@ -26,6 +26,9 @@ class CoreConfig:
         Token bucket per connection: sustained messages per second and bucket size.
     flood_close_after : int
         Refused messages in a row after which the connection is closed.
+    max_watchers_per_identity, max_watchers_per_token : int
+        Viewer (``watch``) connections open at once for one identity, and for one token
+        (its ``jti``); one more is refused with ``too_many_connections`` and closed 4429.
     waiting_room : bool
         Whether participants without ``moderate`` wait to be admitted.
     recording_policy : {"required", "allowed", "off"}
@@ -42,6 +45,8 @@ class CoreConfig:
     rate_per_s: float = 20.0
     burst: float = 50.0
     flood_close_after: int = 20
+    max_watchers_per_identity: int = 32
+    max_watchers_per_token: int = 8
     # Rooms
     waiting_room: bool = True
     recording_policy: Literal["required", "allowed", "off"] = "allowed"
@@ -53,3 +58,5 @@ class CoreConfig:
             raise ValueError("max_message_bytes must be at least 1024")
         if self.rate_per_s <= 0 or self.burst < 1 or self.flood_close_after < 1:
             raise ValueError("rate_per_s > 0, burst >= 1 and flood_close_after >= 1 are required")
+        if self.max_watchers_per_identity < 1 or self.max_watchers_per_token < 1:
+            raise ValueError("max_watchers_per_identity and max_watchers_per_token must be >= 1")

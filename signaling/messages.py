@@ -61,6 +61,7 @@ class ErrorCode(enum.StrEnum):
     INVALID_SDP = "invalid_sdp"
     UNKNOWN_TRANSCEIVER = "unknown_transceiver"
     RATE_LIMITED = "rate_limited"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
     REPLACED = "replaced"
     REMOVED = "removed"
     JOIN_TIMEOUT = "join_timeout"

@@ -16,6 +16,10 @@ Design notes:
   closed connection's subscriptions, so no sample reaches it afterwards).
 - A removal ends the removed identity's viewer connections of that room too
   (:meth:`Viewing.end_watchers`), with ``removed`` and 4403.
+- **Viewers are capped** per identity and per token (``max_watchers_per_identity``,
+  ``max_watchers_per_token``): a watcher holds no room slot and no join timeout
+  applies to it, so without a cap one token could keep thousands of connections open.
+  The count is a scan of the open connections, once per ``watch``.
 """
 
 from __future__ import annotations
@@ -57,9 +61,30 @@ class Viewing:
         """A verified ``watch``: the connection becomes a viewer."""
         if self.is_waiting(claims.identity, claims.room):
             raise waiting_error()
+        self._check_caps(claims)
         self.ctx.authenticate(c, claims, ConnEvent.WATCH)
         self.ctx.audit(claims.room, claims.identity, "watch", detail={"role": claims.role})
         self.ctx.send(c, m.Watching(identity=claims.identity, role=claims.role, room=claims.room))
+
+    def _check_caps(self, claims: TokenClaims) -> None:
+        """Refuse a ``watch`` over the identity's or the token's viewer connections."""
+        config = self.ctx.config
+        by_identity = by_token = 0
+        for other in self.ctx.conns.values():
+            if other.state is ConnState.WATCHING and other.claims is not None:
+                by_identity += other.claims.identity == claims.identity
+                by_token += other.claims.jti == claims.jti
+        if by_identity >= config.max_watchers_per_identity:
+            limit = f"{config.max_watchers_per_identity} viewer connections per person"
+        elif by_token >= config.max_watchers_per_token:
+            limit = f"{config.max_watchers_per_token} viewer connections per token"
+        else:
+            return
+        raise ClientError(
+            ErrorCode.TOO_MANY_CONNECTIONS,
+            f"at most {limit}: close one first",
+            CloseCode.RATE_LIMITED,
+        )
 
     def is_present(self, identity: str, room_id: str) -> bool:
         """Whether ``identity`` is admitted to ``room_id`` (in it, or briefly dropped)."""
