@@ -15,6 +15,10 @@
 //   whatever its column, so columns line up with the rhythm strip.
 // - The scale in px per mm is the page's choice (fit to the width, or at least 10 px
 //   per mm on a phone in portrait); paper wider than its box scrolls.
+// - Calipers (enableCalipers): a mouse or pen drag on the paper draws a time caliper
+//   (ms and the rate it would be as an RR interval, bpm), with Shift an amplitude
+//   caliper (mV), read off the paper's own scale (px per mm, speed, gain); Escape or a
+//   redraw clears it. Touch keeps scrolling the paper sideways.
 
 import { EcgPaper } from "/static/ecg-paper.js";
 
@@ -34,6 +38,75 @@ export class RecordPaper extends EcgPaper {
     this.ecg = null;
     this.view = { layout: "3x4", gainMmPerMv: 10, speedMmPerS: 25, lead: "II", pxPerMm: 4 };
     this.rows = [];
+    this.caliper = null; // {kind: "time"|"amplitude", ms, bpm, mv, x0, y0, x1, y1}
+    this.caliperBox = null;
+  }
+
+  // Draw calipers on drags; ``label(caliper)`` is the text shown beside one.
+  enableCalipers(label) {
+    const box = document.createElement("div");
+    box.className = "caliper";
+    box.hidden = true;
+    const text = document.createElement("span");
+    text.className = "caliper-label";
+    box.append(text);
+    this.paper.append(box);
+    this.caliperBox = box;
+    this.caliperLabel = label;
+    let start = null;
+    const at = (event) => {
+      const rect = this.paper.getBoundingClientRect();
+      return [event.clientX - rect.left, event.clientY - rect.top];
+    };
+    this.paper.addEventListener("pointerdown", (event) => {
+      if (event.pointerType === "touch" || event.button !== 0 || !this.ecg) return;
+      event.preventDefault();
+      this.paper.setPointerCapture(event.pointerId);
+      start = { point: at(event), amplitude: event.shiftKey };
+      this.measureCaliper(start, at(event));
+    });
+    this.paper.addEventListener("pointermove", (event) => {
+      if (start) this.measureCaliper(start, at(event));
+    });
+    const end = (event) => {
+      if (!start) return;
+      this.measureCaliper(start, at(event));
+      start = null;
+      this.paper.dispatchEvent(new CustomEvent("caliper", { detail: this.caliper }));
+    };
+    this.paper.addEventListener("pointerup", end);
+    this.paper.addEventListener("pointercancel", end);
+    document.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") this.clearCaliper();
+    });
+  }
+
+  measureCaliper(start, [x1, y1]) {
+    const [x0, y0] = start.point;
+    const mm = this.pxPerMm;
+    const { gainMmPerMv: gain, speedMmPerS: speed } = this.view;
+    const amplitude = start.amplitude;
+    const ms = (Math.abs(x1 - x0) / mm / speed) * 1000;
+    const mv = Math.abs(y1 - y0) / mm / gain;
+    this.caliper = amplitude
+      ? { kind: "amplitude", mv, x0, y0, x1: x0, y1 }
+      : { kind: "time", ms, bpm: ms > 0 ? 60000 / ms : null, x0, y0, x1, y1: y0 };
+    const c = this.caliper;
+    const box = this.caliperBox;
+    box.hidden = false;
+    box.dataset.kind = c.kind;
+    Object.assign(box.style, {
+      left: `${Math.min(c.x0, c.x1)}px`,
+      top: `${Math.min(c.y0, c.y1)}px`,
+      width: `${Math.abs(c.x1 - c.x0)}px`,
+      height: `${Math.abs(c.y1 - c.y0)}px`,
+    });
+    box.firstChild.textContent = this.caliperLabel(c);
+  }
+
+  clearCaliper() {
+    this.caliper = null;
+    if (this.caliperBox) this.caliperBox.hidden = true;
   }
 
   // The answer of GET /readings/{id}/ecg, and the view options to draw it with.
@@ -80,6 +153,7 @@ export class RecordPaper extends EcgPaper {
   }
 
   draw() {
+    this.clearCaliper(); // its scale is the old drawing's
     const { gainMmPerMv: gain, speedMmPerS: speed, pxPerMm: mm } = this.view;
     const windowS = this.ecg.duration_s;
     this.rows = this.rowsOf();

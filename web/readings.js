@@ -155,6 +155,9 @@ const STRINGS = {
     "error.invalid_input": "Invalid: {reason}",
     "error.conflict": "It is raised already.",
     "error.session_invalid": "You are not logged in, or your session has expired.",
+    caliperTime: "{ms} ms · {bpm} bpm",
+    caliperAmplitude: "{mv} mV",
+    caliperHint: "Drag on the paper to measure time; with Shift, amplitude; Esc clears.",
     "error.fiducial_outside_beat": "Not moved: {reason}",
     "error.fiducials_out_of_order": "Not moved: {reason}",
     "error.generic": "The server refused: {reason}",
@@ -296,6 +299,9 @@ const STRINGS = {
     "error.invalid_input": "输入无效：{reason}",
     "error.conflict": "该危急值已上报。",
     "error.session_invalid": "您尚未登录或登录已过期。",
+    caliperTime: "{ms} 毫秒 · {bpm} 次/分",
+    caliperAmplitude: "{mv} 毫伏",
+    caliperHint: "在心电图纸上拖动测量时间，按住 Shift 拖动测量振幅，Esc 清除。",
     "error.fiducial_outside_beat": "未修正：测量点超出平均心搏范围（{reason}）",
     "error.fiducials_out_of_order": "未修正：测量点顺序不符（{reason}）",
     "error.generic": "服务器拒绝：{reason}",
@@ -336,6 +342,11 @@ window.tcReadings = state;
 
 const paper = new RecordPaper({ paper: $("paper"), grid: $("grid"), trace: $("trace"), counters: state.counters });
 state.paper = paper;
+paper.enableCalipers((c) =>
+  c.kind === "time"
+    ? t("caliperTime", { ms: Math.round(c.ms), bpm: c.bpm ? Math.round(c.bpm) : "—" })
+    : t("caliperAmplitude", { mv: c.mv.toFixed(2) }),
+);
 // The median beat and its fiducials; corrected measurements replace the engine's at once.
 const median = new MedianPanel($("median"), {
   onMeasured: (m) => state.ecg && renderEngine(Object.assign(state.ecg, { measurements: m })),
