@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from signaling.messages import MAX_CHAT_CHARS
+
 
 @dataclass(frozen=True, kw_only=True)
 class CoreConfig:
@@ -26,6 +28,9 @@ class CoreConfig:
         Token bucket per connection: sustained messages per second and bucket size.
     flood_close_after : int
         Refused messages in a row after which the connection is closed.
+    chat_chars_per_s, chat_burst_chars : float, int
+        Chat budget per person per room: characters refilled per second, and at most
+        at once (at least one whole line, ``messages.MAX_CHAT_CHARS``).
     max_watchers_per_identity, max_watchers_per_token : int
         Viewer (``watch``) connections open at once for one identity, and for one token
         (its ``jti``); one more is refused with ``too_many_connections`` and closed 4429.
@@ -45,6 +50,8 @@ class CoreConfig:
     rate_per_s: float = 20.0
     burst: float = 50.0
     flood_close_after: int = 20
+    chat_chars_per_s: float = 50.0
+    chat_burst_chars: int = 4_000
     max_watchers_per_identity: int = 32
     max_watchers_per_token: int = 8
     # Rooms
@@ -58,5 +65,9 @@ class CoreConfig:
             raise ValueError("max_message_bytes must be at least 1024")
         if self.rate_per_s <= 0 or self.burst < 1 or self.flood_close_after < 1:
             raise ValueError("rate_per_s > 0, burst >= 1 and flood_close_after >= 1 are required")
+        if self.chat_chars_per_s <= 0 or self.chat_burst_chars < MAX_CHAT_CHARS:
+            raise ValueError(
+                f"chat_chars_per_s > 0 and chat_burst_chars >= {MAX_CHAT_CHARS} are required"
+            )
         if self.max_watchers_per_identity < 1 or self.max_watchers_per_token < 1:
             raise ValueError("max_watchers_per_identity and max_watchers_per_token must be >= 1")

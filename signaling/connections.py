@@ -75,21 +75,27 @@ AUTHENTICATED: Final = frozenset({ConnState.JOINED, ConnState.WATCHING})
 
 @dataclass(slots=True)
 class TokenBucket:
-    """``burst`` tokens, refilled at ``rate_per_s``; each message takes one."""
+    """``burst`` tokens, refilled at ``rate_per_s``; each message takes one (or what it
+    weighs: ``take(now_s, amount)``)."""
 
     rate_per_s: float
     burst: float
     tokens: float
     last_s: float
 
-    def take(self, now_s: float) -> bool:
-        """Take a token at ``now_s``; False when the bucket is empty."""
-        self.tokens = min(self.burst, self.tokens + (now_s - self.last_s) * self.rate_per_s)
+    def take(self, now_s: float, amount: float = 1.0) -> bool:
+        """Take ``amount`` tokens at ``now_s``; False (and nothing taken) when the bucket
+        holds fewer."""
+        self.tokens = self.level(now_s)
         self.last_s = now_s
-        if self.tokens < 1.0:
+        if self.tokens < amount:
             return False
-        self.tokens -= 1.0
+        self.tokens -= amount
         return True
+
+    def level(self, now_s: float) -> float:
+        """The tokens the bucket would hold at ``now_s``."""
+        return min(self.burst, self.tokens + (now_s - self.last_s) * self.rate_per_s)
 
 
 @dataclass(slots=True, eq=False)

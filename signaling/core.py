@@ -560,7 +560,6 @@ class Core:
             )
 
     def _dispatch(self, c: Conn, message: m.ClientMessage, now_s: float) -> None:
-        del now_s
         match message:
             case m.Ping(ref=ref):
                 self._ctx.send(c, m.Pong(ref=ref, time=self._ctx.now_iso()))
@@ -585,6 +584,6 @@ class Core:
         if p.state not in IN_MEDIA:
             raise ClientError(ErrorCode.BAD_STATE, "not allowed in the waiting room")
         if isinstance(message, m.Chat):
-            self._chat.say(p, message.text)
+            self._chat.say(p, message.text, now_s)
             return
         self._rooms.handle(c, p, message)
