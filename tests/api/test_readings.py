@@ -251,6 +251,8 @@ async def test_the_openapi_document_says_everything(api: Api) -> None:
         "/api/v1/readings/{reading_id}/{event}",
         "/api/v1/readings/{reading_id}/report",
         "/api/v1/readings/{reading_id}/criticals",
+        "/api/v1/readings/{reading_id}/median",
+        "/api/v1/readings/{reading_id}/fiducials",
         "/api/v1/criticals",
         "/api/v1/criticals/{critical_id}",
         "/api/v1/criticals/{critical_id}/acknowledge",
