@@ -42,7 +42,8 @@ Design notes
 - **Warm-up.** The filters, the detector and the flags call compiled kernels (numba,
   cached on disk), loaded or compiled at their first call in a process: seconds of CPU.
   :func:`live_warm_up` runs the pipeline on a few seconds of a synthetic beat train so
-  that a worker pays this before its first stream, not during it.
+  that a worker pays this before its first stream, not during it (its flush reaches the
+  AF measures' kernels too: a window is measured at the end of a stream, however short).
 - What the detector cannot take (a rate outside 100–2000 Hz, more than 15 leads) is
   refused by :func:`live_start` with :class:`~ecg.errors.SignalError`; the stream is
   then stored without live annotation.

@@ -11,7 +11,8 @@ Design notes
   start warm; the test suite calls :func:`warm_up` once per session too, and the server
   before it starts its live workers.
 - **What it runs.** The live pipeline (:func:`ecg.live.live_warm_up`: causal filter,
-  streaming detector with a lead off, quality and rhythm steps) and the batch path
+  streaming detector with a lead off, quality and rhythm steps, the AF measures'
+  kernels of :mod:`ecg._rhythm_kernels` at its flush) and the batch path
   (:func:`ecg.annotate.annotate` in both filter modes) on a synthetic 12-lead record with
   missing samples, a flat lead and an irregular rhythm, so that every branch that has a
   kernel of its own is reached. Nothing is written but numba's cache.

@@ -156,6 +156,54 @@ def test_atrial_chunked_equals_batch(cuts: list[int]) -> None:
     assert batch
 
 
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(st.integers(1, 30_000), min_size=1, max_size=25),
+    st.integers(0, 400),
+    st.sampled_from([1, 3, 12]),
+)
+def test_atrial_per_beat_measures_chunked_equal_batch(
+    cuts: list[int], lag: int, n_leads: int
+) -> None:
+    """Per-beat coherence (per lead), irregularity, AF calls and prematurity of a stream
+    cut anywhere, its beats handed over late or early, equal the batch ones bit for bit:
+    the cached per-beat quantities (ring buffers that wrap, trim and grow when a chunk
+    brings many beats) give what a fresh computation of the whole record gives."""
+    times = np.concatenate([sinus_times(50.0, 0.8), 50.6 + af_times(60.0)[:-1]])
+    rr = np.diff(times)
+    times[1:][rr > 0.9] -= 0.3  # some premature beats in the sinus part
+    signal, beats = synth(times, p_wave=False, f_waves_mv=0.05, duration_s=112.0, n_leads=n_leads)
+    sinus, _ = synth(times[times < 50.6], p_wave=True, duration_s=112.0, n_leads=n_leads)
+    signal += sinus
+    batch = atrial_activity(signal, beats, 500.0)
+    state = atrial_start(n_leads, 500.0, keep_beats=True)
+    episodes = []
+    given_until = lo = 0
+    for size in itertools.cycle(cuts):
+        if lo >= signal.shape[0]:
+            break
+        hi = min(lo + size, signal.shape[0])
+        ready = beats[(beats >= given_until) & (beats + 40 + lag <= hi)]
+        given_until = int(ready[-1]) + 1 if ready.size else given_until
+        episodes += atrial_step(signal[lo:hi], ready, state)[0]
+        lo = hi
+    episodes += atrial_step(signal[:0], beats[beats >= given_until], state)[0]
+    episodes += atrial_flush(state)
+    h = state.history
+    np.testing.assert_array_equal(np.asarray(h["beats"]), batch.beats)
+    np.testing.assert_array_equal(np.asarray(h["coherence"]), batch.coherence)
+    np.testing.assert_array_equal(
+        np.asarray(h["per_lead"]).reshape(-1, n_leads), batch.coherence_per_lead
+    )
+    np.testing.assert_array_equal(np.asarray(h["irr"]), batch.irregularity)
+    np.testing.assert_array_equal(np.asarray(h["af"]), batch.af)
+    np.testing.assert_array_equal(np.asarray(h["premature"]), batch.premature)
+    assert episodes == batch.episodes
+    assert batch.af.any()
+    assert not batch.af.all()
+    assert batch.premature.any()
+
+
 def test_atrial_state_stays_bounded() -> None:
     """A long stream keeps a bounded number of beats in its state."""
     signal, beats = synth(af_times(600.0), p_wave=False, f_waves_mv=0.05)

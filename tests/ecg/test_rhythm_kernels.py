@@ -1,0 +1,148 @@
+"""Compiled atrial-measure kernels and the cached per-beat quantities: the numpy forms
+they replace (the window's stacked segments and correlation matrix), bit for bit where
+the summation order is the same, within a few ulp for the correlations."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ecg import _rhythm_kernels
+from ecg.rhythm import AtrialState, _features, _rows, _window, atrial_start, atrial_step
+from tests.ecg.test_rhythm import af_times, sinus_times, synth
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.floats(-1.0, 1.0), st.sampled_from([0.0, 0.5, 1.0])),
+        min_size=1,
+        max_size=70,
+    )
+)
+def test_median_is_numpys(values: list[float]) -> None:
+    """The selection median equals np.median, ties and even counts included."""
+    x = np.asarray(values)
+    assert _rhythm_kernels._sorted_median(x.copy()) == np.median(x)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(100, 600), min_size=5, max_size=45))
+def test_irregularity_is_the_numpy_expression(intervals: list[int]) -> None:
+    """RR irregularity equals np.median(np.abs(np.diff(rr))) / np.median(rr)."""
+    rr = np.asarray(intervals, dtype=np.float64)
+    expected = float(np.median(np.abs(np.diff(rr))) / np.median(rr))
+    assert _rhythm_kernels.irregularity(rr) == expected
+
+
+def _band(shapes: FloatArray, width: int) -> FloatArray:
+    band = np.zeros((shapes.shape[0], width))
+    for row in range(shapes.shape[0]):
+        _rhythm_kernels.correlate_previous(shapes, row, min(row, width - 1), band)
+    return band
+
+
+def test_correlations_and_dominant_beats_are_the_matrix_ones() -> None:
+    """The band of correlations is shapes @ shapes.T within 1e-12, and the dominant
+    beats those of the numpy medoid (median per row, argmax) of the matrix."""
+    rng = np.random.default_rng(5)
+    for n, size, ectopic in itertools.product((4, 7, 40), (12, 50, 603), (0.0, 0.3)):
+        shapes = rng.standard_normal(size) + 0.2 * rng.standard_normal((n, size))
+        odd = rng.random(n) < ectopic
+        shapes[odd] = rng.standard_normal((int(odd.sum()), size))
+        shapes /= np.linalg.norm(shapes, axis=1, keepdims=True)
+        corr = shapes @ shapes.T
+        band = _band(shapes, n)
+        for i, j in itertools.product(range(n), repeat=2):
+            value = band[max(i, j), abs(i - j)]
+            assert value == band[max(i, j), abs(i - j)]
+            assert math.isclose(value, corr[i, j], rel_tol=1e-12, abs_tol=1e-12)
+        rows = np.arange(n, dtype=np.int64)
+        medoid = int(np.argmax(np.median(corr, axis=1)))
+        expected = corr[medoid] >= 0.9
+        np.testing.assert_array_equal(_rhythm_kernels.dominant_rows(band, rows, 0.9), expected)
+
+
+def test_window_sum_is_numpys_sum_of_the_stack() -> None:
+    """Summing buffer rows in window order is np.stack(...).sum(axis=0) bit for bit."""
+    rng = np.random.default_rng(6)
+    for n_leads in (1, 2, 12):
+        segments = rng.standard_normal((30, 135, n_leads)) * 10.0 ** rng.integers(-3, 3)
+        for rows in ([3], [29, 0, 1, 2], list(range(5, 30)) + list(range(5))):
+            chosen = np.asarray(rows, dtype=np.int64)
+            out = np.empty(segments.shape[1:])
+            _rhythm_kernels.window_sum(segments, chosen, out)
+            expected = np.stack([segments[r] for r in rows]).sum(axis=0)
+            np.testing.assert_array_equal(out, expected)
+
+
+def _stacked_features(state: AtrialState, index: int, n_beats: int) -> tuple[float, FloatArray]:
+    """(irregularity, coherence per lead) of a window as the measure was first written:
+    the window's segments and shapes stacked, the correlation matrix by matrix product."""
+    lo, hi = _window(state, index, n_beats)
+    base = state.first_beat
+    rows = _rows(state, lo, hi)
+    shapes = state.shapes[rows]
+    corr = shapes @ shapes.T
+    medoid = int(np.argmax(np.median(corr, axis=1)))
+    dominant = corr[medoid] >= state.config.dominant_corr
+    plain = np.asarray([bool(state.normal[k - base]) for k in range(lo, hi)])
+    ok = plain & dominant
+    if 2 * ok.sum() < plain.sum():
+        ok = plain
+    per_lead = np.full(state.zi.shape[2], np.nan)
+    if ok.sum() >= 3:
+        stack = np.stack([state.segments[r] for r in rows[ok]])
+        energy = (stack**2).sum(axis=1).mean(axis=0)
+        average = stack.mean(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_lead = np.where(energy > 1e-12, (average**2).sum(axis=0) / energy, np.nan)
+    samples = [state.samples[k - base] for k in range(lo, hi)]
+    rr = [samples[k] - samples[k - 1] for k in range(1, hi - lo) if ok[k] and ok[k - 1]]
+    irregularity = math.nan
+    if len(rr) >= 4:
+        values = np.asarray(rr, dtype=np.float64)
+        irregularity = float(np.median(np.abs(np.diff(values))) / np.median(values))
+    return irregularity, per_lead
+
+
+@pytest.mark.parametrize("n_leads", [1, 2, 12])
+def test_features_from_the_cached_beats_equal_the_stacked_computation(n_leads: int) -> None:
+    """Each window's irregularity and per-lead coherence, from the ring buffers and the
+    band of correlations, equal the stacked computation bit for bit (every lead count:
+    numpy sums one lead pairwise, several in sequence); with ectopic beats of another
+    shape, so that the dominant morphology decides."""
+    times = np.concatenate([sinus_times(40.0, 0.8), 40.6 + af_times(40.0)])
+    signal, beats = synth(times, p_wave=True, f_waves_mv=0.03, n_leads=n_leads)
+    ectopic, _ = synth(times[::7] + 0.003, p_wave=False, n_leads=n_leads, noise_mv=0.0)
+    signal[: ectopic.shape[0]] -= 0.8 * ectopic[: signal.shape[0]]
+    state = atrial_start(n_leads, 500.0)
+    checked = 0
+    for lo in range(0, signal.shape[0], 1700):
+        hi = lo + 1700
+        atrial_step(signal[lo:hi], beats[(beats >= lo - 150) & (beats < hi - 150)], state)
+        n = state.first_beat + len(state.samples)
+        last = n - 1  # a window whose every beat's prematurity is known
+        first = max(state.first_beat + state.config.window_beats // 2, state.n_features - 5)
+        for index in range(first, min(last - state.config.window_beats // 2, n)):
+            irregularity, coherence, per_lead = _features(state, index, last)
+            expected_irr, expected_per_lead = _stacked_features(state, index, last)
+            assert irregularity == expected_irr or math.isnan(irregularity) == math.isnan(
+                expected_irr
+            )
+            np.testing.assert_array_equal(per_lead, expected_per_lead)
+            finite = expected_per_lead[np.isfinite(expected_per_lead)]
+            if finite.size:
+                assert coherence == finite.max()
+            else:
+                assert math.isnan(coherence)
+            checked += 1
+    assert checked > 50
