@@ -654,6 +654,36 @@ def _corrected(engine: _Engine, corrections: Mapping[str, float]) -> Measurement
         return engine.measured
 
 
+_SIGNED_FIGURES: Final = (
+    "hr_bpm",
+    "rr_ms",
+    "pr_ms",
+    "p_ms",
+    "qrs_ms",
+    "qt_ms",
+    "p_axis_deg",
+    "qrs_axis_deg",
+    "t_axis_deg",
+)
+
+
+def signable_measurements(found: Measurements) -> dict[str, object]:
+    """The global measurements as a signed version carries them: whole numbers in the
+    unit of their name (floats are not signed; a cart prints whole ms, bpm and degrees
+    too), null where not measured; ``qtc_ms`` by formula and ``qtc_first``, as
+    :func:`ecg.paper_content.measurements_from` reads them."""
+    g = found.global_
+
+    def whole(value: object) -> int | None:
+        number = _num(value)
+        return None if number is None else round(number)
+
+    figures: dict[str, object] = {name: whole(getattr(g, name)) for name in _SIGNED_FIGURES}
+    figures["qtc_ms"] = {str(f.value): whole(v) for f, v in g.qtc_ms.items()}
+    figures["qtc_first"] = g.qtc_first.value
+    return figures
+
+
 def _ms_of(values: Mapping[str, float | None]) -> FiducialsMs:
     return FiducialsMs(**{k: None if v is None else round(v, 1) for k, v in values.items()})
 
@@ -792,18 +822,21 @@ def _export(
     found = source.signal_of(record)
     if found is None:
         raise ApiError("not_found", f"no ECG signal kept for reading {reading_id!r}", status=404)
+    from ecg.paper_content import measurements_from
+
     signed = versions[-1].document
     info = report_info(signed, record.task.received_at)
-    # The measurements printed are those of the signed fiducials (the reader's
-    # corrections over the engine's): the same figures the reader saw when signing.
+    # The measurements printed are those signed (made on the reader's corrected
+    # fiducials): the figures the reader saw when signing.
+    figures = signed.get("measurements")
+    if isinstance(figures, Mapping):
+        return found, dataclasses.replace(info, measurements=measurements_from(figures))
     kept = signed.get("fiducials_ms")
     corrections = (
         {str(k): float(str(v)) for k, v in kept.items()} if isinstance(kept, Mapping) else {}
     )
     measured = _corrected(_engine_of(reading_id, found), corrections)
     if measured is not None:
-        from ecg.paper_content import measurements_from
-
         info = dataclasses.replace(info, measurements=measurements_from(measured.global_))
     return found, info
 
@@ -904,18 +937,30 @@ class ReadingController(Controller):
         event: Annotated[str, Parameter(max_length=32)],
         principal: NamedDependency[Principal],
         reading_service: NamedDependency[ReadingService],
+        ecg_signals: NamedDependency[SignalSource],
         data: Annotated[StepBody | None, body(StepBody(reason="导联脱落，请重新采集"))] = None,
     ) -> ReadingAnswer:
         """``claim``, ``release``, ``return`` ``{"reason"}``, ``amend``, ``sign``
-        ``{"totp"}``. A step the table does not have in this state answers 409 naming
-        the state and the event."""
+        ``{"totp"}`` (the signed version carries the measurements made on the reader's
+        corrected fiducials). A step the table does not have in this state answers 409
+        naming the state and the event."""
         chosen = _EVENTS.get(event)
         if chosen is None:
             raise ApiError("unknown_event", f"no event {event!r}", status=404)
         given = data or StepBody()
         person = principal.person
         if chosen is ReadingEvent.SIGN:
-            view = reading_service.sign(person, reading_id, given.totp)
+
+            def measure(
+                record: ReadingRecord, corrections: Mapping[str, float]
+            ) -> Mapping[str, object] | None:
+                found = ecg_signals.signal_of(record)
+                if found is None:
+                    return None
+                measured = _corrected(_engine_of(record.task.id, found), corrections)
+                return None if measured is None else signable_measurements(measured)
+
+            view = reading_service.sign(person, reading_id, given.totp, measure)
         else:
             view = reading_service.step(person, reading_id, chosen, reason=given.reason)
         return _answer(view)
@@ -1110,7 +1155,7 @@ class ReadingController(Controller):
             (400, "fiducial_outside_beat", "qrs_off at 1300 ms is outside the median beat"),
             (400, "fiducials_out_of_order", "qrs_off (80 ms) must come before t_off (60 ms)"),
             (400, "fiducials_incomplete", "the engine found no P wave: give p_on and p_off"),
-            (400, "invalid_body", "fiducials_ms: Object contains unknown field `r_peak`"),
+            (400, "invalid_body", "Invalid enum value 'r_peak' - at `key` in `$.fiducials_ms`"),
             (404, "no_signal", "no ECG kept for reading '3f2b9c1e' yet (still arriving?)"),
             (404, "not_measured", "the engine found no median beat in this ECG"),
         ),

@@ -99,6 +99,7 @@ from consults.transitions import NotPermitted, TransitionNotAllowed, party_names
 __all__ = [
     "DOCUMENT_KIND",
     "FiducialsRefused",
+    "SignedMeasurements",
     "NoReadingNotices",
     "ReadingNotice",
     "ReadingNotifier",
@@ -139,6 +140,12 @@ Remeasure = Callable[
     [ReadingRecord, Mapping[str, float], Mapping[str, float]],
     tuple[Mapping[str, float | None], _T],
 ]
+
+
+#: The measurements a signed version carries, made on the task's ECG with the reader's
+#: corrected fiducials (name -> ms on the median beat): JSON of integers, strings and
+#: nulls (floats are not signed), or None when the ECG is not measured or not kept.
+SignedMeasurements = Callable[[ReadingRecord, Mapping[str, float]], Mapping[str, object] | None]
 
 
 def _ms_text(value: float | None) -> str:
@@ -815,9 +822,17 @@ class ReadingService:
         found = self._directory.get_institution(code)
         return found.name if found is not None else code
 
-    def sign(self, person: Person, reading_id: str, totp: str | None) -> ReadingView:
+    def sign(
+        self,
+        person: Person,
+        reading_id: str,
+        totp: str | None,
+        measure: SignedMeasurements | None = None,
+    ) -> ReadingView:
         """The claimant signs the draft: a new signed version (``corrects`` the last one
-        when amending), the report returns to the clinic.
+        when amending), the report returns to the clinic. ``measure`` gives the
+        measurements the version carries (on the reader's corrected fiducials), asked
+        only once the table and the second factor allowed the signature.
 
         Raises
         ------
@@ -848,6 +863,11 @@ class ReadingService:
         task = self._apply(person, before, ReadingEvent.SIGN, now, signed=True)
         previous = self._repo.versions(reading_id)
         corrected = self._repo.fiducials(reading_id)
+        measured = (
+            None
+            if measure is None
+            else measure(before, dict(corrected.fiducials_ms) if corrected is not None else {})
+        )
         document: dict[str, object] = {
             "kind": DOCUMENT_KIND,
             "reading": reading_id,
@@ -865,6 +885,7 @@ class ReadingService:
             if corrected is not None
             else {},
             "critical": list(before.task.critical),
+            **({"measurements": dict(measured)} if measured is not None else {}),
             "context": {
                 "clinic": self._name_of(before.task.clinic),
                 "centre": self._name_of(before.task.centre),

@@ -391,6 +391,9 @@ async def test_median_beat_and_corrected_fiducials(api: Api) -> None:
         "transition_not_allowed",
     )
     [version] = (await reader.get(f"{url}/report")).json()["versions"]
+    figures = version["document"]["measurements"]
+    assert figures["qrs_ms"] == round(state["measurements"]["qrs_ms"])
+    assert figures["qtc_ms"]["bazett"] == round(state["measurements"]["qtc_ms"])
     signed_off = version["document"]["fiducials_ms"]["qrs_off"]
     assert float(signed_off) == pytest.approx(body["fiducials_ms"]["qrs_off"])
     pdf = await reader.get(f"{url}/report.pdf")
