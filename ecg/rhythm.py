@@ -34,8 +34,9 @@ Design notes
   with frequent ectopy keeps coherent P waves), nor on absent P alone (junctional
   rhythm is regular). An episode runs from its first AF beat to the beat after its
   last.
-- **Batch is streaming.** :func:`af_episodes` runs :func:`atrial_step` once on the
-  whole record then :func:`atrial_flush`. A beat's features are final once the beat
+- **Batch is streaming.** :func:`af_episodes` runs :func:`atrial_step` on the record
+  in blocks of a minute (the state holds a block's beats, not a Holter's) then
+  :func:`atrial_flush`. A beat's features are final once the beat
   after its window has arrived (the next RR decides whether the window's last beat is
   premature), its smoothed call ``smooth_beats // 2`` beats later: about 45 beats,
   half a minute, after the beat. Windows at the end of a stream are shifted back to
@@ -625,6 +626,10 @@ def af_episodes(
     return atrial_activity(signal_mv, beats, fs_hz, config).episodes
 
 
+# Block of samples atrial_activity feeds at a time, s.
+BATCH_BLOCK_S = 60.0
+
+
 def atrial_activity(
     signal_mv: npt.ArrayLike,
     beats: npt.ArrayLike,
@@ -647,9 +652,18 @@ def atrial_activity(
     peaks = np.asarray(beats, dtype=np.int64).reshape(-1)
     if peaks.size and (peaks[0] < 0 or peaks[-1] >= x.shape[0] or np.any(np.diff(peaks) <= 0)):
         raise SignalError("beats must be strictly increasing sample indices inside the record")
-    # Beats too close to the end for their segment: an R peak within p_end_s of it.
     state = atrial_start(x.shape[1], fs_hz, config, keep_beats=True)
-    episodes, _, state = atrial_step(x, peaks, state)
+    # Fed in blocks (chunked equals batch), so that the state holds a block's beats and
+    # not the whole record's; a beat is handed over once its QRS has arrived.
+    block = max(1, round(BATCH_BLOCK_S * fs_hz))
+    episodes: list[Episode] = []
+    given = 0
+    for lo in range(0, x.shape[0], block):
+        hi = min(lo + block, x.shape[0])
+        ready = int(np.searchsorted(peaks, hi - state.qrs_n, side="right"))
+        episodes += atrial_step(x[lo:hi], peaks[given:ready], state)[0]
+        given = ready
+    episodes += atrial_step(x[:0], peaks[given:], state)[0]
     episodes += atrial_flush(state)
     h = state.history
     n_leads = x.shape[1]
