@@ -23,7 +23,7 @@ const STRINGS = {
     lead: "Lead",
     all: "All 12 leads",
     hint: "Drag a line (or focus it and use ← →) to correct it; the measurements follow.",
-    readonly: "Claim the ECG to correct the fiducials.",
+    readonly: "Only the reader who holds this ECG corrects the fiducials (a signed one: amend it first).",
     corrected: "Corrected by {who} at {when}: {names}",
     engine: "The engine's fiducials.",
     reset: "Back to the engine's",
@@ -39,7 +39,7 @@ const STRINGS = {
     lead: "导联",
     all: "全部 12 导联",
     hint: "拖动竖线（或选中后用 ← → 键）即可修正，测量值随之更新。",
-    readonly: "领取该心电图后方可修正测量点。",
+    readonly: "仅领取该心电图的诊断医师可修正测量点（已签署的需先修订）。",
     corrected: "{who} 于 {when} 修正：{names}",
     engine: "自动分析的测量点。",
     reset: "恢复自动分析",
@@ -87,6 +87,11 @@ export class MedianPanel extends EventTarget {
     this.saving = Promise.resolve();
     this.keyTimer = null;
     this.puts = 0;
+    let resized = null;
+    window.addEventListener("resize", () => {
+      clearTimeout(resized);
+      resized = setTimeout(() => this.data && !this.root.hidden && this.render(), 150);
+    });
   }
 
   // Show the median beat of task ``reading`` (null: hide); ``editable``: the caller
