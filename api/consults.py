@@ -26,9 +26,10 @@ import dataclasses
 import datetime as dt
 import functools
 import json
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Protocol
 
 import anyio.to_thread
 import msgspec
@@ -67,6 +68,7 @@ from consults.requests import (
     Sex,
 )
 from consults.service import ConsultService, ConsultView, Webhooks
+from sessions.store import ChatLine
 
 __all__ = ["ConsultApi", "ConsultController", "ReferralController", "consult_api"]
 
@@ -1163,9 +1165,83 @@ class ConsultApi:
     middleware: Sequence[Middleware]
 
 
-def consult_api(service: ConsultService, webhooks: Webhooks | None = None) -> ConsultApi:
+class ChatSource(Protocol):
+    """Where the rooms' chat is kept (the server's ``sessions.store.Store``)."""
+
+    def chat_history(self, room: str, limit: int = 1000) -> Sequence[ChatLine]: ...
+
+
+class ChatLineOut(msgspec.Struct):
+    """A line said in the consult's room."""
+
+    time: Annotated[dt.datetime, Meta(description="as the server stamped it, UTC")]
+    identity: str
+    name: str
+    text: str
+
+
+class ChatAnswer(msgspec.Struct):
+    """The consult room's chat, oldest first (the last ``limit`` lines)."""
+
+    room: str
+    lines: list[ChatLineOut]
+
+
+_EXAMPLE_CHAT = ChatAnswer(
+    room="consult-3f2b9c1e",
+    lines=[
+        ChatLineOut(
+            time=dt.datetime(2026, 12, 3, 8, 0, 5, tzinfo=dt.UTC),
+            identity="wang.expert",
+            name="王主任",
+            text="请把 V1-V4 导联再放大看一下",
+        )
+    ],
+)
+
+
+class ConsultChatController(Controller):
+    """The chat of a consult's room, part of the consult's record."""
+
+    path = "/consults"
+    tags = ["consults"]  # noqa: RUF012 - Litestar's own class attribute
+    exception_handlers = {ConsultsError: consults_error}  # noqa: RUF012
+
+    @get(
+        "/{consult_id:str}/chat",
+        sync_to_thread=True,
+        summary="The chat said in the consult's room",
+        responses=documented(200, ChatAnswer, _EXAMPLE_CHAT, *AUTH_ERRORS, _NO_CONSULT),
+    )
+    def chat(
+        self,
+        consult_id: PathId,
+        principal: NamedDependency[Principal],
+        consult_service: NamedDependency[ConsultService],
+        chat_source: NamedDependency[Any],  # a ChatSource (a Protocol: not a signature type)
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 500,
+    ) -> Response[ChatAnswer]:
+        """What was said in the consult's room (the waiting room says nothing), for
+        whoever may see the consult; the read is audited (``consult.chat_viewed``)."""
+        room = consult_service.chat_room(principal.person, consult_id)
+        lines = [
+            ChatLineOut(
+                time=dt.datetime.fromisoformat(line.time),
+                identity=line.identity,
+                name=line.name,
+                text=line.text,
+            )
+            for line in typing.cast(ChatSource, chat_source).chat_history(room, limit)
+        ]
+        return Response(ChatAnswer(room=room, lines=lines), headers=NO_STORE)
+
+
+def consult_api(
+    service: ConsultService, webhooks: Webhooks | None = None, chat: ChatSource | None = None
+) -> ConsultApi:
     """The consult, referral and statistics controllers and the service's dependency;
-    with ``webhooks``, the webhook endpoints' controller too."""
+    with ``webhooks``, the webhook endpoints' controller too; with ``chat``, the consult
+    room's chat history."""
     handlers: list[ControllerRouterHandler] = [
         ConsultController,
         ReferralController,
@@ -1177,4 +1253,7 @@ def consult_api(service: ConsultService, webhooks: Webhooks | None = None) -> Co
     if webhooks is not None:
         handlers.append(WebhookController)
         dependencies["webhooks"] = Provide(lambda: webhooks, use_cache=True, sync_to_thread=False)
+    if chat is not None:
+        handlers.append(ConsultChatController)
+        dependencies["chat_source"] = Provide(lambda: chat, use_cache=True, sync_to_thread=False)
     return ConsultApi(route_handlers=handlers, dependencies=dependencies, middleware=[])

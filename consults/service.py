@@ -258,6 +258,11 @@ class ConsultView:
     parties: frozenset[Party]
 
 
+def consult_room(consult_id: str) -> str:
+    """The room of a real-time consult (what its page joins, where its chat is said)."""
+    return f"consult-{consult_id}"
+
+
 def actor_of(person: Person) -> Actor:
     """The lifecycle's view of a person."""
     return Actor(
@@ -491,6 +496,13 @@ class ConsultService:
         record = self._visible(person, consult_id)
         self._repo.audit(self._event(record, "consult.viewed", person, self._clock()))
         return self._view(person, record)
+
+    def chat_room(self, person: Person, consult_id: str) -> str:
+        """The consult's room, whose chat is part of its record, for someone who may see
+        the consult (else NotFound); the read is audited (``consult.chat_viewed``)."""
+        record = self._visible(person, consult_id)
+        self._repo.audit(self._event(record, "consult.chat_viewed", person, self._clock()))
+        return consult_room(consult_id)
 
     def export(
         self, person: Person, consult_id: str, form: str

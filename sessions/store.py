@@ -78,7 +78,27 @@ class RoomRecord:
     time: str
 
 
-Record = Ban | AuditEntry | RoomRecord
+@dataclass(frozen=True, kw_only=True)
+class ChatLine:
+    """What someone said in a room's chat: part of the consult's record (a consult's
+    room is ``consult-<id>``), never of the audit trail.
+
+    Attributes
+    ----------
+    time : str
+        UTC, ISO 8601 with ``Z``, as the server stamped it.
+    room, identity, name, text : str
+        Where, who (the token's identity and display name) and what.
+    """
+
+    time: str
+    room: str
+    identity: str
+    name: str
+    text: str
+
+
+Record = Ban | AuditEntry | RoomRecord | ChatLine
 
 
 class Store(Protocol):
@@ -110,6 +130,9 @@ class Store(Protocol):
 
     def audit_log(self, room: str | None = None, limit: int = 1000) -> list[AuditEntry]:
         """The last ``limit`` entries, oldest first, optionally of one room."""
+
+    def chat_history(self, room: str, limit: int = 1000) -> list[ChatLine]:
+        """The room's last ``limit`` chat lines, oldest first."""
 
     def write(self, records: Sequence[Record]) -> None:
         """Write several records in one durable step (group commit)."""

@@ -188,6 +188,10 @@ class Context:
         )
         self._out.append(Persist(entry))
 
+    def keep(self, record: Record) -> None:
+        """Write ``record`` to the store (fire and forget, like :meth:`audit`)."""
+        self._out.append(Persist(record))
+
     def persist_then(self, record: Record, done: Callable[[bool], None]) -> None:
         """Write ``record`` and call ``done(ok)`` when the I/O layer reports the write."""
         self._next_ack += 1

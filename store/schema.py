@@ -257,6 +257,20 @@ rooms = Table(
     Column("created_at", UtcDateTime, nullable=False),
 )
 
+# Chat in a room, kept as part of the consult's record (a consult's room is
+# ``consult-<id>``), not in the audit trail.
+chat_lines = Table(
+    "chat_lines",
+    metadata,
+    Column("id", BigKey, primary_key=True, autoincrement=True),
+    Column("room", String(IDENTITY), nullable=False),
+    Column("identity", String(IDENTITY), nullable=False),
+    Column("name", String(IDENTITY), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_chat_lines_room_id", "room", "id"),
+)
+
 bans = Table(
     "bans",
     metadata,

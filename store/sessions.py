@@ -27,10 +27,10 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.sql.dml import Insert
 
 from sessions.errors import StoreError
-from sessions.store import AuditEntry, Ban, Record, RoomRecord
+from sessions.store import AuditEntry, Ban, ChatLine, Record, RoomRecord
 from store import audit as chain
 from store.engine import health, reader
-from store.schema import bans, rooms
+from store.schema import bans, chat_lines, rooms
 
 __all__ = ["SqlSessionStore"]
 
@@ -155,6 +155,30 @@ class SqlSessionStore:
             for row in reversed(rows)
         ]
 
+    def chat_history(self, room: str, limit: int = 1000) -> list[ChatLine]:
+        limit = max(0, min(limit, MAX_AUDIT_LOG_ROWS))
+        c = chat_lines.c
+        try:
+            with reader(self.engine).connect() as conn:
+                rows = conn.execute(
+                    select(c.room, c.identity, c.name, c.text, c.created_at)
+                    .where(c.room == room)
+                    .order_by(c.id.desc())
+                    .limit(limit)
+                ).all()
+        except SQLAlchemyError as exc:
+            raise _error("read the chat", exc) from exc
+        return [
+            ChatLine(
+                time=chain.format_time(row.created_at),
+                room=row.room,
+                identity=row.identity,
+                name=row.name,
+                text=row.text,
+            )
+            for row in reversed(rows)
+        ]
+
     def write(self, records: Sequence[Record]) -> None:
         # A record that cannot be stored (bad time, detail not JSON) raises before or
         # inside the transaction: either way nothing of the batch is written.
@@ -176,9 +200,22 @@ class SqlSessionStore:
             for r in records
             if isinstance(r, RoomRecord)
         ]
+        chat_rows = [
+            {
+                "room": r.room,
+                "identity": r.identity,
+                "name": r.name,
+                "text": r.text,
+                "created_at": _time(r.time),
+            }
+            for r in records
+            if isinstance(r, ChatLine)
+        ]
         try:
             with self.engine.begin() as conn:
                 chain.append(conn, entries)
+                if chat_rows:
+                    conn.execute(chat_lines.insert(), chat_rows)
                 if ban_rows:
                     conn.execute(self._insert_or_ignore(bans), ban_rows)
                 if room_rows:

@@ -50,7 +50,7 @@ from consults.errors import Conflict, ConsultsError, NotFound
 from consults.lifecycle import Party
 from consults.reading_service import ReadingNotice, ReadingService
 from consults.repositories import PageRequest, PeopleFilter
-from consults.service import ConsultService, Notice
+from consults.service import ConsultService, Notice, consult_room
 from sessions.redis_backend import RedisBus
 from sessions.store import AuditEntry, Bus, LocalBus
 from sessions.tokens import TokenClaims, load_key_ring, verify_token
@@ -264,11 +264,6 @@ class LiveNotices:
                 signaling.run(signaling.core.notify(username, notice.kind, data))
 
         loop.call_soon_threadsafe(job)
-
-
-def consult_room(consult_id: str) -> str:
-    """The room of a real-time consult (what its page joins)."""
-    return f"consult-{consult_id}"
 
 
 def consult_room_part(

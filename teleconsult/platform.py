@@ -356,7 +356,11 @@ def open_platform(
         revocations=revocations,
         consult_service=consult_service,
         consult_records=records,
-        consults=consult_api(consult_service, Webhooks(hooks, random_bytes=secrets.token_bytes)),
+        consults=consult_api(
+            consult_service,
+            Webhooks(hooks, random_bytes=secrets.token_bytes),
+            chat=stores.signaling,
+        ),
         notices=notices,
         webhook_sender=WebhookSender(hooks),
         reading_service=reading_service,

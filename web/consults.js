@@ -80,6 +80,8 @@ const STRINGS = {
     streamId: "Stream id",
     attachStream: "Attach ECG",
     streamLine: "{id} · {start} · {state} · {samples} samples",
+    chat: "Chat in the room",
+    noChat: "Nothing was said in the room.",
     findings: "Findings",
     diagnosis: "Diagnosis",
     recommendations: "Recommendations",
@@ -286,6 +288,8 @@ const STRINGS = {
     streamId: "心电图编号",
     attachStream: "关联心电图",
     streamLine: "{id} · {start} · {state} · {samples} 个采样",
+    chat: "会诊室聊天记录",
+    noChat: "会诊室里没有聊天记录。",
     findings: "所见",
     diagnosis: "诊断",
     recommendations: "建议",
@@ -716,7 +720,12 @@ async function openConsult(id) {
   $("refer").hidden = !(["reported", "closed"].includes(consult.state) && consult.parties.length
     && state.me.roles.some((r) => r === "doctor" || r === "expert"));
   $("refer-form").hidden = true;
-  await Promise.all([loadAttachments(consult.id), loadStreams(consult.id), loadOpinion(consult)]);
+  await Promise.all([
+    loadAttachments(consult.id),
+    loadStreams(consult.id),
+    loadChat(consult.id),
+    loadOpinion(consult),
+  ]);
 }
 
 async function joinRoom(id) {
@@ -795,6 +804,30 @@ async function loadStreams(id) {
     }),
   );
   $("stream-form").hidden = !state.consult.parties.length;
+}
+
+// The chat said in the consult's room: part of its record, oldest first.
+async function loadChat(id) {
+  const found = await api("GET", `/consults/${encodeURIComponent(id)}/chat`);
+  const lines = found.lines.map((line) => {
+    const li = document.createElement("li");
+    const who = document.createElement("strong");
+    who.textContent = line.name;
+    const time = document.createElement("time");
+    time.dateTime = line.time;
+    time.textContent = ` ${when(line.time)} `;
+    const text = document.createElement("span");
+    text.textContent = line.text;
+    li.append(who, time, text);
+    return li;
+  });
+  if (!lines.length) {
+    const li = document.createElement("li");
+    li.className = "empty";
+    li.textContent = t("noChat");
+    lines.push(li);
+  }
+  $("c-chat").replaceChildren(...lines);
 }
 
 async function attachStream(event) {

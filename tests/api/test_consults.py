@@ -30,6 +30,7 @@ from consults.lifecycle import ConsultState
 from consults.opinions import SignedVersion
 from consults.requests import MediaType
 from consults.signatures import KeyPair, sign
+from sessions.store import ChatLine
 from store.reading_stats import SqlReadingStatistics
 from store.streams import StreamRecord
 from teleconsult.opinion_report_cmd import register, run_verify
@@ -67,7 +68,7 @@ async def api(database: Database) -> AsyncIterator[Api]:
     """The account and consult APIs on a free loopback port over the world's store."""
     world = make_world(database)
     accounts_wiring = account_api(world.accounts, world.directory)
-    consults_wiring = consult_api(world.service)
+    consults_wiring = consult_api(world.service, chat=world.stores.signaling)
     # The dashboard shows the ECG centre's statistics beside the consults'.
     stats_wiring = reading_stats_api(SqlReadingStatistics(world.stores.engine))
     app = create_app(
@@ -376,6 +377,47 @@ async def test_attachments_over_http(api: Api) -> None:
     assert down.headers["content-type"] == "image/png"
     assert error_of(await outsider.get(f"{url}/{attachment['id']}")) == (404, "not_found")
     for client in (doctor, expert, outsider):
+        await client.aclose()
+
+
+async def test_the_room_chat_is_part_of_the_consult(api: Api) -> None:
+    """What was said in the consult's room comes back in order, for those who may see
+    the consult; another county's doctor gets 404; the read is audited."""
+    world = api.world
+    doctor = await api.client("li.doctor")
+    outsider = await api.client("zhou.doctor")
+    consult_id = (await doctor.post("/api/v1/consults", json=REQUEST)).json()["id"]
+    room = f"consult-{consult_id}"
+    said = [("li.doctor", "李医生", "胸痛仍在持续"), ("wang.expert", "王主任", "请复查心电图")]
+    world.stores.signaling.write(
+        [
+            ChatLine(
+                time=f"2026-12-03T08:0{i}:00.000Z", room=room, identity=who, name=name, text=text
+            )
+            for i, (who, name, text) in enumerate(said)
+        ]
+        + [
+            ChatLine(
+                time="2026-12-03T08:00:00Z", room="consult-x", identity="a", name="A", text="x"
+            )
+        ]
+    )
+    answer = await doctor.get(f"/api/v1/consults/{consult_id}/chat")
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["room"] == room
+    assert [(line["identity"], line["name"], line["text"]) for line in body["lines"]] == said
+    assert body["lines"][1]["time"] == "2026-12-03T08:01:00Z"
+    assert answer.headers["cache-control"] == "no-store"
+    last = await doctor.get(f"/api/v1/consults/{consult_id}/chat", params={"limit": 1})
+    assert [line["text"] for line in last.json()["lines"]] == ["请复查心电图"]
+    refused = await outsider.get(f"/api/v1/consults/{consult_id}/chat")
+    assert error_of(refused) == (404, "not_found")
+    too_many = await doctor.get(f"/api/v1/consults/{consult_id}/chat", params={"limit": 5000})
+    assert too_many.status_code == 400
+    readers = [r.actor for r in world.audit(consult_id) if r.action == "consult.chat_viewed"]
+    assert readers == [world["li.doctor"].id] * 2
+    for client in (doctor, outsider):
         await client.aclose()
 
 

@@ -249,6 +249,13 @@ async def test_the_consult_story_on_the_whole_server(
         await room.click("#admit-all")
         await doctor.wait_for_function("() => window.tc.screen === 'room'", timeout=20_000)
         await room.screenshot(path=tmp_path / "story-room-expert.png")
+        # They talk in the room's chat: it becomes part of the consult's record.
+        await doctor.click("#toggle-chat")
+        await doctor.fill("#chat-text", "胸痛仍在持续")
+        await doctor.press("#chat-text", "Enter")
+        await room.wait_for_function(
+            "() => document.getElementById('chat-log').textContent.includes('胸痛仍在持续')"
+        )
 
         # The expert starts the consult, writes the opinion and signs it.
         await expert.reload()
@@ -283,6 +290,10 @@ async def test_the_consult_story_on_the_whole_server(
         said, _ = await verify.communicate()
         assert verify.returncode == 0, said
         assert f"VERIFIED: consult {consult}" in said.decode()
+
+        # The room's chat is on the consult page, with who said it.
+        await doctor.locator("#c-chat li", has_text="胸痛仍在持续").wait_for()
+        assert "李医生" in await doctor.locator("#c-chat li").first.inner_text()
 
         # The expert refers the patient up to the city's cardiology, which accepts.
         await expert.reload()

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine
 
 from sessions.errors import StoreError
-from sessions.store import AuditEntry, Ban, LocalBus, RoomRecord, Store
+from sessions.store import AuditEntry, Ban, ChatLine, LocalBus, RoomRecord, Store
 from store.audit import verify
 from store.engine import open_engine
 from store.migrate import upgrade
@@ -88,6 +88,30 @@ def test_batch_write_is_one_transaction(engine: Engine) -> None:
     assert [e.action for e in store.audit_log("r")] == ["join"]
     assert store.banned_jtis() == {"j"}
     assert verify(engine).ok
+
+
+def test_chat_lines_are_kept_per_room_in_order_and_not_audited(engine: Engine) -> None:
+    """A room's chat comes back in the order said, the last ``limit`` of it; other rooms'
+    lines stay theirs; no chat text enters the audit trail."""
+    store = SqlSessionStore(engine)
+    lines = [
+        ChatLine(time=T, room="consult-1", identity="dr-li", name="李医生", text=f"第 {i} 句")
+        for i in range(5)
+    ]
+    store.write([lines[0], RoomRecord(room="consult-1", time=T), *lines[1:]])
+    store.write([ChatLine(time=T, room="consult-2", identity="x", name="X", text="other")])
+    said = [(line.identity, line.name, line.text) for line in lines]
+    kept = store.chat_history("consult-1")
+    assert [(line.identity, line.name, line.text) for line in kept] == said
+    assert {line.room for line in kept} == {"consult-1"}
+    assert [line.text for line in store.chat_history("consult-1", limit=2)] == [
+        "第 3 句",
+        "第 4 句",
+    ]
+    assert [line.text for line in store.chat_history("consult-2")] == ["other"]
+    assert store.chat_history("nobody") == []
+    assert store.audit_log() == []
+    assert store.chat_history("consult-1")[0].time == "2026-12-02T09:00:00.000000Z"
 
 
 def test_a_ban_written_twice_keeps_the_first(engine: Engine) -> None:
