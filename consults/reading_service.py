@@ -99,12 +99,12 @@ from consults.transitions import NotPermitted, TransitionNotAllowed, party_names
 __all__ = [
     "DOCUMENT_KIND",
     "FiducialsRefused",
-    "SignedMeasurements",
     "NoReadingNotices",
     "ReadingNotice",
     "ReadingNotifier",
     "ReadingService",
     "ReadingView",
+    "SignedMeasurements",
 ]
 
 logger = logging.getLogger(__name__)
