@@ -224,9 +224,17 @@ function constraints(cameraId, micId) {
   };
 }
 
+// Only the latest request counts: a person who picks a camera and then a microphone
+// before the first opens gets both, not whichever getUserMedia() answered last.
+let devicesRequest = 0;
 async function openDevices(cameraId = null, micId = null) {
+  const request = ++devicesRequest;
   try {
     const stream = await navigator.mediaDevices.getUserMedia(constraints(cameraId, micId));
+    if (request !== devicesRequest) {
+      for (const track of stream.getTracks()) track.stop();
+      return;
+    }
     const previous = tc.localStream;
     // Keep the preview toggles: a new device opens in the state the person chose.
     for (const track of stream.getTracks()) {
@@ -1283,8 +1291,9 @@ async function main() {
   $("enable-sound").addEventListener("click", enableSound);
   $("preview-audio").addEventListener("click", () => togglePreview("audio"));
   $("preview-video").addEventListener("click", () => togglePreview("video"));
-  $("camera-select").addEventListener("change", (e) => openDevices(e.target.value, $("mic-select").value));
-  $("mic-select").addEventListener("change", (e) => openDevices($("camera-select").value, e.target.value));
+  // Join publishes what tc.devices opens: the latest choice.
+  $("camera-select").addEventListener("change", (e) => (tc.devices = openDevices(e.target.value, $("mic-select").value)));
+  $("mic-select").addEventListener("change", (e) => (tc.devices = openDevices($("camera-select").value, e.target.value)));
   $("toggle-audio").addEventListener("click", () => toggleLocal("audio"));
   $("toggle-video").addEventListener("click", () => toggleLocal("video"));
   $("toggle-screen").addEventListener("click", () => toggleScreen());
