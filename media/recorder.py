@@ -39,8 +39,9 @@ Design notes
   and forwarding carries on untouched.
 - After a crash the files hold more than the manifest says (up to
   ``manifest_interval_s``, and a file opened just before may be unlisted):
-  :func:`rebuild_manifest` reads them, the export uses it, and the next recorder to
-  start closes such a recording with its rebuilt manifest (``failed``, ``INTERRUPTED``).
+  :func:`rebuild_manifest` reads them, the export uses it, and the next recorder made
+  on the data directory closes such a recording with its rebuilt manifest (``failed``,
+  ``INTERRUPTED``), in a thread of its own as it starts.
 """
 
 from __future__ import annotations
@@ -468,6 +469,12 @@ class Recorder:
         self._recordings: dict[str, _Recording] = {}  # writer thread side
         self._thread: threading.Thread | None = None
         self._closed = False
+        # Recordings a killed predecessor left open are closed off the event loop, now
+        # (not at the first recording: `recording list` would show them recording).
+        self._opened_s = time.time()
+        self._recovery = threading.Thread(target=self._recover, name="recorder-recovery")
+        self._recovery.daemon = True
+        self._recovery.start()
 
     # Event loop side
 
@@ -554,6 +561,7 @@ class Recorder:
         self._jobs.put(None)
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
+        await asyncio.to_thread(self._recovery.join)
 
     def _submit(self, job: Callable[[], None]) -> None:
         if not self._closed:
@@ -562,7 +570,6 @@ class Recorder:
     # Writer thread side
 
     def _run(self) -> None:
-        self._recover()
         while True:
             job = self._jobs.get()
             if job is None:
@@ -574,7 +581,8 @@ class Recorder:
 
     def _recover(self) -> None:
         """Close the recordings a previous process left ``recording`` (it was killed):
-        their manifests rebuilt from the files, marked failed, ``INTERRUPTED``."""
+        their manifests rebuilt from the files, marked failed, ``INTERRUPTED``. Those
+        this recorder started (from ``_opened_s`` on) are its own, never touched."""
         try:
             folders = sorted(p for p in self.root.iterdir() if p.is_dir())
         except OSError:
@@ -583,6 +591,8 @@ class Recorder:
             try:
                 manifest = read_manifest(folder)
                 if manifest.state is not RecordingState.RECORDING:
+                    continue
+                if parse_utc(manifest.started_utc) >= self._opened_s:
                     continue
                 manifest = rebuild_manifest(folder)
                 ends = [

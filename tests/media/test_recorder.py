@@ -301,15 +301,20 @@ def test_sigkill_leaves_playable_files_listed_in_the_manifest(tmp_path: Path) ->
     out = tmp_path / "export.webm"
     export(directory, out)
     assert float(ffprobe(out)["format"]["duration"]) >= max(ends) - 0.05
-    # The next recorder closes it: failed, interrupted, with the rebuilt manifest.
-    asyncio.run(start_and_close(Recorder(tmp_path)))
+    # The next recorder closes it as it is made: failed, interrupted, the rebuilt manifest;
+    # a recording of its own, started at once, is not touched.
+    asyncio.run(recover_beside_a_new_recording(tmp_path))
     closed = read_manifest(directory)
     assert (closed.state, closed.error) == (RecordingState.FAILED, INTERRUPTED)
     assert closed.tracks == rebuilt.tracks
+    assert closed.stopped_utc is not None
+    (own,) = [d for d in (tmp_path / "recordings").iterdir() if d != directory]
+    assert read_manifest(own).state is RecordingState.STOPPED
 
 
-async def start_and_close(recorder: Recorder) -> None:
-    """Start the writer thread (a recording of its own) and stop it."""
+async def recover_beside_a_new_recording(tmp_path: Path) -> None:
+    """A recorder made on ``tmp_path`` that records a room at once, then closes."""
+    recorder = Recorder(tmp_path)
     recorder.start("another-room")
     await recorder.close()
 
