@@ -59,6 +59,7 @@ const tc = {
   ecgOpen: null, // the person's choice (null: not chosen; the panel opens with a stream)
   localStream: null,
   cameraTrack: null, // the camera track while the screen is shared
+  screenTrack: null, // the screen's track while it is shared (sent instead of the camera)
   devices: Promise.resolve(),
   media: null,
   signaling: null,
@@ -849,9 +850,11 @@ function startMedia(iceServers) {
       // What the person chose in the lobby's preview toggles is what the room hears.
       for (const kind of ["audio", "video"]) {
         const tracks = tc.localStream ? tc.localStream.getTracks().filter((x) => x.kind === kind) : [];
+        if (kind === "video" && tc.screenTrack) continue; // resumed while sharing: seen
         if (tracks.length && !tracks.every((x) => x.enabled)) tc.signaling.send({ type: "mute", kind });
       }
       renderControls();
+      return resumeScreen(media);
     })
     .catch((error) => console.error("publish failed", error));
 }
@@ -882,6 +885,7 @@ function setLocalEnabled(kind, enabled) {
 function toggleLocal(kind) {
   const enable = !localEnabled(kind);
   setLocalEnabled(kind, enable);
+  if (kind === "video" && tc.screenTrack) return; // the room sees the screen meanwhile
   tc.signaling.send({ type: enable ? "unmute" : "mute", kind });
 }
 
@@ -922,14 +926,19 @@ async function setAudioOnly(on) {
 
 // Screen sharing replaces the camera's track on the publish connection (no
 // renegotiation); the camera comes back when sharing stops, also from the browser's bar.
+// While sharing, the room sees the screen whatever the camera button says (a camera
+// turned off is told to the server as on, and again as off when sharing stops); a
+// resume publishes the camera afresh, so the screen is put back on the new sender.
 async function toggleScreen() {
   const sender = tc.media && tc.media.videoSender();
   if (!sender) return;
-  if (tc.cameraTrack) {
-    const screenTrack = sender.track;
+  if (tc.screenTrack) {
+    const screenTrack = tc.screenTrack;
+    tc.screenTrack = null;
     await sender.replaceTrack(tc.cameraTrack);
-    if (screenTrack) screenTrack.stop();
+    screenTrack.stop();
     tc.cameraTrack = null;
+    if (!localEnabled("video")) tc.signaling.send({ type: "mute", kind: "video" });
   } else {
     let display;
     try {
@@ -940,10 +949,24 @@ async function toggleScreen() {
     }
     const screenTrack = display.getVideoTracks()[0];
     tc.cameraTrack = sender.track;
+    tc.screenTrack = screenTrack;
     await sender.replaceTrack(screenTrack);
-    screenTrack.addEventListener("ended", () => tc.cameraTrack && toggleScreen());
+    if (!localEnabled("video")) tc.signaling.send({ type: "unmute", kind: "video" });
+    screenTrack.addEventListener("ended", () => tc.screenTrack === screenTrack && toggleScreen());
   }
   renderControls();
+}
+
+// After a resume's fresh publish: the screen goes on being shared, and is seen.
+async function resumeScreen(media) {
+  const sender = media.videoSender();
+  if (!tc.screenTrack || !sender) return;
+  if (tc.screenTrack.readyState !== "live") {
+    tc.screenTrack = tc.cameraTrack = null;
+    return;
+  }
+  await sender.replaceTrack(tc.screenTrack);
+  if (!localEnabled("video")) tc.signaling.send({ type: "unmute", kind: "video" });
 }
 
 function renderControls() {
@@ -959,7 +982,7 @@ function renderControls() {
   selfTile.dataset.camera = videoOn ? "on" : "off";
   fillAvatar(selfTile.querySelector(".avatar"), tc.me ? tc.me.name : t("you"));
   selfTile.querySelector(".avatar").hidden = videoOn;
-  const sharing = Boolean(tc.cameraTrack);
+  const sharing = Boolean(tc.screenTrack);
   setButton($("toggle-screen"), "screen", t(sharing ? "stopShare" : "shareScreen"), sharing);
   const raised = Boolean(tc.me && tc.hands.has(tc.me.participant_id));
   setButton($("toggle-hand"), "hand", t(raised ? "lowerHand" : "raiseHand"), raised);
@@ -1192,8 +1215,9 @@ function end(text) {
   tc.media = null;
   if (tc.localStream) for (const track of tc.localStream.getTracks()) track.stop();
   tc.localStream = null;
-  if (tc.cameraTrack) tc.cameraTrack.stop();
-  tc.cameraTrack = null;
+  // The screen capture stops with the consult (closing a connection stops no track).
+  for (const track of [tc.cameraTrack, tc.screenTrack]) if (track) track.stop();
+  tc.cameraTrack = tc.screenTrack = null;
   for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
   $("ended-text").textContent = text;
   $("count").hidden = true;

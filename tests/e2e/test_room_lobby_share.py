@@ -281,3 +281,63 @@ async def test_lobby_choices_are_what_the_room_gets(consult: Consult, tmp_path: 
         await assert_sees_and_hears(b, "dr-a")
         await wait_corner(b, "dr-a", bright=False)
         await b.screenshot(path=tmp_path / "room-camera-on-seen.png")
+
+
+async def test_screen_share_with_the_camera_off_survives_a_resume_and_ends_with_the_room(
+    consult: Consult, browser: Browser, tmp_path: Path
+) -> None:
+    """The screen is shared whatever the camera does: with the camera off the other sees
+    the screen, not initials, and the initials come back when sharing stops. A dropped
+    connection resumed while sharing goes on sharing, and stopping then brings the camera
+    back alive. Leaving stops the screen capture (no capture left running)."""
+    a = await new_page(browser)
+    b = await new_page(browser)
+    await a.goto(consult.join_url("dr-a"))
+    await b.goto(consult.join_url("dr-b"))
+    await assert_sees_and_hears(b, "dr-a")
+    tile = b.locator(".tile.remote", has=b.locator("video[data-identity='dr-a']"))
+    await a.click("#toggle-video")
+    await tile.locator(".avatar .initials").wait_for()
+
+    await a.click("#toggle-screen")
+    await tile.locator(".state-icon.camOff").wait_for(state="detached")
+    assert await tile.get_attribute("data-camera") == "on"
+    await wait_corner(b, "dr-a", bright=True)
+    assert await tile.locator(".avatar").is_hidden()
+    await b.screenshot(path=tmp_path / "share-camera-off-seen.png")
+    # The camera button still works while sharing, for later: the room sees the screen.
+    assert await pressed(a, "#toggle-video") == "true"
+
+    await a.evaluate("() => { window.before = window.tc.me; window.tc.signaling.drop(); }")
+    await a.wait_for_function(
+        "() => window.tc.me !== window.before && window.tc.me.resumed === true",
+        timeout=20000,
+    )
+    assert await pressed(a, "#toggle-screen") == "true"
+    await a.wait_for_function(
+        "() => window.tc.media && window.tc.media.videoSender()"
+        " && window.tc.media.videoSender().track.label.startsWith('screen')",
+        timeout=20000,
+    )
+    await wait_corner(b, "dr-a", bright=True)
+    assert await tile.get_attribute("data-camera") == "on"
+
+    await a.click("#toggle-screen")
+    await tile.locator(".avatar .initials").wait_for()
+    await tile.locator(".state-icon.camOff").wait_for()
+    await a.click("#toggle-video")
+    await tile.locator(".state-icon.camOff").wait_for(state="detached")
+    await wait_corner(b, "dr-a", bright=False)
+    await assert_sees_and_hears(b, "dr-a")
+    sent = await a.evaluate(
+        "() => { const t = window.tc.media.videoSender().track;"
+        " return {label: t.label, state: t.readyState}; }"
+    )
+    assert sent == {"label": "fake_device_0", "state": "live"}, sent
+
+    await a.click("#toggle-screen")
+    await wait_corner(b, "dr-a", bright=True)
+    await a.evaluate("() => { window.shared = window.tc.media.videoSender().track; }")
+    await a.click("#leave")
+    await a.wait_for_function("() => window.tc.screen === 'ended'")
+    assert await a.evaluate("() => window.shared.readyState") == "ended"
