@@ -415,6 +415,8 @@ const HANDLERS = {
     if (tc.me && participant_id === tc.me.participant_id) {
       if (muted && by !== tc.me.participant_id) {
         setLocalEnabled(kind, false);
+        // A host who turns our video off means the screen too (else it goes on capturing).
+        if (kind === "video" && tc.screenTrack) toggleScreen();
         toast(t("mutedBy", { by: nameOf(by), kind: t(`kind.${kind}`) }));
       }
       return;

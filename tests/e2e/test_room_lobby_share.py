@@ -82,17 +82,25 @@ async def pressed(page: Page, selector: str) -> str | None:
     return await page.get_attribute(selector, "aria-pressed")
 
 
+async def joined_pair(
+    consult: Consult, browser: Browser, sharer: str, viewer: str
+) -> tuple[Page, Page]:
+    """Two pages in the room, ``viewer`` seeing and hearing ``sharer``."""
+    a = await new_page(browser)
+    b = await new_page(browser)
+    await a.goto(consult.join_url(sharer))
+    await b.goto(consult.join_url(viewer))
+    await assert_sees_and_hears(b, sharer)
+    return a, b
+
+
 async def test_screen_share_replaces_the_camera_and_the_camera_comes_back(
     consult: Consult, browser: Browser, tmp_path: Path
 ) -> None:
     """Share screen: the other sees the screen (its pixels, playing, at the screen's size)
     where the camera was, on the same connection; stop: the camera's picture is back and
     the screen capture is stopped."""
-    a = await new_page(browser)
-    b = await new_page(browser)
-    await a.goto(consult.join_url("dr-a"))
-    await b.goto(consult.join_url("dr-b"))
-    await assert_sees_and_hears(b, "dr-a")
+    a, b = await joined_pair(consult, browser, "dr-a", "dr-b")
     await wait_corner(b, "dr-a", bright=False)
     assert await pressed(a, "#toggle-screen") == "false"
     assert await a.get_attribute("#toggle-screen", "aria-label") == "Share screen"
@@ -290,11 +298,7 @@ async def test_screen_share_with_the_camera_off_survives_a_resume_and_ends_with_
     the screen, not initials, and the initials come back when sharing stops. A dropped
     connection resumed while sharing goes on sharing, and stopping then brings the camera
     back alive. Leaving stops the screen capture (no capture left running)."""
-    a = await new_page(browser)
-    b = await new_page(browser)
-    await a.goto(consult.join_url("dr-a"))
-    await b.goto(consult.join_url("dr-b"))
-    await assert_sees_and_hears(b, "dr-a")
+    a, b = await joined_pair(consult, browser, "dr-a", "dr-b")
     tile = b.locator(".tile.remote", has=b.locator("video[data-identity='dr-a']"))
     await a.click("#toggle-video")
     await tile.locator(".avatar .initials").wait_for()
@@ -341,3 +345,25 @@ async def test_screen_share_with_the_camera_off_survives_a_resume_and_ends_with_
     await a.click("#leave")
     await a.wait_for_function("() => window.tc.screen === 'ended'")
     assert await a.evaluate("() => window.shared.readyState") == "ended"
+
+
+async def test_a_host_turning_the_video_off_stops_the_screen_share(
+    consult: Consult, browser: Browser, tmp_path: Path
+) -> None:
+    """A host's "turn camera off" on a participant who shares the screen stops the
+    share: the sharer's capture ends and both buttons say so; the host sees initials."""
+    a, host = await joined_pair(consult, browser, "dr-a", "dr-host")
+    await a.click("#toggle-screen")
+    await wait_corner(host, "dr-a", bright=True)
+    await a.evaluate("() => { window.shared = window.tc.media.videoSender().track; }")
+    tile = host.locator(".tile.remote", has=host.locator("video[data-identity='dr-a']"))
+    await tile.locator(".tile-more").click()
+    await tile.locator("[data-action='mute-video']").click()
+    await a.wait_for_function(
+        "() => document.getElementById('toggle-screen').getAttribute('aria-pressed') === 'false'"
+    )
+    assert await pressed(a, "#toggle-video") == "true"
+    assert await a.evaluate("() => window.shared.readyState") == "ended"
+    await tile.locator(".avatar .initials").wait_for()
+    assert await tile.get_attribute("data-camera") == "off"
+    await host.screenshot(path=tmp_path / "share-stopped-by-host.png")
