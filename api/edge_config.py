@@ -33,6 +33,13 @@ class EdgeConfig:
         this one with ``too_large`` and keeps the connection).
     max_queued_bytes : int
         Outgoing text queued for one slow client before it is closed.
+    device_ingest_speed : float
+        A cart's connection is read at most this many times faster than real time (in
+        seconds of signal per second, over all its streams) once its burst is spent: a
+        cart catching up after a drop sends its backlog at this pace; a faster one is
+        slowed (its next message is read later: TCP pushes back), never refused.
+    device_ingest_burst_s : float
+        Seconds of signal a connection may send at once before the pacing starts.
     """
 
     host: str = "127.0.0.1"
@@ -44,8 +51,14 @@ class EdgeConfig:
     # Limits
     max_frame_bytes: int = 256 * 1024
     max_queued_bytes: int = 4 * 1024 * 1024
+    device_ingest_speed: float = 10.0
+    device_ingest_burst_s: float = 30.0
 
     def __post_init__(self) -> None:
+        if not 1 <= self.device_ingest_speed <= 10_000:
+            raise ValueError("server.device_ingest_speed must be in 1-10000 (times real time)")
+        if not 1 <= self.device_ingest_burst_s <= 3600:
+            raise ValueError("server.device_ingest_burst_s must be in 1-3600 s")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"server.port must be 0-65535, not {self.port}")
         if self.ping_interval_s <= 0 or self.ping_timeout_s <= 0 or self.close_timeout_s <= 0:

@@ -35,6 +35,11 @@ Design notes
   connection stays, that stream is not opened) with the reason.
 - **Keep-alive**: uvicorn's WebSocket pings find a dead cart; its streams are then
   released and stay resumable.
+- **Ingest pacing** (:class:`IngestPacer`): a connection's frames are taken at most
+  ``device_ingest_speed`` times faster than real time once ``device_ingest_burst_s``
+  of signal has come at once; past that the pump waits before it reads the next
+  message, so a cart catching up after a drop (or a misbehaving one) is slowed by TCP,
+  loses nothing, and cannot fill the server's memory and disk at wire speed.
 - **Message size**: the device protocol promises messages up to 1 MiB
   (docs/device-protocol.md, :data:`DEVICE_MAX_MESSAGE_BYTES`); a larger one gets the
   ECG side's fatal ``error`` and close 1009.
@@ -46,7 +51,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import parse_qs
 
@@ -73,6 +78,39 @@ DEVICE_MAX_MESSAGE_BYTES: Final = 1024 * 1024
 # ``declaration(claims, consult, room)``: None when a registered cart may declare them.
 Declaration = Callable[[TokenClaims, str | None, str | None], str | None]
 REVOKED_CLOSE: Final = (1008, "device revoked")
+
+
+@dataclass
+class IngestPacer:
+    """How long to wait before reading a connection's next message so that the signal it
+    sent stays within ``burst_s + speed * elapsed`` seconds (a token bucket of seconds
+    of signal, refilled at ``speed`` per second up to ``burst_s``); no I/O.
+
+    Parameters
+    ----------
+    speed : float
+        Seconds of signal per second of time taken once the burst is spent.
+    burst_s : float
+        Seconds of signal taken at once.
+    """
+
+    speed: float
+    burst_s: float
+    _credit_s: float = field(init=False)
+    _at_s: float | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self._credit_s = self.burst_s
+
+    def spend(self, signal_s: float, now_s: float) -> float:
+        """``signal_s`` seconds of signal arrived at ``now_s`` (monotonic seconds); the
+        seconds to wait before reading on (0 while within the budget)."""
+        if self._at_s is not None:
+            refill = max(0.0, now_s - self._at_s) * self.speed
+            self._credit_s = min(self.burst_s, self._credit_s + refill)
+        self._at_s = now_s
+        self._credit_s -= signal_s
+        return 0.0 if self._credit_s >= 0 else -self._credit_s / self.speed
 
 
 @dataclass(frozen=True)
@@ -123,6 +161,9 @@ class DeviceEndpoint:
         Group-commit period in s (50–200 ms: the ack delay versus fsyncs per second).
     limits : ChannelLimits, optional
         Per-connection limits; by default messages up to :data:`DEVICE_MAX_MESSAGE_BYTES`.
+    ingest_speed, ingest_burst_s : float
+        The pacing of each connection (:class:`IngestPacer`; ``EdgeConfig``'s
+        ``device_ingest_speed`` and ``device_ingest_burst_s``).
     """
 
     def __init__(
@@ -133,8 +174,12 @@ class DeviceEndpoint:
         commit_interval_s: float = 0.1,
         limits: ChannelLimits | None = None,
         declaration: Declaration | None = None,
+        ingest_speed: float = 10.0,
+        ingest_burst_s: float = 30.0,
     ) -> None:
         self.streams = streams
+        self.ingest_speed = ingest_speed
+        self.ingest_burst_s = ingest_burst_s
         self.verify = verify
         self.declaration = declaration
         self.commit_interval_s = commit_interval_s
@@ -239,6 +284,9 @@ class DeviceEndpoint:
         self._channels[link] = channel
         self._device_of[link] = claims.identity
         limit = self.limits.max_message_bytes
+        pacer = IngestPacer(self.ingest_speed, self.ingest_burst_s)
+        loop = asyncio.get_running_loop()
+        taken_s = 0.0
         try:
             while True:
                 message = await receive()
@@ -258,6 +306,11 @@ class DeviceEndpoint:
                     out = link.receive_bytes(data)
                 if out:
                     deliver(channel, out)
+                received_s = link.received_signal_s
+                wait_s = pacer.spend(received_s - taken_s, loop.time())
+                taken_s = received_s
+                if wait_s > 0:
+                    await asyncio.sleep(wait_s)  # the socket pushes back meanwhile
         finally:
             link.connection_lost()
             del self._channels[link]

@@ -319,6 +319,9 @@ class DeviceSession:
     device: str
     limits: SessionLimits = field(default_factory=SessionLimits)
     closed: bool = False
+    # Seconds of signal taken on this connection (new samples only, every stream): the
+    # edge paces a device that sends faster than real time by it.
+    received_signal_s: float = 0.0
     _streams: dict[uuid.UUID, _Stream] = field(default_factory=dict)
     _handles: dict[int, uuid.UUID] = field(default_factory=dict)
     _next_handle: int = 1
@@ -499,6 +502,7 @@ class DeviceSession:
             return self._error(error, stream_id, next_index=stream.written)
         new = frame.samples[where.offset :]
         stream.written = frame.end_index
+        self.received_signal_s += new.shape[0] / stream.start.fs_hz
         return [Append(stream=stream_id, first_index=frame.first_index + where.offset, samples=new)]
 
     def _on_end(self, end: End) -> list[Effect]:

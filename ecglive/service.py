@@ -204,6 +204,11 @@ class Link:
         """A binary frame: stored now, acked by a later commit."""
         return _outputs(self.service.receive_bytes(self.session, data, sync=False))
 
+    @property
+    def received_signal_s(self) -> float:
+        """Seconds of signal taken on this connection so far (the edge's pacing)."""
+        return self.session.received_signal_s
+
     def connection_lost(self) -> None:
         """The socket is gone: release the streams (they stay resumable)."""
         self.service.connection_lost(self.session)

@@ -165,6 +165,11 @@ class DeviceLink(Protocol):
     def receive_bytes(self, data: bytes) -> list[DeviceOutput]:
         """A binary frame from the device: stored, acked only by a later commit."""
 
+    @property
+    def received_signal_s(self) -> float:
+        """Seconds of signal taken on this connection so far, every stream (new samples
+        only): the edge paces a connection that sends faster than real time by it."""
+
     def connection_lost(self) -> None:
         """The socket is gone: release the connection's streams (they stay resumable)."""
 

@@ -661,7 +661,12 @@ def install_ecg(
         live_processes = default_live_processes()
     service = EcgService(root, encoder=ViewerMessages(), live_processes=live_processes)
     endpoint = DeviceEndpoint(
-        service, verify, commit_interval_s=commit_interval_s, declaration=declaration
+        service,
+        verify,
+        commit_interval_s=commit_interval_s,
+        declaration=declaration,
+        ingest_speed=server.config.device_ingest_speed,
+        ingest_burst_s=server.config.device_ingest_burst_s,
     )
     signaling = server.signaling
     catalog = ViewerCatalog(service, institution_of)
