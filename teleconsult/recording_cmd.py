@@ -26,7 +26,7 @@ from typing import Any
 
 from media.exceptions import RecordingError
 from media.export import export
-from media.recorder import read_manifest
+from media.recorder import read_manifest, rebuild_manifest
 from teleconsult.config import Config, ConfigError, add_config_arguments, load_config
 from teleconsult.trail import TrailError, record_export
 
@@ -86,7 +86,8 @@ def summaries(root: Path, config: Config | None = None) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     for directory in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
         try:
-            manifest = read_manifest(directory)
+            # A recording cut by a crash: its tracks as the files hold them.
+            manifest = rebuild_manifest(directory)
         except RecordingError as error:
             found.append({"id": directory.name, "state": "unreadable", "error": str(error)})
             continue
@@ -136,7 +137,9 @@ def run_export(args: argparse.Namespace) -> int:
         config = load_config(args.config, data_dir=args.data_dir)
         root = config.data_dir / "recordings"
         directory = root / args.recording
-        if Path(args.recording).name != args.recording or not directory.is_dir():
+        # A recording id is a folder's own name: no path, not "." or "..".
+        name = args.recording
+        if name in ("", ".", "..") or Path(name).name != name or not directory.is_dir():
             raise RecordingError(f"no recording {args.recording!r} in {root}")
         room = read_manifest(directory).room_id
         export(directory, args.out, names=participant_names(config, room))

@@ -100,6 +100,9 @@ def test_export_writes_one_file_with_both_participants(
     [
         ("nope", "x.mp4", "no recording 'nope'"),
         ("../x", "x.mp4", "no recording"),
+        ("..", "x.mp4", "no recording '..'"),
+        (".", "x.mp4", "no recording '.'"),
+        ("", "x.mp4", "no recording ''"),
     ],
 )
 def test_bad_export_requests_exit_1(
