@@ -29,8 +29,14 @@ Transport settings, and why:
 - ``/ws`` and ``/device`` are dispatched before the Litestar application
   (:meth:`EdgeServer._dispatch`): a long-lived connection then holds no frame of the
   framework's middleware stack (3 KiB less per idle connection, measured with 1,000).
-- ``proxy_headers=False``: ``X-Forwarded-For`` is not trusted (no address is logged,
-  and none is used for a decision yet).
+- ``proxy_headers=False``: ``X-Forwarded-For`` is not trusted (no address is logged);
+  the one decision taken on an address is the TCP peer's.
+- **Connections per address** (:class:`AddressCounts`): open WebSockets, ``/ws`` and
+  ``/device`` together, are counted per client address (an IPv6 client by its /64, the
+  block one host is given); one over ``max_connections_per_address`` is refused in the
+  upgrade with HTTP 429 and the reason as the body, before any token is read, so that
+  one host (a misbehaving clinic NAT, a flood) cannot take every file descriptor. The
+  count is kept only while connections are open; no address is logged.
 - Shutdown: every WebSocket is closed with 1001 first (as before: a client reconnects),
   then uvicorn stops, then the pumps settle (media calls, Store writes, last commit).
 """
@@ -39,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import socket
 import ssl
@@ -62,6 +69,7 @@ from api.ws import (
     Send,
     accept,
     message_limit_bytes,
+    refuse,
     signaling_endpoint,
 )
 from api.ws_device import DEVICE_MAX_MESSAGE_BYTES, DeviceEndpoint
@@ -69,11 +77,64 @@ from signaling.errors import ServerError
 from signaling.messages import CloseCode
 from signaling.server import SignalingServer
 
-__all__ = ["ApiConfig", "Edge", "EdgeConfig", "EdgeServer"]
+__all__ = ["TOO_MANY_CONNECTIONS", "AddressCounts", "ApiConfig", "Edge", "EdgeConfig", "EdgeServer"]
 
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_REASON: Final = "server shutting down"
+# The HTTP status of an upgrade over max_connections_per_address; the body starts with
+# the protocol's error code.
+TOO_MANY_CONNECTIONS: Final = 429
+
+Endpoint = Callable[[Scope, Receive, Send], Coroutine[Any, Any, None]]
+
+
+def address_key(client: Sequence[Any] | None) -> str:
+    """What one client is counted under: its address, an IPv6 one's /64 (``""``: none)."""
+    if not client:
+        return ""
+    host = str(client[0])
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:  # a dual-stack socket's IPv4 client
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return host
+
+
+class AddressCounts:
+    """Open connections per client address, bounded (no I/O).
+
+    Parameters
+    ----------
+    limit : int
+        Connections one address may hold open.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: dict[str, int] = {}
+
+    def take(self, key: str) -> bool:
+        """Count one more connection of ``key``; False (nothing counted) over the limit."""
+        held = self._open.get(key, 0)
+        if held >= self.limit:
+            return False
+        self._open[key] = held + 1
+        return True
+
+    def release(self, key: str) -> None:
+        """One connection of ``key`` ended (an address with none left is forgotten)."""
+        held = self._open.pop(key, 0) - 1
+        if held > 0:
+            self._open[key] = held
+
+    def held(self, key: str) -> int:
+        """Open connections of ``key``."""
+        return self._open.get(key, 0)
 
 
 def quiet_uvicorn_logs() -> None:
@@ -241,6 +302,11 @@ class EdgeServer:
         self.background: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._channels: set[Channel] = set()
+        self.addresses = AddressCounts(self.config.max_connections_per_address)
+        self._too_many = (
+            f"too_many_connections: more than {self.config.max_connections_per_address}"
+            " open connections from this address"
+        )
         limits = ChannelLimits(
             max_message_bytes=self.config.max_frame_bytes,
             max_queued_bytes=self.config.max_queued_bytes,
@@ -299,12 +365,30 @@ class EdgeServer:
         if scope["type"] == "websocket":
             path = scope["path"]
             if path == "/ws":
-                await self._ws_endpoint(scope, receive, send)
+                await self._counted(self._ws_endpoint, scope, receive, send)
                 return
             if path == "/device":
-                await self._device(scope, receive, send)
+                await self._counted(self._device, scope, receive, send)
                 return
         await self._app(scope, receive, send)
+
+    async def _counted(
+        self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Run ``endpoint`` while its address's connections are counted; refuse one over
+        ``max_connections_per_address`` with 429 before anything else is done."""
+        key = address_key(scope.get("client"))
+        if not self.addresses.take(key):
+            logger.info(
+                "refused a WebSocket upgrade: %d connections open from its address",
+                self.addresses.held(key),
+            )
+            await refuse(receive, send, TOO_MANY_CONNECTIONS, self._too_many)
+            return
+        try:
+            await endpoint(scope, receive, send)
+        finally:
+            self.addresses.release(key)
 
     def _register(self, channel: Channel) -> Callable[[], None]:
         self._channels.add(channel)

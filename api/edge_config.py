@@ -40,6 +40,12 @@ class EdgeConfig:
         slowed (its next message is read later: TCP pushes back), never refused.
     device_ingest_burst_s : float
         Seconds of signal a connection may send at once before the pacing starts.
+    max_connections_per_address : int
+        Open WebSocket connections (``/ws`` and ``/device`` together) from one client
+        address (an IPv6 client: its /64); one more is refused in the upgrade with HTTP
+        429. Generous by default: a hospital's NAT carries many people behind one
+        address, and loopback counts too (a reverse proxy on the same host is one
+        address for everyone behind it).
     """
 
     host: str = "127.0.0.1"
@@ -53,8 +59,11 @@ class EdgeConfig:
     max_queued_bytes: int = 4 * 1024 * 1024
     device_ingest_speed: float = 10.0
     device_ingest_burst_s: float = 30.0
+    max_connections_per_address: int = 200
 
     def __post_init__(self) -> None:
+        if not 1 <= self.max_connections_per_address <= 1_000_000:
+            raise ValueError("server.max_connections_per_address must be in 1-1000000")
         if not 1 <= self.device_ingest_speed <= 10_000:
             raise ValueError("server.device_ingest_speed must be in 1-10000 (times real time)")
         if not 1 <= self.device_ingest_burst_s <= 3600:
