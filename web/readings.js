@@ -427,6 +427,23 @@ const isReader = () => state.me.roles.includes("ecg_reader");
 const isPortrait = () => window.matchMedia("(orientation: portrait) and (max-width: 700px)").matches;
 
 // The library's text of a statement or critical code, in the page's language.
+// A GET of /api/v1: the answer web/readings-start.js asked for before the modules
+// loaded when it has this path (taken once), else a new request.
+function apiGet(path) {
+  const early = window.tcEarly && window.tcEarly[path];
+  if (!early) return api("GET", path);
+  delete window.tcEarly[path];
+  return early.then(async ({ answer, error }) => {
+    if (error) throw error;
+    const data = await answer.json().catch(() => null);
+    if (!answer.ok) {
+      const failure = data && data.error ? data.error : { code: "generic", reason: answer.statusText };
+      throw new ApiFailure(answer.status, failure.code, failure.reason);
+    }
+    return data;
+  });
+}
+
 function statementText(code) {
   const found = state.library.statements.find((s) => s.code === code);
   return found ? (lang === "zh" ? found.text_zh : found.text_en) : code;
@@ -565,7 +582,12 @@ const stale = (turn) => state.view !== "reading" || turn !== state.turn;
 async function openReading(id) {
   state.turn += 1;
   const turn = state.turn;
-  const task = await api("GET", `/readings/${encodeURIComponent(id)}`);
+  // Another task's ECG is asked for with the task, not after it.
+  const fresh = !state.ecg || state.ecg.reading !== id;
+  if (fresh) state.startS = 0;
+  const window_ = fresh ? askEcg(id) : null;
+  window_?.catch(() => {}); // its failure is loadEcg's to handle, even if the task fails first
+  const task = await apiGet(`/readings/${encodeURIComponent(id)}`);
   if (stale(turn)) return;
   state.task = task;
   $("r-title").textContent = `${task.patient || "—"} · ${task.clinic}`;
@@ -585,10 +607,7 @@ async function openReading(id) {
   $("r-facts").replaceChildren(...facts);
   renderActions(task);
   renderTaskCriticals(task);
-  if (!state.ecg || state.ecg.reading !== task.id) {
-    state.startS = 0;
-    await loadEcg(turn);
-  }
+  if (window_) await loadEcg(turn, window_);
   await loadReport(task, turn);
   if (!stale(turn)) await median.show(state.ecg ? task.id : null, editable());
 }
@@ -630,16 +649,23 @@ async function takeStep(event, body) {
 
 // ------------------------------------------------------------------ the paper
 
-async function loadEcg(turn = state.turn) {
-  const task = state.task;
+// The window of task ``id`` the reader's choices show (from state.startS, in the band).
+function askEcg(id) {
   const params = new URLSearchParams({
     start_s: String(state.startS),
     duration_s: String(WINDOW_S),
     band: $("band").value || "diagnostic",
   });
+  return apiGet(`/readings/${encodeURIComponent(id)}/ecg?${params}`);
+}
+
+// Show the ECG window (``asked``: the answer of askEcg already on its way, else asked
+// for now); a task without a stored record yet is watched live.
+async function loadEcg(turn = state.turn, asked = null) {
+  const task = state.task;
   let ecg;
   try {
-    ecg = await api("GET", `/readings/${encodeURIComponent(task.id)}/ecg?${params}`);
+    ecg = await (asked || askEcg(task.id));
   } catch (error) {
     if (stale(turn)) return;
     if (error instanceof ApiFailure && error.code === "no_signal") {
@@ -1034,7 +1060,7 @@ async function load() {
   $("f-state").replaceChildren(option("", t("allStates")), ...STATES.map((s) => option(s, t(`state.${s}`))));
   $("band").replaceChildren(...BANDS.map((b) => option(b, t(`band.${b}`))));
   try {
-    state.me = await api("GET", "/me");
+    state.me = await apiGet("/me");
   } catch (error) {
     if (error instanceof ApiFailure && error.status === 401) {
       $("signed-out").hidden = false;
@@ -1046,7 +1072,7 @@ async function load() {
     throw error;
   }
   $("who").textContent = `${state.me.display_name} (${state.me.institution || "—"})`;
-  state.library = await api("GET", "/ecg/library");
+  state.library = await apiGet("/ecg/library"); // asked for with /me: on its way already
   for (const button of $("tabs").children) {
     button.addEventListener("click", () => { location.hash = `#${button.dataset.tab}`; });
   }
@@ -1086,6 +1112,7 @@ async function load() {
   refreshCounter();
   setInterval(refreshCounter, 30_000);
   await route();
+  window.tcEarly = null; // an answer not taken by the first opening is not fresh any more
 }
 
 load().catch(fail);
