@@ -575,6 +575,14 @@ function fact(list, key, value) {
   list.push(dt, dd);
 }
 
+// Once the next frame is on screen (at most 200 ms: a hidden tab draws no frames).
+function afterPaint() {
+  return new Promise((resolve) => {
+    const done = setTimeout(resolve, 200);
+    requestAnimationFrame(() => setTimeout(() => { clearTimeout(done); resolve(); }, 0));
+  });
+}
+
 // Each opening of a reading is a turn; an answer of an older turn (the reader moved on,
 // or took a step, while it was on its way) is dropped.
 const stale = (turn) => state.view !== "reading" || turn !== state.turn;
@@ -607,7 +615,10 @@ async function openReading(id) {
   $("r-facts").replaceChildren(...facts);
   renderActions(task);
   renderTaskCriticals(task);
-  if (window_) await loadEcg(turn, window_);
+  if (window_) {
+    await loadEcg(turn, window_);
+    await afterPaint(); // the paper on screen first, then the report and the median beat
+  }
   await loadReport(task, turn);
   if (!stale(turn)) await median.show(state.ecg ? task.id : null, editable());
 }
@@ -1105,14 +1116,16 @@ async function load() {
     clearTimeout(resized);
     resized = setTimeout(drawPaper, 100);
   });
-  listenForNotices(onNotice);
   const ask = $("enable-notices");
   ask.hidden = !("Notification" in window && Notification.permission === "default");
   ask.addEventListener("click", () => Notification.requestPermission().then(() => { ask.hidden = true; }));
-  refreshCounter();
-  setInterval(refreshCounter, 30_000);
   await route();
   window.tcEarly = null; // an answer not taken by the first opening is not fresh any more
+  // Live notices and the badge once the first view is shown: their requests do not
+  // compete with the first view's on the server.
+  listenForNotices(onNotice);
+  refreshCounter();
+  setInterval(refreshCounter, 30_000);
 }
 
 load().catch(fail);
