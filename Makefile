@@ -49,8 +49,9 @@ lint: $(STAMP)
 
 typecheck: lint
 
+# Two worker processes (pytest-xdist): most tests wait on real servers and browsers.
 test: $(STAMP) sysdeps lint
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n 2
 
 # Each benchmark prints the figures the issues ask for; see bench/README.md.
 bench: $(STAMP) sysdeps

@@ -91,7 +91,7 @@ ENTRIES = [
     (state, event, mode)
     for state, rules in TRANSITIONS.items()
     for event, rule in rules.items()
-    for mode in rule.modes
+    for mode in sorted(rule.modes, key=lambda mode: mode.value)
 ]
 MISSING = [
     (state, event, mode)

@@ -346,13 +346,15 @@ async def test_the_consult_story_on_the_whole_server(
         await notified(coordinator, "consult.submit", emergency)
         clock.advance(11 * 60)
         service = served.platform.consult_service
+        # The server's own sweep (every 30 s) may come first; either escalates it once.
         escalated = await asyncio.to_thread(service.escalate_overdue)
-        assert [r.consult.id for r in escalated] == [emergency]
+        assert [r.consult.id for r in escalated] in ([emergency], [])
         await notified(coordinator, "consult.escalate", emergency)
         await coordinator.click("#tabs button[data-tab=overdue]")
         await coordinator.locator(f"#items li.overdue[data-id='{emergency}']").wait_for()
         clock.advance(24 * 3600)
-        assert await asyncio.to_thread(service.expire_due) == 1
+        # Expired by this call or by the sweep: the page shows it below.
+        assert await asyncio.to_thread(service.expire_due) in (0, 1)
         # A day later the coordinator's session is over: the page offers the login that
         # leads back to this consult.
         await coordinator.goto(f"{base}/consults?lang=en#consult/{emergency}")

@@ -261,7 +261,8 @@ def test_messages_round_trip() -> None:
         (start_json(device="cart 42"), ErrorCode.BAD_MESSAGE, "device"),
         (start_json(extra=1), ErrorCode.BAD_MESSAGE, "extra"),
         (start_json(version=2), ErrorCode.UNSUPPORTED_VERSION, "version 2"),
-        (f'{{"type": "end", "stream": "{uuid.uuid4()}", "total_samples": -1}}',
+        ('{"type": "end", "stream": "5f0c6a52-3c1e-4d7a-9b8e-2f4a1c9d7e11", '
+         '"total_samples": -1}',
          ErrorCode.BAD_MESSAGE, "total_samples"),
     ],
 )  # fmt: skip
