@@ -71,6 +71,11 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else math.nan
 
 
+# Every client of a load comes from 127.0.0.1: the server's cap on connections per
+# address (default 200) is lifted for it.
+LOAD_ENVIRONMENT = dict(os.environ, TELECONSULT_SERVER__MAX_CONNECTIONS_PER_ADDRESS="1000000")
+
+
 @dataclass
 class Server:
     """A ``teleconsult serve`` subprocess."""
@@ -85,7 +90,7 @@ class Server:
         process = subprocess.Popen(
             [sys.executable, "-m", "teleconsult", "serve", "--port", "0",
              "--data-dir", str(data), "--log-level", "WARNING"],
-            stdout=subprocess.PIPE, text=True, cwd=REPO,
+            stdout=subprocess.PIPE, text=True, cwd=REPO, env=LOAD_ENVIRONMENT,
         )  # fmt: skip
         assert process.stdout is not None
         for line in process.stdout:

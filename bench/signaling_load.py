@@ -123,7 +123,9 @@ async def serve(data_dir: Path, secret: str) -> None:
         banned=store.banned_jtis(),
     )
     signaling = SignalingServer(core=core, media=NullMedia(), store=store, bus=LocalBus())
-    server = EdgeServer(signaling=signaling, config=EdgeConfig(port=0))
+    # Every participant comes from 127.0.0.1: lift the per-address cap (default 200).
+    edge_config = EdgeConfig(port=0, max_connections_per_address=1_000_000)
+    server = EdgeServer(signaling=signaling, config=edge_config)
     await server.start()
     print(f"PORT {server.port}", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)

@@ -44,7 +44,7 @@ import wfdb
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.ecg_live import Server  # noqa: E402
+from bench.ecg_live import LOAD_ENVIRONMENT, Server  # noqa: E402
 from ecg.streamstore import StreamStore  # noqa: E402
 from sessions.tokens import load_key_ring  # noqa: E402
 from teleconsult.loadtest import Figures, LoadPlan, run_load  # noqa: E402
@@ -65,7 +65,7 @@ def start_server(data: Path, port: int, log: IO[str]) -> Server:
     process = subprocess.Popen(
         [sys.executable, "-m", "teleconsult", "serve", "--port", str(port),
          "--data-dir", str(data), "--log-level", "INFO"],
-        stdout=subprocess.PIPE, stderr=log, text=True, cwd=REPO,
+        stdout=subprocess.PIPE, stderr=log, text=True, cwd=REPO, env=LOAD_ENVIRONMENT,
     )  # fmt: skip
     assert process.stdout is not None
     for line in process.stdout:
