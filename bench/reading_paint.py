@@ -14,7 +14,12 @@ computed by the server, and the drawing). Debian's Chromium, headless, 1366x768.
 
 Run on an otherwise idle machine::
 
-    .venv/bin/python bench/reading_paint.py [--repetitions 20]
+    .venv/bin/python bench/reading_paint.py [--repetitions 20] [--cold]
+
+Each task's record is annotated ahead (``api.readings.annotate_ahead``) before the tabs
+open, as the server does when a stream's record is written or a record is uploaded;
+``--cold`` leaves it to the first window, as before that (for comparison). Percentiles
+are interpolated (``statistics.quantiles``, inclusive), as in ``bench/first_frame.py``.
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ sys.path.insert(0, str(REPO))
 from api.app import create_app  # noqa: E402
 from api.auth import account_api  # noqa: E402
 from api.edge import Edge, EdgeConfig  # noqa: E402
-from api.readings import reading_api  # noqa: E402
+from api.readings import annotate_ahead, reading_api  # noqa: E402
+from bench.first_frame import percentile  # noqa: E402
 from consults.reading_repositories import ReadingRecord  # noqa: E402
 from consults.reading_service import ReadingService  # noqa: E402
 from ecg.critical import CRITICAL_TEXT  # noqa: E402
@@ -60,7 +66,7 @@ class OneRecord:
         return self.record
 
 
-async def run(repetitions: int) -> dict[str, Any]:
+async def run(repetitions: int, cold: bool) -> dict[str, Any]:
     from playwright.async_api import async_playwright
 
     with tempfile.TemporaryDirectory() as folder:
@@ -82,8 +88,11 @@ async def run(repetitions: int) -> dict[str, Any]:
             ).task.id
             for n in range(repetitions + 1)
         ]
+        source = OneRecord()
+        for task_id in ids if not cold else ():  # as the server does when a record arrives
+            annotate_ahead(task_id, lambda: source.record).result()
         accounts = account_api(world.accounts, world.directory)
-        readings = reading_api(service, OneRecord())
+        readings = reading_api(service, source)
         app = create_app(
             route_handlers=[*accounts.route_handlers, *readings.route_handlers],
             dependencies={**accounts.dependencies, **readings.dependencies},
@@ -124,19 +133,24 @@ async def run(repetitions: int) -> dict[str, Any]:
     took_ms.sort()
     return {
         "repetitions": len(took_ms),
+        "annotated_ahead": not cold,
         "p50_ms": round(statistics.median(took_ms), 1),
-        "p95_ms": round(took_ms[min(len(took_ms) - 1, int(0.95 * len(took_ms)))], 1),
+        "p95_ms": round(percentile(took_ms, 95), 1),
         "max_ms": round(took_ms[-1], 1),
+        "each_ms": [round(ms) for ms in took_ms],
     }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repetitions", type=int, default=20)
+    parser.add_argument(
+        "--cold", action="store_true", help="no annotation ahead: the first window makes it"
+    )
     args = parser.parse_args()
     if not RECORD.with_suffix(".hea").exists():
         raise SystemExit(f"the PTB-XL sample is not at {RECORD} (TELECONSULT_ECG_DATA)")
-    result = asyncio.run(run(args.repetitions))
+    result = asyncio.run(run(args.repetitions, args.cold))
     print(json.dumps(result))
     verdict = "met" if result["p95_ms"] <= TARGET_MS else "missed"
     print(f"target first full paint <= {TARGET_MS:.0f} ms (p95): {verdict}")

@@ -1008,6 +1008,11 @@ class ReadingService:
         self._tell(found, "critical.raised", now)
         return found
 
+    def task_of_stream(self, stream_id: str) -> ReadingRecord | None:
+        """The reading task of a device stream, for the server's own work on it (no
+        person's right is checked: never answer a request with it); None without one."""
+        return self._repo.by_stream(stream_id)
+
     def engine_critical(self, stream_id: str, code: str) -> CriticalRecord | None:
         """A critical finding the engine made on a stream after its task was made (the
         record's re-annotation): raised and told at once. None when the stream has no

@@ -40,6 +40,7 @@ from litestar.di import Provide
 
 from api.edge import EdgeServer
 from api.pages import package_web_dir
+from api.readings import annotate_ahead
 from api.rooms import RoomTokenController, RoomTokens, api_token_jti, session_jti
 from api.session import SessionConfig, device_token_verifier
 from api.webhooks import WebhookSender
@@ -594,12 +595,25 @@ def connect_reading_tasks(service: EcgService, platform: Platform) -> None:
             summary = service.ecg_stream(str(start.stream))
             records.submit(record_end, start, 0 if summary is None else summary.samples)
 
+    def stream_record(stream: str) -> Record | None:  # annotate_ahead's thread
+        task = readings.task_of_stream(stream)
+        return None if task is None else platform.signals.signal_of(task)
+
     def on_annotated(start: Start, annotation: Annotation) -> None:  # the batch thread
         for finding in annotation.critical or ():
             try:
                 readings.engine_critical(str(start.stream), str(finding["code"]))
             except ConsultsError as exc:
                 logger.info("a critical finding not raised: %s", exc.code)
+        # The record is written: the reading page's engine reading of it is made now,
+        # not when a reader opens it.
+        try:
+            task = readings.task_of_stream(str(start.stream))
+        except Exception as exc:  # the first window annotates instead
+            logger.warning("a stream's task not annotated ahead: %s", type(exc).__name__)
+            return
+        if task is not None:
+            annotate_ahead(task.task.id, functools.partial(stream_record, str(start.stream)))
 
     # A critical value the live annotation proves while the ECG still arrives is raised on
     # the stream's task at once (the doctor and the reader on duty are told); each code
