@@ -59,6 +59,10 @@ ADC_GAIN: Final = 200.0  # ADC units per mV
 VIDEO_WIDTH, VIDEO_HEIGHT, VIDEO_FPS = 160, 120, 15
 # A viewer lists its room's streams this often, like the /ecg page.
 LIST_EVERY_S: Final = 3.0
+# New subscriptions per list answer: a room of many carts is subscribed to a few at a time,
+# within the /ws rate limit (20 messages/s, a burst of 50), not all at once (a viewer of
+# 75 streams was closed as a flood and reconnected in a loop).
+SUBSCRIBES_PER_LIST: Final = 10
 # How long a participant's first remote frame may take before it counts as an error.
 FIRST_FRAME_LIMIT_S: Final = 15.0
 
@@ -398,9 +402,11 @@ async def _viewer_once(
                 json.dumps({"type": "watch", "token": plan.token("expert", identity, room)})
             )
             listed_at = -math.inf
+            more = True  # live streams not yet subscribed to, as far as the viewer knows
             while (left_s := until - time.monotonic()) > 0:
-                # Soon again while nothing is subscribed: the carts may not have started.
-                every_s = LIST_EVERY_S if subscribed else LIST_EVERY_S / 6
+                # Soon again while nothing is subscribed (the carts may not have started)
+                # or while the room has more live streams than one answer subscribes to.
+                every_s = LIST_EVERY_S if subscribed and not more else LIST_EVERY_S / 6
                 if time.monotonic() - listed_at >= every_s:
                     await ws.send(json.dumps({"type": "ecg_list"}))
                     listed_at = time.monotonic()
@@ -412,12 +418,15 @@ async def _viewer_once(
                 message = json.loads(text)
                 kind = message["type"]
                 if kind == "ecg_streams":
-                    for info in message["streams"]:
-                        if info["state"] == "live" and info["stream"] not in subscribed:
-                            subscribed.add(info["stream"])
-                            await ws.send(
-                                json.dumps({"type": "ecg_subscribe", "stream": info["stream"]})
-                            )
+                    new = [
+                        info["stream"]
+                        for info in message["streams"]
+                        if info["state"] == "live" and info["stream"] not in subscribed
+                    ]
+                    more = len(new) > SUBSCRIBES_PER_LIST
+                    for stream in new[:SUBSCRIBES_PER_LIST]:
+                        subscribed.add(stream)
+                        await ws.send(json.dumps({"type": "ecg_subscribe", "stream": stream}))
                 elif kind == "ecg_data":
                     log = carts(message["stream"])
                     sent = None if log is None else log.sent_at.get(message["samples"])
