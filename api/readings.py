@@ -633,8 +633,8 @@ logger = logging.getLogger(__name__)
 def annotate_ahead(reading_id: str, load: Callable[[], Record | None]) -> Future[None]:
     """Make and keep the engine's reading of task ``reading_id`` as soon as its record is
     stored, in a thread of its own, so that the reader's first window of it does not wait
-    for the annotation: a 10 s 12-lead record's first full paint went from p95 580 ms to
-    376 ms with it (``bench/reading_paint.py``). ``load`` reads the record (None: not
+    for the annotation (``bench/reading_paint.py`` against its ``--cold``: p50 351/416 ms
+    against 501/421 ms in two runs). ``load`` reads the record (None: not
     there, nothing done). The readings of the last :data:`_ENGINE_KEPT` tasks are kept;
     a failure is logged and means only that the first window annotates."""
     global _ahead

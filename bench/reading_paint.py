@@ -89,8 +89,9 @@ async def run(repetitions: int, cold: bool) -> dict[str, Any]:
             for n in range(repetitions + 1)
         ]
         source = OneRecord()
-        for task_id in ids if not cold else ():  # as the server does when a record arrives
-            annotate_ahead(task_id, lambda: source.record).result()
+        if not cold:  # as the server does when a record arrives
+            for task_id in ids:
+                annotate_ahead(task_id, lambda: source.record).result()
         accounts = account_api(world.accounts, world.directory)
         readings = reading_api(service, source)
         app = create_app(

@@ -595,10 +595,6 @@ def connect_reading_tasks(service: EcgService, platform: Platform) -> None:
             summary = service.ecg_stream(str(start.stream))
             records.submit(record_end, start, 0 if summary is None else summary.samples)
 
-    def stream_record(stream: str) -> Record | None:  # annotate_ahead's thread
-        task = readings.task_of_stream(stream)
-        return None if task is None else platform.signals.signal_of(task)
-
     def on_annotated(start: Start, annotation: Annotation) -> None:  # the batch thread
         for finding in annotation.critical or ():
             try:
@@ -613,7 +609,7 @@ def connect_reading_tasks(service: EcgService, platform: Platform) -> None:
             logger.warning("a stream's task not annotated ahead: %s", type(exc).__name__)
             return
         if task is not None:
-            annotate_ahead(task.task.id, functools.partial(stream_record, str(start.stream)))
+            annotate_ahead(task.task.id, functools.partial(platform.signals.signal_of, task))
 
     # A critical value the live annotation proves while the ECG still arrives is raised on
     # the stream's task at once (the doctor and the reader on duty are told); each code
