@@ -49,6 +49,7 @@ from consults.reading_repositories import ReadingRecord
 from consults.reading_service import ReadingService
 
 if TYPE_CHECKING:
+    from ecg.annotate import AnnotateConfig
     from ecg.paper_content import Measurements
     from ecg.record import Record
 
@@ -78,12 +79,13 @@ def measured_window(found: Record) -> Record:
     )
 
 
-def engine_measurements(found: Record) -> Measurements:
-    """The engine's global measurements of :func:`measured_window`."""
+def engine_measurements(found: Record, config: AnnotateConfig | None = None) -> Measurements:
+    """The engine's global measurements of :func:`measured_window`, made with ``config``
+    (the server's ``[ecg]``; None: the engine's defaults)."""
     from ecg.annotate import annotate
     from ecg.paper_content import measurements_from
 
-    annotation = annotate(measured_window(found))
+    annotation = annotate(measured_window(found), config)
     if annotation.measurements is None:
         return measurements_from(None)
     return measurements_from(annotation.measurements.global_)
@@ -244,7 +246,7 @@ class ReadingFhirController(Controller):
             )
         record, versions = reading_service.export(person, reading_id, "fhir")
         found = ecg_signals.signal_of(record)
-        measured = None if found is None else engine_measurements(found)
+        measured = None if found is None else engine_measurements(found, ecg_signals.engine)
         bundle = reading_report_bundle(record, versions, measured)
         return Response(
             json.dumps(bundle, ensure_ascii=False).encode(),

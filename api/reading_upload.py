@@ -41,7 +41,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import anyio.to_thread
 import msgspec
@@ -70,6 +70,7 @@ if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
+    from ecg.annotate import AnnotateConfig
     from ecg.record import Record
 
 __all__ = [
@@ -446,12 +447,13 @@ class UploadedOrStreamed:
         return None if self.streams is None else self.streams.signal_of(record)
 
 
-def _engine_findings(found: Record) -> tuple[list[str], list[str]]:
-    """The engine's critical codes and first statements of the measured window."""
+def _engine_findings(found: Record, config: AnnotateConfig | None) -> tuple[list[str], list[str]]:
+    """The engine's critical codes and first statements of the measured window, made
+    with ``config`` (None: the engine's defaults)."""
     from api.reading_fhir import measured_window
     from ecg.annotate import annotate
 
-    annotation = annotate(measured_window(found))
+    annotation = annotate(measured_window(found), config)
     critical = [str(c["code"]) for c in annotation.critical or ()]
     statements = [str(s["code"]) for s in annotation.statements or ()]
     return list(dict.fromkeys(critical)), statements[:3]
@@ -470,6 +472,10 @@ class RecordUploads:
     directory: Directory
     audit: AuditSink
     config: RecordUploadConfig = field(default_factory=RecordUploadConfig)
+    # The engine's settings, an ecg.annotate.AnnotateConfig (the server's [ecg]: mains
+    # notch, QTc shown first), or None for the engine's defaults. Typed Any: Litestar
+    # resolves this dependency's annotations, and the engine's type brings numpy.
+    annotate_config: Any = None
     new_id: Callable[[], str] = field(default=lambda: uuid.uuid4().hex)
 
     def _clinic_for(self, person: Person, clinic: str | None) -> str:
@@ -534,7 +540,9 @@ class RecordUploads:
             raise
         record_id = self.new_id()
         # The engine reads the first seconds only (not a whole hour in float64).
-        critical, statements = _engine_findings(parsed.to_record(record_id, MEASURED_S))
+        critical, statements = _engine_findings(
+            parsed.to_record(record_id, MEASURED_S), self.annotate_config
+        )
         self.store.put(record_id, parsed)
         try:
             made = self.service.task_for_record(
@@ -557,7 +565,8 @@ class RecordUploads:
             **sums,
         )
         # The reading page's engine reading of the record, made before a reader opens it.
-        annotate_ahead(made.task.id, functools.partial(self.store.signal_of, made))
+        load = functools.partial(self.store.signal_of, made)
+        annotate_ahead(made.task.id, load, self.annotate_config)
         return made, parsed
 
 

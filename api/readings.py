@@ -59,6 +59,7 @@ from consults.readings import ESCALATION_LEVELS, CriticalState, ReadingEvent, Re
 from consults.repositories import PageRequest
 
 if TYPE_CHECKING:
+    from ecg.annotate import AnnotateConfig
     from ecg.delineate import Delineation
     from ecg.measure import Measurements
     from ecg.paper_content import ReportInfo
@@ -442,12 +443,30 @@ class EcgSignals(Protocol):
 @dataclass(frozen=True)
 class SignalSource:
     """The handlers' dependency: the :class:`EcgSignals` wired, or None (a Protocol
-    cannot be a dependency's type: Litestar checks dependencies with isinstance)."""
+    cannot be a dependency's type: Litestar checks dependencies with isinstance), and the
+    engine's settings every reading of a task's ECG is made with (the server's ``[ecg]``:
+    mains notch, the QTc formula shown first; None: the engine's defaults)."""
 
     signals: EcgSignals | None
+    # An ecg.annotate.AnnotateConfig or None. Typed Any: Litestar resolves this
+    # dependency's annotations when it serves a request, and the engine's type is not
+    # imported at this module's import (it brings numpy).
+    annotate_config: Any = None
 
     def signal_of(self, record: ReadingRecord) -> Record | None:
         return None if self.signals is None else self.signals.signal_of(record)
+
+    @property
+    def engine(self) -> AnnotateConfig:
+        """The engine's settings (:attr:`annotate_config`, else the defaults)."""
+        return engine_config(self.annotate_config)
+
+
+def engine_config(config: AnnotateConfig | None) -> AnnotateConfig:
+    """``config``, else the engine's default settings (imported here: numpy)."""
+    from ecg.annotate import AnnotateConfig
+
+    return config if config is not None else AnnotateConfig()
 
 
 def report_info(signed: Mapping[str, object], acquired_at: dt.datetime | None) -> ReportInfo:
@@ -515,29 +534,33 @@ def reading_ecg(
     duration_s: float,
     band: Band,
     corrections: Mapping[str, float] | None = None,
+    config: AnnotateConfig | None = None,
 ) -> ReadingEcg:
-    """The window ``[start_s, start_s + duration_s)`` of ``found`` filtered in ``band``,
-    with the engine's beats, measurements, statements and critical findings of its
-    first :data:`MEASURED_S` seconds; the measurements made on the reader's corrected
-    fiducials where ``corrections`` are given (the statements stay the engine's). Pure:
-    no I/O (the caller brings the record)."""
+    """The window ``[start_s, start_s + duration_s)`` of ``found`` filtered in ``band``
+    (and the mains notch of ``config``), with the engine's beats, measurements,
+    statements and critical findings of its first :data:`MEASURED_S` seconds made with
+    ``config`` (None: the engine's defaults); the measurements and the statements that
+    depend on them made on the reader's corrected fiducials where ``corrections`` are
+    given. Pure: no I/O (the caller brings the record)."""
     import numpy as np  # here, not at import: the server's commands start without numpy
 
     from ecg.filters import filter_zero_phase
 
+    config = engine_config(config)
     fs = found.fs_hz
     n = found.n_samples
     first = min(round(start_s * fs), max(n - 1, 0))
     last = min(n, first + max(1, round(duration_s * fs)))
     pad = int(_FILTER_PAD_S * fs)
     lo, hi = max(0, first - pad), min(n, last + pad)
-    filtered = filter_zero_phase(found.signal_mv[lo:hi], fs, band)[first - lo : last - lo]
+    window = filter_zero_phase(found.signal_mv[lo:hi], fs, band, config.mains_hz)
+    filtered = window[first - lo : last - lo]
     uv = np.round(filtered * 1000.0)
     finite = np.isfinite(uv)
     samples: list[list[int | None]] = np.where(finite, uv, 0).astype(np.int64).T.tolist()
     for sample, lead in zip(*np.nonzero(~finite), strict=True):  # a gap: null, not a number
         samples[int(lead)][int(sample)] = None
-    engine = _engine_of(reading_id, found)
+    engine = _engine_of(reading_id, found, config)
     measurements = engine.measurements
     if corrections:
         corrected = _corrected(engine, corrections)
@@ -570,22 +593,26 @@ class _Engine:
 
 
 _ENGINE_KEPT: Final = 256
-_engine_kept: collections.OrderedDict[tuple[str, bytes], _Engine] = collections.OrderedDict()
+_engine_kept: collections.OrderedDict[tuple[str, bytes, AnnotateConfig], _Engine] = (
+    collections.OrderedDict()
+)
 _engine_lock = threading.Lock()
 
 
-def _engine_summary(reading_id: str, digest: bytes, measured: Any) -> _Engine:
+def _engine_summary(
+    reading_id: str, digest: bytes, measured: Any, config: AnnotateConfig
+) -> _Engine:
     """The engine's reading of a task's first seconds, kept (the last 64) for the task's
     next windows: the same for every window, and most of a window's cost (the
     annotation, about 80 ms of 130). ``digest`` of the samples makes a changed record a
-    new entry."""
-    key = (reading_id, digest)
+    new entry, and so do other settings (``config`` is hashable: a frozen dataclass)."""
+    key = (reading_id, digest, config)
     with _engine_lock:
         kept = _engine_kept.get(key)
         if kept is not None:
             _engine_kept.move_to_end(key)
             return kept
-    made = _annotate(measured)
+    made = _annotate(measured, config)
     with _engine_lock:
         _engine_kept[key] = made
         while len(_engine_kept) > _ENGINE_KEPT:
@@ -611,10 +638,10 @@ def _engine_measurements(found: Measurements) -> EngineMeasurements:
     )
 
 
-def _annotate(measured: Any) -> _Engine:
+def _annotate(measured: Any, config: AnnotateConfig) -> _Engine:
     from ecg.annotate import annotate
 
-    annotation = annotate(measured)
+    annotation = annotate(measured, config)
     found = annotation.measurements
     return _Engine(
         beats=[int(b) for b in annotation.beats],
@@ -630,13 +657,16 @@ _ahead_lock = threading.Lock()
 logger = logging.getLogger(__name__)
 
 
-def annotate_ahead(reading_id: str, load: Callable[[], Record | None]) -> Future[None]:
+def annotate_ahead(
+    reading_id: str, load: Callable[[], Record | None], config: AnnotateConfig | None = None
+) -> Future[None]:
     """Make and keep the engine's reading of task ``reading_id`` as soon as its record is
     stored, in a thread of its own, so that the reader's first window of it does not wait
     for the annotation (``bench/reading_paint.py`` against its ``--cold``: p50 351/416 ms
     against 501/421 ms in two runs). ``load`` reads the record (None: not
-    there, nothing done). The readings of the last :data:`_ENGINE_KEPT` tasks are kept;
-    a failure is logged and means only that the first window annotates."""
+    there, nothing done); ``config``: the engine's settings, as the reading API's (None:
+    the defaults). The readings of the last :data:`_ENGINE_KEPT` tasks are kept; a
+    failure is logged and means only that the first window annotates."""
     global _ahead
     with _ahead_lock:
         if _ahead is None:
@@ -647,15 +677,16 @@ def annotate_ahead(reading_id: str, load: Callable[[], Record | None]) -> Future
         try:
             found = load()
             if found is not None:
-                _engine_of(reading_id, found)
+                _engine_of(reading_id, found, engine_config(config))
         except Exception as exc:  # the first window annotates instead
             logger.warning("a task's record not annotated ahead: %s", type(exc).__name__)
 
     return pool.submit(make)
 
 
-def _engine_of(reading_id: str, found: Record) -> _Engine:
-    """The engine's reading of the first :data:`MEASURED_S` of ``found`` (kept)."""
+def _engine_of(reading_id: str, found: Record, config: AnnotateConfig) -> _Engine:
+    """The engine's reading of the first :data:`MEASURED_S` of ``found`` with ``config``
+    (kept)."""
     import numpy as np
 
     from ecg.record import Record as EcgRecord
@@ -667,6 +698,7 @@ def _engine_of(reading_id: str, found: Record) -> _Engine:
         EcgRecord(
             name=found.name, fs_hz=found.fs_hz, signal_mv=measured, lead_names=found.lead_names
         ),
+        config,
     )
 
 
@@ -867,7 +899,7 @@ def _export(
     corrections = (
         {str(k): float(str(v)) for k, v in kept.items()} if isinstance(kept, Mapping) else {}
     )
-    measured = _corrected(_engine_of(reading_id, found), corrections)
+    measured = _corrected(_engine_of(reading_id, found, source.engine), corrections)
     if measured is not None:
         info = dataclasses.replace(info, measurements=measurements_from(measured.global_))
     return found, info
@@ -989,7 +1021,8 @@ class ReadingController(Controller):
                 found = ecg_signals.signal_of(record)
                 if found is None:
                     return None
-                measured = _corrected(_engine_of(record.task.id, found), corrections)
+                engine = _engine_of(record.task.id, found, ecg_signals.engine)
+                measured = _corrected(engine, corrections)
                 return None if measured is None else signable_measurements(measured)
 
             view = reading_service.sign(person, reading_id, given.totp, measure)
@@ -1137,7 +1170,9 @@ class ReadingController(Controller):
             raise ApiError("no_signal", f"no ECG kept for reading {reading_id!r} yet", status=404)
         kept = reading_service.fiducials(principal.person, reading_id)
         corrections = dict(kept.fiducials_ms) if kept is not None else None
-        answer = reading_ecg(reading_id, found, start_s, duration_s, band, corrections)
+        answer = reading_ecg(
+            reading_id, found, start_s, duration_s, band, corrections, ecg_signals.engine
+        )
         return Response(answer, headers=_NO_STORE)
 
     @get(
@@ -1170,7 +1205,7 @@ class ReadingController(Controller):
         if found is None:
             raise ApiError("no_signal", f"no ECG kept for reading {reading_id!r} yet", status=404)
         kept = reading_service.fiducials(principal.person, reading_id)
-        answer = median_answer(reading_id, _engine_of(reading_id, found), kept)
+        answer = median_answer(reading_id, _engine_of(reading_id, found, ecg_signals.engine), kept)
         return Response(answer, headers=_NO_STORE)
 
     @put(
@@ -1217,7 +1252,7 @@ class ReadingController(Controller):
             found = ecg_signals.signal_of(record)
             if found is None:
                 raise ApiError("no_signal", f"no ECG kept for reading {reading_id!r}", status=404)
-            engine = _engine_of(reading_id, found)
+            engine = _engine_of(reading_id, found, ecg_signals.engine)
             if engine.measured is None:
                 raise ApiError("not_measured", "the engine found no median beat", status=404)
             engines.append(engine)
@@ -1396,10 +1431,16 @@ class ReadingApi:
     middleware: Sequence[Middleware]
 
 
-def reading_api(service: ReadingService, signals: EcgSignals | None = None) -> ReadingApi:
+def reading_api(
+    service: ReadingService,
+    signals: EcgSignals | None = None,
+    annotate_config: AnnotateConfig | None = None,
+) -> ReadingApi:
     """The reading and critical-value controllers and their dependencies; ``signals``
-    gives ``report.pdf`` and ``report.dcm`` the ECG (without it they answer 404)."""
-    source = SignalSource(signals)
+    gives ``report.pdf`` and ``report.dcm`` the ECG (without it they answer 404);
+    ``annotate_config``: the engine's settings for every reading of a task's ECG (the
+    server's ``[ecg]``; None: the engine's defaults)."""
+    source = SignalSource(signals, annotate_config)
     return ReadingApi(
         route_handlers=[ReadingController, CriticalController, EcgLibraryController],
         dependencies={

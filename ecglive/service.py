@@ -55,7 +55,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
@@ -64,12 +64,13 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from ecg.annotate import Annotation, annotate
+from ecg.annotate import AnnotateConfig, Annotation, annotate
 from ecg.device import Error as DeviceError
 from ecg.device import ErrorCode, Start, encode_message
 from ecg.errors import EcgError
 from ecg.live import (
     LiveChunker,
+    LiveConfig,
     LiveState,
     LiveUpdate,
     live_flush,
@@ -248,11 +249,13 @@ class _Live:
 
 @dataclass(frozen=True)
 class StartJob:
-    """Open a stream's pipeline at sample ``origin`` (``start``: the start message JSON)."""
+    """Open a stream's pipeline at sample ``origin`` (``start``: the start message JSON)
+    with the server's live settings ``config`` (the mains notch)."""
 
     stream: str
     start: bytes
     origin: int
+    config: LiveConfig = field(default_factory=LiveConfig)
 
 
 @dataclass(frozen=True, eq=False)
@@ -339,7 +342,7 @@ class LiveRunner:
         try:
             if isinstance(job, StartJob):
                 start = msgspec.json.decode(job.start, type=Start)
-                self.lives[job.stream] = _open_live(start, job.origin)
+                self.lives[job.stream] = _open_live(start, job.origin, job.config)
                 return []
             if isinstance(job, StepJob):
                 return self._step(job)
@@ -426,9 +429,9 @@ def _critical_codes(update: LiveUpdate) -> tuple[str, ...]:
     return tuple(dict.fromkeys(c.code for c in (*update.critical, *update.provisional_critical)))
 
 
-def _open_live(start: Start, origin: int) -> _Live | None:
+def _open_live(start: Start, origin: int, config: LiveConfig) -> _Live | None:
     try:
-        state = live_start(start.fs_hz, start.adc_gain, start.baseline)
+        state = live_start(start.fs_hz, start.adc_gain, start.baseline, config)
     except EcgError as error:
         logger.warning("stream %s: no live annotation: %s", start.stream, error)
         return None
@@ -625,6 +628,10 @@ class EcgService:
         Signal per live step of a stream nobody watches, in s (see the module notes).
     live_processes : int
         Worker processes for live annotation (0: one thread in this process).
+    live_config : LiveConfig, optional
+        The live pipeline's settings (the server's ``[ecg]``); the engine's defaults.
+    annotate_config : AnnotateConfig, optional
+        The batch re-annotation's settings when a stream ends; the engine's defaults.
     """
 
     def __init__(
@@ -635,6 +642,8 @@ class EcgService:
         chunk_s: float = 0.2,
         idle_chunk_s: float = 1.0,
         live_processes: int = 0,
+        live_config: LiveConfig | None = None,
+        annotate_config: AnnotateConfig | None = None,
     ) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.store = StreamStore(root)
@@ -645,6 +654,8 @@ class EcgService:
         self.service = StreamService(self.store, listener=self, on_takeover=self._takeover)
         self.chunk_s = chunk_s
         self.idle_chunk_s = idle_chunk_s
+        self.live_config = live_config or LiveConfig()
+        self.annotate_config = annotate_config or AnnotateConfig()
         self.hub: Viewers | None = None
         self.encoder = encoder
         self._links: dict[DeviceSession, Link] = {}
@@ -719,7 +730,8 @@ class EcgService:
             self._catalog[start.stream] = StreamInfo(
                 start.stream, start.device, start, first_index, None
             )
-        self.workers.submit(StartJob(stream, encode_message(start).encode(), first_index))
+        start_job = StartJob(stream, encode_message(start).encode(), first_index, self.live_config)
+        self.workers.submit(start_job)
         if self.on_stream is not None:
             self.on_stream("stream.started" if first_index == 0 else "stream.resumed", start)
         return feed
@@ -793,7 +805,7 @@ class EcgService:
 
     def _reannotate(self, start: Start, record: Path) -> None:
         try:
-            annotation = annotate(read_record(record))
+            annotation = annotate(read_record(record), self.annotate_config)
             write_annotations(annotation, record.parent)
         except Exception:
             logger.exception("stream %s: batch annotation failed", start.stream)

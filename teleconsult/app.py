@@ -67,8 +67,9 @@ from teleconsult.platform import Platform, open_platform
 
 if TYPE_CHECKING:
     from consults.reading_repositories import ReadingRecord
-    from ecg.annotate import Annotation
+    from ecg.annotate import AnnotateConfig, Annotation
     from ecg.device import Start
+    from ecg.live import LiveConfig
     from ecg.record import Record
     from ecglive.service import EcgService
 
@@ -409,6 +410,7 @@ def assemble(
         consult_settings=config.consults,
         reading_settings=config.readings,
         upload_limits=config.uploads,
+        annotate_config=config.ecg.annotate_config(),
         clock=clock,
     )
     store = platform.stores.signaling
@@ -497,6 +499,8 @@ def assemble(
             may_view=EcgAccess(view).may_view,
             institution_of=view.institution_of_device,
             start_workers=start_live_workers,
+            live_config=config.ecg.live_config(),
+            annotate_config=config.ecg.annotate_config(),
         )
         connect_reading_tasks(ecg_service, platform)
     signaling.closers.append(close_platform)
@@ -609,7 +613,8 @@ def connect_reading_tasks(service: EcgService, platform: Platform) -> None:
             logger.warning("a stream's task not annotated ahead: %s", type(exc).__name__)
             return
         if task is not None:
-            annotate_ahead(task.task.id, functools.partial(platform.signals.signal_of, task))
+            load = functools.partial(platform.signals.signal_of, task)
+            annotate_ahead(task.task.id, load, service.annotate_config)
 
     # A critical value the live annotation proves while the ECG still arrives is raised on
     # the stream's task at once (the doctor and the reader on duty are told); each code
@@ -650,6 +655,8 @@ def install_ecg(
     commit_interval_s: float = 0.1,
     live_processes: int | None = None,
     start_workers: bool = False,
+    live_config: LiveConfig | None = None,
+    annotate_config: AnnotateConfig | None = None,
 ) -> EcgService:
     """Serve ``/device`` and live viewers on ``server``, storing streams under ``root``.
 
@@ -662,6 +669,8 @@ def install_ecg(
     to ``ecglive.service.MAX_LIVE_PROCESSES``, 0 for a thread of this process.
     ``start_workers``: start them now (from the running event loop) rather than with the
     first device.
+    ``live_config``, ``annotate_config``: the live pipeline's and the finished streams'
+    annotation settings (made from ``[ecg]``); the engine's defaults when None.
     """
     # numpy, scipy and numba come with the ECG service: imported when it is built.
     from api.ws_ecg import ViewerCatalog, ViewerMessages
@@ -669,7 +678,13 @@ def install_ecg(
 
     if live_processes is None:
         live_processes = default_live_processes()
-    service = EcgService(root, encoder=ViewerMessages(), live_processes=live_processes)
+    service = EcgService(
+        root,
+        encoder=ViewerMessages(),
+        live_processes=live_processes,
+        live_config=live_config,
+        annotate_config=annotate_config,
+    )
     endpoint = DeviceEndpoint(
         service,
         verify,

@@ -17,6 +17,9 @@ TOML section    type                                        taken by
 ``[consults]``  :class:`consults.settings.ConsultSettings`  the consult service
 ``[readings]``  :class:`consults.settings.ReadingSettings`  the ECG centre
 ``[uploads]``   :class:`api.edge_config.RecordUploadConfig` WFDB record uploads
+``[ecg]``       :class:`EcgSection`                         every annotation the
+                                                            server makes (live, batch,
+                                                            uploads, reading pages)
 ==============  ==========================================  ==========================
 
 Sources, later ones winning: the embedded defaults, a TOML file (``--config``), the
@@ -42,7 +45,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import msgspec
 
@@ -50,6 +53,10 @@ from api.edge_config import ApiConfig, EdgeConfig, RecordUploadConfig
 from consults.settings import ConsultSettings, ReadingSettings
 from sessions.turn import IceConfig
 from signaling.config import CoreConfig
+
+if TYPE_CHECKING:
+    from ecg.annotate import AnnotateConfig
+    from ecg.live import LiveConfig
 
 ENV_PREFIX: Final = "TELECONSULT_"
 
@@ -135,6 +142,47 @@ class BackendsSection:
 
 
 @dataclass(frozen=True, kw_only=True)
+class EcgSection:
+    """``[ecg]``: what the ECG engine is told wherever the server annotates.
+
+    Declared here, not in ``ecg``: this module must not import numpy, and the engine's
+    own settings (:class:`ecg.annotate.AnnotateConfig`, :class:`ecg.live.LiveConfig`)
+    are made from it by :meth:`annotate_config` and :meth:`live_config`, so that the
+    live path, the batch re-annotation, uploads and the reading pages agree.
+
+    Attributes
+    ----------
+    mains_hz : {50, 60, "none"}
+        The mains frequency notched out, Hz; ``"none"`` for no notch (TOML has no null).
+    qtc_first : {"bazett", "fridericia", "framingham", "hodges"}
+        The QTc formula shown first (the reading page, the signed report, the exports);
+        every formula is still measured.
+    """
+
+    mains_hz: Literal[50, 60, "none"] = 50
+    qtc_first: Literal["bazett", "fridericia", "framingham", "hodges"] = "bazett"
+
+    @property
+    def notch_hz(self) -> float | None:
+        """The notch frequency in Hz, None for no notch."""
+        return None if self.mains_hz == "none" else float(self.mains_hz)
+
+    def annotate_config(self) -> AnnotateConfig:
+        """The batch engine's settings (finished streams, uploads, reading pages)."""
+        from ecg.annotate import AnnotateConfig
+        from ecg.measure import MeasureConfig, QtcFormula
+
+        measure = MeasureConfig(qtc_first=QtcFormula(self.qtc_first))
+        return AnnotateConfig(mains_hz=self.notch_hz, measure=measure)
+
+    def live_config(self) -> LiveConfig:
+        """The live pipeline's settings (streams still arriving)."""
+        from ecg.live import LiveConfig
+
+        return LiveConfig(mains_hz=self.notch_hz)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     """Everything ``teleconsult serve`` needs; see docs/operations.md for each key."""
 
@@ -148,6 +196,7 @@ class Config:
     consults: ConsultSettings = field(default_factory=ConsultSettings)
     readings: ReadingSettings = field(default_factory=ReadingSettings)
     uploads: RecordUploadConfig = field(default_factory=RecordUploadConfig)
+    ecg: EcgSection = field(default_factory=EcgSection)
 
     def __post_init__(self) -> None:
         if self.server.max_frame_bytes < self.core.max_message_bytes:
@@ -210,6 +259,7 @@ def _section_fields() -> dict[str, set[str]]:
         "consults": ConsultSettings,
         "readings": ReadingSettings,
         "uploads": RecordUploadConfig,
+        "ecg": EcgSection,
     }
     return {name: {f.name for f in dataclasses.fields(kind)} for name, kind in types.items()}
 

@@ -62,6 +62,7 @@ from store.stores import Stores, open_store
 
 if TYPE_CHECKING:
     from consults.reading_repositories import ReadingRecord
+    from ecg.annotate import AnnotateConfig
     from ecg.record import Record
 
 __all__ = [
@@ -253,13 +254,16 @@ def open_platform(
     consult_settings: ConsultSettings | None = None,
     reading_settings: ReadingSettings | None = None,
     upload_limits: RecordUploadConfig | None = None,
+    annotate_config: AnnotateConfig | None = None,
     clock: Callable[[], datetime] | None = None,
 ) -> Platform:
     """Open the store and build accounts, directory, device check and REST API on it.
 
     ``consult_settings``, ``reading_settings``, ``upload_limits``: the configuration's
     ``[consults]``, ``[readings]`` and ``[uploads]`` sections (deadlines, critical-value
-    acknowledgement, upload limits); the defaults when None.
+    acknowledgement, upload limits); the defaults when None. ``annotate_config``: the
+    engine's settings made from ``[ecg]`` (uploads and the reading pages annotate with
+    it); the engine's defaults when None.
 
     ``clock``: the time of the accounts (sessions, lockouts, TOTP steps), the consult
     service and the ECG centre (aware UTC; deadlines, expiry, escalation), by default the
@@ -334,9 +338,12 @@ def open_platform(
             directory=stores.directory,
             audit=stores.audit,
             config=upload_limits or RecordUploadConfig(),
+            annotate_config=annotate_config,
         )
     )
-    reading_routes = reading_api(reading_service, UploadedOrStreamed(uploaded, signals))
+    reading_routes = reading_api(
+        reading_service, UploadedOrStreamed(uploaded, signals), annotate_config
+    )
     readings = ReadingApi(
         route_handlers=[
             *reading_routes.route_handlers,

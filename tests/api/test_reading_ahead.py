@@ -11,6 +11,8 @@ import pytest
 
 import api.readings
 from api.readings import annotate_ahead, reading_ecg
+from ecg.annotate import AnnotateConfig
+from ecg.measure import MeasureConfig, QtcFormula
 from ecg.record import Record
 from fixtures.make_fixtures import STANDARD_LEADS, regular_beats, synthetic_ecg
 
@@ -27,9 +29,9 @@ def counting_annotations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     made: list[int] = []
     annotate = api.readings._annotate
 
-    def counted(measured: Record) -> api.readings._Engine:
+    def counted(measured: Record, config: AnnotateConfig) -> api.readings._Engine:
         made.append(1)
-        return annotate(measured)
+        return annotate(measured, config)
 
     monkeypatch.setattr(api.readings, "_annotate", counted)
     return made
@@ -69,3 +71,24 @@ def test_a_record_not_there_or_unreadable_leaves_the_first_window_to_annotate(
     assert "not annotated ahead: OSError" in caplog.text
     reading_ecg(task, twelve_leads(), 0.0, 10.0, "diagnostic")
     assert len(made) == 1
+
+
+def test_a_window_is_read_with_the_server_s_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The window's engine reading is made with the settings given (the server's
+    ``[ecg]``): QTc by the formula it puts first; other settings are another reading."""
+    made = counting_annotations(monkeypatch)
+    record = twelve_leads()
+    task = uuid.uuid4().hex
+    fridericia = AnnotateConfig(
+        mains_hz=60.0, measure=MeasureConfig(qtc_first=QtcFormula.FRIDERICIA)
+    )
+    annotate_ahead(task, lambda: record, fridericia).result(timeout=60)
+    window = reading_ecg(task, record, 0.0, 10.0, "diagnostic", config=fridericia)
+    assert len(made) == 1
+    assert window.measurements is not None
+    assert window.measurements.qtc_formula == "fridericia"
+    default = reading_ecg(task, record, 0.0, 10.0, "diagnostic")
+    assert len(made) == 2
+    assert default.measurements is not None
+    assert default.measurements.qtc_formula == "bazett"
+    assert default.measurements.qtc_ms != window.measurements.qtc_ms
