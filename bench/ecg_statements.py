@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/ecg_statements.py [--ecg-dir DIR] [--json FILE] [--records 1,2]
+    python bench/ecg_statements.py [--ecg-dir DIR] [--json FILE] [--records odd|even|1-50,60]
                                    [--ludb-adc-per-mv 1000]
 
 Protocol
@@ -13,8 +13,17 @@ Protocol
   comments:
 
   * rhythm, by class: sinus (``SR``, ``SARRH``), bradycardia (``SBRAD``), tachycardia
-    (``STACH``), AF, flutter, and paced (a record whose diagnoses name pacing is
-    right when we say ``PACE`` or its rhythm); exact codes are reported too;
+    (``STACH``), AF, flutter, and paced (a record whose diagnoses name pacing — a
+    pacing mode, or "P-synchrony": ventricular pacing triggered by the sensed P
+    waves, whose spikes precede every QRS — is right when we say ``PACE`` or its
+    rhythm); exact codes are reported too;
+  * the same with the sinus classes merged (the rhythm's origin: sinus, AF, flutter,
+    paced), and our rate class (below 60/min, 60–100, above 100: the thresholds of
+    :mod:`ecg.rhythm`) against the one these thresholds give on LUDB's own reference
+    beats (the lead II QRS annotations, median RR) in the sinus records: LUDB's
+    cardiologists call some records under 60/min "Sinus rhythm" (and one at 90/min
+    "Sinus tachycardia"), so the label and the standard definition disagree there,
+    whatever a program measures; the records where they do are listed;
   * axis class in LUDB's convention (left deviation below 0°, horizontal 0–30°,
     normal 30–70°, vertical 70–90°, right deviation above 90°), exact and in three
     classes (left / normal, horizontal and vertical / right);
@@ -49,8 +58,11 @@ import wfdb
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from ecg_delineation import parse_records  # noqa: E402
+
 from ecg.detect import detect_qrs_and_vf  # noqa: E402
 from ecg.measure import Measurements, measure  # noqa: E402
+from ecg.rhythm import BRADY_BPM, TACHY_BPM  # noqa: E402
 from ecg.statements import Interpretation, interpret  # noqa: E402
 
 FloatArray = npt.NDArray[np.float64]
@@ -82,14 +94,17 @@ AXES = {
     "vertical": "vertical",
     "right axis deviation": "right",
 }
-# Diagnosis text (a substring of a header line) -> our statement codes that match it.
+# Diagnoses that name pacing: a pacing mode, or P-synchronous ventricular pacing.
+PACING = "pacing|P-synchrony"
+# Diagnosis text (a substring of a header line; "|" separates alternatives) -> our
+# statement codes that match it.
 STATEMENTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "1AVB": ("I degree AV block", ("1AVB",)),
     "CRBBB": ("Complete right bundle branch block", ("CRBBB",)),
     "IRBBB": ("Incomplete right bundle branch block", ("IRBBB",)),
     "CLBBB": ("Complete left bundle branch block", ("CLBBB",)),
     "LAFB": ("Left anterior hemiblock", ("LAFB",)),
-    "PACE": ("pacing", ("PACE",)),
+    "PACE": (PACING, ("PACE",)),
     "LVH": ("Left ventricular hypertrophy", ("LVH",)),
     "RVH": ("Right ventricular hypertrophy", ("RVH",)),
     "3AVB": ("III degree AV-block", ("3AVB",)),
@@ -125,6 +140,27 @@ SNOMED = {
     "164861001": "ischaemia",
     "698252002": "IVCD",
 }
+
+
+def _origin(rhythm_class: str) -> str:
+    """The rhythm's origin: the sinus classes (rate and regularity apart) are one."""
+    return "sinus" if rhythm_class in ("sinus", "bradycardia", "tachycardia") else rhythm_class
+
+
+def _rate_class(hr_bpm: float) -> str:
+    """Rate class of a sinus rhythm by the thresholds of :mod:`ecg.rhythm`."""
+    if hr_bpm < BRADY_BPM:
+        return "bradycardia"
+    return "tachycardia" if hr_bpm > TACHY_BPM else "sinus"
+
+
+def _reference_hr_bpm(path: Path) -> float:
+    """Heart rate from LUDB's lead II QRS annotations: 60 over the median RR."""
+    ann = wfdb.rdann(str(path), "ii")
+    qrs = np.asarray(ann.sample)[np.asarray(ann.symbol) == "N"]
+    if qrs.size < 2:
+        return float("nan")
+    return 60.0 * float(ann.fs or 500.0) / float(np.median(np.diff(qrs)))
 
 
 def axis_class(axis_deg: float | None) -> str:
@@ -181,6 +217,10 @@ def _sex_age(comments: list[str]) -> tuple[str | None, float | None]:
 
 def ludb(folder: Path, records: list[str], adc_per_mv: float) -> dict[str, object]:
     rhythm_ok = rhythm_exact = axis_ok = axis3_ok = axis_n = 0
+    origin_ok = rate_ok = rate_n = 0
+    origin_misses: list[str] = []
+    rate_misses: list[str] = []
+    label_disagrees: list[str] = []
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     rhythm_misses, axis_misses, statement_misses = [], [], defaultdict(list)
     times = []
@@ -193,7 +233,7 @@ def ludb(folder: Path, records: list[str], adc_per_mv: float) -> dict[str, objec
         codes = set(result.codes)
         rhythm_line = re.search(r"Rhythm:\s*(.*?)\.?\s*$", text, re.MULTILINE)
         truth = RHYTHMS.get(rhythm_line.group(1).strip() if rhythm_line else "", "other")
-        paced = "pacing" in text.lower()
+        paced = re.search(PACING, text, re.IGNORECASE) is not None
         ours = OUR_RHYTHM.get(result.codes[0], "none") if result.codes else "none"
         good = ours == truth or (paced and ours == "paced")
         rhythm_ok += good
@@ -202,6 +242,21 @@ def ludb(folder: Path, records: list[str], adc_per_mv: float) -> dict[str, objec
             rhythm_misses.append(
                 f"{name}: {truth}{' paced' if paced else ''} -> {result.codes[:1]}"
             )
+        origin_good = _origin(ours) == _origin(truth) or (paced and ours == "paced")
+        origin_ok += origin_good
+        if not origin_good:
+            origin_misses.append(
+                f"{name}: {truth}{' paced' if paced else ''} -> {result.codes[:1]}"
+            )
+        if _origin(truth) == "sinus" and not paced:
+            reference = _rate_class(_reference_hr_bpm(folder / name))
+            rate_n += 1
+            rate_ok += reference == ours
+            if reference != truth:
+                hr = _reference_hr_bpm(folder / name)
+                label_disagrees.append(f"{name}: {truth} at {hr:.1f}/min")
+            if reference != ours:
+                rate_misses.append(f"{name}: {reference} -> {result.codes[:1]}")
         axis_line = re.search(r"Electric axis of the heart:\s*(.*?)\.?\s*$", text, re.MULTILINE)
         if axis_line:
             expected = AXES.get(axis_line.group(1).strip(), "?")
@@ -217,7 +272,8 @@ def ludb(folder: Path, records: list[str], adc_per_mv: float) -> dict[str, objec
         for label, (needle, ours_codes) in STATEMENTS.items():
             # A whole-word match: "Complete right bundle branch block" is also the end of
             # "Incomplete right bundle branch block".
-            present = re.search(rf"(?<![a-z]){re.escape(needle)}", text, re.IGNORECASE) is not None
+            either = "|".join(re.escape(part) for part in needle.split("|"))
+            present = re.search(rf"(?<![a-z])(?:{either})", text, re.IGNORECASE) is not None
             said = bool(codes & set(ours_codes))
             key = ("TP" if said else "FN") if present else ("FP" if said else "TN")
             counts[label][key] += 1
@@ -232,6 +288,22 @@ def ludb(folder: Path, records: list[str], adc_per_mv: float) -> dict[str, objec
     )
     for miss in rhythm_misses:
         print(f"    miss {miss}")
+    print(
+        f"  rhythm origin (sinus classes merged): {origin_ok}/{n} = {100.0 * origin_ok / n:.1f} %"
+    )
+    for miss in origin_misses:
+        print(f"    miss {miss}")
+    if rate_n:
+        print(
+            f"  rate class of the sinus records against LUDB's reference beats"
+            f" (<{BRADY_BPM:g}, >{TACHY_BPM:g}/min): {rate_ok}/{rate_n}"
+            f" = {100.0 * rate_ok / rate_n:.1f} %"
+        )
+        for miss in rate_misses:
+            print(f"    miss {miss}")
+        print(f"  LUDB's label unlike the thresholds on its own beats: {len(label_disagrees)}")
+        for item in label_disagrees:
+            print(f"    {item}")
     if axis_n:
         print(
             f"  axis class (LUDB's 5): {axis_ok}/{axis_n} = {100.0 * axis_ok / axis_n:.1f} %;"
@@ -258,6 +330,8 @@ def ludb(folder: Path, records: list[str], adc_per_mv: float) -> dict[str, objec
     print(f"  interpret() per record: median {median_ms:.1f} ms, max {1000.0 * max(times):.1f} ms")
     return {
         "rhythm_pct": 100.0 * rhythm_ok / n,
+        "rhythm_origin_pct": 100.0 * origin_ok / n,
+        "rate_class_pct": 100.0 * rate_ok / max(rate_n, 1),
         "axis5_pct": 100.0 * axis_ok / max(axis_n, 1),
         "axis3_pct": 100.0 * axis3_ok / max(axis_n, 1),
         "statements": table,
@@ -285,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default_dir = os.environ.get("TELECONSULT_ECG_DIR", str(REPO.parent / "shared" / "ecg"))
     parser.add_argument("--ecg-dir", default=default_dir)
-    parser.add_argument("--records", default="", help="comma-separated LUDB subset")
+    parser.add_argument("--records", default="", help="LUDB subset: odd, even, 1-50,60")
     parser.add_argument("--ludb-adc-per-mv", type=float, default=1000.0)
     parser.add_argument("--json", default="")
     args = parser.parse_args(argv)
@@ -293,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     folder = root / "ludb-dev"
     records = sorted((p.stem for p in folder.glob("*.hea")), key=int)
     if args.records:
-        records = [r for r in records if r in set(args.records.split(","))]
+        chosen = parse_records(args.records)
+        records = [r for r in records if int(r) in chosen]
     if not records:
         print(f"no LUDB records under {folder}", file=sys.stderr)
         return 2

@@ -79,6 +79,7 @@ from ecg.rhythm import (
     af_episodes,
     ecg_presence,
     record_rhythm,
+    rhythm_marks,
 )
 
 __all__ = [
@@ -327,11 +328,13 @@ def interpret(
             rhythm=None,
         )
     p_present = None
+    marks = peaks
     if measurements is not None:
         bf = measurements.delineation.beat_fiducials
         if bf.p_present.shape[0] == peaks.shape[0]:
             p_present = bf.p_present
-    rhythm = record_rhythm(x, peaks, fs_hz, p_present=p_present, config=atrial)
+            marks = rhythm_marks(peaks, bf.column("qrs_on"), fs_hz)
+    rhythm = record_rhythm(x, marks, fs_hz, p_present=p_present, config=atrial)
     statements: list[Statement] = []
     missing: list[NotAssessable] = []
     if rhythm.code is None:

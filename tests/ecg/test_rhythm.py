@@ -27,6 +27,7 @@ from ecg.rhythm import (
     flutter_waves,
     pacing_spikes,
     record_rhythm,
+    rhythm_marks,
 )
 
 FloatArray = npt.NDArray[np.float64]
@@ -334,6 +335,40 @@ def test_pacing_spikes_make_a_paced_rhythm() -> None:
     clean, beats = synth(sinus_times(10.0, 0.8), n_leads=12)
     assert pacing_spikes(clean, beats, 500.0).fraction < 0.2
     assert not pacing_spikes(clean[::5], beats // 5, 100.0).assessable
+
+
+def test_rhythm_marks_hold_wide_complexes_at_their_onset() -> None:
+    """Marks up to 120 ms after a regular QRS onset come back to 40 ms after it; marks
+    within 40 ms (narrow complexes), beats without an onset, and inputs that would not
+    stay increasing keep the detector's marks."""
+    fs = 500.0
+    onsets = 300 + 500 * np.arange(10)
+    late = onsets + np.random.default_rng(4).integers(25, 60, onsets.size)
+    marks = rhythm_marks(late, onsets, fs)
+    assert np.array_equal(marks, onsets + 20)
+    narrow = onsets + np.random.default_rng(5).integers(10, 20, onsets.size)
+    assert np.array_equal(rhythm_marks(narrow, onsets, fs), narrow)
+    missing = onsets.copy()
+    missing[3] = -1
+    assert rhythm_marks(late, missing, fs)[3] == late[3]
+    assert np.array_equal(rhythm_marks(late, onsets[:-1], fs), late)
+    crowded = np.array([100, 130])
+    assert np.array_equal(rhythm_marks(crowded, np.array([100, 50]), fs), crowded)
+
+
+def test_wide_complexes_marked_anywhere_stay_paced_and_regular() -> None:
+    """Paced beats at a regular 75/min, the detector's mark anywhere up to 80 ms late:
+    on those marks the spikes' lag wanders and the RR look irregular; on the marks
+    held at the QRS onset the rhythm is paced and regular."""
+    signal, beats = synth(sinus_times(10.0, 0.8, 0.002), spike_mv=3.0, n_leads=12)
+    shift = np.random.default_rng(7).integers(0, 40, beats.size)
+    late = beats + shift
+    onsets = beats - 20  # the QRS taken to begin 40 ms before the synthetic R peak
+    assert pacing_spikes(signal, late, 500.0).fraction < 0.5
+    assert record_rhythm(signal, late, 500.0).evidence["rr_range_ms"] > 50.0
+    rhythm = record_rhythm(signal, rhythm_marks(late, onsets, 500.0), 500.0)
+    assert rhythm.code is RhythmCode.PACE
+    assert rhythm.evidence["rr_range_ms"] < 20.0
 
 
 def test_flutter_waves_at_300_per_minute() -> None:

@@ -324,6 +324,35 @@ def test_interpret_without_delineation_gives_rhythm_and_critical(ecg_dir: Path) 
     assert any(g.family == "morphology" for g in result.not_assessable)
 
 
+LUDB_LEADS = {"i": "I", "ii": "II", "iii": "III", "avr": "aVR", "avl": "aVL", "avf": "aVF"}
+
+
+def test_ludb_paced_records_read_as_paced(ecg_dir: Path) -> None:
+    """LUDB dev records whose diagnoses name pacing (a pacing mode, or P-synchronous
+    ventricular pacing) are PACE at Se >= 85 % and +P >= 95 %, the paced QRS being
+    wide and marked anywhere in it by the detector (samples read as LUDB's µV)."""
+    folder = ecg_dir / "ludb-dev"
+    headers = sorted(folder.glob("*.hea"), key=lambda p: int(p.stem))
+    if not headers:
+        pytest.skip(f"ludb-dev not present under {ecg_dir}")
+    counts = {"tp": 0, "fn": 0, "fp": 0}
+    for header in headers:
+        raw = wfdb.rdrecord(str(header.with_suffix("")), physical=False)
+        signal = (raw.d_signal.astype(np.float64) - np.asarray(raw.baseline)) / 1000.0
+        names = [LUDB_LEADS.get(n.lower(), n.upper()) for n in raw.sig_name]
+        paced = any("pacing" in c.lower() or "p-synchrony" in c.lower() for c in raw.comments)
+        beats, vf = detect_qrs_and_vf(signal, raw.fs)
+        m = measure(signal, raw.fs, names, beats)
+        said = interpret(m, beats, [], raw.fs, signal_mv=signal, vf_episodes=vf).codes[:1] == [
+            "PACE"
+        ]
+        if paced or said:
+            counts["tp" if paced and said else "fn" if paced else "fp"] += 1
+    assert counts["tp"] + counts["fn"] >= 5, counts
+    assert counts["tp"] / (counts["tp"] + counts["fn"]) >= 0.85, counts
+    assert counts["tp"] / max(counts["tp"] + counts["fp"], 1) >= 0.95, counts
+
+
 @settings(max_examples=25, deadline=None)
 @given(
     duration_s=st.floats(2.0, 12.0),
