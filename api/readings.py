@@ -60,10 +60,10 @@ from consults.repositories import PageRequest
 
 if TYPE_CHECKING:
     from ecg.annotate import AnnotateConfig
-    from ecg.delineate import Delineation
     from ecg.measure import Measurements
     from ecg.paper_content import ReportInfo
     from ecg.record import Record
+    from ecg.statements import Interpretation
 
 __all__ = [
     "CriticalController",
@@ -209,12 +209,17 @@ Band = Literal["diagnostic", "monitoring"]
 
 
 class EngineStatement(msgspec.Struct):
-    """A statement the engine proposes, with its texts and severity."""
+    """A statement the engine proposes, with its texts, severity and the evidence that
+    produced it (measurements with their units in the names, the thresholds they met as
+    ``*_min``/``*_max``, or words as ``reason``)."""
 
-    code: Annotated[str, Meta(examples=["SR"])]
+    code: Annotated[str, Meta(examples=["1AVB"])]
     text_en: str
     text_zh: str
     severity: str
+    evidence: Annotated[
+        dict[str, float | str | None], Meta(examples=[{"pr_ms": 232.0, "pr_min_ms": 200.0}])
+    ] = {}
 
 
 class EngineCritical(msgspec.Struct):
@@ -327,6 +332,9 @@ class FiducialsState(msgspec.Struct):
     corrected_by: str | None
     corrected_at: dt.datetime | None
     measurements: EngineMeasurements | None
+    # The engine's statements, those resting on the measurements made again on the
+    # fiducials in effect (api.reading_statements).
+    statements: list[EngineStatement] = []
 
 
 class MedianLead(msgspec.Struct):
@@ -561,10 +569,11 @@ def reading_ecg(
     for sample, lead in zip(*np.nonzero(~finite), strict=True):  # a gap: null, not a number
         samples[int(lead)][int(sample)] = None
     engine = _engine_of(reading_id, found, config)
-    measurements = engine.measurements
+    measurements, statements = engine.measurements, engine.statements
     if corrections:
         corrected = _corrected(engine, corrections)
         measurements = None if corrected is None else _engine_measurements(corrected)
+        statements = _statements_on(engine, corrected)
     return ReadingEcg(
         reading=reading_id,
         fs_hz=fs,
@@ -578,7 +587,7 @@ def reading_ecg(
         measured_s=min(n, int(MEASURED_S * fs)) / fs,
         beats=engine.beats,
         measurements=measurements,
-        statements=engine.statements,
+        statements=statements,
         critical=engine.critical,
     )
 
@@ -590,6 +599,20 @@ class _Engine:
     statements: list[EngineStatement]
     critical: list[EngineCritical]
     measured: Measurements | None = None  # with the delineation (median beats)
+    interpretation: Interpretation | None = None  # the statements' rules' inputs
+
+
+def _statements_on(engine: _Engine, found: Measurements | None) -> list[EngineStatement]:
+    """The engine's statements, those resting on the measurements made again on
+    ``found`` (the measurements on the reader's fiducials; the engine's own: unchanged)."""
+    from api.reading_statements import restate
+    from ecg.statements import statements_to_json
+
+    if found is None or found is engine.measured or engine.interpretation is None:
+        return engine.statements
+    fs_hz = found.delineation.fs_hz
+    again = restate(engine.interpretation, found, engine.beats, fs_hz)
+    return msgspec.convert(statements_to_json(again), list[EngineStatement])
 
 
 _ENGINE_KEPT: Final = 256
@@ -649,6 +672,7 @@ def _annotate(measured: Any, config: AnnotateConfig) -> _Engine:
         statements=msgspec.convert(annotation.statements or [], list[EngineStatement]),
         critical=msgspec.convert(annotation.critical or [], list[EngineCritical]),
         measured=found,
+        interpretation=annotation.interpretation,
     )
 
 
@@ -753,11 +777,14 @@ def _ms_of(values: Mapping[str, float | None]) -> FiducialsMs:
 
 
 def fiducials_state(
-    dl: Delineation, found: Measurements | None, kept: ReadingFiducials | None
+    engine: _Engine, found: Measurements | None, kept: ReadingFiducials | None
 ) -> FiducialsState:
-    """What the page shows of the fiducials: in effect, the engine's, who corrected."""
+    """What the page shows of the fiducials: in effect, the engine's, who corrected, and
+    the measurements and statements made on those in effect (``found``)."""
     from ecg.correct import correct_delineation, fiducials_ms
 
+    assert engine.measured is not None  # callers answer not_measured first
+    dl = engine.measured.delineation
     corrections = dict(kept.fiducials_ms) if kept is not None else {}
     in_effect = found.delineation if found is not None else correct_delineation(dl, corrections)
     return FiducialsState(
@@ -767,6 +794,7 @@ def fiducials_state(
         corrected_by=kept.updated_by if kept is not None else None,
         corrected_at=kept.updated_at if kept is not None else None,
         measurements=None if found is None else _engine_measurements(found),
+        statements=_statements_on(engine, found),
     )
 
 
@@ -798,7 +826,7 @@ def median_answer(reading_id: str, engine: _Engine, kept: ReadingFiducials | Non
         length=beat_length(dl),
         r_index=dl.r_index,
         leads=leads,
-        fiducials=fiducials_state(dl, found, kept),
+        fiducials=fiducials_state(engine, found, kept),
     )
 
 
@@ -1270,8 +1298,7 @@ class ReadingController(Controller):
             remeasure,
         )
         [engine] = engines
-        assert engine.measured is not None
-        return fiducials_state(engine.measured.delineation, measured, saved)
+        return fiducials_state(engine, measured, saved)
 
     @post(
         "/{reading_id:str}/criticals",

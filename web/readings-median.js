@@ -273,7 +273,7 @@ export class MedianPanel extends EventTarget {
         });
         this.data.fiducials = state;
         this.puts += 1;
-        this.onMeasured(state.measurements);
+        this.onMeasured(state.measurements, state.statements);
       } catch (error) {
         this.onError(error);
       }

@@ -347,9 +347,11 @@ paper.enableCalipers((c) =>
     ? t("caliperTime", { ms: Math.round(c.ms), bpm: c.bpm ? Math.round(c.bpm) : "—" })
     : t("caliperAmplitude", { mv: c.mv.toFixed(2) }),
 );
-// The median beat and its fiducials; corrected measurements replace the engine's at once.
+// The median beat and its fiducials; corrected measurements replace the engine's at once,
+// and so do the statements resting on them (1AVB from PR, LNGQT from QTc, ...).
 const median = new MedianPanel($("median"), {
-  onMeasured: (m) => state.ecg && renderEngine(Object.assign(state.ecg, { measurements: m })),
+  onMeasured: (m, statements) =>
+    state.ecg && renderEngine(Object.assign(state.ecg, { measurements: m, statements })),
   onError: (error) => fail(error),
 });
 state.median = median;
@@ -799,6 +801,8 @@ function renderEngine(ecg) {
     ...proposed.map((s) => {
       const chip = el("li", { className: `chip severity-${s.severity}`, dataset: { code: s.code } });
       chip.textContent = lang === "zh" ? s.text_zh : s.text_en;
+      // The evidence that produced it (measurements and thresholds), on hover.
+      chip.title = evidenceText(s.evidence || {});
       return chip;
     }),
   );
@@ -808,6 +812,13 @@ function renderEngine(ecg) {
     $("proposed").append(li);
   }
   $("use-proposed").hidden = !(proposed.length && editable());
+}
+
+// "pr_ms 246, pr_max_ms 200": numbers whole, words as they are.
+function evidenceText(evidence) {
+  return Object.entries(evidence)
+    .map(([key, value]) => `${key} ${typeof value === "number" ? Math.round(value) : value ?? "—"}`)
+    .join(", ");
 }
 
 // ------------------------------------------------------------------ the report

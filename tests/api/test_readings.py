@@ -402,3 +402,53 @@ async def test_median_beat_and_corrected_fiducials(api: Api) -> None:
     assert f"{state['measurements']['qrs_ms']:.0f}" in text
     for client in (reader, other):
         await client.aclose()
+
+
+async def test_corrected_fiducials_remake_the_statements_resting_on_them(api: Api) -> None:
+    """The claimant lengthens PR past 200 ms: ``1AVB`` is proposed with the corrected PR as
+    its evidence (in the answer, the median and the ECG window); PR put back and QT
+    lengthened: ``1AVB`` goes, ``LNGQT`` comes with the corrected QTc; the QRS offset
+    40 ms later: ``IVCD`` from the corrected QRS duration. The rhythm stays the engine's."""
+    if not RECORD.with_suffix(".hea").exists():
+        pytest.skip(f"PTB-XL sample not found at {RECORD}")
+    made = api.rw.stream_task("restated")
+    reader = await api.client("liu.reader")
+    url = f"/api/v1/readings/{made.task.id}"
+    got = (await reader.get(f"{url}/median")).json()["fiducials"]
+    engine = got["engine_ms"]
+    engine_codes = [s["code"] for s in got["statements"]]
+    assert engine_codes == [
+        s["code"] for s in (await reader.get(f"{url}/ecg")).json()["statements"]
+    ]
+    assert "1AVB" not in engine_codes
+    assert "LNGQT" not in engine_codes
+    await reader.post(f"{url}/claim")
+
+    def by_code(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        return {s["code"]: s["evidence"] for s in state["statements"]}
+
+    longer_pr = {"fiducials_ms": {"p_on": engine["p_on"] - 80.0}}
+    state = (await reader.put(f"{url}/fiducials", json=longer_pr)).json()
+    found = by_code(state)
+    assert state["statements"][0]["code"] == engine_codes[0]  # the rhythm
+    assert found["1AVB"] == {"pr_ms": state["measurements"]["pr_ms"], "pr_max_ms": 200.0}
+    assert state["measurements"]["pr_ms"] > 200.0
+    window = (await reader.get(f"{url}/ecg")).json()
+    assert window["statements"] == state["statements"]
+    assert (await reader.get(f"{url}/median")).json()["fiducials"]["statements"] == state[
+        "statements"
+    ]
+
+    longer_qt = {"fiducials_ms": {"p_on": engine["p_on"], "t_off": engine["t_off"] + 80.0}}
+    state = (await reader.put(f"{url}/fiducials", json=longer_qt)).json()
+    found = by_code(state)
+    assert "1AVB" not in found
+    assert found["LNGQT"]["qtc_bazett_ms"] == pytest.approx(state["measurements"]["qtc_ms"])
+    assert found["LNGQT"]["qtc_bazett_ms"] >= found["LNGQT"]["qtc_min_ms"]
+
+    wider = {"fiducials_ms": {"t_off": engine["t_off"], "qrs_off": engine["qrs_off"] + 40.0}}
+    state = (await reader.put(f"{url}/fiducials", json=wider)).json()
+    found = by_code(state)
+    assert "LNGQT" not in found
+    assert found["IVCD"]["qrs_ms"] == state["measurements"]["qrs_ms"] >= 110.0
+    await reader.aclose()

@@ -62,6 +62,19 @@ async def _drag(page: Page, name: str, dx_px: float) -> None:
     )
 
 
+async def _claimed(browser: Browser, served: Served, stream: str) -> tuple[str, Page, list[str]]:
+    """A stream's task opened and claimed by ``liu.reader`` (English), its median panel
+    drawn: the task id, the page and its problems."""
+    task = served.rw.stream_task(stream).task.id
+    page, problems = await logged_in(browser, served, "liu.reader", "en", width=1280, height=1000)
+    await page.goto(f"{served.url}/readings?lang=en#reading/{task}")
+    await drawn(page)
+    await page.locator("#r-actions button[data-event=claim]").click()
+    await page.locator("#r-state", has_text="Claimed").wait_for()
+    await page.locator("#median[data-lead=II] .median-marker[tabindex='0']").first.wait_for()
+    return task, page, problems
+
+
 async def test_the_reader_drags_the_qrs_offset_and_the_measurements_follow(
     browser: Browser, served: Served, tmp_path: Path
 ) -> None:
@@ -70,13 +83,7 @@ async def test_the_reader_drags_the_qrs_offset_and_the_measurements_follow(
     corrected, QTc and QRS as corrected; the arrow key moves QRS on one sample and the
     server keeps it; QRS off dragged past the T end: refused, shown, nothing changed."""
     rw = served.rw
-    task = rw.stream_task("med").task.id
-    page, problems = await logged_in(browser, served, "liu.reader", "en", width=1280, height=1000)
-    await page.goto(f"{served.url}/readings?lang=en#reading/{task}")
-    await drawn(page)
-    await page.locator("#r-actions button[data-event=claim]").click()
-    await page.locator("#r-state", has_text="Claimed").wait_for()
-    await page.locator("#median[data-lead=II] .median-marker[tabindex='0']").first.wait_for()
+    task, page, problems = await _claimed(browser, served, "med")
     assert await page.locator("#median .median-plot").count() == 1
     markers = await page.locator("#median .median-marker").evaluate_all(
         "(ms) => ms.map((m) => m.dataset.fiducial)"
@@ -144,6 +151,27 @@ async def test_the_reader_drags_the_qrs_offset_and_the_measurements_follow(
     assert re.fullmatch(r"\d+", str(await page.locator("#median .median-marker").count()))
     actions = [a for a, _ in rw.actions(f"reading:{task}") if a == "reading.fiducials"]
     assert len(actions) == 3
+
+
+async def test_a_wider_qrs_proposes_the_statement_it_proves(
+    browser: Browser, served: Served
+) -> None:
+    """Claim; drag QRS off ~40 ms later: the proposed statements gain ``IVCD`` at once,
+    its evidence (the corrected QRS duration) on hover; after a reload it is still
+    proposed (the window's statements are made on the kept correction)."""
+    _, page, problems = await _claimed(browser, served, "wide")
+    assert await page.locator("#proposed li[data-code=IVCD]").count() == 0
+    await _drag(page, "qrs_off", 40.0 * await _px_per_ms(page))
+    chip = page.locator("#proposed li[data-code=IVCD]")
+    await chip.wait_for()
+    qrs = await _measure(page, "qrs_ms")
+    assert qrs >= 110.0
+    assert f"qrs_ms {qrs:.0f}" in (await chip.get_attribute("title") or "")
+    await page.reload()
+    await page.locator("body[data-ready=true]").wait_for()
+    await drawn(page)
+    await page.locator("#proposed li[data-code=IVCD]").wait_for()
+    assert real(problems) == []
 
 
 def test_every_string_of_the_panel_is_in_both_languages() -> None:
