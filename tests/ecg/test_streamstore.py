@@ -367,3 +367,90 @@ def test_streams_lists_stored_streams(tmp_path: Path) -> None:
     assert set(infos) == {first.stream, second.stream}
     assert (infos[first.stream].durable_samples, infos[first.stream].ended) == (30, False)
     assert (infos[second.stream].total_samples, infos[second.stream].device) == (20, DEVICE)
+
+
+def _bytes_read() -> int:
+    """Bytes this process has read through read(2) and friends (Linux ``/proc/self/io``)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")  # pragma: no cover
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux /proc/self/io")
+def test_resume_reads_nothing_of_the_stored_signal(tmp_path: Path) -> None:
+    """A device that drops and reconnects reopens its stream from what the store remembers:
+    the resume reads none of the ~10 MB stored (the scan happens once, at the first open)."""
+    start = make_start()
+    samples = np.random.default_rng(7).integers(-3000, 3000, (400_000, 12)).astype(np.int16)
+    service = StreamService(StreamStore(tmp_path))
+    session = stream_through_service(service, start, samples[:399_000], frame_samples=1000)
+    service.connection_lost(session)
+    before = _bytes_read()
+    session = stream_through_service(service, start, samples, frame_samples=1000)
+    resume_read = _bytes_read() - before
+    assert resume_read < 64 * 1024, f"the resume read {resume_read} bytes"
+    end = encode_message(End(start.stream, len(samples)))
+    assert sent(service.receive_text(session, end)) == [Ended(start.stream, len(samples))]
+    stored = wfdb.rdrecord(str(service.store.record_path(start.stream)), physical=False)
+    np.testing.assert_array_equal(stored.d_signal, samples)
+
+
+def test_released_appends_are_synced_by_the_next_commit(tmp_path: Path) -> None:
+    """Frames written but not yet acked when the connection went are not acked on it; the
+    next group commit fsyncs them, and the resume continues after them."""
+    service = StreamService(StreamStore(tmp_path))
+    start = make_start()
+    session = DeviceSession(DEVICE)
+    (started,) = sent(service.receive_text(session, encode_message(start)))
+    assert isinstance(started, Started)
+    assert service.receive_bytes(session, bytes(Frame(started.handle, 0, block(0, 300))),
+                                 sync=False) == []  # fmt: skip
+    service.connection_lost(session)
+    assert service.flush() == []  # synced, but nobody to ack
+    again = DeviceSession(DEVICE)
+    (resumed,) = sent(service.receive_text(again, encode_message(start)))
+    assert isinstance(resumed, Started)
+    assert resumed.next_index == 300
+    np.testing.assert_array_equal(service.store.read_samples(start.stream), block(0, 300))
+
+
+def test_supersede_keeps_what_the_old_writer_had_buffered(tmp_path: Path) -> None:
+    """A writer superseded with appends still in its file buffer flushes them before the
+    new writer measures the file: the stream continues after them, contiguous."""
+    store = StreamStore(tmp_path)
+    start = make_start()
+    old = store.open(DEVICE, start)
+    old.append(0, block(0, 10))  # a small frame: in the writer's buffer, not the file
+    new = store.open(DEVICE, start)
+    assert new.written == 10
+    new.append(10, block(10, 5))
+    new.sync()
+    store.release(new)
+    restarted = StreamStore(tmp_path)  # a scan of the file as a restart does it
+    assert restarted.info(start.stream).durable_samples == 15
+    np.testing.assert_array_equal(restarted.read_samples(start.stream), block(0, 15))
+
+
+def test_torn_tail_found_at_start_is_cut_at_the_first_open(tmp_path: Path) -> None:
+    """A torn tail (a crash mid-write) that the start-up listing found is cut off when the
+    stream is next opened, and the stream continues from its last whole frame."""
+    store = StreamStore(tmp_path)
+    start = make_start()
+    writer = store.open(DEVICE, start)
+    writer.append(0, block(0, 100))
+    writer.sync()
+    store.release(writer)
+    path = store.path(start.stream) / SAMPLES_FILE
+    whole = path.stat().st_size
+    with path.open("ab") as file:
+        file.write(bytes(Frame(0, 100, block(100, 50)))[:-7])  # cut short by the crash
+    restarted = StreamStore(tmp_path)
+    (listed,) = restarted.streams()
+    assert listed.durable_samples == 100
+    reopened = restarted.open(DEVICE, start)
+    assert reopened.durable == 100
+    assert path.stat().st_size == whole
+    reopened.append(100, block(100, 50))
+    reopened.sync()
+    np.testing.assert_array_equal(StreamStore(tmp_path).read_samples(start.stream), block(0, 150))
