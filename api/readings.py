@@ -1006,6 +1006,40 @@ class ReadingController(Controller):
         view = reading_service.get(principal.person, reading_id)
         return Response(_answer(view), headers=_NO_STORE)
 
+    @get(
+        "/{reading_id:str}/previous",
+        sync_to_thread=True,
+        summary="The same patient's previous ECGs",
+        responses=documented(200, ReadingPage, None, *_AUTH, _NO_READING),
+    )
+    def previous(
+        self,
+        reading_id: PathId,
+        principal: NamedDependency[Principal],
+        reading_service: NamedDependency[ReadingService],
+        states: Annotated[
+            list[ReadingState] | None,
+            QueryParameter(name="state", description="only these states (repeatable)"),
+        ] = None,
+        limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
+        offset: Annotated[int, Parameter(ge=0)] = 0,
+    ) -> Response[ReadingPage]:
+        """The tasks of the same patient received before this one, newest first, of the
+        clinics the caller sees (``state=signed&state=amended``: the signed ones), for
+        the reading page's side-by-side comparison; none when the task names no patient.
+        Audited (``reading.previous``)."""
+        request = PageRequest(limit=limit, offset=offset)
+        found = reading_service.previous(
+            principal.person, reading_id, request, states=None if not states else frozenset(states)
+        )
+        page = ReadingPage(
+            [ReadingItem(**_item_fields(r)) for r in found.items],
+            found.total,
+            request.limit,
+            request.offset,
+        )
+        return Response(page, headers=_NO_STORE)
+
     @post(
         "/{reading_id:str}/{event:str}",
         status_code=200,

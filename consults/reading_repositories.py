@@ -114,11 +114,14 @@ class CriticalRecord:
 @dataclass(frozen=True, kw_only=True)
 class ReadingFilter:
     """Which tasks to list: of these clinics (every given condition holds), most urgent
-    first (:func:`consults.readings.worklist_key`)."""
+    first (:func:`consults.readings.worklist_key`), or the newest first."""
 
     clinics: frozenset[str]
     states: frozenset[ReadingState] | None = None
     reader: str | None = None  # the claimant or the signer
+    patient: str | None = None  # one patient's tasks (the reading page's previous ECGs)
+    received_before: datetime | None = None  # received strictly before this time
+    newest_first: bool = False  # by received time, newest first, instead of by urgency
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -569,6 +569,32 @@ class ReadingService:
             return Page(items=(), total=0)
         return self._repo.list(ReadingFilter(clinics=clinics, states=states, reader=reader), page)
 
+    def previous(
+        self,
+        person: Person,
+        reading_id: str,
+        page: PageRequest,
+        *,
+        states: frozenset[ReadingState] | None = None,
+    ) -> Page[ReadingRecord]:
+        """The same patient's tasks received before task ``reading_id``, newest first, of
+        the clinics the caller sees (the reading page's comparison); ``states`` narrows
+        them (e.g. signed and amended). A task without a patient has none. The task is
+        the caller's to see (else NotFound); the read is audited (``reading.previous``)."""
+        record = self._visible(person, reading_id)
+        self._repo.audit(self._event(record, "reading.previous", person, self._clock()))
+        clinics = self._served_clinics(person)
+        if record.patient is None or not clinics:
+            return Page(items=(), total=0)
+        where = ReadingFilter(
+            clinics=clinics,
+            states=states,
+            patient=record.patient,
+            received_before=record.task.received_at,
+            newest_first=True,
+        )
+        return self._repo.list(where, page)
+
     def allowed(self, person: Person, record: ReadingRecord) -> tuple[ReadingEvent, ...]:
         """The events the caller may take on a listed task now."""
         return self._allowed(self._reader(person, record.task), record.task)

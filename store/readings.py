@@ -253,7 +253,14 @@ class SqlReadingRepository:
             condition = condition & t.state.in_(sorted(s.value for s in where.states))
         if where.reader is not None:
             condition = condition & ((t.claimant == where.reader) | (t.signer == where.reader))
-        rows, total = self._page(reading_tasks, condition, page, t.urgency, t.received_at, t.id)
+        if where.patient is not None:
+            condition = condition & (t.patient == where.patient)
+        if where.received_before is not None:
+            condition = condition & (t.received_at < where.received_before)
+        order = (
+            (t.received_at.desc(), t.id) if where.newest_first else (t.urgency, t.received_at, t.id)
+        )
+        rows, total = self._page(reading_tasks, condition, page, *order)
         return Page(items=tuple(_task(r) for r in rows), total=total)
 
     def _page(

@@ -6,6 +6,7 @@ refusals with their codes and nothing changed, and a complete OpenAPI document."
 from __future__ import annotations
 
 import base64
+import datetime as dt
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -452,3 +453,49 @@ async def test_corrected_fiducials_remake_the_statements_resting_on_them(api: Ap
     assert "LNGQT" not in found
     assert found["IVCD"]["qrs_ms"] == state["measurements"]["qrs_ms"] >= 110.0
     await reader.aclose()
+
+
+async def test_the_patient_s_previous_ecgs(api: Api) -> None:
+    """``GET /readings/{id}/previous``: the same patient's tasks received before this one,
+    newest first (not another patient's, not a later one); ``state=signed`` narrows to
+    the signed ones; a reader of another county gets 404; the read is audited."""
+    rw = api.rw
+    now = rw.world.clock.now
+
+    def task(stream: str, patient: str, ago_s: float) -> str:
+        made = rw.service.task_for_stream(
+            stream, "village-1", patient, now - dt.timedelta(seconds=ago_s), (), ("SR",)
+        )
+        return made.task.id
+
+    oldest = task("p-1", "patient-p", 3 * 86400)
+    older = task("p-2", "patient-p", 86400)
+    task("q-1", "patient-q", 2 * 86400)
+    current = task("p-3", "patient-p", 60)
+    later = task("p-4", "patient-p", 0)
+    reader = await api.client("liu.reader")
+    url = f"/api/v1/readings/{current}/previous"
+    answer = await reader.get(url)
+    assert answer.status_code == 200, answer.text
+    got = answer.json()
+    assert [item["id"] for item in got["items"]] == [older, oldest]
+    assert got["total"] == 2
+    assert {item["patient"] for item in got["items"]} == {"patient-p"}
+    assert later not in [item["id"] for item in got["items"]]
+
+    await reader.post(f"/api/v1/readings/{older}/claim")
+    await reader.put(f"/api/v1/readings/{older}/report", json={"statements": ["SR"], "text": ""})
+    signed = await reader.post(
+        f"/api/v1/readings/{older}/sign", json={"totp": api.fresh_totp("liu.reader")}
+    )
+    assert signed.status_code == 200, signed.text
+    only_signed = (await reader.get(url, params={"state": "signed"})).json()
+    assert [item["id"] for item in only_signed["items"]] == [older]
+    assert only_signed["items"][0]["state"] == "signed"
+    first = (await reader.get(f"/api/v1/readings/{oldest}/previous")).json()
+    assert (first["items"], first["total"]) == ([], 0)
+    far = await api.client("far.reader")
+    assert error_of(await far.get(url)) == (404, "not_found")
+    assert [a for a, _ in rw.actions(f"reading:{current}")].count("reading.previous") == 2
+    for client in (reader, far):
+        await client.aclose()
