@@ -18,12 +18,13 @@ Protocol
     waves, whose spikes precede every QRS — is right when we say ``PACE`` or its
     rhythm); exact codes are reported too;
   * the same with the sinus classes merged (the rhythm's origin: sinus, AF, flutter,
-    paced), and our rate class (below 60/min, 60–100, above 100: the thresholds of
-    :mod:`ecg.rhythm`) against the one these thresholds give on LUDB's own reference
-    beats (the lead II QRS annotations, median RR) in the sinus records: LUDB's
-    cardiologists call some records under 60/min "Sinus rhythm" (and one at 90/min
-    "Sinus tachycardia"), so the label and the standard definition disagree there,
-    whatever a program measures; the records where they do are listed;
+    paced), and our rate class (``BRADY_BPM`` and ``TACHY_BPM`` of
+    :mod:`ecg.rhythm`: below 55/min, 55–100, above 100) against the one these
+    thresholds give on LUDB's own reference beats (the lead II QRS annotations, median
+    RR) in the sinus records: LUDB's cardiologists write "Sinus rhythm" and "Sinus
+    bradycardia" on either side of any one threshold near 55/min (and "Sinus
+    tachycardia" once at 90/min), so label and threshold disagree there, whatever a
+    program measures; the records where they do are listed;
   * axis class in LUDB's convention (left deviation below 0°, horizontal 0–30°,
     normal 30–70°, vertical 70–90°, right deviation above 90°), exact and in three
     classes (left / normal, horizontal and vertical / right);

@@ -14,7 +14,8 @@ Design notes
 
   * rhythm: :func:`ecg.rhythm.record_rhythm` (P waves related to the QRS from the
     delineation and the P coherence of the atrial segments, RR irregularity, pacing
-    spikes; rates after the AHA/ACC/HRS 2009 recommendations);
+    spikes; tachycardia above 100/min after the AHA/ACC/HRS 2009 recommendations,
+    bradycardia below 55/min as cardiologists name it: see :mod:`ecg.rhythm`);
   * AV conduction (AHA/ACC/HRS 2009, part III and V): ``1AVB`` PR > 200 ms in a
     rhythm with P waves; ``3AVB`` P waves present but unrelated to the QRS (PR spread
     over the beats > ``AVB3_PR_SPREAD_MS`` with a regular ventricular rhythm slower

@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 
 from ecg.detect import detect_qrs, detect_qrs_and_vf
 from ecg.rhythm import (
+    BRADY_BPM,
+    TACHY_BPM,
     Absence,
     AtrialConfig,
     RhythmCode,
@@ -301,6 +303,19 @@ def test_record_rhythm_rates() -> None:
         rhythm = record_rhythm(signal, beats, 500.0)
         assert rhythm.code is code
         assert rhythm.evidence["hr_bpm"] == pytest.approx(60.0 / rr_s, rel=0.05)
+
+
+def test_sinus_bradycardia_only_clearly_below_60_per_minute() -> None:
+    """A sinus rhythm at 57/min (under the AHA's 60, over ``BRADY_BPM``) is SR, at
+    52/min SBRAD; the rate thresholds it was compared with are in the evidence."""
+    assert 50.0 < BRADY_BPM < 57.0
+    for hr_bpm, code in ((57.0, RhythmCode.SR), (52.0, RhythmCode.SBRAD)):
+        signal, beats = synth(sinus_times(12.0, 60.0 / hr_bpm, 0.002), n_leads=12)
+        rhythm = record_rhythm(signal, beats, 500.0)
+        assert rhythm.code is code
+        assert rhythm.evidence["hr_bpm"] == pytest.approx(hr_bpm, rel=0.02)
+        assert rhythm.evidence["brady_below_bpm"] == BRADY_BPM
+        assert rhythm.evidence["tachy_above_bpm"] == TACHY_BPM
 
 
 def test_record_rhythm_af_and_svt() -> None:
