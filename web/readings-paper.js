@@ -8,8 +8,9 @@
 //   column a quarter of the window, and a lead II rhythm strip over the whole window),
 //   "6x2" (limb leads over the first half, chest leads over the second), "12x1" (every
 //   lead over the whole window), and "one" (the phone in portrait: one lead chosen by
-//   the reader over the whole window above the rhythm strip). Any other lead set is
-//   drawn one lead per row.
+//   the reader over the whole window above the rhythm strip), "strip" (that one lead
+//   alone: a comparison with an earlier ECG). Any other lead set is drawn one lead per
+//   row.
 // - Every row starts with its calibration pulse (1 mV for 0.2 s), so that gain and
 //   speed can be read off the paper itself; x of a sample is its time in the window
 //   whatever its column, so columns line up with the rhythm strip.
@@ -138,10 +139,9 @@ export class RecordPaper extends EcgPaper {
     const full = (index) => ({ cells: [[0, 1, index]] });
     const standard = STANDARD.every((name) => find(name) >= 0);
     const { layout, lead } = this.view;
-    if (layout === "one") {
-      const chosen = find(lead) >= 0 ? find(lead) : rhythm;
-      return [full(chosen), { ...full(rhythm), rhythm: true }];
-    }
+    const chosen = find(lead) >= 0 ? find(lead) : rhythm;
+    if (layout === "one") return [full(chosen), { ...full(rhythm), rhythm: true }];
+    if (layout === "strip") return [{ ...full(chosen), rhythm: true }];
     if (!standard || !LAYOUTS[layout]) return leads.map((_, index) => full(index));
     const { columns, rhythm: strip } = LAYOUTS[layout];
     const rows = [];

@@ -15,6 +15,7 @@ import { desktopNotice, listenForNotices } from "/static/notices.js";
 import { lang, translator } from "/static/i18n.js";
 import { MedianPanel } from "/static/readings-median.js";
 import { RecordPaper } from "/static/readings-paper.js";
+import { PreviousPanel } from "/static/readings-previous.js";
 import { RoomEcg } from "/static/room-ecg.js";
 
 const STRINGS = {
@@ -350,11 +351,36 @@ paper.enableCalipers((c) =>
 // The median beat and its fiducials; corrected measurements replace the engine's at once,
 // and so do the statements resting on them (1AVB from PR, LNGQT from QTc, ...).
 const median = new MedianPanel($("median"), {
-  onMeasured: (m, statements) =>
-    state.ecg && renderEngine(Object.assign(state.ecg, { measurements: m, statements })),
+  onMeasured: (m, statements) => {
+    if (!state.ecg) return;
+    renderEngine(Object.assign(state.ecg, { measurements: m, statements }));
+    previous.refresh(); // the comparison's current figures are the corrected ones
+  },
   onError: (error) => fail(error),
 });
 state.median = median;
+// The patient's earlier ECGs, one of them beside this one on the same scale.
+const previous = new PreviousPanel($("previous"), {
+  current: () => ({
+    task: state.task,
+    ecg: state.ecg,
+    median: state.task && median.reading === state.task.id ? median.data : null,
+  }),
+  view: () => ({
+    gainMmPerMv: Number($("gain").value),
+    speedMmPerS: Number($("speed").value),
+    pxPerMm: (width) => (isPortrait() ? PORTRAIT_PX_PER_MM : Math.max(3, width / (WINDOW_S * 25 + 12))),
+  }),
+  page: {
+    statementText: (code) => statementText(code),
+    stateText: (name) => t(`state.${name}`),
+    measureLabel: (key, formula) => t(`m.${key}`, { formula }),
+    number: (value, unit) => number(value, unit),
+    when: (iso) => when(iso),
+  },
+  onError: (error) => fail(error),
+});
+state.previous = previous;
 
 // A task's stream while it is still arriving, on the live paper of web/ecg-paper.js
 // (the consult room's ECG panel, following this task's stream instead of the room's
@@ -623,6 +649,7 @@ async function openReading(id) {
   }
   await loadReport(task, turn);
   if (!stale(turn)) await median.show(state.ecg ? task.id : null, editable());
+  if (!stale(turn)) await previous.show(task);
 }
 
 function renderActions(task) {
@@ -772,6 +799,7 @@ function drawPaper() {
     pxPerMm: portrait ? PORTRAIT_PX_PER_MM : Math.max(3, fit),
   });
   $("paper").dataset.layout = paper.view.layout;
+  previous.refresh(); // the comparison keeps the page's scale
 }
 
 function number(value, unit) {

@@ -21,6 +21,7 @@ from tests.api.test_readings_web import (
     real,
     served,
     shot,
+    string_keys,
 )
 
 __all__ = ["browser", "database", "served"]
@@ -178,13 +179,7 @@ def test_every_string_of_the_panel_is_in_both_languages() -> None:
     """readings-median.js's English and Chinese tables have the same keys, and every
     key it uses literally is in them."""
     source = (WEB / "readings-median.js").read_text(encoding="utf-8")
-    en_block = source.split("  en: {", 1)[1].split("\n  },\n", 1)[0]
-    zh_block = source.split("  zh: {", 1)[1].split("\n  },\n", 1)[0]
-    key = re.compile(r'^\s+"?([\w.]+)"?:', re.M)
-    en, zh = set(key.findall(en_block)), set(key.findall(zh_block))
-    assert en == zh, sorted(en ^ zh)
-    used = set(re.findall(r'\bt\("([\w.]+)"', source))
-    assert used <= en, sorted(used - en)
+    en = string_keys(source)
     names = set(
         re.search(r"const NAMES = \[([^\]]*)\]", source)
         .group(1)

@@ -554,18 +554,27 @@ async def test_on_the_whole_server_a_stream_still_arriving_is_read_live(
     assert [p for p in refused if "/ecg?" not in p] == []  # the record asked for while arriving
 
 
-def test_every_string_is_in_both_languages() -> None:
-    """The keys of readings.js's English and Chinese tables are the same, and every key
-    the page uses literally (data-r, data-rp, t("...")) is in them."""
-    source = (WEB / "readings.js").read_text(encoding="utf-8")
-    html = (WEB / "readings.html").read_text(encoding="utf-8")
+def string_keys(source: str) -> set[str]:
+    """The keys of a page script's string tables (``en: {...}`` and ``zh: {...}``),
+    checked to be the same in both languages, and checked to hold every key the script
+    uses literally (``t("...")``)."""
     en_block = source.split("  en: {", 1)[1].split("\n  },\n", 1)[0]
     zh_block = source.split("  zh: {", 1)[1].split("\n  },\n", 1)[0]
     key = re.compile(r'^\s+"?([\w.]+)"?:', re.M)
     en, zh = set(key.findall(en_block)), set(key.findall(zh_block))
     assert en == zh, sorted(en ^ zh)
+    used = set(re.findall(r'\bt\("([\w.]+)"', source))
+    assert used <= en, sorted(used - en)
+    return en
+
+
+def test_every_string_is_in_both_languages() -> None:
+    """The keys of readings.js's English and Chinese tables are the same, and every key
+    the page uses literally (data-r, data-rp, t("...")) is in them."""
+    source = (WEB / "readings.js").read_text(encoding="utf-8")
+    html = (WEB / "readings.html").read_text(encoding="utf-8")
+    en = string_keys(source)
     used = set(re.findall(r'data-rp?="([\w.]+)"', html))
-    used |= set(re.findall(r'\bt\("([\w.]+)"', source))
     assert used <= en, sorted(used - en)
     prefixes = set(re.findall(r"t\(`([\w]+)\.\$\{", source))
     for prefix in prefixes:  # the keys a template builds: state.new, cstate.notified...
