@@ -50,12 +50,21 @@ from consults.errors import ConsultsError
 from consults.opinions import SignedVersion
 from consults.reading_repositories import (
     CriticalRecord,
+    ReadingBeatLabels,
     ReadingFiducials,
     ReadingRecord,
     ReadingReport,
 )
 from consults.reading_service import FiducialsRefused, ReadingService, ReadingView
-from consults.readings import ESCALATION_LEVELS, CriticalState, ReadingEvent, ReadingState
+from consults.readings import (
+    ESCALATION_LEVELS,
+    BeatLabel,
+    CriticalState,
+    ReadingEvent,
+    ReadingState,
+    beat_counts,
+    beat_labels,
+)
 from consults.repositories import PageRequest
 
 if TYPE_CHECKING:
@@ -66,6 +75,8 @@ if TYPE_CHECKING:
     from ecg.statements import Interpretation
 
 __all__ = [
+    "BeatLabelIn",
+    "BeatLabelsAnswer",
     "CriticalController",
     "EcgLibraryController",
     "EcgSignals",
@@ -273,6 +284,28 @@ class ReadingEcg(msgspec.Struct):
     measurements: EngineMeasurements | None
     statements: list[EngineStatement]
     critical: list[EngineCritical]
+    # Each beat's label (the reader's, else N) and how many beats bear each label.
+    beat_labels: list[BeatLabel] = []
+    beat_counts: Annotated[dict[str, int], Meta(examples=[{"N": 10, "V": 2}])] = {}
+
+
+class BeatLabelIn(msgspec.Struct, forbid_unknown_fields=True):
+    """``PUT /readings/{id}/beats/{beat}``: the beat's new label: ``N`` (normal), ``S``
+    (supraventricular), ``V`` (ventricular), ``P`` (paced) or ``Q`` (artefact)."""
+
+    label: Annotated[str, Meta(min_length=1, max_length=16, examples=["V"])]
+
+
+class BeatLabelsAnswer(msgspec.Struct):
+    """The beats of the measured window (R peaks, record samples), each one's label,
+    the count of each label, which beats the reader labelled, by whom and when."""
+
+    beats: Annotated[list[int], Meta(examples=[[312, 748, 1190]])]
+    labels: list[BeatLabel]
+    counts: Annotated[dict[str, int], Meta(examples=[{"N": 2, "V": 1}])]
+    labelled: list[int]
+    labelled_by: str | None
+    labelled_at: dt.datetime | None
 
 
 class LibraryStatement(msgspec.Struct):
@@ -503,6 +536,11 @@ def report_info(signed: Mapping[str, object], acquired_at: dt.datetime | None) -
     for code in criticals if isinstance(criticals, list) else []:
         en, zh = CRITICAL_TEXT.get(str(code), ("", ""))
         critical.append(Statement(str(code), en, zh, "critical"))
+    counts = signed.get("beat_counts")
+    if isinstance(counts, Mapping) and set(counts) - {BeatLabel.NORMAL.value}:
+        # The reader's beat labels, where the report lists things: after their words.
+        line = "心搏 Beats: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+        text = f"{text}\n{line}" if text else line
     signer = f"{names.get('signer_name', '')} ({signed.get('signer')}), v{signed.get('version')}"
     return ReportInfo(
         acquired_at=acquired_at,
@@ -543,13 +581,15 @@ def reading_ecg(
     band: Band,
     corrections: Mapping[str, float] | None = None,
     config: AnnotateConfig | None = None,
+    labels: Mapping[int, BeatLabel] | None = None,
 ) -> ReadingEcg:
     """The window ``[start_s, start_s + duration_s)`` of ``found`` filtered in ``band``
     (and the mains notch of ``config``), with the engine's beats, measurements,
     statements and critical findings of its first :data:`MEASURED_S` seconds made with
     ``config`` (None: the engine's defaults); the measurements and the statements that
     depend on them made on the reader's corrected fiducials where ``corrections`` are
-    given. Pure: no I/O (the caller brings the record)."""
+    given; every beat's label the reader's ``labels`` (by beat index) or N. Pure: no I/O
+    (the caller brings the record)."""
     import numpy as np  # here, not at import: the server's commands start without numpy
 
     from ecg.filters import filter_zero_phase
@@ -589,6 +629,27 @@ def reading_ecg(
         measurements=measurements,
         statements=statements,
         critical=engine.critical,
+        **_labelled(engine.beats, labels or {}),
+    )
+
+
+def _labelled(beats: Sequence[int], labels: Mapping[int, BeatLabel]) -> dict[str, Any]:
+    """The window's ``beat_labels`` and ``beat_counts``."""
+    every = beat_labels(len(beats), labels)
+    return {"beat_labels": list(every), "beat_counts": beat_counts(every)}
+
+
+def beat_labels_answer(beats: Sequence[int], kept: ReadingBeatLabels | None) -> BeatLabelsAnswer:
+    """Every beat's label, their counts and who labelled which."""
+    labels = dict(kept.labels) if kept is not None else {}
+    found = _labelled(beats, labels)
+    return BeatLabelsAnswer(
+        beats=list(beats),
+        labels=found["beat_labels"],
+        counts=found["beat_counts"],
+        labelled=sorted(i for i in labels if i < len(beats)),
+        labelled_by=kept.updated_by if kept is not None else None,
+        labelled_at=kept.updated_at if kept is not None else None,
     )
 
 
@@ -933,6 +994,12 @@ def _export(
     return found, info
 
 
+def _engine_beats(source: SignalSource, record: ReadingRecord) -> list[int] | None:
+    """The engine's beats of a task's measured window, None when its ECG is not kept."""
+    found = source.signal_of(record)
+    return None if found is None else _engine_of(record.task.id, found, source.engine).beats
+
+
 def _file(data: bytes, media_type: str, disposition: str) -> Response[bytes]:
     return Response(
         data, media_type=media_type, headers={**_NO_STORE, "content-disposition": disposition}
@@ -1087,7 +1154,13 @@ class ReadingController(Controller):
                 measured = _corrected(engine, corrections)
                 return None if measured is None else signable_measurements(measured)
 
-            view = reading_service.sign(person, reading_id, given.totp, measure)
+            view = reading_service.sign(
+                person,
+                reading_id,
+                given.totp,
+                measure,
+                lambda record: _engine_beats(ecg_signals, record),
+            )
         else:
             view = reading_service.step(person, reading_id, chosen, reason=given.reason)
         return _answer(view)
@@ -1232,8 +1305,16 @@ class ReadingController(Controller):
             raise ApiError("no_signal", f"no ECG kept for reading {reading_id!r} yet", status=404)
         kept = reading_service.fiducials(principal.person, reading_id)
         corrections = dict(kept.fiducials_ms) if kept is not None else None
+        labelled = reading_service.beat_labels(principal.person, reading_id)
         answer = reading_ecg(
-            reading_id, found, start_s, duration_s, band, corrections, ecg_signals.engine
+            reading_id,
+            found,
+            start_s,
+            duration_s,
+            band,
+            corrections,
+            ecg_signals.engine,
+            labelled.labels if labelled is not None else None,
         )
         return Response(answer, headers=_NO_STORE)
 
@@ -1333,6 +1414,57 @@ class ReadingController(Controller):
         )
         [engine] = engines
         return fiducials_state(engine, measured, saved)
+
+    @put(
+        "/{reading_id:str}/beats/{beat:int}",
+        sync_to_thread=True,
+        summary="Label a beat (N, S, V, paced, artefact)",
+        responses=documented(
+            200,
+            BeatLabelsAnswer,
+            BeatLabelsAnswer(
+                beats=[312, 748, 1190],
+                labels=[BeatLabel.NORMAL, BeatLabel.VENTRICULAR, BeatLabel.NORMAL],
+                counts={"N": 2, "V": 1},
+                labelled=[1],
+                labelled_by="liu.reader",
+                labelled_at=dt.datetime(2026, 12, 4, 8, 30, tzinfo=dt.UTC),
+            ),
+            *_AUTH,
+            *_TABLE,
+            _NO_READING,
+            (400, "unknown_beat_label", "label: 'X' is not a beat label (N, S, V, P, Q)"),
+            (400, "beat_out_of_range", "beat: beat 14 is not one of the 12 beats (0-11)"),
+            (400, "invalid_body", "Object missing required field `label`"),
+            (404, "no_signal", "no ECG kept for reading '3f2b9c1e' yet (still arriving?)"),
+        ),
+    )
+    def label_beat(
+        self,
+        reading_id: PathId,
+        beat: Annotated[int, Parameter(description="the beat's index in the ECG window's beats")],
+        data: Annotated[BeatLabelIn, body(BeatLabelIn(label="V"))],
+        principal: NamedDependency[Principal],
+        reading_service: NamedDependency[ReadingService],
+        ecg_signals: NamedDependency[SignalSource],
+    ) -> BeatLabelsAnswer:
+        """The claimant labels one of the engine's beats of the measured window (its
+        index in ``GET …/ecg``'s ``beats``): the table's ``edit`` (claimed, draft or
+        amended; a signed task answers 409, another's claim 403). Kept with the draft
+        (the ECG window and the signed report carry the labels and their counts) and
+        audited (``reading.beat_label``: the beat, its sample, the label before and
+        after). Refused, nothing changes and the attempt is audited."""
+
+        def beats_of(record: ReadingRecord) -> Sequence[int]:
+            found = _engine_beats(ecg_signals, record)
+            if found is None:
+                raise ApiError("no_signal", f"no ECG kept for reading {reading_id!r}", status=404)
+            return found
+
+        saved, beats = reading_service.label_beat(
+            principal.person, reading_id, beat, data.label, beats_of
+        )
+        return beat_labels_answer(beats, saved)
 
     @post(
         "/{reading_id:str}/criticals",

@@ -31,13 +31,20 @@ from typing import ClassVar, Protocol
 
 from consults.errors import Conflict, ConsultsError
 from consults.opinions import SignedVersion
-from consults.readings import CriticalState, CriticalValue, ReadingState, ReadingTask
+from consults.readings import (
+    BeatLabel,
+    CriticalState,
+    CriticalValue,
+    ReadingState,
+    ReadingTask,
+)
 from consults.repositories import AuditEvent, Page, PageRequest
 from consults.signatures import KeyPair
 
 __all__ = [
     "CriticalFilter",
     "CriticalRecord",
+    "ReadingBeatLabels",
     "ReadingFiducials",
     "ReadingFilter",
     "ReadingRecord",
@@ -94,6 +101,17 @@ class ReadingFiducials:
     ``t_off``; a name not here is the engine's), and who made the last one, when."""
 
     fiducials_ms: Mapping[str, float]
+    updated_by: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReadingBeatLabels:
+    """The reader's beat labels, kept with the draft: by the beat's index among the
+    engine's beats of the measured window (a beat not here is N), and who made the last
+    change, when."""
+
+    labels: Mapping[int, BeatLabel]
     updated_by: str
     updated_at: datetime
 
@@ -180,9 +198,11 @@ class ReadingRepository(Protocol):
         event: AuditEvent,
         report: ReadingReport | None = None,
         fiducials: ReadingFiducials | None = None,
+        beat_labels: ReadingBeatLabels | None = None,
     ) -> None:
-        """Store ``after`` (and the draft ``report``, the corrected ``fiducials``, if
-        given) if the task is still at ``before.revision``, with its audit row.
+        """Store ``after`` (and the draft ``report``, the corrected ``fiducials``, the
+        ``beat_labels``, if given) if the task is still at ``before.revision``, with its
+        audit row.
 
         Raises
         ------
@@ -195,6 +215,9 @@ class ReadingRepository(Protocol):
 
     def fiducials(self, reading_id: str) -> ReadingFiducials | None:
         """The reader's corrected fiducials, or None (the engine's stand)."""
+
+    def beat_labels(self, reading_id: str) -> ReadingBeatLabels | None:
+        """The reader's beat labels, or None (every beat N)."""
 
     def report(self, reading_id: str) -> ReadingReport | None:
         """The draft, or None."""

@@ -64,6 +64,7 @@ from consults.opinions import SignedVersion, iso_utc
 from consults.reading_repositories import (
     CriticalFilter,
     CriticalRecord,
+    ReadingBeatLabels,
     ReadingFiducials,
     ReadingFilter,
     ReadingRecord,
@@ -74,6 +75,7 @@ from consults.reading_repositories import (
 from consults.readings import (
     ESCALATION_LEVELS,
     READING_TRANSITIONS,
+    BeatLabel,
     ClaimedByAnother,
     CriticalEvent,
     CriticalState,
@@ -87,8 +89,11 @@ from consults.readings import (
     ReadingTask,
     apply_critical,
     apply_reading,
+    beat_counts,
+    beat_labels,
     escalation_due,
     reading_parties,
+    relabel,
 )
 from consults.repositories import AuditEvent, Page, PageRequest, PeopleFilter
 from consults.rights import CLINICAL_ROLES, Tree, providers_of, serves
@@ -98,6 +103,7 @@ from consults.transitions import NotPermitted, TransitionNotAllowed, party_names
 
 __all__ = [
     "DOCUMENT_KIND",
+    "EngineBeats",
     "FiducialsRefused",
     "NoReadingNotices",
     "ReadingNotice",
@@ -146,6 +152,10 @@ Remeasure = Callable[
 #: corrected fiducials (name -> ms on the median beat): JSON of integers, strings and
 #: nulls (floats are not signed), or None when the ECG is not measured or not kept.
 SignedMeasurements = Callable[[ReadingRecord, Mapping[str, float]], Mapping[str, object] | None]
+
+#: The engine's beats of a task's measured window (R peaks, record samples), the beats
+#: the reader labels by index; raises (the API's 404) when the ECG is not kept.
+EngineBeats = Callable[[ReadingRecord], Sequence[int]]
 
 
 def _ms_text(value: float | None) -> str:
@@ -629,12 +639,21 @@ class ReadingService:
             raise
 
     def _denied(
-        self, record: ReadingRecord, action: str, person: Person, now: datetime, exc: ConsultsError
+        self,
+        record: ReadingRecord,
+        action: str,
+        person: Person,
+        now: datetime,
+        exc: ConsultsError,
+        **details: str,
     ) -> None:
-        """The audit row of a refused step on a task: the state and the refusal's code."""
+        """The audit row of a refused step on a task: the state, the refusal's code and
+        what was asked (``details``)."""
         state = record.task.state.value
         self._repo.audit(
-            self._event(record, action, person, now, outcome="denied", state=state, code=exc.code)
+            self._event(
+                record, action, person, now, outcome="denied", state=state, code=exc.code, **details
+            )
         )
 
     def step(
@@ -752,18 +771,7 @@ class ReadingService:
                 raise InvalidInput("fiducials", "give at least one fiducial to correct")
             positions, measured = remeasure(before, previous, merged)
         except InvalidInput as exc:
-            self._repo.audit(
-                self._event(
-                    before,
-                    action,
-                    person,
-                    now,
-                    outcome="denied",
-                    state=before.task.state.value,
-                    code=exc.code,
-                    asked=asked[:400],
-                )
-            )
+            self._denied(before, action, person, now, exc, asked=asked[:400])
             raise
         saved = ReadingFiducials(fiducials_ms=merged, updated_by=person.username, updated_at=now)
         changed = sorted(corrections)
@@ -788,6 +796,61 @@ class ReadingService:
         (the signed versions carry theirs)."""
         self._visible(person, reading_id)
         return self._repo.fiducials(reading_id)
+
+    def label_beat(
+        self, person: Person, reading_id: str, beat: int, label: str, beats_of: EngineBeats
+    ) -> tuple[ReadingBeatLabels, Sequence[int]]:
+        """The claimant labels beat ``beat`` (its index among the engine's beats of the
+        measured window, as ``beats_of`` gives them) ``label`` (N, S, V, P, Q: the
+        table's ``edit``, as for the draft); kept with the draft, audited as
+        ``reading.beat_label`` with the beat, its sample and the label before and
+        after. Answers the labels kept and the beats.
+
+        Raises
+        ------
+        TransitionNotAllowed, NotPermitted, ClaimedByAnother
+            Not claimed by the caller, or signed (amend first); audited.
+        UnknownBeatLabel, BeatOutOfRange
+            Not a label, or no such beat (400); audited, nothing kept.
+        StaleReading
+            Someone moved the task first.
+        """
+        before = self._visible(person, reading_id)
+        now = self._clock()
+        action = "reading.beat_label"
+        task = self._apply(person, before, ReadingEvent.EDIT, now, action=action)
+        beats = beats_of(before)
+        kept = self._repo.beat_labels(reading_id)
+        previous = dict(kept.labels) if kept is not None else {}
+        try:
+            merged = relabel(previous, beat, label, len(beats))
+        except InvalidInput as exc:
+            self._denied(before, action, person, now, exc, beat=str(beat), label=label[:16])
+            raise
+        saved = ReadingBeatLabels(labels=merged, updated_by=person.username, updated_at=now)
+        self._repo.transition(
+            before,
+            replace(before, task=task),
+            self._event(
+                before,
+                action,
+                person,
+                now,
+                beat=str(beat),
+                sample=str(beats[beat]),
+                before=previous.get(beat, BeatLabel.NORMAL).value,
+                after=merged[beat].value,
+                **{"from": before.task.state.value, "to": task.state.value},
+            ),
+            beat_labels=saved,
+        )
+        return saved, beats
+
+    def beat_labels(self, person: Person, reading_id: str) -> ReadingBeatLabels | None:
+        """The reader's beat labels kept with the draft, for anyone who sees the task
+        (the signed versions carry theirs)."""
+        self._visible(person, reading_id)
+        return self._repo.beat_labels(reading_id)
 
     def report(self, person: Person, reading_id: str) -> ReadingReport | None:
         """The draft, for the centre's readers and coordinators (the clinic sees the
@@ -854,11 +917,14 @@ class ReadingService:
         reading_id: str,
         totp: str | None,
         measure: SignedMeasurements | None = None,
+        beats_of: Callable[[ReadingRecord], Sequence[int] | None] | None = None,
     ) -> ReadingView:
         """The claimant signs the draft: a new signed version (``corrects`` the last one
         when amending), the report returns to the clinic. ``measure`` gives the
-        measurements the version carries (on the reader's corrected fiducials), asked
-        only once the table and the second factor allowed the signature.
+        measurements the version carries (on the reader's corrected fiducials),
+        ``beats_of`` the beats its beat counts are made on (the reader's labels, N
+        elsewhere; None: not kept, no counts); both asked only once the table and the
+        second factor allowed the signature.
 
         Raises
         ------
@@ -894,6 +960,10 @@ class ReadingService:
             if measure is None
             else measure(before, dict(corrected.fiducials_ms) if corrected is not None else {})
         )
+        labelled = self._repo.beat_labels(reading_id)
+        labels = dict(labelled.labels) if labelled is not None else {}
+        beats = None if beats_of is None else beats_of(before)
+        counted = None if beats is None else beat_counts(beat_labels(len(beats), labels))
         document: dict[str, object] = {
             "kind": DOCUMENT_KIND,
             "reading": reading_id,
@@ -912,6 +982,9 @@ class ReadingService:
             else {},
             "critical": list(before.task.critical),
             **({"measurements": dict(measured)} if measured is not None else {}),
+            # The reader's beat labels by beat index, and every label's count.
+            "beat_labels": {str(i): v.value for i, v in sorted(labels.items())},
+            **({"beat_counts": counted} if counted is not None else {}),
             "context": {
                 "clinic": self._name_of(before.task.clinic),
                 "centre": self._name_of(before.task.centre),

@@ -33,12 +33,17 @@ Reading tasks (after h11: the table is the rule; a missing entry raises
 
 :func:`worklist_key` orders the worklist: critical findings first, then STAT requests,
 then by waiting time (oldest first).
+
+Beat labels: the reader labels the engine's beats (:class:`BeatLabel`: N, S, V, paced,
+artefact; a beat nobody labelled is N, the engine not classifying beats yet) by their
+index among the beats of the measured window; :func:`relabel` checks and applies one,
+:func:`beat_counts` counts them for the page and the signed report.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import ClassVar, Final
@@ -321,3 +326,67 @@ def escalation_due(value: CriticalValue, acknowledge_within: timedelta) -> datet
         return None
     assert value.notified_at is not None
     return value.notified_at + acknowledge_within * (value.level + 2)
+
+
+# ---------------------------------------------------------------- beat labels
+
+
+class BeatLabel(enum.Enum):
+    """A beat's class, by its MIT-BIH symbol (the value, as the API carries it)."""
+
+    NORMAL = "N"
+    SUPRAVENTRICULAR = "S"  # supraventricular premature or ectopic
+    VENTRICULAR = "V"  # premature ventricular contraction
+    PACED = "P"
+    ARTEFACT = "Q"  # not a beat: noise or artefact the detector took for one
+
+
+class UnknownBeatLabel(InvalidInput):
+    """A label that is not one of :class:`BeatLabel`'s."""
+
+    code: ClassVar[str] = "unknown_beat_label"
+
+    def __init__(self, label: str) -> None:
+        known = ", ".join(b.value for b in BeatLabel)
+        super().__init__("label", f"{label[:16]!r} is not a beat label ({known})")
+
+
+class BeatOutOfRange(InvalidInput):
+    """A beat index outside the beats of the measured window."""
+
+    code: ClassVar[str] = "beat_out_of_range"
+
+    def __init__(self, beat: int, n_beats: int) -> None:
+        super().__init__("beat", f"beat {beat} is not one of the {n_beats} beats (0-{n_beats - 1})")
+
+
+def relabel(
+    labels: Mapping[int, BeatLabel], beat: int, label: str, n_beats: int
+) -> dict[int, BeatLabel]:
+    """The reader's labels with beat ``beat`` (an index among ``n_beats``) labelled
+    ``label`` (a :class:`BeatLabel` value); labels of beats no longer there are dropped.
+
+    Raises
+    ------
+    UnknownBeatLabel, BeatOutOfRange
+    """
+    try:
+        chosen = BeatLabel(label)
+    except ValueError:
+        raise UnknownBeatLabel(label) from None
+    if not 0 <= beat < n_beats:
+        raise BeatOutOfRange(beat, n_beats)
+    kept = {i: v for i, v in labels.items() if 0 <= i < n_beats}
+    kept[beat] = chosen
+    return dict(sorted(kept.items()))
+
+
+def beat_labels(n_beats: int, labels: Mapping[int, BeatLabel]) -> tuple[BeatLabel, ...]:
+    """Every beat's label: the reader's, else N."""
+    return tuple(labels.get(i, BeatLabel.NORMAL) for i in range(n_beats))
+
+
+def beat_counts(labels: Sequence[BeatLabel]) -> dict[str, int]:
+    """How many beats bear each label, in :class:`BeatLabel`'s order, those with none
+    left out: ``{"N": 10, "V": 3}``."""
+    return {b.value: n for b in BeatLabel if (n := sum(1 for x in labels if x is b))}

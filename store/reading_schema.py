@@ -17,7 +17,8 @@ Design notes
 - A finding is raised once per task (unique ``reading``, ``code``).
 - Lists (critical codes, top statements, report statements, who was told) are JSON text.
 - A reader's corrected fiducials (``reading_fiducials``, one row per task, the
-  migration ``0220_reading_fiducials``) are kept beside the draft report.
+  migration ``0220_reading_fiducials``) and beat labels (``reading_beat_labels``,
+  ``0240_reading_beat_labels``) are kept beside the draft report.
 - Signed versions keep the document as canonical JSON text, byte for byte what was
   signed.
 """
@@ -44,6 +45,7 @@ from store.schema import CODE, NAME, SHA256_HEX, UtcDateTime, metadata
 
 __all__ = [
     "critical_values",
+    "reading_beat_labels",
     "reading_fiducials",
     "reading_reports",
     "reading_tasks",
@@ -108,6 +110,18 @@ reading_fiducials = Table(
     metadata,
     Column("reading", String(CODE), ForeignKey("reading_tasks.id"), primary_key=True),
     Column("fiducials_ms", Text, nullable=False),
+    Column("updated_by", String(CODE), nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# The reader's beat labels (JSON object: the beat's index among the engine's beats of
+# the measured window -> N, S, V, P or Q), kept with the draft; the signed document
+# carries them and their counts.
+reading_beat_labels = Table(
+    "reading_beat_labels",
+    metadata,
+    Column("reading", String(CODE), ForeignKey("reading_tasks.id"), primary_key=True),
+    Column("labels", Text, nullable=False),
     Column("updated_by", String(CODE), nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
 )

@@ -28,6 +28,7 @@ from consults.opinions import SignedVersion
 from consults.reading_repositories import (
     CriticalFilter,
     CriticalRecord,
+    ReadingBeatLabels,
     ReadingFiducials,
     ReadingFilter,
     ReadingRecord,
@@ -35,7 +36,13 @@ from consults.reading_repositories import (
     StaleReading,
     urgency,
 )
-from consults.readings import CriticalState, CriticalValue, ReadingState, ReadingTask
+from consults.readings import (
+    BeatLabel,
+    CriticalState,
+    CriticalValue,
+    ReadingState,
+    ReadingTask,
+)
 from consults.repositories import AuditEvent, Page, PageRequest
 from consults.signatures import Signature, canonical_json
 from store import audit as chain
@@ -43,6 +50,7 @@ from store.accounts import audit_record
 from store.directory import unit_of_work
 from store.reading_schema import (
     critical_values,
+    reading_beat_labels,
     reading_fiducials,
     reading_reports,
     reading_tasks,
@@ -216,9 +224,24 @@ class SqlReadingRepository:
         event: AuditEvent,
         report: ReadingReport | None = None,
         fiducials: ReadingFiducials | None = None,
+        beat_labels: ReadingBeatLabels | None = None,
     ) -> None:
         with unit_of_work(self.engine) as conn:
             self._compare_and_set(conn, before, after)
+            if beat_labels is not None:
+                self._upsert(
+                    conn,
+                    reading_beat_labels,
+                    before.task.id,
+                    {
+                        "labels": json.dumps(
+                            {str(i): v.value for i, v in beat_labels.labels.items()},
+                            sort_keys=True,
+                        ),
+                        "updated_by": beat_labels.updated_by,
+                        "updated_at": beat_labels.updated_at,
+                    },
+                )
             if fiducials is not None:
                 self._upsert(
                     conn,
@@ -286,11 +309,13 @@ class SqlReadingRepository:
             conn.execute(insert(table).values(reading=reading_id, **values))
 
     # Reports
-    def fiducials(self, reading_id: str) -> ReadingFiducials | None:
+    def _of_reading(self, table: Table, reading_id: str) -> Any:
+        """The row of ``table`` (one per task) kept for task ``reading_id``, or None."""
         with unit_of_work(self.engine, read=True) as conn:
-            row = conn.execute(
-                select(reading_fiducials).where(reading_fiducials.c.reading == reading_id)
-            ).first()
+            return conn.execute(select(table).where(table.c.reading == reading_id)).first()
+
+    def fiducials(self, reading_id: str) -> ReadingFiducials | None:
+        row = self._of_reading(reading_fiducials, reading_id)
         if row is None:
             return None
         return ReadingFiducials(
@@ -299,11 +324,18 @@ class SqlReadingRepository:
             updated_at=row.updated_at,
         )
 
+    def beat_labels(self, reading_id: str) -> ReadingBeatLabels | None:
+        row = self._of_reading(reading_beat_labels, reading_id)
+        if row is None:
+            return None
+        return ReadingBeatLabels(
+            labels={int(k): BeatLabel(v) for k, v in json.loads(row.labels).items()},
+            updated_by=row.updated_by,
+            updated_at=row.updated_at,
+        )
+
     def report(self, reading_id: str) -> ReadingReport | None:
-        with unit_of_work(self.engine, read=True) as conn:
-            row = conn.execute(
-                select(reading_reports).where(reading_reports.c.reading == reading_id)
-            ).first()
+        row = self._of_reading(reading_reports, reading_id)
         if row is None:
             return None
         return ReadingReport(

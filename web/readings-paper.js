@@ -257,13 +257,24 @@ export class RecordPaper extends EcgPaper {
   // last row), clear of the lead labels.
   drawBeatMarks(c) {
     const mm = this.pxPerMm;
+    c.fillStyle = "#c00";
+    const marks = this.beatMarks();
+    for (const { x, y } of marks) c.fillRect(x - 0.3 * mm, y, 0.6 * mm, 2.5 * mm);
+    this.counters.beatsDrawn = marks.length;
+  }
+
+  // The beats of the window on the paper: {index (in ecg.beats), x, y (the tick's top), px}.
+  beatMarks() {
+    if (!this.ecg) return [];
+    const mm = this.pxPerMm;
     const { speedMmPerS: speed } = this.view;
     const n = this.ecg.samples_uv[0]?.length ?? 0;
-    const top = (this.rows.length * this.rowMm - 3) * mm;
-    c.fillStyle = "#c00";
-    const shown = this.ecg.beats.map((b) => b - this.ecg.first_index).filter((i) => i >= 0 && i < n);
-    for (const i of shown) c.fillRect((this.calMm + (i / this.ecg.fs_hz) * speed - 0.3) * mm, top, 0.6 * mm, 2.5 * mm);
-    const marks = shown.length;
-    this.counters.beatsDrawn = marks;
+    const y = (this.rows.length * this.rowMm - 3) * mm;
+    const marks = [];
+    this.ecg.beats.forEach((beat, index) => {
+      const i = beat - this.ecg.first_index;
+      if (i >= 0 && i < n) marks.push({ index, x: (this.calMm + (i / this.ecg.fs_hz) * speed) * mm, y });
+    });
+    return marks;
   }
 }

@@ -14,7 +14,8 @@
 // - Text goes through textContent or SVG text nodes, never HTML.
 
 import { api } from "/static/auth.js";
-import { lang, translator } from "/static/i18n.js";
+import { translator } from "/static/i18n.js";
+import { html } from "/static/readings-dom.js";
 import { RecordPaper } from "/static/readings-paper.js";
 
 const STRINGS = {
@@ -67,17 +68,6 @@ export const COMPARED = [
   ["p_axis_deg", "deg"], ["qrs_axis_deg", "deg"], ["t_axis_deg", "deg"],
 ]; // prettier-ignore
 const SIGNED = new Set(["signed", "amended"]);
-
-function html(tag, props = {}, text = "") {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (key === "dataset") Object.assign(node.dataset, value);
-    else if (key === "className") node.className = value;
-    else node.setAttribute(key, value);
-  }
-  if (text) node.textContent = text;
-  return node;
-}
 
 function svg(tag, attrs = {}) {
   const node = document.createElementNS(SVG, tag);

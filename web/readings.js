@@ -16,6 +16,7 @@ import { lang, translator } from "/static/i18n.js";
 import { MedianPanel } from "/static/readings-median.js";
 import { RecordPaper } from "/static/readings-paper.js";
 import { PreviousPanel } from "/static/readings-previous.js";
+import { BeatLabels } from "/static/readings-beats.js";
 import { RoomEcg } from "/static/room-ecg.js";
 
 const STRINGS = {
@@ -348,6 +349,9 @@ paper.enableCalipers((c) =>
     ? t("caliperTime", { ms: Math.round(c.ms), bpm: c.bpm ? Math.round(c.bpm) : "—" })
     : t("caliperAmplitude", { mv: c.mv.toFixed(2) }),
 );
+// The beats' labels on the paper (the claimant changes them) and their counts.
+const beats = new BeatLabels({ paper, counts: $("beat-counts"), onError: (error) => fail(error) });
+state.beats = beats;
 // The median beat and its fiducials; corrected measurements replace the engine's at once,
 // and so do the statements resting on them (1AVB from PR, LNGQT from QTc, ...).
 const median = new MedianPanel($("median"), {
@@ -648,6 +652,7 @@ async function openReading(id) {
     await afterPaint(); // the paper on screen first, then the report and the median beat
   }
   await loadReport(task, turn);
+  if (state.ecg && !stale(turn)) beats.render(state.ecg, editable()); // a claim makes them editable
   if (!stale(turn)) await median.show(state.ecg ? task.id : null, editable());
   if (!stale(turn)) await previous.show(task);
 }
@@ -799,6 +804,7 @@ function drawPaper() {
     pxPerMm: portrait ? PORTRAIT_PX_PER_MM : Math.max(3, fit),
   });
   $("paper").dataset.layout = paper.view.layout;
+  beats.render(state.ecg, editable());
   previous.refresh(); // the comparison keeps the page's scale
 }
 

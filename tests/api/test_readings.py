@@ -254,6 +254,7 @@ async def test_the_openapi_document_says_everything(api: Api) -> None:
         "/api/v1/readings/{reading_id}/criticals",
         "/api/v1/readings/{reading_id}/median",
         "/api/v1/readings/{reading_id}/fiducials",
+        "/api/v1/readings/{reading_id}/beats/{beat}",
         "/api/v1/criticals",
         "/api/v1/criticals/{critical_id}",
         "/api/v1/criticals/{critical_id}/acknowledge",
@@ -498,4 +499,84 @@ async def test_the_patient_s_previous_ecgs(api: Api) -> None:
     assert error_of(await far.get(url)) == (404, "not_found")
     assert [a for a, _ in rw.actions(f"reading:{current}")].count("reading.previous") == 2
     for client in (reader, far):
+        await client.aclose()
+
+
+async def test_beat_labels(api: Api) -> None:
+    """The claimant labels beats: refused (not claimed, another's claim, an unknown
+    label, a beat out of range, no label) with their codes, nothing changed, each
+    attempt audited; a beat labelled V then P, another Q: kept, in the ECG window with
+    the counts, audited who changed what (before -> after); signed: the document carries
+    the labels and counts, the PDF prints the counts, a signed task refuses (409)."""
+    if not RECORD.with_suffix(".hea").exists():
+        pytest.skip(f"PTB-XL sample not found at {RECORD}")
+    rw = api.rw
+    made = rw.stream_task("beats")
+    reader = await api.client("liu.reader")
+    other = await api.client("ma.reader")
+    url = f"/api/v1/readings/{made.task.id}"
+    window = (await reader.get(f"{url}/ecg")).json()
+    n = len(window["beats"])
+    assert n >= 8
+    assert window["beat_labels"] == ["N"] * n
+    assert window["beat_counts"] == {"N": n}
+
+    v = {"label": "V"}
+    assert error_of(await reader.put(f"{url}/beats/1", json=v)) == (409, "transition_not_allowed")
+    await reader.post(f"{url}/claim")
+    assert error_of(await other.put(f"{url}/beats/1", json=v)) == (403, "claimed_by_another")
+    unknown = await reader.put(f"{url}/beats/1", json={"label": "X"})
+    assert error_of(unknown) == (400, "unknown_beat_label")
+    assert "N, S, V, P, Q" in unknown.json()["error"]["reason"]
+    outside = await reader.put(f"{url}/beats/{n}", json=v)
+    assert error_of(outside) == (400, "beat_out_of_range")
+    assert error_of(await reader.put(f"{url}/beats/-1", json=v)) == (400, "beat_out_of_range")
+    assert error_of(await reader.put(f"{url}/beats/1", json={}))[0] == 400
+    assert (await reader.get(f"{url}/ecg")).json()["beat_labels"] == ["N"] * n
+    assert (await reader.get(url)).json()["state"] == "claimed"
+
+    done = await reader.put(f"{url}/beats/1", json=v)
+    assert done.status_code == 200, done.text
+    got = done.json()
+    assert got["beats"] == window["beats"]
+    assert got["labels"][:3] == ["N", "V", "N"]
+    assert got["counts"] == {"N": n - 1, "V": 1}
+    assert (got["labelled"], got["labelled_by"]) == ([1], "liu.reader")
+    await reader.put(f"{url}/beats/1", json={"label": "P"})
+    last = (await reader.put(f"{url}/beats/{n - 1}", json={"label": "Q"})).json()
+    assert last["counts"] == {"N": n - 2, "P": 1, "Q": 1}
+    assert last["labelled"] == [1, n - 1]
+    window = (await reader.get(f"{url}/ecg")).json()
+    assert window["beat_labels"] == last["labels"]
+    assert window["beat_counts"] == last["counts"]
+    assert (await reader.get(url)).json()["state"] == "draft"
+
+    audited = _details(rw, f"reading:{made.task.id}", "reading.beat_label")
+    assert [(d["outcome"], d.get("code")) for d in audited] == [
+        ("denied", "transition_not_allowed"),
+        ("denied", "claimed_by_another"),
+        ("denied", "unknown_beat_label"),
+        ("denied", "beat_out_of_range"),
+        ("denied", "beat_out_of_range"),
+        ("ok", None),
+        ("ok", None),
+        ("ok", None),
+    ]
+    first, second = audited[5], audited[6]
+    assert (first["beat"], first["before"], first["after"]) == ("1", "N", "V")
+    assert first["sample"] == str(window["beats"][1])
+    assert (second["before"], second["after"]) == ("V", "P")
+
+    await reader.put(f"{url}/report", json={"statements": ["SR"], "text": "起搏心搏"})
+    signed = await reader.post(f"{url}/sign", json={"totp": api.fresh_totp("liu.reader")})
+    assert signed.status_code == 200, signed.text
+    [version] = (await reader.get(f"{url}/report")).json()["versions"]
+    assert version["document"]["beat_labels"] == {"1": "P", str(n - 1): "Q"}
+    assert version["document"]["beat_counts"] == {"N": n - 2, "P": 1, "Q": 1}
+    assert error_of(await reader.put(f"{url}/beats/2", json=v)) == (409, "transition_not_allowed")
+    pdf = await reader.get(f"{url}/report.pdf")
+    assert pdf.status_code == 200
+    text = (await anyio.run_process(["pdftotext", "-", "-"], input=pdf.content)).stdout.decode()
+    assert f"N {n - 2}, P 1, Q 1" in text
+    for client in (reader, other):
         await client.aclose()

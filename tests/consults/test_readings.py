@@ -11,6 +11,8 @@ from consults.readings import (
     CRITICAL_TRANSITIONS,
     ESCALATION_LEVELS,
     READING_TRANSITIONS,
+    BeatLabel,
+    BeatOutOfRange,
     ClaimedByAnother,
     CriticalEvent,
     CriticalState,
@@ -22,9 +24,13 @@ from consults.readings import (
     ReadingParty,
     ReadingState,
     ReadingTask,
+    UnknownBeatLabel,
     apply_critical,
     apply_reading,
+    beat_counts,
+    beat_labels,
     escalation_due,
+    relabel,
     worklist_key,
 )
 from consults.transitions import TransitionNotAllowed
@@ -190,3 +196,29 @@ def test_escalation_stops_at_the_last_level() -> None:
     for _ in range(len(ESCALATION_LEVELS) + 2):
         value = apply_critical(value, CriticalEvent.ESCALATE, T0)
     assert value.level == len(ESCALATION_LEVELS) - 1
+
+
+def test_beat_labels_relabel_and_count() -> None:
+    """A label of the five replaces the beat's (N where none), labels past the beats
+    are dropped; an unknown label or a beat outside the beats is refused with its code;
+    the counts follow BeatLabel's order and leave out labels no beat bears."""
+    labels = relabel({}, 1, "V", 4)
+    labels = relabel({**labels, 9: BeatLabel.PACED}, 3, "Q", 4)
+    assert labels == {1: BeatLabel.VENTRICULAR, 3: BeatLabel.ARTEFACT}
+    every = beat_labels(4, labels)
+    assert [b.value for b in every] == ["N", "V", "N", "Q"]
+    assert beat_counts(every) == {"N": 2, "V": 1, "Q": 1}
+    assert list(
+        beat_counts(beat_labels(2, {0: BeatLabel.PACED, 1: BeatLabel.SUPRAVENTRICULAR}))
+    ) == [
+        "S",
+        "P",
+    ]
+    with pytest.raises(UnknownBeatLabel) as unknown:
+        relabel(labels, 0, "X", 4)
+    assert unknown.value.code == "unknown_beat_label"
+    for beat in (-1, 4):
+        with pytest.raises(BeatOutOfRange) as outside:
+            relabel(labels, beat, "S", 4)
+        assert outside.value.code == "beat_out_of_range"
+    assert beat_counts(()) == {}
