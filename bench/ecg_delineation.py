@@ -4,7 +4,7 @@ Usage::
 
     python bench/ecg_delineation.py [--ecg-dir DIR] [--db ludb-dev] [--records odd|even|1-50,60]
                                     [--out DIR] [--jobs 2] [--no-peers] [--repeat 20]
-                                    [--json FILE]
+                                    [--json FILE] [--time-only]
 
 What it does
 ------------
@@ -28,6 +28,7 @@ that holds records 101-200. Within the dev half, a rule tuned on one subset
 4. Times delineation + measurements (:func:`ecg.measure.measure`) of the first record
    (10 s, 12 leads, 500 Hz on LUDB), best of ``--repeat``, on one pinned core. The
    figure is indicative on a shared machine; the lead runs it on an idle one.
+   ``--time-only`` does only this (seconds, not the minutes of the scoring).
 """
 
 from __future__ import annotations
@@ -191,6 +192,20 @@ def time_measure(record_path: Path, repeat: int) -> dict[str, float]:
     }
 
 
+def _print_timing(source: Path, repeat: int) -> dict[str, float]:
+    """Time the first record of ``source`` on one core and print it."""
+    first = sorted(source.glob("*.hea"), key=lambda p: (len(p.stem), p.stem))[0].with_suffix("")
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    timing = time_measure(first, repeat)
+    print(
+        f"\nDelineation + measurements of {first.name} ({timing['n_samples'] / timing['fs_hz']:.0f}"
+        f" s, {timing['n_leads']:.0f} leads, {timing['fs_hz']:.0f} Hz), best of {repeat} on"
+        f" one core: {timing['wall_ms']:.1f} ms wall, {timing['cpu_ms']:.1f} ms CPU (indicative:"
+        " shared machine)"
+    )
+    return timing
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -202,11 +217,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-peers", action="store_true", help="skip NeuroKit2 (minutes)")
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--json", type=Path, help="write every figure here")
+    parser.add_argument(
+        "--time-only", action="store_true", help="only the time of the first record (seconds)"
+    )
     args = parser.parse_args(argv)
     db = source = args.ecg_dir / args.db
     if not (db.is_dir() and any(db.glob("*.hea"))):
         print(f"no WFDB records in {db} (set --ecg-dir or TELECONSULT_ECG_DIR)", file=sys.stderr)
         return 2
+    if args.time_only:
+        _print_timing(source, args.repeat)
+        return 0
     with tempfile.TemporaryDirectory(prefix="ecg-delineation-") as tmp:
         work = Path(tmp)
         if args.records:
@@ -222,15 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table({"teleconsult": ours_ii, **peers}, "teleconsult")
     print(f"\n### {title}, all 12 leads pooled (teleconsult)\n")
     print_table({"teleconsult (12 leads)": ours_all}, "teleconsult (12 leads)")
-    first = sorted(source.glob("*.hea"), key=lambda p: (len(p.stem), p.stem))[0].with_suffix("")
-    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-    timing = time_measure(first, args.repeat)
-    print(
-        f"\nDelineation + measurements of {first.name} ({timing['n_samples'] / timing['fs_hz']:.0f}"
-        f" s, {timing['n_leads']:.0f} leads, {timing['fs_hz']:.0f} Hz), best of {args.repeat} on"
-        f" one core: {timing['wall_ms']:.1f} ms wall, {timing['cpu_ms']:.1f} ms CPU (indicative:"
-        " shared machine)"
-    )
+    timing = _print_timing(source, args.repeat)
     if args.json:
         doc = {"lead_ii": ours_ii, "all_leads": ours_all, "peers": peers, "timing": timing}
         args.json.write_text(json.dumps(doc, indent=1, default=float))

@@ -51,12 +51,19 @@ Design notes
   rule over each beat's leads.
 - Fiducials are sample indices (record coordinates for beats, template coordinates
   for templates) with :data:`MISSING` (-1) where absent.
+- **Speed.** The wave finders (extrema, Zhang's area corners, chords, the P
+  correlation, the median beats) are compiled kernels (:mod:`ecg._delineate_kernels`)
+  that give the numpy forms' fiducials (bit for bit; the P correlation within a few
+  ulp): called a few hundred times per 10 s record on short segments, numpy's
+  per-call overhead was most of the time. The smoothing low-pass is designed once
+  per rate.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -65,6 +72,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import signal as sps
 
+from ecg import _delineate_kernels as _kernels
 from ecg.errors import ConfigError, SignalError
 from ecg.filters import FilterMode, filter_zero_phase
 
@@ -439,57 +447,23 @@ class Delineation:
 
 def _extremum(y: FloatArray, sign: int = 0) -> int:
     """Index of the interior local extremum of largest |y| (of ``sign`` if given), -1."""
-    if y.size < 3:
-        return MISSING
-    dy = np.diff(y)
-    maxima = np.flatnonzero((dy[:-1] > 0) & (dy[1:] <= 0)) + 1
-    minima = np.flatnonzero((dy[:-1] < 0) & (dy[1:] >= 0)) + 1
-    cand = np.concatenate(
-        [maxima if sign >= 0 else maxima[:0], minima if sign <= 0 else minima[:0]]
-    )
-    if sign > 0:
-        cand = cand[y[cand] > 0]
-    elif sign < 0:
-        cand = cand[y[cand] < 0]
-    if cand.size == 0:
-        return MISSING
-    return int(cand[np.argmax(np.abs(y[cand]))])
+    return int(_kernels.extremum(y, 0, y.size, 0.0, sign))
 
 
 def _corner_after(y: FloatArray, peak: int, lo: int, hi: int, w: int, sign: float) -> int:
     """``t`` in [lo, hi) maximising ``sign * Σ_{k=t-w}^{t} (y[k] - y[t])`` (Zhang's T end)."""
-    if hi <= lo:
-        return MISSING
-    base = max(0, lo - w)
-    seg = y[base:hi]
-    c = np.concatenate(([0.0], np.cumsum(seg)))
-    t = np.arange(lo, hi)
-    start = np.maximum(t - w, 0)
-    area = (c[t + 1 - base] - c[start - base]) - (t + 1 - start) * y[t]
-    return int(t[np.argmax(sign * area)])
+    return int(_kernels.corner_after(y, lo, hi, w, sign))
 
 
 def _knee(y: FloatArray, lo: int, hi: int, sign: float) -> int:
     """The sample of [lo, hi] farthest from the chord between its ends, on the side away
     from the wave (``sign``): where the flat ST segment bends into the T wave."""
-    if hi - lo < 2:
-        return MISSING
-    seg = y[lo : hi + 1]
-    chord = np.linspace(seg[0], seg[-1], seg.size)
-    return lo + int(np.argmax(sign * (chord - seg)))
+    return int(_kernels.knee(y, lo, hi, sign))
 
 
 def _corner_before(y: FloatArray, lo: int, hi: int, w: int, sign: float) -> int:
     """``t`` in [lo, hi) maximising ``sign * Σ_{k=t}^{t+w} (y[k] - y[t])``."""
-    if hi <= lo:
-        return MISSING
-    top = min(y.size, hi + w)
-    seg = y[lo:top]
-    c = np.concatenate(([0.0], np.cumsum(seg)))
-    t = np.arange(lo, hi)
-    stop = np.minimum(t + w + 1, y.size)
-    area = (c[stop - lo] - c[t - lo]) - (stop - t) * y[t]
-    return int(t[np.argmax(sign * area)])
+    return int(_kernels.corner_before(y, lo, hi, w, sign))
 
 
 @dataclass(frozen=True, slots=True)
@@ -523,12 +497,7 @@ def _lead_peak(lp: FloatArray, r: int, lo: int, hi: int, fs: float, r_fraction: 
 def _qrs_peak_between(y: FloatArray, on: int, off: int, r_fraction: float) -> int:
     """The lead's R wave between the QRS onset and offset (the line between them as
     baseline), or the deepest point when R is under ``r_fraction`` of the largest."""
-    seg = y[on : off + 1]
-    seg = seg - np.linspace(seg[0], seg[-1], seg.size)
-    up, down = int(np.argmax(seg)), int(np.argmin(seg))
-    if seg[up] >= r_fraction * max(seg[up], -seg[down]):
-        return on + up
-    return on + down
+    return int(_kernels.peak_between(y, on, off, r_fraction))
 
 
 def _first_quiet(below: NDArray[np.bool_], hold: int) -> int:
@@ -620,15 +589,14 @@ def _t_wave(
     end = min(hi, pk + round(span_s * fs))
     if end - start < round(0.06 * fs):
         return MISSING, MISSING, MISSING
-    y = sm[start:end] - iso
-    a, b = 0, y.size
+    a, b = 0, end - start
     if near != MISSING:
         radius = round(cfg.t_near_s * fs)
-        a, b = max(0, near - radius - start), min(y.size, near + radius + 1 - start)
+        a, b = max(0, near - radius - start), min(end - start, near + radius + 1 - start)
         if b - a < 3:
             return MISSING, MISSING, MISSING
-    tp = _extremum(y[a:b], sign)
-    if tp == MISSING or abs(y[a + tp]) < cfg.t_min_mv:
+    tp = int(_kernels.extremum(sm, start + a, start + b, iso, sign))
+    if tp == MISSING or abs(sm[start + a + tp] - iso) < cfg.t_min_mv:
         return MISSING, MISSING, MISSING
     tp += start + a
     s = 1.0 if sm[tp] - iso > 0 else -1.0
@@ -728,6 +696,16 @@ def _blank(signal: FloatArray, spikes: IntArray, fs: float) -> FloatArray:
     return out
 
 
+@functools.lru_cache(maxsize=16)
+def _lowpass_design(cutoff_hz: float, fs_hz: float) -> FloatArray:
+    """The smoothing low-pass (second-order Butterworth sections), designed once per
+    cut-off and rate: a design costs about as much as a lead's delineation. Read-only;
+    scipy's filters get a copy."""
+    sos = np.asarray(sps.butter(2, cutoff_hz, fs=fs_hz, output="sos"), dtype=np.float64)
+    sos.flags.writeable = False
+    return sos
+
+
 def _prepare(signal: FloatArray, fs: float, cfg: DelineateConfig) -> list[_Lead]:
     finite = np.isfinite(signal)
     lp_all = np.where(
@@ -736,7 +714,7 @@ def _prepare(signal: FloatArray, fs: float, cfg: DelineateConfig) -> list[_Lead]
     wide_all = np.where(
         finite, filter_zero_phase(signal, fs, FilterMode.DIAGNOSTIC, cfg.mains_hz), 0.0
     )
-    sos = sps.butter(2, min(cfg.smooth_hz, 0.4 * fs), fs=fs, output="sos")
+    sos = _lowpass_design(min(cfg.smooth_hz, 0.4 * fs), fs).copy()
     n = signal.shape[0]
     sm_all = sps.sosfiltfilt(sos, lp_all, axis=0) if n > 15 else lp_all.copy()
     slope_all = np.abs(np.gradient(lp_all, axis=0)) if n > 1 else np.zeros_like(lp_all)
@@ -835,10 +813,6 @@ def _delineate_template(
             p_on = p_pk = p_off = MISSING
     fid = Fiducials(p_on, p_pk, p_off, own_on, pk, own_off, t_on, tp, t_off)
     return fid, iso_wide, absent_p, p_amp
-
-
-def _template_lead(stack: FloatArray) -> FloatArray:
-    return np.asarray(np.median(stack, axis=0), dtype=np.float64)
 
 
 def delineate(
@@ -1122,12 +1096,12 @@ def _make_template(
 
 def _median_beat(lead: _Lead, rows: IntArray) -> _Lead:
     """The median beat of one lead over the beats whose samples are ``rows``."""
-    lp = _template_lead(lead.lp[rows])
+    lp = _kernels.median_rows(lead.lp, rows)
     slope = np.abs(np.gradient(lp)) if lp.size > 1 else np.zeros_like(lp)
     return _Lead(
         lp=lp,
-        sm=_template_lead(lead.sm[rows]),
-        wide=_template_lead(lead.wide[rows]),
+        sm=_kernels.median_rows(lead.sm, rows),
+        wide=_kernels.median_rows(lead.wide, rows),
         slope=slope,
         noise_slope=lead.noise_slope,
         noise_mv=lead.noise_mv / math.sqrt(max(1, rows.shape[0])),
@@ -1281,13 +1255,9 @@ def _p_matches(
     """The beat's P window at ``start`` (or up to ``lag`` samples either side: its own
     P peak is a noisy alignment) correlates with the template's P ``p_ref``."""
     for st in range(start - lag, start + lag + 1):
-        stop = st + p_ref.size
-        if st < 0 or stop > lead.lp.size:
+        if st < 0 or st + p_ref.size > lead.lp.size:
             continue
-        seg = lead.lp[st:stop]
-        seg = seg - np.linspace(seg[0], seg[-1], seg.size)
-        denom = float(np.linalg.norm(seg) * np.linalg.norm(p_ref))
-        if denom > 0 and float(seg @ p_ref) / denom >= cfg.p_corr:
+        if _kernels.p_correlation(lead.lp, st, p_ref) >= cfg.p_corr:
             return True
     return False
 

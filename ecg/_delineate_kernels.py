@@ -1,0 +1,240 @@
+"""Compiled wave finders of the delineation (numba, through :func:`ecg._jit.jit`).
+
+Design notes
+------------
+- Each kernel is the numpy expression it replaces in :mod:`ecg.delineate`, computed
+  in a loop over the samples: a 10 s 12-lead record calls the wave finders a few
+  hundred times on segments of 10-200 samples, where numpy's per-call overhead (a
+  dozen temporary arrays per call) was most of the delineation's time.
+- The same operations in the same order, so the same results bit for bit: the
+  cumulative sums are sequential (as ``numpy.cumsum``), the chord between a segment's
+  ends is ``numpy.linspace``'s (``start + i * step``, the last sample ``stop``), and an
+  arg-max is the first of the largest (as ``numpy.argmax``; the candidates in
+  :func:`extremum` in the order of the numpy form: the maxima, then the minima).
+- :func:`median_rows` takes each column's median as ``numpy.median`` does (the middle
+  value, or the mean of the two middle ones), without the stacked copy of the beats: a
+  few values are sorted, more go through the selection of
+  ``_rhythm_kernels._sorted_median``, copied here rather than imported (numba's cache
+  is per file, see :mod:`ecg._jit`).
+- :func:`p_correlation` sums its dot products sequentially where numpy calls BLAS
+  (whose order depends on the library): within a few ulp of the numpy form.
+- Kernels call only kernels of this module (numba's cache is per file, see
+  :mod:`ecg._jit`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ecg._jit import jit
+
+__all__ = [
+    "corner_after",
+    "corner_before",
+    "extremum",
+    "knee",
+    "median_rows",
+    "p_correlation",
+    "peak_between",
+]
+
+FloatArray = NDArray[np.float64]
+
+
+@jit
+def _chord(first: float, last: float, n: int, i: int) -> float:
+    """Sample ``i`` of ``numpy.linspace(first, last, n)`` (n >= 2)."""
+    if i == n - 1:
+        return last
+    div = n - 1
+    delta = last - first
+    step = delta / div
+    if step == 0.0:
+        return (i / div) * delta + first
+    return i * step + first
+
+
+@jit
+def extremum(y: FloatArray, lo: int, hi: int, offset: float, sign: int) -> int:
+    """Index (from ``lo``) of the interior local extremum of largest ``|y - offset|`` in
+    ``y[lo:hi]`` (a maximum above ``offset`` for ``sign`` > 0, a minimum below it for
+    ``sign`` < 0, either for 0); -1 when none."""
+    n = hi - lo
+    if n < 3:
+        return -1
+    best = -1
+    best_abs = -1.0
+    if sign >= 0:
+        for k in range(1, n - 1):
+            here = y[lo + k] - offset
+            before = here - (y[lo + k - 1] - offset)
+            after = (y[lo + k + 1] - offset) - here
+            if before > 0 and after <= 0 and (sign == 0 or here > 0) and abs(here) > best_abs:
+                best, best_abs = k, abs(here)
+    if sign <= 0:
+        for k in range(1, n - 1):
+            here = y[lo + k] - offset
+            before = here - (y[lo + k - 1] - offset)
+            after = (y[lo + k + 1] - offset) - here
+            if before < 0 and after >= 0 and (sign == 0 or here < 0) and abs(here) > best_abs:
+                best, best_abs = k, abs(here)
+    return best
+
+
+@jit
+def corner_after(y: FloatArray, lo: int, hi: int, w: int, sign: float) -> int:
+    """``t`` in [lo, hi) maximising ``sign * Σ_{k=t-w}^{t} (y[k] - y[t])``; -1 if empty."""
+    if hi <= lo:
+        return -1
+    base = max(0, lo - w)
+    c = np.empty(hi - base + 1)
+    c[0] = 0.0
+    for k in range(base, hi):
+        c[k - base + 1] = c[k - base] + y[k]
+    best = -1
+    best_value = -math.inf
+    for t in range(lo, hi):
+        start = max(t - w, 0)
+        area = (c[t + 1 - base] - c[start - base]) - (t + 1 - start) * y[t]
+        value = sign * area
+        if best == -1 or value > best_value:
+            best, best_value = t, value
+    return best
+
+
+@jit
+def corner_before(y: FloatArray, lo: int, hi: int, w: int, sign: float) -> int:
+    """``t`` in [lo, hi) maximising ``sign * Σ_{k=t}^{t+w} (y[k] - y[t])``; -1 if empty."""
+    if hi <= lo:
+        return -1
+    top = min(y.size, hi + w)
+    c = np.empty(top - lo + 1)
+    c[0] = 0.0
+    for k in range(lo, top):
+        c[k - lo + 1] = c[k - lo] + y[k]
+    best = -1
+    best_value = -math.inf
+    for t in range(lo, hi):
+        stop = min(t + w + 1, y.size)
+        area = (c[stop - lo] - c[t - lo]) - (stop - t) * y[t]
+        value = sign * area
+        if best == -1 or value > best_value:
+            best, best_value = t, value
+    return best
+
+
+@jit
+def knee(y: FloatArray, lo: int, hi: int, sign: float) -> int:
+    """The sample of [lo, hi] farthest from the chord between its ends on the ``sign``
+    side (``sign * (chord - y)`` largest); -1 when hi - lo < 2."""
+    if hi - lo < 2:
+        return -1
+    n = hi - lo + 1
+    best = -1
+    best_value = -math.inf
+    for i in range(n):
+        value = sign * (_chord(y[lo], y[hi], n, i) - y[lo + i])
+        if best == -1 or value > best_value:
+            best, best_value = i, value
+    return lo + best
+
+
+@jit
+def peak_between(y: FloatArray, on: int, off: int, r_fraction: float) -> int:
+    """Highest point of ``y[on:off + 1]`` above the chord between its ends, or its
+    deepest below it when the highest is under ``r_fraction`` of the larger."""
+    n = off - on + 1
+    up = down = 0
+    top = bottom = 0.0
+    for i in range(n):
+        value = y[on + i] - _chord(y[on], y[off], n, i)
+        if i == 0 or value > top:
+            up, top = i, value
+        if i == 0 or value < bottom:
+            down, bottom = i, value
+    if top >= r_fraction * max(top, -bottom):
+        return on + up
+    return on + down
+
+
+@jit
+def p_correlation(lp: FloatArray, start: int, p_ref: FloatArray) -> float:
+    """Correlation of ``lp[start:start + p_ref.size]`` (less the chord between its
+    ends) with ``p_ref``; NaN when either is flat (it matches no threshold)."""
+    n = p_ref.size
+    first, last = lp[start], lp[start + n - 1]
+    dot = seg_sq = ref_sq = 0.0
+    for i in range(n):
+        value = lp[start + i] - _chord(first, last, n, i)
+        dot += value * p_ref[i]
+        seg_sq += value * value
+        ref_sq += p_ref[i] * p_ref[i]
+    denom = math.sqrt(seg_sq) * math.sqrt(ref_sq)
+    return dot / denom if denom > 0 else math.nan
+
+
+# Up to this many values a median sorts them (insertion sort), above it selects.
+SMALL_SORT = 16
+
+
+@jit
+def _select_median(values: FloatArray) -> float:
+    """The median of finite ``values`` as ``numpy.median`` gives it (the middle value,
+    or the mean of the two middle ones); reorders them in place (a few are sorted, more
+    go through Hoare's selection, as ``numpy.partition`` does)."""
+    n = values.shape[0]
+    half = n // 2
+    if n <= SMALL_SORT:
+        for i in range(1, n):  # insertion sort: fewer steps for a few beats
+            value = values[i]
+            j = i - 1
+            while j >= 0 and values[j] > value:
+                values[j + 1] = values[j]
+                j -= 1
+            values[j + 1] = value
+        if n % 2:
+            return float(values[half])
+        return float((values[half - 1] + values[half]) / 2.0)
+    lo, hi = 0, n - 1
+    while lo < hi:
+        pivot = values[(lo + hi) // 2]
+        i, j = lo, hi
+        while i <= j:
+            while values[i] < pivot:
+                i += 1
+            while values[j] > pivot:
+                j -= 1
+            if i <= j:
+                values[i], values[j] = values[j], values[i]
+                i += 1
+                j -= 1
+        if half <= j:
+            hi = j
+        elif half >= i:
+            lo = i
+        else:
+            break
+    upper = values[half]
+    if n % 2:
+        return float(upper)
+    lower = values[0]  # the largest value of rank below ``half``
+    for k in range(1, half):
+        lower = max(lower, values[k])
+    return float((lower + upper) / 2.0)
+
+
+@jit
+def median_rows(y: FloatArray, rows: NDArray[np.int64]) -> FloatArray:
+    """``numpy.median(y[rows], axis=0)`` for finite ``y``: the median beat of the beats
+    whose samples are the rows of ``rows`` (at least one)."""
+    n_beats, span = rows.shape
+    out = np.empty(span)
+    column = np.empty(n_beats)
+    for c in range(span):
+        for b in range(n_beats):
+            column[b] = y[rows[b, c]]
+        out[c] = _select_median(column)
+    return out

@@ -1,0 +1,187 @@
+"""Compiled wave finders of the delineation against the numpy forms they replace: the
+same index (or value) bit for bit, the P correlation within 1e-12, and the same
+delineation of real records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from ecg import _delineate_kernels as kernels
+from ecg import delineate as delineate_module
+from ecg.delineate import delineate
+from ecg.detect import detect_qrs
+from ecg.record import read_record
+
+FloatArray = npt.NDArray[np.float64]
+
+# Segments as the wave finders see them: smooth waves, flat runs and exact ties.
+values = st.one_of(st.floats(-2.0, 2.0), st.sampled_from([0.0, 0.25, -0.25, 1.0]))
+segments = hnp.arrays(np.float64, st.integers(0, 80), elements=values)
+
+
+def extremum_numpy(y: FloatArray, sign: int) -> int:
+    if y.size < 3:
+        return -1
+    dy = np.diff(y)
+    maxima = np.flatnonzero((dy[:-1] > 0) & (dy[1:] <= 0)) + 1
+    minima = np.flatnonzero((dy[:-1] < 0) & (dy[1:] >= 0)) + 1
+    cand = np.concatenate(
+        [maxima if sign >= 0 else maxima[:0], minima if sign <= 0 else minima[:0]]
+    )
+    if sign > 0:
+        cand = cand[y[cand] > 0]
+    elif sign < 0:
+        cand = cand[y[cand] < 0]
+    if cand.size == 0:
+        return -1
+    return int(cand[np.argmax(np.abs(y[cand]))])
+
+
+def corner_after_numpy(y: FloatArray, lo: int, hi: int, w: int, sign: float) -> int:
+    if hi <= lo:
+        return -1
+    base = max(0, lo - w)
+    c = np.concatenate(([0.0], np.cumsum(y[base:hi])))
+    t = np.arange(lo, hi)
+    start = np.maximum(t - w, 0)
+    area = (c[t + 1 - base] - c[start - base]) - (t + 1 - start) * y[t]
+    return int(t[np.argmax(sign * area)])
+
+
+def corner_before_numpy(y: FloatArray, lo: int, hi: int, w: int, sign: float) -> int:
+    if hi <= lo:
+        return -1
+    top = min(y.size, hi + w)
+    c = np.concatenate(([0.0], np.cumsum(y[lo:top])))
+    t = np.arange(lo, hi)
+    stop = np.minimum(t + w + 1, y.size)
+    area = (c[stop - lo] - c[t - lo]) - (stop - t) * y[t]
+    return int(t[np.argmax(sign * area)])
+
+
+def knee_numpy(y: FloatArray, lo: int, hi: int, sign: float) -> int:
+    if hi - lo < 2:
+        return -1
+    seg = y[lo : hi + 1]
+    chord = np.linspace(seg[0], seg[-1], seg.size)
+    return lo + int(np.argmax(sign * (chord - seg)))
+
+
+def peak_between_numpy(y: FloatArray, on: int, off: int, r_fraction: float) -> int:
+    seg = y[on : off + 1]
+    seg = seg - np.linspace(seg[0], seg[-1], seg.size)
+    up, down = int(np.argmax(seg)), int(np.argmin(seg))
+    if seg[up] >= r_fraction * max(seg[up], -seg[down]):
+        return on + up
+    return on + down
+
+
+def p_correlation_numpy(lp: FloatArray, start: int, p_ref: FloatArray) -> float:
+    seg = lp[start : start + p_ref.size]
+    seg = seg - np.linspace(seg[0], seg[-1], seg.size)
+    denom = float(np.linalg.norm(seg) * np.linalg.norm(p_ref))
+    return float(seg @ p_ref) / denom if denom > 0 else float("nan")
+
+
+@settings(max_examples=300, deadline=None)
+@given(segments, st.sampled_from([-1, 0, 1]), st.sampled_from([0.0, 0.1, -0.3]))
+def test_extremum_is_the_numpy_one(y: FloatArray, sign: int, offset: float) -> None:
+    """The largest local extremum (of a sign) of y - offset, ties to the numpy order."""
+    lo, hi = min(2, y.size), y.size
+    expected = extremum_numpy(y[lo:hi] - offset, sign)
+    assert kernels.extremum(y, lo, hi, offset, sign) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(segments, st.data(), st.integers(1, 12), st.sampled_from([-1.0, 1.0]))
+def test_corners_are_the_numpy_ones(
+    y: FloatArray, data: st.DataObject, w: int, sign: float
+) -> None:
+    """Zhang's area corners after and before a wave, on any range of the segment."""
+    lo = data.draw(st.integers(0, max(0, y.size)))
+    hi = data.draw(st.integers(lo, max(lo, y.size)))
+    assert kernels.corner_after(y, lo, hi, w, sign) == corner_after_numpy(y, lo, hi, w, sign)
+    assert kernels.corner_before(y, lo, hi, w, sign) == corner_before_numpy(y, lo, hi, w, sign)
+
+
+@settings(max_examples=300, deadline=None)
+@given(segments, st.data(), st.sampled_from([-1.0, 1.0]), st.sampled_from([0.0, 0.4, 1.0]))
+def test_chord_measures_are_the_numpy_ones(
+    y: FloatArray, data: st.DataObject, sign: float, r_fraction: float
+) -> None:
+    """The knee under the chord and the R peak above it, numpy.linspace's chord."""
+    lo = data.draw(st.integers(0, max(0, y.size - 1)))
+    hi = data.draw(st.integers(lo, max(lo, y.size - 1)))
+    assert kernels.knee(y, lo, hi, sign) == knee_numpy(y, lo, hi, sign)
+    if y.size and hi > lo:
+        expected = peak_between_numpy(y, lo, hi, r_fraction)
+        assert kernels.peak_between(y, lo, hi, r_fraction) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(hnp.arrays(np.float64, st.integers(30, 80), elements=values), st.integers(2, 20))
+def test_p_correlation_is_the_numpy_one(lp: FloatArray, size: int) -> None:
+    """Correlation of a chord-less window with a reference P, within 1e-12."""
+    p_ref = np.sin(np.linspace(0.0, np.pi, size))
+    p_ref -= np.linspace(p_ref[0], p_ref[-1], size)
+    for start in (0, lp.size - size):
+        got = kernels.p_correlation(lp, start, p_ref)
+        expected = p_correlation_numpy(lp, start, p_ref)
+        assert (np.isnan(got) and np.isnan(expected)) or abs(got - expected) <= 1e-12
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 30), st.integers(0, 2**32 - 1), st.booleans())
+def test_median_rows_is_numpys(n_beats: int, span: int, seed: int, ties: bool) -> None:
+    """The median beat equals np.median(y[rows], axis=0): odd and even beat counts,
+    a few beats (sorted) and many (selected), ties."""
+    rng = np.random.default_rng(seed)
+    y = rng.standard_normal(400)
+    if ties:
+        y = np.round(y * 2.0) / 2.0
+    starts = rng.integers(0, 400 - span, n_beats)
+    rows = starts[:, None] + np.arange(span)[None, :]
+    assert np.array_equal(kernels.median_rows(y, rows), np.median(y[rows], axis=0))
+
+
+def _numpy_kernels() -> SimpleNamespace:
+    """The numpy forms, with the kernels' signatures."""
+    return SimpleNamespace(
+        extremum=lambda y, lo, hi, offset, sign: extremum_numpy(y[lo:hi] - offset, sign),
+        corner_after=corner_after_numpy,
+        corner_before=corner_before_numpy,
+        knee=knee_numpy,
+        peak_between=peak_between_numpy,
+        p_correlation=p_correlation_numpy,
+        median_rows=lambda y, rows: np.median(y[rows], axis=0),
+    )
+
+
+@pytest.mark.parametrize("name", ["8", "35", "40", "90"])
+def test_delineation_with_kernels_is_the_numpy_one(
+    ecg_dir: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LUDB records (AF, flutter, sinus, paced): every fiducial of every beat and lead
+    and of the median beats is the one the numpy forms give."""
+    base = ecg_dir / "ludb-dev" / name
+    if not base.with_suffix(".hea").exists():
+        pytest.skip("ludb-dev not present")
+    record = read_record(str(base))
+    beats = np.unique(np.asarray(detect_qrs(record.signal_mv, record.fs_hz), np.int64))
+    compiled = delineate(record.signal_mv, record.fs_hz, record.lead_names, beats)
+    monkeypatch.setattr(delineate_module, "_kernels", _numpy_kernels())
+    plain = delineate(record.signal_mv, record.fs_hz, record.lead_names, beats)
+    assert np.array_equal(compiled.beat_fiducials.points, plain.beat_fiducials.points)
+    for ours, theirs in zip(compiled.per_lead, plain.per_lead, strict=True):
+        assert np.array_equal(ours.points, theirs.points), ours.lead
+    assert [t.fiducials for t in compiled.templates] == [t.fiducials for t in plain.templates]
+    assert compiled.global_ == plain.global_
+    assert (compiled.beat_fiducials.p_present == plain.beat_fiducials.p_present).all()
