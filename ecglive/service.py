@@ -651,7 +651,11 @@ class EcgService:
         # event loop: every stored stream once at start (the scan of unfinished ones
         # included), then updated as streams start and end.
         self._catalog: dict[uuid.UUID, StreamInfo] = {i.stream: i for i in self.store.streams()}
-        self.service = StreamService(self.store, listener=self, on_takeover=self._takeover)
+        # A stream's WFDB record is written off the event loop (a long one takes a while);
+        # its ``ended`` goes out with a group commit after that.
+        self.service = StreamService(
+            self.store, listener=self, on_takeover=self._takeover, finalise_threads=2
+        )
         self.chunk_s = chunk_s
         self.idle_chunk_s = idle_chunk_s
         self.live_config = live_config or LiveConfig()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import signal
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -182,6 +184,32 @@ def test_synthetic_record_is_bit_exact(tmp_path: Path) -> None:
     info = service.store.info(start.stream)
     assert info.ended
     assert info.total_samples == len(samples)
+
+
+def test_record_files_are_those_wfdb_writes(tmp_path: Path) -> None:
+    """The store writes the record's signal file itself (wfdb's writer packs one sample
+    at a time: seconds for a long stream); header and signal file are byte for byte what
+    ``wfdb.wrsamp`` writes from the same samples and fields (its checksums included)."""
+    rng = np.random.default_rng(7)
+    samples = rng.integers(-32768, 32768, size=(5003, 12)).astype(np.int16)
+    samples[0], samples[-1] = -32768, 32767
+    start = make_start(baseline=list(range(-6, 6)), adc_gain=[100.0 + i for i in range(12)])
+    store = StreamStore(tmp_path / "store")
+    writer = store.open(DEVICE, start)
+    writer.append(0, samples)
+    record = writer.finalise(len(samples))
+    reference = tmp_path / "wfdb"
+    reference.mkdir()
+    wfdb.wrsamp(
+        str(start.stream), fs=start.fs_hz, units=["mV"] * 12, sig_name=list(start.leads),
+        d_signal=samples, fmt=["16"] * 12, adc_gain=list(start.adc_gain),
+        baseline=list(start.baseline), comments=wfdb.rdheader(str(record)).comments,
+        base_date=start.start_time.date(), base_time=start.start_time.time().replace(tzinfo=None),
+        write_dir=str(reference),
+    )  # fmt: skip
+    for suffix in (".hea", ".dat"):
+        ours = record.with_suffix(suffix).read_bytes()
+        assert ours == (reference / f"{start.stream}{suffix}").read_bytes(), suffix
 
 
 def test_mitdb_100_record_is_bit_exact_after_drops(ecg_dir: Path, tmp_path: Path) -> None:
@@ -454,3 +482,100 @@ def test_torn_tail_found_at_start_is_cut_at_the_first_open(tmp_path: Path) -> No
     reopened.append(100, block(100, 50))
     reopened.sync()
     np.testing.assert_array_equal(StreamStore(tmp_path).read_samples(start.stream), block(0, 150))
+
+
+class GatedStore(StreamStore):
+    """A store whose records wait for ``gate`` before they are written: the tests below
+    act while a stream's record is being written in the service's finalise thread."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.gate = threading.Event()
+
+    def write_record(self, stream: uuid.UUID) -> Path:
+        assert self.gate.wait(30), "the test never opened the gate"
+        return super().write_record(stream)
+
+
+def finish_records(service: StreamService) -> list[tuple[DeviceSession, list[object]]]:
+    """Wait for the records being written, then what the next commit tells each session."""
+    concurrent.futures.wait(service.records_in_progress(), timeout=30)
+    return [(session, sent(out)) for session, out in service.flush()]
+
+
+def test_a_record_is_written_off_the_caller_and_ended_at_the_next_commit(tmp_path: Path) -> None:
+    """With finalise threads, ``end`` returns at once; the record is written in a thread
+    and the next commit answers ``ended``, after the listener is told; the record holds
+    every sample."""
+    listener = Recorder()
+    store = GatedStore(tmp_path)
+    service = StreamService(store, listener=listener, finalise_threads=1)
+    start = make_start()
+    samples = block(0, 300)
+    session = stream_through_service(service, start, samples, frame_samples=100)
+    assert service.receive_text(session, encode_message(End(start.stream, 300))) == []
+    assert service.flush() == []  # still being written: nothing to tell yet
+    assert listener.ended == []
+    store.gate.set()
+    assert finish_records(service) == [(session, [Ended(start.stream, 300)])]
+    assert listener.ended == [store.record_path(start.stream)]
+    stored = wfdb.rdrecord(str(store.record_path(start.stream)), physical=False)
+    np.testing.assert_array_equal(stored.d_signal, samples)
+    assert service.flush() == []  # told once
+    service.close()
+
+
+def test_a_resume_while_the_record_is_written_is_answered_ended(tmp_path: Path) -> None:
+    """A device that reconnects and resumes its stream while the record is being written
+    waits for it and is answered ``ended`` with the total; the old connection, which
+    sent the end, gets its ``ended`` and is then superseded."""
+    told: list[DeviceSession] = []
+    store = GatedStore(tmp_path)
+    service = StreamService(
+        store, on_takeover=lambda old, out: told.append(old), finalise_threads=1
+    )
+    start = make_start()
+    old = stream_through_service(service, start, block(0, 200), frame_samples=100)
+    assert service.receive_text(old, encode_message(End(start.stream, 200))) == []
+    new = DeviceSession(DEVICE)
+    assert service.receive_text(new, encode_message(start)) == []  # waits for the record
+    store.gate.set()
+    answers = finish_records(service)
+    assert answers == [(old, [Ended(start.stream, 200)]), (new, [Ended(start.stream, 200)])]
+    assert told == [old]
+    assert store.info(start.stream).total_samples == 200
+    service.close()
+
+
+def test_a_connection_lost_while_the_record_is_written_keeps_the_record(tmp_path: Path) -> None:
+    """The connection that ended a stream goes before its record is written: the record
+    is written all the same, the listener told, the writer closed; a later resume is
+    answered ``ended``."""
+    listener = Recorder()
+    store = GatedStore(tmp_path)
+    service = StreamService(store, listener=listener, finalise_threads=1)
+    start = make_start()
+    session = stream_through_service(service, start, block(0, 200), frame_samples=100)
+    service.receive_text(session, encode_message(End(start.stream, 200)))
+    service.connection_lost(session)
+    store.gate.set()
+    assert finish_records(service) == [(session, [])]
+    assert listener.ended == [store.record_path(start.stream)]
+    again = DeviceSession(DEVICE)
+    assert sent(service.receive_text(again, encode_message(start))) == [Ended(start.stream, 200)]
+    service.close()
+
+
+def test_closing_the_service_finishes_the_records_being_written(tmp_path: Path) -> None:
+    """A server stopping while records are written waits for them and tells the listener
+    (the finished stream is re-annotated and its end recorded)."""
+    listener = Recorder()
+    store = GatedStore(tmp_path)
+    service = StreamService(store, listener=listener, finalise_threads=1)
+    start = make_start()
+    session = stream_through_service(service, start, block(0, 100), frame_samples=100)
+    service.receive_text(session, encode_message(End(start.stream, 100)))
+    store.gate.set()
+    service.close()
+    assert listener.ended == [store.record_path(start.stream)]
+    assert StreamStore(tmp_path).info(start.stream).ended
