@@ -47,7 +47,7 @@ from api.webhooks import WebhookSender
 from api.ws_device import Declaration, DeviceEndpoint
 from consults.accounts import Principal
 from consults.directory import Role
-from consults.errors import Conflict, ConsultsError, NotFound
+from consults.errors import Conflict, ConsultsError, NotFound, RepositoryError
 from consults.lifecycle import Party
 from consults.reading_service import ReadingNotice, ReadingService
 from consults.repositories import PageRequest, PeopleFilter
@@ -534,6 +534,31 @@ class StreamSignals:
 
 # Streams whose live critical codes are remembered (to tell each once).
 _LIVE_CRITICAL_STREAMS: Final = 10_000
+# A stream's catalogue row is written again after a failure of the store (a lock held
+# too long, PostgreSQL restarting), waiting this long between tries.
+_RECORD_RETRIES_S: Final = (0.5, 2.0, 8.0, 30.0)
+
+
+def with_retries(
+    what: str, write: Callable[[], None], pauses_s: tuple[float, ...] = _RECORD_RETRIES_S
+) -> None:
+    """Run ``write`` (a stream's catalogue row, in the records' thread), again after
+    each ``RepositoryError``; log what finally fails, an unexpected error with its
+    traceback (a worker thread's exception would otherwise be lost)."""
+    for pause_s in (*pauses_s, None):
+        try:
+            write()
+            return
+        except RepositoryError:
+            if pause_s is None:
+                logger.error("%s not recorded: the store is unavailable", what)
+                return
+            logger.warning("%s not recorded yet: the store is unavailable; again in %.1f s",
+                           what, pause_s)  # fmt: skip
+            time.sleep(pause_s)
+        except Exception:
+            logger.exception("%s not recorded", what)
+            return
 
 
 def connect_reading_tasks(service: EcgService, platform: Platform) -> None:
@@ -569,8 +594,10 @@ def connect_reading_tasks(service: EcgService, platform: Platform) -> None:
             )  # fmt: skip
         except Conflict:
             pass  # resumed after a restart: recorded when it started
+        except RepositoryError:
+            raise  # tried again
         except ConsultsError as exc:
-            logger.info("a stream not recorded: %s", exc.code)
+            logger.warning("a stream not recorded: %s", exc.code)
         make_task(start, device.institution)
 
     def record_end(start: Start, samples: int) -> None:  # the records' thread
@@ -578,8 +605,10 @@ def connect_reading_tasks(service: EcgService, platform: Platform) -> None:
             streams.end_stream(str(start.stream), time.time(), samples)
         except NotFound:
             pass  # not a registered cart's
+        except RepositoryError:
+            raise  # tried again
         except ConsultsError as exc:
-            logger.info("a stream's end not recorded: %s", exc.code)
+            logger.warning("a stream's end not recorded: %s", exc.code)
 
     def make_task(start: Start, institution: str) -> None:
         try:
@@ -587,17 +616,21 @@ def connect_reading_tasks(service: EcgService, platform: Platform) -> None:
                 str(start.stream), institution, start.patient, start.start_time,
                 critical_codes=[], top_statements=[],
             )  # fmt: skip
+        except RepositoryError:
+            raise  # tried again
         except ConsultsError as exc:
-            logger.info("no reading task for a stream: %s", exc.code)
+            logger.warning("no reading task for a stream: %s", exc.code)
 
     def on_stream(action: str, start: Start) -> None:
         if audit is not None:
             audit(action, start)
         if action in ("stream.started", "stream.resumed"):
-            records.submit(record_start, start)
+            records.submit(with_retries, "a stream's start", functools.partial(record_start, start))
         elif action == "stream.ended":
             summary = service.ecg_stream(str(start.stream))
-            records.submit(record_end, start, 0 if summary is None else summary.samples)
+            samples = 0 if summary is None else summary.samples
+            end = functools.partial(record_end, start, samples)
+            records.submit(with_retries, "a stream's end", end)
 
     def on_annotated(start: Start, annotation: Annotation) -> None:  # the batch thread
         for finding in annotation.critical or ():
