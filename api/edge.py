@@ -36,7 +36,10 @@ Transport settings, and why:
   block one host is given); one over ``max_connections_per_address`` is refused in the
   upgrade with HTTP 429 and the reason as the body, before any token is read, so that
   one host (a misbehaving clinic NAT, a flood) cannot take every file descriptor. The
-  count is kept only while connections are open; no address is logged.
+  count is kept only while connections are open; no address is logged. Open HTTP
+  connections are counted apart, by the same key (:class:`CountedH11Protocol`,
+  ``max_http_connections_per_address``): uvicorn times out an idle keep-alive
+  connection but not one that never sends a request.
 - Shutdown: every WebSocket is closed with 1001 first (as before: a client reconnects),
   then uvicorn stops, then the pumps settle (media calls, Store writes, last commit).
 """
@@ -45,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import socket
@@ -57,6 +61,7 @@ import uvicorn
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.types import ControllerRouterHandler, Middleware
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from api.app import HealthCheck, RawEndpoint, create_app
 from api.edge_config import ApiConfig, EdgeConfig
@@ -137,6 +142,62 @@ class AddressCounts:
         return self._open.get(key, 0)
 
 
+class CountedH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, its connection counted against its client address
+    (``counts``). One over the limit is answered ``refusal`` (a whole 429 response) and
+    closed before a byte of it is read: uvicorn times out an idle keep-alive connection,
+    but not one that never sends a request, so without this one host could hold every
+    file descriptor. A connection upgraded to a WebSocket leaves this count when it
+    upgrades (the WebSocket endpoints count theirs, :meth:`EdgeServer._counted`)."""
+
+    def __init__(self, *args: Any, counts: AddressCounts, refusal: bytes, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._counts = counts
+        self._refusal = refusal
+        self._counted_as: str | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        key = address_key(self.client)
+        if self._counts.take(key):
+            self._counted_as = key
+            return
+        logger.info("refused an HTTP connection: %d open from its address", self._counts.held(key))
+        transport.write(self._refusal)
+        transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._uncount()
+        super().connection_lost(exc)
+
+    def handle_websocket_upgrade(self, event: Any) -> None:
+        self._uncount()
+        super().handle_websocket_upgrade(event)
+
+    def data_received(self, data: bytes) -> None:
+        if self._counted_as is None:
+            return  # refused: closing
+        super().data_received(data)
+
+    def _uncount(self) -> None:
+        if self._counted_as is not None:
+            self._counts.release(self._counted_as)
+            self._counted_as = None
+
+
+def http_refusal(limit: int) -> bytes:
+    """The whole response of a connection over the per-address limit."""
+    body = (
+        f"too_many_connections: more than {limit} open HTTP connections from this address;"
+        " retry after closing some"
+    ).encode()
+    head = (
+        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        f"retry-after: 1\r\nconnection: close\r\ncontent-length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
 def quiet_uvicorn_logs() -> None:
     """Silence uvicorn's per-connection lines (they hold addresses and query strings)."""
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
@@ -172,6 +233,8 @@ class Edge:
         self._ws_max_size_bytes = ws_max_size_bytes
         self._socket: socket.socket | None = None
         self._server: uvicorn.Server | None = None
+        # Open HTTP connections per client address (WebSockets are counted apart).
+        self.http_addresses = AddressCounts(config.max_http_connections_per_address)
         self._main: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -199,8 +262,12 @@ class Edge:
             ) from exc
         sock.setblocking(False)
         quiet_uvicorn_logs()
+        limit = config.max_http_connections_per_address
         settings = uvicorn.Config(
             self.app,
+            http=functools.partial(  # type: ignore[arg-type]  # a protocol factory, as uvicorn calls it
+                CountedH11Protocol, counts=self.http_addresses, refusal=http_refusal(limit)
+            ),
             ws=LeanWebSocketProtocol,
             interface="asgi3",
             lifespan="on",

@@ -46,6 +46,10 @@ class EdgeConfig:
         429. Generous by default: a hospital's NAT carries many people behind one
         address, and loopback counts too (a reverse proxy on the same host is one
         address for everyone behind it).
+    max_http_connections_per_address : int
+        Open HTTP connections (keep-alive ones included; not the WebSockets, counted
+        above) from one client address; one more is answered 429 ``too_many_connections``
+        and closed before it is read. A browser opens up to six at a time.
     """
 
     host: str = "127.0.0.1"
@@ -60,10 +64,13 @@ class EdgeConfig:
     device_ingest_speed: float = 10.0
     device_ingest_burst_s: float = 30.0
     max_connections_per_address: int = 200
+    max_http_connections_per_address: int = 200
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_connections_per_address <= 1_000_000:
             raise ValueError("server.max_connections_per_address must be in 1-1000000")
+        if not 1 <= self.max_http_connections_per_address <= 1_000_000:
+            raise ValueError("server.max_http_connections_per_address must be in 1-1000000")
         if not 1 <= self.device_ingest_speed <= 10_000:
             raise ValueError("server.device_ingest_speed must be in 1-10000 (times real time)")
         if not 1 <= self.device_ingest_burst_s <= 3600:

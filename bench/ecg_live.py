@@ -73,7 +73,11 @@ def pct(values: list[float], q: float) -> float:
 
 # Every client of a load comes from 127.0.0.1: the server's cap on connections per
 # address (default 200) is lifted for it.
-LOAD_ENVIRONMENT = dict(os.environ, TELECONSULT_SERVER__MAX_CONNECTIONS_PER_ADDRESS="1000000")
+LOAD_ENVIRONMENT = dict(
+    os.environ,
+    TELECONSULT_SERVER__MAX_CONNECTIONS_PER_ADDRESS="1000000",
+    TELECONSULT_SERVER__MAX_HTTP_CONNECTIONS_PER_ADDRESS="1000000",
+)
 
 
 @dataclass

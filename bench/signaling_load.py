@@ -124,7 +124,9 @@ async def serve(data_dir: Path, secret: str) -> None:
     )
     signaling = SignalingServer(core=core, media=NullMedia(), store=store, bus=LocalBus())
     # Every participant comes from 127.0.0.1: lift the per-address cap (default 200).
-    edge_config = EdgeConfig(port=0, max_connections_per_address=1_000_000)
+    edge_config = EdgeConfig(
+        port=0, max_connections_per_address=1_000_000, max_http_connections_per_address=1_000_000
+    )
     server = EdgeServer(signaling=signaling, config=edge_config)
     await server.start()
     print(f"PORT {server.port}", flush=True)

@@ -1,10 +1,12 @@
 """Open WebSocket connections per client address (``/ws`` and ``/device`` together) are
 capped at the edge: one over ``[server] max_connections_per_address`` is refused in the
 upgrade with HTTP 429 and the reason, logged without the address; other addresses
-carry on."""
+carry on. Open HTTP connections are capped apart (``max_http_connections_per_address``):
+one more is answered 429 and closed before it is read."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import socket
@@ -27,7 +29,9 @@ async def edge(tmp_path: Path) -> AsyncIterator[EdgeServer]:
     """The assembled server (``/ws`` and ``/device`` wired) with a cap of 3 per address."""
     config = dataclasses.replace(
         server_config(tmp_path),
-        server=EdgeConfig(port=0, max_connections_per_address=LIMIT),
+        server=EdgeConfig(
+            port=0, max_connections_per_address=LIMIT, max_http_connections_per_address=LIMIT
+        ),
     )
     server = assembled(config).server
     await server.start()
@@ -133,3 +137,56 @@ def test_the_cap_is_validated(value: int) -> None:
     """max_connections_per_address outside 1-1000000 is a configuration error."""
     with pytest.raises(ValueError, match="max_connections_per_address"):
         EdgeConfig(max_connections_per_address=value)
+
+
+async def http_get(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str = "/healthz"
+) -> bytes:
+    """One keep-alive GET on an open connection: its status line."""
+    writer.write(f"GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n".encode())
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    await reader.readexactly(length)
+    return head.split(b"\r\n", 1)[0]
+
+
+async def test_an_http_connection_over_the_cap_is_answered_429_and_closed(
+    edge: EdgeServer,
+) -> None:
+    """3 HTTP connections held open without a request (what uvicorn never times out); a
+    4th is answered 429 ``too_many_connections`` and closed before it is read, and is not
+    counted; the held ones still serve requests; WebSockets are counted apart, and an
+    upgraded connection leaves the HTTP count."""
+    port = edge.port
+    # WebSockets first: upgraded, they leave the HTTP count (theirs is apart).
+    sockets = [await connect(url(edge)) for _ in range(LIMIT)]
+    assert edge.addresses.held("127.0.0.1") == LIMIT
+    assert edge.edge.http_addresses.held("127.0.0.1") == 0
+    held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(LIMIT)]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+    refused = await reader.read()  # to the server's close
+    writer.close()
+    assert refused.startswith(b"HTTP/1.1 429 ")
+    assert b"too_many_connections: more than 3 open HTTP connections" in refused
+    assert edge.edge.http_addresses.held("127.0.0.1") == LIMIT
+    for held_reader, held_writer in held:
+        assert await http_get(held_reader, held_writer) == b"HTTP/1.1 200 OK"
+    for ws in sockets:
+        await ws.send('{"type":"ping"}')
+        assert '"pong"' in str(await ws.recv())
+        await ws.close()
+    for _, held_writer in held:
+        held_writer.close()
+        await held_writer.wait_closed()
+
+
+@pytest.mark.parametrize("value", [0, 1_000_001])
+def test_the_http_cap_is_validated(value: int) -> None:
+    with pytest.raises(ValueError, match="max_http_connections_per_address"):
+        EdgeConfig(max_http_connections_per_address=value)
