@@ -39,6 +39,7 @@ __all__ = [
     "median_rows",
     "p_correlation",
     "peak_between",
+    "qrs_bounds",
 ]
 
 FloatArray = NDArray[np.float64]
@@ -238,3 +239,77 @@ def median_rows(y: FloatArray, rows: NDArray[np.int64]) -> FloatArray:
             column[b] = y[rows[b, c]]
         out[c] = _select_median(column)
     return out
+
+
+@jit
+def _quiet_from(slope: FloatArray, start: int, count: int, step: int, thr: float, hold: int) -> int:
+    """Steps from ``start`` (by ``step``, ``count`` samples) to the first run of ``hold``
+    samples below ``thr`` (or a shorter one that reaches the last sample); -1 if none."""
+    run_start = -1
+    for k in range(count):
+        if slope[start + k * step] < thr:
+            if run_start < 0:
+                run_start = k
+            if k - run_start + 1 >= hold:
+                return run_start
+        else:
+            run_start = -1
+    return run_start
+
+
+@jit
+def qrs_bounds(
+    slope: FloatArray,
+    pk: int,
+    lo: int,
+    hi: int,
+    w6: int,
+    search: int,
+    gap: int,
+    hold: int,
+    sig_fraction: float,
+    on_fraction: float,
+    off_fraction: float,
+    floor: float,
+) -> tuple[int, int]:
+    """(onset, offset) of the QRS around ``pk`` from a slope signal, within [lo, hi):
+    the significant slope (``sig_fraction`` of the largest within ``w6`` of the peak)
+    connected to the peak by gaps of at most ``gap``, then outwards to ``hold`` samples
+    under ``on_fraction`` (``off_fraction``) of the largest or ``floor``; -1 where not
+    found."""
+    if pk < 0 or not lo <= pk < hi:
+        return -1, -1
+    big = -math.inf
+    for k in range(max(lo, pk - w6), min(hi, pk + w6 + 1)):
+        if slope[k] > big or slope[k] != slope[k]:  # a NaN stays, as in numpy's max
+            big = slope[k]
+    if not big > 0:
+        return -1, -1
+    level = sig_fraction * big
+    a = max(lo, pk - search)
+    first = pk
+    found = False
+    for k in range(pk, a - 1, -1):
+        if slope[k] >= level:
+            if not found:
+                first, found = k, True
+            elif first - k <= gap:
+                first = k
+            else:
+                break
+    run = _quiet_from(slope, first, first - a + 1, -1, max(on_fraction * big, floor), hold)
+    on = first - run if run >= 0 else -1
+    b = min(hi, pk + search + 1)
+    last = pk
+    found = False
+    for k in range(pk, b):
+        if slope[k] >= level:
+            if not found:
+                last, found = k, True
+            elif k - last <= gap:
+                last = k
+            else:
+                break
+    run = _quiet_from(slope, last, b - last, 1, max(off_fraction * big, floor), hold)
+    off = last + run if run >= 0 else -1
+    return on, off

@@ -500,61 +500,27 @@ def _qrs_peak_between(y: FloatArray, on: int, off: int, r_fraction: float) -> in
     return int(_kernels.peak_between(y, on, off, r_fraction))
 
 
-def _first_quiet(below: NDArray[np.bool_], hold: int) -> int:
-    """First index that starts ``hold`` samples in a row of ``below`` (or a shorter run
-    that reaches the end of the window); -1 when none."""
-    if below.size == 0:
-        return MISSING
-    edges = np.diff(np.concatenate(([0], below.astype(np.int8), [0])))
-    starts = np.flatnonzero(edges == 1)
-    stops = np.flatnonzero(edges == -1)
-    ok = (stops - starts >= hold) | (stops == below.size)
-    return int(starts[ok][0]) if np.any(ok) else MISSING
-
-
 def _qrs_bounds(
     slope: FloatArray, pk: int, lo: int, hi: int, fs: float, cfg: DelineateConfig, noise: float
 ) -> tuple[int, int]:
-    """(onset, offset) of the QRS around ``pk`` from a slope signal, within [lo, hi)."""
-    if pk == MISSING or not lo <= pk < hi:
-        return MISSING, MISSING
-    w6 = max(1, round(0.06 * fs))
-    big = float(slope[max(lo, pk - w6) : min(hi, pk + w6 + 1)].max())
-    if not big > 0:
-        return MISSING, MISSING
-    search = max(2, round(cfg.qrs_search_s * fs))
-    gap = max(1, round(cfg.qrs_gap_s * fs))
-    floor = cfg.qrs_floor * noise
-    # Onset: earliest significant slope connected to the peak, then outwards to flat.
-    a = max(lo, pk - search)
-    sig = np.flatnonzero(slope[a : pk + 1] >= cfg.qrs_sig * big)
-    first = pk
-    if sig.size:
-        first = a + int(sig[-1])
-        for i in sig[::-1]:
-            if first - (a + int(i)) <= gap:
-                first = a + int(i)
-            else:
-                break
-    hold = max(1, round(cfg.qrs_hold_s * fs))
-    thr = max(cfg.qrs_on * big, floor)
-    run = _first_quiet(slope[a : first + 1][::-1] < thr, hold)
-    on = first - run if run != MISSING else MISSING
-    # Offset: last significant slope connected to the peak, then outwards to flat.
-    b = min(hi, pk + search + 1)
-    sig = np.flatnonzero(slope[pk:b] >= cfg.qrs_sig * big)
-    last = pk
-    if sig.size:
-        last = pk + int(sig[0])
-        for i in sig:
-            if pk + int(i) - last <= gap:
-                last = pk + int(i)
-            else:
-                break
-    thr = max(cfg.qrs_off * big, floor)
-    run = _first_quiet(slope[last:b] < thr, hold)
-    off = last + run if run != MISSING else MISSING
-    return on, off
+    """(onset, offset) of the QRS around ``pk`` from a slope signal, within [lo, hi):
+    the earliest (latest) significant slope connected to the peak, then outwards to
+    flat (:func:`ecg._delineate_kernels.qrs_bounds`)."""
+    on, off = _kernels.qrs_bounds(
+        slope,
+        pk,
+        lo,
+        hi,
+        max(1, round(0.06 * fs)),
+        max(2, round(cfg.qrs_search_s * fs)),
+        max(1, round(cfg.qrs_gap_s * fs)),
+        max(1, round(cfg.qrs_hold_s * fs)),
+        cfg.qrs_sig,
+        cfg.qrs_on,
+        cfg.qrs_off,
+        cfg.qrs_floor * noise,
+    )
+    return int(on), int(off)
 
 
 def _qrs(

@@ -91,6 +91,62 @@ def p_correlation_numpy(lp: FloatArray, start: int, p_ref: FloatArray) -> float:
     return float(seg @ p_ref) / denom if denom > 0 else float("nan")
 
 
+def first_quiet_numpy(below: npt.NDArray[np.bool_], hold: int) -> int:
+    if below.size == 0:
+        return -1
+    edges = np.diff(np.concatenate(([0], below.astype(np.int8), [0])))
+    starts = np.flatnonzero(edges == 1)
+    stops = np.flatnonzero(edges == -1)
+    ok = (stops - starts >= hold) | (stops == below.size)
+    return int(starts[ok][0]) if np.any(ok) else -1
+
+
+def qrs_bounds_numpy(
+    slope: FloatArray,
+    pk: int,
+    lo: int,
+    hi: int,
+    w6: int,
+    search: int,
+    gap: int,
+    hold: int,
+    sig_fraction: float,
+    on_fraction: float,
+    off_fraction: float,
+    floor: float,
+) -> tuple[int, int]:
+    if pk == -1 or not lo <= pk < hi:
+        return -1, -1
+    big = float(slope[max(lo, pk - w6) : min(hi, pk + w6 + 1)].max())
+    if not big > 0:
+        return -1, -1
+    a = max(lo, pk - search)
+    sig = np.flatnonzero(slope[a : pk + 1] >= sig_fraction * big)
+    first = pk
+    if sig.size:
+        first = a + int(sig[-1])
+        for i in sig[::-1]:
+            if first - (a + int(i)) <= gap:
+                first = a + int(i)
+            else:
+                break
+    run = first_quiet_numpy(slope[a : first + 1][::-1] < max(on_fraction * big, floor), hold)
+    on = first - run if run != -1 else -1
+    b = min(hi, pk + search + 1)
+    sig = np.flatnonzero(slope[pk:b] >= sig_fraction * big)
+    last = pk
+    if sig.size:
+        last = pk + int(sig[0])
+        for i in sig:
+            if pk + int(i) - last <= gap:
+                last = pk + int(i)
+            else:
+                break
+    run = first_quiet_numpy(slope[last:b] < max(off_fraction * big, floor), hold)
+    off = last + run if run != -1 else -1
+    return on, off
+
+
 @settings(max_examples=300, deadline=None)
 @given(segments, st.sampled_from([-1, 0, 1]), st.sampled_from([0.0, 0.1, -0.3]))
 def test_extremum_is_the_numpy_one(y: FloatArray, sign: int, offset: float) -> None:
@@ -124,6 +180,27 @@ def test_chord_measures_are_the_numpy_ones(
     if y.size and hi > lo:
         expected = peak_between_numpy(y, lo, hi, r_fraction)
         assert kernels.peak_between(y, lo, hi, r_fraction) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    hnp.arrays(np.float64, st.integers(1, 120), elements=st.floats(0.0, 1.0)),
+    st.data(),
+    st.integers(1, 4),
+    st.sampled_from([0.0, 0.2]),
+)
+def test_qrs_bounds_are_the_numpy_ones(
+    slope: FloatArray, data: st.DataObject, hold: int, floor: float
+) -> None:
+    """QRS onset and offset from a slope signal: significance, gaps, the quiet runs
+    (one reaching the window's edge counts), any peak and window."""
+    lo = data.draw(st.integers(0, slope.size - 1))
+    hi = data.draw(st.integers(lo, slope.size))
+    pk = data.draw(st.integers(-1, slope.size - 1))
+    args = (slope, pk, lo, hi, 5, data.draw(st.integers(2, 60)), data.draw(st.integers(1, 6)))
+    fractions = (0.3, data.draw(st.sampled_from([0.05, 0.1, 0.5])), 0.1)
+    expected = qrs_bounds_numpy(*args, hold, *fractions, floor)
+    assert tuple(kernels.qrs_bounds(*args, hold, *fractions, floor)) == expected
 
 
 @settings(max_examples=200, deadline=None)
@@ -162,6 +239,7 @@ def _numpy_kernels() -> SimpleNamespace:
         peak_between=peak_between_numpy,
         p_correlation=p_correlation_numpy,
         median_rows=lambda y, rows: np.median(y[rows], axis=0),
+        qrs_bounds=qrs_bounds_numpy,
     )
 
 
