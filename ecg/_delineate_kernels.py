@@ -38,6 +38,7 @@ __all__ = [
     "knee",
     "median_rows",
     "p_correlation",
+    "p_wave",
     "peak_between",
     "qrs_bounds",
 ]
@@ -63,6 +64,7 @@ def extremum(y: FloatArray, lo: int, hi: int, offset: float, sign: int) -> int:
     """Index (from ``lo``) of the interior local extremum of largest ``|y - offset|`` in
     ``y[lo:hi]`` (a maximum above ``offset`` for ``sign`` > 0, a minimum below it for
     ``sign`` < 0, either for 0); -1 when none."""
+    hi = min(hi, y.size)
     n = hi - lo
     if n < 3:
         return -1
@@ -88,6 +90,7 @@ def extremum(y: FloatArray, lo: int, hi: int, offset: float, sign: int) -> int:
 @jit
 def corner_after(y: FloatArray, lo: int, hi: int, w: int, sign: float) -> int:
     """``t`` in [lo, hi) maximising ``sign * Σ_{k=t-w}^{t} (y[k] - y[t])``; -1 if empty."""
+    hi = min(hi, y.size)
     if hi <= lo:
         return -1
     base = max(0, lo - w)
@@ -109,6 +112,7 @@ def corner_after(y: FloatArray, lo: int, hi: int, w: int, sign: float) -> int:
 @jit
 def corner_before(y: FloatArray, lo: int, hi: int, w: int, sign: float) -> int:
     """``t`` in [lo, hi) maximising ``sign * Σ_{k=t}^{t+w} (y[k] - y[t])``; -1 if empty."""
+    hi = min(hi, y.size)
     if hi <= lo:
         return -1
     top = min(y.size, hi + w)
@@ -313,3 +317,53 @@ def qrs_bounds(
     run = _quiet_from(slope, last, b - last, 1, max(off_fraction * big, floor), hold)
     off = last + run if run >= 0 else -1
     return on, off
+
+
+@jit
+def p_wave(
+    sm: FloatArray,
+    qrs_on: int,
+    lo: int,
+    search_n: int,
+    min_n: int,
+    guard: int,
+    near: int,
+    radius: int,
+    sign: int,
+    w: int,
+    tail: int,
+) -> tuple[int, int, int, float]:
+    """(onset, peak, offset, signed amplitude) of the P wave in the ``search_n`` samples
+    before ``qrs_on`` (not before ``lo``; at least ``min_n``): the window less the line
+    from its start to ``guard`` samples before the QRS, its largest extremum (of
+    ``sign``, within ``radius`` of ``near`` unless that is -1) at least ``guard``
+    before the QRS, and Zhang's corners either side (``w``; the offset ``tail`` before
+    the QRS at the latest); -1 where not found."""
+    start = max(lo, qrs_on - search_n)
+    size = qrs_on - start + 1
+    if size - 1 < min_n or size < 2:
+        return -1, -1, -1, 0.0
+    k = max(1, size - 1 - guard)
+    first = sm[start]
+    rise = sm[start + k] - first
+    y = np.empty(size)
+    for i in range(size):
+        y[i] = sm[start + i] - (first + rise * i / k)
+    n_search = min(size, max(3, size - guard))
+    if near != -1:
+        a = max(0, near - start - radius)
+        b = min(n_search, near - start + radius + 1)
+        if b - a < 3:
+            return -1, -1, -1, 0.0
+        pp = extremum(y, a, b, 0.0, sign)
+        if pp != -1:
+            pp += a
+    else:
+        pp = extremum(y, 0, n_search, 0.0, sign)
+    if pp == -1:
+        return -1, -1, -1, 0.0
+    amp = y[pp]
+    s = 1.0 if amp > 0 else -1.0
+    p_on = corner_before(y, 0, pp, w, s)
+    p_off = corner_after(y, pp + 1, max(pp + 2, size - tail), w, s)
+    return start + p_on, start + pp, start + p_off, amp

@@ -582,41 +582,29 @@ def _p_wave(
     near: int = MISSING,
     sign: int = 0,
 ) -> tuple[int, int, int, float]:
-    """(onset, peak, offset, signed amplitude) of the P wave before ``qrs_on``."""
-    sm = lead.sm
-    start = max(lo, qrs_on - round(cfg.p_search_s * fs))
-    stop = qrs_on
-    if stop - start < round(0.06 * fs):
-        return MISSING, MISSING, MISSING, 0.0
-    seg = sm[start : stop + 1]
-    # A P peak sits at least half a P wave and the PR segment before the QRS (48 ms
-    # or more for 99.5 % of the P waves cardiologists marked on LUDB): no peak in the
-    # last p_guard_s. The baseline is the line from the window's start to that point,
-    # not to the QRS onset, where the 15 Hz low-pass has already spread the QRS: that
-    # tilted the line and made a P of the ramp into the QRS.
-    guard = round(cfg.p_guard_s * fs)
-    k = max(1, seg.size - 1 - guard)
-    line = seg[0] + (seg[k] - seg[0]) * np.arange(seg.size) / k
-    y = seg - line
-    search = y[: max(3, y.size - guard)]
-    if near != MISSING:
-        radius = round(cfg.p_near_s * fs)
-        a = max(0, near - start - radius)
-        b = min(search.size, near - start + radius + 1)
-        if b - a < 3:
-            return MISSING, MISSING, MISSING, 0.0
-        pp = _extremum(search[a:b], sign)
-        pp = MISSING if pp == MISSING else pp + a
-    else:
-        pp = _extremum(search, sign)
-    if pp == MISSING:
-        return MISSING, MISSING, MISSING, 0.0
-    amp = float(y[pp])
-    s = 1.0 if amp > 0 else -1.0
-    w = max(2, round(cfg.p_window_s * fs))
-    p_on = _corner_before(y, 0, pp, w, s)
-    p_off = _corner_after(y, pp, pp + 1, max(pp + 2, y.size - round(0.02 * fs)), w, s)
-    return start + p_on, start + pp, start + p_off, amp
+    """(onset, peak, offset, signed amplitude) of the P wave before ``qrs_on``.
+
+    A P peak sits at least half a P wave and the PR segment before the QRS (48 ms or
+    more for 99.5 % of the P waves cardiologists marked on LUDB): no peak in the last
+    ``p_guard_s``. The baseline is the line from the window's start to that point, not
+    to the QRS onset, where the 15 Hz low-pass has already spread the QRS: that tilted
+    the line and made a P of the ramp into the QRS
+    (:func:`ecg._delineate_kernels.p_wave`).
+    """
+    on, pk, off, amp = _kernels.p_wave(
+        lead.sm,
+        qrs_on,
+        lo,
+        round(cfg.p_search_s * fs),
+        round(0.06 * fs),
+        round(cfg.p_guard_s * fs),
+        near,
+        round(cfg.p_near_s * fs),
+        sign,
+        max(2, round(cfg.p_window_s * fs)),
+        round(0.02 * fs),
+    )
+    return int(on), int(pk), int(off), float(amp)
 
 
 # ---------------------------------------------------------------- leads and templates

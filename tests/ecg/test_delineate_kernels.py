@@ -91,6 +91,44 @@ def p_correlation_numpy(lp: FloatArray, start: int, p_ref: FloatArray) -> float:
     return float(seg @ p_ref) / denom if denom > 0 else float("nan")
 
 
+def p_wave_numpy(
+    sm: FloatArray,
+    qrs_on: int,
+    lo: int,
+    search_n: int,
+    min_n: int,
+    guard: int,
+    near: int,
+    radius: int,
+    sign: int,
+    w: int,
+    tail: int,
+) -> tuple[int, int, int, float]:
+    start = max(lo, qrs_on - search_n)
+    if qrs_on - start < min_n:
+        return -1, -1, -1, 0.0
+    seg = sm[start : qrs_on + 1]
+    k = max(1, seg.size - 1 - guard)
+    y = seg - (seg[0] + (seg[k] - seg[0]) * np.arange(seg.size) / k)
+    search = y[: max(3, y.size - guard)]
+    if near != -1:
+        a = max(0, near - start - radius)
+        b = min(search.size, near - start + radius + 1)
+        if b - a < 3:
+            return -1, -1, -1, 0.0
+        pp = extremum_numpy(search[a:b], sign)
+        pp = -1 if pp == -1 else pp + a
+    else:
+        pp = extremum_numpy(search, sign)
+    if pp == -1:
+        return -1, -1, -1, 0.0
+    amp = float(y[pp])
+    s = 1.0 if amp > 0 else -1.0
+    p_on = corner_before_numpy(y, 0, pp, w, s)
+    p_off = corner_after_numpy(y, pp + 1, max(pp + 2, y.size - tail), w, s)
+    return start + p_on, start + pp, start + p_off, amp
+
+
 def first_quiet_numpy(below: npt.NDArray[np.bool_], hold: int) -> int:
     if below.size == 0:
         return -1
@@ -161,11 +199,16 @@ def test_extremum_is_the_numpy_one(y: FloatArray, sign: int, offset: float) -> N
 def test_corners_are_the_numpy_ones(
     y: FloatArray, data: st.DataObject, w: int, sign: float
 ) -> None:
-    """Zhang's area corners after and before a wave, on any range of the segment."""
+    """Zhang's area corners after and before a wave, on any range of the segment (one
+    reaching past its end stops there)."""
     lo = data.draw(st.integers(0, max(0, y.size)))
     hi = data.draw(st.integers(lo, max(lo, y.size)))
     assert kernels.corner_after(y, lo, hi, w, sign) == corner_after_numpy(y, lo, hi, w, sign)
     assert kernels.corner_before(y, lo, hi, w, sign) == corner_before_numpy(y, lo, hi, w, sign)
+    # Past the end (where numpy raised): the segment's end.
+    assert kernels.corner_after(y, lo, y.size + 3, w, sign) == corner_after_numpy(
+        y, lo, y.size, w, sign
+    )
 
 
 @settings(max_examples=300, deadline=None)
@@ -180,6 +223,22 @@ def test_chord_measures_are_the_numpy_ones(
     if y.size and hi > lo:
         expected = peak_between_numpy(y, lo, hi, r_fraction)
         assert kernels.peak_between(y, lo, hi, r_fraction) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    hnp.arrays(np.float64, st.integers(60, 160), elements=values),
+    st.data(),
+    st.sampled_from([-1, 0, 1]),
+)
+def test_p_wave_is_the_numpy_one(sm: FloatArray, data: st.DataObject, sign: int) -> None:
+    """The P wave before a QRS onset: the window, its baseline line, the extremum
+    (near the template's peak or anywhere) and both corners, bit for bit."""
+    qrs_on = data.draw(st.integers(40, sm.size - 1))
+    lo = data.draw(st.integers(0, qrs_on))
+    near = data.draw(st.integers(-1, qrs_on))
+    args = (sm, qrs_on, lo, 40, 10, 12, near, 8, sign, 10, 5)
+    assert tuple(kernels.p_wave(*args)) == p_wave_numpy(*args)
 
 
 @settings(max_examples=300, deadline=None)
@@ -240,6 +299,7 @@ def _numpy_kernels() -> SimpleNamespace:
         p_correlation=p_correlation_numpy,
         median_rows=lambda y, rows: np.median(y[rows], axis=0),
         qrs_bounds=qrs_bounds_numpy,
+        p_wave=p_wave_numpy,
     )
 
 
