@@ -16,6 +16,9 @@ Design notes
   few values are sorted, more go through the selection of
   ``_rhythm_kernels._sorted_median``, copied here rather than imported (numba's cache
   is per file, see :mod:`ecg._jit`).
+- :func:`mean` is ``numpy.mean`` of a contiguous segment: numpy's pairwise summation
+  (eight partial sums per block of 128), so the baseline a T wave is measured from is
+  the same number.
 - :func:`p_correlation` sums its dot products sequentially where numpy calls BLAS
   (whose order depends on the library): within a few ulp of the numpy form.
 - Kernels call only kernels of this module (numba's cache is per file, see
@@ -36,11 +39,13 @@ __all__ = [
     "corner_before",
     "extremum",
     "knee",
+    "mean",
     "median_rows",
     "p_correlation",
     "p_wave",
     "peak_between",
     "qrs_bounds",
+    "t_wave",
 ]
 
 FloatArray = NDArray[np.float64]
@@ -367,3 +372,79 @@ def p_wave(
     p_on = corner_before(y, 0, pp, w, s)
     p_off = corner_after(y, pp + 1, max(pp + 2, size - tail), w, s)
     return start + p_on, start + pp, start + p_off, amp
+
+
+@jit
+def t_wave(
+    sm: FloatArray,
+    start: int,
+    end: int,
+    min_n: int,
+    near: int,
+    radius: int,
+    iso: float,
+    sign: int,
+    t_min_mv: float,
+    w: int,
+    on_lo: int,
+) -> tuple[int, int, int]:
+    """(onset, peak, end) of the T wave searched in ``sm[start:end]`` (at least
+    ``min_n`` samples; within ``radius`` of ``near`` unless that is -1): the largest
+    extremum from ``iso`` (of ``sign``), at least ``t_min_mv``; Zhang's corner after it
+    (``w``) and the knee under the chord from ``on_lo``; -1 where not found."""
+    if end - start < min_n:
+        return -1, -1, -1
+    a, b = 0, end - start
+    if near != -1:
+        a, b = max(0, near - radius - start), min(end - start, near + radius + 1 - start)
+        if b - a < 3:
+            return -1, -1, -1
+    tp = extremum(sm, start + a, start + b, iso, sign)
+    if tp == -1 or abs(sm[start + a + tp] - iso) < t_min_mv:
+        return -1, -1, -1
+    tp += start + a
+    s = 1.0 if sm[tp] - iso > 0 else -1.0
+    return knee(sm, on_lo, tp, s), tp, corner_after(sm, tp + 1, end, w, s)
+
+
+@jit
+def _pairwise_sum(a: FloatArray, lo: int, n: int) -> float:
+    """``numpy.add.reduce`` of ``a[lo:lo + n]`` (contiguous float64): its pairwise
+    summation, eight partial sums in blocks of up to 128."""
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += a[lo + i]
+        return res
+    if n <= 128:
+        r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+        r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+        i = 8
+        while i < n - (n % 8):
+            r0 += a[lo + i]
+            r1 += a[lo + i + 1]
+            r2 += a[lo + i + 2]
+            r3 += a[lo + i + 3]
+            r4 += a[lo + i + 4]
+            r5 += a[lo + i + 5]
+            r6 += a[lo + i + 6]
+            r7 += a[lo + i + 7]
+            i += 8
+        res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+        while i < n:
+            res += a[lo + i]
+            i += 1
+        return float(res)
+    half = n // 2
+    half -= half % 8
+    return _pairwise_sum(a, lo, half) + _pairwise_sum(a, lo + half, n - half)
+
+
+@jit
+def mean(a: FloatArray, lo: int, hi: int) -> float:
+    """``numpy.mean(a[lo:hi])`` bit for bit (NaN when empty)."""
+    hi = min(hi, a.size)
+    n = hi - lo
+    if n <= 0:
+        return math.nan
+    return _pairwise_sum(a, lo, n) / n

@@ -445,27 +445,6 @@ class Delineation:
 # ---------------------------------------------------------------- wave finders
 
 
-def _extremum(y: FloatArray, sign: int = 0) -> int:
-    """Index of the interior local extremum of largest |y| (of ``sign`` if given), -1."""
-    return int(_kernels.extremum(y, 0, y.size, 0.0, sign))
-
-
-def _corner_after(y: FloatArray, peak: int, lo: int, hi: int, w: int, sign: float) -> int:
-    """``t`` in [lo, hi) maximising ``sign * Σ_{k=t-w}^{t} (y[k] - y[t])`` (Zhang's T end)."""
-    return int(_kernels.corner_after(y, lo, hi, w, sign))
-
-
-def _knee(y: FloatArray, lo: int, hi: int, sign: float) -> int:
-    """The sample of [lo, hi] farthest from the chord between its ends, on the side away
-    from the wave (``sign``): where the flat ST segment bends into the T wave."""
-    return int(_kernels.knee(y, lo, hi, sign))
-
-
-def _corner_before(y: FloatArray, lo: int, hi: int, w: int, sign: float) -> int:
-    """``t`` in [lo, hi) maximising ``sign * Σ_{k=t}^{t+w} (y[k] - y[t])``."""
-    return int(_kernels.corner_before(y, lo, hi, w, sign))
-
-
 @dataclass(frozen=True, slots=True)
 class _Lead:
     """One lead's signals for delineation (NaN-free copies and the NaN mask)."""
@@ -549,28 +528,22 @@ def _t_wave(
     ``near``: where the T peak is expected (from the leads where T is clearest); the
     peak is then searched within ``t_near_s`` of it.
     """
-    sm = lead.sm
     start = (qrs_off if qrs_off != MISSING else pk + round(0.06 * fs)) + round(0.04 * fs)
     span_s = min(cfg.qt_max_s * math.sqrt(rr_s) + 0.05, 0.85 * rr_s)
-    end = min(hi, pk + round(span_s * fs))
-    if end - start < round(0.06 * fs):
-        return MISSING, MISSING, MISSING
-    a, b = 0, end - start
-    if near != MISSING:
-        radius = round(cfg.t_near_s * fs)
-        a, b = max(0, near - radius - start), min(end - start, near + radius + 1 - start)
-        if b - a < 3:
-            return MISSING, MISSING, MISSING
-    tp = int(_kernels.extremum(sm, start + a, start + b, iso, sign))
-    if tp == MISSING or abs(sm[start + a + tp] - iso) < cfg.t_min_mv:
-        return MISSING, MISSING, MISSING
-    tp += start + a
-    s = 1.0 if sm[tp] - iso > 0 else -1.0
-    w = max(2, round(cfg.t_window_s * fs))
-    t_end = _corner_after(sm, tp, tp + 1, end, w, s)
-    on_lo = qrs_off if qrs_off != MISSING else start
-    t_on = _knee(sm, on_lo, tp, s)
-    return t_on, tp, t_end
+    on, peak, end = _kernels.t_wave(
+        lead.sm,
+        start,
+        min(hi, pk + round(span_s * fs)),
+        round(0.06 * fs),
+        near,
+        round(cfg.t_near_s * fs),
+        iso,
+        sign,
+        cfg.t_min_mv,
+        max(2, round(cfg.t_window_s * fs)),
+        qrs_off if qrs_off != MISSING else start,
+    )
+    return int(on), int(peak), int(end)
 
 
 def _p_wave(
@@ -746,8 +719,8 @@ def _delineate_template(
     off = bounds[1] if bounds[1] != MISSING else own_off
     iso_lo = (on if on != MISSING else r - round(0.08 * fs)) - round(0.02 * fs)
     iso_hi = iso_lo + round(0.02 * fs) + 1
-    iso = float(np.mean(lead.sm[max(0, iso_lo) : max(1, iso_hi)]))
-    iso_wide = float(np.mean(lead.wide[max(0, iso_lo) : max(1, iso_hi)]))
+    iso = float(_kernels.mean(lead.sm, max(0, iso_lo), max(1, iso_hi)))
+    iso_wide = float(_kernels.mean(lead.wide, max(0, iso_lo), max(1, iso_hi)))
     t_on, tp, t_off = _t_wave(
         lead, pk if pk != MISSING else r, off, iso, n, fs, rr_s, cfg, near=near[1]
     )
@@ -1175,7 +1148,8 @@ def _beats_of_lead(
         if pk == MISSING:
             continue
         iso_lo = (on if on != MISSING else pk - round(0.08 * fs)) - round(0.02 * fs)
-        iso = float(np.mean(lead.sm[max(0, iso_lo) : max(1, iso_lo + round(0.02 * fs) + 1)]))
+        iso_hi = max(1, iso_lo + round(0.02 * fs) + 1)
+        iso = float(_kernels.mean(lead.sm, max(0, iso_lo), iso_hi))
         t_hi = min(b, int(r_all[i + 1]) if i + 1 < r_all.size else b)
         t_near = MISSING if tf.t_peak == MISSING or not like[i] else r + tf.t_peak - pre
         sign = t_sign if like[i] else 0

@@ -129,6 +129,35 @@ def p_wave_numpy(
     return start + p_on, start + pp, start + p_off, amp
 
 
+def t_wave_numpy(
+    sm: FloatArray,
+    start: int,
+    end: int,
+    min_n: int,
+    near: int,
+    radius: int,
+    iso: float,
+    sign: int,
+    t_min_mv: float,
+    w: int,
+    on_lo: int,
+) -> tuple[int, int, int]:
+    if end - start < min_n:
+        return -1, -1, -1
+    y = sm[start:end] - iso
+    a, b = 0, y.size
+    if near != -1:
+        a, b = max(0, near - radius - start), min(y.size, near + radius + 1 - start)
+        if b - a < 3:
+            return -1, -1, -1
+    tp = extremum_numpy(y[a:b], sign)
+    if tp == -1 or abs(y[a + tp]) < t_min_mv:
+        return -1, -1, -1
+    tp += start + a
+    s = 1.0 if sm[tp] - iso > 0 else -1.0
+    return knee_numpy(sm, on_lo, tp, s), tp, corner_after_numpy(sm, tp + 1, end, w, s)
+
+
 def first_quiet_numpy(below: npt.NDArray[np.bool_], hold: int) -> int:
     if below.size == 0:
         return -1
@@ -243,6 +272,40 @@ def test_p_wave_is_the_numpy_one(sm: FloatArray, data: st.DataObject, sign: int)
 
 @settings(max_examples=300, deadline=None)
 @given(
+    hnp.arrays(np.float64, st.integers(60, 160), elements=values),
+    st.data(),
+    st.sampled_from([-1, 0, 1]),
+    st.sampled_from([0.0, 0.05]),
+)
+def test_t_wave_is_the_numpy_one(
+    sm: FloatArray, data: st.DataObject, sign: int, t_min_mv: float
+) -> None:
+    """The T wave after a QRS: the extremum from the baseline (near the template's peak
+    or anywhere), the amplitude floor, its end and onset, bit for bit."""
+    start = data.draw(st.integers(1, sm.size - 2))
+    end = data.draw(st.integers(start, sm.size))
+    near = data.draw(st.integers(-1, sm.size - 1))
+    iso = data.draw(st.sampled_from([0.0, 0.1, -0.2]))
+    args = (sm, start, end, 10, near, 8, iso, sign, t_min_mv, 10, start - 1)
+    assert tuple(kernels.t_wave(*args)) == t_wave_numpy(*args)
+
+
+@settings(max_examples=300, deadline=None)
+@given(hnp.arrays(np.float64, st.integers(0, 300), elements=st.floats(-1e3, 1e3)), st.data())
+def test_mean_is_numpys(a: FloatArray, data: st.DataObject) -> None:
+    """The mean of any slice is numpy's bit for bit (its pairwise summation), NaN when
+    empty; a slice past the end stops there."""
+    lo = data.draw(st.integers(0, a.size))
+    hi = data.draw(st.integers(lo, a.size + 5))
+    got = kernels.mean(a, lo, hi)
+    if a[lo:hi].size == 0:
+        assert np.isnan(got)
+    else:
+        assert got == np.mean(a[lo:hi])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
     hnp.arrays(np.float64, st.integers(1, 120), elements=st.floats(0.0, 1.0)),
     st.data(),
     st.integers(1, 4),
@@ -300,6 +363,8 @@ def _numpy_kernels() -> SimpleNamespace:
         median_rows=lambda y, rows: np.median(y[rows], axis=0),
         qrs_bounds=qrs_bounds_numpy,
         p_wave=p_wave_numpy,
+        t_wave=t_wave_numpy,
+        mean=lambda a, lo, hi: np.mean(a[lo:hi]),
     )
 
 
