@@ -51,12 +51,12 @@ Design notes
   rule over each beat's leads.
 - Fiducials are sample indices (record coordinates for beats, template coordinates
   for templates) with :data:`MISSING` (-1) where absent.
-- **Speed.** The wave finders (extrema, Zhang's area corners, chords, the P
-  correlation, the median beats) are compiled kernels (:mod:`ecg._delineate_kernels`)
-  that give the numpy forms' fiducials (bit for bit; the P correlation within a few
-  ulp): called a few hundred times per 10 s record on short segments, numpy's
-  per-call overhead was most of the time. The smoothing low-pass is designed once
-  per rate.
+- **Speed.** The wave finders (QRS bounds, the P and T searches with their extrema,
+  Zhang's area corners and chords, the P correlation, the baselines, the median
+  beats) are compiled kernels (:mod:`ecg._delineate_kernels`) that give the numpy
+  forms' fiducials (bit for bit; the P correlation within a few ulp): called a few
+  hundred times per 10 s record on short segments, numpy's per-call overhead was most
+  of the time. The smoothing low-pass is designed once per rate.
 """
 
 from __future__ import annotations
