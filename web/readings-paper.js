@@ -164,14 +164,22 @@ export class RecordPaper extends EcgPaper {
     const height = Math.ceil(this.rows.length * this.rowMm * mm);
     this.pxPerMm = mm;
     this.dpr = window.devicePixelRatio || 1;
-    this.paper.style.width = `${width}px`;
-    this.paper.style.height = `${height}px`;
-    for (const canvas of [this.grid, this.trace]) {
-      canvas.width = Math.round(width * this.dpr);
-      canvas.height = Math.round(height * this.dpr);
-    }
     const started = performance.now();
-    this.drawGrid(width, height);
+    // The next window of a long record on the same paper: the grid stays, only the trace
+    // is drawn again (on a fresh bitmap, its size set again, as when the grid changes).
+    const sheet = JSON.stringify([width, height, this.dpr, mm, speed, gain, windowS, this.ecg.leads, this.rows]);
+    if (sheet === this.sheet) {
+      this.trace.width = Math.round(width * this.dpr);
+    } else {
+      this.sheet = sheet;
+      this.paper.style.width = `${width}px`;
+      this.paper.style.height = `${height}px`;
+      for (const canvas of [this.grid, this.trace]) {
+        canvas.width = Math.round(width * this.dpr);
+        canvas.height = Math.round(height * this.dpr);
+      }
+      this.drawGrid(width, height);
+    }
     this.drawTrace();
     this.counters.frames += 1;
     this.counters.drawMs.push(performance.now() - started);

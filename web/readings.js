@@ -694,14 +694,61 @@ async function takeStep(event, body) {
 
 // ------------------------------------------------------------------ the paper
 
-// The window of task ``id`` the reader's choices show (from state.startS, in the band).
-function askEcg(id) {
-  const params = new URLSearchParams({
-    start_s: String(state.startS),
-    duration_s: String(WINDOW_S),
-    band: $("band").value || "diagnostic",
-  });
+// The window of task ``id`` from ``startS`` in ``band`` (by default the reader's
+// choices: from state.startS, in the band chosen).
+function askEcg(id, startS = state.startS, band = $("band").value || "diagnostic") {
+  const params = new URLSearchParams({ start_s: String(startS), duration_s: String(WINDOW_S), band });
   return apiGet(`/readings/${encodeURIComponent(id)}/ecg?${params}`);
+}
+
+// Paging through a long record (a Holter's 24 h is 8640 windows): the next SCROLL_AHEAD
+// windows the way the reader goes are asked for before they are needed and kept (the
+// last SCROLL_KEPT), so that a press draws at once, in the press's own task; only the
+// window last asked for is drawn (an earlier press's late answer is kept, never drawn
+// over it). Drawn there, not at an animation frame: in a frame, Chromium's software
+// compositing rasterises the trace inside the frame (10-50 ms, the frame dropped). The
+// engine's findings, the beats' labels and the corrected measurements are the same in
+// every window and edited in place on the one shown: a kept window takes them from it.
+const SCROLL_AHEAD = 3;
+const SCROLL_KEPT = 32;
+const scrolling = { windows: new Map() };
+
+function scrollBy(stepS) {
+  const task = state.task;
+  const lastS = state.ecg ? Math.max(0, Math.ceil(state.ecg.total_s / WINDOW_S) - 1) * WINDOW_S : Infinity;
+  const wanted = Math.min(Math.max(0, state.startS + stepS), lastS);
+  const band = $("band").value || "diagnostic";
+  const turn = state.turn;
+  state.startS = wanted;
+  const windowAt = (startS) => {
+    const key = `${task.id} ${band} ${startS}`;
+    let asked = scrolling.windows.get(key);
+    if (!asked) {
+      asked = askEcg(task.id, startS, band);
+      scrolling.windows.set(key, asked);
+      asked.catch(() => scrolling.windows.get(key) === asked && scrolling.windows.delete(key));
+      if (scrolling.windows.size > SCROLL_KEPT) scrolling.windows.delete(scrolling.windows.keys().next().value);
+    }
+    return asked;
+  };
+  const shown = windowAt(wanted);
+  for (let n = 1; n <= SCROLL_AHEAD; n += 1) {
+    const ahead = wanted + Math.sign(stepS) * n * WINDOW_S;
+    if (ahead >= 0 && ahead <= lastS) windowAt(ahead).catch(() => {});
+  }
+  const current = () => !stale(turn) && state.startS === wanted && ($("band").value || "diagnostic") === band;
+  shown.then(
+    (ecg) => current() && showEcg(withFindings(ecg)),
+    (error) => current() && fail(error),
+  );
+}
+
+// A kept window with the findings of the window on screen (a copy: kept ones stay as asked).
+function withFindings(ecg) {
+  const shown = state.ecg;
+  if (!shown || shown.reading !== ecg.reading) return { ...ecg };
+  const { beats, beat_labels, beat_counts, measurements, statements, critical } = shown;
+  return { ...ecg, beats, beat_labels, beat_counts, measurements, statements, critical };
 }
 
 // Show the ECG window (``asked``: the answer of askEcg already on its way, else asked
@@ -725,7 +772,12 @@ async function loadEcg(turn = state.turn, asked = null) {
     throw error;
   }
   if (stale(turn)) return;
+  showEcg(ecg);
+}
+
+function showEcg(ecg) {
   stopLive();
+  const shown = state.ecg;
   state.ecg = ecg;
   $("no-signal").hidden = true;
   $("paper-box").hidden = false;
@@ -743,7 +795,8 @@ async function loadEcg(turn = state.turn, asked = null) {
   $("earlier").disabled = from <= 0;
   $("later").disabled = from + state.ecg.duration_s >= total - 1e-6;
   drawPaper();
-  renderEngine(state.ecg);
+  // The next window of a record scrolled through: the same findings, already on the page.
+  if (!shown || shown.measurements !== ecg.measurements || shown.statements !== ecg.statements) renderEngine(ecg);
 }
 
 // Watch the task's stream live until it ends, then draw its stored record.
@@ -1139,8 +1192,8 @@ async function load() {
   for (const id of ["layout", "gain", "speed", "lead"]) $(id).addEventListener("change", drawPaper);
   $("band").addEventListener("change", () => loadEcg().catch(fail));
   $("live-mode").addEventListener("click", () => state.live && state.live.toggleMode());
-  $("earlier").addEventListener("click", () => { state.startS = Math.max(0, state.startS - WINDOW_S); loadEcg().catch(fail); });
-  $("later").addEventListener("click", () => { state.startS += WINDOW_S; loadEcg().catch(fail); });
+  $("earlier").addEventListener("click", () => scrollBy(-WINDOW_S));
+  $("later").addEventListener("click", () => scrollBy(WINDOW_S));
   $("use-proposed").addEventListener("click", () => {
     for (const s of state.ecg.statements) if (!state.chosen.includes(s.code)) state.chosen.push(s.code);
     renderChosen();
