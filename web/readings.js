@@ -912,6 +912,12 @@ function evidenceText(evidence) {
 
 const editable = () => state.task && state.task.allowed.includes("edit");
 
+// The task whose report the reader changed in the editor since it was last saved: a
+// reload of that task (a step, a critical value marked, a live notice) keeps the
+// changes on screen rather than the older draft the server has.
+let unsaved = null;
+const touched = () => { unsaved = state.task.id; };
+
 async function loadReport(task, turn) {
   const found = await api("GET", `/readings/${encodeURIComponent(task.id)}/report`);
   if (stale(turn)) return;
@@ -919,14 +925,17 @@ async function loadReport(task, turn) {
   const canEdit = editable();
   $("editor").hidden = !canEdit;
   $("use-proposed").hidden = !(canEdit && state.ecg && state.ecg.statements.length);
+  if (!canEdit || unsaved !== task.id) unsaved = null;
   if (canEdit) {
-    const latest = found.versions[found.versions.length - 1];
-    const source = draft || (latest ? latest.document.report : null);
-    state.chosen = source ? [...source.statements] : [];
-    $("r-text").value = source ? source.text : "";
+    if (!unsaved) {
+      const latest = found.versions[found.versions.length - 1];
+      const source = draft || (latest ? latest.document.report : null);
+      state.chosen = source ? [...source.statements] : [];
+      $("r-text").value = source ? source.text : "";
+      $("sign-totp").value = "";
+    }
     $("sign-form").hidden = !task.allowed.includes("sign");
     $("return-form").hidden = !task.allowed.includes("return");
-    $("sign-totp").value = "";
     renderChosen();
   }
   $("signed").hidden = !found.versions.length;
@@ -951,6 +960,7 @@ function renderChosen() {
     remove.textContent = "×";
     remove.addEventListener("click", () => {
       state.chosen.splice(index, 1);
+      touched();
       renderChosen();
     });
     const chip = el("li", { className: "chip", dataset: { code } }, text(label), remove);
@@ -966,6 +976,7 @@ function renderChosen() {
 
 function addStatement(code) {
   if (!state.chosen.includes(code)) state.chosen.push(code);
+  touched();
   renderChosen();
   $("st-search").value = "";
   $("st-results").replaceChildren();
@@ -997,6 +1008,7 @@ async function saveReport() {
     statements: state.chosen,
     text: $("r-text").value,
   });
+  unsaved = null;
 }
 
 async function save() {
@@ -1196,9 +1208,11 @@ async function load() {
   $("later").addEventListener("click", () => scrollBy(WINDOW_S));
   $("use-proposed").addEventListener("click", () => {
     for (const s of state.ecg.statements) if (!state.chosen.includes(s.code)) state.chosen.push(s.code);
+    touched();
     renderChosen();
   });
   $("st-search").addEventListener("input", search);
+  $("r-text").addEventListener("input", touched);
   $("search-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const first = $("st-results").querySelector("button");
