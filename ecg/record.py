@@ -41,6 +41,7 @@ __all__ = [
     "Record",
     "normalise_lead_name",
     "read_record",
+    "record_length",
     "record_paths",
 ]
 
@@ -181,13 +182,18 @@ def _natural_key(name: str) -> list[tuple[int, int | str]]:
     return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name)]
 
 
-def read_record(path: str | os.PathLike[str]) -> Record:
+def read_record(path: str | os.PathLike[str], *, start: int = 0, stop: int | None = None) -> Record:
     """Read a WFDB record in mV with normalised lead names.
 
     Parameters
     ----------
     path : str or PathLike
         Record path without extension (``'mitdb/100'``); a trailing ``.hea`` is dropped.
+    start, stop : int
+        Only the samples ``[start, stop)`` of each lead (``stop`` None: to the end),
+        clamped to the record: a window of a long record, read without the rest (a
+        24-hour record's 10 s are read in milliseconds, not its ~500 MB in seconds).
+        A window that holds no sample is a :class:`RecordError`.
 
     Returns
     -------
@@ -206,11 +212,26 @@ def read_record(path: str | os.PathLike[str]) -> Record:
     header_file = record_path + ".hea"
     if not os.path.isfile(header_file):
         raise RecordError(header_file, "header file not found")
-    raw = _read_wfdb(record_path)
+    raw = _read_wfdb(record_path, start, stop)
     return _to_record(raw, record_path)
 
 
-def _read_wfdb(record_path: str) -> Any:
+def record_length(path: str | os.PathLike[str]) -> tuple[int, float]:
+    """Samples per lead and sampling rate (Hz) of a WFDB record, from its header alone.
+
+    Raises
+    ------
+    RecordError
+        As :func:`read_record` for the header.
+    """
+    record_path = record_paths(path)[0]
+    if not os.path.isfile(record_path + ".hea"):
+        raise RecordError(record_path + ".hea", "header file not found")
+    header = _read_header(record_path)
+    return int(header.sig_len), float(header.fs)
+
+
+def _read_header(record_path: str) -> Any:
     import wfdb  # imported here: `teleconsult serve` should not pay for it
 
     try:
@@ -218,15 +239,37 @@ def _read_wfdb(record_path: str) -> Any:
     except Exception as error:  # wfdb raises many unrelated types for a bad header
         raise RecordError(record_path + ".hea", f"corrupt header: {_describe(error)}") from None
     _check_header(header, record_path)
+    return header
+
+
+def _read_wfdb(record_path: str, start: int = 0, stop: int | None = None) -> Any:
+    import wfdb
+
+    header = _read_header(record_path)
+    expected = header.sig_len
+    window = start != 0 or stop is not None
+    if window and expected is None:
+        raise RecordError(record_path + ".hea", "the header gives no length: read it whole")
+    first, last = 0, expected
+    if window:
+        first = min(max(start, 0), expected)
+        last = expected if stop is None else min(max(stop, 0), expected)
+        if last <= first:
+            raise RecordError(record_path, f"no sample in [{start}, {stop}) of {expected}")
+        expected = last - first
     try:
-        raw = wfdb.rdrecord(record_path, physical=True, return_res=64)
+        if window:
+            raw = wfdb.rdrecord(
+                record_path, sampfrom=first, sampto=last, physical=True, return_res=64
+            )
+        else:
+            raw = wfdb.rdrecord(record_path, physical=True, return_res=64)
     except FileNotFoundError as error:
         raise RecordError(str(error.filename or record_path), "signal file not found") from None
     except Exception as error:  # truncated or corrupt data, in whatever form wfdb reports it
         raise RecordError(
             record_path, f"signal data unreadable or truncated: {_describe(error)}"
         ) from None
-    expected = header.sig_len
     got = 0 if raw.p_signal is None else raw.p_signal.shape[0]
     if expected is not None and got != expected:
         raise RecordError(record_path, f"truncated data: {got} of {expected} samples")

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ecg.errors import EcgError, RecordError
-from ecg.record import Record, normalise_lead_name, read_record, record_paths
+from ecg.record import Record, normalise_lead_name, read_record, record_length, record_paths
 from fixtures.make_fixtures import STANDARD_LEADS, regular_beats, synthetic_ecg, write_record
 
 
@@ -304,3 +304,51 @@ def test_random_signal_bytes_under_a_valid_header(tmp_path: Path, data: bytes, l
         assert result.reason
     else:
         assert result.n_leads == 2
+
+
+@pytest.mark.parametrize(("start", "stop"), [(0, 250), (100, 350), (900, None), (990, 5000)])
+def test_a_window_reads_those_samples_only(tmp_path: Path, start: int, stop: int | None) -> None:
+    """``read_record(start=, stop=)`` equals the whole record's slice (clamped to its end);
+    ``record_length`` gives the whole length and rate from the header alone."""
+    path = _write(tmp_path, n_samples=1000)
+    whole = read_record(path)
+    window = read_record(path, start=start, stop=stop)
+    np.testing.assert_array_equal(window.signal_mv, whole.signal_mv[start:stop])
+    assert window.lead_names == whole.lead_names
+    assert window.fs_hz == whole.fs_hz
+    assert record_length(path) == (1000, 250.0)
+
+
+def test_a_window_of_a_long_record_does_not_read_the_rest(tmp_path: Path) -> None:
+    """A 10 s window of a 6-hour 2-lead record reads its own bytes (format 16: 4 bytes
+    a sample), not the record's 43 MB (the process's read bytes, /proc/self/io)."""
+    fs_hz, n = 500, 6 * 3600 * 500
+    ramp = (np.arange(n, dtype=np.int64) % 2000).astype(np.int16)
+    np.stack([ramp, -ramp], axis=1).astype("<i2").tofile(tmp_path / "holter.dat")
+    (tmp_path / "holter.hea").write_text(
+        f"holter 2 {fs_hz} {n}\n"
+        "holter.dat 16 200(0)/mV 16 0 0 0 0 I\n"
+        "holter.dat 16 200(0)/mV 16 0 0 0 0 II\n"
+    )
+    path = tmp_path / "holter"
+    start = 3 * 3600 * fs_hz
+
+    def read_bytes() -> int:
+        for line in Path("/proc/self/io").read_text().splitlines():
+            if line.startswith("rchar:"):
+                return int(line.split()[1])
+        raise AssertionError("no rchar in /proc/self/io")
+
+    before = read_bytes()
+    window = read_record(path, start=start, stop=start + 10 * fs_hz)
+    read = read_bytes() - before
+    assert read < 1024 * 1024, read
+    assert record_length(path) == (n, 500.0)
+    np.testing.assert_array_equal(window.signal_mv[:, 0], ramp[start : start + 5000] / 200.0)
+    np.testing.assert_array_equal(window.signal_mv[:, 1], -ramp[start : start + 5000] / 200.0)
+
+
+def test_a_window_past_the_end_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path, n_samples=1000)
+    with pytest.raises(RecordError, match="no sample"):
+        read_record(path, start=1000, stop=1100)
