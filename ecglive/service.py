@@ -444,8 +444,17 @@ def _live_worker(
     """A worker process: run batches of jobs until None, put each batch's results as one list.
 
     It also ends when the server process is gone (killed): an orphan would keep the
-    server's standard streams open and annotate for nobody.
+    server's standard streams open, hold its few hundred MB and annotate for nobody
+    (seen after a SIGKILL under load: a worker holding 430 MB 25 minutes later). Two
+    things kept it: a batch the server was writing when it died leaves a message cut
+    short, and the worker's read of it waited for the rest for ever, since the worker
+    held the write end of its own jobs pipe (a queue sent to a process brings both
+    ends) and so never saw the end of file; and its last results, stuck in its queue's
+    feeder thread on a full pipe nobody reads, which the process waits for on its way
+    out. So the worker closes its copy of the jobs' write end (it never puts there), a
+    read that meets the end of file ends it, and it does not wait for that thread.
     """
+    jobs._writer.close()  # type: ignore[attr-defined]  # the queue's pipe; see above
     _warm_up()
     runner = LiveRunner(encoder)
     order = LiveOrder()
@@ -458,9 +467,13 @@ def _live_worker(
             if order:
                 out = runner.handle_all(order.take_deferred())
             elif parent is not None and not parent.is_alive():
+                results.cancel_join_thread()
                 return
             else:
                 continue
+        except (EOFError, OSError):  # the server died, maybe in the middle of a batch
+            results.cancel_join_thread()
+            return
         else:
             if batch is None:
                 return

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import pickle
+import select
 import subprocess
 import sys
 import uuid
@@ -200,6 +201,63 @@ def test_a_process_whose_worker_had_a_backlog_still_exits(tmp_path: Path) -> Non
         timeout=60, capture_output=True, text=True,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+
+
+_WORKERS_WITH_A_BACKLOG = """
+import asyncio, sys, uuid
+from datetime import UTC, datetime
+import numpy as np
+from ecg.device import Start, encode_message
+from api.ws_ecg import ViewerMessages
+from ecglive.service import LiveWorkers, StartJob, StepJob
+
+async def main() -> None:
+    start = Start(version=1, device="c", stream=uuid.uuid4(), patient="p", fs_hz=500.0,
+                  leads=["I"], adc_gain=[200.0], baseline=[0], resolution_bits=16,
+                  start_time=datetime.now(UTC))
+    workers = LiveWorkers(lambda *args: None, processes=1, encoder=ViewerMessages())
+    workers.submit(StartJob(str(start.stream), encode_message(start).encode(), 0))
+    block = (np.sin(np.arange(100) / 8.0) * 1000).astype(np.int16).reshape(100, 1)
+    for k in range(3_000):  # watched: each step has a result to send back (~3 MB)
+        workers.submit(StepJob.of(str(start.stream), block, 100 * (k + 1), 0.0, watched=True))
+    await asyncio.sleep(0)  # the batch goes out
+    print(" ".join(str(w.pid) for w in workers._workers), flush=True)
+    await asyncio.Event().wait()  # until killed
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+def test_the_workers_of_a_killed_server_end(tmp_path: Path) -> None:
+    """A server SIGKILLed (no close) while its worker has results to send back leaves no
+    worker behind: the worker sees its parent gone and ends without waiting for its
+    queue's feeder thread, stuck on a pipe nobody reads (waited on with a pidfd, the
+    kernel's event of the process's end). Before, such a worker never ended."""
+    script = tmp_path / "workers.py"
+    script.write_text(_WORKERS_WITH_A_BACKLOG)
+    repo = Path(__file__).resolve().parents[2]
+    server = subprocess.Popen(
+        [sys.executable, str(script)], cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)},
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        pids = [int(pid) for pid in server.stdout.readline().split()]
+        assert len(pids) == 1
+        ends = [os.pidfd_open(pid) for pid in pids]
+    finally:
+        server.kill()
+        server.wait()
+    try:
+        ready, _, _ = select.select(ends, [], [], 30.0)
+        while len(ready) < len(ends):
+            more, _, _ = select.select([e for e in ends if e not in ready], [], [], 30.0)
+            assert more, "a worker outlived the killed server by 30 s"
+            ready += more
+    finally:
+        for end in ends:
+            os.close(end)
 
 
 def _step(stream: str, number: int, *, watched: bool) -> StepJob:
