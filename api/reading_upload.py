@@ -54,7 +54,14 @@ from msgspec import Meta
 
 from api.edge_config import RecordUploadConfig
 from api.errors import ApiError
-from api.readings import MEASURED_S, EcgSignals, ReadingApi, annotate_ahead
+from api.readings import (
+    MEASURED_S,
+    EcgSignals,
+    ReadingApi,
+    annotate_ahead,
+    file_length,
+    file_window,
+)
 from api.schemas import AUTH_ERRORS, documented
 from api.session import consults_error
 from consults.accounts import Principal
@@ -432,6 +439,14 @@ class RecordStore:
         """:class:`api.readings.EcgSignals` for tasks made from an upload."""
         return None if record.record is None else self.read(record.record)
 
+    def length_of(self, record: ReadingRecord) -> tuple[int, float] | None:
+        path = None if record.record is None else self.path_of(record.record)
+        return None if path is None else file_length(path)
+
+    def window_of(self, record: ReadingRecord, start: int, stop: int) -> Record | None:
+        path = None if record.record is None else self.path_of(record.record)
+        return None if path is None else file_window(path, start, stop)
+
 
 @dataclass(frozen=True)
 class UploadedOrStreamed:
@@ -445,6 +460,16 @@ class UploadedOrStreamed:
         if record.record is not None:
             return self.records.signal_of(record)
         return None if self.streams is None else self.streams.signal_of(record)
+
+    def length_of(self, record: ReadingRecord) -> tuple[int, float] | None:
+        if record.record is not None:
+            return self.records.length_of(record)
+        return None if self.streams is None else self.streams.length_of(record)
+
+    def window_of(self, record: ReadingRecord, start: int, stop: int) -> Record | None:
+        if record.record is not None:
+            return self.records.window_of(record, start, stop)
+        return None if self.streams is None else self.streams.window_of(record, start, stop)
 
 
 def _engine_findings(found: Record, config: AnnotateConfig | None) -> tuple[list[str], list[str]]:

@@ -32,6 +32,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, Protocol
 
 import msgspec
@@ -480,6 +481,61 @@ class EcgSignals(Protocol):
     def signal_of(self, record: ReadingRecord) -> Record | None:
         """The task's ECG in mV (its stream or record), or None when it is not kept."""
 
+    def length_of(self, record: ReadingRecord) -> tuple[int, float] | None:
+        """Samples per lead and rate (Hz) of the task's ECG, or None when it is not kept:
+        read from its header, not its samples."""
+
+    def window_of(self, record: ReadingRecord, start: int, stop: int) -> Record | None:
+        """Samples ``[start, stop)`` of the task's ECG (clamped to it), read without the
+        rest: a window of a 24-hour record is milliseconds, the whole record seconds
+        and ~500 MB. None when it is not kept."""
+
+
+def file_length(path: Path) -> tuple[int, float] | None:
+    """:meth:`EcgSignals.length_of` of a stored WFDB record (``path`` without extension):
+    None when it is absent or unreadable."""
+    from ecg.errors import EcgError
+    from ecg.record import record_length
+
+    if not path.with_suffix(".hea").exists():
+        return None
+    try:
+        return record_length(path)
+    except (EcgError, OSError):
+        return None
+
+
+def file_window(path: Path, start: int, stop: int) -> Record | None:
+    """:meth:`EcgSignals.window_of` of a stored WFDB record: None when it is absent or
+    unreadable, or the window holds no sample."""
+    from ecg.errors import EcgError
+    from ecg.record import read_record
+
+    if not path.with_suffix(".hea").exists():
+        return None
+    try:
+        return read_record(path, start=start, stop=stop)
+    except (EcgError, OSError):
+        return None
+
+
+class WholeRecordSignals:
+    """:meth:`EcgSignals.length_of` and :meth:`EcgSignals.window_of` of a source that
+    has the whole record at hand (in memory, tests): cut from :meth:`signal_of`."""
+
+    def signal_of(self, record: ReadingRecord) -> Record | None:
+        raise NotImplementedError
+
+    def length_of(self, record: ReadingRecord) -> tuple[int, float] | None:
+        found = self.signal_of(record)
+        return None if found is None else (found.n_samples, found.fs_hz)
+
+    def window_of(self, record: ReadingRecord, start: int, stop: int) -> Record | None:
+        found = self.signal_of(record)
+        if found is None:
+            return None
+        return dataclasses.replace(found, signal_mv=found.signal_mv[max(start, 0) : stop])
+
 
 @dataclass(frozen=True)
 class SignalSource:
@@ -496,6 +552,12 @@ class SignalSource:
 
     def signal_of(self, record: ReadingRecord) -> Record | None:
         return None if self.signals is None else self.signals.signal_of(record)
+
+    def length_of(self, record: ReadingRecord) -> tuple[int, float] | None:
+        return None if self.signals is None else self.signals.length_of(record)
+
+    def window_of(self, record: ReadingRecord, start: int, stop: int) -> Record | None:
+        return None if self.signals is None else self.signals.window_of(record, start, stop)
 
     @property
     def engine(self) -> AnnotateConfig:
@@ -590,25 +652,62 @@ def reading_ecg(
     depend on them made on the reader's corrected fiducials where ``corrections`` are
     given; every beat's label the reader's ``labels`` (by beat index) or N. Pure: no I/O
     (the caller brings the record)."""
+    span = window_span(found.n_samples, found.fs_hz, start_s, duration_s)
+    lo, hi = span.padded
+    head = dataclasses.replace(found, signal_mv=found.signal_mv[: int(MEASURED_S * found.fs_hz)])
+    padded = dataclasses.replace(found, signal_mv=found.signal_mv[lo:hi])
+    return window_answer(reading_id, head, padded, span, band, corrections, config, labels)
+
+
+@dataclass(frozen=True)
+class WindowSpan:
+    """Where a window of ``[first, last)`` lies in a record of ``total`` samples, and
+    the samples read around it so that the zero-phase filter settles (``padded``)."""
+
+    total: int
+    fs_hz: float
+    first: int
+    last: int
+    padded: tuple[int, int]
+
+
+def window_span(total: int, fs_hz: float, start_s: float, duration_s: float) -> WindowSpan:
+    """The window from ``start_s`` for ``duration_s`` of a record of ``total`` samples
+    (clamped: at least one sample, within the record)."""
+    first = min(round(start_s * fs_hz), max(total - 1, 0))
+    last = min(total, first + max(1, round(duration_s * fs_hz)))
+    pad = int(_FILTER_PAD_S * fs_hz)
+    return WindowSpan(total, fs_hz, first, last, (max(0, first - pad), min(total, last + pad)))
+
+
+def window_answer(
+    reading_id: str,
+    head: Record,
+    padded: Record,
+    span: WindowSpan,
+    band: Band,
+    corrections: Mapping[str, float] | None = None,
+    config: AnnotateConfig | None = None,
+    labels: Mapping[int, BeatLabel] | None = None,
+) -> ReadingEcg:
+    """:func:`reading_ecg` from what it needs of the record: its first
+    :data:`MEASURED_S` seconds (``head``, for the engine) and the samples ``span.padded``
+    (``padded``). Pure: no I/O."""
     import numpy as np  # here, not at import: the server's commands start without numpy
 
     from ecg.filters import filter_zero_phase
 
     config = engine_config(config)
-    fs = found.fs_hz
-    n = found.n_samples
-    first = min(round(start_s * fs), max(n - 1, 0))
-    last = min(n, first + max(1, round(duration_s * fs)))
-    pad = int(_FILTER_PAD_S * fs)
-    lo, hi = max(0, first - pad), min(n, last + pad)
-    window = filter_zero_phase(found.signal_mv[lo:hi], fs, band, config.mains_hz)
+    fs, n, first, last = span.fs_hz, span.total, span.first, span.last
+    lo = span.padded[0]
+    window = filter_zero_phase(padded.signal_mv, fs, band, config.mains_hz)
     filtered = window[first - lo : last - lo]
     uv = np.round(filtered * 1000.0)
     finite = np.isfinite(uv)
     samples: list[list[int | None]] = np.where(finite, uv, 0).astype(np.int64).T.tolist()
     for sample, lead in zip(*np.nonzero(~finite), strict=True):  # a gap: null, not a number
         samples[int(lead)][int(sample)] = None
-    engine = _engine_of(reading_id, found, config)
+    engine = _engine_of(reading_id, head, config)
     measurements, statements = engine.measurements, engine.statements
     if corrections:
         corrected = _corrected(engine, corrections)
@@ -617,7 +716,7 @@ def reading_ecg(
     return ReadingEcg(
         reading=reading_id,
         fs_hz=fs,
-        leads=list(found.lead_names),
+        leads=list(head.lead_names),
         total_s=n / fs,
         first_index=first,
         start_s=first / fs,
@@ -1300,17 +1399,24 @@ class ReadingController(Controller):
         first 10 s. The read is audited (``reading.viewed``); a stream still arriving
         has no stored record yet (404 ``no_signal``: watch it live over ``/ws``)."""
         view = reading_service.get(principal.person, reading_id)
-        found = ecg_signals.signal_of(view.record)
-        if found is None:
-            raise ApiError("no_signal", f"no ECG kept for reading {reading_id!r} yet", status=404)
+        missing = ApiError("no_signal", f"no ECG kept for reading {reading_id!r} yet", status=404)
+        # Only what the answer shows is read: the engine's first 10 s and the window.
+        length = ecg_signals.length_of(view.record)
+        if length is None:
+            raise missing
+        span = window_span(*length, start_s, duration_s)
+        head = ecg_signals.window_of(view.record, 0, int(MEASURED_S * span.fs_hz))
+        padded = ecg_signals.window_of(view.record, *span.padded)
+        if head is None or padded is None:
+            raise missing
         kept = reading_service.fiducials(principal.person, reading_id)
         corrections = dict(kept.fiducials_ms) if kept is not None else None
         labelled = reading_service.beat_labels(principal.person, reading_id)
-        answer = reading_ecg(
+        answer = window_answer(
             reading_id,
-            found,
-            start_s,
-            duration_s,
+            head,
+            padded,
+            span,
             band,
             corrections,
             ecg_signals.engine,

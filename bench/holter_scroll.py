@@ -4,11 +4,13 @@ performance timeline.
 The ECG centre's target: such a record "scrolls without a dropped frame on this
 machine". The record is MIT-BIH record ``100`` (a real 2-lead Holter recording, MLII
 and V5 at 360 Hz, 30 min) read in place from ``../shared/ecg`` (``TELECONSULT_ECG_DIR``)
-and looped to 24 h (48 times), held in memory as the reading API's signal source (as
-``bench/reading_paint.py`` holds its record), the task made for it as for a finished
-stream. The server is the account and reading APIs with the pages (uvicorn on
-127.0.0.1, the real SQLite store), composed as ``bench/reading_paint.py`` does; a reader
-logs in and opens ``/readings#reading/<id>`` in Debian's Chromium (headless, 1366x768).
+and looped to 24 h (48 times), written as a WFDB record (format 16, 124 MB) in the
+bench's temporary folder and read window by window as the server's stream and upload
+stores read theirs (``api.readings.file_window``: only the window's bytes), the task
+made for it as for a finished stream. The server is the account and reading APIs with
+the pages (uvicorn on 127.0.0.1, the real SQLite store), composed as
+``bench/reading_paint.py`` does; a reader logs in and opens ``/readings#reading/<id>``
+in Debian's Chromium (headless, 1366x768).
 
 The page pages the record a window (10 s) at a time with its Earlier/Later buttons;
 the reader here holds the Later button down from the keyboard (focused, Enter every
@@ -42,9 +44,7 @@ order alternating), so that one run gives both and the ratio::
 
 The full run scrolls 25 s per page: about 1 min with the setup, 2 with ``--compare``;
 ``--quick`` 6 s. Percentiles are interpolated (``statistics.quantiles``, inclusive), as
-in ``bench/first_frame.py``. Not measured: the server's own reading of a stored record
-(its stream and upload stores read the whole record for each window); the signal
-source here holds it in memory, as ``bench/reading_paint.py``'s does.
+in ``bench/first_frame.py``.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ sys.path.insert(0, str(REPO))
 from api.app import create_app  # noqa: E402
 from api.auth import account_api  # noqa: E402
 from api.edge import Edge, EdgeConfig  # noqa: E402
-from api.readings import annotate_ahead, reading_api  # noqa: E402
+from api.readings import annotate_ahead, file_length, file_window, reading_api  # noqa: E402
 from bench.first_frame import percentile  # noqa: E402
 from consults.reading_repositories import ReadingRecord  # noqa: E402
 from consults.reading_service import ReadingService  # noqa: E402
@@ -168,14 +168,37 @@ def holter_record(hours: float = HOURS) -> Record:
     )
 
 
-class OneRecord:
-    """The task's ECG: the looped record (the server's source is its record store)."""
+class StoredRecord:
+    """The task's ECG as the server keeps it: a WFDB record (format 16) on disk, each
+    window read from the file alone (:func:`api.readings.file_window`), as the stream
+    and upload stores do."""
 
-    def __init__(self, record: Record) -> None:
-        self.record = record
+    def __init__(self, record: Record, folder: Path) -> None:
+        import wfdb
+
+        digital = np.round(record.signal_mv * 200.0).astype(np.int16)
+        header = wfdb.Record(
+            record_name="holter", fs=record.fs_hz, units=["mV"] * record.n_leads,
+            sig_name=list(record.lead_names), d_signal=digital, fmt=["16"] * record.n_leads,
+            adc_gain=[200.0] * record.n_leads, baseline=[0] * record.n_leads,
+        )  # fmt: skip
+        header.set_d_features()
+        header.set_defaults()
+        header.wrheader(write_dir=str(folder), expanded=False)
+        digital.astype("<i2").tofile(folder / "holter.dat")
+        self.path = folder / "holter"
+
+    def whole(self) -> Record:
+        return read_record(self.path)
 
     def signal_of(self, record: ReadingRecord) -> Record | None:
-        return self.record
+        return self.whole()
+
+    def length_of(self, record: ReadingRecord) -> tuple[int, float] | None:
+        return file_length(self.path)
+
+    def window_of(self, record: ReadingRecord, start: int, stop: int) -> Record | None:
+        return file_window(self.path, start, stop)
 
 
 @dataclass
@@ -385,8 +408,10 @@ async def run(
         task_id = service.task_for_stream(
             "holter", "village-1", "patient-1", world.clock.now, (), ("SR",)
         ).task.id
-        source = OneRecord(record)
-        annotate_ahead(task_id, lambda: source.record).result()  # as the server does
+        source = StoredRecord(record, Path(folder))
+        described = (list(record.lead_names), record.fs_hz, record.n_samples)
+        del record  # the server holds no record in memory: each window is read
+        annotate_ahead(task_id, source.whole).result()  # as the server does
         pages = {"page": REPO / "web"}
         if compare:
             pages = {"before": pages_of(compare, Path(folder)), "after": REPO / "web"}
@@ -445,9 +470,9 @@ async def run(
         "record": {
             "source": f"mitdb/{SOURCE.name} looped",
             "hours": HOURS,
-            "leads": list(record.lead_names),
-            "fs_hz": record.fs_hz,
-            "samples": record.n_samples,
+            "leads": described[0],
+            "fs_hz": described[1],
+            "samples": described[2],
             "made_s": round(made_s, 1),
         },
         "conditions": {

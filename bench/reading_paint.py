@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))
 from api.app import create_app  # noqa: E402
 from api.auth import account_api  # noqa: E402
 from api.edge import Edge, EdgeConfig  # noqa: E402
-from api.readings import annotate_ahead, reading_api  # noqa: E402
+from api.readings import WholeRecordSignals, annotate_ahead, reading_api  # noqa: E402
 from bench.first_frame import percentile  # noqa: E402
 from consults.reading_repositories import ReadingRecord  # noqa: E402
 from consults.reading_service import ReadingService  # noqa: E402
@@ -56,7 +56,7 @@ RECORD = ecg_data_dir() / "ptbxl-sample" / "HR06000"
 TARGET_MS = 500.0
 
 
-class OneRecord:
+class OneRecord(WholeRecordSignals):
     """Every task's ECG is the same 10 s 12-lead record (read once)."""
 
     def __init__(self) -> None:

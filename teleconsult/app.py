@@ -40,7 +40,7 @@ from litestar.di import Provide
 
 from api.edge import EdgeServer
 from api.pages import package_web_dir
-from api.readings import annotate_ahead
+from api.readings import annotate_ahead, file_length, file_window
 from api.rooms import RoomTokenController, RoomTokens, api_token_jti, session_jti
 from api.session import SessionConfig, device_token_verifier
 from api.webhooks import WebhookSender
@@ -514,22 +514,34 @@ class StreamSignals:
     def __init__(self, service: EcgService) -> None:
         self._service = service
 
+    def _path(self, record: ReadingRecord) -> Path | None:
+        """The stream's record (no extension); it exists once the stream has ended."""
+        if record.stream is None:
+            return None
+        try:
+            return self._service.store.record_path(uuid.UUID(record.stream))
+        except ValueError:
+            return None
+
     def signal_of(self, record: ReadingRecord) -> Record | None:
         from ecg.errors import EcgError
         from ecg.record import read_record
 
-        if record.stream is None:
-            return None
-        try:
-            path = self._service.store.record_path(uuid.UUID(record.stream))
-        except ValueError:
-            return None
-        if not path.with_suffix(".hea").exists():
+        path = self._path(record)
+        if path is None or not path.with_suffix(".hea").exists():
             return None  # still arriving: the record is written when it ends
         try:
             return read_record(path)
         except (EcgError, OSError):
             return None
+
+    def length_of(self, record: ReadingRecord) -> tuple[int, float] | None:
+        path = self._path(record)
+        return None if path is None else file_length(path)
+
+    def window_of(self, record: ReadingRecord, start: int, stop: int) -> Record | None:
+        path = self._path(record)
+        return None if path is None else file_window(path, start, stop)
 
 
 # Streams whose live critical codes are remembered (to tell each once).

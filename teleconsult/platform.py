@@ -189,6 +189,12 @@ class SignalsRelay:
     def signal_of(self, record: ReadingRecord) -> Record | None:
         return None if self.source is None else self.source.signal_of(record)
 
+    def length_of(self, record: ReadingRecord) -> tuple[int, float] | None:
+        return None if self.source is None else self.source.length_of(record)
+
+    def window_of(self, record: ReadingRecord, start: int, stop: int) -> Record | None:
+        return None if self.source is None else self.source.window_of(record, start, stop)
+
 
 class RevocationRelay:
     """The accounts' :class:`~consults.accounts.Revocations`, handed on to whoever

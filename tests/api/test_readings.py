@@ -19,7 +19,7 @@ import pytest
 from api.app import create_app, openapi_gaps
 from api.auth import account_api
 from api.edge import Edge, EdgeConfig
-from api.readings import reading_api
+from api.readings import WholeRecordSignals, reading_api
 from api.session import CSRF_COOKIE
 from consults.reading_repositories import ReadingRecord
 from consults.signatures import Signature, verify
@@ -62,7 +62,7 @@ class Api:
 RECORD = ecg_data_dir() / "ptbxl-sample" / "HR06000"
 
 
-class RecordSignals:
+class RecordSignals(WholeRecordSignals):
     """Every task's ECG is one PTB-XL 12-lead record read in place (the server's source
     is the stream store); None where the databases are absent."""
 

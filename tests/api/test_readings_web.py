@@ -26,7 +26,7 @@ from playwright.async_api import Browser, Page, WebSocket, expect
 from api.app import create_app, openapi_gaps
 from api.auth import account_api
 from api.edge import Edge, EdgeConfig
-from api.readings import reading_api
+from api.readings import WholeRecordSignals, reading_api
 from consults.reading_repositories import ReadingRecord
 from consults.reading_service import ReadingService
 from ecg.critical import CRITICAL_TEXT
@@ -52,7 +52,7 @@ PTBXL = ecg_data_dir() / "ptbxl-sample"
 SCREENSHOTS = os.environ.get("TELECONSULT_SCREENSHOT_DIR")
 
 
-class StreamRecords:
+class StreamRecords(WholeRecordSignals):
     """Each task's ECG: a PTB-XL 12-lead record read in place, by the task's stream id
     (``HR06003`` for ``crit``, ``HR06000`` otherwise); the server's source is the
     stream store. ``arriving`` streams have no record yet."""
