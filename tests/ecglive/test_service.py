@@ -220,8 +220,10 @@ async def main() -> None:
     block = (np.sin(np.arange(100) / 8.0) * 1000).astype(np.int16).reshape(100, 1)
     for k in range(3_000):  # watched: each step has a result to send back (~3 MB)
         workers.submit(StepJob.of(str(start.stream), block, 100 * (k + 1), 0.0, watched=True))
-    await asyncio.sleep(0)  # the batch goes out
-    print(" ".join(str(w.pid) for w in workers._workers), flush=True)
+    # Told once the batch is handed to the queue: the loop runs its callbacks in order,
+    # and the batch's flush was scheduled first.
+    pids = " ".join(str(w.pid) for w in workers._workers)
+    asyncio.get_running_loop().call_soon(lambda: print(pids, flush=True))
     await asyncio.Event().wait()  # until killed
 
 if __name__ == "__main__":
