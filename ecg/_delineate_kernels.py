@@ -33,7 +33,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ecg._jit import jit
-from ecg._rhythm_kernels import sorted_median
 
 __all__ = [
     "corner_after",
@@ -195,7 +194,7 @@ SMALL_SORT = 16
 def _select_median(values: FloatArray) -> float:
     """The median of finite ``values`` as ``numpy.median`` gives it (the middle value,
     or the mean of the two middle ones); reorders them in place (a few are sorted, more
-    go through the rhythm kernels' Hoare selection, as ``numpy.partition`` does)."""
+    go through Hoare's selection, as ``numpy.partition`` does)."""
     n = values.shape[0]
     half = n // 2
     if n <= SMALL_SORT:
@@ -209,7 +208,32 @@ def _select_median(values: FloatArray) -> float:
         if n % 2:
             return float(values[half])
         return float((values[half - 1] + values[half]) / 2.0)
-    return sorted_median(values)
+    lo, hi = 0, n - 1
+    while lo < hi:
+        pivot = values[(lo + hi) // 2]
+        i, j = lo, hi
+        while i <= j:
+            while values[i] < pivot:
+                i += 1
+            while values[j] > pivot:
+                j -= 1
+            if i <= j:
+                values[i], values[j] = values[j], values[i]
+                i += 1
+                j -= 1
+        if half <= j:
+            hi = j
+        elif half >= i:
+            lo = i
+        else:
+            break
+    upper = values[half]
+    if n % 2:
+        return float(upper)
+    lower = values[0]  # the largest value of rank below ``half``
+    for k in range(1, half):
+        lower = max(lower, values[k])
+    return float((lower + upper) / 2.0)
 
 
 @jit

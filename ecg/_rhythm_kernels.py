@@ -76,7 +76,7 @@ def dominant_rows(
         if np.isnan(line).any():
             medoid = i
             break
-        median = sorted_median(line)
+        median = _sorted_median(line)
         if i == 0 or median > best:
             best = median
             medoid = i
@@ -94,7 +94,7 @@ def _correlations(
 
 
 @jit
-def sorted_median(values: NDArray[np.float64]) -> float:
+def _sorted_median(values: NDArray[np.float64]) -> float:
     """The median of finite ``values`` as ``numpy.median`` gives it (the middle value,
     or the mean of the two middle ones); reorders them in place (a selection, as
     ``numpy.partition`` does: only the middle of the order is needed)."""
@@ -136,7 +136,7 @@ def irregularity(rr: NDArray[np.float64]) -> float:
     steps = np.empty(n - 1)
     for k in range(n - 1):
         steps[k] = abs(rr[k + 1] - rr[k])
-    return sorted_median(steps) / sorted_median(rr.copy())
+    return _sorted_median(steps) / _sorted_median(rr.copy())
 
 
 @jit
