@@ -1045,6 +1045,7 @@ _AUTH = (
     (403, "csrf_failed", "missing or wrong CSRF token: send the X-CSRF-Token header"),
 )
 _NO_READING = (404, "not_found", "no reading '3f2b9c1e'")
+_NO_SIGNAL = (404, "no_signal", "no ECG kept for reading '3f2b9c1e' yet (still arriving?)")
 _TABLE = (
     (409, "transition_not_allowed", "reader cannot claim a reading in state signed"),
     (403, "forbidden", "outsider may not claim a reading in state new"),
@@ -1376,7 +1377,7 @@ class ReadingController(Controller):
             None,
             *_AUTH,
             _NO_READING,
-            (404, "no_signal", "no ECG kept for reading '3f2b9c1e' yet (still arriving?)"),
+            _NO_SIGNAL,
             (400, "invalid_body", "duration_s: must be <= 30"),
         ),
     )
@@ -1434,7 +1435,7 @@ class ReadingController(Controller):
             _MEDIAN_SAMPLE,
             *_AUTH,
             _NO_READING,
-            (404, "no_signal", "no ECG kept for reading '3f2b9c1e' yet (still arriving?)"),
+            _NO_SIGNAL,
             (404, "not_measured", "the engine found no median beat in this ECG"),
         ),
     )
@@ -1472,7 +1473,7 @@ class ReadingController(Controller):
             (400, "fiducials_out_of_order", "qrs_off (80 ms) must come before t_off (60 ms)"),
             (400, "fiducials_incomplete", "the engine found no P wave: give p_on and p_off"),
             (400, "invalid_body", "Invalid enum value 'r_peak' - at `key` in `$.fiducials_ms`"),
-            (404, "no_signal", "no ECG kept for reading '3f2b9c1e' yet (still arriving?)"),
+            _NO_SIGNAL,
             (404, "not_measured", "the engine found no median beat in this ECG"),
         ),
     )
@@ -1542,7 +1543,7 @@ class ReadingController(Controller):
             (400, "unknown_beat_label", "label: 'X' is not a beat label (N, S, V, P, Q)"),
             (400, "beat_out_of_range", "beat: beat 14 is not one of the 12 beats (0-11)"),
             (400, "invalid_body", "Object missing required field `label`"),
-            (404, "no_signal", "no ECG kept for reading '3f2b9c1e' yet (still arriving?)"),
+            _NO_SIGNAL,
         ),
     )
     def label_beat(
