@@ -74,10 +74,7 @@ from api.edge import Edge, EdgeConfig  # noqa: E402
 from api.readings import annotate_ahead, file_length, file_window, reading_api  # noqa: E402
 from bench.first_frame import percentile  # noqa: E402
 from consults.reading_repositories import ReadingRecord  # noqa: E402
-from consults.reading_service import ReadingService  # noqa: E402
-from ecg.critical import CRITICAL_TEXT  # noqa: E402
 from ecg.record import Record, read_record  # noqa: E402
-from ecg.statements import LIBRARY  # noqa: E402
 from tests.conftest import ecg_data_dir  # noqa: E402
 from tests.consults.test_reading_service_world import make_reading_world  # noqa: E402
 from tests.consults.test_service_world import PASSWORD  # noqa: E402
@@ -393,18 +390,9 @@ async def run(
     record = holter_record()
     made_s = time.perf_counter() - made_at
     with tempfile.TemporaryDirectory() as folder:
-        made = make_reading_world(make_database("sqlite", Path(folder)))
+        made = make_reading_world(make_database("sqlite", Path(folder)), whole_library=True)
         world = made.world
-        service = ReadingService(
-            readings=made.repository,
-            keys=world.repository,
-            directory=world.stores.directory,
-            second_factor=world.accounts,
-            clock=world.clock,
-            notifier=made.notices,
-            statement_codes=frozenset(LIBRARY),
-            critical_codes=frozenset(CRITICAL_TEXT),
-        )
+        service = made.service
         task_id = service.task_for_stream(
             "holter", "village-1", "patient-1", world.clock.now, (), ("SR",)
         ).task.id

@@ -42,10 +42,7 @@ from api.edge import Edge, EdgeConfig  # noqa: E402
 from api.readings import WholeRecordSignals, annotate_ahead, reading_api  # noqa: E402
 from bench.first_frame import percentile  # noqa: E402
 from consults.reading_repositories import ReadingRecord  # noqa: E402
-from consults.reading_service import ReadingService  # noqa: E402
-from ecg.critical import CRITICAL_TEXT  # noqa: E402
 from ecg.record import Record, read_record  # noqa: E402
-from ecg.statements import LIBRARY  # noqa: E402
 from tests.conftest import ecg_data_dir  # noqa: E402
 from tests.consults.test_reading_service_world import make_reading_world  # noqa: E402
 from tests.consults.test_service_world import PASSWORD  # noqa: E402
@@ -70,18 +67,9 @@ async def run(repetitions: int, cold: bool) -> dict[str, Any]:
     from playwright.async_api import async_playwright
 
     with tempfile.TemporaryDirectory() as folder:
-        made = make_reading_world(make_database("sqlite", Path(folder)))
+        made = make_reading_world(make_database("sqlite", Path(folder)), whole_library=True)
         world = made.world
-        service = ReadingService(
-            readings=made.repository,
-            keys=world.repository,
-            directory=world.stores.directory,
-            second_factor=world.accounts,
-            clock=world.clock,
-            notifier=made.notices,
-            statement_codes=frozenset(LIBRARY),
-            critical_codes=frozenset(CRITICAL_TEXT),
-        )
+        service = made.service
         ids = [
             service.task_for_stream(
                 f"s{n}", "village-1", f"patient-{n}", world.clock.now, (), ("SR",)

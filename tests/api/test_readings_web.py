@@ -28,15 +28,13 @@ from api.auth import account_api
 from api.edge import Edge, EdgeConfig
 from api.readings import WholeRecordSignals, reading_api
 from consults.reading_repositories import ReadingRecord
-from consults.reading_service import ReadingService
 from ecg.critical import CRITICAL_TEXT
 from ecg.record import Record, read_record
-from ecg.statements import LIBRARY
 from teleconsult.device_cmd import simulate
 from tests.api.test_consults import error_of
 from tests.api.test_readings import Api
 from tests.conftest import ecg_data_dir
-from tests.consults.test_reading_service_world import ReadingWorld, make_reading_world
+from tests.consults.test_reading_service_world import make_reading_world
 from tests.consults.test_service_world import PASSWORD
 from tests.pg import Database, make_database
 from tests.teleconsult.test_platform_server import PASSWORD as PLATFORM_PASSWORD
@@ -88,21 +86,8 @@ async def served(database: Database) -> AsyncIterator[Served]:
     service taking the whole statement library (as the server wires it)."""
     if not (PTBXL / "HR06000.hea").exists():
         pytest.skip(f"PTB-XL sample not found at {PTBXL}")
-    made = make_reading_world(database)
-    world = made.world
-    service = ReadingService(
-        readings=made.repository,
-        keys=world.repository,
-        directory=world.stores.directory,
-        second_factor=world.accounts,
-        clock=world.clock,
-        notifier=made.notices,
-        statement_codes=frozenset(LIBRARY),
-        critical_codes=frozenset(CRITICAL_TEXT),
-    )
-    rw = ReadingWorld(
-        world=world, service=service, repository=made.repository, notices=made.notices
-    )
+    rw = make_reading_world(database, whole_library=True)
+    world, service = rw.world, rw.service
     signals = StreamRecords()
     accounts_wiring = account_api(world.accounts, world.directory)
     readings_wiring = reading_api(service, signals)

@@ -14,6 +14,8 @@ from consults.accounts import NewPerson, Principal
 from consults.directory import Role
 from consults.reading_repositories import ReadingRecord
 from consults.reading_service import NoReadingNotices, ReadingService
+from ecg.critical import CRITICAL_TEXT
+from ecg.statements import LIBRARY
 from store.audit import AuditQuery, query
 from store.readings import SqlReadingRepository
 from tests.consults.test_service_world import PASSWORD, World, make_world
@@ -57,10 +59,12 @@ class ReadingWorld:
         )
 
 
-def make_reading_world(database: Database) -> ReadingWorld:
+def make_reading_world(database: Database, *, whole_library: bool = False) -> ReadingWorld:
     """``county-1`` is also the ECG centre: readers ``liu.reader`` and ``ma.reader``
     (enrolled in TOTP), coordinator ``zhao.coord``; ``county-2`` has reader
-    ``far.reader``, who must not see ``village-1``'s ECGs."""
+    ``far.reader``, who must not see ``village-1``'s ECGs. ``whole_library``: the
+    service takes the engine's whole statement library and every critical code (as the
+    server wires it), not the few the domain tests use."""
     world = make_world(database)
     for username, institution in (*((u, "county-1") for u in READERS), ("far.reader", "county-2")):
         person = world.directory.create_person(
@@ -86,8 +90,8 @@ def make_reading_world(database: Database) -> ReadingWorld:
         second_factor=world.accounts,
         clock=world.clock,
         notifier=notices,
-        statement_codes=STATEMENTS,
-        critical_codes=CRITICALS,
+        statement_codes=frozenset(LIBRARY) if whole_library else STATEMENTS,
+        critical_codes=frozenset(CRITICAL_TEXT) if whole_library else CRITICALS,
     )
     return ReadingWorld(world=world, service=service, repository=repository, notices=notices)
 
