@@ -5,6 +5,8 @@ Usage::
     python bench/ecg_speed.py [--ecg-dir DIR] [--db mitdb[,ptbxl-sample,...]]
                               [--records 100,101] [--repeat 3] [--peers xqrs,gqrs]
                               [--json FILE]
+    python bench/ecg_speed.py --interpret [--db ludb-dev] [--records 1,35,38]
+                              [--repeat 20] [--json FILE]
 
 What it measures
 ----------------
@@ -26,6 +28,16 @@ sum of the best times.
 ``peer_detector``) on the first lead of each record, once per record (they are slow),
 and prints the ratio of our samples per second per lead (the whole ``annotate``
 path) to theirs (detection alone on one lead): the issue asks for that ratio.
+
+``--interpret`` measures issue 11's target instead: "measurements, statements and
+critical values of a 10 s 12-lead 500 Hz record <= 20 ms on one core". For each
+record (default: :data:`INTERPRET_RECORDS` of LUDB's dev half, which hold its fast
+and irregular rhythms) the stages before ``measure`` run once, untimed; then the part
+of ``annotate`` that makes the measurements, statements and critical values is timed,
+best of ``--repeat`` by CPU time: the ``measure`` and ``interpret`` stages and the
+JSON form of the statements and critical values that ``annotate`` keeps. Printed per
+record with the rhythm LUDB's header gives, then the median and the maximum over the
+records against the target. The figures are indicative unless the machine is idle.
 
 The process is pinned to one core (``os.sched_setaffinity``) and BLAS/OpenMP thread
 pools are limited to one thread (``threadpoolctl`` when installed, else the usual
@@ -58,9 +70,19 @@ sys.path.insert(0, str(REPO))
 from ecg.annotate import STAGES, AnnotateConfig, Work, annotate  # noqa: E402
 from ecg.errors import EcgError  # noqa: E402
 from ecg.record import Record, read_record, record_paths  # noqa: E402
+from ecg.statements import critical_to_json, statements_to_json  # noqa: E402
 from teleconsult.bench_cmd import parse_peers, peer_detector  # noqa: E402
 
 DEFAULT_ECG_DIR = Path(os.environ.get("TELECONSULT_ECG_DIR", REPO.parent / "shared" / "ecg"))
+
+#: ``--interpret``'s LUDB dev records, by the rhythm of their header: every atrial
+#: fibrillation (8 is paced in AF), both flutters, the sinus tachycardia, sinus
+#: arrhythmia, bradycardia and rhythm with conduction and ST findings beside them.
+INTERPRET_RECORDS = (
+    "1", "8", "13", "22", "24", "35", "38", "44", "51", "52",
+    "70", "83", "88", "93", "95", "96",
+)  # fmt: skip
+INTERPRET_TARGET_MS = 20.0
 
 
 @dataclass
@@ -130,6 +152,79 @@ def time_record(
             with _timed(result.stages.setdefault(name, Timing())):
                 stage(work)
     return result
+
+
+def time_interpret(record: Record, config: AnnotateConfig, repeat: int) -> Timing:
+    """Best-of-``repeat`` time of the measurements, statements and critical values.
+
+    The stages before ``measure`` run once, untimed; then ``measure``, ``interpret``
+    and the JSON form of their statements and critical values (what :func:`annotate`
+    keeps of them) are timed together.
+    """
+    stages = dict(STAGES)
+    work = Work(record, config)
+    for name, stage in STAGES:
+        if name == "measure":
+            break
+        stage(work)
+    best = Timing()
+    for _ in range(repeat):
+        with _timed(best):
+            stages["measure"](work)
+            stages["interpret"](work)
+            if work.interpretation is not None:
+                statements_to_json(work.interpretation)
+                critical_to_json(work.interpretation, record.fs_hz)
+    return best
+
+
+def _header_rhythm(record_path: str) -> str:
+    """The ``Rhythm:`` comment of a WFDB header (LUDB's), or ''."""
+    try:
+        lines = Path(record_path + ".hea").read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    for line in lines:
+        if line.startswith("#") and "Rhythm:" in line:
+            return line.split("Rhythm:", 1)[1].strip().rstrip(".")
+    return ""
+
+
+def interpret_main(args: argparse.Namespace, config: AnnotateConfig) -> dict[str, Any]:
+    """``--interpret``: issue 11's figure per record, then the median and the maximum."""
+    db = args.db if args.db != "mitdb" else "ludb-dev"
+    folder = args.ecg_dir / db
+    names = [name for name in args.records.split(",") if name] or list(INTERPRET_RECORDS)
+    print(
+        f"## {db}: measurements + statements + critical values (measure and interpret"
+        f" stages), best of {args.repeat}, CPU ms; target <= {INTERPRET_TARGET_MS:.0f} ms"
+    )
+    print(f"{'record':>8} {'cpu_ms':>7} {'wall_ms':>7}  rhythm (header)")
+    rows: dict[str, dict[str, Any]] = {}
+    for name in names:
+        path = str(folder / name)
+        try:
+            record = read_record(path)
+        except EcgError as error:
+            print(f"{error}: skipped", file=sys.stderr)
+            continue
+        best = time_interpret(record, config, args.repeat)
+        rhythm = _header_rhythm(path)
+        rows[name] = {"cpu_ms": best.cpu_s * 1e3, "wall_ms": best.wall_s * 1e3, "rhythm": rhythm}
+        print(f"{name:>8} {best.cpu_s * 1e3:7.1f} {best.wall_s * 1e3:7.1f}  {rhythm}", flush=True)
+    if not rows:
+        return {}
+    cpu = np.asarray([row["cpu_ms"] for row in rows.values()])
+    over = [name for name, row in rows.items() if row["cpu_ms"] > INTERPRET_TARGET_MS]
+    print(
+        f"\nrecords {cpu.size}: median {np.median(cpu):.1f} ms, max {cpu.max():.1f} ms CPU"
+        f" (target <= {INTERPRET_TARGET_MS:.0f}); over the target: {', '.join(over) or 'none'}"
+    )
+    print(
+        f"indicative unless the machine is idle: load average {os.getloadavg()[0]:.2f}"
+        f" on {os.cpu_count()} cores"
+    )
+    return {"records": rows, "median_cpu_ms": float(np.median(cpu)), "max_cpu_ms": float(cpu.max())}
 
 
 def _rate(samples: float, seconds: float) -> float:
@@ -205,6 +300,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", default="diagnostic", choices=["diagnostic", "monitoring"])
     parser.add_argument("--peers", default="none", help="also time these: xqrs,gqrs (none)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--interpret",
+        action="store_true",
+        help="issue 11: measurements + statements + critical values per LUDB record",
+    )
     args = parser.parse_args(argv)
     try:
         peers = parse_peers(args.peers)
@@ -212,6 +312,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     print(f"# {one_core()}; best of {args.repeat}; load average {os.getloadavg()}")
     config = AnnotateConfig(mode=args.mode)
+    if args.interpret:
+        found = interpret_main(args, config)
+        if args.json:
+            args.json.write_text(json.dumps(found, indent=1, default=float))
+        return 0 if found else 2
     wanted = {name for name in args.records.split(",") if name}
     results: dict[str, Any] = {}
     for db in [name for name in args.db.split(",") if name]:
