@@ -74,7 +74,7 @@ from scipy import signal as sps
 
 from ecg import _delineate_kernels as _kernels
 from ecg.errors import ConfigError, SignalError
-from ecg.filters import FilterMode, filter_zero_phase
+from ecg.filters import FilterMode, filter_zero_phase, sosfiltfilt_columns
 
 __all__ = [
     "FIDUCIALS",
@@ -643,7 +643,7 @@ def _prepare(signal: FloatArray, fs: float, cfg: DelineateConfig) -> list[_Lead]
     )
     sos = _lowpass_design(min(cfg.smooth_hz, 0.4 * fs), fs).copy()
     n = signal.shape[0]
-    sm_all = sps.sosfiltfilt(sos, lp_all, axis=0) if n > 15 else lp_all.copy()
+    sm_all = sosfiltfilt_columns(sos, lp_all) if n > 15 else lp_all.copy()
     slope_all = np.abs(np.gradient(lp_all, axis=0)) if n > 1 else np.zeros_like(lp_all)
     resid_all = np.abs(lp_all - sm_all)
     leads = []

@@ -82,6 +82,7 @@ from scipy.ndimage import maximum_filter1d
 from ecg._filters_kernels import pad_sections, sosfilt_samples
 from ecg._rhythm_kernels import correlate_previous, dominant_rows, irregularity, window_sum
 from ecg.errors import ConfigError, SignalError
+from ecg.filters import sosfiltfilt_columns
 
 __all__ = [
     "AtrialActivity",
@@ -865,7 +866,7 @@ def _qrs_band(x: FloatArray, fs_hz: float) -> FloatArray:
     if clean.shape[0] <= 3 * 2 * (sos.shape[0] + 1):
         centred: FloatArray = clean - clean.mean(axis=0)
         return centred
-    filtered = np.asarray(sps.sosfiltfilt(sos, clean, axis=0), dtype=np.float64)
+    filtered = sosfiltfilt_columns(sos, clean)
     return filtered
 
 
@@ -1142,7 +1143,7 @@ def flutter_waves(signal_mv: npt.ArrayLike, beats: npt.ArrayLike, fs_hz: float) 
     if x.shape[0] < 4 * fs_hz or fs_hz < 30 or peaks.size < 3:
         return none
     sos = _bandpass(2.0, min(20.0, 0.4 * fs_hz), fs_hz)
-    y = np.asarray(sps.sosfiltfilt(sos, np.where(np.isfinite(x), x, 0.0), axis=0))
+    y = sosfiltfilt_columns(sos, np.where(np.isfinite(x), x, 0.0))
     pre, post = round(0.25 * fs_hz), round(0.45 * fs_hz)
     inside = peaks[(peaks >= pre) & (peaks < y.shape[0] - post)]
     if inside.size < 3:
