@@ -80,7 +80,13 @@ from scipy import signal as sps
 from scipy.ndimage import maximum_filter1d
 
 from ecg._filters_kernels import pad_sections, sosfilt_samples
-from ecg._rhythm_kernels import correlate_previous, dominant_rows, irregularity, window_sum
+from ecg._rhythm_kernels import (
+    correlate_previous,
+    dominant_rows,
+    irregularity,
+    median_beat,
+    window_sum,
+)
 from ecg.errors import ConfigError, SignalError
 from ecg.filters import sosfiltfilt_columns
 
@@ -1148,8 +1154,7 @@ def flutter_waves(signal_mv: npt.ArrayLike, beats: npt.ArrayLike, fs_hz: float) 
     inside = peaks[(peaks >= pre) & (peaks < y.shape[0] - post)]
     if inside.size < 3:
         return none
-    offsets = np.arange(-pre, post)
-    template = np.median(y[inside[:, None] + offsets[None, :]], axis=0)
+    template = median_beat(y, inside - pre, pre + post)
     residual = y.copy()
     for beat in inside.tolist():
         residual[beat - pre : beat + post] -= template
