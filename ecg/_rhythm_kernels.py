@@ -20,9 +20,6 @@ Design notes
 - :func:`irregularity` is the RR irregularity of a window, the medians taken as
   ``numpy.median`` takes them (so bit for bit): two numpy medians cost 30 us of
   call overhead per window, more than the rest of the measure.
-- :func:`median_beat` is the median QRST complex of the flutter search, each sample's
-  median as ``numpy.median`` takes it (so bit for bit), without stacking the beats'
-  spans of every lead (0.9 ms of a 10 s 12-lead record's 4 ms search).
 - :func:`window_sum` adds the chosen segments in window order, element by element,
   starting from the first: the operations of ``numpy.add.reduce`` along the beat axis
   of the stacked segments, so the window's average is bit for bit the old one.
@@ -37,7 +34,7 @@ from numpy.typing import NDArray
 
 from ecg._jit import jit
 
-__all__ = ["correlate_previous", "dominant_rows", "irregularity", "median_beat", "window_sum"]
+__all__ = ["correlate_previous", "dominant_rows", "irregularity", "window_sum"]
 
 
 @jit
@@ -140,25 +137,6 @@ def irregularity(rr: NDArray[np.float64]) -> float:
     for k in range(n - 1):
         steps[k] = abs(rr[k + 1] - rr[k])
     return _sorted_median(steps) / _sorted_median(rr.copy())
-
-
-@jit
-def median_beat(
-    y: NDArray[np.float64], starts: NDArray[np.int64], span: int
-) -> NDArray[np.float64]:
-    """``numpy.median(y[starts[:, None] + numpy.arange(span)], axis=0)`` for finite ``y``
-    of shape (n_samples, n_leads): the median complex of the beats whose spans start at
-    ``starts`` (at least one), shape (span, n_leads), without the stacked copy."""
-    n_beats = starts.shape[0]
-    n_leads = y.shape[1]
-    out = np.empty((span, n_leads))
-    column = np.empty(n_beats)
-    for c in range(span):
-        for lead in range(n_leads):
-            for b in range(n_beats):
-                column[b] = y[starts[b] + c, lead]
-            out[c, lead] = _sorted_median(column)
-    return out
 
 
 @jit

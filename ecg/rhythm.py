@@ -79,12 +79,12 @@ import numpy.typing as npt
 from scipy import signal as sps
 from scipy.ndimage import maximum_filter1d
 
+from ecg._delineate_kernels import median_rows
 from ecg._filters_kernels import pad_sections, sosfilt_samples
 from ecg._rhythm_kernels import (
     correlate_previous,
     dominant_rows,
     irregularity,
-    median_beat,
     window_sum,
 )
 from ecg.errors import ConfigError, SignalError
@@ -1154,7 +1154,12 @@ def flutter_waves(signal_mv: npt.ArrayLike, beats: npt.ArrayLike, fs_hz: float) 
     inside = peaks[(peaks >= pre) & (peaks < y.shape[0] - post)]
     if inside.size < 3:
         return none
-    template = median_beat(y, inside - pre, pre + post)
+    # Each lead's median beat as numpy.median takes it, by the delineation's kernel
+    # (each sample sorted from the beats' order at the sample before: few moves).
+    rows = inside[:, None] + np.arange(-pre, post)[None, :]
+    template = np.column_stack(
+        [median_rows(np.ascontiguousarray(y[:, lead]), rows) for lead in range(y.shape[1])]
+    )
     residual = y.copy()
     for beat in inside.tolist():
         residual[beat - pre : beat + post] -= template

@@ -71,18 +71,6 @@ def test_correlations_and_dominant_beats_are_the_matrix_ones() -> None:
         np.testing.assert_array_equal(_rhythm_kernels.dominant_rows(band, rows, 0.9), expected)
 
 
-@pytest.mark.parametrize("n_beats", [1, 2, 3, 18, 19])
-def test_median_beat_is_numpys_median_of_the_stack(n_beats: int) -> None:
-    """The flutter search's median complex equals np.median of the stacked spans
-    (odd and even beat counts, ties), on a sample-major and a reversed lead-major array."""
-    rng = np.random.default_rng(n_beats)
-    y = np.round(rng.standard_normal((3000, 12)) * 4.0) / 4.0
-    starts = np.sort(rng.integers(0, 2600, n_beats))
-    for signal in (y, np.asfortranarray(y)[::-1]):
-        expected = np.median(signal[starts[:, None] + np.arange(350)[None, :]], axis=0)
-        assert np.array_equal(_rhythm_kernels.median_beat(signal, starts, 350), expected)
-
-
 def test_window_sum_is_numpys_sum_of_the_stack() -> None:
     """Summing buffer rows in window order is np.stack(...).sum(axis=0) bit for bit."""
     rng = np.random.default_rng(6)
