@@ -134,14 +134,19 @@ class Server:
 
     def rss_mb(self) -> float:
         """Resident memory of the server and its workers, MB."""
-        total_kb = 0
+        return sum(self.rss_by_process_mb().values())
+
+    def rss_by_process_mb(self) -> dict[int, float]:
+        """Resident memory of the server (first) and of each of its workers, MB."""
+        rss: dict[int, float] = {}
         for pid in self.tree():
             try:
                 lines = Path(f"/proc/{pid}/status").read_text().splitlines()
             except OSError:
                 continue
-            total_kb += sum(int(line.split()[1]) for line in lines if line.startswith("VmRSS:"))
-        return total_kb / 1024
+            kb = sum(int(line.split()[1]) for line in lines if line.startswith("VmRSS:"))
+            rss[pid] = kb / 1024
+        return rss
 
     async def quiet(
         self, below_pct: float = 5.0, window_s: float = 0.5, limit_s: float = 30.0

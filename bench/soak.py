@@ -13,8 +13,11 @@ started again on the same port and folder; every client reconnects by itself. Th
 
 - **RSS** of the server tree (the server and its live workers), sampled every 10 s
   (60 times in a run shorter than 10 minutes); the slope is the least-squares fit
-  after warm-up (the first fifth of each server's life), for each of the two servers,
-  in MiB per hour. PASS when both are under ``--max-slope-mib-h``.
+  after warm-up (the first fifth of each server's life) while the carts stream (not
+  the minute after their end, when 150 records are finalised at once), for each of the
+  two servers, in MiB per hour. PASS when both are under ``--max-slope-mib-h``. The
+  slopes of the server process alone and of its workers are printed too, and every
+  sample (per process, with the tree's CPU) goes to ``rss.csv`` beside the log.
 - **Acked samples stored bit-exact**: after the end, for each cart, the samples the
   server acknowledged are compared with the stored record sample for sample.
 - **Recordings exportable**: ``teleconsult recording export`` of every recording folder.
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import signal
 import socket
 import subprocess
@@ -148,6 +152,10 @@ async def soak(args: argparse.Namespace, scratch: Path) -> int:
             reconnect=True, record=True,
         )  # fmt: skip
         rss: list[list[tuple[float, float]]] = [[], []]
+        parts: list[list[tuple[float, float, float]]] = [[], []]  # (s, server, workers)
+        streaming_until_s = duration_s  # the first carts (started at 0) end then
+        table = (scratch / "rss.csv").open("w")
+        table.write("life,seconds,pid,rss_mib,tree_cpu_s\n")
         figures = Figures()
         load = asyncio.create_task(run_load(plan, figures))
         began = time.monotonic()
@@ -163,8 +171,16 @@ async def soak(args: argparse.Namespace, scratch: Path) -> int:
                 server = start_server(data, port, log)
                 killed = True
                 continue
-            rss[int(killed)].append((now, server.rss_mb()))
+            by_process = server.rss_by_process_mb()
+            cpu_s = server.cpu_s()
+            for pid, mib in by_process.items():
+                table.write(f"{int(killed)},{now:.1f},{pid},{mib:.1f},{cpu_s:.1f}\n")
+            if now <= streaming_until_s:
+                main = by_process.get(server.process.pid, 0.0)
+                rss[int(killed)].append((now, sum(by_process.values())))
+                parts[int(killed)].append((now, main, sum(by_process.values()) - main))
         server.stop()
+        table.close()
     await load
     summary = figures.summary()
     print("load (for information; the restart causes client errors):")
@@ -183,6 +199,14 @@ async def soak(args: argparse.Namespace, scratch: Path) -> int:
         f"(limit {args.max_slope_mib_h:g}); RSS at the end of each {last[0]:.0f} / "
         f"{last[1]:.0f} MiB",
     ))  # fmt: skip
+    for life, part in enumerate(parts):
+        kept = after_warm_up([(t, 0.0) for t, _, _ in part])
+        since = kept[0][0] if kept else math.inf
+        fitted = [row for row in part if row[0] >= since]
+        main = slope_mib_h([(t, m) for t, m, _ in fitted])
+        workers = slope_mib_h([(t, w) for t, _, w in fitted])
+        print(f"  RSS slope of life {life + 1}: server process {main:.1f} MiB/h, "
+              f"its workers together {workers:.1f} MiB/h")  # fmt: skip
     results.append(("acked samples stored bit-exact", *bit_exact(data, figures)))
     results.append(("every recording exportable", *exportable(data, scratch)))
     errors = [line for line in log_path.read_text().splitlines() if "ERROR" in line]
