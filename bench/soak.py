@@ -184,7 +184,7 @@ async def soak(args: argparse.Namespace, scratch: Path) -> int:
     await load
     summary = figures.summary()
     print("load (for information; the restart causes client errors):")
-    for name in ("join", "first_frame", "ack", "live"):
+    for name in ("join", "first_frame", "ack", "live", "loop_lag"):
         row = summary[name]
         print(f"  {name:12} n {row['n']:7d}  p50 {row['p50_ms']:.0f} ms  "
               f"p95 {row['p95_ms']:.0f} ms  max {row['max_ms']:.0f} ms")  # fmt: skip

@@ -18,8 +18,12 @@ people would see.
   ``/ecg`` page does) and subscribes to each. *live*: a frame first sent by its cart ->
   the ``ecg_data`` whose ``samples`` covers it.
 
-Errors are counted by kind (a refused join, a cart that gives up, a viewer closed, a
-participant with no remote frame by the end...). The logic is here, without printing;
+Errors are counted by kind (a refused join, a cart that gives up, a viewer closed, with
+the server's close code, a participant with no remote frame by the end...). *loop lag*:
+how late the load generator's own event loop wakes from a 100 ms sleep. Every latency
+above is measured on that loop, so when the lag is of the same order the figures are
+the load generator's, not the server's (one process drives every client: on a small
+machine it saturates before the server does). The logic is here, without printing;
 ``teleconsult loadtest`` (``loadtest_cmd``) and ``bench/soak.py`` drive it.
 """
 
@@ -40,6 +44,7 @@ from typing import Any, Final
 
 import numpy as np
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from sessions.tokens import DEFAULT_PERMISSIONS, KeyRing, mint_token
 from teleconsult.device_cmd import SimulatedRecord, SimulationFailed, simulate
@@ -65,6 +70,8 @@ LIST_EVERY_S: Final = 3.0
 SUBSCRIBES_PER_LIST: Final = 10
 # How long a participant's first remote frame may take before it counts as an error.
 FIRST_FRAME_LIMIT_S: Final = 15.0
+# The load generator samples its own event loop's lag this often.
+LOOP_LAG_EVERY_S: Final = 0.1
 
 
 def pct(values: list[float], q: float) -> float:
@@ -165,13 +172,14 @@ class Figures:
     ack_s: list[float] = field(default_factory=list)
     live_s: list[float] = field(default_factory=list)
     first_frame_s: list[float] = field(default_factory=list)
+    loop_lag_s: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
     carts: list[CartLog] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """Counts and p50/p95/p99/max in ms of each latency, errors by kind."""
         out: dict[str, Any] = {}
-        for name in ("join", "ack", "live", "first_frame"):
+        for name in ("join", "ack", "live", "first_frame", "loop_lag"):
             values: list[float] = getattr(self, f"{name}_s")
             out[name] = {
                 "n": len(values),
@@ -436,6 +444,9 @@ async def _viewer_once(
                     subscribed.discard(message.get("stream", ""))
                 elif kind == "error":
                     figures.errors[f"viewer {message.get('code')}"] += 1
+    except ConnectionClosed as error:  # by the server (its code says why) or the network
+        code = error.rcvd.code if error.rcvd is not None else "without a close frame"
+        figures.errors[f"viewer closed {code}"] += 1
     except Exception as error:  # a refused or dropped viewer is counted, not fatal
         figures.errors[f"viewer {type(error).__name__}"] += 1
 
@@ -459,6 +470,7 @@ async def run_load(plan: LoadPlan, figures: Figures | None = None) -> Figures:
 
     tasks: list[asyncio.Task[None]] = []
     streams: dict[str, CartLog] = {}
+    lag = asyncio.create_task(_loop_lag(figures))
     # One record for all carts: 30 minutes of 12 leads is 22 MB, 150 copies would be 3 GB.
     record = synthetic_record(plan.duration_s)
     for i in range(plan.carts):
@@ -482,5 +494,17 @@ async def run_load(plan: LoadPlan, figures: Figures | None = None) -> Figures:
         job = participant(plan, figures, f"{plan.prefix}-person-{i}", room, until, records)
         delay = plan.ramp_s * i / max(1, plan.participants)
         tasks.append(asyncio.create_task(later(delay, job)))
-    await asyncio.gather(*tasks)
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        lag.cancel()
     return figures
+
+
+async def _loop_lag(figures: Figures, every_s: float = LOOP_LAG_EVERY_S) -> None:
+    """How late this loop wakes from ``every_s`` of sleep, until cancelled."""
+    loop = asyncio.get_running_loop()
+    while True:
+        asked = loop.time() + every_s
+        await asyncio.sleep(every_s)
+        figures.loop_lag_s.append(max(0.0, loop.time() - asked))

@@ -28,7 +28,9 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         help="load a running server with participants, carts and ECG viewers",
         description="Join N participants publishing synthetic audio and video, stream M "
         "simulated 12-lead carts and watch them with K viewers, for --duration-s; print "
-        "join, ack, live and first-frame percentiles and errors. Exit 1 on any error.",
+        "join, ack, live and first-frame percentiles, the load generator's own event-loop "
+        "lag (figures near it are the generator's, not the server's) and errors. Exit 1 on "
+        "any error.",
     )
     parser.add_argument("--url", required=True, help="the server, e.g. http://127.0.0.1:8080")
     parser.add_argument("--participants", type=int, default=4, help="people with media")
@@ -82,7 +84,7 @@ def run_loadtest(args: argparse.Namespace) -> int:
         "live": args.viewers if args.carts else 0,
     }
     missing = [name for name, wanted in asked.items() if wanted and summary[name]["n"] == 0]
-    for name in ("join", "first_frame", "ack", "live"):
+    for name in ("join", "first_frame", "ack", "live", "loop_lag"):
         row = summary[name]
         figures = "  ".join(
             f"{key.removesuffix('_ms')} {_ms(row[key])}"
