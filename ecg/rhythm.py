@@ -81,12 +81,7 @@ from scipy.ndimage import maximum_filter1d
 
 from ecg._delineate_kernels import median_rows
 from ecg._filters_kernels import pad_sections, sosfilt_samples
-from ecg._rhythm_kernels import (
-    correlate_previous,
-    dominant_rows,
-    irregularity,
-    window_sum,
-)
+from ecg._rhythm_kernels import correlate_previous, dominant_rows, irregularity, window_sum
 from ecg.errors import ConfigError, SignalError
 from ecg.filters import sosfiltfilt_columns
 
