@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import signal
 import socket
 import subprocess
@@ -54,6 +53,8 @@ from sessions.tokens import load_key_ring  # noqa: E402
 from teleconsult.loadtest import Figures, LoadPlan, run_load  # noqa: E402
 
 RSS_EVERY_S = 10.0  # at most; a short run samples 60 times
+# (seconds, server process MiB, its workers' MiB together)
+Sample = tuple[float, float, float]
 WARM_UP_FRACTION = 0.2
 
 
@@ -86,7 +87,8 @@ def slope_mib_h(samples: list[tuple[float, float]]) -> float:
     return float(np.polyfit(t_s, mib, 1)[0] * 3600)
 
 
-def after_warm_up(samples: list[tuple[float, float]]) -> list[tuple[float, float]]:
+def after_warm_up(samples: list[Sample]) -> list[Sample]:
+    """The samples (seconds first) after the first ``WARM_UP_FRACTION`` of their span."""
     if not samples:
         return []
     first, last = samples[0][0], samples[-1][0]
@@ -151,8 +153,7 @@ async def soak(args: argparse.Namespace, scratch: Path) -> int:
             drop_every_s=args.drop_every_s, prefix="soak", ramp_s=args.ramp_s,
             reconnect=True, record=True,
         )  # fmt: skip
-        rss: list[list[tuple[float, float]]] = [[], []]
-        parts: list[list[tuple[float, float, float]]] = [[], []]  # (s, server, workers)
+        rss: list[list[Sample]] = [[], []]  # each server's life
         streaming_until_s = duration_s  # the first carts (started at 0) end then
         table = (scratch / "rss.csv").open("w")
         table.write("life,seconds,pid,rss_mib,tree_cpu_s\n")
@@ -177,8 +178,7 @@ async def soak(args: argparse.Namespace, scratch: Path) -> int:
                 table.write(f"{int(killed)},{now:.1f},{pid},{mib:.1f},{cpu_s:.1f}\n")
             if now <= streaming_until_s:
                 main = by_process.get(server.process.pid, 0.0)
-                rss[int(killed)].append((now, sum(by_process.values())))
-                parts[int(killed)].append((now, main, sum(by_process.values()) - main))
+                rss[int(killed)].append((now, main, sum(by_process.values()) - main))
         server.stop()
         table.close()
     await load
@@ -190,22 +190,20 @@ async def soak(args: argparse.Namespace, scratch: Path) -> int:
               f"p95 {row['p95_ms']:.0f} ms  max {row['max_ms']:.0f} ms")  # fmt: skip
     print(f"  client errors {summary['errors']}")
     results: list[tuple[str, bool, str]] = []
-    slopes = [slope_mib_h(after_warm_up(part)) for part in rss]
+    fitted = [after_warm_up(life) for life in rss]
+    slopes = [slope_mib_h([(t, m + w) for t, m, w in life]) for life in fitted]
     flat = all(not np.isnan(s) and s <= args.max_slope_mib_h for s in slopes) and killed
-    last = [part[-1][1] if part else float("nan") for part in rss]
+    last = [life[-1][1] + life[-1][2] if life else float("nan") for life in rss]
     results.append((
         "RSS flat after warm-up", flat,
         f"slope {slopes[0]:.1f} MiB/h before the kill, {slopes[1]:.1f} after "
         f"(limit {args.max_slope_mib_h:g}); RSS at the end of each {last[0]:.0f} / "
         f"{last[1]:.0f} MiB",
     ))  # fmt: skip
-    for life, part in enumerate(parts):
-        kept = after_warm_up([(t, 0.0) for t, _, _ in part])
-        since = kept[0][0] if kept else math.inf
-        fitted = [row for row in part if row[0] >= since]
-        main = slope_mib_h([(t, m) for t, m, _ in fitted])
-        workers = slope_mib_h([(t, w) for t, _, w in fitted])
-        print(f"  RSS slope of life {life + 1}: server process {main:.1f} MiB/h, "
+    for number, life in enumerate(fitted, 1):
+        main = slope_mib_h([(t, m) for t, m, _ in life])
+        workers = slope_mib_h([(t, w) for t, _, w in life])
+        print(f"  RSS slope of life {number}: server process {main:.1f} MiB/h, "
               f"its workers together {workers:.1f} MiB/h")  # fmt: skip
     results.append(("acked samples stored bit-exact", *bit_exact(data, figures)))
     results.append(("every recording exportable", *exportable(data, scratch)))
