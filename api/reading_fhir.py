@@ -39,7 +39,7 @@ from litestar import Controller, Response, get
 from litestar.di import NamedDependency
 
 from api.errors import ApiError
-from api.readings import MEASURED_S, SignalSource, report_info
+from api.readings import MEASURED_S, SignalSource, measured_signal, report_info
 from api.schemas import AUTH_ERRORS, NO_STORE, PathId, documented
 from api.session import consults_error
 from consults.accounts import Principal
@@ -245,7 +245,7 @@ class ReadingFhirController(Controller):
                 "not_signed", f"reading {reading_id!r} has no signed report yet", status=409
             )
         record, versions = reading_service.export(person, reading_id, "fhir")
-        found = ecg_signals.signal_of(record)
+        found = measured_signal(ecg_signals, record)
         measured = None if found is None else engine_measurements(found, ecg_signals.engine)
         bundle = reading_report_bundle(record, versions, measured)
         return Response(

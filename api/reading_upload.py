@@ -61,6 +61,7 @@ from api.readings import (
     annotate_ahead,
     file_length,
     file_window,
+    measured_signal,
 )
 from api.schemas import AUTH_ERRORS, documented
 from api.session import consults_error
@@ -590,7 +591,7 @@ class RecordUploads:
             **sums,
         )
         # The reading page's engine reading of the record, made before a reader opens it.
-        load = functools.partial(self.store.signal_of, made)
+        load = functools.partial(measured_signal, self.store, made)
         annotate_ahead(made.task.id, load, self.annotate_config)
         return made, parsed
 

@@ -868,6 +868,16 @@ def annotate_ahead(
     return pool.submit(make)
 
 
+def measured_signal(source: EcgSignals, record: ReadingRecord) -> Record | None:
+    """The first :data:`MEASURED_S` of the task's ECG, which the engine reads (the median
+    beat, the measurements, the signed figures), read without the rest of the record: a
+    24-hour record's whole signal is ~500 MB in mV. None when it is not kept."""
+    length = source.length_of(record)
+    if length is None:
+        return None
+    return source.window_of(record, 0, int(MEASURED_S * length[1]))
+
+
 def _engine_of(reading_id: str, found: Record, config: AnnotateConfig) -> _Engine:
     """The engine's reading of the first :data:`MEASURED_S` of ``found`` with ``config``
     (kept)."""
@@ -1068,35 +1078,46 @@ def _export(
     source: SignalSource,
     reading_id: str,
     form: str,
-) -> tuple[Record, ReportInfo]:
-    """The task's signal and what its latest signed version prints (the export audited);
-    404 when nothing is signed, the task is not the caller's, or no signal is kept."""
+    stop_s: float | None = None,
+) -> tuple[Record, ReportInfo, float]:
+    """The task's signal (its first ``stop_s`` seconds only, when given: read without the
+    rest), what its latest signed version prints (the export audited) and the whole
+    record's duration in s; 404 when nothing is signed, the task is not the caller's, or
+    no signal is kept."""
     record, versions = service.export(principal.person, reading_id, form)
-    found = source.signal_of(record)
+    length = source.length_of(record)
+    found = None
+    if length is not None:
+        # Only the seconds the export shows (and one sample more: a trace's end).
+        stop = None if stop_s is None else math.ceil(stop_s * length[1]) + 1
+        found = source.signal_of(record) if stop is None else source.window_of(record, 0, stop)
     if found is None:
         raise ApiError("not_found", f"no ECG signal kept for reading {reading_id!r}", status=404)
     from ecg.paper_content import measurements_from
 
+    whole_s = length[0] / length[1] if length is not None else found.n_samples / found.fs_hz
     signed = versions[-1].document
     info = report_info(signed, record.task.received_at)
     # The measurements printed are those signed (made on the reader's corrected
     # fiducials): the figures the reader saw when signing.
     figures = signed.get("measurements")
     if isinstance(figures, Mapping):
-        return found, dataclasses.replace(info, measurements=measurements_from(figures))
+        return found, dataclasses.replace(info, measurements=measurements_from(figures)), whole_s
     kept = signed.get("fiducials_ms")
     corrections = (
         {str(k): float(str(v)) for k, v in kept.items()} if isinstance(kept, Mapping) else {}
     )
-    measured = _corrected(_engine_of(reading_id, found, source.engine), corrections)
+    head = measured_signal(source, record)
+    engine = None if head is None else _engine_of(reading_id, head, source.engine)
+    measured = None if engine is None else _corrected(engine, corrections)
     if measured is not None:
         info = dataclasses.replace(info, measurements=measurements_from(measured.global_))
-    return found, info
+    return found, info, whole_s
 
 
 def _engine_beats(source: SignalSource, record: ReadingRecord) -> list[int] | None:
     """The engine's beats of a task's measured window, None when its ECG is not kept."""
-    found = source.signal_of(record)
+    found = measured_signal(source, record)
     return None if found is None else _engine_of(record.task.id, found, source.engine).beats
 
 
@@ -1247,7 +1268,7 @@ class ReadingController(Controller):
             def measure(
                 record: ReadingRecord, corrections: Mapping[str, float]
             ) -> Mapping[str, object] | None:
-                found = ecg_signals.signal_of(record)
+                found = measured_signal(ecg_signals, record)
                 if found is None:
                     return None
                 engine = _engine_of(record.task.id, found, ecg_signals.engine)
@@ -1337,10 +1358,19 @@ class ReadingController(Controller):
     ) -> Response[bytes]:
         """The ECG on A4 at 25 mm/s and 10 mm/mV (3x4 and rhythm strip), with the latest
         signed version's statements, critical findings, text, signer and time."""
-        from ecg.paper import layout_pages, render_pdf
+        from ecg.paper import PaperOptions, layout_pages, render_pdf
 
-        found, info = _export(principal, reading_service, ecg_signals, reading_id, "pdf")
-        pdf = render_pdf(layout_pages(found.signal_mv, found.fs_hz, found.lead_names, info))
+        options = PaperOptions()
+        # The pages print at most max_pages × page_s seconds: only those are read; the
+        # footer says of how long a record.
+        shown_s = options.max_pages * options.page_s
+        found, info, whole_s = _export(
+            principal, reading_service, ecg_signals, reading_id, "pdf", shown_s
+        )
+        pages = layout_pages(
+            found.signal_mv, found.fs_hz, found.lead_names, info, options, duration_s=whole_s
+        )
+        pdf = render_pdf(pages)
         return _file(pdf, "application/pdf", f'inline; filename="ecg-{reading_id}.pdf"')
 
     @get(
@@ -1363,7 +1393,7 @@ class ReadingController(Controller):
         critical findings, and the signer, in the waveform's annotations."""
         from ecg.dicom import write_dicom
 
-        found, info = _export(principal, reading_service, ecg_signals, reading_id, "dicom")
+        found, info, _ = _export(principal, reading_service, ecg_signals, reading_id, "dicom")
         data = write_dicom(found.signal_mv, found.fs_hz, found.lead_names, info, now=info.signed_at)
         return _file(data, "application/dicom", f'attachment; filename="ecg-{reading_id}.dcm"')
 
@@ -1451,7 +1481,7 @@ class ReadingController(Controller):
         sample (the engine's, and in effect with the reader's corrections) and the
         measurements made on those in effect."""
         view = reading_service.get(principal.person, reading_id)
-        found = ecg_signals.signal_of(view.record)
+        found = measured_signal(ecg_signals, view.record)
         if found is None:
             raise ApiError("no_signal", f"no ECG kept for reading {reading_id!r} yet", status=404)
         kept = reading_service.fiducials(principal.person, reading_id)
@@ -1499,7 +1529,7 @@ class ReadingController(Controller):
             from ecg.correct import FiducialError, correct_delineation, fiducials_ms
             from ecg.correct import remeasure as measure_again
 
-            found = ecg_signals.signal_of(record)
+            found = measured_signal(ecg_signals, record)
             if found is None:
                 raise ApiError("no_signal", f"no ECG kept for reading {reading_id!r}", status=404)
             engine = _engine_of(reading_id, found, ecg_signals.engine)

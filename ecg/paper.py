@@ -338,6 +338,7 @@ def layout_pages(
     options: PaperOptions | None = None,
     *,
     counts_per_mv: float | Sequence[float] = 1.0,
+    duration_s: float | None = None,
 ) -> list[Page]:
     """Lay an ECG out on A4 landscape pages.
 
@@ -356,6 +357,10 @@ def layout_pages(
         Layout, gain, speed, language.
     counts_per_mv : float or sequence of float
         Signal units per mV, one for all leads or one per lead (1 for a signal in mV).
+    duration_s : float, optional
+        The whole record's length in s when ``signal`` is only its first part (what the
+        pages can show, read without the rest of a long record): the pages and the
+        footer are as if the whole record had been given. None: the signal's length.
 
     Returns
     -------
@@ -375,13 +380,13 @@ def layout_pages(
     names = [str(name) for name in lead_names]
     mv = _as_mv(signal, names, counts_per_mv)
     n_samples = mv.shape[0]
-    duration_s = n_samples / fs_hz
+    duration_s = max(duration_s or 0.0, n_samples / fs_hz)
     page_s = options.page_s
     needed = max(1, math.ceil(duration_s / page_s - 1e-9))
     count = min(needed, options.max_pages)
     slots, left_over = arrange_leads(names, Layout(options.layout))
     return [
-        _page(mv, fs_hz, names, slots, left_over, info, options, index, count, needed)
+        _page(mv, fs_hz, names, slots, left_over, info, options, index, count, needed, duration_s)
         for index in range(count)
     ]
 
@@ -397,6 +402,7 @@ def _page(
     index: int,
     count: int,
     needed: int,
+    duration_s: float,
 ) -> Page:
     layout = Layout(options.layout)
     rows, columns, rhythm = _layout_shape(layout)
@@ -443,9 +449,7 @@ def _page(
         segment(lead, label, rows, start_s, start_s + page_s)
 
     labels.extend(_header(info, options, names))
-    labels.extend(
-        _footer(info, options, fs_hz, mv.shape[0] / fs_hz, index, count, needed, left_over)
-    )
+    labels.extend(_footer(info, options, fs_hz, duration_s, index, count, needed, left_over))
     return Page(
         index=index,
         count=count,

@@ -6,6 +6,7 @@ refusals with their codes and nothing changed, and a complete OpenAPI document."
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,11 +16,12 @@ import anyio
 import httpx
 import numpy as np
 import pytest
+from litestar.types import ControllerRouterHandler
 
 from api.app import create_app, openapi_gaps
 from api.auth import account_api
 from api.edge import Edge, EdgeConfig
-from api.readings import WholeRecordSignals, reading_api
+from api.readings import EcgSignals, WholeRecordSignals, reading_api
 from api.session import CSRF_COOKIE
 from consults.reading_repositories import ReadingRecord
 from consults.signatures import Signature, verify
@@ -72,14 +74,21 @@ class RecordSignals(WholeRecordSignals):
         return read_record(RECORD)
 
 
-@pytest.fixture
-async def api(database: Database) -> AsyncIterator[Api]:
-    """The account and reading APIs on a free loopback port over the world's store."""
+@contextlib.asynccontextmanager
+async def serving(
+    database: Database, signals: EcgSignals, *handlers: ControllerRouterHandler
+) -> AsyncIterator[Api]:
+    """The account and reading APIs (and ``handlers``) over ``signals``, on a free
+    loopback port over the world's store."""
     rw = make_reading_world(database)
     accounts_wiring = account_api(rw.world.accounts, rw.world.directory)
-    readings_wiring = reading_api(rw.service, RecordSignals())
+    readings_wiring = reading_api(rw.service, signals)
     app = create_app(
-        route_handlers=[*accounts_wiring.route_handlers, *readings_wiring.route_handlers],
+        route_handlers=[
+            *accounts_wiring.route_handlers,
+            *readings_wiring.route_handlers,
+            *handlers,
+        ],
         dependencies={**accounts_wiring.dependencies, **readings_wiring.dependencies},
         middleware=[*accounts_wiring.middleware, *readings_wiring.middleware],
     )
@@ -90,6 +99,13 @@ async def api(database: Database) -> AsyncIterator[Api]:
     finally:
         await edge.close()
         rw.world.stores.close()
+
+
+@pytest.fixture
+async def api(database: Database) -> AsyncIterator[Api]:
+    """The account and reading APIs on a free loopback port over the world's store."""
+    async with serving(database, RecordSignals()) as served:
+        yield served
 
 
 async def test_the_contract_from_stream_to_signed_report(api: Api) -> None:
