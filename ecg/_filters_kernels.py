@@ -12,7 +12,9 @@ Design notes
 - Exactly :data:`N_SECTIONS` sections: the designs of ``ecg.filters`` have three
   (band, no notch) or four (band and notch); fewer are padded with identity sections
   (``b = (1, 0, 0)``, ``a = (1, 0, 0)``), which pass every finite sample unchanged
-  (``1 * x + 0``), so the padding changes no output. Finite input only: the callers
+  (``1 * x + 0``), so the padding changes no output. :func:`sosfilt_samples_short`
+  is the same kernel with :data:`N_SECTIONS_SHORT` sections, for the one- and
+  two-section designs of the delineation and rhythm. Finite input only: the callers
   send rows holding NaN or inf to scipy, run by run.
 - The output array may be of any float type and layout (``out`` sample-major float64
   for a live chunk, the transposed view of a lead-major float32 array for the quality
@@ -26,19 +28,29 @@ from numpy.typing import NDArray
 
 from ecg._jit import jit
 
-__all__ = ["N_SECTIONS", "pad_sections", "sosfilt_samples"]
+__all__ = [
+    "N_SECTIONS",
+    "N_SECTIONS_SHORT",
+    "pad_sections",
+    "sosfilt_samples",
+    "sosfilt_samples_short",
+]
 
 #: Sections of the compiled kernel; designs with fewer are padded with identities.
 N_SECTIONS = 4
 
+#: Sections of the short kernel (:func:`sosfilt_samples_short`), for the smoothing
+#: low-pass (one section) and the band-passes (two) of the delineation and rhythm.
+N_SECTIONS_SHORT = 2
+
 _IDENTITY = np.array([1.0, 0.0, 0.0, 1.0, 0.0, 0.0])
 
 
-def pad_sections(sos: NDArray[np.float64]) -> NDArray[np.float64]:
-    """``sos`` padded with identity sections to :data:`N_SECTIONS` rows (C-contiguous)."""
-    if sos.shape[0] > N_SECTIONS:
-        raise ValueError(f"at most {N_SECTIONS} sections, got {sos.shape[0]}")
-    padding = np.tile(_IDENTITY, (N_SECTIONS - sos.shape[0], 1))
+def pad_sections(sos: NDArray[np.float64], n_sections: int = N_SECTIONS) -> NDArray[np.float64]:
+    """``sos`` padded with identity sections to ``n_sections`` rows (C-contiguous)."""
+    if sos.shape[0] > n_sections:
+        raise ValueError(f"at most {n_sections} sections, got {sos.shape[0]}")
+    padding = np.tile(_IDENTITY, (n_sections - sos.shape[0], 1))
     return np.ascontiguousarray(np.vstack([sos, padding]), dtype=np.float64)
 
 
@@ -56,13 +68,34 @@ def _coefficients(sos: NDArray[np.float64], s: int) -> tuple[float, float, float
     return sos[s, 0], sos[s, 1], sos[s, 2], sos[s, 4], sos[s, 5]
 
 
+_State = tuple[float, float, float, float]
+_F64 = NDArray[np.float64]
+
+
 @jit
-def sosfilt_samples(
-    sos: NDArray[np.float64],
-    x: NDArray[np.float64],
-    zi: NDArray[np.float64],
-    out: NDArray[np.floating],
-) -> None:
+def _pair(
+    c: tuple[float, float, float, float, float], ya: float, yb: float, z: _State
+) -> tuple[float, float, _State]:
+    """One section at one sample of two leads ``a`` and ``b``; ``z`` is the section's
+    memory ``(a0, a1, b0, b1)``. Returns both outputs and the memory after them."""
+    ya, a0, a1 = _section(c, ya, z[0], z[1])
+    yb, b0, b1 = _section(c, yb, z[2], z[3])
+    return ya, yb, (a0, a1, b0, b1)
+
+
+@jit
+def _load(zi: NDArray[np.float64], s: int, a: int, b: int) -> _State:
+    """Section ``s``'s memory of leads ``a`` and ``b``, as :func:`_pair` takes it."""
+    return zi[s, 0, a], zi[s, 1, a], zi[s, 0, b], zi[s, 1, b]
+
+
+@jit
+def _store(zi: NDArray[np.float64], s: int, a: int, b: int, z: _State) -> None:
+    zi[s, 0, a], zi[s, 1, a], zi[s, 0, b], zi[s, 1, b] = z[0], z[1], z[2], z[3]
+
+
+@jit
+def sosfilt_samples(sos: _F64, x: _F64, zi: _F64, out: NDArray[np.floating]) -> None:
     """Filter the columns of ``x`` into ``out``; ``zi`` is updated in place.
 
     Parameters
@@ -80,27 +113,47 @@ def sosfilt_samples(
     n_samples, n_leads = x.shape
     c0, c1 = _coefficients(sos, 0), _coefficients(sos, 1)
     c2, c3 = _coefficients(sos, 2), _coefficients(sos, 3)
-    for first in range(0, n_leads, 2):
+    for a in range(0, n_leads, 2):
         # Two leads per pass (the second is the first again when n_leads is odd: the
         # same computation twice, stored twice, harmless).
-        a = first
-        b = min(first + 1, n_leads - 1)
-        a00, a01, b00, b01 = zi[0, 0, a], zi[0, 1, a], zi[0, 0, b], zi[0, 1, b]
-        a10, a11, b10, b11 = zi[1, 0, a], zi[1, 1, a], zi[1, 0, b], zi[1, 1, b]
-        a20, a21, b20, b21 = zi[2, 0, a], zi[2, 1, a], zi[2, 0, b], zi[2, 1, b]
-        a30, a31, b30, b31 = zi[3, 0, a], zi[3, 1, a], zi[3, 0, b], zi[3, 1, b]
+        b = min(a + 1, n_leads - 1)
+        z0, z1, z2, z3 = (
+            _load(zi, 0, a, b),
+            _load(zi, 1, a, b),
+            _load(zi, 2, a, b),
+            _load(zi, 3, a, b),
+        )
         for i in range(n_samples):
-            ya, a00, a01 = _section(c0, x[i, a], a00, a01)
-            yb, b00, b01 = _section(c0, x[i, b], b00, b01)
-            ya, a10, a11 = _section(c1, ya, a10, a11)
-            yb, b10, b11 = _section(c1, yb, b10, b11)
-            ya, a20, a21 = _section(c2, ya, a20, a21)
-            yb, b20, b21 = _section(c2, yb, b20, b21)
-            ya, a30, a31 = _section(c3, ya, a30, a31)
-            yb, b30, b31 = _section(c3, yb, b30, b31)
+            ya, yb, z0 = _pair(c0, x[i, a], x[i, b], z0)
+            ya, yb, z1 = _pair(c1, ya, yb, z1)
+            ya, yb, z2 = _pair(c2, ya, yb, z2)
+            ya, yb, z3 = _pair(c3, ya, yb, z3)
             out[i, a] = ya
             out[i, b] = yb
-        zi[0, 0, a], zi[0, 1, a], zi[0, 0, b], zi[0, 1, b] = a00, a01, b00, b01
-        zi[1, 0, a], zi[1, 1, a], zi[1, 0, b], zi[1, 1, b] = a10, a11, b10, b11
-        zi[2, 0, a], zi[2, 1, a], zi[2, 0, b], zi[2, 1, b] = a20, a21, b20, b21
-        zi[3, 0, a], zi[3, 1, a], zi[3, 0, b], zi[3, 1, b] = a30, a31, b30, b31
+        _store(zi, 0, a, b, z0)
+        _store(zi, 1, a, b, z1)
+        _store(zi, 2, a, b, z2)
+        _store(zi, 3, a, b, z3)
+
+
+@jit
+def sosfilt_samples_short(sos: _F64, x: _F64, zi: _F64, out: NDArray[np.floating]) -> None:
+    """:func:`sosfilt_samples` for designs of :data:`N_SECTIONS_SHORT` sections.
+
+    A one- or two-section design on the four-section kernel spends half its time or
+    more passing samples through identity sections, each a multiply and an add in the
+    recursion's chain; here only two sections are in it. Same parameters, with
+    ``N_SECTIONS_SHORT`` for ``N_SECTIONS``.
+    """
+    n_samples, n_leads = x.shape
+    c0, c1 = _coefficients(sos, 0), _coefficients(sos, 1)
+    for a in range(0, n_leads, 2):
+        b = min(a + 1, n_leads - 1)
+        z0, z1 = _load(zi, 0, a, b), _load(zi, 1, a, b)
+        for i in range(n_samples):
+            ya, yb, z0 = _pair(c0, x[i, a], x[i, b], z0)
+            ya, yb, z1 = _pair(c1, ya, yb, z1)
+            out[i, a] = ya
+            out[i, b] = yb
+        _store(zi, 0, a, b, z0)
+        _store(zi, 1, a, b, z1)

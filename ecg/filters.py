@@ -42,7 +42,13 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import signal as sps
 
-from ecg._filters_kernels import N_SECTIONS, pad_sections, sosfilt_samples
+from ecg._filters_kernels import (
+    N_SECTIONS,
+    N_SECTIONS_SHORT,
+    pad_sections,
+    sosfilt_samples,
+    sosfilt_samples_short,
+)
 from ecg.errors import ConfigError, SignalError
 
 __all__ = [
@@ -406,12 +412,19 @@ def _sosfilt_samples(
         y, zi[...] = sps.sosfilt(sos, x, axis=0, zi=zi)
         out[...] = y
         return
-    if n_sections == N_SECTIONS:
-        sosfilt_samples(sos, x, zi, out)
+    # The short kernel for the one- and two-section designs (the delineation's low-pass
+    # and band-passes): identity sections cost as much as real ones in the recursion.
+    kernel, width = (
+        (sosfilt_samples_short, N_SECTIONS_SHORT)
+        if n_sections <= N_SECTIONS_SHORT
+        else (sosfilt_samples, N_SECTIONS)
+    )
+    if n_sections == width:
+        kernel(sos, x, zi, out)
         return
-    padded = np.zeros((N_SECTIONS, 2, zi.shape[2]))
+    padded = np.zeros((width, 2, zi.shape[2]))
     padded[:n_sections] = zi
-    sosfilt_samples(pad_sections(sos), x, padded, out)
+    kernel(pad_sections(sos, width), x, padded, out)
     zi[...] = padded[:n_sections]
 
 
