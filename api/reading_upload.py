@@ -15,6 +15,13 @@ Design notes
   and each lead's checksum, when the header gives one, must match. Each refusal is a
   4xx with a stable code (:data:`REFUSALS`), audited (``record.upload``, ``denied``),
   and nothing is stored.
+- **The body streams to disk.** :func:`receive_form` pushes the request's chunks
+  through a multipart parser: the signal part goes to a temporary file under the
+  record store's folder, bounded while it arrives (413 ``signal_too_large`` at the
+  first byte over), the header and the short fields to memory, bounded too; the file is
+  removed whatever the outcome. (Litestar's own form parsing would spool the file to
+  the system's temporary folder and the handler then read it whole.) The check below
+  still reads the received signal whole, which is why the default limit stays 64 MiB.
 - **Stored as received, in one canonical form.** The digital samples are written
   unchanged as WFDB format 16 (a 212 sample fits 16 bits; its "no sample" value stays
   one) with the header's gains, baselines, units, lead names, base time and comments,
@@ -45,11 +52,17 @@ from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import anyio.to_thread
 import msgspec
-from litestar import Controller, Router, post
-from litestar.datastructures import UploadFile
+from litestar import Controller, Request, Router, post
 from litestar.di import NamedDependency, Provide
 from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.openapi.spec import (
+    OpenAPIFormat,
+    OpenAPIMediaType,
+    OpenAPIType,
+    Operation,
+    RequestBody,
+    Schema,
+)
 from msgspec import Meta
 
 from api.edge_config import RecordUploadConfig
@@ -101,6 +114,7 @@ UPLOAD_PATH: Final = "/ecg/records"
 # The stable codes of a refused upload, with their status and what they mean.
 REFUSALS: Final = {
     "missing_file": (400, "the form lacks the header or the signal file"),
+    "bad_form": (400, "the body is not the multipart form described"),
     "header_too_large": (413, "the header file is over the configured size"),
     "signal_too_large": (413, "the signal file is over the configured size"),
     "not_utf8": (400, "the header is not UTF-8 text"),
@@ -537,6 +551,10 @@ class RecordUploads:
             )
         )
 
+    def audit_refused(self, person: Person, code: str) -> None:
+        """Audit an upload refused while its body arrived (nothing of it was kept)."""
+        self._audit(person, None, None, "denied", code=code)
+
     def upload(
         self,
         person: Person,
@@ -600,11 +618,106 @@ class RecordUploads:
 class UploadForm:
     """The multipart form: the two WFDB files and who the ECG is for."""
 
-    header: UploadFile
-    signal: UploadFile
+    header: bytes
+    signal: bytes
     clinic: str | None = None
     patient: str | None = None
     stat: bool = False
+
+
+@dataclass
+class ReceivedForm:
+    """What :func:`receive_form` kept of the body: the header's bytes and the short
+    fields (the signal is in the file it was given)."""
+
+    header: bytes
+    fields: dict[str, str]
+
+
+_FIELDS: Final = ("clinic", "patient", "stat")
+_MAX_FIELD_BYTES: Final = 1024
+
+
+async def receive_form(
+    request: Request[Any, Any, Any], config: RecordUploadConfig, signal_path: Path
+) -> ReceivedForm:
+    """Stream the multipart body: the ``signal`` part into ``signal_path`` chunk by
+    chunk (never whole in memory), the ``header`` and the short fields into memory,
+    each bounded while it arrives (over: :class:`UploadRefused` at once, the rest not
+    read). The caller removes ``signal_path`` whatever happens.
+
+    Raises
+    ------
+    UploadRefused
+        ``header_too_large``, ``signal_too_large``, ``missing_file``, or ``bad_form``
+        (not a multipart form, a field over 1 KiB, a part not expected).
+    """
+    # Litestar's own multipart parser (a dependency of it), pushed chunk by chunk.
+    from multipart import (  # type: ignore[import-untyped]
+        MultipartError,
+        MultipartSegment,
+        PushMultipartParser,
+    )
+
+    kind, options = request.content_type
+    boundary = options.get("boundary")
+    if kind != RequestEncodingType.MULTI_PART or not boundary:
+        raise UploadRefused("bad_form", "the body must be multipart/form-data with a boundary")
+    header = bytearray()
+    fields: dict[str, bytearray] = {}
+    got_signal = got_header = False
+    signal_bytes = 0
+    current: str | None = None
+    async with await anyio.open_file(signal_path, "wb") as out:
+        try:
+            with PushMultipartParser(boundary.encode(), max_segment_count=8) as parser:
+                async for chunk in request.stream():
+                    for event in parser.parse(chunk):
+                        if isinstance(event, MultipartSegment):
+                            current = event.name
+                            if current == "signal":
+                                got_signal = True
+                            elif current == "header":
+                                got_header = True
+                                header.clear()
+                            elif current in _FIELDS:
+                                fields[current] = bytearray()
+                            else:
+                                raise UploadRefused("bad_form", f"unexpected part {current[:64]!r}")
+                        elif event and current == "signal":
+                            signal_bytes += len(event)
+                            if signal_bytes > config.max_signal_bytes:
+                                raise UploadRefused(
+                                    "signal_too_large",
+                                    f"signal over {config.max_signal_bytes} bytes",
+                                )
+                            await out.write(event)
+                        elif event and current == "header":
+                            header += event
+                            if len(header) > config.max_header_bytes:
+                                raise UploadRefused(
+                                    "header_too_large",
+                                    f"header over {config.max_header_bytes} bytes",
+                                )
+                        elif event and current is not None:
+                            fields[current] += event
+                            if len(fields[current]) > _MAX_FIELD_BYTES:
+                                raise UploadRefused(
+                                    "bad_form", f"{current}: over {_MAX_FIELD_BYTES} bytes"
+                                )
+                        elif event is None:
+                            current = None
+                    if parser.closed:
+                        break
+        except MultipartError as exc:
+            raise UploadRefused("bad_form", f"not a valid multipart form: {exc}") from None
+    if not got_signal or not got_header:
+        raise UploadRefused("missing_file", "the form needs the header and the signal files")
+    try:
+        texts = {name: value.decode("utf-8") for name, value in fields.items()}
+    except UnicodeDecodeError:
+        raise UploadRefused("bad_form", "a form field is not UTF-8") from None
+    return ReceivedForm(bytes(header), texts)
 
 
 class RecordUploaded(msgspec.Struct):
@@ -631,6 +744,31 @@ def _bounded(text: str | None, field_name: str) -> str | None:
     return text.strip()
 
 
+@dataclass
+class _UploadOperation(Operation):
+    """The endpoint's OpenAPI operation: the handler reads the stream itself
+    (:func:`receive_form`), so the multipart form it takes is described here."""
+
+    def __post_init__(self) -> None:
+        def text(description: str, fmt: OpenAPIFormat | None = None) -> Schema:
+            return Schema(type=OpenAPIType.STRING, format=fmt, description=description)
+
+        form = Schema(
+            type=OpenAPIType.OBJECT,
+            required=["header", "signal"],
+            properties={
+                "header": text("the .hea file (at most max_header_bytes)", OpenAPIFormat.BINARY),
+                "signal": text("the .dat file (at most max_signal_bytes)", OpenAPIFormat.BINARY),
+                "clinic": text("default: the uploader's institution"),
+                "patient": text("an opaque patient id"),
+                "stat": Schema(type=OpenAPIType.BOOLEAN, description="urgent (STAT)"),
+            },
+        )
+        self.request_body = RequestBody(
+            content={"multipart/form-data": OpenAPIMediaType(schema=form)}, required=True
+        )
+
+
 class RecordUploadController(Controller):
     """Upload a stored record; it becomes a reading task."""
 
@@ -642,6 +780,7 @@ class RecordUploadController(Controller):
         "/",
         status_code=201,
         summary="Upload a WFDB record (.hea + .dat); it becomes a reading task",
+        operation_class=_UploadOperation,
         responses=documented(
             201,
             RecordUploaded,
@@ -655,16 +794,37 @@ class RecordUploadController(Controller):
     )
     async def upload(
         self,
-        data: Annotated[UploadForm, Body(media_type=RequestEncodingType.MULTI_PART)],
+        request: Request[Any, Any, Any],
         principal: NamedDependency[Principal],
         record_uploads: NamedDependency[RecordUploads],
     ) -> RecordUploaded:
         """Form fields ``header`` (the ``.hea`` file), ``signal`` (its ``.dat``),
         optional ``clinic`` (default: the uploader's institution), ``patient`` and
         ``stat``. A bad record is refused with its code and nothing is stored."""
-        limits = record_uploads.config
-        header = await data.header.read(limits.max_header_bytes + 1)
-        signal = await data.signal.read(limits.max_signal_bytes + 1)
+        folder = record_uploads.store.root
+        await anyio.to_thread.run_sync(
+            functools.partial(folder.mkdir, parents=True, exist_ok=True, mode=0o700)
+        )
+        received = folder / f".upload-{uuid.uuid4().hex}.part"
+        try:
+            try:
+                form = await receive_form(request, record_uploads.config, received)
+            except UploadRefused as exc:
+                await anyio.to_thread.run_sync(
+                    functools.partial(record_uploads.audit_refused, principal.person, exc.code)
+                )
+                raise
+            signal = await anyio.to_thread.run_sync(received.read_bytes)
+        finally:
+            received.unlink(missing_ok=True)
+        data = UploadForm(
+            header=form.header,
+            signal=signal,
+            clinic=form.fields.get("clinic"),
+            patient=form.fields.get("patient"),
+            stat=form.fields.get("stat", "").strip().lower() in ("true", "1", "on", "yes"),
+        )
+        header, signal = data.header, data.signal
         made, parsed = await anyio.to_thread.run_sync(
             functools.partial(
                 record_uploads.upload,

@@ -242,7 +242,7 @@ async def test_bad_records_are_refused_and_nothing_is_stored(
     assert denied == ["denied"] * len(cases)
     assert error_of(await doctor.post(URL, files={"header": ("x.hea", head)})) == (
         400,
-        "invalid_body",
+        "missing_file",
     )
     assert (await reader.get("/api/v1/readings")).json()["total"] == 0
     for client in (doctor, reader):
@@ -271,6 +271,8 @@ async def test_who_may_upload(api: UploadApi, tmp_path: Path) -> None:
         assert error_of(await anonymous.post(URL, files=good))[0] == 401
         document = (await anonymous.get("/api/v1/openapi.json")).json()
     assert URL in document["paths"]
+    form = document["paths"][URL]["post"]["requestBody"]["content"]["multipart/form-data"]
+    assert form["schema"]["required"] == ["header", "signal"]
     assert [g for g in openapi_gaps(document) if "/ecg/records" in g] == []
     for client in (far, doctor):
         await client.aclose()
@@ -294,3 +296,30 @@ async def test_the_assembled_server_takes_uploads(running: Running, tmp_path: Pa
     assert found.json()["leads"][:2] == ["I", "II"]
     fhir = await running.call(reader, "GET", f"/readings/{made['reading']}/report.fhir")
     assert error_of(fhir) == (409, "not_signed")
+
+
+async def test_the_signal_size_limit_at_its_boundary(api: UploadApi) -> None:
+    """A signal of exactly ``max_signal_bytes`` (4 leads in format 16) is taken; one
+    byte more is refused while it streams, 413 ``signal_too_large`` with a reason,
+    nothing kept (not even the partly received file) and the attempt audited."""
+    limit = CONFIG.max_signal_bytes
+    n = limit // 8  # 4 leads, 2 bytes each
+    names = ("I", "II", "V1", "V2")
+    head = (
+        f"big 4 500 {n}\n" + "".join(f"big.dat 16 200(0)/mV 16 0 0 0 0 {x}\n" for x in names)
+    ).encode()
+    doctor = await api.client("li.doctor")
+    over = await doctor.post(
+        URL, files={"header": ("big.hea", head), "signal": ("big.dat", b"\0" * (limit + 1))}
+    )
+    assert error_of(over) == (413, "signal_too_large")
+    assert str(limit) in over.json()["error"]["reason"]
+    assert _stored(api.store) == []
+    assert [o for a, o in api.rw.actions("record:") if a == "record.upload"] == ["denied"]
+    at = await doctor.post(
+        URL, files={"header": ("big.hea", head), "signal": ("big.dat", b"\0" * limit)}
+    )
+    assert at.status_code == 201, at.text
+    assert at.json()["n_samples"] == n
+    assert not [name for name in _stored(api.store) if name.startswith(".")]
+    await doctor.aclose()
