@@ -646,22 +646,25 @@ def _prepare(signal: FloatArray, fs: float, cfg: DelineateConfig) -> list[_Lead]
     sm_all = sosfiltfilt_columns(sos, lp_all) if n > 15 else lp_all.copy()
     slope_all = np.abs(np.gradient(lp_all, axis=0)) if n > 1 else np.zeros_like(lp_all)
     resid_all = np.abs(lp_all - sm_all)
+    # Lead-major once: each lead's arrays are contiguous rows (views) of these.
+    lp_rows, sm_rows, wide_rows, slope_rows = (
+        np.ascontiguousarray(a.T) for a in (lp_all, sm_all, wide_all, slope_all)
+    )
+    all_finite = n > 0 and bool(finite.all())
+    if all_finite:  # every lead's medians at once (the same selections, the same values)
+        slope_medians = np.median(slope_rows, axis=1)
+        resid_medians = np.median(resid_all, axis=0)
     leads = []
     for j in range(signal.shape[1]):
         ok = finite[:, j]
-        slope = np.ascontiguousarray(slope_all[:, j])
-        noise_slope = float(np.median(slope[ok])) if ok.any() else 0.0
-        noise_mv = float(1.4826 * np.median(resid_all[ok, j])) if ok.any() else 0.0
+        if all_finite:
+            noise_slope = float(slope_medians[j])
+            noise_mv = float(1.4826 * resid_medians[j])
+        else:
+            noise_slope = float(np.median(slope_rows[j][ok])) if ok.any() else 0.0
+            noise_mv = float(1.4826 * np.median(resid_all[ok, j])) if ok.any() else 0.0
         leads.append(
-            _Lead(
-                np.ascontiguousarray(lp_all[:, j]),
-                np.ascontiguousarray(sm_all[:, j]),
-                np.ascontiguousarray(wide_all[:, j]),
-                slope,
-                noise_slope,
-                noise_mv,
-                ok,
-            )
+            _Lead(lp_rows[j], sm_rows[j], wide_rows[j], slope_rows[j], noise_slope, noise_mv, ok)
         )
     return leads
 
@@ -1126,17 +1129,26 @@ def _beats_of_lead(
         if a >= 0 and b < template.lp_mv.size:
             p_ref = _template_sm_segment(template, a, b)
             p_sign = 1 if p_ref[tf.p_peak - a] > 0 else -1
-    for i, r in enumerate(r_all):
-        r = int(r)
-        lo = int(r_all[i - 1]) + round(0.2 * fs) if i > 0 else 0
-        hi = int(r_all[i + 1]) - round(0.1 * fs) if i + 1 < r_all.size else n
-        rr_next = (int(r_all[i + 1]) - r) / fs if i + 1 < r_all.size else None
-        rr_s = rr_next if rr_next is not None else ((r - int(r_all[i - 1])) / fs if i > 0 else 1.0)
+    # Python ints and lists, and the windows' lengths, once: the loop runs per beat.
+    rs = r_all.tolist()
+    bounds_list = bounds.tolist()
+    like_list = like.tolist()
+    n_beats = len(rs)
+    after_r, before_r = round(0.2 * fs), round(0.1 * fs)
+    post, iso_back, iso_len = round(cfg.post_s * fs), round(0.08 * fs), round(0.02 * fs)
+    p_back = tf.p_peak - (tf.p_on - iso_len)
+    p_lag = round(cfg.p_lag_s * fs)
+    all_finite = bool(lead.finite.all())
+    for i, r in enumerate(rs):
+        lo = rs[i - 1] + after_r if i > 0 else 0
+        hi = rs[i + 1] - before_r if i + 1 < n_beats else n
+        rr_next = (rs[i + 1] - r) / fs if i + 1 < n_beats else None
+        rr_s = rr_next if rr_next is not None else ((r - rs[i - 1]) / fs if i > 0 else 1.0)
         a = max(0, r - pre)
-        b = min(n, r + round(cfg.post_s * fs) + 1)
-        if not lead.finite[a:b].all():
+        b = min(n, r + post + 1)
+        if not all_finite and not lead.finite[a:b].all():
             continue
-        on, off = int(bounds[i, 0]), int(bounds[i, 1])
+        on, off = bounds_list[i][0], bounds_list[i][1]
         # The lead's peak is searched within the beat's QRS: a wide complex's R may be
         # more than 50 ms from its centre, and a window around the centre can hold
         # the end of the P or the start of the ST segment.
@@ -1147,27 +1159,21 @@ def _beats_of_lead(
         points[i, 3:6] = (on, pk, off)
         if pk == MISSING:
             continue
-        iso_lo = (on if on != MISSING else pk - round(0.08 * fs)) - round(0.02 * fs)
-        iso_hi = max(1, iso_lo + round(0.02 * fs) + 1)
+        iso_lo = (on if on != MISSING else pk - iso_back) - iso_len
+        iso_hi = max(1, iso_lo + iso_len + 1)
         iso = float(_kernels.mean(lead.sm, max(0, iso_lo), iso_hi))
-        t_hi = min(b, int(r_all[i + 1]) if i + 1 < r_all.size else b)
-        t_near = MISSING if tf.t_peak == MISSING or not like[i] else r + tf.t_peak - pre
-        sign = t_sign if like[i] else 0
+        t_hi = min(b, rs[i + 1] if i + 1 < n_beats else b)
+        t_near = MISSING if tf.t_peak == MISSING or not like_list[i] else r + tf.t_peak - pre
+        sign = t_sign if like_list[i] else 0
         points[i, 6:9] = _t_wave(lead, pk, off, iso, t_hi, fs, rr_s, cfg, sign, t_near)
         if p_ref is not None and on != MISSING:
             prev_t = MISSING
             if i > 0:
                 prev_t = int(points[i - 1, 8])
-            p_lo = max(a, prev_t + round(0.02 * fs) if prev_t != MISSING else lo - round(0.1 * fs))
+            p_lo = max(a, prev_t + iso_len if prev_t != MISSING else lo - before_r)
             near = on - (tf.qrs_on - tf.p_peak)
             p_on, p_pk, p_off, _ = _p_wave(lead, on, p_lo, fs, cfg, near, p_sign)
-            if p_pk != MISSING and _p_matches(
-                lead,
-                p_ref,
-                p_pk - (tf.p_peak - (tf.p_on - round(0.02 * fs))),
-                cfg,
-                round(cfg.p_lag_s * fs),
-            ):
+            if p_pk != MISSING and _p_matches(lead, p_ref, p_pk - p_back, cfg, p_lag):
                 points[i, 0:3] = (p_on, p_pk, p_off)
     return LeadFiducials(template.lead, points)
 
