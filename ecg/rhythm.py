@@ -80,7 +80,7 @@ from scipy import signal as sps
 from scipy.ndimage import maximum_filter1d
 
 from ecg._delineate_kernels import median_rows
-from ecg._filters_kernels import pad_sections, sosfilt_samples
+from ecg._filters_kernels import N_SECTIONS_SHORT, pad_sections, sosfilt_samples_short
 from ecg._rhythm_kernels import correlate_previous, dominant_rows, irregularity, window_sum
 from ecg.errors import ConfigError, SignalError
 from ecg.filters import sosfiltfilt_columns
@@ -299,9 +299,9 @@ def atrial_start(
         raise SignalError(f"need n_leads >= 1 and fs_hz > 0, got {n_leads}, {fs_hz}")
     high = min(config.band_high_hz, 0.45 * fs_hz)
     low = min(config.band_low_hz, 0.5 * high)
-    # Padded to the compiled biquad cascade's sections (identity sections change no
-    # value): a live chunk is filtered without scipy's per-call overhead.
-    sos = pad_sections(_bandpass(low, high, fs_hz))
+    # The compiled biquad cascade of two sections (a second-order band-pass has two):
+    # a live chunk is filtered without scipy's per-call overhead.
+    sos = pad_sections(_bandpass(low, high, fs_hz), N_SECTIONS_SHORT)
     start_n = max(2, round(config.p_start_s * fs_hz))
     end_n = round(config.p_end_s * fs_hz)
     history: dict[str, list[object]] = {
@@ -362,7 +362,7 @@ def atrial_step(
     x = np.where(np.isfinite(x), x, 0.0)
     y = np.empty(x.shape)
     if x.shape[0]:
-        sosfilt_samples(state.sos, np.ascontiguousarray(x), state.zi, y)
+        sosfilt_samples_short(state.sos, np.ascontiguousarray(x), state.zi, y)
     buffer = np.concatenate([state.tail, y]) if len(state.tail) else y
     buffer_start = state.n_samples - len(state.tail)
     state.n_samples += len(x)
