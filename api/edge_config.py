@@ -128,17 +128,19 @@ class RecordUploadConfig:
         The ``.hea`` file.
     max_signal_bytes : int
         The ``.dat`` file (the request may be this plus the header and 64 KiB of form).
+        Default 512 MiB: a 24-hour Holter of up to 6 leads at 500 Hz in format 16 (3
+        leads: 259 MB), or 12 leads at 250 Hz; received and checked a chunk at a time.
     max_leads : int
         Signals per record (at most ``ecg.record.MAX_LEADS``, 15).
     max_samples_per_lead : int
-        Samples of each lead (default: 1 h at 500 Hz).
+        Samples of each lead (default: 24 h at 500 Hz).
     """
 
     # Limits
     max_header_bytes: int = 64 * 1024
-    max_signal_bytes: int = 64 * 1024 * 1024
+    max_signal_bytes: int = 512 * 1024 * 1024
     max_leads: int = 15
-    max_samples_per_lead: int = 1_800_000
+    max_samples_per_lead: int = 43_200_000
 
     def __post_init__(self) -> None:
         if not 1024 <= self.max_header_bytes <= 1024 * 1024:

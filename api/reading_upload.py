@@ -20,8 +20,10 @@ Design notes
   record store's folder, bounded while it arrives (413 ``signal_too_large`` at the
   first byte over), the header and the short fields to memory, bounded too; the file is
   removed whatever the outcome. (Litestar's own form parsing would spool the file to
-  the system's temporary folder and the handler then read it whole.) The check below
-  still reads the received signal whole, which is why the default limit stays 64 MiB.
+  the system's temporary folder and the handler then read it whole.) The check reads
+  that file a chunk at a time (:func:`_convert`: 16 Ki frames), writing the canonical
+  format 16 file and summing the checksums as it goes, and keeps only the engine's
+  first seconds: a 24-hour Holter is checked in a few MiB of memory.
 - **Stored as received, in one canonical form.** The digital samples are written
   unchanged as WFDB format 16 (a 212 sample fits 16 bits; its "no sample" value stays
   one) with the header's gains, baselines, units, lead names, base time and comments,
@@ -102,7 +104,6 @@ __all__ = [
     "RecordUploadController",
     "RecordUploaded",
     "RecordUploads",
-    "UploadForm",
     "UploadRefused",
     "UploadedOrStreamed",
     "parse_wfdb",
@@ -164,7 +165,10 @@ class ParsedRecord:
 
     fs_hz: float
     lead_names: tuple[str, ...]
-    digital: NDArray[np.int16]  # (n_samples, n_leads), "no sample" as -32768
+    n_samples: int
+    head: NDArray[np.int16]  # the first MEASURED_S s (n, n_leads), "no sample" as -32768
+    sums: tuple[int, ...]  # each lead's sum, as WFDB's checksum is
+    signal_file: Path  # every sample in format 16, written as it was checked
     gains: tuple[float, ...]  # digital units per physical unit
     baselines: tuple[int, ...]
     units: tuple[str, ...]
@@ -174,10 +178,6 @@ class ParsedRecord:
     comments: tuple[str, ...] = field(default=())
 
     @property
-    def n_samples(self) -> int:
-        return int(self.digital.shape[0])
-
-    @property
     def leads(self) -> tuple[str, ...]:
         """The lead names normalised (``ecg.record.normalise_lead_name``)."""
         from ecg.record import normalise_lead_name
@@ -185,13 +185,13 @@ class ParsedRecord:
         return tuple(normalise_lead_name(n) for n in self.lead_names)
 
     def to_record(self, name: str, seconds: float | None = None) -> Record:
-        """The samples (the first ``seconds`` only, when given) in mV, NaN where there
-        is none; lead names normalised."""
+        """The first :data:`~api.readings.MEASURED_S` seconds (or fewer ``seconds``) in
+        mV, NaN where there is no sample; lead names normalised."""
         import numpy as np
 
         from ecg.record import Record
 
-        kept = self.digital if seconds is None else self.digital[: int(seconds * self.fs_hz)]
+        kept = self.head if seconds is None else self.head[: int(seconds * self.fs_hz)]
         digital = kept.astype(np.float64)
         gains = np.asarray(self.gains)
         mv = np.asarray([_MV_PER_UNIT[u.lower()] for u in self.units])
@@ -236,22 +236,63 @@ def _decode(data: bytes, fmt: str, n_values: int) -> NDArray[np.int16]:
     return out.astype(np.int16)
 
 
-def parse_wfdb(header: bytes, signal: bytes, config: RecordUploadConfig) -> ParsedRecord:
-    """An uploaded WFDB record (``.hea`` and ``.dat`` bytes), checked against itself and
-    ``config``. Pure: no file is opened.
+# Frames read, checked and written at a time (even: a 212 pair never splits): 16 Ki
+# frames of 15 leads are 480 KiB of format 16, ~6 MiB while decoded.
+_CHUNK_FRAMES: Final = 16384
+
+
+def _convert(
+    source: Path, target: Path, fmt: str, n_leads: int, head_frames: int
+) -> tuple[list[int], NDArray[np.int16]]:
+    """Decode ``source`` a chunk at a time into ``target`` (format 16, fsynced): each
+    lead's checksum (the values as stored: 212's "no sample" as -2048) and the first
+    ``head_frames`` frames."""
+    import numpy as np
+
+    bytes_per_chunk = (
+        _CHUNK_FRAMES * n_leads * (2 if fmt == "16" else 3) // (1 if fmt == "16" else 2)
+    )
+    sums = np.zeros(n_leads, dtype=np.int64)
+    heads: list[NDArray[np.int16]] = []
+    kept = 0
+    with open(source, "rb") as given, open(target, "wb") as out:
+        while data := given.read(bytes_per_chunk):
+            n_values = len(data) // 2 if fmt == "16" else (len(data) // 3) * 2 + (len(data) % 3 > 0)
+            n_values -= n_values % n_leads
+            digital = _decode(data, fmt, n_values).reshape(-1, n_leads)
+            stored = digital.astype(np.int64)
+            if fmt == "212":
+                stored[digital == -32768] = -2048
+            sums += stored.sum(axis=0)
+            if kept < head_frames:
+                heads.append(digital[: head_frames - kept].copy())
+                kept += heads[-1].shape[0]
+            out.write(digital.astype("<i2").tobytes())
+        out.flush()
+        os.fsync(out.fileno())
+    return [int(v) for v in sums], np.concatenate(heads)
+
+
+def parse_wfdb(
+    header: bytes, signal: Path, config: RecordUploadConfig, canonical: Path
+) -> ParsedRecord:
+    """An uploaded WFDB record (the ``.hea`` bytes, the received ``.dat`` file), checked
+    against itself and ``config``; its samples are written to ``canonical`` in format
+    16 as they are checked, a chunk at a time (the signal is never whole in memory).
+    Blocking. On a refusal ``canonical`` is removed.
 
     Raises
     ------
     UploadRefused
         With a code of :data:`REFUSALS` and a reason naming the line or lead at fault.
     """
-    import numpy as np
 
     from ecg.record import MAX_FS_HZ, MIN_FS_HZ
 
     if len(header) > config.max_header_bytes:
         raise UploadRefused("header_too_large", f"header over {config.max_header_bytes} bytes")
-    if len(signal) > config.max_signal_bytes:
+    signal_size = signal.stat().st_size
+    if signal_size > config.max_signal_bytes:
         raise UploadRefused("signal_too_large", f"signal over {config.max_signal_bytes} bytes")
     try:
         text = header.decode("utf-8")
@@ -336,28 +377,30 @@ def parse_wfdb(header: bytes, signal: bytes, config: RecordUploadConfig) -> Pars
     [fmt] = formats
     n_values = n_samples * n_leads
     expected = n_values * 2 if fmt == "16" else (n_values // 2) * 3 + 2 * (n_values % 2)
-    if len(signal) != expected:
+    if signal_size != expected:
         raise UploadRefused(
             "wrong_length",
-            f"the signal file has {len(signal)} bytes; {n_leads} leads x {n_samples} samples "
+            f"the signal file has {signal_size} bytes; {n_samples} samples of {n_leads} leads "
             f"in format {fmt} are {expected}",
         )
-    digital = _decode(signal, fmt, n_values).reshape(n_samples, n_leads)
-    sums = digital.astype(np.int64)
-    if fmt == "212":  # the checksum is of the values as stored
-        sums = np.where(digital == -32768, -2048, sums)
-    for lead, checksum in enumerate(checksums):
-        if checksum is None:
-            continue
-        got = int(sums[:, lead].sum()) & 0xFFFF
-        if got != checksum & 0xFFFF:
-            raise UploadRefused(
-                "checksum_mismatch", f"lead {lead + 1} ({names[lead]!r}): checksum differs"
-            )
+    head_frames = min(n_samples, int(MEASURED_S * fs_hz))
+    try:
+        sums, head = _convert(signal, canonical, fmt, n_leads, head_frames)
+        for lead, checksum in enumerate(checksums):
+            if checksum is not None and sums[lead] & 0xFFFF != checksum & 0xFFFF:
+                raise UploadRefused(
+                    "checksum_mismatch", f"lead {lead + 1} ({names[lead]!r}): checksum differs"
+                )
+    except BaseException:
+        canonical.unlink(missing_ok=True)
+        raise
     return ParsedRecord(
         fs_hz=fs_hz,
         lead_names=tuple(names),
-        digital=np.ascontiguousarray(digital),
+        n_samples=n_samples,
+        head=head,
+        sums=tuple(sums),
+        signal_file=canonical,
         gains=tuple(gains),
         baselines=tuple(baselines),
         units=tuple(units),
@@ -387,6 +430,11 @@ class RecordStore:
     def __init__(self, root: Path) -> None:
         self.root = root
 
+    def part_of(self, record_id: str) -> Path:
+        """Where a record's signal is written while it is checked (the folder made)."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return self.root / f".{record_id}.dat.part"
+
     def path_of(self, record_id: str) -> Path | None:
         """The record path (no extension), None for an id that is not one of ours."""
         return self.root / record_id if _RECORD_ID.fullmatch(record_id) else None
@@ -412,18 +460,18 @@ class RecordStore:
                 )
             )
         ]
-        sums = parsed.digital.astype("int64").sum(axis=0)
+        sums = parsed.sums
         for lead, name in enumerate(parsed.lead_names):
             resolution = parsed.adc_resolution[lead] or 16
             checksum = int(sums[lead]) & 0xFFFF  # WFDB's: a signed 16-bit sum
             checksum -= 0x10000 if checksum >= 0x8000 else 0
             lines.append(
                 f"{record_id}.dat 16 {parsed.gains[lead]:.12g}({parsed.baselines[lead]})"
-                f"/{parsed.units[lead]} {resolution} 0 {int(parsed.digital[0, lead])} "
+                f"/{parsed.units[lead]} {resolution} 0 {int(parsed.head[0, lead])} "
                 f"{checksum} 0 {name}"
             )
         lines += [f"# {comment}" for comment in parsed.comments]
-        _write_durably(path.with_suffix(".dat"), parsed.digital.astype("<i2").tobytes())
+        os.replace(parsed.signal_file, path.with_suffix(".dat"))  # fsynced when written
         _write_durably(path.with_suffix(".hea"), ("\n".join(lines) + "\n").encode())
         folder = os.open(self.root, os.O_RDONLY)
         try:
@@ -503,6 +551,14 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as given:
+        while chunk := given.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class RecordUploads:
     """The use case behind the endpoint: check, store, make the task (blocking)."""
@@ -559,7 +615,7 @@ class RecordUploads:
         self,
         person: Person,
         header: bytes,
-        signal: bytes,
+        signal: Path,
         *,
         clinic: str | None = None,
         patient: str | None = None,
@@ -575,18 +631,22 @@ class RecordUploads:
         InvalidInput
             No ECG centre serves the clinic (the stored files are removed).
         """
-        sums = {"header_sha256": _sha256(header), "signal_sha256": _sha256(signal)}
+        sums = {"header_sha256": _sha256(header), "signal_sha256": _sha256_file(signal)}
+        record_id = self.new_id()
         try:
             chosen = self._clinic_for(person, clinic)
-            parsed = parse_wfdb(header, signal, self.config)
+            parsed = parse_wfdb(header, signal, self.config, self.store.part_of(record_id))
         except ApiError as exc:
             self._audit(person, clinic, patient, "denied", code=exc.code, **sums)
             raise
-        record_id = self.new_id()
         # The engine reads the first seconds only (not a whole hour in float64).
-        critical, statements = _engine_findings(
-            parsed.to_record(record_id, MEASURED_S), self.annotate_config
-        )
+        try:
+            critical, statements = _engine_findings(
+                parsed.to_record(record_id, MEASURED_S), self.annotate_config
+            )
+        except BaseException:
+            parsed.signal_file.unlink(missing_ok=True)
+            raise
         self.store.put(record_id, parsed)
         try:
             made = self.service.task_for_record(
@@ -612,17 +672,6 @@ class RecordUploads:
         load = functools.partial(measured_signal, self.store, made)
         annotate_ahead(made.task.id, load, self.annotate_config)
         return made, parsed
-
-
-@dataclass
-class UploadForm:
-    """The multipart form: the two WFDB files and who the ECG is for."""
-
-    header: bytes
-    signal: bytes
-    clinic: str | None = None
-    patient: str | None = None
-    stat: bool = False
 
 
 @dataclass
@@ -814,28 +863,20 @@ class RecordUploadController(Controller):
                     functools.partial(record_uploads.audit_refused, principal.person, exc.code)
                 )
                 raise
-            signal = await anyio.to_thread.run_sync(received.read_bytes)
-        finally:
-            received.unlink(missing_ok=True)
-        data = UploadForm(
-            header=form.header,
-            signal=signal,
-            clinic=form.fields.get("clinic"),
-            patient=form.fields.get("patient"),
-            stat=form.fields.get("stat", "").strip().lower() in ("true", "1", "on", "yes"),
-        )
-        header, signal = data.header, data.signal
-        made, parsed = await anyio.to_thread.run_sync(
-            functools.partial(
-                record_uploads.upload,
-                principal.person,
-                header,
-                signal,
-                clinic=_bounded(data.clinic, "clinic"),
-                patient=_bounded(data.patient, "patient"),
-                stat=data.stat,
+            fields = form.fields
+            made, parsed = await anyio.to_thread.run_sync(
+                functools.partial(
+                    record_uploads.upload,
+                    principal.person,
+                    form.header,
+                    received,
+                    clinic=_bounded(fields.get("clinic"), "clinic"),
+                    patient=_bounded(fields.get("patient"), "patient"),
+                    stat=fields.get("stat", "").strip().lower() in ("true", "1", "on", "yes"),
+                )
             )
-        )
+        finally:
+            await anyio.to_thread.run_sync(functools.partial(received.unlink, missing_ok=True))
         task = made.task
         return RecordUploaded(
             reading=task.id,

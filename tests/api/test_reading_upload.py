@@ -6,6 +6,7 @@ and leave nothing stored."""
 
 from __future__ import annotations
 
+import tracemalloc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from api.reading_upload import (
     RecordUploadConfig,
     RecordUploads,
     UploadedOrStreamed,
+    parse_wfdb,
     record_upload_api,
 )
 from api.readings import reading_api
@@ -323,3 +325,39 @@ async def test_the_signal_size_limit_at_its_boundary(api: UploadApi) -> None:
     assert at.json()["n_samples"] == n
     assert not [name for name in _stored(api.store) if name.startswith(".")]
     await doctor.aclose()
+
+
+def test_checking_a_long_record_holds_a_few_mib(tmp_path: Path) -> None:
+    """A 1-hour 12-lead record in format 212 (39 MB) is checked and written as format 16
+    with at most 12 MiB allocated at once (tracemalloc's peak), its checksums right and
+    the stored samples those of the upload."""
+    fs_hz, n, leads = 500, 3600 * 500, 12
+    ramp = (np.arange(n, dtype=np.int64) % 2000 - 1000).astype(np.int16)
+    counts = np.stack([ramp] * leads, axis=1).ravel()
+    pairs = counts.reshape(-1, 2).astype(np.int32) & 0xFFF
+    packed = np.empty((pairs.shape[0], 3), dtype=np.uint8)
+    packed[:, 0] = pairs[:, 0] & 0xFF
+    packed[:, 1] = ((pairs[:, 0] >> 8) & 0x0F) | (((pairs[:, 1] >> 8) & 0x0F) << 4)
+    packed[:, 2] = pairs[:, 1] & 0xFF
+    signal = tmp_path / "long.dat"
+    packed.tofile(signal)
+    del counts, pairs, packed
+    checksum = int(ramp.astype(np.int64).sum()) & 0xFFFF
+    checksum -= 0x10000 if checksum >= 0x8000 else 0
+    header = f"long {leads} {fs_hz} {n}\n" + "".join(
+        f"long.dat 212 200(0)/mV 12 0 0 {checksum} 0 V{lead}\n" for lead in range(leads)
+    )
+    config = RecordUploadConfig(max_signal_bytes=64 * 1024 * 1024, max_samples_per_lead=n)
+    canonical = tmp_path / "canonical.dat"
+    tracemalloc.start()
+    try:
+        parsed = parse_wfdb(header.encode(), signal, config, canonical)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 12 * 1024 * 1024, peak
+    assert parsed.n_samples == n
+    assert canonical.stat().st_size == n * leads * 2
+    stored = np.memmap(canonical, dtype="<i2", mode="r").reshape(n, leads)
+    np.testing.assert_array_equal(stored[:, 5], ramp)
+    assert parsed.head.shape == (10 * fs_hz, leads)
