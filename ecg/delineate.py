@@ -682,16 +682,17 @@ def _spatial_slope(slopes: list[FloatArray]) -> tuple[FloatArray, float]:
 
 def _agreed(values: Sequence[int], n_agree: int, tol: int, latest: bool) -> int:
     """Earliest (latest) value that ``n_agree`` values confirm within ``tol``."""
-    v = np.sort(np.asarray([x for x in values if x != MISSING], dtype=np.int64))
-    if v.size == 0:
+    # Python ints: a dozen values, where numpy's per-call cost would dominate.
+    v = sorted(int(x) for x in values if x != MISSING)
+    if not v:
         return MISSING
-    need = min(n_agree, v.size)
+    need = min(n_agree, len(v))
     if latest:
-        v = -v[::-1]
-    for i in range(v.size):
-        if np.count_nonzero((v >= v[i]) & (v <= v[i] + tol)) >= need:
-            return int(-v[i] if latest else v[i])
-    return int(-v[-1] if latest else v[-1])  # pragma: no cover - need <= size
+        v = [-x for x in reversed(v)]
+    for first in v:
+        if sum(1 for x in v if first <= x <= first + tol) >= need:
+            return -first if latest else first
+    return -v[-1] if latest else v[-1]  # pragma: no cover - need <= size
 
 
 def _usable(lead: _Lead, name: str) -> Absent | None:
