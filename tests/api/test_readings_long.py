@@ -8,6 +8,7 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import numpy as np
 import pytest
 
@@ -77,7 +78,8 @@ async def test_median_signing_and_reports_of_a_long_record_read_a_bounded_part(
     api: Api,
 ) -> None:
     """On a 1-hour 12-lead record (43 MB) the median beat and the signing read < 1 MiB,
-    the PDF < 4 MiB more than the short record's (its 20 pages of 10 s); the median beat,
+    the PDF < 4 MiB more than the short record's (its 20 pages of 10 s, the footer
+    saying the record's hour); the median beat,
     and the FHIR Observations equal the short record's."""
     rw = api.rw
     reader = await api.client("liu.reader")
@@ -101,6 +103,9 @@ async def test_median_signing_and_reports_of_a_long_record_read_a_bounded_part(
         pdf = await reader.get(f"{url}/report.pdf")
         assert pdf.status_code == 200, pdf.text
         pdf_read[stream] = _read_bytes() - before
+        if stream == "long":  # the footer says how much of how long a record is shown
+            text = await anyio.run_process(["pdftotext", "-", "-"], input=pdf.content)
+            assert f"{LONG_S}" in text.stdout.decode()
         fhir = await reader.get(f"{url}/report.fhir")
         assert fhir.status_code == 200, fhir.text
         document = signed.json()
