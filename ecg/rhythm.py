@@ -1131,6 +1131,15 @@ FLUTTER_CONCENTRATION = 0.5
 FLUTTER_LEADS = 3
 
 
+@functools.lru_cache(maxsize=16)
+def _welch_window(nperseg: int) -> FloatArray:
+    """``scipy.signal.welch``'s default window (periodic Hann) of ``nperseg`` samples,
+    made once per length rather than by each call (read-only; welch does not write it)."""
+    window = np.asarray(sps.get_window("hann_periodic", nperseg), dtype=np.float64)
+    window.flags.writeable = False
+    return window
+
+
 def flutter_waves(signal_mv: npt.ArrayLike, beats: npt.ArrayLike, fs_hz: float) -> FlutterWaves:
     """Flutter waves: the median QRST complex of each lead is subtracted at every beat,
     the QRS itself blanked (±60 ms), and the residual's spectrum (Welch, 4 s segments)
@@ -1161,8 +1170,9 @@ def flutter_waves(signal_mv: npt.ArrayLike, beats: npt.ArrayLike, fs_hz: float) 
     half = round(0.06 * fs_hz)
     for beat in peaks.tolist():
         residual[max(0, beat - half) : beat + half] = 0.0
+    nperseg = min(residual.shape[0], round(4 * fs_hz))
     freq, power = sps.welch(
-        residual, fs=fs_hz, nperseg=min(residual.shape[0], round(4 * fs_hz)), axis=0
+        residual, fs=fs_hz, window=_welch_window(nperseg), nperseg=nperseg, axis=0
     )
     band = (freq >= 3.0) & (freq <= 10.0)
     found = []
