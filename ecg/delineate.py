@@ -1214,6 +1214,24 @@ def _clear(templates: list[LeadTemplate], wave: str, fraction: float) -> list[in
     return [j for j, a in amps if top > 0 and a >= fraction * top]
 
 
+def _columns(
+    per_lead: tuple[LeadFiducials, ...], leads: list[int], columns: tuple[int, ...]
+) -> list[list[list[int]]]:
+    """For each of ``columns`` of the fiducials, per beat, the values of ``leads``."""
+    if not leads:
+        return [[] for _ in columns]
+    stacked = np.stack([per_lead[j].points for j in leads], axis=1)  # (beat, lead, column)
+    return [stacked[:, :, c].tolist() for c in columns]
+
+
+def _int_median(values: list[int]) -> int:
+    """``int(numpy.median(values))`` of sample indices (exact in float64): the middle
+    value, or the mean of the two middle ones truncated."""
+    v = sorted(values)
+    half = len(v) // 2
+    return v[half] if len(v) % 2 else int((v[half - 1] + v[half]) / 2)
+
+
 def _beat_fiducials(
     per_lead: tuple[LeadFiducials, ...],
     templates: list[LeadTemplate],
@@ -1242,23 +1260,23 @@ def _beat_fiducials(
         return BeatFiducials(points, p_present, pr_ms, in_template)
     points[:, 3:5] = np.stack([bounds[:, 0], r_all], axis=1)
     points[:, 5] = bounds[:, 1]
+    # The clear leads' fiducials as Python lists per beat, once: (beat, lead).
+    t_on, t_peak, t_end = _columns(per_lead, clear_t, (6, 7, 8))
+    p_on, p_peak, p_off = _columns(per_lead, clear_p, (0, 1, 2))
+    need_t, need_p = min(k, len(clear_t)), min(k, len(clear_p))
     for i in range(n):
         if clear_t:
-            tc = np.stack([per_lead[j].points[i] for j in clear_t])
-            need = min(k, len(clear_t))
-            points[i, 6] = _agreed(tc[:, 6].tolist(), need, 2 * tol, latest=False)
-            points[i, 8] = _agreed(tc[:, 8].tolist(), need, 2 * tol, latest=True)
-            peaks = tc[:, 7][tc[:, 7] != MISSING]
-            points[i, 7] = int(np.median(peaks)) if peaks.size else MISSING
+            points[i, 6] = _agreed(t_on[i], need_t, 2 * tol, latest=False)
+            points[i, 8] = _agreed(t_end[i], need_t, 2 * tol, latest=True)
+            peaks = [x for x in t_peak[i] if x != MISSING]
+            points[i, 7] = _int_median(peaks) if peaks else MISSING
         if clear_p:
-            pc = np.stack([per_lead[j].points[i] for j in clear_p])
-            need = min(k, len(clear_p))
-            if int(np.count_nonzero(pc[:, 1] != MISSING)) >= need:
+            peaks = [x for x in p_peak[i] if x != MISSING]
+            if len(peaks) >= need_p:
                 p_present[i] = True
-                points[i, 0] = _agreed(pc[:, 0].tolist(), need, tol, latest=False)
-                points[i, 2] = _agreed(pc[:, 2].tolist(), need, tol, latest=True)
-                pk = pc[:, 1][pc[:, 1] != MISSING]
-                points[i, 1] = int(np.median(pk))
+                points[i, 0] = _agreed(p_on[i], need_p, tol, latest=False)
+                points[i, 2] = _agreed(p_off[i], need_p, tol, latest=True)
+                points[i, 1] = _int_median(peaks)
                 if points[i, 3] != MISSING and points[i, 0] != MISSING:
                     pr_ms[i] = (points[i, 3] - points[i, 0]) * 1000.0 / fs
     if cfg.share_boundaries:

@@ -13,6 +13,8 @@ from ecg.delineate import (
     MISSING,
     AbsentReason,
     DelineateConfig,
+    _agreed,
+    _int_median,
     delineate,
 )
 from ecg.detect import detect_qrs
@@ -157,3 +159,20 @@ def test_ludb_atrial_fibrillation_has_no_p(ecg_dir: Path) -> None:
     assert dl.global_.absent_p is not None
     assert dl.global_.absent_p.reason is AbsentReason.NO_P_WAVE
     assert not dl.beat_fiducials.p_present.any()
+
+
+@pytest.mark.parametrize(
+    "values", [[7], [3, 1], [1200, 1203, 1198], [5, 2, 9, 4], [10, 11, 12, 14]]
+)
+def test_int_median_is_numpy_median_truncated(values: list[int]) -> None:
+    """The beat's T or P peak over the clear leads: int(numpy.median(values)), even counts too."""
+    assert _int_median(values) == int(np.median(np.asarray(values, dtype=np.int64)))
+
+
+def test_agreed_takes_the_first_value_enough_leads_confirm() -> None:
+    """Earliest (latest) value with n_agree values within tol after (before) it; MISSING ignored."""
+    values = [100, MISSING, 130, 104, 131, 102, 160]
+    assert _agreed(values, 3, 5, latest=False) == 100
+    assert _agreed(values, 2, 5, latest=True) == 131
+    assert _agreed([MISSING, MISSING], 2, 5, latest=False) == MISSING
+    assert _agreed([150, 100], 2, 5, latest=False) == 150  # none confirmed: the last
