@@ -1072,6 +1072,10 @@ def _page(limit: int, offset: int, page_number: int | None) -> PageRequest:
     return PageRequest(limit=limit, offset=offset)
 
 
+# Samples per lead read at a time for an export of the whole record.
+_EXPORT_CHUNK: Final = 1 << 18
+
+
 def _export(
     principal: Principal,
     service: ReadingService,
@@ -1079,11 +1083,11 @@ def _export(
     reading_id: str,
     form: str,
     stop_s: float | None = None,
-) -> tuple[Record, ReportInfo, float]:
+) -> tuple[Record, ReportInfo, float, ReadingRecord]:
     """The task's signal (its first ``stop_s`` seconds only, when given: read without the
-    rest), what its latest signed version prints (the export audited) and the whole
-    record's duration in s; 404 when nothing is signed, the task is not the caller's, or
-    no signal is kept."""
+    rest), what its latest signed version prints (the export audited), the whole
+    record's duration in s and the task; 404 when nothing is signed, the task is not the
+    caller's, or no signal is kept."""
     record, versions = service.export(principal.person, reading_id, form)
     length = source.length_of(record)
     found = None
@@ -1102,7 +1106,12 @@ def _export(
     # fiducials): the figures the reader saw when signing.
     figures = signed.get("measurements")
     if isinstance(figures, Mapping):
-        return found, dataclasses.replace(info, measurements=measurements_from(figures)), whole_s
+        return (
+            found,
+            dataclasses.replace(info, measurements=measurements_from(figures)),
+            whole_s,
+            record,
+        )
     kept = signed.get("fiducials_ms")
     corrections = (
         {str(k): float(str(v)) for k, v in kept.items()} if isinstance(kept, Mapping) else {}
@@ -1112,7 +1121,7 @@ def _export(
     measured = None if engine is None else _corrected(engine, corrections)
     if measured is not None:
         info = dataclasses.replace(info, measurements=measurements_from(measured.global_))
-    return found, info, whole_s
+    return found, info, whole_s, record
 
 
 def _engine_beats(source: SignalSource, record: ReadingRecord) -> list[int] | None:
@@ -1364,7 +1373,7 @@ class ReadingController(Controller):
         # The pages print at most max_pages × page_s seconds: only those are read; the
         # footer says of how long a record.
         shown_s = options.max_pages * options.page_s
-        found, info, whole_s = _export(
+        found, info, whole_s, _ = _export(
             principal, reading_service, ecg_signals, reading_id, "pdf", shown_s
         )
         pages = layout_pages(
@@ -1391,10 +1400,27 @@ class ReadingController(Controller):
     ) -> Response[bytes]:
         """The samples (1 µV steps) with the latest signed version's statements and
         critical findings, and the signer, in the waveform's annotations."""
-        from ecg.dicom import write_dicom
+        import numpy as np
 
-        found, info, _ = _export(principal, reading_service, ecg_signals, reading_id, "dicom")
-        data = write_dicom(found.signal_mv, found.fs_hz, found.lead_names, info, now=info.signed_at)
+        from ecg.dicom import quantise_mv, write_dicom
+
+        # The record is read and quantised a window at a time (int16 counts: 2 bytes a
+        # sample, not the whole record in float64 mV).
+        first, info, whole_s, record = _export(
+            principal, reading_service, ecg_signals, reading_id, "dicom", 0.0
+        )
+        n = round(whole_s * first.fs_hz)
+        counts = np.empty((n, len(first.lead_names)), dtype=np.int16)
+        for start in range(0, n, _EXPORT_CHUNK):
+            window = ecg_signals.window_of(record, start, start + _EXPORT_CHUNK)
+            if window is None:
+                raise ApiError(
+                    "not_found", f"no ECG signal kept for reading {reading_id!r}", status=404
+                )
+            counts[start : start + window.n_samples] = quantise_mv(window.signal_mv)
+        data = write_dicom(
+            counts, first.fs_hz, first.lead_names, info, quantised=True, now=info.signed_at
+        )
         return _file(data, "application/dicom", f'attachment; filename="ecg-{reading_id}.dcm"')
 
     @get(

@@ -77,6 +77,7 @@ __all__ = [
     "DicomError",
     "DicomErrorCode",
     "check_iod",
+    "quantise_mv",
     "read_dicom",
     "write_dicom",
 ]
@@ -232,11 +233,38 @@ class DicomEcg:
 # Export.
 
 
+def quantise_mv(signal_mv: ArrayLike, uv_per_count: float = 1.0) -> NDArray[np.int16]:
+    """Samples in mV as :func:`write_dicom` stores them: counts of ``uv_per_count`` µV,
+    NaN as the padding value. Element-wise, so a long record quantised a window at a
+    time equals it quantised whole (``write_dicom(..., quantised=True)`` takes those).
+
+    Raises
+    ------
+    DicomError
+        ``sample_range`` (a sample beyond ±32767 counts), ``bad_signal``.
+    """
+    data = np.asarray(signal_mv)
+    if not (math.isfinite(uv_per_count) and uv_per_count > 0):
+        raise DicomError(DicomErrorCode.BAD_SIGNAL, f"uv_per_count {uv_per_count!r}")
+    scaled = np.asarray(data, dtype=np.float64) * (1000.0 / uv_per_count)
+    finite = np.isfinite(scaled)
+    rounded = np.where(finite, np.round(np.where(finite, scaled, 0.0)), 0.0)
+    if rounded.size and (rounded.min() <= PADDING or rounded.max() > 32767):
+        raise DicomError(
+            DicomErrorCode.SAMPLE_RANGE,
+            f"samples beyond ±{32767 * uv_per_count / 1000:g} mV at {uv_per_count:g} µV/count",
+        )
+    counts = rounded.astype(np.int16)
+    counts[~finite] = PADDING
+    return counts
+
+
 def _counts(
     signal: ArrayLike,
     n_leads: int,
     counts_per_mv: float | Sequence[float] | None,
     uv_per_count: float,
+    quantised: bool = False,
 ) -> tuple[NDArray[np.int16], NDArray[np.float64]]:
     data = np.asarray(signal)
     if data.ndim != 2 or data.shape[1] != n_leads:
@@ -244,6 +272,10 @@ def _counts(
             DicomErrorCode.BAD_SIGNAL,
             f"signal of shape {data.shape} for {n_leads} leads (expected (samples, leads))",
         )
+    if quantised:
+        if data.dtype != np.int16:
+            raise DicomError(DicomErrorCode.BAD_SIGNAL, "quantised samples must be int16")
+        return data, np.full(n_leads, float(uv_per_count))
     if np.issubdtype(data.dtype, np.integer):
         if counts_per_mv is None:
             raise DicomError(DicomErrorCode.BAD_SIGNAL, "integer samples need counts_per_mv")
@@ -257,19 +289,7 @@ def _counts(
         return data.astype(np.int16), np.asarray(1000.0 / gains, dtype=np.float64)
     if not np.issubdtype(data.dtype, np.floating):
         raise DicomError(DicomErrorCode.BAD_SIGNAL, f"samples of type {data.dtype}")
-    if not (math.isfinite(uv_per_count) and uv_per_count > 0):
-        raise DicomError(DicomErrorCode.BAD_SIGNAL, f"uv_per_count {uv_per_count!r}")
-    scaled = np.asarray(data, dtype=np.float64) * (1000.0 / uv_per_count)
-    finite = np.isfinite(scaled)
-    rounded = np.where(finite, np.round(np.where(finite, scaled, 0.0)), 0.0)
-    if rounded.size and (rounded.min() <= PADDING or rounded.max() > 32767):
-        raise DicomError(
-            DicomErrorCode.SAMPLE_RANGE,
-            f"samples beyond ±{32767 * uv_per_count / 1000:g} mV at {uv_per_count:g} µV/count",
-        )
-    counts = rounded.astype(np.int16)
-    counts[~finite] = PADDING
-    return counts, np.full(n_leads, float(uv_per_count))
+    return quantise_mv(data, uv_per_count), np.full(n_leads, float(uv_per_count))
 
 
 def _code(value: str, scheme: str, meaning: str, version: str | None = None) -> Any:
@@ -306,6 +326,7 @@ def write_dicom(
     counts_per_mv: float | Sequence[float] | None = None,
     baseline_counts: float | Sequence[float] = 0.0,
     uv_per_count: float = 1.0,
+    quantised: bool = False,
     new_uid: Callable[[], str] | None = None,
     now: dt.datetime | None = None,
 ) -> bytes:
@@ -333,6 +354,9 @@ def write_dicom(
         in mV is ``(count - baseline_counts) / counts_per_mv``.
     uv_per_count : float
         Quantisation step of float samples in µV.
+    quantised : bool
+        ``signal`` is int16 counts of :func:`quantise_mv` at ``uv_per_count`` (a long
+        record quantised a window at a time, never whole in float64).
     new_uid : callable, optional
         Returns a fresh UID (default :func:`pydicom.uid.generate_uid`).
     now : datetime, optional
@@ -368,9 +392,9 @@ def write_dicom(
             DicomErrorCode.SAMPLING_FREQUENCY,
             f"{fs_hz!r} Hz; an ECG waveform is sampled at {MIN_FS_HZ:g}–{MAX_FS_HZ:g} Hz",
         )
-    counts, uv = _counts(signal, len(names), counts_per_mv, uv_per_count)
+    counts, uv = _counts(signal, len(names), counts_per_mv, uv_per_count, quantised)
     zero = np.broadcast_to(np.asarray(baseline_counts, dtype=np.float64), (len(names),))
-    if not np.issubdtype(np.asarray(signal).dtype, np.integer):
+    if quantised or not np.issubdtype(np.asarray(signal).dtype, np.integer):
         zero = np.zeros(len(names))
     n_samples = counts.shape[0]
     if n_samples < 1 or counts.nbytes > _MAX_DATA_BYTES:

@@ -1,6 +1,7 @@
 """The reading API on a long record reads only what each action shows: the median beat,
-the signing and the FHIR report the engine's first 10 s, the PDF its pages' seconds, and
-each gives what the whole-record path gives for the same 10 s as a short record."""
+the signing and the FHIR report the engine's first 10 s, the PDF its pages' seconds, the
+DICOM file the whole record a window at a time; each gives what the whole-record path
+gives for the same 10 s as a short record."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from api.reading_fhir import ReadingFhirController
 from api.readings import file_length, file_window
 from consults.reading_repositories import ReadingRecord
+from ecg.dicom import read_dicom
 from ecg.record import Record, read_record
 from tests.api.test_readings import RECORD, Api, serving
 from tests.pg import Database, database
@@ -84,6 +86,7 @@ async def test_median_signing_and_reports_of_a_long_record_read_a_bounded_part(
     rw = api.rw
     reader = await api.client("liu.reader")
     answers = {}
+    waveforms: dict[str, np.ndarray] = {}
     pdf_read: dict[str, int] = {}  # the renderer reads its CJK font (~20 MB) each time
     for stream in ("short", "long"):
         made = rw.stream_task(stream)
@@ -106,6 +109,9 @@ async def test_median_signing_and_reports_of_a_long_record_read_a_bounded_part(
         if stream == "long":  # the footer says how much of how long a record is shown
             text = await anyio.run_process(["pdftotext", "-", "-"], input=pdf.content)
             assert f"{LONG_S}" in text.stdout.decode()
+        dcm = await reader.get(f"{url}/report.dcm")
+        assert dcm.status_code == 200, dcm.text
+        waveforms[stream] = read_dicom(dcm.content).signal_mv
         fhir = await reader.get(f"{url}/report.fhir")
         assert fhir.status_code == 200, fhir.text
         document = signed.json()
@@ -122,4 +128,9 @@ async def test_median_signing_and_reports_of_a_long_record_read_a_bounded_part(
             document["state"],
         )
     assert answers["long"] == answers["short"]
+    # The DICOM file, quantised a window at a time, holds the whole hour, the same
+    # samples as the short record's whole-record file.
+    assert waveforms["long"].shape == (LONG_S * 500, 12)
+    np.testing.assert_array_equal(waveforms["long"][:5000], waveforms["short"])
+    np.testing.assert_array_equal(waveforms["long"][-5000:], waveforms["short"])
     assert pdf_read["long"] - pdf_read["short"] < 4 * 1024 * 1024, pdf_read
