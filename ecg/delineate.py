@@ -644,16 +644,15 @@ def _prepare(signal: FloatArray, fs: float, cfg: DelineateConfig) -> list[_Lead]
     sos = _lowpass_design(min(cfg.smooth_hz, 0.4 * fs), fs).copy()
     n = signal.shape[0]
     sm_all = sosfiltfilt_columns(sos, lp_all) if n > 15 else lp_all.copy()
-    slope_all = np.abs(np.gradient(lp_all, axis=0)) if n > 1 else np.zeros_like(lp_all)
-    resid_all = np.abs(lp_all - sm_all)
-    # Lead-major once: each lead's arrays are contiguous rows (views) of these.
-    lp_rows, sm_rows, wide_rows, slope_rows = (
-        np.ascontiguousarray(a.T) for a in (lp_all, sm_all, wide_all, slope_all)
-    )
+    # Lead-major once: each lead's arrays are contiguous rows (views) of these; the
+    # slope and the residual are elementwise, the same values in either layout.
+    lp_rows, sm_rows, wide_rows = (np.ascontiguousarray(a.T) for a in (lp_all, sm_all, wide_all))
+    slope_rows = np.abs(np.gradient(lp_rows, axis=1)) if n > 1 else np.zeros_like(lp_rows)
+    resid_rows = np.abs(lp_rows - sm_rows)
     all_finite = n > 0 and bool(finite.all())
     if all_finite:  # every lead's medians at once (the same selections, the same values)
         slope_medians = np.median(slope_rows, axis=1)
-        resid_medians = np.median(resid_all, axis=0)
+        resid_medians = np.median(resid_rows, axis=1)
     leads = []
     for j in range(signal.shape[1]):
         ok = finite[:, j]
@@ -662,7 +661,7 @@ def _prepare(signal: FloatArray, fs: float, cfg: DelineateConfig) -> list[_Lead]
             noise_mv = float(1.4826 * resid_medians[j])
         else:
             noise_slope = float(np.median(slope_rows[j][ok])) if ok.any() else 0.0
-            noise_mv = float(1.4826 * np.median(resid_all[ok, j])) if ok.any() else 0.0
+            noise_mv = float(1.4826 * np.median(resid_rows[j][ok])) if ok.any() else 0.0
         leads.append(
             _Lead(lp_rows[j], sm_rows[j], wide_rows[j], slope_rows[j], noise_slope, noise_mv, ok)
         )
