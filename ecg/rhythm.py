@@ -1161,9 +1161,8 @@ def flutter_waves(signal_mv: npt.ArrayLike, beats: npt.ArrayLike, fs_hz: float) 
     # Each lead's median beat as numpy.median takes it, by the delineation's kernel
     # (each sample sorted from the beats' order at the sample before: few moves).
     rows = inside[:, None] + np.arange(-pre, post)[None, :]
-    template = np.column_stack(
-        [median_rows(np.ascontiguousarray(y[:, lead]), rows) for lead in range(y.shape[1])]
-    )
+    y_rows = np.ascontiguousarray(y.T)  # lead-major once, not a copy per lead
+    template = np.column_stack([median_rows(y_rows[lead], rows) for lead in range(y.shape[1])])
     residual = y.copy()
     for beat in inside.tolist():
         residual[beat - pre : beat + post] -= template
