@@ -268,11 +268,15 @@ def _activity_step(mv: FloatArray, start: int, state: _Activity) -> None:
     n = len(mv)
     if n == 0:
         return
+    finite = np.isfinite(mv)
+    all_finite = bool(finite.all())
+    if all_finite and n <= 2 * state.block - state.filled:
+        _activity_pieces(mv, start, state)  # a 0.2 s chunk: one or two pieces
+        return
     # Piece k is [cuts[k], cuts[k + 1]); the first one completes the partial block.
     cuts = np.arange(state.block - state.filled, n, state.block)
     cuts = np.concatenate(([0], cuts))
-    finite = np.isfinite(mv)
-    if finite.all():  # the usual case: no lead off
+    if all_finite:  # the usual case: no lead off
         low = np.minimum.reduceat(mv, cuts, axis=0)
         high = np.maximum.reduceat(mv, cuts, axis=0)
         valid = np.broadcast_to(np.diff(np.append(cuts, n))[:, None], low.shape).copy()
@@ -300,6 +304,32 @@ def _activity_step(mv: FloatArray, start: int, state: _Activity) -> None:
         state.high[:] = high[-1]
         state.valid[:] = valid[-1]
         state.filled = int(filled[-1])
+
+
+def _activity_pieces(mv: FloatArray, start: int, state: _Activity) -> None:
+    """`_activity_step` of finite samples a piece at a time (min and max are exact).
+
+    For a chunk of at most two pieces this is fewer array calls than the cuts and
+    ``reduceat`` (0.2 s chunks at 0.25 s blocks).
+    """
+    n = len(mv)
+    pos = 0
+    while pos < n:
+        end = min(n, pos + state.block - state.filled)
+        piece = mv[pos:end]
+        np.fmin(state.low, piece.min(axis=0), out=state.low)
+        np.fmax(state.high, piece.max(axis=0), out=state.high)
+        state.valid += end - pos
+        state.filled += end - pos
+        if state.filled == state.block:
+            valid = state.valid * 2 >= state.block
+            if (valid & (state.high - state.low >= FLAT_PTP_MV)).any():
+                state.last_active_end = start + end
+            state.low[:] = np.inf
+            state.high[:] = -np.inf
+            state.valid[:] = 0
+            state.filled = 0
+        pos = end
 
 
 def live_start(
