@@ -51,7 +51,6 @@ Design notes
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -403,8 +402,7 @@ def live_step(samples: npt.NDArray[np.integer], state: LiveState) -> tuple[LiveU
     flags = (rhythm_final + quality_final, rhythm_open + quality_open)
     af_final, state.af_open, state.atrial = atrial_step(mv, beats, state.atrial)
     critical = _critical(beats, state, af_final, at_end=False)
-    update = _update(display, beats, state, flags)
-    return _with_rhythm(update, state, af_final, critical), state
+    return _update(display, beats, state, flags, af_final, critical), state
 
 
 def live_flush(state: LiveState) -> LiveUpdate:
@@ -417,8 +415,7 @@ def live_flush(state: LiveState) -> LiveUpdate:
     af_final += atrial_flush(state.atrial)
     state.af_open = None
     critical = _critical(beats, state, af_final, at_end=True)
-    update = _update(empty, beats, state, (final, []))
-    return _with_rhythm(update, state, af_final, critical)
+    return _update(empty, beats, state, (final, []), af_final, critical)
 
 
 def _critical(
@@ -443,31 +440,15 @@ def _critical(
     return final, provisional
 
 
-def _with_rhythm(
-    update: LiveUpdate,
-    state: LiveState,
-    af_final: list[Episode],
-    critical: tuple[list[Critical], list[Critical]],
-) -> LiveUpdate:
-    """The update with the beat-absence state, AF episodes and critical values."""
+def _beat_absence(state: LiveState) -> tuple[float | None, str | None]:
+    """The heart rate to show and why no beat has come (None while beats come)."""
     last_beat = int(state.recent_beats[-1]) if len(state.recent_beats) else None
     since = state.n_samples - (last_beat if last_beat is not None else 0)
-    no_beat = None
-    heart_rate = update.heart_rate_bpm
-    if since >= state.config.asystole_limit_s * state.fs_hz:
-        heart_rate = None
-        silent = state.n_samples - state.activity.last_active_end
-        no_beat = (
-            "leads_off" if silent >= state.config.asystole_limit_s * state.fs_hz else "asystole"
-        )
-    return dataclasses.replace(
-        update,
-        heart_rate_bpm=heart_rate,
-        no_beat=no_beat,
-        critical=critical[0],
-        provisional_critical=critical[1],
-        af=af_final,
-        provisional_af=state.af_open,
+    if since < state.config.asystole_limit_s * state.fs_hz:
+        return state.heart_rate_bpm, None
+    silent = state.n_samples - state.activity.last_active_end
+    return None, (
+        "leads_off" if silent >= state.config.asystole_limit_s * state.fs_hz else "asystole"
     )
 
 
@@ -556,6 +537,8 @@ def _update(
     beats: IntArray,
     state: LiveState,
     flags: tuple[list[Flag], list[Flag]],
+    af_final: list[Episode],
+    critical: tuple[list[Critical], list[Critical]],
 ) -> LiveUpdate:
     if len(beats):
         history = np.concatenate([state.recent_beats, beats])
@@ -571,13 +554,20 @@ def _update(
         rr_s = _NO_RR
     first = state.n_display
     state.n_display += len(display)
+    # One construction with the beat absence, AF episodes and critical values.
+    heart_rate, no_beat = _beat_absence(state)
     return LiveUpdate(
         display_first_index=first,
         display_fs_hz=state.fs_hz / state.factor,
         display_mv=display.astype(np.float32),
         beats=beats,
         rr_s=np.asarray(rr_s, dtype=np.float64),
-        heart_rate_bpm=state.heart_rate_bpm,
+        heart_rate_bpm=heart_rate,
         flags=_by_onset(flags[0]),
         provisional_flags=_by_onset(flags[1]),
+        no_beat=no_beat,
+        critical=critical[0],
+        provisional_critical=critical[1],
+        af=af_final,
+        provisional_af=state.af_open,
     )
