@@ -40,7 +40,7 @@ from litestar.di import Provide
 
 from api.edge import EdgeServer
 from api.pages import package_web_dir
-from api.readings import annotate_ahead, file_length, file_window
+from api.readings import annotate_ahead, file_length, file_window, measured_signal
 from api.rooms import RoomTokenController, RoomTokens, api_token_jti, session_jti
 from api.session import SessionConfig, device_token_verifier
 from api.webhooks import WebhookSender
@@ -658,7 +658,8 @@ def connect_reading_tasks(service: EcgService, platform: Platform) -> None:
             logger.warning("a stream's task not annotated ahead: %s", type(exc).__name__)
             return
         if task is not None:
-            load = functools.partial(platform.signals.signal_of, task)
+            # The engine reads the first 10 s: a finished 24-hour stream is not read whole.
+            load = functools.partial(measured_signal, platform.signals, task)
             annotate_ahead(task.task.id, load, service.annotate_config)
 
     # A critical value the live annotation proves while the ECG still arrives is raised on
