@@ -452,11 +452,13 @@ def _beat_absence(state: LiveState) -> tuple[float | None, str | None]:
     )
 
 
-def live_warm_up(fs_hz: float = 500.0, n_leads: int = 12, duration_s: float = 6.0) -> int:
+def live_warm_up(fs_hz: float = 500.0, n_leads: int = 12, duration_s: float = 12.0) -> int:
     """Run the pipeline once on a synthetic beat train; return the beats it found.
 
     Loads (or compiles) every kernel the live pipeline calls, so that the first real
-    stream of a process does not wait for it. The trace: a narrow Gaussian R wave of
+    stream of a process does not wait for it. 12 s: the AF window's irregularity kernel
+    runs only once 10 RR intervals are in (``af_window_rr``); 6 s never reached it, and
+    the first real stream compiled it. The trace: a narrow Gaussian R wave of
     1.5 mV and a T wave every 0.8 s on every lead, a lead off (invalid samples) for 0.2 s on the
     first lead, in 200 ms chunks, then a flush.
     """

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -164,6 +166,19 @@ def test_warm_up_runs_the_pipeline_and_finds_the_synthetic_beats() -> None:
     """live_warm_up finds beats of its 0.8 s beat train, at most one per R wave."""
     found = live_warm_up(duration_s=6.0)
     assert 0 < found <= 6.0 / 0.8
+
+
+def test_warm_up_loads_the_af_window_kernel() -> None:
+    """The default warm-up is long enough for the AF window (10 RR intervals), so a fresh
+    process has its irregularity kernel before the first real stream needs it."""
+    script = (
+        "from ecg import _flags_kernels\n"
+        "from ecg.live import live_warm_up\n"
+        "live_warm_up()\n"
+        "print(len(_flags_kernels.irregularity.signatures))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert int(out.stdout.strip()) >= 1
 
 
 def _digital(mv: np.ndarray) -> np.ndarray:
