@@ -50,6 +50,9 @@ class EdgeConfig:
         Open HTTP connections (keep-alive ones included; not the WebSockets, counted
         above) from one client address; one more is answered 429 ``too_many_connections``
         and closed before it is read. A browser opens up to six at a time.
+    heap_trim_every_s : float
+        ``teleconsult serve`` returns the C heap's free pages to the system this often
+        (glibc's ``malloc_trim``, :mod:`teleconsult.heap`); 0: never.
     """
 
     host: str = "127.0.0.1"
@@ -65,8 +68,11 @@ class EdgeConfig:
     device_ingest_burst_s: float = 30.0
     max_connections_per_address: int = 200
     max_http_connections_per_address: int = 200
+    heap_trim_every_s: float = 60.0
 
     def __post_init__(self) -> None:
+        if self.heap_trim_every_s != 0 and not 1 <= self.heap_trim_every_s <= 86_400:
+            raise ValueError("server.heap_trim_every_s must be 0 (never) or 1-86400 s")
         if not 1 <= self.max_connections_per_address <= 1_000_000:
             raise ValueError("server.max_connections_per_address must be in 1-1000000")
         if not 1 <= self.max_http_connections_per_address <= 1_000_000:

@@ -211,6 +211,11 @@ async def _serve(config: Config) -> int:
     # no garbage of start-up is frozen with it.
     gc.collect()
     gc.freeze()
+    background: list[asyncio.Task[None]] = []
+    if config.server.heap_trim_every_s:
+        from teleconsult.heap import free_heap_every
+
+        background.append(asyncio.create_task(free_heap_every(config.server.heap_trim_every_s)))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -254,5 +259,7 @@ async def _serve(config: Config) -> int:
         await stop.wait()
     finally:
         print("shutting down", flush=True)
+        for task in background:
+            task.cancel()
         await server.close()
     return 0
