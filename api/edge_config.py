@@ -53,6 +53,10 @@ class EdgeConfig:
     heap_trim_every_s : float
         ``teleconsult serve`` returns the C heap's free pages to the system this often
         (glibc's ``malloc_trim``, :mod:`teleconsult.heap`); 0: never.
+    heap_mmap_threshold_bytes : int
+        ``teleconsult serve`` gives every C heap block at least this large a mapping
+        of its own (glibc's ``M_MMAP_THRESHOLD``, fixed: it no longer rises); 0:
+        glibc's own rising threshold.
     """
 
     host: str = "127.0.0.1"
@@ -69,10 +73,17 @@ class EdgeConfig:
     max_connections_per_address: int = 200
     max_http_connections_per_address: int = 200
     heap_trim_every_s: float = 60.0
+    heap_mmap_threshold_bytes: int = 256 * 1024
 
     def __post_init__(self) -> None:
         if self.heap_trim_every_s != 0 and not 1 <= self.heap_trim_every_s <= 86_400:
             raise ValueError("server.heap_trim_every_s must be 0 (never) or 1-86400 s")
+        if self.heap_mmap_threshold_bytes != 0 and not (
+            4096 <= self.heap_mmap_threshold_bytes <= 32 * 1024 * 1024
+        ):
+            raise ValueError(
+                "server.heap_mmap_threshold_bytes must be 0 (glibc's own) or 4096-33554432"
+            )
         if not 1 <= self.max_connections_per_address <= 1_000_000:
             raise ValueError("server.max_connections_per_address must be in 1-1000000")
         if not 1 <= self.max_http_connections_per_address <= 1_000_000:

@@ -199,7 +199,10 @@ async def _serve(config: Config) -> int:
     # them in three runs, 1.38-1.57 s with them in three).
     from consults.repositories import PageRequest, PeopleFilter
     from teleconsult.app import assemble
+    from teleconsult.heap import free_heap_every, map_large_blocks
 
+    if config.server.heap_mmap_threshold_bytes:
+        map_large_blocks(config.server.heap_mmap_threshold_bytes)
     assembly = assemble(config)
     server = assembly.server
     people = assembly.platform.stores.directory.list_people(PeopleFilter(), PageRequest(limit=1))
@@ -213,8 +216,6 @@ async def _serve(config: Config) -> int:
     gc.freeze()
     background: list[asyncio.Task[None]] = []
     if config.server.heap_trim_every_s:
-        from teleconsult.heap import free_heap_every
-
         background.append(asyncio.create_task(free_heap_every(config.server.heap_trim_every_s)))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -62,3 +62,43 @@ def test_the_period_is_validated() -> None:
     assert EdgeConfig(heap_trim_every_s=0).heap_trim_every_s == 0
     with pytest.raises(ValueError, match="heap_trim_every_s"):
         EdgeConfig(heap_trim_every_s=0.5)
+
+
+# After a 4 MiB block is freed, glibc's threshold has risen past 1 MiB: a 1 MiB block
+# comes from the heap, unless the threshold was fixed below it.
+_LARGE = """
+import ctypes, sys
+from teleconsult.heap import map_large_blocks
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks",
+                "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = Info
+fixed = sys.argv[1] == "fixed" and map_large_blocks(256 * 1024)
+freed = bytearray(4 << 20)
+del freed
+alive = bytearray(1 << 20)
+print(fixed, libc.mallinfo2().hblkhd)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_map_large_blocks_keeps_them_off_the_heap_after_a_larger_one_was_freed() -> None:
+    def mapped(mode: str) -> tuple[str, int]:
+        out = subprocess.run(
+            [sys.executable, "-c", _LARGE, mode], capture_output=True, text=True, check=True
+        )
+        fixed, mapped_bytes = out.stdout.split()
+        return fixed, int(mapped_bytes)
+
+    fixed, mapped_bytes = mapped("fixed")
+    assert fixed == "True"
+    assert mapped_bytes >= 1 << 20  # the live 1 MiB block is a mapping of its own
+    _, glibc_own = mapped("own")
+    assert glibc_own < 1 << 20  # glibc's risen threshold put it on the heap
+
+
+def test_the_threshold_is_validated() -> None:
+    assert EdgeConfig(heap_mmap_threshold_bytes=0).heap_mmap_threshold_bytes == 0
+    with pytest.raises(ValueError, match="heap_mmap_threshold_bytes"):
+        EdgeConfig(heap_mmap_threshold_bytes=64 * 1024 * 1024)
