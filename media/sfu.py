@@ -546,13 +546,21 @@ class Sfu:
 
     async def _send_offer(self, session: _Session) -> None:
         async with session.locks["subscribe"]:
-            if not self._alive(session):
+            connection = session.subscribe
+            # Its peer connection can close (the client gone) before the session is
+            # left: nothing to offer to (seen at the soak's end: "RTCPeerConnection is
+            # closed", logged as a failed task).
+            if not self._alive(session) or connection.signalingState == "closed":
                 return
             # Changes queued until now are in this offer.
             session.offer_state, _ = step(session.offer_state, OfferEvent.BUILD)
             self._reconcile(session)
-            connection = session.subscribe
-            await connection.setLocalDescription(await connection.createOffer())
+            try:
+                await connection.setLocalDescription(await connection.createOffer())
+            except InvalidStateError:
+                if connection.signalingState != "closed":
+                    raise
+                return  # closed while the offer was made
             sdp = connection.localDescription.sdp
         await session.listener.send_offer("subscribe", sdp)
 

@@ -92,6 +92,21 @@ async def test_three_participants_and_a_leave(sfu: Sfu, clients: list[Client]) -
     assert sfu.stats()["forwarded_tracks"] == 4
 
 
+async def test_no_offer_to_a_closed_subscribe_connection(
+    sfu: Sfu, clients: list[Client], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A session whose subscribe connection closed (its client gone, not yet left) gets
+    no offer when someone joins, and no failed media task is logged."""
+    a, _ = await joined_pair(sfu, clients)
+    await wait_for(lambda: len(a.live("video")) == 1)
+    await sfu._sessions["a"].subscribe.close()
+    c = make(sfu, clients, "c", BLUE)
+    await c.join("room")
+    await wait_for(lambda: not sfu._tasks)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "a" in sfu._sessions  # still there until it leaves
+
+
 async def test_freed_transceivers_are_reused(sfu: Sfu, clients: list[Client]) -> None:
     """A participant who replaces one who left reuses the freed m-sections."""
     a, _ = await joined_pair(sfu, clients)
