@@ -6,10 +6,10 @@ while what is in use rose much less. glibc's malloc keeps freed memory inside it
 heaps and arenas (one per thread that allocates: the event loop, the store's writer,
 the batch annotation, the media threads) and returns only the top of a heap; chunks
 freed between live ones stay resident. Measured on a 16-minute soak with 150 carts
-(``mallinfo2``, the server process): the heap's free bytes 6 -> 45 MiB while the bytes
-in use went 132 -> 146 MiB. ``malloc_trim(0)`` walks every arena and returns each whole
-free page (``MADV_DONTNEED``); the memory stays mapped, and is faulted in again when
-it is used.
+(``mallinfo2`` logged by a wrapper outside the repository, the machine loaded): the
+heap's free bytes 6 -> 45 MiB while the bytes in use went 132 -> 146 MiB.
+``malloc_trim(0)`` walks every arena and returns each whole free page
+(``MADV_DONTNEED``); the memory stays mapped, and is faulted in again when it is used.
 
 The second measure, :func:`map_large_blocks`: glibc serves a block of at least
 ``M_MMAP_THRESHOLD`` (128 KiB at first) with a mapping of its own, unmapped when freed;
@@ -31,8 +31,10 @@ import ctypes
 import ctypes.util
 import functools
 import logging
+import platform
 import time
 from collections.abc import Callable
+from typing import Protocol, cast
 
 logger = logging.getLogger(__name__)
 
@@ -40,15 +42,25 @@ logger = logging.getLogger(__name__)
 _M_MMAP_THRESHOLD = -3  # glibc's malloc.h
 
 
+class _GlibcMalloc(Protocol):
+    """What of glibc this module calls (both there since glibc 2.8)."""
+
+    def mallopt(self, param: int, value: int) -> int: ...
+    def malloc_trim(self, pad: int) -> int: ...
+
+
 @functools.cache
-def _libc() -> ctypes.CDLL | None:
+def _glibc() -> _GlibcMalloc | None:
+    """The C library when it is glibc, else None (musl, macOS: neither call exists)."""
     name = ctypes.util.find_library("c")
-    if name is None:
+    if platform.libc_ver()[0] != "glibc" or name is None:
         return None
-    try:
-        return ctypes.CDLL(name)
-    except OSError:
-        return None
+    libc = ctypes.CDLL(name)
+    libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    libc.mallopt.restype = ctypes.c_int
+    libc.malloc_trim.argtypes = [ctypes.c_size_t]
+    libc.malloc_trim.restype = ctypes.c_int
+    return cast(_GlibcMalloc, libc)
 
 
 def map_large_blocks(threshold_bytes: int) -> bool:
@@ -59,27 +71,10 @@ def map_large_blocks(threshold_bytes: int) -> bool:
     Returns
     -------
     bool
-        True when glibc took it, False where there is no ``mallopt`` or it refused.
+        True when glibc took it, False where the C library is not glibc or it refused.
     """
-    libc = _libc()
-    mallopt = getattr(libc, "mallopt", None)
-    if mallopt is None:
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, threshold_bytes))
-
-
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``, or None where the C library has none."""
-    trim = getattr(_libc(), "malloc_trim", None)
-    if trim is None:
-        return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    found: Callable[[int], int] = trim
-    return found
+    glibc = _glibc()
+    return glibc is not None and bool(glibc.mallopt(_M_MMAP_THRESHOLD, threshold_bytes))
 
 
 def free_heap() -> bool:
@@ -94,20 +89,21 @@ def free_heap() -> bool:
     Notes
     -----
     ctypes releases the GIL for the call, but malloc's arenas are locked while it walks
-    them (~15 ms for a 200 MiB heap on the machine of ``bench/``): other threads'
-    allocations wait meanwhile. Call it from a thread, not from the event loop.
+    them (15.5 ms for 200 MiB freed below a live block, the heap of
+    ``tests/teleconsult/test_heap.py``, timed once on the machine of ``bench/``): other
+    threads' allocations wait meanwhile. Call it from a thread, not from the event loop.
     """
-    trim = _malloc_trim()
-    if trim is None:
+    glibc = _glibc()
+    if glibc is None:
         return False
-    trim(0)
+    glibc.malloc_trim(0)
     return True
 
 
 async def free_heap_every(every_s: float, trim: Callable[[], bool] = free_heap) -> None:
     """``trim`` (:func:`free_heap`) in a worker thread every ``every_s`` seconds until
     cancelled; returns at once where the C library has no ``malloc_trim``."""
-    if _malloc_trim() is None:
+    if _glibc() is None:
         logger.info("no malloc_trim in this C library: the heap is not trimmed")
         return
     while True:

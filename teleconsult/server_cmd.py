@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import ipaddress
 import logging
@@ -205,6 +206,10 @@ async def _serve(config: Config) -> int:
         map_large_blocks(config.server.heap_mmap_threshold_bytes)
     assembly = assemble(config)
     server = assembly.server
+    if config.server.heap_trim_every_s:
+        server.background.append(
+            functools.partial(free_heap_every, config.server.heap_trim_every_s)
+        )
     people = assembly.platform.stores.directory.list_people(PeopleFilter(), PageRequest(limit=1))
     await server.start()
     # What start-up built (modules, the application and its routes, the directory
@@ -214,9 +219,6 @@ async def _serve(config: Config) -> int:
     # no garbage of start-up is frozen with it.
     gc.collect()
     gc.freeze()
-    background: list[asyncio.Task[None]] = []
-    if config.server.heap_trim_every_s:
-        background.append(asyncio.create_task(free_heap_every(config.server.heap_trim_every_s)))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -260,7 +262,5 @@ async def _serve(config: Config) -> int:
         await stop.wait()
     finally:
         print("shutting down", flush=True)
-        for task in background:
-            task.cancel()
         await server.close()
     return 0
