@@ -53,10 +53,11 @@ Design notes
   for templates) with :data:`MISSING` (-1) where absent.
 - **Speed.** The wave finders (QRS bounds, the P and T searches with their extrema,
   Zhang's area corners and chords, the P correlation, the baselines, the median
-  beats) are compiled kernels (:mod:`ecg._delineate_kernels`) that give the numpy
-  forms' fiducials (bit for bit; the P correlation within a few ulp): called a few
-  hundred times per 10 s record on short segments, numpy's per-call overhead was most
-  of the time. The smoothing low-pass is designed once per rate.
+  beats, the second difference the pacing spikes are found on) are compiled kernels
+  (:mod:`ecg._delineate_kernels`) that give the numpy forms' fiducials (bit for bit;
+  the P correlation within a few ulp): called a few hundred times per 10 s record on
+  short segments, numpy's per-call overhead was most of the time. The smoothing
+  low-pass is designed once per rate.
 """
 
 from __future__ import annotations
@@ -591,8 +592,7 @@ def _pacing_spikes(signal: FloatArray, fs: float, cfg: DelineateConfig) -> IntAr
     n = signal.shape[0]
     if fs < 250.0 or n < 8:
         return np.zeros(0, dtype=np.int64)
-    x = np.nan_to_num(signal, nan=0.0, posinf=0.0, neginf=0.0)
-    d2 = np.abs(x[2:] - 2.0 * x[1:-1] + x[:-2]).max(axis=1)
+    d2 = _kernels.second_difference_peak(signal)
     thr = max(cfg.spike_mv, cfg.spike_ratio * float(np.percentile(d2, 99.0)))
     hits = np.flatnonzero(d2 > thr) + 1
     if hits.size == 0:

@@ -351,6 +351,26 @@ def test_median_rows_is_numpys(n_beats: int, span: int, seed: int, ties: bool) -
     assert np.array_equal(kernels.median_rows(y, rows), np.median(y[rows], axis=0))
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    hnp.arrays(
+        np.float64,
+        st.tuples(st.integers(0, 40), st.integers(1, 4)),
+        elements=st.one_of(values, st.sampled_from([np.nan, np.inf, -np.inf, -0.0])),
+    )
+)
+def test_second_difference_peak_is_the_numpy_one(x: FloatArray) -> None:
+    """The largest second difference over the leads, missing samples as 0: numpy's."""
+    assert np.array_equal(kernels.second_difference_peak(x), second_difference_peak_numpy(x))
+
+
+def second_difference_peak_numpy(x: FloatArray) -> FloatArray:
+    if x.shape[0] < 3:
+        return np.zeros(0)
+    z = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+    return np.asarray(np.abs(z[2:] - 2.0 * z[1:-1] + z[:-2]).max(axis=1))
+
+
 def _numpy_kernels() -> SimpleNamespace:
     """The numpy forms, with the kernels' signatures."""
     return SimpleNamespace(
@@ -365,6 +385,7 @@ def _numpy_kernels() -> SimpleNamespace:
         p_wave=p_wave_numpy,
         t_wave=t_wave_numpy,
         mean=lambda a, lo, hi: np.mean(a[lo:hi]),
+        second_difference_peak=second_difference_peak_numpy,
     )
 
 
