@@ -23,6 +23,10 @@ Design notes
 - :func:`window_sum` adds the chosen segments in window order, element by element,
   starting from the first: the operations of ``numpy.add.reduce`` along the beat axis
   of the stacked segments, so the window's average is bit for bit the old one.
+- :func:`spike_score` is the pacing-spike measure of :func:`ecg.rhythm.pacing_spikes`
+  in one pass: each lead's threshold (the percentile of its absolute sample-to-sample
+  changes, interpolated as ``numpy.percentile``'s default does), then each sample's
+  reversal over it in the leads, and the ``m``-th largest of those.
 - Kernels call only kernels of this module (numba's cache is per file, see
   :mod:`ecg._jit`).
 """
@@ -34,7 +38,7 @@ from numpy.typing import NDArray
 
 from ecg._jit import jit
 
-__all__ = ["correlate_previous", "dominant_rows", "irregularity", "window_sum"]
+__all__ = ["correlate_previous", "dominant_rows", "irregularity", "spike_score", "window_sum"]
 
 
 @jit
@@ -94,14 +98,11 @@ def _correlations(
 
 
 @jit
-def _sorted_median(values: NDArray[np.float64]) -> float:
-    """The median of finite ``values`` as ``numpy.median`` gives it (the middle value,
-    or the mean of the two middle ones); reorders them in place (a selection, as
-    ``numpy.partition`` does: only the middle of the order is needed)."""
-    n = values.shape[0]
-    half = n // 2
-    lo, hi = 0, n - 1
-    while lo < hi:  # Hoare's selection of the value of rank ``half``
+def _select(values: NDArray[np.float64], rank: int) -> float:
+    """The value of ``rank`` (0-based) in the order of ``values``, which are reordered
+    so that none before it is larger and none after it smaller (Hoare's selection)."""
+    lo, hi = 0, values.shape[0] - 1
+    while lo < hi:
         pivot = values[(lo + hi) // 2]
         i, j = lo, hi
         while i <= j:
@@ -113,19 +114,85 @@ def _sorted_median(values: NDArray[np.float64]) -> float:
                 values[i], values[j] = values[j], values[i]
                 i += 1
                 j -= 1
-        if half <= j:
+        if rank <= j:
             hi = j
-        elif half >= i:
+        elif rank >= i:
             lo = i
         else:
             break
-    upper = values[half]
+    return float(values[rank])
+
+
+@jit
+def _sorted_median(values: NDArray[np.float64]) -> float:
+    """The median of finite ``values`` as ``numpy.median`` gives it (the middle value,
+    or the mean of the two middle ones); reorders them in place (a selection, as
+    ``numpy.partition`` does: only the middle of the order is needed)."""
+    n = values.shape[0]
+    half = n // 2
+    upper = _select(values, half)
     if n % 2:
         return float(upper)
     lower = values[0]  # the largest value of rank below ``half``
     for k in range(1, half):
         lower = max(lower, values[k])
     return float((lower + upper) / 2.0)
+
+
+@jit
+def _percentile(values: NDArray[np.float64], q: float) -> float:
+    """``numpy.percentile(values, q)`` (linear interpolation) of 1 or more values;
+    reorders them."""
+    n = values.shape[0]
+    index = q / 100.0 * (n - 1)
+    below = int(np.floor(index))
+    a = _select(values, below)
+    if below + 1 >= n:
+        return a
+    b = values[below + 1]
+    for k in range(below + 2, n):
+        b = min(b, values[k])
+    g = index - below
+    if g >= 0.5:
+        return float(b - (b - a) * (1.0 - g))
+    return float(a + (b - a) * g)
+
+
+@jit
+def spike_score(x: NDArray[np.float64], q: float, min_mv: float, m: int) -> NDArray[np.float64]:
+    """Per sample of ``x`` (n_samples, n_leads; no NaN), the ``m``-th largest over the
+    leads of its one-sample reversal (the smaller of its steps from both neighbours,
+    when both go the same way; else 0) over the lead's threshold: the ``q``-th
+    percentile of the lead's absolute steps, at least ``min_mv``. 0 at both ends."""
+    n, n_leads = x.shape
+    score = np.zeros(n)
+    if n < 3:
+        return score
+    threshold = np.empty(n_leads)
+    steps = np.empty(n - 1)
+    for lead in range(n_leads):
+        for k in range(n - 1):
+            steps[k] = abs(x[k + 1, lead] - x[k, lead])
+        threshold[lead] = max(_percentile(steps, q), min_mv)
+    top = np.empty(m)
+    for k in range(1, n - 1):
+        top[:] = 0.0
+        for lead in range(n_leads):
+            up = x[k, lead] - x[k - 1, lead]
+            down = x[k, lead] - x[k + 1, lead]
+            if up * down <= 0:
+                continue
+            value = min(abs(up), abs(down)) / threshold[lead]
+            # Keep the m largest, in decreasing order (m is a few leads).
+            j = m - 1
+            if value <= top[j]:
+                continue
+            while j > 0 and top[j - 1] < value:
+                top[j] = top[j - 1]
+                j -= 1
+            top[j] = value
+        score[k] = top[m - 1]
+    return score
 
 
 @jit

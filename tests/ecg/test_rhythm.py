@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ecg.detect import detect_qrs, detect_qrs_and_vf
+from ecg.measure import measure
 from ecg.rhythm import (
     BRADY_BPM,
     TACHY_BPM,
@@ -33,6 +34,7 @@ from ecg.rhythm import (
 )
 
 FloatArray = npt.NDArray[np.float64]
+LIMB_LEADS = {"i": "I", "ii": "II", "iii": "III", "avr": "aVR", "avl": "aVL", "avf": "aVF"}
 
 
 def _wave(t_s: FloatArray, centre_s: float, width_s: float, height_mv: float) -> FloatArray:
@@ -350,6 +352,42 @@ def test_pacing_spikes_make_a_paced_rhythm() -> None:
     clean, beats = synth(sinus_times(10.0, 0.8), n_leads=12)
     assert pacing_spikes(clean, beats, 500.0).fraction < 0.2
     assert not pacing_spikes(clean[::5], beats // 5, 100.0).assessable
+
+
+def test_small_bipolar_spikes_in_every_lead_make_a_paced_rhythm() -> None:
+    """A 0.15 mV one-sample spike before each QRS in all leads at once (a bipolar
+    pacemaker's, an eighth of the QRS): PACE; the same spike in one lead only (an
+    electrode's artefact) or at random instants (noise): not paced."""
+    signal, beats = synth(sinus_times(10.0, 0.8), n_leads=12)
+    spikes = beats - round(0.01 * 500.0)
+    paced = signal.copy()
+    paced[spikes] += 0.15
+    assert pacing_spikes(paced, beats, 500.0).fraction > 0.9
+    assert record_rhythm(paced, beats, 500.0).code is RhythmCode.PACE
+    one_lead = signal.copy()
+    one_lead[spikes, 0] += 0.15
+    assert pacing_spikes(one_lead, beats, 500.0).fraction < 0.2
+    scattered = signal.copy()
+    rng = np.random.default_rng(5)
+    scattered[spikes - rng.integers(0, 150, spikes.size)] += 0.15
+    assert pacing_spikes(scattered, beats, 500.0).fraction < 0.3
+
+
+def test_ludb_bipolar_pacing_is_paced_and_sinus_records_are_not(ecg_dir: Path) -> None:
+    """LUDB 90 (complete AV block, bipolar ventricular pacing, spikes of 0.1-0.5 mV):
+    spikes before most beats, marked as the statements mark them; LUDB 1 and 2 (sinus,
+    unpaced): before hardly any."""
+    folder = ecg_dir / "ludb-dev"
+    if not (folder / "90.hea").exists():
+        pytest.skip(f"LUDB records not found under {folder}")
+    for name, low, high in (("90", 0.5, 1.0), ("1", 0.0, 0.15), ("2", 0.0, 0.15)):
+        raw = wfdb.rdrecord(str(folder / name), physical=False)
+        signal = (raw.d_signal - np.asarray(raw.baseline)) / 1000.0  # µV samples
+        beats = detect_qrs(signal, raw.fs)
+        names = [LIMB_LEADS.get(n, n.upper()) for n in raw.sig_name]
+        onsets = measure(signal, raw.fs, names, beats).delineation.beat_fiducials.column("qrs_on")
+        marks = rhythm_marks(beats, onsets, raw.fs)  # wide complexes at their onset
+        assert low <= pacing_spikes(signal, marks, raw.fs).fraction <= high, name
 
 
 def test_rhythm_marks_hold_wide_complexes_at_their_onset() -> None:

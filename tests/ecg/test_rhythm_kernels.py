@@ -20,18 +20,47 @@ from tests.ecg.test_rhythm import af_times, sinus_times, synth
 FloatArray = npt.NDArray[np.float64]
 
 
-@settings(max_examples=200, deadline=None)
-@given(
-    st.lists(
-        st.one_of(st.floats(-1.0, 1.0), st.sampled_from([0.0, 0.5, 1.0])),
-        min_size=1,
-        max_size=70,
-    )
+# Values with ties: the selection's hard cases.
+VALUES = st.lists(
+    st.one_of(st.floats(-1.0, 1.0), st.sampled_from([0.0, 0.5, 1.0])), min_size=1, max_size=70
 )
+
+
+@settings(max_examples=200, deadline=None)
+@given(VALUES)
 def test_median_is_numpys(values: list[float]) -> None:
     """The selection median equals np.median, ties and even counts included."""
     x = np.asarray(values)
     assert _rhythm_kernels._sorted_median(x.copy()) == np.median(x)
+
+
+@settings(max_examples=200, deadline=None)
+@given(VALUES, st.sampled_from([0.0, 1.0, 50.0, 98.7, 99.0, 100.0]))
+def test_percentile_is_numpys(values: list[float], q: float) -> None:
+    """The selection percentile equals np.percentile (linear interpolation)."""
+    x = np.asarray(values)
+    assert _rhythm_kernels._percentile(x.copy(), q) == np.percentile(x, q)
+
+
+def _spike_score_numpy(x: FloatArray, q: float, min_mv: float, m: int) -> FloatArray:
+    step = np.diff(x, axis=0)
+    up, down = step[:-1], -step[1:]
+    reversal = np.where(up * down > 0, np.minimum(np.abs(up), np.abs(down)), 0.0)
+    threshold = np.maximum(np.percentile(np.abs(step), q, axis=0), min_mv)
+    relative = reversal / threshold
+    score = np.partition(relative, x.shape[1] - m, axis=1)[:, x.shape[1] - m]
+    return np.concatenate([[0.0], score, [0.0]])
+
+
+@pytest.mark.parametrize(("n_leads", "m"), [(1, 1), (2, 2), (12, 3), (12, 1)])
+def test_spike_score_is_the_numpy_form(n_leads: int, m: int) -> None:
+    """The pacing-spike score equals its numpy form (reversals, per-lead percentile,
+    m-th largest lead), on a synthetic ECG with spikes and quantised samples."""
+    signal, beats = synth(sinus_times(6.0, 0.7), n_leads=n_leads)
+    signal[beats - 5] += 0.2
+    signal = np.round(signal, 3)  # 1 µV steps: ties and flat runs
+    got = _rhythm_kernels.spike_score(signal, 99.0, 0.02, m)
+    np.testing.assert_allclose(got, _spike_score_numpy(signal, 99.0, 0.02, m), rtol=1e-12, atol=0)
 
 
 @settings(max_examples=100, deadline=None)
