@@ -635,21 +635,21 @@ def _lowpass_design(cutoff_hz: float, fs_hz: float) -> FloatArray:
 
 def _prepare(signal: FloatArray, fs: float, cfg: DelineateConfig) -> list[_Lead]:
     finite = np.isfinite(signal)
-    lp_all = np.where(
-        finite, filter_zero_phase(signal, fs, FilterMode.MONITORING, cfg.mains_hz), 0.0
-    )
-    wide_all = np.where(
-        finite, filter_zero_phase(signal, fs, FilterMode.DIAGNOSTIC, cfg.mains_hz), 0.0
-    )
-    sos = _lowpass_design(min(cfg.smooth_hz, 0.4 * fs), fs).copy()
     n = signal.shape[0]
-    sm_all = sosfiltfilt_columns(sos, lp_all) if n > 15 else lp_all.copy()
-    # Lead-major once: each lead's arrays are contiguous rows (views) of these; the
-    # slope and the residual are elementwise, the same values in either layout.
-    lp_rows, sm_rows, wide_rows = (np.ascontiguousarray(a.T) for a in (lp_all, sm_all, wide_all))
+    all_finite = n > 0 and bool(finite.all())
+    # Lead-major, as the filters write them: each lead's arrays are contiguous rows
+    # (views) of these; the slope and the residual are elementwise, the same values in
+    # either layout.
+    lp_rows, wide_rows = (
+        filter_zero_phase(signal, fs, mode, cfg.mains_hz, lead_major=True)
+        for mode in (FilterMode.MONITORING, FilterMode.DIAGNOSTIC)
+    )
+    if not all_finite:
+        lp_rows, wide_rows = (np.where(finite.T, rows, 0.0) for rows in (lp_rows, wide_rows))
+    sos = _lowpass_design(min(cfg.smooth_hz, 0.4 * fs), fs).copy()
+    sm_rows = sosfiltfilt_columns(sos, lp_rows.T, lead_major=True) if n > 15 else lp_rows.copy()
     slope_rows = np.abs(np.gradient(lp_rows, axis=1)) if n > 1 else np.zeros_like(lp_rows)
     resid_rows = np.abs(lp_rows - sm_rows)
-    all_finite = n > 0 and bool(finite.all())
     if all_finite:  # every lead's medians at once (the same selections, the same values)
         slope_medians = np.median(slope_rows, axis=1)
         resid_medians = np.median(resid_rows, axis=1)

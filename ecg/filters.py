@@ -277,6 +277,8 @@ def filter_zero_phase(
     fs_hz: float,
     mode: FilterMode | str = FilterMode.DIAGNOSTIC,
     mains_hz: float | None = 50.0,
+    *,
+    lead_major: bool = False,
 ) -> FloatArray:
     """Filter a recorded signal forwards and backwards (no phase shift).
 
@@ -290,30 +292,35 @@ def filter_zero_phase(
         ``"diagnostic"`` or ``"monitoring"``.
     mains_hz : float or None
         Mains frequency to notch in Hz; ``None`` for none.
+    lead_major : bool
+        Return a 2-D signal lead-major, shape (n_leads, n_samples), each row
+        contiguous: the backward pass writes it so, in place of a transposing copy
+        (the delineation works on rows).
 
     Returns
     -------
-    ndarray of float64, same shape as ``x``
+    ndarray of float64, same shape as ``x`` (transposed with ``lead_major``)
         Filtered signal; NaN where ``x`` is NaN. Each run of valid samples between NaN
         is filtered on its own.
     """
     design = design_filter(fs_hz, mode, mains_hz)
     data = _as_2d(x)
-    out = np.full(data.shape, np.nan)
-    if data.shape[0] == 0:
-        return out.reshape(np.shape(x))
+    lead_major = lead_major and np.ndim(x) == 2
     finite = np.isfinite(data)
-    if finite.all():
-        out[:] = _filtfilt(design, data)
-    else:
-        for lead in range(data.shape[1]):
-            for start, stop in true_runs(finite[:, lead]):
-                out[start:stop, lead] = _filtfilt(design, data[start:stop, lead])
-    return out.reshape(np.shape(x))
+    if data.shape[0] and finite.all():
+        return _filtfilt(design, data, lead_major=lead_major).reshape(
+            np.shape(x)[::-1] if lead_major else np.shape(x)
+        )
+    out = np.full(data.shape, np.nan)
+    for lead in range(data.shape[1]):
+        for start, stop in true_runs(finite[:, lead]):
+            out[start:stop, lead] = _filtfilt(design, data[start:stop, lead])
+    return np.ascontiguousarray(out.T) if lead_major else out.reshape(np.shape(x))
 
 
-def _filtfilt(design: FilterDesign, x: FloatArray) -> FloatArray:
-    """Forward-backward filtering of a NaN-free signal along axis 0.
+def _filtfilt(design: FilterDesign, x: FloatArray, *, lead_major: bool = False) -> FloatArray:
+    """Forward-backward filtering of a NaN-free signal along axis 0 (2-D: returned
+    lead-major with ``lead_major``).
 
     Not ``scipy.signal.sosfiltfilt``: its start-up state is the steady state of the
     first (padded) sample, and with a 0.05 Hz high-pass the error of that guess decays
@@ -328,13 +335,25 @@ def _filtfilt(design: FilterDesign, x: FloatArray) -> FloatArray:
     extended = np.concatenate([x[pad:0:-1], x, x[-2 : -pad - 2 : -1]])
     sos = design.sos_zero_phase
     zi_unit = design.zi_unit_zero_phase.reshape(sos.shape[0], 2, *([1] * (x.ndim - 1)))
-    # Leads at once on the compiled kernel (bit for bit scipy's sosfilt), one lead
-    # (a run between NaN) on scipy's.
-    sosfilt = _sosfilt_columns if x.ndim == 2 else _sosfilt_axis0
-    forward, _ = sosfilt(sos, extended, zi_unit * np.median(extended[:window], axis=0))
+    if x.ndim == 1:  # one lead (a run between NaN) on scipy's sosfilt
+        forward, _ = _sosfilt_axis0(sos, extended, zi_unit * np.median(extended[:window]))
+        backward = forward[::-1]
+        result, _ = _sosfilt_axis0(sos, backward, zi_unit * np.median(backward[:window]))
+        return np.asarray(result[::-1][pad : pad + n_samples], dtype=np.float64)
+    # Leads at once on the compiled kernel (bit for bit scipy's sosfilt). The backward
+    # pass reads the forward one reversed and writes its output reversed (strided
+    # views): the result comes out in time order, in the layout asked for, without
+    # reversing or transposing copies.
+    forward, _ = _sosfilt_columns(sos, extended, zi_unit * np.median(extended[:window], axis=0))
     backward = forward[::-1]
-    result, _ = sosfilt(sos, backward, zi_unit * np.median(backward[:window], axis=0))
-    return np.asarray(result[::-1][pad : pad + n_samples], dtype=np.float64)
+    zi = zi_unit * np.median(backward[:window], axis=0)
+    if lead_major:
+        rows = np.empty(extended.shape[::-1])
+        _sosfilt_samples(sos, backward, zi, rows.T[::-1])
+        return rows[:, pad : pad + n_samples]
+    result = np.empty(extended.shape)
+    _sosfilt_samples(sos, backward, zi, result[::-1])
+    return result[pad : pad + n_samples]
 
 
 def _sosfilt_axis0(sos: FloatArray, x: FloatArray, zi: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -561,7 +580,7 @@ def _sosfilt_columns(
     return y, zf
 
 
-def sosfiltfilt_columns(sos: FloatArray, x: FloatArray) -> FloatArray:
+def sosfiltfilt_columns(sos: FloatArray, x: FloatArray, *, lead_major: bool = False) -> FloatArray:
     """``scipy.signal.sosfiltfilt(sos, x, axis=0)`` (odd padding of scipy's length),
     bit for bit, for finite ``x`` of shape (n_samples, n_leads).
 
@@ -569,13 +588,16 @@ def sosfiltfilt_columns(sos: FloatArray, x: FloatArray) -> FloatArray:
     linear solve per call, a third of a 10 s record's filtering) and both passes on the
     compiled kernel (:func:`_sosfilt_columns`). Input that is not finite or not longer
     than the padding goes to scipy (which filters it, or raises, as it did).
+    ``lead_major``: the result transposed, (n_leads, n_samples) with contiguous rows,
+    written so by the backward pass (no transposing copy).
     """
     data = np.asarray(x, dtype=np.float64)
     n_sections = sos.shape[0]
     ntaps = 2 * n_sections + 1 - min(int((sos[:, 2] == 0).sum()), int((sos[:, 5] == 0).sum()))
     edge = 3 * ntaps
     if data.ndim != 2 or data.shape[0] <= edge or not np.isfinite(data).all():
-        return np.asarray(sps.sosfiltfilt(sos, data, axis=0), dtype=np.float64)
+        filtered = np.asarray(sps.sosfiltfilt(sos, data, axis=0), dtype=np.float64)
+        return np.ascontiguousarray(filtered.T) if lead_major and data.ndim == 2 else filtered
     # scipy's odd extension (scipy.signal._arraytools.odd_ext), the same operations.
     ext = np.concatenate(
         (2 * data[0:1] - data[edge:0:-1], data, 2 * data[-1:] - data[-2 : -(edge + 2) : -1]),
@@ -583,10 +605,15 @@ def sosfiltfilt_columns(sos: FloatArray, x: FloatArray) -> FloatArray:
     )
     zi = _zi_unit(sos.tobytes(), n_sections)[:, :, None]
     forward, _ = _sosfilt_columns(sos, ext, zi * ext[0:1])
+    # The backward pass reads the forward one reversed (a strided view, no copy).
+    if lead_major:
+        rows = np.empty(ext.shape[::-1])
+        _sosfilt_samples(sos, forward[::-1], zi * forward[-1:], rows.T[::-1])
+        return rows[:, edge:-edge]
     # The layout of scipy's result too (lead-major, reversed), so that reductions over
     # it sum in the same order.
     backward = np.empty(ext.shape, order="F")
-    _sosfilt_samples(sos, np.ascontiguousarray(forward[::-1]), zi * forward[-1:], backward)
+    _sosfilt_samples(sos, forward[::-1], zi * forward[-1:], backward)
     result: FloatArray = backward[::-1][edge:-edge]
     return result
 

@@ -170,6 +170,24 @@ def test_nan_does_not_poison_the_stream() -> None:
     np.testing.assert_allclose(filter_zero_phase(x, 500.0)[:, 1], clean)
 
 
+@pytest.mark.parametrize("gap", [False, True])
+def test_zero_phase_lead_major_is_the_transpose(gap: bool) -> None:
+    """lead_major gives the sample-major result transposed, bit for bit, with
+    contiguous rows; with or without a NaN gap, in any band."""
+    x = _ecg_like(5000, 3, seed=5)
+    if gap:
+        x[1000:1200, 1] = np.nan
+    for mode in FilterMode:
+        expected = filter_zero_phase(x, 500.0, mode)
+        rows = filter_zero_phase(x, 500.0, mode, lead_major=True)
+        np.testing.assert_array_equal(rows, expected.T)
+        assert rows.strides[1] == 8
+    one = x[:, 0]
+    np.testing.assert_array_equal(
+        filter_zero_phase(one, 500.0, lead_major=True), filter_zero_phase(one, 500.0)
+    )
+
+
 def test_zero_phase_has_no_delay() -> None:
     """The peak of a filtered pulse stays at its sample; the causal one is delayed."""
     fs_hz = 500.0
@@ -316,6 +334,9 @@ def test_sosfiltfilt_columns_is_scipys_bit_for_bit(
     got = sosfiltfilt_columns(sos, x)
     np.testing.assert_array_equal(got, expected)
     assert got.strides == expected.strides
+    rows = sosfiltfilt_columns(sos, x, lead_major=True)
+    np.testing.assert_array_equal(rows, expected.T)
+    assert rows.strides[1] == 8  # contiguous rows
     short = x[:10]  # not longer than the padding: scipy's error
     with pytest.raises(ValueError, match="padlen"):
         sosfiltfilt_columns(sos, short)
