@@ -160,10 +160,11 @@ def _percentile(values: NDArray[np.float64], q: float) -> float:
 
 @jit
 def spike_score(x: NDArray[np.float64], q: float, min_mv: float, m: int) -> NDArray[np.float64]:
-    """Per sample of ``x`` (n_samples, n_leads; no NaN), the ``m``-th largest over the
-    leads of its one-sample reversal (the smaller of its steps from both neighbours,
-    when both go the same way; else 0) over the lead's threshold: the ``q``-th
-    percentile of the lead's absolute steps, at least ``min_mv``. 0 at both ends."""
+    """Per sample of ``x`` (n_samples, n_leads), the ``m``-th largest (1 <= m <=
+    n_leads) over the leads of its one-sample reversal (the smaller of its steps from
+    both neighbours, when both go the same way; else 0, and 0 next to a NaN) over the
+    lead's threshold: the ``q``-th percentile of the lead's finite absolute steps, at
+    least ``min_mv``. 0 at both ends."""
     n, n_leads = x.shape
     score = np.zeros(n)
     if n < 3:
@@ -171,16 +172,21 @@ def spike_score(x: NDArray[np.float64], q: float, min_mv: float, m: int) -> NDAr
     threshold = np.empty(n_leads)
     steps = np.empty(n - 1)
     for lead in range(n_leads):
+        count = 0
         for k in range(n - 1):
-            steps[k] = abs(x[k + 1, lead] - x[k, lead])
-        threshold[lead] = max(_percentile(steps, q), min_mv)
+            step = abs(x[k + 1, lead] - x[k, lead])
+            if np.isfinite(step):
+                steps[count] = step
+                count += 1
+        level = _percentile(steps[:count], q) if count else min_mv
+        threshold[lead] = max(level, min_mv)
     top = np.empty(m)
     for k in range(1, n - 1):
         top[:] = 0.0
         for lead in range(n_leads):
             up = x[k, lead] - x[k - 1, lead]
             down = x[k, lead] - x[k + 1, lead]
-            if up * down <= 0:
+            if not up * down > 0:  # opposite ways, flat, or NaN
                 continue
             value = min(abs(up), abs(down)) / threshold[lead]
             # Keep the m largest, in decreasing order (m is a few leads).

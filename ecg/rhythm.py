@@ -748,14 +748,10 @@ def pacing_spikes(signal_mv: npt.ArrayLike, beats: npt.ArrayLike, fs_hz: float) 
     """
     x = _as_2d(signal_mv)
     peaks = np.asarray(beats, dtype=np.int64).reshape(-1)
-    if fs_hz < PACING_MIN_FS_HZ or x.shape[0] < 8 or peaks.size == 0:
+    if fs_hz < PACING_MIN_FS_HZ or x.shape[0] < 8 or x.shape[1] == 0 or peaks.size == 0:
         return Pacing(fs_hz >= PACING_MIN_FS_HZ, 0.0, math.nan)
-    score = spike_score(
-        np.ascontiguousarray(np.nan_to_num(x)),
-        SPIKE_PERCENTILE,
-        SPIKE_MIN_MV,
-        min(SPIKE_LEADS, x.shape[1]),
-    )
+    leads = min(SPIKE_LEADS, x.shape[1])
+    score = spike_score(np.ascontiguousarray(x), SPIKE_PERCENTILE, SPIKE_MIN_MV, leads)
     # Ventricular spikes lie just before the QRS, atrial ones a PR interval before it.
     before, after = round(0.3 * fs_hz), round(0.05 * fs_hz)
     lags = []

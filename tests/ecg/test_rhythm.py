@@ -357,7 +357,7 @@ def test_pacing_spikes_make_a_paced_rhythm() -> None:
 def test_small_bipolar_spikes_in_every_lead_make_a_paced_rhythm() -> None:
     """A 0.15 mV one-sample spike before each QRS in all leads at once (a bipolar
     pacemaker's, an eighth of the QRS): PACE; the same spike in one lead only (an
-    electrode's artefact) or at random instants (noise): not paced."""
+    electrode's artefact), at random instants (noise) or lost samples (NaN): not paced."""
     signal, beats = synth(sinus_times(10.0, 0.8), n_leads=12)
     spikes = beats - round(0.01 * 500.0)
     paced = signal.copy()
@@ -371,6 +371,9 @@ def test_small_bipolar_spikes_in_every_lead_make_a_paced_rhythm() -> None:
     rng = np.random.default_rng(5)
     scattered[spikes - rng.integers(0, 150, spikes.size)] += 0.15
     assert pacing_spikes(scattered, beats, 500.0).fraction < 0.3
+    lost = signal.copy()
+    lost[spikes] = np.nan  # a sample lost in every lead is no spike
+    assert pacing_spikes(lost, beats, 500.0).fraction < 0.2
 
 
 def test_ludb_bipolar_pacing_is_paced_and_sinus_records_are_not(ecg_dir: Path) -> None:

@@ -45,8 +45,10 @@ def test_percentile_is_numpys(values: list[float], q: float) -> None:
 def _spike_score_numpy(x: FloatArray, q: float, min_mv: float, m: int) -> FloatArray:
     step = np.diff(x, axis=0)
     up, down = step[:-1], -step[1:]
-    reversal = np.where(up * down > 0, np.minimum(np.abs(up), np.abs(down)), 0.0)
-    threshold = np.maximum(np.percentile(np.abs(step), q, axis=0), min_mv)
+    with np.errstate(invalid="ignore"):
+        same_way = up * down > 0  # NaN: False
+    reversal = np.where(same_way, np.minimum(np.abs(up), np.abs(down)), 0.0)
+    threshold = np.maximum(np.nanpercentile(np.abs(step), q, axis=0), min_mv)
     relative = reversal / threshold
     score = np.partition(relative, x.shape[1] - m, axis=1)[:, x.shape[1] - m]
     return np.concatenate([[0.0], score, [0.0]])
@@ -55,10 +57,12 @@ def _spike_score_numpy(x: FloatArray, q: float, min_mv: float, m: int) -> FloatA
 @pytest.mark.parametrize(("n_leads", "m"), [(1, 1), (2, 2), (12, 3), (12, 1)])
 def test_spike_score_is_the_numpy_form(n_leads: int, m: int) -> None:
     """The pacing-spike score equals its numpy form (reversals, per-lead percentile,
-    m-th largest lead), on a synthetic ECG with spikes and quantised samples."""
+    m-th largest lead), on a synthetic ECG with spikes, quantised samples and NaN."""
     signal, beats = synth(sinus_times(6.0, 0.7), n_leads=n_leads)
     signal[beats - 5] += 0.2
     signal = np.round(signal, 3)  # 1 µV steps: ties and flat runs
+    signal[700, 0] = np.nan  # a lost sample
+    signal[1500:1600, -1] = np.nan  # a lead off for 0.2 s
     got = _rhythm_kernels.spike_score(signal, 99.0, 0.02, m)
     np.testing.assert_allclose(got, _spike_score_numpy(signal, 99.0, 0.02, m), rtol=1e-12, atol=0)
 
