@@ -512,6 +512,37 @@ def _qrs(
     return on, pk, off
 
 
+@dataclass(frozen=True, slots=True)
+class _Windows:
+    """The wave finders' windows in samples, rounded once per delineation (the beat
+    loop would round them again for every beat and lead)."""
+
+    qrs_guess: int  # 60 ms: a QRS half-width where its offset is not known
+    t_gap: int  # 40 ms from the QRS offset to the T search
+    t_near: int
+    t_window: int
+    p_search: int
+    p_guard: int
+    p_near: int
+    p_window: int
+    p_iso: int  # 20 ms: the P window's margins
+
+    @classmethod
+    def of(cls, fs: float, cfg: DelineateConfig) -> _Windows:
+        """The windows of ``cfg`` at ``fs`` Hz."""
+        return cls(
+            qrs_guess=round(0.06 * fs),
+            t_gap=round(0.04 * fs),
+            t_near=round(cfg.t_near_s * fs),
+            t_window=max(2, round(cfg.t_window_s * fs)),
+            p_search=round(cfg.p_search_s * fs),
+            p_guard=round(cfg.p_guard_s * fs),
+            p_near=round(cfg.p_near_s * fs),
+            p_window=max(2, round(cfg.p_window_s * fs)),
+            p_iso=round(0.02 * fs),
+        )
+
+
 def _t_wave(
     lead: _Lead,
     pk: int,
@@ -521,6 +552,7 @@ def _t_wave(
     fs: float,
     rr_s: float,
     cfg: DelineateConfig,
+    win: _Windows,
     sign: int = 0,
     near: int = MISSING,
 ) -> tuple[int, int, int]:
@@ -529,19 +561,19 @@ def _t_wave(
     ``near``: where the T peak is expected (from the leads where T is clearest); the
     peak is then searched within ``t_near_s`` of it.
     """
-    start = (qrs_off if qrs_off != MISSING else pk + round(0.06 * fs)) + round(0.04 * fs)
+    start = (qrs_off if qrs_off != MISSING else pk + win.qrs_guess) + win.t_gap
     span_s = min(cfg.qt_max_s * math.sqrt(rr_s) + 0.05, 0.85 * rr_s)
     on, peak, end = _kernels.t_wave(
         lead.sm,
         start,
         min(hi, pk + round(span_s * fs)),
-        round(0.06 * fs),
+        win.qrs_guess,
         near,
-        round(cfg.t_near_s * fs),
+        win.t_near,
         iso,
         sign,
         cfg.t_min_mv,
-        max(2, round(cfg.t_window_s * fs)),
+        win.t_window,
         qrs_off if qrs_off != MISSING else start,
     )
     return int(on), int(peak), int(end)
@@ -551,8 +583,7 @@ def _p_wave(
     lead: _Lead,
     qrs_on: int,
     lo: int,
-    fs: float,
-    cfg: DelineateConfig,
+    win: _Windows,
     near: int = MISSING,
     sign: int = 0,
 ) -> tuple[int, int, int, float]:
@@ -569,14 +600,14 @@ def _p_wave(
         lead.sm,
         qrs_on,
         lo,
-        round(cfg.p_search_s * fs),
-        round(0.06 * fs),
-        round(cfg.p_guard_s * fs),
+        win.p_search,
+        win.qrs_guess,
+        win.p_guard,
         near,
-        round(cfg.p_near_s * fs),
+        win.p_near,
         sign,
-        max(2, round(cfg.p_window_s * fs)),
-        round(0.02 * fs),
+        win.p_window,
+        win.p_iso,
     )
     return int(on), int(pk), int(off), float(amp)
 
@@ -724,8 +755,9 @@ def _delineate_template(
     iso_hi = iso_lo + round(0.02 * fs) + 1
     iso = float(_kernels.mean(lead.sm, max(0, iso_lo), max(1, iso_hi)))
     iso_wide = float(_kernels.mean(lead.wide, max(0, iso_lo), max(1, iso_hi)))
+    win = _Windows.of(fs, cfg)
     t_on, tp, t_off = _t_wave(
-        lead, pk if pk != MISSING else r, off, iso, n, fs, rr_s, cfg, near=near[1]
+        lead, pk if pk != MISSING else r, off, iso, n, fs, rr_s, cfg, win, near=near[1]
     )
     # The P search starts after the previous beat's T: one RR before this T end.
     lo = 0
@@ -737,7 +769,7 @@ def _delineate_template(
     if on == MISSING:
         absent_p = Absent(AbsentReason.NOT_DELINEATED, "QRS onset not found")
     else:
-        p_on, p_pk, p_off, p_amp = _p_wave(lead, on, lo, fs, cfg, near=near[0])
+        p_on, p_pk, p_off, p_amp = _p_wave(lead, on, lo, win, near=near[0])
         if p_pk == MISSING or abs(p_amp) < max(cfg.p_min_mv, cfg.p_snr * lead.noise_mv):
             absent_p = Absent(AbsentReason.NO_P_WAVE, "no P wave in the median beat")
             p_on = p_pk = p_off = MISSING
@@ -1114,8 +1146,8 @@ def _beats_of_lead(
 ) -> LeadFiducials:
     """Per-beat fiducials of one lead; ``like``: the beat's QRS is like the median
     beat's, so that the template's T (peak and polarity) guides its T search."""
-    points = np.full((r_all.size, len(FIDUCIALS)), MISSING, dtype=np.int64)
     if lead is None or not template.usable:
+        points = np.full((r_all.size, len(FIDUCIALS)), MISSING, dtype=np.int64)
         return LeadFiducials(template.lead, points)
     n = lead.lp.size
     tf = template.fiducials
@@ -1129,7 +1161,11 @@ def _beats_of_lead(
         if a >= 0 and b < template.lp_mv.size:
             p_ref = _template_sm_segment(template, a, b)
             p_sign = 1 if p_ref[tf.p_peak - a] > 0 else -1
-    # Python ints and lists, and the windows' lengths, once: the loop runs per beat.
+    # Python ints and lists, and the windows' lengths, once: the loop runs per beat. The
+    # fiducials are gathered in lists (a numpy row assignment costs more than a kernel
+    # call) and made an array at the end.
+    win = _Windows.of(fs, cfg)
+    rows = [[MISSING] * len(FIDUCIALS) for _ in range(r_all.size)]
     rs = r_all.tolist()
     bounds_list = bounds.tolist()
     like_list = like.tolist()
@@ -1156,7 +1192,8 @@ def _beats_of_lead(
             pk = _qrs_peak_between(lead.wide, on, off, cfg.r_fraction)
         else:
             pk = _lead_peak(lead.wide, r, max(lo, a), min(hi, b), fs, cfg.r_fraction)
-        points[i, 3:6] = (on, pk, off)
+        row = rows[i]
+        row[3:6] = (on, pk, off)
         if pk == MISSING:
             continue
         iso_lo = (on if on != MISSING else pk - iso_back) - iso_len
@@ -1165,16 +1202,15 @@ def _beats_of_lead(
         t_hi = min(b, rs[i + 1] if i + 1 < n_beats else b)
         t_near = MISSING if tf.t_peak == MISSING or not like_list[i] else r + tf.t_peak - pre
         sign = t_sign if like_list[i] else 0
-        points[i, 6:9] = _t_wave(lead, pk, off, iso, t_hi, fs, rr_s, cfg, sign, t_near)
+        row[6:9] = _t_wave(lead, pk, off, iso, t_hi, fs, rr_s, cfg, win, sign, t_near)
         if p_ref is not None and on != MISSING:
-            prev_t = MISSING
-            if i > 0:
-                prev_t = int(points[i - 1, 8])
+            prev_t = rows[i - 1][8] if i > 0 else MISSING
             p_lo = max(a, prev_t + iso_len if prev_t != MISSING else lo - before_r)
             near = on - (tf.qrs_on - tf.p_peak)
-            p_on, p_pk, p_off, _ = _p_wave(lead, on, p_lo, fs, cfg, near, p_sign)
+            p_on, p_pk, p_off, _ = _p_wave(lead, on, p_lo, win, near, p_sign)
             if p_pk != MISSING and _p_matches(lead, p_ref, p_pk - p_back, cfg, p_lag):
-                points[i, 0:3] = (p_on, p_pk, p_off)
+                row[0:3] = (p_on, p_pk, p_off)
+    points = np.array(rows, dtype=np.int64).reshape(r_all.size, len(FIDUCIALS))
     return LeadFiducials(template.lead, points)
 
 
