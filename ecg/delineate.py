@@ -726,11 +726,14 @@ def _agreed(values: Sequence[int], n_agree: int, tol: int, latest: bool) -> int:
 
 
 def _usable(lead: _Lead, name: str) -> Absent | None:
-    if not lead.finite.any():
+    if lead.finite.all():  # the common case: no count, no copy of the valid samples
+        wide = lead.wide
+    elif not lead.finite.any():
         return Absent(AbsentReason.LEAD_UNUSABLE, f"lead {name} holds no valid sample")
-    if np.mean(lead.finite) < 0.5:
+    elif np.mean(lead.finite) < 0.5:
         return Absent(AbsentReason.LEAD_UNUSABLE, f"lead {name} mostly missing")
-    wide = lead.wide[lead.finite]
+    else:
+        wide = lead.wide[lead.finite]
     if float(np.ptp(wide)) < 0.02:
         return Absent(AbsentReason.LEAD_UNUSABLE, f"lead {name} flat (lead off?)")
     return None
@@ -815,7 +818,9 @@ def delineate(
         )
     if not (math.isfinite(fs_hz) and fs_hz > 0):
         raise SignalError(f"fs_hz must be > 0, got {fs_hz!r}")
-    signal = np.where(np.isfinite(signal), signal, np.nan)
+    finite = np.isfinite(signal)
+    if not finite.all():  # inf is missing too; a finite record is used as given
+        signal = np.where(finite, signal, np.nan)
     fs = float(fs_hz)
     names = tuple(str(n) for n in lead_names)
     n_samples, n_leads = signal.shape
@@ -851,7 +856,7 @@ def delineate(
         in_template[np.flatnonzero(inside)[chosen]] = True
         like[np.flatnonzero(inside)[unlike]] = False
     medians = {j: _median_beat(leads[j], idx[chosen]) for j in good_leads} if chosen.size else {}
-    t_bounds = _template_qrs(leads, good_leads, medians, int(chosen.size), pre, fs, cfg)
+    t_bounds = _template_qrs(good_leads, medians, int(chosen.size), pre, fs, cfg, speed_noise)
     templates: list[LeadTemplate] = []
     for j, name in enumerate(names):
         templates.append(
@@ -1010,21 +1015,22 @@ def _leading_peaks(templates: list[LeadTemplate]) -> tuple[int, int]:
 
 
 def _template_qrs(
-    leads: list[_Lead],
     good: list[int],
     medians: dict[int, _Lead],
     n_chosen: int,
     pre: int,
     fs: float,
     cfg: DelineateConfig,
+    noise: float,
 ) -> tuple[int, int]:
-    """Global QRS (onset, offset) of the median beats, on their spatial velocity."""
+    """Global QRS (onset, offset) of the median beats, on their spatial velocity.
+
+    ``noise``: the median spatial velocity of the beats, not the template's (the median
+    beat is flatter than any beat, and its median slope would be dominated by P and T).
+    """
     if not medians:
         return MISSING, MISSING
     speed, _ = _spatial_slope([medians[j].slope for j in good])
-    # The beats' noise, not the template's: the median beat is flatter than any beat,
-    # and its median slope would be dominated by P and T.
-    noise = _spatial_slope([leads[j].slope * leads[j].finite for j in good])[1]
     return _qrs_bounds(speed, pre, 0, speed.size, fs, cfg, noise / math.sqrt(n_chosen))
 
 
