@@ -58,6 +58,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from bisect import bisect_left
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,6 +207,7 @@ class Measured:
     frames: int = 0
     dropped: int = 0
     partial: int = 0
+    waited: Counter[str] = field(default_factory=Counter)
     raf_ms: list[float] = field(default_factory=list)
     long_tasks_ms: list[float] = field(default_factory=list)
     window_ms: list[float] = field(default_factory=list)
@@ -233,6 +236,7 @@ class Measured:
             "frames": self.frames,
             "dropped_frames": self.dropped,
             "partial_frames": self.partial,
+            "dropped_waited_for": dict(self.waited.most_common()),
             "raf_frames": len(raf) + 1 if raf else 0,
             "raf_late": sum(1 for ms in raf if ms > LATE_MS),
             "raf_p50_ms": pct(raf, 50),
@@ -290,6 +294,55 @@ def frames_of(events: list[dict[str, Any]]) -> tuple[int, int, int, list[float]]
         and e.get("dur", 0) > 50_000
     ]
     return len(made), dropped, partial, long_ms
+
+
+def waits_of(events: list[dict[str, Any]]) -> Counter[str]:
+    """For each dropped frame (as :func:`frames_of` counts them), the stage of Chromium's
+    pipeline that took longest in its ``PipelineReporter`` events: what the frame waited
+    on (``SendBeginMainFrameToCommit``: the main thread's part, from the frame asked of
+    it to its commit; ``EndCommitToActivation``: raster; ``SubmitToReceiveCompositorFrame``
+    and after: the display compositor). A diagnostic, not a criterion."""
+    category = "cc,benchmark,disabled-by-default-devtools.timeline.frame"
+    opened: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    spans: dict[tuple[Any, Any], list[tuple[float, float, dict[str, Any]]]] = defaultdict(list)
+    nested = sorted(
+        (e for e in events if e.get("cat") == category and e.get("ph") in ("b", "e")),
+        key=lambda e: e["ts"],
+    )
+    for event in nested:  # a stage and its frame share their async id
+        track = (event.get("pid"), json.dumps(event.get("id2", event.get("id"))))
+        key = (*track, event.get("name"))
+        if event["ph"] == "b":
+            opened[key].append(event)
+        elif opened[key]:
+            begun = opened[key].pop(0)
+            spans[track].append((begun["ts"], event["ts"], begun))
+    waited: Counter[str] = Counter()
+    frames: dict[tuple[Any, Any, Any], list[tuple[tuple[Any, Any], float, float, str]]] = {}
+    for track, track_spans in spans.items():
+        track_spans.sort(key=lambda span: span[0])
+        for begin, end, event in track_spans:
+            if event["name"] != "PipelineReporter":
+                continue
+            reporter = event.get("args", {}).get("frame_reporter", {})
+            key = (event.get("pid"), reporter.get("frame_source"), reporter.get("frame_sequence"))
+            frames.setdefault(key, []).append((track, begin, end, str(reporter.get("state"))))
+    for reporters in frames.values():
+        if not any(state == "STATE_DROPPED" for *_, state in reporters):
+            continue
+        stages: dict[str, float] = {}
+        for track, begin, end, _ in reporters:
+            track_spans = spans[track]
+            at = bisect_left(track_spans, begin, key=lambda span: span[0])
+            for stage_begin, stage_end, event in track_spans[at:]:
+                if stage_begin > end:
+                    break
+                name = event["name"]
+                if name != "PipelineReporter" and stage_end <= end:
+                    stages[name] = max(stages.get(name, 0.0), stage_end - stage_begin)
+        if stages:
+            waited[max(stages, key=lambda name: stages[name])] += 1
+    return waited
 
 
 async def scroll(
@@ -364,6 +417,7 @@ async def scroll(
         scrolled_s=float(await page.evaluate("() => window.tcReadings.ecg.start_s")) - first_s,
     )
     measured.frames, measured.dropped, measured.partial, measured.long_tasks_ms = frames_of(events)
+    measured.waited = waits_of(events)
     return measured
 
 
@@ -553,6 +607,9 @@ def main() -> int:
     if args.json:
         print(json.dumps(result))
     print(table(result))
+    for name, page in result["pages"].items():
+        waited = ", ".join(f"{stage} {n}" for stage, n in page["dropped_waited_for"].items())
+        print(f"{name}: the dropped frames' longest pipeline stage: {waited or '-'}")
     pages = result["pages"]
     final = pages.get("after", pages.get("page"))
     verdict = "met" if final["dropped_frames"] == 0 and final["raf_late"] == 0 else "missed"
