@@ -940,19 +940,22 @@ def _qrs_centres(speed: FloatArray, r_all: IntArray, fs: float, cfg: DelineateCo
     c = np.concatenate(([0.0], np.cumsum(speed)))
     n = speed.size
     search, keep = round(cfg.centre_search_s * fs), round(cfg.centre_keep_s * fs)
+    # The smoothed velocity of every sample at once (elementwise: each sample's value
+    # is the one a window around a beat gives it); each beat takes its arg-max.
+    t = np.arange(n)
+    a, b = np.maximum(t - w // 2, 0), np.minimum(t + w // 2 + 1, n)
+    energy = (c[b] - c[a]) / (b - a)
     out = r_all.copy()
-    for i, r in enumerate(r_all.tolist()):
+    marks = r_all.tolist()
+    for i, r in enumerate(marks):
         lo, hi = max(0, r - search), min(n, r + search + 1)
         if i > 0:
-            lo = max(lo, (int(r_all[i - 1]) + r) // 2 + 1)
-        if i + 1 < r_all.size:
-            hi = min(hi, (r + int(r_all[i + 1])) // 2)
+            lo = max(lo, (marks[i - 1] + r) // 2 + 1)
+        if i + 1 < len(marks):
+            hi = min(hi, (r + marks[i + 1]) // 2)
         if hi - lo < 3:
             continue
-        t = np.arange(lo, hi)
-        a, b = np.maximum(t - w // 2, 0), np.minimum(t + w // 2 + 1, n)
-        energy = (c[b] - c[a]) / (b - a)
-        centre = lo + int(np.argmax(energy))
+        centre = lo + int(np.argmax(energy[lo:hi]))
         if abs(centre - r) > keep:
             out[i] = centre
     return out
@@ -976,7 +979,8 @@ def _dominant(
     qrs_idx = idx[:, pre - half : pre + half + 1]
     finite = np.ones(idx.shape[0], dtype=bool)
     for j in good:
-        finite &= leads[j].finite[idx].all(axis=1)
+        if not leads[j].finite.all():  # a lead with no missing sample has NaN-free beats
+            finite &= leads[j].finite[idx].all(axis=1)
     rows = np.flatnonzero(finite)
     if rows.size == 0:
         return rows, rows
