@@ -87,6 +87,16 @@ def slope_mib_h(samples: list[tuple[float, float]]) -> float:
     return float(np.polyfit(t_s, mib, 1)[0] * 3600)
 
 
+def slope_error_mib_h(samples: list[tuple[float, float]]) -> float:
+    """The standard error of :func:`slope_mib_h` (NaN for < 4 samples): how well the
+    samples fix the slope, given their scatter about the line."""
+    if len(samples) < 4:
+        return float("nan")
+    t_s, mib = np.array(samples).T
+    _, covariance = np.polyfit(t_s, mib, 1, cov=True)
+    return float(np.sqrt(covariance[0, 0]) * 3600)
+
+
 def after_warm_up(samples: list[Sample]) -> list[Sample]:
     """The samples (seconds first) after the first ``WARM_UP_FRACTION`` of their span."""
     if not samples:
@@ -176,6 +186,7 @@ async def soak(args: argparse.Namespace, scratch: Path) -> int:
             cpu_s = server.cpu_s()
             for pid, mib in by_process.items():
                 table.write(f"{int(killed)},{now:.1f},{pid},{mib:.1f},{cpu_s:.1f}\n")
+            table.flush()  # a run stopped early keeps its samples
             if now <= streaming_until_s:
                 main = by_process.get(server.process.pid, 0.0)
                 rss[int(killed)].append((now, main, sum(by_process.values()) - main))
@@ -203,8 +214,12 @@ async def soak(args: argparse.Namespace, scratch: Path) -> int:
     for number, life in enumerate(fitted, 1):
         main = slope_mib_h([(t, m) for t, m, _ in life])
         workers = slope_mib_h([(t, w) for t, _, w in life])
+        tree = [(t, m + w) for t, m, w in life]
+        low, high = min(m for _, m in tree), max(m for _, m in tree)
         print(f"  RSS slope of life {number}: server process {main:.1f} MiB/h, "
-              f"its workers together {workers:.1f} MiB/h")  # fmt: skip
+              f"its workers together {workers:.1f} MiB/h; the tree after warm-up "
+              f"{low:.0f}-{high:.0f} MiB, its slope's standard error "
+              f"{slope_error_mib_h(tree):.1f} MiB/h")  # fmt: skip
     results.append(("acked samples stored bit-exact", *bit_exact(data, figures)))
     results.append(("every recording exportable", *exportable(data, scratch)))
     errors = [line for line in log_path.read_text().splitlines() if "ERROR" in line]
