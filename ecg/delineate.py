@@ -681,9 +681,9 @@ def _prepare(signal: FloatArray, fs: float, cfg: DelineateConfig) -> list[_Lead]
     sm_rows = sosfiltfilt_columns(sos, lp_rows.T, lead_major=True) if n > 15 else lp_rows.copy()
     slope_rows = np.abs(np.gradient(lp_rows, axis=1)) if n > 1 else np.zeros_like(lp_rows)
     resid_rows = np.abs(lp_rows - sm_rows)
-    if all_finite:  # every lead's medians at once (the same selections, the same values)
-        slope_medians = np.median(slope_rows, axis=1)
-        resid_medians = np.median(resid_rows, axis=1)
+    if all_finite:  # every lead's medians at once (numpy's values, by radix selection)
+        slope_medians = _kernels.row_medians(slope_rows)
+        resid_medians = _kernels.row_medians(resid_rows)
     leads = []
     for j in range(signal.shape[1]):
         ok = finite[:, j]

@@ -364,6 +364,34 @@ def test_second_difference_peak_is_the_numpy_one(x: FloatArray) -> None:
     assert np.array_equal(kernels.second_difference_peak(x), second_difference_peak_numpy(x))
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    hnp.arrays(
+        np.float64,
+        st.tuples(st.integers(1, 4), st.integers(0, 300)),
+        elements=st.one_of(
+            st.floats(-1e300, 1e300),
+            st.sampled_from([0.0, 1.0, -1.0, 2.5e-300, 1e300]),
+        ),
+    )
+)
+def test_row_medians_are_numpys(a: FloatArray) -> None:
+    """Each row's median is numpy's bit for bit: odd and even lengths, ties, tiny and
+    huge values of either sign (more than one radix level), empty rows (NaN)."""
+    a = np.where(a == 0.0, 0.0, a)  # +0.0 only, as the delineation's noise rows hold
+    with np.errstate(all="ignore"):
+        expected = np.median(a, axis=1) if a.shape[1] else np.full(a.shape[0], np.nan)
+    np.testing.assert_array_equal(kernels.row_medians(a), expected)
+
+
+def test_row_medians_of_a_long_row() -> None:
+    """A 10 s noise row (5000 absolute values, many in one bucket): numpy's median."""
+    rng = np.random.default_rng(7)
+    a = np.abs(rng.standard_normal((3, 5000))) * np.array([[1e-3], [1.0], [1e3]])
+    a[1, :2500] = 0.25  # half the row tied
+    np.testing.assert_array_equal(kernels.row_medians(a), np.median(a, axis=1))
+
+
 def second_difference_peak_numpy(x: FloatArray) -> FloatArray:
     if x.shape[0] < 3:
         return np.zeros(0)
@@ -386,6 +414,7 @@ def _numpy_kernels() -> SimpleNamespace:
         t_wave=t_wave_numpy,
         mean=lambda a, lo, hi: np.mean(a[lo:hi]),
         second_difference_peak=second_difference_peak_numpy,
+        row_medians=lambda a: np.median(a, axis=1),
     )
 
 
