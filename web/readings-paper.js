@@ -165,11 +165,12 @@ export class RecordPaper extends EcgPaper {
     this.pxPerMm = mm;
     this.dpr = window.devicePixelRatio || 1;
     const started = performance.now();
-    // The next window of a long record on the same paper: the grid and both bitmaps stay,
-    // only the trace is cleared and drawn again. Setting a canvas's size, even to the one
-    // it has, allocates it a new bitmap (a new texture for the compositor to take in).
+    // The next window of a long record on the same paper: the grid stays, only the trace
+    // is drawn again (on a fresh bitmap, its size set again, as when the grid changes).
     const sheet = JSON.stringify([width, height, this.dpr, mm, speed, gain, windowS, this.ecg.leads, this.rows]);
-    if (sheet !== this.sheet) {
+    if (sheet === this.sheet) {
+      this.trace.width = Math.round(width * this.dpr);
+    } else {
       this.sheet = sheet;
       this.paper.style.width = `${width}px`;
       this.paper.style.height = `${height}px`;
