@@ -53,11 +53,11 @@ Design notes
   for templates) with :data:`MISSING` (-1) where absent.
 - **Speed.** The wave finders (QRS bounds, the P and T searches with their extrema,
   Zhang's area corners and chords, the P correlation, the baselines, the median
-  beats, the second difference the pacing spikes are found on) are compiled kernels
-  (:mod:`ecg._delineate_kernels`) that give the numpy forms' fiducials (bit for bit;
-  the P correlation within a few ulp): called a few hundred times per 10 s record on
-  short segments, numpy's per-call overhead was most of the time. The smoothing
-  low-pass is designed once per rate.
+  beats, the slopes, the second difference the pacing spikes are found on, the noise
+  medians) are compiled kernels (:mod:`ecg._delineate_kernels`) that give the numpy
+  forms' fiducials (bit for bit; the P correlation within a few ulp): called a few
+  hundred times per 10 s record on short segments, numpy's per-call overhead was
+  most of the time. The smoothing low-pass is designed once per rate.
 """
 
 from __future__ import annotations
@@ -679,7 +679,7 @@ def _prepare(signal: FloatArray, fs: float, cfg: DelineateConfig) -> list[_Lead]
         lp_rows, wide_rows = (np.where(finite.T, rows, 0.0) for rows in (lp_rows, wide_rows))
     sos = _lowpass_design(min(cfg.smooth_hz, 0.4 * fs), fs).copy()
     sm_rows = sosfiltfilt_columns(sos, lp_rows.T, lead_major=True) if n > 15 else lp_rows.copy()
-    slope_rows = np.abs(np.gradient(lp_rows, axis=1)) if n > 1 else np.zeros_like(lp_rows)
+    slope_rows = _kernels.abs_gradient_rows(lp_rows) if n > 1 else np.zeros_like(lp_rows)
     resid_rows = np.abs(lp_rows - sm_rows)
     if all_finite:  # every lead's medians at once (numpy's values, by radix selection)
         slope_medians = _kernels.row_medians(slope_rows)
@@ -1069,7 +1069,7 @@ def _make_template(
 def _median_beat(lead: _Lead, rows: IntArray) -> _Lead:
     """The median beat of one lead over the beats whose samples are ``rows``."""
     lp = _kernels.median_rows(lead.lp, rows)
-    slope = np.abs(np.gradient(lp)) if lp.size > 1 else np.zeros_like(lp)
+    slope = _kernels.abs_gradient_rows(lp[None, :])[0] if lp.size > 1 else np.zeros_like(lp)
     return _Lead(
         lp=lp,
         sm=_kernels.median_rows(lead.sm, rows),

@@ -392,6 +392,21 @@ def test_row_medians_of_a_long_row() -> None:
     np.testing.assert_array_equal(kernels.row_medians(a), np.median(a, axis=1))
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    hnp.arrays(
+        np.float64,
+        st.tuples(st.integers(1, 3), st.integers(2, 60)),
+        elements=st.floats(-1e300, 1e300),
+    )
+)
+def test_abs_gradient_rows_is_numpys(a: FloatArray) -> None:
+    """|numpy.gradient| along the rows, bit for bit: ends and interior, any magnitude."""
+    with np.errstate(over="ignore"):
+        expected = np.abs(np.gradient(a, axis=1))
+    assert kernels.abs_gradient_rows(a).tobytes() == expected.tobytes()
+
+
 def second_difference_peak_numpy(x: FloatArray) -> FloatArray:
     if x.shape[0] < 3:
         return np.zeros(0)
@@ -415,6 +430,7 @@ def _numpy_kernels() -> SimpleNamespace:
         mean=lambda a, lo, hi: np.mean(a[lo:hi]),
         second_difference_peak=second_difference_peak_numpy,
         row_medians=lambda a: np.median(a, axis=1),
+        abs_gradient_rows=lambda a: np.abs(np.gradient(a, axis=1)),
     )
 
 
