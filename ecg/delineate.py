@@ -987,18 +987,26 @@ def _dominant(
     feats = np.concatenate([leads[j].lp[qrs_idx[rows]] for j in good], axis=1)
     feats = feats - feats.mean(axis=1, keepdims=True)
     norms = np.linalg.norm(feats, axis=1)
+    # The beats' median QRS by the median-beat kernel (numpy's values; numpy's median
+    # along the beats of this (beats, samples) array partitions across its rows).
+    flat = feats.reshape(-1)
+    width = feats.shape[1]
+    columns = np.arange(width)[None, :]
+
+    def median_of(beats: IntArray) -> FloatArray:
+        return _kernels.median_rows(flat, beats[:, None] * width + columns)
 
     def correlation(med: FloatArray) -> FloatArray:
         denom = norms * np.linalg.norm(med)
         return np.where(denom > 0, feats @ med / np.where(denom > 0, denom, 1.0), 0.0)
 
-    corr = correlation(np.median(feats, axis=0))
+    corr = correlation(median_of(np.arange(rows.size)))
     keep = corr >= cfg.template_corr
     if np.count_nonzero(keep) < max(1, int(0.3 * rows.size)):
         keep = corr >= np.median(corr)
     # Unlike: against the median of the beats kept (with two morphologies in similar
     # numbers the first median is a blend that neither resembles).
-    unlike = ~keep & (correlation(np.median(feats[keep], axis=0)) < cfg.template_corr)
+    unlike = ~keep & (correlation(median_of(np.flatnonzero(keep))) < cfg.template_corr)
     return rows[keep], rows[unlike]
 
 
