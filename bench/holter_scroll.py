@@ -24,6 +24,8 @@ there, as hours of paging would leave it). Meanwhile Chromium records its timeli
 - frames and dropped frames, from the trace's ``PipelineReporter`` events: a vsync's
   frame with an update, dropped when its update (or the main thread's part of it)
   missed that vsync and came later, as DevTools' frames track shows them;
+- for the dropped frames, the pipeline stage that took longest in their reporters (what
+  they waited on: the main thread's part, raster, the display compositor);
 - the intervals of a ``requestAnimationFrame`` loop (p50/p95/p99/max, and how many
   exceed 1.5 x 16.7 ms), and the main thread's tasks over 50 ms;
 - the paper's drawing (``counters.drawMs``: the canvas work of a window), the time from
