@@ -214,7 +214,11 @@ export class RecordPaper extends EcgPaper {
     const n = samples[0]?.length ?? 0;
     c.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
     c.clearRect(0, 0, this.trace.width, this.trace.height);
-    c.lineWidth = 1.1;
+    // One CSS pixel (about 0.26 mm on a 96 dpi screen): at a device pixel ratio of 1
+    // Chromium strokes it as a hairline, ~0.6 ms for a 24 h record's 10 s window,
+    // where a 1.1 px line goes through the full stroker (8-10 ms, on the main thread
+    // right after the press: the frame missed its vsync).
+    c.lineWidth = 1;
     c.strokeStyle = "#111";
     c.lineJoin = "round";
     c.beginPath();
