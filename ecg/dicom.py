@@ -37,6 +37,12 @@ Design notes
   each failure is a :class:`DicomError` with a stable code. Lead codes are read in
   SCPECG and MDC spellings, measurements in MDC and the legacy SCP-ECG codes other
   writers use (``5.13.5-7`` PR...), statements that are only text as statements.
+- :func:`write_dicom_to` writes a file a window at a time (memory holds one window,
+  whatever the record's length; :func:`write_dicom` is it into bytes). pydicom encodes
+  a whole sequence in memory before writing it, so the dataset is written by pydicom
+  without its WaveformSequence, which is the last element (as WaveformData is the
+  last of the group), and the sequence, its item and the WaveformData header follow
+  by hand with the explicit lengths pydicom would have computed: the same bytes.
 - UIDs and the creation time are injected (``new_uid``, ``now``) so that export is a
   pure function of its arguments.
 """
@@ -48,9 +54,9 @@ import enum
 import io
 import math
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -80,6 +86,7 @@ __all__ = [
     "quantise_mv",
     "read_dicom",
     "write_dicom",
+    "write_dicom_to",
 ]
 
 TWELVE_LEAD_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.9.1.1"
@@ -89,13 +96,16 @@ _ACCEPTED = {TWELVE_LEAD_SOP_CLASS: 13, GENERAL_ECG_SOP_CLASS: 24}  # channels a
 MAX_CHANNELS = 13
 MAX_SAMPLES = 16384
 MAX_GENERAL_CHANNELS = 24
-# WaveformData is one OW element: its length must fit its 32-bit length field.
-_MAX_DATA_BYTES = 2**32 - 2
+# WaveformData is one OW element: it and the rest of its sequence item and sequence
+# must fit the sequence's 32-bit length field (1 MiB is left for the group's other
+# elements, which take ~10 kB for 24 channels).
+_MAX_DATA_BYTES = 2**32 - 2 - 2**20
 MIN_FS_HZ = 200.0
 MAX_FS_HZ = 1000.0
 PADDING = -32768
 LOCAL_SCHEME = "99TCECG"
 _EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
+_CHARACTER_SET = "ISO_IR 192"  # UTF-8
 
 
 class DicomErrorCode(enum.StrEnum):
@@ -332,15 +342,78 @@ def write_dicom(
 ) -> bytes:
     """A DICOM ECG waveform file of a signal, its measurements and statements.
 
-    A 12-Lead ECG Waveform (1–13 leads, at most 16384 samples: 32.8 s at 500 Hz);
-    a longer record or one of 14–24 leads is a General ECG Waveform
-    (1.2.840.10008.5.1.4.1.1.9.1.2) with the same modules.
+    The file :func:`write_dicom_to` writes of ``signal`` as one window, in memory; the
+    other parameters are its.
 
     Parameters
     ----------
     signal : array_like, shape (n_samples, n_leads)
         Integer counts (with ``counts_per_mv``), written bit for bit; or floats in mV,
         quantised at ``uv_per_count`` (NaN becomes padding).
+
+    Returns
+    -------
+    bytes
+        A DICOM Part 10 file.
+
+    Raises
+    ------
+    DicomError
+        As :func:`write_dicom_to`.
+    """
+    data = np.asarray(signal)
+    out = io.BytesIO()
+    write_dicom_to(
+        out,
+        [data],
+        data.shape[0] if data.ndim else 0,
+        fs_hz,
+        lead_names,
+        info,
+        counts_per_mv=counts_per_mv,
+        baseline_counts=baseline_counts,
+        uv_per_count=uv_per_count,
+        quantised=quantised,
+        new_uid=new_uid,
+        now=now,
+    )
+    return out.getvalue()
+
+
+def write_dicom_to(
+    file: BinaryIO,
+    windows: Iterable[ArrayLike],
+    n_samples: int,
+    fs_hz: float,
+    lead_names: Sequence[str],
+    info: ReportInfo | None = None,
+    *,
+    counts_per_mv: float | Sequence[float] | None = None,
+    baseline_counts: float | Sequence[float] = 0.0,
+    uv_per_count: float = 1.0,
+    quantised: bool = False,
+    new_uid: Callable[[], str] | None = None,
+    now: dt.datetime | None = None,
+) -> None:
+    """Write a DICOM ECG waveform file of a signal given a window at a time.
+
+    A 12-Lead ECG Waveform (1–13 leads, at most 16384 samples: 32.8 s at 500 Hz);
+    a longer record or one of 14–24 leads is a General ECG Waveform
+    (1.2.840.10008.5.1.4.1.1.9.1.2) with the same modules. Each window is converted and
+    written before the next is taken, so memory holds one window whatever the record's
+    length; the file's bytes do not depend on how the signal is cut.
+
+    Parameters
+    ----------
+    file : binary file object
+        Written from its current position (pydicom asks its position: a file or a
+        buffer, not a pipe).
+    windows : iterable of array_like, each of shape (samples, n_leads)
+        Consecutive parts of the signal, all of one kind: integer counts (with
+        ``counts_per_mv``), written bit for bit; or floats in mV, quantised at
+        ``uv_per_count`` (NaN becomes padding).
+    n_samples : int
+        Samples per lead in all the windows together (the header precedes the data).
     fs_hz : float
         Sampling frequency in Hz, 200–1000.
     lead_names : sequence of str
@@ -355,32 +428,28 @@ def write_dicom(
     uv_per_count : float
         Quantisation step of float samples in µV.
     quantised : bool
-        ``signal`` is int16 counts of :func:`quantise_mv` at ``uv_per_count`` (a long
+        The windows are int16 counts of :func:`quantise_mv` at ``uv_per_count`` (a long
         record quantised a window at a time, never whole in float64).
     new_uid : callable, optional
         Returns a fresh UID (default :func:`pydicom.uid.generate_uid`).
     now : datetime, optional
         Creation time of the instance (default: the current UTC time).
 
-    Returns
-    -------
-    bytes
-        A DICOM Part 10 file.
-
     Raises
     ------
     DicomError
         ``channel_count`` (0 or more than 24 leads), ``too_long`` (no sample, or more
         than one OW element holds), ``sampling_frequency`` (outside 200–1000 Hz),
-        ``sample_range``, ``bad_signal``.
+        ``sample_range``, ``bad_signal`` (also: the windows hold other than
+        ``n_samples`` samples, or are not of one kind). Raised before anything is
+        written when the first window or the arguments are at fault; a later window at
+        fault leaves a partial file, for the caller to discard.
     """
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.sequence import Sequence as DicomSequence
-    from pydicom.uid import UID, generate_uid
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+    from pydicom.uid import generate_uid
 
     info = info or ReportInfo()
-    new_uid = new_uid or generate_uid
-    now = now or dt.datetime.now(dt.UTC)
     names = [str(name) for name in lead_names]
     if not 1 <= len(names) <= MAX_GENERAL_CHANNELS:
         raise DicomError(
@@ -392,23 +461,92 @@ def write_dicom(
             DicomErrorCode.SAMPLING_FREQUENCY,
             f"{fs_hz!r} Hz; an ECG waveform is sampled at {MIN_FS_HZ:g}–{MAX_FS_HZ:g} Hz",
         )
-    counts, uv = _counts(signal, len(names), counts_per_mv, uv_per_count, quantised)
-    zero = np.broadcast_to(np.asarray(baseline_counts, dtype=np.float64), (len(names),))
-    if quantised or not np.issubdtype(np.asarray(signal).dtype, np.integer):
-        zero = np.zeros(len(names))
-    n_samples = counts.shape[0]
-    if n_samples < 1 or counts.nbytes > _MAX_DATA_BYTES:
+    remaining = iter(windows)
+    first = next(remaining, None)
+    integer = first is not None and np.issubdtype(np.asarray(first).dtype, np.integer)
+    counts, uv = (
+        _counts(first, len(names), counts_per_mv, uv_per_count, quantised)
+        if first is not None
+        else (np.empty((0, len(names)), dtype=np.int16), np.full(len(names), uv_per_count))
+    )
+    data_bytes = n_samples * len(names) * 2
+    if n_samples < 1 or data_bytes > _MAX_DATA_BYTES:
         raise DicomError(
             DicomErrorCode.TOO_LONG,
             f"{n_samples} samples per lead; a waveform holds 1 to "
             f"{_MAX_DATA_BYTES // (2 * len(names))}",
         )
+    zero = np.broadcast_to(np.asarray(baseline_counts, dtype=np.float64), (len(names),))
+    if quantised or not integer:
+        zero = np.zeros(len(names))
+    ds, group = _datasets(
+        n_samples,
+        fs_hz,
+        names,
+        info,
+        uv,
+        zero,
+        new_uid or generate_uid,
+        now or dt.datetime.now(dt.UTC),
+    )
+    # The group's elements but WaveformData, encoded as pydicom encodes them in a file.
+    body = DicomBytesIO()
+    body.is_little_endian, body.is_implicit_VR = True, False
+    write_dataset(body, group, parent_encoding=_CHARACTER_SET)
+    item_bytes = body.tell() + 12 + data_bytes  # WaveformData: tag, VR, reserved, length
+
+    ds.save_as(file, enforce_file_format=True)
+    # WaveformSequence is the dataset's last element and WaveformData its item's last:
+    # written by hand after the rest, with the explicit lengths pydicom would compute
+    # (PS3.5 7.1.2, 7.5), so that the data can follow a window at a time.
+    file.write(struct.pack("<HH2sHI", 0x5400, 0x0100, b"SQ", 0, 8 + item_bytes))
+    file.write(struct.pack("<HHI", 0xFFFE, 0xE000, item_bytes))
+    file.write(body.getvalue())
+    file.write(struct.pack("<HH2sHI", 0x5400, 0x1010, b"OW", 0, data_bytes))
+    written = 0
+    while True:
+        if written + counts.shape[0] > n_samples:
+            raise DicomError(
+                DicomErrorCode.BAD_SIGNAL, f"the windows hold more than {n_samples} samples"
+            )
+        file.write(np.ascontiguousarray(counts, dtype="<i2").tobytes())
+        written += counts.shape[0]
+        window = next(remaining, None)
+        if window is None:
+            break
+        counts, window_uv = _counts(window, len(names), counts_per_mv, uv_per_count, quantised)
+        if np.issubdtype(np.asarray(window).dtype, np.integer) != integer or not np.array_equal(
+            window_uv, uv
+        ):
+            raise DicomError(DicomErrorCode.BAD_SIGNAL, "windows of different kinds or scales")
+    if written != n_samples:
+        raise DicomError(
+            DicomErrorCode.BAD_SIGNAL, f"the windows hold {written} samples, not {n_samples}"
+        )
+
+
+def _datasets(
+    n_samples: int,
+    fs_hz: float,
+    names: list[str],
+    info: ReportInfo,
+    uv: NDArray[np.float64],
+    zero: NDArray[np.float64],
+    new_uid: Callable[[], str],
+    now: dt.datetime,
+) -> tuple[Any, Any]:
+    """The file's dataset without its WaveformSequence, and that sequence's one item
+    (the multiplex group) without its WaveformData."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence as DicomSequence
+    from pydicom.uid import UID
+
     twelve_lead = len(names) <= MAX_CHANNELS and n_samples <= MAX_SAMPLES
     sop_class = TWELVE_LEAD_SOP_CLASS if twelve_lead else GENERAL_ECG_SOP_CLASS
 
     sop_uid = new_uid()
     ds = Dataset()
-    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SpecificCharacterSet = _CHARACTER_SET
     ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = sop_uid
     ds.InstanceCreationDate = now.strftime("%Y%m%d")
@@ -468,8 +606,6 @@ def write_dicom(
     group.WaveformBitsAllocated = 16
     group.WaveformSampleInterpretation = "SS"
     group.add_new(0x5400100A, "OW", struct.pack("<h", PADDING))  # WaveformPaddingValue
-    group.add_new(0x54001010, "OW", counts.astype("<i2").tobytes())  # WaveformData
-    ds.WaveformSequence = DicomSequence([group])
     annotations = _annotations(info)
     if annotations:
         ds.WaveformAnnotationSequence = DicomSequence(annotations)
@@ -478,9 +614,7 @@ def write_dicom(
     ds.file_meta.MediaStorageSOPClassUID = UID(sop_class)
     ds.file_meta.MediaStorageSOPInstanceUID = UID(sop_uid)
     ds.file_meta.TransferSyntaxUID = UID(_EXPLICIT_VR_LITTLE_ENDIAN)
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
+    return ds, group
 
 
 def _patient_module(ds: Any, patient: Patient) -> None:
