@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from ecg._live_kernels import activity_blocks
 from ecg.critical import (
     Critical,
     CriticalConfig,
@@ -258,77 +259,19 @@ def _activity_start(n_leads: int, fs_hz: float) -> _Activity:
 
 
 def _activity_step(mv: FloatArray, start: int, state: _Activity) -> None:
-    """Fold samples ``[start, start + len(mv))`` into the activity blocks.
-
-    The chunk is cut where blocks end and every piece reduced at once
-    (``ufunc.reduceat``): a 1 s chunk costs a few array calls, not a dozen per block
-    (0.17 ms of 1.1 ms per live step of 12 leads, one call per 0.25 s block).
-    """
-    n = len(mv)
-    if n == 0:
-        return
-    finite = np.isfinite(mv)
-    all_finite = bool(finite.all())
-    if all_finite and n <= 2 * state.block - state.filled:
-        _activity_pieces(mv, start, state)  # a 0.2 s chunk: one or two pieces
-        return
-    # Piece k is [cuts[k], cuts[k + 1]); the first one completes the partial block.
-    cuts = np.arange(state.block - state.filled, n, state.block)
-    cuts = np.concatenate(([0], cuts))
-    if all_finite:  # the usual case: no lead off
-        low = np.minimum.reduceat(mv, cuts, axis=0)
-        high = np.maximum.reduceat(mv, cuts, axis=0)
-        valid = np.broadcast_to(np.diff(np.append(cuts, n))[:, None], low.shape).copy()
-    else:
-        low = np.minimum.reduceat(np.where(finite, mv, np.inf), cuts, axis=0)
-        high = np.maximum.reduceat(np.where(finite, mv, -np.inf), cuts, axis=0)
-        valid = np.add.reduceat(finite, cuts, axis=0, dtype=np.int64)
-    low[0] = np.fmin(low[0], state.low)
-    high[0] = np.fmax(high[0], state.high)
-    valid[0] += state.valid
-    ends = np.append(cuts[1:], n)
-    filled = ends - cuts
-    filled[0] += state.filled
-    whole = filled == state.block
-    active = ((valid * 2 >= state.block) & (high - low >= FLAT_PTP_MV)).any(axis=1) & whole
-    if active.any():
-        state.last_active_end = start + int(ends[np.flatnonzero(active)[-1]])
-    if whole[-1]:
-        state.low[:] = np.inf
-        state.high[:] = -np.inf
-        state.valid[:] = 0
-        state.filled = 0
-    else:
-        state.low[:] = low[-1]
-        state.high[:] = high[-1]
-        state.valid[:] = valid[-1]
-        state.filled = int(filled[-1])
-
-
-def _activity_pieces(mv: FloatArray, start: int, state: _Activity) -> None:
-    """`_activity_step` of finite samples a piece at a time (min and max are exact).
-
-    For a chunk of at most two pieces this is fewer array calls than the cuts and
-    ``reduceat`` (0.2 s chunks at 0.25 s blocks).
-    """
-    n = len(mv)
-    pos = 0
-    while pos < n:
-        end = min(n, pos + state.block - state.filled)
-        piece = mv[pos:end]
-        np.fmin(state.low, piece.min(axis=0), out=state.low)
-        np.fmax(state.high, piece.max(axis=0), out=state.high)
-        state.valid += end - pos
-        state.filled += end - pos
-        if state.filled == state.block:
-            valid = state.valid * 2 >= state.block
-            if (valid & (state.high - state.low >= FLAT_PTP_MV)).any():
-                state.last_active_end = start + end
-            state.low[:] = np.inf
-            state.high[:] = -np.inf
-            state.valid[:] = 0
-            state.filled = 0
-        pos = end
+    """Fold samples ``[start, start + len(mv))`` into the activity blocks (one compiled
+    pass over the samples, :func:`ecg._live_kernels.activity_blocks`)."""
+    state.filled, state.last_active_end = activity_blocks(
+        mv,
+        start,
+        state.block,
+        FLAT_PTP_MV,
+        state.low,
+        state.high,
+        state.valid,
+        state.filled,
+        state.last_active_end,
+    )
 
 
 def live_start(
