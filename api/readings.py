@@ -28,17 +28,21 @@ import functools
 import hashlib
 import logging
 import math
+import os
+import tempfile
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, Final, Literal, Protocol
 
 import msgspec
 from litestar import Controller, Response, get, post, put
+from litestar.background_tasks import BackgroundTask
 from litestar.di import NamedDependency, Provide
 from litestar.params import Parameter, QueryParameter
+from litestar.response import File
 from litestar.types import ControllerRouterHandler, Middleware
 from msgspec import Meta
 
@@ -69,6 +73,9 @@ from consults.readings import (
 from consults.repositories import PageRequest
 
 if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
     from ecg.annotate import AnnotateConfig
     from ecg.measure import Measurements
     from ecg.paper_content import ReportInfo
@@ -1136,6 +1143,27 @@ def _file(data: bytes, media_type: str, disposition: str) -> Response[bytes]:
     )
 
 
+def _written_file(write: Callable[[BinaryIO], None], media_type: str, filename: str) -> File:
+    """An attachment of what ``write`` writes, made in a temporary file first (so the
+    answer is never whole in memory) and streamed from it; the file is removed once
+    sent, or at once when ``write`` fails."""
+    handle, name = tempfile.mkstemp(prefix="teleconsult-", suffix=Path(filename).suffix)
+    path = Path(name)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            write(file)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return File(
+        path,
+        filename=filename,
+        media_type=media_type,
+        headers=_NO_STORE,
+        background=BackgroundTask(path.unlink, missing_ok=True),
+    )
+
+
 class ReadingController(Controller):
     """The reading worklist, a task, its steps, its report and its critical values."""
 
@@ -1397,31 +1425,34 @@ class ReadingController(Controller):
         principal: NamedDependency[Principal],
         reading_service: NamedDependency[ReadingService],
         ecg_signals: NamedDependency[SignalSource],
-    ) -> Response[bytes]:
+    ) -> File:
         """The samples (1 µV steps) with the latest signed version's statements and
         critical findings, and the signer, in the waveform's annotations."""
-        import numpy as np
+        from ecg.dicom import quantise_mv, write_dicom_to
 
-        from ecg.dicom import quantise_mv, write_dicom
-
-        # The record is read and quantised a window at a time (int16 counts: 2 bytes a
-        # sample, not the whole record in float64 mV).
         first, info, whole_s, record = _export(
             principal, reading_service, ecg_signals, reading_id, "dicom", 0.0
         )
         n = round(whole_s * first.fs_hz)
-        counts = np.empty((n, len(first.lead_names)), dtype=np.int16)
-        for start in range(0, n, _EXPORT_CHUNK):
-            window = ecg_signals.window_of(record, start, start + _EXPORT_CHUNK)
-            if window is None:
-                raise ApiError(
-                    "not_found", f"no ECG signal kept for reading {reading_id!r}", status=404
-                )
-            counts[start : start + window.n_samples] = quantise_mv(window.signal_mv)
-        data = write_dicom(
-            counts, first.fs_hz, first.lead_names, info, quantised=True, now=info.signed_at
-        )
-        return _file(data, "application/dicom", f'attachment; filename="ecg-{reading_id}.dcm"')
+
+        # The record is read, quantised and written a window at a time: memory holds one
+        # window of it, not the record nor the file.
+        def windows() -> Iterator[NDArray[np.int16]]:
+            for start in range(0, n, _EXPORT_CHUNK):
+                window = ecg_signals.window_of(record, start, start + _EXPORT_CHUNK)
+                if window is None:
+                    raise ApiError(
+                        "not_found", f"no ECG signal kept for reading {reading_id!r}", status=404
+                    )
+                yield quantise_mv(window.signal_mv)
+
+        def write(file: BinaryIO) -> None:
+            write_dicom_to(
+                file, windows(), n, first.fs_hz, first.lead_names, info,
+                quantised=True, now=info.signed_at,
+            )  # fmt: skip
+
+        return _written_file(write, "application/dicom", f"ecg-{reading_id}.dcm")
 
     @get(
         "/{reading_id:str}/ecg",

@@ -5,12 +5,15 @@ gives for the same 10 s as a short record."""
 
 from __future__ import annotations
 
+import io
 import json
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
 import numpy as np
+import pydicom
 import pytest
 
 from api.reading_fhir import ReadingFhirController
@@ -134,3 +137,39 @@ async def test_median_signing_and_reports_of_a_long_record_read_a_bounded_part(
     np.testing.assert_array_equal(waveforms["long"][:5000], waveforms["short"])
     np.testing.assert_array_equal(waveforms["long"][-5000:], waveforms["short"])
     assert pdf_read["long"] - pdf_read["short"] < 4 * 1024 * 1024, pdf_read
+
+
+async def test_the_dicom_file_is_sent_from_a_temporary_file_then_removed(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The long record's report.dcm is an attachment, not cached, whose bytes are
+    pydicom's encoding of the dataset they hold, with every sample of the hour; it is
+    sent from a temporary file that is gone once the server has finished the request."""
+    if not RECORD.with_suffix(".hea").exists():
+        pytest.skip(f"PTB-XL sample not found at {RECORD}")
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    signals = ShortAndLong(tmp_path)
+    async with serving(database, signals) as served:
+        made = served.rw.stream_task("long")
+        url = f"/api/v1/readings/{made.task.id}"
+        reader = await served.client("liu.reader")
+        assert (await reader.post(f"{url}/claim")).status_code == 200
+        saved = await reader.put(f"{url}/report", json={"statements": ["SR"], "text": "ok"})
+        assert saved.status_code == 200, saved.text
+        totp = served.fresh_totp("liu.reader")
+        assert (await reader.post(f"{url}/sign", json={"totp": totp})).status_code == 200
+        dcm = await reader.get(f"{url}/report.dcm")
+        await reader.aclose()
+    assert list(temporary.glob("teleconsult-*")) == []
+    assert dcm.status_code == 200, dcm.text
+    assert dcm.headers["content-type"] == "application/dicom"
+    assert dcm.headers["content-disposition"] == f'attachment; filename="ecg-{made.task.id}.dcm"'
+    assert dcm.headers["cache-control"] == "no-store"
+    ds = pydicom.dcmread(io.BytesIO(dcm.content))
+    again = io.BytesIO()
+    ds.save_as(again, enforce_file_format=True)
+    assert again.getvalue() == dcm.content
+    counts = np.fromfile(signals.long.with_suffix(".dat"), dtype="<i2").reshape(-1, 12)
+    np.testing.assert_array_equal(read_dicom(dcm.content).samples, counts)
