@@ -257,13 +257,15 @@ class AtrialState:
     start_n: int
     end_n: int
     qrs_n: int
-    tail: FloatArray  # the last filtered samples, (n_tail, n_leads)
+    tail: FloatArray  # filtered samples, (capacity, n_leads): the kept ones in [tail_lo, tail_hi)
     segments: FloatArray  # (rows, start_n - end_n, n_leads): detrended atrial segments
     energies: FloatArray  # (rows, n_leads): each segment's sum of squares per lead
     shapes: FloatArray  # (rows, 2 qrs_n n_leads): unit-norm QRS, all leads
     band: FloatArray  # (rows, window_beats): [r, d] = shape r . shape d beats before it
     trend: FloatArray  # (start_n - end_n, 1): the time axis of the linear detrend
     trend_norm: float  # its sum of squares
+    tail_lo: int = 0
+    tail_hi: int = 0
     head: int = 0
     n_samples: int = 0
     keep_beats: bool = False
@@ -373,19 +375,41 @@ def atrial_step(
         x = x[:, None]
     if x.ndim != 2 or x.shape[1] != state.zi.shape[2]:
         raise SignalError(f"expected samples of shape (n, {state.zi.shape[2]}), got {x.shape}")
-    x = np.where(np.isfinite(x), x, 0.0)
-    y = np.empty(x.shape)
-    if x.shape[0]:
+    if not math.isfinite(float(np.add.reduce(x, axis=None))):  # a NaN or inf in it
+        x = np.where(np.isfinite(x), x, 0.0)
+    keep = state.start_n + round(1.0 * state.fs_hz)
+    n = x.shape[0]
+    _tail_room(state, n, keep)
+    buffer_start = state.n_samples - (state.tail_hi - state.tail_lo)
+    if n:
+        y = state.tail[state.tail_hi : state.tail_hi + n]
         sosfilt_samples_short(state.sos, np.ascontiguousarray(x), state.zi, y)
-    buffer = np.concatenate([state.tail, y]) if len(state.tail) else y
-    buffer_start = state.n_samples - len(state.tail)
-    state.n_samples += len(x)
+    state.tail_hi += n
+    buffer = state.tail[state.tail_lo : state.tail_hi]
+    state.n_samples += n
     for beat in np.asarray(new_beats, dtype=np.int64).reshape(-1).tolist():
         _add_beat(state, int(beat), buffer, buffer_start)
-    keep = state.start_n + round(1.0 * state.fs_hz)
-    state.tail = buffer[-keep:].copy()
+    state.tail_lo = max(state.tail_lo, state.tail_hi - keep)
     final = _advance(state, at_end=False)
     return final, _provisional(state), state
+
+
+def _tail_room(state: AtrialState, n: int, keep: int) -> None:
+    """Room for ``n`` more filtered samples after the kept ones (at most ``keep``).
+
+    The chunk is filtered into the array and the kept samples are moved to its start
+    only when it is full, every few steps: a step neither joins the kept samples to the
+    chunk nor copies out what it keeps. At ``2 keep + n`` rows or more the kept samples
+    lie beyond their destination when they move.
+    """
+    if state.tail_hi + n <= state.tail.shape[0]:
+        return
+    kept = state.tail[state.tail_lo : state.tail_hi]
+    rows = 2 * keep + n
+    if state.tail.shape[0] < rows:
+        state.tail = np.empty((rows, state.tail.shape[1]))
+    state.tail[: len(kept)] = kept
+    state.tail_lo, state.tail_hi = 0, len(kept)
 
 
 def atrial_flush(state: AtrialState) -> list[Episode]:
