@@ -91,6 +91,7 @@ from ecg._delineate_kernels import median_rows
 from ecg._filters_kernels import N_SECTIONS_SHORT, pad_sections, sosfilt_samples_short
 from ecg._rhythm_kernels import (
     correlate_previous,
+    detrend_segment,
     dominant_rows,
     irregularity,
     spike_score,
@@ -431,10 +432,13 @@ def _add_beat(state: AtrialState, beat: int, buffer: FloatArray, buffer_start: i
     if b > a:
         segment[a - lo :] = buffer[a - buffer_start : b - buffer_start]
     # Mean and linear trend removed: baseline wander is not atrial activity.
-    t = state.trend
-    segment -= np.add.reduce(segment, axis=0, keepdims=True) / segment.shape[0]
-    segment -= np.add.reduce(segment * t, axis=0, keepdims=True) / state.trend_norm * t
-    np.add.reduce(segment * segment, axis=0, out=state.energies[row])
+    if segment.shape[1] > 1:
+        detrend_segment(segment, state.trend, state.trend_norm, state.energies[row])
+    else:  # one lead: numpy sums a contiguous column pairwise, the kernel would not
+        t = state.trend
+        segment -= np.add.reduce(segment, axis=0, keepdims=True) / segment.shape[0]
+        segment -= np.add.reduce(segment * t, axis=0, keepdims=True) / state.trend_norm * t
+        np.add.reduce(segment * segment, axis=0, out=state.energies[row])
     index = state.first_beat + len(state.samples)
     if state.samples:
         # The previous beat's prematurity is known now that its next RR is.

@@ -117,6 +117,25 @@ def test_window_sum_is_numpys_sum_of_the_stack() -> None:
             np.testing.assert_array_equal(out, expected)
 
 
+def test_detrend_segment_is_the_numpy_expressions() -> None:
+    """A segment's mean and trend removed and its energy per lead are the numpy
+    expressions' bit for bit (sums along the sample axis of a C-ordered array of two
+    or more leads; one lead stays with numpy)."""
+    rng = np.random.default_rng(7)
+    for n_samples, n_leads in ((2, 2), (135, 2), (135, 12), (95, 3)):
+        segment = rng.standard_normal((n_samples, n_leads)) * 10.0 ** rng.integers(-3, 3)
+        segment += rng.standard_normal(n_leads) * 5.0
+        trend = np.linspace(-1.0, 1.0, n_samples)[:, None]
+        norm = float((trend * trend).sum())
+        expected = segment.copy()
+        expected -= np.add.reduce(expected, axis=0, keepdims=True) / n_samples
+        expected -= np.add.reduce(expected * trend, axis=0, keepdims=True) / norm * trend
+        energy = np.empty(n_leads)
+        _rhythm_kernels.detrend_segment(segment, trend, norm, energy)
+        np.testing.assert_array_equal(segment, expected)
+        np.testing.assert_array_equal(energy, np.add.reduce(expected * expected, axis=0))
+
+
 def _stacked_features(state: AtrialState, index: int, n_beats: int) -> tuple[float, FloatArray]:
     """(irregularity, coherence per lead) of a window as the measure was first written:
     the window's segments and shapes stacked, the correlation matrix by matrix product."""
