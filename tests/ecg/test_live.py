@@ -20,6 +20,7 @@ from ecg.live import (
     LiveUpdate,
     _activity_start,
     _activity_step,
+    _median,
     live_flush,
     live_start,
     live_step,
@@ -325,3 +326,9 @@ def _last_active_end(mv: np.ndarray, block: int) -> int:
         if ((2 * finite.sum(axis=0) >= block) & (high - low >= 0.02)).any():
             last = first + block
     return last
+
+
+@given(st.lists(st.integers(1, 2**40), min_size=1, max_size=12))
+def test_heart_rate_median_is_numpys(intervals: list[int]) -> None:
+    """The RR intervals' median is np.median's, bit for bit."""
+    assert _median(intervals) == float(np.median(np.asarray(intervals, dtype=np.int64)))
