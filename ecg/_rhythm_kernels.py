@@ -33,7 +33,9 @@ Design notes
   or more leads numpy sums sample after sample, so the segments and energies are bit
   for bit numpy's (seven array calls per beat and their temporaries were half of
   adding it). A single lead's column is contiguous and numpy sums it pairwise: the
-  caller keeps numpy there.
+  caller keeps numpy there. :func:`window_coherence` is the window's coherence per
+  lead on the same terms (the window's sum, then its mean's energy over the mean
+  energy, eight array calls a window before).
 - Kernels call only kernels of this module (numba's cache is per file, see
   :mod:`ecg._jit`).
 """
@@ -51,6 +53,7 @@ __all__ = [
     "dominant_rows",
     "irregularity",
     "spike_score",
+    "window_coherence",
     "window_sum",
 ]
 
@@ -272,3 +275,32 @@ def window_sum(
         r = rows[k]
         for j in range(size):
             total[j] += flat[r, j]
+
+
+@jit
+def window_coherence(
+    segments: NDArray[np.float64],
+    energies: NDArray[np.float64],
+    rows: NDArray[np.int64],
+    per_lead: NDArray[np.float64],
+) -> None:
+    """Per lead, the energy of the mean of ``segments[rows]`` (rows, samples, leads) over
+    their mean energy (``energies[rows]``), into ``per_lead`` where that is above 1e-12
+    (left as it is elsewhere): ``ecg.rhythm._features``' numpy form bit for bit for two
+    or more leads (see the module's notes)."""
+    n_samples, n_leads = segments.shape[1], segments.shape[2]
+    total = np.empty((n_samples, n_leads))
+    window_sum(segments, rows, total)
+    k = rows.shape[0]
+    for lead in range(n_leads):
+        energy = energies[rows[0], lead]
+        for m in range(1, k):
+            energy += energies[rows[m], lead]
+        energy = energy / k
+        mean = total[0, lead] / k
+        power = mean * mean
+        for i in range(1, n_samples):
+            mean = total[i, lead] / k
+            power += mean * mean
+        if energy > 1e-12:
+            per_lead[lead] = power / energy

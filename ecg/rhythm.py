@@ -95,6 +95,7 @@ from ecg._rhythm_kernels import (
     dominant_rows,
     irregularity,
     spike_score,
+    window_coherence,
     window_sum,
 )
 from ecg.errors import ConfigError, SignalError
@@ -535,9 +536,12 @@ def _features(state: AtrialState, index: int, n_beats: int) -> tuple[float, floa
     chosen = rows[ok]
     n_leads = state.zi.shape[2]
     per_lead = np.full(n_leads, np.nan)
-    if len(chosen) >= 3:
+    if len(chosen) >= 3 and n_leads > 1:
+        window_coherence(state.segments, state.energies, chosen, per_lead)
+    elif len(chosen) >= 3:
         # The chosen segments' mean and mean energy, in the order (and so to the bit)
-        # of numpy's mean over the stacked segments.
+        # of numpy's mean over the stacked segments (one lead: numpy sums its column
+        # pairwise, the kernel would not).
         # (np.add.reduce and the division by the count are what np.mean does, without
         # its bookkeeping.)
         total = np.empty(state.segments.shape[1:])

@@ -136,6 +136,30 @@ def test_detrend_segment_is_the_numpy_expressions() -> None:
         np.testing.assert_array_equal(energy, np.add.reduce(expected * expected, axis=0))
 
 
+def test_window_coherence_is_the_numpy_form() -> None:
+    """The window's coherence per lead is the numpy form's bit for bit (two or more
+    leads), and left as it was where the mean energy is 1e-12 or less."""
+    rng = np.random.default_rng(8)
+    for n_leads in (2, 3, 12):
+        segments = rng.standard_normal((30, 135, n_leads)) * 10.0 ** rng.integers(-3, 3)
+        segments[:, :, 1] = 1e-9  # a lead with no energy to speak of
+        energies = np.add.reduce(segments * segments, axis=1)
+        for rows in ([3, 4, 5], [29, 0, 1, 2], list(range(5, 30)) + list(range(5))):
+            chosen = np.asarray(rows, dtype=np.int64)
+            total = np.empty(segments.shape[1:])
+            _rhythm_kernels.window_sum(segments, chosen, total)
+            average = total / len(chosen)
+            energy = np.add.reduce(energies[chosen], axis=0) / len(chosen)
+            expected = np.full(n_leads, np.nan)
+            np.divide(
+                np.add.reduce(average * average, axis=0), energy, expected, where=energy > 1e-12
+            )
+            per_lead = np.full(n_leads, np.nan)
+            _rhythm_kernels.window_coherence(segments, energies, chosen, per_lead)
+            np.testing.assert_array_equal(per_lead, expected)
+            assert np.isnan(per_lead[1])
+
+
 def _stacked_features(state: AtrialState, index: int, n_beats: int) -> tuple[float, FloatArray]:
     """(irregularity, coherence per lead) of a window as the measure was first written:
     the window's segments and shapes stacked, the correlation matrix by matrix product."""
