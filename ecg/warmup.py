@@ -14,12 +14,15 @@ Design notes
   streaming detector with a lead off, quality and rhythm steps, the AF measures'
   kernels of :mod:`ecg._rhythm_kernels` at its flush) and the batch path
   (:func:`ecg.annotate.annotate` in both filter modes) on a synthetic 12-lead record with
-  missing samples, a flat lead and an irregular rhythm, so that every branch that has a
-  kernel of its own is reached. Nothing is written but numba's cache.
+  missing samples, a flat lead and an irregular rhythm, then on the same record with no
+  missing sample, and the live pipeline on one lead too, so that every branch that has
+  a kernel of its own is reached (``tests/ecg/test_warmup.py`` checks that every kernel
+  Python code calls has been compiled or loaded). Nothing is written but numba's cache.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 
@@ -55,9 +58,13 @@ def warm_up() -> float:
     """Reach every kernel once; return the seconds it took."""
     started = time.perf_counter()
     live_warm_up()
+    live_warm_up(n_leads=1)  # one lead: the atrial windows' numpy-ordered sum
     record = _synthetic_record()
     for mode in FilterMode:
         annotate(record, AnnotateConfig(mode=mode))
+    # A record with no missing sample takes the delineator's all-leads-at-once medians.
+    finite = np.nan_to_num(record.signal_mv, nan=0.0)
+    annotate(dataclasses.replace(record, signal_mv=finite), AnnotateConfig())
     return time.perf_counter() - started
 
 
