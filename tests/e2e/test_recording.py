@@ -15,6 +15,7 @@ from teleconsult.app import build_server
 from teleconsult.config import Config, DataSection, MediaSection
 from tests.e2e.conftest import SECRET, WEB_DIR, Consult
 from tests.e2e.test_passthrough import seeing_each_other
+from tests.media.peers import wait_for
 from tests.media.probe import ffprobe, last_packet_s
 from tests.web.browser import chromium
 
@@ -91,6 +92,9 @@ async def test_moderator_consent_toggle_records_and_everyone_sees_it(
     # Two seconds of the consult recorded: 30 more frames (at 15 fps) reach a through the SFU.
     frames = await a.evaluate("() => window.tc.inbound.video.frames")
     await a.wait_for_function(f"() => window.tc.inbound.video.frames > {frames} + 30")
+    # A track enters the manifest (written at once) with its first recordable frame; a
+    # video track's is its first keyframe, which may come later than those 2 s.
+    await wait_for(lambda: len(read_manifest(directory).tracks) == 4)
     await a.get_by_role("button", name="Stop recording").click()
     for page in (a, b):
         await page.wait_for_function(
