@@ -151,10 +151,6 @@ def tone_chromium(wav: Path) -> AbstractAsyncContextManager[Browser]:
     return chromium_with([*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={wav}"])
 
 
-def turn_port(turn: Turn) -> int:
-    return int(turn.url.split(":")[2].split("?")[0])
-
-
 async def fps_over_last_second(page: Page) -> float:
     frames: float = await page.evaluate(
         """() => { const s = window.frameTimes, last = s.at(-1);
@@ -170,7 +166,7 @@ async def shaped_consult(
 ) -> AsyncIterator[tuple[Consult, Browser, Shaper]]:
     """The server, a tone-sending Chromium, and the shaped line in front of coturn."""
     shaper = Shaper(
-        ("127.0.0.1", turn_port(coturn)),
+        ("127.0.0.1", coturn.port),
         up=Link(ONE_WAY_DELAY_S, loss, RATE_BPS, QUEUE_BYTES, seed=seed),
         down=Link(ONE_WAY_DELAY_S, loss, RATE_BPS, QUEUE_BYTES, seed=seed + 1),
     )

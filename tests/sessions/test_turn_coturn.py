@@ -3,84 +3,33 @@
 from __future__ import annotations
 
 import asyncio
-import random
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from aioice import stun, turn
 
 from sessions.turn import IceConfig, turn_credentials
+from tests.media.turn import running_coturn
 
 SECRET = "coturn-shared-secret"
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def coturn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """A coturn on 127.0.0.1 with the REST-API shared secret; yields its port."""
-    if shutil.which("turnserver") is None:
-        pytest.skip("turnserver (coturn) is not installed (make sysdeps)")
-    port = _free_udp_port()
-    # A relay port range of our own, so that coturns of parallel test runs do not collide.
-    relay_min = random.randrange(50_000, 60_000, 100)
-    folder: Path = tmp_path_factory.mktemp("coturn")
-    process = subprocess.Popen(
-        [
-            "turnserver",
-            "-n",
-            f"--listening-port={port}",
-            "--listening-ip=127.0.0.1",
-            "--relay-ip=127.0.0.1",
-            f"--min-port={relay_min}",
-            f"--max-port={relay_min + 99}",
-            "--use-auth-secret",
-            f"--static-auth-secret={SECRET}",
-            "--realm=teleconsult.test",
-            "--no-tls",
-            "--no-dtls",
-            "--no-cli",
-            "--allow-loopback-peers",
-            f"--log-file={folder / 'turn.log'}",
-            f"--pidfile={folder / 'turn.pid'}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    time.sleep(0.5)
-    if process.poll() is not None:
-        pytest.fail("turnserver did not start")
-    yield port
-    process.terminate()
-    process.wait(10)
+    """A coturn on 127.0.0.1 with the REST-API shared secret, answering; yields its port."""
+    with running_coturn(tmp_path_factory.mktemp("coturn"), SECRET) as turn_server:
+        yield turn_server.port
 
 
 async def _allocate(port: int, username: str, password: str) -> tuple[str, int]:
     """Allocate a relay on coturn with these credentials; the relayed address."""
-    last: Exception | None = None
-    for _ in range(20):  # coturn may need a moment before it answers
-        try:
-            transport, _ = await turn.create_turn_endpoint(
-                asyncio.DatagramProtocol, ("127.0.0.1", port), username, password, lifetime=60
-            )
-        except (stun.TransactionTimeout, ConnectionError) as exc:
-            last = exc
-            await asyncio.sleep(0.25)
-            continue
-        relayed: tuple[str, int] = transport.get_extra_info("sockname")
-        transport.close()
-        return relayed
-    raise AssertionError(f"coturn never answered: {last}")
+    transport, _ = await turn.create_turn_endpoint(
+        asyncio.DatagramProtocol, ("127.0.0.1", port), username, password, lifetime=60
+    )
+    relayed: tuple[str, int] = transport.get_extra_info("sockname")
+    transport.close()
+    return relayed
 
 
 async def test_coturn_accepts_minted_credentials(coturn: int) -> None:
