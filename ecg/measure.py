@@ -24,12 +24,22 @@ Design notes
   Sokolow–Lyon and Cornell use their magnitudes.
 - **HR and RR** are the median RR interval of the window (``60000 / median RR``): the
   rate the QTc formulas use.
-- **Axes** are the direction of the net area (µV·s) of the wave between its global
-  onset and offset in the frontal plane: ``atan2(2·aVF/√3, I)`` (aVF sees
-  ``√3/2·|E|·sin θ`` when I sees ``|E|·cos θ``). Where I or aVF is missing, they are
-  derived from II and III by Einthoven's law (``I = II − III``, ``aVF = (II + III)/2``).
-  A net area too small to have a direction (all leads nearly isoelectric) gives
-  ``Absent(INDETERMINATE)``.
+- **Axes** are directions in the frontal plane, ``atan2(2·aVF/√3, I)`` (aVF sees
+  ``√3/2·|E|·sin θ`` when I sees ``|E|·cos θ``), from two numbers per lead. The **QRS
+  axis** is the hexaxial method of the clinical texts: the net deflection of the QRS in
+  I and aVF, the height of its tallest positive wave minus the depth of its deepest
+  negative one (``R + min(Q, S)``, from the isoelectric level, between the global QRS
+  onset and offset) — what a reader measures on paper, and the convention of the
+  diagnoses the axis classes and LAD/RAD/LAFB are scored against (on LUDB's odd
+  records it gave the diagnosed axis class more often than the net area, 28/47 against
+  26/47, and the even ones confirmed it, 36/45 against 32/45). The **P and T axes**
+  are the direction of the wave's net area (µV·s) between its global onset and
+  offset: those waves are mostly one-phased, so area and deflection agree, and the area
+  is the steadier of the two on a low, noisy wave. Where I or aVF is missing, they are
+  derived from II and III by Einthoven's law (``I = II − III``, ``aVF = (II + III)/2``;
+  exact for areas, an approximation for peak deflections, whose peaks need not be
+  simultaneous). A net area or deflection too small to have a direction (all leads
+  nearly isoelectric) gives ``Absent(INDETERMINATE)``.
 - **Live.** The live path calls the same :func:`measure` on a window of signal with
   the beats detected in it (in window coordinates: sample 0 is the window's first
   sample); the result is the batch result for that window, because nothing here keeps
@@ -132,7 +142,7 @@ class MeasureConfig:
     st_offset_ms : float
         ST level is measured this long after the J point (QRS offset), ms.
     min_axis_area_uvs : float
-        Below this net frontal area (µV·s) an axis is indeterminate.
+        Below this net frontal area (µV·s) a P or T axis is indeterminate.
     delineate : DelineateConfig
         Settings of the delineation.
     """
@@ -362,8 +372,32 @@ def _interval(dl: Delineation, end: int, start: int, absent: Absent | None) -> V
 
 _AXIS_WAVES = {"p": ("p_on", "p_off"), "qrs": ("qrs_on", "qrs_off"), "t": ("qrs_off", "t_off")}
 
+# Below this net frontal QRS deflection, mV, the QRS axis is indeterminate: half a small
+# square at 10 mm/mV, a direction no reader can take from the paper (the hexaxial
+# method's equiphasic limb leads).
+QRS_AXIS_MIN_NET_MV: Final = 0.05
+
+
+def _net_area_uvs(seg_mv: NDArray[np.float64], fs_hz: float) -> float:
+    """Net area of a wave, µV·s (samples in mV from the isoelectric level)."""
+    return float(np.sum(seg_mv)) / fs_hz * 1000.0
+
+
+def _net_deflection_mv(seg_mv: NDArray[np.float64], fs_hz: float) -> float:
+    """Net QRS deflection, mV: the tallest positive wave minus the deepest negative one.
+
+    The quantity of the hexaxial method of the clinical texts (``R + min(Q, S)``; 0 for a
+    missing wave), read from the isoelectric level.
+    """
+    return max(float(seg_mv.max()), 0.0) + min(float(seg_mv.min()), 0.0)
+
 
 def _axis(dl: Delineation, wave: str, config: MeasureConfig) -> Value:
+    """Frontal axis of the P wave, QRS or T wave, degrees in (-180, 180].
+
+    The QRS from the net deflections of I and aVF, P and T from their net areas (see the
+    module notes for why); II and III stand in for a missing I or aVF.
+    """
     g = dl.global_
     absent = {"p": g.absent_p, "qrs": g.absent_qrs, "t": g.absent_t or g.absent_qrs}[wave]
     if absent is not None:
@@ -373,17 +407,20 @@ def _axis(dl: Delineation, wave: str, config: MeasureConfig) -> Value:
     if on == MISSING or off == MISSING or off <= on:
         return Absent(AbsentReason.NOT_DELINEATED, f"{wave.upper()} boundaries not found")
     by_name = {t.lead: t for t in dl.templates if t.usable}
+    if wave == "qrs":
+        net, least, quantity = _net_deflection_mv, QRS_AXIS_MIN_NET_MV, "deflection"
+    else:
+        net, least, quantity = _net_area_uvs, config.min_axis_area_uvs, "area"
 
-    def area(name: str) -> float | None:
+    def lead_net(name: str) -> float | None:
         t = by_name.get(name)
         if t is None:
             return None
-        seg = t.wide_mv[on : off + 1] - t.iso_mv
-        return float(np.sum(seg)) / dl.fs_hz * 1000.0  # mV·s -> µV·s
+        return net(t.wide_mv[on : off + 1] - t.iso_mv, dl.fs_hz)
 
-    lead_i, lead_avf = area("I"), area("aVF")
+    lead_i, lead_avf = lead_net("I"), lead_net("aVF")
     if lead_i is None or lead_avf is None:
-        lead_ii, lead_iii = area("II"), area("III")
+        lead_ii, lead_iii = lead_net("II"), lead_net("III")
         if lead_ii is None or lead_iii is None:
             missing = [n for n in ("I", "aVF") if n not in by_name]
             return Absent(
@@ -393,8 +430,8 @@ def _axis(dl: Delineation, wave: str, config: MeasureConfig) -> Value:
         lead_i = lead_ii - lead_iii if lead_i is None else lead_i
         lead_avf = (lead_ii + lead_iii) / 2.0 if lead_avf is None else lead_avf
     y = 2.0 * lead_avf / math.sqrt(3.0)
-    if math.hypot(lead_i, y) < config.min_axis_area_uvs:
-        return Absent(AbsentReason.INDETERMINATE, f"net {wave.upper()} area too small")
+    if math.hypot(lead_i, y) < least:
+        return Absent(AbsentReason.INDETERMINATE, f"net {wave.upper()} {quantity} too small")
     angle = math.degrees(math.atan2(y, lead_i))
     return 180.0 if angle == -180.0 else angle
 
