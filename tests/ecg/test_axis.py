@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 from ecg.delineate import Absent, AbsentReason, Delineation
 from ecg.detect import detect_qrs
 from ecg.measure import measure, measure_delineation
-from ecg.statements import LAFB_AXIS_DEG
+from ecg.statements import LAFB_AXIS_DEG, statements_from_measurements
 from tests.ecg.test_statements import make, said
 
 FS = 500.0
@@ -138,6 +138,14 @@ def test_lafb_needs_qr_in_avl_and_rs_in_iii() -> None:
         assert "LAD" in found
 
 
+def _ludb_mv(base: Path) -> tuple[NDArray[np.float64], float, list[str], str]:
+    """A LUDB record in mV from its µV samples (its header gains are per-lead ranges)."""
+    raw = wfdb.rdrecord(str(base), physical=False)
+    signal = (raw.d_signal.astype(np.float64) - np.asarray(raw.baseline)) / 1000.0
+    names = [{"avr": "aVR", "avl": "aVL", "avf": "aVF"}.get(n, n.upper()) for n in raw.sig_name]
+    return signal, float(raw.fs), names, "\n".join(raw.comments)
+
+
 LUDB_SAMPLE = [str(n) for n in range(1, 101, 5)]
 
 
@@ -148,13 +156,10 @@ def test_ludb_qrs_axis_is_the_net_deflection_of_i_and_avf(ecg_dir: Path, name: s
     base = ecg_dir / "ludb-dev" / name
     if not base.with_suffix(".hea").exists():
         pytest.skip("ludb-dev not present")
-    raw = wfdb.rdrecord(str(base), physical=False)
-    signal = (raw.d_signal.astype(np.float64) - np.asarray(raw.baseline)) / 1000.0
-    names = [{"avr": "aVR", "avl": "aVL", "avf": "aVF"}.get(n, n.upper()) for n in raw.sig_name]
-    beats = np.unique(np.asarray(detect_qrs(signal, float(raw.fs)), np.int64))
-    m = measure(signal, float(raw.fs), names, beats)
+    signal, fs_hz, names, text = _ludb_mv(base)
+    beats = np.unique(np.asarray(detect_qrs(signal, fs_hz), np.int64))
+    m = measure(signal, fs_hz, names, beats)
     axis = m.global_.qrs_axis_deg
-    text = "\n".join(raw.comments)
     if isinstance(axis, Absent):
         assert re.search("pacing|P-synchrony", text, re.IGNORECASE), axis
         return
@@ -167,3 +172,27 @@ def test_ludb_qrs_axis_is_the_net_deflection_of_i_and_avf(ecg_dir: Path, name: s
         net[lead] = r + min(q, s)
     expected = math.degrees(math.atan2(2.0 * net["aVF"] / math.sqrt(3.0), net["I"]))
     assert axis == pytest.approx(expected, abs=1e-6)
+
+
+def test_ludb_lafb_only_where_the_cardiologists_said_it(ecg_dir: Path) -> None:
+    """On every LUDB dev record its cardiologists call "left axis deviation", an LAFB we
+    state is one of theirs (none false), and the rule finds some of theirs."""
+    folder = ecg_dir / "ludb-dev"
+    if not (folder / "1.hea").exists():
+        pytest.skip("ludb-dev not present")
+    ours, theirs = set(), set()
+    for hea in sorted(folder.glob("*.hea"), key=lambda p: int(p.stem)):
+        signal, fs_hz, names, text = _ludb_mv(hea.with_suffix(""))
+        if "Electric axis of the heart: left axis deviation" not in text:
+            continue
+        beats = np.unique(np.asarray(detect_qrs(signal, fs_hz), np.int64))
+        found, _ = statements_from_measurements(
+            measure(signal, fs_hz, names, beats), None, beats, fs_hz
+        )
+        if "Left anterior hemiblock" in text:
+            theirs.add(hea.stem)
+        if any(s.code == "LAFB" for s in found):
+            ours.add(hea.stem)
+    assert theirs
+    assert ours <= theirs
+    assert ours
