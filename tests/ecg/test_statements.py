@@ -188,13 +188,19 @@ def test_complete_and_incomplete_rbbb() -> None:
 
 
 def test_lbbb_pattern() -> None:
-    """QRS 150 ms, QS in V1, broad R without Q or S in V6: CLBBB."""
+    """QRS 150 ms, QS in V1, broad R without Q or S in V6 peaking 80 ms after the QRS
+    onset: CLBBB (the R peak time's limit: tests/ecg/test_conduction.py)."""
     leads = {
         "V1": {"r_amp_mv": 0.1, "s_amp_mv": -1.5},
         "V6": {"r_amp_mv": 1.5, "s_amp_mv": 0.0, "q_amp_mv": 0.0},
     }
-    assert "CLBBB" in said(make(qrs_ms=150.0, leads=leads, terminal={"V1": -0.3}))
-    assert "CLBBB" not in said(make(qrs_ms=110.0, leads=leads, terminal={"V1": -0.3}))
+    late_r = {"V1": -0.3, "V6": 0.5}  # V6's template: R at 0.5 mV over its last 40 ms
+
+    def m(qrs_ms: float) -> Measurements:
+        return make(qrs_ms=qrs_ms, leads=leads, terminal=late_r)
+
+    assert "CLBBB" in said(m(150.0))
+    assert "CLBBB" not in said(m(110.0))
 
 
 def test_axis_deviation_and_fascicular_blocks() -> None:
