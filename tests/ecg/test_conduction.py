@@ -47,7 +47,8 @@ def rsr(fall_mv: float) -> list[tuple[float, float]]:
 def test_rsr_prime_in_v1_under_120_ms_is_incomplete_rbbb() -> None:
     """An r' in V1 that falls back by the smallest wave is IRBBB at any QRS under 120
     ms (LUDB's convention), with the r' and the limits as evidence; one that falls by
-    less, or a normal rS rising into the ST segment, is not."""
+    less, stays below the smallest wave's height, or a normal rS rising into the ST
+    segment, is not."""
     found = said(shaped(make(qrs_ms=96.0), "V1", rsr(R_PRIME_MV + 0.01)))
     assert "IRBBB" in found
     assert found["IRBBB"]["r_prime_v1_mv"] == pytest.approx(0.15)
@@ -60,6 +61,10 @@ def test_rsr_prime_in_v1_under_120_ms_is_incomplete_rbbb() -> None:
     assert "IRBBB" in said(shaped(make(qrs_ms=96.0), "V2", rsr(0.1)))
     below = [(0, 0), (20, 0.2), (50, -0.8), (80, -0.1), (100, -0.3), (200, -0.3)]
     assert "IRBBB" not in said(shaped(make(qrs_ms=96.0), "V1", below))
+    # The smallest wave above the baseline (IEC 60601-2-51: 30 µV), and just under it.
+    for top_mv, counts in ((R_PRIME_MV + 0.005, True), (R_PRIME_MV - 0.005, False)):
+        small = [(0, 0), (20, 0.2), (50, -0.8), (80, top_mv), (100, top_mv - 0.1), (200, -0.1)]
+        assert ("IRBBB" in said(shaped(make(qrs_ms=96.0), "V1", small))) is counts
 
 
 def test_rsr_prime_with_late_lateral_s_from_120_ms_is_complete_rbbb() -> None:
@@ -113,9 +118,9 @@ LUDB_SPAN = range(20, 51)
 
 def test_ludb_bundle_branch_blocks(ecg_dir: Path) -> None:
     """On LUDB dev records 20-50 (samples as LUDB's µV), against the diagnoses of the
-    headers: IRBBB at Se >= 80 % and +P >= 75 % (7 of 8 found; 35 and 38 show an rSr' in V1
-    that LUDB does not name), both CLBBB found and none said
-    elsewhere, the CRBBB found."""
+    headers: IRBBB at Se >= 80 % and +P >= 80 % (7 of 8 found; 38, in AF, shows an
+    rSr' in V1 that LUDB does not name), both CLBBB found and none said elsewhere, the
+    CRBBB found."""
     folder = ecg_dir / "ludb-dev"
     if not (folder / "20.hea").exists():
         pytest.skip(f"ludb-dev not present under {ecg_dir}")
@@ -139,6 +144,6 @@ def test_ludb_bundle_branch_blocks(ecg_dir: Path) -> None:
                 counts[code]["tp" if named and code in codes else "fn" if named else "fp"] += 1
     ir = counts["IRBBB"]
     assert ir["tp"] / (ir["tp"] + ir["fn"]) >= 0.8, counts
-    assert ir["tp"] / max(ir["tp"] + ir["fp"], 1) >= 0.75, counts
+    assert ir["tp"] / max(ir["tp"] + ir["fp"], 1) >= 0.8, counts
     assert counts["CLBBB"] == {"tp": 2, "fn": 0, "fp": 0}, counts
     assert counts["CRBBB"]["tp"] == 1, counts
