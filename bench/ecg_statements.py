@@ -33,6 +33,9 @@ Protocol
     cardiologists use both conventions (16 of the 38 dev records they call "left axis
     deviation" measure 0 to +30° by every published method, 3 they call "horizontal"
     below 0°);
+  * beside the 1AVB row, the records where LUDB's label disagrees with PR > 200 ms
+    on LUDB's own waves (earliest P onset to earliest QRS onset over the 12 leads,
+    median over the beats), as information: the scoring is against the label;
   * Se and +P per statement: ``1AVB``, ``CRBBB``, ``IRBBB``, ``CLBBB``, ``LAFB``,
     ``PACE``, ``LVH``, ``3AVB``, ``RVH``, ``LAO/LAE``, and ST elevation (``STEMI``
     diagnoses) against any ``STE_*``, "Ischemia" against any ``STD_*``.
@@ -50,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import sys
@@ -69,10 +73,12 @@ from ecg_delineation import parse_records  # noqa: E402
 from ecg.detect import detect_qrs_and_vf  # noqa: E402
 from ecg.measure import Measurements, measure  # noqa: E402
 from ecg.rhythm import BRADY_BPM, TACHY_BPM  # noqa: E402
-from ecg.statements import Interpretation, interpret  # noqa: E402
+from ecg.statements import AVB1_PR_MS, Interpretation, interpret  # noqa: E402
 
 FloatArray = npt.NDArray[np.float64]
 
+#: LUDB's annotation files, one per lead.
+LUDB_LEADS = ("i", "ii", "iii", "avr", "avl", "avf", "v1", "v2", "v3", "v4", "v5", "v6")
 LEAD_NAMES = {"i": "I", "ii": "II", "iii": "III", "avr": "aVR", "avl": "aVL", "avf": "aVF"}
 RHYTHMS = {
     "Sinus rhythm": "sinus",
@@ -169,6 +175,54 @@ def _reference_hr_bpm(path: Path) -> float:
     return 60.0 * float(ann.fs or 500.0) / float(np.median(np.diff(qrs)))
 
 
+def _waves(
+    ann: wfdb.Annotation, symbol: str
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(peaks, onsets) of LUDB's waves of ``symbol`` in one lead's annotation: each peak
+    whose onset "(" immediately precedes it."""
+    samples = np.asarray(ann.sample, dtype=np.int64)
+    symbols = list(ann.symbol)
+    rows = [
+        (samples[k], samples[k - 1])
+        for k in range(1, len(symbols))
+        if symbols[k] == symbol and symbols[k - 1] == "("
+    ]
+    if not rows:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
+    peaks, onsets = zip(*rows, strict=True)
+    return np.asarray(peaks, dtype=np.int64), np.asarray(onsets, dtype=np.int64)
+
+
+def _reference_pr_ms(path: Path, leads: tuple[str, ...] = LUDB_LEADS) -> float:
+    """PR from LUDB's own wave annotations: per beat (the lead II QRS peaks), the
+    earliest P onset to the earliest QRS onset over the 12 leads (a P is the beat's
+    when its peak lies between the previous QRS peak and this one), median over the
+    beats with a P; NaN without any (atrial fibrillation, flutter). With P waves not
+    conducted (second- and third-degree block) it is the earliest P of the interval, not
+    a PR: information beside the label, not a reference."""
+    per_lead = [wfdb.rdann(str(path), lead) for lead in leads]
+    fs = float(per_lead[0].fs or 500.0)
+    beats, _ = _waves(wfdb.rdann(str(path), "ii"), "N")
+    qrs = [_waves(ann, "N") for ann in per_lead]
+    p = [_waves(ann, "p") for ann in per_lead]
+    half = round(0.1 * fs)
+    prs = []
+    for i, r in enumerate(beats.tolist()):
+        prev = beats[i - 1] if i > 0 else r - round(2.0 * fs)
+        qrs_on = [
+            int(on[np.abs(pk - r) <= half].min())
+            for pk, on in qrs
+            if np.any(np.abs(pk - r) <= half)
+        ]
+        p_on = [
+            int(on[(pk > prev) & (pk < r)].min()) for pk, on in p if np.any((pk > prev) & (pk < r))
+        ]
+        if qrs_on and p_on:
+            prs.append((min(qrs_on) - min(p_on)) * 1000.0 / fs)
+    return float(np.median(prs)) if prs else float("nan")
+
+
 def axis_class(axis_deg: float | None) -> str:
     """LUDB's axis classes (the Russian convention) from a frontal QRS axis."""
     if axis_deg is None:
@@ -233,6 +287,8 @@ def ludb(folder: Path, records: list[str], adc_per_mv: float) -> dict[str, objec
     origin_misses: list[str] = []
     rate_misses: list[str] = []
     label_disagrees: list[str] = []
+    # 1AVB: LUDB's label against PR > 200 ms on LUDB's own waves (information only).
+    avb_disagrees: list[str] = []
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     rhythm_misses, axis_misses, statement_misses = [], [], defaultdict(list)
     times = []
@@ -282,6 +338,14 @@ def ludb(folder: Path, records: list[str], adc_per_mv: float) -> dict[str, objec
             if three(got) != three(expected):
                 shown = "absent" if number is None else f"{number:.0f}"
                 axis_misses.append(f"{name}: {expected} -> {got} ({shown} deg)")
+        avb_needle = re.escape(STATEMENTS["1AVB"][0])
+        avb_label = re.search(rf"(?<![a-z]){avb_needle}", text, re.IGNORECASE) is not None
+        reference_pr = _reference_pr_ms(folder / name)
+        if math.isfinite(reference_pr) and avb_label != (reference_pr > AVB1_PR_MS):
+            avb_disagrees.append(
+                f"{name}: {'1AVB' if avb_label else 'no 1AVB'} at PR {reference_pr:.0f} ms"
+                f" (ours: {'1AVB' if '1AVB' in codes else 'no 1AVB'})"
+            )
         for label, (needle, ours_codes) in STATEMENTS.items():
             # A whole-word match: "Complete right bundle branch block" is also the end of
             # "Incomplete right bundle branch block".
@@ -317,6 +381,12 @@ def ludb(folder: Path, records: list[str], adc_per_mv: float) -> dict[str, objec
         print(f"  LUDB's label unlike the thresholds on its own beats: {len(label_disagrees)}")
         for item in label_disagrees:
             print(f"    {item}")
+    print(
+        f"  LUDB's 1AVB label unlike PR > {AVB1_PR_MS:g} ms on its own waves (earliest P"
+        f" onset to earliest QRS onset over the 12 leads, median over beats): {len(avb_disagrees)}"
+    )
+    for item in avb_disagrees:
+        print(f"    {item}")
     if axis_n:
         print(
             f"  axis class (LUDB's 5): {axis_ok}/{axis_n} = {100.0 * axis_ok / axis_n:.1f} %;"
@@ -351,6 +421,7 @@ def ludb(folder: Path, records: list[str], adc_per_mv: float) -> dict[str, objec
         "axis3_pct": 100.0 * axis3_ok / max(axis_n, 1),
         "axis_levo_pct": 100.0 * axis_levo_ok / max(axis_n, 1),
         "statements": table,
+        "avb1_label_unlike_reference_pr": avb_disagrees,
         "interpret_median_ms": median_ms,
     }
 
