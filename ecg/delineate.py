@@ -43,12 +43,16 @@ Design notes
   polarity: a P that is present and related to its QRS. In atrial fibrillation the
   median beat has no P (the fibrillatory waves are not locked to the QRS), so P
   measurements are absent with the reason ``no_p_wave``.
-- **Global fiducials** from the templates, as 12-lead programs do: QRS onset is the
-  earliest lead onset that ``agree_leads`` leads confirm within ``agree_ms``, QRS
-  offset the latest such offset, P onset and offset the same over the leads with a
-  P, and T end the latest confirmed over the leads where T is clearest (amplitude at
-  least ``t_clear_fraction`` of the largest). Per-beat global fiducials use the same
-  rule over each beat's leads.
+- **Global fiducials** from the templates. The QRS onset and offset are those of the
+  spatial velocity of the median beats (root of the leads' summed squared slopes,
+  with the QRS slope thresholds above), each beat's those of its own spatial
+  velocity; every lead's per-beat QRS boundaries are the beat's (a lead's own
+  boundaries are kept in its template's fiducials only). P onset is the earliest lead
+  onset that ``agree_leads`` leads confirm within ``agree_ms`` and P offset the latest
+  such offset, over the leads where P is clearest, and T end the latest confirmed over
+  the leads where T is clearest (amplitude at least ``t_clear_fraction`` of the
+  largest), as 12-lead programs do. Per-beat P and T use the same rule over each
+  beat's leads.
 - Fiducials are sample indices (record coordinates for beats, template coordinates
   for templates) with :data:`MISSING` (-1) where absent.
 - **Speed.** The wave finders (QRS bounds, the P and T searches with their extrema,
