@@ -686,7 +686,6 @@ class EcgService:
         # Told (start, annotation) once a finished stream's record is annotated, from the
         # batch thread (blocking work may be done there): the reading tasks' findings.
         self.on_annotated: Callable[[Start, Annotation], None] | None = None
-        self.live_lag_s: list[float] = []  # for the benchmark: chunk queued -> published
 
     # -- DeviceStreams -------------------------------------------------------------
 
@@ -807,8 +806,6 @@ class EcgService:
         self.workers.submit(job)
 
     def _publish_text(self, stream: str, text: str, queued: float) -> None:
-        if len(self.live_lag_s) < 100_000:
-            self.live_lag_s.append(time.monotonic() - queued)
         if self.hub is not None:
             self.hub.publish_text(stream, text)
 

@@ -137,6 +137,36 @@ async def test_unwatched_streams_step_by_the_second_watched_ones_by_200_ms(
     service.close()
 
 
+def _container_sizes(service: EcgService) -> dict[str, int]:
+    return {
+        name: len(value)
+        for name, value in vars(service).items()
+        if isinstance(value, list | dict | set)
+    }
+
+
+async def test_publishing_to_viewers_keeps_nothing_per_text(tmp_path: Path) -> None:
+    """Each text reaches the viewer and leaves nothing behind in the service. A history
+    per text is memory that grows while anyone watches: the latency list kept once for
+    a benchmark that no longer read it took 3 MiB of the soak's first minutes (100,000
+    floats, its cap, filled at 430-750 texts per second)."""
+    service = EcgService(tmp_path, encoder=ViewerMessages())
+    texts: list[str] = []
+    hub = service.hub = ViewerHub(ViewerCatalog(service), lambda conn, text: texts.append(text))
+    start = _start()
+    link = service.connect(start.device, lambda out: None)
+    link.receive_text(encode_message(start))
+    link.receive_bytes(Frame(1, 0, _digital(1.0)[:CHUNK]).serialize())
+    hub.request(EcgRequest(1, "viewer", "r1", m.EcgSubscribe(stream=str(start.stream))))
+    assert json.loads(texts[0])["type"] == "ecg_subscribed"
+    before = _container_sizes(service)
+    for number in range(1000):
+        service.workers.publish(str(start.stream), f"text {number}", 0.0)
+    assert texts[1:] == [f"text {number}" for number in range(1000)]
+    assert _container_sizes(service) == before
+    service.close()
+
+
 async def test_a_worker_process_returns_a_batch_of_jobs_in_order() -> None:
     """Jobs of one loop turn go to a worker process as a batch; results come back in order."""
     start = _start()
