@@ -66,6 +66,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ecg.critical import STEMI_PATTERN, Critical, CriticalConfig, critical_values
+from ecg.delineate import LeadTemplate
 from ecg.flags import Flag
 from ecg.measure import (
     Absent,
@@ -575,18 +576,31 @@ def _av_conduction(
         )
 
 
-def _terminal_forces(m: Measurements) -> dict[str, float]:
-    """Mean of the last ``TERMINAL_MS`` of the global QRS per lead, mV from the
-    isoelectric level: positive for a late R' (V1 in RBBB), negative for a late S."""
+def _qrs_templates(
+    m: Measurements, names: Sequence[str] | None = None
+) -> tuple[int, int, list[LeadTemplate]]:
+    """The global QRS onset and offset (samples of the median beats) and the usable
+    templates that reach the offset, of the leads ``names`` (all when None); no
+    template when the QRS is absent or has no extent."""
     dl = m.delineation
     on, off = dl.global_.qrs_on, dl.global_.qrs_off
     if dl.global_.absent_qrs is not None or on < 0 or off <= on:
-        return {}
-    span = max(1, round(TERMINAL_MS * dl.fs_hz / 1000.0))
+        return on, off, []
+    usable = [
+        t
+        for t in dl.templates
+        if t.usable and off + 1 <= t.wide_mv.size and (names is None or t.lead in names)
+    ]
+    return on, off, usable
+
+
+def _terminal_forces(m: Measurements) -> dict[str, float]:
+    """Mean of the last ``TERMINAL_MS`` of the global QRS per lead, mV from the
+    isoelectric level: positive for a late R' (V1 in RBBB), negative for a late S."""
+    on, off, templates = _qrs_templates(m)
+    span = max(1, round(TERMINAL_MS * m.delineation.fs_hz / 1000.0))
     result = {}
-    for t in dl.templates:
-        if not t.usable or off + 1 > t.wide_mv.size:
-            continue
+    for t in templates:
         seg = t.wide_mv[max(on, off + 1 - span) : off + 1] - t.iso_mv
         if seg.size and np.isfinite(seg).all():
             result[t.lead] = float(seg.mean())
@@ -621,15 +635,10 @@ def _r_prime(m: Measurements) -> dict[str, float]:
     fall may end after the QRS offset): a wave of its own, not the ST upstroke of a
     normal rS (which rises into the T wave without falling).
     """
-    dl = m.delineation
-    on, off = dl.global_.qrs_on, dl.global_.qrs_off
-    if dl.global_.absent_qrs is not None or on < 0 or off <= on:
-        return {}
-    fall = max(1, round(R_PRIME_FALL_MS * dl.fs_hz / 1000.0))
+    on, off, templates = _qrs_templates(m, ("V1", "V2"))
+    fall = max(1, round(R_PRIME_FALL_MS * m.delineation.fs_hz / 1000.0))
     found = {}
-    for t in dl.templates:
-        if t.lead not in ("V1", "V2") or not t.usable or off + 1 > t.wide_mv.size:
-            continue
+    for t in templates:
         x = t.wide_mv[on : off + 1] - t.iso_mv
         if x.size < 4 or not np.isfinite(x).all():
             continue
@@ -652,17 +661,12 @@ def _r_prime(m: Measurements) -> dict[str, float]:
 def _r_peak_time_ms(m: Measurements) -> dict[str, float]:
     """R peak time of V5 and V6: global QRS onset to the highest point of the lead's
     QRS, ms (the intrinsicoid deflection's onset, > 60 ms in LBBB)."""
-    dl = m.delineation
-    on, off = dl.global_.qrs_on, dl.global_.qrs_off
-    if dl.global_.absent_qrs is not None or on < 0 or off <= on:
-        return {}
+    on, off, templates = _qrs_templates(m, ("V5", "V6"))
     found = {}
-    for t in dl.templates:
-        if t.lead not in ("V5", "V6") or not t.usable or off + 1 > t.wide_mv.size:
-            continue
+    for t in templates:
         x = t.wide_mv[on : off + 1]
         if np.isfinite(x).all():
-            found[t.lead] = float(np.argmax(x)) * 1000.0 / dl.fs_hz
+            found[t.lead] = float(np.argmax(x)) * 1000.0 / m.delineation.fs_hz
     return found
 
 
