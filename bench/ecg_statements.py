@@ -203,8 +203,8 @@ def _reference_pr_ms(path: Path, leads: tuple[str, ...] = LUDB_LEADS) -> float:
     a PR: information beside the label, not a reference."""
     per_lead = [wfdb.rdann(str(path), lead) for lead in leads]
     fs = float(per_lead[0].fs or 500.0)
-    beats, _ = _waves(wfdb.rdann(str(path), "ii"), "N")
     qrs = [_waves(ann, "N") for ann in per_lead]
+    beats, _ = qrs[leads.index("ii")] if "ii" in leads else _waves(wfdb.rdann(str(path), "ii"), "N")
     p = [_waves(ann, "p") for ann in per_lead]
     half = round(0.1 * fs)
     prs = []
