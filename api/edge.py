@@ -377,6 +377,7 @@ class EdgeServer:
         limits = ChannelLimits(
             max_message_bytes=self.config.max_frame_bytes,
             max_queued_bytes=self.config.max_queued_bytes,
+            max_live_backlog_bytes=self.config.max_live_backlog_bytes,
         )
         checks: dict[str, HealthCheck] = {"store": signaling.store_health}
         checks.update(health_checks or {})

@@ -33,6 +33,10 @@ class EdgeConfig:
         this one with ``too_large`` and keeps the connection).
     max_queued_bytes : int
         Outgoing text queued for one slow client before it is closed.
+    max_live_backlog_bytes : int
+        Outgoing text queued for one client beyond which live ECG chunks that make no
+        flag final are skipped for it, not queued: a viewer on a slow link sees gaps
+        (in ``first_index``) a bounded time behind, and is not closed.
     device_ingest_speed : float
         A cart's connection is read at most this many times faster than real time (in
         seconds of signal per second, over all its streams) once its burst is spent: a
@@ -68,6 +72,7 @@ class EdgeConfig:
     # Limits
     max_frame_bytes: int = 256 * 1024
     max_queued_bytes: int = 4 * 1024 * 1024
+    max_live_backlog_bytes: int = 512 * 1024
     device_ingest_speed: float = 10.0
     device_ingest_burst_s: float = 30.0
     max_connections_per_address: int = 200
@@ -98,6 +103,8 @@ class EdgeConfig:
             raise ValueError("ping_interval_s, ping_timeout_s and close_timeout_s must be > 0")
         if self.max_frame_bytes < 1024 or self.max_queued_bytes < self.max_frame_bytes:
             raise ValueError("max_frame_bytes >= 1024 and max_queued_bytes >= it required")
+        if not 0 <= self.max_live_backlog_bytes <= self.max_queued_bytes:
+            raise ValueError("0 <= max_live_backlog_bytes <= max_queued_bytes required")
 
 
 @dataclass(frozen=True, kw_only=True)

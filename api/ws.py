@@ -12,7 +12,10 @@ Design notes
   ``send`` (which only waits while the socket's write buffer is over its high-water
   mark). A slow client holds up nobody but itself; once more than
   :attr:`ChannelLimits.max_queued_bytes` wait for it, its queue is dropped and it is
-  closed (1008, "too slow"): a viewer that cannot keep up reconnects and resubscribes.
+  closed (1008, "too slow"). Before that, a *skippable* message (a live ECG chunk that
+  makes no flag final) is dropped while more than
+  :attr:`ChannelLimits.max_live_backlog_bytes` wait: a viewer on a slow link sees gaps
+  in its live trace, bounded in lag, instead of being closed and starting again.
 - **Writes in the turn they are made.** When nothing is queued and the socket is
   writable, :meth:`Channel.send_text` writes at once (uvicorn's ``send`` then completes
   without suspending): most messages never wake the writer task, and a broadcast to a
@@ -75,14 +78,20 @@ class ChannelLimits:
         and close 1009.
     max_queued_bytes : int
         Outgoing text waiting for a slow client before it is closed (characters).
+    max_live_backlog_bytes : int
+        Outgoing text waiting beyond which skippable messages are dropped (characters;
+        at most ``max_queued_bytes``).
     """
 
     max_message_bytes: int = 256 * 1024
     max_queued_bytes: int = 4 * 1024 * 1024
+    max_live_backlog_bytes: int = 512 * 1024
 
     def __post_init__(self) -> None:
         if self.max_message_bytes < 1024 or self.max_queued_bytes < self.max_message_bytes:
             raise ValueError("max_message_bytes >= 1024 and max_queued_bytes >= it required")
+        if not 0 <= self.max_live_backlog_bytes <= self.max_queued_bytes:
+            raise ValueError("0 <= max_live_backlog_bytes <= max_queued_bytes required")
 
 
 def message_limit_bytes(limit_bytes: int) -> int:
@@ -126,21 +135,28 @@ class Channel:
         """Whether a close was queued (or the peer is gone): nothing more is sent."""
         return self._closing or self._gone
 
-    def send_text(self, text: str) -> None:
-        """Queue ``text`` (see the module notes); never waits."""
+    def send_text(self, text: str, *, skippable: bool = False) -> bool:
+        """Queue ``text`` (see the module notes); never waits.
+
+        False when ``text`` was ``skippable`` and skipped: more than the live backlog
+        waits. True otherwise (written, queued, or dropped because the connection closes).
+        """
         if self._closing or self._gone:
-            return
+            return True
         if self._writer is None:
             self._write_now({"type": "websocket.send", "text": text})
-            return
+            return True
+        if skippable and self._queued_chars + len(text) > self._limits.max_live_backlog_bytes:
+            return False
         self._queued_chars += len(text)
         if self._queued_chars > self._limits.max_queued_bytes:
             logger.info("closing a WebSocket whose outgoing queue is full")
             self._queue = None
             self._queued_chars = 0
             self.close(*TOO_SLOW)
-            return
+            return True
         self._queued().append({"type": "websocket.send", "text": text})
+        return True
 
     def close(self, code: int, reason: str) -> None:
         """Close after what is queued (idempotent)."""

@@ -138,8 +138,12 @@ class Viewers(Protocol):
     def subscribers(self, stream: str) -> int:
         """How many connections watch ``stream``."""
 
-    def publish_text(self, stream: str, text: str) -> None:
-        """Send already encoded JSON to the stream's subscribers (never waits)."""
+    def publish_text(self, stream: str, text: str, *, skippable: bool = False) -> None:
+        """Send already encoded JSON to the stream's subscribers (never waits).
+
+        ``skippable``: a live chunk that a subscriber whose connection lags may be spared
+        (it then sees a gap in ``first_index``) rather than queue behind the others.
+        """
 
 
 class GroupCommit(Protocol):
@@ -312,9 +316,11 @@ class NoteJob:
 
 
 LiveJob = StartJob | StepJob | EndJob | NoteJob
-# (stream, encoded JSON for the viewers ("" when nobody watches), when its job was queued,
-# the codes of the critical values this step proves: _critical_codes)
-LiveResult = tuple[str, str, float, tuple[str, ...]]
+# (stream, encoded JSON for the viewers ("" when nobody watches), whether a lagging viewer
+# may be spared it (a chunk that makes no flag final: the next one carries the heart rate
+# and the provisional flags anew), the codes of the critical values this step proves:
+# _critical_codes)
+LiveResult = tuple[str, str, bool, tuple[str, ...]]
 
 
 class LiveRunner:
@@ -347,7 +353,7 @@ class LiveRunner:
             if isinstance(job, StepJob):
                 return self._step(job)
             if isinstance(job, NoteJob):
-                return [(job.stream, job.text, job.queued, ())]
+                return [(job.stream, job.text, False, ())]
             return self._end(job)
         except Exception:
             logger.exception("stream %s: live annotation failed", job.stream)
@@ -362,8 +368,9 @@ class LiveRunner:
         critical = _critical_codes(update)
         if not job.watched:
             # Critical findings are told whether anyone watches (the reading task).
-            return [(job.stream, "", job.queued, critical)] if critical else []
-        return [(job.stream, self._encode(live, update, job.received), job.queued, critical)]
+            return [(job.stream, "", True, critical)] if critical else []
+        text = self._encode(live, update, job.received)
+        return [(job.stream, text, not update.flags, critical)]
 
     def _end(self, job: EndJob) -> list[LiveResult]:
         live = self.lives.pop(job.stream, None)
@@ -371,9 +378,9 @@ class LiveRunner:
         if live is not None:
             update = live_flush(live.state)
             critical = _critical_codes(update)
-            out.append((job.stream, self._encode(live, update, job.received), job.queued, critical))
+            out.append((job.stream, self._encode(live, update, job.received), False, critical))
         ended = self.encoder.ended(job.stream, job.received, "ended")
-        return [*out, (job.stream, ended, job.queued, ())]
+        return [*out, (job.stream, ended, False, ())]
 
     def _encode(self, live: _Live, update: LiveUpdate, received: int) -> str:
         return self.encoder.data(live.start, live.origin, live.display_origin, update, received)
@@ -497,14 +504,15 @@ class LiveWorkers:
     worker encodes the viewers' JSON, so the event loop's process only moves bytes;
     with N cores, N workers annotate in parallel (numpy work under one GIL would not).
     Jobs submitted during one turn of the event loop go to each worker as one batch.
-    ``publish(stream, text, queued)`` is called on the loop's thread, and so is
+    ``publish(stream, text, skippable)`` is called on the loop's thread (``skippable``:
+    a live chunk a lagging viewer may be spared, see :meth:`Viewers.publish_text`), and so is
     ``on_critical(stream, codes)`` when a step proves critical values (final, or going
     on now), watched or not: the same code may come again with later steps.
     """
 
     def __init__(
         self,
-        publish: Callable[[str, str, float], None],
+        publish: Callable[[str, str, bool], None],
         processes: int = 0,
         *,
         encoder: LiveEncoder,
@@ -616,9 +624,9 @@ class LiveWorkers:
                 loop.call_soon_threadsafe(self._publish_all, results)
 
     def _publish_all(self, results: list[LiveResult]) -> None:
-        for stream, text, queued, critical in results:
+        for stream, text, skippable, critical in results:
             if text:
-                self.publish(stream, text, queued)
+                self.publish(stream, text, skippable)
             if critical and self.on_critical is not None:
                 try:
                     self.on_critical(stream, critical)
@@ -805,9 +813,9 @@ class EcgService:
         job = StepJob.of(feed.stream, block, received, time.monotonic(), watched=watched)
         self.workers.submit(job)
 
-    def _publish_text(self, stream: str, text: str, queued: float) -> None:
+    def _publish_text(self, stream: str, text: str, skippable: bool) -> None:
         if self.hub is not None:
-            self.hub.publish_text(stream, text)
+            self.hub.publish_text(stream, text, skippable=skippable)
 
     def _publish_finalised(self, stream: str, samples: int) -> None:
         """From the batch thread: after the stream's live output (same worker queue)."""

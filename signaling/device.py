@@ -14,6 +14,10 @@ Design notes
 - Each live chunk is encoded once (by the live workers) and sent to each of the
   stream's subscribers through their connection's outlet, which never waits: a slow
   viewer never holds up the device or the others.
+- **A lagging viewer is spared chunks, not closed.** A chunk that makes no flag final
+  is *skippable*: a connection with more than its live backlog waiting drops it (the
+  viewer sees a gap in ``first_index`` and is current again once it has read its
+  backlog). Chunks with final flags and the ``ecg_ended`` messages are never skipped.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from signaling.ports import EcgCatalog
 
 __all__ = ["ViewerHub", "grants"]
 
-Sender = Callable[[int, str], None]  # (connection id, encoded JSON text)
+# (connection id, encoded JSON text, skippable: see the module notes)
+Sender = Callable[[int, str, bool], None]
 MayView = Callable[[EcgRequest, m.EcgStreamInfo], bool]
 
 
@@ -60,7 +65,8 @@ class ViewerHub:
     catalog : EcgCatalog
         The streams that exist.
     send : callable
-        ``send(conn, text)``: send encoded JSON to a ``/ws`` connection (never waits).
+        ``send(conn, text, skippable)``: send encoded JSON to a ``/ws`` connection
+        (never waits; ``skippable``: a live chunk a lagging connection may drop).
     may_view : callable
         ``may_view(request, info)``: whether the viewer asking may see the stream;
         :func:`grants` by default.
@@ -116,17 +122,20 @@ class ViewerHub:
             case m.EcgUnsubscribe(stream=stream, ref=ref):
                 self._discard(conn, [stream])
                 reply = m.EcgUnsubscribed(stream=stream, ref=ref)
-        self.send(conn, m.encode(reply).decode())
+        self.send(conn, m.encode(reply).decode(), False)
 
     def publish(self, message: m.EcgData | m.EcgEnded) -> None:
         """Send a live chunk or an end to the stream's subscribers (encoded once)."""
         if self._subscribers.get(message.stream):
             self.publish_text(message.stream, m.encode(message).decode())
 
-    def publish_text(self, stream: str, text: str) -> None:
-        """Send an already encoded ``ecg_data``/``ecg_ended`` to the stream's subscribers."""
+    def publish_text(self, stream: str, text: str, *, skippable: bool = False) -> None:
+        """Send an already encoded ``ecg_data``/``ecg_ended`` to the stream's subscribers.
+
+        ``skippable``: a chunk a lagging subscriber may be spared (see the module notes).
+        """
         for conn in list(self._subscribers.get(stream, ())):
-            self.send(conn, text)
+            self.send(conn, text, skippable)
 
     def closed(self, conn: int) -> None:
         """A ``/ws`` connection is gone: drop its subscriptions."""

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client import Counter as PromCounter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -58,7 +59,7 @@ class _CoreCollector(Collector):
 
 
 class Metrics:
-    """The server's registry: core counts, messages sent, join latency."""
+    """The server's registry: core counts, messages sent, join latency, chunks skipped."""
 
     def __init__(self, core: Core) -> None:
         self.registry = CollectorRegistry()
@@ -68,6 +69,11 @@ class Metrics:
             "teleconsult_join_seconds",
             "From receiving join to sending joined or waiting, seconds.",
             buckets=JOIN_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.chunks_skipped = PromCounter(
+            "teleconsult_ecg_chunks_skipped",
+            "Live ECG chunks not sent to a viewer whose connection lagged.",
             registry=self.registry,
         )
 

@@ -52,8 +52,12 @@ class Outlet(Protocol):
     queue overflows is closed) and writes it from a task of its own, in order.
     """
 
-    def send_text(self, text: str) -> None:
-        """Queue a text message (dropped once the connection is closing)."""
+    def send_text(self, text: str, *, skippable: bool = False) -> bool:
+        """Queue a text message (dropped once the connection is closing).
+
+        ``skippable``: a message the peer may be spared while its connection lags (a
+        live ECG chunk). False when it was skipped for that reason, True otherwise.
+        """
 
     def close(self, code: int, reason: str) -> None:
         """Close after the messages already queued (idempotent)."""

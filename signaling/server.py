@@ -370,11 +370,15 @@ class SignalingServer:
             if started is not None:
                 self.metrics.join_seconds.observe(time.perf_counter() - started)
 
-    def send_text(self, conn: ConnId, text: str) -> None:
-        """Send already encoded JSON on a ``/ws`` connection (never waits; gone: dropped)."""
+    def send_text(self, conn: ConnId, text: str, skippable: bool = False) -> None:
+        """Send already encoded JSON on a ``/ws`` connection (never waits; gone: dropped).
+
+        ``skippable``: a live ECG chunk the connection may be spared while it lags
+        (counted in ``teleconsult_ecg_chunks_skipped``).
+        """
         outlet = self._outlets.get(conn)
-        if outlet is not None:
-            outlet.send_text(text)
+        if outlet is not None and not outlet.send_text(text, skippable=skippable):
+            self.metrics.chunks_skipped.inc()
 
     def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(coroutine)

@@ -1,5 +1,6 @@
 """api.ws.Channel against an ASGI ``send`` that suspends like uvicorn's while the
-socket's buffer is full: order kept, nothing waits, a slow peer's overflow closes it."""
+socket's buffer is full: order kept, nothing waits, a slow peer's overflow closes it,
+a lagging peer is spared skippable messages."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ class Socket:
         return [m["text"] for m in self.sent if m["type"] == "websocket.send"]
 
 
-LIMITS = ChannelLimits(max_message_bytes=1024, max_queued_bytes=10_000)
+LIMITS = ChannelLimits(max_message_bytes=1024, max_queued_bytes=10_000, max_live_backlog_bytes=2000)
 
 
 async def test_writes_at_once_while_the_socket_is_writable() -> None:
@@ -81,6 +82,33 @@ async def test_overflow_drops_the_queue_and_closes_too_slow() -> None:
     assert socket.sent[-1] == {"type": "websocket.close", "code": code, "reason": reason}
 
 
+async def test_a_lagging_peer_is_spared_skippable_messages_and_stays_open() -> None:
+    """Past the live backlog, skippable texts are dropped (False), the others still queue.
+
+    The skippable ones alone would have overflowed max_queued_bytes and closed the peer.
+    """
+    socket = Socket()
+    channel = Channel(socket.send, LIMITS)
+    assert channel.send_text("live-0", skippable=True)  # written at once
+    socket.writable.clear()
+    assert channel.send_text("x" * 900, skippable=True)  # in flight: suspended
+    kept = [channel.send_text(f"{i:03d}" + "y" * 897, skippable=True) for i in range(30)]
+    assert kept == [True, True] + [False] * 28  # 2 x 900 queued <= 2000 < 3 x 900
+    assert channel.send_text("final flags")  # not skippable: queued past the backlog
+    assert not channel.closing
+    socket.writable.set()
+    await channel.drain()
+    assert socket.texts() == [
+        "live-0",
+        "x" * 900,
+        "000" + "y" * 897,
+        "001" + "y" * 897,
+        "final flags",
+    ]
+    assert channel.send_text("live-1", skippable=True)  # caught up: sent again
+    assert socket.texts()[-1] == "live-1"
+
+
 async def test_a_peer_gone_mid_write_stops_the_writer() -> None:
     """A send failing (peer gone) ends the writer; later sends are dropped quietly."""
     socket = Socket()
@@ -115,3 +143,5 @@ def test_limits_are_validated() -> None:
         ChannelLimits(max_message_bytes=10)
     with pytest.raises(ValueError, match="max_queued_bytes"):
         ChannelLimits(max_message_bytes=4096, max_queued_bytes=1024)
+    with pytest.raises(ValueError, match="max_live_backlog_bytes"):
+        ChannelLimits(max_queued_bytes=1024 * 1024, max_live_backlog_bytes=2 * 1024 * 1024)

@@ -77,6 +77,29 @@ def _texts(start: Start, samples: npt.NDArray[np.int16], watched_from: int) -> l
     return texts
 
 
+def test_only_chunks_that_make_no_flag_final_are_skippable() -> None:
+    """A lagging viewer may be spared a chunk, never the one that makes a flag final
+    (each flag comes once per stream), nor the end of the stream."""
+    start = _start()
+    samples = _digital(14.0)
+    samples[int(3 * FS_HZ) : int(10 * FS_HZ), :] = 0  # every lead flat for 7 s, then back
+    runner = LiveRunner(ViewerMessages())
+    stream = str(start.stream)
+    runner.handle(StartJob(stream, encode_message(start).encode(), 0))
+    results = []
+    for first in range(0, len(samples), CHUNK):
+        block = samples[first : first + CHUNK]
+        results += runner.handle(StepJob.of(stream, block, first + len(block), 0.0))
+    results += runner.handle(EndJob(stream, len(samples), 0.0))
+    data = [(json.loads(text), skippable) for _, text, skippable, _ in results]
+    chunks = [(message, skippable) for message, skippable in data if message["type"] == "ecg_data"]
+    assert all(skippable == (not message["flags"]) for message, skippable in chunks[:-1])
+    assert any(message["flags"] for message, _ in chunks)
+    assert sum(skippable for _, skippable in chunks) > len(chunks) // 2
+    assert [skippable for message, skippable in data[-2:]] == [False, False]  # flush, end
+    assert data[-1][0]["type"] == "ecg_ended"
+
+
 def test_step_job_round_trips_its_block_through_pickle() -> None:
     """A StepJob pickled as a worker queue does gives back the int16 block, bit for bit."""
     block = _digital(1.0)[:CHUNK]
@@ -101,7 +124,7 @@ class _RecordingWorkers(LiveWorkers):
     """LiveWorkers that run nothing and keep every job submitted."""
 
     def __init__(self) -> None:
-        super().__init__(lambda stream, text, queued: None, encoder=ViewerMessages())
+        super().__init__(lambda stream, text, skippable: None, encoder=ViewerMessages())
         self.jobs: list[LiveJob] = []
 
     def submit(self, job: LiveJob) -> None:
@@ -115,7 +138,9 @@ async def test_unwatched_streams_step_by_the_second_watched_ones_by_200_ms(
     service = EcgService(tmp_path, encoder=ViewerMessages(), chunk_s=0.2, idle_chunk_s=1.0)
     workers = service.workers = _RecordingWorkers()
     texts: list[str] = []
-    hub = service.hub = ViewerHub(ViewerCatalog(service), lambda conn, text: texts.append(text))
+    hub = service.hub = ViewerHub(
+        ViewerCatalog(service), lambda conn, text, skippable: texts.append(text)
+    )
     start = _start()
     samples = _digital(3.0)
     link = service.connect(start.device, lambda out: None)
@@ -152,7 +177,13 @@ async def test_publishing_to_viewers_keeps_nothing_per_text(tmp_path: Path) -> N
     floats, its cap, filled at 430-750 texts per second)."""
     service = EcgService(tmp_path, encoder=ViewerMessages())
     texts: list[str] = []
-    hub = service.hub = ViewerHub(ViewerCatalog(service), lambda conn, text: texts.append(text))
+    skips: list[bool] = []
+
+    def send(conn: int, text: str, skippable: bool) -> None:
+        texts.append(text)
+        skips.append(skippable)
+
+    hub = service.hub = ViewerHub(ViewerCatalog(service), send)
     start = _start()
     link = service.connect(start.device, lambda out: None)
     link.receive_text(encode_message(start))
@@ -161,8 +192,9 @@ async def test_publishing_to_viewers_keeps_nothing_per_text(tmp_path: Path) -> N
     assert json.loads(texts[0])["type"] == "ecg_subscribed"
     before = _container_sizes(service)
     for number in range(1000):
-        service.workers.publish(str(start.stream), f"text {number}", 0.0)
+        service.workers.publish(str(start.stream), f"text {number}", number % 2 == 0)
     assert texts[1:] == [f"text {number}" for number in range(1000)]
+    assert skips[1:] == [number % 2 == 0 for number in range(1000)]  # passed on as it came
     assert _container_sizes(service) == before
     service.close()
 
@@ -175,7 +207,7 @@ async def test_a_worker_process_returns_a_batch_of_jobs_in_order() -> None:
     published: list[tuple[str, str]] = []
     done = asyncio.Event()
 
-    def publish(to: str, text: str, queued: float) -> None:
+    def publish(to: str, text: str, skippable: bool) -> None:
         published.append((to, text))
         if '"ecg_ended"' in text:
             done.set()
