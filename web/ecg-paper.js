@@ -41,6 +41,7 @@ export class EcgPaper {
     this.queue = []; // {index, values[]} display samples not yet drawn
     this.beats = []; // beat times in s, not yet drawn
     this.last = new Map(); // cell key -> [x, y] of its previous point
+    this.lastIndex = null; // display index of the sample drawn last
     this.t0 = null; // performance.now() at display index 0 (with the play-out delay)
     this.fs = 125;
     this.pxPerMm = 4;
@@ -94,6 +95,7 @@ export class EcgPaper {
     this.drawGrid(width, height);
     this.trace.getContext("2d").clearRect(0, 0, this.trace.width, this.trace.height);
     this.last.clear();
+    this.lastIndex = null;
   }
 
   drawGrid(width, height) {
@@ -177,6 +179,13 @@ export class EcgPaper {
     const sweepS = tS % SWEEP_S;
     const x = sweepS * MM_PER_S * mm;
     const column = Math.floor(sweepS / (SWEEP_S / 4));
+    if (this.lastIndex !== null && sample.index > this.lastIndex + 1) {
+      // Chunks the server spared a lagging connection: erase the previous pass over the
+      // gap and do not join the trace across it.
+      this.eraseGap(c, this.lastIndex + 1, sample.index);
+      this.last.clear();
+    }
+    this.lastIndex = sample.index;
     // Erase a little ahead of the sweep (the previous pass) and at a wrap.
     c.clearRect(x + 1, 0, ERASE_MM * mm, this.trace.height);
     if (sweepS * this.fs < 1) this.last.clear();
@@ -200,6 +209,24 @@ export class EcgPaper {
       }
     });
     this.counters.samplesDrawn += 1;
+  }
+
+  // Erase the sweep between display samples first (included) and last (excluded).
+  eraseGap(c, first, last) {
+    const mm = this.pxPerMm;
+    const width = SWEEP_S * MM_PER_S * mm;
+    if ((last - first) / this.fs >= SWEEP_S) {
+      c.clearRect(0, 0, width, this.trace.height);
+      return;
+    }
+    const from = ((first / this.fs) % SWEEP_S) * MM_PER_S * mm;
+    const to = ((last / this.fs) % SWEEP_S) * MM_PER_S * mm;
+    if (to >= from) {
+      c.clearRect(from, 0, to - from, this.trace.height);
+    } else {
+      c.clearRect(from, 0, width - from, this.trace.height);
+      c.clearRect(0, 0, to, this.trace.height);
+    }
   }
 
   drawBeats(c, uptoS) {

@@ -101,3 +101,48 @@ async def test_phone_sized_screen_has_no_horizontal_scroll(base_url: str) -> Non
             })"""
         )
     assert max(widths) <= 360, widths
+
+
+async def test_a_gap_in_the_live_trace_erases_the_previous_pass_over_it(base_url: str) -> None:
+    """Chunks the server spared a lagging viewer leave a blank gap on the paper, not the
+    trace of ten seconds before (nor a line joining the two sides)."""
+    async with chromium() as browser:
+        page = await new_page(browser, width=1000, height=600)
+        await page.goto(f"{base_url}/join?token=x.e30.y&lang=en")
+        inked = await page.evaluate(
+            """async () => {
+                const { EcgPaper } = await import('/static/ecg-paper.js');
+                const paper = document.createElement('div');
+                paper.style.width = '1000px';
+                const grid = document.createElement('canvas');
+                const trace = document.createElement('canvas');
+                paper.append(grid, trace);
+                document.body.append(paper);
+                const ecg = new EcgPaper({ paper, grid, trace, counters: {} });
+                ecg.running = false;
+                ecg.start({ leads: ['II'], fs_hz: 500 }, 'rhythm');
+                ecg.fs = 125;
+                const c = trace.getContext('2d');
+                const draw = (first, last) => {
+                    c.beginPath();
+                    for (let i = first; i < last; i += 1) {
+                        ecg.drawSample(c, { index: i, values: [500] });
+                    }
+                    c.stroke();
+                };
+                draw(0, 1250);  // one whole sweep of 10 s
+                draw(1250, 1375);  // the next second
+                draw(1875, 1900);  // then 4 s spared: 11-15 s, at 1-5 s on the sweep
+                const column = (s) => {
+                    const x = Math.round(s * 25 * ecg.pxPerMm * ecg.dpr);
+                    const pixels = c.getImageData(x, 0, 1, trace.height).data;
+                    let alpha = 0;
+                    for (let i = 3; i < pixels.length; i += 4) alpha += pixels[i];
+                    return alpha > 0;
+                };
+                return [0.5, 2, 3, 4.5, 5.5, 7, 9].map(column);
+            }"""
+        )
+    # 0.5 s: the second pass; 2-4.5 s: the gap, erased; 5.5, 7 and 9 s: the first pass
+    # beyond the gap, still there.
+    assert inked == [True, False, False, False, True, True, True]
