@@ -27,7 +27,8 @@ Design notes
     or the CRBBB pattern at 110–119 ms; ``CLBBB`` QRS >= 120 ms, V1 predominantly
     negative (QS or rS), V6 predominantly positive without q, R peak time of V6 > 60
     ms; ``IVCD`` QRS > 110 ms without either pattern (see :func:`_bundle_branch`);
-    ``LAFB`` axis -30° to -90° with qR in aVL and rS in III, QRS < 120 ms; ``LPFB``
+    ``LAFB`` axis -30° to -90° with qR in aVL and rS in III, QRS < 120 ms or with a
+    CRBBB (bifascicular block); ``LPFB``
     axis 90° to 180° with rS in I and qR in III, QRS < 120 ms, no RVH;
   * axis: ``LAD`` below -30°, ``RAD`` above 90° (the 2009 recommendations);
   * hypertrophy and voltage (part V): ``LVH`` Sokolow–Lyon >= 3.5 mV or Cornell >=
@@ -758,26 +759,36 @@ def _bundle_branch(
 def _axis(
     axis: float, qrs: float | None, leads: Mapping[str, LeadMeasurements], out: list[Statement]
 ) -> None:
+    """Axis deviation and fascicular blocks (AHA/ACCF/HRS 2009 part III, Surawicz et al.).
+
+    ``LAFB``: axis within ``LAFB_AXIS_DEG`` with qR in aVL and rS in III, and a QRS
+    under 120 ms or a complete RBBB beside it (``out`` holds the bundle branch
+    statements, made before this): RBBB with LAFB is bifascicular block (Surawicz et
+    al.; the ESC's definition of bifascicular block), the right bundle explains the
+    width and the left anterior fascicle still turns the frontal axis up and left, so
+    the fascicle is read from the limb leads as in a narrow QRS. A wide QRS of any other
+    cause (LBBB, IVCD, a ventricular rhythm) moves the axis by itself: no LAFB there.
+    """
     evidence: Evidence = {"qrs_axis_deg": axis}
     narrow = qrs is not None and qrs < BBB_QRS_MS
+    with_rbbb = qrs is not None and any(s.code == "CRBBB" for s in out)
     q_avl, r_avl = _amp(leads, "aVL", "q_amp_mv"), _amp(leads, "aVL", "r_amp_mv")
     r_iii, s_iii = _amp(leads, "III", "r_amp_mv"), _amp(leads, "III", "s_amp_mv")
     r_i, s_i = _amp(leads, "I", "r_amp_mv"), _amp(leads, "I", "s_amp_mv")
     q_iii = _amp(leads, "III", "q_amp_mv")
-    if LAFB_AXIS_DEG[0] <= axis <= LAFB_AXIS_DEG[1] and narrow:
+    if LAFB_AXIS_DEG[0] <= axis <= LAFB_AXIS_DEG[1] and (narrow or with_rbbb):
         qr_avl = q_avl is not None and r_avl is not None and q_avl < 0 and r_avl > 0
         rs_iii = r_iii is not None and s_iii is not None and abs(s_iii) > r_iii
         if qr_avl and rs_iii:
-            out.append(
-                Statement(
-                    "LAFB",
-                    {
-                        **evidence,
-                        "axis_min_deg": LAFB_AXIS_DEG[0],
-                        "axis_max_deg": LAFB_AXIS_DEG[1],
-                    },
-                )
-            )
+            lafb: Evidence = {
+                **evidence,
+                "axis_min_deg": LAFB_AXIS_DEG[0],
+                "axis_max_deg": LAFB_AXIS_DEG[1],
+            }
+            if not narrow and qrs is not None:
+                # Bifascicular: the QRS over 120 ms and the block that explains it.
+                lafb.update({"qrs_ms": qrs, "qrs_explained_by": "CRBBB"})
+            out.append(Statement("LAFB", lafb))
     if LPFB_AXIS_DEG[0] < axis <= LPFB_AXIS_DEG[1] and narrow:
         rs_i = r_i is not None and s_i is not None and abs(s_i) > r_i
         qr_iii = q_iii is not None and r_iii is not None and q_iii < 0 and r_iii > 0
