@@ -1125,8 +1125,18 @@ def record_rhythm(
     if not has_p:
         # Flutter waves are looked for only where no P wave is locked to the QRS: in a
         # sinus rhythm the residual of the QRST cancellation repeats at the heart rate,
-        # and its harmonics fall in the flutter band. (So 2:1 flutter, whose every
-        # other wave sits where a P wave would, reads as P waves.)
+        # and its harmonics fall in the flutter band. Flutter conducted at a fixed AV
+        # delay (2:1, 3:1, 4:1) in most beats is not found: each F wave keeps its
+        # place relative to those QRS, so the median QRST template holds the F waves
+        # and the cancellation removes them. LUDB 35 (typical flutter, the sawtooth
+        # plain in II, III, aVF and V1; 17 of 21 RR at 410-460 ms, 2:1 of waves near
+        # 285/min, 4 at 530-610 ms): no delineated P wave (0 of 22 beats), an atrial
+        # segment coherent with the QRS (0.78), no lead of the residual with a line
+        # in the band: "no P waves found". The same with a synthetic sawtooth at
+        # 285/min locked 2:1, 3:1 or 4:1 (0 of 12 leads), and in MIT-BIH 202's
+        # regular flutter (128-138/min). It is found where the delay varies (the
+        # synthetic test's 4:1) and in LUDB 52 (66/min, RR varying by 116 ms: 270/min
+        # in 7 leads).
         flutter = flutter_waves(x, peaks, fs_hz)
         usable = int((np.isfinite(x).mean(axis=0) >= 0.5).sum())
         if flutter.n_leads:
