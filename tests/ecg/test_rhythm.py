@@ -441,6 +441,22 @@ def test_flutter_waves_at_300_per_minute() -> None:
     assert flutter_waves(clean, beats, 500.0).n_leads == 0
 
 
+@pytest.mark.parametrize("ratio", [2, 3, 4])
+def test_flutter_locked_to_the_qrs_is_neither_af_nor_sinus(ratio: int) -> None:
+    """Sawtooth waves at 285/min conducted every ``ratio``-th wave at a fixed AV delay,
+    no P wave delineated. The F waves sit in the median QRST template and cancel with
+    it (flutter_waves finds none today), but whatever is found the rhythm is not AF
+    (the RR are regular) nor sinus (no P wave): flutter or undetermined."""
+    flutter_hz = 4.75
+    rr_s = ratio / flutter_hz
+    times = 0.6 + rr_s * np.arange(int(9.0 / rr_s))
+    signal, beats = synth(times, duration_s=10.0, p_wave=False, flutter_hz=flutter_hz, n_leads=12)
+    rhythm = record_rhythm(signal, beats, 500.0, p_present=np.zeros(beats.size, dtype=bool))
+    assert rhythm.code in (RhythmCode.AFLT, RhythmCode.UNDETERMINED)
+    if rhythm.code is RhythmCode.AFLT:
+        assert rhythm.evidence["atrial_rate_per_min"] == pytest.approx(285.0, abs=10.0)
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     duration_s=st.floats(2.0, 12.0),
