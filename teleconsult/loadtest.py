@@ -16,15 +16,22 @@ people would see.
   ack that covers it.
 - A **viewer** ``watch``es a cart room over ``/ws``, lists its streams every 3 s (as the
   ``/ecg`` page does) and subscribes to each. *live*: a frame first sent by its cart ->
-  the ``ecg_data`` whose ``samples`` covers it.
+  the ``ecg_data`` whose ``samples`` covers it. The viewers run in processes of their
+  own (``viewer_processes``, spawned), each on its own event loop, like a person's
+  ``/ecg`` page, which keeps up: on the loop of the carts and of the participants'
+  media they read too slowly, and the server closed them when their outgoing queue
+  was full. A child notes when each ``ecg_data`` came in (``time.monotonic()``, one
+  clock for the whole host) and sends them back in batches; the parent matches them
+  with its carts' first sends.
 
 Errors are counted by kind (a refused join, a cart that gives up, a viewer closed, with
-the server's close code, a participant with no remote frame by the end...). *loop lag*:
-how late the load generator's own event loop wakes from a 100 ms sleep. Every latency
-above is measured on that loop, so when the lag is of the same order the figures are
-the load generator's, not the server's (one process drives every client: on a small
-machine it saturates before the server does). The logic is here, without printing;
-``teleconsult loadtest`` (``loadtest_cmd``) and ``bench/soak.py`` drive it.
+the server's close code, a participant with no remote frame by the end, a viewers'
+process that died...). *loop lag*: how late the load generator's own event loop wakes
+from a 100 ms sleep; *viewer loop lag*: the same of the viewers' processes. Every
+latency above is measured on one of those loops, so when its lag is of the same order
+the figures are the load generator's, not the server's (on a small machine it saturates
+before the server does). The logic is here, without printing; ``teleconsult loadtest``
+(``loadtest_cmd``) and ``bench/soak.py`` drive it.
 """
 
 from __future__ import annotations
@@ -34,14 +41,17 @@ import contextlib
 import fractions
 import json
 import math
+import multiprocessing
 import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection
 from typing import Any, Final
 
+import msgspec
 import numpy as np
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
@@ -53,9 +63,11 @@ __all__ = [
     "CartLog",
     "Figures",
     "LoadPlan",
+    "ViewerBatch",
     "pct",
     "run_load",
     "synthetic_record",
+    "viewer_jobs",
 ]
 
 FS_HZ: Final = 500.0
@@ -72,6 +84,17 @@ SUBSCRIBES_PER_LIST: Final = 10
 FIRST_FRAME_LIMIT_S: Final = 15.0
 # The load generator samples its own event loop's lag this often.
 LOOP_LAG_EVERY_S: Final = 0.1
+# Viewers stay this long after the carts' end, so that the live figures cover it.
+VIEWER_MARGIN_S: Final = 5.0
+# A viewers' process sends what its viewers saw this often: a soak's ~500,000 live
+# samples go in small batches, not all at the end, and what came before a child's
+# death is kept.
+VIEWER_BATCH_EVERY_S: Final = 1.0
+# A viewers' process may take this long after its viewers' end to close their
+# connections (websockets' close timeout is 10 s) before it counts as hung and is killed.
+VIEWER_EXIT_GRACE_S: Final = 30.0
+# A spawned viewers' process imports numpy and websockets: seconds on a busy machine.
+VIEWER_START_LIMIT_S: Final = 60.0
 
 
 def pct(values: list[float], q: float) -> float:
@@ -126,6 +149,10 @@ class LoadPlan:
     prefix: str = "loadtest"
     # Ramp: clients of each kind start spread over this long.
     ramp_s: float = 1.0
+    # The viewers run in processes of their own (at most one per viewer), each with its
+    # own event loop: on the generator's loop, shared with the carts and the
+    # participants' media, they read too slowly and the server closed them (1008).
+    viewer_processes: int = 1
     # Participants and viewers join again after a drop (a soak's server restart) instead
     # of ending; the first participant of each room records it.
     reconnect: bool = False
@@ -173,13 +200,16 @@ class Figures:
     live_s: list[float] = field(default_factory=list)
     first_frame_s: list[float] = field(default_factory=list)
     loop_lag_s: list[float] = field(default_factory=list)
+    viewer_loop_lag_s: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
     carts: list[CartLog] = field(default_factory=list)
+    # Viewers' ecg_data that matched no first send of their cart's frames.
+    live_unmatched: int = 0
 
     def summary(self) -> dict[str, Any]:
         """Counts and p50/p95/p99/max in ms of each latency, errors by kind."""
         out: dict[str, Any] = {}
-        for name in ("join", "ack", "live", "first_frame", "loop_lag"):
+        for name in ("join", "ack", "live", "first_frame", "loop_lag", "viewer_loop_lag"):
             values: list[float] = getattr(self, f"{name}_s")
             out[name] = {
                 "n": len(values),
@@ -188,6 +218,7 @@ class Figures:
                 "p99_ms": pct(values, 99) * 1e3,
                 "max_ms": max(values, default=math.nan) * 1e3,
             }
+        out["live_unmatched"] = self.live_unmatched
         out["errors"] = dict(sorted(self.errors.items()))
         return out
 
@@ -388,21 +419,62 @@ async def cart(plan: LoadPlan, figures: Figures, log: CartLog) -> None:
 # ------------------------------------------------------------------------------ viewers
 
 
-async def viewer(
-    plan: LoadPlan, figures: Figures, identity: str, room: str, until: float,
-    carts: Callable[[str], CartLog | None],
-) -> None:  # fmt: skip
-    """Watch ``room`` until ``until``: list, subscribe to every stream, time live data.
+class _StreamInfo(msgspec.Struct):
+    """Of an ``ecg_streams`` entry, what a viewer reads."""
+
+    stream: str
+    state: str
+
+
+class _ViewerMessage(msgspec.Struct):
+    """Of any ``/ws`` message, the fields a viewer reads. The decoder skips the others
+    without building them: an ``ecg_data``'s ``samples_uv`` lists are most of its bytes,
+    and ``json.loads`` made a Python int of every sample of every message."""
+
+    type: str
+    stream: str | None = None
+    samples: int | None = None
+    streams: list[_StreamInfo] = msgspec.field(default_factory=list)
+    code: str | None = None
+
+
+_DECODE_VIEWER: Final = msgspec.json.Decoder(_ViewerMessage)
+
+
+@dataclass
+class ViewerBatch:
+    """What the viewers of one process saw since the last batch, for the parent.
+
+    ``arrivals`` are ``(stream, samples, received)``: an ``ecg_data`` covering
+    ``samples`` samples per lead of ``stream`` came in at ``received``
+    (``time.monotonic()``, CLOCK_MONOTONIC, the same clock in every process of the host),
+    to be matched with the cart's first send in the parent. ``done`` marks the last
+    batch of a process that ended by itself.
+    """
+
+    arrivals: list[tuple[str, int, float]] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+    loop_lag_s: list[float] = field(default_factory=list)
+    done: bool = False
+
+    def take(self) -> ViewerBatch:
+        """What was gathered so far, leaving this batch empty."""
+        taken = ViewerBatch(self.arrivals, self.errors, self.loop_lag_s)
+        self.arrivals, self.errors, self.loop_lag_s = [], Counter(), []
+        return taken
+
+
+async def viewer(plan: LoadPlan, seen: ViewerBatch, identity: str, room: str, until: float) -> None:
+    """Watch ``room`` until ``until``: list, subscribe to every stream, note live data.
 
     With ``plan.reconnect`` watch again after a drop, a second later, until ``until``.
     """
-    await _again(plan, until, lambda: _viewer_once(plan, figures, identity, room, until, carts))
+    await _again(plan, until, lambda: _viewer_once(plan, seen, identity, room, until))
 
 
 async def _viewer_once(
-    plan: LoadPlan, figures: Figures, identity: str, room: str, until: float,
-    carts: Callable[[str], CartLog | None],
-) -> None:  # fmt: skip
+    plan: LoadPlan, seen: ViewerBatch, identity: str, room: str, until: float
+) -> None:
     subscribed: set[str] = set()
     try:
         async with connect(f"{plan.ws_url}/ws", max_size=None, open_timeout=10) as ws:
@@ -423,32 +495,164 @@ async def _viewer_once(
                 except TimeoutError:
                     continue
                 now = time.monotonic()
-                message = json.loads(text)
-                kind = message["type"]
+                message = _DECODE_VIEWER.decode(text)
+                kind = message.type
                 if kind == "ecg_streams":
                     new = [
-                        info["stream"]
-                        for info in message["streams"]
-                        if info["state"] == "live" and info["stream"] not in subscribed
+                        info.stream
+                        for info in message.streams
+                        if info.state == "live" and info.stream not in subscribed
                     ]
                     more = len(new) > SUBSCRIBES_PER_LIST
                     for stream in new[:SUBSCRIBES_PER_LIST]:
                         subscribed.add(stream)
                         await ws.send(json.dumps({"type": "ecg_subscribe", "stream": stream}))
                 elif kind == "ecg_data":
-                    log = carts(message["stream"])
-                    sent = None if log is None else log.sent_at.get(message["samples"])
-                    if sent is not None:
-                        figures.live_s.append(now - sent)
+                    if message.stream is not None and message.samples is not None:
+                        seen.arrivals.append((message.stream, message.samples, now))
                 elif kind == "ecg_ended":
-                    subscribed.discard(message.get("stream", ""))
+                    subscribed.discard(message.stream or "")
                 elif kind == "error":
-                    figures.errors[f"viewer {message.get('code')}"] += 1
+                    seen.errors[f"viewer {message.code}"] += 1
     except ConnectionClosed as error:  # by the server (its code says why) or the network
         code = error.rcvd.code if error.rcvd is not None else "without a close frame"
-        figures.errors[f"viewer closed {code}"] += 1
+        seen.errors[f"viewer closed {code}"] += 1
     except Exception as error:  # a refused or dropped viewer is counted, not fatal
-        figures.errors[f"viewer {type(error).__name__}"] += 1
+        seen.errors[f"viewer {type(error).__name__}"] += 1
+
+
+def _viewers_main(plan: LoadPlan, jobs: list[tuple[str, str]], pipe: Connection) -> None:
+    """A viewers' process: says it is ready on ``pipe`` (its imports done), is told until
+    when (``time.monotonic()``) to watch, watches ``jobs`` (identity, room) on a loop of
+    its own and sends batches of what they saw on ``pipe`` as they come."""
+    pipe.send(ViewerBatch())
+    until: float = pipe.recv()
+    asyncio.run(_viewers(plan, jobs, until, pipe))
+
+
+async def _viewers(
+    plan: LoadPlan, jobs: list[tuple[str, str]], until: float, pipe: Connection
+) -> None:
+    seen = ViewerBatch()
+    lag = asyncio.create_task(_loop_lag(lambda lag_s: seen.loop_lag_s.append(lag_s)))
+
+    async def flush() -> None:
+        while True:
+            await asyncio.sleep(VIEWER_BATCH_EVERY_S)
+            pipe.send(seen.take())
+
+    flushing = asyncio.create_task(flush())
+    try:
+        await asyncio.gather(*(viewer(plan, seen, who, room, until) for who, room in jobs))
+    finally:
+        lag.cancel()
+        flushing.cancel()
+    last = seen.take()
+    last.done = True
+    pipe.send(last)
+    pipe.close()
+
+
+class _LiveMatcher:
+    """Viewers' arrivals -> live latencies: each against its cart's first send of the
+    frame ending at its ``samples``. An arrival whose send is not known yet (its cart's
+    callback has not run) waits for :meth:`finish`."""
+
+    def __init__(self, figures: Figures, streams: dict[str, CartLog]) -> None:
+        self.figures = figures
+        self.streams = streams
+        self.waiting: list[tuple[str, int, float]] = []
+
+    def add(self, batch: ViewerBatch) -> None:
+        self.figures.errors.update(batch.errors)
+        self.figures.viewer_loop_lag_s.extend(batch.loop_lag_s)
+        self.waiting.extend(self._match(batch.arrivals))
+
+    def finish(self) -> None:
+        self.figures.live_unmatched += len(self._match(self.waiting))
+        self.waiting = []
+
+    def _match(self, arrivals: list[tuple[str, int, float]]) -> list[tuple[str, int, float]]:
+        unmatched = []
+        for arrival in arrivals:
+            stream, samples, received = arrival
+            log = self.streams.get(stream)
+            sent = None if log is None else log.sent_at.get(samples)
+            if sent is None:
+                unmatched.append(arrival)
+            else:
+                self.figures.live_s.append(received - sent)
+        return unmatched
+
+
+def viewer_jobs(plan: LoadPlan) -> list[list[tuple[str, str]]]:
+    """The viewers (identity, cart room) of each viewers' process, dealt round."""
+    processes = max(1, min(plan.viewer_processes, plan.viewers))
+    jobs: list[list[tuple[str, str]]] = [[] for _ in range(processes)]
+    for i in range(plan.viewers):
+        room = f"{plan.prefix}-ecg-{i % max(1, plan.cart_rooms)}"
+        jobs[i % processes].append((f"{plan.prefix}-viewer-{i}", room))
+    return jobs
+
+
+class _ViewerProcess:
+    """One spawned viewers' process, from the parent's side.
+
+    It is started before the carts (a spawned interpreter takes seconds to import on a
+    busy machine, and a short run's viewers would miss its carts) and then told until
+    when to watch. One that ends without its last batch (it died) or outlives its end by
+    ``VIEWER_EXIT_GRACE_S`` (it hangs; then killed) counts as an error.
+    """
+
+    def __init__(self, plan: LoadPlan, jobs: list[tuple[str, str]]) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.pipe, theirs = context.Pipe()
+        self.process = context.Process(target=_viewers_main, args=(plan, jobs, theirs), daemon=True)
+        self.process.start()
+        theirs.close()  # the child's end is the child's only: its exit is our end of file
+
+    async def ready(self, figures: Figures) -> bool:
+        """Whether the process came up within ``VIEWER_START_LIMIT_S`` (else an error)."""
+        if await self._receive(time.monotonic() + VIEWER_START_LIMIT_S) is not None:
+            return True
+        await self._end(figures, "viewer process did not start")
+        return False
+
+    async def run(self, until: float, matcher: _LiveMatcher) -> None:
+        """Watch until ``until``; every batch into ``matcher`` as it comes."""
+        try:
+            self.pipe.send(until)
+        except OSError:  # it died since it was ready
+            await self._end(matcher.figures, "viewer process died")
+            return
+        while (batch := await self._receive(until + VIEWER_EXIT_GRACE_S)) is not None:
+            matcher.add(batch)
+            if batch.done:
+                await asyncio.to_thread(self.process.join)
+                return
+        await self._end(matcher.figures, "viewer process died")
+
+    async def _receive(self, deadline: float) -> ViewerBatch | None:
+        """The next batch; None at the end of the pipe or past ``deadline``."""
+        try:
+            batch: ViewerBatch = await asyncio.wait_for(
+                asyncio.to_thread(self.pipe.recv), max(0.0, deadline - time.monotonic())
+            )
+        except (EOFError, TimeoutError, OSError):
+            return None
+        return batch
+
+    async def _end(self, figures: Figures, what: str) -> None:
+        """Kill (if it still runs) and join; ``what`` with its exit code as an error."""
+        hung = self.process.is_alive()
+        self.kill()
+        await asyncio.to_thread(self.process.join)
+        how = "hung, killed" if hung else f"exit {self.process.exitcode}"
+        figures.errors[f"{what} ({how})"] += 1
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
 
 
 # --------------------------------------------------------------------------------- run
@@ -458,9 +662,24 @@ async def run_load(plan: LoadPlan, figures: Figures | None = None) -> Figures:
     """Run ``plan`` for ``plan.duration_s`` (carts stream that much signal) and return figures.
 
     Participants and viewers stay until every cart has ended (or ``duration_s`` plus a
-    margin), so that the live figures cover the carts' whole streams.
+    margin), so that the live figures cover the carts' whole streams. The viewers'
+    processes are started first, and the carts once they are up.
     """
     figures = figures or Figures()
+    lag = asyncio.create_task(_loop_lag(figures.loop_lag_s.append))
+    processes = [_ViewerProcess(plan, jobs) for jobs in viewer_jobs(plan)] if plan.viewers else []
+    try:
+        ready = await asyncio.gather(*(viewers.ready(figures) for viewers in processes))
+        processes = [viewers for viewers, up in zip(processes, ready, strict=True) if up]
+        return await _run_load(plan, figures, processes)
+    finally:
+        lag.cancel()
+        for viewers in processes:  # a failed run leaves no viewers' process behind
+            viewers.kill()
+
+
+async def _run_load(plan: LoadPlan, figures: Figures, processes: list[_ViewerProcess]) -> Figures:
+    """The run proper, once the viewers' ``processes`` are up: its clock starts here."""
     start = time.monotonic()
     until = start + plan.ramp_s + plan.duration_s
 
@@ -470,7 +689,6 @@ async def run_load(plan: LoadPlan, figures: Figures | None = None) -> Figures:
 
     tasks: list[asyncio.Task[None]] = []
     streams: dict[str, CartLog] = {}
-    lag = asyncio.create_task(_loop_lag(figures))
     # One record for all carts: 30 minutes of 12 leads is 22 MB, 150 copies would be 3 GB.
     record = synthetic_record(plan.duration_s)
     for i in range(plan.carts):
@@ -484,9 +702,9 @@ async def run_load(plan: LoadPlan, figures: Figures | None = None) -> Figures:
         streams[str(log.stream)] = log
         delay = plan.ramp_s * i / max(1, plan.carts)
         tasks.append(asyncio.create_task(later(delay, cart(plan, figures, log))))
-    for i in range(plan.viewers):
-        room = f"{plan.prefix}-ecg-{i % max(1, plan.cart_rooms)}"
-        job = viewer(plan, figures, f"{plan.prefix}-viewer-{i}", room, until + 5.0, streams.get)
+    matcher = _LiveMatcher(figures, streams)
+    for viewers in processes:
+        job = viewers.run(until + VIEWER_MARGIN_S, matcher)
         tasks.append(asyncio.create_task(later(0.0, job)))
     for i in range(plan.participants):
         room = f"{plan.prefix}-room-{i % max(1, plan.rooms)}"
@@ -497,14 +715,16 @@ async def run_load(plan: LoadPlan, figures: Figures | None = None) -> Figures:
     try:
         await asyncio.gather(*tasks)
     finally:
-        lag.cancel()
+        for task in tasks:  # a failed one ends the run: no viewers' process outlives it
+            task.cancel()
+    matcher.finish()
     return figures
 
 
-async def _loop_lag(figures: Figures, every_s: float = LOOP_LAG_EVERY_S) -> None:
-    """How late this loop wakes from ``every_s`` of sleep, until cancelled."""
+async def _loop_lag(note: Callable[[float], None], every_s: float = LOOP_LAG_EVERY_S) -> None:
+    """How late this loop wakes from ``every_s`` of sleep, each to ``note``, until cancelled."""
     loop = asyncio.get_running_loop()
     while True:
         asked = loop.time() + every_s
         await asyncio.sleep(every_s)
-        figures.loop_lag_s.append(max(0.0, loop.time() - asked))
+        note(max(0.0, loop.time() - asked))

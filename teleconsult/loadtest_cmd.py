@@ -28,9 +28,9 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         help="load a running server with participants, carts and ECG viewers",
         description="Join N participants publishing synthetic audio and video, stream M "
         "simulated 12-lead carts and watch them with K viewers, for --duration-s; print "
-        "join, ack, live and first-frame percentiles, the load generator's own event-loop "
-        "lag (figures near it are the generator's, not the server's) and errors. Exit 1 on "
-        "any error.",
+        "join, ack, live and first-frame percentiles, the event-loop lag of the load "
+        "generator and of its viewers' processes (figures near it are the generator's, not "
+        "the server's) and errors. Exit 1 on any error.",
     )
     parser.add_argument("--url", required=True, help="the server, e.g. http://127.0.0.1:8080")
     parser.add_argument("--participants", type=int, default=4, help="people with media")
@@ -38,6 +38,8 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("--carts", type=int, default=4, help="simulated ECG carts")
     parser.add_argument("--viewers", type=int, default=2, help="live-ECG viewers")
     parser.add_argument("--cart-rooms", type=int, default=1, help="rooms carts stream into")
+    parser.add_argument("--viewer-processes", type=int, default=1,
+                        help="processes the viewers run in (each its own event loop)")  # fmt: skip
     parser.add_argument("--duration-s", type=float, default=30.0, help="signal per cart, s")
     parser.add_argument("--drop-every-s", type=float, help="carts drop their connection this often")
     parser.add_argument("--ramp-s", type=float, default=2.0, help="spread the starts over this")
@@ -55,9 +57,10 @@ def run_loadtest(args: argparse.Namespace) -> int:
     from teleconsult.loadtest import LoadPlan, run_load
 
     counts = (args.participants, args.carts, args.viewers)
-    if min(counts) < 0 or min(args.rooms, args.cart_rooms) < 1 or not args.duration_s > 0:
-        print("teleconsult loadtest: counts must be >= 0, rooms >= 1, duration > 0",
-              file=sys.stderr)  # fmt: skip
+    at_least_1 = min(args.rooms, args.cart_rooms, args.viewer_processes)
+    if min(counts) < 0 or at_least_1 < 1 or not args.duration_s > 0:
+        print("teleconsult loadtest: counts must be >= 0, rooms and viewer processes >= 1, "
+              "duration > 0", file=sys.stderr)  # fmt: skip
         return 2
     try:
         config = load_config(args.config, data_dir=args.data_dir)
@@ -69,7 +72,7 @@ def run_loadtest(args: argparse.Namespace) -> int:
         http_url=args.url, keys=keys, participants=args.participants, rooms=args.rooms,
         carts=args.carts, viewers=args.viewers, cart_rooms=args.cart_rooms,
         duration_s=args.duration_s, drop_every_s=args.drop_every_s, prefix=args.prefix,
-        ramp_s=args.ramp_s,
+        ramp_s=args.ramp_s, viewer_processes=args.viewer_processes,
     )  # fmt: skip
     print(
         f"loadtest {args.url}: {args.participants} participants in {args.rooms} rooms, "
@@ -82,18 +85,20 @@ def run_loadtest(args: argparse.Namespace) -> int:
         "first_frame": args.participants if args.participants > args.rooms else 0,
         "ack": args.carts,
         "live": args.viewers if args.carts else 0,
+        "viewer_loop_lag": args.viewers,
     }
     missing = [name for name, wanted in asked.items() if wanted and summary[name]["n"] == 0]
-    for name in ("join", "first_frame", "ack", "live", "loop_lag"):
+    for name in ("join", "first_frame", "ack", "live", "loop_lag", "viewer_loop_lag"):
         row = summary[name]
         figures = "  ".join(
             f"{key.removesuffix('_ms')} {_ms(row[key])}"
             for key in ("p50_ms", "p95_ms", "p99_ms", "max_ms")
         )
-        print(f"{name:12} n {row['n']:6d}  {figures}")
+        print(f"{name:15} n {row['n']:6d}  {figures}")
     errors: dict[str, int] = summary["errors"]
     print(
-        f"errors       {sum(errors.values())}" + "".join(f"\n  {k}: {v}" for k, v in errors.items())
+        f"errors          {sum(errors.values())}"
+        + "".join(f"\n  {k}: {v}" for k, v in errors.items())
     )
     if missing:
         print(f"no figures for: {', '.join(missing)}")

@@ -53,7 +53,7 @@ def test_tiny_load_prints_plausible_figures(server: tuple[str, Path]) -> None:
     result = loadtest(url, data, "--participants", "2", "--rooms", "1", "--carts", "2",
                       "--viewers", "1", "--duration-s", "6", "--ramp-s", "0.5")  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    for name in ("join", "first_frame", "ack", "live", "loop_lag", "errors"):
+    for name in ("join", "first_frame", "ack", "live", "loop_lag", "viewer_loop_lag", "errors"):
         assert any(line.startswith(name) for line in result.stdout.splitlines()), result.stdout
     figures = json.loads(result.stdout.splitlines()[-1])
     assert figures["errors"] == {}
@@ -64,6 +64,9 @@ def test_tiny_load_prints_plausible_figures(server: tuple[str, Path]) -> None:
     # The load test's own loop, sampled every 0.1 s over the run (6 s and more).
     assert figures["loop_lag"]["n"] >= 50
     assert 0 <= figures["loop_lag"]["p50_ms"] <= figures["loop_lag"]["max_ms"] < 15_000
+    # The viewer's process's loop, sampled the same way over the viewer's run.
+    assert figures["viewer_loop_lag"]["n"] >= 50
+    assert figures["live_unmatched"] == 0
     for name in ("join", "first_frame", "ack", "live"):
         row = figures[name]
         assert 0 < row["p50_ms"] <= row["p95_ms"] <= row["max_ms"] < 15_000, (name, row)
