@@ -1,14 +1,16 @@
 """Soak: carts, participants and viewers for half an hour, drops, one SIGKILL mid-run.
 
 Run: ``.venv/bin/python bench/soak.py [--minutes 30] [--carts 150] [--participants 20]
-[--rooms 5] [--viewers 20] [--drop-every-s 5]`` (on an otherwise idle machine).
+[--rooms 5] [--viewers 20] [--viewer-processes 1] [--drop-every-s 5]`` (on an otherwise
+idle machine).
 
 A real ``teleconsult serve`` subprocess (its own temporary data folder, its log at
 INFO in a file) takes the load of :mod:`teleconsult.loadtest` for ``--minutes``: the
 carts stream a synthetic 12-lead 500 Hz record of that length in real time and drop
 their connection every ``--drop-every-s`` of wall time (resuming the stream); the
 participants publish audio and video in ``--rooms`` rooms, the first of each room
-recording it; the viewers watch the carts' rooms. Half-way the server is SIGKILLed and
+recording it; the viewers watch the carts' rooms from processes of their own
+(``--viewer-processes``), started before the rest. Half-way the server is SIGKILLed and
 started again on the same port and folder; every client reconnects by itself. Then:
 
 - **RSS** of the server tree (the server and its live workers), sampled every 10 s
@@ -26,7 +28,8 @@ started again on the same port and folder; every client reconnects by itself. Th
 
 Each criterion prints PASS or FAIL; the exit status is 1 when any fails. The load
 test's own figures (join, ack, live, first frame, client errors, which the restart
-necessarily causes) are printed too, for information.
+necessarily causes) and the event-loop lag of the load test and of its viewers'
+processes are printed too, for information.
 """
 
 from __future__ import annotations
@@ -170,7 +173,7 @@ async def soak(args: argparse.Namespace, scratch: Path) -> int:
             participants=args.participants, rooms=args.rooms, carts=args.carts,
             viewers=args.viewers, cart_rooms=args.cart_rooms, duration_s=duration_s,
             drop_every_s=args.drop_every_s, prefix="soak", ramp_s=args.ramp_s,
-            reconnect=True, record=True,
+            reconnect=True, record=True, viewer_processes=args.viewer_processes,
         )  # fmt: skip
         rss: list[list[Sample]] = [[], []]  # each server's life
         streaming_until_s = duration_s  # the first carts (started at 0) end then
@@ -204,11 +207,11 @@ async def soak(args: argparse.Namespace, scratch: Path) -> int:
     await load
     summary = figures.summary()
     print("load (for information; the restart causes client errors):")
-    for name in ("join", "first_frame", "ack", "live", "loop_lag"):
+    for name in ("join", "first_frame", "ack", "live", "loop_lag", "viewer_loop_lag"):
         row = summary[name]
-        print(f"  {name:12} n {row['n']:7d}  p50 {row['p50_ms']:.0f} ms  "
+        print(f"  {name:15} n {row['n']:7d}  p50 {row['p50_ms']:.0f} ms  "
               f"p95 {row['p95_ms']:.0f} ms  max {row['max_ms']:.0f} ms")  # fmt: skip
-    print(f"  client errors {summary['errors']}")
+    print(f"  live unmatched {summary['live_unmatched']}; client errors {summary['errors']}")
     results: list[tuple[str, bool, str]] = []
     fitted = [after_warm_up(life) for life in rss]
     slopes = [slope_mib_h([(t, m + w) for t, m, w in life]) for life in fitted]
@@ -249,6 +252,7 @@ def main() -> int:
     parser.add_argument("--rooms", type=int, default=5)
     parser.add_argument("--viewers", type=int, default=20)
     parser.add_argument("--cart-rooms", type=int, default=5)
+    parser.add_argument("--viewer-processes", type=int, default=1)
     parser.add_argument("--drop-every-s", type=float, default=5.0)
     parser.add_argument("--ramp-s", type=float, default=10.0)
     parser.add_argument("--max-slope-mib-h", type=float, default=10.0)
