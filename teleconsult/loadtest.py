@@ -46,10 +46,11 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import msgspec
 import numpy as np
@@ -69,6 +70,8 @@ __all__ = [
     "synthetic_record",
     "viewer_jobs",
 ]
+
+T = TypeVar("T")
 
 FS_HZ: Final = 500.0
 LEADS: Final = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
@@ -610,6 +613,14 @@ class _ViewerProcess:
         self.process = context.Process(target=_viewers_main, args=(plan, jobs, theirs), daemon=True)
         self.process.start()
         theirs.close()  # the child's end is the child's only: its exit is our end of file
+        # A thread of its own to wait on the pipe, not one of the default executor's
+        # (cores + 4 threads), which also resolves the address of every cart's and
+        # participant's (re)connection: several processes would hold most of it.
+        self.waiter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="viewers")
+        self.timed_out = False  # a receive passed its deadline: the process hangs
+
+    async def _in_waiter(self, call: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.waiter, call)
 
     async def ready(self, figures: Figures) -> bool:
         """Whether the process came up within ``VIEWER_START_LIMIT_S`` (else an error)."""
@@ -628,27 +639,36 @@ class _ViewerProcess:
         while (batch := await self._receive(until + VIEWER_EXIT_GRACE_S)) is not None:
             matcher.add(batch)
             if batch.done:
-                await asyncio.to_thread(self.process.join)
+                await self._in_waiter(self.process.join)
+                self.waiter.shutdown(wait=False)
                 return
-        await self._end(matcher.figures, "viewer process died")
+        await self._end(matcher.figures, "viewer process died", hung="viewer process hung")
 
     async def _receive(self, deadline: float) -> ViewerBatch | None:
         """The next batch; None at the end of the pipe or past ``deadline``."""
         try:
             batch: ViewerBatch = await asyncio.wait_for(
-                asyncio.to_thread(self.pipe.recv), max(0.0, deadline - time.monotonic())
+                self._in_waiter(self.pipe.recv), max(0.0, deadline - time.monotonic())
             )
-        except (EOFError, TimeoutError, OSError):
+        except TimeoutError:
+            self.timed_out = True
+            return None
+        except (EOFError, OSError):
             return None
         return batch
 
-    async def _end(self, figures: Figures, what: str) -> None:
-        """Kill (if it still runs) and join; ``what`` with its exit code as an error."""
-        hung = self.process.is_alive()
+    async def _end(self, figures: Figures, what: str, *, hung: str | None = None) -> None:
+        """Kill (if it still runs) and join; an error: ``what`` with the exit code, or
+        ``hung`` (``what`` by default) when a receive passed its deadline."""
         self.kill()
-        await asyncio.to_thread(self.process.join)
-        how = "hung, killed" if hung else f"exit {self.process.exitcode}"
-        figures.errors[f"{what} ({how})"] += 1
+        await asyncio.to_thread(self.process.join)  # the waiter may still wait on the pipe
+        self.waiter.shutdown(wait=False)
+        # Not is_alive() before the kill: a child that died may not be reaped yet when its
+        # pipe ends.
+        if self.timed_out:
+            figures.errors[f"{hung or what} (killed)"] += 1
+        else:
+            figures.errors[f"{what} (exit {self.process.exitcode})"] += 1
 
     def kill(self) -> None:
         if self.process.is_alive():
