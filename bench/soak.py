@@ -189,9 +189,11 @@ async def soak(args: argparse.Namespace, scratch: Path) -> int:
             now = time.monotonic() - began
             if not killed and now >= plan.ramp_s + duration_s / 2:
                 server.process.send_signal(signal.SIGKILL)
-                server.process.wait()
+                await asyncio.to_thread(server.process.wait)
                 print(f"{now:7.1f} s: server SIGKILLed; starting it again", flush=True)
-                server = start_server(data, port, log)
+                # In a thread: the clients (on this loop) go on retrying meanwhile, as
+                # real ones would, instead of freezing for the server's start-up.
+                server = await asyncio.to_thread(start_server, data, port, log)
                 killed = True
                 continue
             by_process = server.rss_by_process_mb()
