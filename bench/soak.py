@@ -29,7 +29,8 @@ started again on the same port and folder; every client reconnects by itself. Th
 Each criterion prints PASS or FAIL; the exit status is 1 when any fails. The load
 test's own figures (join, ack, live, first frame, client errors, which the restart
 necessarily causes) and the event-loop lag of the load test and of its viewers'
-processes are printed too, for information.
+processes are printed too, for information, and so is how many live ECG chunks each
+server spared viewers that lagged (``teleconsult_ecg_chunks_skipped_total``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
@@ -69,6 +71,19 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def chunks_skipped(port: int) -> float | None:
+    """The server's ``teleconsult_ecg_chunks_skipped_total`` (None if it does not answer)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("teleconsult_ecg_chunks_skipped_total "):
+            return float(line.split()[1])
+    return None
 
 
 def start_server(data: Path, port: int, log: IO[str]) -> Server:
@@ -176,6 +191,7 @@ async def soak(args: argparse.Namespace, scratch: Path) -> int:
             reconnect=True, record=True, viewer_processes=args.viewer_processes,
         )  # fmt: skip
         rss: list[list[Sample]] = [[], []]  # each server's life
+        spared = [0.0, 0.0]  # live chunks the server skipped for lagging viewers, per life
         streaming_until_s = duration_s  # the first carts (started at 0) end then
         table = (scratch / "rss.csv").open("w")
         table.write("life,seconds,pid,rss_mib,tree_cpu_s\n")
@@ -198,6 +214,9 @@ async def soak(args: argparse.Namespace, scratch: Path) -> int:
                 continue
             by_process = server.rss_by_process_mb()
             cpu_s = server.cpu_s()
+            skipped = await asyncio.to_thread(chunks_skipped, port)
+            if skipped is not None:
+                spared[int(killed)] = skipped
             for pid, mib in by_process.items():
                 table.write(f"{int(killed)},{now:.1f},{pid},{mib:.1f},{cpu_s:.1f}\n")
             table.flush()  # a run stopped early keeps its samples
@@ -214,6 +233,8 @@ async def soak(args: argparse.Namespace, scratch: Path) -> int:
         print(f"  {name:15} n {row['n']:7d}  p50 {row['p50_ms']:.0f} ms  "
               f"p95 {row['p95_ms']:.0f} ms  max {row['max_ms']:.0f} ms")  # fmt: skip
     print(f"  live unmatched {summary['live_unmatched']}; client errors {summary['errors']}")
+    print(f"  live chunks the server spared lagging viewers: {spared[0]:.0f} in life 1, "
+          f"{spared[1]:.0f} in life 2")  # fmt: skip
     results: list[tuple[str, bool, str]] = []
     fitted = [after_warm_up(life) for life in rss]
     slopes = [slope_mib_h([(t, m + w) for t, m, w in life]) for life in fitted]
