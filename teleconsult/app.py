@@ -411,6 +411,7 @@ def assemble(
         reading_settings=config.readings,
         upload_limits=config.uploads,
         annotate_config=config.ecg.annotate_config(),
+        account_policy=config.accounts,
         clock=clock,
     )
     store = platform.stores.signaling

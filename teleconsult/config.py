@@ -16,6 +16,8 @@ TOML section    type                                        taken by
 ``[backends]``  :class:`BackendsSection`                    Store and Bus
 ``[consults]``  :class:`consults.settings.ConsultSettings`  the consult service
 ``[readings]``  :class:`consults.settings.ReadingSettings`  the ECG centre
+``[accounts]``  :class:`consults.accounts.AccountPolicy`    logins: passwords, lockout,
+                                                            sessions, argon2 cost
 ``[uploads]``   :class:`api.edge_config.RecordUploadConfig` WFDB record uploads
 ``[ecg]``       :class:`EcgSection`                         every annotation the
                                                             server makes (live, batch,
@@ -50,6 +52,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import msgspec
 
 from api.edge_config import ApiConfig, EdgeConfig, RecordUploadConfig
+from consults.accounts import AccountPolicy
 from consults.settings import ConsultSettings, ReadingSettings
 from sessions.turn import IceConfig
 from signaling.config import CoreConfig
@@ -195,6 +198,7 @@ class Config:
     backends: BackendsSection = field(default_factory=BackendsSection)
     consults: ConsultSettings = field(default_factory=ConsultSettings)
     readings: ReadingSettings = field(default_factory=ReadingSettings)
+    accounts: AccountPolicy = field(default_factory=AccountPolicy)
     uploads: RecordUploadConfig = field(default_factory=RecordUploadConfig)
     ecg: EcgSection = field(default_factory=EcgSection)
 
@@ -258,6 +262,7 @@ def _section_fields() -> dict[str, set[str]]:
         "backends": BackendsSection,
         "consults": ConsultSettings,
         "readings": ReadingSettings,
+        "accounts": AccountPolicy,
         "uploads": RecordUploadConfig,
         "ecg": EcgSection,
     }

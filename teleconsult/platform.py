@@ -43,7 +43,13 @@ from api.reading_upload import RecordStore, RecordUploads, UploadedOrStreamed, r
 from api.readings import EcgSignals, ReadingApi, reading_api
 from api.session import SessionConfig
 from api.webhooks import WebhookSender
-from consults.accounts import Accounts, DeviceCredentials, DirectoryAdmin, Revocations
+from consults.accounts import (
+    AccountPolicy,
+    Accounts,
+    DeviceCredentials,
+    DirectoryAdmin,
+    Revocations,
+)
 from consults.audit_trail import AuditTrail
 from consults.directory import ServiceRelation
 from consults.reading_service import ReadingNotice, ReadingNotifier, ReadingService
@@ -261,6 +267,7 @@ def open_platform(
     reading_settings: ReadingSettings | None = None,
     upload_limits: RecordUploadConfig | None = None,
     annotate_config: AnnotateConfig | None = None,
+    account_policy: AccountPolicy | None = None,
     clock: Callable[[], datetime] | None = None,
 ) -> Platform:
     """Open the store and build accounts, directory, device check and REST API on it.
@@ -269,7 +276,8 @@ def open_platform(
     ``[consults]``, ``[readings]`` and ``[uploads]`` sections (deadlines, critical-value
     acknowledgement, upload limits); the defaults when None. ``annotate_config``: the
     engine's settings made from ``[ecg]`` (uploads and the reading pages annotate with
-    it); the engine's defaults when None.
+    it); the engine's defaults when None. ``account_policy``: the ``[accounts]`` section
+    (password rules, lockout, sessions, the argon2 cost); the defaults when None.
 
     ``clock``: the time of the accounts (sessions, lockouts, TOTP steps), the consult
     service and the ECG centre (aware UTC; deadlines, expiry, escalation), by default the
@@ -293,6 +301,7 @@ def open_platform(
         sessions=stores.sessions,
         audit=stores.audit,
         revocations=revocations,
+        policy=account_policy,
         clock=(lambda: now().timestamp()) if clock is not None else time.time,
     )
     directory = DirectoryAdmin(accounts)

@@ -22,6 +22,7 @@ from fixtures.make_fixtures import synthetic12
 from teleconsult.app import Assembly, assemble
 from teleconsult.config import Config, DataSection
 from teleconsult.device_cmd import SimulatedRecord, SimulationFailed, simulate
+from tests.consults.test_service_world import FAST_POLICY
 from tests.e2e.test_admin import create_institution, create_person, log_in
 from tests.web.browser import chromium, new_page
 
@@ -48,7 +49,11 @@ async def set_up(data: Path) -> Config:
     )  # fmt: skip
     await setup.communicate((ADMIN_PASSWORD + "\n").encode())
     assert setup.returncode == 0
-    return Config(server=EdgeConfig(port=0), data=DataSection(data_dir=data, web_dir=WEB_DIR))
+    return Config(
+        server=EdgeConfig(port=0),
+        data=DataSection(data_dir=data, web_dir=WEB_DIR),
+        accounts=FAST_POLICY,  # argon2 at its cheapest: tests.teleconsult.test_platform_server
+    )
 
 
 @pytest.fixture

@@ -27,13 +27,15 @@ from websockets.exceptions import InvalidStatus
 
 from api.app import openapi_gaps
 from api.edge import EdgeConfig
+from consults.accounts import AccountPolicy
 from consults.directory import Role
 from fixtures.make_fixtures import synthetic12
 from store.audit import AuditQuery, query
 from store.reading_schema import reading_tasks
 from teleconsult.app import Assembly, assemble
-from teleconsult.config import Config, DataSection
+from teleconsult.config import Config, DataSection, load_config
 from teleconsult.device_cmd import SimulatedRecord, SimulationFailed, simulate
+from tests.consults.test_service_world import FAST_POLICY
 from tests.signaling.conftest import Client, FakeMedia
 from tests.store_changes import StoreChanges
 
@@ -136,9 +138,13 @@ def clean_log(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
 
 
 def server_config(tmp_path: Path) -> Config:
-    """The configuration of the tests' server: any free port, a data dir in ``tmp_path``."""
+    """The configuration of the tests' server: any free port, a data dir in ``tmp_path``,
+    argon2 at its cheapest (``[accounts]``): a hash at the default cost takes 0.3-0.4 s
+    of CPU on CI's two cores, and every login and new person of a test makes one."""
     return Config(
-        server=EdgeConfig(port=0), data=DataSection(data_dir=tmp_path / "var", web_dir=WEB_DIR)
+        server=EdgeConfig(port=0),
+        data=DataSection(data_dir=tmp_path / "var", web_dir=WEB_DIR),
+        accounts=FAST_POLICY,
     )
 
 
@@ -349,6 +355,28 @@ async def test_a_password_reset_closes_every_connection_of_the_person(running: R
         assert (await viewer.expect("error"))["code"] == "revoked"
         await viewer.ws.wait_closed()
         assert viewer.ws.close_code == 4401
+
+
+async def test_the_accounts_section_sets_the_password_hashing(tmp_path: Path) -> None:
+    """``[accounts]`` from the environment reaches the server's accounts: the first
+    admin's password is hashed with its argon2 parameters."""
+    environ = {
+        "TELECONSULT_DATA__DATA_DIR": str(tmp_path / "var"),
+        "TELECONSULT_ACCOUNTS__ARGON2_TIME_COST": "2",
+        "TELECONSULT_ACCOUNTS__ARGON2_MEMORY_KIB": "2048",
+        "TELECONSULT_ACCOUNTS__ARGON2_PARALLELISM": "1",
+    }
+    config = load_config(environ=environ)
+    expected = AccountPolicy(argon2_time_cost=2, argon2_memory_kib=2048, argon2_parallelism=1)
+    assert config.accounts == expected
+    assembly = assembled(config)
+    admin = assembly.platform.stores.directory.person_by_username("root")
+    assert admin is not None
+    credentials = assembly.platform.stores.credentials.get_credentials(admin.id)
+    assert credentials is not None
+    assert credentials.password_hash.startswith("$argon2id$v=19$m=2048,t=2,p=1$")
+    await assembly.server.start()
+    await assembly.server.close()
 
 
 async def test_a_room_token_of_an_ended_session_stays_refused_after_a_restart(
