@@ -184,12 +184,13 @@ async def test_the_ecg_centre_story_on_the_whole_server(
         assert plain_record is not None
         plain = plain_record.task.id
 
-        # The ECG with the pause arrives at 1.5x: the pause is proven some 5 s into its 20.
+        # The ECG with the pause arrives at 2x (as in test_live_critical.py): the pause,
+        # over at 8.5 s of signal, is proven some 5 s into its 15.
         stream = uuid.uuid4()
         arriving = asyncio.ensure_future(
             simulate(
                 with_pause(30.0, pause_s=3.5), url=device, token=token, device="cart-1",
-                patient="CW-0001", stream=stream, speed=1.5,
+                patient="CW-0001", stream=stream, speed=2.0,
             )
         )  # fmt: skip
         await changes.until(
