@@ -9,6 +9,11 @@ assumption so that an upgrade that breaks one fails loudly there.
   m-section the sender is offered in. aiortc gives every sender of a connection the
   same random stream id; subscribers need one stream per *publisher* to tell whose
   media a track is, so the SFU sets them itself.
+- ``RTCPeerConnection.signalingState`` is not a reliable sign of a closed connection:
+  ``close()`` sets it to ``"closed"``, but a ``setRemoteDescription`` that was
+  suspended meanwhile sets it back to ``"stable"`` when it resumes. The private
+  ``_RTCPeerConnection__isClosed`` (None until ``close()``) is what aiortc itself
+  checks before ``addTransceiver`` and ``createOffer``: :func:`is_closed`.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from aiortc import (
     RTCConfiguration,
     RTCIceServer,
     RTCIceTransportPolicy,
+    RTCPeerConnection,
     RTCRtpSender,
 )
 
@@ -33,6 +39,11 @@ def set_msid(sender: RTCRtpSender, stream_id: str, track_id: str) -> None:
     """Make ``sender`` offer ``a=msid:<stream_id> <track_id>``."""
     sender._stream_id = stream_id
     sender._track_id = track_id
+
+
+def is_closed(connection: RTCPeerConnection) -> bool:
+    """Whether ``close()`` was called on ``connection`` (see the module notes)."""
+    return connection._RTCPeerConnection__isClosed is not None  # type: ignore[attr-defined]
 
 
 def msid_of(sender: RTCRtpSender) -> tuple[str, str]:

@@ -52,7 +52,7 @@ from aiortc import (
 )
 from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError, OperationError
 
-from media.aiortc_compat import IcePolicy, IceServerDict, rtc_configuration, set_msid
+from media.aiortc_compat import IcePolicy, IceServerDict, is_closed, rtc_configuration, set_msid
 from media.exceptions import (
     InvalidSdpError,
     ParticipantExistsError,
@@ -549,8 +549,9 @@ class Sfu:
             connection = session.subscribe
             # Its peer connection can close (the client gone) before the session is
             # left: nothing to offer to (seen at the soak's end: "RTCPeerConnection is
-            # closed", logged as a failed task).
-            if not self._alive(session) or connection.signalingState == "closed":
+            # closed", logged as a failed task). Not by its signalingState: an answer
+            # being applied when it closed sets that back to "stable".
+            if not self._alive(session) or is_closed(connection):
                 return
             # Changes queued until now are in this offer.
             session.offer_state, _ = step(session.offer_state, OfferEvent.BUILD)
@@ -558,7 +559,7 @@ class Sfu:
             try:
                 await connection.setLocalDescription(await connection.createOffer())
             except InvalidStateError:
-                if connection.signalingState != "closed":
+                if not is_closed(connection):
                     raise
                 return  # closed while the offer was made
             sdp = connection.localDescription.sdp

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import queue
 
 import aiortc
+import pytest
 from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs import CODECS, get_encoder
+from aiortc.exceptions import InvalidStateError
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import decoder_worker
 
 from media import passthrough
-from media.aiortc_compat import rtc_configuration
+from media.aiortc_compat import is_closed, rtc_configuration
 from media.passthrough import ForwardStats, tap_receiver
 
 
@@ -111,3 +114,21 @@ def test_a_transport_sends_plaintext_rtp_through_send_rtp() -> None:
     assert "self._tx_srtp.protect(data)" in source
     assert "self.transport._send_rtp(packet_bytes)" in inspect.getsource(RTCRtpSender._retransmit)
     assert "ssrc=self._rtx_ssrc" in inspect.getsource(RTCRtpSender._retransmit)
+
+
+async def test_a_connection_closed_while_an_answer_is_applied_is_still_closed() -> None:
+    """close() during setRemoteDescription(answer): is_closed stays True and aiortc
+    refuses addTransceiver, whatever signalingState says once the answer is applied
+    (aiortc 1.16 sets it back to "stable")."""
+    offerer = RTCPeerConnection(rtc_configuration([], "all"))
+    answerer = RTCPeerConnection(rtc_configuration([], "all"))
+    offerer.addTransceiver("audio", direction="sendonly")
+    await offerer.setLocalDescription(await offerer.createOffer())
+    await answerer.setRemoteDescription(offerer.localDescription)
+    await answerer.setLocalDescription(await answerer.createAnswer())
+    assert not is_closed(offerer)
+    await asyncio.gather(offerer.setRemoteDescription(answerer.localDescription), offerer.close())
+    assert is_closed(offerer), offerer.signalingState
+    with pytest.raises(InvalidStateError):
+        offerer.addTransceiver("video")
+    await answerer.close()
