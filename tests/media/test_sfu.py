@@ -161,7 +161,9 @@ async def test_audio_only_drops_received_video_on_the_same_connection(
     await sfu.set_receiving("b", "video", False)
     await wait_for(lambda: b.live("video") == [] and b.offers > offers)
     (audio,) = b.live("audio")
-    assert not await falls_silent(audio, quiet_s=0.5)
+    # Arriving, not glitch-free: on a loaded machine (the suite runs on two workers) a
+    # frame can be half a second late; a track that stopped never delivers 100 frames.
+    assert not await falls_silent(audio, quiet_s=2.0)
     c = make(sfu, clients, "c", GREEN)
     await c.join("room")
     await wait_for(lambda: len(b.live("audio")) == 2)
