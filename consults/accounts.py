@@ -211,6 +211,12 @@ class AccountPolicy:
             raise ValueError("session_lifetime_s and throttle_keys must be > 0")
         if not 0 <= self.totp_drift_steps <= 2:
             raise ValueError("0 <= totp_drift_steps <= 2 must hold")
+        # argon2's own bounds (RFC 9106 3.1: memory at least 8 KiB per lane), told at
+        # start-up rather than at the first login.
+        if self.argon2_time_cost < 1 or not 1 <= self.argon2_parallelism <= 255:
+            raise ValueError("argon2_time_cost >= 1 and 1 <= argon2_parallelism <= 255 required")
+        if self.argon2_memory_kib < 8 * self.argon2_parallelism:
+            raise ValueError("argon2_memory_kib >= 8 x argon2_parallelism required")
 
     def hasher(self) -> argon2.PasswordHasher:
         """The argon2id hasher of these parameters."""

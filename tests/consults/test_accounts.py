@@ -499,3 +499,21 @@ def test_every_revocation_is_told_to_the_listener() -> None:
         with pytest.raises((LoginFailed, AccountLocked)):
             accounts.login("doc", "wrong password!")
     assert heard.told == [("person", doctor.id)]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"argon2_time_cost": 0}, "argon2_time_cost"),
+        ({"argon2_parallelism": 0}, "argon2_parallelism"),
+        ({"argon2_memory_kib": 31, "argon2_parallelism": 4}, "argon2_memory_kib"),
+    ],
+)
+def test_argon2_costs_out_of_argon2s_bounds_are_refused_at_once(
+    fields: dict[str, int], message: str
+) -> None:
+    """A configuration argon2 could not hash with fails when read, not at the first login."""
+    with pytest.raises(ValueError, match=message):
+        AccountPolicy(**fields)
+    smallest = AccountPolicy(argon2_time_cost=1, argon2_memory_kib=8, argon2_parallelism=1)
+    assert smallest.hasher().verify(smallest.hasher().hash("a password"), "a password")
