@@ -51,7 +51,6 @@ import multiprocessing.process
 import os
 import queue
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -264,7 +263,7 @@ class StartJob:
 
 @dataclass(frozen=True, eq=False)
 class StepJob:
-    """Annotate a block; ``received`` samples had come, at ``queued`` (time.monotonic()).
+    """Annotate a block; ``received`` samples had come.
 
     The block travels as its int16 bytes, row-major with ``n_leads`` columns: pickling
     them costs 1 us where pickling the ndarray cost 13 us, on the event loop's process
@@ -275,7 +274,6 @@ class StepJob:
     block: bytes
     n_leads: int
     received: int
-    queued: float
     watched: bool = True  # False: annotate (the state moves on) but encode nothing
 
     @classmethod
@@ -284,13 +282,12 @@ class StepJob:
         stream: str,
         block: npt.NDArray[np.int16],
         received: int,
-        queued: float,
         *,
         watched: bool = True,
     ) -> StepJob:
         """The job for ``block``, shape (n, leads)."""
         data = np.ascontiguousarray(block, dtype=np.int16).tobytes()
-        return cls(stream, data, block.shape[1], received, queued, watched)
+        return cls(stream, data, block.shape[1], received, watched)
 
     def samples(self) -> npt.NDArray[np.int16]:
         """The block, shape (n, leads) (read-only)."""
@@ -303,7 +300,6 @@ class EndJob:
 
     stream: str
     received: int
-    queued: float
 
 
 @dataclass(frozen=True)
@@ -312,7 +308,6 @@ class NoteJob:
 
     stream: str
     text: str
-    queued: float
 
 
 LiveJob = StartJob | StepJob | EndJob | NoteJob
@@ -768,7 +763,7 @@ class EcgService:
                 watched = self.hub is not None and self.hub.subscribers(feed.stream) > 0
                 self._step(feed, block, watched=watched)
             received = feed.origin + feed.received
-            self.workers.submit(EndJob(feed.stream, received, time.monotonic()))
+            self.workers.submit(EndJob(feed.stream, received))
             known = self._catalog.get(start.stream)
             if known is not None:
                 self._catalog[start.stream] = dataclasses.replace(
@@ -810,7 +805,7 @@ class EcgService:
         # not encoded nor sent back (a sixth of a worker's time per chunk, and the result
         # queue's traffic on the loop's process). A viewer who subscribes gets the next
         # chunk on, which carries the heart rate and the provisional flags anew.
-        job = StepJob.of(feed.stream, block, received, time.monotonic(), watched=watched)
+        job = StepJob.of(feed.stream, block, received, watched=watched)
         self.workers.submit(job)
 
     def _publish_text(self, stream: str, text: str, skippable: bool) -> None:
@@ -820,7 +815,7 @@ class EcgService:
     def _publish_finalised(self, stream: str, samples: int) -> None:
         """From the batch thread: after the stream's live output (same worker queue)."""
         loop = self._loop
-        job = NoteJob(stream, self.encoder.ended(stream, samples, "finalised"), time.monotonic())
+        job = NoteJob(stream, self.encoder.ended(stream, samples, "finalised"))
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self.workers.submit, job)

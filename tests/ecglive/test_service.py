@@ -71,7 +71,7 @@ def _texts(start: Start, samples: npt.NDArray[np.int16], watched_from: int) -> l
     texts = []
     for number, first in enumerate(range(0, len(samples), CHUNK)):
         block = samples[first : first + CHUNK]
-        job = StepJob.of(stream, block, first + len(block), 0.0, watched=number >= watched_from)
+        job = StepJob.of(stream, block, first + len(block), watched=number >= watched_from)
         for _, text, _, _ in runner.handle(pickle.loads(pickle.dumps(job))):
             texts.append(text)
     return texts
@@ -89,8 +89,8 @@ def test_only_chunks_that_make_no_flag_final_are_skippable() -> None:
     results = []
     for first in range(0, len(samples), CHUNK):
         block = samples[first : first + CHUNK]
-        results += runner.handle(StepJob.of(stream, block, first + len(block), 0.0))
-    results += runner.handle(EndJob(stream, len(samples), 0.0))
+        results += runner.handle(StepJob.of(stream, block, first + len(block)))
+    results += runner.handle(EndJob(stream, len(samples)))
     data = [(json.loads(text), skippable) for _, text, skippable, _ in results]
     chunks = [(message, skippable) for message, skippable in data if message["type"] == "ecg_data"]
     assert all(skippable == (not message["flags"]) for message, skippable in chunks[:-1])
@@ -103,10 +103,10 @@ def test_only_chunks_that_make_no_flag_final_are_skippable() -> None:
 def test_step_job_round_trips_its_block_through_pickle() -> None:
     """A StepJob pickled as a worker queue does gives back the int16 block, bit for bit."""
     block = _digital(1.0)[:CHUNK]
-    job = pickle.loads(pickle.dumps(StepJob.of("s", block, CHUNK, 1.5)))
+    job = pickle.loads(pickle.dumps(StepJob.of("s", block, CHUNK)))
     np.testing.assert_array_equal(job.samples(), block)
     assert job.samples().dtype == np.int16
-    assert (job.received, job.queued, job.watched) == (CHUNK, 1.5, True)
+    assert (job.received, job.watched) == (CHUNK, True)
 
 
 def test_unwatched_chunks_are_annotated_but_not_encoded() -> None:
@@ -216,8 +216,8 @@ async def test_a_worker_process_returns_a_batch_of_jobs_in_order() -> None:
     try:
         workers.submit(StartJob(stream, encode_message(start).encode(), 0))
         for first in range(0, len(samples), CHUNK):
-            workers.submit(StepJob.of(stream, samples[first : first + CHUNK], first + CHUNK, 0.0))
-        workers.submit(EndJob(stream, len(samples), 0.0))
+            workers.submit(StepJob.of(stream, samples[first : first + CHUNK], first + CHUNK))
+        workers.submit(EndJob(stream, len(samples)))
         await asyncio.wait_for(done.wait(), 60.0)
     finally:
         workers.close()
@@ -244,7 +244,7 @@ async def main() -> None:
     workers.submit(StartJob(str(start.stream), encode_message(start).encode(), 0))
     block = np.zeros((1, 1), np.int16)
     for k in range(30_000):  # seconds of work, and more bytes than a pipe holds
-        workers.submit(StepJob.of(str(start.stream), block, k + 1, 0.0, watched=False))
+        workers.submit(StepJob.of(str(start.stream), block, k + 1, watched=False))
     await asyncio.sleep(0.5)
     workers.close(join_timeout_s=0.5)
 
@@ -281,7 +281,7 @@ async def main() -> None:
     workers.submit(StartJob(str(start.stream), encode_message(start).encode(), 0))
     block = (np.sin(np.arange(100) / 8.0) * 1000).astype(np.int16).reshape(100, 1)
     for k in range(3_000):  # watched: each step has a result to send back (~3 MB)
-        workers.submit(StepJob.of(str(start.stream), block, 100 * (k + 1), 0.0, watched=True))
+        workers.submit(StepJob.of(str(start.stream), block, 100 * (k + 1), watched=True))
     # Told once the batch is handed to the queue: the loop runs its callbacks in order,
     # and the batch's flush was scheduled first.
     pids = " ".join(str(w.pid) for w in workers._workers)
@@ -325,7 +325,7 @@ def test_the_workers_of_a_killed_server_end(tmp_path: Path) -> None:
 
 
 def _step(stream: str, number: int, *, watched: bool) -> StepJob:
-    return StepJob(stream, b"", 12, number, float(number), watched)
+    return StepJob(stream, b"", 12, number, watched)
 
 
 def test_live_order_runs_a_watched_step_before_the_unwatched_burst() -> None:
@@ -347,10 +347,10 @@ def test_live_order_keeps_a_streams_jobs_in_order() -> None:
     order = LiveOrder()
     early = [_step("s", k, watched=False) for k in range(3)]
     assert order.add(list(early)) == []
-    note = NoteJob("s", "{}", 3.0)
+    note = NoteJob("s", "{}")
     assert order.add([note]) == [*early, note]
     later = _step("s", 4, watched=False)
-    end = EndJob("s", 5, 5.0)
+    end = EndJob("s", 5)
     assert order.add([later, end]) == [later, end]
 
 
@@ -369,7 +369,7 @@ def test_live_order_runs_every_job_once_and_each_stream_in_order(
     jobs: list[LiveJob] = []
     for number, (stream, kind) in enumerate(arrivals):
         if kind == "note":
-            jobs.append(NoteJob(stream, str(number), float(number)))
+            jobs.append(NoteJob(stream, str(number)))
         else:
             jobs.append(_step(stream, number, watched=kind == "watched"))
     order = LiveOrder()
